@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every check the project has: formatting, lints, the whole test suite
+# (unit, property, integration, crash and browser tests). Installs what a
+# fresh machine lacks. Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is required (https://rustup.rs)" >&2
+  exit 1
+fi
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  step "installing rustfmt and clippy"
+  rustup component add rustfmt clippy
+fi
+
+# The browser tests need Chromium (Debian's package) and playwright-core.
+if [ -f tests/browser/package.json ]; then
+  scripts/install-browser-deps.sh
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo build --release (the binary the integration tests drive)"
+cargo build --release --locked --bin veritrail
+
+step "cargo test"
+VERITRAIL_BIN="$PWD/target/release/veritrail" cargo test --locked -- --test-threads 2
+
+if [ -f tests/browser/package.json ]; then
+  step "browser tests"
+  VERITRAIL_BIN="$PWD/target/release/veritrail" node tests/browser/run.mjs
+fi
+
+step "all checks passed"
