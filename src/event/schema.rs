@@ -12,10 +12,12 @@ use serde_json::{Map, Number, Value};
 use super::timestamp::{format_rfc3339_ms, parse_rfc3339_ms};
 use super::{Actor, AuditEvent, BatchError, EventError, EventLimits, Outcome, Resource};
 
-/// Largest integer magnitude allowed in `context`: 2^53 − 1. Beyond it a
-/// JSON number no longer survives the IEEE 754 double that RFC 8785
-/// serialises through (I-JSON, RFC 7493 §2.2), so the canonical bytes would
-/// silently state a different number.
+/// Largest magnitude of any number in `context`: 2^53 − 1. Beyond it an
+/// integer no longer survives the IEEE 754 double that RFC 8785 serialises
+/// through (I-JSON, RFC 7493 §2.2), so the canonical bytes would silently
+/// state a different number. The bound applies to numbers written with a
+/// fraction or exponent too, because serde_json reads integers wider than 64
+/// bits as doubles and they must not slip through rounded.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 const EVENT_FIELDS: &[&str] = &[
