@@ -407,6 +407,12 @@ async function vectorTests(browser) {
 
     await page.setViewportSize({ width: 390, height: 844 });
     await shot(page, 'verify-phone');
+    await page.fill('#vkeys', COSIGNED.vkeys);
+    await verifyReceiptInUi(page, RECEIPT_0);
+    mkdirSync(OUT, { recursive: true });
+    await page.locator('#receipt-section').screenshot({ path: join(OUT, 'verify-phone-receipt.png') });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await shot(page, 'verify-phone-top', false);
     await page.close();
 
     await test('verify page: without Ed25519 in WebCrypto it says so and still checks ECDSA', async () => {
@@ -453,6 +459,8 @@ async function fakeLogTests(browser) {
       assertIncludes(await page.locator('#origin').innerText(), log.origin, 'origin');
       await page.waitForFunction(() => document.querySelectorAll('#leaf-rows tr').length === 10, null, { timeout: WAIT_MS });
       assertIncludes(await page.locator('#leaf-rows tr').first().innerText(), '299', 'newest leaf row');
+      await page.waitForFunction(() => /proven included/.test(document.getElementById('leaves-proof').textContent), null, { timeout: WAIT_MS });
+      assert((await page.locator('#leaves-proof').getAttribute('class')) === 'status-ok', await page.locator('#leaves-proof').innerText());
       // The log grows: the page picks up the new size, checks consistency and redraws.
       log.append(45);
       await page.waitForSelector('#tree-size[data-size="345"]', { timeout: WAIT_MS });

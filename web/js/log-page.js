@@ -3,11 +3,11 @@
 // checks each new checkpoint is consistent with the previous one it saw,
 // draws growth, and lists the newest leaves (public commitments).
 
-import { getBytes, getCheckpoint, getConsistencyProof, getLog, vkeysFromLog, ApiError } from './api.js';
+import { getBytes, getCheckpoint, getConsistencyProof, getJson, getLog, vkeysFromLog, ApiError } from './api.js';
 import { fromBase64, toBase64, toHex } from './b64.js';
 import { decodeLeafRecord, lastBundles, parseEntryBundle } from './bundle.js';
 import { renderGrowthChart } from './chart.js';
-import { leafHash, verifyConsistency } from './merkle.js';
+import { leafHash, verifyConsistency, verifyInclusion } from './merkle.js';
 import { checkCheckpoint, ed25519Supported, ED25519_UNSUPPORTED, parseVkey } from './note.js';
 import { ago, clear, code, el, formatInt, ident, labelCells, showVerdict, storage, SAVED_CHECKPOINT_KEY } from './ui.js';
 
@@ -86,7 +86,7 @@ function renderSignatures(report) {
     if (s.timestamp !== undefined) kind += `, cosigned ${new Date(Number(s.timestamp) * 1000).toISOString()}`;
     rows.append(el('tr', {},
       el('td', {}, ident(s.name)),
-      el('td', {}, ident(s.keyIdHex)),
+      el('td', { class: 'nowrap' }, ident(s.keyIdHex)),
       el('td', {}, kind),
       el('td', { class: `status-${s.status}` }, label)));
   }
@@ -128,6 +128,17 @@ async function checkConsistency(prev, cur) {
   }
 }
 
+/**
+ * Spot check: the newest leaf from the entry bundle is proven included in
+ * the verified checkpoint, so the bundle and the signed root agree.
+ */
+async function proveNewestLeaf(leaf, checkpoint) {
+  const size = checkpoint.size;
+  const p = await getJson(`v1/proof/inclusion?index=${leaf.index}&tree_size=${size}`);
+  const path = (p.audit_path || []).map((h) => fromBase64(h, 'audit path hash'));
+  await verifyInclusion(leaf.index, size, await leafHash(leaf.bytes), path, checkpoint.rootHash);
+}
+
 async function renderLeaves(size) {
   const rows = $('leaf-rows');
   const note = $('leaves-note');
@@ -158,7 +169,16 @@ async function renderLeaves(size) {
     if (d.record && d.problems.length) rows.lastChild.append(el('td', { class: 'status-fail' }, d.problems.join('; ')));
   }
   labelCells(rows.closest('table'));
-  note.textContent = `Showing ${leaves.length} of ${formatInt(size)} leaves (entry bundle${leaves.length ? '' : 's'} from the verified checkpoint).`;
+  note.textContent = `Showing ${leaves.length} of ${formatInt(size)} leaves, read from the entry bundles of the verified checkpoint.`;
+  const check = $('leaves-proof');
+  try {
+    await proveNewestLeaf(leaves[0], state.verified);
+    check.textContent = `\u2714 The newest leaf (index ${formatInt(leaves[0].index)}) is proven included in the verified checkpoint.`;
+    check.className = 'status-ok';
+  } catch (e) {
+    check.textContent = `\u2718 The newest leaf (index ${formatInt(leaves[0].index)}) could not be proven included in the verified checkpoint: ${e.message}`;
+    check.className = 'status-fail';
+  }
 }
 
 async function refresh() {

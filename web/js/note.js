@@ -11,7 +11,7 @@
 // declared ID does not match their material are refused at parse time.
 
 import {
-  EncodingError, bytesEqual, concatBytes, fromBase64, parseDecimalU64, readUintBE, toHex, utf8, U64_MAX,
+  EncodingError, bytesEqual, concatBytes, fromBase64, parseDecimalU64, readUintBE, utf8, U64_MAX,
 } from './b64.js';
 import { sha256, HASH_SIZE } from './merkle.js';
 
@@ -411,8 +411,3 @@ export async function checkCheckpoint(msg, keys) {
   return { ...report, checkpoint, witnesses };
 }
 
-export function describeKeyId(id) {
-  return keyIdHex(id);
-}
-
-export { toHex };

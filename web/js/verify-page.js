@@ -61,7 +61,7 @@ function signatureTable(signatures) {
   };
   const rows = signatures.map((s) => el('tr', {},
     el('td', {}, ident(s.name)),
-    el('td', {}, ident(s.keyIdHex)),
+    el('td', { class: 'nowrap' }, ident(s.keyIdHex)),
     el('td', {}, (s.typeName || '—') + (s.timestamp !== undefined ? `, time ${s.timestamp} (${new Date(Number(s.timestamp) * 1000).toISOString()})` : '')),
     el('td', { class: `status-${s.status}` }, label[s.status])));
   return el('div', { class: 'table-wrap' }, labelCells(el('table', {},
@@ -93,7 +93,7 @@ function stepsTable(report) {
   for (const s of report.steps) {
     rows.push(el('tr', {},
       el('td', { class: 'num' }, String(s.step)),
-      el('td', { class: 'num' }, String(s.level + 1)),
+      el('td', { class: 'num' }, String(s.level)),
       el('td', {}, s.side === 'left' ? 'proof hash on the left' : 'proof hash on the right'),
       el('td', {}, code(toBase64(s.sibling))),
       el('td', {}, code(toBase64(s.result)))));
@@ -101,9 +101,9 @@ function stepsTable(report) {
   const match = report.computedRoot && toBase64(report.computedRoot) === toBase64(report.checkpoint.rootHash);
   return el('div', {},
     el('h3', {}, 'Merkle path, step by step'),
-    el('p', { class: 'hint' }, 'Each step hashes 0x01 || left || right with SHA-256 (RFC 9162 §2.1.3.2).'),
+    el('p', { class: 'hint' }, 'Each step hashes 0x01 || left || right with SHA-256 (RFC 9162 §2.1.3.2). Level 0 holds the leaves; a proof hash at level k covers 2^k leaves.'),
     el('div', { class: 'table-wrap' }, labelCells(el('table', {},
-      el('thead', {}, el('tr', {}, ['Step', 'Level', 'Position', 'Proof hash', 'Result'].map((h) => el('th', { scope: 'col' }, h)))),
+      el('thead', {}, el('tr', {}, ['Step', 'Proof hash level', 'Position', 'Proof hash', 'Result'].map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, rows)))),
     el('dl', { class: 'facts', style: 'margin-top:.75rem' },
       el('dt', {}, 'Computed root'), el('dd', {}, report.computedRoot ? code(toBase64(report.computedRoot)) : '—'),
