@@ -284,6 +284,42 @@ async function vectorTests(browser) {
       await page.close();
     });
 
+    await test('note: ECDSA signatures must be strict DER before they reach WebCrypto', async () => {
+      const page = await openVerifyPage(context, srv.url);
+      const out = await page.evaluate(async (note) => {
+        const n = await import(new URL('js/note.js', document.baseURI).href);
+        const parsed = n.parseNote(note);
+        const der = parsed.signatures[0].payload;
+        const res = {};
+        const attempt = (label, bytes) => {
+          try {
+            n.derToRawP256(bytes);
+            res[label] = 'accepted';
+          } catch (e) {
+            res[label] = e.message;
+          }
+        };
+        attempt('original', der);
+        const withTrailing = new Uint8Array([...der, 0]);
+        attempt('trailing byte', withTrailing);
+        // r with a needless leading zero: SEQUENCE length +1, INTEGER length +1.
+        const rLen = der[3];
+        const padded = new Uint8Array([0x30, der[1] + 1, 0x02, rLen + 1, 0x00, ...der.subarray(4)]);
+        attempt('non-minimal r', padded);
+        const negative = new Uint8Array(der);
+        negative[4] |= 0x80;
+        attempt('negative r', negative);
+        attempt('not a sequence', new Uint8Array([0x31, ...der.subarray(1)]));
+        return res;
+      }, NOTE_VECTORS[0].note);
+      assert(out.original === 'accepted', `original: ${out.original}`);
+      assertIncludes(out['trailing byte'], 'not valid DER', 'trailing byte');
+      assertIncludes(out['non-minimal r'], 'not minimally encoded', 'non-minimal r');
+      assertIncludes(out['negative r'], 'negative', 'negative r');
+      assertIncludes(out['not a sequence'], 'SEQUENCE', 'not a sequence');
+      await page.close();
+    });
+
     const page = await openVerifyPage(context, srv.url);
     for (const v of NOTE_VECTORS) {
       await test(`verify page: ${v.name} verifies`, async () => {
