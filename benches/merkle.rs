@@ -15,6 +15,10 @@ use veritrail::merkle::{
     tree_root, verify_inclusion,
 };
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::Stored;
+
 /// Tree size for the proof benchmarks.
 const PROOF_TREE: u64 = 1 << 20;
 /// Leaves appended per iteration of the append benchmarks.
@@ -38,23 +42,6 @@ fn spread(count: u64, lo: u64, hi: u64) -> Vec<u64> {
             lo + (z ^ (z >> 31)) % (hi - lo)
         })
         .collect()
-}
-
-/// tlog_tiles' stored hashes (Go sumdb/tlog layout) as its `HashReader`.
-struct Stored(Vec<tlog_tiles::Hash>);
-
-impl tlog_tiles::HashReader for Stored {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::Hash>, tlog_tiles::Error> {
-        indexes
-            .iter()
-            .map(|&i| {
-                self.0
-                    .get(i as usize)
-                    .copied()
-                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
-            })
-            .collect()
-    }
 }
 
 fn tlog_append(leaves: &[Hash]) -> Stored {

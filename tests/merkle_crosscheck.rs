@@ -12,27 +12,13 @@ use veritrail::merkle::{
     verify_consistency, verify_inclusion,
 };
 
+mod support;
+use support::Stored;
+
 const MAX: u64 = 300;
 
 fn leaf_data(i: u64) -> Vec<u8> {
     format!("entry {i}").into_bytes()
-}
-
-/// tlog_tiles' stored hashes (Go sumdb/tlog layout) as its `HashReader`.
-struct Stored(Vec<tlog_tiles::Hash>);
-
-impl tlog_tiles::HashReader for Stored {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::Hash>, tlog_tiles::Error> {
-        indexes
-            .iter()
-            .map(|&i| {
-                self.0
-                    .get(i as usize)
-                    .copied()
-                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
-            })
-            .collect()
-    }
 }
 
 fn ours(h: &[tlog_tiles::Hash]) -> Vec<Hash> {

@@ -10,6 +10,9 @@ use veritrail::merkle::{
     root_from_leaf_hashes, tree_root, verify_consistency, verify_inclusion,
 };
 
+mod support;
+use support::spec_leaves;
+
 const VECTOR_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/rfc6962-proofs");
 
 #[derive(Deserialize)]
@@ -63,23 +66,6 @@ fn hashes(list: &Option<Vec<String>>) -> Option<Vec<Hash>> {
         .flatten()
         .map(|s| Hash::from_base64(s).ok())
         .collect()
-}
-
-/// The eight leaves of transparency-dev/merkle `testonly.LeafInputs` (specs §6.1).
-fn spec_leaves() -> Vec<Vec<u8>> {
-    [
-        "",
-        "00",
-        "10",
-        "2021",
-        "3031",
-        "40414243",
-        "5051525354555657",
-        "606162636465666768696a6b6c6d6e6f",
-    ]
-    .iter()
-    .map(|h| hex::decode(h).unwrap())
-    .collect()
 }
 
 fn spec_tree() -> MemoryTree {

@@ -11,6 +11,9 @@ use veritrail::tiles::{
     parse_tile_path, partial_width, tile_for_node, tile_hashes, tiles_for_size,
 };
 
+mod support;
+use support::spec_leaves;
+
 /// Brute-force tile state, grown one leaf at a time: for each tile level, the
 /// number of complete level-8L nodes counted per tile index.
 #[derive(Default, Clone)]
@@ -435,23 +438,6 @@ proptest! {
         let data = encode_bundle(&entries).unwrap();
         prop_assert_eq!(decode_bundle(&data).unwrap(), entries);
     }
-}
-
-/// The eight leaves of specs §6.1.
-fn spec_leaves() -> Vec<Vec<u8>> {
-    [
-        "",
-        "00",
-        "10",
-        "2021",
-        "3031",
-        "40414243",
-        "5051525354555657",
-        "606162636465666768696a6b6c6d6e6f",
-    ]
-    .iter()
-    .map(|h| hex::decode(h).unwrap())
-    .collect()
 }
 
 #[test]

@@ -89,7 +89,7 @@ impl Hash {
 
 impl fmt::Debug for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Hash({})", self.to_hex())
+        f.write_str(&self.to_hex())
     }
 }
 
@@ -200,7 +200,7 @@ mod tests {
         assert_eq!(Hash::from_hex(&h.to_hex().to_uppercase()), Ok(h));
         assert_eq!(Hash::from_slice(h.as_bytes()), Ok(h));
         assert_eq!(format!("{h}"), h.to_base64());
-        assert_eq!(format!("{h:?}"), format!("Hash({})", h.to_hex()));
+        assert_eq!(format!("{h:?}"), h.to_hex());
 
         assert_eq!(
             Hash::from_slice(&[0; 31]),
