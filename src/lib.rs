@@ -4,12 +4,25 @@
 //! tree, published as C2SP tiles and checkpoints, so that anyone can prove
 //! inclusion and consistency without trusting the operator.
 //!
-//! The pure, spec-level code (`merkle`, `tiles`, `note`, `event`) does no I/O;
-//! the service (`store`, `sequencer`, `api`) is built on it.
+//! Pure, spec-level code does no I/O: [`merkle`] (RFC 6962 hashing and
+//! proofs), [`tiles`] (C2SP tile math), [`note`] (signed notes, checkpoints,
+//! cosignatures) and [`event`] (the audit event schema and commitments).
+//! The service is built on them: [`store`] (storage contract and sled
+//! backend), [`sequencer`] (the single writer), [`lifecycle`] (create and
+//! load a data directory), [`api`] (HTTP), [`server`] (`veritrail serve`).
 
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod config;
 pub mod event;
+pub mod lifecycle;
 pub mod merkle;
 pub mod note;
+pub mod sequencer;
+pub mod server;
+pub mod store;
 pub mod tiles;
+pub mod web;

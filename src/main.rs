@@ -1,12 +1,16 @@
+//! The `veritrail` command.
+
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-use clap::{Parser, Subcommand};
-use veritrail::note::keys::LogKeys;
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use veritrail::client::Client;
+use veritrail::config::{FileConfig, ServeConfig};
 
 /// Veritrail: a verifiable audit log.
 #[derive(Parser)]
-#[command(name = "veritrail", version, about)]
+#[command(name = "veritrail", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,37 +18,202 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate the log's ECDSA P-256 and Ed25519 signing keys and print their verifier keys.
+    /// Run the log service (creates the log on first start).
+    Serve(ServeArgs),
+    /// Generate an ECDSA P-256 and an Ed25519 log key.
     Keygen {
-        /// The log's origin (checkpoint first line and key name), e.g. example.com/log.
+        /// The log's origin (key name), e.g. log.example.com/audit.
         #[arg(long)]
         origin: String,
-        /// Directory for log-ecdsa.pem and log-ed25519.pem (created if missing; existing
-        /// key files are never overwritten).
+        /// Directory to write the key files to (created if missing).
         #[arg(long)]
         out: PathBuf,
     },
+    /// Manage API keys on a running server.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Data directory [default: ./veritrail-data].
+    #[arg(long, env = "VERITRAIL_DATA")]
+    data: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "VERITRAIL_LISTEN")]
+    listen: Option<String>,
+    /// Origin of a new log [default: <hostname>/veritrail].
+    #[arg(long, env = "VERITRAIL_ORIGIN")]
+    origin: Option<String>,
+    /// Configuration file (TOML).
+    #[arg(long, env = "VERITRAIL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Close a batch at this many entries [default: 4096].
+    #[arg(long)]
+    batch_max_entries: Option<usize>,
+    /// Wait this long for more submissions before sequencing [default: 0].
+    #[arg(long)]
+    batch_max_delay_ms: Option<u64>,
+    /// Sign a checkpoint at least this often while the tree grows [default: 1000].
+    #[arg(long)]
+    checkpoint_interval_ms: Option<u64>,
+    /// Queued submissions before answering 503 [default: 8192].
+    #[arg(long)]
+    queue_capacity: Option<usize>,
+}
+
+#[derive(Args)]
+struct AdminAuth {
+    /// Server URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    url: String,
+    /// Admin API key [default: read from --admin-key-file].
+    #[arg(long, env = "VERITRAIL_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// File holding the admin key [default: ./veritrail-data/admin.key].
+    #[arg(long)]
+    admin_key_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its token (shown only once).
+    Create {
+        #[command(flatten)]
+        auth: AdminAuth,
+        /// writer, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// A name for the key.
+        #[arg(long)]
+        name: String,
+        /// For writers: the app id its events are recorded under [default: the name].
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// List keys (without secrets).
+    List {
+        #[command(flatten)]
+        auth: AdminAuth,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        #[command(flatten)]
+        auth: AdminAuth,
+        /// The key id.
+        id: String,
+    },
+}
+
+fn admin_client(auth: &AdminAuth) -> anyhow::Result<Client> {
+    let token = match &auth.admin_key {
+        Some(k) => k.clone(),
+        None => {
+            let path = auth.admin_key_file.clone().unwrap_or_else(|| {
+                PathBuf::from(veritrail::config::DEFAULT_DATA_DIR).join("admin.key")
+            });
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("couldn't read the admin key from {} (set VERITRAIL_ADMIN_KEY or --admin-key-file)", path.display()))?
+                .trim()
+                .to_string()
+        }
+    };
+    Ok(Client::new(&auth.url, Some(token))?)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VERITRAIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Keygen { origin, out } => keygen(&origin, &out),
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(a) => {
+            init_tracing();
+            let file = match &a.config {
+                Some(p) => FileConfig::load(p).map_err(anyhow::Error::msg)?,
+                None => FileConfig::default(),
+            };
+            let flags = FileConfig {
+                data: a.data,
+                listen: a.listen,
+                origin: a.origin,
+                batch_max_entries: a.batch_max_entries,
+                batch_max_delay_ms: a.batch_max_delay_ms,
+                checkpoint_interval_ms: a.checkpoint_interval_ms,
+                queue_capacity: a.queue_capacity,
+                ..FileConfig::default()
+            };
+            let config = ServeConfig::resolve(flags, file).map_err(anyhow::Error::msg)?;
+            let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
+            rt.block_on(veritrail::server::run(config))?;
+        }
+        Command::Keygen { origin, out } => {
+            let keys = veritrail::note::keys::LogKeys::generate()?;
+            let vkeys = keys.verifier_keys(&origin)?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("couldn't create {}", out.display()))?;
+            let paths = keys.write_to_dir(&out)?;
+            for p in paths {
+                eprintln!("wrote {}", p.display());
+            }
+            println!("ecdsa   {}", vkeys.ecdsa);
+            println!("ed25519 {}", vkeys.ed25519);
+        }
+        Command::Keys { command } => {
+            let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
+            rt.block_on(keys_command(command))?;
+        }
     }
+    Ok(())
 }
 
-fn keygen(origin: &str, out: &std::path::Path) -> anyhow::Result<()> {
-    let keys = LogKeys::generate().context("generating keys")?;
-    // Validate the origin as a key name before writing anything.
-    let vkeys = keys
-        .verifier_keys(origin)
-        .with_context(|| format!("origin {origin:?} cannot be a key name"))?;
-    let written = keys
-        .write_to_dir(out)
-        .with_context(|| format!("writing keys to {}", out.display()))?;
-    for path in &written {
-        eprintln!("wrote {}", path.display());
+async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create {
+            auth,
+            role,
+            name,
+            app,
+        } => {
+            let client = admin_client(&auth)?;
+            let mut body = json!({ "name": name, "role": role });
+            if let Some(app) = app {
+                body["app"] = json!(app);
+            }
+            let created = client.post_json("/v1/admin/keys", &body).await?;
+            let Some(key) = created["key"].as_str() else {
+                bail!("the server's answer has no key")
+            };
+            eprintln!(
+                "created {} key {:?} (id {}); the token below is shown only once:",
+                created["role"].as_str().unwrap_or("?"),
+                created["name"].as_str().unwrap_or("?"),
+                created["id"].as_str().unwrap_or("?")
+            );
+            println!("{key}");
+        }
+        KeysCommand::List { auth } => {
+            let listed = admin_client(&auth)?.get_json("/v1/admin/keys").await?;
+            println!("{}", serde_json::to_string_pretty(&listed["keys"])?);
+        }
+        KeysCommand::Revoke { auth, id } => {
+            let revoked = admin_client(&auth)?
+                .delete_json(&format!("/v1/admin/keys/{id}"))
+                .await?;
+            println!(
+                "revoked {} at {}",
+                id,
+                revoked["revoked_at"].as_str().unwrap_or("?")
+            );
+        }
     }
-    println!("ecdsa {}", vkeys.ecdsa);
-    println!("ed25519 {}", vkeys.ed25519);
     Ok(())
 }

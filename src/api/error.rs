@@ -1,0 +1,136 @@
+//! The one place where errors become HTTP responses:
+//! `{"error":{"code":"…","message":"…"}}` with the right status. Internal
+//! details are logged, never sent to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::auth::{AuthError, KeyAdminError};
+use crate::sequencer::SubmitError;
+use crate::store::StoreError;
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after_s: Option<u32>,
+}
+
+impl ApiError {
+    /// An error with an explicit status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    /// 400: the request is malformed or invalid.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 413.
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+    }
+
+    /// 503 with `Retry-After`.
+    pub fn unavailable(message: impl Into<String>, retry_after_s: u32) -> ApiError {
+        ApiError {
+            retry_after_s: Some(retry_after_s),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        }
+    }
+
+    /// 500; `detail` goes to the server log only.
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %detail, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the operator's log has details",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after_s {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Backend(m) => {
+                tracing::error!(error = %m, "storage failure");
+                ApiError::unavailable("storage is unavailable; retry later", 5)
+            }
+            StoreError::Corrupt(m) => ApiError::internal(format!("corrupt store: {m}")),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        match e {
+            AuthError::Missing | AuthError::Invalid => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+            }
+            AuthError::Forbidden { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            AuthError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<KeyAdminError> for ApiError {
+    fn from(e: KeyAdminError) -> ApiError {
+        match e {
+            KeyAdminError::Invalid(m) => ApiError::bad_request(m),
+            KeyAdminError::NotFound(_) => ApiError::not_found(e.to_string()),
+            KeyAdminError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> ApiError {
+        match e {
+            SubmitError::Busy => ApiError::unavailable(e.to_string(), 1),
+            SubmitError::Unavailable(_) => ApiError::unavailable(e.to_string(), 30),
+            SubmitError::Store(s) => {
+                tracing::error!(error = %s, "batch failed");
+                ApiError::unavailable(
+                    "the events could not be stored durably; retry (events with an id are never appended twice)",
+                    5,
+                )
+            }
+        }
+    }
+}

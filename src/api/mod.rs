@@ -1,0 +1,146 @@
+//! The HTTP surface: one axum router for the public read API (checkpoint,
+//! tiles, proofs), writers, admins and the web console.
+//!
+//! `router(state)` builds the whole app, so tests can drive it in process as
+//! well as through a real socket. Every error goes through [`ApiError`].
+
+mod admin;
+mod error;
+mod read;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::auth::ApiKeys;
+use crate::event::EventLimits;
+use crate::note::keys::LogVerifierKeys;
+use crate::sequencer::{LogView, SequencerHandle};
+use crate::store::Store;
+
+/// Explicit limits on every request.
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    /// Largest request body of `POST /v1/events`, in bytes.
+    pub max_events_body: usize,
+    /// Largest body of any other request, in bytes.
+    pub max_other_body: usize,
+    /// Events per request, field lengths, context size.
+    pub events: EventLimits,
+    /// A request taking longer than this is answered 408.
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            // 1,000 events of ~2 KiB each fit; one maximal 8 KiB context per event does not.
+            max_events_body: 4 << 20,
+            max_other_body: 64 << 10,
+            events: EventLimits::default(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// The log's origin.
+    pub origin: Arc<str>,
+    /// The log's verifier keys.
+    pub verifier_keys: Arc<LogVerifierKeys>,
+    /// The store, for reads.
+    pub store: Arc<dyn Store>,
+    /// Published checkpoint and durable size.
+    pub view: Arc<LogView>,
+    /// Submissions.
+    pub sequencer: SequencerHandle,
+    /// API keys.
+    pub keys: ApiKeys,
+    /// Limits.
+    pub limits: Arc<ApiLimits>,
+    /// Prometheus exposition, when metrics are installed.
+    pub metrics: Option<PrometheusHandle>,
+    /// The checkpoint interval, for health checks.
+    pub checkpoint_interval: Duration,
+}
+
+/// Builds the whole application.
+pub fn router(state: AppState) -> Router {
+    let limits = state.limits.clone();
+    let public = Router::new()
+        .route("/checkpoint", get(read::checkpoint_text))
+        .route("/tile/{*path}", get(read::tile))
+        .route("/v1/checkpoint", get(read::checkpoint_json))
+        .route("/v1/log", get(read::log_info))
+        .route("/v1/proof/inclusion", get(read::inclusion_proof))
+        .route("/v1/proof/consistency", get(read::consistency_proof))
+        .route("/healthz", get(read::healthz))
+        .route("/metrics", get(read::metrics))
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+    let admin = Router::new()
+        .route(
+            "/v1/admin/keys",
+            post(admin::create_key).get(admin::list_keys),
+        )
+        .route("/v1/admin/keys/{id}", delete(admin::revoke_key))
+        .layer(DefaultBodyLimit::max(limits.max_other_body));
+    let write = Router::new()
+        .route("/v1/events", post(write::submit_events))
+        .layer(DefaultBodyLimit::max(limits.max_events_body));
+    Router::new()
+        .merge(public)
+        .merge(admin)
+        .merge(write)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("a request handler panicked").into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Unknown routes: a console file for GET, else a JSON 404.
+async fn not_found(method: Method, uri: Uri) -> Response {
+    if method == Method::GET || method == Method::HEAD {
+        let path = uri.path().trim_start_matches('/');
+        if !path.contains("..")
+            && let Some(resp) = crate::web::file(path)
+        {
+            return resp;
+        }
+    }
+    ApiError::not_found(format!("no such resource: {}", uri.path())).into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+fn with_cache(mut resp: Response, value: &'static str) -> Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    resp
+}

@@ -1,0 +1,325 @@
+//! Public reads: checkpoint, tiles, proofs, log info, health, metrics. No
+//! authentication and no personal data: leaves are commitments.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, AppState, with_cache};
+use crate::merkle::{self, Hash};
+use crate::sequencer::{TileSource, now_ms};
+use crate::tiles::{self, TilePath};
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
+}
+
+/// `GET /checkpoint`: the latest signed checkpoint, as a C2SP signed note.
+pub(super) async fn checkpoint_text(State(st): State<AppState>) -> Response {
+    let cp = st.view.checkpoint();
+    let mut resp = cp.note.clone().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    with_cache(resp, "no-cache")
+}
+
+/// `GET /v1/checkpoint`: the same checkpoint as JSON.
+pub(super) async fn checkpoint_json(State(st): State<AppState>) -> Response {
+    let cp = st.view.checkpoint();
+    let body = json!({
+        "origin": cp.checkpoint.origin,
+        "tree_size": cp.checkpoint.size,
+        "root_hash": cp.checkpoint.root.to_base64(),
+        "note": cp.note,
+        "published_at_ms": cp.published_at_ms,
+        "cosignatures": [],
+    });
+    with_cache(Json(body).into_response(), "no-cache")
+}
+
+/// `GET /v1/log`.
+pub(super) async fn log_info(State(st): State<AppState>) -> Response {
+    let cp = st.view.checkpoint();
+    let body = json!({
+        "origin": &*st.origin,
+        "tree_size": cp.checkpoint.size,
+        "verifier_keys": { "ecdsa": st.verifier_keys.ecdsa, "ed25519": st.verifier_keys.ed25519 },
+    });
+    with_cache(Json(body).into_response(), "no-cache")
+}
+
+/// `GET /tile/<L>/<N>[.p/<W>]` and `GET /tile/entries/<N>[.p/<W>]`: any
+/// width up to what is durably committed. The bytes at a path never change,
+/// so every tile is immutable to caches.
+pub(super) async fn tile(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+) -> Result<Response, ApiError> {
+    let path = format!("tile/{rest}");
+    let parsed =
+        tiles::parse_tile_path(&path).map_err(|e| ApiError::bad_request(format!("{path}: {e}")))?;
+    let size = st.view.durable_size();
+    let (tile, entries) = match parsed {
+        TilePath::Hash(t) => (t, false),
+        TilePath::Entries(t) => (t, true),
+    };
+    if !tile_exists(tile.level, tile.index, tile.width, size) {
+        return Err(ApiError::not_found(format!(
+            "{path} does not exist in a tree of size {size}"
+        )));
+    }
+    let width = usize::from(tile.width);
+    let body = if entries {
+        let stored = st
+            .store
+            .bundle(tile.index)?
+            .ok_or_else(|| ApiError::internal(format!("bundle {} missing", tile.index)))?;
+        let all = tiles::decode_bundle(&stored)
+            .map_err(|e| ApiError::internal(format!("bundle {}: {e}", tile.index)))?;
+        let part = all
+            .get(..width)
+            .ok_or_else(|| ApiError::internal(format!("bundle {} too short", tile.index)))?;
+        tiles::encode_bundle(part).map_err(ApiError::internal)?
+    } else {
+        let stored = st.store.tile(tile.level, tile.index)?.ok_or_else(|| {
+            ApiError::internal(format!("tile {}/{} missing", tile.level, tile.index))
+        })?;
+        stored
+            .get(..width * 32)
+            .ok_or_else(|| {
+                ApiError::internal(format!("tile {}/{} too short", tile.level, tile.index))
+            })?
+            .to_vec()
+    };
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(with_cache(resp, IMMUTABLE))
+}
+
+/// Whether the tile (level, index, width) exists in a tree of `size`
+/// entries: its last hash must cover only committed leaves.
+fn tile_exists(level: u8, index: u64, width: u16, size: u64) -> bool {
+    let shift = 8 * u32::from(level);
+    // Number of complete level-(8*level) nodes, i.e. hashes at this tile level.
+    let count = if shift >= 64 { 0 } else { size >> shift };
+    let first = match index.checked_mul(256) {
+        Some(f) => f,
+        None => return false,
+    };
+    first
+        .checked_add(u64::from(width))
+        .is_some_and(|end| end <= count)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InclusionParams {
+    index: Option<u64>,
+    hash: Option<String>,
+    tree_size: Option<u64>,
+}
+
+/// Decodes a leaf hash given in a URL: base64url (as documented) or
+/// standard base64, padded or not.
+fn parse_url_hash(s: &str) -> Result<Hash, ApiError> {
+    let trimmed = s.trim_end_matches('=');
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed);
+    let std = || base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed);
+    let bytes = url
+        .or_else(|_| std())
+        .map_err(|_| ApiError::bad_request("hash: not base64url"))?;
+    Hash::from_slice(&bytes).map_err(|_| ApiError::bad_request("hash: must be 32 bytes"))
+}
+
+/// The tree size a proof is asked for: given, or the latest checkpoint's;
+/// never beyond what is committed.
+fn proof_size(st: &AppState, asked: Option<u64>) -> Result<u64, ApiError> {
+    let committed = st.view.durable_size();
+    let size = asked.unwrap_or_else(|| st.view.checkpoint().checkpoint.size);
+    if size > committed {
+        return Err(ApiError::bad_request(format!(
+            "tree_size {size} is beyond the log's size {committed}"
+        )));
+    }
+    Ok(size)
+}
+
+/// `GET /v1/proof/inclusion?index=N&tree_size=S` or `?hash=<b64url>&tree_size=S`.
+pub(super) async fn inclusion_proof(
+    State(st): State<AppState>,
+    q: Result<Query<InclusionParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = query(q)?;
+    let size = proof_size(&st, p.tree_size)?;
+    let index = match (p.index, p.hash.as_deref()) {
+        (Some(i), None) => i,
+        (None, Some(h)) => {
+            let hash = parse_url_hash(h)?;
+            st.store
+                .leaf_index(&hash)?
+                .ok_or_else(|| ApiError::not_found("no leaf with that hash"))?
+        }
+        _ => return Err(ApiError::bad_request("give exactly one of index and hash")),
+    };
+    if index >= size {
+        return Err(ApiError::bad_request(format!(
+            "index {index} is not in a tree of size {size}"
+        )));
+    }
+    let body = inclusion_json(&st, index, size)?;
+    let cache = if p.tree_size.is_some() {
+        IMMUTABLE
+    } else {
+        "no-cache"
+    };
+    Ok(with_cache(Json(body).into_response(), cache))
+}
+
+/// The inclusion proof of leaf `index` in the tree of `size`, as JSON.
+pub(super) fn inclusion_json(
+    st: &AppState,
+    index: u64,
+    size: u64,
+) -> Result<serde_json::Value, ApiError> {
+    let source = TileSource::new(st.store.as_ref());
+    let path = merkle::inclusion_proof(index, size, &source).map_err(ApiError::internal)?;
+    let [leaf] = source_leaf(&source, index)?;
+    Ok(json!({
+        "leaf_index": index,
+        "tree_size": size,
+        "leaf_hash": leaf.to_base64(),
+        "audit_path": path.iter().map(Hash::to_base64).collect::<Vec<_>>(),
+    }))
+}
+
+fn source_leaf(source: &TileSource<'_>, index: u64) -> Result<[Hash; 1], ApiError> {
+    use crate::merkle::{NodeId, SubtreeSource};
+    let v = source.subtree_hashes(&[NodeId { level: 0, index }])?;
+    v.try_into()
+        .map_err(|_| ApiError::internal("tile source returned the wrong number of hashes"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConsistencyParams {
+    first: u64,
+    second: Option<u64>,
+}
+
+/// `GET /v1/proof/consistency?first=A&second=B`. A proof from the empty tree
+/// (`first=0`) and between equal sizes is empty.
+pub(super) async fn consistency_proof(
+    State(st): State<AppState>,
+    q: Result<Query<ConsistencyParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = query(q)?;
+    let second = proof_size(&st, p.second)?;
+    if p.first > second {
+        return Err(ApiError::bad_request(format!(
+            "first ({}) must not exceed second ({second})",
+            p.first
+        )));
+    }
+    let proof = if p.first == 0 || p.first == second {
+        Vec::new()
+    } else {
+        merkle::consistency_proof(p.first, second, &TileSource::new(st.store.as_ref()))
+            .map_err(ApiError::internal)?
+    };
+    let body = json!({
+        "first": p.first,
+        "second": second,
+        "consistency": proof.iter().map(Hash::to_base64).collect::<Vec<_>>(),
+    });
+    let cache = if p.second.is_some() {
+        IMMUTABLE
+    } else {
+        "no-cache"
+    };
+    Ok(with_cache(Json(body).into_response(), cache))
+}
+
+/// `GET /healthz`: checks that the sequencer runs, that the latest
+/// checkpoint is recent enough while the tree grows, and that it is signed.
+pub(super) async fn healthz(State(st): State<AppState>) -> Response {
+    let cp = st.view.checkpoint();
+    let age_ms = now_ms().saturating_sub(cp.published_at_ms);
+    let pending = st.view.durable_size().saturating_sub(cp.checkpoint.size);
+    let stale_after =
+        i64::try_from(st.checkpoint_interval.as_millis() * 3 + 2000).unwrap_or(i64::MAX);
+    let mut problems = Vec::new();
+    if st.view.failed() {
+        problems.push("the sequencer stopped after a storage failure".to_string());
+    }
+    if pending > 0 && age_ms > stale_after {
+        problems.push(format!(
+            "{pending} entries are waiting for a checkpoint for {age_ms} ms"
+        ));
+    }
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if problems.is_empty() { "ok" } else { "degraded" },
+        "problems": problems,
+        "tree_size": cp.checkpoint.size,
+        "committed_size": st.view.durable_size(),
+        "checkpoint_age_ms": age_ms,
+    });
+    with_cache((status, Json(body)).into_response(), "no-store")
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub(super) async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let handle = st
+        .metrics
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("metrics are not enabled"))?;
+    let cp = st.view.checkpoint();
+    metrics::gauge!("veritrail_checkpoint_age_seconds")
+        .set((now_ms() - cp.published_at_ms) as f64 / 1000.0);
+    metrics::gauge!("veritrail_checkpoint_size").set(cp.checkpoint.size as f64);
+    metrics::gauge!("veritrail_tree_size").set(st.view.durable_size() as f64);
+    let mut resp = handle.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(with_cache(resp, "no-store"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tile_exists;
+
+    #[test]
+    fn tiles_exist_only_for_committed_leaves() {
+        assert!(!tile_exists(0, 0, 1, 0));
+        assert!(tile_exists(0, 0, 1, 1));
+        assert!(tile_exists(0, 0, 5, 5));
+        assert!(!tile_exists(0, 0, 6, 5));
+        assert!(tile_exists(0, 0, 256, 256));
+        assert!(!tile_exists(0, 1, 1, 256));
+        assert!(tile_exists(1, 0, 1, 256));
+        assert!(!tile_exists(1, 0, 2, 511));
+        assert!(tile_exists(1, 0, 2, 512));
+        assert!(!tile_exists(0, u64::MAX, 256, u64::MAX));
+        assert!(!tile_exists(63, 0, 1, u64::MAX));
+        assert!(tile_exists(7, 0, 255, u64::MAX));
+    }
+}

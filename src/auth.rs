@@ -1,0 +1,367 @@
+//! API keys: creation, authentication, revocation.
+//!
+//! A key is the token `vt_<id>_<secret>`: a 64-bit public id and a 256-bit
+//! random secret, both hex. Only SHA-256(secret) is stored; the token is
+//! shown once, when the key is created. Authentication looks the record up
+//! by id and compares the secret's hash in constant time, so neither the
+//! lookup nor the comparison leaks anything about the secret.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::store::{RecordSpace, Store, StoreError};
+
+/// What a key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Manages keys (and, later, retention, holds and erasure).
+    Admin,
+    /// Appends events for its own app.
+    Writer,
+    /// Reads, searches and exports events.
+    Auditor,
+}
+
+impl Role {
+    /// Parses `admin`, `writer` or `auditor`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "writer" => Some(Role::Writer),
+            "auditor" => Some(Role::Auditor),
+            _ => None,
+        }
+    }
+}
+
+/// A stored API key (without its secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Public key id (16 hex digits).
+    pub id: String,
+    /// Human name, unique only by convention.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// For writers: the app id its events are recorded under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 revocation time, once revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// Hex SHA-256 of the secret.
+    #[serde(rename = "secret_sha256")]
+    secret_hash: String,
+}
+
+/// Why a request was not authenticated or not authorised.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    #[error("missing API key: send 'Authorization: Bearer <key>'")]
+    Missing,
+    /// The token is malformed, unknown, wrong or revoked.
+    #[error("invalid or revoked API key")]
+    Invalid,
+    /// The key is valid but its role may not do this.
+    #[error("this API key (role {have:?}) may not do this; it needs role {need:?}")]
+    Forbidden {
+        /// The key's role.
+        have: Role,
+        /// The role required.
+        need: Role,
+    },
+    /// The key store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a key could not be created or revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyAdminError {
+    /// A field is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// No key has that id.
+    #[error("no API key with id {0}")]
+    NotFound(String),
+    /// The key store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The key registry over the store.
+#[derive(Clone)]
+pub struct ApiKeys {
+    store: Arc<dyn Store>,
+    last_failure_log_ms: Arc<AtomicI64>,
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn random_hex(bytes: usize) -> Result<String, StoreError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf)
+        .map_err(|e| StoreError::Backend(format!("no randomness available: {e}")))?;
+    Ok(hex::encode(buf))
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The current time as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    crate::event::format_rfc3339_ms(crate::sequencer::now_ms())
+}
+
+impl ApiKeys {
+    /// A registry over `store`.
+    pub fn new(store: Arc<dyn Store>) -> ApiKeys {
+        ApiKeys {
+            store,
+            last_failure_log_ms: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    /// Creates a key and returns its record and the token (shown only now).
+    /// Writers get an app id: `app`, or else their name.
+    pub fn create(
+        &self,
+        name: &str,
+        role: Role,
+        app: Option<&str>,
+    ) -> Result<(ApiKeyRecord, String), KeyAdminError> {
+        if !valid_name(name) {
+            return Err(KeyAdminError::Invalid(
+                "name: 1 to 64 characters of letters, digits, '.', '_' or '-'".into(),
+            ));
+        }
+        let app = match (role, app) {
+            (Role::Writer, app) => {
+                let app = app.unwrap_or(name).to_string();
+                crate::event::validate_app_id(&app)
+                    .map_err(|e| KeyAdminError::Invalid(format!("app: {e}")))?;
+                Some(app)
+            }
+            (_, Some(_)) => {
+                return Err(KeyAdminError::Invalid(
+                    "app: only writer keys have an app".into(),
+                ));
+            }
+            (_, None) => None,
+        };
+        let id = random_hex(8)?;
+        let secret = random_hex(32)?;
+        let record = ApiKeyRecord {
+            id: id.clone(),
+            name: name.to_string(),
+            role,
+            app,
+            created_at: now_rfc3339(),
+            revoked_at: None,
+            secret_hash: sha256_hex(secret.as_bytes()),
+        };
+        self.put(&record)?;
+        Ok((record, format!("vt_{id}_{secret}")))
+    }
+
+    fn put(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.store
+            .put_record(RecordSpace::ApiKey, record.id.as_bytes(), &bytes)
+    }
+
+    fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        match self.store.record(RecordSpace::ApiKey, id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("API key record {id}: {e}"))),
+        }
+    }
+
+    /// Every key, revoked ones included.
+    pub fn list(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.store
+            .records(RecordSpace::ApiKey)?
+            .into_iter()
+            .map(|(_, v)| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("API key record: {e}")))
+            })
+            .collect()
+    }
+
+    /// Revokes a key; revoking twice keeps the first revocation time.
+    pub fn revoke(&self, id: &str) -> Result<ApiKeyRecord, KeyAdminError> {
+        let mut record = self
+            .get(id)?
+            .ok_or_else(|| KeyAdminError::NotFound(id.to_string()))?;
+        if record.revoked_at.is_none() {
+            record.revoked_at = Some(now_rfc3339());
+            self.put(&record)?;
+        }
+        Ok(record)
+    }
+
+    /// Authenticates an `Authorization` header value and checks the role.
+    /// Admin keys may do everything an auditor may.
+    pub fn authorize(&self, header: Option<&str>, need: Role) -> Result<ApiKeyRecord, AuthError> {
+        let result = self.authenticate(header).and_then(|rec| {
+            let allowed = rec.role == need || (rec.role == Role::Admin && need == Role::Auditor);
+            if allowed {
+                Ok(rec)
+            } else {
+                Err(AuthError::Forbidden {
+                    have: rec.role,
+                    need,
+                })
+            }
+        });
+        if let Err(e) = &result {
+            self.count_failure(e);
+        }
+        result
+    }
+
+    fn authenticate(&self, header: Option<&str>) -> Result<ApiKeyRecord, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or(AuthError::Missing)?
+            .trim();
+        let mut parts = token.splitn(3, '_');
+        let (Some("vt"), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Invalid);
+        };
+        if id.len() != 16 || secret.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(AuthError::Invalid);
+        }
+        let record = self.get(id)?.ok_or(AuthError::Invalid)?;
+        let presented = sha256_hex(secret.as_bytes());
+        if !bool::from(presented.as_bytes().ct_eq(record.secret_hash.as_bytes()))
+            || record.revoked_at.is_some()
+        {
+            return Err(AuthError::Invalid);
+        }
+        Ok(record)
+    }
+
+    /// Failed authentication is counted and logged (at most once a second),
+    /// never appended to the tree: otherwise anyone could flood the log.
+    fn count_failure(&self, e: &AuthError) {
+        let reason = match e {
+            AuthError::Missing => "missing",
+            AuthError::Invalid => "invalid",
+            AuthError::Forbidden { .. } => "forbidden",
+            AuthError::Store(_) => "store",
+        };
+        metrics::counter!("veritrail_auth_failures_total", "reason" => reason).increment(1);
+        let now = crate::sequencer::now_ms();
+        let last = self.last_failure_log_ms.load(Ordering::Relaxed);
+        if now - last >= 1000
+            && self
+                .last_failure_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(reason, "API request refused");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn keys() -> ApiKeys {
+        ApiKeys::new(Arc::new(MemoryStore::new()))
+    }
+
+    #[test]
+    fn a_created_key_authenticates_with_its_role_only() {
+        let k = keys();
+        let (rec, token) = k.create("billing", Role::Writer, None).unwrap();
+        assert_eq!(rec.app.as_deref(), Some("billing"));
+        let header = format!("Bearer {token}");
+        assert_eq!(k.authorize(Some(&header), Role::Writer).unwrap().id, rec.id);
+        assert!(matches!(
+            k.authorize(Some(&header), Role::Auditor),
+            Err(AuthError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            k.authorize(Some(&header), Role::Admin),
+            Err(AuthError::Forbidden { .. })
+        ));
+    }
+
+    #[test]
+    fn wrong_malformed_and_revoked_keys_are_refused() {
+        let k = keys();
+        let (rec, token) = k.create("ops", Role::Admin, None).unwrap();
+        let mut wrong = token.clone();
+        let last = wrong.pop().unwrap();
+        wrong.push(if last == '0' { '1' } else { '0' });
+        for bad in [
+            None,
+            Some("".to_string()),
+            Some(token.clone()),
+            Some(format!("Bearer {wrong}")),
+            Some("Bearer vt_x_y".into()),
+        ] {
+            assert!(
+                k.authorize(bad.as_deref(), Role::Admin).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
+        let header = format!("Bearer {token}");
+        assert!(
+            k.authorize(Some(&header), Role::Auditor).is_ok(),
+            "admins may read"
+        );
+        k.revoke(&rec.id).unwrap();
+        assert!(matches!(
+            k.authorize(Some(&header), Role::Admin),
+            Err(AuthError::Invalid)
+        ));
+        assert!(k.list().unwrap()[0].revoked_at.is_some());
+    }
+
+    #[test]
+    fn only_a_hash_of_the_secret_is_stored() {
+        let store = Arc::new(MemoryStore::new());
+        let k = ApiKeys::new(store.clone());
+        let (_, token) = k.create("w", Role::Writer, Some("app-1")).unwrap();
+        let secret = token.rsplit('_').next().unwrap();
+        for (_, v) in store.records(RecordSpace::ApiKey).unwrap() {
+            assert!(!String::from_utf8_lossy(&v).contains(secret));
+        }
+    }
+
+    #[test]
+    fn invalid_names_and_apps_are_rejected() {
+        let k = keys();
+        assert!(k.create("", Role::Writer, None).is_err());
+        assert!(k.create("has space", Role::Writer, None).is_err());
+        assert!(k.create("aud", Role::Auditor, Some("app")).is_err());
+        assert!(matches!(
+            k.revoke("0000000000000000"),
+            Err(KeyAdminError::NotFound(_))
+        ));
+    }
+}

@@ -1,0 +1,143 @@
+//! `veritrail serve`: loads (or creates) the log, starts the sequencer and
+//! the HTTP server, and shuts both down gracefully on SIGINT/SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::auth::ApiKeys;
+use crate::config::ServeConfig;
+use crate::lifecycle;
+use crate::sequencer::{LogView, Sequencer};
+use crate::store::Store;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory could not be opened.
+    #[error(transparent)]
+    Lifecycle(#[from] lifecycle::LifecycleError),
+    /// Binding or serving failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Installs the Prometheus recorder once per process.
+pub fn install_metrics() -> Option<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ])
+                .ok()?;
+            builder.install_recorder().ok()
+        })
+        .clone()
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
+    let data = config.data.clone();
+    let origin = config.origin.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || lifecycle::open_or_create(&data, origin.as_deref()))
+            .await
+            .map_err(|e| ServeError::Io(e.to_string()))??;
+    if let Some(admin) = &opened.created_admin_key {
+        println!(
+            "veritrail: created a new log in {} with origin {}",
+            config.data.display(),
+            opened.origin
+        );
+        println!(
+            "veritrail: admin API key written to {} (keep it secret)",
+            admin.display()
+        );
+    } else {
+        println!(
+            "veritrail: loaded the log in {} (origin {}, {} entries)",
+            config.data.display(),
+            opened.origin,
+            opened.edge.size()
+        );
+    }
+    println!("veritrail: verifier keys");
+    println!("  ecdsa   {}", opened.verifier_keys.ecdsa);
+    println!("  ed25519 {}", opened.verifier_keys.ed25519);
+
+    let store: Arc<dyn Store> = opened.store.clone();
+    let view = Arc::new(LogView::new(opened.published, opened.edge.size()));
+    let sequencer = Sequencer::start(
+        store.clone(),
+        opened.signer,
+        config.sequencer.clone(),
+        view.clone(),
+        opened.edge,
+    )
+    .map_err(ServeError::Io)?;
+    let metrics = install_metrics();
+    if let Some(h) = metrics.clone() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                h.run_upkeep();
+            }
+        });
+    }
+    let state = AppState {
+        origin: opened.origin.clone().into(),
+        verifier_keys: Arc::new(opened.verifier_keys),
+        store: store.clone(),
+        view,
+        sequencer: sequencer.handle(),
+        keys: ApiKeys::new(store),
+        limits: Arc::new(config.limits.clone()),
+        metrics,
+        checkpoint_interval: config.sequencer.checkpoint_interval,
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServeError::Io(format!("couldn't listen on {}: {e}", config.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::Io(e.to_string()))?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address; put TLS in front of it");
+    }
+    println!("veritrail: listening on http://{addr}");
+    let served = axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    // In-flight requests are done: sequence whatever is still queued, sign a
+    // final checkpoint, and stop.
+    tokio::task::spawn_blocking(move || sequencer.shutdown())
+        .await
+        .map_err(|e| ServeError::Io(e.to_string()))?;
+    println!("veritrail: stopped");
+    served.map_err(|e| ServeError::Io(format!("server error: {e}")))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests and batches");
+}

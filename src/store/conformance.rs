@@ -1,0 +1,119 @@
+//! One conformance suite that every backend runs.
+
+use super::{BatchWrite, RecordSpace, Store, StoredCheckpoint, StoredEvent};
+use crate::merkle::Hash;
+
+fn sample_event(i: u8) -> StoredEvent {
+    StoredEvent {
+        app: format!("app-{i}"),
+        salt: [i; 32],
+        event: format!("{{\"n\":{i}}}").into_bytes(),
+    }
+}
+
+/// Writes a known two-batch history.
+pub(crate) fn write_sample(store: &dyn Store) {
+    let first = BatchWrite {
+        tree_size: 2,
+        tiles: vec![(0, 0, vec![1u8; 64])],
+        bundles: vec![(0, vec![0, 1, b'a', 0, 1, b'b'])],
+        events: vec![(0, sample_event(0)), (1, sample_event(1))],
+        dedupe: vec![("app-0".into(), "id-0".into(), 0)],
+        leaf_index: vec![(Hash([7; 32]), 1)],
+        checkpoint: None,
+    };
+    store.commit(&first).unwrap();
+    let second = BatchWrite {
+        tree_size: 3,
+        tiles: vec![(0, 0, vec![1u8; 96])],
+        bundles: vec![(0, vec![0, 1, b'a', 0, 1, b'b', 0, 1, b'c'])],
+        events: vec![(2, sample_event(2))],
+        dedupe: vec![],
+        leaf_index: vec![],
+        checkpoint: Some(StoredCheckpoint {
+            published_at_ms: 1234,
+            note: b"note".to_vec(),
+        }),
+    };
+    store.commit(&second).unwrap();
+    store
+        .put_record(RecordSpace::ApiKey, b"k2", b"second")
+        .unwrap();
+    store
+        .put_record(RecordSpace::ApiKey, b"k1", b"first")
+        .unwrap();
+    store
+        .put_record(RecordSpace::Meta, b"origin", b"example.com/log")
+        .unwrap();
+}
+
+/// Checks what [`write_sample`] wrote.
+pub(crate) fn check_sample(store: &dyn Store) {
+    assert_eq!(store.tree_size().unwrap(), 3);
+    assert_eq!(
+        store.tile(0, 0).unwrap(),
+        Some(vec![1u8; 96]),
+        "a partial tile is replaced by its grown version"
+    );
+    assert_eq!(store.tile(0, 1).unwrap(), None);
+    assert_eq!(store.tile(1, 0).unwrap(), None);
+    assert_eq!(store.bundle(0).unwrap().map(|b| b.len()), Some(9));
+    for i in 0..3u8 {
+        assert_eq!(store.event(u64::from(i)).unwrap(), Some(sample_event(i)));
+    }
+    assert_eq!(store.event(3).unwrap(), None);
+    assert_eq!(store.dedupe("app-0", "id-0").unwrap(), Some(0));
+    assert_eq!(
+        store.dedupe("app-1", "id-0").unwrap(),
+        None,
+        "idempotency keys are per app"
+    );
+    assert_eq!(store.dedupe("app-0", "id-").unwrap(), None);
+    assert_eq!(store.leaf_index(&Hash([7; 32])).unwrap(), Some(1));
+    assert_eq!(store.leaf_index(&Hash([8; 32])).unwrap(), None);
+    let cp = store.checkpoint().unwrap().unwrap();
+    assert_eq!(
+        (cp.published_at_ms, cp.note.as_slice()),
+        (1234, &b"note"[..])
+    );
+    let keys = store.records(RecordSpace::ApiKey).unwrap();
+    assert_eq!(
+        keys,
+        vec![
+            (b"k1".to_vec(), b"first".to_vec()),
+            (b"k2".to_vec(), b"second".to_vec())
+        ]
+    );
+    assert_eq!(
+        store.record(RecordSpace::Meta, b"origin").unwrap(),
+        Some(b"example.com/log".to_vec())
+    );
+    assert_eq!(
+        store.record(RecordSpace::ApiKey, b"origin").unwrap(),
+        None,
+        "spaces are separate"
+    );
+}
+
+/// The whole suite, on an empty store.
+pub(crate) fn run(store: &dyn Store) {
+    assert_eq!(store.tree_size().unwrap(), 0);
+    assert_eq!(store.checkpoint().unwrap(), None);
+    assert!(store.records(RecordSpace::ApiKey).unwrap().is_empty());
+    write_sample(store);
+    check_sample(store);
+    store
+        .put_checkpoint(&StoredCheckpoint {
+            published_at_ms: 5,
+            note: b"newer".to_vec(),
+        })
+        .unwrap();
+    assert_eq!(store.checkpoint().unwrap().unwrap().note, b"newer");
+    store
+        .put_record(RecordSpace::ApiKey, b"k1", b"replaced")
+        .unwrap();
+    assert_eq!(
+        store.record(RecordSpace::ApiKey, b"k1").unwrap(),
+        Some(b"replaced".to_vec())
+    );
+}

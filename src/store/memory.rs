@@ -1,0 +1,202 @@
+//! An in-memory backend with fault injection, for tests of the sequencer's
+//! failure paths. It keeps the same contract as the durable backends, minus
+//! durability (it is gone with the process).
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{BatchWrite, Record, RecordSpace, Store, StoreError, StoredCheckpoint, StoredEvent};
+use crate::merkle::Hash;
+
+#[derive(Default)]
+struct Inner {
+    tree_size: u64,
+    checkpoint: Option<StoredCheckpoint>,
+    tiles: BTreeMap<(u8, u64), Vec<u8>>,
+    bundles: BTreeMap<u64, Vec<u8>>,
+    events: BTreeMap<u64, StoredEvent>,
+    dedupe: BTreeMap<(String, String), u64>,
+    leaves: BTreeMap<Hash, u64>,
+    records: BTreeMap<(u8, Vec<u8>), Vec<u8>>,
+}
+
+/// In-memory store. `fail_writes(true)` makes every write fail (as a full
+/// disk would) without changing anything.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: RwLock<Inner>,
+    failing: AtomicBool,
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Backend("memory store lock poisoned".into())
+}
+
+impl MemoryStore {
+    /// A new, empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Makes every following write fail (true) or succeed again (false).
+    pub fn fail_writes(&self, fail: bool) {
+        self.failing.store(fail, Ordering::SeqCst);
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend(
+                "injected write failure (no space left on device)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn space_byte(space: RecordSpace) -> u8 {
+    match space {
+        RecordSpace::Meta => 0,
+        RecordSpace::ApiKey => 1,
+    }
+}
+
+impl Store for MemoryStore {
+    fn commit(&self, b: &BatchWrite) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut s = self.inner.write().map_err(|_| poisoned())?;
+        for (level, index, data) in &b.tiles {
+            s.tiles.insert((*level, *index), data.clone());
+        }
+        for (index, data) in &b.bundles {
+            s.bundles.insert(*index, data.clone());
+        }
+        for (index, ev) in &b.events {
+            s.events.insert(*index, ev.clone());
+        }
+        for (app, id, index) in &b.dedupe {
+            s.dedupe.insert((app.clone(), id.clone()), *index);
+        }
+        for (hash, index) in &b.leaf_index {
+            s.leaves.insert(*hash, *index);
+        }
+        if let Some(cp) = &b.checkpoint {
+            s.checkpoint = Some(cp.clone());
+        }
+        s.tree_size = b.tree_size;
+        Ok(())
+    }
+
+    fn put_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.check_writable()?;
+        self.inner.write().map_err(|_| poisoned())?.checkpoint = Some(cp.clone());
+        Ok(())
+    }
+
+    fn tree_size(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.read().map_err(|_| poisoned())?.tree_size)
+    }
+
+    fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        Ok(self
+            .inner
+            .read()
+            .map_err(|_| poisoned())?
+            .checkpoint
+            .clone())
+    }
+
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .inner
+            .read()
+            .map_err(|_| poisoned())?
+            .tiles
+            .get(&(level, index))
+            .cloned())
+    }
+
+    fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .inner
+            .read()
+            .map_err(|_| poisoned())?
+            .bundles
+            .get(&index)
+            .cloned())
+    }
+
+    fn event(&self, index: u64) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self
+            .inner
+            .read()
+            .map_err(|_| poisoned())?
+            .events
+            .get(&index)
+            .cloned())
+    }
+
+    fn dedupe(&self, app: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        let s = self.inner.read().map_err(|_| poisoned())?;
+        Ok(s.dedupe.get(&(app.to_string(), id.to_string())).copied())
+    }
+
+    fn leaf_index(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .inner
+            .read()
+            .map_err(|_| poisoned())?
+            .leaves
+            .get(leaf_hash)
+            .copied())
+    }
+
+    fn put_record(&self, space: RecordSpace, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut s = self.inner.write().map_err(|_| poisoned())?;
+        s.records
+            .insert((space_byte(space), key.to_vec()), value.to_vec());
+        Ok(())
+    }
+
+    fn record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let s = self.inner.read().map_err(|_| poisoned())?;
+        Ok(s.records.get(&(space_byte(space), key.to_vec())).cloned())
+    }
+
+    fn records(&self, space: RecordSpace) -> Result<Vec<Record>, StoreError> {
+        let s = self.inner.read().map_err(|_| poisoned())?;
+        let b = space_byte(space);
+        Ok(s.records
+            .iter()
+            .filter(|((sp, _), _)| *sp == b)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_keeps_the_contract() {
+        super::super::conformance::run(&MemoryStore::new());
+    }
+
+    #[test]
+    fn a_failing_write_changes_nothing() {
+        let store = MemoryStore::new();
+        super::super::conformance::write_sample(&store);
+        store.fail_writes(true);
+        let batch = BatchWrite {
+            tree_size: 99,
+            ..BatchWrite::default()
+        };
+        assert!(store.commit(&batch).is_err());
+        assert!(store.put_record(RecordSpace::Meta, b"x", b"y").is_err());
+        store.fail_writes(false);
+        super::super::conformance::check_sample(&store);
+        assert_eq!(store.record(RecordSpace::Meta, b"x").unwrap(), None);
+    }
+}

@@ -1,0 +1,186 @@
+//! Storage: the contract every backend keeps, and the embedded sled backend.
+//!
+//! The store holds the log's C2SP objects exactly as they are served (hash
+//! tiles and entry bundles), the stored event bodies and salts, the latest
+//! signed checkpoint, the idempotency and leaf-hash indexes, and small
+//! records (metadata, API keys). The tree itself is never held in memory;
+//! the sequencer keeps only the right edge, which it reloads from the stored
+//! partial tiles.
+//!
+//! Invariants every backend keeps:
+//! - a full tile or full bundle, once committed, never changes;
+//! - a partial tile or bundle only ever grows, and each version is a prefix
+//!   of the next, so any width up to what exists can be served from it;
+//! - a [`BatchWrite`] is applied all or nothing, also across a crash.
+
+pub mod memory;
+pub mod sled;
+
+use crate::merkle::Hash;
+
+/// The error of a storage backend. Carries the backend's own message; the
+/// caller decides whether to retry (see each method).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O error, full disk, corruption reported by the engine).
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+    /// A stored value does not have the shape this version writes.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A small record: key and value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
+/// Namespaces for small records (metadata, API keys, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordSpace {
+    /// Log metadata: origin, format version.
+    Meta,
+    /// API key records, keyed by key id.
+    ApiKey,
+}
+
+/// An event body as stored beside its leaf: the app that wrote it, the
+/// canonical (RFC 8785) event bytes, and the salt of its commitment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// App id of the writer key that submitted it.
+    pub app: String,
+    /// The 32-byte random salt of the commitment.
+    pub salt: [u8; 32],
+    /// The canonical event bytes.
+    pub event: Vec<u8>,
+}
+
+impl StoredEvent {
+    /// Encodes as `salt(32) || u16 BE app length || app || event`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(34 + self.app.len() + self.event.len());
+        out.extend_from_slice(&self.salt);
+        let app_len = u16::try_from(self.app.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&app_len.to_be_bytes());
+        out.extend_from_slice(&self.app.as_bytes()[..usize::from(app_len)]);
+        out.extend_from_slice(&self.event);
+        out
+    }
+
+    /// Decodes what [`StoredEvent::encode`] wrote.
+    pub fn decode(bytes: &[u8]) -> Result<StoredEvent, StoreError> {
+        let corrupt = || StoreError::Corrupt("stored event record is truncated".into());
+        let salt: [u8; 32] = bytes
+            .get(..32)
+            .ok_or_else(corrupt)?
+            .try_into()
+            .map_err(|_| corrupt())?;
+        let len_bytes = bytes.get(32..34).ok_or_else(corrupt)?;
+        let app_len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+        let app = bytes.get(34..34 + app_len).ok_or_else(corrupt)?;
+        let app = String::from_utf8(app.to_vec())
+            .map_err(|_| StoreError::Corrupt("stored event app is not UTF-8".into()))?;
+        Ok(StoredEvent {
+            app,
+            salt,
+            event: bytes[34 + app_len..].to_vec(),
+        })
+    }
+}
+
+/// Everything one sequenced batch changes, written atomically.
+#[derive(Clone, Debug, Default)]
+pub struct BatchWrite {
+    /// Tree size after the batch.
+    pub tree_size: u64,
+    /// The new content of every hash tile the batch touched: `(level, index, hashes)`.
+    /// A tile with 256 hashes is full and final.
+    pub tiles: Vec<(u8, u64, Vec<u8>)>,
+    /// The new content of every entry bundle the batch touched: `(index, bundle)`.
+    pub bundles: Vec<(u64, Vec<u8>)>,
+    /// Event bodies by leaf index.
+    pub events: Vec<(u64, StoredEvent)>,
+    /// Idempotency keys: `(app, event id, leaf index)`.
+    pub dedupe: Vec<(String, String, u64)>,
+    /// Leaf hash to leaf index.
+    pub leaf_index: Vec<(Hash, u64)>,
+    /// A newly signed checkpoint covering `tree_size`, if the batch publishes one.
+    pub checkpoint: Option<StoredCheckpoint>,
+}
+
+/// The latest signed checkpoint as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// When it was signed (Unix milliseconds).
+    pub published_at_ms: i64,
+    /// The signed note, verbatim.
+    pub note: Vec<u8>,
+}
+
+impl StoredCheckpoint {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.published_at_ms.to_be_bytes().to_vec();
+        out.extend_from_slice(&self.note);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<StoredCheckpoint, StoreError> {
+        let ts = bytes
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .ok_or_else(|| StoreError::Corrupt("stored checkpoint is truncated".into()))?;
+        Ok(StoredCheckpoint {
+            published_at_ms: i64::from_be_bytes(ts),
+            note: bytes[8..].to_vec(),
+        })
+    }
+}
+
+/// The storage contract. Implementations are used from many threads at once:
+/// readers (HTTP handlers) concurrently with the single sequencer thread,
+/// which is the only caller of [`Store::commit`] and [`Store::put_checkpoint`].
+pub trait Store: Send + Sync + 'static {
+    /// Applies `batch` atomically. When it returns `Ok`, everything in it
+    /// MUST be durable (survive a process kill and, as far as the backend
+    /// can, a power loss). When it returns `Err`, the store MUST be as if
+    /// the batch had never been applied; the caller fails the batch's
+    /// submitters and may retry with a rebuilt batch.
+    fn commit(&self, batch: &BatchWrite) -> Result<(), StoreError>;
+
+    /// Stores a new latest checkpoint on its own, durably, as in `commit`.
+    fn put_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError>;
+
+    /// The tree size of the last committed batch (0 for a new log).
+    fn tree_size(&self) -> Result<u64, StoreError>;
+
+    /// The latest stored checkpoint.
+    fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// The stored hash tile `(level, index)`: full (256 hashes) or the current
+    /// partial version. MAY be called concurrently with `commit`; a reader
+    /// sees either the old or the new version, never a mix.
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The stored entry bundle `index`, full or the current partial version.
+    fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The stored event body of leaf `index`.
+    fn event(&self, index: u64) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// The leaf index an app's event id was first appended at.
+    fn dedupe(&self, app: &str, id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// The leaf index of a leaf hash.
+    fn leaf_index(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError>;
+
+    /// Writes a small record durably.
+    fn put_record(&self, space: RecordSpace, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+
+    /// Reads a small record.
+    fn record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Every record of a space, in key order.
+    fn records(&self, space: RecordSpace) -> Result<Vec<Record>, StoreError>;
+}
+
+#[cfg(test)]
+pub(crate) mod conformance;
