@@ -534,7 +534,10 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
 
     // No connection reuse: after refusing an oversize body the server closes
     // the connection, and a pooled client would trip over that.
-    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     for c in &cases {
         let mut req = client.request(c.method.clone(), format!("{url}{}", c.path));
         if let Some(a) = &c.auth {
