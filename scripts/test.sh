@@ -31,6 +31,18 @@ step "cargo test"
 # Integration tests drive the real binary that cargo builds for them.
 cargo test --locked -- --test-threads 2
 
+step "demo (scripts/demo.sh)"
+demo_log="$(mktemp)"
+if VERITRAIL_BIN="$PWD/target/release/veritrail" scripts/demo.sh >"$demo_log" 2>&1; then
+  echo "ok"
+  rm -f "$demo_log"
+else
+  tail -n 30 "$demo_log"
+  rm -f "$demo_log"
+  echo "scripts/demo.sh failed" >&2
+  exit 1
+fi
+
 if [ -f tests/browser/package.json ]; then
   step "browser tests"
   VERITRAIL_BIN="$PWD/target/debug/veritrail" node tests/browser/run.mjs

@@ -10,6 +10,7 @@
 //! The service is built on them: [`store`] (storage contract and sled
 //! backend), [`sequencer`] (the single writer), [`lifecycle`] (create and
 //! load a data directory), [`api`] (HTTP), [`server`] (`veritrail serve`).
+//! [`verify`] checks a running log from the outside (`veritrail verify`).
 
 #![forbid(unsafe_code)]
 
@@ -25,4 +26,5 @@ pub mod sequencer;
 pub mod server;
 pub mod store;
 pub mod tiles;
+pub mod verify;
 pub mod web;

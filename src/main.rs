@@ -34,6 +34,10 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Verify a running log from the outside: checkpoint signatures, consistency with
+    /// the checkpoint seen before, and optionally one leaf's inclusion.
+    #[command(after_help = VERIFY_HELP)]
+    Verify(VerifyArgs),
 }
 
 #[derive(Args)]
@@ -171,6 +175,7 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
             rt.block_on(keys_command(command))?;
         }
+        Command::Verify(args) => std::process::exit(verify_command(args)),
     }
     Ok(())
 }
@@ -216,4 +221,73 @@ async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+const VERIFY_HELP: &str = "\
+Checks, in order: GET /checkpoint is a checkpoint of the keys' origin signed by every
+--vkey (and cosigned by every --witness-vkey); with --state, that it extends the
+checkpoint saved there (same origin, not smaller, same root at the same size, else a
+consistency proof), saving it there only if every check passed; with --index, the leaf's
+inclusion proof and that its entry bundle holds that very leaf.
+
+Exit status: 0 everything verified; 1 verification failed (tampering, fork, rollback:
+the state file is left unchanged); 2 usage, network or state-file error.";
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Server URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    url: String,
+    /// A log verifier key (from GET /v1/log); repeat for both of the log's keys.
+    #[arg(long = "vkey", required = true)]
+    vkeys: Vec<String>,
+    /// A witness key (cosignature type 0x04, or Ed25519 0x01) whose cosignature is required.
+    #[arg(long = "witness-vkey")]
+    witness_vkeys: Vec<String>,
+    /// Also prove this leaf into the checkpoint and print it.
+    #[arg(long)]
+    index: Option<u64>,
+    /// JSON file keeping the last checkpoint seen (created on first use).
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+/// Runs `veritrail verify` and returns its exit status.
+fn verify_command(args: VerifyArgs) -> i32 {
+    use veritrail::verify::{LogFollower, VerifyOptions, verify_log};
+    let follower = match LogFollower::new(&args.url, &args.vkeys, &args.witness_vkeys) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let options = VerifyOptions {
+        index: args.index,
+        state: args.state,
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: couldn't start the async runtime: {e}");
+            return 2;
+        }
+    };
+    let result = rt.block_on(verify_log(&follower, &options, &mut |step| {
+        println!("{step}")
+    }));
+    match result {
+        Ok(_) => {
+            println!("verified");
+            0
+        }
+        Err(e) if e.is_verification_failure() => {
+            eprintln!("VERIFICATION FAILED: {e}");
+            1
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
 }

@@ -25,7 +25,14 @@ fn keygen_writes_keys_and_prints_their_verifier_keys() {
         String::from_utf8_lossy(&run.stderr)
     );
     let stdout = String::from_utf8(run.stdout).unwrap();
-    let lines: Vec<(&str, &str)> = stdout.lines().map(|l| l.split_once(' ').unwrap()).collect();
+    // `<algorithm> <vkey>`, padded so the keys line up.
+    let lines: Vec<(&str, &str)> = stdout
+        .lines()
+        .map(|l| {
+            let (alg, vkey) = l.split_once(' ').unwrap();
+            (alg, vkey.trim_start())
+        })
+        .collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     assert_eq!((lines[0].0, lines[1].0), ("ecdsa", "ed25519"));
 

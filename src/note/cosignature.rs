@@ -10,8 +10,8 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 
 use super::ed25519::ed25519_public_key;
 use super::{
-    Note, NoteError, NoteSigner, NoteVerifier, SIG_TYPE_COSIGNATURE_V1, VerifierKeyParts,
-    check_key_name, format_verifier_key, named_key_id, split_verifier_key,
+    Note, NoteError, NoteSigner, NoteVerifier, SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519,
+    VerifierKeyParts, check_key_name, format_verifier_key, named_key_id, split_verifier_key,
 };
 
 /// Timestamps must fit in an i64 (c2sp.org/tlog-cosignature: MUST NOT exceed 2^63-1).
@@ -140,6 +140,24 @@ impl CosignatureVerifier {
         })
     }
 
+    /// A witness's key as users configure it: a cosignature key (type 0x04), or a plain
+    /// Ed25519 key (type 0x01) taken as the same witness's cosignature key, as the Go
+    /// `NewVerifierForCosignatureV1` does. The 0x01 key's stated ID is checked against
+    /// its 0x01 derivation; cosignatures are then matched by the 0x04 key ID.
+    pub fn from_witness_key(vkey: &str) -> Result<CosignatureVerifier, NoteError> {
+        let parts = split_verifier_key(vkey)?;
+        if parts.key_type != SIG_TYPE_ED25519 {
+            return Self::from_parts(&parts);
+        }
+        let key = ed25519_public_key(&parts.key)?;
+        parts.check_key_id(named_key_id(parts.name, SIG_TYPE_ED25519, key.as_bytes()))?;
+        Ok(CosignatureVerifier {
+            name: parts.name.to_owned(),
+            key_id: named_key_id(parts.name, SIG_TYPE_COSIGNATURE_V1, key.as_bytes()),
+            key,
+        })
+    }
+
     pub fn verifier_key(&self) -> String {
         format_verifier_key(
             &self.name,
@@ -244,6 +262,36 @@ mod tests {
         let mut payload = 0u64.to_be_bytes().to_vec();
         payload.extend_from_slice(&plain);
         assert!(!signer(0).verifier().verify(TEXT, &payload));
+    }
+
+    #[test]
+    fn a_witness_may_be_configured_by_its_plain_ed25519_key() {
+        let s = signer(1_700_000_000);
+        let mut note = Note::new(std::str::from_utf8(TEXT).unwrap()).unwrap();
+        note.sign(&s).unwrap();
+        let ed = super::super::Ed25519Signer::new("w.example", SigningKey::from_bytes(&[3u8; 32]))
+            .unwrap();
+        let as_ed25519 = CosignatureVerifier::from_witness_key(&ed.verifier_key()).unwrap();
+        assert_eq!(as_ed25519.key_id(), s.key_id());
+        assert_eq!(as_ed25519.verified_timestamp(&note), Ok(1_700_000_000));
+        let as_cosig = CosignatureVerifier::from_witness_key(&s.verifier_key()).unwrap();
+        assert_eq!(as_cosig.verifier_key(), s.verifier_key());
+        // A 0x01 key with a wrong stated ID is still refused.
+        let mut bad = ed.verifier_key();
+        let at = "w.example+".len();
+        let flipped = if &bad[at..at + 1] == "0" { "1" } else { "0" };
+        bad.replace_range(at..at + 1, flipped);
+        assert!(matches!(
+            CosignatureVerifier::from_witness_key(&bad),
+            Err(NoteError::KeyIdMismatch { .. })
+        ));
+        // Other key types are not witness keys.
+        let ecdsa = super::super::EcdsaSigner::new(
+            "w.example",
+            p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap(),
+        )
+        .unwrap();
+        assert!(CosignatureVerifier::from_witness_key(&ecdsa.verifier_key()).is_err());
     }
 
     #[test]

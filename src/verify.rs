@@ -1,0 +1,941 @@
+//! Checking a log from the outside, through its public HTTP API only, with the
+//! crate's own Merkle and signed-note code: `veritrail verify` now, a
+//! continuous monitor later.
+//!
+//! A [`LogFollower`] accepts a checkpoint only when every trusted log key and
+//! every configured witness signed it; checks that it extends the checkpoint
+//! accepted before (the [`FollowerState`]) by a consistency proof; and proves
+//! one leaf into it, reading the leaf itself from its entry bundle.
+//!
+//! Invariant: the state only ever moves to a checkpoint that verified and
+//! extends the previous state, and is replaced atomically (temporary file,
+//! fsync, rename), so a fork or a rollback never overwrites the evidence of
+//! what was seen before.
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::client::{Client, ClientError};
+use crate::event::{LeafRecord, check_unix_ms, format_rfc3339_ms};
+use crate::merkle::{self, Hash, VerifyError};
+use crate::note::{
+    Checkpoint, CosignatureVerifier, Note, NoteError, NoteVerifier, SIG_TYPE_COSIGNATURE_V1,
+    SIG_TYPE_ECDSA, SIG_TYPE_ED25519, parse_verifier_key, split_verifier_key,
+};
+use crate::tiles;
+
+/// Why a check could not be completed or did not pass.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// A key, argument or request is unusable as given.
+    #[error("{0}")]
+    Usage(String),
+    /// The log could not be reached, or refused a request.
+    #[error(transparent)]
+    Network(ClientError),
+    /// The state file could not be read or written.
+    #[error("state file {path}: {why}")]
+    State {
+        /// The state file.
+        path: PathBuf,
+        /// What went wrong.
+        why: String,
+    },
+    /// What the log served does not verify: tampering, a fork or a rollback.
+    #[error(transparent)]
+    Verification(#[from] VerificationFailure),
+}
+
+impl FollowError {
+    /// Whether the log served something that does not verify (as opposed to
+    /// the check not being possible at all).
+    pub fn is_verification_failure(&self) -> bool {
+        matches!(self, FollowError::Verification(_))
+    }
+}
+
+impl From<ClientError> for FollowError {
+    fn from(e: ClientError) -> FollowError {
+        match e {
+            // An answer that does not parse is something the log served.
+            ClientError::Malformed { url, why } => {
+                VerificationFailure::MalformedAnswer { what: url, why }.into()
+            }
+            other => FollowError::Network(other),
+        }
+    }
+}
+
+/// A log answer that does not verify. Each message names what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VerificationFailure {
+    /// `/checkpoint` is not a signed checkpoint.
+    #[error("the checkpoint is malformed: {0}")]
+    MalformedCheckpoint(NoteError),
+    /// A trusted log key belongs to another log.
+    #[error("the checkpoint's origin is {origin:?}, but log key {key} is for {key_name:?}")]
+    OriginMismatch {
+        /// The checkpoint's origin.
+        origin: String,
+        /// The key's name.
+        key_name: String,
+        /// The key.
+        key: String,
+    },
+    /// A trusted log key did not sign.
+    #[error("the checkpoint carries no signature by log key {key}")]
+    MissingLogSignature {
+        /// The key.
+        key: String,
+    },
+    /// A trusted log key's signature is invalid.
+    #[error("the checkpoint's signature by log key {key} does not verify")]
+    BadLogSignature {
+        /// The key.
+        key: String,
+    },
+    /// A configured witness did not cosign.
+    #[error("the checkpoint carries no cosignature by witness {key}")]
+    MissingCosignature {
+        /// The witness key.
+        key: String,
+    },
+    /// A configured witness's cosignature is invalid.
+    #[error("the checkpoint's cosignature by witness {key} does not verify")]
+    BadCosignature {
+        /// The witness key.
+        key: String,
+    },
+    /// The state file follows another log.
+    #[error("ORIGIN CHANGED: the state file follows {old:?}, but the log now serves {new:?}")]
+    OriginChanged {
+        /// Origin in the state file.
+        old: String,
+        /// Origin of the checkpoint.
+        new: String,
+    },
+    /// The log is smaller than it was.
+    #[error(
+        "ROLLBACK/FORK: the log's checkpoint has size {new_size}, smaller than the size {old_size} seen before"
+    )]
+    Rollback {
+        /// Size seen before.
+        old_size: u64,
+        /// Size now.
+        new_size: u64,
+    },
+    /// Two different trees of the same size.
+    #[error(
+        "FORK: the checkpoint of size {size} has root {new_root}, but the checkpoint of that size seen before has root {old_root}"
+    )]
+    SameSizeFork {
+        /// The common size.
+        size: u64,
+        /// Root seen before.
+        old_root: Hash,
+        /// Root now.
+        new_root: Hash,
+    },
+    /// The log could not prove that its tree extends the one seen before.
+    #[error(
+        "FORK: the consistency proof from size {old_size} to {new_size} does not verify ({why}); the log has not shown that its checkpoint extends the one seen before"
+    )]
+    Inconsistent {
+        /// Size seen before.
+        old_size: u64,
+        /// Size now.
+        new_size: u64,
+        /// Why the proof failed.
+        why: VerifyError,
+    },
+    /// The leaf is not in the checkpoint's tree as proved.
+    #[error(
+        "the inclusion proof of leaf {index} in the tree of size {size} does not verify: {why}"
+    )]
+    InclusionProof {
+        /// Leaf index.
+        index: u64,
+        /// Tree size.
+        size: u64,
+        /// Why the proof failed.
+        why: VerifyError,
+    },
+    /// The entry bundle holds another leaf than the one proved.
+    #[error(
+        "leaf {index} in entry bundle {path} hashes to {bundle_hash}, but the inclusion proof is for leaf hash {proof_hash}"
+    )]
+    LeafMismatch {
+        /// Leaf index.
+        index: u64,
+        /// The bundle's path.
+        path: String,
+        /// Hash of the leaf in the bundle.
+        bundle_hash: Hash,
+        /// Leaf hash the proof is for.
+        proof_hash: Hash,
+    },
+    /// An entry bundle that is not one.
+    #[error("entry bundle {path} is malformed: {why}")]
+    MalformedBundle {
+        /// The bundle's path.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A leaf that is not a Veritrail leaf record.
+    #[error("leaf {index} is not a Veritrail leaf record: {why}")]
+    MalformedLeaf {
+        /// Leaf index.
+        index: u64,
+        /// What is wrong.
+        why: String,
+    },
+    /// An answer that does not parse or answers another question.
+    #[error("{what}: malformed answer: {why}")]
+    MalformedAnswer {
+        /// What was asked.
+        what: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// One log key the follower trusts, with the verifier key it came from.
+struct TrustedLogKey {
+    vkey: String,
+    algorithm: &'static str,
+    verifier: Box<dyn NoteVerifier>,
+}
+
+/// A verified log signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSignature {
+    /// `ecdsa` or `ed25519`.
+    pub algorithm: &'static str,
+    /// The key name (the origin).
+    pub key_name: String,
+    /// The key ID.
+    pub key_id: u32,
+}
+
+/// A verified witness cosignature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cosignature {
+    /// The witness's key name.
+    pub witness: String,
+    /// The cosignature key ID.
+    pub key_id: u32,
+    /// When the witness cosigned, POSIX seconds.
+    pub timestamp: u64,
+}
+
+/// A checkpoint every trusted key and witness signed.
+#[derive(Clone, Debug)]
+pub struct VerifiedCheckpoint {
+    /// The checkpoint body.
+    pub checkpoint: Checkpoint,
+    /// The signed note as served.
+    pub note: String,
+    /// One per trusted log key.
+    pub log_signatures: Vec<LogSignature>,
+    /// One per configured witness.
+    pub cosignatures: Vec<Cosignature>,
+}
+
+/// How a checkpoint relates to the state seen before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Extension {
+    /// No state yet: this checkpoint is the first one seen (trust on first use).
+    FirstSeen,
+    /// The state was the empty tree, which every tree extends.
+    FromEmpty {
+        /// The new size.
+        new_size: u64,
+    },
+    /// Same size, same root.
+    Unchanged {
+        /// The size.
+        size: u64,
+    },
+    /// A verified consistency proof.
+    Extends {
+        /// Size seen before.
+        old_size: u64,
+        /// Size now.
+        new_size: u64,
+        /// Hashes in the proof.
+        proof_len: usize,
+    },
+}
+
+/// A leaf proved into a checkpoint and read from its entry bundle.
+#[derive(Clone, Debug)]
+pub struct ProvenLeaf {
+    /// Leaf index.
+    pub index: u64,
+    /// Size of the tree it was proved into.
+    pub tree_size: u64,
+    /// `SHA-256(0x00 || leaf)`.
+    pub leaf_hash: Hash,
+    /// Hashes in the audit path.
+    pub proof_len: usize,
+    /// Path of the entry bundle it was read from.
+    pub bundle_path: String,
+    /// The leaf bytes (canonical JSON).
+    pub leaf: Vec<u8>,
+    /// The parsed leaf.
+    pub record: LeafRecord,
+}
+
+/// The last checkpoint a follower accepted, kept between runs as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowerState {
+    /// The log's origin.
+    pub origin: String,
+    /// Tree size.
+    pub size: u64,
+    /// Root hash (base64).
+    pub root: Hash,
+    /// The signed note, as evidence of what the log showed.
+    pub note: String,
+}
+
+impl FollowerState {
+    /// The state after accepting `cp`.
+    pub fn from_checkpoint(cp: &VerifiedCheckpoint) -> FollowerState {
+        FollowerState {
+            origin: cp.checkpoint.origin.clone(),
+            size: cp.checkpoint.size,
+            root: cp.checkpoint.root,
+            note: cp.note.clone(),
+        }
+    }
+
+    /// Reads the state file; `None` when it does not exist yet.
+    pub fn load(path: &Path) -> Result<Option<FollowerState>, FollowError> {
+        let state_err = |why: String| FollowError::State {
+            path: path.to_path_buf(),
+            why,
+        };
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(state_err(e.to_string())),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| state_err(format!("not a state file: {e}")))
+    }
+
+    /// Replaces the state file atomically: a crash leaves the old state or
+    /// the new one, never a mix.
+    pub fn save(&self, path: &Path) -> Result<(), FollowError> {
+        let state_err = |why: String| FollowError::State {
+            path: path.to_path_buf(),
+            why,
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| state_err("not a file name".into()))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let mut json = serde_json::to_vec_pretty(self).map_err(|e| state_err(e.to_string()))?;
+        json.push(b'\n');
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            // Make the rename itself durable.
+            std::fs::File::open(&dir)?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            state_err(e.to_string())
+        })
+    }
+}
+
+/// What `veritrail verify` reports, one line per check as it passes.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// The checkpoint was fetched and parsed.
+    Checkpoint(Checkpoint),
+    /// A log signature verified.
+    LogSignature(LogSignature),
+    /// A witness cosignature verified.
+    Cosignature(Cosignature),
+    /// The checkpoint relates to the state as shown.
+    Consistency(Extension),
+    /// A leaf was proved and read.
+    Inclusion(Box<ProvenLeaf>),
+    /// The state file now holds the checkpoint.
+    StateSaved {
+        /// The state file.
+        path: PathBuf,
+        /// The size saved.
+        size: u64,
+    },
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Checkpoint(c) => write!(
+                f,
+                "checkpoint      {}: size {}, root {}",
+                c.origin, c.size, c.root
+            ),
+            Step::LogSignature(s) => write!(
+                f,
+                "log signature   ok: {} key {} {:08x}",
+                s.algorithm, s.key_name, s.key_id
+            ),
+            Step::Cosignature(c) => write!(
+                f,
+                "cosignature     ok: witness {} {:08x} at {}",
+                c.witness,
+                c.key_id,
+                seconds_text(c.timestamp)
+            ),
+            Step::Consistency(Extension::FirstSeen) => write!(
+                f,
+                "consistency     no earlier checkpoint in the state file: trusting this one as the first seen"
+            ),
+            Step::Consistency(Extension::FromEmpty { new_size }) => write!(
+                f,
+                "consistency     ok: size 0 -> {new_size} (every tree extends the empty tree)"
+            ),
+            Step::Consistency(Extension::Unchanged { size }) => write!(
+                f,
+                "consistency     ok: same size {size} and root as the checkpoint seen before"
+            ),
+            Step::Consistency(Extension::Extends {
+                old_size,
+                new_size,
+                proof_len,
+            }) => write!(
+                f,
+                "consistency     ok: size {old_size} -> {new_size} extends the checkpoint seen before ({proof_len}-hash proof)"
+            ),
+            Step::Inclusion(l) => write!(
+                f,
+                "inclusion       ok: leaf {} in the tree of size {} ({}-hash proof), leaf hash {}\n\
+                 entry bundle    ok: {} holds leaf {} with that hash\n\
+                 leaf            {}",
+                l.index,
+                l.tree_size,
+                l.proof_len,
+                l.leaf_hash,
+                l.bundle_path,
+                l.index,
+                String::from_utf8_lossy(&l.leaf)
+            ),
+            Step::StateSaved { path, size } => write!(
+                f,
+                "state           saved checkpoint of size {size} to {}",
+                path.display()
+            ),
+        }
+    }
+}
+
+fn seconds_text(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| s.checked_mul(1000))
+        .filter(|&ms| check_unix_ms(ms).is_ok())
+        .map(format_rfc3339_ms)
+        .unwrap_or_else(|| format!("{secs} s"))
+}
+
+#[derive(Deserialize)]
+struct InclusionAnswer {
+    leaf_index: u64,
+    tree_size: u64,
+    leaf_hash: Hash,
+    audit_path: Vec<Hash>,
+}
+
+#[derive(Deserialize)]
+struct ConsistencyAnswer {
+    first: u64,
+    second: u64,
+    consistency: Vec<Hash>,
+}
+
+/// Follows one log: checks its checkpoints, their consistency and leaves.
+pub struct LogFollower {
+    client: Client,
+    log_keys: Vec<TrustedLogKey>,
+    witnesses: Vec<(String, CosignatureVerifier)>,
+}
+
+impl LogFollower {
+    /// A follower of the log at `url` that trusts `log_vkeys` (at least one;
+    /// Ed25519 or ECDSA keys named by the origin) and requires a cosignature
+    /// by each of `witness_vkeys` (cosignature keys, or Ed25519 keys taken
+    /// as cosignature keys).
+    pub fn new(
+        url: &str,
+        log_vkeys: &[String],
+        witness_vkeys: &[String],
+    ) -> Result<LogFollower, FollowError> {
+        if log_vkeys.is_empty() {
+            return Err(FollowError::Usage(
+                "give at least one log key (--vkey)".into(),
+            ));
+        }
+        let mut log_keys = Vec::with_capacity(log_vkeys.len());
+        for vkey in log_vkeys {
+            let bad = |e: NoteError| FollowError::Usage(format!("log key {vkey}: {e}"));
+            let algorithm = match split_verifier_key(vkey).map_err(bad)?.key_type {
+                SIG_TYPE_ED25519 => "ed25519",
+                SIG_TYPE_ECDSA => "ecdsa",
+                SIG_TYPE_COSIGNATURE_V1 => {
+                    return Err(FollowError::Usage(format!(
+                        "log key {vkey} is a witness cosignature key; pass it as --witness-vkey"
+                    )));
+                }
+                other => return Err(bad(NoteError::UnsupportedKeyType(other))),
+            };
+            log_keys.push(TrustedLogKey {
+                vkey: vkey.clone(),
+                algorithm,
+                verifier: parse_verifier_key(vkey).map_err(bad)?,
+            });
+        }
+        let mut witnesses = Vec::with_capacity(witness_vkeys.len());
+        for vkey in witness_vkeys {
+            let v = CosignatureVerifier::from_witness_key(vkey)
+                .map_err(|e| FollowError::Usage(format!("witness key {vkey}: {e}")))?;
+            witnesses.push((vkey.clone(), v));
+        }
+        Ok(LogFollower {
+            client: Client::new(url, None)?,
+            log_keys,
+            witnesses,
+        })
+    }
+
+    async fn get_typed<T: DeserializeOwned>(&self, path: &str) -> Result<T, FollowError> {
+        let bytes = self.client.get_bytes(path).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            VerificationFailure::MalformedAnswer {
+                what: path.to_string(),
+                why: e.to_string(),
+            }
+            .into()
+        })
+    }
+
+    /// Fetches `/checkpoint` and verifies it.
+    pub async fn latest_checkpoint(&self) -> Result<VerifiedCheckpoint, FollowError> {
+        let bytes = self.client.get_bytes("/checkpoint").await?;
+        Ok(self.verify_checkpoint(&bytes)?)
+    }
+
+    /// Verifies a signed checkpoint: its origin is every trusted log key's
+    /// name, each trusted log key signed it, each witness cosigned it.
+    pub fn verify_checkpoint(
+        &self,
+        bytes: &[u8],
+    ) -> Result<VerifiedCheckpoint, VerificationFailure> {
+        let note = Note::parse(bytes).map_err(VerificationFailure::MalformedCheckpoint)?;
+        let checkpoint =
+            Checkpoint::from_note(&note).map_err(VerificationFailure::MalformedCheckpoint)?;
+        let text = note.text().as_bytes();
+        let mut log_signatures = Vec::with_capacity(self.log_keys.len());
+        for key in &self.log_keys {
+            let v = key.verifier.as_ref();
+            // c2sp.org/tlog-checkpoint: the log's key name is the origin.
+            if v.name() != checkpoint.origin {
+                return Err(VerificationFailure::OriginMismatch {
+                    origin: checkpoint.origin.clone(),
+                    key_name: v.name().to_string(),
+                    key: key.vkey.clone(),
+                });
+            }
+            let sig = find_signature(&note, v.name(), v.key_id()).ok_or_else(|| {
+                VerificationFailure::MissingLogSignature {
+                    key: key.vkey.clone(),
+                }
+            })?;
+            if !v.verify(text, sig) {
+                return Err(VerificationFailure::BadLogSignature {
+                    key: key.vkey.clone(),
+                });
+            }
+            log_signatures.push(LogSignature {
+                algorithm: key.algorithm,
+                key_name: v.name().to_string(),
+                key_id: v.key_id(),
+            });
+        }
+        let mut cosignatures = Vec::with_capacity(self.witnesses.len());
+        for (vkey, w) in &self.witnesses {
+            let sig = find_signature(&note, w.name(), w.key_id())
+                .ok_or_else(|| VerificationFailure::MissingCosignature { key: vkey.clone() })?;
+            // c2sp.org/tlog-cosignature: the timestamp is part of the signed message.
+            let timestamp = w
+                .verify_cosignature(text, sig)
+                .map_err(|_| VerificationFailure::BadCosignature { key: vkey.clone() })?;
+            cosignatures.push(Cosignature {
+                witness: w.name().to_string(),
+                key_id: w.key_id(),
+                timestamp,
+            });
+        }
+        Ok(VerifiedCheckpoint {
+            checkpoint,
+            note: String::from_utf8_lossy(bytes).into_owned(),
+            log_signatures,
+            cosignatures,
+        })
+    }
+
+    /// Checks that `new` extends `old`: same origin, not smaller, the same
+    /// root at the same size, else a verified consistency proof (RFC 9162 §2.1.4.2).
+    pub async fn check_extends(
+        &self,
+        old: &FollowerState,
+        new: &VerifiedCheckpoint,
+    ) -> Result<Extension, FollowError> {
+        let cp = &new.checkpoint;
+        if old.origin != cp.origin {
+            return Err(VerificationFailure::OriginChanged {
+                old: old.origin.clone(),
+                new: cp.origin.clone(),
+            }
+            .into());
+        }
+        if cp.size < old.size {
+            return Err(VerificationFailure::Rollback {
+                old_size: old.size,
+                new_size: cp.size,
+            }
+            .into());
+        }
+        if cp.size == old.size {
+            if cp.root != old.root {
+                return Err(VerificationFailure::SameSizeFork {
+                    size: cp.size,
+                    old_root: old.root,
+                    new_root: cp.root,
+                }
+                .into());
+            }
+            return Ok(Extension::Unchanged { size: cp.size });
+        }
+        if old.size == 0 {
+            return Ok(Extension::FromEmpty { new_size: cp.size });
+        }
+        let path = format!(
+            "/v1/proof/consistency?first={}&second={}",
+            old.size, cp.size
+        );
+        let answer: ConsistencyAnswer = self.get_typed(&path).await?;
+        if answer.first != old.size || answer.second != cp.size {
+            return Err(VerificationFailure::MalformedAnswer {
+                what: path,
+                why: format!(
+                    "a proof from {} to {} was asked, one from {} to {} came",
+                    old.size, cp.size, answer.first, answer.second
+                ),
+            }
+            .into());
+        }
+        merkle::verify_consistency(old.size, cp.size, &old.root, &cp.root, &answer.consistency)
+            .map_err(|why| VerificationFailure::Inconsistent {
+                old_size: old.size,
+                new_size: cp.size,
+                why,
+            })?;
+        Ok(Extension::Extends {
+            old_size: old.size,
+            new_size: cp.size,
+            proof_len: answer.consistency.len(),
+        })
+    }
+
+    /// Proves leaf `index` into `cp` (RFC 9162 §2.1.3.2) and reads the leaf
+    /// from its entry bundle (c2sp.org/tlog-tiles), which must hold exactly
+    /// the leaf the proof is for.
+    pub async fn prove_leaf(
+        &self,
+        cp: &VerifiedCheckpoint,
+        index: u64,
+    ) -> Result<ProvenLeaf, FollowError> {
+        let size = cp.checkpoint.size;
+        let Some((bundle, position)) = tiles::entry_bundle_for(index, size) else {
+            return Err(FollowError::Usage(format!(
+                "leaf {index} is not in the checkpoint's tree of size {size}"
+            )));
+        };
+        let path = format!("/v1/proof/inclusion?index={index}&tree_size={size}");
+        let answer: InclusionAnswer = self.get_typed(&path).await?;
+        if answer.leaf_index != index || answer.tree_size != size {
+            return Err(VerificationFailure::MalformedAnswer {
+                what: path,
+                why: format!(
+                    "a proof of leaf {index} in size {size} was asked, one of leaf {} in size {} came",
+                    answer.leaf_index, answer.tree_size
+                ),
+            }
+            .into());
+        }
+        merkle::verify_inclusion(
+            index,
+            size,
+            &answer.leaf_hash,
+            &answer.audit_path,
+            &cp.checkpoint.root,
+        )
+        .map_err(|why| VerificationFailure::InclusionProof { index, size, why })?;
+
+        let bundle_path = bundle.entries_path();
+        let data = self.client.get_bytes(&format!("/{bundle_path}")).await?;
+        let malformed = |why: String| VerificationFailure::MalformedBundle {
+            path: bundle_path.clone(),
+            why,
+        };
+        let entries = tiles::decode_bundle(&data).map_err(|e| malformed(e.to_string()))?;
+        if entries.len() != usize::from(bundle.width) {
+            return Err(malformed(format!(
+                "it holds {} entries; at tree size {size} it holds {}",
+                entries.len(),
+                bundle.width
+            ))
+            .into());
+        }
+        let leaf = entries
+            .into_iter()
+            .nth(position)
+            .ok_or_else(|| malformed(format!("no entry at position {position}")))?;
+        let bundle_hash = merkle::leaf_hash(&leaf);
+        if bundle_hash != answer.leaf_hash {
+            return Err(VerificationFailure::LeafMismatch {
+                index,
+                path: bundle_path,
+                bundle_hash,
+                proof_hash: answer.leaf_hash,
+            }
+            .into());
+        }
+        let record = LeafRecord::parse(&leaf).map_err(|e| VerificationFailure::MalformedLeaf {
+            index,
+            why: e.to_string(),
+        })?;
+        Ok(ProvenLeaf {
+            index,
+            tree_size: size,
+            leaf_hash: bundle_hash,
+            proof_len: answer.audit_path.len(),
+            bundle_path,
+            leaf,
+            record,
+        })
+    }
+}
+
+fn find_signature<'a>(note: &'a Note, name: &str, key_id: u32) -> Option<&'a [u8]> {
+    note.signatures()
+        .iter()
+        .find(|s| s.name == name && s.key_id == key_id)
+        .map(|s| s.signature.as_slice())
+}
+
+/// What one `verify_log` run checks besides the checkpoint itself.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// Prove this leaf into the checkpoint.
+    pub index: Option<u64>,
+    /// Check consistency with the checkpoint in this file, and save the new
+    /// one there when everything verified.
+    pub state: Option<PathBuf>,
+}
+
+/// Fetches and verifies the latest checkpoint, checks that it extends the
+/// state, optionally proves a leaf, and only then saves the new state.
+/// Reports each check as it passes.
+pub async fn verify_log(
+    follower: &LogFollower,
+    options: &VerifyOptions,
+    on_step: &mut (dyn FnMut(&Step) + Send),
+) -> Result<VerifiedCheckpoint, FollowError> {
+    let old = match &options.state {
+        Some(path) => FollowerState::load(path)?,
+        None => None,
+    };
+    let cp = follower.latest_checkpoint().await?;
+    on_step(&Step::Checkpoint(cp.checkpoint.clone()));
+    for s in &cp.log_signatures {
+        on_step(&Step::LogSignature(s.clone()));
+    }
+    for c in &cp.cosignatures {
+        on_step(&Step::Cosignature(c.clone()));
+    }
+    if options.state.is_some() {
+        let extension = match &old {
+            Some(old) => follower.check_extends(old, &cp).await?,
+            None => Extension::FirstSeen,
+        };
+        on_step(&Step::Consistency(extension));
+    }
+    if let Some(index) = options.index {
+        let leaf = follower.prove_leaf(&cp, index).await?;
+        on_step(&Step::Inclusion(Box::new(leaf)));
+    }
+    if let Some(path) = &options.state {
+        FollowerState::from_checkpoint(&cp).save(path)?;
+        on_step(&Step::StateSaved {
+            path: path.clone(),
+            size: cp.checkpoint.size,
+        });
+    }
+    Ok(cp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::note::keys::LogKeys;
+    use crate::note::{CosignatureSigner, NoteSigner};
+
+    const ORIGIN: &str = "test.example/log";
+
+    fn keys() -> LogKeys {
+        LogKeys::from_secret_bytes(&[5u8; 32], &[6u8; 32]).unwrap()
+    }
+
+    fn signed(size: u64, root: Hash, signers: &[&dyn NoteSigner]) -> Vec<u8> {
+        let cp = Checkpoint {
+            origin: ORIGIN.into(),
+            size,
+            root,
+            extensions: vec![],
+        };
+        let mut note = cp.to_note().unwrap();
+        for s in signers {
+            note.sign(*s).unwrap();
+        }
+        note.to_bytes()
+    }
+
+    fn follower(log: &[String], witnesses: &[String]) -> LogFollower {
+        LogFollower::new("http://127.0.0.1:9", log, witnesses).unwrap()
+    }
+
+    #[test]
+    fn every_trusted_key_and_witness_must_sign() {
+        let k = keys();
+        let s = k.signers(ORIGIN).unwrap();
+        let v = k.verifier_keys(ORIGIN).unwrap();
+        let w = CosignatureSigner::new(
+            "w.example",
+            ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]),
+            || 1_700_000_000,
+        )
+        .unwrap();
+        let root = merkle::empty_root();
+        let both = signed(0, root, &[&s.ecdsa, &s.ed25519]);
+        let only_ed = signed(0, root, &[&s.ed25519]);
+        let cosigned = signed(0, root, &[&s.ecdsa, &s.ed25519, &w]);
+        let f = follower(&[v.ecdsa.clone(), v.ed25519.clone()], &[]);
+        let ok = f.verify_checkpoint(&both).unwrap();
+        assert_eq!(ok.log_signatures.len(), 2);
+        assert!(matches!(
+            f.verify_checkpoint(&only_ed),
+            Err(VerificationFailure::MissingLogSignature { .. })
+        ));
+        let fw = follower(std::slice::from_ref(&v.ed25519), &[w.verifier_key()]);
+        assert!(matches!(
+            fw.verify_checkpoint(&both),
+            Err(VerificationFailure::MissingCosignature { .. })
+        ));
+        let ok = fw.verify_checkpoint(&cosigned).unwrap();
+        assert_eq!(ok.cosignatures[0].timestamp, 1_700_000_000);
+        // A tampered signature byte is named as such.
+        let mut bad = both.clone();
+        let text = String::from_utf8(bad.clone()).unwrap();
+        let at = text.rfind('\n').unwrap() - 3;
+        bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
+        assert!(matches!(
+            f.verify_checkpoint(&bad),
+            Err(VerificationFailure::BadLogSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn keys_of_another_log_or_kind_are_refused() {
+        let other = keys().verifier_keys("other.example/log").unwrap();
+        let s = keys().signers(ORIGIN).unwrap();
+        let f = follower(&[other.ed25519], &[]);
+        assert!(matches!(
+            f.verify_checkpoint(&signed(0, merkle::empty_root(), &[&s.ed25519])),
+            Err(VerificationFailure::OriginMismatch { .. })
+        ));
+        let w = CosignatureSigner::new(
+            "w.example",
+            ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]),
+            || 0,
+        )
+        .unwrap();
+        assert!(matches!(
+            LogFollower::new("http://127.0.0.1:9", &[w.verifier_key()], &[]),
+            Err(FollowError::Usage(_))
+        ));
+        assert!(matches!(
+            LogFollower::new("http://127.0.0.1:9", &[], &[]),
+            Err(FollowError::Usage(_))
+        ));
+        let ecdsa = keys().verifier_keys(ORIGIN).unwrap().ecdsa;
+        assert!(matches!(
+            LogFollower::new(
+                "http://127.0.0.1:9",
+                std::slice::from_ref(&ecdsa),
+                std::slice::from_ref(&ecdsa)
+            ),
+            Err(FollowError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn state_is_replaced_whole_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(FollowerState::load(&path).unwrap(), None);
+        let st = FollowerState {
+            origin: ORIGIN.into(),
+            size: 3,
+            root: merkle::leaf_hash(b"x"),
+            note: "n\n".into(),
+        };
+        st.save(&path).unwrap();
+        assert_eq!(FollowerState::load(&path).unwrap(), Some(st.clone()));
+        let grown = FollowerState { size: 4, ..st };
+        grown.save(&path).unwrap();
+        assert_eq!(FollowerState::load(&path).unwrap(), Some(grown));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+        std::fs::write(&path, "{}").unwrap();
+        assert!(matches!(
+            FollowerState::load(&path),
+            Err(FollowError::State { .. })
+        ));
+    }
+}
