@@ -33,7 +33,7 @@ cargo test --locked -- --test-threads 2
 
 step "demo (scripts/demo.sh)"
 demo_log="$(mktemp)"
-if VERITRAIL_BIN="$PWD/target/release/veritrail" scripts/demo.sh >"$demo_log" 2>&1; then
+if VERITRAIL_BIN="$PWD/target/debug/veritrail" scripts/demo.sh >"$demo_log" 2>&1; then
   echo "ok"
   rm -f "$demo_log"
 else
