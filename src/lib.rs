@@ -26,3 +26,4 @@ pub mod server;
 pub mod store;
 pub mod tiles;
 pub mod web;
+pub mod witness;

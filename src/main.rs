@@ -34,6 +34,18 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Run a C2SP tlog-witness that cosigns the configured logs' checkpoints.
+    Witness {
+        /// Data directory (its key and state; created on first start).
+        #[arg(long)]
+        data: PathBuf,
+        /// Listen address, host:port.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+        /// Configuration file (TOML): the cosignature key name and the logs.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -62,6 +74,16 @@ struct ServeArgs {
     /// Queued submissions before answering 503 [default: 8192].
     #[arg(long)]
     queue_capacity: Option<usize>,
+    /// A witness to ask for cosignatures: its URL and cosignature vkey
+    /// (repeatable; replaces the config file's [[witness]] list).
+    #[arg(long, num_args = 2, value_names = ["URL", "VKEY"], action = clap::ArgAction::Append)]
+    witness: Vec<String>,
+    /// Cosignatures that make a checkpoint witnessed [default: every witness].
+    #[arg(long)]
+    witness_quorum: Option<usize>,
+    /// Timeout of one request to a witness [default: 5000].
+    #[arg(long)]
+    witness_timeout_ms: Option<u64>,
 }
 
 #[derive(Args)]
@@ -149,6 +171,17 @@ fn main() -> anyhow::Result<()> {
                 batch_max_delay_ms: a.batch_max_delay_ms,
                 checkpoint_interval_ms: a.checkpoint_interval_ms,
                 queue_capacity: a.queue_capacity,
+                witnesses: (!a.witness.is_empty()).then(|| {
+                    a.witness
+                        .chunks(2)
+                        .map(|p| veritrail::config::WitnessEntry {
+                            url: p[0].clone(),
+                            vkey: p.get(1).cloned().unwrap_or_default(),
+                        })
+                        .collect()
+                }),
+                witness_quorum: a.witness_quorum,
+                witness_timeout_ms: a.witness_timeout_ms,
                 ..FileConfig::default()
             };
             let config = ServeConfig::resolve(flags, file).map_err(anyhow::Error::msg)?;
@@ -166,6 +199,27 @@ fn main() -> anyhow::Result<()> {
             }
             println!("ecdsa   {}", vkeys.ecdsa);
             println!("ed25519 {}", vkeys.ed25519);
+        }
+        Command::Witness {
+            data,
+            listen,
+            config,
+        } => {
+            init_tracing();
+            let listen = listen
+                .parse()
+                .with_context(|| format!("listen address {listen:?} is not host:port"))?;
+            let config = veritrail::witness::config::WitnessConfig::load(&config)
+                .map_err(anyhow::Error::msg)?;
+            let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
+            rt.block_on(veritrail::witness::server::run(
+                veritrail::witness::server::WitnessServeConfig {
+                    data,
+                    listen,
+                    config,
+                },
+            ))
+            .map_err(anyhow::Error::msg)?;
         }
         Command::Keys { command } => {
             let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
