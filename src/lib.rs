@@ -20,6 +20,7 @@ pub mod config;
 pub mod event;
 pub mod lifecycle;
 pub mod merkle;
+pub mod monitor;
 pub mod note;
 pub mod sequencer;
 pub mod server;

@@ -34,6 +34,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Follow a log through its tiles and alert on any rewrite, fork or missing cosignature.
+    Monitor(MonitorArgs),
     /// Run a C2SP tlog-witness that cosigns the configured logs' checkpoints.
     Witness {
         /// Data directory (its key and state; created on first start).
@@ -84,6 +86,40 @@ struct ServeArgs {
     /// Timeout of one request to a witness [default: 5000].
     #[arg(long)]
     witness_timeout_ms: Option<u64>,
+}
+
+#[derive(Args)]
+struct MonitorArgs {
+    /// The log's URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    url: String,
+    /// A log verifier key; every one given must have signed each checkpoint (repeatable).
+    #[arg(long = "vkey", required = true)]
+    vkeys: Vec<String>,
+    /// A witness cosignature key whose cosignature each checkpoint must carry (repeatable).
+    #[arg(long = "witness-vkey")]
+    witness_vkeys: Vec<String>,
+    /// How many of the witnesses must have cosigned [default: all].
+    #[arg(long)]
+    witness_quorum: Option<usize>,
+    /// POST alerts as JSON to this URL.
+    #[arg(long)]
+    webhook: Option<String>,
+    /// Keep the last verified checkpoint (and --full progress) in this file.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Recompute every leaf hash and tile from the entry bundles.
+    #[arg(long)]
+    full: bool,
+    /// Check once and exit (0: all good, 1: alert, 2: could not check).
+    #[arg(long)]
+    once: bool,
+    /// Time between polls, milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    interval_ms: u64,
+    /// A checkpoint another party saw (signed note file): alert if it forks from the log (repeatable).
+    #[arg(long = "compare-checkpoint")]
+    compare: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -199,6 +235,38 @@ fn main() -> anyhow::Result<()> {
             }
             println!("ecdsa   {}", vkeys.ecdsa);
             println!("ed25519 {}", vkeys.ed25519);
+        }
+        Command::Monitor(a) => {
+            use std::io::IsTerminal as _;
+            let opts = veritrail::monitor::MonitorOptions {
+                url: a.url,
+                log_vkeys: a.vkeys,
+                witness_vkeys: a.witness_vkeys,
+                witness_quorum: a.witness_quorum,
+                webhook: a.webhook,
+                state: a.state,
+                full: a.full,
+                once: a.once,
+                interval: std::time::Duration::from_millis(a.interval_ms.max(100)),
+                compare: a.compare,
+                progress: std::io::stderr().is_terminal(),
+            };
+            let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
+            let result = rt.block_on(async {
+                let mut m = veritrail::monitor::Monitor::new(opts)?;
+                m.run().await
+            });
+            match result {
+                Ok(()) => {}
+                Err(veritrail::monitor::MonitorError::Alert(a)) => {
+                    eprintln!("veritrail monitor: ALERT {}: {}", a.kind, a.message);
+                    std::process::exit(1);
+                }
+                Err(e) => {
+                    eprintln!("veritrail monitor: {e}");
+                    std::process::exit(2);
+                }
+            }
         }
         Command::Witness {
             data,
