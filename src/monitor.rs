@@ -455,9 +455,9 @@ impl Monitor {
         }
     }
 
-    /// Verifies the log's signatures (every given key) and the witnesses'
-    /// cosignatures (the quorum) on a note.
-    fn verify_note(&self, text: &str) -> Result<(Note, Checkpoint), MonitorError> {
+    /// Verifies the log's signatures (every given key) and, if
+    /// `cosigned`, the witnesses' cosignatures (the quorum) on a note.
+    fn verify_note(&self, text: &str, cosigned: bool) -> Result<(Note, Checkpoint), MonitorError> {
         let bad = |kind, msg: String| {
             MonitorError::Alert(Box::new(Alert {
                 kind,
@@ -488,6 +488,9 @@ impl Monitor {
         }
         let checkpoint = Checkpoint::parse(note.text())
             .map_err(|e| bad("bad_signature", format!("checkpoint text: {e}")))?;
+        if !cosigned {
+            return Ok((note, checkpoint));
+        }
         let mut cosigned = 0;
         let mut missing = Vec::new();
         for w in &self.witnesses {
@@ -525,20 +528,50 @@ impl Monitor {
             .map_err(op)?;
         let text = String::from_utf8(text)
             .map_err(|_| alert("bad_signature", "the checkpoint is not UTF-8"))?;
-        let (_, new) = self.verify_note(&text)?;
-        let with_cp = |e: MonitorError| match e {
-            MonitorError::Alert(mut a) => {
-                a.checkpoint.get_or_insert_with(|| text.clone());
-                MonitorError::Alert(a)
+        let (_, new) = self.verify_note(&text, true)?;
+        let with_cp = |text: &str| {
+            let text = text.to_string();
+            move |e: MonitorError| match e {
+                MonitorError::Alert(mut a) => {
+                    a.checkpoint.get_or_insert(text);
+                    MonitorError::Alert(a)
+                }
+                other => other,
             }
-            other => other,
         };
-        self.check_checkpoint(&new).await.map_err(with_cp)?;
+        self.check_checkpoint(&new).await.map_err(with_cp(&text))?;
+        // The newest checkpoint the log signed may be ahead of the served
+        // (witnessed) one: the log must stand by it too.
+        let mut newest = new.clone();
+        if let Some(signed_text) = self.latest_signed(&text).await {
+            let (_, signed) = self.verify_note(&signed_text, false)?;
+            if signed.origin != new.origin || signed.size < new.size {
+                return Err(with_cp(&signed_text)(alert(
+                    "inconsistent",
+                    format!(
+                        "the log's latest signed checkpoint (size {}) is behind its served one (size {})",
+                        signed.size, new.size
+                    ),
+                )));
+            }
+            self.fetcher
+                .check_consistency(&new, &signed)
+                .await
+                .map_err(|e| {
+                    with_cp(&signed_text)(alert(
+                        "fork",
+                        format!(
+                            "the log's latest signed checkpoint does not extend its served one: {e}"
+                        ),
+                    ))
+                })?;
+            newest = signed;
+        }
         for path in self.opts.compare.clone() {
-            self.compare(&path, &new).await?;
+            self.compare(&path, &newest).await?;
         }
         if self.opts.full {
-            self.check_full(&new).await.map_err(with_cp)?;
+            self.check_full(&new).await.map_err(with_cp(&text))?;
         }
         let advanced = self.state.note.as_deref() != Some(text.as_str());
         self.state.note = Some(text);
@@ -552,6 +585,15 @@ impl Monitor {
             );
         }
         Ok(())
+    }
+
+    /// The log's latest signed checkpoint from `GET /v1/checkpoint`
+    /// (Veritrail's JSON view), when it differs from the served one. Other
+    /// logs do not have it; then there is nothing more to check.
+    async fn latest_signed(&self, served: &str) -> Option<String> {
+        let v = self.fetcher.client.get_json("/v1/checkpoint").await.ok()?;
+        let signed = v["latest_signed"].as_str()?;
+        (signed != served).then(|| signed.to_string())
     }
 
     /// Consistency with the last verified checkpoint, and the tiles' root.

@@ -65,7 +65,11 @@ pub(super) async fn checkpoint_json(State(st): State<AppState>) -> Response {
     if let Some(w) = &st.witnessed {
         body["witnessed"] = json!(witnessed.is_some());
         body["witness_quorum"] = json!(w.quorum());
-        body["latest_signed_size"] = json!(st.view.checkpoint().checkpoint.size);
+        // The newest checkpoint the log signed, witnessed or not, so that
+        // monitors can hold the log to everything it signs.
+        let signed = st.view.checkpoint();
+        body["latest_signed_size"] = json!(signed.checkpoint.size);
+        body["latest_signed"] = json!(signed.note);
     }
     with_cache(Json(body).into_response(), "no-cache")
 }
