@@ -326,4 +326,24 @@ mod tests {
             Err(RequestError::BadOldLine)
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_or_fail_without_panicking(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = AddCheckpoint::parse(&body);
+            let mut prefixed = b"old 3\n".to_vec();
+            prefixed.extend_from_slice(&body);
+            let _ = AddCheckpoint::parse(&prefixed);
+        }
+
+        #[test]
+        fn formatted_requests_round_trip(old in proptest::prelude::any::<u64>(), n in 0usize..=63, size in 0u64..1000) {
+            let proof: Vec<Hash> = (0..n).map(|i| hash(i as u8)).collect();
+            let body = AddCheckpoint::format(old, &proof, &note(size));
+            let req = AddCheckpoint::parse(&body).unwrap();
+            proptest::prop_assert_eq!(req.old_size, old);
+            proptest::prop_assert_eq!(req.proof, proof);
+            proptest::prop_assert_eq!(req.checkpoint.size, size);
+        }
+    }
 }

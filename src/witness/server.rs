@@ -263,3 +263,171 @@ async fn latest_checkpoint(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle::{self, MemoryTree};
+    use crate::note::keys::LogKeys;
+    use crate::note::{Checkpoint, NoteSigner, parse_verifier_key};
+    use crate::witness::store::MemoryWitnessStore;
+    use crate::witness::{AddCheckpoint, WitnessedLog, origin_hash};
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    const ORIGIN: &str = "example.com/log";
+
+    fn app() -> (Router, LogKeys) {
+        let keys = LogKeys::from_secret_bytes(&[7; 32], &[8; 32]).unwrap();
+        let v = keys.verifier_keys(ORIGIN).unwrap();
+        let signer = CosignatureSigner::new(
+            "w.example/1",
+            ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+            || 1_700_000_000u64,
+        )
+        .unwrap();
+        let witness = Witness::new(
+            vec![WitnessedLog {
+                origin: ORIGIN.into(),
+                verifiers: vec![parse_verifier_key(&v.ecdsa).unwrap()],
+            }],
+            signer,
+            Arc::new(MemoryWitnessStore::new()),
+        );
+        (router(Arc::new(witness)), keys)
+    }
+
+    fn request(keys: &LogKeys, old: u64, size: u64, branch: u8) -> Vec<u8> {
+        let mut t = MemoryTree::new();
+        for i in 0..size {
+            t.push(merkle::leaf_hash(&[i as u8, branch]));
+        }
+        let cp = Checkpoint {
+            origin: ORIGIN.into(),
+            size,
+            root: t.root(),
+            extensions: vec![],
+        };
+        let mut note = cp.to_note().unwrap();
+        note.sign(&keys.signers(ORIGIN).unwrap().ecdsa as &dyn NoteSigner)
+            .unwrap();
+        let proof = if old == 0 || old >= size {
+            vec![]
+        } else {
+            merkle::consistency_proof(old, size, &t).unwrap()
+        };
+        AddCheckpoint::format(old, &proof, &note.to_bytes())
+    }
+
+    async fn call(app: &Router, method: &str, path: &str, body: Vec<u8>) -> (u16, String, String) {
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, ct, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_status_over_http() {
+        let (app, keys) = app();
+        let hash = origin_hash(ORIGIN);
+        let (s, _, _) = call(&app, "GET", &format!("/{hash}/checkpoint"), vec![]).await;
+        assert_eq!(s, 404, "nothing cosigned yet");
+
+        let (s, ct, body) = call(&app, "POST", "/add-checkpoint", request(&keys, 0, 5, 0)).await;
+        assert_eq!((s, ct.as_str()), (200, "text/plain; charset=utf-8"));
+        assert!(body.starts_with("\u{2014} w.example/1 ") && body.ends_with('\n'));
+        assert_eq!(body.lines().count(), 1);
+
+        let (s, ct, body) = call(&app, "POST", "/add-checkpoint", request(&keys, 0, 8, 0)).await;
+        assert_eq!(
+            (s, ct.as_str(), body.as_str()),
+            (409, TLOG_SIZE_CONTENT_TYPE, "5\n")
+        );
+        let (s, _, _) = call(&app, "POST", "/add-checkpoint", request(&keys, 5, 8, 0)).await;
+        assert_eq!(s, 200);
+        // Same size, other root: 422 (this witness follows tlog-witness HEAD).
+        let (s, ct, _) = call(&app, "POST", "/add-checkpoint", request(&keys, 8, 8, 1)).await;
+        assert_eq!((s, ct.as_str()), (422, "text/plain; charset=utf-8"));
+        let (s, _, _) = call(&app, "POST", "/add-checkpoint", request(&keys, 9, 8, 0)).await;
+        assert_eq!(s, 400);
+        let (s, _, _) = call(&app, "POST", "/add-checkpoint", b"old 1\n".to_vec()).await;
+        assert_eq!(s, 400);
+        let other = LogKeys::from_secret_bytes(&[1; 32], &[2; 32]).unwrap();
+        let (s, _, _) = call(&app, "POST", "/add-checkpoint", request(&other, 8, 9, 0)).await;
+        assert_eq!(s, 403);
+        let mut unknown = request(&keys, 0, 1, 0);
+        let text = String::from_utf8(unknown.clone()).unwrap();
+        unknown = text.replacen(ORIGIN, "other.example/log", 1).into_bytes();
+        let (s, _, _) = call(&app, "POST", "/add-checkpoint", unknown).await;
+        assert_eq!(s, 404, "the origin is looked up before any signature");
+        let (s, _, _) = call(
+            &app,
+            "POST",
+            "/add-checkpoint",
+            vec![b'a'; MAX_REQUEST_BODY + 1],
+        )
+        .await;
+        assert_eq!(s, 413);
+        let (s, _, _) = call(&app, "GET", "/add-checkpoint", vec![]).await;
+        assert_eq!(s, 405);
+
+        let (s, _, note) = call(&app, "GET", &format!("/{hash}/checkpoint"), vec![]).await;
+        assert_eq!(s, 200);
+        assert!(note.starts_with("example.com/log\n8\n"));
+        let (s, _, _) = call(
+            &app,
+            "GET",
+            &format!("/{}/checkpoint", hash.to_uppercase()),
+            vec![],
+        )
+        .await;
+        assert_eq!(s, 404);
+        let (s, _, _) = call(
+            &app,
+            "GET",
+            &format!("/{}/checkpoint", origin_hash("x")),
+            vec![],
+        )
+        .await;
+        assert_eq!(s, 404);
+    }
+
+    #[test]
+    fn the_key_is_created_once_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("w");
+        let (k1, created) = open_or_create_key(&data).unwrap();
+        assert!(created);
+        let (k2, created) = open_or_create_key(&data).unwrap();
+        assert!(!created);
+        assert_eq!(k1.to_bytes(), k2.to_bytes());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(data.join(WITNESS_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // State without its key: refuse instead of re-keying.
+        fs::remove_file(data.join(WITNESS_KEY_FILE)).unwrap();
+        fs::create_dir(data.join("db")).unwrap();
+        assert!(open_or_create_key(&data).is_err());
+    }
+}
