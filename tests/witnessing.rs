@@ -647,6 +647,11 @@ async fn a_split_view_is_refused_by_the_witness_and_reported_by_monitors() {
     let (_, cosigned) = get_text(&format!("{}/{hash}/checkpoint", w.proc.url)).await;
     let cosigned = Checkpoint::parse(Note::parse(cosigned.as_bytes()).unwrap().text()).unwrap();
     assert_eq!(cosigned.root, cp_a.root, "the witness kept branch A");
+    let (_, w_metrics) = get_text(&format!("{}/metrics", w.proc.url)).await;
+    assert!(
+        w_metrics.contains("veritrail_witness_refused_total{status=\"422\"}"),
+        "{w_metrics}"
+    );
 
     // Each monitor, given the checkpoint the other branch showed, reports
     // the fork: exit 1 and a webhook alert.

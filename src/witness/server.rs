@@ -8,7 +8,8 @@
 //!   plain-text reason;
 //! - `GET /<lowercase hex SHA-256(origin)>/checkpoint`: the latest cosigned
 //!   checkpoint, 404 if none (tlog-witness HEAD monitoring prefix);
-//! - `GET /healthz`.
+//! - `GET /healthz`, `GET /metrics` (Prometheus: cosigned and refused
+//!   requests by status).
 //!
 //! Data directory: `witness-ed25519.pem` (PKCS#8, mode 0600, created on
 //! first start together with `db/`, never overwritten) and `db/` (sled). An
@@ -141,7 +142,24 @@ pub async fn run(cfg: WitnessServeConfig) -> Result<(), String> {
         .map_err(|e| format!("couldn't listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("veritrail: listening on http://{addr}");
-    axum::serve(listener, router(witness))
+    let mut app = router(witness);
+    if let Some(handle) = crate::server::install_metrics() {
+        app = app.route(
+            "/metrics",
+            get(move || {
+                let h = handle.clone();
+                async move {
+                    h.run_upkeep();
+                    text(
+                        StatusCode::OK,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        h.render(),
+                    )
+                }
+            }),
+        );
+    }
+    axum::serve(listener, app)
         .with_graceful_shutdown(crate::server::shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))
@@ -196,7 +214,11 @@ async fn add_checkpoint(
             let body: String = lines.iter().map(|s| s.to_line()).collect();
             text(StatusCode::OK, "text/plain; charset=utf-8", body)
         }
-        Err(e) => error_response(&e),
+        Err(e) => {
+            metrics::counter!("veritrail_witness_refused_total", "status" => e.status().to_string())
+                .increment(1);
+            error_response(&e)
+        }
     }
 }
 
