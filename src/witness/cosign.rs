@@ -451,8 +451,14 @@ impl Collector {
                 });
                 if reply.size == target.checkpoint.size {
                     cosigs.insert(i, sig);
-                    if cosigs.len() >= self.policy.quorum {
-                        self.publish(target, cosigs).await;
+                    if cosigs.len() >= self.policy.quorum && !self.publish(target, cosigs).await {
+                        // Not stored: ask again in a while (a witness
+                        // re-cosigns the same checkpoint with old == size).
+                        cosigs.clear();
+                        let later = Instant::now() + Duration::from_secs(1);
+                        for p in per.iter_mut() {
+                            p.retry_at = Some(later);
+                        }
                     }
                 }
             }
@@ -489,20 +495,25 @@ impl Collector {
     }
 
     /// Stores and publishes `target` with the collected cosignatures, unless
-    /// an equal or larger checkpoint is already witnessed.
-    async fn publish(&self, target: &Arc<Published>, cosigs: &HashMap<usize, NoteSignature>) {
+    /// an equal or larger checkpoint is already witnessed. False when it
+    /// could not be stored.
+    async fn publish(
+        &self,
+        target: &Arc<Published>,
+        cosigs: &HashMap<usize, NoteSignature>,
+    ) -> bool {
         if self
             .out
             .latest()
             .is_some_and(|w| w.published.checkpoint.size >= target.checkpoint.size)
         {
-            return;
+            return true;
         }
         let mut note = match Note::parse(target.note.as_bytes()) {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!(error = %e, "the log's own checkpoint does not parse");
-                return;
+                return false;
             }
         };
         let mut order: Vec<_> = cosigs.iter().collect();
@@ -510,12 +521,12 @@ impl Collector {
         for (_, sig) in order {
             if let Err(e) = note.try_add_signature(sig.clone()) {
                 tracing::error!(error = %e, "couldn't add a cosignature");
-                return;
+                return false;
             }
         }
         let text = match String::from_utf8(note.to_bytes()) {
             Ok(t) => t,
-            Err(_) => return,
+            Err(_) => return false,
         };
         let published_at_ms = now_ms();
         let record = serde_json::to_vec(&StoredWitnessed {
@@ -532,11 +543,11 @@ impl Collector {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "couldn't store the witnessed checkpoint; not publishing it");
-                return;
+                return false;
             }
             Err(e) => {
                 tracing::error!(error = %e, "witnessed checkpoint store task failed");
-                return;
+                return false;
             }
         }
         let cosignatures = verified_cosignatures(&note, &self.policy.witnesses);
@@ -550,6 +561,7 @@ impl Collector {
             }),
             cosignatures,
         });
+        true
     }
 }
 
@@ -919,5 +931,57 @@ mod tests {
         let (known, answer) = task.run(None).await;
         assert!(matches!(answer, Answer::Unavailable(_)), "{answer:?}");
         assert_eq!(known, None);
+    }
+
+    #[tokio::test]
+    async fn the_collector_publishes_only_what_it_stored_and_a_restart_serves_it() {
+        let line = cosignature_line(5);
+        let script = (0..6).map(|_| (200, "text/plain", line.clone())).collect();
+        let (url, seen) = fake_witness(script).await;
+        let vkey = crate::note::NoteSigner::verifier_key(&witness_signer());
+        let policy = WitnessPolicy {
+            witnesses: vec![WitnessEndpoint::new(&url, &vkey).unwrap()],
+            quorum: 1,
+            timeout: Duration::from_secs(1),
+        };
+        let store = Arc::new(crate::store::memory::MemoryStore::new());
+        store.fail_writes(true);
+        let view = Arc::new(LogView::new((*target(5)).clone(), 5));
+        let witnessed = start(policy.clone(), store.clone(), view.clone()).unwrap();
+        assert!(
+            witnessed
+                .wait_for(5, Duration::from_millis(500))
+                .await
+                .is_none()
+        );
+        assert!(!seen.lock().unwrap().is_empty(), "the witness was asked");
+        store.fail_writes(false);
+        let w = witnessed
+            .wait_for(5, Duration::from_secs(5))
+            .await
+            .expect("witnessed once the store works again");
+        assert_eq!(w.cosignatures.len(), 1);
+        assert_eq!(w.published.checkpoint, target(5).checkpoint);
+        // The retry re-sent the same checkpoint from the size it had learnt.
+        assert!(seen.lock().unwrap()[1].starts_with("old 5\n\n"));
+        // What was stored is what a restarted log serves.
+        let again = load_witnessed(store.as_ref(), &policy, &view.checkpoint()).unwrap();
+        assert_eq!(again.published.note, w.published.note);
+        // A policy whose quorum the stored cosignatures miss does not serve it.
+        let stricter = WitnessPolicy {
+            quorum: 2,
+            witnesses: vec![policy.witnesses[0].clone(), policy.witnesses[0].clone()],
+            ..policy
+        };
+        let other = crate::note::CosignatureSigner::new(
+            "w2.example/1",
+            ed25519_dalek::SigningKey::from_bytes(&[10; 32]),
+            || 1u64,
+        )
+        .unwrap();
+        let mut stricter = stricter;
+        stricter.witnesses[1] =
+            WitnessEndpoint::new(&url, &crate::note::NoteSigner::verifier_key(&other)).unwrap();
+        assert!(load_witnessed(store.as_ref(), &stricter, &view.checkpoint()).is_none());
     }
 }
