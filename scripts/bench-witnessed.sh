@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --locked --test witnessing two_witnesses -- --nocapture 2>&1 \
-  | grep -E 'wait=witnessed|test result'
+  | grep -E "wait=witnessed|test result"

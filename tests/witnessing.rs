@@ -363,6 +363,41 @@ async fn two_witnesses_cosign_receipts_survive_restarts_and_outages() {
     );
     let last = last.unwrap();
 
+    // Eight concurrent writers: checkpoints and witness rounds are shared.
+    let mut tasks = Vec::new();
+    for wr in 0..8 {
+        let (url, key) = (server.url.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for i in 0..10 {
+                let started = Instant::now();
+                let (status, r) = post(
+                    &url,
+                    &key,
+                    "?wait=witnessed",
+                    vec![event(700 + wr * 10 + i, None)],
+                )
+                .await;
+                assert_eq!(status, 200, "{r}");
+                assert_eq!(r["witnessed"], true);
+                lat.push(started.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut concurrent = Vec::new();
+    for t in tasks {
+        concurrent.extend(t.await.unwrap());
+    }
+    concurrent.sort();
+    println!(
+        "POST /v1/events?wait=witnessed, 8 concurrent writers (n={}): p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        concurrent.len(),
+        ms(percentile(&concurrent, 0.5)),
+        ms(percentile(&concurrent, 0.9)),
+        ms(*concurrent.last().unwrap()),
+    );
+
     // The log serves the witnessed checkpoint, and lists its cosignatures.
     let (_, note) = get_text(&format!("{}/checkpoint", server.url)).await;
     let served = verify_receipt(&json!({ "checkpoint": note, "events": [] }), &log, &vkeys);
