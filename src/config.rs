@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::api::ApiLimits;
 use crate::sequencer::SequencerConfig;
+use crate::witness::cosign::{WitnessEndpoint, WitnessPolicy};
 
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./veritrail-data";
@@ -39,6 +40,23 @@ pub struct FileConfig {
     pub max_batch_events: Option<usize>,
     /// Request timeout in seconds.
     pub request_timeout_s: Option<u64>,
+    /// Witnesses asked to cosign checkpoints (`[[witness]]` tables).
+    #[serde(rename = "witness")]
+    pub witnesses: Option<Vec<WitnessEntry>>,
+    /// Cosignatures that make a checkpoint witnessed [default: every witness].
+    pub witness_quorum: Option<usize>,
+    /// Timeout of one request to a witness, milliseconds [default: 5000].
+    pub witness_timeout_ms: Option<u64>,
+}
+
+/// One `[[witness]]` table: where a witness listens and its cosignature key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessEntry {
+    /// Base URL (`<url>/add-checkpoint`).
+    pub url: String,
+    /// Cosignature verifier key (type 0x04).
+    pub vkey: String,
 }
 
 impl FileConfig {
@@ -62,6 +80,9 @@ impl FileConfig {
             max_events_body: self.max_events_body.or(lower.max_events_body),
             max_batch_events: self.max_batch_events.or(lower.max_batch_events),
             request_timeout_s: self.request_timeout_s.or(lower.request_timeout_s),
+            witnesses: self.witnesses.or(lower.witnesses),
+            witness_quorum: self.witness_quorum.or(lower.witness_quorum),
+            witness_timeout_ms: self.witness_timeout_ms.or(lower.witness_timeout_ms),
         }
     }
 }
@@ -79,6 +100,8 @@ pub struct ServeConfig {
     pub sequencer: SequencerConfig,
     /// Request limits.
     pub limits: ApiLimits,
+    /// Witnesses and quorum, when checkpoints are to be witnessed.
+    pub witnessing: Option<WitnessPolicy>,
 }
 
 impl ServeConfig {
@@ -132,14 +155,55 @@ impl ServeConfig {
         if let Some(s) = o.request_timeout_s {
             limits.request_timeout = Duration::from_secs(s.max(1));
         }
+        let witnessing = resolve_witnessing(&o)?;
         Ok(ServeConfig {
             data,
             listen,
             origin: o.origin,
             sequencer,
             limits,
+            witnessing,
         })
     }
+}
+
+/// The witness policy: witnesses from the flags or the file, a quorum
+/// between 1 and their number (default: all), a request timeout.
+fn resolve_witnessing(o: &FileConfig) -> Result<Option<WitnessPolicy>, String> {
+    let entries = o.witnesses.clone().unwrap_or_default();
+    if entries.is_empty() {
+        if o.witness_quorum.is_some_and(|q| q > 0) {
+            return Err("witness_quorum is set but no witness is configured".into());
+        }
+        return Ok(None);
+    }
+    let mut witnesses: Vec<WitnessEndpoint> = Vec::new();
+    for e in &entries {
+        let w = WitnessEndpoint::new(&e.url, &e.vkey)?;
+        if witnesses
+            .iter()
+            .any(|x| x.verifier.verifier_key() == w.verifier.verifier_key())
+        {
+            return Err(format!("witness key {} is configured twice", e.vkey));
+        }
+        witnesses.push(w);
+    }
+    let quorum = o.witness_quorum.unwrap_or(witnesses.len());
+    if quorum == 0 || quorum > witnesses.len() {
+        return Err(format!(
+            "witness_quorum must be between 1 and the number of witnesses ({})",
+            witnesses.len()
+        ));
+    }
+    let timeout_ms = o.witness_timeout_ms.unwrap_or(5000);
+    if !(100..=600_000).contains(&timeout_ms) {
+        return Err("witness_timeout_ms must be between 100 and 600000".into());
+    }
+    Ok(Some(WitnessPolicy {
+        witnesses,
+        quorum,
+        timeout: Duration::from_millis(timeout_ms),
+    }))
 }
 
 #[cfg(test)]
@@ -173,5 +237,66 @@ mod tests {
             ..FileConfig::default()
         };
         assert!(ServeConfig::resolve(bad, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn witnesses_and_quorum_resolve() {
+        let signer = |seed: u8| {
+            crate::note::CosignatureSigner::new(
+                &format!("w{seed}.example"),
+                ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+                || 1u64,
+            )
+            .unwrap()
+        };
+        let (a, b) = (
+            crate::note::NoteSigner::verifier_key(&signer(1)),
+            crate::note::NoteSigner::verifier_key(&signer(2)),
+        );
+        let file: FileConfig = toml::from_str(&format!(
+            "witness_quorum = 1\n[[witness]]\nurl = \"http://127.0.0.1:1\"\nvkey = \"{a}\"\n[[witness]]\nurl = \"http://127.0.0.1:2\"\nvkey = \"{b}\"\n"
+        ))
+        .unwrap();
+        let c = ServeConfig::resolve(FileConfig::default(), file.clone()).unwrap();
+        let w = c.witnessing.unwrap();
+        assert_eq!((w.witnesses.len(), w.quorum), (2, 1));
+        // Default quorum: every witness.
+        let all = FileConfig {
+            witness_quorum: None,
+            ..file.clone()
+        };
+        let c = ServeConfig::resolve(FileConfig::default(), all).unwrap();
+        assert_eq!(c.witnessing.unwrap().quorum, 2);
+        for bad in [
+            FileConfig {
+                witness_quorum: Some(3),
+                ..file.clone()
+            },
+            FileConfig {
+                witness_quorum: Some(0),
+                ..file.clone()
+            },
+            FileConfig {
+                witness_timeout_ms: Some(1),
+                ..file.clone()
+            },
+            FileConfig {
+                witness_quorum: Some(1),
+                ..FileConfig::default()
+            },
+        ] {
+            assert!(ServeConfig::resolve(FileConfig::default(), bad).is_err());
+        }
+        let twice: FileConfig = toml::from_str(&format!(
+            "[[witness]]\nurl = \"http://127.0.0.1:1\"\nvkey = \"{a}\"\n[[witness]]\nurl = \"http://127.0.0.1:2\"\nvkey = \"{a}\"\n"
+        ))
+        .unwrap();
+        assert!(ServeConfig::resolve(FileConfig::default(), twice).is_err());
+        assert!(
+            ServeConfig::resolve(FileConfig::default(), FileConfig::default())
+                .unwrap()
+                .witnessing
+                .is_none()
+        );
     }
 }

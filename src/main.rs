@@ -38,6 +38,20 @@ enum Command {
     /// the checkpoint seen before, and optionally one leaf's inclusion.
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
+    /// Follow a log through its tiles and alert on any rewrite, fork or missing cosignature.
+    Monitor(MonitorArgs),
+    /// Run a C2SP tlog-witness that cosigns the configured logs' checkpoints.
+    Witness {
+        /// Data directory (its key and state; created on first start).
+        #[arg(long)]
+        data: PathBuf,
+        /// Listen address, host:port.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+        /// Configuration file (TOML): the cosignature key name and the logs.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -66,6 +80,50 @@ struct ServeArgs {
     /// Queued submissions before answering 503 [default: 8192].
     #[arg(long)]
     queue_capacity: Option<usize>,
+    /// A witness to ask for cosignatures: its URL and cosignature vkey
+    /// (repeatable; replaces the config file's [[witness]] list).
+    #[arg(long, num_args = 2, value_names = ["URL", "VKEY"], action = clap::ArgAction::Append)]
+    witness: Vec<String>,
+    /// Cosignatures that make a checkpoint witnessed [default: every witness].
+    #[arg(long)]
+    witness_quorum: Option<usize>,
+    /// Timeout of one request to a witness [default: 5000].
+    #[arg(long)]
+    witness_timeout_ms: Option<u64>,
+}
+
+#[derive(Args)]
+struct MonitorArgs {
+    /// The log's URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    url: String,
+    /// A log verifier key; every one given must have signed each checkpoint (repeatable).
+    #[arg(long = "vkey", required = true)]
+    vkeys: Vec<String>,
+    /// A witness cosignature key whose cosignature each checkpoint must carry (repeatable).
+    #[arg(long = "witness-vkey")]
+    witness_vkeys: Vec<String>,
+    /// How many of the witnesses must have cosigned [default: all].
+    #[arg(long)]
+    witness_quorum: Option<usize>,
+    /// POST alerts as JSON to this URL.
+    #[arg(long)]
+    webhook: Option<String>,
+    /// Keep the last verified checkpoint (and --full progress) in this file.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Recompute every leaf hash and tile from the entry bundles.
+    #[arg(long)]
+    full: bool,
+    /// Check once and exit (0: all good, 1: alert, 2: could not check).
+    #[arg(long)]
+    once: bool,
+    /// Time between polls, milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    interval_ms: u64,
+    /// A checkpoint another party saw (signed note file): alert if it forks from the log (repeatable).
+    #[arg(long = "compare-checkpoint")]
+    compare: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -153,6 +211,17 @@ fn main() -> anyhow::Result<()> {
                 batch_max_delay_ms: a.batch_max_delay_ms,
                 checkpoint_interval_ms: a.checkpoint_interval_ms,
                 queue_capacity: a.queue_capacity,
+                witnesses: (!a.witness.is_empty()).then(|| {
+                    a.witness
+                        .chunks(2)
+                        .map(|p| veritrail::config::WitnessEntry {
+                            url: p[0].clone(),
+                            vkey: p.get(1).cloned().unwrap_or_default(),
+                        })
+                        .collect()
+                }),
+                witness_quorum: a.witness_quorum,
+                witness_timeout_ms: a.witness_timeout_ms,
                 ..FileConfig::default()
             };
             let config = ServeConfig::resolve(flags, file).map_err(anyhow::Error::msg)?;
@@ -170,6 +239,59 @@ fn main() -> anyhow::Result<()> {
             }
             println!("ecdsa   {}", vkeys.ecdsa);
             println!("ed25519 {}", vkeys.ed25519);
+        }
+        Command::Monitor(a) => {
+            use std::io::IsTerminal as _;
+            let opts = veritrail::monitor::MonitorOptions {
+                url: a.url,
+                log_vkeys: a.vkeys,
+                witness_vkeys: a.witness_vkeys,
+                witness_quorum: a.witness_quorum,
+                webhook: a.webhook,
+                state: a.state,
+                full: a.full,
+                once: a.once,
+                interval: std::time::Duration::from_millis(a.interval_ms.max(100)),
+                compare: a.compare,
+                progress: std::io::stderr().is_terminal(),
+            };
+            let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
+            let result = rt.block_on(async {
+                let mut m = veritrail::monitor::Monitor::new(opts)?;
+                m.run().await
+            });
+            match result {
+                Ok(()) => {}
+                Err(veritrail::monitor::MonitorError::Alert(a)) => {
+                    eprintln!("veritrail monitor: ALERT {}: {}", a.kind, a.message);
+                    std::process::exit(1);
+                }
+                Err(e) => {
+                    eprintln!("veritrail monitor: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
+        Command::Witness {
+            data,
+            listen,
+            config,
+        } => {
+            init_tracing();
+            let listen = listen
+                .parse()
+                .with_context(|| format!("listen address {listen:?} is not host:port"))?;
+            let config = veritrail::witness::config::WitnessConfig::load(&config)
+                .map_err(anyhow::Error::msg)?;
+            let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
+            rt.block_on(veritrail::witness::server::run(
+                veritrail::witness::server::WitnessServeConfig {
+                    data,
+                    listen,
+                    config,
+                },
+            ))
+            .map_err(anyhow::Error::msg)?;
         }
         Command::Keys { command } => {
             let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;

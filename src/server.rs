@@ -90,6 +90,20 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             }
         });
     }
+    let witnessed = match config.witnessing.clone() {
+        Some(policy) => {
+            println!(
+                "veritrail: checkpoints are witnessed by {} of {} witnesses",
+                policy.quorum,
+                policy.witnesses.len()
+            );
+            Some(
+                crate::witness::cosign::start(policy, store.clone(), view.clone())
+                    .map_err(ServeError::Io)?,
+            )
+        }
+        None => None,
+    };
     let state = AppState {
         origin: opened.origin.clone().into(),
         verifier_keys: Arc::new(opened.verifier_keys),
@@ -100,6 +114,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         limits: Arc::new(config.limits.clone()),
         metrics,
         checkpoint_interval: config.sequencer.checkpoint_interval,
+        witnessed,
     };
     let listener = TcpListener::bind(config.listen)
         .await
@@ -123,7 +138,8 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     served.map_err(|e| ServeError::Io(format!("server error: {e}")))
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -29,6 +29,7 @@ use crate::event::EventLimits;
 use crate::note::keys::LogVerifierKeys;
 use crate::sequencer::{LogView, SequencerHandle};
 use crate::store::Store;
+use crate::witness::cosign::WitnessedView;
 
 /// Explicit limits on every request.
 #[derive(Clone, Debug)]
@@ -76,6 +77,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// The checkpoint interval, for health checks.
     pub checkpoint_interval: Duration,
+    /// Cosignature collection, when a witness policy is configured.
+    pub witnessed: Option<Arc<WitnessedView>>,
 }
 
 /// Builds the whole application.

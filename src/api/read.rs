@@ -22,9 +22,21 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
 }
 
-/// `GET /checkpoint`: the latest signed checkpoint, as a C2SP signed note.
+/// The checkpoint the log serves: with a witness policy, the latest
+/// witnessed one (log signatures and cosignatures), else — and until the
+/// first is witnessed — the latest signed one.
+fn served_checkpoint(st: &AppState) -> std::sync::Arc<crate::sequencer::Published> {
+    st.witnessed
+        .as_ref()
+        .and_then(|w| w.latest())
+        .map(|w| w.published.clone())
+        .unwrap_or_else(|| st.view.checkpoint())
+}
+
+/// `GET /checkpoint`: the latest signed (with a witness policy: witnessed)
+/// checkpoint, as a C2SP signed note.
 pub(super) async fn checkpoint_text(State(st): State<AppState>) -> Response {
-    let cp = st.view.checkpoint();
+    let cp = served_checkpoint(&st);
     let mut resp = cp.note.clone().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -33,17 +45,32 @@ pub(super) async fn checkpoint_text(State(st): State<AppState>) -> Response {
     with_cache(resp, "no-cache")
 }
 
-/// `GET /v1/checkpoint`: the same checkpoint as JSON.
+/// `GET /v1/checkpoint`: the same checkpoint as JSON, with its verified
+/// cosignatures and, under a witness policy, the latest signed size.
 pub(super) async fn checkpoint_json(State(st): State<AppState>) -> Response {
-    let cp = st.view.checkpoint();
-    let body = json!({
+    let witnessed = st.witnessed.as_ref().and_then(|w| w.latest());
+    let cp = served_checkpoint(&st);
+    let cosignatures = witnessed
+        .as_ref()
+        .map(|w| serde_json::to_value(&w.cosignatures).unwrap_or_default())
+        .unwrap_or_else(|| json!([]));
+    let mut body = json!({
         "origin": cp.checkpoint.origin,
         "tree_size": cp.checkpoint.size,
         "root_hash": cp.checkpoint.root.to_base64(),
         "note": cp.note,
         "published_at_ms": cp.published_at_ms,
-        "cosignatures": [],
+        "cosignatures": cosignatures,
     });
+    if let Some(w) = &st.witnessed {
+        body["witnessed"] = json!(witnessed.is_some());
+        body["witness_quorum"] = json!(w.quorum());
+        // The newest checkpoint the log signed, witnessed or not, so that
+        // monitors can hold the log to everything it signs.
+        let signed = st.view.checkpoint();
+        body["latest_signed_size"] = json!(signed.checkpoint.size);
+        body["latest_signed"] = json!(signed.note);
+    }
     with_cache(Json(body).into_response(), "no-cache")
 }
 
@@ -269,18 +296,25 @@ pub(super) async fn healthz(State(st): State<AppState>) -> Response {
             "{pending} entries are waiting for a checkpoint for {age_ms} ms"
         ));
     }
+    if let Some(w) = &st.witnessed {
+        problems.extend(w.alarms().into_iter().map(|a| format!("ALARM: {a}")));
+    }
     let status = if problems.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
+    let mut body = json!({
         "status": if problems.is_empty() { "ok" } else { "degraded" },
         "problems": problems,
         "tree_size": cp.checkpoint.size,
         "committed_size": st.view.durable_size(),
         "checkpoint_age_ms": age_ms,
     });
+    if let Some(w) = &st.witnessed {
+        body["witnessed_size"] = json!(w.latest().map(|l| l.published.checkpoint.size));
+        body["witnesses"] = serde_json::to_value(w.statuses()).unwrap_or_default();
+    }
     with_cache((status, Json(body)).into_response(), "no-store")
 }
 

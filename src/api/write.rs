@@ -72,12 +72,20 @@ pub(super) async fn submit_events(
     let params = q
         .map(|Query(p)| p)
         .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let witnessed_view = match params.wait.as_deref() {
+        Some("witnessed") => Some(st.witnessed.clone().ok_or_else(|| {
+            ApiError::bad_request(
+                "wait=witnessed: this log has no witness policy; use wait=checkpoint",
+            )
+        })?),
+        _ => None,
+    };
     let wait = match params.wait.as_deref() {
         None | Some("durable") => false,
-        Some("checkpoint") => true,
+        Some("checkpoint") | Some("witnessed") => true,
         Some(other) => {
             return Err(ApiError::bad_request(format!(
-                "wait: unknown value {other:?}; use 'checkpoint'"
+                "wait: unknown value {other:?}; use 'checkpoint' or 'witnessed'"
             )));
         }
     };
@@ -103,7 +111,22 @@ pub(super) async fn submit_events(
             commitment,
         });
     }
-    let receipt = st.sequencer.submit(app, prepared, wait).await?;
+    let mut receipt = st.sequencer.submit(app, prepared, wait).await?;
+    // wait=witnessed: the events are durable and signed; now wait (bounded)
+    // for a witnessed checkpoint covering them. If none comes in time the
+    // answer is 202 with the log-signed receipt: nothing is lost, and the
+    // witnessed checkpoint can be fetched later from GET /checkpoint.
+    let mut status = StatusCode::OK;
+    let mut witnessed = None;
+    if let (Some(view), Some(cp)) = (&witnessed_view, &receipt.checkpoint) {
+        match view.wait_for(cp.checkpoint.size, view.wait_timeout()).await {
+            Some(w) => {
+                receipt.checkpoint = Some(w.published.clone());
+                witnessed = Some(w);
+            }
+            None => status = StatusCode::ACCEPTED,
+        }
+    }
     let mut out = Vec::with_capacity(receipt.entries.len());
     for e in &receipt.entries {
         let mut item = json!({
@@ -122,5 +145,15 @@ pub(super) async fn submit_events(
     if let Some(cp) = &receipt.checkpoint {
         body["checkpoint"] = json!(cp.note);
     }
-    Ok((StatusCode::OK, Json(body)).into_response())
+    if witnessed_view.is_some() {
+        body["witnessed"] = json!(witnessed.is_some());
+        if let Some(w) = &witnessed {
+            body["cosignatures"] = serde_json::to_value(&w.cosignatures).unwrap_or_default();
+        } else {
+            body["message"] = json!(
+                "the events are durable and in the signed checkpoint, but not yet witnessed; GET /checkpoint later for the witnessed checkpoint"
+            );
+        }
+    }
+    Ok((status, Json(body)).into_response())
 }

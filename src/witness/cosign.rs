@@ -1,0 +1,987 @@
+//! The log side of witnessing: collects cosignatures on the log's
+//! checkpoints and publishes the latest "witnessed" one.
+//!
+//! A tokio task follows [`LogView::subscribe`]. For every new checkpoint it
+//! sends `add-checkpoint` to each configured witness in parallel, with the
+//! consistency proof from the size that witness last cosigned (learnt from
+//! its 409 when unknown: the first request says `old 0`). Once the policy's
+//! number of valid cosignatures is in, the checkpoint with the cosignature
+//! lines appended is stored durably (a meta record) and published in the
+//! [`WitnessedView`]; later answers still update what each witness knows.
+//!
+//! Invariants:
+//! - the sequencer is never blocked or slowed: a witness that is down only
+//!   delays "witnessed"; it is retried with backoff, and the next request
+//!   covers everything appended meanwhile;
+//! - a witness that contradicts the log (409 with a size beyond ours, 409
+//!   without a size, 422) raises an alarm — error log, metric, `/healthz`
+//!   degraded — and is not asked again until the log restarts: never a
+//!   silent retry loop;
+//! - only cosignatures that verify under a configured witness key are kept;
+//! - the witnessed checkpoint never goes backwards.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use super::request::{AddCheckpoint, MAX_PROOF_LINES};
+use super::server::TLOG_SIZE_CONTENT_TYPE;
+use crate::merkle::{self, Hash};
+use crate::note::{Checkpoint, CosignatureVerifier, Note, NoteSignature, NoteVerifier};
+use crate::sequencer::{LogView, Published, TileSource, now_ms};
+use crate::store::{RecordSpace, Store};
+
+/// Meta record holding the latest witnessed checkpoint.
+pub const WITNESSED_RECORD: &[u8] = b"witnessed-checkpoint";
+
+/// One witness the log asks for cosignatures.
+#[derive(Clone, Debug)]
+pub struct WitnessEndpoint {
+    /// Base URL; requests go to `<url>/add-checkpoint`.
+    pub url: String,
+    /// Its cosignature key (type 0x04).
+    pub verifier: CosignatureVerifier,
+}
+
+impl WitnessEndpoint {
+    /// Parses a witness's URL and verifier key.
+    pub fn new(url: &str, vkey: &str) -> Result<WitnessEndpoint, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("witness URL {url:?}: {e}"))?;
+        if parsed.scheme() != "http" && parsed.scheme() != "https" {
+            return Err(format!("witness URL {url:?} is not http(s)"));
+        }
+        let verifier = CosignatureVerifier::from_verifier_key(vkey).map_err(|e| {
+            format!("witness key {vkey:?}: {e} (a witness key is a cosignature/v1 key, type 0x04)")
+        })?;
+        Ok(WitnessEndpoint {
+            url: url.trim_end_matches('/').to_string(),
+            verifier,
+        })
+    }
+}
+
+/// Which witnesses, and how many cosignatures make a checkpoint witnessed.
+#[derive(Clone, Debug)]
+pub struct WitnessPolicy {
+    /// The witnesses.
+    pub witnesses: Vec<WitnessEndpoint>,
+    /// Cosignatures needed, 1..=witnesses.len().
+    pub quorum: usize,
+    /// Timeout of one request to a witness.
+    pub timeout: Duration,
+}
+
+/// A checkpoint with enough cosignatures.
+#[derive(Clone, Debug)]
+pub struct Witnessed {
+    /// The checkpoint; `note` carries the log's signatures and the cosignatures.
+    pub published: Arc<Published>,
+    /// The cosignatures in the note, by configured witnesses.
+    pub cosignatures: Vec<CosignatureInfo>,
+}
+
+/// One cosignature of a witnessed checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CosignatureInfo {
+    /// Witness key name.
+    pub name: String,
+    /// Key ID, 8 hex digits.
+    pub key_id: String,
+    /// The cosignature's timestamp (Unix seconds).
+    pub timestamp: u64,
+}
+
+/// What the API shows about one witness.
+#[derive(Clone, Debug, Serialize)]
+pub struct WitnessStatus {
+    /// Base URL.
+    pub url: String,
+    /// Key name.
+    pub name: String,
+    /// The size this witness last cosigned, as far as the log knows.
+    pub known_size: Option<u64>,
+    /// The last failure, if the last request failed.
+    pub last_error: Option<String>,
+    /// Set when the witness contradicted the log.
+    pub alarm: Option<String>,
+}
+
+/// The latest witnessed checkpoint, alarms and witness states, shared with
+/// the HTTP handlers.
+pub struct WitnessedView {
+    quorum: usize,
+    wait_timeout: Duration,
+    latest: RwLock<Option<Arc<Witnessed>>>,
+    updates: watch::Sender<Option<Arc<Witnessed>>>,
+    statuses: Mutex<Vec<WitnessStatus>>,
+}
+
+impl WitnessedView {
+    fn new(
+        quorum: usize,
+        wait_timeout: Duration,
+        initial: Option<Witnessed>,
+        statuses: Vec<WitnessStatus>,
+    ) -> Self {
+        let initial = initial.map(Arc::new);
+        let (updates, _) = watch::channel(initial.clone());
+        WitnessedView {
+            quorum,
+            wait_timeout,
+            latest: RwLock::new(initial),
+            updates,
+            statuses: Mutex::new(statuses),
+        }
+    }
+
+    /// The policy's quorum.
+    pub fn quorum(&self) -> usize {
+        self.quorum
+    }
+
+    /// How long `POST /v1/events?wait=witnessed` waits: two witness
+    /// request timeouts (a first request and a retry after a 409).
+    pub fn wait_timeout(&self) -> Duration {
+        self.wait_timeout
+    }
+
+    /// The latest witnessed checkpoint.
+    pub fn latest(&self) -> Option<Arc<Witnessed>> {
+        match self.latest.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Per-witness status.
+    pub fn statuses(&self) -> Vec<WitnessStatus> {
+        match self.statuses.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Alarms raised so far, one line per alarmed witness.
+    pub fn alarms(&self) -> Vec<String> {
+        self.statuses()
+            .into_iter()
+            .filter_map(|s| {
+                s.alarm
+                    .map(|a| format!("witness {} ({}): {a}", s.name, s.url))
+            })
+            .collect()
+    }
+
+    /// Waits up to `timeout` for a witnessed checkpoint covering `size` entries.
+    pub async fn wait_for(&self, size: u64, timeout: Duration) -> Option<Arc<Witnessed>> {
+        let mut rx = self.updates.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(w) = rx.borrow_and_update().clone()
+                && w.published.checkpoint.size >= size
+            {
+                return Some(w);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    fn publish(&self, w: Witnessed) {
+        let w = Arc::new(w);
+        match self.latest.write() {
+            Ok(mut g) => *g = Some(w.clone()),
+            Err(p) => *p.into_inner() = Some(w.clone()),
+        }
+        metrics::gauge!("veritrail_witnessed_size").set(w.published.checkpoint.size as f64);
+        self.updates.send_replace(Some(w));
+    }
+
+    fn update_status(&self, i: usize, f: impl FnOnce(&mut WitnessStatus)) {
+        let mut g = match self.statuses.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(s) = g.get_mut(i) {
+            f(s);
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredWitnessed {
+    published_at_ms: i64,
+    note: String,
+}
+
+/// The cosignatures on `note` that verify under `witnesses`' keys.
+pub fn verified_cosignatures(note: &Note, witnesses: &[WitnessEndpoint]) -> Vec<CosignatureInfo> {
+    let mut out = Vec::new();
+    for w in witnesses {
+        if let Ok(ts) = w.verifier.verified_timestamp(note) {
+            out.push(CosignatureInfo {
+                name: w.verifier.name().to_string(),
+                key_id: format!("{:08x}", w.verifier.key_id()),
+                timestamp: ts,
+            });
+        }
+    }
+    out
+}
+
+/// Loads the stored witnessed checkpoint, if it is still valid for this
+/// log: same origin, not beyond the log's checkpoint, and with the quorum
+/// of cosignatures by the configured witnesses (a policy may have changed).
+fn load_witnessed(store: &dyn Store, policy: &WitnessPolicy, log: &Published) -> Option<Witnessed> {
+    let bytes = store.record(RecordSpace::Meta, WITNESSED_RECORD).ok()??;
+    let stored: StoredWitnessed = serde_json::from_slice(&bytes).ok()?;
+    let note = Note::parse(stored.note.as_bytes()).ok()?;
+    let checkpoint = Checkpoint::parse(note.text()).ok()?;
+    if checkpoint.origin != log.checkpoint.origin || checkpoint.size > log.checkpoint.size {
+        return None;
+    }
+    let cosignatures = verified_cosignatures(&note, &policy.witnesses);
+    if cosignatures.len() < policy.quorum {
+        return None;
+    }
+    Some(Witnessed {
+        published: Arc::new(Published {
+            checkpoint,
+            note: stored.note,
+            published_at_ms: stored.published_at_ms,
+        }),
+        cosignatures,
+    })
+}
+
+/// Starts collecting cosignatures for the log behind `view`.
+pub fn start(
+    policy: WitnessPolicy,
+    store: Arc<dyn Store>,
+    view: Arc<LogView>,
+) -> Result<Arc<WitnessedView>, String> {
+    let http = reqwest::Client::builder()
+        .timeout(policy.timeout)
+        .pool_max_idle_per_host(4)
+        .build()
+        .map_err(|e| format!("couldn't build the witness HTTP client: {e}"))?;
+    let initial = load_witnessed(store.as_ref(), &policy, &view.checkpoint());
+    let statuses = policy
+        .witnesses
+        .iter()
+        .map(|w| WitnessStatus {
+            url: w.url.clone(),
+            name: w.verifier.name().to_string(),
+            known_size: None,
+            last_error: None,
+            alarm: None,
+        })
+        .collect();
+    let witnessed = Arc::new(WitnessedView::new(
+        policy.quorum,
+        policy.timeout.saturating_mul(2),
+        initial,
+        statuses,
+    ));
+    let collector = Collector {
+        policy: Arc::new(policy),
+        store,
+        http,
+        out: witnessed.clone(),
+    };
+    tokio::spawn(collector.run(view.subscribe()));
+    Ok(witnessed)
+}
+
+/// How one witness answered.
+#[derive(Debug)]
+enum Answer {
+    /// A valid cosignature of the checkpoint.
+    Cosigned(NoteSignature),
+    /// The witness contradicts the log: stop asking it.
+    Alarm(String),
+    /// Misconfiguration (403, 404, 400) or a witness bug: retry later.
+    Refused(String),
+    /// Down, slow, overloaded: retry later.
+    Unavailable(String),
+}
+
+/// The result of one request task.
+struct Reply {
+    witness: usize,
+    size: u64,
+    known: Option<u64>,
+    answer: Answer,
+}
+
+struct Collector {
+    policy: Arc<WitnessPolicy>,
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    out: Arc<WitnessedView>,
+}
+
+#[derive(Clone, Default)]
+struct PerWitness {
+    known: Option<u64>,
+    in_flight: bool,
+    alarmed: bool,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Collector {
+    async fn run(self, mut log: watch::Receiver<Arc<Published>>) {
+        let n = self.policy.witnesses.len();
+        let mut per = vec![PerWitness::default(); n];
+        let (tx, mut rx) = mpsc::channel::<Reply>(n.max(1) * 2);
+        let mut target = log.borrow_and_update().clone();
+        let mut cosigs: HashMap<usize, NoteSignature> = HashMap::new();
+        let mut log_open = true;
+        loop {
+            let done = self
+                .out
+                .latest()
+                .is_some_and(|w| w.published.checkpoint.size >= target.checkpoint.size);
+            if !done {
+                self.launch(&target, &mut per, &cosigs, &tx);
+            }
+            let next_retry = per
+                .iter()
+                .filter(|p| !p.alarmed && !p.in_flight)
+                .filter_map(|p| p.retry_at)
+                .min();
+            let sleep = match next_retry {
+                Some(t) if !done => tokio::time::sleep_until(t.into()),
+                _ => tokio::time::sleep(Duration::from_secs(3600)),
+            };
+            tokio::select! {
+                changed = log.changed(), if log_open => {
+                    if changed.is_err() {
+                        log_open = false;
+                        continue;
+                    }
+                    let next = log.borrow_and_update().clone();
+                    if next.checkpoint.size != target.checkpoint.size
+                        || next.checkpoint.root != target.checkpoint.root
+                    {
+                        target = next;
+                        cosigs.clear();
+                    }
+                }
+                Some(reply) = rx.recv() => {
+                    self.record(reply, &target, &mut per, &mut cosigs).await;
+                }
+                _ = sleep => {}
+            }
+            if !log_open && per.iter().all(|p| !p.in_flight) {
+                return;
+            }
+        }
+    }
+
+    /// Sends the target to every witness that is idle, not alarmed, not
+    /// backing off, and has not cosigned it yet.
+    fn launch(
+        &self,
+        target: &Arc<Published>,
+        per: &mut [PerWitness],
+        cosigs: &HashMap<usize, NoteSignature>,
+        tx: &mpsc::Sender<Reply>,
+    ) {
+        let now = Instant::now();
+        for (i, p) in per.iter_mut().enumerate() {
+            if p.alarmed || p.in_flight || cosigs.contains_key(&i) {
+                continue;
+            }
+            if p.retry_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            p.in_flight = true;
+            let task = Submission {
+                http: self.http.clone(),
+                endpoint: self.policy.witnesses[i].clone(),
+                store: self.store.clone(),
+                target: target.clone(),
+            };
+            let known = p.known;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (known, answer) = task.run(known).await;
+                let _ = tx
+                    .send(Reply {
+                        witness: i,
+                        size: task.target.checkpoint.size,
+                        known,
+                        answer,
+                    })
+                    .await;
+            });
+        }
+    }
+
+    async fn record(
+        &self,
+        reply: Reply,
+        target: &Arc<Published>,
+        per: &mut [PerWitness],
+        cosigs: &mut HashMap<usize, NoteSignature>,
+    ) {
+        let i = reply.witness;
+        let Some(p) = per.get_mut(i) else { return };
+        p.in_flight = false;
+        p.known = reply.known;
+        let endpoint = &self.policy.witnesses[i];
+        let name = endpoint.verifier.name().to_string();
+        let known = p.known;
+        match reply.answer {
+            Answer::Cosigned(sig) => {
+                p.failures = 0;
+                p.retry_at = None;
+                self.out.update_status(i, |s| {
+                    s.known_size = known;
+                    s.last_error = None;
+                });
+                if reply.size == target.checkpoint.size {
+                    cosigs.insert(i, sig);
+                    if cosigs.len() >= self.policy.quorum && !self.publish(target, cosigs).await {
+                        // Not stored: ask again in a while (a witness
+                        // re-cosigns the same checkpoint with old == size).
+                        cosigs.clear();
+                        let later = Instant::now() + Duration::from_secs(1);
+                        for p in per.iter_mut() {
+                            p.retry_at = Some(later);
+                        }
+                    }
+                }
+            }
+            Answer::Alarm(why) => {
+                p.alarmed = true;
+                tracing::error!(witness = %name, url = %endpoint.url, reason = %why,
+                    "ALARM: a witness contradicts this log's checkpoint (split view, rollback or a bug); it will not be asked again until restart");
+                metrics::counter!("veritrail_witness_alarms_total", "witness" => name.clone())
+                    .increment(1);
+                self.out.update_status(i, |s| {
+                    s.known_size = known;
+                    s.alarm = Some(why.clone());
+                    s.last_error = Some(why);
+                });
+            }
+            Answer::Refused(why) | Answer::Unavailable(why) => {
+                p.failures = p.failures.saturating_add(1);
+                let backoff = Duration::from_millis(250)
+                    .saturating_mul(1 << p.failures.min(8))
+                    .min(MAX_BACKOFF);
+                p.retry_at = Some(Instant::now() + backoff);
+                if p.failures == 1 || p.failures.is_power_of_two() {
+                    tracing::warn!(witness = %name, url = %endpoint.url, error = %why, failures = p.failures,
+                        "witness did not cosign; retrying with backoff");
+                }
+                metrics::counter!("veritrail_witness_failures_total", "witness" => name.clone())
+                    .increment(1);
+                self.out.update_status(i, |s| {
+                    s.known_size = known;
+                    s.last_error = Some(why);
+                });
+            }
+        }
+    }
+
+    /// Stores and publishes `target` with the collected cosignatures, unless
+    /// an equal or larger checkpoint is already witnessed. False when it
+    /// could not be stored.
+    async fn publish(
+        &self,
+        target: &Arc<Published>,
+        cosigs: &HashMap<usize, NoteSignature>,
+    ) -> bool {
+        if self
+            .out
+            .latest()
+            .is_some_and(|w| w.published.checkpoint.size >= target.checkpoint.size)
+        {
+            return true;
+        }
+        let mut note = match Note::parse(target.note.as_bytes()) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "the log's own checkpoint does not parse");
+                return false;
+            }
+        };
+        let mut order: Vec<_> = cosigs.iter().collect();
+        order.sort_by_key(|(i, _)| **i);
+        for (_, sig) in order {
+            if let Err(e) = note.try_add_signature(sig.clone()) {
+                tracing::error!(error = %e, "couldn't add a cosignature");
+                return false;
+            }
+        }
+        let text = match String::from_utf8(note.to_bytes()) {
+            Ok(t) => t,
+            Err(_) => return false,
+        };
+        let published_at_ms = now_ms();
+        let record = serde_json::to_vec(&StoredWitnessed {
+            published_at_ms,
+            note: text.clone(),
+        })
+        .unwrap_or_default();
+        let store = self.store.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            store.put_record(RecordSpace::Meta, WITNESSED_RECORD, &record)
+        })
+        .await;
+        match stored {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "couldn't store the witnessed checkpoint; not publishing it");
+                return false;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "witnessed checkpoint store task failed");
+                return false;
+            }
+        }
+        let cosignatures = verified_cosignatures(&note, &self.policy.witnesses);
+        metrics::histogram!("veritrail_witnessing_seconds")
+            .record((published_at_ms - target.published_at_ms).max(0) as f64 / 1000.0);
+        self.out.publish(Witnessed {
+            published: Arc::new(Published {
+                checkpoint: target.checkpoint.clone(),
+                note: text,
+                published_at_ms,
+            }),
+            cosignatures,
+        });
+        true
+    }
+}
+
+/// One checkpoint sent to one witness: at most two requests (the second
+/// after learning the witness's size from a 409).
+struct Submission {
+    http: reqwest::Client,
+    endpoint: WitnessEndpoint,
+    store: Arc<dyn Store>,
+    target: Arc<Published>,
+}
+
+impl Submission {
+    /// Returns what the witness is known to have cosigned afterwards, and
+    /// its answer.
+    async fn run(&self, known: Option<u64>) -> (Option<u64>, Answer) {
+        let size = self.target.checkpoint.size;
+        let mut old = known.unwrap_or(0);
+        // What the witness is known to hold; a failed request (which may or
+        // may not have landed) teaches nothing.
+        let mut learned = known;
+        for attempt in 0..2 {
+            if old > size {
+                return (
+                    Some(old),
+                    Answer::Alarm(format!(
+                        "the witness cosigned a tree of {old} entries, larger than this log's {size}"
+                    )),
+                );
+            }
+            let proof = match self.proof(old, size).await {
+                Ok(p) => p,
+                Err(e) => return (Some(old), Answer::Refused(e)),
+            };
+            let body = AddCheckpoint::format(old, &proof, self.target.note.as_bytes());
+            let url = format!("{}/add-checkpoint", self.endpoint.url);
+            let resp = match self.http.post(&url).body(body).send().await {
+                Ok(r) => r,
+                Err(e) => return (learned, Answer::Unavailable(e.to_string())),
+            };
+            let status = resp.status().as_u16();
+            let is_size = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.trim().starts_with(TLOG_SIZE_CONTENT_TYPE));
+            let text = match resp.bytes().await {
+                Ok(b) => b,
+                Err(e) => return (learned, Answer::Unavailable(e.to_string())),
+            };
+            let reason = || {
+                String::from_utf8_lossy(&text[..text.len().min(300)])
+                    .trim()
+                    .to_string()
+            };
+            match status {
+                200 => return (Some(size), self.cosignature(&text)),
+                409 if is_size => {
+                    let Some(theirs) = parse_size_body(&text) else {
+                        return (
+                            learned,
+                            Answer::Refused("409 with a malformed size body".into()),
+                        );
+                    };
+                    if theirs > size {
+                        return (
+                            Some(theirs),
+                            Answer::Alarm(format!(
+                                "the witness cosigned a tree of {theirs} entries, larger than this log's {size}"
+                            )),
+                        );
+                    }
+                    if theirs == old || attempt == 1 {
+                        return (
+                            Some(theirs),
+                            Answer::Refused(format!(
+                                "the witness keeps answering 409 (size {theirs})"
+                            )),
+                        );
+                    }
+                    old = theirs;
+                    learned = Some(theirs);
+                }
+                409 | 422 => {
+                    return (
+                        Some(old),
+                        Answer::Alarm(format!(
+                            "refused checkpoint {size} (old {old}) with {status}: {}",
+                            reason()
+                        )),
+                    );
+                }
+                400 | 403 | 404 | 413 => {
+                    return (learned, Answer::Refused(format!("{status}: {}", reason())));
+                }
+                _ => {
+                    return (
+                        learned,
+                        Answer::Unavailable(format!("{status}: {}", reason())),
+                    );
+                }
+            }
+        }
+        (Some(old), Answer::Refused("no answer".into()))
+    }
+
+    /// PROOF(old, size) from the stored tiles; empty from 0 or to itself.
+    async fn proof(&self, old: u64, size: u64) -> Result<Vec<Hash>, String> {
+        if old == 0 || old == size {
+            return Ok(Vec::new());
+        }
+        let store = self.store.clone();
+        let proof = tokio::task::spawn_blocking(move || {
+            merkle::consistency_proof(old, size, &TileSource::new(store.as_ref()))
+                .map_err(|e| format!("couldn't build the consistency proof {old} -> {size}: {e}"))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        if proof.len() > MAX_PROOF_LINES {
+            return Err(format!("a proof of {} lines is too long", proof.len()));
+        }
+        Ok(proof)
+    }
+
+    /// The witness's cosignature among the 200 body's lines, verified.
+    fn cosignature(&self, body: &[u8]) -> Answer {
+        let lines = match NoteSignature::parse_lines(body) {
+            Ok(l) => l,
+            Err(e) => return Answer::Refused(format!("200 with malformed signature lines: {e}")),
+        };
+        let text = self.target.checkpoint.to_text();
+        let v = &self.endpoint.verifier;
+        for line in lines {
+            if line.name == v.name() && line.key_id == v.key_id() {
+                return match v.verify_cosignature(text.as_bytes(), &line.signature) {
+                    Ok(_) => Answer::Cosigned(line),
+                    Err(e) => Answer::Refused(format!("its cosignature does not verify: {e}")),
+                };
+            }
+        }
+        Answer::Refused("200 without a cosignature by the configured witness key".into())
+    }
+}
+
+/// The body of a 409: `<size>\n` (canonical decimal).
+fn parse_size_body(body: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(body).ok()?;
+    let s = s.strip_suffix('\n').unwrap_or(s);
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
+    {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_bodies_are_canonical_decimal() {
+        assert_eq!(parse_size_body(b"12\n"), Some(12));
+        assert_eq!(parse_size_body(b"0\n"), Some(0));
+        assert_eq!(parse_size_body(b"12"), Some(12));
+        assert_eq!(parse_size_body(b"012\n"), None);
+        assert_eq!(parse_size_body(b"\n"), None);
+        assert_eq!(parse_size_body(b"-1\n"), None);
+    }
+
+    #[test]
+    fn endpoints_need_a_cosignature_key_and_an_http_url() {
+        let signer = crate::note::CosignatureSigner::new(
+            "w.example/1",
+            ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+            || 1u64,
+        )
+        .unwrap();
+        let vkey = crate::note::NoteSigner::verifier_key(&signer);
+        assert!(WitnessEndpoint::new("http://127.0.0.1:1/", &vkey).is_ok());
+        assert!(WitnessEndpoint::new("ftp://x", &vkey).is_err());
+        assert!(WitnessEndpoint::new("not a url", &vkey).is_err());
+        let ed = crate::note::Ed25519Signer::new(
+            "w.example/1",
+            ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+        )
+        .unwrap();
+        let ed_vkey = crate::note::NoteSigner::verifier_key(&ed);
+        assert!(WitnessEndpoint::new("http://127.0.0.1:1", &ed_vkey).is_err());
+    }
+
+    /// A fake witness answering a script of (status, content type, body).
+    async fn fake_witness(
+        script: Vec<(u16, &'static str, String)>,
+    ) -> (String, Arc<Mutex<Vec<String>>>) {
+        use axum::http::{HeaderValue, StatusCode, header};
+        use axum::response::IntoResponse;
+        let script = Arc::new(Mutex::new(script.into_iter()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let app = axum::Router::new().route(
+            "/add-checkpoint",
+            axum::routing::post(move |body: String| {
+                let script = script.clone();
+                let seen = seen2.clone();
+                async move {
+                    seen.lock().unwrap().push(body);
+                    let (status, ct, text) = script.lock().unwrap().next().unwrap();
+                    let mut resp = (StatusCode::from_u16(status).unwrap(), text).into_response();
+                    resp.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+                    resp
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (url, seen)
+    }
+
+    fn witness_signer() -> crate::note::CosignatureSigner {
+        crate::note::CosignatureSigner::new(
+            "w.example/1",
+            ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+            || 1_700_000_000u64,
+        )
+        .unwrap()
+    }
+
+    fn target(size: u64) -> Arc<Published> {
+        let keys = crate::note::keys::LogKeys::from_secret_bytes(&[7; 32], &[8; 32]).unwrap();
+        let signer = crate::sequencer::CheckpointSigner {
+            origin: "example.com/log".into(),
+            signers: vec![Box::new(keys.signers("example.com/log").unwrap().ed25519)],
+        };
+        Arc::new(signer.sign(size, merkle::leaf_hash(b"root"), 0).unwrap())
+    }
+
+    async fn submit(
+        script: Vec<(u16, &'static str, String)>,
+        known: Option<u64>,
+        size: u64,
+    ) -> (Option<u64>, Answer, Vec<String>) {
+        let (url, seen) = fake_witness(script).await;
+        let vkey = crate::note::NoteSigner::verifier_key(&witness_signer());
+        let task = Submission {
+            http: reqwest::Client::new(),
+            endpoint: WitnessEndpoint::new(&url, &vkey).unwrap(),
+            store: Arc::new(crate::store::memory::MemoryStore::new()),
+            target: target(size),
+        };
+        let (known, answer) = task.run(known).await;
+        let seen = seen.lock().unwrap().clone();
+        (known, answer, seen)
+    }
+
+    fn cosignature_line(size: u64) -> String {
+        let t = target(size);
+        let sig = witness_signer()
+            .sign_at(t.checkpoint.to_text().as_bytes(), 1_700_000_000)
+            .unwrap();
+        NoteSignature {
+            name: "w.example/1".into(),
+            key_id: crate::note::NoteSigner::key_id(&witness_signer()),
+            signature: sig,
+        }
+        .to_line()
+    }
+
+    #[tokio::test]
+    async fn a_valid_cosignature_is_kept_and_others_are_refused() {
+        let (known, answer, seen) =
+            submit(vec![(200, "text/plain", cosignature_line(5))], None, 5).await;
+        assert!(matches!(answer, Answer::Cosigned(_)), "{answer:?}");
+        assert_eq!(known, Some(5));
+        assert!(
+            seen[0].starts_with("old 0\n\nexample.com/log\n5\n"),
+            "{seen:?}"
+        );
+        // A cosignature over another checkpoint, garbage, or nothing.
+        for body in [cosignature_line(6), "garbage\n".into(), String::new()] {
+            let (_, answer, _) = submit(vec![(200, "text/plain", body)], None, 5).await;
+            assert!(matches!(answer, Answer::Refused(_)), "{answer:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_size_is_learnt_from_409_and_retried_once() {
+        let (known, answer, seen) = submit(
+            vec![
+                (409, TLOG_SIZE_CONTENT_TYPE, "5\n".into()),
+                (200, "text/plain", cosignature_line(5)),
+            ],
+            None,
+            5,
+        )
+        .await;
+        assert!(matches!(answer, Answer::Cosigned(_)), "{answer:?}");
+        assert_eq!(known, Some(5));
+        assert_eq!(seen.len(), 2);
+        assert!(seen[1].starts_with("old 5\n\n"), "{seen:?}");
+        // A second 409 is not retried again.
+        let (known, answer, seen) = submit(
+            vec![
+                (409, TLOG_SIZE_CONTENT_TYPE, "5\n".into()),
+                (409, TLOG_SIZE_CONTENT_TYPE, "4\n".into()),
+            ],
+            None,
+            5,
+        )
+        .await;
+        assert!(matches!(answer, Answer::Refused(_)), "{answer:?}");
+        assert_eq!(known, Some(4));
+        assert_eq!(seen.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn contradictions_raise_an_alarm() {
+        for (script, known) in [
+            // The witness saw a larger tree than ours.
+            (vec![(409, TLOG_SIZE_CONTENT_TYPE, "9\n".to_string())], None),
+            // v1.0.0 root mismatch: 409 without a size.
+            (vec![(409, "text/plain", "conflict\n".to_string())], Some(5)),
+            // HEAD root mismatch or bad proof.
+            (
+                vec![(422, "text/plain", "bad proof\n".to_string())],
+                Some(5),
+            ),
+        ] {
+            let (_, answer, _) = submit(script, known, 5).await;
+            assert!(matches!(answer, Answer::Alarm(_)), "{answer:?}");
+        }
+        // What we know is beyond the checkpoint: no request at all.
+        let (_, answer, seen) = submit(vec![], Some(7), 5).await;
+        assert!(matches!(answer, Answer::Alarm(_)), "{answer:?}");
+        assert!(seen.is_empty());
+    }
+
+    #[tokio::test]
+    async fn errors_are_retried_later_and_teach_nothing() {
+        for (status, want_refused) in [
+            (403, true),
+            (404, true),
+            (400, true),
+            (429, false),
+            (503, false),
+        ] {
+            let (known, answer, _) =
+                submit(vec![(status, "text/plain", "no\n".into())], Some(5), 5).await;
+            assert_eq!(known, Some(5), "{status}");
+            match answer {
+                Answer::Refused(_) => assert!(want_refused, "{status}"),
+                Answer::Unavailable(_) => assert!(!want_refused, "{status}"),
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        // A witness that is not there at all.
+        let vkey = crate::note::NoteSigner::verifier_key(&witness_signer());
+        let task = Submission {
+            http: reqwest::Client::new(),
+            endpoint: WitnessEndpoint::new("http://127.0.0.1:9", &vkey).unwrap(),
+            store: Arc::new(crate::store::memory::MemoryStore::new()),
+            target: target(5),
+        };
+        let (known, answer) = task.run(None).await;
+        assert!(matches!(answer, Answer::Unavailable(_)), "{answer:?}");
+        assert_eq!(known, None);
+    }
+
+    #[tokio::test]
+    async fn the_collector_publishes_only_what_it_stored_and_a_restart_serves_it() {
+        let line = cosignature_line(5);
+        let script = (0..6).map(|_| (200, "text/plain", line.clone())).collect();
+        let (url, seen) = fake_witness(script).await;
+        let vkey = crate::note::NoteSigner::verifier_key(&witness_signer());
+        let policy = WitnessPolicy {
+            witnesses: vec![WitnessEndpoint::new(&url, &vkey).unwrap()],
+            quorum: 1,
+            timeout: Duration::from_secs(1),
+        };
+        let store = Arc::new(crate::store::memory::MemoryStore::new());
+        store.fail_writes(true);
+        let view = Arc::new(LogView::new((*target(5)).clone(), 5));
+        let witnessed = start(policy.clone(), store.clone(), view.clone()).unwrap();
+        assert!(
+            witnessed
+                .wait_for(5, Duration::from_millis(500))
+                .await
+                .is_none()
+        );
+        assert!(!seen.lock().unwrap().is_empty(), "the witness was asked");
+        store.fail_writes(false);
+        let w = witnessed
+            .wait_for(5, Duration::from_secs(5))
+            .await
+            .expect("witnessed once the store works again");
+        assert_eq!(w.cosignatures.len(), 1);
+        assert_eq!(w.published.checkpoint, target(5).checkpoint);
+        // The retry re-sent the same checkpoint from the size it had learnt.
+        assert!(seen.lock().unwrap()[1].starts_with("old 5\n\n"));
+        // What was stored is what a restarted log serves.
+        let again = load_witnessed(store.as_ref(), &policy, &view.checkpoint()).unwrap();
+        assert_eq!(again.published.note, w.published.note);
+        // A policy whose quorum the stored cosignatures miss does not serve it.
+        let stricter = WitnessPolicy {
+            quorum: 2,
+            witnesses: vec![policy.witnesses[0].clone(), policy.witnesses[0].clone()],
+            ..policy
+        };
+        let other = crate::note::CosignatureSigner::new(
+            "w2.example/1",
+            ed25519_dalek::SigningKey::from_bytes(&[10; 32]),
+            || 1u64,
+        )
+        .unwrap();
+        let mut stricter = stricter;
+        stricter.witnesses[1] =
+            WitnessEndpoint::new(&url, &crate::note::NoteSigner::verifier_key(&other)).unwrap();
+        assert!(load_witnessed(store.as_ref(), &stricter, &view.checkpoint()).is_none());
+    }
+}
