@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::ratelimit::{RateLimit, RateLimiter};
 use crate::store::{RecordSpace, Store, StoreError};
 
 /// What a key may do.
@@ -78,6 +79,12 @@ pub enum AuthError {
         /// The role required.
         need: Role,
     },
+    /// The key exceeded its rate limit.
+    #[error("too many requests for this API key; retry in {retry_after_s} s")]
+    RateLimited {
+        /// Seconds until the key may send again.
+        retry_after_s: u32,
+    },
     /// The key store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -102,6 +109,7 @@ pub enum KeyAdminError {
 pub struct ApiKeys {
     store: Arc<dyn Store>,
     last_failure_log_ms: Arc<AtomicI64>,
+    limiter: Arc<RateLimiter>,
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -133,7 +141,14 @@ impl ApiKeys {
         ApiKeys {
             store,
             last_failure_log_ms: Arc::new(AtomicI64::new(0)),
+            limiter: Arc::new(RateLimiter::new(RateLimit::default())),
         }
+    }
+
+    /// Applies `limit` to every key's requests.
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> ApiKeys {
+        self.limiter = Arc::new(RateLimiter::new(limit));
+        self
     }
 
     /// Creates a key and returns its record and the token (shown only now).
@@ -223,7 +238,15 @@ impl ApiKeys {
         let result = self.authenticate(header).and_then(|rec| {
             let allowed = rec.role == need || (rec.role == Role::Admin && need == Role::Auditor);
             if allowed {
-                Ok(rec)
+                let throttled = self.limiter.check(&rec.id).err();
+                match throttled {
+                    None => Ok(rec),
+                    Some(t) => Err(AuthError::RateLimited {
+                        retry_after_s: u32::try_from(t.retry_after.as_secs())
+                            .unwrap_or(u32::MAX)
+                            .max(1),
+                    }),
+                }
             } else {
                 Err(AuthError::Forbidden {
                     have: rec.role,
@@ -268,6 +291,7 @@ impl ApiKeys {
             AuthError::Missing => "missing",
             AuthError::Invalid => "invalid",
             AuthError::Forbidden { .. } => "forbidden",
+            AuthError::RateLimited { .. } => "rate_limited",
             AuthError::Store(_) => "store",
         };
         metrics::counter!("veritrail_auth_failures_total", "reason" => reason).increment(1);

@@ -47,6 +47,11 @@ pub struct FileConfig {
     pub witness_quorum: Option<usize>,
     /// Timeout of one request to a witness, milliseconds [default: 5000].
     pub witness_timeout_ms: Option<u64>,
+    /// Requests per second each API key may make on average; 0 disables
+    /// the limit [default: 2000].
+    pub rate_limit_per_second: Option<f64>,
+    /// Requests each API key may make in a burst [default: 4000].
+    pub rate_limit_burst: Option<f64>,
 }
 
 /// One `[[witness]]` table: where a witness listens and its cosignature key.
@@ -83,6 +88,8 @@ impl FileConfig {
             witnesses: self.witnesses.or(lower.witnesses),
             witness_quorum: self.witness_quorum.or(lower.witness_quorum),
             witness_timeout_ms: self.witness_timeout_ms.or(lower.witness_timeout_ms),
+            rate_limit_per_second: self.rate_limit_per_second.or(lower.rate_limit_per_second),
+            rate_limit_burst: self.rate_limit_burst.or(lower.rate_limit_burst),
         }
     }
 }
@@ -154,6 +161,18 @@ impl ServeConfig {
         }
         if let Some(s) = o.request_timeout_s {
             limits.request_timeout = Duration::from_secs(s.max(1));
+        }
+        if let Some(r) = o.rate_limit_per_second {
+            if !(0.0..=1e9).contains(&r) {
+                return Err("rate_limit_per_second must be between 0 (off) and 1e9".into());
+            }
+            limits.rate_limit.per_second = r;
+        }
+        if let Some(b) = o.rate_limit_burst {
+            if !(1.0..=1e9).contains(&b) {
+                return Err("rate_limit_burst must be between 1 and 1e9".into());
+            }
+            limits.rate_limit.burst = b;
         }
         let witnessing = resolve_witnessing(&o)?;
         Ok(ServeConfig {

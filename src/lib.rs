@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod merkle;
 pub mod monitor;
 pub mod note;
+pub mod ratelimit;
 pub mod sequencer;
 pub mod server;
 pub mod store;

@@ -23,7 +23,10 @@ impl Default for RateLimit {
     /// well-behaved writer needs (a request carries up to 1,000 events), low
     /// enough that one runaway client cannot monopolise the sequencer.
     fn default() -> Self {
-        RateLimit { per_second: 2000.0, burst: 4000.0 }
+        RateLimit {
+            per_second: 2000.0,
+            burst: 4000.0,
+        }
     }
 }
 
@@ -50,7 +53,10 @@ const MAX_BUCKETS: usize = 10_000;
 impl RateLimiter {
     /// A limiter applying `limit` to every key.
     pub fn new(limit: RateLimit) -> RateLimiter {
-        RateLimiter { limit, buckets: Mutex::new(HashMap::new()) }
+        RateLimiter {
+            limit,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes one request's token for `key`, or says how long to wait.
@@ -69,9 +75,14 @@ impl RateLimiter {
         };
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
             // Forget buckets that have refilled completely: they carry no state.
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < burst);
+            buckets.retain(|_, b| {
+                b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < burst
+            });
         }
-        let bucket = buckets.entry(key.to_string()).or_insert(Bucket { tokens: burst, updated: now });
+        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
+            tokens: burst,
+            updated: now,
+        });
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst);
         bucket.updated = now;
@@ -80,7 +91,9 @@ impl RateLimiter {
             Ok(())
         } else {
             let wait = (1.0 - bucket.tokens) / per_second;
-            Err(Throttled { retry_after: Duration::from_secs_f64(wait) })
+            Err(Throttled {
+                retry_after: Duration::from_secs_f64(wait),
+            })
         }
     }
 }
@@ -91,21 +104,33 @@ mod tests {
 
     #[test]
     fn a_burst_is_allowed_then_the_rate_applies() {
-        let rl = RateLimiter::new(RateLimit { per_second: 10.0, burst: 3.0 });
+        let rl = RateLimiter::new(RateLimit {
+            per_second: 10.0,
+            burst: 3.0,
+        });
         let t0 = Instant::now();
         for _ in 0..3 {
             assert!(rl.check_at("k", t0).is_ok());
         }
         let throttled = rl.check_at("k", t0).unwrap_err();
         assert!(throttled.retry_after <= Duration::from_millis(100));
-        assert!(rl.check_at("other", t0).is_ok(), "keys are limited separately");
-        assert!(rl.check_at("k", t0 + Duration::from_millis(100)).is_ok(), "a token refills after 1/rate");
+        assert!(
+            rl.check_at("other", t0).is_ok(),
+            "keys are limited separately"
+        );
+        assert!(
+            rl.check_at("k", t0 + Duration::from_millis(100)).is_ok(),
+            "a token refills after 1/rate"
+        );
         assert!(rl.check_at("k", t0 + Duration::from_millis(100)).is_err());
     }
 
     #[test]
     fn zero_disables_limiting() {
-        let rl = RateLimiter::new(RateLimit { per_second: 0.0, burst: 0.0 });
+        let rl = RateLimiter::new(RateLimit {
+            per_second: 0.0,
+            burst: 0.0,
+        });
         let t0 = Instant::now();
         for _ in 0..10_000 {
             assert!(rl.check_at("k", t0).is_ok());

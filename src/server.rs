@@ -110,7 +110,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         store: store.clone(),
         view,
         sequencer: sequencer.handle(),
-        keys: ApiKeys::new(store),
+        keys: ApiKeys::new(store).with_rate_limit(config.limits.rate_limit),
         limits: Arc::new(config.limits.clone()),
         metrics,
         checkpoint_interval: config.sequencer.checkpoint_interval,

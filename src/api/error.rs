@@ -110,6 +110,10 @@ impl From<AuthError> for ApiError {
             AuthError::Forbidden { .. } => {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
             }
+            AuthError::RateLimited { retry_after_s } => ApiError {
+                retry_after_s: Some(retry_after_s),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+            },
             AuthError::Store(s) => s.into(),
         }
     }

@@ -42,6 +42,8 @@ pub struct ApiLimits {
     pub events: EventLimits,
     /// A request taking longer than this is answered 408.
     pub request_timeout: Duration,
+    /// Requests per API key (429 beyond it).
+    pub rate_limit: crate::ratelimit::RateLimit,
 }
 
 impl Default for ApiLimits {
@@ -52,6 +54,7 @@ impl Default for ApiLimits {
             max_other_body: 64 << 10,
             events: EventLimits::default(),
             request_timeout: Duration::from_secs(30),
+            rate_limit: crate::ratelimit::RateLimit::default(),
         }
     }
 }
