@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::api::ApiLimits;
+use crate::listen::TlsFiles;
 use crate::sequencer::SequencerConfig;
 
 /// Default data directory.
@@ -39,6 +40,10 @@ pub struct FileConfig {
     pub max_batch_events: Option<usize>,
     /// Request timeout in seconds.
     pub request_timeout_s: Option<u64>,
+    /// TLS certificate chain (PEM); with `tls_key`, the server speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -62,6 +67,8 @@ impl FileConfig {
             max_events_body: self.max_events_body.or(lower.max_events_body),
             max_batch_events: self.max_batch_events.or(lower.max_batch_events),
             request_timeout_s: self.request_timeout_s.or(lower.request_timeout_s),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
         }
     }
 }
@@ -79,6 +86,8 @@ pub struct ServeConfig {
     pub sequencer: SequencerConfig,
     /// Request limits.
     pub limits: ApiLimits,
+    /// Certificate and key when serving HTTPS.
+    pub tls: Option<TlsFiles>,
 }
 
 impl ServeConfig {
@@ -132,12 +141,14 @@ impl ServeConfig {
         if let Some(s) = o.request_timeout_s {
             limits.request_timeout = Duration::from_secs(s.max(1));
         }
+        let tls = TlsFiles::from_flags(o.tls_cert, o.tls_key)?;
         Ok(ServeConfig {
             data,
             listen,
             origin: o.origin,
             sequencer,
             limits,
+            tls,
         })
     }
 }

@@ -19,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod event;
 pub mod lifecycle;
+pub mod listen;
 pub mod merkle;
 pub mod note;
 pub mod sequencer;

@@ -62,6 +62,19 @@ struct ServeArgs {
     /// Queued submissions before answering 503 [default: 8192].
     #[arg(long)]
     queue_capacity: Option<usize>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// HTTPS for a server: both flags, or neither (plain HTTP, meant for loopback).
+#[derive(Args)]
+struct TlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(long, env = "VERITRAIL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "VERITRAIL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -149,6 +162,8 @@ fn main() -> anyhow::Result<()> {
                 batch_max_delay_ms: a.batch_max_delay_ms,
                 checkpoint_interval_ms: a.checkpoint_interval_ms,
                 queue_capacity: a.queue_capacity,
+                tls_cert: a.tls.tls_cert,
+                tls_key: a.tls.tls_key,
                 ..FileConfig::default()
             };
             let config = ServeConfig::resolve(flags, file).map_err(anyhow::Error::msg)?;

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::auth::ApiKeys;
 use crate::config::ServeConfig;
 use crate::lifecycle;
+use crate::listen;
 use crate::sequencer::{LogView, Sequencer};
 use crate::store::Store;
 
@@ -101,43 +101,19 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         metrics,
         checkpoint_interval: config.sequencer.checkpoint_interval,
     };
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| ServeError::Io(format!("couldn't listen on {}: {e}", config.listen)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServeError::Io(e.to_string()))?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address; put TLS in front of it");
-    }
-    println!("veritrail: listening on http://{addr}");
-    let served = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let served = listen::serve(
+        api::router(state),
+        config.listen,
+        config.tls.as_ref(),
+        "veritrail",
+        listen::shutdown_signal(),
+    )
+    .await;
     // In-flight requests are done: sequence whatever is still queued, sign a
     // final checkpoint, and stop.
     tokio::task::spawn_blocking(move || sequencer.shutdown())
         .await
         .map_err(|e| ServeError::Io(e.to_string()))?;
     println!("veritrail: stopped");
-    served.map_err(|e| ServeError::Io(format!("server error: {e}")))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests and batches");
+    served.map_err(|e| ServeError::Io(e.to_string()))
 }
