@@ -14,7 +14,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{BatchWrite, Record, RecordSpace, Store, StoreError, StoredCheckpoint, StoredEvent};
+use super::{
+    BatchWrite, Record, RecordSpace, ScanCursor, ScanPage, Store, StoreError, StoredCheckpoint,
+    StoredEvent,
+};
 use crate::merkle::Hash;
 
 const TILE: u8 = b'T';
@@ -102,9 +105,13 @@ impl SledStore {
             .flush_every_ms(None)
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                // sled reports its file lock as an `Other` I/O error.
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
                     StoreError::Backend(format!(
-                        "the database in {} is in use by another process",
+                        "the database in {} is in use by another process (a running server?)",
                         dir.display()
                     ))
                 }
@@ -138,6 +145,42 @@ impl SledStore {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.tree.get(key).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    /// Up to `limit` raw pairs under `prefix` after `cursor` (keys without
+    /// the prefix byte), and where the next page starts.
+    #[allow(clippy::type_complexity)]
+    fn scan_raw(
+        &self,
+        prefix: u8,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<(Vec<(Vec<u8>, sled::IVec)>, Option<ScanCursor>), StoreError> {
+        use std::ops::Bound;
+        let start = match cursor.key() {
+            Some(k) => {
+                let mut full = vec![prefix];
+                full.extend_from_slice(k);
+                Bound::Excluded(full)
+            }
+            None => Bound::Included(vec![prefix]),
+        };
+        let end = Bound::Excluded(vec![prefix + 1]);
+        let mut out = Vec::new();
+        for item in self
+            .tree
+            .range::<Vec<u8>, _>((start, end))
+            .take(limit.max(1))
+        {
+            let (k, v) = item.map_err(backend)?;
+            out.push((k[1..].to_vec(), v));
+        }
+        let next = if out.len() < limit.max(1) {
+            None
+        } else {
+            out.last().map(|(k, _)| ScanCursor::after(k.clone()))
+        };
+        Ok((out, next))
     }
 
     /// Approximate size of the database on disk, in bytes.
@@ -238,6 +281,78 @@ impl Store for SledStore {
             })
             .collect()
     }
+
+    fn scan_events(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(u64, StoredEvent)>, StoreError> {
+        let (raw, next) = self.scan_raw(EVENT, cursor, limit)?;
+        let items = raw
+            .into_iter()
+            .map(|(k, v)| {
+                let index = decode_u64(&k, "event key")?;
+                let event = StoredEvent::decode(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("stored event {index}: {e}")))?;
+                Ok((index, event))
+            })
+            .collect();
+        Ok(ScanPage { items, next })
+    }
+
+    fn scan_dedupe(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(String, String, u64)>, StoreError> {
+        let (raw, next) = self.scan_raw(DEDUPE, cursor, limit)?;
+        let items = raw
+            .into_iter()
+            .map(|(k, v)| {
+                let split = k.iter().position(|b| *b == 0).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "idempotency key {:?} has no app/id separator",
+                        String::from_utf8_lossy(&k)
+                    ))
+                })?;
+                let text = |b: &[u8]| {
+                    String::from_utf8(b.to_vec()).map_err(|_| {
+                        StoreError::Corrupt(format!(
+                            "idempotency key {:?} is not UTF-8",
+                            String::from_utf8_lossy(&k)
+                        ))
+                    })
+                };
+                let app = text(&k[..split])?;
+                let id = text(&k[split + 1..])?;
+                let index = decode_u64(&v, &format!("idempotency entry ({app}, {id})"))?;
+                Ok((app, id, index))
+            })
+            .collect();
+        Ok(ScanPage { items, next })
+    }
+
+    fn scan_leaf_index(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(Hash, u64)>, StoreError> {
+        let (raw, next) = self.scan_raw(LEAF, cursor, limit)?;
+        let items = raw
+            .into_iter()
+            .map(|(k, v)| {
+                let hash = Hash::from_slice(&k).map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "leaf-hash index key {} is not 32 bytes",
+                        hex::encode(&k)
+                    ))
+                })?;
+                let index = decode_u64(&v, &format!("leaf-hash index entry {hash}"))?;
+                Ok((hash, index))
+            })
+            .collect();
+        Ok(ScanPage { items, next })
+    }
 }
 
 #[cfg(test)]
@@ -268,6 +383,7 @@ mod tests {
         let _first = SledStore::open(dir.path()).unwrap();
         // sled locks the directory per process; within one process the
         // second open also fails because the lock is held.
-        assert!(SledStore::open(dir.path()).is_err());
+        let err = SledStore::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("in use by another process"), "{err}");
     }
 }
