@@ -18,6 +18,8 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod event;
+pub mod fsck;
+pub mod history;
 pub mod lifecycle;
 pub mod listen;
 pub mod merkle;

@@ -34,6 +34,12 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Check a stopped log's data directory: every tile, bundle, event, index
+    /// and the checkpoint. Exit status 0 clean, 1 corrupt, 2 could not check.
+    Fsck {
+        /// The data directory (the server must be stopped).
+        data: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -182,12 +188,67 @@ fn main() -> anyhow::Result<()> {
             println!("ecdsa   {}", vkeys.ecdsa);
             println!("ed25519 {}", vkeys.ed25519);
         }
+        Command::Fsck { data } => std::process::exit(fsck_command(&data)),
         Command::Keys { command } => {
             let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
             rt.block_on(keys_command(command))?;
         }
     }
     Ok(())
+}
+
+/// Runs fsck and returns the exit status: 0 clean, 1 corrupt, 2 not checked.
+fn fsck_command(data: &std::path::Path) -> i32 {
+    use veritrail::fsck;
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:>24} [{bar:40}] {pos}/{len} bundles ({eta} left)",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let result = fsck::check_data_dir(data, &bar);
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("veritrail fsck: could not check {}: {e}", data.display());
+            return 2;
+        }
+    };
+    let cp = report
+        .checkpoint_size
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "unreadable".into());
+    println!(
+        "veritrail fsck: {} (origin {:?}): tree size {}, checkpoint size {cp}",
+        data.display(),
+        report.origin,
+        report.tree_size
+    );
+    println!(
+        "checked {} bundles, {} tiles, {} events, {} leaf-hash index entries, {} idempotency entries, {} API keys",
+        report.bundles,
+        report.tiles,
+        report.events,
+        report.leaf_index_entries,
+        report.dedupe_entries,
+        report.api_keys
+    );
+    if report.is_clean() {
+        println!("clean");
+        return 0;
+    }
+    println!("CORRUPT: first bad object: {}", report.findings[0]);
+    for f in &report.findings[1..] {
+        println!("  also: {f}");
+    }
+    if report.stopped_early {
+        println!(
+            "  (stopped after {} problems)",
+            veritrail::fsck::MAX_FINDINGS
+        );
+    }
+    1
 }
 
 async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
