@@ -124,6 +124,15 @@ impl Client {
         })
     }
 
+    /// POST with an empty body, returning the response to read as a stream
+    /// (`Response::chunk`), for large answers such as backups. No overall
+    /// timeout applies, only the connect timeout.
+    pub async fn post_stream(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+        let url = self.url(path);
+        let req = self.http.post(&url).timeout(Duration::from_secs(24 * 3600));
+        self.send(req, &url).await
+    }
+
     /// DELETE a path, returning JSON.
     pub async fn delete_json(&self, path: &str) -> Result<Value, ClientError> {
         let url = self.url(path);

@@ -44,6 +44,10 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
     pub tls_key: Option<PathBuf>,
+    /// Checkpoints this log published (files, or URLs of witnesses, mirrors
+    /// or the log itself); the server refuses to start if its tree is older
+    /// than or forks from any of them.
+    pub known_checkpoints: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -69,6 +73,7 @@ impl FileConfig {
             request_timeout_s: self.request_timeout_s.or(lower.request_timeout_s),
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
+            known_checkpoints: self.known_checkpoints.or(lower.known_checkpoints),
         }
     }
 }
@@ -88,6 +93,8 @@ pub struct ServeConfig {
     pub limits: ApiLimits,
     /// Certificate and key when serving HTTPS.
     pub tls: Option<TlsFiles>,
+    /// Where to read checkpoints this log published, checked at startup.
+    pub known_checkpoints: Vec<String>,
 }
 
 impl ServeConfig {
@@ -149,6 +156,7 @@ impl ServeConfig {
             sequencer,
             limits,
             tls,
+            known_checkpoints: o.known_checkpoints.unwrap_or_default(),
         })
     }
 }

@@ -6,14 +6,17 @@
 //! (typically a restored backup) that is older than, or forks from, a
 //! checkpoint the world has already seen.
 //!
+//! Reading a checkpoint from a file or URL is the one I/O this module does.
+//!
 //! Invariant: [`check_tree_against`] accepts a stored tree only if its root
 //! at the checkpoint's size equals the signed root; a checkpoint larger than
 //! the tree is never accepted, because a tree that grows from there would
 //! fork the published history.
 
+use crate::client::Client;
 use crate::merkle::{self, Hash};
-use crate::note::keys::LogKeys;
-use crate::note::{Checkpoint, Note, NoteError, NoteVerifier};
+use crate::note::keys::{LogKeys, LogVerifierKeys};
+use crate::note::{Checkpoint, MAX_NOTE_SIZE, Note, NoteError, NoteVerifier, parse_verifier_key};
 use crate::sequencer::TileSource;
 use crate::store::Store;
 
@@ -89,6 +92,21 @@ impl LogVerifiers {
         })
     }
 
+    /// Verifiers for `origin` from the log's verifier keys (`name+hex+base64`).
+    pub fn from_verifier_keys(
+        origin: &str,
+        vkeys: &LogVerifierKeys,
+    ) -> Result<LogVerifiers, NoteError> {
+        let verifiers = vec![
+            parse_verifier_key(&vkeys.ecdsa)?,
+            parse_verifier_key(&vkeys.ed25519)?,
+        ];
+        Ok(LogVerifiers {
+            origin: origin.to_string(),
+            verifiers,
+        })
+    }
+
     /// The log's origin.
     pub fn origin(&self) -> &str {
         &self.origin
@@ -145,4 +163,70 @@ pub fn check_tree_against(
         });
     }
     Ok(())
+}
+
+/// Reads a checkpoint note from a file, or from a URL: a server's base URL
+/// (`/checkpoint` is appended) or the full URL of a checkpoint.
+pub async fn fetch_checkpoint(source: &str) -> Result<Vec<u8>, String> {
+    let bytes = if let Some(rest) = source
+        .strip_prefix("https://")
+        .or_else(|| source.strip_prefix("http://"))
+    {
+        let path_given = rest
+            .split_once('/')
+            .is_some_and(|(_, path)| !path.trim_end_matches('/').is_empty());
+        let (base, path) = if path_given {
+            (source, "")
+        } else {
+            (source.trim_end_matches('/'), "/checkpoint")
+        };
+        let client = Client::new(base, None).map_err(|e| e.to_string())?;
+        client.get_bytes(path).await.map_err(|e| e.to_string())?
+    } else {
+        std::fs::read(source).map_err(|e| format!("couldn't read {source}: {e}"))?
+    };
+    if bytes.len() > MAX_NOTE_SIZE {
+        return Err(format!("{source} is larger than any checkpoint note"));
+    }
+    Ok(bytes)
+}
+
+/// Refuses a tree that is older than, or forks from, any checkpoint of
+/// this log published at `sources` (files or URLs, see
+/// [`fetch_checkpoint`]). Fails closed: a source that cannot be read or
+/// does not hold one of this log's checkpoints is an error too. Returns,
+/// per source, the size of the checkpoint found there.
+pub async fn check_known_checkpoints(
+    sources: &[String],
+    verifiers: &LogVerifiers,
+    store: &dyn Store,
+    tree_size: u64,
+) -> Result<Vec<(String, u64)>, String> {
+    let mut seen = Vec::new();
+    for source in sources {
+        let note = fetch_checkpoint(source).await.map_err(|e| {
+            format!("couldn't read the known checkpoint {source}: {e} (remove it from the known checkpoints only if it is gone for good)")
+        })?;
+        let cp = verifiers
+            .verify(&note, Signatures::AtLeastOne)
+            .map_err(|e| format!("the known checkpoint {source} is not usable: {e}"))?;
+        match check_tree_against(store, tree_size, &cp) {
+            Ok(()) => seen.push((source.clone(), cp.size)),
+            Err(HistoryError::Behind {
+                published,
+                tree_size,
+            }) => {
+                return Err(format!(
+                    "this log published a checkpoint of size {published} ({source}), but this data directory holds only {tree_size} entries: it is older than the log's published history (a restored backup?). Serving it would fork the log: new events would take indices that published checkpoints already commit to other entries. Restore a newer backup, or recover the missing entries, before starting."
+                ));
+            }
+            Err(e @ HistoryError::Forked { .. }) => {
+                return Err(format!(
+                    "this tree does not match the log's published checkpoint at {source}: {e}. It forks the published history; do not serve it."
+                ));
+            }
+            Err(e) => return Err(format!("checking {source}: {e}")),
+        }
+    }
+    Ok(seen)
 }

@@ -34,6 +34,27 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Take a consistent backup of a running log (admin key) into a new directory.
+    /// The log's private keys are not in it: keep a copy of them apart.
+    Backup {
+        #[command(flatten)]
+        auth: AdminAuth,
+        /// The directory to create (missing or empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into a new data directory, checked with fsck.
+    Restore {
+        /// The backup directory (`veritrail backup --to`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The new data directory (missing or empty).
+        #[arg(long)]
+        data: PathBuf,
+        /// Directory with log-ecdsa.pem and log-ed25519.pem [default: --from].
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
     /// Check a stopped log's data directory: every tile, bundle, event, index
     /// and the checkpoint. Exit status 0 clean, 1 corrupt, 2 could not check.
     Fsck {
@@ -70,6 +91,12 @@ struct ServeArgs {
     queue_capacity: Option<usize>,
     #[command(flatten)]
     tls: TlsArgs,
+    /// A checkpoint this log published: a file, or the URL of a witness, a
+    /// mirror or a server of this log (its /checkpoint). The server refuses
+    /// to start if its tree is older than, or forks from, any of them, e.g.
+    /// after restoring an old backup. Repeatable.
+    #[arg(long = "known-checkpoint", value_name = "FILE|URL")]
+    known_checkpoints: Vec<String>,
 }
 
 /// HTTPS for a server: both flags, or neither (plain HTTP, meant for loopback).
@@ -170,6 +197,7 @@ fn main() -> anyhow::Result<()> {
                 queue_capacity: a.queue_capacity,
                 tls_cert: a.tls.tls_cert,
                 tls_key: a.tls.tls_key,
+                known_checkpoints: (!a.known_checkpoints.is_empty()).then_some(a.known_checkpoints),
                 ..FileConfig::default()
             };
             let config = ServeConfig::resolve(flags, file).map_err(anyhow::Error::msg)?;
@@ -189,6 +217,39 @@ fn main() -> anyhow::Result<()> {
             println!("ed25519 {}", vkeys.ed25519);
         }
         Command::Fsck { data } => std::process::exit(fsck_command(&data)),
+        Command::Backup { auth, to } => {
+            let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
+            let client = admin_client(&auth)?;
+            let done = rt.block_on(veritrail::backup::download(&client, &to))?;
+            println!(
+                "veritrail backup: {} (origin {}): {} entries, {} bytes, sha256 {}",
+                to.display(),
+                done.header.origin,
+                done.header.tree_size,
+                done.bytes,
+                done.sha256
+            );
+            println!(
+                "the log's private keys are not in a backup: keep a copy of log-ecdsa.pem and log-ed25519.pem for restore --keys"
+            );
+        }
+        Command::Restore { from, data, keys } => {
+            let r = veritrail::backup::restore(&from, &data, keys.as_deref())?;
+            println!(
+                "veritrail restore: {} (origin {}): {} entries, checkpoint of size {}, fsck clean",
+                data.display(),
+                r.header.origin,
+                r.header.tree_size,
+                r.report.checkpoint_size.unwrap_or(0)
+            );
+            println!(
+                "a new admin API key was written to {} (the backup's API keys are restored too)",
+                r.admin_key.display()
+            );
+            println!(
+                "start it with --known-checkpoint pointing at a witness, mirror or saved checkpoint of this log, so it refuses to fork if the backup is older than what was published"
+            );
+        }
         Command::Keys { command } => {
             let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
             rt.block_on(keys_command(command))?;

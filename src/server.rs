@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use crate::api::{self, AppState};
 use crate::auth::ApiKeys;
 use crate::config::ServeConfig;
+use crate::history::{self, LogVerifiers};
 use crate::lifecycle;
 use crate::listen;
 use crate::sequencer::{LogView, Sequencer};
@@ -70,6 +71,23 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     println!("  ecdsa   {}", opened.verifier_keys.ecdsa);
     println!("  ed25519 {}", opened.verifier_keys.ed25519);
 
+    if !config.known_checkpoints.is_empty() {
+        let verifiers = LogVerifiers::from_verifier_keys(&opened.origin, &opened.verifier_keys)
+            .map_err(|e| ServeError::Lifecycle(lifecycle::LifecycleError::Config(e.to_string())))?;
+        let seen = history::check_known_checkpoints(
+            &config.known_checkpoints,
+            &verifiers,
+            opened.store.as_ref(),
+            opened.edge.size(),
+        )
+        .await
+        .map_err(|e| ServeError::Lifecycle(lifecycle::LifecycleError::Tampered(e)))?;
+        for (source, size) in seen {
+            println!(
+                "veritrail: the tree contains the published checkpoint of size {size} from {source}"
+            );
+        }
+    }
     let store: Arc<dyn Store> = opened.store.clone();
     let view = Arc::new(LogView::new(opened.published, opened.edge.size()));
     let sequencer = Sequencer::start(

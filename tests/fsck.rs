@@ -46,7 +46,7 @@ async fn write_log(data: &Path) {
     for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(50) {
         let events: Vec<_> = chunk
             .iter()
-            .map(|&i| event(i, (i % 2 == 0).then(|| format!("id-{i}"))))
+            .map(|&i| event(i, i.is_multiple_of(2).then(|| format!("id-{i}"))))
             .collect();
         let resp = client
             .post(format!("{}/v1/events?wait=checkpoint", server.url))

@@ -52,7 +52,7 @@ fn build_log() -> (Arc<MemoryStore>, LogKeys) {
             let events = chunk
                 .iter()
                 .map(|&i| {
-                    let id = (i % 2 == 0).then(|| format!("id-{i}"));
+                    let id = i.is_multiple_of(2).then(|| format!("id-{i}"));
                     let canonical = match &id {
                         Some(id) => format!(r#"{{"id":"{id}","n":{i}}}"#),
                         None => format!(r#"{{"n":{i}}}"#),

@@ -93,6 +93,11 @@ pub(crate) fn check_sample(store: &dyn Store) {
         None,
         "spaces are separate"
     );
+    assert_eq!(
+        store.records(RecordSpace::Meta).unwrap(),
+        vec![(b"origin".to_vec(), b"example.com/log".to_vec())],
+        "the tree size and checkpoint are not records"
+    );
 }
 
 /// Collects a whole scan page by page, `limit` items at a time.

@@ -273,8 +273,14 @@ impl Store for SledStore {
     }
 
     fn records(&self, space: RecordSpace) -> Result<Vec<Record>, StoreError> {
+        // The tree size and checkpoint share the metadata prefix but are not
+        // records: leave them out, so a copy of the records never carries a
+        // stale tree size or checkpoint.
         self.tree
             .scan_prefix([space_prefix(space)])
+            .filter(|r| {
+                !matches!(r, Ok((k, _)) if k.as_ref() == TREE_SIZE_KEY || k.as_ref() == CHECKPOINT_KEY)
+            })
             .map(|r| {
                 r.map(|(k, v)| (k[1..].to_vec(), v.to_vec()))
                     .map_err(backend)
