@@ -9,10 +9,18 @@
 //! it uses `sync_file_range`, which does not survive a power loss (sled issue
 //! 1452). After every flush this backend therefore also `fsync`s sled's data
 //! file, which pushes the pages and the device cache out.
+//!
+//! A write that sled applied but could not make durable (a full disk, an
+//! I/O error) stays visible in sled's memory, and sled refuses every later
+//! write until the database is reopened. Such a store no longer answers for
+//! what is on disk, so it is marked unsynced: every later write and the
+//! tree size fail with an error that says to restart, which stops the
+//! sequencer instead of letting it build on entries that were never stored.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
     BatchWrite, Record, RecordSpace, ScanCursor, ScanPage, Store, StoreError, StoredCheckpoint,
@@ -38,7 +46,11 @@ pub struct SledStore {
     /// sled's data file, fsynced after each flush; the mutex serialises syncs.
     data_file: Mutex<Option<File>>,
     path: PathBuf,
+    /// Set when a write was applied in memory but not made durable.
+    unsynced: AtomicBool,
 }
+
+const UNSYNCED: &str = "an earlier write could not be made durable (full disk or I/O error); free space or fix the disk, then restart the server";
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -123,6 +135,7 @@ impl SledStore {
             tree,
             data_file: Mutex::new(None),
             path: dir.to_path_buf(),
+            unsynced: AtomicBool::new(false),
         })
     }
 
@@ -141,6 +154,20 @@ impl SledStore {
             f.sync_data().map_err(backend)?;
         }
         Ok(())
+    }
+
+    /// Fails once a write could not be made durable (see the module comment).
+    fn check_synced(&self) -> Result<(), StoreError> {
+        if self.unsynced.load(Ordering::Acquire) {
+            return Err(StoreError::Backend(UNSYNCED.into()));
+        }
+        Ok(())
+    }
+
+    /// Makes an applied write durable, or marks the store unsynced.
+    fn sync_applied(&self) -> Result<(), StoreError> {
+        self.sync()
+            .inspect_err(|_| self.unsynced.store(true, Ordering::Release))
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -191,6 +218,7 @@ impl SledStore {
 
 impl Store for SledStore {
     fn commit(&self, b: &BatchWrite) -> Result<(), StoreError> {
+        self.check_synced()?;
         let mut batch = sled::Batch::default();
         for (level, index, data) in &b.tiles {
             batch.insert(&tile_key(*level, *index)[..], data.as_slice());
@@ -212,17 +240,19 @@ impl Store for SledStore {
         }
         batch.insert(TREE_SIZE_KEY, &b.tree_size.to_be_bytes()[..]);
         self.tree.apply_batch(batch).map_err(backend)?;
-        self.sync()
+        self.sync_applied()
     }
 
     fn put_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.check_synced()?;
         self.tree
             .insert(CHECKPOINT_KEY, cp.encode())
             .map_err(backend)?;
-        self.sync()
+        self.sync_applied()
     }
 
     fn tree_size(&self) -> Result<u64, StoreError> {
+        self.check_synced()?;
         match self.get(TREE_SIZE_KEY)? {
             Some(v) => decode_u64(&v, "stored tree size"),
             None => Ok(0),
@@ -262,10 +292,11 @@ impl Store for SledStore {
     }
 
     fn put_record(&self, space: RecordSpace, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.check_synced()?;
         self.tree
             .insert(record_key(space, key), value)
             .map_err(backend)?;
-        self.sync()
+        self.sync_applied()
     }
 
     fn record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -381,6 +412,28 @@ mod tests {
         }
         let store = SledStore::open(dir.path()).unwrap();
         super::super::conformance::check_sample(&store);
+    }
+
+    #[test]
+    fn a_write_that_cannot_be_made_durable_stops_all_later_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        // sled keeps its data file open; the fsync that follows its flush
+        // opens it by name, which now fails like a broken disk would.
+        std::fs::remove_file(dir.path().join("db")).unwrap();
+        let batch = BatchWrite {
+            tree_size: 1,
+            ..BatchWrite::default()
+        };
+        assert!(store.commit(&batch).is_err());
+        for err in [
+            store.tree_size().err(),
+            store.commit(&batch).err(),
+            store.put_record(RecordSpace::Meta, b"k", b"v").err(),
+        ] {
+            let err = err.expect("an unsynced store refuses").to_string();
+            assert!(err.contains("restart the server"), "{err}");
+        }
     }
 
     #[test]
