@@ -180,6 +180,25 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_and_known_checkpoints_come_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nknown_checkpoints = [\"https://w.example\", \"cp.txt\"]",
+        )
+        .unwrap();
+        let c = ServeConfig::resolve(FileConfig::default(), file).unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: PathBuf::from("c.pem"),
+                key: PathBuf::from("k.pem")
+            })
+        );
+        assert_eq!(c.known_checkpoints, vec!["https://w.example", "cp.txt"]);
+        let half: FileConfig = toml::from_str("tls_cert = \"c.pem\"").unwrap();
+        assert!(ServeConfig::resolve(FileConfig::default(), half).is_err());
+    }
+
+    #[test]
     fn bad_values_and_unknown_keys_are_errors() {
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
         let bad = FileConfig {

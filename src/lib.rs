@@ -9,7 +9,10 @@
 //! cosignatures) and [`event`] (the audit event schema and commitments).
 //! The service is built on them: [`store`] (storage contract and sled
 //! backend), [`sequencer`] (the single writer), [`lifecycle`] (create and
-//! load a data directory), [`api`] (HTTP), [`server`] (`veritrail serve`).
+//! load a data directory), [`api`] (HTTP), [`server`] (`veritrail serve`),
+//! [`listen`] (plain or TLS serving), [`fsck`] (offline checks),
+//! [`backup`] (snapshots and restore) and [`history`] (checks against
+//! published checkpoints).
 
 #![forbid(unsafe_code)]
 
