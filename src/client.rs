@@ -60,6 +60,31 @@ impl Client {
         })
     }
 
+    /// Like [`Client::new`], but also trusting the CA certificates in
+    /// `ca_pem` (PEM, one or more), e.g. a private CA or a self-signed
+    /// server certificate.
+    pub fn with_ca(
+        base: &str,
+        token: Option<String>,
+        ca_pem: &[u8],
+    ) -> Result<Client, ClientError> {
+        let transport = |source| ClientError::Transport {
+            url: base.to_string(),
+            source,
+        };
+        let certs = reqwest::Certificate::from_pem_bundle(ca_pem).map_err(transport)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .tls_certs_merge(certs)
+            .build()
+            .map_err(transport)?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -121,6 +121,10 @@ struct AdminAuth {
     /// File holding the admin key [default: ./veritrail-data/admin.key].
     #[arg(long)]
     admin_key_file: Option<PathBuf>,
+    /// Also trust these CA certificates (PEM) for an https:// URL, e.g. a
+    /// self-signed server certificate.
+    #[arg(long, env = "VERITRAIL_CA_CERT")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -166,7 +170,14 @@ fn admin_client(auth: &AdminAuth) -> anyhow::Result<Client> {
                 .to_string()
         }
     };
-    Ok(Client::new(&auth.url, Some(token))?)
+    match &auth.ca_cert {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("couldn't read the CA certificates {}", path.display()))?;
+            Ok(Client::with_ca(&auth.url, Some(token), &pem)?)
+        }
+        None => Ok(Client::new(&auth.url, Some(token))?),
+    }
 }
 
 fn init_tracing() {

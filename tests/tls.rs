@@ -132,6 +132,33 @@ async fn serves_https_with_the_given_certificate_and_refuses_plain_http() {
             .await
             .is_err()
     );
+    // The CLI's admin commands trust the certificate with --ca-cert; a
+    // backup over TLS is complete.
+    let backup = tempfile::tempdir().unwrap();
+    let out = Command::new(binary())
+        .args(["backup", "--url", &server.url, "--ca-cert"])
+        .arg(&cert.cert_path)
+        .arg("--admin-key-file")
+        .arg(dir.path().join("data").join("admin.key"))
+        .arg("--to")
+        .arg(backup.path().join("b"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(binary())
+        .args(["keys", "list", "--url", &server.url])
+        .arg("--admin-key-file")
+        .arg(dir.path().join("data").join("admin.key"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "without --ca-cert the certificate is not trusted"
+    );
     assert!(server.stop().success(), "graceful shutdown under TLS");
 }
 
