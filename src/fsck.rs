@@ -503,7 +503,10 @@ impl<'a> TreeWalk<'a> {
             // still checked; this bundle's events and indexes are not.
             let hashes = tile.unwrap_or_else(|| vec![Hash([0; 32]); width as usize]);
             for (j, h) in hashes.iter().enumerate() {
-                self.append_leaf(b * TILE_WIDTH + j as u64, *h);
+                let index = b * TILE_WIDTH + j as u64;
+                self.append_leaf(index, *h);
+                // Step over this bundle's events, unchecked.
+                events.take(index, report)?;
             }
             return Ok(hashes);
         };

@@ -147,6 +147,21 @@ fn an_altered_entry_is_blamed_on_its_bundle_not_the_tile() {
 }
 
 #[test]
+fn a_malformed_bundle_is_one_finding() {
+    let (store, keys) = build_log();
+    let mut bundle = store.bundle(0).unwrap().unwrap();
+    bundle.truncate(bundle.len() - 1);
+    overwrite(&store, |b| b.bundles.push((0, bundle)));
+    let r = fsck(&store, &keys);
+    assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+    assert!(
+        first(&r).starts_with("entry bundle 000: is malformed"),
+        "{}",
+        first(&r)
+    );
+}
+
+#[test]
 fn checks_the_partial_tiles_of_the_upper_levels() {
     let (store, keys) = build_log();
     let mut tile = store.tile(1, 0).unwrap().unwrap();
