@@ -60,6 +60,31 @@ impl Client {
         })
     }
 
+    /// Like [`Client::new`], but also trusting the CA certificates in
+    /// `ca_pem` (PEM, one or more), e.g. a private CA or a self-signed
+    /// server certificate.
+    pub fn with_ca(
+        base: &str,
+        token: Option<String>,
+        ca_pem: &[u8],
+    ) -> Result<Client, ClientError> {
+        let transport = |source| ClientError::Transport {
+            url: base.to_string(),
+            source,
+        };
+        let certs = reqwest::Certificate::from_pem_bundle(ca_pem).map_err(transport)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .tls_certs_merge(certs)
+            .build()
+            .map_err(transport)?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -122,6 +147,15 @@ impl Client {
             url,
             why: e.to_string(),
         })
+    }
+
+    /// POST with an empty body, returning the response to read as a stream
+    /// (`Response::chunk`), for large answers such as backups. No overall
+    /// timeout applies, only the connect timeout.
+    pub async fn post_stream(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+        let url = self.url(path);
+        let req = self.http.post(&url).timeout(Duration::from_secs(24 * 3600));
+        self.send(req, &url).await
     }
 
     /// DELETE a path, returning JSON.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::api::ApiLimits;
+use crate::listen::TlsFiles;
 use crate::sequencer::SequencerConfig;
 use crate::witness::cosign::{WitnessEndpoint, WitnessPolicy};
 
@@ -40,6 +41,14 @@ pub struct FileConfig {
     pub max_batch_events: Option<usize>,
     /// Request timeout in seconds.
     pub request_timeout_s: Option<u64>,
+    /// TLS certificate chain (PEM); with `tls_key`, the server speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Checkpoints this log published (files, or URLs of witnesses, mirrors
+    /// or the log itself); the server refuses to start if its tree is older
+    /// than or forks from any of them.
+    pub known_checkpoints: Option<Vec<String>>,
     /// Witnesses asked to cosign checkpoints (`[[witness]]` tables).
     #[serde(rename = "witness")]
     pub witnesses: Option<Vec<WitnessEntry>>,
@@ -90,6 +99,9 @@ impl FileConfig {
             witness_timeout_ms: self.witness_timeout_ms.or(lower.witness_timeout_ms),
             rate_limit_per_second: self.rate_limit_per_second.or(lower.rate_limit_per_second),
             rate_limit_burst: self.rate_limit_burst.or(lower.rate_limit_burst),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
+            known_checkpoints: self.known_checkpoints.or(lower.known_checkpoints),
         }
     }
 }
@@ -109,6 +121,10 @@ pub struct ServeConfig {
     pub limits: ApiLimits,
     /// Witnesses and quorum, when checkpoints are to be witnessed.
     pub witnessing: Option<WitnessPolicy>,
+    /// Certificate and key when serving HTTPS.
+    pub tls: Option<TlsFiles>,
+    /// Where to read checkpoints this log published, checked at startup.
+    pub known_checkpoints: Vec<String>,
 }
 
 impl ServeConfig {
@@ -175,6 +191,7 @@ impl ServeConfig {
             limits.rate_limit.burst = b;
         }
         let witnessing = resolve_witnessing(&o)?;
+        let tls = TlsFiles::from_flags(o.tls_cert, o.tls_key)?;
         Ok(ServeConfig {
             data,
             listen,
@@ -182,6 +199,8 @@ impl ServeConfig {
             sequencer,
             limits,
             witnessing,
+            tls,
+            known_checkpoints: o.known_checkpoints.unwrap_or_default(),
         })
     }
 }
@@ -241,6 +260,25 @@ mod tests {
         assert_eq!(c.sequencer.checkpoint_interval, Duration::from_millis(500));
         assert_eq!(c.origin.as_deref(), Some("flag.example/log"));
         assert_eq!(c.data, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn tls_files_and_known_checkpoints_come_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nknown_checkpoints = [\"https://w.example\", \"cp.txt\"]",
+        )
+        .unwrap();
+        let c = ServeConfig::resolve(FileConfig::default(), file).unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: PathBuf::from("c.pem"),
+                key: PathBuf::from("k.pem")
+            })
+        );
+        assert_eq!(c.known_checkpoints, vec!["https://w.example", "cp.txt"]);
+        let half: FileConfig = toml::from_str("tls_cert = \"c.pem\"").unwrap();
+        assert!(ServeConfig::resolve(FileConfig::default(), half).is_err());
     }
 
     #[test]

@@ -9,17 +9,23 @@
 //! cosignatures) and [`event`] (the audit event schema and commitments).
 //! The service is built on them: [`store`] (storage contract and sled
 //! backend), [`sequencer`] (the single writer), [`lifecycle`] (create and
-//! load a data directory), [`api`] (HTTP), [`server`] (`veritrail serve`).
-//! [`verify`] checks a running log from the outside (`veritrail verify`).
+//! load a data directory), [`api`] (HTTP), [`server`] (`veritrail serve`),
+//! [`listen`] (plain or TLS serving), [`fsck`] (offline checks),
+//! [`backup`] (snapshots and restore) and [`history`] (checks against
+//! published checkpoints).
 
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod client;
 pub mod config;
 pub mod event;
+pub mod fsck;
+pub mod history;
 pub mod lifecycle;
+pub mod listen;
 pub mod merkle;
 pub mod monitor;
 pub mod note;

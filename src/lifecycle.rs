@@ -35,7 +35,8 @@ use crate::store::{RecordSpace, Store, StoredCheckpoint};
 pub const ADMIN_KEY_FILE: &str = "admin.key";
 /// Directory of the sled database.
 pub const DB_DIR: &str = "db";
-const ORIGIN_RECORD: &[u8] = b"origin";
+/// Key of the origin in the store's metadata records.
+pub const ORIGIN_RECORD: &[u8] = b"origin";
 
 /// Why a data directory could not be created or loaded.
 #[derive(Debug, thiserror::Error)]

@@ -52,6 +52,33 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Take a consistent backup of a running log (admin key) into a new directory.
+    /// The log's private keys are not in it: keep a copy of them apart.
+    Backup {
+        #[command(flatten)]
+        auth: AdminAuth,
+        /// The directory to create (missing or empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into a new data directory, checked with fsck.
+    Restore {
+        /// The backup directory (`veritrail backup --to`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The new data directory (missing or empty).
+        #[arg(long)]
+        data: PathBuf,
+        /// Directory with log-ecdsa.pem and log-ed25519.pem [default: --from].
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
+    /// Check a stopped log's data directory: every tile, bundle, event, index
+    /// and the checkpoint. Exit status 0 clean, 1 corrupt, 2 could not check.
+    Fsck {
+        /// The data directory (the server must be stopped).
+        data: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -80,6 +107,14 @@ struct ServeArgs {
     /// Queued submissions before answering 503 [default: 8192].
     #[arg(long)]
     queue_capacity: Option<usize>,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// A checkpoint this log published: a file, or the URL of a witness, a
+    /// mirror or a server of this log (its /checkpoint). The server refuses
+    /// to start if its tree is older than, or forks from, any of them, e.g.
+    /// after restoring an old backup. Repeatable.
+    #[arg(long = "known-checkpoint", value_name = "FILE|URL")]
+    known_checkpoints: Vec<String>,
     /// A witness to ask for cosignatures: its URL and cosignature vkey
     /// (repeatable; replaces the config file's [[witness]] list).
     #[arg(long, num_args = 2, value_names = ["URL", "VKEY"], action = clap::ArgAction::Append)]
@@ -126,6 +161,17 @@ struct MonitorArgs {
     compare: Vec<PathBuf>,
 }
 
+/// HTTPS for a server: both flags, or neither (plain HTTP, meant for loopback).
+#[derive(Args)]
+struct TlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(long, env = "VERITRAIL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "VERITRAIL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
 #[derive(Args)]
 struct AdminAuth {
     /// Server URL, e.g. http://127.0.0.1:8080.
@@ -137,6 +183,10 @@ struct AdminAuth {
     /// File holding the admin key [default: ./veritrail-data/admin.key].
     #[arg(long)]
     admin_key_file: Option<PathBuf>,
+    /// Also trust these CA certificates (PEM) for an https:// URL, e.g. a
+    /// self-signed server certificate.
+    #[arg(long, env = "VERITRAIL_CA_CERT")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -182,7 +232,14 @@ fn admin_client(auth: &AdminAuth) -> anyhow::Result<Client> {
                 .to_string()
         }
     };
-    Ok(Client::new(&auth.url, Some(token))?)
+    match &auth.ca_cert {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("couldn't read the CA certificates {}", path.display()))?;
+            Ok(Client::with_ca(&auth.url, Some(token), &pem)?)
+        }
+        None => Ok(Client::new(&auth.url, Some(token))?),
+    }
 }
 
 fn init_tracing() {
@@ -222,6 +279,9 @@ fn main() -> anyhow::Result<()> {
                 }),
                 witness_quorum: a.witness_quorum,
                 witness_timeout_ms: a.witness_timeout_ms,
+                tls_cert: a.tls.tls_cert,
+                tls_key: a.tls.tls_key,
+                known_checkpoints: (!a.known_checkpoints.is_empty()).then_some(a.known_checkpoints),
                 ..FileConfig::default()
             };
             let config = ServeConfig::resolve(flags, file).map_err(anyhow::Error::msg)?;
@@ -293,6 +353,40 @@ fn main() -> anyhow::Result<()> {
             ))
             .map_err(anyhow::Error::msg)?;
         }
+        Command::Fsck { data } => std::process::exit(fsck_command(&data)),
+        Command::Backup { auth, to } => {
+            let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
+            let client = admin_client(&auth)?;
+            let done = rt.block_on(veritrail::backup::download(&client, &to))?;
+            println!(
+                "veritrail backup: {} (origin {}): {} entries, {} bytes, sha256 {}",
+                to.display(),
+                done.header.origin,
+                done.header.tree_size,
+                done.bytes,
+                done.sha256
+            );
+            println!(
+                "the log's private keys are not in a backup: keep a copy of log-ecdsa.pem and log-ed25519.pem for restore --keys"
+            );
+        }
+        Command::Restore { from, data, keys } => {
+            let r = veritrail::backup::restore(&from, &data, keys.as_deref())?;
+            println!(
+                "veritrail restore: {} (origin {}): {} entries, checkpoint of size {}, fsck clean",
+                data.display(),
+                r.header.origin,
+                r.header.tree_size,
+                r.report.checkpoint_size.unwrap_or(0)
+            );
+            println!(
+                "a new admin API key was written to {} (the backup's API keys are restored too)",
+                r.admin_key.display()
+            );
+            println!(
+                "start it with --known-checkpoint pointing at a witness, mirror or saved checkpoint of this log, so it refuses to fork if the backup is older than what was published"
+            );
+        }
         Command::Keys { command } => {
             let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
             rt.block_on(keys_command(command))?;
@@ -300,6 +394,60 @@ fn main() -> anyhow::Result<()> {
         Command::Verify(args) => std::process::exit(verify_command(args)),
     }
     Ok(())
+}
+
+/// Runs fsck and returns the exit status: 0 clean, 1 corrupt, 2 not checked.
+fn fsck_command(data: &std::path::Path) -> i32 {
+    use veritrail::fsck;
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:>24} [{bar:40}] {pos}/{len} bundles ({eta} left)",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let result = fsck::check_data_dir(data, &bar);
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("veritrail fsck: could not check {}: {e}", data.display());
+            return 2;
+        }
+    };
+    let cp = report
+        .checkpoint_size
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "unreadable".into());
+    println!(
+        "veritrail fsck: {} (origin {:?}): tree size {}, checkpoint size {cp}",
+        data.display(),
+        report.origin,
+        report.tree_size
+    );
+    println!(
+        "checked {} bundles, {} tiles, {} events, {} leaf-hash index entries, {} idempotency entries, {} API keys",
+        report.bundles,
+        report.tiles,
+        report.events,
+        report.leaf_index_entries,
+        report.dedupe_entries,
+        report.api_keys
+    );
+    if report.is_clean() {
+        println!("clean");
+        return 0;
+    }
+    println!("CORRUPT: first bad object: {}", report.findings[0]);
+    for f in &report.findings[1..] {
+        println!("  also: {f}");
+    }
+    if report.stopped_early {
+        println!(
+            "  (stopped after {} problems)",
+            veritrail::fsck::MAX_FINDINGS
+        );
+    }
+    1
 }
 
 async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::auth::ApiKeys;
 use crate::config::ServeConfig;
+use crate::history::{self, LogVerifiers};
 use crate::lifecycle;
+use crate::listen;
 use crate::sequencer::{LogView, Sequencer};
 use crate::store::Store;
 
@@ -70,6 +71,23 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     println!("  ecdsa   {}", opened.verifier_keys.ecdsa);
     println!("  ed25519 {}", opened.verifier_keys.ed25519);
 
+    if !config.known_checkpoints.is_empty() {
+        let verifiers = LogVerifiers::from_verifier_keys(&opened.origin, &opened.verifier_keys)
+            .map_err(|e| ServeError::Lifecycle(lifecycle::LifecycleError::Config(e.to_string())))?;
+        let seen = history::check_known_checkpoints(
+            &config.known_checkpoints,
+            &verifiers,
+            opened.store.as_ref(),
+            opened.edge.size(),
+        )
+        .await
+        .map_err(|e| ServeError::Lifecycle(lifecycle::LifecycleError::Tampered(e)))?;
+        for (source, size) in seen {
+            println!(
+                "veritrail: the tree contains the published checkpoint of size {size} from {source}"
+            );
+        }
+    }
     let store: Arc<dyn Store> = opened.store.clone();
     let view = Arc::new(LogView::new(opened.published, opened.edge.size()));
     let sequencer = Sequencer::start(
@@ -116,19 +134,14 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         checkpoint_interval: config.sequencer.checkpoint_interval,
         witnessed,
     };
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| ServeError::Io(format!("couldn't listen on {}: {e}", config.listen)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServeError::Io(e.to_string()))?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address; put TLS in front of it");
-    }
-    println!("veritrail: listening on http://{addr}");
-    let served = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let served = listen::serve(
+        api::router(state),
+        config.listen,
+        config.tls.as_ref(),
+        "veritrail",
+        listen::shutdown_signal(),
+    )
+    .await;
     // In-flight requests are done: sequence whatever is still queued, sign a
     // final checkpoint, and stop.
     tokio::task::spawn_blocking(move || sequencer.shutdown())
@@ -136,24 +149,4 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Io(e.to_string()))?;
     println!("veritrail: stopped");
     served.map_err(|e| ServeError::Io(format!("server error: {e}")))
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests and batches");
 }

@@ -80,8 +80,9 @@ impl IntoResponse for ApiError {
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
-            // The rest of the body is never read: tell the client this
-            // connection cannot be reused.
+            // The rest of an oversize body is never read, so the connection
+            // cannot carry another request: say so, or a client reuses it
+            // and its next request fails (RFC 9112 §9.6).
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -5,6 +5,7 @@
 //! well as through a real socket. Every error goes through [`ApiError`].
 
 mod admin;
+mod backup;
 mod error;
 mod read;
 mod write;
@@ -103,6 +104,7 @@ pub fn router(state: AppState) -> Router {
             post(admin::create_key).get(admin::list_keys),
         )
         .route("/v1/admin/keys/{id}", delete(admin::revoke_key))
+        .route("/v1/admin/backup", post(backup::backup))
         .layer(DefaultBodyLimit::max(limits.max_other_body));
     let write = Router::new()
         .route("/v1/events", post(write::submit_events))

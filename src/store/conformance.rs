@@ -1,6 +1,6 @@
 //! One conformance suite that every backend runs.
 
-use super::{BatchWrite, RecordSpace, Store, StoredCheckpoint, StoredEvent};
+use super::{BatchWrite, RecordSpace, ScanCursor, ScanPage, Store, StoredCheckpoint, StoredEvent};
 use crate::merkle::Hash;
 
 fn sample_event(i: u8) -> StoredEvent {
@@ -93,6 +93,43 @@ pub(crate) fn check_sample(store: &dyn Store) {
         None,
         "spaces are separate"
     );
+    assert_eq!(
+        store.records(RecordSpace::Meta).unwrap(),
+        vec![(b"origin".to_vec(), b"example.com/log".to_vec())],
+        "the tree size and checkpoint are not records"
+    );
+}
+
+/// Collects a whole scan page by page, `limit` items at a time.
+fn scan_all<T: std::fmt::Debug>(
+    limit: usize,
+    mut page: impl FnMut(&ScanCursor, usize) -> ScanPage<T>,
+) -> Vec<T> {
+    let mut cursor = ScanCursor::start();
+    let mut out = Vec::new();
+    loop {
+        let p = page(&cursor, limit);
+        assert!(p.items.len() <= limit);
+        out.extend(p.items.into_iter().map(|r| r.unwrap()));
+        match p.next {
+            Some(next) => cursor = next,
+            None => return out,
+        }
+    }
+}
+
+/// Scans see every event, idempotency entry and leaf-hash entry of the
+/// sample once, in key order, whatever the page size.
+pub(crate) fn check_scans(store: &dyn Store) {
+    for limit in [1, 2, 3, 100] {
+        let events = scan_all(limit, |c, l| store.scan_events(c, l).unwrap());
+        let expected: Vec<_> = (0..3u8).map(|i| (u64::from(i), sample_event(i))).collect();
+        assert_eq!(events, expected, "events, page size {limit}");
+        let dedupe = scan_all(limit, |c, l| store.scan_dedupe(c, l).unwrap());
+        assert_eq!(dedupe, vec![("app-0".to_string(), "id-0".to_string(), 0)]);
+        let leaves = scan_all(limit, |c, l| store.scan_leaf_index(c, l).unwrap());
+        assert_eq!(leaves, vec![(Hash([7; 32]), 1)]);
+    }
 }
 
 /// The whole suite, on an empty store.
@@ -100,8 +137,16 @@ pub(crate) fn run(store: &dyn Store) {
     assert_eq!(store.tree_size().unwrap(), 0);
     assert_eq!(store.checkpoint().unwrap(), None);
     assert!(store.records(RecordSpace::ApiKey).unwrap().is_empty());
+    assert!(
+        store
+            .scan_events(&ScanCursor::start(), 10)
+            .unwrap()
+            .items
+            .is_empty()
+    );
     write_sample(store);
     check_sample(store);
+    check_scans(store);
     store
         .put_checkpoint(&StoredCheckpoint {
             published_at_ms: 5,

@@ -3,10 +3,14 @@
 //! durability (it is gone with the process).
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{BatchWrite, Record, RecordSpace, Store, StoreError, StoredCheckpoint, StoredEvent};
+use super::{
+    BatchWrite, Record, RecordSpace, ScanCursor, ScanPage, Store, StoreError, StoredCheckpoint,
+    StoredEvent,
+};
 use crate::merkle::Hash;
 
 #[derive(Default)]
@@ -172,6 +176,98 @@ impl Store for MemoryStore {
             .filter(|((sp, _), _)| *sp == b)
             .map(|((_, k), v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    fn scan_events(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(u64, StoredEvent)>, StoreError> {
+        let s = self.inner.read().map_err(|_| poisoned())?;
+        let start = match cursor.key() {
+            Some(k) => Bound::Excluded(decode_cursor_index(k)?),
+            None => Bound::Unbounded,
+        };
+        let items: Vec<(u64, StoredEvent)> = s
+            .events
+            .range((start, Bound::Unbounded))
+            .take(limit.max(1))
+            .map(|(i, e)| (*i, e.clone()))
+            .collect();
+        let next = page_end(&items, limit, |(i, _)| i.to_be_bytes().to_vec());
+        Ok(ScanPage {
+            items: items.into_iter().map(Ok).collect(),
+            next,
+        })
+    }
+
+    fn scan_dedupe(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(String, String, u64)>, StoreError> {
+        let s = self.inner.read().map_err(|_| poisoned())?;
+        let start = match cursor.key() {
+            Some(k) => {
+                let text = String::from_utf8_lossy(k);
+                let (app, id) = text.split_once('\0').unwrap_or((&text, ""));
+                Bound::Excluded((app.to_string(), id.to_string()))
+            }
+            None => Bound::Unbounded,
+        };
+        let items: Vec<(String, String, u64)> = s
+            .dedupe
+            .range((start, Bound::Unbounded))
+            .take(limit.max(1))
+            .map(|((a, id), i)| (a.clone(), id.clone(), *i))
+            .collect();
+        let next = page_end(&items, limit, |(a, id, _)| {
+            format!("{a}\0{id}").into_bytes()
+        });
+        Ok(ScanPage {
+            items: items.into_iter().map(Ok).collect(),
+            next,
+        })
+    }
+
+    fn scan_leaf_index(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(Hash, u64)>, StoreError> {
+        let s = self.inner.read().map_err(|_| poisoned())?;
+        let start = match cursor.key() {
+            Some(k) => Bound::Excluded(
+                Hash::from_slice(k).map_err(|_| StoreError::Corrupt("bad scan cursor".into()))?,
+            ),
+            None => Bound::Unbounded,
+        };
+        let items: Vec<(Hash, u64)> = s
+            .leaves
+            .range((start, Bound::Unbounded))
+            .take(limit.max(1))
+            .map(|(h, i)| (*h, *i))
+            .collect();
+        let next = page_end(&items, limit, |(h, _)| h.as_bytes().to_vec());
+        Ok(ScanPage {
+            items: items.into_iter().map(Ok).collect(),
+            next,
+        })
+    }
+}
+
+fn decode_cursor_index(k: &[u8]) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(k)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt("bad scan cursor".into()))
+}
+
+/// The cursor after a page: `None` when the page was not full.
+fn page_end<T>(items: &[T], limit: usize, key: impl Fn(&T) -> Vec<u8>) -> Option<ScanCursor> {
+    if items.len() < limit.max(1) {
+        None
+    } else {
+        items.last().map(|t| ScanCursor::after(key(t)))
     }
 }
 

@@ -135,6 +135,39 @@ impl StoredCheckpoint {
     }
 }
 
+/// Where a scan continues: after this backend-specific key. Opaque to
+/// callers; `ScanCursor::start()` begins at the first item.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanCursor(Option<Vec<u8>>);
+
+impl ScanCursor {
+    /// Before the first item.
+    pub fn start() -> ScanCursor {
+        ScanCursor(None)
+    }
+
+    /// After the item stored under `key` (backends only).
+    pub(crate) fn after(key: Vec<u8>) -> ScanCursor {
+        ScanCursor(Some(key))
+    }
+
+    /// The key to continue after, if any (backends only).
+    pub(crate) fn key(&self) -> Option<&[u8]> {
+        self.0.as_deref()
+    }
+}
+
+/// One page of a scan, in key order. An item whose stored bytes do not
+/// decode is an `Err` naming it, so an offline check can report it and go
+/// on; `next` is `None` once the scan is complete.
+#[derive(Debug)]
+pub struct ScanPage<T> {
+    /// The items of this page.
+    pub items: Vec<Result<T, StoreError>>,
+    /// Where the next page starts, or `None` after the last item.
+    pub next: Option<ScanCursor>,
+}
+
 /// The storage contract. Implementations are used from many threads at once:
 /// readers (HTTP handlers) concurrently with the single sequencer thread,
 /// which is the only caller of [`Store::commit`] and [`Store::put_checkpoint`].
@@ -180,6 +213,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every record of a space, in key order.
     fn records(&self, space: RecordSpace) -> Result<Vec<Record>, StoreError>;
+
+    /// Up to `limit` stored event bodies after `cursor`, in leaf index
+    /// order. For offline checks and backups: MAY run concurrently with
+    /// `commit`, and then sees each event either absent or whole.
+    fn scan_events(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(u64, StoredEvent)>, StoreError>;
+
+    /// Up to `limit` idempotency entries `(app, id, index)` after `cursor`,
+    /// in `(app, id)` order; as `scan_events`.
+    fn scan_dedupe(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(String, String, u64)>, StoreError>;
+
+    /// Up to `limit` leaf-hash index entries after `cursor`, in hash order;
+    /// as `scan_events`.
+    fn scan_leaf_index(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(Hash, u64)>, StoreError>;
 }
 
 #[cfg(test)]

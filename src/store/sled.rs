@@ -9,12 +9,23 @@
 //! it uses `sync_file_range`, which does not survive a power loss (sled issue
 //! 1452). After every flush this backend therefore also `fsync`s sled's data
 //! file, which pushes the pages and the device cache out.
+//!
+//! A write that sled applied but could not make durable (a full disk, an
+//! I/O error) stays visible in sled's memory, and sled refuses every later
+//! write until the database is reopened. Such a store no longer answers for
+//! what is on disk, so it is marked unsynced: every later write and the
+//! tree size fail with an error that says to restart, which stops the
+//! sequencer instead of letting it build on entries that were never stored.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{BatchWrite, Record, RecordSpace, Store, StoreError, StoredCheckpoint, StoredEvent};
+use super::{
+    BatchWrite, Record, RecordSpace, ScanCursor, ScanPage, Store, StoreError, StoredCheckpoint,
+    StoredEvent,
+};
 use crate::merkle::Hash;
 
 const TILE: u8 = b'T';
@@ -35,7 +46,11 @@ pub struct SledStore {
     /// sled's data file, fsynced after each flush; the mutex serialises syncs.
     data_file: Mutex<Option<File>>,
     path: PathBuf,
+    /// Set when a write was applied in memory but not made durable.
+    unsynced: AtomicBool,
 }
+
+const UNSYNCED: &str = "an earlier write could not be made durable (full disk or I/O error); free space or fix the disk, then restart the server";
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -102,9 +117,13 @@ impl SledStore {
             .flush_every_ms(None)
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                // sled reports its file lock as an `Other` I/O error.
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
                     StoreError::Backend(format!(
-                        "the database in {} is in use by another process",
+                        "the database in {} is in use by another process (a running server?)",
                         dir.display()
                     ))
                 }
@@ -116,6 +135,7 @@ impl SledStore {
             tree,
             data_file: Mutex::new(None),
             path: dir.to_path_buf(),
+            unsynced: AtomicBool::new(false),
         })
     }
 
@@ -136,8 +156,58 @@ impl SledStore {
         Ok(())
     }
 
+    /// Fails once a write could not be made durable (see the module comment).
+    fn check_synced(&self) -> Result<(), StoreError> {
+        if self.unsynced.load(Ordering::Acquire) {
+            return Err(StoreError::Backend(UNSYNCED.into()));
+        }
+        Ok(())
+    }
+
+    /// Makes an applied write durable, or marks the store unsynced.
+    fn sync_applied(&self) -> Result<(), StoreError> {
+        self.sync()
+            .inspect_err(|_| self.unsynced.store(true, Ordering::Release))
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.tree.get(key).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    /// Up to `limit` raw pairs under `prefix` after `cursor` (keys without
+    /// the prefix byte), and where the next page starts.
+    #[allow(clippy::type_complexity)]
+    fn scan_raw(
+        &self,
+        prefix: u8,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<(Vec<(Vec<u8>, sled::IVec)>, Option<ScanCursor>), StoreError> {
+        use std::ops::Bound;
+        let start = match cursor.key() {
+            Some(k) => {
+                let mut full = vec![prefix];
+                full.extend_from_slice(k);
+                Bound::Excluded(full)
+            }
+            None => Bound::Included(vec![prefix]),
+        };
+        let end = Bound::Excluded(vec![prefix + 1]);
+        let mut out = Vec::new();
+        for item in self
+            .tree
+            .range::<Vec<u8>, _>((start, end))
+            .take(limit.max(1))
+        {
+            let (k, v) = item.map_err(backend)?;
+            out.push((k[1..].to_vec(), v));
+        }
+        let next = if out.len() < limit.max(1) {
+            None
+        } else {
+            out.last().map(|(k, _)| ScanCursor::after(k.clone()))
+        };
+        Ok((out, next))
     }
 
     /// Approximate size of the database on disk, in bytes.
@@ -148,6 +218,7 @@ impl SledStore {
 
 impl Store for SledStore {
     fn commit(&self, b: &BatchWrite) -> Result<(), StoreError> {
+        self.check_synced()?;
         let mut batch = sled::Batch::default();
         for (level, index, data) in &b.tiles {
             batch.insert(&tile_key(*level, *index)[..], data.as_slice());
@@ -169,17 +240,19 @@ impl Store for SledStore {
         }
         batch.insert(TREE_SIZE_KEY, &b.tree_size.to_be_bytes()[..]);
         self.tree.apply_batch(batch).map_err(backend)?;
-        self.sync()
+        self.sync_applied()
     }
 
     fn put_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.check_synced()?;
         self.tree
             .insert(CHECKPOINT_KEY, cp.encode())
             .map_err(backend)?;
-        self.sync()
+        self.sync_applied()
     }
 
     fn tree_size(&self) -> Result<u64, StoreError> {
+        self.check_synced()?;
         match self.get(TREE_SIZE_KEY)? {
             Some(v) => decode_u64(&v, "stored tree size"),
             None => Ok(0),
@@ -219,10 +292,11 @@ impl Store for SledStore {
     }
 
     fn put_record(&self, space: RecordSpace, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.check_synced()?;
         self.tree
             .insert(record_key(space, key), value)
             .map_err(backend)?;
-        self.sync()
+        self.sync_applied()
     }
 
     fn record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -230,13 +304,91 @@ impl Store for SledStore {
     }
 
     fn records(&self, space: RecordSpace) -> Result<Vec<Record>, StoreError> {
+        // The tree size and checkpoint share the metadata prefix but are not
+        // records: leave them out, so a copy of the records never carries a
+        // stale tree size or checkpoint.
         self.tree
             .scan_prefix([space_prefix(space)])
+            .filter(|r| {
+                !matches!(r, Ok((k, _)) if k.as_ref() == TREE_SIZE_KEY || k.as_ref() == CHECKPOINT_KEY)
+            })
             .map(|r| {
                 r.map(|(k, v)| (k[1..].to_vec(), v.to_vec()))
                     .map_err(backend)
             })
             .collect()
+    }
+
+    fn scan_events(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(u64, StoredEvent)>, StoreError> {
+        let (raw, next) = self.scan_raw(EVENT, cursor, limit)?;
+        let items = raw
+            .into_iter()
+            .map(|(k, v)| {
+                let index = decode_u64(&k, "event key")?;
+                let event = StoredEvent::decode(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("stored event {index}: {e}")))?;
+                Ok((index, event))
+            })
+            .collect();
+        Ok(ScanPage { items, next })
+    }
+
+    fn scan_dedupe(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(String, String, u64)>, StoreError> {
+        let (raw, next) = self.scan_raw(DEDUPE, cursor, limit)?;
+        let items = raw
+            .into_iter()
+            .map(|(k, v)| {
+                let split = k.iter().position(|b| *b == 0).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "idempotency key {:?} has no app/id separator",
+                        String::from_utf8_lossy(&k)
+                    ))
+                })?;
+                let text = |b: &[u8]| {
+                    String::from_utf8(b.to_vec()).map_err(|_| {
+                        StoreError::Corrupt(format!(
+                            "idempotency key {:?} is not UTF-8",
+                            String::from_utf8_lossy(&k)
+                        ))
+                    })
+                };
+                let app = text(&k[..split])?;
+                let id = text(&k[split + 1..])?;
+                let index = decode_u64(&v, &format!("idempotency entry ({app}, {id})"))?;
+                Ok((app, id, index))
+            })
+            .collect();
+        Ok(ScanPage { items, next })
+    }
+
+    fn scan_leaf_index(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(Hash, u64)>, StoreError> {
+        let (raw, next) = self.scan_raw(LEAF, cursor, limit)?;
+        let items = raw
+            .into_iter()
+            .map(|(k, v)| {
+                let hash = Hash::from_slice(&k).map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "leaf-hash index key {} is not 32 bytes",
+                        hex::encode(&k)
+                    ))
+                })?;
+                let index = decode_u64(&v, &format!("leaf-hash index entry {hash}"))?;
+                Ok((hash, index))
+            })
+            .collect();
+        Ok(ScanPage { items, next })
     }
 }
 
@@ -263,11 +415,34 @@ mod tests {
     }
 
     #[test]
+    fn a_write_that_cannot_be_made_durable_stops_all_later_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        // sled keeps its data file open; the fsync that follows its flush
+        // opens it by name, which now fails like a broken disk would.
+        std::fs::remove_file(dir.path().join("db")).unwrap();
+        let batch = BatchWrite {
+            tree_size: 1,
+            ..BatchWrite::default()
+        };
+        assert!(store.commit(&batch).is_err());
+        for err in [
+            store.tree_size().err(),
+            store.commit(&batch).err(),
+            store.put_record(RecordSpace::Meta, b"k", b"v").err(),
+        ] {
+            let err = err.expect("an unsynced store refuses").to_string();
+            assert!(err.contains("restart the server"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_second_process_cannot_open_the_same_directory() {
         let dir = tempfile::tempdir().unwrap();
         let _first = SledStore::open(dir.path()).unwrap();
         // sled locks the directory per process; within one process the
         // second open also fails because the lock is held.
-        assert!(SledStore::open(dir.path()).is_err());
+        let err = SledStore::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("in use by another process"), "{err}");
     }
 }

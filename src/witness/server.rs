@@ -160,7 +160,7 @@ pub async fn run(cfg: WitnessServeConfig) -> Result<(), String> {
         );
     }
     axum::serve(listener, app)
-        .with_graceful_shutdown(crate::server::shutdown_signal())
+        .with_graceful_shutdown(crate::listen::shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))
 }

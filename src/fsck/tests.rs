@@ -1,0 +1,243 @@
+//! fsck over a log the real sequencer wrote to a [`MemoryStore`], then
+//! damaged one object at a time.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::lifecycle::ORIGIN_RECORD;
+use crate::merkle;
+use crate::note::keys::LogKeys;
+use crate::sequencer::{
+    CheckpointSigner, LogView, PreparedEvent, RightEdge, Sequencer, SequencerConfig,
+};
+use crate::store::memory::MemoryStore;
+use crate::store::{BatchWrite, RecordSpace, StoredCheckpoint};
+
+const ORIGIN: &str = "fsck.example/log";
+/// Two full level-0 tiles, a partial one, and a partial level-1 tile.
+const SIZE: usize = 600;
+
+fn build_log() -> (Arc<MemoryStore>, LogKeys) {
+    let keys = LogKeys::generate().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    store
+        .put_record(RecordSpace::Meta, ORIGIN_RECORD, ORIGIN.as_bytes())
+        .unwrap();
+    let s = keys.signers(ORIGIN).unwrap();
+    let signer = Arc::new(CheckpointSigner {
+        origin: ORIGIN.into(),
+        signers: vec![Box::new(s.ecdsa), Box::new(s.ed25519)],
+    });
+    let empty = signer.sign(0, merkle::empty_root(), 1).unwrap();
+    store
+        .put_checkpoint(&StoredCheckpoint {
+            published_at_ms: 1,
+            note: empty.note.clone().into_bytes(),
+        })
+        .unwrap();
+    let view = Arc::new(LogView::new(empty, 0));
+    let seq = Sequencer::start(
+        store.clone(),
+        signer,
+        SequencerConfig::default(),
+        view,
+        RightEdge::empty(),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for chunk in (0..SIZE).collect::<Vec<_>>().chunks(100) {
+            let events = chunk
+                .iter()
+                .map(|&i| {
+                    let id = i.is_multiple_of(2).then(|| format!("id-{i}"));
+                    let canonical = match &id {
+                        Some(id) => format!(r#"{{"id":"{id}","n":{i}}}"#),
+                        None => format!(r#"{{"n":{i}}}"#),
+                    }
+                    .into_bytes();
+                    let mut salt = [0u8; 32];
+                    salt[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                    PreparedEvent {
+                        id,
+                        commitment: crate::event::commitment(&salt, &canonical),
+                        canonical,
+                        salt,
+                    }
+                })
+                .collect();
+            seq.handle()
+                .submit("app-a".into(), events, false)
+                .await
+                .unwrap();
+        }
+    });
+    seq.shutdown();
+    assert_eq!(store.tree_size().unwrap(), SIZE as u64);
+    (store, keys)
+}
+
+fn fsck(store: &MemoryStore, keys: &LogKeys) -> Report {
+    check_store(store, keys, &ProgressBar::hidden()).unwrap()
+}
+
+/// Writes one changed object over the store (the tree size stays).
+fn overwrite(store: &MemoryStore, change: impl FnOnce(&mut BatchWrite)) {
+    let mut b = BatchWrite {
+        tree_size: store.tree_size().unwrap(),
+        ..BatchWrite::default()
+    };
+    change(&mut b);
+    store.commit(&b).unwrap();
+}
+
+fn first(report: &Report) -> String {
+    assert!(!report.is_clean(), "the damage went unnoticed");
+    report.findings[0].to_string()
+}
+
+#[test]
+fn a_log_written_by_the_sequencer_is_clean() {
+    let (store, keys) = build_log();
+    let r = fsck(&store, &keys);
+    assert!(r.is_clean(), "{:?}", r.findings);
+    assert_eq!(r.tree_size, SIZE as u64);
+    assert_eq!(r.checkpoint_size, Some(SIZE as u64));
+    assert_eq!(r.bundles, 3);
+    // Three level-0 tiles and the partial level-1 tile.
+    assert_eq!(r.tiles, 4);
+    assert_eq!(r.events, SIZE as u64);
+    assert_eq!(r.leaf_index_entries, SIZE as u64);
+    assert_eq!(r.dedupe_entries, SIZE as u64 / 2);
+}
+
+#[test]
+fn names_the_tile_and_hash_that_the_entries_contradict() {
+    let (store, keys) = build_log();
+    let mut tile = store.tile(0, 1).unwrap().unwrap();
+    tile[17 * 32 + 5] ^= 0x40;
+    overwrite(&store, |b| b.tiles.push((0, 1, tile)));
+    let r = fsck(&store, &keys);
+    assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+    let f = first(&r);
+    assert!(f.starts_with("tile 0/001: hash 17 is "), "{f}");
+    assert!(f.contains("entries give"), "{f}");
+}
+
+#[test]
+fn an_altered_entry_is_blamed_on_its_bundle_not_the_tile() {
+    let (store, keys) = build_log();
+    let mut entries = crate::tiles::decode_bundle(&store.bundle(2).unwrap().unwrap()).unwrap();
+    entries[3][10] ^= 0x01;
+    let bundle = crate::tiles::encode_bundle(&entries).unwrap();
+    overwrite(&store, |b| b.bundles.push((2, bundle)));
+    let r = fsck(&store, &keys);
+    assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+    let f = first(&r);
+    assert!(
+        f.starts_with("entry bundle 002.p/88: leaf 515 hashes to "),
+        "{f}"
+    );
+    assert!(
+        f.contains("tile 0/002.p/88 and the leaf-hash index say"),
+        "{f}"
+    );
+}
+
+#[test]
+fn a_malformed_bundle_is_one_finding() {
+    let (store, keys) = build_log();
+    let mut bundle = store.bundle(0).unwrap().unwrap();
+    bundle.truncate(bundle.len() - 1);
+    overwrite(&store, |b| b.bundles.push((0, bundle)));
+    let r = fsck(&store, &keys);
+    assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+    assert!(
+        first(&r).starts_with("entry bundle 000: is malformed"),
+        "{}",
+        first(&r)
+    );
+}
+
+#[test]
+fn checks_the_partial_tiles_of_the_upper_levels() {
+    let (store, keys) = build_log();
+    let mut tile = store.tile(1, 0).unwrap().unwrap();
+    assert_eq!(tile.len(), 64, "two full level-0 tiles below");
+    tile[40] ^= 1;
+    overwrite(&store, |b| b.tiles.push((1, 0, tile)));
+    let f = first(&fsck(&store, &keys));
+    assert!(f.starts_with("tile 1/000.p/2: hash 1 is "), "{f}");
+}
+
+#[test]
+fn an_altered_salt_breaks_the_commitment() {
+    let (store, keys) = build_log();
+    let mut ev = store.event(300).unwrap().unwrap();
+    ev.salt[31] ^= 1;
+    overwrite(&store, |b| b.events.push((300, ev)));
+    let f = first(&fsck(&store, &keys));
+    assert!(
+        f.starts_with("event 300: commitment(salt, event) is "),
+        "{f}"
+    );
+}
+
+#[test]
+fn index_entries_must_point_at_their_leaf() {
+    let (store, keys) = build_log();
+    let leaf = crate::sequencer::read_entry(store.as_ref(), 5).unwrap();
+    overwrite(&store, |b| b.leaf_index.push((merkle::leaf_hash(&leaf), 6)));
+    let f = first(&fsck(&store, &keys));
+    assert!(
+        f.contains("points at leaf 6, but this hash is leaf 5"),
+        "{f}"
+    );
+
+    let (store, keys) = build_log();
+    overwrite(&store, |b| {
+        b.dedupe.push(("app-a".into(), "id-4".into(), 5));
+    });
+    let r = fsck(&store, &keys);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.object == "idempotency entry (app-a, id-4)"),
+        "{:?}",
+        r.findings
+    );
+}
+
+#[test]
+fn a_tree_size_the_objects_do_not_support_is_found() {
+    let (store, keys) = build_log();
+    overwrite(&store, |b| b.tree_size = SIZE as u64 - 1);
+    let r = fsck(&store, &keys);
+    assert!(!r.is_clean());
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.object == "tree size" && f.problem.contains("covers 600")),
+        "{:?}",
+        r.findings
+    );
+}
+
+#[test]
+fn a_wild_tree_size_stops_after_max_findings() {
+    let (store, keys) = build_log();
+    overwrite(&store, |b| b.tree_size = 1 << 50);
+    let r = fsck(&store, &keys);
+    assert_eq!(r.findings.len(), MAX_FINDINGS);
+    assert!(r.stopped_early);
+}
+
+#[test]
+fn a_checkpoint_signed_with_other_keys_is_rejected() {
+    let (store, _) = build_log();
+    let other = LogKeys::generate().unwrap();
+    let f = first(&fsck(&store, &other));
+    assert!(f.starts_with("checkpoint: "), "{f}");
+}

@@ -1,0 +1,194 @@
+//! Serving a router on a socket, over plain HTTP or TLS (rustls), with
+//! graceful shutdown. Shared by every Veritrail server (`serve`, and the
+//! witness), so that each takes the same `--tls-cert`/`--tls-key` flags and
+//! announces itself the same way.
+//!
+//! Invariant: a server announces `listening on <scheme>://<addr>` on stdout
+//! only once it is bound and its TLS configuration (if any) loaded, and the
+//! scheme says what a client must speak. Plain HTTP is the default only on
+//! loopback: on any other address it is served, but with a warning on
+//! stderr, because API keys and audit events would cross the network in
+//! the clear.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::Router;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use tokio::net::TcpListener;
+
+/// How long in-flight requests may take to finish after a TLS server was
+/// told to stop (plain HTTP waits for them without a limit, as axum does).
+pub const TLS_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A certificate chain and its private key, both PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain (leaf first), PEM.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1), PEM.
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Pairs the two flags: both or neither.
+    pub fn from_flags(
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Result<Option<TlsFiles>, String> {
+        match (cert, key) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+            (None, None) => Ok(None),
+            (Some(_), None) => {
+                Err("--tls-cert needs --tls-key (the certificate's private key, PEM)".into())
+            }
+            (None, Some(_)) => {
+                Err("--tls-key needs --tls-cert (the certificate chain, PEM)".into())
+            }
+        }
+    }
+}
+
+/// Why a server could not listen or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// The address could not be bound.
+    #[error("couldn't listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The certificate or key could not be loaded.
+    #[error(
+        "couldn't load the TLS certificate {} and key {}: {source} (both must be PEM files; the key PKCS#8, PKCS#1 or SEC1)",
+        files.cert.display(),
+        files.key.display()
+    )]
+    Tls {
+        /// The files given.
+        files: TlsFiles,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The URL scheme a server on these settings speaks.
+pub fn scheme(tls: Option<&TlsFiles>) -> &'static str {
+    if tls.is_some() { "https" } else { "http" }
+}
+
+/// Binds `addr`, prints `<label>: listening on <scheme>://<bound addr>` on
+/// stdout, and serves `app` until `shutdown` completes; then lets in-flight
+/// requests finish.
+pub async fn serve(
+    app: Router,
+    addr: SocketAddr,
+    tls: Option<&TlsFiles>,
+    label: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ListenError> {
+    // Load the TLS configuration before binding, so a bad file is reported
+    // before anything listens.
+    let rustls = match tls {
+        Some(files) => Some(
+            RustlsConfig::from_pem_file(&files.cert, &files.key)
+                .await
+                .map_err(|source| ListenError::Tls {
+                    files: files.clone(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ListenError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ListenError::Bind { addr, source })?;
+    if rustls.is_none() && !bound.ip().is_loopback() {
+        warn_plain_http(label, bound);
+    }
+    println!("{label}: listening on {}://{bound}", scheme(tls));
+    match rustls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ListenError::Serve),
+        Some(config) => {
+            let std_listener = listener.into_std().map_err(ListenError::Serve)?;
+            let handle: Handle<SocketAddr> = Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(Some(TLS_SHUTDOWN_GRACE));
+            });
+            axum_server::tls_rustls::from_tcp_rustls(std_listener, config)
+                .map_err(ListenError::Serve)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .map_err(ListenError::Serve)
+        }
+    }
+}
+
+fn warn_plain_http(label: &str, addr: SocketAddr) {
+    tracing::warn!(%addr, "serving plain HTTP on a non-loopback address");
+    eprintln!(
+        "{label}: WARNING: serving plain HTTP on {addr}, which is not a loopback address: \
+         API keys and audit events cross the network unencrypted. \
+         Pass --tls-cert and --tls-key, or put a TLS-terminating proxy in front."
+    );
+}
+
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this
+/// is called, not when the future is first polled, so a signal that
+/// arrives right after the server announced itself is not fatal. Call it
+/// inside the runtime, before `serve`.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => {
+                // Without handlers the default actions stop the process.
+                std::future::pending::<()>().await;
+            }
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_flags_come_in_pairs() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(TlsFiles::from_flags(None, None), Ok(None));
+        assert!(TlsFiles::from_flags(p("c.pem"), None).is_err());
+        assert!(TlsFiles::from_flags(None, p("k.pem")).is_err());
+        let both = TlsFiles::from_flags(p("c.pem"), p("k.pem"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(scheme(Some(&both)), "https");
+        assert_eq!(scheme(None), "http");
+    }
+}

@@ -1,0 +1,228 @@
+//! `veritrail fsck` through the real binary: a log the server wrote is
+//! clean; one flipped byte in any kind of stored object is found and named
+//! (exit 1); a log held by a running server is refused (exit 2).
+//!
+//! Bytes are flipped with sled itself while the server is stopped, using
+//! the backend's key layout (one-byte prefixes, see the sled store).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{Server, binary, create_key, event, http};
+use serde_json::json;
+
+/// Two full tiles, a partial one, and a partial level-1 tile.
+const EVENTS: usize = 600;
+
+fn fsck(data: &Path) -> Output {
+    Command::new(binary())
+        .arg("fsck")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Writes a log of `EVENTS` events (half with ids) through the server and
+/// stops it.
+async fn write_log(data: &Path) {
+    let server = Server::start(data, &["--checkpoint-interval-ms", "50"]);
+    let writer = create_key(&server.url, &server.admin_key(), "app-a", "writer").await;
+    let client = http();
+    for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(50) {
+        let events: Vec<_> = chunk
+            .iter()
+            .map(|&i| event(i, i.is_multiple_of(2).then(|| format!("id-{i}"))))
+            .collect();
+        let resp = client
+            .post(format!("{}/v1/events?wait=checkpoint", server.url))
+            .bearer_auth(&writer)
+            .json(&json!({ "events": events }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert!(server.stop().success());
+}
+
+fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(rest);
+    k
+}
+
+fn index_key(prefix: u8, index: u64) -> Vec<u8> {
+    key(prefix, &index.to_be_bytes())
+}
+
+/// Flips bit 0 of byte `at` (from the end when negative) of the value
+/// under `key`.
+fn flip(data: &Path, key: &[u8], at: isize) {
+    let db = sled::Config::new().path(data.join("db")).open().unwrap();
+    let tree = db.open_tree("log").unwrap();
+    let mut value = tree
+        .get(key)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no value under {key:?}"))
+        .to_vec();
+    let at = if at < 0 {
+        value.len() - at.unsigned_abs()
+    } else {
+        at as usize
+    };
+    value[at] ^= 0x01;
+    tree.insert(key, value).unwrap();
+    db.flush().unwrap();
+}
+
+/// The first key under `prefix` (for the indexes, whose keys are hashes).
+fn first_key(data: &Path, prefix: u8) -> Vec<u8> {
+    let db = sled::Config::new().path(data.join("db")).open().unwrap();
+    let tree = db.open_tree("log").unwrap();
+    tree.scan_prefix([prefix])
+        .next()
+        .unwrap()
+        .unwrap()
+        .0
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let pristine = dir.path().join("pristine");
+    write_log(&pristine).await;
+
+    let out = fsck(&pristine);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("tree size 600, checkpoint size 600"),
+        "{stdout}"
+    );
+    assert!(stdout.trim_end().ends_with("clean"), "{stdout}");
+
+    // A byte 5 into hash 17 of tile 0/001.
+    let tile_key = {
+        let mut k = vec![b'T', 0];
+        k.extend_from_slice(&1u64.to_be_bytes());
+        k
+    };
+    let dedupe_key = key(b'D', b"app-a\0id-300");
+    let leaf_key = first_key(&pristine, b'H');
+    let cases: Vec<(&str, Vec<u8>, isize, &str)> = vec![
+        (
+            "tile",
+            tile_key,
+            17 * 32 + 5,
+            "first bad object: tile 0/001: hash 17 is ",
+        ),
+        // A byte near the end of bundle 1: inside the record of leaf 511.
+        (
+            "bundle",
+            index_key(b'E', 1),
+            -20,
+            "first bad object: entry bundle 001: leaf 511 hashes to ",
+        ),
+        (
+            "event body",
+            index_key(b'V', 300),
+            -3,
+            "first bad object: event 300: commitment(salt, event) is ",
+        ),
+        (
+            "salt",
+            index_key(b'V', 301),
+            0,
+            "first bad object: event 301: commitment(salt, event) is ",
+        ),
+        (
+            "leaf-hash index",
+            leaf_key,
+            -1,
+            "first bad object: leaf-hash index entry ",
+        ),
+        (
+            "idempotency index",
+            dedupe_key,
+            -1,
+            "first bad object: idempotency entry (app-a, id-300): points at leaf ",
+        ),
+        (
+            "checkpoint note",
+            b"Mcheckpoint".to_vec(),
+            -10,
+            "first bad object: checkpoint: ",
+        ),
+        (
+            "tree size",
+            b"Mtree_size".to_vec(),
+            -1,
+            "the tree size needs",
+        ),
+        (
+            "origin",
+            b"Morigin".to_vec(),
+            0,
+            "first bad object: origin record: is ",
+        ),
+    ];
+    for (what, k, at, expected) in cases {
+        let damaged: PathBuf = dir.path().join(what.replace(' ', "-"));
+        copy_dir(&pristine, &damaged);
+        flip(&damaged, &k, at);
+        let out = fsck(&damaged);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("CORRUPT"), "{what}: {stdout}");
+        assert!(
+            stdout.contains(expected),
+            "{what}: expected {expected:?} in {stdout}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_a_log_a_server_holds_and_a_directory_that_is_no_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let out = fsck(&data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("in use by another process") && stderr.contains("stop the server"),
+        "{stderr}"
+    );
+    assert!(server.stop().success());
+    assert_eq!(fsck(&data).status.code(), Some(0));
+
+    let out = fsck(dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a Veritrail data directory"));
+}

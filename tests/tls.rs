@@ -1,0 +1,242 @@
+//! `serve --tls-cert/--tls-key`: the real binary speaks HTTPS with a
+//! certificate made here, announces `https://`, and refuses plain HTTP on
+//! that port; plain HTTP on a non-loopback address warns on stderr.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Server, binary, event, log_verifiers, verify_checkpoint};
+use serde_json::{Value, json};
+
+struct TestCert {
+    pem: String,
+    _dir: tempfile::TempDir,
+    cert_path: std::path::PathBuf,
+    key_path: std::path::PathBuf,
+}
+
+fn self_signed() -> TestCert {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    let pem = certified.cert.pem();
+    std::fs::write(&cert_path, &pem).unwrap();
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
+    TestCert {
+        pem,
+        _dir: dir,
+        cert_path,
+        key_path,
+    }
+}
+
+fn https_client(cert_pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap()])
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_the_given_certificate_and_refuses_plain_http() {
+    let cert = self_signed();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            cert.cert_path.to_str().unwrap(),
+            "--tls-key",
+            cert.key_path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "announced {}",
+        server.url
+    );
+    let client = https_client(&cert.pem);
+
+    // Admin and writer calls over TLS.
+    let resp = client
+        .post(format!("{}/v1/admin/keys", server.url))
+        .bearer_auth(server.admin_key())
+        .json(&json!({ "name": "tls-app", "role": "writer" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let writer = resp.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = client
+        .post(format!("{}/v1/events?wait=checkpoint", server.url))
+        .bearer_auth(&writer)
+        .json(&event(1, Some("tls-1".into())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let receipt: Value = resp.json().await.unwrap();
+    assert_eq!(receipt["events"][0]["index"], 0);
+
+    // The signed checkpoint, read over TLS, covers the event.
+    let log: Value = client
+        .get(format!("{}/v1/log", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let note = client
+        .get(format!("{}/checkpoint", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let cp = verify_checkpoint(&note, &log_verifiers(&log));
+    assert_eq!(cp.size, 1);
+
+    // Plain HTTP to the TLS port gets no answer.
+    let plain_url = server.url.replacen("https://", "http://", 1);
+    let plain = common::http()
+        .get(format!("{plain_url}/checkpoint"))
+        .send()
+        .await;
+    assert!(
+        plain.is_err(),
+        "plain HTTP to the TLS port answered {:?}",
+        plain.map(|r| r.status())
+    );
+    // A client that does not trust the certificate refuses the server.
+    let untrusting = reqwest::Client::builder()
+        .tls_certs_only(Vec::new())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    assert!(
+        untrusting
+            .get(format!("{}/checkpoint", server.url))
+            .send()
+            .await
+            .is_err()
+    );
+    // The CLI's admin commands trust the certificate with --ca-cert; a
+    // backup over TLS is complete.
+    let backup = tempfile::tempdir().unwrap();
+    let out = Command::new(binary())
+        .args(["backup", "--url", &server.url, "--ca-cert"])
+        .arg(&cert.cert_path)
+        .arg("--admin-key-file")
+        .arg(dir.path().join("data").join("admin.key"))
+        .arg("--to")
+        .arg(backup.path().join("b"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(binary())
+        .args(["keys", "list", "--url", &server.url])
+        .arg("--admin-key-file")
+        .arg(dir.path().join("data").join("admin.key"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "without --ca-cert the certificate is not trusted"
+    );
+    assert!(server.stop().success(), "graceful shutdown under TLS");
+}
+
+#[test]
+fn a_key_without_a_certificate_is_refused() {
+    let cert = self_signed();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--tls-key")
+        .arg(&cert.key_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tls-cert"), "stderr: {err}");
+}
+
+#[test]
+fn an_unreadable_certificate_is_reported_before_listening() {
+    let cert = self_signed();
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("not-a-cert.pem");
+    std::fs::write(&bogus, "not a certificate\n").unwrap();
+    let out = Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--tls-cert")
+        .arg(&bogus)
+        .arg("--tls-key")
+        .arg(&cert.key_path)
+        .env("VERITRAIL_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains("listening on"), "stdout: {stdout}");
+    assert!(
+        stderr.contains("TLS certificate") && stderr.contains("not-a-cert.pem"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn plain_http_on_a_non_loopback_address_warns_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(binary())
+        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
+        .arg(dir.path().join("data"))
+        .env("VERITRAIL_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut listening = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line.contains("listening on") {
+            listening = Some(line);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        listening
+            .as_deref()
+            .unwrap_or("")
+            .contains("http://0.0.0.0:"),
+        "{listening:?}"
+    );
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("WARNING: serving plain HTTP on 0.0.0.0:"),
+        "stderr: {stderr}"
+    );
+}
