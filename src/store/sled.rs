@@ -92,24 +92,34 @@ fn decode_u64(v: &[u8], what: &str) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("{what} is not an 8-byte integer")))
 }
 
+/// The sled configuration of the log's database in `dir`: no background
+/// flushing, every commit flushes explicitly. `veritrail bench sled`
+/// measures the same configuration.
+pub fn sled_config(dir: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(256 << 20)
+        .flush_every_ms(None)
+}
+
+/// sled's data file in `dir`, which every commit fsyncs after the flush.
+pub fn data_file(dir: &Path) -> PathBuf {
+    dir.join("db")
+}
+
 impl SledStore {
     /// Opens (or creates) the database in `dir`. Only one process may open a
     /// directory at a time; sled enforces it with a file lock.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(256 << 20)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    StoreError::Backend(format!(
-                        "the database in {} is in use by another process",
-                        dir.display()
-                    ))
-                }
-                other => backend(other),
-            })?;
+        let db = sled_config(dir).open().map_err(|e| match e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::Backend(format!(
+                    "the database in {} is in use by another process",
+                    dir.display()
+                ))
+            }
+            other => backend(other),
+        })?;
         let tree = db.open_tree("log").map_err(backend)?;
         Ok(SledStore {
             db,
@@ -128,7 +138,7 @@ impl SledStore {
             .lock()
             .map_err(|_| backend("data file lock poisoned"))?;
         if guard.is_none() {
-            *guard = Some(File::open(self.path.join("db")).map_err(backend)?);
+            *guard = Some(File::open(data_file(&self.path)).map_err(backend)?);
         }
         if let Some(f) = guard.as_ref() {
             f.sync_data().map_err(backend)?;

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Ingest benchmark of the log: durable batched ingest, single-event ingest
+# with 64 clients, submit → signed checkpoint latency, and in the same run
+# the storage ceiling (raw sled, same configuration, same bytes per event,
+# same flush + fsync per batch). Prints one table: measured, target, ceiling.
+#
+# Exits non-zero only when something fails (build, server, a request);
+# a missed target is reported in the table, not as a failure.
+#
+# Environment: SKIP_BUILD=1 uses the existing target/release/veritrail;
+# BATCH_EVENTS, SINGLE_EVENTS, CHECKPOINT_REQUESTS scale the runs.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+BATCH_EVENTS=${BATCH_EVENTS:-200000}
+BATCH_CLIENTS=${BATCH_CLIENTS:-8}
+BATCH_SIZE=${BATCH_SIZE:-500}
+SINGLE_EVENTS=${SINGLE_EVENTS:-100000}
+SINGLE_CLIENTS=${SINGLE_CLIENTS:-64}
+CHECKPOINT_REQUESTS=${CHECKPOINT_REQUESTS:-5000}
+CHECKPOINT_CLIENTS=${CHECKPOINT_CLIENTS:-16}
+STEP_TIMEOUT=${STEP_TIMEOUT:-120}
+
+TARGET_BATCHED=50000
+TARGET_SINGLE=20000
+TARGET_CHECKPOINT_P50_MS=100
+
+BIN=target/release/veritrail
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    echo "building the release binary..." >&2
+    cargo build --release --quiet
+fi
+[[ -x "$BIN" ]] || { echo "bench: $BIN is missing" >&2; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/veritrail-bench.XXXXXX")
+server_pid=""
+cleanup() {
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- start the log -----------------------------------------------------------
+VERITRAIL_LOG=warn "$BIN" serve --data "$work/data" --listen 127.0.0.1:0 \
+    >"$work/server.out" 2>"$work/server.err" &
+server_pid=$!
+url=""
+for _ in $(seq 1 300); do
+    url=$(sed -n 's/.*listening on \(http:\/\/[^ ]*\).*/\1/p' "$work/server.out" | head -n1)
+    [[ -n "$url" ]] && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if [[ -z "$url" ]]; then
+    echo "bench: the server did not start:" >&2
+    cat "$work/server.out" "$work/server.err" >&2
+    exit 1
+fi
+key=$("$BIN" keys create --url "$url" --role writer --name bench \
+    --admin-key-file "$work/data/admin.key" 2>/dev/null)
+
+step() { # name, command...
+    local name=$1
+    shift
+    echo "running: $name" >&2
+    if ! timeout "$STEP_TIMEOUT" "$@" --json >"$work/$name.json" 2>"$work/$name.err"; then
+        echo "bench: step '$name' failed:" >&2
+        cat "$work/$name.err" >&2
+        exit 1
+    fi
+}
+field() { # file, key: a numeric member of the flat JSON object in the file
+    sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$work/$1.json"
+}
+
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+# --- the runs ------------------------------------------------------------------
+step batched "$BIN" bench ingest --url "$url" --key "$key" \
+    --clients "$BATCH_CLIENTS" --events "$BATCH_EVENTS" --batch-size "$BATCH_SIZE"
+step single "$BIN" bench ingest --url "$url" --key "$key" \
+    --clients "$SINGLE_CLIENTS" --events "$SINGLE_EVENTS" --batch-size 1
+step checkpoint "$BIN" bench ingest --url "$url" --key "$key" \
+    --clients "$CHECKPOINT_CLIENTS" --events "$CHECKPOINT_REQUESTS" --batch-size 1 \
+    --wait-checkpoint
+
+# The ceiling of each run: raw sled with the batch size that run can reach
+# at most (all in-flight events in one commit).
+step sled_batched "$BIN" bench sled --dir "$work/sled-batched" \
+    --events "$BATCH_EVENTS" --batch $((BATCH_CLIENTS * BATCH_SIZE))
+step sled_single "$BIN" bench sled --dir "$work/sled-single" \
+    --events "$SINGLE_EVENTS" --batch "$SINGLE_CLIENTS"
+step sled_checkpoint "$BIN" bench sled --dir "$work/sled-checkpoint" \
+    --events "$CHECKPOINT_REQUESTS" --batch "$CHECKPOINT_CLIENTS"
+
+kill -TERM "$server_pid"
+wait "$server_pid" || { echo "bench: the server did not stop cleanly" >&2; exit 1; }
+server_pid=""
+
+# --- the table -------------------------------------------------------------------
+awk -v b="$(field batched events_per_s)" -v bc="$(field sled_batched events_per_s)" \
+    -v s="$(field single events_per_s)" -v sc="$(field sled_single events_per_s)" \
+    -v c50="$(field checkpoint p50_ms)" -v c99="$(field checkpoint p99_ms)" \
+    -v cc50="$(field sled_checkpoint commit_p50_ms)" -v cc99="$(field sled_checkpoint commit_p99_ms)" \
+    -v bl50="$(field batched p50_ms)" -v bl99="$(field batched p99_ms)" \
+    -v sl50="$(field single p50_ms)" -v sl99="$(field single p99_ms)" \
+    -v fs="$(field sled_single fsync_p50_ms)" \
+    -v tb="$TARGET_BATCHED" -v ts="$TARGET_SINGLE" -v tc="$TARGET_CHECKPOINT_P50_MS" \
+    -v bdesc="$BATCH_CLIENTS clients x $BATCH_SIZE" -v sdesc="$SINGLE_CLIENTS clients x 1" \
+    -v cdesc="$CHECKPOINT_CLIENTS clients x 1" '
+function verdict(ok) { return ok ? "met" : "MISSED" }
+BEGIN {
+    printf "\n%-40s %12s %12s %8s %16s %10s\n", "metric", "measured", "target", "", "ceiling (sled)", "of ceiling"
+    printf "%-40s %12.0f %12s %8s %16.0f %9.0f%%\n", "batched ingest, events/s (" bdesc ")", b, ">= " tb, verdict(b >= tb), bc, 100 * b / bc
+    printf "%-40s %12.0f %12s %8s %16.0f %9.0f%%\n", "single-event ingest, events/s (" sdesc ")", s, ">= " ts, verdict(s >= ts), sc, 100 * s / sc
+    printf "%-40s %12.1f %12s %8s %16.1f %9s\n", "checkpoint latency p50, ms (" cdesc ")", c50, "<= " tc, verdict(c50 <= tc), cc50, sprintf("%.1fx", c50 / cc50)
+    printf "%-40s %12.1f %12s %8s %16.1f %9s\n", "checkpoint latency p99, ms", c99, "-", "", cc99, sprintf("%.1fx", c99 / cc99)
+    printf "\nrequest latency: batched p50 %.1f ms / p99 %.1f ms; single p50 %.1f ms / p99 %.1f ms\n", bl50, bl99, sl50, sl99
+    printf "ceiling = raw sled apply_batch + flush + fsync of the same keys and bytes, one batch per\n"
+    printf "all events in flight; latency ceiling = that commit at %s events; fsync alone p50 %.2f ms\n", cdesc, fs
+}'
+for f in batched single checkpoint sled_batched sled_single sled_checkpoint; do
+    echo "$f: $(cat "$work/$f.json")"
+done
