@@ -6,8 +6,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
 use crate::auth::Role;
@@ -49,10 +48,30 @@ pub(super) fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<serde_json:
         .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))
 }
 
-fn random_salt() -> Result<[u8; 32], ApiError> {
-    let mut salt = [0u8; 32];
-    getrandom::fill(&mut salt).map_err(ApiError::internal)?;
-    Ok(salt)
+/// One 32-byte salt per event, drawn from the OS in one call per request.
+fn random_salts(count: usize) -> Result<Vec<[u8; 32]>, ApiError> {
+    let mut salts = vec![[0u8; 32]; count];
+    getrandom::fill(salts.as_flattened_mut()).map_err(ApiError::internal)?;
+    Ok(salts)
+}
+
+/// One event of the answer.
+#[derive(Serialize)]
+struct SubmittedEvent {
+    index: u64,
+    leaf_hash: String,
+    commitment: String,
+    duplicate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inclusion_proof: Option<serde_json::Value>,
+}
+
+/// The answer to `POST /v1/events`.
+#[derive(Serialize)]
+struct SubmitAnswer<'a> {
+    events: Vec<SubmittedEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<&'a str>,
 }
 
 /// Validates, canonicalises and commits to each event, queues the batch and
@@ -91,13 +110,13 @@ pub(super) async fn submit_events(
         .app
         .clone()
         .ok_or_else(|| ApiError::internal("writer key without an app"))?;
+    let salts = random_salts(events.len())?;
     let mut prepared = Vec::with_capacity(events.len());
-    for ev in events {
+    for (ev, salt) in events.into_iter().zip(salts) {
         let canonical = ev.canonical_bytes();
-        let salt = random_salt()?;
         let commitment = event::commitment(&salt, &canonical);
         prepared.push(PreparedEvent {
-            id: ev.id.clone(),
+            id: ev.id,
             canonical,
             salt,
             commitment,
@@ -106,21 +125,25 @@ pub(super) async fn submit_events(
     let receipt = st.sequencer.submit(app, prepared, wait).await?;
     let mut out = Vec::with_capacity(receipt.entries.len());
     for e in &receipt.entries {
-        let mut item = json!({
-            "index": e.index,
-            "leaf_hash": e.leaf_hash.to_base64(),
-            "commitment": e.commitment.to_hex(),
-            "duplicate": e.duplicate,
+        let inclusion_proof = match &receipt.checkpoint {
+            Some(cp) => Some(super::read::inclusion_json(
+                &st,
+                e.index,
+                cp.checkpoint.size,
+            )?),
+            None => None,
+        };
+        out.push(SubmittedEvent {
+            index: e.index,
+            leaf_hash: e.leaf_hash.to_base64(),
+            commitment: e.commitment.to_hex(),
+            duplicate: e.duplicate,
+            inclusion_proof,
         });
-        if let Some(cp) = &receipt.checkpoint {
-            item["inclusion_proof"] =
-                super::read::inclusion_json(&st, e.index, cp.checkpoint.size)?;
-        }
-        out.push(item);
     }
-    let mut body = json!({ "events": out });
-    if let Some(cp) = &receipt.checkpoint {
-        body["checkpoint"] = json!(cp.note);
-    }
+    let body = SubmitAnswer {
+        events: out,
+        checkpoint: receipt.checkpoint.as_ref().map(|cp| cp.note.as_str()),
+    };
     Ok((StatusCode::OK, Json(body)).into_response())
 }
