@@ -64,18 +64,28 @@ fi
 key=$("$BIN" keys create --url "$url" --role writer --name bench \
     --admin-key-file "$work/data/admin.key" 2>/dev/null)
 
-step() { # name, command...
+server_cpu_ticks() { # utime + stime of the server, in 1/100 s
+    awk '{print $14 + $15}' "/proc/$server_pid/stat" 2>/dev/null || echo 0
+}
+step() { # name, command...: runs it, keeps its JSON report and the server's CPU time
     local name=$1
     shift
     echo "running: $name" >&2
+    local before
+    before=$(server_cpu_ticks)
     if ! timeout "$STEP_TIMEOUT" "$@" --json >"$work/$name.json" 2>"$work/$name.err"; then
         echo "bench: step '$name' failed:" >&2
         cat "$work/$name.err" >&2
         exit 1
     fi
+    echo $(($(server_cpu_ticks) - before)) >"$work/$name.server_ticks"
 }
 field() { # file, key: a numeric member of the flat JSON object in the file
     sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$work/$1.json"
+}
+server_us_per_event() { # step: server CPU microseconds per event
+    awk -v t="$(cat "$work/$1.server_ticks")" -v n="$(field "$1" events)" \
+        'BEGIN { printf "%.1f", (n > 0 ? t * 10000 / n : 0) }'
 }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
@@ -110,6 +120,11 @@ awk -v b="$(field batched events_per_s)" -v bc="$(field sled_batched events_per_
     -v bl50="$(field batched p50_ms)" -v bl99="$(field batched p99_ms)" \
     -v sl50="$(field single p50_ms)" -v sl99="$(field single p99_ms)" \
     -v fs="$(field sled_single fsync_p50_ms)" \
+    -v bcpu="$(server_us_per_event batched)" -v scpu="$(server_us_per_event single)" \
+    -v ccpu="$(server_us_per_event checkpoint)" \
+    -v bscpu="$(field sled_batched cpu_us_per_event)" -v sscpu="$(field sled_single cpu_us_per_event)" \
+    -v cscpu="$(field sled_checkpoint cpu_us_per_event)" \
+    -v load="$(cut -d' ' -f1 /proc/loadavg)" -v cores="$(nproc)" \
     -v tb="$TARGET_BATCHED" -v ts="$TARGET_SINGLE" -v tc="$TARGET_CHECKPOINT_P50_MS" \
     -v bdesc="$BATCH_CLIENTS clients x $BATCH_SIZE" -v sdesc="$SINGLE_CLIENTS clients x 1" \
     -v cdesc="$CHECKPOINT_CLIENTS clients x 1" '
@@ -120,9 +135,14 @@ BEGIN {
     printf "%-40s %12.0f %12s %8s %16.0f %9.0f%%\n", "single-event ingest, events/s (" sdesc ")", s, ">= " ts, verdict(s >= ts), sc, 100 * s / sc
     printf "%-40s %12.1f %12s %8s %16.1f %9s\n", "checkpoint latency p50, ms (" cdesc ")", c50, "<= " tc, verdict(c50 <= tc), cc50, sprintf("%.1fx", c50 / cc50)
     printf "%-40s %12.1f %12s %8s %16.1f %9s\n", "checkpoint latency p99, ms", c99, "-", "", cc99, sprintf("%.1fx", c99 / cc99)
+    printf "\n%-40s %12s %16s\n", "CPU per event, microseconds", "server", "sled ceiling"
+    printf "%-40s %12.1f %16.1f\n", "batched", bcpu, bscpu
+    printf "%-40s %12.1f %16.1f\n", "single-event", scpu, sscpu
+    printf "%-40s %12.1f %16.1f\n", "checkpoint", ccpu, cscpu
     printf "\nrequest latency: batched p50 %.1f ms / p99 %.1f ms; single p50 %.1f ms / p99 %.1f ms\n", bl50, bl99, sl50, sl99
     printf "ceiling = raw sled apply_batch + flush + fsync of the same keys and bytes, one batch per\n"
     printf "all events in flight; latency ceiling = that commit at %s events; fsync alone p50 %.2f ms\n", cdesc, fs
+    printf "load average at the end: %s on %d cores (other work on the machine slows every rate above)\n", load, cores
 }'
 for f in batched single checkpoint sled_batched sled_single sled_checkpoint; do
     echo "$f: $(cat "$work/$f.json")"

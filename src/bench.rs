@@ -91,6 +91,19 @@ impl LatencySummary {
     }
 }
 
+/// CPU time (user + system) this process has used so far, from
+/// `/proc/self/stat` (Linux; `None` elsewhere). Wall-clock rates on a shared
+/// machine depend on the neighbours; CPU time per event does much less.
+pub fn process_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line, in clock ticks of 1/100 s (USER_HZ).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -247,6 +260,8 @@ pub struct IngestReport {
     pub elapsed: Duration,
     /// Per request: submit → answer (→ signed checkpoint in checkpoint mode).
     pub latency: LatencySummary,
+    /// CPU time the load generator itself used, when the platform tells.
+    pub client_cpu: Option<Duration>,
 }
 
 impl IngestReport {
@@ -273,6 +288,7 @@ impl IngestReport {
             "p99_ms": ms(self.latency.p99),
             "max_ms": ms(self.latency.max),
             "mean_ms": ms(self.latency.mean),
+            "client_cpu_us_per_event": self.client_cpu.map(|c| c.as_secs_f64() * 1e6 / self.events.max(1) as f64),
         })
     }
 
@@ -285,7 +301,7 @@ impl IngestReport {
         };
         format!(
             "ingest: {} events in {:.2} s = {:.0} events/s ({} requests of {} event(s), {} clients, {} busy retries, {} duplicates)\n\
-             latency ({what}): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, mean {:.2} ms",
+             latency ({what}): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, mean {:.2} ms{}",
             self.events,
             self.elapsed.as_secs_f64(),
             self.events_per_second(),
@@ -298,8 +314,20 @@ impl IngestReport {
             ms(self.latency.p99),
             ms(self.latency.max),
             ms(self.latency.mean),
+            cpu_note("load generator", self.client_cpu, self.events),
         )
     }
+}
+
+fn cpu_note(who: &str, cpu: Option<Duration>, events: u64) -> String {
+    cpu.map(|c| {
+        format!(
+            "\n{who} CPU: {:.2} s = {:.1} µs/event",
+            c.as_secs_f64(),
+            c.as_secs_f64() * 1e6 / events.max(1) as f64
+        )
+    })
+    .unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -369,6 +397,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport, BenchError> {
         requests: opts.events.div_ceil(opts.batch_size),
         failed: AtomicBool::new(false),
     });
+    let cpu_before = process_cpu_time();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(opts.clients);
     for _ in 0..opts.clients {
@@ -409,6 +438,9 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport, BenchError> {
         max_checkpoint_size: None,
         elapsed,
         latency: LatencySummary::default(),
+        client_cpu: process_cpu_time()
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before)),
     };
     for t in tallies {
         report.requests += t.requests;
@@ -570,6 +602,8 @@ pub struct SledReport {
     pub commit_latency: LatencySummary,
     /// Per batch: the fsync of the data file alone.
     pub fsync_latency: LatencySummary,
+    /// CPU time the run used, when the platform tells.
+    pub cpu: Option<Duration>,
 }
 
 impl SledReport {
@@ -597,6 +631,7 @@ impl SledReport {
             "commit_p99_ms": ms(self.commit_latency.p99),
             "fsync_p50_ms": ms(self.fsync_latency.p50),
             "fsync_p99_ms": ms(self.fsync_latency.p99),
+            "cpu_us_per_event": self.cpu.map(|c| c.as_secs_f64() * 1e6 / self.events.max(1) as f64),
         })
     }
 
@@ -604,7 +639,7 @@ impl SledReport {
     pub fn describe(&self, opts: &SledOptions) -> String {
         format!(
             "sled ceiling: {} events in {:.2} s = {:.0} events/s ({} batches of {}, {} keys, {:.0} bytes/event: event {} B, leaf {} B, id {} B)\n\
-             per batch (apply + flush + fsync): p50 {:.2} ms, p99 {:.2} ms; fsync alone: p50 {:.2} ms, p99 {:.2} ms",
+             per batch (apply + flush + fsync): p50 {:.2} ms, p99 {:.2} ms; fsync alone: p50 {:.2} ms, p99 {:.2} ms{}",
             self.events,
             self.elapsed.as_secs_f64(),
             self.events_per_second(),
@@ -619,6 +654,7 @@ impl SledReport {
             ms(self.commit_latency.p99),
             ms(self.fsync_latency.p50),
             ms(self.fsync_latency.p99),
+            cpu_note("sled", self.cpu, self.events),
         )
     }
 }
@@ -688,6 +724,7 @@ pub fn sled_ceiling(opts: &SledOptions) -> Result<SledReport, BenchError> {
     let mut commits = Vec::new();
     let mut fsyncs = Vec::new();
     let started = Instant::now();
+    let cpu_before = process_cpu_time();
     let mut size = 0u64;
     while size < opts.events {
         let end = (size + opts.batch).min(opts.events);
@@ -745,6 +782,9 @@ pub fn sled_ceiling(opts: &SledOptions) -> Result<SledReport, BenchError> {
         size = end;
     }
     let elapsed = started.elapsed();
+    let cpu = process_cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     Ok(SledReport {
         events: size,
         batches: commits.len() as u64,
@@ -753,6 +793,7 @@ pub fn sled_ceiling(opts: &SledOptions) -> Result<SledReport, BenchError> {
         elapsed,
         commit_latency: LatencySummary::from_samples(commits),
         fsync_latency: LatencySummary::from_samples(fsyncs),
+        cpu,
     })
 }
 
@@ -782,6 +823,20 @@ mod tests {
             LatencySummary::from_samples(Vec::new()),
             LatencySummary::default()
         );
+    }
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        let Some(before) = process_cpu_time() else {
+            return; // not Linux
+        };
+        let mut x = 0u64;
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(60) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(x > 0);
+        assert!(process_cpu_time().unwrap() > before);
     }
 
     #[test]
