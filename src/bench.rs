@@ -742,10 +742,9 @@ pub fn sled_ceiling(opts: &SledOptions) -> Result<SledReport, BenchError> {
             batch.insert(key, &index.to_be_bytes()[..]);
             keys += 2;
             bytes += (9 + sizes.stored_event + 33 + 8) as u64;
-            // The idempotency key, shaped like the log's.
+            // The idempotency key the log writes for generated event `index`.
             if sizes.id > 0 {
-                let mut key = format!("Dbench\0{run}-{index}").into_bytes();
-                key.resize(1 + "bench".len() + 1 + sizes.id, b'0');
+                let key = format!("Dbench\0{run}-{index}").into_bytes();
                 bytes += (key.len() + 8) as u64;
                 batch.insert(key, &index.to_be_bytes()[..]);
                 keys += 1;
