@@ -19,6 +19,7 @@
 pub mod api;
 pub mod auth;
 pub mod backup;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod event;

@@ -711,10 +711,10 @@ impl State {
     }
 
     /// Sequences and commits one batch, then answers its submitters.
-    fn integrate(&mut self, batch: Vec<Submission>) {
+    fn integrate(&mut self, mut batch: Vec<Submission>) {
         let started = Instant::now();
         let before = self.edge.clone();
-        match self.sequence(&batch) {
+        match self.sequence(&mut batch) {
             Ok((write, receipts)) => {
                 // Crash before or during this commit: nothing was
                 // acknowledged and the store still holds the previous batch,
@@ -769,9 +769,10 @@ impl State {
     /// Assigns indices and builds the batch's write. On success the right
     /// edge has advanced, the new checkpoint (if any) is already visible in
     /// the view only after `commit` — see `integrate`.
+    /// The events' canonical bytes move into the write.
     fn sequence(
         &mut self,
-        batch: &[Submission],
+        batch: &mut [Submission],
     ) -> Result<(BatchWrite, Vec<Vec<EntryReceipt>>), StoreError> {
         let start_size = self.edge.size();
         let received_ms = now_ms().max(self.last_received_ms);
@@ -779,9 +780,9 @@ impl State {
         let mut done = Completed::default();
         let mut seen: HashMap<(&str, &str), EntryReceipt> = HashMap::new();
         let mut receipts = Vec::with_capacity(batch.len());
-        for sub in batch {
+        for sub in batch.iter_mut() {
             let mut entries = Vec::with_capacity(sub.events.len());
-            for ev in &sub.events {
+            for ev in &mut sub.events {
                 if let Some(id) = ev.id.as_deref() {
                     if let Some(r) = seen.get(&(sub.app.as_str(), id)) {
                         entries.push(EntryReceipt {
@@ -811,7 +812,7 @@ impl State {
                     StoredEvent {
                         app: sub.app.clone(),
                         salt: ev.salt,
-                        event: ev.canonical.clone(),
+                        event: std::mem::take(&mut ev.canonical),
                     },
                 ));
                 write.leaf_index.push((leaf_hash, index));

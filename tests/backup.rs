@@ -248,7 +248,11 @@ async fn a_backup_under_load_restores_and_continues_without_forking() {
         s(&old_data),
     ])
     .await;
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "second restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The restored log: same origin and keys, every event acknowledged
     // before the backup at its index, and it continues.

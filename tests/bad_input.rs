@@ -532,10 +532,12 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     text_plain.content_type = Some("text/plain");
     cases.push(text_plain);
 
-    // No connection reuse: after refusing an oversize body the server closes
-    // the connection, and a pooled client would trip over that.
+    // A fresh connection per case: the server answers an oversize body 413
+    // before reading it and closes that connection, and a pooled client could
+    // race that close with its next request (IncompleteMessage).
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
+        .timeout(std::time::Duration::from_secs(60))
         .build()
         .unwrap();
     for c in &cases {

@@ -49,10 +49,11 @@ pub(super) fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<serde_json:
         .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))
 }
 
-fn random_salt() -> Result<[u8; 32], ApiError> {
-    let mut salt = [0u8; 32];
-    getrandom::fill(&mut salt).map_err(ApiError::internal)?;
-    Ok(salt)
+/// One 32-byte salt per event, drawn from the OS in one call per request.
+fn random_salts(count: usize) -> Result<Vec<[u8; 32]>, ApiError> {
+    let mut salts = vec![[0u8; 32]; count];
+    getrandom::fill(salts.as_flattened_mut()).map_err(ApiError::internal)?;
+    Ok(salts)
 }
 
 /// Validates, canonicalises and commits to each event, queues the batch and
@@ -100,12 +101,12 @@ pub(super) async fn submit_events(
         .clone()
         .ok_or_else(|| ApiError::internal("writer key without an app"))?;
     let mut prepared = Vec::with_capacity(events.len());
-    for ev in events {
+    let salts = random_salts(events.len())?;
+    for (ev, salt) in events.into_iter().zip(salts) {
         let canonical = ev.canonical_bytes();
-        let salt = random_salt()?;
         let commitment = event::commitment(&salt, &canonical);
         prepared.push(PreparedEvent {
-            id: ev.id.clone(),
+            id: ev.id,
             canonical,
             salt,
             commitment,

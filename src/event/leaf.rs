@@ -112,10 +112,36 @@ impl LeafRecord {
     /// `parse(to_bytes())` gives the record back. (A `received_ms` outside
     /// 1970..=9999 set directly on the public field is clamped into range.)
     pub fn to_bytes(&self) -> Vec<u8> {
+        let received = format_rfc3339_ms(self.received_ms);
+        if validate_app_id(&self.app).is_err() {
+            return self.to_bytes_via_jcs(received);
+        }
+        // Every member is now ASCII that RFC 8785 writes as is (no escapes),
+        // and the sequencer writes one leaf per event: write the canonical
+        // form directly, members in RFC 8785 order.
+        let mut out = Vec::with_capacity(46 + self.app.len() + 64 + received.len());
+        out.extend_from_slice(br#"{"app":""#);
+        out.extend_from_slice(self.app.as_bytes());
+        out.extend_from_slice(br#"","commitment":""#);
+        let mut hex_digits = [0u8; 64];
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(self.commitment.as_bytes(), &mut hex_digits);
+        out.extend_from_slice(&hex_digits);
+        out.extend_from_slice(br#"","received":""#);
+        out.extend_from_slice(received.as_bytes());
+        out.extend_from_slice(br#"","v":"#);
+        out.extend_from_slice(LEAF_VERSION.to_string().as_bytes());
+        out.push(b'}');
+        out
+    }
+
+    /// The general RFC 8785 serialisation, for app ids outside the alphabet
+    /// (only possible by setting the public field directly).
+    fn to_bytes_via_jcs(&self, received: String) -> Vec<u8> {
         jcs(&LeafJson {
             v: LEAF_VERSION,
             app: &self.app,
-            received: format_rfc3339_ms(self.received_ms),
+            received,
             commitment: self.commitment.to_hex(),
         })
     }
@@ -202,4 +228,49 @@ fn parse_lower_hex_hash(s: &str) -> Option<Hash> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(s, &mut out).ok()?;
     Some(Hash::from_bytes(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_direct_encoding_is_the_rfc_8785_encoding() {
+        let apps = ["a", "billing", "app.prod-1_x", &"z".repeat(64)];
+        let times = [
+            0,
+            1,
+            999,
+            1_795_000_000_123,
+            -5,
+            i64::MAX,
+            crate::event::MAX_UNIX_MS,
+        ];
+        for (i, app) in apps.iter().enumerate() {
+            for (j, ms) in times.iter().enumerate() {
+                let record = LeafRecord {
+                    app: app.to_string(),
+                    received_ms: *ms,
+                    commitment: Hash::from_bytes([(i * 7 + j) as u8; 32]),
+                };
+                let direct = record.to_bytes();
+                let general = record.to_bytes_via_jcs(format_rfc3339_ms(*ms));
+                assert_eq!(
+                    String::from_utf8(direct).unwrap(),
+                    String::from_utf8(general).unwrap()
+                );
+            }
+        }
+        // App ids outside the alphabet take the general path and are escaped.
+        let odd = LeafRecord {
+            app: "Quote\"Me".into(),
+            received_ms: 0,
+            commitment: Hash::from_bytes([0; 32]),
+        };
+        assert!(
+            String::from_utf8(odd.to_bytes())
+                .unwrap()
+                .contains(r#""app":"Quote\"Me""#)
+        );
+    }
 }

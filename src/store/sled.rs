@@ -16,7 +16,17 @@
 //! what is on disk, so it is marked unsynced: every later write and the
 //! tree size fail with an error that says to restart, which stops the
 //! sequencer instead of letting it build on entries that were never stored.
+//!
+//! sled writes any log item larger than a quarter segment to a file of its
+//! own under `blobs/`, and never fsyncs those. With sled's default 512 KiB
+//! segments a tree node of 17 entry bundles (up to 50 KiB each) is such an
+//! item; new databases therefore use 8 MiB segments, which keep every node
+//! this log writes inline in the data file (and cost less CPU per batch).
+//! Blobs that appear anyway (a database created with small segments) are
+//! fsynced, with their directory, before the data file.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -43,11 +53,17 @@ const CHECKPOINT_KEY: &[u8] = b"Mcheckpoint";
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
-    /// sled's data file, fsynced after each flush; the mutex serialises syncs.
-    data_file: Mutex<Option<File>>,
+    /// sled's data file and the blobs already fsynced; the mutex serialises syncs.
+    synced: Mutex<Synced>,
     path: PathBuf,
     /// Set when a write was applied in memory but not made durable.
     unsynced: AtomicBool,
+}
+
+#[derive(Default)]
+struct Synced {
+    data_file: Option<File>,
+    blobs: HashSet<OsString>,
 }
 
 const UNSYNCED: &str = "an earlier write could not be made durable (full disk or I/O error); free space or fix the disk, then restart the server";
@@ -107,52 +123,119 @@ fn decode_u64(v: &[u8], what: &str) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("{what} is not an 8-byte integer")))
 }
 
+/// Segment size of new databases (see the module comment).
+const SEGMENT_SIZE: usize = 8 << 20;
+
+/// The segment size an existing database in `dir` was created with: sled
+/// refuses to open a database with another one. It is recorded in sled's
+/// `conf` file as a `segment_size: N` line (followed by a binary checksum).
+fn existing_segment_size(dir: &Path) -> Option<usize> {
+    let conf = std::fs::read(dir.join("conf")).ok()?;
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The sled configuration of the log's database in `dir`: no background
+/// flushing (every commit flushes explicitly) and large segments.
+/// `veritrail bench sled` measures the same configuration.
+pub fn sled_config(dir: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(256 << 20)
+        .segment_size(existing_segment_size(dir).unwrap_or(SEGMENT_SIZE))
+        .flush_every_ms(None)
+}
+
+/// sled's data file in `dir`, which every commit fsyncs after the flush.
+pub fn data_file(dir: &Path) -> PathBuf {
+    dir.join("db")
+}
+
 impl SledStore {
     /// Opens (or creates) the database in `dir`. Only one process may open a
     /// directory at a time; sled enforces it with a file lock.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(256 << 20)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
+        // A handle this process just dropped may hold sled's lock for a few
+        // milliseconds more (its background threads wind down): retry
+        // briefly before calling the database busy.
+        let mut attempts = 0;
+        let db = loop {
+            match sled_config(dir).open() {
+                Ok(db) => break db,
                 // sled reports its file lock as an `Other` I/O error.
-                sled::Error::Io(io)
+                Err(sled::Error::Io(io))
                     if io.kind() == std::io::ErrorKind::WouldBlock
                         || io.to_string().contains("could not acquire lock") =>
                 {
-                    StoreError::Backend(format!(
-                        "the database in {} is in use by another process (a running server?)",
-                        dir.display()
-                    ))
+                    attempts += 1;
+                    if attempts >= 20 {
+                        return Err(StoreError::Backend(format!(
+                            "the database in {} is in use by another process (a running server?)",
+                            dir.display()
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                other => backend(other),
-            })?;
+                Err(other) => return Err(backend(other)),
+            }
+        };
         let tree = db.open_tree("log").map_err(backend)?;
         Ok(SledStore {
             db,
             tree,
-            data_file: Mutex::new(None),
+            synced: Mutex::new(Synced::default()),
             path: dir.to_path_buf(),
             unsynced: AtomicBool::new(false),
         })
     }
 
     /// Makes everything written so far durable: sled's flush, then an fsync
-    /// of its data file (see the module comment).
+    /// of new blobs and of the data file (see the module comment).
     fn sync(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(backend)?;
-        let mut guard = self
-            .data_file
+        let mut synced = self
+            .synced
             .lock()
-            .map_err(|_| backend("data file lock poisoned"))?;
-        if guard.is_none() {
-            *guard = Some(File::open(self.path.join("db")).map_err(backend)?);
+            .map_err(|_| backend("sync state lock poisoned"))?;
+        self.sync_new_blobs(&mut synced.blobs)?;
+        if synced.data_file.is_none() {
+            synced.data_file = Some(File::open(data_file(&self.path)).map_err(backend)?);
         }
-        if let Some(f) = guard.as_ref() {
+        if let Some(f) = synced.data_file.as_ref() {
             f.sync_data().map_err(backend)?;
         }
+        Ok(())
+    }
+
+    /// fsyncs every blob not synced before, then the blob directory so
+    /// their names are durable too. Forgets blobs sled has removed.
+    fn sync_new_blobs(&self, synced: &mut HashSet<OsString>) -> Result<(), StoreError> {
+        let dir = self.path.join("blobs");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(backend(e)),
+        };
+        let mut present = HashSet::new();
+        let mut fresh = false;
+        for entry in entries {
+            let name = entry.map_err(backend)?.file_name();
+            if !synced.contains(&name) {
+                File::open(dir.join(&name))
+                    .and_then(|f| f.sync_data())
+                    .map_err(backend)?;
+                fresh = true;
+            }
+            present.insert(name);
+        }
+        if fresh {
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(backend)?;
+        }
+        *synced = present;
         Ok(())
     }
 
@@ -434,6 +517,70 @@ mod tests {
             let err = err.expect("an unsynced store refuses").to_string();
             assert!(err.contains("restart the server"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_database_keeps_the_segment_size_it_was_created_with() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(existing_segment_size(dir.path()), None);
+        // A database made with sled's default segments still opens.
+        drop(sled::Config::new().path(dir.path()).open().unwrap());
+        assert_eq!(existing_segment_size(dir.path()), Some(512 * 1024));
+        let store = SledStore::open(dir.path()).unwrap();
+        super::super::conformance::write_sample(&store);
+        drop(store);
+        let fresh = tempfile::tempdir().unwrap();
+        drop(SledStore::open(fresh.path()).unwrap());
+        assert_eq!(existing_segment_size(fresh.path()), Some(SEGMENT_SIZE));
+    }
+
+    #[test]
+    fn full_entry_bundles_stay_inline_in_the_data_file() {
+        // 40 full bundles of maximal leaves: several tree nodes of ~17
+        // bundles, each far above sled's default blob threshold.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let bundle = vec![7u8; 256 * 200];
+        for chunk in 0..4u64 {
+            let batch = BatchWrite {
+                tree_size: (chunk + 1) * 10 * 256,
+                bundles: (chunk * 10..(chunk + 1) * 10)
+                    .map(|i| (i, bundle.clone()))
+                    .collect(),
+                ..BatchWrite::default()
+            };
+            store.commit(&batch).unwrap();
+        }
+        let blobs = std::fs::read_dir(dir.path().join("blobs"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(blobs, 0, "no node went to a separate blob file");
+        assert_eq!(store.bundle(39).unwrap().unwrap(), bundle);
+    }
+
+    #[test]
+    fn every_blob_is_synced_before_the_commit_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        // Small segments, as in databases created before 8 MiB: big values
+        // become blobs.
+        drop(sled::Config::new().path(dir.path()).open().unwrap());
+        let store = SledStore::open(dir.path()).unwrap();
+        let bundle = vec![7u8; 256 * 200];
+        for i in 0..40u64 {
+            let batch = BatchWrite {
+                tree_size: (i + 1) * 256,
+                bundles: vec![(i, bundle.clone())],
+                ..BatchWrite::default()
+            };
+            store.commit(&batch).unwrap();
+        }
+        let on_disk: HashSet<OsString> = std::fs::read_dir(dir.path().join("blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(!on_disk.is_empty(), "this layout makes sled write blobs");
+        let synced = store.synced.lock().unwrap();
+        assert_eq!(synced.blobs, on_disk, "every blob on disk was synced");
     }
 
     #[test]

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Ingest benchmark of the log: durable batched ingest, single-event ingest
+# with 64 clients, submit → signed checkpoint latency, and in the same run
+# the storage ceiling (raw sled, same configuration, same bytes per event,
+# same flush + fsync per batch). Prints one table: measured, target, ceiling.
+#
+# Exits non-zero only when something fails (build, server, a request);
+# a missed target is reported in the table, not as a failure.
+#
+# Environment: SKIP_BUILD=1 uses the existing target/release/veritrail;
+# BATCH_EVENTS, SINGLE_EVENTS, CHECKPOINT_REQUESTS scale the runs;
+# TIME_BUDGET (seconds, default 270) bounds everything after the build.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+BATCH_EVENTS=${BATCH_EVENTS:-200000}
+BATCH_CLIENTS=${BATCH_CLIENTS:-8}
+BATCH_SIZE=${BATCH_SIZE:-500}
+SINGLE_EVENTS=${SINGLE_EVENTS:-100000}
+SINGLE_CLIENTS=${SINGLE_CLIENTS:-64}
+CHECKPOINT_REQUESTS=${CHECKPOINT_REQUESTS:-5000}
+CHECKPOINT_CLIENTS=${CHECKPOINT_CLIENTS:-16}
+TIME_BUDGET=${TIME_BUDGET:-270}
+
+TARGET_BATCHED=50000
+TARGET_SINGLE=20000
+TARGET_CHECKPOINT_P50_MS=100
+
+BIN=target/release/veritrail
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    echo "building the release binary..." >&2
+    cargo build --release --quiet
+fi
+[[ -x "$BIN" ]] || { echo "bench: $BIN is missing" >&2; exit 1; }
+
+deadline=$((SECONDS + TIME_BUDGET))
+work=$(mktemp -d "${TMPDIR:-/tmp}/veritrail-bench.XXXXXX")
+server_pid=""
+cleanup() {
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- start the log -----------------------------------------------------------
+: >"$work/server.out"
+VERITRAIL_LOG=warn "$BIN" serve --data "$work/data" --listen 127.0.0.1:0 \
+    >"$work/server.out" 2>"$work/server.err" &
+server_pid=$!
+url=""
+for _ in $(seq 1 300); do
+    url=$(sed -n 's/.*listening on \(http:\/\/[^ ]*\).*/\1/p' "$work/server.out" | head -n1)
+    [[ -n "$url" ]] && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if [[ -z "$url" ]]; then
+    echo "bench: the server did not start:" >&2
+    cat "$work/server.out" "$work/server.err" >&2
+    exit 1
+fi
+key=$("$BIN" keys create --url "$url" --role writer --name bench \
+    --admin-key-file "$work/data/admin.key" 2>/dev/null)
+
+server_cpu_ticks() { # utime + stime of the server, in 1/100 s
+    if [[ -n "$server_pid" ]]; then
+        awk '{print $14 + $15}' "/proc/$server_pid/stat" 2>/dev/null || echo 0
+    else
+        echo 0
+    fi
+}
+batch_totals() { # "entries batches" the sequencer committed so far, from /metrics
+    if [[ -n "$server_pid" ]] && command -v curl >/dev/null; then
+        curl -fsS "$url/metrics" | awk '/^veritrail_batch_entries_sum / { s = $2 }
+            /^veritrail_batch_entries_count / { c = $2 } END { print s + 0, c + 0 }'
+    else
+        echo "0 0"
+    fi
+}
+step() { # name, command...: runs it, keeps its JSON report, the server's CPU time
+    local name=$1 #            and the mean size of the batches the server committed
+    shift
+    echo "running: $name" >&2
+    local before left=$((deadline - SECONDS)) totals_before
+    if ((left <= 0)); then
+        echo "bench: the time budget of ${TIME_BUDGET}s ran out before '$name'" >&2
+        exit 1
+    fi
+    before=$(server_cpu_ticks)
+    totals_before=$(batch_totals)
+    if ! timeout "$left" "$@" --json >"$work/$name.json" 2>"$work/$name.err"; then
+        echo "bench: step '$name' failed:" >&2
+        cat "$work/$name.err" >&2
+        exit 1
+    fi
+    echo $(($(server_cpu_ticks) - before)) >"$work/$name.server_ticks"
+    echo "$totals_before $(batch_totals)" | awk '{ n = $4 - $2; printf "%d\n", (n > 0 ? ($3 - $1) / n + 0.5 : 0) }' \
+        >"$work/$name.mean_batch"
+}
+field() { # file, key: a numeric member of the flat JSON object in the file
+    sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$work/$1.json"
+}
+server_us_per_event() { # step: server CPU microseconds per event
+    awk -v t="$(cat "$work/$1.server_ticks")" -v n="$(field "$1" events)" \
+        'BEGIN { printf "%.1f", (n > 0 ? t * 10000 / n : 0) }'
+}
+
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+# --- the runs ------------------------------------------------------------------
+step batched "$BIN" bench ingest --url "$url" --key "$key" \
+    --clients "$BATCH_CLIENTS" --events "$BATCH_EVENTS" --batch-size "$BATCH_SIZE"
+step single "$BIN" bench ingest --url "$url" --key "$key" \
+    --clients "$SINGLE_CLIENTS" --events "$SINGLE_EVENTS" --batch-size 1
+step checkpoint "$BIN" bench ingest --url "$url" --key "$key" \
+    --clients "$CHECKPOINT_CLIENTS" --events "$CHECKPOINT_REQUESTS" --batch-size 1 \
+    --wait-checkpoint
+kill -TERM "$server_pid"
+wait "$server_pid" || { echo "bench: the server did not stop cleanly" >&2; exit 1; }
+server_pid=""
+
+# The ceiling of each run: raw sled with the same bytes, (a) with the
+# batches that run can reach at most (every event in flight in one commit),
+# (b) with the batches the server actually committed (mean size). A ceiling
+# is an upper bound, and neighbours on a shared machine only ever slow a run
+# down, so each is the better of two runs.
+sled_step() { # name, events, batch
+    local name=$1 events=$2 batch=$3
+    if ((batch <= 0)); then
+        echo '{}' >"$work/$name.json"
+        return
+    fi
+    step "$name.a" "$BIN" bench sled --dir "$work/$name.a" --events "$events" --batch "$batch"
+    rm -rf "$work/$name.a"
+    step "$name.b" "$BIN" bench sled --dir "$work/$name.b" --events "$events" --batch "$batch"
+    rm -rf "$work/$name.b"
+    if awk -v a="$(field "$name.a" events_per_s)" -v b="$(field "$name.b" events_per_s)" \
+        'BEGIN { exit !(a >= b) }'; then
+        cp "$work/$name.a.json" "$work/$name.json"
+    else
+        cp "$work/$name.b.json" "$work/$name.json"
+    fi
+}
+sled_step sled_batched "$BATCH_EVENTS" $((BATCH_CLIENTS * BATCH_SIZE))
+sled_step sled_batched_seen "$BATCH_EVENTS" "$(cat "$work/batched.mean_batch")"
+sled_step sled_single "$SINGLE_EVENTS" "$SINGLE_CLIENTS"
+sled_step sled_single_seen "$SINGLE_EVENTS" "$(cat "$work/single.mean_batch")"
+sled_step sled_checkpoint "$CHECKPOINT_REQUESTS" "$CHECKPOINT_CLIENTS"
+
+# --- the table -------------------------------------------------------------------
+awk -v b="$(field batched events_per_s)" -v bc="$(field sled_batched events_per_s)" \
+    -v bcs="$(field sled_batched_seen events_per_s)" -v bmb="$(cat "$work/batched.mean_batch")" \
+    -v s="$(field single events_per_s)" -v sc="$(field sled_single events_per_s)" \
+    -v scs="$(field sled_single_seen events_per_s)" -v smb="$(cat "$work/single.mean_batch")" \
+    -v c50="$(field checkpoint p50_ms)" -v c99="$(field checkpoint p99_ms)" \
+    -v cc50="$(field sled_checkpoint commit_p50_ms)" -v cc99="$(field sled_checkpoint commit_p99_ms)" \
+    -v cmb="$(cat "$work/checkpoint.mean_batch")" \
+    -v bl50="$(field batched p50_ms)" -v bl99="$(field batched p99_ms)" \
+    -v sl50="$(field single p50_ms)" -v sl99="$(field single p99_ms)" \
+    -v fs="$(field sled_single fsync_p50_ms)" \
+    -v bcpu="$(server_us_per_event batched)" -v scpu="$(server_us_per_event single)" \
+    -v ccpu="$(server_us_per_event checkpoint)" \
+    -v bgen="$(field batched client_cpu_us_per_event)" -v sgen="$(field single client_cpu_us_per_event)" \
+    -v cgen="$(field checkpoint client_cpu_us_per_event)" \
+    -v bscpu="$(field sled_batched cpu_us_per_event)" -v sscpu="$(field sled_single cpu_us_per_event)" \
+    -v cscpu="$(field sled_checkpoint cpu_us_per_event)" \
+    -v load="$(cut -d' ' -f1 /proc/loadavg)" -v cores="$(nproc)" \
+    -v tb="$TARGET_BATCHED" -v ts="$TARGET_SINGLE" -v tc="$TARGET_CHECKPOINT_P50_MS" \
+    -v bin_flight=$((BATCH_CLIENTS * BATCH_SIZE)) -v sin_flight="$SINGLE_CLIENTS" -v cin_flight="$CHECKPOINT_CLIENTS" \
+    -v bdesc="$BATCH_CLIENTS clients x $BATCH_SIZE" -v sdesc="$SINGLE_CLIENTS clients x 1" \
+    -v cdesc="$CHECKPOINT_CLIENTS clients x 1" '
+function verdict(ok) { return ok ? "met" : "MISSED" }
+function pct(a, c) { return c > 0 ? sprintf("%.0f%%", 100 * a / c) : "n/a" }
+function rate(c) { return c > 0 ? sprintf("%.0f", c) : "n/a" }
+BEGIN {
+    printf "\n%-44s %10s %10s %7s | %-24s %6s | %-24s %6s\n", "metric", "measured", "target", "", \
+        "sled ceiling (batch)", "ratio", "sled at server batches", "ratio"
+    printf "%-44s %10.0f %10s %7s | %-24s %6s | %-24s %6s\n", "batched ingest, events/s (" bdesc ")", b, ">= " tb, \
+        verdict(b >= tb), rate(bc) " (" bin_flight ")", pct(b, bc), rate(bcs) " (" bmb ")", pct(b, bcs)
+    printf "%-44s %10.0f %10s %7s | %-24s %6s | %-24s %6s\n", "single-event ingest, events/s (" sdesc ")", s, ">= " ts, \
+        verdict(s >= ts), rate(sc) " (" sin_flight ")", pct(s, sc), rate(scs) " (" smb ")", pct(s, scs)
+    printf "%-44s %10.1f %10s %7s | %-24s %6s |\n", "checkpoint latency p50, ms (" cdesc ")", c50, "<= " tc, \
+        verdict(c50 <= tc), sprintf("%.1f (%d)", cc50, cin_flight), sprintf("%.1fx", c50 / cc50)
+    printf "%-44s %10.1f %10s %7s | %-24s %6s |\n", "checkpoint latency p99, ms", c99, "-", "", \
+        sprintf("%.1f (%d)", cc99, cin_flight), sprintf("%.1fx", c99 / cc99)
+    printf "\n%-44s %10s %10s %12s %10s\n", "CPU per event, microseconds", "server", "load gen", "sled ceiling", "mean batch"
+    printf "%-44s %10.1f %10.1f %12.1f %10d\n", "batched", bcpu, bgen, bscpu, bmb
+    printf "%-44s %10.1f %10.1f %12.1f %10d\n", "single-event", scpu, sgen, sscpu, smb
+    printf "%-44s %10.1f %10.1f %12.1f %10d\n", "checkpoint", ccpu, cgen, cscpu, cmb
+    printf "\nrequest latency: batched p50 %.1f ms / p99 %.1f ms; single p50 %.1f ms / p99 %.1f ms\n", bl50, bl99, sl50, sl99
+    printf "sled ceiling = raw sled apply_batch + flush + fsync of the same keys and bytes per event, in batches\n"
+    printf "of the size in brackets: every event in flight, or the mean batch the server committed; latency\n"
+    printf "ceiling = one such commit of %d events. fsync alone p50 %.2f ms.\n", cin_flight, fs
+    printf "load average at the end: %s on %d cores (other work on the machine slows every rate above)\n", load, cores
+}'
+for f in batched single checkpoint sled_batched sled_batched_seen sled_single sled_single_seen sled_checkpoint; do
+    echo "$f: $(cat "$work/$f.json")"
+done
