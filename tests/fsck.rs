@@ -73,7 +73,9 @@ fn index_key(prefix: u8, index: u64) -> Vec<u8> {
 /// Flips bit 0 of byte `at` (from the end when negative) of the value
 /// under `key`.
 fn flip(data: &Path, key: &[u8], at: isize) {
-    let db = sled::Config::new().path(data.join("db")).open().unwrap();
+    let db = veritrail::store::sled::sled_config(&data.join("db"))
+        .open()
+        .unwrap();
     let tree = db.open_tree("log").unwrap();
     let mut value = tree
         .get(key)
@@ -92,7 +94,9 @@ fn flip(data: &Path, key: &[u8], at: isize) {
 
 /// The first key under `prefix` (for the indexes, whose keys are hashes).
 fn first_key(data: &Path, prefix: u8) -> Vec<u8> {
-    let db = sled::Config::new().path(data.join("db")).open().unwrap();
+    let db = veritrail::store::sled::sled_config(&data.join("db"))
+        .open()
+        .unwrap();
     let tree = db.open_tree("log").unwrap();
     tree.scan_prefix([prefix])
         .next()
