@@ -39,6 +39,10 @@ pub struct FileConfig {
     pub max_batch_events: Option<usize>,
     /// Request timeout in seconds.
     pub request_timeout_s: Option<u64>,
+    /// File holding the master key [default: `<data>.master.key`, beside the data directory].
+    pub master_key_file: Option<PathBuf>,
+    /// Seconds between retention runs.
+    pub retention_interval_s: Option<u64>,
 }
 
 impl FileConfig {
@@ -62,6 +66,8 @@ impl FileConfig {
             max_events_body: self.max_events_body.or(lower.max_events_body),
             max_batch_events: self.max_batch_events.or(lower.max_batch_events),
             request_timeout_s: self.request_timeout_s.or(lower.request_timeout_s),
+            master_key_file: self.master_key_file.or(lower.master_key_file),
+            retention_interval_s: self.retention_interval_s.or(lower.retention_interval_s),
         }
     }
 }
@@ -79,6 +85,10 @@ pub struct ServeConfig {
     pub sequencer: SequencerConfig,
     /// Request limits.
     pub limits: ApiLimits,
+    /// Master key file, when given (else the environment or the default file).
+    pub master_key_file: Option<PathBuf>,
+    /// How often the retention task runs.
+    pub retention_interval: Duration,
 }
 
 impl ServeConfig {
@@ -132,12 +142,21 @@ impl ServeConfig {
         if let Some(s) = o.request_timeout_s {
             limits.request_timeout = Duration::from_secs(s.max(1));
         }
+        let retention_interval = match o.retention_interval_s {
+            Some(s) if !(1..=86_400 * 7).contains(&s) => {
+                return Err("retention_interval_s must be between 1 and 604800".into());
+            }
+            Some(s) => Duration::from_secs(s),
+            None => Duration::from_secs(3600),
+        };
         Ok(ServeConfig {
             data,
             listen,
             origin: o.origin,
             sequencer,
             limits,
+            master_key_file: o.master_key_file,
+            retention_interval,
         })
     }
 }

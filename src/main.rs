@@ -62,6 +62,14 @@ struct ServeArgs {
     /// Queued submissions before answering 503 [default: 8192].
     #[arg(long)]
     queue_capacity: Option<usize>,
+    /// File holding the master key that encrypts events at rest (hex or
+    /// base64; or set VERITRAIL_MASTER_KEY to the key itself)
+    /// [default: <data>.master.key beside the data directory, created on first start].
+    #[arg(long, env = "VERITRAIL_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+    /// Seconds between retention runs [default: 3600].
+    #[arg(long)]
+    retention_interval_s: Option<u64>,
 }
 
 #[derive(Args)]
@@ -149,6 +157,8 @@ fn main() -> anyhow::Result<()> {
                 batch_max_delay_ms: a.batch_max_delay_ms,
                 checkpoint_interval_ms: a.checkpoint_interval_ms,
                 queue_capacity: a.queue_capacity,
+                master_key_file: a.master_key_file,
+                retention_interval_s: a.retention_interval_s,
                 ..FileConfig::default()
             };
             let config = ServeConfig::resolve(flags, file).map_err(anyhow::Error::msg)?;

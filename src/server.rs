@@ -70,7 +70,30 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     println!("  ecdsa   {}", opened.verifier_keys.ecdsa);
     println!("  ed25519 {}", opened.verifier_keys.ed25519);
 
-    let store: Arc<dyn Store> = opened.store.clone();
+    let raw: Arc<dyn Store> = opened.store.clone();
+    let env_key = std::env::var(crate::vault::MASTER_KEY_ENV).ok();
+    let (master, key_origin) = crate::vault::open_master_key(
+        &config.data,
+        raw.as_ref(),
+        env_key.as_deref(),
+        config.master_key_file.as_deref(),
+    )
+    .map_err(|e| ServeError::Io(e.to_string()))?;
+    match &key_origin {
+        crate::vault::MasterKeyOrigin::Created(p) => println!(
+            "veritrail: created the master key {}: it encrypts every event at rest; keep it and back it up separately from the data directory (without it no event can be read)",
+            p.display()
+        ),
+        crate::vault::MasterKeyOrigin::File(p) => {
+            println!("veritrail: master key read from {}", p.display())
+        }
+        crate::vault::MasterKeyOrigin::Env => println!(
+            "veritrail: master key read from {}",
+            crate::vault::MASTER_KEY_ENV
+        ),
+    }
+    let vault = Arc::new(crate::vault::Vault::new(raw, &master));
+    let store: Arc<dyn Store> = vault.clone();
     let view = Arc::new(LogView::new(opened.published, opened.edge.size()));
     let sequencer = Sequencer::start(
         store.clone(),
@@ -97,6 +120,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         view,
         sequencer: sequencer.handle(),
         keys: ApiKeys::new(store),
+        vault,
         limits: Arc::new(config.limits.clone()),
         metrics,
         checkpoint_interval: config.sequencer.checkpoint_interval,

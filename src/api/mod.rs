@@ -76,6 +76,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// The checkpoint interval, for health checks.
     pub checkpoint_interval: Duration,
+    /// Encrypted event bodies, indexes, erasure (the same store as `store`).
+    pub vault: Arc<crate::vault::Vault>,
 }
 
 /// Builds the whole application.

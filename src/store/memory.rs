@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{BatchWrite, Record, RecordSpace, Store, StoreError, StoredCheckpoint, StoredEvent};
+use super::{
+    BatchWrite, Record, RecordBatch, RecordSpace, Store, StoreError, StoredCheckpoint, StoredEvent,
+};
 use crate::merkle::Hash;
 
 #[derive(Default)]
@@ -19,6 +21,7 @@ struct Inner {
     dedupe: BTreeMap<(String, String), u64>,
     leaves: BTreeMap<Hash, u64>,
     records: BTreeMap<(u8, Vec<u8>), Vec<u8>>,
+    index: std::collections::BTreeSet<Vec<u8>>,
 }
 
 /// In-memory store. `fail_writes(true)` makes every write fail (as a full
@@ -58,6 +61,10 @@ fn space_byte(space: RecordSpace) -> u8 {
     match space {
         RecordSpace::Meta => 0,
         RecordSpace::ApiKey => 1,
+        RecordSpace::DataKey => 2,
+        RecordSpace::Sealed => 3,
+        RecordSpace::Erased => 4,
+        RecordSpace::Governance => 5,
     }
 }
 
@@ -79,6 +86,13 @@ impl Store for MemoryStore {
         }
         for (hash, index) in &b.leaf_index {
             s.leaves.insert(*hash, *index);
+        }
+        for (space, key, value) in &b.records {
+            s.records
+                .insert((space_byte(*space), key.clone()), value.clone());
+        }
+        for entry in &b.index_entries {
+            s.index.insert(entry.clone());
         }
         if let Some(cp) = &b.checkpoint {
             s.checkpoint = Some(cp.clone());
@@ -171,6 +185,40 @@ impl Store for MemoryStore {
             .iter()
             .filter(|((sp, _), _)| *sp == b)
             .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn commit_records(&self, b: &RecordBatch) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut s = self.inner.write().map_err(|_| poisoned())?;
+        for (space, key, value) in &b.put {
+            s.records
+                .insert((space_byte(*space), key.clone()), value.clone());
+        }
+        for (space, key) in &b.delete {
+            s.records.remove(&(space_byte(*space), key.clone()));
+        }
+        for entry in &b.delete_index {
+            s.index.remove(entry);
+        }
+        for index in &b.delete_events {
+            s.events.remove(index);
+        }
+        Ok(())
+    }
+
+    fn index_scan(&self, prefix: &[u8], below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let s = self.inner.read().map_err(|_| poisoned())?;
+        let start = super::index_entry(prefix, 0);
+        let end = super::index_entry(prefix, below);
+        Ok(s.index
+            .range(start..end)
+            .rev()
+            .take(limit)
+            .filter_map(|k| {
+                let tail: [u8; 8] = k.get(prefix.len()..)?.try_into().ok()?;
+                Some(u64::from_be_bytes(tail))
+            })
             .collect())
     }
 }

@@ -1,0 +1,725 @@
+//! The vault: event bodies and salts encrypted at rest, their secondary
+//! indexes, and erasure by destroying keys (crypto-shredding).
+//!
+//! [`Vault`] is a [`Store`] that wraps the real backend. The sequencer hands
+//! it batches with plaintext events, exactly as it would any store; the vault
+//! seals each event (salt and canonical body) under a data key, adds the
+//! sealed bodies, any new wrapped data keys and the event's index entries to
+//! the same batch, and hands that to the backend: one atomic write, so an
+//! index entry never points to a missing event and an event is never
+//! stored without the key that opens it. Reads decrypt.
+//!
+//! Data keys: one per data subject (`s/<pseudonym>`), so erasing a subject
+//! is deleting one key; events without a subject share one key per app and
+//! receive day (`d/<app>/<YYYY-MM-DD>`). Data keys are stored wrapped by the
+//! wrap key derived from the master key, which never enters the data
+//! directory. Index entries are `term || index`, where a term is an
+//! HMAC-SHA256 of the field value (see [`crate::crypto`]): the store never
+//! holds a subject, actor or any other event field in plaintext.
+//!
+//! Invariant: once [`Vault::erase`] returned, no stored key opens the
+//! erased events' sealed bodies, the bodies and their index entries are
+//! deleted, and a tombstone says when and why. Leaves, tiles, bundles and
+//! checkpoints are never touched.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{CryptoError, DataKey, Field, IndexKey, MasterKey, Term};
+use crate::event::{AuditEvent, LeafRecord};
+use crate::merkle::Hash;
+use crate::store::{
+    BatchWrite, Record, RecordBatch, RecordSpace, Store, StoreError, StoredCheckpoint, StoredEvent,
+    index_entry,
+};
+use crate::tiles;
+
+/// Meta record holding the master key's check value.
+const KEY_CHECK_RECORD: &[u8] = b"master_key_check";
+/// Environment variable holding the master key itself (hex or base64).
+pub const MASTER_KEY_ENV: &str = "VERITRAIL_MASTER_KEY";
+
+/// Why the vault could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The master key is missing, malformed or not this log's.
+    #[error("{0}")]
+    MasterKey(String),
+    /// A stored sealed body or key does not open.
+    #[error("stored event {index} cannot be decrypted: {source}")]
+    Decrypt {
+        /// Leaf index.
+        index: u64,
+        /// Why.
+        source: CryptoError,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No randomness or a similar local failure.
+    #[error("{0}")]
+    Local(String),
+}
+
+impl From<VaultError> for StoreError {
+    fn from(e: VaultError) -> StoreError {
+        match e {
+            VaultError::Store(s) => s,
+            other => StoreError::Corrupt(other.to_string()),
+        }
+    }
+}
+
+/// When and why an event's body was erased.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// RFC 3339 time of the erasure.
+    pub erased_at: String,
+    /// The reason given.
+    pub reason: String,
+    /// `erasure` (on request) or `retention` (expired by policy).
+    pub cause: String,
+    /// Who asked: the API key's name, or `retention`.
+    pub by: String,
+}
+
+/// What an erasure destroyed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErasureOutcome {
+    /// Leaf indexes whose bodies and salts are gone (newly erased).
+    pub erased: Vec<u64>,
+    /// Data keys destroyed.
+    pub keys_destroyed: usize,
+}
+
+/// The encrypting, indexing store.
+pub struct Vault {
+    inner: Arc<dyn Store>,
+    wrap: DataKey,
+    index_key: IndexKey,
+    /// Unwrapped data keys by id. The mutex also serialises commits with
+    /// erasures, so a key is never re-created while it is being destroyed.
+    keys: Mutex<HashMap<Vec<u8>, DataKey>>,
+}
+
+fn be(index: u64) -> Vec<u8> {
+    index.to_be_bytes().to_vec()
+}
+
+fn event_aad(index: u64) -> Vec<u8> {
+    let mut aad = b"veritrail/sealed-event/v1\0".to_vec();
+    aad.extend_from_slice(&index.to_be_bytes());
+    aad
+}
+
+/// `u8 len || key id || nonce || ciphertext`.
+fn encode_sealed(key_id: &[u8], sealed: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + key_id.len() + sealed.len());
+    out.push(key_id.len() as u8);
+    out.extend_from_slice(key_id);
+    out.extend_from_slice(sealed);
+    out
+}
+
+fn decode_sealed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    let len = usize::from(
+        *bytes
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("empty sealed event".into()))?,
+    );
+    if bytes.len() < 1 + len {
+        return Err(StoreError::Corrupt("sealed event is truncated".into()));
+    }
+    Ok((&bytes[1..1 + len], &bytes[1 + len..]))
+}
+
+impl Vault {
+    /// A vault over `inner` with keys derived from `master`.
+    pub fn new(inner: Arc<dyn Store>, master: &MasterKey) -> Vault {
+        Vault {
+            inner,
+            wrap: master.wrap_key(),
+            index_key: master.index_key(),
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, HashMap<Vec<u8>, DataKey>>, StoreError> {
+        self.keys
+            .lock()
+            .map_err(|_| StoreError::Backend("vault key cache lock poisoned".into()))
+    }
+
+    /// The index term of `value` in `field`.
+    pub fn term(&self, field: Field, value: &str) -> Term {
+        self.index_key.term(field, value)
+    }
+
+    /// A stable pseudonym of a data subject, safe to store and show.
+    pub fn subject_pseudonym(&self, subject: &str) -> String {
+        self.index_key.subject_pseudonym(subject)
+    }
+
+    /// Every index term of an event of `app`.
+    pub fn terms_of(&self, app: &str, ev: &AuditEvent) -> Vec<Term> {
+        let mut terms = vec![
+            self.term(Field::App, app),
+            self.term(Field::Actor, &ev.actor.id),
+            self.term(Field::Action, &ev.action),
+            self.term(Field::Resource, &ev.resource.id),
+        ];
+        if let Some(s) = &ev.subject {
+            terms.push(self.term(Field::Subject, s));
+        }
+        terms
+    }
+
+    fn key_id_for(&self, app: &str, ev: Option<&AuditEvent>, received_ms: i64) -> Vec<u8> {
+        match ev.and_then(|e| e.subject.as_deref()) {
+            Some(s) => self.subject_key_id(s),
+            None => {
+                let day = crate::event::format_rfc3339_ms(received_ms);
+                format!("d/{app}/{}", &day[..10]).into_bytes()
+            }
+        }
+    }
+
+    fn subject_key_id(&self, subject: &str) -> Vec<u8> {
+        format!("s/{}", self.subject_pseudonym(subject)).into_bytes()
+    }
+
+    /// The data key `id`, from the cache or the store; `None` once destroyed.
+    fn load_key(
+        &self,
+        cache: &mut HashMap<Vec<u8>, DataKey>,
+        id: &[u8],
+    ) -> Result<Option<DataKey>, StoreError> {
+        if let Some(k) = cache.get(id) {
+            return Ok(Some(k.clone()));
+        }
+        let Some(wrapped) = self.inner.record(RecordSpace::DataKey, id)? else {
+            return Ok(None);
+        };
+        let key = self.wrap.unwrap_key(id, &wrapped).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "data key {} does not unwrap: {e}",
+                String::from_utf8_lossy(id)
+            ))
+        })?;
+        cache.insert(id.to_vec(), key.clone());
+        Ok(Some(key))
+    }
+
+    /// The tombstone of an erased event.
+    pub fn tombstone(&self, index: u64) -> Result<Option<Tombstone>, StoreError> {
+        self.inner
+            .record(RecordSpace::Erased, &be(index))?
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("tombstone {index}: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The decrypted event and its parsed form.
+    pub fn open_event(&self, index: u64) -> Result<Option<(StoredEvent, AuditEvent)>, StoreError> {
+        let Some(stored) = self.event(index)? else {
+            return Ok(None);
+        };
+        let parsed: AuditEvent = serde_json::from_slice(&stored.event).map_err(|e| {
+            StoreError::Corrupt(format!("stored event {index} is not an event: {e}"))
+        })?;
+        Ok(Some((stored, parsed)))
+    }
+
+    /// The leaf indexes under `term` below `below`, newest first.
+    pub fn scan(&self, term: &Term, below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        self.inner.index_scan(&term.0, below, limit)
+    }
+
+    /// Destroys the bodies and salts of `indexes`, their index entries and,
+    /// for `subject`, the subject's data key; writes a tombstone for each.
+    /// Events already erased are skipped. One atomic, durable change.
+    pub fn erase(
+        &self,
+        subject: Option<&str>,
+        indexes: &[u64],
+        tombstone: &Tombstone,
+    ) -> Result<ErasureOutcome, StoreError> {
+        let mut cache = self.lock()?;
+        let mut batch = RecordBatch::default();
+        let mut all: BTreeSet<u64> = indexes.iter().copied().collect();
+        if let Some(s) = subject {
+            let term = self.term(Field::Subject, s);
+            all.extend(self.inner.index_scan(&term.0, u64::MAX, usize::MAX)?);
+        }
+        let value = serde_json::to_vec(tombstone)
+            .map_err(|e| StoreError::Corrupt(format!("tombstone: {e}")))?;
+        let mut outcome = ErasureOutcome::default();
+        for &index in &all {
+            if self.tombstone(index)?.is_some() {
+                continue;
+            }
+            if let Some((stored, ev)) = self.open_event_locked(&mut cache, index)? {
+                for t in self.terms_of(&stored.app, &ev) {
+                    batch.delete_index.push(index_entry(&t.0, index));
+                }
+            }
+            batch.delete.push((RecordSpace::Sealed, be(index)));
+            batch.delete_events.push(index);
+            batch
+                .put
+                .push((RecordSpace::Erased, be(index), value.clone()));
+            outcome.erased.push(index);
+        }
+        if let Some(s) = subject {
+            let id = self.subject_key_id(s);
+            if self.inner.record(RecordSpace::DataKey, &id)?.is_some() {
+                batch.delete.push((RecordSpace::DataKey, id.clone()));
+                outcome.keys_destroyed += 1;
+            }
+            cache.remove(&id);
+        }
+        self.inner.commit_records(&batch)?;
+        Ok(outcome)
+    }
+
+    fn open_event_locked(
+        &self,
+        cache: &mut HashMap<Vec<u8>, DataKey>,
+        index: u64,
+    ) -> Result<Option<(StoredEvent, AuditEvent)>, StoreError> {
+        let Some(stored) = self.read_event(cache, index)? else {
+            return Ok(None);
+        };
+        let parsed: AuditEvent = serde_json::from_slice(&stored.event).map_err(|e| {
+            StoreError::Corrupt(format!("stored event {index} is not an event: {e}"))
+        })?;
+        Ok(Some((stored, parsed)))
+    }
+
+    fn read_event(
+        &self,
+        cache: &mut HashMap<Vec<u8>, DataKey>,
+        index: u64,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let Some(record) = self.inner.record(RecordSpace::Sealed, &be(index))? else {
+            // Written before encryption at rest existed, or erased.
+            return self.inner.event(index);
+        };
+        let (key_id, sealed) = decode_sealed(&record)?;
+        let Some(key) = self.load_key(cache, key_id)? else {
+            return Ok(None);
+        };
+        let plain = key
+            .open(&event_aad(index), sealed)
+            .map_err(|e| StoreError::from(VaultError::Decrypt { index, source: e }))?;
+        StoredEvent::decode(&plain).map(Some)
+    }
+
+    /// The receive times of the batch's leaves, from the bundles it writes.
+    fn received_times(batch: &BatchWrite) -> HashMap<u64, i64> {
+        let mut out = HashMap::new();
+        for (bundle_index, data) in &batch.bundles {
+            if let Ok(entries) = tiles::decode_bundle(data) {
+                for (i, e) in entries.iter().enumerate() {
+                    if let Ok(leaf) = LeafRecord::parse(e) {
+                        out.insert(bundle_index * 256 + i as u64, leaf.received_ms);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Store for Vault {
+    fn commit(&self, batch: &BatchWrite) -> Result<(), StoreError> {
+        if batch.events.is_empty() {
+            return self.inner.commit(batch);
+        }
+        let mut cache = self.lock()?;
+        let received = Vault::received_times(batch);
+        let mut sealed = batch.clone();
+        sealed.events = Vec::new();
+        let mut new_keys: Vec<(Vec<u8>, DataKey)> = Vec::new();
+        for (index, ev) in &batch.events {
+            let parsed: Option<AuditEvent> = serde_json::from_slice(&ev.event).ok();
+            let received_ms = received
+                .get(index)
+                .copied()
+                .unwrap_or_else(crate::sequencer::now_ms);
+            let key_id = self.key_id_for(&ev.app, parsed.as_ref(), received_ms);
+            let key = match new_keys.iter().find(|(id, _)| *id == key_id) {
+                Some((_, k)) => k.clone(),
+                None => match self.load_key(&mut cache, &key_id)? {
+                    Some(k) => k,
+                    None => {
+                        let k =
+                            DataKey::generate().map_err(|e| StoreError::Backend(e.to_string()))?;
+                        let wrapped = self
+                            .wrap
+                            .wrap(&key_id, &k)
+                            .map_err(|e| StoreError::Backend(e.to_string()))?;
+                        sealed
+                            .records
+                            .push((RecordSpace::DataKey, key_id.clone(), wrapped));
+                        new_keys.push((key_id.clone(), k.clone()));
+                        k
+                    }
+                },
+            };
+            let body = key
+                .seal(&event_aad(*index), &ev.encode())
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            sealed.records.push((
+                RecordSpace::Sealed,
+                be(*index),
+                encode_sealed(&key_id, &body),
+            ));
+            if let Some(p) = &parsed {
+                for t in self.terms_of(&ev.app, p) {
+                    sealed.index_entries.push(index_entry(&t.0, *index));
+                }
+            }
+        }
+        self.inner.commit(&sealed)?;
+        // Only keys that are durable enter the cache.
+        cache.extend(new_keys);
+        Ok(())
+    }
+
+    fn put_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.inner.put_checkpoint(checkpoint)
+    }
+
+    fn tree_size(&self) -> Result<u64, StoreError> {
+        self.inner.tree_size()
+    }
+
+    fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.inner.checkpoint()
+    }
+
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.tile(level, index)
+    }
+
+    fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.bundle(index)
+    }
+
+    fn event(&self, index: u64) -> Result<Option<StoredEvent>, StoreError> {
+        let mut cache = self.lock()?;
+        self.read_event(&mut cache, index)
+    }
+
+    fn dedupe(&self, app: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.dedupe(app, id)
+    }
+
+    fn leaf_index(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
+        self.inner.leaf_index(leaf_hash)
+    }
+
+    fn put_record(&self, space: RecordSpace, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_record(space, key, value)
+    }
+
+    fn record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.record(space, key)
+    }
+
+    fn records(&self, space: RecordSpace) -> Result<Vec<Record>, StoreError> {
+        self.inner.records(space)
+    }
+
+    fn commit_records(&self, batch: &RecordBatch) -> Result<(), StoreError> {
+        self.inner.commit_records(batch)
+    }
+
+    fn index_scan(&self, prefix: &[u8], below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        self.inner.index_scan(prefix, below, limit)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The master key: where it comes from, and the check that it is this log's.
+
+/// Where the master key came from, for the startup message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MasterKeyOrigin {
+    /// The environment variable.
+    Env,
+    /// An existing key file.
+    File(PathBuf),
+    /// A key file created now.
+    Created(PathBuf),
+}
+
+/// The default master key file of a data directory: `<data>.master.key`,
+/// beside the directory, never inside it.
+pub fn default_master_key_path(data: &Path) -> PathBuf {
+    let name = data
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "veritrail-data".into());
+    let parent = data
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    parent.join(format!("{name}.master.key"))
+}
+
+fn read_key_file(path: &Path) -> Result<MasterKey, VaultError> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        VaultError::MasterKey(format!(
+            "couldn't read the master key {}: {e}",
+            path.display()
+        ))
+    })?;
+    MasterKey::parse(&text)
+        .map_err(|e| VaultError::MasterKey(format!("master key file {}: {e}", path.display())))
+}
+
+fn write_key_file(path: &Path, key: &MasterKey) -> Result<(), VaultError> {
+    let fail = |what: &str, e: std::io::Error| {
+        VaultError::MasterKey(format!(
+            "couldn't {what} the master key file {}: {e}",
+            path.display()
+        ))
+    };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| fail("create", e))?;
+    f.write_all(format!("{}\n", key.to_hex()).as_bytes())
+        .map_err(|e| fail("write", e))?;
+    f.sync_all().map_err(|e| fail("sync", e))?;
+    if let Some(parent) = path.parent()
+        && let Ok(d) = fs::File::open(if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        })
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Finds this log's master key: `env_value` (the `VERITRAIL_MASTER_KEY`
+/// text), else `file`, else the default file beside `data`. A log that has
+/// never stored a key-check value gets one now, and, when no key was given
+/// and the default file does not exist, a new key in the default file. A log
+/// with a key-check value refuses any other key and never creates one.
+pub fn open_master_key(
+    data: &Path,
+    store: &dyn Store,
+    env_value: Option<&str>,
+    file: Option<&Path>,
+) -> Result<(MasterKey, MasterKeyOrigin), VaultError> {
+    let stored_check = store.record(RecordSpace::Meta, KEY_CHECK_RECORD)?;
+    let default_path = default_master_key_path(data);
+    let path = file.map(Path::to_path_buf).unwrap_or(default_path);
+    let (key, origin) = if let Some(text) = env_value {
+        let key = MasterKey::parse(text)
+            .map_err(|e| VaultError::MasterKey(format!("{MASTER_KEY_ENV}: {e}")))?;
+        (key, MasterKeyOrigin::Env)
+    } else if path.exists() {
+        (read_key_file(&path)?, MasterKeyOrigin::File(path))
+    } else if stored_check.is_none() {
+        let key = MasterKey::generate().map_err(|e| VaultError::Local(e.to_string()))?;
+        write_key_file(&path, &key)?;
+        (key, MasterKeyOrigin::Created(path))
+    } else {
+        return Err(VaultError::MasterKey(format!(
+            "refusing to start: this log's events are encrypted, and its master key was not found at {}; \
+             give it with --master-key-file FILE or {MASTER_KEY_ENV} (a new key would not open them)",
+            path.display()
+        )));
+    };
+    match stored_check {
+        Some(check) if check.as_slice() != key.check_value().as_slice() => {
+            return Err(VaultError::MasterKey(
+                "refusing to start: the master key given is not this log's (its key-check value differs); \
+                 give the key the log was created with"
+                    .into(),
+            ));
+        }
+        Some(_) => {}
+        None => store.put_record(RecordSpace::Meta, KEY_CHECK_RECORD, &key.check_value())?,
+    }
+    Ok((key, origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn event_json(subject: Option<&str>, actor: &str) -> Vec<u8> {
+        let mut v = serde_json::json!({
+            "actor": {"id": actor, "type": "user"},
+            "action": "record.read",
+            "resource": {"type": "doc", "id": "d-1"},
+            "purpose": "care",
+            "outcome": "success",
+            "occurred_at": "2026-11-25T10:00:00.000Z",
+            "context": {"note": "MARKER-context"},
+        });
+        if let Some(s) = subject {
+            v["subject"] = serde_json::json!(s);
+        }
+        let ev = crate::event::parse_event(&v, &crate::event::EventLimits::default()).unwrap();
+        ev.canonical_bytes()
+    }
+
+    fn batch(events: &[(u64, Option<&str>)]) -> BatchWrite {
+        BatchWrite {
+            tree_size: events.len() as u64,
+            events: events
+                .iter()
+                .map(|(i, s)| {
+                    (
+                        *i,
+                        StoredEvent {
+                            app: "billing".into(),
+                            salt: [*i as u8; 32],
+                            event: event_json(*s, "MARKER-actor"),
+                        },
+                    )
+                })
+                .collect(),
+            ..BatchWrite::default()
+        }
+    }
+
+    fn dump(store: &MemoryStore) -> Vec<u8> {
+        let mut all = Vec::new();
+        for space in [
+            RecordSpace::Sealed,
+            RecordSpace::DataKey,
+            RecordSpace::Erased,
+        ] {
+            for (k, v) in store.records(space).unwrap() {
+                all.extend(k);
+                all.extend(v);
+            }
+        }
+        all
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn events_are_stored_sealed_and_read_back_in_plaintext() {
+        let inner = Arc::new(MemoryStore::new());
+        let vault = Vault::new(inner.clone(), &MasterKey::from_bytes([1; 32]));
+        let b = batch(&[(0, Some("MARKER-subject")), (1, None)]);
+        vault.commit(&b).unwrap();
+        assert_eq!(inner.event(0).unwrap(), None, "no plaintext event stored");
+        let raw = dump(&inner);
+        for marker in ["MARKER-subject", "MARKER-actor", "MARKER-context"] {
+            assert!(!contains(&raw, marker.as_bytes()), "{marker} in plaintext");
+        }
+        assert_eq!(vault.event(0).unwrap(), Some(b.events[0].1.clone()));
+        assert_eq!(vault.event(1).unwrap(), Some(b.events[1].1.clone()));
+        // A fresh vault (new process) unwraps the stored keys.
+        let again = Vault::new(inner.clone(), &MasterKey::from_bytes([1; 32]));
+        assert_eq!(again.event(0).unwrap(), Some(b.events[0].1.clone()));
+        let wrong = Vault::new(inner, &MasterKey::from_bytes([2; 32]));
+        assert!(wrong.event(0).is_err());
+    }
+
+    #[test]
+    fn index_terms_find_events_without_plaintext() {
+        let inner = Arc::new(MemoryStore::new());
+        let vault = Vault::new(inner, &MasterKey::from_bytes([1; 32]));
+        vault
+            .commit(&batch(&[
+                (0, Some("alice")),
+                (1, Some("bob")),
+                (2, Some("alice")),
+            ]))
+            .unwrap();
+        let alice = vault.term(Field::Subject, "alice");
+        assert_eq!(vault.scan(&alice, u64::MAX, 10).unwrap(), vec![2, 0]);
+        let actor = vault.term(Field::Actor, "MARKER-actor");
+        assert_eq!(vault.scan(&actor, u64::MAX, 10).unwrap(), vec![2, 1, 0]);
+    }
+
+    #[test]
+    fn erasing_a_subject_destroys_its_key_bodies_and_index_entries() {
+        let inner = Arc::new(MemoryStore::new());
+        let vault = Vault::new(inner.clone(), &MasterKey::from_bytes([1; 32]));
+        vault
+            .commit(&batch(&[(0, Some("alice")), (1, Some("bob")), (2, None)]))
+            .unwrap();
+        let sealed_alice = inner.record(RecordSpace::Sealed, &be(0)).unwrap().unwrap();
+        let tomb = Tombstone {
+            erased_at: "2026-11-25T10:00:00.000Z".into(),
+            reason: "GDPR art. 17 request".into(),
+            cause: "erasure".into(),
+            by: "ops".into(),
+        };
+        let out = vault.erase(Some("alice"), &[], &tomb).unwrap();
+        assert_eq!(out.erased, vec![0]);
+        assert_eq!(out.keys_destroyed, 1);
+        assert_eq!(vault.event(0).unwrap(), None);
+        assert_eq!(vault.tombstone(0).unwrap(), Some(tomb.clone()));
+        assert!(
+            vault
+                .scan(&vault.term(Field::Subject, "alice"), u64::MAX, 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            vault
+                .scan(&vault.term(Field::Actor, "MARKER-actor"), u64::MAX, 10)
+                .unwrap(),
+            vec![2, 1]
+        );
+        // Even a copy of the sealed body kept elsewhere no longer opens:
+        // its key is gone from the store.
+        let (key_id, _) = decode_sealed(&sealed_alice).unwrap();
+        assert_eq!(inner.record(RecordSpace::DataKey, key_id).unwrap(), None);
+        assert!(vault.event(1).unwrap().is_some());
+        // Erasing by index leaves the shared day key but destroys the body.
+        let out = vault.erase(None, &[2, 0], &tomb).unwrap();
+        assert_eq!(out.erased, vec![2], "already erased events are skipped");
+        assert_eq!(vault.event(2).unwrap(), None);
+        assert!(vault.event(1).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_log_refuses_a_missing_or_wrong_master_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = MemoryStore::new();
+        let (key, origin) = open_master_key(&data, &store, None, None).unwrap();
+        let path = dir.path().join("data.master.key");
+        assert_eq!(origin, MasterKeyOrigin::Created(path.clone()));
+        let (again, origin) = open_master_key(&data, &store, None, None).unwrap();
+        assert_eq!(origin, MasterKeyOrigin::File(path.clone()));
+        assert_eq!(again.check_value(), key.check_value());
+        let other = MasterKey::generate().unwrap().to_hex();
+        let err = open_master_key(&data, &store, Some(&other), None).unwrap_err();
+        assert!(err.to_string().contains("not this log's"), "{err}");
+        assert!(open_master_key(&data, &store, Some(&key.to_hex()), None).is_ok());
+        fs::remove_file(&path).unwrap();
+        let err = open_master_key(&data, &store, None, None).unwrap_err();
+        assert!(err.to_string().contains("was not found"), "{err}");
+        assert!(!path.exists(), "no new key is made for an existing log");
+    }
+}
