@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bundle;
 pub mod client;
 pub mod config;
 pub mod crypto;
@@ -22,6 +23,7 @@ pub mod event;
 pub mod lifecycle;
 pub mod merkle;
 pub mod note;
+pub mod search;
 pub mod sequencer;
 pub mod server;
 pub mod store;

@@ -5,6 +5,7 @@
 //! well as through a real socket. Every error goes through [`ApiError`].
 
 mod admin;
+mod audit;
 mod error;
 mod read;
 mod write;
@@ -100,6 +101,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/keys/{id}", delete(admin::revoke_key))
         .layer(DefaultBodyLimit::max(limits.max_other_body));
+    let auditor = Router::new()
+        .route("/v1/events", get(audit::search_events))
+        .route("/v1/events/{index}", get(audit::get_event))
+        .route("/v1/events/{index}/tlog-proof", get(audit::tlog_proof))
+        .route("/v1/export", get(audit::export));
     let write = Router::new()
         .route("/v1/events", post(write::submit_events))
         .layer(DefaultBodyLimit::max(limits.max_events_body));
@@ -107,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .merge(public)
         .merge(admin)
         .merge(write)
+        .merge(auditor)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
