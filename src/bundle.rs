@@ -191,8 +191,45 @@ struct EventFields {
     inclusion_proof: Option<Vec<String>>,
 }
 
-/// Checks one event against the checkpoint, given its proof.
-fn verify_event(f: &EventFields, path: &[Hash], cp: &Checkpoint) -> Result<(), String> {
+/// Checks that an event answers the header's query: each equality filter
+/// and the receive-time range.
+fn matches_query(f: &EventFields, record: &LeafRecord, query: &Value) -> Result<(), String> {
+    let fields = [
+        ("subject", &f.event["subject"]),
+        ("actor", &f.event["actor"]["id"]),
+        ("action", &f.event["action"]),
+        ("resource", &f.event["resource"]["id"]),
+    ];
+    for (name, have) in fields {
+        if let Some(want) = query[name].as_str()
+            && have.as_str() != Some(want)
+        {
+            return Err(format!(
+                "the event does not match the bundle's query ({name})"
+            ));
+        }
+    }
+    if let Some(app) = query["app"].as_str()
+        && record.app != app
+    {
+        return Err("the event does not match the bundle's query (app)".into());
+    }
+    let bound = |name: &str| -> Result<Option<i64>, String> {
+        query[name]
+            .as_str()
+            .map(|t| event::parse_rfc3339_ms(t).map_err(|e| format!("query {name}: {e}")))
+            .transpose()
+    };
+    if bound("since")?.is_some_and(|s| record.received_ms < s)
+        || bound("until")?.is_some_and(|u| record.received_ms >= u)
+    {
+        return Err("the event's receive time is outside the bundle's query".into());
+    }
+    Ok(())
+}
+
+/// Checks one event against the checkpoint, given its proof; returns its leaf.
+fn verify_event(f: &EventFields, path: &[Hash], cp: &Checkpoint) -> Result<LeafRecord, String> {
     let salt: [u8; 32] = hex::decode(&f.salt)
         .ok()
         .and_then(|b| b.try_into().ok())
@@ -231,7 +268,8 @@ fn verify_event(f: &EventFields, path: &[Hash], cp: &Checkpoint) -> Result<(), S
             "inclusion proof of leaf {} does not lead to the signed root: {e}",
             f.index
         )
-    })
+    })?;
+    Ok(record)
 }
 
 fn hashes(list: &[String]) -> Result<Vec<Hash>, String> {
@@ -242,7 +280,8 @@ fn hashes(list: &[String]) -> Result<Vec<Hash>, String> {
 
 /// Verifies an NDJSON evidence bundle offline with the log's verifier keys.
 pub fn verify_bundle(text: &str, verifiers: &[&dyn NoteVerifier]) -> Result<Verified, BundleError> {
-    let mut lines = text.split('\n').enumerate().map(|(i, l)| (i + 1, l));
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let mut lines = body.split('\n').enumerate().map(|(i, l)| (i + 1, l));
     let (n, first) = lines.next().ok_or_else(|| fail(1, "the file is empty"))?;
     let header: Value =
         serde_json::from_str(first).map_err(|e| fail(n, format!("not JSON: {e}")))?;
@@ -266,16 +305,14 @@ pub fn verify_bundle(text: &str, verifiers: &[&dyn NoteVerifier]) -> Result<Veri
         ));
     }
     let mut indexes = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut ended = false;
     for (n, l) in lines {
         if ended {
-            if l.is_empty() {
-                continue;
-            }
             return Err(fail(n, "content after the end line"));
         }
         if l.is_empty() {
-            return Err(fail(n, "empty line before the end line"));
+            return Err(fail(n, "an empty line"));
         }
         let v: Value = serde_json::from_str(l).map_err(|e| fail(n, format!("not JSON: {e}")))?;
         match v["type"].as_str() {
@@ -284,7 +321,11 @@ pub fn verify_bundle(text: &str, verifiers: &[&dyn NoteVerifier]) -> Result<Veri
                     .map_err(|e| fail(n, format!("malformed event line: {e}")))?;
                 let path =
                     hashes(f.inclusion_proof.as_deref().unwrap_or(&[])).map_err(|m| fail(n, m))?;
-                verify_event(&f, &path, &cp).map_err(|m| fail(n, m))?;
+                let record = verify_event(&f, &path, &cp).map_err(|m| fail(n, m))?;
+                matches_query(&f, &record, &header["query"]).map_err(|m| fail(n, m))?;
+                if !seen.insert(f.index) {
+                    return Err(fail(n, format!("leaf {} appears twice", f.index)));
+                }
                 indexes.push(f.index);
             }
             Some("end") => {

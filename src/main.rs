@@ -34,6 +34,15 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Verify an evidence bundle (NDJSON from /v1/export) or a tlog-proof
+    /// file offline, with the log's verifier keys.
+    VerifyBundle {
+        /// The bundle or .tlog-proof file.
+        file: PathBuf,
+        /// A verifier key of the log (give each key that must have signed).
+        #[arg(long = "vkey", required = true)]
+        vkeys: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -177,12 +186,43 @@ fn main() -> anyhow::Result<()> {
             println!("ecdsa   {}", vkeys.ecdsa);
             println!("ed25519 {}", vkeys.ed25519);
         }
+        Command::VerifyBundle { file, vkeys } => verify_bundle(&file, &vkeys)?,
         Command::Keys { command } => {
             let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
             rt.block_on(keys_command(command))?;
         }
     }
     Ok(())
+}
+
+fn verify_bundle(file: &std::path::Path, vkeys: &[String]) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("couldn't read {}", file.display()))?;
+    let verifiers = vkeys
+        .iter()
+        .map(|k| veritrail::note::parse_verifier_key(k).with_context(|| format!("--vkey {k}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let refs: Vec<&dyn veritrail::note::NoteVerifier> =
+        verifiers.iter().map(|v| v.as_ref()).collect();
+    let result = if text.starts_with(veritrail::bundle::TLOG_PROOF_HEADER) {
+        veritrail::bundle::verify_tlog_proof(&text, &refs)
+    } else {
+        veritrail::bundle::verify_bundle(&text, &refs)
+    };
+    match result {
+        Ok(v) => {
+            println!(
+                "OK: {} event(s) of {} verified against a checkpoint of size {} signed by {} key(s)",
+                v.indexes.len(),
+                v.origin,
+                v.tree_size,
+                refs.len()
+            );
+            Ok(())
+        }
+        Err(e) if e.line == 0 => bail!("{}: verification FAILED: {}", file.display(), e.message),
+        Err(e) => bail!("{}: verification FAILED at {e}", file.display()),
+    }
 }
 
 async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
