@@ -23,6 +23,7 @@ pub mod event;
 pub mod lifecycle;
 pub mod merkle;
 pub mod note;
+pub mod retention;
 pub mod search;
 pub mod sequencer;
 pub mod server;

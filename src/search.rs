@@ -241,7 +241,7 @@ mod tests {
     /// A vault with `n` events: subject `s{i % 3}`, actor `a{i % 2}`.
     fn log(n: usize) -> Arc<Vault> {
         let inner = Arc::new(MemoryStore::new());
-        let vault = Arc::new(Vault::new(inner, &MasterKey::from_bytes([5; 32])));
+        let vault = Arc::new(Vault::new(inner, &MasterKey::from_bytes([5; 32])).unwrap());
         let keys = crate::note::keys::LogKeys::generate().unwrap();
         let signers = keys.signers("example.com/log").unwrap();
         let signer = Arc::new(CheckpointSigner {

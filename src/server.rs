@@ -92,7 +92,11 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             crate::vault::MASTER_KEY_ENV
         ),
     }
-    let vault = Arc::new(crate::vault::Vault::new(raw, &master));
+    let keyring = crate::vault::KeyringHome::File(config.data.join(crate::vault::KEYRING_FILE));
+    let vault = Arc::new(
+        crate::vault::Vault::open(raw, &master, keyring)
+            .map_err(|e| ServeError::Io(e.to_string()))?,
+    );
     let store: Arc<dyn Store> = vault.clone();
     let view = Arc::new(LogView::new(opened.published, opened.edge.size()));
     let sequencer = Sequencer::start(
@@ -125,6 +129,10 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         metrics,
         checkpoint_interval: config.sequencer.checkpoint_interval,
     };
+    tokio::spawn(api::retention_loop(
+        state.clone(),
+        config.retention_interval,
+    ));
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServeError::Io(format!("couldn't listen on {}: {e}", config.listen)))?;

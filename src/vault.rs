@@ -40,6 +40,11 @@ use crate::store::{
 };
 use crate::tiles;
 
+mod keyring;
+
+use keyring::Keyring;
+pub use keyring::{KEYRING_FILE, KeyringHome};
+
 /// Meta record holding the master key's check value.
 const KEY_CHECK_RECORD: &[u8] = b"master_key_check";
 /// Environment variable holding the master key itself (hex or base64).
@@ -101,11 +106,16 @@ pub struct ErasureOutcome {
 /// The encrypting, indexing store.
 pub struct Vault {
     inner: Arc<dyn Store>,
-    wrap: DataKey,
     index_key: IndexKey,
-    /// Unwrapped data keys by id. The mutex also serialises commits with
-    /// erasures, so a key is never re-created while it is being destroyed.
-    keys: Mutex<HashMap<Vec<u8>, DataKey>>,
+    /// The keyring and the unwrapped data keys. The mutex also serialises
+    /// commits with erasures, so a key is never re-created while it is
+    /// being destroyed, and with key rotations.
+    keys: Mutex<KeyState>,
+}
+
+struct KeyState {
+    keyring: Keyring,
+    cache: HashMap<Vec<u8>, DataKey>,
 }
 
 fn be(index: u64) -> Vec<u8> {
@@ -140,17 +150,31 @@ fn decode_sealed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
 }
 
 impl Vault {
-    /// A vault over `inner` with keys derived from `master`.
-    pub fn new(inner: Arc<dyn Store>, master: &MasterKey) -> Vault {
-        Vault {
+    /// A vault over `inner` with keys derived from `master`, whose keyring
+    /// lives at `home` (created if the store has none yet).
+    pub fn open(
+        inner: Arc<dyn Store>,
+        master: &MasterKey,
+        home: KeyringHome,
+    ) -> Result<Vault, VaultError> {
+        let keyring = Keyring::open(home, master.wrap_key(), inner.as_ref())?;
+        Ok(Vault {
             inner,
-            wrap: master.wrap_key(),
             index_key: master.index_key(),
-            keys: Mutex::new(HashMap::new()),
-        }
+            keys: Mutex::new(KeyState {
+                keyring,
+                cache: HashMap::new(),
+            }),
+        })
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, HashMap<Vec<u8>, DataKey>>, StoreError> {
+    /// A vault keeping its keyring in the store itself: for stores that
+    /// keep no stale copies of overwritten values (tests, in memory).
+    pub fn new(inner: Arc<dyn Store>, master: &MasterKey) -> Result<Vault, VaultError> {
+        Vault::open(inner, master, KeyringHome::Store)
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, KeyState>, StoreError> {
         self.keys
             .lock()
             .map_err(|_| StoreError::Backend("vault key cache lock poisoned".into()))
@@ -195,25 +219,51 @@ impl Vault {
     }
 
     /// The data key `id`, from the cache or the store; `None` once destroyed.
-    fn load_key(
-        &self,
-        cache: &mut HashMap<Vec<u8>, DataKey>,
-        id: &[u8],
-    ) -> Result<Option<DataKey>, StoreError> {
-        if let Some(k) = cache.get(id) {
+    fn load_key(&self, st: &mut KeyState, id: &[u8]) -> Result<Option<DataKey>, StoreError> {
+        if let Some(k) = st.cache.get(id) {
             return Ok(Some(k.clone()));
         }
         let Some(wrapped) = self.inner.record(RecordSpace::DataKey, id)? else {
             return Ok(None);
         };
-        let key = self.wrap.unwrap_key(id, &wrapped).map_err(|e| {
-            StoreError::Corrupt(format!(
-                "data key {} does not unwrap: {e}",
-                String::from_utf8_lossy(id)
-            ))
+        let key = st.keyring.unwrap(id, &wrapped).map_err(|e| {
+            StoreError::Corrupt(format!("data key {}: {e}", String::from_utf8_lossy(id)))
         })?;
-        cache.insert(id.to_vec(), key.clone());
+        st.cache.insert(id.to_vec(), key.clone());
         Ok(Some(key))
+    }
+
+    /// Commits `batch`, which destroys the data keys `destroyed`, together
+    /// with a key rotation, so that no stale copy of those keys anywhere in
+    /// the data directory opens any more (see `keyring`).
+    fn commit_destroying(
+        &self,
+        st: &mut KeyState,
+        mut batch: RecordBatch,
+        destroyed: &BTreeSet<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        for id in destroyed {
+            st.cache.remove(id);
+        }
+        if destroyed.is_empty() {
+            return self.inner.commit_records(&batch);
+        }
+        let next = st
+            .keyring
+            .prepare_rotation(self.inner.as_ref(), &mut batch, destroyed)?;
+        if let Err(e) = self.inner.commit_records(&batch) {
+            st.keyring.abort();
+            return Err(e);
+        }
+        st.keyring.finish(next)?;
+        Ok(())
+    }
+
+    /// Whether `stored` (a data key record's value, e.g. a copy found on
+    /// disk) opens with the current keyring.
+    pub fn can_open_data_key(&self, key_id: &[u8], stored: &[u8]) -> Result<(), VaultError> {
+        let st = self.lock()?;
+        st.keyring.unwrap(key_id, stored).map(|_| ())
     }
 
     /// The tombstone of an erased event.
@@ -252,7 +302,7 @@ impl Vault {
         indexes: &[u64],
         tombstone: &Tombstone,
     ) -> Result<ErasureOutcome, StoreError> {
-        let mut cache = self.lock()?;
+        let mut st = self.lock()?;
         let mut batch = RecordBatch::default();
         let mut all: BTreeSet<u64> = indexes.iter().copied().collect();
         if let Some(s) = subject {
@@ -266,7 +316,7 @@ impl Vault {
             if self.tombstone(index)?.is_some() {
                 continue;
             }
-            if let Some((stored, ev)) = self.open_event_locked(&mut cache, index)? {
+            if let Some((stored, ev)) = self.open_event_locked(&mut st, index)? {
                 for t in self.terms_of(&stored.app, &ev) {
                     batch.delete_index.push(index_entry(&t.0, index));
                 }
@@ -278,24 +328,45 @@ impl Vault {
                 .push((RecordSpace::Erased, be(index), value.clone()));
             outcome.erased.push(index);
         }
+        let mut destroyed = BTreeSet::new();
         if let Some(s) = subject {
             let id = self.subject_key_id(s);
             if self.inner.record(RecordSpace::DataKey, &id)?.is_some() {
                 batch.delete.push((RecordSpace::DataKey, id.clone()));
+                destroyed.insert(id);
                 outcome.keys_destroyed += 1;
             }
-            cache.remove(&id);
         }
-        self.inner.commit_records(&batch)?;
+        self.commit_destroying(&mut st, batch, &destroyed)?;
         Ok(outcome)
+    }
+
+    /// Destroys data keys (per-app-per-day keys whose events are all
+    /// erased); returns how many existed.
+    pub fn destroy_keys(&self, ids: &[Vec<u8>]) -> Result<usize, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut st = self.lock()?;
+        let mut batch = RecordBatch::default();
+        let mut destroyed = BTreeSet::new();
+        for id in ids {
+            if self.inner.record(RecordSpace::DataKey, id)?.is_some() {
+                batch.delete.push((RecordSpace::DataKey, id.clone()));
+                destroyed.insert(id.clone());
+            }
+        }
+        let n = destroyed.len();
+        self.commit_destroying(&mut st, batch, &destroyed)?;
+        Ok(n)
     }
 
     fn open_event_locked(
         &self,
-        cache: &mut HashMap<Vec<u8>, DataKey>,
+        st: &mut KeyState,
         index: u64,
     ) -> Result<Option<(StoredEvent, AuditEvent)>, StoreError> {
-        let Some(stored) = self.read_event(cache, index)? else {
+        let Some(stored) = self.read_event(st, index)? else {
             return Ok(None);
         };
         let parsed: AuditEvent = serde_json::from_slice(&stored.event).map_err(|e| {
@@ -304,17 +375,13 @@ impl Vault {
         Ok(Some((stored, parsed)))
     }
 
-    fn read_event(
-        &self,
-        cache: &mut HashMap<Vec<u8>, DataKey>,
-        index: u64,
-    ) -> Result<Option<StoredEvent>, StoreError> {
+    fn read_event(&self, st: &mut KeyState, index: u64) -> Result<Option<StoredEvent>, StoreError> {
         let Some(record) = self.inner.record(RecordSpace::Sealed, &be(index))? else {
             // Written before encryption at rest existed, or erased.
             return self.inner.event(index);
         };
         let (key_id, sealed) = decode_sealed(&record)?;
-        let Some(key) = self.load_key(cache, key_id)? else {
+        let Some(key) = self.load_key(st, key_id)? else {
             return Ok(None);
         };
         let plain = key
@@ -344,7 +411,7 @@ impl Store for Vault {
         if batch.events.is_empty() {
             return self.inner.commit(batch);
         }
-        let mut cache = self.lock()?;
+        let mut st = self.lock()?;
         let received = Vault::received_times(batch);
         let mut sealed = batch.clone();
         sealed.events = Vec::new();
@@ -358,15 +425,12 @@ impl Store for Vault {
             let key_id = self.key_id_for(&ev.app, parsed.as_ref(), received_ms);
             let key = match new_keys.iter().find(|(id, _)| *id == key_id) {
                 Some((_, k)) => k.clone(),
-                None => match self.load_key(&mut cache, &key_id)? {
+                None => match self.load_key(&mut st, &key_id)? {
                     Some(k) => k,
                     None => {
                         let k =
                             DataKey::generate().map_err(|e| StoreError::Backend(e.to_string()))?;
-                        let wrapped = self
-                            .wrap
-                            .wrap(&key_id, &k)
-                            .map_err(|e| StoreError::Backend(e.to_string()))?;
+                        let wrapped = st.keyring.wrap(&key_id, &k)?;
                         sealed
                             .records
                             .push((RecordSpace::DataKey, key_id.clone(), wrapped));
@@ -391,7 +455,7 @@ impl Store for Vault {
         }
         self.inner.commit(&sealed)?;
         // Only keys that are durable enter the cache.
-        cache.extend(new_keys);
+        st.cache.extend(new_keys);
         Ok(())
     }
 
@@ -416,8 +480,8 @@ impl Store for Vault {
     }
 
     fn event(&self, index: u64) -> Result<Option<StoredEvent>, StoreError> {
-        let mut cache = self.lock()?;
-        self.read_event(&mut cache, index)
+        let mut st = self.lock()?;
+        self.read_event(&mut st, index)
     }
 
     fn dedupe(&self, app: &str, id: &str) -> Result<Option<u64>, StoreError> {
@@ -625,7 +689,7 @@ mod tests {
     #[test]
     fn events_are_stored_sealed_and_read_back_in_plaintext() {
         let inner = Arc::new(MemoryStore::new());
-        let vault = Vault::new(inner.clone(), &MasterKey::from_bytes([1; 32]));
+        let vault = Vault::new(inner.clone(), &MasterKey::from_bytes([1; 32])).unwrap();
         let b = batch(&[(0, Some("MARKER-subject")), (1, None)]);
         vault.commit(&b).unwrap();
         assert_eq!(inner.event(0).unwrap(), None, "no plaintext event stored");
@@ -636,16 +700,15 @@ mod tests {
         assert_eq!(vault.event(0).unwrap(), Some(b.events[0].1.clone()));
         assert_eq!(vault.event(1).unwrap(), Some(b.events[1].1.clone()));
         // A fresh vault (new process) unwraps the stored keys.
-        let again = Vault::new(inner.clone(), &MasterKey::from_bytes([1; 32]));
+        let again = Vault::new(inner.clone(), &MasterKey::from_bytes([1; 32])).unwrap();
         assert_eq!(again.event(0).unwrap(), Some(b.events[0].1.clone()));
-        let wrong = Vault::new(inner, &MasterKey::from_bytes([2; 32]));
-        assert!(wrong.event(0).is_err());
+        assert!(Vault::new(inner, &MasterKey::from_bytes([2; 32])).is_err());
     }
 
     #[test]
     fn index_terms_find_events_without_plaintext() {
         let inner = Arc::new(MemoryStore::new());
-        let vault = Vault::new(inner, &MasterKey::from_bytes([1; 32]));
+        let vault = Vault::new(inner, &MasterKey::from_bytes([1; 32])).unwrap();
         vault
             .commit(&batch(&[
                 (0, Some("alice")),
@@ -662,7 +725,7 @@ mod tests {
     #[test]
     fn erasing_a_subject_destroys_its_key_bodies_and_index_entries() {
         let inner = Arc::new(MemoryStore::new());
-        let vault = Vault::new(inner.clone(), &MasterKey::from_bytes([1; 32]));
+        let vault = Vault::new(inner.clone(), &MasterKey::from_bytes([1; 32])).unwrap();
         vault
             .commit(&batch(&[(0, Some("alice")), (1, Some("bob")), (2, None)]))
             .unwrap();
@@ -700,6 +763,63 @@ mod tests {
         assert_eq!(out.erased, vec![2], "already erased events are skipped");
         assert_eq!(vault.event(2).unwrap(), None);
         assert!(vault.event(1).unwrap().is_some());
+    }
+
+    #[test]
+    fn destroying_a_key_rotates_the_keyring_file_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let master = MasterKey::from_bytes([4; 32]);
+        let path = dir.path().join(KEYRING_FILE);
+        let open = || Vault::open(inner.clone(), &master, KeyringHome::File(path.clone())).unwrap();
+        let vault = open();
+        vault
+            .commit(&batch(&[(0, Some("alice")), (1, Some("bob"))]))
+            .unwrap();
+        let first = fs::read(&path).unwrap();
+        let alice_key = inner
+            .record(RecordSpace::DataKey, &vault.subject_key_id("alice"))
+            .unwrap()
+            .unwrap();
+        let bob_key_before = inner
+            .record(RecordSpace::DataKey, &vault.subject_key_id("bob"))
+            .unwrap()
+            .unwrap();
+        let tomb = Tombstone {
+            erased_at: "t".into(),
+            reason: "r".into(),
+            cause: "erasure".into(),
+            by: "b".into(),
+        };
+        vault.erase(Some("alice"), &[], &tomb).unwrap();
+        assert_ne!(
+            fs::read(&path).unwrap(),
+            first,
+            "the keyring file was replaced"
+        );
+        assert!(!path.with_extension("new").exists());
+        // Old copies of both keys no longer open; bob's current one does.
+        assert!(
+            vault
+                .can_open_data_key(&vault.subject_key_id("alice"), &alice_key)
+                .is_err()
+        );
+        assert!(
+            vault
+                .can_open_data_key(&vault.subject_key_id("bob"), &bob_key_before)
+                .is_err()
+        );
+        assert!(vault.event(1).unwrap().is_some());
+        drop(vault);
+        // A leftover pending file of a rotation whose batch never landed is undone.
+        fs::write(path.with_extension("new"), "veritrail-keyring/v1 00 00\n").unwrap();
+        let again = open();
+        assert!(!path.with_extension("new").exists());
+        assert!(again.event(1).unwrap().is_some());
+        assert_eq!(again.event(0).unwrap(), None);
+        // Without the keyring file the log cannot be opened.
+        fs::remove_file(&path).unwrap();
+        assert!(Vault::open(inner.clone(), &master, KeyringHome::File(path.clone())).is_err());
     }
 
     #[test]

@@ -136,7 +136,9 @@ async fn bundles_verify_offline_and_name_the_tampered_line() {
     std::fs::write(&file, &p1).unwrap();
     let v = verify(&file, &[&ecdsa, &ed25519]);
     assert!(v.ok, "{}", v.out);
-    let p1_events = (0..20usize).filter(|i| !i.is_multiple_of(5) && i % 2 == 1).count();
+    let p1_events = (0..20usize)
+        .filter(|i| !i.is_multiple_of(5) && i % 2 == 1)
+        .count();
     assert!(
         v.out.contains(&format!("OK: {p1_events} event(s)")),
         "{}",

@@ -59,22 +59,53 @@ pub(super) struct Access<'a> {
     pub context: Value,
 }
 
-/// Appends `access` by `key` to the log and waits until it is durable.
+/// Who acted: an API key, or the log itself (retention).
+pub(super) struct Who {
+    name: String,
+    kind: &'static str,
+    detail: Value,
+}
+
+impl From<&ApiKeyRecord> for Who {
+    fn from(key: &ApiKeyRecord) -> Who {
+        Who {
+            name: key.name.clone(),
+            kind: "api_key",
+            detail: json!({ "key_id": key.id, "role": key.role }),
+        }
+    }
+}
+
+impl Who {
+    /// The log's own background work.
+    pub(super) fn service(name: &str) -> Who {
+        Who {
+            name: name.to_string(),
+            kind: "service",
+            detail: json!({}),
+        }
+    }
+}
+
+/// Appends `access` by `who` to the log and waits until it is durable.
 /// A value that is not valid in an event (e.g. an over-long subject) is
 /// the caller's bad input: 400.
 pub(super) async fn record_access(
     st: &AppState,
-    key: &ApiKeyRecord,
+    who: impl Into<Who>,
     access: Access<'_>,
 ) -> Result<EntryReceipt, ApiError> {
+    let who: Who = who.into();
+    let mut context = who.detail;
+    context["details"] = access.context;
     let mut raw = json!({
-        "actor": { "id": key.name, "type": "api_key" },
+        "actor": { "id": who.name, "type": who.kind },
         "action": access.action,
         "resource": { "type": access.resource.0, "id": access.resource.1 },
         "purpose": "audit",
         "outcome": access.outcome.as_str(),
         "occurred_at": event::format_rfc3339_ms(now_ms()),
-        "context": { "key_id": key.id, "role": key.role, "details": access.context },
+        "context": context,
     });
     if let Some(s) = access.subject {
         raw["subject"] = json!(s);
@@ -108,7 +139,7 @@ pub(super) async fn record_access(
         .ok_or_else(|| ApiError::internal("the sequencer returned no receipt"))
 }
 
-fn with_audit_header(mut resp: Response, receipt: &EntryReceipt) -> Response {
+pub(super) fn with_audit_header(mut resp: Response, receipt: &EntryReceipt) -> Response {
     resp.headers_mut()
         .insert(AUDIT_INDEX_HEADER, HeaderValue::from(receipt.index));
     resp.headers_mut()
@@ -527,7 +558,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_that_cannot_be_logged_returns_nothing() {
         let inner = Arc::new(MemoryStore::new());
-        let vault = Arc::new(Vault::new(inner.clone(), &MasterKey::from_bytes([9; 32])));
+        let vault = Arc::new(Vault::new(inner.clone(), &MasterKey::from_bytes([9; 32])).unwrap());
         let store: Arc<dyn Store> = vault.clone();
         let keys = LogKeys::generate().unwrap();
         let s = keys.signers("example.com/log").unwrap();

@@ -7,6 +7,7 @@
 mod admin;
 mod audit;
 mod error;
+mod governance;
 mod read;
 mod write;
 
@@ -24,6 +25,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use governance::retention_loop;
 
 use crate::auth::ApiKeys;
 use crate::event::EventLimits;
@@ -100,6 +102,24 @@ pub fn router(state: AppState) -> Router {
             post(admin::create_key).get(admin::list_keys),
         )
         .route("/v1/admin/keys/{id}", delete(admin::revoke_key))
+        .route("/v1/erasure", post(governance::erase))
+        .route(
+            "/v1/admin/retention",
+            post(governance::create_policy).get(governance::list_policies),
+        )
+        .route(
+            "/v1/admin/retention/{id}",
+            delete(governance::remove_policy),
+        )
+        .route(
+            "/v1/admin/retention/run",
+            post(governance::run_retention_now),
+        )
+        .route(
+            "/v1/admin/holds",
+            post(governance::create_hold).get(governance::list_holds),
+        )
+        .route("/v1/admin/holds/{id}", delete(governance::release_hold))
         .layer(DefaultBodyLimit::max(limits.max_other_body));
     let auditor = Router::new()
         .route("/v1/events", get(audit::search_events))
