@@ -149,6 +149,13 @@ fn decode_sealed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
     Ok((&bytes[1..1 + len], &bytes[1 + len..]))
 }
 
+fn open_sealed(key: &DataKey, index: u64, sealed: &[u8]) -> Result<StoredEvent, StoreError> {
+    let plain = key
+        .open(&event_aad(index), sealed)
+        .map_err(|e| StoreError::from(VaultError::Decrypt { index, source: e }))?;
+    StoredEvent::decode(&plain)
+}
+
 impl Vault {
     /// A vault over `inner` with keys derived from `master`, whose keyring
     /// lives at `home` (created if the store has none yet).
@@ -384,10 +391,7 @@ impl Vault {
         let Some(key) = self.load_key(st, key_id)? else {
             return Ok(None);
         };
-        let plain = key
-            .open(&event_aad(index), sealed)
-            .map_err(|e| StoreError::from(VaultError::Decrypt { index, source: e }))?;
-        StoredEvent::decode(&plain).map(Some)
+        open_sealed(&key, index, sealed).map(Some)
     }
 
     /// The receive times of the batch's leaves, from the bundles it writes.
@@ -480,8 +484,20 @@ impl Store for Vault {
     }
 
     fn event(&self, index: u64) -> Result<Option<StoredEvent>, StoreError> {
-        let mut st = self.lock()?;
-        self.read_event(&mut st, index)
+        // The lock is held only to find the key, so reads do not queue
+        // behind each other's decryption.
+        let Some(record) = self.inner.record(RecordSpace::Sealed, &be(index))? else {
+            return self.inner.event(index);
+        };
+        let (key_id, sealed) = decode_sealed(&record)?;
+        let key = {
+            let mut st = self.lock()?;
+            self.load_key(&mut st, key_id)?
+        };
+        match key {
+            Some(key) => open_sealed(&key, index, sealed).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn dedupe(&self, app: &str, id: &str) -> Result<Option<u64>, StoreError> {

@@ -204,7 +204,36 @@ async fn every_route_admits_exactly_its_roles_and_public_routes_show_only_commit
             200,
         ),
     ];
-    let routes = routes.into_iter().chain(admin_governance_routes());
+    // A hold and a policy to delete in the matrix.
+    let (hold_id, policy_id) = {
+        let h: Value = http()
+            .post(format!("{url}/v1/admin/holds"))
+            .bearer_auth(&admin)
+            .json(&json!({ "app": "held-app", "reason": "to release" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let p: Value = http()
+            .post(format!("{url}/v1/admin/retention"))
+            .bearer_auth(&admin)
+            .json(&json!({ "app": "gone-app", "keep_days": 1 }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            h["id"].as_str().unwrap().to_string(),
+            p["id"].as_str().unwrap().to_string(),
+        )
+    };
+    let routes = routes
+        .into_iter()
+        .chain(admin_governance_routes(&hold_id, &policy_id));
 
     let mut checked = 0;
     for r in routes {
@@ -244,7 +273,7 @@ async fn every_route_admits_exactly_its_roles_and_public_routes_show_only_commit
             checked += 1;
         }
     }
-    assert!(checked >= 19 * 6, "{checked}");
+    assert!(checked >= 27 * 6, "{checked}");
 
     // And the entry bundles (the leaves) carry only app, time and commitment.
     let bundle = common::get_bytes(&format!("{url}/tile/entries/000.p/2")).await;
@@ -264,6 +293,51 @@ async fn every_route_admits_exactly_its_roles_and_public_routes_show_only_commit
 
 /// Admin routes for retention, holds and erasure (each with a body that
 /// succeeds for an admin).
-fn admin_governance_routes() -> Vec<Route> {
-    Vec::new()
+fn admin_governance_routes(hold_id: &str, policy_id: &str) -> Vec<Route> {
+    vec![
+        route(
+            Method::POST,
+            "/v1/erasure",
+            Some(json!({ "indexes": [1], "reason": "matrix" })),
+            Class::Admin,
+            200,
+        ),
+        route(Method::GET, "/v1/admin/retention", None, Class::Admin, 200),
+        route(
+            Method::POST,
+            "/v1/admin/retention",
+            Some(json!({ "app": "clinic", "keep_days": 3650 })),
+            Class::Admin,
+            201,
+        ),
+        route(
+            Method::DELETE,
+            &format!("/v1/admin/retention/{policy_id}"),
+            None,
+            Class::Admin,
+            200,
+        ),
+        route(
+            Method::POST,
+            "/v1/admin/retention/run",
+            None,
+            Class::Admin,
+            200,
+        ),
+        route(Method::GET, "/v1/admin/holds", None, Class::Admin, 200),
+        route(
+            Method::POST,
+            "/v1/admin/holds",
+            Some(json!({ "subject": "SUBJECT-SECRET-7", "reason": "matrix" })),
+            Class::Admin,
+            201,
+        ),
+        route(
+            Method::DELETE,
+            &format!("/v1/admin/holds/{hold_id}"),
+            None,
+            Class::Admin,
+            200,
+        ),
+    ]
 }
