@@ -8,11 +8,10 @@
 //! Subject holds store the subject's pseudonym (its index term), never the
 //! subject.
 //!
-//! Events without a subject share a per-app-per-day data key. When a run
-//! erases every event of such a day (the policy covers the whole app, the
-//! day is wholly past the cutoff and no hold kept any event of it), the
-//! day's key is destroyed too, so even stale copies of the bodies that the
-//! storage engine may still hold on disk no longer open.
+//! Erasing goes through [`Vault::erase`], which destroys each data key
+//! whose events are all gone (a whole expired day of an app, a whole month
+//! of a subject) and replaces the others, so no stale copy of an expired
+//! body opens any more.
 //!
 //! Invariant: nothing held is ever planned for erasure; leaves, tiles and
 //! checkpoints are never touched (erasure goes through [`Vault::erase`]).
@@ -23,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::Field;
 use crate::event::format_rfc3339_ms;
-use crate::search::{first_received_at_or_after, leaf_at};
+use crate::search::first_received_at_or_after;
 use crate::store::{RecordBatch, RecordSpace, Store, StoreError};
 use crate::vault::{Tombstone, Vault};
 
@@ -76,8 +75,6 @@ pub struct Plan {
     pub erase: Vec<u64>,
     /// Events kept because of a hold: (index, hold id).
     pub held: Vec<(u64, String)>,
-    /// Per-app-per-day data keys to destroy once `erase` is done.
-    pub day_keys: Vec<Vec<u8>>,
 }
 
 fn policy_key(id: &str) -> Vec<u8> {
@@ -229,7 +226,6 @@ pub fn plan_retention(vault: &Vault, size: u64, now_ms: i64) -> Result<Plan, Sto
     let held = Held::load(vault)?;
     let mut erase = BTreeSet::new();
     let mut plan = Plan::default();
-    let mut day_keys = BTreeSet::new();
     for p in policies(vault)? {
         let cutoff = now_ms.saturating_sub(i64::from(p.keep_days) * DAY_MS);
         let hi = first_received_at_or_after(vault, size, cutoff)?;
@@ -243,71 +239,44 @@ pub fn plan_retention(vault: &Vault, size: u64, now_ms: i64) -> Result<Plan, Sto
             }
             (None, None) => (0..hi).rev().collect(),
         };
-        // Days of this policy's app in which some event was kept.
-        let mut kept_days = BTreeSet::new();
-        let mut touched_days = BTreeSet::new();
-        let mut complete = true;
         for index in candidates {
             if erase.len() >= MAX_PER_RUN {
-                complete = false;
                 break;
             }
             if erase.contains(&index) || vault.tombstone(index)?.is_some() {
                 continue;
             }
-            let Some((stored, ev)) = vault.open_event(index)? else {
+            let Some((_, ev)) = vault.open_event(index)? else {
                 continue;
             };
             if p.action.as_deref().is_some_and(|a| a != ev.action) {
                 continue;
             }
-            let day = format_rfc3339_ms(leaf_at(vault, index)?.1.received_ms)[..10].to_string();
-            let shares_day_key = ev.subject.is_none();
-            if shares_day_key {
-                touched_days.insert((stored.app.clone(), day.clone()));
-            }
             match held.hold_on(vault, index)? {
-                Some(h) => {
-                    if shares_day_key {
-                        kept_days.insert((stored.app.clone(), day));
-                    }
-                    plan.held.push((index, h));
-                }
+                Some(h) => plan.held.push((index, h)),
                 None => {
                     erase.insert(index);
                 }
             }
         }
-        // A whole subject-less day of an app-wide policy, wholly past the
-        // cutoff, with nothing held: its key goes too.
-        if complete && p.app.is_some() && p.action.is_none() {
-            let cutoff_day = format_rfc3339_ms(cutoff)[..10].to_string();
-            for (app, day) in touched_days {
-                if day < cutoff_day && !kept_days.contains(&(app.clone(), day.clone())) {
-                    day_keys.insert(format!("d/{app}/{day}").into_bytes());
-                }
-            }
-        }
     }
     plan.erase = erase.into_iter().collect();
-    plan.day_keys = day_keys.into_iter().collect();
     Ok(plan)
 }
 
-/// Carries out a retention plan.
-pub fn apply_retention(vault: &Vault, plan: &Plan, now_ms: i64) -> Result<usize, StoreError> {
+/// Carries out a retention plan, in one erasure (one key rotation).
+pub fn apply_retention(
+    vault: &Vault,
+    plan: &Plan,
+    now_ms: i64,
+) -> Result<crate::vault::ErasureOutcome, StoreError> {
     let tomb = Tombstone {
         erased_at: format_rfc3339_ms(now_ms),
         reason: "retention period expired".into(),
         cause: "retention".into(),
         by: "retention".into(),
     };
-    let mut erased = 0;
-    for chunk in plan.erase.chunks(1000) {
-        erased += vault.erase(None, chunk, &tomb)?.erased.len();
-    }
-    vault.destroy_keys(&plan.day_keys)?;
-    Ok(erased)
+    vault.erase(None, &plan.erase, &tomb)
 }
 
 #[cfg(test)]
@@ -419,8 +388,9 @@ mod tests {
         assert_eq!(plan.erase, vec![0, 1]);
         assert_eq!(plan.held, vec![(2, "h1".to_string())]);
         let day1 = &format_rfc3339_ms(T0)[..10];
-        assert_eq!(plan.day_keys, vec![format!("d/clinic/{day1}").into_bytes()]);
-        assert_eq!(apply_retention(&vault, &plan, now).unwrap(), 2);
+        let out = apply_retention(&vault, &plan, now).unwrap();
+        assert_eq!(out.erased, vec![0, 1]);
+        assert_eq!((out.keys_destroyed, out.keys_replaced), (1, 0));
         assert!(!has_key(&vault, &format!("d/clinic/{day1}")));
         assert!(has_key(&vault, &format!("d/lab/{day1}")));
         assert!(vault.event(2).unwrap().is_some(), "held");

@@ -99,8 +99,10 @@ pub struct Tombstone {
 pub struct ErasureOutcome {
     /// Leaf indexes whose bodies and salts are gone (newly erased).
     pub erased: Vec<u64>,
-    /// Data keys destroyed.
+    /// Data keys destroyed (no live event was left under them).
     pub keys_destroyed: usize,
+    /// Data keys replaced (their live events were re-sealed under a new key).
+    pub keys_replaced: usize,
 }
 
 /// The encrypting, indexing store.
@@ -147,6 +149,14 @@ fn decode_sealed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
         return Err(StoreError::Corrupt("sealed event is truncated".into()));
     }
     Ok((&bytes[1..1 + len], &bytes[1 + len..]))
+}
+
+/// Unix ms of the first instant of the month after `month` (`YYYY-MM`).
+fn next_month_ms(month: &str) -> Option<i64> {
+    let (y, m) = month.split_once('-')?;
+    let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
+    let (y, m) = if m >= 12 { (y + 1, 1) } else { (y, m + 1) };
+    crate::event::parse_rfc3339_ms(&format!("{y:04}-{m:02}-01T00:00:00Z")).ok()
 }
 
 fn open_sealed(key: &DataKey, index: u64, sealed: &[u8]) -> Result<StoredEvent, StoreError> {
@@ -211,18 +221,15 @@ impl Vault {
         terms
     }
 
+    /// The data key of an event: per subject and receive month, or (no
+    /// subject) per app and receive day. Small key scopes keep the cost of
+    /// replacing a key (when some of its events are erased) bounded.
     fn key_id_for(&self, app: &str, ev: Option<&AuditEvent>, received_ms: i64) -> Vec<u8> {
+        let day = crate::event::format_rfc3339_ms(received_ms);
         match ev.and_then(|e| e.subject.as_deref()) {
-            Some(s) => self.subject_key_id(s),
-            None => {
-                let day = crate::event::format_rfc3339_ms(received_ms);
-                format!("d/{app}/{}", &day[..10]).into_bytes()
-            }
+            Some(s) => format!("s/{}/{}", self.subject_pseudonym(s), &day[..7]).into_bytes(),
+            None => format!("d/{app}/{}", &day[..10]).into_bytes(),
         }
-    }
-
-    fn subject_key_id(&self, subject: &str) -> Vec<u8> {
-        format!("s/{}", self.subject_pseudonym(subject)).into_bytes()
     }
 
     /// The data key `id`, from the cache or the store; `None` once destroyed.
@@ -248,21 +255,23 @@ impl Vault {
         st: &mut KeyState,
         mut batch: RecordBatch,
         destroyed: &BTreeSet<Vec<u8>>,
+        replaced: HashMap<Vec<u8>, DataKey>,
     ) -> Result<(), StoreError> {
-        for id in destroyed {
+        for id in destroyed.iter().chain(replaced.keys()) {
             st.cache.remove(id);
         }
-        if destroyed.is_empty() {
+        if destroyed.is_empty() && replaced.is_empty() {
             return self.inner.commit_records(&batch);
         }
-        let next = st
-            .keyring
-            .prepare_rotation(self.inner.as_ref(), &mut batch, destroyed)?;
+        let next =
+            st.keyring
+                .prepare_rotation(self.inner.as_ref(), &mut batch, destroyed, &replaced)?;
         if let Err(e) = self.inner.commit_records(&batch) {
             st.keyring.abort();
             return Err(e);
         }
         st.keyring.finish(next)?;
+        st.cache.extend(replaced);
         Ok(())
     }
 
@@ -300,9 +309,14 @@ impl Vault {
         self.inner.index_scan(&term.0, below, limit)
     }
 
-    /// Destroys the bodies and salts of `indexes`, their index entries and,
-    /// for `subject`, the subject's data key; writes a tombstone for each.
-    /// Events already erased are skipped. One atomic, durable change.
+    /// Destroys the bodies and salts of `indexes` and of every event of
+    /// `subject`, and their index entries; writes a tombstone for each.
+    /// Events already erased are skipped. Then every data key that sealed
+    /// an erased event is either destroyed (no live event is left under
+    /// it) or replaced (the live events under it are re-sealed with a new
+    /// key), and the keyring rotates, so that no copy of an erased body
+    /// left anywhere in the data directory opens any more. One atomic,
+    /// durable change.
     pub fn erase(
         &self,
         subject: Option<&str>,
@@ -319,9 +333,13 @@ impl Vault {
         let value = serde_json::to_vec(tombstone)
             .map_err(|e| StoreError::Corrupt(format!("tombstone: {e}")))?;
         let mut outcome = ErasureOutcome::default();
+        let mut affected: BTreeSet<Vec<u8>> = BTreeSet::new();
         for &index in &all {
             if self.tombstone(index)?.is_some() {
                 continue;
+            }
+            if let Some(record) = self.inner.record(RecordSpace::Sealed, &be(index))? {
+                affected.insert(decode_sealed(&record)?.0.to_vec());
             }
             if let Some((stored, ev)) = self.open_event_locked(&mut st, index)? {
                 for t in self.terms_of(&stored.app, &ev) {
@@ -335,37 +353,93 @@ impl Vault {
                 .push((RecordSpace::Erased, be(index), value.clone()));
             outcome.erased.push(index);
         }
+        let erased: BTreeSet<u64> = outcome.erased.iter().copied().collect();
         let mut destroyed = BTreeSet::new();
-        if let Some(s) = subject {
-            let id = self.subject_key_id(s);
-            if self.inner.record(RecordSpace::DataKey, &id)?.is_some() {
-                batch.delete.push((RecordSpace::DataKey, id.clone()));
-                destroyed.insert(id);
+        let mut replaced = HashMap::new();
+        for key_id in affected {
+            let Some(old) = self.load_key(&mut st, &key_id)? else {
+                continue;
+            };
+            let live = self.live_events_under(&key_id, &erased)?;
+            if live.is_empty() {
+                batch.delete.push((RecordSpace::DataKey, key_id.clone()));
+                destroyed.insert(key_id);
                 outcome.keys_destroyed += 1;
+                continue;
             }
+            let new = DataKey::generate().map_err(|e| StoreError::Backend(e.to_string()))?;
+            for (index, sealed) in live {
+                let plain = open_sealed(&old, index, &sealed)?;
+                let body = new
+                    .seal(&event_aad(index), &plain.encode())
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                batch.put.push((
+                    RecordSpace::Sealed,
+                    be(index),
+                    encode_sealed(&key_id, &body),
+                ));
+            }
+            outcome.keys_replaced += 1;
+            replaced.insert(key_id, new);
         }
-        self.commit_destroying(&mut st, batch, &destroyed)?;
+        self.commit_destroying(&mut st, batch, &destroyed, replaced)?;
         Ok(outcome)
     }
 
-    /// Destroys data keys (per-app-per-day keys whose events are all
-    /// erased); returns how many existed.
-    pub fn destroy_keys(&self, ids: &[Vec<u8>]) -> Result<usize, StoreError> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let mut st = self.lock()?;
-        let mut batch = RecordBatch::default();
-        let mut destroyed = BTreeSet::new();
-        for id in ids {
-            if self.inner.record(RecordSpace::DataKey, id)?.is_some() {
-                batch.delete.push((RecordSpace::DataKey, id.clone()));
-                destroyed.insert(id.clone());
+    /// The events still sealed under `key_id` (not in `erasing`), with
+    /// their sealed bodies. A key seals one subject's events of one month,
+    /// or one app's subject-less events of one day, so this reads at most
+    /// that many.
+    fn live_events_under(
+        &self,
+        key_id: &[u8],
+        erasing: &BTreeSet<u64>,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let text = String::from_utf8_lossy(key_id).into_owned();
+        let parts: Vec<&str> = text.split('/').collect();
+        let (term, period_start, period_end) = match parts.as_slice() {
+            ["s", pseudonym, month] => {
+                let mut t = [0u8; 33];
+                t[0] = Field::Subject.tag();
+                let raw = hex::decode(pseudonym)
+                    .map_err(|_| StoreError::Corrupt(format!("data key id {text}")))?;
+                if raw.len() != 32 {
+                    return Err(StoreError::Corrupt(format!("data key id {text}")));
+                }
+                t[1..].copy_from_slice(&raw);
+                let start = crate::event::parse_rfc3339_ms(&format!("{month}-01T00:00:00Z"))
+                    .map_err(|e| StoreError::Corrupt(format!("data key id {text}: {e}")))?;
+                let end = next_month_ms(month)
+                    .ok_or_else(|| StoreError::Corrupt(format!("data key id {text}")))?;
+                (Term(t), start, end)
+            }
+            ["d", app, day] => {
+                let start = crate::event::parse_rfc3339_ms(&format!("{day}T00:00:00Z"))
+                    .map_err(|e| StoreError::Corrupt(format!("data key id {text}: {e}")))?;
+                (self.term(Field::App, app), start, start + 86_400_000)
+            }
+            _ => return Err(StoreError::Corrupt(format!("unknown data key id {text}"))),
+        };
+        let size = self.inner.tree_size()?;
+        let inner = self.inner.as_ref();
+        let lo = crate::search::first_received_at_or_after(inner, size, period_start)?;
+        let hi = crate::search::first_received_at_or_after(inner, size, period_end)?;
+        let mut live = Vec::new();
+        for index in self.inner.index_scan(&term.0, hi, usize::MAX)? {
+            if index < lo {
+                break;
+            }
+            if erasing.contains(&index) {
+                continue;
+            }
+            if let Some(record) = self.inner.record(RecordSpace::Sealed, &be(index))?
+                && decode_sealed(&record)?.0 == key_id
+            {
+                let sealed = decode_sealed(&record)?.1.to_vec();
+                live.push((index, sealed));
             }
         }
-        let n = destroyed.len();
-        self.commit_destroying(&mut st, batch, &destroyed)?;
-        Ok(n)
+        Ok(live)
     }
 
     fn open_event_locked(
@@ -663,22 +737,36 @@ mod tests {
         ev.canonical_bytes()
     }
 
+    /// A first batch of the log: events at indexes 0.., with their leaves.
     fn batch(events: &[(u64, Option<&str>)]) -> BatchWrite {
+        let events: Vec<(u64, StoredEvent)> = events
+            .iter()
+            .map(|(i, s)| {
+                (
+                    *i,
+                    StoredEvent {
+                        app: "billing".into(),
+                        salt: [*i as u8; 32],
+                        event: event_json(*s, "MARKER-actor"),
+                    },
+                )
+            })
+            .collect();
+        let leaves: Vec<Vec<u8>> = events
+            .iter()
+            .map(|(_, e)| {
+                LeafRecord {
+                    app: e.app.clone(),
+                    received_ms: 1_795_000_000_000,
+                    commitment: crate::event::commitment(&e.salt, &e.event),
+                }
+                .to_bytes()
+            })
+            .collect();
         BatchWrite {
             tree_size: events.len() as u64,
-            events: events
-                .iter()
-                .map(|(i, s)| {
-                    (
-                        *i,
-                        StoredEvent {
-                            app: "billing".into(),
-                            salt: [*i as u8; 32],
-                            event: event_json(*s, "MARKER-actor"),
-                        },
-                    )
-                })
-                .collect(),
+            bundles: vec![(0, tiles::encode_bundle(&leaves).unwrap())],
+            events,
             ..BatchWrite::default()
         }
     }
@@ -781,6 +869,47 @@ mod tests {
         assert!(vault.event(1).unwrap().is_some());
     }
 
+    fn key_id_of(store: &dyn Store, index: u64) -> Vec<u8> {
+        let record = store
+            .record(RecordSpace::Sealed, &be(index))
+            .unwrap()
+            .unwrap();
+        decode_sealed(&record).unwrap().0.to_vec()
+    }
+
+    #[test]
+    fn erasing_some_events_of_a_key_reseals_the_rest_under_a_new_key() {
+        let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let vault = Vault::new(inner.clone(), &MasterKey::from_bytes([6; 32])).unwrap();
+        let b = batch(&[(0, Some("alice")), (1, Some("alice")), (2, None), (3, None)]);
+        vault.commit(&b).unwrap();
+        let stale_0 = inner.record(RecordSpace::Sealed, &be(0)).unwrap().unwrap();
+        let stale_2 = inner.record(RecordSpace::Sealed, &be(2)).unwrap().unwrap();
+        let tomb = Tombstone {
+            erased_at: "t".into(),
+            reason: "r".into(),
+            cause: "erasure".into(),
+            by: "b".into(),
+        };
+        let out = vault.erase(None, &[0, 2], &tomb).unwrap();
+        assert_eq!(out.erased, vec![0, 2]);
+        assert_eq!((out.keys_destroyed, out.keys_replaced), (0, 2));
+        // The others read as before ...
+        assert_eq!(vault.event(1).unwrap(), Some(b.events[1].1.clone()));
+        assert_eq!(vault.event(3).unwrap(), Some(b.events[3].1.clone()));
+        // ... but a stale copy of an erased body no longer opens.
+        for (index, stale) in [(0u64, stale_0), (2, stale_2)] {
+            let (key_id, sealed) = decode_sealed(&stale).unwrap();
+            let mut st = vault.lock().unwrap();
+            let key = vault.load_key(&mut st, key_id).unwrap().unwrap();
+            assert!(open_sealed(&key, index, sealed).is_err());
+        }
+        // Erasing the last events of a key destroys it.
+        let out = vault.erase(None, &[1, 3], &tomb).unwrap();
+        assert_eq!((out.keys_destroyed, out.keys_replaced), (2, 0));
+        assert!(inner.records(RecordSpace::DataKey).unwrap().is_empty());
+    }
+
     #[test]
     fn destroying_a_key_rotates_the_keyring_file_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -793,12 +922,14 @@ mod tests {
             .commit(&batch(&[(0, Some("alice")), (1, Some("bob"))]))
             .unwrap();
         let first = fs::read(&path).unwrap();
+        let alice_id = key_id_of(inner.as_ref(), 0);
+        let bob_id = key_id_of(inner.as_ref(), 1);
         let alice_key = inner
-            .record(RecordSpace::DataKey, &vault.subject_key_id("alice"))
+            .record(RecordSpace::DataKey, &alice_id)
             .unwrap()
             .unwrap();
         let bob_key_before = inner
-            .record(RecordSpace::DataKey, &vault.subject_key_id("bob"))
+            .record(RecordSpace::DataKey, &bob_id)
             .unwrap()
             .unwrap();
         let tomb = Tombstone {
@@ -815,16 +946,8 @@ mod tests {
         );
         assert!(!path.with_extension("new").exists());
         // Old copies of both keys no longer open; bob's current one does.
-        assert!(
-            vault
-                .can_open_data_key(&vault.subject_key_id("alice"), &alice_key)
-                .is_err()
-        );
-        assert!(
-            vault
-                .can_open_data_key(&vault.subject_key_id("bob"), &bob_key_before)
-                .is_err()
-        );
+        assert!(vault.can_open_data_key(&alice_id, &alice_key).is_err());
+        assert!(vault.can_open_data_key(&bob_id, &bob_key_before).is_err());
         assert!(vault.event(1).unwrap().is_some());
         drop(vault);
         // A leftover pending file of a rotation whose batch never landed is undone.

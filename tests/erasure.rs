@@ -90,6 +90,12 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
     found
 }
 
+/// The id of a subject's data key for this month.
+fn subject_key(pseudonym: &str) -> String {
+    let month = &veritrail::event::format_rfc3339_ms(veritrail::sequencer::now_ms())[..7];
+    format!("s/{pseudonym}/{month}")
+}
+
 /// Opens the stopped log's database with its master key.
 fn open_vault(data: &Path, key_file: &Path) -> Vault {
     let master = MasterKey::parse(&std::fs::read_to_string(key_file).unwrap()).unwrap();
@@ -198,7 +204,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
     let wrapped_key = {
         let vault = open_vault(&data, &key_file);
         vault
-            .record(RecordSpace::DataKey, format!("s/{pseudonym}").as_bytes())
+            .record(RecordSpace::DataKey, subject_key(&pseudonym).as_bytes())
             .unwrap()
             .expect("the subject has a data key")
     };
@@ -209,7 +215,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
     let keyring_before = std::fs::read_to_string(data.join(KEYRING_FILE)).unwrap();
     {
         let vault = open_vault(&data, &key_file);
-        let key_id = format!("s/{pseudonym}");
+        let key_id = subject_key(&pseudonym);
         assert!(
             vault
                 .can_open_data_key(key_id.as_bytes(), &wrapped_key)
@@ -336,7 +342,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
     }
     {
         let vault = open_vault(&data, &key_file);
-        let subject_key = format!("s/{pseudonym}");
+        let subject_key = self::subject_key(&pseudonym);
         assert_eq!(
             vault
                 .record(RecordSpace::DataKey, subject_key.as_bytes())
@@ -358,7 +364,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
     // directory and the master key could have.
     {
         let vault = open_vault(&data, &key_file);
-        let key_id = format!("s/{pseudonym}");
+        let key_id = subject_key(&pseudonym);
         assert!(
             vault
                 .can_open_data_key(key_id.as_bytes(), &wrapped_key)
@@ -510,20 +516,20 @@ async fn retention_expires_events_except_held_ones_and_logs_each_run() {
     assert_eq!(s, 404);
     server.stop();
     assert!(files_containing(&data, b"clinic-0").is_empty());
-    // The clinic's subject-less day is wholly expired: its day key is gone.
-    // The lab's (held) is not.
+    // The clinic's only subject-less event of the day is expired: the day
+    // key is destroyed. The lab's (held) stays. p2's key sealed an expired
+    // clinic event and a kept lab event: it was replaced, not destroyed.
     let vault = open_vault(&data, &dir.path().join("log.master.key"));
     let day = &veritrail::event::format_rfc3339_ms(veritrail::sequencer::now_ms())[..10];
-    let clinic_key = format!("d/clinic/{day}");
-    let lab_key = format!("d/lab/{day}");
     let has = |k: &str| {
         vault
             .record(RecordSpace::DataKey, k.as_bytes())
             .unwrap()
             .is_some()
     };
-    assert!(has(&lab_key));
-    // keep_days = 0 puts the cutoff at the run's time, within today, so
-    // today's key must stay (later events of today use it).
-    assert!(has(&clinic_key));
+    assert!(!has(&format!("d/clinic/{day}")));
+    assert!(has(&format!("d/lab/{day}")));
+    assert_eq!(run["keys_destroyed"], 1, "{run}");
+    assert_eq!(run["keys_replaced"], 1, "{run}");
+    assert!(vault.event(4).unwrap().is_some());
 }

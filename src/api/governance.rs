@@ -155,6 +155,7 @@ pub(super) async fn erase(
     let body = json!({
         "erased": outcome.erased,
         "keys_destroyed": outcome.keys_destroyed,
+        "keys_replaced": outcome.keys_replaced,
         "audit_index": receipt.index,
     });
     Ok(with_audit_header(Json(body).into_response(), &receipt))
@@ -386,18 +387,18 @@ async fn run_retention(st: &AppState, who: Who) -> Result<Value, ApiError> {
                 "policies": policies,
                 "expired": plan.erase.len(),
                 "held": plan.held.len(),
-                "day_keys": plan.day_keys.len(),
             }),
         },
     )
     .await?;
     let vault = st.vault.clone();
     let p = plan.clone();
-    let erased = blocking(move || retention::apply_retention(&vault, &p, now)).await?;
+    let out = blocking(move || retention::apply_retention(&vault, &p, now)).await?;
     Ok(json!({
-        "erased": erased,
+        "erased": out.erased.len(),
         "held": plan.held.len(),
-        "day_keys_destroyed": plan.day_keys.len(),
+        "keys_destroyed": out.keys_destroyed,
+        "keys_replaced": out.keys_replaced,
         "audit_index": receipt.index,
     }))
 }

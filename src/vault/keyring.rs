@@ -16,7 +16,7 @@
 //! `keyring`. Opening picks the file whose generation the store names, so
 //! a crash between any two steps leaves a consistent keyring.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -264,8 +264,8 @@ impl Keyring {
             .map_err(|_| err("a stored data key does not open"))
     }
 
-    /// Adds to `batch` every surviving data key (those not in `destroyed`)
-    /// re-wrapped under a new generation, and the new generation's record;
+    /// Adds to `batch` every surviving data key (those not in `destroyed`;
+    /// for those in `replaced`, their replacement) wrapped under a new generation, and the new generation's record;
     /// writes the pending keyring file. Call [`Keyring::finish`] once the
     /// batch is committed, [`Keyring::abort`] if it failed.
     pub fn prepare_rotation(
@@ -273,6 +273,7 @@ impl Keyring {
         store: &dyn Store,
         batch: &mut RecordBatch,
         destroyed: &BTreeSet<Vec<u8>>,
+        replaced: &HashMap<Vec<u8>, DataKey>,
     ) -> Result<Generation, VaultError> {
         let next = Generation {
             id: random_id()?,
@@ -282,7 +283,10 @@ impl Keyring {
             if destroyed.contains(&key_id) {
                 continue;
             }
-            let dk = self.unwrap(&key_id, &stored)?;
+            let dk = match replaced.get(&key_id) {
+                Some(new) => new.clone(),
+                None => self.unwrap(&key_id, &stored)?,
+            };
             let w = next
                 .key
                 .wrap(&Self::data_aad(&next.id, &key_id), &dk)
