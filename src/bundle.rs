@@ -434,3 +434,156 @@ pub fn verify_tlog_proof(
         indexes: vec![index],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle::MemoryTree;
+    use crate::note::NoteSigner;
+    use crate::note::keys::LogKeys;
+
+    const ORIGIN: &str = "example.com/log";
+
+    /// A valid bundle of `n` events, and the log's verifiers.
+    fn bundle(n: usize) -> (String, Vec<Box<dyn NoteVerifier>>) {
+        let keys = LogKeys::generate().unwrap();
+        let signers = keys.signers(ORIGIN).unwrap();
+        let mut tree = MemoryTree::new();
+        let mut events = Vec::new();
+        for i in 0..n {
+            let raw = json!({
+                "actor": {"id": format!("a{i}"), "type": "user"}, "action": "record.read",
+                "resource": {"type": "doc", "id": "d"}, "subject": "s", "purpose": "p",
+                "outcome": "success", "occurred_at": "2026-11-25T10:00:00.000Z",
+            });
+            let ev = event::parse_event(&raw, &EventLimits::default()).unwrap();
+            let salt = [i as u8 + 1; 32];
+            let leaf = LeafRecord {
+                app: "clinic".into(),
+                received_ms: 1_795_000_000_000,
+                commitment: event::commitment(&salt, &ev.canonical_bytes()),
+            }
+            .to_bytes();
+            tree.push(merkle::leaf_hash(&leaf));
+            events.push((i as u64, leaf, serde_json::to_value(&ev).unwrap(), salt));
+        }
+        let cp = Checkpoint {
+            origin: ORIGIN.into(),
+            size: n as u64,
+            root: merkle::tree_root(n as u64, &tree).unwrap(),
+            extensions: vec![],
+        };
+        let mut note = Note::new(&cp.to_text()).unwrap();
+        note.sign(&signers.ecdsa).unwrap();
+        note.sign(&signers.ed25519).unwrap();
+        let note = String::from_utf8(note.to_bytes()).unwrap();
+        let mut out = header_line(&BundleHeader {
+            origin: ORIGIN.into(),
+            verifier_keys: vec![signers.ecdsa.verifier_key(), signers.ed25519.verifier_key()],
+            checkpoint: note,
+            exported_at: "2026-11-25T10:00:00.000Z".into(),
+            query: json!({ "subject": "s" }),
+        });
+        for (index, leaf, ev, salt) in events.into_iter().rev() {
+            out.extend(event_line(&BundleEvent {
+                index,
+                leaf_hash: merkle::leaf_hash(&leaf),
+                leaf: String::from_utf8(leaf).unwrap(),
+                event: ev,
+                salt,
+                audit_path: merkle::inclusion_proof(index, n as u64, &tree).unwrap(),
+            }));
+        }
+        out.extend(end_line(n as u64));
+        let verifiers = vec![
+            crate::note::parse_verifier_key(&signers.ecdsa.verifier_key()).unwrap(),
+            crate::note::parse_verifier_key(&signers.ed25519.verifier_key()).unwrap(),
+        ];
+        (String::from_utf8(out).unwrap(), verifiers)
+    }
+
+    #[test]
+    fn every_single_byte_change_fails_or_leaves_the_evidence_unchanged() {
+        let (text, verifiers) = bundle(3);
+        let refs: Vec<&dyn NoteVerifier> = verifiers.iter().map(|v| v.as_ref()).collect();
+        let good = verify_bundle(&text, &refs).unwrap();
+        assert_eq!(good.indexes, vec![2, 1, 0]);
+        let bytes = text.as_bytes();
+        let mut caught = 0;
+        for at in 0..bytes.len() {
+            let mut changed = bytes.to_vec();
+            changed[at] ^= 0x01;
+            let Ok(changed) = String::from_utf8(changed) else {
+                continue;
+            };
+            match verify_bundle(&changed, &refs) {
+                Err(e) => {
+                    caught += 1;
+                    let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+                    assert!(
+                        e.line == line || e.line == 0 || e.line == line + 1,
+                        "byte {at} (line {line}) reported at line {}: {e}",
+                        e.line
+                    );
+                }
+                // Only the unauthenticated header fields may change unnoticed.
+                Ok(v) => {
+                    assert_eq!(v, good, "byte {at} changed the evidence");
+                    let line_start = bytes[..at]
+                        .iter()
+                        .rposition(|b| *b == b'\n')
+                        .map_or(0, |p| p + 1);
+                    assert_eq!(line_start, 0, "byte {at} outside the header went unnoticed");
+                }
+            }
+        }
+        assert!(caught > bytes.len() / 2, "{caught} of {}", bytes.len());
+    }
+
+    #[test]
+    fn tlog_proofs_verify_and_garbage_is_an_error_not_a_panic() {
+        let (text, verifiers) = bundle(5);
+        let refs: Vec<&dyn NoteVerifier> = verifiers.iter().map(|v| v.as_ref()).collect();
+        let lines: Vec<&str> = text.lines().collect();
+        let header: Value = serde_json::from_str(lines[0]).unwrap();
+        let ev: Value = serde_json::from_str(lines[2]).unwrap();
+        let e = BundleEvent {
+            index: ev["index"].as_u64().unwrap(),
+            leaf: ev["leaf"].as_str().unwrap().into(),
+            leaf_hash: Hash::from_base64(ev["leaf_hash"].as_str().unwrap()).unwrap(),
+            event: ev["event"].clone(),
+            salt: hex::decode(ev["salt"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap(),
+            audit_path: hashes(
+                &ev["inclusion_proof"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.as_str().unwrap().to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap(),
+        };
+        let proof = tlog_proof_text(&e, header["checkpoint"].as_str().unwrap());
+        assert_eq!(verify_tlog_proof(&proof, &refs).unwrap().indexes, vec![3]);
+        for junk in [
+            "",
+            "\n",
+            "\n\n",
+            "c2sp.org/tlog-proof@v1\n\n",
+            "{}",
+            "{}\n{}",
+        ] {
+            assert!(verify_tlog_proof(junk, &refs).is_err());
+            assert!(verify_bundle(junk, &refs).is_err());
+        }
+        for cut in 0..proof.len() {
+            if proof.is_char_boundary(cut) {
+                let _ = verify_tlog_proof(&proof[..cut], &refs);
+            }
+        }
+        assert!(verify_bundle(&text, &[]).is_err(), "no key, no trust");
+    }
+}
