@@ -45,6 +45,8 @@ mod keyring;
 use keyring::Keyring;
 pub use keyring::{KEYRING_FILE, KeyringHome};
 
+/// Unwrapped data keys kept in memory at most (about 100 bytes each).
+const MAX_CACHED_KEYS: usize = 100_000;
 /// Meta record holding the master key's check value.
 const KEY_CHECK_RECORD: &[u8] = b"master_key_check";
 /// Environment variable holding the master key itself (hex or base64).
@@ -243,6 +245,10 @@ impl Vault {
         let key = st.keyring.unwrap(id, &wrapped).map_err(|e| {
             StoreError::Corrupt(format!("data key {}: {e}", String::from_utf8_lossy(id)))
         })?;
+        if st.cache.len() >= MAX_CACHED_KEYS {
+            // Bounded memory: start over rather than track recency.
+            st.cache.clear();
+        }
         st.cache.insert(id.to_vec(), key.clone());
         Ok(Some(key))
     }
