@@ -56,6 +56,20 @@ pub enum CryptoError {
     Random(String),
 }
 
+/// `n` random nonces from one draw of the operating system's generator.
+pub fn random_nonces(n: usize) -> Result<Vec<[u8; NONCE_LEN]>, CryptoError> {
+    let mut buf = vec![0u8; n * NONCE_LEN];
+    getrandom::fill(&mut buf).map_err(|e| CryptoError::Random(e.to_string()))?;
+    Ok(buf
+        .chunks_exact(NONCE_LEN)
+        .map(|c| {
+            let mut a = [0u8; NONCE_LEN];
+            a.copy_from_slice(c);
+            a
+        })
+        .collect())
+}
+
 fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     let mut out = [0u8; N];
     getrandom::fill(&mut out).map_err(|e| CryptoError::Random(e.to_string()))?;
@@ -162,7 +176,17 @@ impl DataKey {
     /// Encrypts `plaintext`, binding it to `aad` (where it belongs): the
     /// result is `nonce(24) || ciphertext || tag(16)`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let nonce_bytes: [u8; NONCE_LEN] = random_bytes()?;
+        self.seal_with_nonce(random_bytes()?, aad, plaintext)
+    }
+
+    /// [`DataKey::seal`] with a nonce the caller drew at random (e.g. many
+    /// at once); a nonce must never be used twice with one key.
+    pub fn seal_with_nonce(
+        &self,
+        nonce_bytes: [u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let nonce = XNonce::from(nonce_bytes);
         let ct = self
             .cipher()

@@ -499,7 +499,10 @@ impl Store for Vault {
         let received = Vault::received_times(batch);
         let mut sealed = batch.clone();
         sealed.events = Vec::new();
-        let mut new_keys: Vec<(Vec<u8>, DataKey)> = Vec::new();
+        let mut new_keys: HashMap<Vec<u8>, DataKey> = HashMap::new();
+        let mut nonces = crate::crypto::random_nonces(batch.events.len())
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+            .into_iter();
         for (index, ev) in &batch.events {
             let parsed: Option<AuditEvent> = serde_json::from_slice(&ev.event).ok();
             let received_ms = received
@@ -507,8 +510,8 @@ impl Store for Vault {
                 .copied()
                 .unwrap_or_else(crate::sequencer::now_ms);
             let key_id = self.key_id_for(&ev.app, parsed.as_ref(), received_ms);
-            let key = match new_keys.iter().find(|(id, _)| *id == key_id) {
-                Some((_, k)) => k.clone(),
+            let key = match new_keys.get(&key_id) {
+                Some(k) => k.clone(),
                 None => match self.load_key(&mut st, &key_id)? {
                     Some(k) => k,
                     None => {
@@ -518,13 +521,16 @@ impl Store for Vault {
                         sealed
                             .records
                             .push((RecordSpace::DataKey, key_id.clone(), wrapped));
-                        new_keys.push((key_id.clone(), k.clone()));
+                        new_keys.insert(key_id.clone(), k.clone());
                         k
                     }
                 },
             };
+            let nonce = nonces
+                .next()
+                .ok_or_else(|| StoreError::Backend("ran out of nonces".into()))?;
             let body = key
-                .seal(&event_aad(*index), &ev.encode())
+                .seal_with_nonce(nonce, &event_aad(*index), &ev.encode())
                 .map_err(|e| StoreError::Backend(e.to_string()))?;
             sealed.records.push((
                 RecordSpace::Sealed,
