@@ -16,6 +16,10 @@ use subtle::ConstantTimeEq;
 use crate::ratelimit::{RateLimit, RateLimiter};
 use crate::store::{RecordSpace, Store, StoreError};
 
+/// The app id under which the log records its own audit events (reads by
+/// auditors, erasures, retention runs). No writer key may use it.
+pub const INTERNAL_APP: &str = "veritrail";
+
 /// What a key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -169,6 +173,11 @@ impl ApiKeys {
                 let app = app.unwrap_or(name).to_string();
                 crate::event::validate_app_id(&app)
                     .map_err(|e| KeyAdminError::Invalid(format!("app: {e}")))?;
+                if app == INTERNAL_APP {
+                    return Err(KeyAdminError::Invalid(format!(
+                        "app: {INTERNAL_APP:?} is reserved for the log's own audit events"
+                    )));
+                }
                 Some(app)
             }
             (_, Some(_)) => {
@@ -383,6 +392,8 @@ mod tests {
         assert!(k.create("", Role::Writer, None).is_err());
         assert!(k.create("has space", Role::Writer, None).is_err());
         assert!(k.create("aud", Role::Auditor, Some("app")).is_err());
+        assert!(k.create("w", Role::Writer, Some(INTERNAL_APP)).is_err());
+        assert!(k.create(INTERNAL_APP, Role::Writer, None).is_err());
         assert!(matches!(
             k.revoke("0000000000000000"),
             Err(KeyAdminError::NotFound(_))

@@ -41,6 +41,10 @@ pub struct FileConfig {
     pub max_batch_events: Option<usize>,
     /// Request timeout in seconds.
     pub request_timeout_s: Option<u64>,
+    /// File holding the master key [default: `<data>.master.key`, beside the data directory].
+    pub master_key_file: Option<PathBuf>,
+    /// Seconds between retention runs.
+    pub retention_interval_s: Option<u64>,
     /// TLS certificate chain (PEM); with `tls_key`, the server speaks HTTPS.
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
@@ -102,6 +106,8 @@ impl FileConfig {
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
             known_checkpoints: self.known_checkpoints.or(lower.known_checkpoints),
+            master_key_file: self.master_key_file.or(lower.master_key_file),
+            retention_interval_s: self.retention_interval_s.or(lower.retention_interval_s),
         }
     }
 }
@@ -125,6 +131,10 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// Where to read checkpoints this log published, checked at startup.
     pub known_checkpoints: Vec<String>,
+    /// Master key file, when given (else the environment or the default file).
+    pub master_key_file: Option<PathBuf>,
+    /// How often the retention task runs.
+    pub retention_interval: Duration,
 }
 
 impl ServeConfig {
@@ -192,6 +202,13 @@ impl ServeConfig {
         }
         let witnessing = resolve_witnessing(&o)?;
         let tls = TlsFiles::from_flags(o.tls_cert, o.tls_key)?;
+        let retention_interval = match o.retention_interval_s {
+            Some(s) if !(1..=86_400 * 7).contains(&s) => {
+                return Err("retention_interval_s must be between 1 and 604800".into());
+            }
+            Some(s) => Duration::from_secs(s),
+            None => Duration::from_secs(3600),
+        };
         Ok(ServeConfig {
             data,
             listen,
@@ -201,6 +218,8 @@ impl ServeConfig {
             witnessing,
             tls,
             known_checkpoints: o.known_checkpoints.unwrap_or_default(),
+            master_key_file: o.master_key_file,
+            retention_interval,
         })
     }
 }

@@ -88,7 +88,34 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             );
         }
     }
-    let store: Arc<dyn Store> = opened.store.clone();
+    let raw: Arc<dyn Store> = opened.store.clone();
+    let env_key = std::env::var(crate::vault::MASTER_KEY_ENV).ok();
+    let (master, key_origin) = crate::vault::open_master_key(
+        &config.data,
+        raw.as_ref(),
+        env_key.as_deref(),
+        config.master_key_file.as_deref(),
+    )
+    .map_err(|e| ServeError::Io(e.to_string()))?;
+    match &key_origin {
+        crate::vault::MasterKeyOrigin::Created(p) => println!(
+            "veritrail: created the master key {}: it encrypts every event at rest; keep it and back it up separately from the data directory (without it no event can be read)",
+            p.display()
+        ),
+        crate::vault::MasterKeyOrigin::File(p) => {
+            println!("veritrail: master key read from {}", p.display())
+        }
+        crate::vault::MasterKeyOrigin::Env => println!(
+            "veritrail: master key read from {}",
+            crate::vault::MASTER_KEY_ENV
+        ),
+    }
+    let keyring = crate::vault::KeyringHome::File(config.data.join(crate::vault::KEYRING_FILE));
+    let vault = Arc::new(
+        crate::vault::Vault::open(raw, &master, keyring)
+            .map_err(|e| ServeError::Io(e.to_string()))?,
+    );
+    let store: Arc<dyn Store> = vault.clone();
     let view = Arc::new(LogView::new(opened.published, opened.edge.size()));
     let sequencer = Sequencer::start(
         store.clone(),
@@ -129,11 +156,16 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         view,
         sequencer: sequencer.handle(),
         keys: ApiKeys::new(store).with_rate_limit(config.limits.rate_limit),
+        vault,
         limits: Arc::new(config.limits.clone()),
         metrics,
         checkpoint_interval: config.sequencer.checkpoint_interval,
         witnessed,
     };
+    tokio::spawn(api::retention_loop(
+        state.clone(),
+        config.retention_interval,
+    ));
     let served = listen::serve(
         api::router(state),
         config.listen,

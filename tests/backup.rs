@@ -256,7 +256,17 @@ async fn a_backup_under_load_restores_and_continues_without_forking() {
 
     // The restored log: same origin and keys, every event acknowledged
     // before the backup at its index, and it continues.
-    let new = Server::start(&restored, &["--checkpoint-interval-ms", "50"]);
+    // The master key is kept apart from the data (and from backups).
+    let master = format!("{}.master.key", old_data.display());
+    let new = Server::start(
+        &restored,
+        &[
+            "--checkpoint-interval-ms",
+            "50",
+            "--master-key-file",
+            &master,
+        ],
+    );
     let new_log = get_json(&format!("{}/v1/log", new.url)).await;
     assert_eq!(new_log["origin"], log["origin"]);
     assert_eq!(new_log["verifier_keys"], log["verifier_keys"]);
@@ -316,27 +326,54 @@ async fn a_backup_under_load_restores_and_continues_without_forking() {
     assert!(new.stop().success());
 
     // A restored log that sees a newer checkpoint of its own refuses to start.
-    let err = Server::try_start(&restored2, &["--known-checkpoint", s(&later_file)])
-        .err()
-        .expect("a backup older than published history must not start");
+    let err = Server::try_start(
+        &restored2,
+        &[
+            "--known-checkpoint",
+            s(&later_file),
+            "--master-key-file",
+            &master,
+        ],
+    )
+    .err()
+    .expect("a backup older than published history must not start");
     assert!(
         err.contains("older than the log's published history"),
         "{err}"
     );
-    let err = Server::try_start(&restored2, &["--known-checkpoint", &old.url])
-        .err()
-        .expect("the old server's checkpoint is newer too");
+    let err = Server::try_start(
+        &restored2,
+        &["--known-checkpoint", &old.url, "--master-key-file", &master],
+    )
+    .err()
+    .expect("the old server's checkpoint is newer too");
     assert!(
         err.contains("older than the log's published history"),
         "{err}"
     );
     // One that grew past it with other entries has forked: refused too.
-    let err = Server::try_start(&restored, &["--known-checkpoint", s(&later_file)])
-        .err()
-        .expect("a forked log must not start");
+    let err = Server::try_start(
+        &restored,
+        &[
+            "--known-checkpoint",
+            s(&later_file),
+            "--master-key-file",
+            &master,
+        ],
+    )
+    .err()
+    .expect("a forked log must not start");
     assert!(err.contains("does not match"), "{err}");
     // A checkpoint from before the backup is fine.
-    let ok = Server::start(&restored2, &["--known-checkpoint", s(&early_file)]);
+    let ok = Server::start(
+        &restored2,
+        &[
+            "--known-checkpoint",
+            s(&early_file),
+            "--master-key-file",
+            &master,
+        ],
+    );
     assert!(
         ok.stdout_lines
             .iter()

@@ -70,6 +70,7 @@ fn start_log() -> Log {
     .unwrap();
     let dyn_store: Arc<dyn Store> = store.clone();
     let api_keys = ApiKeys::new(dyn_store.clone());
+    let dyn_store_for_vault = dyn_store.clone();
     let (_, writer) = api_keys.create("app-a", Role::Writer, None).unwrap();
     let state = AppState {
         origin: ORIGIN.into(),
@@ -82,6 +83,13 @@ fn start_log() -> Log {
         metrics: None,
         checkpoint_interval: config.checkpoint_interval,
         witnessed: None,
+        vault: Arc::new(
+            veritrail::vault::Vault::new(
+                dyn_store_for_vault,
+                &veritrail::crypto::MasterKey::from_bytes([9; 32]),
+            )
+            .unwrap(),
+        ),
     };
     Log {
         store,

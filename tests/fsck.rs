@@ -132,7 +132,6 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
         k.extend_from_slice(&1u64.to_be_bytes());
         k
     };
-    let dedupe_key = key(b'D', b"app-a\0id-300");
     let leaf_key = first_key(&pristine, b'H');
     let cases: Vec<(&str, Vec<u8>, isize, &str)> = vec![
         (
@@ -148,30 +147,19 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
             -20,
             "first bad object: entry bundle 001: leaf 511 hashes to ",
         ),
-        (
-            "event body",
-            index_key(b'V', 300),
-            -3,
-            "first bad object: event 300: commitment(salt, event) is ",
-        ),
-        (
-            "salt",
-            index_key(b'V', 301),
-            0,
-            "first bad object: event 301: commitment(salt, event) is ",
-        ),
+        // Event bodies and salts are sealed (encrypted at rest): a flipped
+        // byte there fails authenticated decryption when the event is read,
+        // which needs the master key that fsck does not take.
         (
             "leaf-hash index",
             leaf_key,
             -1,
             "first bad object: leaf-hash index entry ",
         ),
-        (
-            "idempotency index",
-            dedupe_key,
-            -1,
-            "first bad object: idempotency entry (app-a, id-300): points at leaf ",
-        ),
+        // An idempotency entry is cross-checked against the event's id,
+        // which is sealed with the event since encryption at rest; without
+        // the master key a flipped index value pointing at another leaf of
+        // the same app is not caught offline.
         (
             "checkpoint note",
             b"Mcheckpoint".to_vec(),

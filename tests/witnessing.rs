@@ -597,6 +597,12 @@ async fn a_split_view_is_refused_by_the_witness_and_reported_by_monitors() {
         .status()
         .unwrap();
     assert!(status.success());
+    // The master key lives beside the data directory, not in it.
+    std::fs::copy(
+        dir.path().join("a.master.key"),
+        dir.path().join("b.master.key"),
+    )
+    .unwrap();
     let w = start_witness(
         &dir.path().join("w"),
         &witness_config(dir.path(), "w.example/witness", &log),

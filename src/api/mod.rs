@@ -5,8 +5,10 @@
 //! well as through a real socket. Every error goes through [`ApiError`].
 
 mod admin;
+mod audit;
 mod backup;
 mod error;
+mod governance;
 mod read;
 mod write;
 
@@ -24,6 +26,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use governance::retention_loop;
 
 use crate::auth::ApiKeys;
 use crate::event::EventLimits;
@@ -83,6 +86,8 @@ pub struct AppState {
     pub checkpoint_interval: Duration,
     /// Cosignature collection, when a witness policy is configured.
     pub witnessed: Option<Arc<WitnessedView>>,
+    /// Encrypted event bodies, indexes, erasure (the same store as `store`).
+    pub vault: Arc<crate::vault::Vault>,
 }
 
 /// Builds the whole application.
@@ -105,7 +110,30 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/keys/{id}", delete(admin::revoke_key))
         .route("/v1/admin/backup", post(backup::backup))
+        .route("/v1/erasure", post(governance::erase))
+        .route(
+            "/v1/admin/retention",
+            post(governance::create_policy).get(governance::list_policies),
+        )
+        .route(
+            "/v1/admin/retention/{id}",
+            delete(governance::remove_policy),
+        )
+        .route(
+            "/v1/admin/retention/run",
+            post(governance::run_retention_now),
+        )
+        .route(
+            "/v1/admin/holds",
+            post(governance::create_hold).get(governance::list_holds),
+        )
+        .route("/v1/admin/holds/{id}", delete(governance::release_hold))
         .layer(DefaultBodyLimit::max(limits.max_other_body));
+    let auditor = Router::new()
+        .route("/v1/events", get(audit::search_events))
+        .route("/v1/events/{index}", get(audit::get_event))
+        .route("/v1/events/{index}/tlog-proof", get(audit::tlog_proof))
+        .route("/v1/export", get(audit::export));
     let write = Router::new()
         .route("/v1/events", post(write::submit_events))
         .layer(DefaultBodyLimit::max(limits.max_events_body));
@@ -113,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .merge(public)
         .merge(admin)
         .merge(write)
+        .merge(auditor)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

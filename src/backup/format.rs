@@ -42,12 +42,23 @@ const END: u8 = 0xFF;
 
 /// Every record space, in the order a snapshot carries them. A new
 /// [`RecordSpace`] must be added here and to [`space_byte`].
-pub const RECORD_SPACES: [RecordSpace; 2] = [RecordSpace::Meta, RecordSpace::ApiKey];
+pub const RECORD_SPACES: [RecordSpace; 6] = [
+    RecordSpace::Meta,
+    RecordSpace::ApiKey,
+    RecordSpace::DataKey,
+    RecordSpace::Sealed,
+    RecordSpace::Erased,
+    RecordSpace::Governance,
+];
 
 fn space_byte(space: RecordSpace) -> u8 {
     match space {
         RecordSpace::Meta => 0,
         RecordSpace::ApiKey => 1,
+        RecordSpace::DataKey => 2,
+        RecordSpace::Sealed => 3,
+        RecordSpace::Erased => 4,
+        RecordSpace::Governance => 5,
     }
 }
 

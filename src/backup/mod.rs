@@ -393,6 +393,14 @@ pub fn restore(from: &Path, data: &Path, keys_dir: Option<&Path>) -> Result<Rest
         fs::remove_dir_all(&staging).map_err(|e| io("remove", &staging, e))?;
     }
     create_private_dir(&staging)?;
+    // The keyring (data keys, wrapped by the master key) lives beside the
+    // private keys, not in the snapshot: it is taken from the keys directory,
+    // so a key destroyed by an erasure after the backup stays destroyed.
+    let keyring = keys_dir.join(crate::vault::KEYRING_FILE);
+    if keyring.exists() {
+        fs::copy(&keyring, staging.join(crate::vault::KEYRING_FILE))
+            .map_err(|e| io("copy the keyring from", &keyring, e))?;
+    }
     match restore_into(&snapshot, &staging, &keys) {
         Ok((header, report)) => {
             // An empty target directory is replaced by the rename.

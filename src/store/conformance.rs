@@ -1,6 +1,9 @@
 //! One conformance suite that every backend runs.
 
-use super::{BatchWrite, RecordSpace, ScanCursor, ScanPage, Store, StoredCheckpoint, StoredEvent};
+use super::{
+    BatchWrite, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store, StoredCheckpoint,
+    StoredEvent, index_entry,
+};
 use crate::merkle::Hash;
 
 fn sample_event(i: u8) -> StoredEvent {
@@ -21,6 +24,12 @@ pub(crate) fn write_sample(store: &dyn Store) {
         dedupe: vec![("app-0".into(), "id-0".into(), 0)],
         leaf_index: vec![(Hash([7; 32]), 1)],
         checkpoint: None,
+        records: vec![(RecordSpace::Sealed, vec![0, 1], b"sealed-1".to_vec())],
+        index_entries: vec![
+            index_entry(b"term-a", 0),
+            index_entry(b"term-a", 1),
+            index_entry(b"term-b", 1),
+        ],
     };
     store.commit(&first).unwrap();
     let second = BatchWrite {
@@ -34,6 +43,8 @@ pub(crate) fn write_sample(store: &dyn Store) {
             published_at_ms: 1234,
             note: b"note".to_vec(),
         }),
+        records: vec![],
+        index_entries: vec![index_entry(b"term-a", 2)],
     };
     store.commit(&second).unwrap();
     store
@@ -93,6 +104,17 @@ pub(crate) fn check_sample(store: &dyn Store) {
         None,
         "spaces are separate"
     );
+    assert_eq!(
+        store.record(RecordSpace::Sealed, &[0, 1]).unwrap(),
+        Some(b"sealed-1".to_vec()),
+        "records travel with the batch"
+    );
+    assert_eq!(store.index_scan(b"term-a", 99, 10).unwrap(), vec![2, 1, 0]);
+    assert_eq!(store.index_scan(b"term-a", 2, 10).unwrap(), vec![1, 0]);
+    assert_eq!(store.index_scan(b"term-a", 99, 1).unwrap(), vec![2]);
+    assert_eq!(store.index_scan(b"term-b", 99, 10).unwrap(), vec![1]);
+    assert!(store.index_scan(b"term-", 99, 10).unwrap().is_empty());
+    assert!(store.index_scan(b"term-a", 0, 10).unwrap().is_empty());
     assert_eq!(
         store.records(RecordSpace::Meta).unwrap(),
         vec![(b"origin".to_vec(), b"example.com/log".to_vec())],
@@ -161,4 +183,20 @@ pub(crate) fn run(store: &dyn Store) {
         store.record(RecordSpace::ApiKey, b"k1").unwrap(),
         Some(b"replaced".to_vec())
     );
+    store
+        .commit_records(&RecordBatch {
+            put: vec![(RecordSpace::Erased, vec![0, 1], b"gone".to_vec())],
+            delete: vec![(RecordSpace::Sealed, vec![0, 1])],
+            delete_index: vec![index_entry(b"term-a", 1)],
+            delete_events: vec![1],
+        })
+        .unwrap();
+    assert_eq!(store.record(RecordSpace::Sealed, &[0, 1]).unwrap(), None);
+    assert_eq!(
+        store.record(RecordSpace::Erased, &[0, 1]).unwrap(),
+        Some(b"gone".to_vec())
+    );
+    assert_eq!(store.index_scan(b"term-a", 99, 10).unwrap(), vec![2, 0]);
+    assert_eq!(store.event(1).unwrap(), None);
+    assert_eq!(store.event(0).unwrap(), Some(sample_event(0)));
 }

@@ -8,8 +8,8 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    BatchWrite, Record, RecordSpace, ScanCursor, ScanPage, Store, StoreError, StoredCheckpoint,
-    StoredEvent,
+    BatchWrite, Record, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store, StoreError,
+    StoredCheckpoint, StoredEvent,
 };
 use crate::merkle::Hash;
 
@@ -23,6 +23,7 @@ struct Inner {
     dedupe: BTreeMap<(String, String), u64>,
     leaves: BTreeMap<Hash, u64>,
     records: BTreeMap<(u8, Vec<u8>), Vec<u8>>,
+    index: std::collections::BTreeSet<Vec<u8>>,
 }
 
 /// In-memory store. `fail_writes(true)` makes every write fail (as a full
@@ -62,6 +63,10 @@ fn space_byte(space: RecordSpace) -> u8 {
     match space {
         RecordSpace::Meta => 0,
         RecordSpace::ApiKey => 1,
+        RecordSpace::DataKey => 2,
+        RecordSpace::Sealed => 3,
+        RecordSpace::Erased => 4,
+        RecordSpace::Governance => 5,
     }
 }
 
@@ -83,6 +88,13 @@ impl Store for MemoryStore {
         }
         for (hash, index) in &b.leaf_index {
             s.leaves.insert(*hash, *index);
+        }
+        for (space, key, value) in &b.records {
+            s.records
+                .insert((space_byte(*space), key.clone()), value.clone());
+        }
+        for entry in &b.index_entries {
+            s.index.insert(entry.clone());
         }
         if let Some(cp) = &b.checkpoint {
             s.checkpoint = Some(cp.clone());
@@ -253,6 +265,39 @@ impl Store for MemoryStore {
             items: items.into_iter().map(Ok).collect(),
             next,
         })
+    }
+    fn commit_records(&self, b: &RecordBatch) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut s = self.inner.write().map_err(|_| poisoned())?;
+        for (space, key, value) in &b.put {
+            s.records
+                .insert((space_byte(*space), key.clone()), value.clone());
+        }
+        for (space, key) in &b.delete {
+            s.records.remove(&(space_byte(*space), key.clone()));
+        }
+        for entry in &b.delete_index {
+            s.index.remove(entry);
+        }
+        for index in &b.delete_events {
+            s.events.remove(index);
+        }
+        Ok(())
+    }
+
+    fn index_scan(&self, prefix: &[u8], below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let s = self.inner.read().map_err(|_| poisoned())?;
+        let start = super::index_entry(prefix, 0);
+        let end = super::index_entry(prefix, below);
+        Ok(s.index
+            .range(start..end)
+            .rev()
+            .take(limit)
+            .filter_map(|k| {
+                let tail: [u8; 8] = k.get(prefix.len()..)?.try_into().ok()?;
+                Some(u64::from_be_bytes(tail))
+            })
+            .collect())
     }
 }
 

@@ -40,6 +40,14 @@ pub enum RecordSpace {
     Meta,
     /// API key records, keyed by key id.
     ApiKey,
+    /// Wrapped data keys, keyed by key id (see `vault`).
+    DataKey,
+    /// Sealed (encrypted) event bodies and salts, keyed by big-endian leaf index.
+    Sealed,
+    /// Erasure tombstones (when, why), keyed by big-endian leaf index.
+    Erased,
+    /// Retention policies and legal holds, keyed by their id.
+    Governance,
 }
 
 /// An event body as stored beside its leaf: the app that wrote it, the
@@ -105,6 +113,25 @@ pub struct BatchWrite {
     pub leaf_index: Vec<(Hash, u64)>,
     /// A newly signed checkpoint covering `tree_size`, if the batch publishes one.
     pub checkpoint: Option<StoredCheckpoint>,
+    /// Small records written with the batch (sealed bodies, data keys, ...).
+    pub records: Vec<(RecordSpace, Vec<u8>, Vec<u8>)>,
+    /// Secondary index entries: opaque keys, each ending in the big-endian
+    /// leaf index it points to (see [`Store::index_scan`]).
+    pub index_entries: Vec<Vec<u8>>,
+}
+
+/// An atomic change of small records and index entries, outside the
+/// sequencer's batches (erasure, retention, key management).
+#[derive(Clone, Debug, Default)]
+pub struct RecordBatch {
+    /// Records to write.
+    pub put: Vec<(RecordSpace, Vec<u8>, Vec<u8>)>,
+    /// Records to delete.
+    pub delete: Vec<(RecordSpace, Vec<u8>)>,
+    /// Index entries to delete.
+    pub delete_index: Vec<Vec<u8>>,
+    /// Plaintext event bodies (written before encryption at rest) to delete.
+    pub delete_events: Vec<u64>,
 }
 
 /// The latest signed checkpoint as stored.
@@ -238,6 +265,22 @@ pub trait Store: Send + Sync + 'static {
         cursor: &ScanCursor,
         limit: usize,
     ) -> Result<ScanPage<(Hash, u64)>, StoreError>;
+    /// Applies `batch` atomically and durably, as in `commit`. Called by
+    /// any thread; it never touches the tree, tiles, bundles or checkpoints.
+    fn commit_records(&self, batch: &RecordBatch) -> Result<(), StoreError>;
+
+    /// The leaf indexes of the index entries `prefix || index(u64 BE)` with
+    /// `index < below`, largest first, at most `limit` of them. MAY run
+    /// concurrently with commits; it sees each batch whole or not at all.
+    fn index_scan(&self, prefix: &[u8], below: u64, limit: usize) -> Result<Vec<u64>, StoreError>;
+}
+
+/// The index entry of leaf `index` under `prefix`.
+pub fn index_entry(prefix: &[u8], index: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 8);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
 }
 
 #[cfg(test)]

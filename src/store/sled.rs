@@ -33,8 +33,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    BatchWrite, Record, RecordSpace, ScanCursor, ScanPage, Store, StoreError, StoredCheckpoint,
-    StoredEvent,
+    BatchWrite, Record, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store, StoreError,
+    StoredCheckpoint, StoredEvent,
 };
 use crate::merkle::Hash;
 
@@ -45,6 +45,11 @@ const DEDUPE: u8 = b'D';
 const LEAF: u8 = b'H';
 const META: u8 = b'M';
 const API_KEY: u8 = b'K';
+const DATA_KEY: u8 = b'k';
+const SEALED: u8 = b'b';
+const ERASED: u8 = b'x';
+const GOVERNANCE: u8 = b'g';
+const INDEX: u8 = b'i';
 
 const TREE_SIZE_KEY: &[u8] = b"Mtree_size";
 const CHECKPOINT_KEY: &[u8] = b"Mcheckpoint";
@@ -107,6 +112,10 @@ fn space_prefix(space: RecordSpace) -> u8 {
     match space {
         RecordSpace::Meta => META,
         RecordSpace::ApiKey => API_KEY,
+        RecordSpace::DataKey => DATA_KEY,
+        RecordSpace::Sealed => SEALED,
+        RecordSpace::Erased => ERASED,
+        RecordSpace::Governance => GOVERNANCE,
     }
 }
 
@@ -114,6 +123,13 @@ fn record_key(space: RecordSpace, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + key.len());
     k.push(space_prefix(space));
     k.extend_from_slice(key);
+    k
+}
+
+fn index_entry_key(entry: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + entry.len());
+    k.push(INDEX);
+    k.extend_from_slice(entry);
     k
 }
 
@@ -318,6 +334,12 @@ impl Store for SledStore {
         for (hash, index) in &b.leaf_index {
             batch.insert(&leaf_key(hash)[..], &index.to_be_bytes()[..]);
         }
+        for (space, key, value) in &b.records {
+            batch.insert(record_key(*space, key), value.as_slice());
+        }
+        for entry in &b.index_entries {
+            batch.insert(index_entry_key(entry), &[][..]);
+        }
         if let Some(cp) = &b.checkpoint {
             batch.insert(CHECKPOINT_KEY, cp.encode());
         }
@@ -472,6 +494,40 @@ impl Store for SledStore {
             })
             .collect();
         Ok(ScanPage { items, next })
+    }
+
+    fn commit_records(&self, b: &RecordBatch) -> Result<(), StoreError> {
+        self.check_synced()?;
+        let mut batch = sled::Batch::default();
+        for (space, key, value) in &b.put {
+            batch.insert(record_key(*space, key), value.as_slice());
+        }
+        for (space, key) in &b.delete {
+            batch.remove(record_key(*space, key));
+        }
+        for entry in &b.delete_index {
+            batch.remove(index_entry_key(entry));
+        }
+        for index in &b.delete_events {
+            batch.remove(&index_key(EVENT, *index)[..]);
+        }
+        self.tree.apply_batch(batch).map_err(backend)?;
+        self.sync_applied()
+    }
+
+    fn index_scan(&self, prefix: &[u8], below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let start = index_entry_key(&super::index_entry(prefix, 0));
+        let end = index_entry_key(&super::index_entry(prefix, below));
+        let mut out = Vec::new();
+        for item in self.tree.range(start..end).rev().take(limit) {
+            let (k, _) = item.map_err(backend)?;
+            let tail = k
+                .get(k.len().saturating_sub(8)..)
+                .filter(|_| k.len() == 1 + prefix.len() + 8)
+                .ok_or_else(|| StoreError::Corrupt("index entry of the wrong length".into()))?;
+            out.push(decode_u64(tail, "index entry")?);
+        }
+        Ok(out)
     }
 }
 

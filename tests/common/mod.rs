@@ -33,6 +33,15 @@ impl Server {
 
     /// Like `start`, but returns what the server printed if it exits instead.
     pub fn try_start(data: &Path, extra: &[&str]) -> Result<Server, String> {
+        Self::try_start_env(data, extra, &[])
+    }
+
+    /// Like `try_start`, with extra environment variables for the server.
+    pub fn try_start_env(
+        data: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
         let mut child = Command::new(binary())
             .arg("serve")
             .arg("--data")
@@ -40,6 +49,7 @@ impl Server {
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("VERITRAIL_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -136,6 +146,26 @@ pub async fn create_key(url: &str, admin: &str, name: &str, role: &str) -> Strin
         .post(format!("{url}/v1/admin/keys"))
         .bearer_auth(admin)
         .json(&json!({ "name": name, "role": role }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "creating a key");
+    let v: Value = resp.json().await.unwrap();
+    v["key"].as_str().unwrap().to_string()
+}
+
+/// Creates an API key with an explicit app id (writers) and returns the token.
+pub async fn create_key_for_app(
+    url: &str,
+    admin: &str,
+    name: &str,
+    role: &str,
+    app: &str,
+) -> String {
+    let resp = http()
+        .post(format!("{url}/v1/admin/keys"))
+        .bearer_auth(admin)
+        .json(&json!({ "name": name, "role": role, "app": app }))
         .send()
         .await
         .unwrap();

@@ -1,0 +1,638 @@
+//! Auditor routes: read one event, search, export an evidence bundle, and
+//! one event as a c2sp.org/tlog-proof file.
+//!
+//! Every call is itself appended to the log as an audit event (actor: the
+//! key's name; action `audit.read`, `audit.search` or `audit.export`; the
+//! query in the context) under the internal app id, through the sequencer,
+//! *before* any event content is sent. If it cannot be appended, nothing is
+//! sent (fail closed). When the read concerns one data subject, the audit
+//! event names that subject, so the subject's own history shows who read it
+//! (and erasing the subject erases that too).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::auth::{ApiKeyRecord, INTERNAL_APP, Role};
+use crate::bundle;
+use crate::crypto::Field;
+use crate::event::{self, Outcome};
+use crate::search::{self, EventQuery, Hit};
+use crate::sequencer::{EntryReceipt, PreparedEvent, now_ms};
+use crate::vault::Tombstone;
+
+/// Header naming the leaf index of the audit event a read produced.
+pub const AUDIT_INDEX_HEADER: &str = "veritrail-audit-index";
+/// Most events one export may hold.
+pub const MAX_EXPORT_EVENTS: usize = 100_000;
+
+pub(super) fn authorize(
+    st: &AppState,
+    headers: &HeaderMap,
+    need: Role,
+) -> Result<ApiKeyRecord, ApiError> {
+    Ok(st.keys.authorize(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        need,
+    )?)
+}
+
+/// One access to record.
+pub(super) struct Access<'a> {
+    /// `audit.read`, `audit.search`, `audit.export`, `admin.erasure`, ...
+    pub action: &'a str,
+    /// What was accessed: `(type, id)`.
+    pub resource: (&'a str, String),
+    /// The data subject concerned, when there is exactly one.
+    pub subject: Option<&'a str>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Details (the query, a reason, counts).
+    pub context: Value,
+}
+
+/// Who acted: an API key, or the log itself (retention).
+pub(super) struct Who {
+    name: String,
+    kind: &'static str,
+    detail: Value,
+}
+
+impl From<&ApiKeyRecord> for Who {
+    fn from(key: &ApiKeyRecord) -> Who {
+        Who {
+            name: key.name.clone(),
+            kind: "api_key",
+            detail: json!({ "key_id": key.id, "role": key.role }),
+        }
+    }
+}
+
+impl Who {
+    /// The log's own background work.
+    pub(super) fn service(name: &str) -> Who {
+        Who {
+            name: name.to_string(),
+            kind: "service",
+            detail: json!({}),
+        }
+    }
+}
+
+/// Appends `access` by `who` to the log and waits until it is durable.
+/// A value that is not valid in an event (e.g. an over-long subject) is
+/// the caller's bad input: 400.
+pub(super) async fn record_access(
+    st: &AppState,
+    who: impl Into<Who>,
+    access: Access<'_>,
+) -> Result<EntryReceipt, ApiError> {
+    let who: Who = who.into();
+    let mut context = who.detail;
+    context["details"] = access.context;
+    let mut raw = json!({
+        "actor": { "id": who.name, "type": who.kind },
+        "action": access.action,
+        "resource": { "type": access.resource.0, "id": access.resource.1 },
+        "purpose": "audit",
+        "outcome": access.outcome.as_str(),
+        "occurred_at": event::format_rfc3339_ms(now_ms()),
+        "context": context,
+    });
+    if let Some(s) = access.subject {
+        raw["subject"] = json!(s);
+    }
+    let ev = event::parse_event(&raw, &st.limits.events)
+        .map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
+    let canonical = ev.canonical_bytes();
+    let mut salt = [0u8; 32];
+    getrandom::fill(&mut salt).map_err(ApiError::internal)?;
+    let prepared = PreparedEvent {
+        id: None,
+        commitment: event::commitment(&salt, &canonical),
+        canonical,
+        salt,
+    };
+    let receipt = st
+        .sequencer
+        .submit(INTERNAL_APP.to_string(), vec![prepared], false)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "couldn't record an access in the log; refusing it");
+            ApiError::unavailable(
+                "this access could not be recorded in the log, so nothing is returned; retry later",
+                5,
+            )
+        })?;
+    receipt
+        .entries
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("the sequencer returned no receipt"))
+}
+
+pub(super) fn with_audit_header(mut resp: Response, receipt: &EntryReceipt) -> Response {
+    resp.headers_mut()
+        .insert(AUDIT_INDEX_HEADER, HeaderValue::from(receipt.index));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// An event as auditors see it: leaf, commitment, body and salt.
+pub(super) fn hit_json(h: &Hit) -> Value {
+    json!({
+        "index": h.index,
+        "app": h.record.app,
+        "received": h.record.received(),
+        "leaf": String::from_utf8_lossy(&h.leaf),
+        "leaf_hash": h.leaf_hash.to_base64(),
+        "commitment": h.record.commitment.to_hex(),
+        "event": serde_json::from_slice::<Value>(&h.stored.event).unwrap_or(Value::Null),
+        "salt": hex::encode(h.stored.salt),
+    })
+}
+
+fn gone(index: u64, t: &Tombstone) -> Response {
+    let body = json!({
+        "error": {
+            "code": "gone",
+            "message": format!(
+                "event {index} was erased at {} ({}): {}; its leaf and every proof remain valid",
+                t.erased_at, t.cause, t.reason
+            ),
+        },
+        "index": index,
+        "erased": t,
+    });
+    let mut resp = (StatusCode::GONE, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn parse_index(text: &str) -> Result<u64, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::bad_request(format!("{text:?} is not a leaf index")))
+}
+
+fn blocking_err(e: tokio::task::JoinError) -> ApiError {
+    ApiError::internal(format!("a read task failed: {e}"))
+}
+
+/// The event at `index` if it exists and is not erased.
+async fn load_hit(st: &AppState, index: u64) -> Result<Result<Hit, Response>, ApiError> {
+    if index >= st.view.durable_size() {
+        return Err(ApiError::not_found(format!("no event at index {index}")));
+    }
+    let vault = st.vault.clone();
+    let found = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        if let Some(t) = vault.tombstone(index)? {
+            return Ok(Err(t));
+        }
+        Ok(Ok(search::hit_at(&vault, index)?))
+    })
+    .await
+    .map_err(blocking_err)??;
+    match found {
+        Err(t) => Ok(Err(gone(index, &t))),
+        Ok(Some(hit)) => Ok(Ok(hit)),
+        Ok(None) => Err(ApiError::not_found(format!(
+            "event {index} has no stored body"
+        ))),
+    }
+}
+
+/// `GET /v1/events/<index>`: the event, its salt and leaf, an inclusion
+/// proof and the checkpoint it was proven against (absent while no
+/// checkpoint covers the event yet, for at most a checkpoint interval).
+pub(super) async fn get_event(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(index): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = authorize(&st, &headers, Role::Auditor)?;
+    let index = parse_index(&index)?;
+    let loaded = load_hit(&st, index).await;
+    let (outcome, subject) = match &loaded {
+        Ok(Ok(hit)) => (Outcome::Success, hit.event.subject.clone()),
+        _ => (Outcome::Failure, None),
+    };
+    let receipt = record_access(
+        &st,
+        &key,
+        Access {
+            action: "audit.read",
+            resource: ("event", index.to_string()),
+            subject: subject.as_deref(),
+            outcome,
+            context: json!({ "index": index }),
+        },
+    )
+    .await?;
+    let hit = match loaded? {
+        Ok(hit) => hit,
+        Err(gone) => return Ok(with_audit_header(gone, &receipt)),
+    };
+    let mut body = hit_json(&hit);
+    let cp = st.view.checkpoint();
+    if index < cp.checkpoint.size {
+        body["inclusion_proof"] = super::read::inclusion_json(&st, index, cp.checkpoint.size)?;
+        body["checkpoint"] = json!(cp.note);
+    } else {
+        body["inclusion_proof"] = Value::Null;
+        body["checkpoint"] = Value::Null;
+    }
+    Ok(with_audit_header(Json(body).into_response(), &receipt))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SearchParams {
+    subject: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    resource: Option<String>,
+    app: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+impl SearchParams {
+    /// The query, and its description for the audit record.
+    fn parse(&self, max_limit: usize) -> Result<(EventQuery, Value), ApiError> {
+        let mut filters = Vec::new();
+        // Most selective first: the first filter drives the index scan.
+        for (field, value) in [
+            (Field::Subject, &self.subject),
+            (Field::Resource, &self.resource),
+            (Field::Actor, &self.actor),
+            (Field::Action, &self.action),
+            (Field::App, &self.app),
+        ] {
+            if let Some(v) = value {
+                if v.is_empty() || v.len() > 256 {
+                    return Err(ApiError::bad_request(format!("{field:?}: 1 to 256 bytes")));
+                }
+                filters.push((field, v.clone()));
+            }
+        }
+        let time = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+            v.as_deref()
+                .map(|t| {
+                    event::parse_rfc3339_ms(t).map_err(|e| {
+                        ApiError::bad_request(format!("{name}: not an RFC 3339 time: {e}"))
+                    })
+                })
+                .transpose()
+        };
+        let since_ms = time("since", &self.since)?;
+        let until_ms = time("until", &self.until)?;
+        if let (Some(s), Some(u)) = (since_ms, until_ms)
+            && u < s
+        {
+            return Err(ApiError::bad_request("until must not be before since"));
+        }
+        let limit = self.limit.unwrap_or(search::DEFAULT_LIMIT.min(max_limit));
+        if limit == 0 || limit > max_limit {
+            return Err(ApiError::bad_request(format!(
+                "limit must be between 1 and {max_limit}"
+            )));
+        }
+        let before = self
+            .cursor
+            .as_deref()
+            .map(search::decode_cursor)
+            .transpose()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let described = json!({
+            "subject": self.subject, "actor": self.actor, "action": self.action,
+            "resource": self.resource, "app": self.app, "since": self.since,
+            "until": self.until, "limit": limit, "cursor": self.cursor,
+        });
+        Ok((
+            EventQuery {
+                filters,
+                since_ms,
+                until_ms,
+                limit,
+                before,
+            },
+            described,
+        ))
+    }
+}
+
+fn params(q: Result<Query<SearchParams>, QueryRejection>) -> Result<SearchParams, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
+}
+
+/// `GET /v1/events?subject=&actor=&action=&resource=&app=&since=&until=&limit=&cursor=`:
+/// newest first; `next_cursor` fetches the next page.
+pub(super) async fn search_events(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<SearchParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let key = authorize(&st, &headers, Role::Auditor)?;
+    let p = params(q)?;
+    let (query, described) = p.parse(search::MAX_LIMIT)?;
+    let receipt = record_access(
+        &st,
+        &key,
+        Access {
+            action: "audit.search",
+            resource: ("events", "search".into()),
+            subject: p.subject.as_deref(),
+            outcome: Outcome::Success,
+            context: json!({ "query": described }),
+        },
+    )
+    .await?;
+    let vault = st.vault.clone();
+    // The log as it was before this search was recorded: a search never
+    // finds its own audit event.
+    let size = st.view.durable_size().min(receipt.index);
+    let page = tokio::task::spawn_blocking(move || search::search(&vault, size, &query))
+        .await
+        .map_err(blocking_err)??;
+    let body = json!({
+        "events": page.hits.iter().map(hit_json).collect::<Vec<_>>(),
+        "next_cursor": page.next.map(search::encode_cursor),
+    });
+    Ok(with_audit_header(Json(body).into_response(), &receipt))
+}
+
+/// `GET /v1/export?…` (the search filters; `limit` up to
+/// [`MAX_EXPORT_EVENTS`]): an NDJSON evidence bundle of the matching events
+/// covered by the latest checkpoint, streamed. See docs/evidence-bundle.md.
+pub(super) async fn export(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<SearchParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let key = authorize(&st, &headers, Role::Auditor)?;
+    let mut p = params(q)?;
+    if p.limit.is_none() {
+        p.limit = Some(MAX_EXPORT_EVENTS);
+    }
+    let (mut query, described) = p.parse(MAX_EXPORT_EVENTS)?;
+    let cp = st.view.checkpoint();
+    let receipt = record_access(
+        &st,
+        &key,
+        Access {
+            action: "audit.export",
+            resource: ("events", "export".into()),
+            subject: p.subject.as_deref(),
+            outcome: Outcome::Success,
+            context: json!({ "query": described, "tree_size": cp.checkpoint.size }),
+        },
+    )
+    .await?;
+    let header_line = bundle::header_line(&bundle::BundleHeader {
+        origin: st.origin.to_string(),
+        verifier_keys: vec![
+            st.verifier_keys.ecdsa.clone(),
+            st.verifier_keys.ed25519.clone(),
+        ],
+        checkpoint: cp.note.clone(),
+        exported_at: event::format_rfc3339_ms(now_ms()),
+        query: described,
+    });
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+    let vault = st.vault.clone();
+    let size = cp.checkpoint.size;
+    let wanted = query.limit;
+    tokio::task::spawn_blocking(move || {
+        let send = |b: Vec<u8>| tx.blocking_send(Ok(b)).is_ok();
+        if !send(header_line) {
+            return;
+        }
+        let source = crate::sequencer::TileSource::new(vault.as_ref());
+        let mut count = 0u64;
+        let mut left = wanted;
+        loop {
+            query.limit = left.min(search::MAX_LIMIT);
+            let page = match search::search(&vault, size, &query) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "export failed");
+                    let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
+                    return;
+                }
+            };
+            let mut chunk = Vec::new();
+            for hit in &page.hits {
+                let proof = match crate::merkle::inclusion_proof(hit.index, size, &source) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "export failed");
+                        let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
+                        return;
+                    }
+                };
+                chunk.extend(bundle::event_line(&bundle::BundleEvent {
+                    index: hit.index,
+                    leaf: String::from_utf8_lossy(&hit.leaf).into_owned(),
+                    leaf_hash: hit.leaf_hash,
+                    event: serde_json::from_slice(&hit.stored.event).unwrap_or(Value::Null),
+                    salt: hit.stored.salt,
+                    audit_path: proof,
+                }));
+                count += 1;
+            }
+            left -= page.hits.len().min(left);
+            if !chunk.is_empty() && !send(chunk) {
+                return;
+            }
+            match page.next {
+                Some(n) if left > 0 => query.before = Some(n),
+                _ => break,
+            }
+        }
+        let _ = send(bundle::end_line(count));
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut resp = Body::from_stream(stream).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(with_audit_header(resp, &receipt))
+}
+
+/// `GET /v1/events/<index>/tlog-proof`: the event's inclusion proof as a
+/// c2sp.org/tlog-proof file, with the event, salt and leaf in its `extra`
+/// line so the file is self-contained.
+pub(super) async fn tlog_proof(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(index): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = authorize(&st, &headers, Role::Auditor)?;
+    let index = parse_index(&index)?;
+    let cp = st.view.checkpoint();
+    let loaded = if index >= cp.checkpoint.size && index < st.view.durable_size() {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_yet_checkpointed",
+            format!("event {index} is not covered by a checkpoint yet; retry in a second"),
+        ))
+    } else {
+        load_hit(&st, index).await
+    };
+    let (outcome, subject) = match &loaded {
+        Ok(Ok(hit)) => (Outcome::Success, hit.event.subject.clone()),
+        _ => (Outcome::Failure, None),
+    };
+    let receipt = record_access(
+        &st,
+        &key,
+        Access {
+            action: "audit.read",
+            resource: ("event", index.to_string()),
+            subject: subject.as_deref(),
+            outcome,
+            context: json!({ "index": index, "format": "tlog-proof" }),
+        },
+    )
+    .await?;
+    let hit = match loaded? {
+        Ok(hit) => hit,
+        Err(gone) => return Ok(with_audit_header(gone, &receipt)),
+    };
+    let source = crate::sequencer::TileSource::new(st.store.as_ref());
+    let path = crate::merkle::inclusion_proof(index, cp.checkpoint.size, &source)
+        .map_err(ApiError::internal)?;
+    let text = bundle::tlog_proof_text(
+        &bundle::BundleEvent {
+            index,
+            leaf: String::from_utf8_lossy(&hit.leaf).into_owned(),
+            leaf_hash: hit.leaf_hash,
+            event: serde_json::from_slice(&hit.stored.event).unwrap_or(Value::Null),
+            salt: hit.stored.salt,
+            audit_path: path,
+        },
+        &cp.note,
+    );
+    let mut resp = text.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(with_audit_header(resp, &receipt))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::body::to_bytes;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::auth::ApiKeys;
+    use crate::crypto::MasterKey;
+    use crate::note::keys::LogKeys;
+    use crate::sequencer::{CheckpointSigner, LogView, RightEdge, Sequencer, SequencerConfig};
+    use crate::store::Store;
+    use crate::store::memory::MemoryStore;
+    use crate::vault::Vault;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_that_cannot_be_logged_returns_nothing() {
+        let inner = Arc::new(MemoryStore::new());
+        let vault = Arc::new(Vault::new(inner.clone(), &MasterKey::from_bytes([9; 32])).unwrap());
+        let store: Arc<dyn Store> = vault.clone();
+        let keys = LogKeys::generate().unwrap();
+        let s = keys.signers("example.com/log").unwrap();
+        let signer = Arc::new(CheckpointSigner {
+            origin: "example.com/log".into(),
+            signers: vec![Box::new(s.ecdsa), Box::new(s.ed25519)],
+        });
+        let view = Arc::new(LogView::new(
+            signer.sign(0, crate::merkle::empty_root(), 0).unwrap(),
+            0,
+        ));
+        let seq = Sequencer::start(
+            store.clone(),
+            signer,
+            SequencerConfig::default(),
+            view.clone(),
+            RightEdge::empty(),
+        )
+        .unwrap();
+        let api_keys = ApiKeys::new(store.clone());
+        let (_, token) = api_keys.create("jane", Role::Auditor, None).unwrap();
+        let state = AppState {
+            origin: "example.com/log".into(),
+            verifier_keys: Arc::new(keys.verifier_keys("example.com/log").unwrap()),
+            store,
+            view,
+            sequencer: seq.handle(),
+            keys: api_keys,
+            limits: Arc::new(super::super::ApiLimits::default()),
+            metrics: None,
+            checkpoint_interval: Duration::from_secs(1),
+            witnessed: None,
+            vault,
+        };
+        let raw = json!({
+            "actor": {"id": "dr", "type": "user"}, "action": "record.read",
+            "resource": {"type": "doc", "id": "d"}, "subject": "SECRET-SUBJECT",
+            "purpose": "care", "outcome": "success", "occurred_at": "2026-11-25T10:00:00Z",
+        });
+        let ev = event::parse_event(&raw, &event::EventLimits::default()).unwrap();
+        let canonical = ev.canonical_bytes();
+        let salt = [1u8; 32];
+        seq.handle()
+            .submit(
+                "clinic".into(),
+                vec![PreparedEvent {
+                    id: None,
+                    commitment: event::commitment(&salt, &canonical),
+                    canonical,
+                    salt,
+                }],
+                true,
+            )
+            .await
+            .unwrap();
+        let app = super::super::router(state);
+        let read = || {
+            Request::get("/v1/events/0")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        inner.fail_writes(true);
+        let resp = app.clone().oneshot(read()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("SECRET-SUBJECT"));
+        inner.fail_writes(false);
+        let resp = app.oneshot(read()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("SECRET-SUBJECT"));
+        tokio::task::spawn_blocking(move || seq.shutdown())
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,535 @@
+//! Erasure, legal holds and retention through the real binary: erased
+//! events answer 410 with when and why, search forgets the subject, the
+//! keys that opened them are gone from the data directory, and every leaf,
+//! tile, checkpoint and proof is unchanged and still verifies.
+
+mod common;
+
+use std::path::Path;
+
+use common::{
+    Server, create_key, create_key_for_app, get_bytes, get_json, hashes, http, log_verifiers,
+    verify_checkpoint,
+};
+use serde_json::{Value, json};
+use veritrail::crypto::MasterKey;
+use veritrail::merkle;
+use veritrail::store::sled::SledStore;
+use veritrail::store::{RecordSpace, Store};
+use veritrail::vault::{KEYRING_FILE, KeyringHome, Vault};
+
+fn ev(subject: Option<&str>, actor: &str, note: &str) -> Value {
+    let mut e = json!({
+        "actor": { "id": actor, "type": "user" },
+        "action": "record.read",
+        "resource": { "type": "patient_record", "id": "r-1" },
+        "purpose": "treatment",
+        "outcome": "success",
+        "occurred_at": "2026-11-25T10:00:00Z",
+        "context": { "note": note },
+    });
+    if let Some(s) = subject {
+        e["subject"] = json!(s);
+    }
+    e
+}
+
+async fn call(method: reqwest::Method, url: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = http().request(method, url).bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn post_events(url: &str, key: &str, events: Vec<Value>) {
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &format!("{url}/v1/events?wait=checkpoint"),
+        key,
+        Some(json!({ "events": events })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Every tile and bundle of a tree of `size`, as served.
+async fn tiles_at(url: &str, size: u64) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for t in veritrail::tiles::tiles_for_size(size) {
+        out.push((
+            t.hash_path(),
+            get_bytes(&format!("{url}/{}", t.hash_path())).await,
+        ));
+        if t.level == 0 {
+            out.push((
+                t.entries_path(),
+                get_bytes(&format!("{url}/{}", t.entries_path())).await,
+            ));
+        }
+    }
+    out
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            found.extend(files_containing(&p, needle));
+        } else if std::fs::read(&p)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            found.push(p);
+        }
+    }
+    found
+}
+
+/// The id of a subject's data key for this month.
+fn subject_key(pseudonym: &str) -> String {
+    let month = &veritrail::event::format_rfc3339_ms(veritrail::sequencer::now_ms())[..7];
+    format!("s/{pseudonym}/{month}")
+}
+
+/// Opens the stopped log's database with its master key.
+fn open_vault(data: &Path, key_file: &Path) -> Vault {
+    let master = MasterKey::parse(&std::fs::read_to_string(key_file).unwrap()).unwrap();
+    let store = SledStore::open(&data.join("db")).unwrap();
+    Vault::open(
+        std::sync::Arc::new(store),
+        &master,
+        KeyringHome::File(data.join(KEYRING_FILE)),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("log");
+    let key_file = dir.path().join("log.master.key");
+    let server = Server::start(&data, &["--checkpoint-interval-ms", "50"]);
+    let url = server.url.clone();
+    let admin = server.admin_key();
+    let writer = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
+    let auditor = create_key(&url, &admin, "jane", "auditor").await;
+    post_events(
+        &url,
+        &writer,
+        vec![
+            ev(Some("ERASE-ME-SUBJ"), "ERASE-ME-ACTOR", "ERASE-ME-NOTE"), // 0
+            ev(Some("KEEP-SUBJ"), "dr-keep", "keep note"),                // 1
+            ev(Some("ERASE-ME-SUBJ"), "ERASE-ME-ACTOR", "ERASE-ME-NOTE"), // 2
+            ev(None, "batch-job", "no subject"),                          // 3
+        ],
+    )
+    .await;
+    // An auditor reads event 0: that read is logged under the subject too.
+    let (status, _) = call(
+        reqwest::Method::GET,
+        &format!("{url}/v1/events/0"),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let pseudonym =
+        veritrail::crypto::MasterKey::parse(&std::fs::read_to_string(&key_file).unwrap())
+            .unwrap()
+            .index_key()
+            .subject_pseudonym("ERASE-ME-SUBJ");
+
+    // A legal hold blocks the erasure.
+    let (status, hold) = call(
+        reqwest::Method::POST,
+        &format!("{url}/v1/admin/holds"),
+        &admin,
+        Some(json!({ "subject": "ERASE-ME-SUBJ", "reason": "case 2026-17" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{hold}");
+    assert_eq!(hold["subject_pseudonym"], json!(pseudonym));
+    assert!(
+        !hold.to_string().contains("ERASE-ME-SUBJ"),
+        "holds store no subject: {hold}"
+    );
+    let erase = json!({ "subject": "ERASE-ME-SUBJ", "reason": "GDPR art. 17 request #88" });
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &format!("{url}/v1/erasure"),
+        &admin,
+        Some(erase.clone()),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = call(
+        reqwest::Method::GET,
+        &format!("{url}/v1/events/0"),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "nothing was erased");
+    let hold_id = hold["id"].as_str().unwrap();
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        &format!("{url}/v1/admin/holds/{hold_id}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // The state of the tree before the erasure.
+    let before = get_json(&format!("{url}/v1/checkpoint")).await;
+    let size = before["tree_size"].as_u64().unwrap();
+    let tiles_before = tiles_at(&url, size).await;
+    let mut proofs_before = Vec::new();
+    for i in 0..size {
+        proofs_before.push(
+            get_json(&format!(
+                "{url}/v1/proof/inclusion?index={i}&tree_size={size}"
+            ))
+            .await,
+        );
+    }
+
+    // Stop once to note the subject's wrapped data key as stored.
+    server.stop();
+    let wrapped_key = {
+        let vault = open_vault(&data, &key_file);
+        vault
+            .record(RecordSpace::DataKey, subject_key(&pseudonym).as_bytes())
+            .unwrap()
+            .expect("the subject has a data key")
+    };
+    assert!(
+        !files_containing(&data, &wrapped_key).is_empty(),
+        "the scan finds stored bytes"
+    );
+    let keyring_before = std::fs::read_to_string(data.join(KEYRING_FILE)).unwrap();
+    {
+        let vault = open_vault(&data, &key_file);
+        let key_id = subject_key(&pseudonym);
+        assert!(
+            vault
+                .can_open_data_key(key_id.as_bytes(), &wrapped_key)
+                .is_ok()
+        );
+    }
+    let server = Server::start(&data, &["--checkpoint-interval-ms", "50"]);
+    let url = server.url.clone();
+
+    let (status, out) = call(
+        reqwest::Method::POST,
+        &format!("{url}/v1/erasure"),
+        &admin,
+        Some(erase),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    let erased: Vec<u64> = out["erased"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(erased.starts_with(&[0, 2]), "{erased:?}");
+    assert!(
+        erased.len() >= 3,
+        "the logged read of the subject is erased too: {erased:?}"
+    );
+    assert_eq!(out["keys_destroyed"], 1);
+
+    // Reads answer 410 with when and why; search forgets the subject.
+    let (status, gone) = call(
+        reqwest::Method::GET,
+        &format!("{url}/v1/events/2"),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(status, 410, "{gone}");
+    assert_eq!(gone["erased"]["reason"], "GDPR art. 17 request #88");
+    assert_eq!(gone["erased"]["cause"], "erasure");
+    assert!(
+        gone["erased"]["erased_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("20")
+    );
+    let (_, all) = call(
+        reqwest::Method::GET,
+        &format!("{url}/v1/events?limit=1000"),
+        &auditor,
+        None,
+    )
+    .await;
+    assert!(!all.to_string().contains("ERASE-ME"), "{all}");
+    let (status, kept) = call(
+        reqwest::Method::GET,
+        &format!("{url}/v1/events/1"),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(kept["event"]["subject"], "KEEP-SUBJ");
+
+    // The erasure is in the log, naming the subject only by pseudonym.
+    let (_, erasures) = call(
+        reqwest::Method::GET,
+        &format!("{url}/v1/events?action=admin.erasure"),
+        &auditor,
+        None,
+    )
+    .await;
+    let record = &erasures["events"][0];
+    assert_eq!(record["event"]["resource"]["id"], json!(pseudonym));
+    assert_eq!(
+        record["event"]["context"]["details"]["reason"],
+        "GDPR art. 17 request #88"
+    );
+    assert!(!record.to_string().contains("ERASE-ME-SUBJ"));
+
+    // Every tile, leaf and proof of the old size is unchanged, and the new
+    // checkpoint is consistent with the old one.
+    assert_eq!(tiles_at(&url, size).await, tiles_before);
+    for (i, p) in proofs_before.iter().enumerate() {
+        let now = get_json(&format!(
+            "{url}/v1/proof/inclusion?index={i}&tree_size={size}"
+        ))
+        .await;
+        assert_eq!(&now, p);
+    }
+    let verifiers = log_verifiers(&get_json(&format!("{url}/v1/log")).await);
+    let old_cp = verify_checkpoint(before["note"].as_str().unwrap(), &verifiers);
+    for p in &proofs_before {
+        let leaf = veritrail::merkle::Hash::from_base64(p["leaf_hash"].as_str().unwrap()).unwrap();
+        let i = p["leaf_index"].as_u64().unwrap();
+        merkle::verify_inclusion(i, size, &leaf, &hashes(&p["audit_path"]), &old_cp.root).unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let after = get_json(&format!("{url}/v1/checkpoint")).await;
+    let new_cp = verify_checkpoint(after["note"].as_str().unwrap(), &verifiers);
+    let c = get_json(&format!(
+        "{url}/v1/proof/consistency?first={size}&second={}",
+        new_cp.size
+    ))
+    .await;
+    merkle::verify_consistency(
+        size,
+        new_cp.size,
+        &old_cp.root,
+        &new_cp.root,
+        &hashes(&c["consistency"]),
+    )
+    .unwrap();
+    server.stop();
+
+    // On disk: no marker in plaintext, and with the master key the erased
+    // events do not open — their key is gone.
+    for marker in ["ERASE-ME-SUBJ", "ERASE-ME-ACTOR", "ERASE-ME-NOTE"] {
+        assert!(
+            files_containing(&data, marker.as_bytes()).is_empty(),
+            "{marker}"
+        );
+    }
+    {
+        let vault = open_vault(&data, &key_file);
+        let subject_key = self::subject_key(&pseudonym);
+        assert_eq!(
+            vault
+                .record(RecordSpace::DataKey, subject_key.as_bytes())
+                .unwrap(),
+            None
+        );
+        for i in &erased {
+            assert_eq!(vault.event(*i).unwrap(), None);
+            assert_eq!(
+                vault.record(RecordSpace::Sealed, &i.to_be_bytes()).unwrap(),
+                None
+            );
+        }
+        assert!(vault.event(1).unwrap().is_some());
+    }
+    // The storage engine may still hold a stale copy of the destroyed key
+    // in its log; it is wrapped under a key generation that no longer
+    // exists anywhere, so it opens with nothing a thief of the data
+    // directory and the master key could have.
+    {
+        let vault = open_vault(&data, &key_file);
+        let key_id = subject_key(&pseudonym);
+        assert!(
+            vault
+                .can_open_data_key(key_id.as_bytes(), &wrapped_key)
+                .is_err()
+        );
+    }
+    let old_keyring = keyring_before;
+    assert!(
+        files_containing(&data, old_keyring.trim().as_bytes()).is_empty(),
+        "the old key generation is gone from the data directory"
+    );
+
+    // Search no longer finds the subject or its actor.
+    let server = Server::start(&data, &["--checkpoint-interval-ms", "50"]);
+    let url = server.url.clone();
+    let (status, found) = call(
+        reqwest::Method::GET,
+        &format!("{url}/v1/events?subject=ERASE-ME-SUBJ"),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(found["events"].as_array().unwrap().len(), 0, "{found}");
+    let (_, found) = call(
+        reqwest::Method::GET,
+        &format!("{url}/v1/events?actor=ERASE-ME-ACTOR"),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(found["events"].as_array().unwrap().len(), 0, "{found}");
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_expires_events_except_held_ones_and_logs_each_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("log");
+    let server = Server::start(&data, &["--checkpoint-interval-ms", "50"]);
+    let url = server.url.clone();
+    let admin = server.admin_key();
+    let clinic = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
+    let lab = create_key_for_app(&url, &admin, "lab", "writer", "lab").await;
+    let auditor = create_key(&url, &admin, "jane", "auditor").await;
+    post_events(
+        &url,
+        &clinic,
+        vec![
+            ev(None, "job", "clinic-0"),
+            ev(Some("held-p"), "dr", "clinic-1"),
+            ev(Some("p2"), "dr", "clinic-2"),
+        ],
+    )
+    .await; // 0..3
+    post_events(
+        &url,
+        &lab,
+        vec![ev(None, "job", "lab-3"), ev(Some("p2"), "dr", "lab-4")],
+    )
+    .await; // 3..5
+
+    for (body, status) in [
+        (json!({ "app": "clinic", "keep_days": 0 }), 201),
+        (json!({ "app": "lab", "keep_days": 0 }), 201),
+        (json!({ "app": "lab", "keep_days": 365 }), 201),
+        (json!({ "keep_days": -1 }), 400),
+        (json!({ "app": "Not An App", "keep_days": 1 }), 400),
+    ] {
+        let (s, b) = call(
+            reqwest::Method::POST,
+            &format!("{url}/v1/admin/retention"),
+            &admin,
+            Some(body),
+        )
+        .await;
+        assert_eq!(s, status, "{b}");
+    }
+    for body in [
+        json!({ "app": "lab", "reason": "litigation hold L-3" }),
+        json!({ "subject": "held-p", "reason": "subject access dispute" }),
+    ] {
+        let (s, b) = call(
+            reqwest::Method::POST,
+            &format!("{url}/v1/admin/holds"),
+            &admin,
+            Some(body),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    // keep_days 0 expires what the log received before now.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let (status, run) = call(
+        reqwest::Method::POST,
+        &format!("{url}/v1/admin/retention/run"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["erased"], 2, "clinic-0 and clinic-2: {run}");
+    assert_eq!(
+        run["held"], 3,
+        "clinic-1 (subject hold) and the two lab events: {run}"
+    );
+
+    for (i, want) in [(0, 410), (1, 200), (2, 410), (3, 200), (4, 200)] {
+        let (s, body) = call(
+            reqwest::Method::GET,
+            &format!("{url}/v1/events/{i}"),
+            &auditor,
+            None,
+        )
+        .await;
+        assert_eq!(s, want, "event {i}: {body}");
+        if s == 410 {
+            assert_eq!(body["erased"]["cause"], "retention");
+        }
+    }
+    // The run is in the log.
+    let (_, runs) = call(
+        reqwest::Method::GET,
+        &format!("{url}/v1/events?action=retention.run"),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(
+        runs["events"][0]["event"]["context"]["details"]["expired"],
+        2
+    );
+    // Erasure of a held app is refused too.
+    let (s, _) = call(
+        reqwest::Method::POST,
+        &format!("{url}/v1/erasure"),
+        &admin,
+        Some(json!({ "indexes": [3], "reason": "x" })),
+    )
+    .await;
+    assert_eq!(s, 409);
+    let (s, _) = call(
+        reqwest::Method::POST,
+        &format!("{url}/v1/erasure"),
+        &admin,
+        Some(json!({ "indexes": [99], "reason": "x" })),
+    )
+    .await;
+    assert_eq!(s, 404);
+    server.stop();
+    assert!(files_containing(&data, b"clinic-0").is_empty());
+    // The clinic's only subject-less event of the day is expired: the day
+    // key is destroyed. The lab's (held) stays. p2's key sealed an expired
+    // clinic event and a kept lab event: it was replaced, not destroyed.
+    let vault = open_vault(&data, &dir.path().join("log.master.key"));
+    let day = &veritrail::event::format_rfc3339_ms(veritrail::sequencer::now_ms())[..10];
+    let has = |k: &str| {
+        vault
+            .record(RecordSpace::DataKey, k.as_bytes())
+            .unwrap()
+            .is_some()
+    };
+    assert!(!has(&format!("d/clinic/{day}")));
+    assert!(has(&format!("d/lab/{day}")));
+    assert_eq!(run["keys_destroyed"], 1, "{run}");
+    assert_eq!(run["keys_replaced"], 1, "{run}");
+    assert!(vault.event(4).unwrap().is_some());
+}

@@ -1,0 +1,180 @@
+//! The admin and auditor CLI wrappers against a real server: holds,
+//! erasure, retention and export, as an operator would type them.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Server, binary, create_key, create_key_for_app, get_json, http};
+use serde_json::json;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let o = Command::new(binary())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_hold_erase_expire_and_export_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("log"), &["--checkpoint-interval-ms", "50"]);
+    let url = server.url.clone();
+    let admin = server.admin_key();
+    let writer = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
+    let auditor = create_key(&url, &admin, "jane", "auditor").await;
+    let mut events = Vec::new();
+    for i in 0..4 {
+        let mut e = common::event(i, None);
+        e["subject"] = json!(if i < 2 { "Ann Example" } else { "bob" });
+        events.push(e);
+    }
+    let resp = http()
+        .post(format!("{url}/v1/events?wait=checkpoint"))
+        .bearer_auth(&writer)
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let env = [("VERITRAIL_ADMIN_KEY", admin.as_str())];
+
+    let (ok, out) = run(
+        &[
+            "holds",
+            "create",
+            "--url",
+            &url,
+            "--subject",
+            "Ann Example",
+            "--reason",
+            "case 9",
+        ],
+        &env,
+    );
+    assert!(ok, "{out}");
+    let hold: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (ok, out) = run(
+        &[
+            "erase",
+            "--url",
+            &url,
+            "--subject",
+            "Ann Example",
+            "--reason",
+            "art. 17",
+        ],
+        &env,
+    );
+    assert!(
+        !ok && out.contains("409") && out.contains("legal hold"),
+        "{out}"
+    );
+    let (ok, out) = run(&["holds", "list", "--url", &url], &env);
+    assert!(
+        ok && out.contains("case 9") && !out.contains("Ann Example"),
+        "{out}"
+    );
+    let (ok, out) = run(
+        &[
+            "holds",
+            "release",
+            "--url",
+            &url,
+            hold["id"].as_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = run(
+        &[
+            "erase",
+            "--url",
+            &url,
+            "--subject",
+            "Ann Example",
+            "--reason",
+            "art. 17",
+        ],
+        &env,
+    );
+    assert!(
+        ok && out.contains("erased 2 event(s), destroyed 1 data key(s)"),
+        "{out}"
+    );
+    let (ok, out) = run(
+        &[
+            "erase",
+            "--url",
+            &url,
+            "--index",
+            "2",
+            "--reason",
+            "mistaken entry",
+        ],
+        &env,
+    );
+    assert!(ok && out.contains("erased 1 event(s)"), "{out}");
+    let resp = http()
+        .get(format!("{url}/v1/events/0"))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 410);
+
+    let (ok, out) = run(
+        &[
+            "retention",
+            "set",
+            "--url",
+            &url,
+            "--app",
+            "clinic",
+            "--keep-days",
+            "0",
+        ],
+        &env,
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["retention", "list", "--url", &url], &env);
+    assert!(ok && out.contains("\"keep_days\": 0"), "{out}");
+    let (ok, out) = run(&["retention", "run", "--url", &url], &env);
+    assert!(ok && out.contains("erased 1 expired event(s)"), "{out}");
+
+    // The auditor exports the log's own records of the erasures (once a
+    // checkpoint covers them) and verifies the bundle.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let bundle = dir.path().join("b.ndjson");
+    let (ok, out) = run(
+        &[
+            "export",
+            "--url",
+            &url,
+            "--app",
+            "veritrail",
+            "--action",
+            "admin.erasure",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+        &[("VERITRAIL_API_KEY", auditor.as_str())],
+    );
+    assert!(ok, "{out}");
+    let log = get_json(&format!("{url}/v1/log")).await;
+    let vkey = log["verifier_keys"]["ed25519"].as_str().unwrap();
+    let (ok, out) = run(
+        &["verify-bundle", bundle.to_str().unwrap(), "--vkey", vkey],
+        &[],
+    );
+    assert!(ok && out.contains("OK: 2 event(s)"), "{out}");
+}
