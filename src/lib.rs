@@ -19,6 +19,8 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lifecycle;
 pub mod merkle;
 pub mod note;
