@@ -26,6 +26,8 @@ pub mod config;
 pub mod crypto;
 pub mod event;
 pub mod fsck;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod lifecycle;
 pub mod listen;
