@@ -201,3 +201,7 @@ BEGIN {
 for f in batched single checkpoint sled_batched sled_batched_seen sled_single sled_single_seen sled_checkpoint; do
     echo "$f: $(cat "$work/$f.json")"
 done
+
+echo
+echo "== witnessed receipts: POST /v1/events?wait=witnessed, two local witnesses, policy 2 (target p50 <= 250 ms)"
+scripts/bench-witnessed.sh || echo "bench-witnessed.sh failed"

@@ -350,6 +350,34 @@ async fn two_witnesses_cosign_receipts_survive_restarts_and_outages() {
         last = Some(cp);
     }
     latencies.sort();
+    // The same receipts through `veritrail verify`, which checks the served
+    // (witnessed) checkpoint's log signatures and both cosignatures, and the
+    // newest event's inclusion.
+    let newest = last.as_ref().unwrap().size - 1;
+    let mut args: Vec<String> = vec!["verify".into(), "--url".into(), server.url.clone()];
+    for k in &log.vkeys {
+        args.extend(["--vkey".into(), k.clone()]);
+    }
+    for w in &vkeys {
+        args.extend(["--witness-vkey".into(), (*w).to_string()]);
+    }
+    args.extend(["--index".into(), newest.to_string()]);
+    let out = Command::new(binary()).args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "veritrail verify with both witness keys: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut wrong = args.clone();
+    let at = wrong.iter().position(|a| a == vkeys[1]).unwrap();
+    wrong[at] =
+        "other.example/witness+00000000+BJg+GSVGUghLAAN8Wwt4c7RLcDgJL7S0DgcGbLQLDz/n".into();
+    let out = Command::new(binary()).args(&wrong).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "a witness key without a cosignature fails verify"
+    );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
         "POST /v1/events?wait=witnessed with two local witnesses (1 event, sequential, n={}): p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms; baseline wait=checkpoint p50 {:.1} ms, p90 {:.1} ms (witnessed/baseline p50 = {:.1}x)",
