@@ -893,7 +893,16 @@ mod tests {
         assert!(report.bytes > 600 * (sizes.stored_event as u64 + sizes.leaf as u64));
         assert_eq!(report.commit_latency.count, 6);
         // What was written is really in the database.
-        let db = crate::store::sled::sled_config(&opts.dir).open().unwrap();
+        // (The ceiling's own handle may hold sled's lock a moment longer.)
+        let db = (0..40)
+            .find_map(|_| {
+                let r = crate::store::sled::sled_config(&opts.dir).open().ok();
+                if r.is_none() {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                r
+            })
+            .expect("the database opens once the ceiling's handle is gone");
         let tree = db.open_tree("log").unwrap();
         assert_eq!(
             tree.get(b"Mtree_size").unwrap().unwrap().as_ref(),
