@@ -194,23 +194,46 @@ pub(super) async fn create_policy(
         created_at: format_rfc3339_ms(now_ms()),
         created_by: key.name.clone(),
     };
-    let receipt = record_access(
+    let id = policy.id.clone();
+    create_governance(
         &st,
         &key,
+        ("admin.retention.set", "retention_policy", "policy"),
+        id,
+        policy,
+        retention::put_policy,
+    )
+    .await
+}
+
+/// Records the creation of a policy or hold in the log, then stores it, and
+/// answers 201 with it. `what` = (audit action, resource type, context key).
+async fn create_governance<T: serde::Serialize + Clone + Send + Sync + 'static>(
+    st: &AppState,
+    key: &crate::auth::ApiKeyRecord,
+    what: (&'static str, &'static str, &'static str),
+    id: String,
+    value: T,
+    put: fn(&dyn crate::store::Store, &T) -> Result<(), crate::store::StoreError>,
+) -> Result<Response, ApiError> {
+    let (action, kind, field) = what;
+    let receipt = record_access(
+        st,
+        key,
         Access {
-            action: "admin.retention.set",
-            resource: ("retention_policy", policy.id.clone()),
+            action,
+            resource: (kind, id),
             subject: None,
             outcome: Outcome::Success,
-            context: json!({ "policy": policy }),
+            context: Value::Object([(field.to_string(), json!(value))].into_iter().collect()),
         },
     )
     .await?;
     let store = st.store.clone();
-    let p = policy.clone();
-    blocking(move || retention::put_policy(store.as_ref(), &p)).await?;
+    let v = value.clone();
+    blocking(move || put(store.as_ref(), &v)).await?;
     Ok(with_audit_header(
-        (StatusCode::CREATED, Json(json!(policy))).into_response(),
+        (StatusCode::CREATED, Json(json!(value))).into_response(),
         &receipt,
     ))
 }
@@ -323,25 +346,16 @@ pub(super) async fn create_hold(
         created_at: format_rfc3339_ms(now_ms()),
         created_by: key.name.clone(),
     };
-    let receipt = record_access(
+    let id = hold.id.clone();
+    create_governance(
         &st,
         &key,
-        Access {
-            action: "admin.hold.create",
-            resource: ("legal_hold", hold.id.clone()),
-            subject: None,
-            outcome: Outcome::Success,
-            context: json!({ "hold": hold }),
-        },
+        ("admin.hold.create", "legal_hold", "hold"),
+        id,
+        hold,
+        retention::put_hold,
     )
-    .await?;
-    let store = st.store.clone();
-    let h = hold.clone();
-    blocking(move || retention::put_hold(store.as_ref(), &h)).await?;
-    Ok(with_audit_header(
-        (StatusCode::CREATED, Json(json!(hold))).into_response(),
-        &receipt,
-    ))
+    .await
 }
 
 /// `GET /v1/admin/holds`.
