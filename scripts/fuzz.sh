@@ -24,10 +24,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-DEFAULT_TARGETS=(signed_note checkpoint tile_path entry_bundle event_json leaf_record proof_verify)
-# witness_request and bundle_line need `--features witness` / `--features
-# bundle` (their parsers are not merged yet); name them explicitly with
-# FUZZ_FEATURES set to run them.
+DEFAULT_TARGETS=(signed_note checkpoint tile_path entry_bundle event_json leaf_record proof_verify
+    witness_request bundle_line)
 
 seconds="${1:-60}"
 if [[ $# -gt 0 ]]; then shift; fi
@@ -40,8 +38,6 @@ if [[ ${#targets[@]} -eq 0 ]]; then targets=("${DEFAULT_TARGETS[@]}"); fi
 
 sanitizer="${FUZZ_SANITIZER:-address}"
 niceness="${FUZZ_NICE:-19}"
-features=()
-if [[ -n "${FUZZ_FEATURES:-}" ]]; then features=(--features "$FUZZ_FEATURES"); fi
 read -r -a extra_args <<< "${FUZZ_ARGS:-}"
 
 export RUSTC_BOOTSTRAP=1
@@ -51,7 +47,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 echo "== building fuzz targets (sanitizer: $sanitizer)"
-nice -n "$niceness" cargo fuzz build --sanitizer "$sanitizer" "${features[@]}"
+nice -n "$niceness" cargo fuzz build --sanitizer "$sanitizer"
 
 mkdir -p fuzz/logs
 crashed=()
@@ -63,7 +59,7 @@ for t in "${targets[@]}"; do
     # New inputs go to fuzz/corpus/<t> (the first directory); fuzz/seeds/<t>
     # holds the spec vectors and regression inputs, read only.
     set +e
-    nice -n "$niceness" cargo fuzz run --sanitizer "$sanitizer" "${features[@]}" "$t" \
+    nice -n "$niceness" cargo fuzz run --sanitizer "$sanitizer" "$t" \
         "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
         -max_total_time="$seconds" -timeout=10 -print_final_stats=1 "${extra_args[@]}" \
         >"$log" 2>&1

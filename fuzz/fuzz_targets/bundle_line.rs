@@ -1,0 +1,9 @@
+//! Fuzz target `bundle_line`: the property check `veritrail::fuzzing::bundle_line`, also
+//! replayed over the committed corpus by tests/fuzz_corpus.rs.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Err(violation) = veritrail::fuzzing::bundle_line(data) {
+        panic!("bundle_line: {violation}");
+    }
+});
