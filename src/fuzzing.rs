@@ -441,6 +441,63 @@ pub fn proof_verify(data: &[u8]) -> Result<(), Violation> {
     Ok(())
 }
 
+/// `witness_request`: [`AddCheckpoint::parse`] (c2sp.org/tlog-witness
+/// `add-checkpoint` bodies) never panics; an accepted body formats back to
+/// exactly its bytes, states the checkpoint of its note's text, carries at
+/// most [`MAX_PROOF_LINES`] proof hashes, and its note's verification against
+/// the fixed keys behaves.
+pub fn witness_request(data: &[u8]) -> Result<(), Violation> {
+    let Ok(req) = AddCheckpoint::parse(data) else {
+        return Ok(());
+    };
+    let formatted = AddCheckpoint::format(req.old_size, &req.proof, &req.note.to_bytes());
+    ensure(formatted == data, || {
+        "an accepted request formats to other bytes".into()
+    })?;
+    ensure(
+        Checkpoint::parse(req.note.text()).as_ref() == Ok(&req.checkpoint),
+        || "the request's checkpoint is not its note's text".into(),
+    )?;
+    ensure(req.proof.len() <= MAX_PROOF_LINES, || {
+        format!("accepted {} proof lines", req.proof.len())
+    })?;
+    check_verification(&req.note)
+}
+
+/// `bundle_line`: the evidence-bundle reader ([`crate::bundle::verify_bundle`])
+/// and the tlog-proof reader ([`crate::bundle::verify_tlog_proof`]) never
+/// panic, with the fixed key of `example.com/log` (the key of the seed
+/// bundles' checkpoint); what they verify lies inside the verified tree and
+/// names the key's origin.
+pub fn bundle_line(data: &[u8]) -> Result<(), Violation> {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Ok(());
+    };
+    let verifiers: Vec<&dyn NoteVerifier> = fixed_verifiers()
+        .iter()
+        .filter(|v| v.name() == "example.com/log")
+        .map(|v| &**v)
+        .collect();
+    for verified in [
+        crate::bundle::verify_bundle(text, &verifiers),
+        crate::bundle::verify_tlog_proof(text, &verifiers),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        ensure(verified.origin == "example.com/log", || {
+            format!("verified a bundle of origin {:?}", verified.origin)
+        })?;
+        if let Some(i) = verified.indexes.iter().find(|&&i| i >= verified.tree_size) {
+            return Err(Violation(format!(
+                "verified leaf {i} outside the tree of size {}",
+                verified.tree_size
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,61 +578,4 @@ mod tests {
         assert_eq!(tiles::decode_bundle(&bundle).unwrap().len(), 8);
         assert_eq!(entry_bundle(&bundle), Ok(()));
     }
-}
-
-/// `witness_request`: [`AddCheckpoint::parse`] (c2sp.org/tlog-witness
-/// `add-checkpoint` bodies) never panics; an accepted body formats back to
-/// exactly its bytes, states the checkpoint of its note's text, carries at
-/// most [`MAX_PROOF_LINES`] proof hashes, and its note's verification against
-/// the fixed keys behaves.
-pub fn witness_request(data: &[u8]) -> Result<(), Violation> {
-    let Ok(req) = AddCheckpoint::parse(data) else {
-        return Ok(());
-    };
-    let formatted = AddCheckpoint::format(req.old_size, &req.proof, &req.note.to_bytes());
-    ensure(formatted == data, || {
-        "an accepted request formats to other bytes".into()
-    })?;
-    ensure(
-        Checkpoint::parse(req.note.text()).as_ref() == Ok(&req.checkpoint),
-        || "the request's checkpoint is not its note's text".into(),
-    )?;
-    ensure(req.proof.len() <= MAX_PROOF_LINES, || {
-        format!("accepted {} proof lines", req.proof.len())
-    })?;
-    check_verification(&req.note)
-}
-
-/// `bundle_line`: the evidence-bundle reader ([`crate::bundle::verify_bundle`])
-/// and the tlog-proof reader ([`crate::bundle::verify_tlog_proof`]) never
-/// panic, with the fixed key of `example.com/log` (the key of the seed
-/// bundles' checkpoint); what they verify lies inside the verified tree and
-/// names the key's origin.
-pub fn bundle_line(data: &[u8]) -> Result<(), Violation> {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return Ok(());
-    };
-    let verifiers: Vec<&dyn NoteVerifier> = fixed_verifiers()
-        .iter()
-        .filter(|v| v.name() == "example.com/log")
-        .map(|v| &**v)
-        .collect();
-    for verified in [
-        crate::bundle::verify_bundle(text, &verifiers),
-        crate::bundle::verify_tlog_proof(text, &verifiers),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        ensure(verified.origin == "example.com/log", || {
-            format!("verified a bundle of origin {:?}", verified.origin)
-        })?;
-        if let Some(i) = verified.indexes.iter().find(|&&i| i >= verified.tree_size) {
-            return Err(Violation(format!(
-                "verified leaf {i} outside the tree of size {}",
-                verified.tree_size
-            )));
-        }
-    }
-    Ok(())
 }
