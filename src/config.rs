@@ -60,6 +60,10 @@ pub struct FileConfig {
     pub witness_quorum: Option<usize>,
     /// Timeout of one request to a witness, milliseconds [default: 5000].
     pub witness_timeout_ms: Option<u64>,
+    /// CA certificates (PEM) trusted, besides the system's web roots, for
+    /// the log's own HTTPS requests: witnesses and known-checkpoint URLs
+    /// (e.g. a witness with a private CA or a self-signed certificate).
+    pub peer_ca_cert: Option<PathBuf>,
     /// Requests per second each API key may make on average; 0 disables
     /// the limit [default: 2000].
     pub rate_limit_per_second: Option<f64>,
@@ -101,6 +105,7 @@ impl FileConfig {
             witnesses: self.witnesses.or(lower.witnesses),
             witness_quorum: self.witness_quorum.or(lower.witness_quorum),
             witness_timeout_ms: self.witness_timeout_ms.or(lower.witness_timeout_ms),
+            peer_ca_cert: self.peer_ca_cert.or(lower.peer_ca_cert),
             rate_limit_per_second: self.rate_limit_per_second.or(lower.rate_limit_per_second),
             rate_limit_burst: self.rate_limit_burst.or(lower.rate_limit_burst),
             tls_cert: self.tls_cert.or(lower.tls_cert),
@@ -131,6 +136,8 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// Where to read checkpoints this log published, checked at startup.
     pub known_checkpoints: Vec<String>,
+    /// Extra CA certificates (PEM bundle) for the log's outgoing HTTPS.
+    pub peer_ca_pem: Option<Vec<u8>>,
     /// Master key file, when given (else the environment or the default file).
     pub master_key_file: Option<PathBuf>,
     /// How often the retention task runs.
@@ -200,7 +207,14 @@ impl ServeConfig {
             }
             limits.rate_limit.burst = b;
         }
-        let witnessing = resolve_witnessing(&o)?;
+        let peer_ca_pem = match &o.peer_ca_cert {
+            Some(path) => Some(read_ca_bundle(path)?),
+            None => None,
+        };
+        let mut witnessing = resolve_witnessing(&o)?;
+        if let Some(policy) = &mut witnessing {
+            policy.ca_pem = peer_ca_pem.clone();
+        }
         let tls = TlsFiles::from_flags(o.tls_cert, o.tls_key)?;
         let retention_interval = match o.retention_interval_s {
             Some(s) if !(1..=86_400 * 7).contains(&s) => {
@@ -218,10 +232,24 @@ impl ServeConfig {
             witnessing,
             tls,
             known_checkpoints: o.known_checkpoints.unwrap_or_default(),
+            peer_ca_pem,
             master_key_file: o.master_key_file,
             retention_interval,
         })
     }
+}
+
+/// Reads a PEM bundle of CA certificates, refusing one that holds none.
+fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("couldn't read the peer CA file {}: {e}", path.display()))?;
+    if !reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|c| !c.is_empty()) {
+        return Err(format!(
+            "the peer CA file {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(pem)
 }
 
 /// The witness policy: witnesses from the flags or the file, a quorum
@@ -260,6 +288,7 @@ fn resolve_witnessing(o: &FileConfig) -> Result<Option<WitnessPolicy>, String> {
         witnesses,
         quorum,
         timeout: Duration::from_millis(timeout_ms),
+        ca_pem: None,
     }))
 }
 

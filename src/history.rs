@@ -166,8 +166,9 @@ pub fn check_tree_against(
 }
 
 /// Reads a checkpoint note from a file, or from a URL: a server's base URL
-/// (`/checkpoint` is appended) or the full URL of a checkpoint.
-pub async fn fetch_checkpoint(source: &str) -> Result<Vec<u8>, String> {
+/// (`/checkpoint` is appended) or the full URL of a checkpoint. HTTPS trusts
+/// the system's web roots, and the CA certificates in `ca_pem` if given.
+pub async fn fetch_checkpoint(source: &str, ca_pem: Option<&[u8]>) -> Result<Vec<u8>, String> {
     let bytes = if let Some(rest) = source
         .strip_prefix("https://")
         .or_else(|| source.strip_prefix("http://"))
@@ -180,7 +181,11 @@ pub async fn fetch_checkpoint(source: &str) -> Result<Vec<u8>, String> {
         } else {
             (source.trim_end_matches('/'), "/checkpoint")
         };
-        let client = Client::new(base, None).map_err(|e| e.to_string())?;
+        let client = match ca_pem {
+            Some(pem) => Client::with_ca(base, None, pem),
+            None => Client::new(base, None),
+        }
+        .map_err(|e| e.to_string())?;
         client.get_bytes(path).await.map_err(|e| e.to_string())?
     } else {
         std::fs::read(source).map_err(|e| format!("couldn't read {source}: {e}"))?
@@ -198,13 +203,14 @@ pub async fn fetch_checkpoint(source: &str) -> Result<Vec<u8>, String> {
 /// per source, the size of the checkpoint found there.
 pub async fn check_known_checkpoints(
     sources: &[String],
+    ca_pem: Option<&[u8]>,
     verifiers: &LogVerifiers,
     store: &dyn Store,
     tree_size: u64,
 ) -> Result<Vec<(String, u64)>, String> {
     let mut seen = Vec::new();
     for source in sources {
-        let note = fetch_checkpoint(source).await.map_err(|e| {
+        let note = fetch_checkpoint(source, ca_pem).await.map_err(|e| {
             format!("couldn't read the known checkpoint {source}: {e} (remove it from the known checkpoints only if it is gone for good)")
         })?;
         let cp = verifiers

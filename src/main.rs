@@ -110,6 +110,8 @@ enum Command {
         /// Configuration file (TOML): the cosignature key name and the logs.
         #[arg(long)]
         config: PathBuf,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Take a consistent backup of a running log (admin key) into a new directory.
     /// The log's private keys are not in it: keep a copy of them apart.
@@ -247,6 +249,10 @@ struct ServeArgs {
     /// Timeout of one request to a witness [default: 5000].
     #[arg(long)]
     witness_timeout_ms: Option<u64>,
+    /// CA certificates (PEM) to trust, besides the system's web roots, when
+    /// this log calls witnesses or reads --known-checkpoint URLs over HTTPS.
+    #[arg(long, env = "VERITRAIL_PEER_CA_CERT")]
+    peer_ca_cert: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -529,6 +535,7 @@ fn main() -> anyhow::Result<()> {
                 }),
                 witness_quorum: a.witness_quorum,
                 witness_timeout_ms: a.witness_timeout_ms,
+                peer_ca_cert: a.peer_ca_cert,
                 tls_cert: a.tls.tls_cert,
                 tls_key: a.tls.tls_key,
                 known_checkpoints: (!a.known_checkpoints.is_empty()).then_some(a.known_checkpoints),
@@ -586,6 +593,7 @@ fn main() -> anyhow::Result<()> {
             data,
             listen,
             config,
+            tls,
         } => {
             init_tracing();
             let listen = listen
@@ -599,6 +607,8 @@ fn main() -> anyhow::Result<()> {
                     data,
                     listen,
                     config,
+                    tls: veritrail::listen::TlsFiles::from_flags(tls.tls_cert, tls.tls_key)
+                        .map_err(anyhow::Error::msg)?,
                 },
             ))
             .map_err(anyhow::Error::msg)?;

@@ -76,6 +76,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Lifecycle(lifecycle::LifecycleError::Config(e.to_string())))?;
         let seen = history::check_known_checkpoints(
             &config.known_checkpoints,
+            config.peer_ca_pem.as_deref(),
             &verifiers,
             opened.store.as_ref(),
             opened.edge.size(),

@@ -240,3 +240,147 @@ fn plain_http_on_a_non_loopback_address_warns_on_stderr() {
         "stderr: {stderr}"
     );
 }
+
+/// What the witness printed after `prefix` on stdout.
+fn printed(server: &Server, prefix: &str) -> String {
+    server
+        .stdout_lines
+        .iter()
+        .find_map(|l| l.split(prefix).nth(1))
+        .unwrap_or_else(|| panic!("no {prefix:?} in {:?}", server.stdout_lines))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_serves_https_and_the_log_reaches_it_through_its_peer_ca() {
+    let cert = self_signed();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("log");
+
+    // The log's origin and keys, for the witness's configuration.
+    let log = Server::start(&data, &["--origin", "tls.example/log"]);
+    let info = common::get_json(&format!("{}/v1/log", log.url)).await;
+    let admin = log.admin_key();
+    let writer = common::create_key(&log.url, &admin, "app", "writer").await;
+    assert!(log.stop().success());
+    let config = dir.path().join("witness.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"tls.example/witness\"\n[[log]]\norigin = \"tls.example/log\"\nvkeys = [{:?}, {:?}]\n",
+            info["verifier_keys"]["ecdsa"].as_str().unwrap(),
+            info["verifier_keys"]["ed25519"].as_str().unwrap(),
+        ),
+    )
+    .unwrap();
+
+    let witness = Server::start_witness(
+        &dir.path().join("witness"),
+        &config,
+        &[
+            "--tls-cert",
+            cert.cert_path.to_str().unwrap(),
+            "--tls-key",
+            cert.key_path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        witness.url.starts_with("https://127.0.0.1:"),
+        "announced {}",
+        witness.url
+    );
+    let wvkey = printed(&witness, "witness verifier key ");
+    let health = https_client(&cert.pem)
+        .get(format!("{}/healthz", witness.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let plain_url = witness.url.replacen("https://", "http://", 1);
+    assert!(
+        common::http()
+            .get(format!("{plain_url}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "plain HTTP to the witness's TLS port answered"
+    );
+
+    let submit = |url: String, n: usize| {
+        let writer = writer.clone();
+        async move {
+            let resp = common::http()
+                .post(format!("{url}/v1/events?wait=witnessed"))
+                .bearer_auth(&writer)
+                .json(&event(n, None))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let log_args = |extra: &[&'static str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--witness",
+            witness.url.as_str(),
+            wvkey.as_str(),
+            "--witness-timeout-ms",
+            "1000",
+            "--checkpoint-interval-ms",
+            "100",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+
+    // Without the witness's CA the log cannot trust it: the events are
+    // durable and signed (202), but not witnessed.
+    let args = log_args(&[]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let log = Server::start(&data, &refs);
+    let (status, body) = submit(log.url.clone(), 1).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["witnessed"], false, "{body}");
+    assert!(log.stop().success());
+
+    // With --peer-ca-cert the witness is trusted and cosigns over HTTPS.
+    let ca = cert.cert_path.to_str().unwrap().to_string();
+    let args = log_args(&[]);
+    let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    refs.extend(["--peer-ca-cert", ca.as_str()]);
+    let log = Server::start(&data, &refs);
+    let (status, body) = submit(log.url.clone(), 2).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["witnessed"], true, "{body}");
+    let note = body["checkpoint"].as_str().unwrap();
+    let cosigner = veritrail::note::parse_verifier_key(&wvkey).unwrap();
+    let signed = veritrail::note::Note::parse(note.as_bytes())
+        .unwrap()
+        .verify(&[&*cosigner])
+        .unwrap();
+    assert_eq!(signed.len(), 1, "the witness's cosignature verifies");
+    let cp = verify_checkpoint(note, &log_verifiers(&info));
+    assert_eq!(cp.size, 2);
+    assert!(log.stop().success());
+}
+
+#[test]
+fn a_peer_ca_file_without_certificates_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("ca.pem");
+    std::fs::write(&bogus, "no certificate here\n").unwrap();
+    let out = Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--peer-ca-cert")
+        .arg(&bogus)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds no PEM certificate"), "stderr: {err}");
+}

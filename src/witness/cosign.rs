@@ -72,6 +72,9 @@ pub struct WitnessPolicy {
     pub quorum: usize,
     /// Timeout of one request to a witness.
     pub timeout: Duration,
+    /// CA certificates (PEM) trusted for witnesses' HTTPS, besides the
+    /// system's web roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// A checkpoint with enough cosignatures.
@@ -265,9 +268,15 @@ pub fn start(
     store: Arc<dyn Store>,
     view: Arc<LogView>,
 ) -> Result<Arc<WitnessedView>, String> {
-    let http = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .timeout(policy.timeout)
-        .pool_max_idle_per_host(4)
+        .pool_max_idle_per_host(4);
+    if let Some(pem) = &policy.ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| format!("the peer CA certificates: {e}"))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    let http = builder
         .build()
         .map_err(|e| format!("couldn't build the witness HTTP client: {e}"))?;
     let initial = load_witnessed(store.as_ref(), &policy, &view.checkpoint());
@@ -943,6 +952,7 @@ mod tests {
             witnesses: vec![WitnessEndpoint::new(&url, &vkey).unwrap()],
             quorum: 1,
             timeout: Duration::from_secs(1),
+            ca_pem: None,
         };
         let store = Arc::new(crate::store::memory::MemoryStore::new());
         store.fail_writes(true);

@@ -29,7 +29,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, KeypairBytes};
-use tokio::net::TcpListener;
 
 use super::config::WitnessConfig;
 use super::core::{AddError, Witness};
@@ -106,6 +105,9 @@ pub struct WitnessServeConfig {
     pub listen: SocketAddr,
     /// The validated configuration file.
     pub config: WitnessConfig,
+    /// Serve HTTPS with these files; plain HTTP when `None` (meant for
+    /// loopback: elsewhere it warns).
+    pub tls: Option<crate::listen::TlsFiles>,
 }
 
 /// Opens the witness in `data` (creating key and state on first start).
@@ -137,11 +139,6 @@ pub async fn run(cfg: WitnessServeConfig) -> Result<(), String> {
     for origin in witness.origins() {
         println!("veritrail: witnessing {origin}");
     }
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| format!("couldn't listen on {}: {e}", cfg.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("veritrail: listening on http://{addr}");
     let mut app = router(witness);
     if let Some(handle) = crate::server::install_metrics() {
         app = app.route(
@@ -159,10 +156,15 @@ pub async fn run(cfg: WitnessServeConfig) -> Result<(), String> {
             }),
         );
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::listen::shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))
+    crate::listen::serve(
+        app,
+        cfg.listen,
+        cfg.tls.as_ref(),
+        "veritrail",
+        crate::listen::shutdown_signal(),
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// The witness's HTTP routes.

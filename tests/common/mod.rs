@@ -2,6 +2,7 @@
 //! temporary data directory and talks to it over HTTP.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,12 +43,28 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Server, String> {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("serve"), OsStr::new("--data")];
+        args.push(data.as_os_str());
+        args.extend([OsStr::new("--listen"), OsStr::new("127.0.0.1:0")]);
+        args.extend(extra.iter().map(OsStr::new));
+        Self::launch(&args, data, env)
+    }
+
+    /// Starts `veritrail witness` on `data` with `config`, listening on
+    /// loopback, and waits for it to listen.
+    pub fn start_witness(data: &Path, config: &Path, extra: &[&str]) -> Server {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("witness"), OsStr::new("--data")];
+        args.push(data.as_os_str());
+        args.extend([OsStr::new("--config"), config.as_os_str()]);
+        args.extend([OsStr::new("--listen"), OsStr::new("127.0.0.1:0")]);
+        args.extend(extra.iter().map(OsStr::new));
+        Self::launch(&args, data, &[]).unwrap_or_else(|e| panic!("witness did not start: {e}"))
+    }
+
+    /// Runs the binary with `args` until it prints `listening on URL`.
+    fn launch(args: &[&OsStr], data: &Path, env: &[(&str, &str)]) -> Result<Server, String> {
         let mut child = Command::new(binary())
-            .arg("serve")
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
+            .args(args)
             .env("VERITRAIL_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
