@@ -35,6 +35,10 @@ pub struct FileConfig {
     pub checkpoint_interval_ms: Option<u64>,
     /// Queued submissions before pushback.
     pub queue_capacity: Option<usize>,
+    /// Queued (or committing) events before pushback.
+    pub queue_max_events: Option<usize>,
+    /// Queued (or committing) bytes of events before pushback.
+    pub queue_max_bytes: Option<usize>,
     /// Largest `POST /v1/events` body, bytes.
     pub max_events_body: Option<usize>,
     /// Events per request at most.
@@ -99,6 +103,8 @@ impl FileConfig {
             batch_max_delay_ms: self.batch_max_delay_ms.or(lower.batch_max_delay_ms),
             checkpoint_interval_ms: self.checkpoint_interval_ms.or(lower.checkpoint_interval_ms),
             queue_capacity: self.queue_capacity.or(lower.queue_capacity),
+            queue_max_events: self.queue_max_events.or(lower.queue_max_events),
+            queue_max_bytes: self.queue_max_bytes.or(lower.queue_max_bytes),
             max_events_body: self.max_events_body.or(lower.max_events_body),
             max_batch_events: self.max_batch_events.or(lower.max_batch_events),
             request_timeout_s: self.request_timeout_s.or(lower.request_timeout_s),
@@ -184,6 +190,18 @@ impl ServeConfig {
                 return Err("queue_capacity must be between 1 and 1000000".into());
             }
             sequencer.queue_capacity = n;
+        }
+        if let Some(n) = o.queue_max_events {
+            if n == 0 || n > 100_000_000 {
+                return Err("queue_max_events must be between 1 and 100000000".into());
+            }
+            sequencer.queue_budget.max_events = n;
+        }
+        if let Some(n) = o.queue_max_bytes {
+            if !(1024..=(64usize << 30)).contains(&n) {
+                return Err("queue_max_bytes must be between 1024 and 68719476736".into());
+            }
+            sequencer.queue_budget.max_bytes = n;
         }
         let mut limits = ApiLimits::default();
         if let Some(n) = o.max_events_body {

@@ -223,6 +223,13 @@ struct ServeArgs {
     /// Queued submissions before answering 503 [default: 8192].
     #[arg(long)]
     queue_capacity: Option<usize>,
+    /// Events queued or being committed before answering 503 [default: 262144].
+    #[arg(long)]
+    queue_max_events: Option<usize>,
+    /// Bytes of events queued or being committed before answering 503
+    /// [default: 268435456].
+    #[arg(long)]
+    queue_max_bytes: Option<usize>,
     /// File holding the master key that encrypts events at rest (hex or
     /// base64; or set VERITRAIL_MASTER_KEY to the key itself)
     /// [default: <data>.master.key beside the data directory, created on first start].
@@ -522,6 +529,8 @@ fn main() -> anyhow::Result<()> {
                 batch_max_delay_ms: a.batch_max_delay_ms,
                 checkpoint_interval_ms: a.checkpoint_interval_ms,
                 queue_capacity: a.queue_capacity,
+                queue_max_events: a.queue_max_events,
+                queue_max_bytes: a.queue_max_bytes,
                 master_key_file: a.master_key_file,
                 retention_interval_s: a.retention_interval_s,
                 witnesses: (!a.witness.is_empty()).then(|| {

@@ -15,7 +15,7 @@
 //! - the `received` time of leaves never goes backwards.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -45,6 +45,85 @@ pub struct SequencerConfig {
     /// Submissions (requests, not events) that may wait in the queue; beyond
     /// this, submitters get pushback (HTTP 503 with Retry-After).
     pub queue_capacity: usize,
+    /// Events, and bytes of events, that may be queued or in the batch being
+    /// committed; beyond either, pushback as above. Memory held by accepted
+    /// but not yet answered submissions is bounded by these, whatever the
+    /// request sizes.
+    pub queue_budget: QueueLimits,
+}
+
+/// How much submitted work may wait for the sequencer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Events at most.
+    pub max_events: usize,
+    /// Bytes at most, counted as [`PreparedEvent::queued_bytes`].
+    pub max_bytes: usize,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            max_events: 262_144,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The events and bytes currently admitted, shared by every handle.
+#[derive(Debug)]
+struct QueueBudget {
+    limits: QueueLimits,
+    events: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+/// Work admitted into the queue; given back when dropped (the submission
+/// was answered, or never queued).
+#[derive(Debug)]
+struct Reservation {
+    budget: Arc<QueueBudget>,
+    events: usize,
+    bytes: usize,
+}
+
+impl QueueBudget {
+    /// Admits `events` and `bytes` if both stay within the limits, or if
+    /// nothing else is admitted (so that one submission larger than the
+    /// budget cannot wait forever).
+    fn try_reserve(self: &Arc<Self>, events: usize, bytes: usize) -> Option<Reservation> {
+        let admit = |counter: &AtomicUsize, add: usize, max: usize| {
+            counter
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                    let next = cur.checked_add(add)?;
+                    (cur == 0 || next <= max).then_some(next)
+                })
+                .is_ok()
+        };
+        if !admit(&self.events, events, self.limits.max_events) {
+            return None;
+        }
+        if !admit(&self.bytes, bytes, self.limits.max_bytes) {
+            self.events.fetch_sub(events, Ordering::AcqRel);
+            return None;
+        }
+        metrics::gauge!("veritrail_queue_events").increment(events as f64);
+        metrics::gauge!("veritrail_queue_bytes").increment(bytes as f64);
+        Some(Reservation {
+            budget: self.clone(),
+            events,
+            bytes,
+        })
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.events.fetch_sub(self.events, Ordering::AcqRel);
+        self.budget.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        metrics::gauge!("veritrail_queue_events").decrement(self.events as f64);
+        metrics::gauge!("veritrail_queue_bytes").decrement(self.bytes as f64);
+    }
 }
 
 impl Default for SequencerConfig {
@@ -54,6 +133,7 @@ impl Default for SequencerConfig {
             max_batch_delay: Duration::from_millis(0),
             checkpoint_interval: Duration::from_secs(1),
             queue_capacity: 8192,
+            queue_budget: QueueLimits::default(),
         }
     }
 }
@@ -69,6 +149,15 @@ pub struct PreparedEvent {
     pub salt: [u8; 32],
     /// `commitment(salt, canonical)`.
     pub commitment: Hash,
+}
+
+impl PreparedEvent {
+    /// What this event counts against the queue's byte budget: its bytes
+    /// and a fixed allowance for the structures around them.
+    pub fn queued_bytes(&self) -> usize {
+        const OVERHEAD: usize = 256;
+        self.canonical.len() + self.id.as_ref().map_or(0, String::len) + OVERHEAD
+    }
 }
 
 /// What one submitter gets back once its events are durable.
@@ -452,6 +541,20 @@ struct Submission {
     events: Vec<PreparedEvent>,
     wants_checkpoint: bool,
     reply: oneshot::Sender<Result<Receipt, SubmitError>>,
+    /// Its share of the queue budget, given back just before the answer.
+    reserved: Reservation,
+}
+
+impl Submission {
+    /// Gives the budget back, then answers: a submitter that sends again as
+    /// soon as it has its answer finds the budget free.
+    fn answer(self, result: Result<Receipt, SubmitError>) {
+        let Submission {
+            reply, reserved, ..
+        } = self;
+        drop(reserved);
+        let _ = reply.send(result);
+    }
 }
 
 enum Msg {
@@ -505,6 +608,7 @@ pub fn now_ms() -> i64 {
 pub struct SequencerHandle {
     tx: SyncSender<Msg>,
     view: Arc<LogView>,
+    budget: Arc<QueueBudget>,
 }
 
 impl SequencerHandle {
@@ -521,12 +625,18 @@ impl SequencerHandle {
                 "the store failed; the operator must restart the log".into(),
             ));
         }
+        let bytes = events.iter().map(PreparedEvent::queued_bytes).sum();
+        let reserved = self
+            .budget
+            .try_reserve(events.len(), bytes)
+            .ok_or(SubmitError::Busy)?;
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Submit(Submission {
             app,
             events,
             wants_checkpoint,
             reply,
+            reserved,
         });
         match self.tx.try_send(msg) {
             Ok(()) => {}
@@ -576,6 +686,11 @@ impl Sequencer {
     ) -> Result<Sequencer, String> {
         let last_received_ms = last_received_ms(store.as_ref(), &edge)?;
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let budget = Arc::new(QueueBudget {
+            limits: config.queue_budget,
+            events: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+        });
         let last_checkpoint_size = view.checkpoint().checkpoint.size;
         let state = State {
             store,
@@ -593,7 +708,7 @@ impl Sequencer {
             .spawn(move || run(state, rx))
             .map_err(|e| format!("couldn't start the sequencer thread: {e}"))?;
         Ok(Sequencer {
-            handle: SequencerHandle { tx, view },
+            handle: SequencerHandle { tx, view, budget },
             thread: Some(thread),
         })
     }
@@ -749,7 +864,7 @@ impl State {
                     } else {
                         None
                     };
-                    let _ = sub.reply.send(Ok(Receipt {
+                    sub.answer(Ok(Receipt {
                         entries,
                         checkpoint,
                     }));
@@ -978,6 +1093,6 @@ pub fn read_entry(store: &dyn Store, index: u64) -> Result<Vec<u8>, StoreError> 
 
 fn fail_all(batch: Vec<Submission>, err: impl Fn() -> SubmitError) {
     for sub in batch {
-        let _ = sub.reply.send(Err(err()));
+        sub.answer(Err(err()));
     }
 }
