@@ -290,6 +290,7 @@ export async function consoleTests(browser, h) {
       assert(r.verdict === 'ok', `bundle verdict ${r.verdict}: ${r.text}`);
       assertIncludes(r.text, `${alice.length} event(s)`, 'verdict');
       assert((await page.locator('#export-result tbody tr').count()) === alice.length, 'one row per event line');
+      assertIncludes(await page.locator('#bundle-header-keys').innerText(), 'the same keys', 'header keys');
       await twoShots(page, 'console-auditor-export');
       await page.close();
     });
@@ -307,6 +308,20 @@ export async function consoleTests(browser, h) {
       let r = await check(bundleText);
       assert(r.verdict === 'ok', `valid bundle: ${r.text}`);
       await shot(page, 'console-verify-bundle-ok');
+      // One of the log's keys suffices on the verify page; with requireEveryKey (the auditor
+      // page, like verify-bundle) every given key must have signed.
+      const strict = await page.evaluate(async ({ text, extra }) => {
+        const eb = await import(new URL('js/evidence-bundle.js', document.baseURI).href);
+        const n = await import(new URL('js/note.js', document.baseURI).href);
+        const logKeys = document.getElementById('vkeys').value.split('\n').filter(Boolean);
+        const keys = await Promise.all([...logKeys, extra].map(n.parseVkey));
+        const one = await eb.verifyEvidenceBundle(text, [await n.parseVkey(logKeys[0])]);
+        const all = await eb.verifyEvidenceBundle(text, keys.slice(0, 2), { requireEveryKey: true });
+        const more = await eb.verifyEvidenceBundle(text, keys, { requireEveryKey: true });
+        return { one: one.ok, all: all.ok, more: more.error };
+      }, { text: bundleText, extra: 'PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW' });
+      assert(strict.one && strict.all, `one log key, or both: ${JSON.stringify(strict)}`);
+      assertIncludes(strict.more, 'line 1: the checkpoint is not signed by the given key PeterNeumann+c74f20a3', 'requireEveryKey');
       const lines = bundleText.split('\n');
       const edit = (n, fn) => {
         const copy = lines.slice();

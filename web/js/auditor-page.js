@@ -158,7 +158,7 @@ async function verifyExport() {
   } catch (e) {
     return showVerdict(box, 'fail', 'Cannot verify', `the log's verifier keys could not be loaded: ${e.message}`);
   }
-  renderBundleReport(out, await verifyEvidenceBundle(lastExport.text, keys));
+  renderBundleReport(out, await verifyEvidenceBundle(lastExport.text, keys, { requireEveryKey: true }));
   out.append(el('p', { class: 'hint' }, 'Checked with the keys the log publishes at /v1/log. For independence from the server, verify the file with keys obtained elsewhere (verify page, section 5, or veritrail verify-bundle).'));
 }
 

@@ -31,6 +31,9 @@ export function renderBundleReport(container, report) {
       el('dt', {}, 'Checkpoint size'), el('dd', {}, formatInt(report.checkpoint.size)),
       el('dt', {}, 'Root hash'), el('dd', {}, code(toBase64(report.checkpoint.rootHash))),
       report.header && report.header.exported_at ? [el('dt', {}, 'Exported at'), el('dd', {}, `${report.header.exported_at} (not authenticated)`)] : null,
+      report.headerKeys ? [el('dt', {}, 'Keys listed in the bundle'), el('dd', { id: 'bundle-header-keys' }, report.headerKeys.matches
+        ? 'the same keys as those used to verify (informational only: the bundle\u2019s copy is never trusted)'
+        : `${report.headerKeys.listed.length} key(s) that differ from those used to verify; only the keys you gave were used`)] : null,
       report.header && report.header.query ? [el('dt', {}, 'Query'), el('dd', {}, code(JSON.stringify(Object.fromEntries(Object.entries(report.header.query).filter(([, v]) => v !== null)))))] : null));
   }
   if (report.lines.length) {

@@ -159,14 +159,18 @@ function parseLine(text) {
 
 /**
  * Verifies an NDJSON evidence bundle with the given parsed verifier keys.
+ * With `requireEveryKey` (as `veritrail verify-bundle` does), each key
+ * must have signed the checkpoint; otherwise one log signature by a known
+ * key suffices and none may be bad (so witness keys may be among `keys`).
  * Returns {ok, error, failedLine, header, checkpoint, signatures, lines,
- * count}: `lines` has one entry per event line {line, index, ok, error,
- * checks, steps, event, received}; `error` is "line N: what failed" for
- * the first failure (line 0: the file as a whole). Never throws on bad
- * input.
+ * count, headerKeys}: `lines` has one entry per event line {line, index,
+ * ok, error, checks, steps, event, received}; `headerKeys` tells whether
+ * the bundle's own (untrusted) key list names the same keys; `error` is
+ * "line N: what failed" for the first failure (line 0: the file as a
+ * whole). Never throws on bad input.
  */
-export async function verifyEvidenceBundle(text, keys) {
-  const report = { ok: false, error: null, failedLine: null, header: null, checkpoint: null, signatures: [], lines: [], count: 0 };
+export async function verifyEvidenceBundle(text, keys, { requireEveryKey = false } = {}) {
+  const report = { ok: false, error: null, failedLine: null, header: null, checkpoint: null, signatures: [], lines: [], count: 0, headerKeys: null };
   const failAt = (line, message) => {
     if (report.error === null) {
       report.error = line ? `line ${line}: ${message}` : message;
@@ -193,6 +197,13 @@ export async function verifyEvidenceBundle(text, keys) {
   }
   report.signatures = note.signatures;
   if (!note.ok) return failAt(1, `checkpoint signature does not verify: ${note.error}`);
+  if (requireEveryKey) {
+    const missing = keys.filter((k) => !note.signatures.some((s) => s.status === 'verified' && s.name === k.name && s.keyIdHex === k.keyIdHex));
+    if (missing.length) return failAt(1, `the checkpoint is not signed by the given key ${missing.map((k) => `${k.name}+${k.keyIdHex}`).join(', ')}`);
+  }
+  const listed = Array.isArray(h.verifier_keys) ? h.verifier_keys.filter((v) => typeof v === 'string').map((v) => v.trim()) : [];
+  const given = keys.map((k) => k.vkey).filter(Boolean);
+  report.headerKeys = { listed, matches: given.length > 0 && listed.length > 0 && listed.every((v) => given.includes(v)) };
   const cp = note.checkpoint;
   report.checkpoint = cp;
   if (cp.origin !== h.origin) return failAt(1, `the checkpoint is for origin "${cp.origin}", the header says "${h.origin}"`);
