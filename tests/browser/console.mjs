@@ -418,7 +418,29 @@ export async function consoleTests(browser, h) {
       assert(carol.every((i) => erased.includes(i)), `carol's events ${carol} erased: ${erased}`);
       assert(!erased.some((i) => alice.includes(i) || early[1] === i), `only carol's events erased: ${erased}`);
       assert(sent.slice(before).filter((s) => s === 'POST /v1/erasure').length === 1, `one erasure request: ${sent.slice(before)}`);
+      // Erasure by leaf index, confirmed.
+      await page.check('#e-kind-indexes');
+      await page.fill('#e-target', `${late[1]}`);
+      await page.fill('#e-reason', 'test data');
+      await page.click('#erase');
+      assertIncludes(await page.locator('#confirm-dialog').innerText(), `1 event(s): leaf index ${late[1]}`, 'index erasure dialog');
+      await page.click('#confirm-ok');
+      r = await settled(page, '#erasure-status');
+      assert(r.verdict === 'ok' && (await page.getAttribute('#erasure-status', 'data-erased')) === String(late[1]), `index erasure: ${r.text}`);
       await twoShots(page, 'console-admin');
+      // Releasing the hold and deleting the policy ask first too; cancel keeps them.
+      await page.click('#hold-rows button');
+      assertIncludes(await page.locator('#confirm-dialog').innerText(), 'case 2026-17', 'release dialog');
+      await page.click('#confirm-cancel');
+      assert((await page.locator('#hold-rows tr[data-id]').count()) === 1, 'the hold stays after cancel');
+      await page.click('#hold-rows button');
+      await page.click('#confirm-ok');
+      await page.waitForFunction(() => document.querySelectorAll('#hold-rows tr[data-id]').length === 0, null, { timeout: WAIT_MS });
+      assert((await api('GET', 'v1/admin/holds', admin)).json.holds.length === 0, 'the hold is released on the server');
+      await page.click('#policy-rows button');
+      await page.click('#confirm-ok');
+      await page.waitForFunction(() => document.querySelectorAll('#policy-rows tr[data-id]').length === 0, null, { timeout: WAIT_MS });
+      assert((await api('GET', 'v1/admin/retention', admin)).json.policies.length === 0, 'the policy is deleted on the server');
       // The event page now shows it erased (410), with the reason.
       await page.goto(new URL(`event.html?index=${carol[0]}`, base).href);
       r = await settled(page, '#event-verdict');
@@ -473,11 +495,17 @@ export async function consoleTests(browser, h) {
       await page.keyboard.press('Enter');
       await page.waitForSelector('body[data-has-key="true"]', { timeout: WAIT_MS });
       await page.focus('#f-subject');
-      await page.keyboard.type('dave');
+      await page.keyboard.type('alice');
+      await page.keyboard.press('Tab');
+      await page.keyboard.press('Tab');
+      await page.keyboard.press('Tab');
+      await page.keyboard.press('Tab');
+      await page.keyboard.type('clinic');
+      assert((await page.evaluate(() => document.activeElement.id)) === 'f-app', 'Tab order reaches the app field');
       await page.keyboard.press('Enter');
       const r = await settled(page, '#search-status');
       assert(r.verdict === 'ok', `keyboard search: ${r.text}`);
-      assert(JSON.stringify(await rowIndexes(page)) === JSON.stringify([late[1]]), 'dave\'s one event');
+      assert(JSON.stringify(await rowIndexes(page)) === JSON.stringify(alice), `alice's events by keyboard: ${await rowIndexes(page)}`);
       // Focus is visible: the focused element gets an outline.
       await page.focus('#search');
       await page.keyboard.press('Shift+Tab');
