@@ -75,8 +75,8 @@ function renderEvent(body) {
     fact('Commitment', code(body.commitment || '')),
     fact('Leaf', code(body.leaf || '')),
     fact('Leaf hash', code(body.leaf_hash || ''))));
-  out.append(el('h3', {}, 'Event (JSON)'), el('pre', { class: 'json', tabindex: '0' }, JSON.stringify(ev, null, 2)));
-  if (body.checkpoint) out.append(el('h3', {}, 'Checkpoint'), el('pre', { class: 'json', tabindex: '0' }, body.checkpoint));
+  out.append(el('h3', {}, 'Event (JSON)'), el('pre', { class: 'json', tabindex: '0', 'aria-label': 'Event as JSON' }, JSON.stringify(ev, null, 2)));
+  if (body.checkpoint) out.append(el('h3', {}, 'Checkpoint'), el('pre', { class: 'json', tabindex: '0', 'aria-label': 'Signed checkpoint' }, body.checkpoint));
 }
 
 function renderErased(index, body) {
