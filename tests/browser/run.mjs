@@ -5,7 +5,8 @@
 //   1. the JavaScript verifier against every RFC 6962 proof vector, in the page;
 //   2. the verify page with the published signed-note vectors and tampered copies;
 //   3. both pages against a stand-in log (fakelog.mjs) that signs real checkpoints;
-//   4. the real server ($VERITRAIL_BIN serve), skipped with a reason when absent.
+//   4. the real server ($VERITRAIL_BIN serve), skipped with a reason when absent;
+//   5. the auditor console against the real server (console.mjs).
 // Prints "N passed, M failed, K skipped" last and exits non-zero on failure.
 // Screenshots go to test-output/browser/.
 
@@ -16,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, extname, join, normalize, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { consoleTests } from './console.mjs';
 import { FakeLog, makeEd25519Key, mth, signCheckpoint } from './fakelog.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -704,6 +706,7 @@ async function main() {
     await vectorTests(browser);
     await fakeLogTests(browser);
     await liveServerTests(browser);
+    await consoleTests(browser, { test, skip, assert, assertIncludes, shot, tamper, WAIT_MS });
   } finally {
     await browser.close();
   }

@@ -15,6 +15,29 @@ export function apiUrl(path) {
   return new URL(path, document.baseURI).href;
 }
 
+/** The ApiError for a response that is not ok, from its JSON error body when there is one. */
+export async function errorFrom(res, path) {
+  let detail = `${res.status} ${res.statusText}`.trim();
+  let code = String(res.status);
+  let serverMessage = null;
+  try {
+    const body = await res.json();
+    if (body && body.error) {
+      code = body.error.code || code;
+      serverMessage = body.error.message || body.error.code;
+      detail = `${detail}: ${serverMessage}`;
+    }
+  } catch {
+    // not a JSON error body
+  }
+  let hint = '';
+  if (res.status === 401) hint = ' — the key was not accepted: it is wrong, mistyped or revoked';
+  else if (res.status === 403) hint = ' — the key is valid but its role is insufficient for this';
+  const err = new ApiError(`${path} failed (${detail})${hint}`, res.status, code);
+  err.serverMessage = serverMessage;
+  return err;
+}
+
 async function request(path, accept) {
   let res;
   try {
@@ -22,21 +45,48 @@ async function request(path, accept) {
   } catch (e) {
     throw new ApiError(`could not reach the log at ${path} (${e.message})`, 0, 'network');
   }
-  if (!res.ok) {
-    let detail = `${res.status} ${res.statusText}`.trim();
-    let code = String(res.status);
-    try {
-      const body = await res.json();
-      if (body && body.error) {
-        code = body.error.code || code;
-        detail = `${detail}: ${body.error.message || body.error.code}`;
-      }
-    } catch {
-      // not a JSON error body
-    }
-    throw new ApiError(`${path} failed (${detail})`, res.status, code);
-  }
+  if (!res.ok) throw await errorFrom(res, path);
   return res;
+}
+
+/**
+ * An authenticated request with an API key (Bearer). Returns the Response,
+ * whatever its status; only a network failure throws. The key goes in the
+ * Authorization header, never in the URL.
+ */
+export async function authFetch(path, key, { method = 'GET', body, accept = 'application/json' } = {}) {
+  const headers = { Accept: accept, Authorization: `Bearer ${key}` };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  try {
+    return await fetch(apiUrl(path), {
+      method, headers, cache: 'no-store', credentials: 'omit',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(`could not reach the log at ${path} (${e.message})`, 0, 'network');
+  }
+}
+
+/** Like authFetch, but answers the parsed JSON body and throws ApiError unless ok. */
+export async function authJson(path, key, opts = {}) {
+  const res = await authFetch(path, key, opts);
+  if (!res.ok) throw await errorFrom(res, path);
+  const text = await res.text();
+  try {
+    return { json: JSON.parse(text), auditIndex: res.headers.get('veritrail-audit-index'), status: res.status };
+  } catch {
+    throw new ApiError(`${path} did not return JSON`, res.status, 'bad-json');
+  }
+}
+
+/** A query string from the non-empty values of `params`. */
+export function queryString(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && String(v) !== '') q.set(k, String(v));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : '';
 }
 
 export async function getJson(path) {

@@ -8,6 +8,8 @@ import { fromBase64, toBase64 } from './b64.js';
 import {
   parseReceipt, parseTlogProof, readLeafInput, verifyConsistencyEvidence, verifyInclusionEvidence,
 } from './evidence.js';
+import { renderBundleReport } from './bundle-view.js';
+import { verifyEvidenceBundle } from './evidence-bundle.js';
 import {
   checkCheckpoint, ed25519Supported, ED25519_UNSUPPORTED, parseCheckpoint, parseNote, parseVkey,
 } from './note.js';
@@ -303,6 +305,17 @@ async function verifyConsistencySection() {
   }
 }
 
+// ---- section 5: evidence bundle -------------------------------------------
+
+async function verifyBundleSection() {
+  const out = $('bundle-result');
+  const keys = await readKeys();
+  const text = $('bundle').value;
+  if (!text.trim()) return renderError(out, 'No bundle', 'Paste an evidence bundle or load it from a file.');
+  const report = await verifyEvidenceBundle(text, keys);
+  renderBundleReport(out, report);
+}
+
 // ---- wiring ----------------------------------------------------------------
 
 function onSubmit(formId, fn) {
@@ -325,6 +338,7 @@ async function init() {
   onSubmit('receipt-form', verifyReceiptSection);
   onSubmit('tlogproof-form', verifyTlogProofSection);
   onSubmit('consistency-form', verifyConsistencySection);
+  onSubmit('bundle-form', verifyBundleSection);
   $('reload-from-log').addEventListener('click', async () => {
     if (await loadFromLog({ keysToo: true })) await verifyCheckpointSection();
   });
@@ -332,6 +346,7 @@ async function init() {
   wireFileInput($('checkpoint-file'), $('checkpoint'));
   wireFileInput($('receipt-file'), $('receipt'));
   wireFileInput($('tlogproof-file'), $('tlogproof'));
+  wireFileInput($('bundle-file'), $('bundle'));
   $('vkeys').addEventListener('change', readKeys);
   showEarlier();
   if (!(await ed25519Supported())) {
