@@ -6,7 +6,10 @@
 //! its size), both indexes (every leaf-hash entry and idempotency entry
 //! points at the right leaf, and every leaf and every event id is indexed),
 //! and every stored event against its leaf (the commitment of salt and body,
-//! and the app). Full level-0 tile roots are cross-checked with `rs_merkle`.
+//! and the app). Sealed (encrypted) events are opened with the master key
+//! when it is given, checked the same way, and looked up in the search
+//! index; without it they are counted as unchecked. Full level-0 tile roots
+//! are cross-checked with `rs_merkle`.
 //!
 //! It never writes: the checks read through the [`Store`] trait only. sled
 //! 0.34 has no read-only mode, so the database is opened normally (sled may
@@ -20,10 +23,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use indicatif::ProgressBar;
 
 use crate::auth::ApiKeyRecord;
+use crate::crypto::MasterKey;
 use crate::event::{LeafRecord, commitment};
 use crate::history::{LogVerifiers, Signatures};
 use crate::lifecycle::{DB_DIR, ORIGIN_RECORD};
@@ -34,6 +39,7 @@ use crate::sequencer::Published;
 use crate::store::sled::SledStore;
 use crate::store::{RecordSpace, ScanCursor, Store, StoreError, StoredEvent};
 use crate::tiles::{self, TILE_WIDTH};
+use crate::vault::{self, KeyringHome, Vault};
 
 /// The check stops collecting after this many findings (the first is what
 /// matters; a wildly wrong tree size would otherwise report forever).
@@ -72,8 +78,14 @@ pub struct Report {
     pub tiles: u64,
     /// Entry bundles read.
     pub bundles: u64,
-    /// Stored events checked against their leaves.
+    /// Stored events checked against their leaves (plain and unsealed).
     pub events: u64,
+    /// Of those, sealed events opened with the master key.
+    pub sealed_checked: u64,
+    /// Sealed events left unchecked: no master key was given.
+    pub sealed_unchecked: u64,
+    /// Search-index entries looked up for the unsealed events.
+    pub search_index_entries: u64,
     /// Leaf-hash index entries scanned.
     pub leaf_index_entries: u64,
     /// Idempotency entries scanned.
@@ -127,6 +139,9 @@ pub enum FsckError {
     /// A read failed for a reason other than corrupt data.
     #[error("a read failed: {0}")]
     Read(String),
+    /// The master key given is not this log's, or cannot be used.
+    #[error("{0}")]
+    MasterKey(String),
 }
 
 /// Stops on backend failures; a corrupt value is the caller's finding.
@@ -156,8 +171,15 @@ fn bundle_name(index: u64, width: u64) -> String {
     format!("entry bundle {}{partial}", tiles::encode_tile_index(index))
 }
 
-/// Checks the data directory `dir` (offline: no server may hold it).
-pub fn check_data_dir(dir: &Path, progress: &ProgressBar) -> Result<Report, FsckError> {
+/// Checks the data directory `dir` (offline: no server may hold it). With
+/// the log's master key, sealed (encrypted) events are opened and checked
+/// like plain ones, and their search-index entries looked up; without it
+/// they are counted as unchecked.
+pub fn check_data_dir(
+    dir: &Path,
+    master: Option<&MasterKey>,
+    progress: &ProgressBar,
+) -> Result<Report, FsckError> {
     for part in [ECDSA_KEY_FILE, ED25519_KEY_FILE, DB_DIR] {
         if !dir.join(part).exists() {
             return Err(FsckError::NotALog(format!(
@@ -172,13 +194,50 @@ pub fn check_data_dir(dir: &Path, progress: &ProgressBar) -> Result<Report, Fsck
             "{e}; stop the server first (fsck reads a log offline; `veritrail backup` copies a running one)"
         ))
     })?;
-    check_store(&store, &keys, progress)
+    let Some(master) = master else {
+        return check_store(&store, &keys, progress);
+    };
+    let store: Arc<dyn Store> = Arc::new(store);
+    vault::check_master_key(store.as_ref(), master)
+        .map_err(|e| FsckError::MasterKey(e.to_string()))?;
+    let keyring = dir.join(vault::KEYRING_FILE);
+    if vault::keyring_rotation_pending(&keyring) {
+        return Err(FsckError::MasterKey(format!(
+            "a key rotation was interrupted ({} has a pending replacement): start the server once to finish it, then check",
+            keyring.display()
+        )));
+    }
+    match Vault::open(store.clone(), master, KeyringHome::File(keyring)) {
+        Ok(v) => check_store_unsealing(store.as_ref(), Some(&v), &keys, progress),
+        Err(e) => {
+            let mut report = check_store(store.as_ref(), &keys, progress)?;
+            report.findings.insert(
+                0,
+                Finding {
+                    object: "keyring".into(),
+                    problem: format!("does not open with the master key: {e}"),
+                },
+            );
+            Ok(report)
+        }
+    }
 }
 
 /// Checks every object in `store` against the others and against the
-/// checkpoint signed with `keys`.
+/// checkpoint signed with `keys`; sealed events are counted, not opened.
 pub fn check_store(
     store: &dyn Store,
+    keys: &LogKeys,
+    progress: &ProgressBar,
+) -> Result<Report, FsckError> {
+    check_store_unsealing(store, None, keys, progress)
+}
+
+/// Like [`check_store`], opening sealed events through `vault` (a vault
+/// over `store`) when given.
+pub fn check_store_unsealing(
+    store: &dyn Store,
+    vault: Option<&Vault>,
     keys: &LogKeys,
     progress: &ProgressBar,
 ) -> Result<Report, FsckError> {
@@ -204,7 +263,7 @@ pub fn check_store(
             ),
         );
     }
-    let mut walk = TreeWalk::new(store, size, checkpoint.as_ref().map(|c| c.size));
+    let mut walk = TreeWalk::new(store, vault, size, checkpoint.as_ref().map(|c| c.size));
     walk.run(&mut report, progress)?;
     if let Some(cp) = &checkpoint {
         match walk.root_at_checkpoint {
@@ -222,7 +281,11 @@ pub fn check_store(
         check_leaf_index(store, size, &mut report, progress)?;
     }
     if !report.full() {
-        check_dedupe(store, size, &mut report, progress)?;
+        let events: &dyn Store = match vault {
+            Some(v) => v,
+            None => store,
+        };
+        check_dedupe(store, events, size, &mut report, progress)?;
     }
     if !report.full() {
         check_api_keys(store, &mut report)?;
@@ -371,6 +434,8 @@ impl<'a> EventStream<'a> {
 /// The recomputation of the tree from its entry bundles.
 struct TreeWalk<'a> {
     store: &'a dyn Store,
+    /// Opens sealed events, when the master key was given.
+    vault: Option<&'a Vault>,
     size: u64,
     checkpoint_size: Option<u64>,
     /// Pending hashes per tile level (level 0 is handled bundle by bundle).
@@ -382,9 +447,15 @@ struct TreeWalk<'a> {
 }
 
 impl<'a> TreeWalk<'a> {
-    fn new(store: &'a dyn Store, size: u64, checkpoint_size: Option<u64>) -> TreeWalk<'a> {
+    fn new(
+        store: &'a dyn Store,
+        vault: Option<&'a Vault>,
+        size: u64,
+        checkpoint_size: Option<u64>,
+    ) -> TreeWalk<'a> {
         TreeWalk {
             store,
+            vault,
             size,
             checkpoint_size,
             levels: Vec::new(),
@@ -568,17 +639,74 @@ impl<'a> TreeWalk<'a> {
                 }
             };
             // An event is stored in plain form, or sealed (encrypted at rest:
-            // its commitment can only be checked with the master key, which
-            // fsck does not take), or erased (a tombstone records when and why).
+            // its commitment can be checked only with the master key), or
+            // erased (a tombstone records when and why).
             let key = index.to_be_bytes();
             match event {
                 Some(ev) => self.check_event(index, &ev, &record, report)?,
-                None if self.stored(RecordSpace::Sealed, &key)? => {}
+                None if self.stored(RecordSpace::Sealed, &key)? => {
+                    self.check_sealed(index, &record, report)?
+                }
                 None if self.stored(RecordSpace::Erased, &key)? => {}
                 None => report.find(format!("event {index}"), "is missing"),
             }
         }
         Ok(leaves)
+    }
+
+    /// Opens the sealed event of leaf `index` (with the master key) and
+    /// checks it like a plain one, and that search finds it under each of
+    /// its terms.
+    fn check_sealed(
+        &self,
+        index: u64,
+        leaf: &LeafRecord,
+        report: &mut Report,
+    ) -> Result<(), FsckError> {
+        let Some(vault) = self.vault else {
+            report.sealed_unchecked += 1;
+            return Ok(());
+        };
+        let object = format!("sealed event {index}");
+        let ev = match vault.event(index) {
+            Ok(Some(ev)) => ev,
+            Ok(None) => {
+                report.find(object, "vanished while being read");
+                return Ok(());
+            }
+            Err(StoreError::Backend(e)) => return Err(FsckError::Read(e)),
+            Err(e) => {
+                report.find(
+                    object,
+                    format!("does not open (its ciphertext, key id or data key was altered): {e}"),
+                );
+                return Ok(());
+            }
+        };
+        report.sealed_checked += 1;
+        let findings = report.findings.len();
+        self.check_event(index, &ev, leaf, report)?;
+        if report.findings.len() > findings {
+            return Ok(());
+        }
+        let Ok(parsed) = serde_json::from_slice::<crate::event::AuditEvent>(&ev.event) else {
+            report.find(object, "opens, but is not an audit event");
+            return Ok(());
+        };
+        for term in vault.terms_of(&ev.app, &parsed) {
+            report.search_index_entries += 1;
+            let found = vault
+                .scan(&term, index + 1, 1)
+                .map_err(|e| FsckError::Read(e.to_string()))?;
+            if found.first() != Some(&index) {
+                report.find(
+                    format!("search index entry for leaf {index}"),
+                    "is missing: a search would not find this event",
+                );
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Whether a record exists (a sealed body or an erasure tombstone).
@@ -823,6 +951,7 @@ fn scan_leaf_index(
 /// that id.
 fn check_dedupe(
     store: &dyn Store,
+    events: &dyn Store,
     size: u64,
     report: &mut Report,
     progress: &ProgressBar,
@@ -852,7 +981,7 @@ fn check_dedupe(
                 );
                 continue;
             }
-            match read(store.event(index))? {
+            match read(events.event(index))? {
                 Ok(Some(ev)) => {
                     if ev.app != app {
                         report.find(

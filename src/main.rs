@@ -139,6 +139,12 @@ enum Command {
     Fsck {
         /// The data directory (the server must be stopped).
         data: PathBuf,
+        /// The log's master key file, to open and check sealed (encrypted)
+        /// events and their search-index entries; or set VERITRAIL_MASTER_KEY
+        /// [default: <data>.master.key if it exists; else sealed events are
+        /// counted, not opened].
+        #[arg(long, env = "VERITRAIL_MASTER_KEY_FILE")]
+        master_key_file: Option<PathBuf>,
     },
 }
 
@@ -622,7 +628,10 @@ fn main() -> anyhow::Result<()> {
             ))
             .map_err(anyhow::Error::msg)?;
         }
-        Command::Fsck { data } => std::process::exit(fsck_command(&data)),
+        Command::Fsck {
+            data,
+            master_key_file,
+        } => std::process::exit(fsck_command(&data, master_key_file.as_deref())),
         Command::Backup { auth, to } => {
             let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
             let client = admin_client(&auth)?;
@@ -722,15 +731,29 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Runs fsck and returns the exit status: 0 clean, 1 corrupt, 2 not checked.
-fn fsck_command(data: &std::path::Path) -> i32 {
+fn fsck_command(data: &std::path::Path, master_key_file: Option<&std::path::Path>) -> i32 {
     use veritrail::fsck;
+    use veritrail::vault;
+    let env_key = std::env::var(vault::MASTER_KEY_ENV).ok();
+    let given = env_key.is_some() || master_key_file.is_some();
+    let master = if given || vault::default_master_key_path(data).exists() {
+        match vault::read_master_key(data, env_key.as_deref(), master_key_file) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                eprintln!("veritrail fsck: could not check {}: {e}", data.display());
+                return 2;
+            }
+        }
+    } else {
+        None
+    };
     let bar = indicatif::ProgressBar::new(0);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "{msg:>24} [{bar:40}] {pos}/{len} bundles ({eta} left)",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
-    let result = fsck::check_data_dir(data, &bar);
+    let result = fsck::check_data_dir(data, master.as_ref(), &bar);
     bar.finish_and_clear();
     let report = match result {
         Ok(r) => r,
@@ -758,6 +781,17 @@ fn fsck_command(data: &std::path::Path) -> i32 {
         report.dedupe_entries,
         report.api_keys
     );
+    if report.sealed_checked > 0 || report.sealed_unchecked > 0 {
+        println!(
+            "sealed events: {} opened and checked ({} search-index entries), {} not opened",
+            report.sealed_checked, report.search_index_entries, report.sealed_unchecked
+        );
+    }
+    if report.sealed_unchecked > 0 {
+        println!(
+            "note: without the master key (--master-key-file or VERITRAIL_MASTER_KEY) sealed events are counted, not checked"
+        );
+    }
     if report.is_clean() {
         println!("clean");
         return 0;

@@ -43,7 +43,7 @@ use crate::tiles;
 mod keyring;
 
 use keyring::Keyring;
-pub use keyring::{KEYRING_FILE, KeyringHome};
+pub use keyring::{KEYRING_FILE, KeyringHome, rotation_pending as keyring_rotation_pending};
 
 /// Unwrapped data keys kept in memory at most (about 100 bytes each).
 const MAX_CACHED_KEYS: usize = 100_000;
@@ -706,6 +706,36 @@ fn write_key_file(path: &Path, key: &MasterKey) -> Result<(), VaultError> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Checks, without writing, that `key` is the master key of the log in
+/// `store` (its key-check value); a log that stored none accepts any key.
+pub fn check_master_key(store: &dyn Store, key: &MasterKey) -> Result<(), VaultError> {
+    match store.record(RecordSpace::Meta, KEY_CHECK_RECORD)? {
+        Some(check) if check.as_slice() != key.check_value().as_slice() => {
+            Err(VaultError::MasterKey(
+                "the master key given is not this log's (its key-check value differs)".into(),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Reads a master key: `env_value` (the `VERITRAIL_MASTER_KEY` text), else
+/// the file `file`, else the default file beside `data`. Never creates one.
+pub fn read_master_key(
+    data: &Path,
+    env_value: Option<&str>,
+    file: Option<&Path>,
+) -> Result<MasterKey, VaultError> {
+    if let Some(text) = env_value {
+        return MasterKey::parse(text)
+            .map_err(|e| VaultError::MasterKey(format!("{MASTER_KEY_ENV}: {e}")));
+    }
+    let path = file
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| default_master_key_path(data));
+    read_key_file(&path)
 }
 
 /// Finds this log's master key: `env_value` (the `VERITRAIL_MASTER_KEY`

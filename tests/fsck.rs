@@ -20,6 +20,20 @@ fn fsck(data: &Path) -> Output {
     Command::new(binary())
         .arg("fsck")
         .arg(data)
+        .env_remove("VERITRAIL_MASTER_KEY")
+        .env_remove("VERITRAIL_MASTER_KEY_FILE")
+        .output()
+        .unwrap()
+}
+
+/// fsck with the master key file of the log, to open sealed events.
+fn fsck_with_key(data: &Path, master_key: &Path) -> Output {
+    Command::new(binary())
+        .arg("fsck")
+        .arg(data)
+        .arg("--master-key-file")
+        .arg(master_key)
+        .env_remove("VERITRAIL_MASTER_KEY")
         .output()
         .unwrap()
 }
@@ -68,6 +82,29 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
 
 fn index_key(prefix: u8, index: u64) -> Vec<u8> {
     key(prefix, &index.to_be_bytes())
+}
+
+/// What a case does to the value under its key.
+#[derive(Clone, Copy)]
+enum Damage {
+    /// Flips bit 0 of byte `at` (from the end when negative).
+    Flip(isize),
+    /// Removes the entry.
+    Remove,
+}
+
+fn damage(data: &Path, key: &[u8], how: Damage) {
+    match how {
+        Damage::Flip(at) => flip(data, key, at),
+        Damage::Remove => {
+            let db = veritrail::store::sled::sled_config(&data.join("db"))
+                .open()
+                .unwrap();
+            let tree = db.open_tree("log").unwrap();
+            assert!(tree.remove(key).unwrap().is_some(), "no entry {key:?}");
+            db.flush().unwrap();
+        }
+    }
 }
 
 /// Flips bit 0 of byte `at` (from the end when negative) of the value
@@ -126,6 +163,35 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
     );
     assert!(stdout.trim_end().ends_with("clean"), "{stdout}");
 
+    // The log's master key lies beside its data directory; fsck finds it
+    // there by default, so the clean run above opened every sealed event.
+    let master_key = dir.path().join("pristine.master.key");
+    assert!(
+        stdout.contains("sealed events: 600 opened and checked"),
+        "{stdout}"
+    );
+
+    // A copy without its master key beside it: sealed events are counted,
+    // not opened, and the report says so.
+    let keyless = dir.path().join("keyless");
+    copy_dir(&pristine, &keyless);
+    let out = fsck(&keyless);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("600 not opened"), "{stdout}");
+    assert!(stdout.contains("without the master key"), "{stdout}");
+
+    // Another log's master key is refused: nothing is checked with it.
+    let wrong = dir.path().join("wrong.master.key");
+    std::fs::write(&wrong, format!("{}\n", "ab".repeat(32))).unwrap();
+    let out = fsck_with_key(&keyless, &wrong);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not this log's"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A byte 5 into hash 17 of tile 0/001.
     let tile_key = {
         let mut k = vec![b'T', 0];
@@ -133,57 +199,83 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
         k
     };
     let leaf_key = first_key(&pristine, b'H');
-    let cases: Vec<(&str, Vec<u8>, isize, &str)> = vec![
+    let dedupe_key = first_key(&pristine, b'D');
+    let data_key = first_key(&pristine, b'k');
+    let search_key = first_key(&pristine, b'i');
+    let cases: Vec<(&str, Vec<u8>, Damage, &str)> = vec![
         (
             "tile",
             tile_key,
-            17 * 32 + 5,
+            Damage::Flip(17 * 32 + 5),
             "first bad object: tile 0/001: hash 17 is ",
         ),
         // A byte near the end of bundle 1: inside the record of leaf 511.
         (
             "bundle",
             index_key(b'E', 1),
-            -20,
+            Damage::Flip(-20),
             "first bad object: entry bundle 001: leaf 511 hashes to ",
         ),
         // Event bodies and salts are sealed (encrypted at rest): a flipped
-        // byte there fails authenticated decryption when the event is read,
-        // which needs the master key that fsck does not take.
+        // byte fails authenticated decryption.
+        (
+            "sealed event",
+            index_key(b'b', 5),
+            Damage::Flip(-5),
+            "first bad object: sealed event 5: does not open",
+        ),
+        // A wrapped data key: the events sealed under it no longer open.
+        (
+            "data key",
+            data_key,
+            Damage::Flip(-3),
+            "first bad object: sealed event ",
+        ),
         (
             "leaf-hash index",
             leaf_key,
-            -1,
+            Damage::Flip(-1),
             "first bad object: leaf-hash index entry ",
         ),
-        // An idempotency entry is cross-checked against the event's id,
-        // which is sealed with the event since encryption at rest; without
-        // the master key a flipped index value pointing at another leaf of
-        // the same app is not caught offline.
+        // An idempotency entry pointing at a neighbouring leaf of the same
+        // app: caught by opening the event it names and reading its id.
+        (
+            "idempotency entry",
+            dedupe_key,
+            Damage::Flip(-1),
+            "first bad object: idempotency entry (app-a, id-",
+        ),
+        // A search-index entry gone: search would miss the event.
+        (
+            "search index",
+            search_key,
+            Damage::Remove,
+            "first bad object: search index entry for leaf ",
+        ),
         (
             "checkpoint note",
             b"Mcheckpoint".to_vec(),
-            -10,
+            Damage::Flip(-10),
             "first bad object: checkpoint: ",
         ),
         (
             "tree size",
             b"Mtree_size".to_vec(),
-            -1,
+            Damage::Flip(-1),
             "the tree size needs",
         ),
         (
             "origin",
             b"Morigin".to_vec(),
-            0,
+            Damage::Flip(0),
             "first bad object: origin record: is ",
         ),
     ];
-    for (what, k, at, expected) in cases {
+    for (what, k, how, expected) in cases {
         let damaged: PathBuf = dir.path().join(what.replace(' ', "-"));
         copy_dir(&pristine, &damaged);
-        flip(&damaged, &k, at);
-        let out = fsck(&damaged);
+        damage(&damaged, &k, how);
+        let out = fsck_with_key(&damaged, &master_key);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
             out.status.code(),

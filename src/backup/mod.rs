@@ -450,7 +450,7 @@ fn restore_into(
     };
     keys.write_to_dir(staging)
         .map_err(|e| BackupError::Io(format!("couldn't write the log keys: {e}")))?;
-    let report = fsck::check_data_dir(staging, &ProgressBar::hidden())
+    let report = fsck::check_data_dir(staging, None, &ProgressBar::hidden())
         .map_err(|e| BackupError::Io(format!("couldn't check the restored log: {e}")))?;
     if let Some(first) = report.findings.first() {
         return Err(BackupError::Refused(format!(

@@ -135,6 +135,13 @@ fn new_path(path: &Path) -> PathBuf {
     path.with_extension("new")
 }
 
+/// Whether the keyring file at `path` has a pending replacement (a key
+/// rotation that has not been finished or undone yet; opening the keyring
+/// settles it).
+pub fn rotation_pending(path: &Path) -> bool {
+    new_path(path).exists()
+}
+
 impl Keyring {
     /// Opens the keyring the store's generation record names, finishing or
     /// undoing an interrupted rotation; creates one for a store without.
