@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::client::{Client, ClientError};
 use crate::merkle::{self, Hash, NodeId, SubtreeSource};
 use crate::note::{Checkpoint, CosignatureVerifier, Note, NoteError, NoteVerifier};
-use crate::tiles::{self, TILE_WIDTH, Tile};
+use crate::tiles::{self, TILE_WIDTH, Tile, TileBuilder};
 
 /// What the monitor is told.
 #[derive(Clone, Debug)]
@@ -130,78 +130,14 @@ impl MonitorState {
     }
 }
 
-/// Recomputes tiles from leaf hashes, as the log builds them: the partial
-/// tile of every level; a tile that fills up is handed out and its root
-/// moves one level up.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct TileBuilder {
-    /// Leaves appended.
-    pub size: u64,
-    /// `levels[l]`: the hashes of the partial tile at tile level `l`.
-    pub levels: Vec<Vec<Hash>>,
-}
-
-impl TileBuilder {
-    /// Appends one leaf hash; returns the tiles that became full.
-    fn append(&mut self, leaf: Hash) -> Vec<(Tile, Vec<Hash>)> {
-        let index = self.size;
-        self.size += 1;
-        let mut full = Vec::new();
-        let mut hash = leaf;
-        let mut level = 0usize;
-        loop {
-            if self.levels.len() <= level {
-                self.levels.push(Vec::new());
-            }
-            self.levels[level].push(hash);
-            if self.levels[level].len() < TILE_WIDTH as usize {
-                break;
-            }
-            let hashes = std::mem::take(&mut self.levels[level]);
-            hash = merkle::root_from_leaf_hashes(&hashes);
-            let tile = Tile::full(level as u8, index >> (8 * (level as u32 + 1)));
-            full.push((tile, hashes));
-            level += 1;
-        }
-        full
-    }
-
-    /// The partial tiles of the current size.
-    fn partials(&self) -> Vec<(Tile, &[Hash])> {
-        self.levels
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| !h.is_empty())
-            .map(|(l, h)| {
-                let tile = Tile {
-                    level: l as u8,
-                    index: self.size >> (8 * (l as u32 + 1)),
-                    width: h.len() as u16,
-                };
-                (tile, h.as_slice())
-            })
-            .collect()
-    }
-
-    fn root(&self) -> Result<Hash, String> {
-        merkle::tree_root(self.size, &Tiles::from_builder(self)).map_err(|e| e.to_string())
-    }
+/// Computes the root of the tree the builder holds.
+fn builder_root(b: &TileBuilder) -> Result<Hash, String> {
+    merkle::tree_root(b.size, b).map_err(|e| e.to_string())
 }
 
 /// Hash tiles of one tree size, by (level, index), as a subtree source.
 #[derive(Default)]
 struct Tiles(HashMap<(u8, u64), Vec<Hash>>);
-
-impl Tiles {
-    fn from_builder(b: &TileBuilder) -> Tiles {
-        Tiles(
-            b.partials()
-                .into_iter()
-                .map(|(t, h)| ((t.level, t.index), h.to_vec()))
-                .collect(),
-        )
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("tile {0}/{1} was not fetched or is too short")]
@@ -789,7 +725,7 @@ impl Monitor {
                 ));
             }
         }
-        let root = builder.root().map_err(op)?;
+        let root = builder_root(&builder).map_err(op)?;
         if root != new.root {
             return Err(alert(
                 "inconsistent",
@@ -822,7 +758,7 @@ mod tests {
             t.push(leaf);
             full.extend(b.append(leaf));
             if [1, 255, 256, 257, 65_535, 65_536, 69_999].contains(&(i + 1)) {
-                assert_eq!(b.root().unwrap(), t.root(), "size {}", i + 1);
+                assert_eq!(builder_root(&b).unwrap(), t.root(), "size {}", i + 1);
             }
         }
         // 273 full level-0 tiles and one full level-1 tile.

@@ -27,7 +27,7 @@ use crate::event::LeafRecord;
 use crate::merkle::{self, Hash, NodeId, SubtreeSource};
 use crate::note::{Checkpoint, Note, NoteSigner};
 use crate::store::{BatchWrite, Store, StoreError, StoredCheckpoint, StoredEvent};
-use crate::tiles::{self, TILE_WIDTH};
+use crate::tiles::{self, TILE_WIDTH, TileBuilder};
 
 /// Tunables of the sequencer. Every default is chosen for the targets in
 /// the README (tens of thousands of events/s, receipts in milliseconds).
@@ -287,9 +287,8 @@ impl LogView {
 /// hashes per level and 255 entries.
 #[derive(Clone, Debug, Default)]
 pub struct RightEdge {
-    size: u64,
-    /// `levels[l]`: the hashes of the partial tile at tile level `l`.
-    levels: Vec<Vec<Hash>>,
+    /// The partial hash tile of every level.
+    hashes: TileBuilder,
     /// The partial entry bundle, encoded.
     bundle: Vec<u8>,
 }
@@ -339,7 +338,7 @@ impl RightEdge {
 
     /// Tree size.
     pub fn size(&self) -> u64 {
-        self.size
+        self.hashes.size
     }
 
     /// Loads the right edge of a stored tree of `size` entries: one partial
@@ -388,8 +387,7 @@ impl RightEdge {
                 .map_err(|e| EdgeError::Missing(format!("entry bundle {index}: {e}")))?;
         }
         Ok(RightEdge {
-            size,
-            levels,
+            hashes: TileBuilder { size, levels },
             bundle,
         })
     }
@@ -404,28 +402,14 @@ impl RightEdge {
     ) -> Result<(), tiles::BundleError> {
         let one = tiles::encode_bundle(&[entry])?;
         self.bundle.extend_from_slice(&one);
-        let index = self.size;
-        self.size += 1;
-        if self.size.is_multiple_of(TILE_WIDTH) {
+        let index = self.hashes.size;
+        if (index + 1).is_multiple_of(TILE_WIDTH) {
             done.bundles
                 .push((index >> 8, std::mem::take(&mut self.bundle)));
         }
-        let mut hash = leaf;
-        let mut level = 0usize;
-        loop {
-            if self.levels.len() <= level {
-                self.levels.push(Vec::new());
-            }
-            self.levels[level].push(hash);
-            if self.levels[level].len() < TILE_WIDTH as usize {
-                break;
-            }
-            let full = std::mem::take(&mut self.levels[level]);
-            let tile_index = index >> (8 * (level as u32 + 1));
-            hash = merkle::root_from_leaf_hashes(&full);
+        for (tile, full) in self.hashes.append(leaf) {
             done.tiles
-                .push((level as u8, tile_index, hashes_to_bytes(&full)));
-            level += 1;
+                .push((tile.level, tile.index, hashes_to_bytes(&full)));
         }
         Ok(())
     }
@@ -433,26 +417,23 @@ impl RightEdge {
     /// The tiles whose partial version changed since the tree had `since`
     /// entries, with their current content.
     fn partial_tiles_since(&self, since: u64) -> Vec<(u8, u64, Vec<u8>)> {
-        let mut out = Vec::new();
-        for (level, hashes) in self.levels.iter().enumerate() {
-            let shift = 8 * level as u32;
-            if hashes.is_empty() || since.checked_shr(shift) == self.size.checked_shr(shift) {
-                continue;
-            }
-            out.push((
-                level as u8,
-                self.size >> (shift + 8),
-                hashes_to_bytes(hashes),
-            ));
-        }
-        out
+        let size = self.hashes.size;
+        self.hashes
+            .partials()
+            .into_iter()
+            .filter(|(tile, _)| {
+                let shift = 8 * u32::from(tile.level);
+                since.checked_shr(shift) != size.checked_shr(shift)
+            })
+            .map(|(tile, hashes)| (tile.level, tile.index, hashes_to_bytes(hashes)))
+            .collect()
     }
 
     /// The root hash of the tree.
     pub fn root(&self) -> Hash {
         // The perfect subtrees of the size's decomposition all lie in the
         // partial tiles, so this never reads the store.
-        match merkle::tree_root(self.size, self) {
+        match merkle::tree_root(self.hashes.size, &self.hashes) {
             Ok(h) => h,
             Err(e) => panic!("internal error: right edge cannot produce its own root: {e}"),
         }
@@ -463,32 +444,6 @@ impl RightEdge {
         tiles::decode_bundle(&self.bundle)
             .ok()
             .and_then(|mut v| v.pop())
-    }
-}
-
-/// The right edge answers for the perfect subtrees that lie inside its
-/// partial tiles, which are exactly those the tree root needs.
-impl SubtreeSource for RightEdge {
-    type Error = StoreError;
-
-    fn subtree_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
-        nodes
-            .iter()
-            .map(|node| {
-                let (level, index, offset, count) = tiles::node_location(*node);
-                let expected = self.size >> (8 * (u32::from(level) + 1));
-                let hashes = self
-                    .levels
-                    .get(usize::from(level))
-                    .filter(|_| index == expected);
-                match hashes.and_then(|h| h.get(offset..offset + count)) {
-                    Some(slice) => Ok(merkle::root_from_leaf_hashes(slice)),
-                    None => Err(StoreError::Corrupt(format!(
-                        "node {node:?} is not on the right edge"
-                    ))),
-                }
-            })
-            .collect()
     }
 }
 

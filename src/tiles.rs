@@ -534,6 +534,92 @@ pub fn decode_bundle_for(tile: &Tile, data: &[u8]) -> Result<Vec<Vec<u8>>, Bundl
     Ok(entries)
 }
 
+/// The right edge of a tree's hash tiles, built leaf by leaf as a log
+/// builds them: the partial tile of every level. A tile that fills up is
+/// handed out and its root moves one level up.
+///
+/// Invariant: `levels[l]` holds the `partial_width(l, size)` hashes of the
+/// partial level-`l` tile (an empty level has none), so it answers for every
+/// perfect subtree the tree root needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TileBuilder {
+    /// Leaves appended.
+    pub size: u64,
+    /// `levels[l]`: the hashes of the partial tile at tile level `l`.
+    pub levels: Vec<Vec<Hash>>,
+}
+
+/// A node that does not lie in a [`TileBuilder`]'s partial tiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("node {0:?} is not on the right edge of the tree")]
+pub struct NotOnEdge(pub NodeId);
+
+impl TileBuilder {
+    /// Appends one leaf hash; returns the tiles that became full, lowest
+    /// level first, with their hashes.
+    pub fn append(&mut self, leaf: Hash) -> Vec<(Tile, Vec<Hash>)> {
+        let index = self.size;
+        self.size += 1;
+        let mut full = Vec::new();
+        let mut hash = leaf;
+        let mut level = 0usize;
+        loop {
+            if self.levels.len() <= level {
+                self.levels.push(Vec::new());
+            }
+            self.levels[level].push(hash);
+            if self.levels[level].len() < usize::from(FULL_WIDTH) {
+                break;
+            }
+            let hashes = std::mem::take(&mut self.levels[level]);
+            hash = root_from_leaf_hashes(&hashes);
+            let tile = Tile::full(level as u8, index >> (8 * (level as u32 + 1)));
+            full.push((tile, hashes));
+            level += 1;
+        }
+        full
+    }
+
+    /// The non-empty partial tiles of the current size.
+    pub fn partials(&self) -> Vec<(Tile, &[Hash])> {
+        self.levels
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(l, h)| {
+                let tile = Tile {
+                    level: l as u8,
+                    index: self.size >> (8 * (l as u32 + 1)),
+                    width: h.len() as u16,
+                };
+                (tile, h.as_slice())
+            })
+            .collect()
+    }
+}
+
+/// The partial tiles answer for the perfect subtrees inside them, which are
+/// exactly those the root of the tree (at its current size) needs.
+impl crate::merkle::SubtreeSource for TileBuilder {
+    type Error = NotOnEdge;
+
+    fn subtree_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, NotOnEdge> {
+        nodes
+            .iter()
+            .map(|node| {
+                let (level, index, offset, count) = node_location(*node);
+                let expected = self.size >> (8 * (u32::from(level) + 1));
+                self.levels
+                    .get(usize::from(level))
+                    .filter(|_| index == expected)
+                    .and_then(|h| h.get(offset..offset + count))
+                    .map(root_from_leaf_hashes)
+                    .ok_or(NotOnEdge(*node))
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
