@@ -197,6 +197,20 @@ impl Fetcher {
         Ok(bytes)
     }
 
+    /// Fetches `tile` and alerts unless it holds exactly `recomputed`.
+    async fn expect_tile(&mut self, tile: Tile, recomputed: &[Hash]) -> Result<(), MonitorError> {
+        if self.hash_tile(tile).await? != recomputed {
+            return Err(alert(
+                "bad_tiles",
+                format!(
+                    "{} differs from the tile recomputed from the entries",
+                    tile.hash_path()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     async fn hash_tile(&mut self, tile: Tile) -> Result<Vec<Hash>, MonitorError> {
         let path = tile.hash_path();
         let bytes = self.get(&path).await?;
@@ -696,16 +710,7 @@ impl Monitor {
                     continue;
                 }
                 for (tile, hashes) in builder.append(leaf) {
-                    let served = self.fetcher.hash_tile(tile).await?;
-                    if served != hashes {
-                        return Err(alert(
-                            "bad_tiles",
-                            format!(
-                                "{} differs from the tile recomputed from the entries",
-                                tile.hash_path()
-                            ),
-                        ));
-                    }
+                    self.fetcher.expect_tile(tile, &hashes).await?;
                 }
             }
             if let Some(b) = &bar {
@@ -714,16 +719,7 @@ impl Monitor {
             bundle_index += 1;
         }
         for (tile, hashes) in builder.partials() {
-            let served = self.fetcher.hash_tile(tile).await?;
-            if served != hashes {
-                return Err(alert(
-                    "bad_tiles",
-                    format!(
-                        "{} differs from the tile recomputed from the entries",
-                        tile.hash_path()
-                    ),
-                ));
-            }
+            self.fetcher.expect_tile(tile, hashes).await?;
         }
         let root = builder_root(&builder).map_err(op)?;
         if root != new.root {
