@@ -95,7 +95,7 @@ enum Damage {
 
 fn damage(data: &Path, key: &[u8], how: Damage) {
     match how {
-        Damage::Flip(at) => flip(data, key, at),
+        Damage::Flip(at) => common::flip_stored_byte(data, key, at),
         Damage::Remove => {
             let db = veritrail::store::sled::sled_config(&data.join("db"))
                 .open()
@@ -105,28 +105,6 @@ fn damage(data: &Path, key: &[u8], how: Damage) {
             db.flush().unwrap();
         }
     }
-}
-
-/// Flips bit 0 of byte `at` (from the end when negative) of the value
-/// under `key`.
-fn flip(data: &Path, key: &[u8], at: isize) {
-    let db = veritrail::store::sled::sled_config(&data.join("db"))
-        .open()
-        .unwrap();
-    let tree = db.open_tree("log").unwrap();
-    let mut value = tree
-        .get(key)
-        .unwrap()
-        .unwrap_or_else(|| panic!("no value under {key:?}"))
-        .to_vec();
-    let at = if at < 0 {
-        value.len() - at.unsigned_abs()
-    } else {
-        at as usize
-    };
-    value[at] ^= 0x01;
-    tree.insert(key, value).unwrap();
-    db.flush().unwrap();
 }
 
 /// The first key under `prefix` (for the indexes, whose keys are hashes).

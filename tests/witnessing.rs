@@ -872,3 +872,32 @@ async fn the_monitor_follows_a_growing_log_and_resumes_from_its_state() {
     .await;
     assert_eq!(code, 2, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_monitor_rejects_a_tampered_tile_the_log_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("log");
+    let log = create_log(&data).await;
+    let server = start_log(&data, &[], 0);
+    let key = writer_key(&server, &data).await;
+    // Two full entry bundles and level-0 tiles, and a partial third.
+    for chunk in 0..6 {
+        let events = (0..100).map(|i| event(chunk * 100 + i, None)).collect();
+        let (status, body) = post(&server.url, &key, "?wait=checkpoint", events).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (code, out) = monitor(monitor_args(&server.url, &log, &["--full"])).await;
+    assert_eq!(code, 0, "the untouched log passes: {out}");
+    server.stop();
+
+    // One bit of hash 7 of the full tile 0/000: not on the right edge, so
+    // the log starts and serves it.
+    let mut tile_key = vec![b'T', 0];
+    tile_key.extend_from_slice(&0u64.to_be_bytes());
+    common::flip_stored_byte(&data, &tile_key, 7 * 32 + 3);
+    let server = start_log(&data, &[], 0);
+    let (code, out) = monitor(monitor_args(&server.url, &log, &["--full"])).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ALERT bad_tiles"), "{out}");
+    assert!(out.contains("tile/0/000"), "{out}");
+}

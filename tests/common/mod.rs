@@ -257,3 +257,26 @@ pub fn hashes(v: &Value) -> Vec<veritrail::merkle::Hash> {
         .map(|h| veritrail::merkle::Hash::from_base64(h.as_str().unwrap()).unwrap())
         .collect()
 }
+
+/// Flips bit 0 of byte `at` (from the end when negative) of the value under
+/// `key` in the stopped log `data`, through sled itself (the backend's key
+/// layout: one-byte prefixes, see the sled store).
+pub fn flip_stored_byte(data: &Path, key: &[u8], at: isize) {
+    let db = veritrail::store::sled::sled_config(&data.join("db"))
+        .open()
+        .unwrap();
+    let tree = db.open_tree("log").unwrap();
+    let mut value = tree
+        .get(key)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no value under {key:?}"))
+        .to_vec();
+    let at = if at < 0 {
+        value.len() - at.unsigned_abs()
+    } else {
+        at as usize
+    };
+    value[at] ^= 0x01;
+    tree.insert(key, value).unwrap();
+    db.flush().unwrap();
+}
