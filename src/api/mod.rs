@@ -10,6 +10,7 @@ mod backup;
 mod error;
 mod governance;
 mod read;
+mod strict_json;
 mod write;
 
 use std::sync::Arc;

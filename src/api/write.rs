@@ -45,7 +45,7 @@ pub(super) fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<serde_json:
             "send the body as Content-Type: application/json",
         ));
     }
-    serde_json::from_slice(bytes)
+    super::strict_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))
 }
 
