@@ -132,8 +132,13 @@ pub async fn serve(
     });
     match rustls {
         None => {
+            // HTTP/1 only: detecting the version waits for a first byte
+            // without a deadline, so a client that connects and sends
+            // nothing would hold its connection for ever. (Plain-HTTP
+            // clients speak HTTP/1.1; HTTP/2 is negotiated over TLS.)
             let mut server = axum_server::from_tcp(std_listener)
                 .map_err(ListenError::Serve)?
+                .http1_only()
                 .handle(handle);
             server
                 .http_builder()

@@ -1856,6 +1856,9 @@ fn protocol_garbage(k: &Keys) -> Vec<Case> {
             .trickle()
             .may_close(),
     );
+    // Regression: a connection that sent nothing was held open for ever
+    // (HTTP version detection waited for a first byte without a deadline).
+    out.push(raw("a silent connection", "", &[408]).may_close());
     let many: String = (0..200).map(|i| format!("x-h{i}: v\r\n")).collect();
     out.push(raw(
         "200 headers",
