@@ -87,13 +87,16 @@ pub fn scheme(tls: Option<&TlsFiles>) -> &'static str {
 
 /// Binds `addr`, prints `<label>: listening on <scheme>://<bound addr>` on
 /// stdout, and serves `app` until `shutdown` completes; then lets in-flight
-/// requests finish.
+/// requests finish. A client that has not sent a request's whole head
+/// within `header_timeout` is answered 408 and disconnected, so trickled
+/// headers cannot hold connections open forever.
 pub async fn serve(
     app: Router,
     addr: SocketAddr,
     tls: Option<&TlsFiles>,
     label: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    header_timeout: Duration,
 ) -> Result<(), ListenError> {
     // Load the TLS configuration before binding, so a bad file is reported
     // before anything listens.
@@ -118,22 +121,43 @@ pub async fn serve(
         warn_plain_http(label, bound);
     }
     println!("{label}: listening on {}://{bound}", scheme(tls));
+    let std_listener = listener.into_std().map_err(ListenError::Serve)?;
+    let handle: Handle<SocketAddr> = Handle::new();
+    let stopper = handle.clone();
+    // Plain HTTP waits for in-flight requests without a limit.
+    let grace = rustls.as_ref().map(|_| TLS_SHUTDOWN_GRACE);
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(grace);
+    });
     match rustls {
-        None => axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ListenError::Serve),
-        Some(config) => {
-            let std_listener = listener.into_std().map_err(ListenError::Serve)?;
-            let handle: Handle<SocketAddr> = Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                stopper.graceful_shutdown(Some(TLS_SHUTDOWN_GRACE));
-            });
-            axum_server::tls_rustls::from_tcp_rustls(std_listener, config)
+        None => {
+            // HTTP/1 only: detecting the version waits for a first byte
+            // without a deadline, so a client that connects and sends
+            // nothing would hold its connection for ever. (Plain-HTTP
+            // clients speak HTTP/1.1; HTTP/2 is negotiated over TLS.)
+            let mut server = axum_server::from_tcp(std_listener)
                 .map_err(ListenError::Serve)?
-                .handle(handle)
+                .http1_only()
+                .handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_timeout);
+            server
+                .serve(app.into_make_service())
+                .await
+                .map_err(ListenError::Serve)
+        }
+        Some(config) => {
+            let mut server = axum_server::tls_rustls::from_tcp_rustls(std_listener, config)
+                .map_err(ListenError::Serve)?
+                .handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_timeout);
+            server
                 .serve(app.into_make_service())
                 .await
                 .map_err(ListenError::Serve)

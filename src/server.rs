@@ -173,6 +173,8 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         config.tls.as_ref(),
         "veritrail",
         listen::shutdown_signal(),
+        // The request timeout covers the head as well as the body.
+        config.limits.request_timeout,
     )
     .await;
     // In-flight requests are done: sequence whatever is still queued, sign a

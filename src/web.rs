@@ -48,8 +48,12 @@ fn serve(path: &str) -> Response {
     }
 }
 
-/// Serves a console file for `GET /<path>`, if there is one.
+/// Serves a console file for `GET /<path>`, if there is one. Only a file's
+/// own path names it: the lookup would also accept spellings such as
+/// `js/api.js/` or `js//api.js`, which are not the file's URL.
 pub fn file(path: &str) -> Option<Response> {
     let path = if path.is_empty() { "index.html" } else { path };
-    WEB.get_file(path).map(|_| serve(path))
+    WEB.get_file(path)
+        .filter(|f| f.path().to_str() == Some(path))
+        .map(|_| serve(path))
 }

@@ -1,8 +1,9 @@
 //! `POST /v1/admin/backup`: streams a consistent snapshot of the log (see
 //! [`crate::backup`]) to an admin, without pausing the sequencer.
 
-use axum::body::Body;
-use axum::extract::State;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
@@ -16,6 +17,8 @@ const IN_FLIGHT: usize = 8;
 pub(super) async fn backup(
     State(st): State<AppState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let admin = st.keys.authorize(
         headers
@@ -23,6 +26,7 @@ pub(super) async fn backup(
             .and_then(|v| v.to_str().ok()),
         Role::Admin,
     )?;
+    super::write::no_options(query.as_deref(), &headers, b)?;
     // The checkpoint first, then the durable size: both are published by
     // the sequencer only after their batch committed, so the size is a
     // batch boundary at or beyond the checkpoint.

@@ -90,6 +90,63 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Largest body of a framework rejection that is quoted in its JSON form.
+const MAX_REJECTION_TEXT: usize = 1024;
+
+/// Puts the answers the framework gives by itself — a path segment that is
+/// not UTF-8, a request that outlived the request timeout — into the same
+/// `{"error":{"code","message"}}` form as every other error. Answers that
+/// are already JSON, and successes, pass unchanged.
+pub(super) async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_REJECTION_TEXT).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let (code, message) = match status {
+        StatusCode::REQUEST_TIMEOUT => (
+            "timeout",
+            "the request was not completed within the request timeout (a body must arrive in time)"
+                .to_string(),
+        ),
+        StatusCode::BAD_REQUEST => ("bad_request", text),
+        StatusCode::NOT_FOUND => ("not_found", text),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", text),
+        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", text),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", text),
+        StatusCode::UNPROCESSABLE_ENTITY => ("unprocessable", text),
+        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", text),
+        StatusCode::INTERNAL_SERVER_ERROR => ("internal", text),
+        _ => ("error", text),
+    };
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        message
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name, value.clone());
+        }
+    }
+    if status == StatusCode::REQUEST_TIMEOUT {
+        // The rest of the body is never read: the connection is done.
+        out.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    out
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {

@@ -12,14 +12,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::audit::{Access, Who, authorize, record_access, with_audit_header};
-use super::write::{body, json_body};
+use super::write::{body, json_body, no_options};
 use super::{ApiError, AppState};
 use crate::auth::Role;
 use crate::event::{Outcome, format_rfc3339_ms};
@@ -421,8 +421,11 @@ async fn run_retention(st: &AppState, who: Who) -> Result<Value, ApiError> {
 pub(super) async fn run_retention_now(
     State(st): State<AppState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let key = authorize(&st, &headers, Role::Admin)?;
+    no_options(query.as_deref(), &headers, b)?;
     let out = run_retention(&st, Who::from(&key)).await?;
     Ok(Json(out).into_response())
 }

@@ -10,6 +10,7 @@ mod backup;
 mod error;
 mod governance;
 mod read;
+mod strict_json;
 mod write;
 
 use std::sync::Arc;
@@ -149,6 +150,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
+        .layer(axum::middleware::map_response(error::json_errors))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a request handler panicked").into_response()
         }))

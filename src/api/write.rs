@@ -45,8 +45,34 @@ pub(super) fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<serde_json:
             "send the body as Content-Type: application/json",
         ));
     }
-    serde_json::from_slice(bytes)
+    super::strict_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))
+}
+
+/// For actions that take no options: refuses a query string and any body
+/// but nothing or an empty JSON object, so that an option the route does not
+/// know (`?dry_run=1`, `{"dry_run":true}`) is an error, never silently
+/// ignored while the action runs for real.
+pub(super) fn no_options(
+    query: Option<&str>,
+    headers: &HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<(), ApiError> {
+    if query.is_some_and(|q| !q.is_empty()) {
+        return Err(ApiError::bad_request(
+            "this action takes no query parameters",
+        ));
+    }
+    let bytes = body(b)?;
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    match json_body(headers, &bytes)? {
+        serde_json::Value::Object(m) if m.is_empty() => Ok(()),
+        _ => Err(ApiError::bad_request(
+            "this action takes no options: send no body or {}",
+        )),
+    }
 }
 
 /// One 32-byte salt per event, drawn from the OS in one call per request.

@@ -6,6 +6,7 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -24,6 +25,9 @@ pub struct Server {
     pub url: String,
     pub data: PathBuf,
     pub stdout_lines: Vec<String>,
+    /// Everything the server printed after it started listening, stdout and
+    /// stderr interleaved as read.
+    pub output: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -99,14 +103,22 @@ impl Server {
             lines.push(line.clone());
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let url = rest.trim().to_string();
+                let output = Arc::new(Mutex::new(Vec::new()));
                 // Keep draining stdout so the server never blocks on a full pipe.
-                std::thread::spawn(move || for _ in reader.lines() {});
+                let out = output.clone();
+                std::thread::spawn(move || {
+                    for line in reader.lines().map_while(Result::ok) {
+                        out.lock().unwrap().push(line);
+                    }
+                });
                 let stderr = child.stderr.take().expect("stderr");
+                let out = output.clone();
                 std::thread::spawn(move || {
                     for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                         if line.contains("panicked") {
                             eprintln!("server: {line}");
                         }
+                        out.lock().unwrap().push(line);
                     }
                 });
                 return Ok(Server {
@@ -114,6 +126,7 @@ impl Server {
                     url,
                     data: data.to_path_buf(),
                     stdout_lines: lines,
+                    output,
                 });
             }
         }
