@@ -20,6 +20,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -97,6 +98,10 @@ pub fn open_or_create_key(dir: &Path) -> Result<(ed25519_dalek::SigningKey, bool
     Ok((key, true))
 }
 
+/// A request (its head, and its handling) taking longer than this is
+/// answered 408: a witness answers in milliseconds.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Everything `veritrail witness` needs.
 pub struct WitnessServeConfig {
     /// Data directory.
@@ -162,6 +167,7 @@ pub async fn run(cfg: WitnessServeConfig) -> Result<(), String> {
         cfg.tls.as_ref(),
         "veritrail",
         crate::listen::shutdown_signal(),
+        REQUEST_TIMEOUT,
     )
     .await
     .map_err(|e| e.to_string())
@@ -174,6 +180,10 @@ pub fn router(witness: Arc<Witness>) -> Router {
         .route("/{origin_hash}/checkpoint", get(latest_checkpoint))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(witness)
 }
 
