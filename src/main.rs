@@ -205,6 +205,9 @@ enum BenchCommand {
         /// Page size.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Untimed first-page requests before the timed ones.
+        #[arg(long, default_value_t = 50)]
+        warmup: usize,
         /// Events seeded by one `bench ingest --subjects` run (enables the completeness checks).
         #[arg(long, requires = "seeded_subjects")]
         seeded_events: Option<u64>,
@@ -1014,6 +1017,7 @@ fn bench_command(command: BenchCommand) -> anyhow::Result<()> {
             requests,
             clients,
             limit,
+            warmup,
             seeded_events,
             seeded_subjects,
             seeded_app,
@@ -1038,6 +1042,7 @@ fn bench_command(command: BenchCommand) -> anyhow::Result<()> {
                 requests,
                 clients,
                 limit,
+                warmup,
                 seeded,
                 timeout: std::time::Duration::from_secs(timeout_s),
             };

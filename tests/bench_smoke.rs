@@ -196,6 +196,7 @@ async fn bench_search_checks_a_seeded_log_completely() {
                 .args(["--subject", subject, "--actor", "staff-3"])
                 .args(["--action", "record.read", "--limit", "50"])
                 .args(["--requests", "12", "--clients", "3", "--actors", "25"])
+                .args(["--warmup", "2"])
                 .args(["--seeded-events", seeded_events, "--seeded-subjects", "40"])
                 .args(["--seeded-app", "seed", "--json"])
                 .output()

@@ -82,6 +82,9 @@ pub struct PipelineRun {
     pub latency: LatencySummary,
     /// Bytes of the database after the run.
     pub disk_bytes: u64,
+    /// Resident memory of the process at the end of the run, with the
+    /// store still open (Linux; `None` elsewhere).
+    pub rss_bytes: Option<u64>,
 }
 
 impl PipelineRun {
@@ -143,6 +146,8 @@ impl PipelineReport {
             "sealed_p99_ms": field(true, &|r| ms(r.latency.p99).into()),
             "plain_disk_bytes_per_event": field(false, &|r| (r.disk_bytes as f64 / r.events.max(1) as f64).into()),
             "sealed_disk_bytes_per_event": field(true, &|r| (r.disk_bytes as f64 / r.events.max(1) as f64).into()),
+            "plain_rss_mb": field(false, &|r| r.rss_bytes.map(|b| b as f64 / 1048576.0).into()),
+            "sealed_rss_mb": field(true, &|r| r.rss_bytes.map(|b| b as f64 / 1048576.0).into()),
             "all_plain_events_per_s": self.runs.iter().filter(|r| !r.sealed).map(|r| r.events_per_second()).collect::<Vec<_>>(),
             "all_sealed_events_per_s": self.runs.iter().filter(|r| r.sealed).map(|r| r.events_per_second()).collect::<Vec<_>>(),
         })
@@ -156,11 +161,12 @@ impl PipelineReport {
         );
         for r in &self.runs {
             s += &format!(
-                "  {:<6} {:>9.0} events/s  p50 {:.2} ms  p99 {:.2} ms{}\n",
+                "  {:<6} {:>9.0} events/s  p50 {:.2} ms  p99 {:.2} ms  RSS {} MB{}\n",
                 if r.sealed { "sealed" } else { "plain" },
                 r.events_per_second(),
                 ms(r.latency.p50),
                 ms(r.latency.p99),
+                r.rss_bytes.map_or("?".into(), |b| (b >> 20).to_string()),
                 r.cpu_us_per_event()
                     .map(|c| format!("  CPU {c:.1} µs/event"))
                     .unwrap_or_default(),
@@ -346,6 +352,7 @@ fn one_run(opts: &PipelineOptions, sealed: bool, n: usize) -> Result<PipelineRun
         }
     }
     let disk_bytes = sled.size_on_disk();
+    let rss_bytes = resident_bytes();
     drop(store);
     drop(sled);
     std::fs::remove_dir_all(&dir).map_err(storage)?;
@@ -356,7 +363,22 @@ fn one_run(opts: &PipelineOptions, sealed: bool, n: usize) -> Result<PipelineRun
         cpu,
         latency: LatencySummary::from_samples(lat),
         disk_bytes,
+        rss_bytes,
     })
+}
+
+/// This process's resident memory, from `/proc/self/status` (Linux).
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// Runs plain and sealed ingest `opts.rounds` times each, alternating

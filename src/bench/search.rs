@@ -52,6 +52,8 @@ pub struct SearchOptions {
     pub clients: usize,
     /// Page size.
     pub limit: usize,
+    /// Untimed first-page requests before the timed ones (caches, connections).
+    pub warmup: usize,
     /// The seeding, when known: enables the completeness checks.
     pub seeded: Option<Seeded>,
     /// Per-request timeout.
@@ -523,6 +525,13 @@ pub async fn search(opts: &SearchOptions) -> Result<SearchReport, BenchError> {
     let full = usize::try_from(matches)
         .unwrap_or(usize::MAX)
         .min(http.limit);
+    if opts.warmup > 0 {
+        let warm = SearchOptions {
+            requests: opts.warmup,
+            ..opts.clone()
+        };
+        measure(&http, &warm, &subject, None, full, &mut busy).await?;
+    }
     let first_page = measure(&http, opts, &subject, None, full, &mut busy).await?;
 
     let first = http.get(&subject, opts.limit, None, &mut busy).await?;
