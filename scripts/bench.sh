@@ -7,9 +7,32 @@
 # Exits non-zero only when something fails (build, server, a request);
 # a missed target is reported in the table, not as a failure.
 #
-# Environment: SKIP_BUILD=1 uses the existing target/release/veritrail;
+# Then, unless SEARCH_EVENTS=0, the search and encryption-cost section
+# (issue #4), in a second table:
+# - seeds a fresh log with SEARCH_EVENTS events (default 1,000,000) through
+#   the HTTP API of a real `serve` (batched, `bench ingest --subjects`:
+#   SEARCH_SUBJECTS subjects, Zipf-like by default, 500 actors, 8 actions),
+#   then `bench search` measures the first page of a subject search (a hot,
+#   a one-page and a rare subject), the next page through the cursor, and an
+#   actor and an action search; every answer is checked, and walking every
+#   page must find exactly the seeded events of the subject and the actor.
+#   Each search is appended to the log durably before it is answered, so
+#   its latency includes that append.
+# - `bench pipeline` compares ingest with and without encryption at rest and
+#   indexes side by side, in one process: the real sequencer over real sled
+#   (fsync per batch), the same prepared batches, the vault in front of sled
+#   or not. That is the path `serve` takes minus HTTP, which costs the same
+#   in both modes (so the ratio is if anything stricter). It is done in
+#   process on purpose: the server has no plaintext mode, and gets none.
+#
+# Environment: SKIP_BUILD=1 uses the existing target/release/veritrail
+# (or VERITRAIL_BIN);
 # BATCH_EVENTS, SINGLE_EVENTS, CHECKPOINT_REQUESTS scale the runs;
-# TIME_BUDGET (seconds, default 270) bounds everything after the build.
+# TIME_BUDGET (seconds, default 270) bounds the ingest section after the build.
+# SEARCH_EVENTS (0 skips the section), SEARCH_SUBJECTS, SEARCH_DISTRIBUTION
+# (zipf|uniform), SEARCH_REQUESTS, SEARCH_CLIENTS, PIPELINE_EVENTS,
+# PIPELINE_ROUNDS scale it; SEARCH_TIME_BUDGET (seconds, default 1500) bounds
+# it; SKIP_INGEST=1 runs only this section.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -22,12 +45,26 @@ SINGLE_CLIENTS=${SINGLE_CLIENTS:-64}
 CHECKPOINT_REQUESTS=${CHECKPOINT_REQUESTS:-5000}
 CHECKPOINT_CLIENTS=${CHECKPOINT_CLIENTS:-16}
 TIME_BUDGET=${TIME_BUDGET:-270}
+SEARCH_EVENTS=${SEARCH_EVENTS:-1000000}
+SEARCH_SUBJECTS=${SEARCH_SUBJECTS:-10000}
+SEARCH_DISTRIBUTION=${SEARCH_DISTRIBUTION:-zipf}
+SEARCH_REQUESTS=${SEARCH_REQUESTS:-1000}
+SEARCH_CLIENTS=${SEARCH_CLIENTS:-4}
+SEARCH_TIME_BUDGET=${SEARCH_TIME_BUDGET:-1500}
+PIPELINE_EVENTS=${PIPELINE_EVENTS:-200000}
+PIPELINE_ROUNDS=${PIPELINE_ROUNDS:-2}
+SKIP_INGEST=${SKIP_INGEST:-0}
+# The machine may be shared: a server whose resident memory passes this is
+# killed and the run fails (default: half the machine's memory).
+SERVER_MAX_RSS_MB=${SERVER_MAX_RSS_MB:-$(($(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) / 2048))}
 
 TARGET_BATCHED=50000
 TARGET_SINGLE=20000
 TARGET_CHECKPOINT_P50_MS=100
+TARGET_SEARCH_P99_MS=50
+TARGET_SEALED_RATIO_PCT=75
 
-BIN=target/release/veritrail
+BIN=${VERITRAIL_BIN:-target/release/veritrail}
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     echo "building the release binary..." >&2
     cargo build --release --quiet
@@ -37,7 +74,11 @@ fi
 deadline=$((SECONDS + TIME_BUDGET))
 work=$(mktemp -d "${TMPDIR:-/tmp}/veritrail-bench.XXXXXX")
 server_pid=""
+watchdog_pid=""
 cleanup() {
+    if [[ -n "$watchdog_pid" ]]; then
+        kill "$watchdog_pid" 2>/dev/null || true
+    fi
     if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
         kill -TERM "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
@@ -48,24 +89,52 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- start the log -----------------------------------------------------------
-: >"$work/server.out"
-VERITRAIL_LOG=warn "$BIN" serve --data "$work/data" --listen 127.0.0.1:0 \
-    >"$work/server.out" 2>"$work/server.err" &
-server_pid=$!
-url=""
-for _ in $(seq 1 300); do
-    url=$(sed -n 's/.*listening on \(http:\/\/[^ ]*\).*/\1/p' "$work/server.out" | head -n1)
-    [[ -n "$url" ]] && break
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [[ -z "$url" ]]; then
-    echo "bench: the server did not start:" >&2
-    cat "$work/server.out" "$work/server.err" >&2
-    exit 1
-fi
-key=$("$BIN" keys create --url "$url" --role writer --name bench \
-    --admin-key-file "$work/data/admin.key" 2>/dev/null)
+start_server() { # data dir: starts `serve` on it, sets server_pid and url
+    : >"$work/server.out"
+    VERITRAIL_LOG=warn "$BIN" serve --data "$1" --listen 127.0.0.1:0 \
+        >"$work/server.out" 2>"$work/server.err" &
+    server_pid=$!
+    url=""
+    for _ in $(seq 1 300); do
+        url=$(sed -n 's/.*listening on \(http:\/\/[^ ]*\).*/\1/p' "$work/server.out" | head -n1)
+        [[ -n "$url" ]] && break
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ -z "$url" ]]; then
+        echo "bench: the server did not start:" >&2
+        cat "$work/server.out" "$work/server.err" >&2
+        exit 1
+    fi
+    watchdog "$server_pid" &
+    watchdog_pid=$!
+}
+watchdog() { # pid: kills the server when its memory passes SERVER_MAX_RSS_MB
+    local pid=$1 rss
+    while kill -0 "$pid" 2>/dev/null; do
+        rss=$(awk '/^VmRSS:/ { print int($2 / 1024) }' "/proc/$pid/status" 2>/dev/null || echo 0)
+        if ((${rss:-0} > SERVER_MAX_RSS_MB)); then
+            echo "bench: the server's resident memory reached $rss MB (SERVER_MAX_RSS_MB=$SERVER_MAX_RSS_MB); killing it" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+            return
+        fi
+        sleep 1
+    done
+}
+peak_rss_mb() { # the server's peak resident memory so far
+    awk '/^VmHWM:/ { print int($2 / 1024) }' "/proc/$server_pid/status" 2>/dev/null || echo 0
+}
+stop_server() {
+    kill "$watchdog_pid" 2>/dev/null || true
+    watchdog_pid=""
+    kill -TERM "$server_pid"
+    wait "$server_pid" || { echo "bench: the server did not stop cleanly" >&2; exit 1; }
+    server_pid=""
+}
+new_key() { # data dir, role, name: prints a new API key
+    "$BIN" keys create --url "$url" --role "$2" --name "$3" \
+        --admin-key-file "$1/admin.key" 2>/dev/null
+}
 
 server_cpu_ticks() { # utime + stime of the server, in 1/100 s
     if [[ -n "$server_pid" ]]; then
@@ -112,6 +181,10 @@ server_us_per_event() { # step: server CPU microseconds per event
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
+ingest_section() {
+start_server "$work/data"
+key=$(new_key "$work/data" writer bench)
+
 # --- the runs ------------------------------------------------------------------
 step batched "$BIN" bench ingest --url "$url" --key "$key" \
     --clients "$BATCH_CLIENTS" --events "$BATCH_EVENTS" --batch-size "$BATCH_SIZE"
@@ -120,9 +193,7 @@ step single "$BIN" bench ingest --url "$url" --key "$key" \
 step checkpoint "$BIN" bench ingest --url "$url" --key "$key" \
     --clients "$CHECKPOINT_CLIENTS" --events "$CHECKPOINT_REQUESTS" --batch-size 1 \
     --wait-checkpoint
-kill -TERM "$server_pid"
-wait "$server_pid" || { echo "bench: the server did not stop cleanly" >&2; exit 1; }
-server_pid=""
+stop_server
 
 # The ceiling of each run: raw sled with the same bytes, (a) with the
 # batches that run can reach at most (every event in flight in one commit),
@@ -205,3 +276,105 @@ done
 echo
 echo "== witnessed receipts: POST /v1/events?wait=witnessed, two local witnesses, policy 2 (target p50 <= 250 ms)"
 scripts/bench-witnessed.sh || echo "bench-witnessed.sh failed"
+}
+
+# --- search and the cost of encryption at rest (issue #4) ----------------------
+search_section() {
+    deadline=$((SECONDS + SEARCH_TIME_BUDGET))
+    echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (search section)" >&2
+    local pipeline_desc="-"
+    if ((PIPELINE_EVENTS > 0)); then
+        step pipeline "$BIN" bench pipeline --dir "$work/pipeline" --events "$PIPELINE_EVENTS" \
+            --batch-size "$BATCH_SIZE" --clients "$BATCH_CLIENTS" --rounds "$PIPELINE_ROUNDS" \
+            --subjects "$SEARCH_SUBJECTS" --distribution "$SEARCH_DISTRIBUTION"
+        rm -rf "$work/pipeline"
+        pipeline_desc="$PIPELINE_EVENTS events, $BATCH_CLIENTS x $BATCH_SIZE, best of $PIPELINE_ROUNDS"
+    fi
+    local load_pipeline
+    load_pipeline=$(cut -d' ' -f1 /proc/loadavg)
+
+    start_server "$work/search-data"
+    local writer auditor
+    writer=$(new_key "$work/search-data" writer seed)
+    auditor=$(new_key "$work/search-data" auditor bench-auditor)
+    step seed "$BIN" bench ingest --url "$url" --key "$writer" --clients "$BATCH_CLIENTS" \
+        --events "$SEARCH_EVENTS" --batch-size "$BATCH_SIZE" \
+        --subjects "$SEARCH_SUBJECTS" --distribution "$SEARCH_DISTRIBUTION"
+    # Seeding leaves gigabytes of dirty pages for the kernel to write back;
+    # every search makes one durable append (fsync), which would wait for
+    # that backlog. Searches are measured on a settled log.
+    sync "$work/search-data/db/db" 2>/dev/null || sync
+    local seeded=(--seeded-events "$SEARCH_EVENTS" --seeded-subjects "$SEARCH_SUBJECTS"
+        --seeded-app seed --distribution "$SEARCH_DISTRIBUTION")
+    # A hot subject (first in the Zipf order), one with about a page of
+    # events, and a rare one; with the hot subject also a later page, an
+    # actor and an action search.
+    local one_page=$((SEARCH_SUBJECTS / 10)) rare=$((SEARCH_SUBJECTS / 2))
+    # The first searches after a bulk load are several times slower at the
+    # tail, whatever the subject (the server is still shedding the load's
+    # memory and caches), so one run settles the log first; it is reported
+    # on its own row, not counted against the target.
+    step search_settle "$BIN" bench search --url "$url" --key "$auditor" --subject "person-$rare" \
+        --requests "$SEARCH_REQUESTS" --clients "$SEARCH_CLIENTS" "${seeded[@]}"
+    step search_hot "$BIN" bench search --url "$url" --key "$auditor" --subject person-0 \
+        --actor staff-7 --action record.export \
+        --requests "$SEARCH_REQUESTS" --clients "$SEARCH_CLIENTS" "${seeded[@]}"
+    step search_page "$BIN" bench search --url "$url" --key "$auditor" --subject "person-$one_page" \
+        --requests "$SEARCH_REQUESTS" --clients "$SEARCH_CLIENTS" "${seeded[@]}"
+    step search_rare "$BIN" bench search --url "$url" --key "$auditor" --subject "person-$rare" \
+        --requests "$SEARCH_REQUESTS" --clients "$SEARCH_CLIENTS" "${seeded[@]}"
+    local disk peak
+    disk=$(du -sh "$work/search-data" | cut -f1)
+    peak=$(peak_rss_mb)
+    stop_server
+    rm -rf "$work/search-data"
+
+    srow() { # label, step: one search row (p50, p99 of the first page) and its verdict
+        awk -v l="$1" -v p50="$(field "$2" p50_ms)" -v p99="$(field "$2" p99_ms)" \
+            -v n="$(field "$2" expected_subject_events)" -v t="$TARGET_SEARCH_P99_MS" \
+            'BEGIN { printf "%-58s %9.1f %9.1f %8s %7s\n", l " (" n " seeded)", p50, p99, "< " t, (p99 < t ? "met" : "MISSED") }'
+    }
+    printf "\n== search: %s events seeded through the API (%s subjects, %s), %s clients x %s requests, first page of 100\n" \
+        "$SEARCH_EVENTS" "$SEARCH_SUBJECTS" "$SEARCH_DISTRIBUTION" "$SEARCH_CLIENTS" "$SEARCH_REQUESTS"
+    printf "%-58s %9s %9s %8s %7s\n" "metric (latency includes the durable audit append)" "p50 ms" "p99 ms" "target" "met?"
+    awk -v a="$(field search_settle p50_ms)" -v b="$(field search_settle p99_ms)" \
+        'BEGIN { printf "%-58s %9.1f %9.1f %8s %7s\n", "(settling run right after seeding, person-'"$rare"')", a, b, "-", "" }'
+    srow "first page, hot subject person-0" search_hot
+    srow "first page, subject person-$one_page" search_page
+    srow "first page, rare subject person-$rare" search_rare
+    awk -v a="$(field search_hot next_p50_ms)" -v b="$(field search_hot next_p99_ms)" \
+        'BEGIN { printf "%-58s %9.1f %9.1f %8s %7s\n", "next page via cursor, person-0", a, b, "-", "" }'
+    awk -v a="$(field search_hot actor_p50_ms)" -v b="$(field search_hot actor_p99_ms)" \
+        -v n="$(field search_hot expected_actor_events)" \
+        'BEGIN { printf "%-58s %9.1f %9.1f %8s %7s\n", "first page, actor staff-7 (" n " seeded)", a, b, "-", "" }'
+    awk -v a="$(field search_hot action_p50_ms)" -v b="$(field search_hot action_p99_ms)" \
+        'BEGIN { printf "%-58s %9.1f %9.1f %8s %7s\n", "first page, action record.export", a, b, "-", "" }'
+    awk -v r="$(field seed events_per_s)" -v p50="$(field seed p50_ms)" -v p99="$(field seed p99_ms)" -v d="$disk" \
+        -v m="$peak" 'BEGIN { printf "seeding through the API: %.0f events/s (request p50 %.1f ms, p99 %.1f ms); data dir %s; server peak RSS %d MB\n", r, p50, p99, d, m }'
+    if ((PIPELINE_EVENTS > 0)); then
+        printf "\n== ingest with vs without encryption at rest + indexes (bench pipeline: %s)\n" "$pipeline_desc"
+        printf "%-58s %9s %9s %8s %7s\n" "metric" "plain" "sealed" "target" "met?"
+        awk -v p="$(field pipeline plain_events_per_s)" -v s="$(field pipeline sealed_events_per_s)" \
+            -v r="$(field pipeline sealed_over_plain)" -v t="$TARGET_SEALED_RATIO_PCT" \
+            -v pc="$(field pipeline plain_cpu_us_per_event)" -v sc="$(field pipeline sealed_cpu_us_per_event)" \
+            -v pd="$(field pipeline plain_disk_bytes_per_event)" -v sd="$(field pipeline sealed_disk_bytes_per_event)" \
+            -v pr="$(field pipeline plain_rss_mb)" -v sr="$(field pipeline sealed_rss_mb)" 'BEGIN {
+            printf "%-58s %9.0f %9.0f %8s %7s\n", "ingest, events/s (sealed/plain " sprintf("%.1f%%", 100 * r) ")", p, s, ">= " t "%", (100 * r >= t ? "met" : "MISSED")
+            printf "%-58s %9.1f %9.1f %8s %7s\n", "CPU per event, microseconds (whole process)", pc, sc, "-", ""
+            printf "%-58s %9.0f %9.0f %8s %7s\n", "bytes on disk per event", pd, sd, "-", ""
+            printf "%-58s %9.0f %9.0f %8s %7s\n", "process RSS at the end of the run, MB", pr, sr, "-", ""
+        }'
+        echo "load average: $load_pipeline during the pipeline runs"
+    fi
+    echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+    for f in pipeline seed search_settle search_hot search_page search_rare; do
+        [[ -f "$work/$f.json" ]] && echo "$f: $(cat "$work/$f.json")"
+    done
+}
+
+if [[ "$SKIP_INGEST" != 1 ]]; then
+    ingest_section
+fi
+if ((SEARCH_EVENTS > 0)); then
+    search_section
+fi

@@ -30,6 +30,12 @@ use crate::note::{Checkpoint, Note};
 use crate::store::StoredEvent;
 use crate::tiles::TILE_WIDTH;
 
+pub mod pipeline;
+pub mod population;
+pub mod search;
+
+pub use population::{Distribution, Population};
+
 /// Why a benchmark run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -62,6 +68,8 @@ pub struct LatencySummary {
     pub count: usize,
     /// Median.
     pub p50: Duration,
+    /// 95th percentile.
+    pub p95: Duration,
     /// 99th percentile.
     pub p99: Duration,
     /// Largest sample.
@@ -84,6 +92,7 @@ impl LatencySummary {
         LatencySummary {
             count: n,
             p50: rank(0.50),
+            p95: rank(0.95),
             p99: rank(0.99),
             max: samples[n - 1],
             mean: total / u32::try_from(n).unwrap_or(u32::MAX),
@@ -104,7 +113,7 @@ pub fn process_cpu_time() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -144,9 +153,24 @@ pub fn write_event(out: &mut String, run: &str, n: u64, with_id: bool) {
 /// The request body for events `first..first + count`: one event object when
 /// `count` is 1, else `{"events": [...]}`.
 pub fn request_body(run: &str, first: u64, count: u64, with_id: bool) -> String {
+    request_body_of(None, run, first, count, with_id)
+}
+
+/// Like [`request_body`], with the events of `population` when given.
+pub fn request_body_of(
+    population: Option<&Population>,
+    run: &str,
+    first: u64,
+    count: u64,
+    with_id: bool,
+) -> String {
     let mut out = String::with_capacity(360 * count as usize + 16);
+    let one = |out: &mut String, n: u64| match population {
+        Some(p) => p.write_event(out, run, n, with_id),
+        None => write_event(out, run, n, with_id),
+    };
     if count == 1 {
-        write_event(&mut out, run, first, with_id);
+        one(&mut out, first);
         return out;
     }
     out.push_str(r#"{"events":["#);
@@ -154,7 +178,7 @@ pub fn request_body(run: &str, first: u64, count: u64, with_id: bool) -> String 
         if n != first {
             out.push(',');
         }
-        write_event(&mut out, run, n, with_id);
+        one(&mut out, n);
     }
     out.push_str("]}");
     out
@@ -211,7 +235,7 @@ impl EventSizes {
     }
 }
 
-fn random_run_id() -> Result<String, BenchError> {
+pub(crate) fn random_run_id() -> Result<String, BenchError> {
     let mut b = [0u8; 4];
     getrandom::fill(&mut b).map_err(|e| BenchError::Options(format!("no randomness: {e}")))?;
     Ok(hex::encode(b))
@@ -239,6 +263,9 @@ pub struct IngestOptions {
     pub with_ids: bool,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Generate the events of this population (for search benchmarks)
+    /// instead of the default ones.
+    pub population: Option<Population>,
 }
 
 /// The outcome of an ingest run.
@@ -274,6 +301,9 @@ impl IngestReport {
     pub fn to_json(&self, opts: &IngestOptions) -> serde_json::Value {
         serde_json::json!({
             "mode": if opts.wait_checkpoint { "checkpoint" } else { "durable" },
+            "subjects": opts.population.map(|p| p.subjects),
+            "actors": opts.population.map(|p| p.actors),
+            "distribution": opts.population.map(|p| p.distribution.name()),
             "clients": opts.clients,
             "batch_size": opts.batch_size,
             "events": self.events,
@@ -471,7 +501,13 @@ async fn run_client(sh: &Shared) -> Result<ClientTally, BenchError> {
         }
         let first = r * b;
         let count = b.min(sh.opts.events - first);
-        let body = request_body(&sh.run, first, count, sh.opts.with_ids);
+        let body = request_body_of(
+            sh.opts.population.as_ref(),
+            &sh.run,
+            first,
+            count,
+            sh.opts.with_ids,
+        );
         let started = Instant::now();
         let answer = submit(sh, body, &mut tally.busy_retries).await?;
         tally.latencies.push(started.elapsed());

@@ -176,6 +176,87 @@ enum BenchCommand {
         /// Per-request timeout in seconds.
         #[arg(long, default_value_t = 60)]
         timeout_s: u64,
+        /// Seed a search benchmark: events of this many subjects (person-0, ...),
+        /// varied actors (staff-0, ...), actions and resources, all a function of
+        /// the event number (see `bench search`).
+        #[arg(long)]
+        subjects: Option<u64>,
+        #[command(flatten)]
+        population: PopulationArgs,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search latency of a log seeded with `bench ingest --subjects`, every answer checked.
+    Search {
+        /// Server URL.
+        #[arg(long)]
+        url: String,
+        /// An auditor API key.
+        #[arg(long, env = "VERITRAIL_AUDITOR_KEY", hide_env_values = true)]
+        key: String,
+        /// The subject to search for.
+        #[arg(long)]
+        subject: String,
+        /// Also measure a search by this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Also measure a search by this action.
+        #[arg(long)]
+        action: Option<String>,
+        /// Timed requests per query.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Page size.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Untimed first-page requests before the timed ones.
+        #[arg(long, default_value_t = 50)]
+        warmup: usize,
+        /// Events seeded by one `bench ingest --subjects` run (enables the completeness checks).
+        #[arg(long, requires = "seeded_subjects")]
+        seeded_events: Option<u64>,
+        /// The --subjects of that seeding.
+        #[arg(long, requires = "seeded_events")]
+        seeded_subjects: Option<u64>,
+        /// The app of the seeding writer key [default: bench].
+        #[arg(long, default_value = "bench")]
+        seeded_app: String,
+        #[command(flatten)]
+        population: PopulationArgs,
+        /// Per-request timeout in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ingest with vs without encryption at rest and indexes, side by side in this
+    /// process: the real sequencer over real sled (fsync per batch), vault in front or not.
+    Pipeline {
+        /// A new directory for the databases (each run's is deleted after it).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Events per run.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Events per submission.
+        #[arg(long, default_value_t = 500)]
+        batch_size: u64,
+        /// Concurrent submitters.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Runs per mode (alternating); the best of each is compared.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Subjects of the generated events.
+        #[arg(long, default_value_t = 10_000)]
+        subjects: u64,
+        #[command(flatten)]
+        population: PopulationArgs,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -201,6 +282,27 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The shape of generated events beyond their subjects.
+#[derive(Args)]
+struct PopulationArgs {
+    /// Distinct actors of generated events.
+    #[arg(long, default_value_t = 500)]
+    actors: u64,
+    /// How subjects are spread: uniform or zipf.
+    #[arg(long, default_value = "zipf")]
+    distribution: veritrail::bench::Distribution,
+}
+
+impl PopulationArgs {
+    fn with_subjects(&self, subjects: u64) -> veritrail::bench::Population {
+        veritrail::bench::Population {
+            subjects,
+            actors: self.actors,
+            distribution: self.distribution,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -933,9 +1035,15 @@ fn bench_command(command: BenchCommand) -> anyhow::Result<()> {
             wait_checkpoint,
             without_ids,
             timeout_s,
+            subjects,
+            population,
             json,
         } => {
+            if subjects == Some(0) || population.actors == 0 {
+                bail!("--subjects and --actors must be at least 1");
+            }
             let opts = bench::IngestOptions {
+                population: subjects.map(|k| population.with_subjects(k)),
                 url,
                 key,
                 clients,
@@ -947,6 +1055,77 @@ fn bench_command(command: BenchCommand) -> anyhow::Result<()> {
             };
             let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
             let report = rt.block_on(bench::ingest(&opts))?;
+            if json {
+                println!("{}", report.to_json(&opts));
+            } else {
+                println!("{}", report.describe(&opts));
+            }
+        }
+        BenchCommand::Search {
+            url,
+            key,
+            subject,
+            actor,
+            action,
+            requests,
+            clients,
+            limit,
+            warmup,
+            seeded_events,
+            seeded_subjects,
+            seeded_app,
+            population,
+            timeout_s,
+            json,
+        } => {
+            let seeded =
+                seeded_events
+                    .zip(seeded_subjects)
+                    .map(|(events, k)| bench::search::Seeded {
+                        population: population.with_subjects(k),
+                        events,
+                        app: seeded_app,
+                    });
+            let opts = bench::search::SearchOptions {
+                url,
+                key,
+                subject,
+                actor,
+                action,
+                requests,
+                clients,
+                limit,
+                warmup,
+                seeded,
+                timeout: std::time::Duration::from_secs(timeout_s),
+            };
+            let rt = tokio::runtime::Runtime::new().context("couldn't start the async runtime")?;
+            let report = rt.block_on(bench::search::search(&opts))?;
+            if json {
+                println!("{}", report.to_json(&opts));
+            } else {
+                println!("{}", report.describe(&opts));
+            }
+        }
+        BenchCommand::Pipeline {
+            dir,
+            events,
+            batch_size,
+            clients,
+            rounds,
+            subjects,
+            population,
+            json,
+        } => {
+            let opts = bench::pipeline::PipelineOptions {
+                dir,
+                events,
+                batch_size,
+                clients,
+                rounds,
+                population: population.with_subjects(subjects.max(1)),
+            };
+            let report = bench::pipeline::pipeline(&opts)?;
             if json {
                 println!("{}", report.to_json(&opts));
             } else {

@@ -150,3 +150,141 @@ fn bench_sled_writes_the_log_layout_durably() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_search_checks_a_seeded_log_completely() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let writer = create_key(&server.url, &server.admin_key(), "seed", "writer").await;
+    let auditor = create_key(&server.url, &server.admin_key(), "aud", "auditor").await;
+    let url = server.url.clone();
+
+    // Seed 2,000 events of 40 subjects (Zipf-like) and 25 actors.
+    let seed = {
+        let (url, writer) = (url.clone(), writer.clone());
+        tokio::task::spawn_blocking(move || {
+            bench(&[
+                "ingest",
+                "--url",
+                &url,
+                "--key",
+                &writer,
+                "--events",
+                "2000",
+                "--batch-size",
+                "250",
+                "--clients",
+                "4",
+                "--subjects",
+                "40",
+                "--actors",
+                "25",
+            ])
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(seed["events"], 2000);
+    assert_eq!(seed["subjects"], 40);
+    assert_eq!(seed["distribution"], "zipf");
+
+    let search = |subject: &'static str, seeded_events: &'static str| {
+        let (url, auditor) = (url.clone(), auditor.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(binary())
+                .args(["bench", "search", "--url", &url, "--key", &auditor])
+                .args(["--subject", subject, "--actor", "staff-3"])
+                .args(["--action", "record.read", "--limit", "50"])
+                .args(["--requests", "12", "--clients", "3", "--actors", "25"])
+                .args(["--warmup", "2"])
+                .args(["--seeded-events", seeded_events, "--seeded-subjects", "40"])
+                .args(["--seeded-app", "seed", "--json"])
+                .output()
+                .unwrap()
+        })
+    };
+
+    // The hot subject: several pages, every seeded event found.
+    let out = search("person-0", "2000").await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected = r["expected_subject_events"].as_u64().unwrap();
+    // ln 2 / ln 41 ≈ 19 % of the events.
+    assert!((250..500).contains(&expected), "{r}");
+    assert_eq!(r["found_subject_events"], expected);
+    assert_eq!(r["requests"], 12);
+    assert_eq!(r["min_hits"], 50, "every first page is full");
+    assert_eq!(r["next_requests"], 12, "the next page was measured");
+    assert_eq!(r["found_actor_events"], r["expected_actor_events"]);
+    assert!(r["found_actor_events"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["action_requests"], 12);
+    assert_eq!(r["action_min_hits"], 50);
+    let (p50, p99) = (r["p50_ms"].as_f64().unwrap(), r["p99_ms"].as_f64().unwrap());
+    assert!(0.0 < p50 && p50 <= p99, "{r}");
+
+    // A wrong description of the seeding is caught by the completeness check.
+    let out = search("person-0", "1000").await.unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("were seeded"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every search was recorded: the walk above plus 12 + 12 timed requests
+    // of the subject alone left audit events naming it.
+    let audited = get_json(&format!("{}/v1/log", server.url)).await;
+    assert!(
+        audited["tree_size"].as_u64().unwrap() > 2000 + 24,
+        "{audited}"
+    );
+    server.stop();
+}
+
+#[test]
+fn bench_pipeline_runs_both_modes_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("pipeline");
+    let work_arg = work.to_str().unwrap();
+    let r = bench(&[
+        "pipeline",
+        "--dir",
+        work_arg,
+        "--events",
+        "1500",
+        "--batch-size",
+        "100",
+        "--clients",
+        "4",
+        "--rounds",
+        "1",
+        "--subjects",
+        "50",
+    ]);
+    assert_eq!(r["events"], 1500);
+    assert!(r["plain_events_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["sealed_events_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["sealed_over_plain"].as_f64().unwrap() > 0.0, "{r}");
+    // Sealed bodies and index entries take room the plain store does not.
+    assert!(
+        r["sealed_disk_bytes_per_event"].as_f64().unwrap()
+            > r["plain_disk_bytes_per_event"].as_f64().unwrap(),
+        "{r}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "each run's database is deleted"
+    );
+    // A directory in use is refused.
+    std::fs::write(work.join("x"), b"x").unwrap();
+    let out = Command::new(binary())
+        .args(["bench", "pipeline", "--dir", work_arg, "--events", "10"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
