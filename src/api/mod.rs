@@ -9,6 +9,7 @@ mod audit;
 mod backup;
 mod error;
 mod governance;
+mod guard;
 mod read;
 mod strict_json;
 mod write;
@@ -146,6 +147,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn(guard::single_authorization))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
