@@ -55,7 +55,7 @@ fn key_json(r: &ApiKeyRecord) -> serde_json::Value {
 /// the token is in the answer and nowhere else.
 #[utoipa::path(post, path = "/v1/admin/keys", tag = "admin",
     security(("api_key" = ["admin"])),
-    request_body(content = CreateKey, content_type = "application/json"),
+    request_body(content = CreateKey, content_type = "application/json", description = "At most 64 KiB"),
     responses(
         (status = 201, description = "The key; `key` is the token, shown only now", body = super::openapi::CreatedKey),
         (status = 400, description = "Invalid name, role or app", body = super::openapi::ErrorBody),

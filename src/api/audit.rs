@@ -289,7 +289,7 @@ pub(super) struct SearchParams {
     /// Only events that occurred at or before this RFC 3339 time.
     #[param(format = DateTime)]
     until: Option<String>,
-    /// Page size: 1 to 1000 (default 100); for an export 1 to 100000 (default 100000).
+    /// Page size: 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// `next_cursor` of the previous page.

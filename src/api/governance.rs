@@ -91,7 +91,7 @@ pub(super) struct ErasureRequest {
 /// leaves stay. 409 if any event concerned is under a legal hold.
 #[utoipa::path(post, path = "/v1/erasure", tag = "admin",
     security(("api_key" = ["admin"])),
-    request_body(content = ErasureRequest, content_type = "application/json"),
+    request_body(content = ErasureRequest, content_type = "application/json", description = "At most 64 KiB"),
     responses(
         (status = 200, description = "What was erased", body = super::openapi::ErasureResult, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
         (status = 400, description = "An invalid request", body = super::openapi::ErrorBody),
@@ -198,7 +198,7 @@ pub(super) struct PolicyRequest {
 /// `POST /v1/admin/retention` `{"app":…,"action":…,"keep_days":N}`.
 #[utoipa::path(post, path = "/v1/admin/retention", tag = "admin",
     security(("api_key" = ["admin"])),
-    request_body(content = PolicyRequest, content_type = "application/json"),
+    request_body(content = PolicyRequest, content_type = "application/json", description = "At most 64 KiB"),
     responses(
         (status = 201, description = "The policy", body = crate::retention::Policy, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
         (status = 400, description = "An invalid policy", body = super::openapi::ErrorBody),
@@ -372,7 +372,7 @@ pub(super) struct HoldRequest {
 /// `POST /v1/admin/holds` `{"subject":…,"reason":…}` or `{"app":…,"reason":…}`.
 #[utoipa::path(post, path = "/v1/admin/holds", tag = "admin",
     security(("api_key" = ["admin"])),
-    request_body(content = HoldRequest, content_type = "application/json"),
+    request_body(content = HoldRequest, content_type = "application/json", description = "At most 64 KiB"),
     responses(
         (status = 201, description = "The hold", body = crate::retention::Hold, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
         (status = 400, description = "An invalid hold", body = super::openapi::ErrorBody),

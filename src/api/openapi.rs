@@ -7,7 +7,7 @@
 //! and adds what every route shares, from one table, so the shared answers
 //! cannot be forgotten route by route: the security scheme, 401/403/429/503
 //! for routes that need a key, 400/413/415 for routes that take a body, and
-//! 408 for all. The answers the handlers build with `json!` are described
+//! 408 and 500 for all. The answers the handlers build with `json!` are described
 //! by the structs below; the schemathesis run in the test suite checks the
 //! real answers against them. Invariant: every route the router registers
 //! is in the document with the same methods, and nothing else is (tested
@@ -153,6 +153,12 @@ const SHARED: &[(&str, &str, &str, bool)] = &[
         "Storage or the sequencer is unavailable; retry after Retry-After seconds",
         true,
     ),
+    (
+        "500",
+        "Internal",
+        "A bug or a corrupt store; details are only in the server's log",
+        false,
+    ),
 ];
 
 impl Modify for SharedAnswers {
@@ -218,7 +224,7 @@ impl Modify for SharedAnswers {
 fn add_shared(op: &mut Operation) {
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     let has_body = op.request_body.is_some();
-    let mut wanted = vec!["408"];
+    let mut wanted = vec!["408", "500"];
     if secured {
         wanted.extend(["401", "403", "429", "503"]);
     }
@@ -732,6 +738,7 @@ mod tests {
                 let responses = op["responses"].as_object().unwrap();
                 let where_ = format!("{} {path}", m.to_uppercase());
                 assert!(responses.contains_key("408"), "{where_}: no 408");
+                assert!(responses.contains_key("500"), "{where_}: no 500");
                 assert!(
                     responses.keys().any(|s| s.starts_with('2')),
                     "{where_}: no success answer"

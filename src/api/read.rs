@@ -104,6 +104,8 @@ pub(super) async fn log_info(State(st): State<AppState>) -> Response {
             body = Vec<u8>, content_type = "application/octet-stream"),
         (status = 400, description = "Not a tile path", body = super::openapi::ErrorBody),
         (status = 404, description = "The tile is beyond the committed tree", body = super::openapi::ErrorBody),
+        (status = 503, description = "Storage unavailable", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ))]
 pub(super) async fn tile(
     State(st): State<AppState>,

@@ -66,7 +66,7 @@ fn random_salts(count: usize) -> Result<Vec<[u8; 32]>, ApiError> {
 #[utoipa::path(post, path = "/v1/events", tag = "writer", params(SubmitParams),
     security(("api_key" = ["writer"])),
     request_body(content = super::openapi::Submission, content_type = "application/json",
-        description = "One audit event, or a batch `{\"events\": [...]}` of 1 to 1000; at most 4 MiB"),
+        description = "One audit event, or a batch `{\"events\": [...]}` of 1 to 1000; at most 4 MiB (the server's max_events_body setting)"),
     responses(
         (status = 200, description = "The events are durable (and signed, or witnessed, as asked)", body = super::openapi::SubmitResponse),
         (status = 202, description = "wait=witnessed: durable and signed, but no witnessed checkpoint came in time", body = super::openapi::SubmitResponse),
