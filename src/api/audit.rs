@@ -216,7 +216,7 @@ async fn load_hit(st: &AppState, index: u64) -> Result<Result<Hit, Response>, Ap
 /// checkpoint covers the event yet, for at most a checkpoint interval).
 #[utoipa::path(get, path = "/v1/events/{index}", tag = "auditor",
     security(("api_key" = ["auditor"])),
-    params(("index" = u64, Path, minimum = 0, description = "The event's leaf index")),
+    params(("index" = u64, Path, minimum = 0, example = 0, description = "The event's leaf index")),
     responses(
         (status = 200, description = "The event with its salt, leaf and inclusion proof", body = super::openapi::EventDetail, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event this read appended"))),
         (status = 400, description = "Not a leaf index", body = super::openapi::ErrorBody),
@@ -523,7 +523,7 @@ pub(super) async fn export(
 /// line so the file is self-contained.
 #[utoipa::path(get, path = "/v1/events/{index}/tlog-proof", tag = "auditor",
     security(("api_key" = ["auditor"])),
-    params(("index" = u64, Path, minimum = 0, description = "The event's leaf index")),
+    params(("index" = u64, Path, minimum = 0, example = 0, description = "The event's leaf index")),
     responses(
         (status = 200, description = "A c2sp.org/tlog-proof file", body = String,
             content_type = "text/plain; charset=utf-8", headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event this read appended"))),

@@ -366,7 +366,16 @@ pub(super) struct Batch {
 /// leading or trailing whitespace and no control characters.
 #[derive(ToSchema, Serialize)]
 #[serde(deny_unknown_fields)]
-#[schema(as = AuditEvent)]
+#[schema(as = AuditEvent, example = json!({
+    "actor": {"id": "dr-jones", "type": "user", "ip": "192.0.2.10"},
+    "action": "record.read",
+    "resource": {"type": "patient_record", "id": "rec-1042"},
+    "subject": "patient-1042",
+    "purpose": "treatment",
+    "outcome": "success",
+    "occurred_at": "2026-03-01T09:30:00Z",
+    "id": "example-event-1"
+}))]
 pub(super) struct EventInput {
     actor: ActorInput,
     /// A lowercase dotted name like `record.read`.

@@ -96,7 +96,7 @@ pub(super) async fn log_info(State(st): State<AppState>) -> Response {
 /// width up to what is durably committed. The bytes at a path never change,
 /// so every tile is immutable to caches.
 #[utoipa::path(get, path = "/tile/{path}", tag = "public",
-    params(("path" = String, Path, pattern = r"^(entries|[0-9]{1,2})/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?$",
+    params(("path" = String, Path, example = "0/000.p/1", pattern = r"^(entries|[0-9]{1,2})/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?$",
         description = "The rest of a c2sp.org/tlog-tiles path: `<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`, \
             `<N>` in groups of three digits (`x001/234`)")),
     responses(
@@ -176,7 +176,7 @@ fn tile_exists(level: u8, index: u64, width: u16, size: u64) -> bool {
 #[into_params(parameter_in = Query)]
 pub(super) struct InclusionParams {
     /// The leaf's index.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, example = 0)]
     index: Option<u64>,
     /// The leaf hash, base64url (standard base64 is accepted too), 32 bytes.
     #[param(min_length = 43, max_length = 44, pattern = r"^[A-Za-z0-9_+/-]{43}=?$")]
