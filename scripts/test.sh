@@ -31,6 +31,10 @@ step "cargo test"
 # Integration tests drive the real binary that cargo builds for them.
 cargo test --locked -- --test-threads 2
 
+step "schemathesis against the OpenAPI document (scripts/schemathesis.sh)"
+# Installs schemathesis from PyPI into target/ on the first run only.
+VERITRAIL_BIN="$PWD/target/debug/veritrail" scripts/schemathesis.sh
+
 step "demo (scripts/demo.sh)"
 demo_log="$(mktemp)"
 if VERITRAIL_BIN="$PWD/target/debug/veritrail" scripts/demo.sh >"$demo_log" 2>&1; then

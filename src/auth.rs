@@ -21,7 +21,7 @@ use crate::store::{RecordSpace, Store, StoreError};
 pub const INTERNAL_APP: &str = "veritrail";
 
 /// What a key may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Manages keys (and, later, retention, holds and erasure).

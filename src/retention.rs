@@ -31,7 +31,7 @@ const DAY_MS: i64 = 86_400_000;
 pub const MAX_PER_RUN: usize = 100_000;
 
 /// Keep events of `app` and/or `action` for `keep_days` days.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Policy {
     /// Random id.
     pub id: String,
@@ -50,7 +50,7 @@ pub struct Policy {
 }
 
 /// A legal hold on a data subject (by pseudonym) or an app.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Hold {
     /// Random id.
     pub id: String,

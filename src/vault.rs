@@ -84,7 +84,7 @@ impl From<VaultError> for StoreError {
 }
 
 /// When and why an event's body was erased.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tombstone {
     /// RFC 3339 time of the erasure.
     pub erased_at: String,

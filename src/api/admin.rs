@@ -22,11 +22,21 @@ fn authorize_admin(st: &AppState, headers: &HeaderMap) -> Result<ApiKeyRecord, A
     )?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateKey {
+pub(super) struct CreateKey {
+    /// 1 to 64 characters of letters, digits, `.`, `_` or `-`.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     name: String,
+    #[schema(value_type = crate::auth::Role)]
     role: String,
+    /// Writer keys only: the app id its events are appended under (default:
+    /// the name).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+    )]
     app: Option<String>,
 }
 
@@ -43,6 +53,13 @@ fn key_json(r: &ApiKeyRecord) -> serde_json::Value {
 
 /// `POST /v1/admin/keys` `{"name":…,"role":"writer|auditor|admin","app":…}`:
 /// the token is in the answer and nowhere else.
+#[utoipa::path(post, path = "/v1/admin/keys", tag = "admin",
+    security(("api_key" = ["admin"])),
+    request_body(content = CreateKey, content_type = "application/json", description = "At most 64 KiB"),
+    responses(
+        (status = 201, description = "The key; `key` is the token, shown only now", body = super::openapi::CreatedKey),
+        (status = 400, description = "Invalid name, role or app", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn create_key(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -66,6 +83,9 @@ pub(super) async fn create_key(
 }
 
 /// `GET /v1/admin/keys`: every key, without secrets.
+#[utoipa::path(get, path = "/v1/admin/keys", tag = "admin",
+    security(("api_key" = ["admin"])),
+    responses((status = 200, description = "Every key, revoked ones included", body = super::openapi::KeyList)))]
 pub(super) async fn list_keys(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -76,6 +96,13 @@ pub(super) async fn list_keys(
 }
 
 /// `DELETE /v1/admin/keys/<id>`: revokes a key at once.
+#[utoipa::path(delete, path = "/v1/admin/keys/{id}", tag = "admin",
+    security(("api_key" = ["admin"])),
+    params(("id" = String, Path, description = "The key id (16 hex digits)")),
+    responses(
+        (status = 200, description = "The revoked key", body = super::openapi::KeyRecord),
+        (status = 404, description = "No such key", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn revoke_key(
     State(st): State<AppState>,
     headers: HeaderMap,

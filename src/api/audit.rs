@@ -214,6 +214,15 @@ async fn load_hit(st: &AppState, index: u64) -> Result<Result<Hit, Response>, Ap
 /// `GET /v1/events/<index>`: the event, its salt and leaf, an inclusion
 /// proof and the checkpoint it was proven against (absent while no
 /// checkpoint covers the event yet, for at most a checkpoint interval).
+#[utoipa::path(get, path = "/v1/events/{index}", tag = "auditor",
+    security(("api_key" = ["auditor"])),
+    params(("index" = u64, Path, minimum = 0, example = 0, description = "The event's leaf index")),
+    responses(
+        (status = 200, description = "The event with its salt, leaf and inclusion proof", body = super::openapi::EventDetail, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event this read appended"))),
+        (status = 400, description = "Not a leaf index", body = super::openapi::ErrorBody),
+        (status = 404, description = "No event at that index", body = super::openapi::ErrorBody),
+        (status = 410, description = "The event's body was erased; its leaf stays", body = super::openapi::GoneBody, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event this read appended"))),
+    ))]
 pub(super) async fn get_event(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -254,17 +263,36 @@ pub(super) async fn get_event(
     Ok(with_audit_header(Json(body).into_response(), &receipt))
 }
 
-#[derive(Deserialize, Default)]
+/// Filters (all optional, combined with AND) and paging.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct SearchParams {
+    /// The data subject.
+    #[param(min_length = 1, max_length = 256)]
     subject: Option<String>,
+    /// The actor's id.
+    #[param(min_length = 1, max_length = 256)]
     actor: Option<String>,
+    /// The action.
+    #[param(min_length = 1, max_length = 256)]
     action: Option<String>,
+    /// The resource's id.
+    #[param(min_length = 1, max_length = 256)]
     resource: Option<String>,
+    /// The writer's app id.
+    #[param(min_length = 1, max_length = 256)]
     app: Option<String>,
+    /// Only events that occurred at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Only events that occurred at or before this RFC 3339 time.
+    #[param(format = DateTime)]
     until: Option<String>,
+    /// Page size: 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -340,6 +368,13 @@ fn params(q: Result<Query<SearchParams>, QueryRejection>) -> Result<SearchParams
 
 /// `GET /v1/events?subject=&actor=&action=&resource=&app=&since=&until=&limit=&cursor=`:
 /// newest first; `next_cursor` fetches the next page.
+#[utoipa::path(get, path = "/v1/events", tag = "auditor",
+    security(("api_key" = ["auditor"])),
+    params(SearchParams),
+    responses(
+        (status = 200, description = "A page of matching events, newest first", body = super::openapi::SearchPage, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event this read appended"))),
+        (status = 400, description = "An invalid filter, time, limit or cursor", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn search_events(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -377,6 +412,14 @@ pub(super) async fn search_events(
 /// `GET /v1/export?…` (the search filters; `limit` up to
 /// [`MAX_EXPORT_EVENTS`]): an NDJSON evidence bundle of the matching events
 /// covered by the latest checkpoint, streamed. See docs/evidence-bundle.md.
+#[utoipa::path(get, path = "/v1/export", tag = "auditor",
+    security(("api_key" = ["auditor"])),
+    params(super::openapi::ExportParams),
+    responses(
+        (status = 200, description = "An NDJSON evidence bundle: a header line, one line per event, an end line",
+            body = String, content_type = "application/x-ndjson", headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event this read appended"))),
+        (status = 400, description = "An invalid filter, time, limit or cursor", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn export(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -478,6 +521,17 @@ pub(super) async fn export(
 /// `GET /v1/events/<index>/tlog-proof`: the event's inclusion proof as a
 /// c2sp.org/tlog-proof file, with the event, salt and leaf in its `extra`
 /// line so the file is self-contained.
+#[utoipa::path(get, path = "/v1/events/{index}/tlog-proof", tag = "auditor",
+    security(("api_key" = ["auditor"])),
+    params(("index" = u64, Path, minimum = 0, example = 0, description = "The event's leaf index")),
+    responses(
+        (status = 200, description = "A c2sp.org/tlog-proof file", body = String,
+            content_type = "text/plain; charset=utf-8", headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event this read appended"))),
+        (status = 400, description = "Not a leaf index", body = super::openapi::ErrorBody),
+        (status = 404, description = "No event at that index", body = super::openapi::ErrorBody),
+        (status = 409, description = "No checkpoint covers the event yet; retry in a second", body = super::openapi::ErrorBody),
+        (status = 410, description = "The event's body was erased; its leaf stays", body = super::openapi::GoneBody, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event this read appended"))),
+    ))]
 pub(super) async fn tlog_proof(
     State(st): State<AppState>,
     headers: HeaderMap,

@@ -14,6 +14,10 @@ use crate::backup::{self, BackupError, SnapshotPoint};
 /// Pieces of the stream in flight between the reading thread and the socket.
 const IN_FLIGHT: usize = 8;
 
+#[utoipa::path(post, path = "/v1/admin/backup", tag = "admin",
+    security(("api_key" = ["admin"])),
+    responses((status = 200, description = "A consistent snapshot of the log, streamed (see the operations guide)",
+        body = Vec<u8>, content_type = "application/octet-stream")))]
 pub(super) async fn backup(
     State(st): State<AppState>,
     headers: HeaderMap,

@@ -71,17 +71,33 @@ fn held_conflict(plan: &Plan) -> ApiError {
     )
 }
 
-#[derive(Deserialize)]
+/// Give exactly one of `subject` and `indexes`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ErasureRequest {
+    /// Erase every event of this data subject (and destroy its data key).
+    #[schema(min_length = 1, max_length = 256)]
     subject: Option<String>,
+    /// Erase these events.
+    #[schema(min_items = 1, max_items = 10000)]
     indexes: Option<Vec<u64>>,
+    /// Why; recorded in the log.
+    #[schema(min_length = 1, max_length = 512)]
     reason: String,
 }
 
 /// `POST /v1/erasure` `{"subject":…,"reason":…}` or `{"indexes":[…],"reason":…}`:
 /// destroys the bodies and salts (and for a subject its data key); the
 /// leaves stay. 409 if any event concerned is under a legal hold.
+#[utoipa::path(post, path = "/v1/erasure", tag = "admin",
+    security(("api_key" = ["admin"])),
+    request_body(content = ErasureRequest, content_type = "application/json", description = "At most 64 KiB"),
+    responses(
+        (status = 200, description = "What was erased", body = super::openapi::ErasureResult, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
+        (status = 400, description = "An invalid request", body = super::openapi::ErrorBody),
+        (status = 404, description = "An index beyond the log", body = super::openapi::ErrorBody),
+        (status = 409, description = "An event concerned is under a legal hold", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn erase(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -161,15 +177,32 @@ pub(super) async fn erase(
     Ok(with_audit_header(Json(body).into_response(), &receipt))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PolicyRequest {
+    /// Only events of this app (else every app).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+    )]
     app: Option<String>,
+    /// Only events with this action (else every action).
+    #[schema(min_length = 1, max_length = 128)]
     action: Option<String>,
+    /// Days after receipt an event is kept; 0 erases at the next run.
+    #[schema(minimum = 0, maximum = 36500)]
     keep_days: u32,
 }
 
 /// `POST /v1/admin/retention` `{"app":…,"action":…,"keep_days":N}`.
+#[utoipa::path(post, path = "/v1/admin/retention", tag = "admin",
+    security(("api_key" = ["admin"])),
+    request_body(content = PolicyRequest, content_type = "application/json", description = "At most 64 KiB"),
+    responses(
+        (status = 201, description = "The policy", body = crate::retention::Policy, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
+        (status = 400, description = "An invalid policy", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn create_policy(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -239,6 +272,9 @@ async fn create_governance<T: serde::Serialize + Clone + Send + Sync + 'static>(
 }
 
 /// `GET /v1/admin/retention`.
+#[utoipa::path(get, path = "/v1/admin/retention", tag = "admin",
+    security(("api_key" = ["admin"])),
+    responses((status = 200, description = "Every retention policy", body = super::openapi::PolicyList)))]
 pub(super) async fn list_policies(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -250,6 +286,13 @@ pub(super) async fn list_policies(
 }
 
 /// `DELETE /v1/admin/retention/<id>`.
+#[utoipa::path(delete, path = "/v1/admin/retention/{id}", tag = "admin",
+    security(("api_key" = ["admin"])),
+    params(("id" = String, Path, description = "The policy's id")),
+    responses(
+        (status = 200, description = "Removed", body = super::openapi::Removed, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
+        (status = 404, description = "No such policy", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn remove_policy(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -307,15 +350,33 @@ async fn remove_governance(
     ))
 }
 
-#[derive(Deserialize)]
+/// Give exactly one of `subject` and `app`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HoldRequest {
+    /// Hold every event of this data subject.
+    #[schema(min_length = 1, max_length = 256)]
     subject: Option<String>,
+    /// Hold every event of this app.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+    )]
     app: Option<String>,
+    /// Why (case number, ...); recorded in the log.
+    #[schema(min_length = 1, max_length = 512)]
     reason: String,
 }
 
 /// `POST /v1/admin/holds` `{"subject":…,"reason":…}` or `{"app":…,"reason":…}`.
+#[utoipa::path(post, path = "/v1/admin/holds", tag = "admin",
+    security(("api_key" = ["admin"])),
+    request_body(content = HoldRequest, content_type = "application/json", description = "At most 64 KiB"),
+    responses(
+        (status = 201, description = "The hold", body = crate::retention::Hold, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
+        (status = 400, description = "An invalid hold", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn create_hold(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -359,6 +420,9 @@ pub(super) async fn create_hold(
 }
 
 /// `GET /v1/admin/holds`.
+#[utoipa::path(get, path = "/v1/admin/holds", tag = "admin",
+    security(("api_key" = ["admin"])),
+    responses((status = 200, description = "Every legal hold", body = super::openapi::HoldList)))]
 pub(super) async fn list_holds(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -370,6 +434,13 @@ pub(super) async fn list_holds(
 }
 
 /// `DELETE /v1/admin/holds/<id>`: releases a hold.
+#[utoipa::path(delete, path = "/v1/admin/holds/{id}", tag = "admin",
+    security(("api_key" = ["admin"])),
+    params(("id" = String, Path, description = "The hold's id")),
+    responses(
+        (status = 200, description = "Released", body = super::openapi::Removed, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
+        (status = 404, description = "No such hold", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn release_hold(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -418,6 +489,9 @@ async fn run_retention(st: &AppState, who: Who) -> Result<Value, ApiError> {
 }
 
 /// `POST /v1/admin/retention/run`: runs retention now.
+#[utoipa::path(post, path = "/v1/admin/retention/run", tag = "admin",
+    security(("api_key" = ["admin"])),
+    responses((status = 200, description = "What the run erased", body = super::openapi::RetentionRun)))]
 pub(super) async fn run_retention_now(
     State(st): State<AppState>,
     headers: HeaderMap,

@@ -10,6 +10,7 @@ mod backup;
 mod error;
 mod governance;
 mod guard;
+mod openapi;
 mod read;
 mod strict_json;
 mod write;
@@ -104,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/proof/consistency", get(read::consistency_proof))
         .route("/healthz", get(read::healthz))
         .route("/metrics", get(read::metrics))
+        .route("/v1/openapi.json", get(openapi::openapi_json))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true));
     let admin = Router::new()
         .route(

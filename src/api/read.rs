@@ -35,6 +35,9 @@ fn served_checkpoint(st: &AppState) -> std::sync::Arc<crate::sequencer::Publishe
 
 /// `GET /checkpoint`: the latest signed (with a witness policy: witnessed)
 /// checkpoint, as a C2SP signed note.
+#[utoipa::path(get, path = "/checkpoint", tag = "public",
+    responses((status = 200, description = "The latest checkpoint as a C2SP signed note (c2sp.org/tlog-checkpoint)",
+        body = String, content_type = "text/plain; charset=utf-8")))]
 pub(super) async fn checkpoint_text(State(st): State<AppState>) -> Response {
     let cp = served_checkpoint(&st);
     let mut resp = cp.note.clone().into_response();
@@ -47,6 +50,8 @@ pub(super) async fn checkpoint_text(State(st): State<AppState>) -> Response {
 
 /// `GET /v1/checkpoint`: the same checkpoint as JSON, with its verified
 /// cosignatures and, under a witness policy, the latest signed size.
+#[utoipa::path(get, path = "/v1/checkpoint", tag = "public",
+    responses((status = 200, description = "The latest checkpoint", body = super::openapi::CheckpointJson)))]
 pub(super) async fn checkpoint_json(State(st): State<AppState>) -> Response {
     let witnessed = st.witnessed.as_ref().and_then(|w| w.latest());
     let cp = served_checkpoint(&st);
@@ -75,6 +80,8 @@ pub(super) async fn checkpoint_json(State(st): State<AppState>) -> Response {
 }
 
 /// `GET /v1/log`.
+#[utoipa::path(get, path = "/v1/log", tag = "public",
+    responses((status = 200, description = "The log's origin, size and verifier keys", body = super::openapi::LogInfo)))]
 pub(super) async fn log_info(State(st): State<AppState>) -> Response {
     let cp = st.view.checkpoint();
     let body = json!({
@@ -88,6 +95,18 @@ pub(super) async fn log_info(State(st): State<AppState>) -> Response {
 /// `GET /tile/<L>/<N>[.p/<W>]` and `GET /tile/entries/<N>[.p/<W>]`: any
 /// width up to what is durably committed. The bytes at a path never change,
 /// so every tile is immutable to caches.
+#[utoipa::path(get, path = "/tile/{path}", tag = "public",
+    params(("path" = String, Path, example = "0/000.p/1", pattern = r"^(entries|[0-9]{1,2})/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?$",
+        description = "The rest of a c2sp.org/tlog-tiles path: `<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`, \
+            `<N>` in groups of three digits (`x001/234`)")),
+    responses(
+        (status = 200, description = "A hash tile (32-byte hashes) or an entry bundle; immutable",
+            body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 400, description = "Not a tile path", body = super::openapi::ErrorBody),
+        (status = 404, description = "The tile is beyond the committed tree", body = super::openapi::ErrorBody),
+        (status = 503, description = "Storage unavailable", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ))]
 pub(super) async fn tile(
     State(st): State<AppState>,
     Path(rest): Path<String>,
@@ -151,11 +170,20 @@ fn tile_exists(level: u8, index: u64, width: u16, size: u64) -> bool {
         .is_some_and(|end| end <= count)
 }
 
-#[derive(Deserialize)]
+/// Give exactly one of `index` and `hash`.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct InclusionParams {
+    /// The leaf's index.
+    #[param(minimum = 0, example = 0)]
     index: Option<u64>,
+    /// The leaf hash, base64url (standard base64 is accepted too), 32 bytes.
+    #[param(min_length = 43, max_length = 44, pattern = r"^[A-Za-z0-9_+/-]{43}=?$")]
     hash: Option<String>,
+    /// The tree size the proof is for (at most the committed size); the
+    /// latest checkpoint's by default.
+    #[param(minimum = 0)]
     tree_size: Option<u64>,
 }
 
@@ -185,6 +213,14 @@ fn proof_size(st: &AppState, asked: Option<u64>) -> Result<u64, ApiError> {
 }
 
 /// `GET /v1/proof/inclusion?index=N&tree_size=S` or `?hash=<b64url>&tree_size=S`.
+#[utoipa::path(get, path = "/v1/proof/inclusion", tag = "public", params(InclusionParams),
+    responses(
+        (status = 200, description = "An RFC 9162 inclusion proof", body = super::openapi::InclusionProof),
+        (status = 400, description = "Invalid query, or index/tree_size beyond the log", body = super::openapi::ErrorBody),
+        (status = 404, description = "No leaf with that hash", body = super::openapi::ErrorBody),
+        (status = 503, description = "Storage unavailable", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ))]
 pub(super) async fn inclusion_proof(
     State(st): State<AppState>,
     q: Result<Query<InclusionParams>, QueryRejection>,
@@ -239,15 +275,28 @@ fn source_leaf(source: &TileSource<'_>, index: u64) -> Result<[Hash; 1], ApiErro
         .map_err(|_| ApiError::internal("tile source returned the wrong number of hashes"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ConsistencyParams {
+    /// The older tree size.
+    #[param(minimum = 0)]
     first: u64,
+    /// The newer tree size (at most the committed size); the latest
+    /// checkpoint's by default.
+    #[param(minimum = 0)]
     second: Option<u64>,
 }
 
 /// `GET /v1/proof/consistency?first=A&second=B`. A proof from the empty tree
 /// (`first=0`) and between equal sizes is empty.
+#[utoipa::path(get, path = "/v1/proof/consistency", tag = "public", params(ConsistencyParams),
+    responses(
+        (status = 200, description = "An RFC 9162 consistency proof", body = super::openapi::ConsistencyProof),
+        (status = 400, description = "Invalid query, first > second, or second beyond the log", body = super::openapi::ErrorBody),
+        (status = 503, description = "Storage unavailable", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ))]
 pub(super) async fn consistency_proof(
     State(st): State<AppState>,
     q: Result<Query<ConsistencyParams>, QueryRejection>,
@@ -281,6 +330,11 @@ pub(super) async fn consistency_proof(
 
 /// `GET /healthz`: checks that the sequencer runs, that the latest
 /// checkpoint is recent enough while the tree grows, and that it is signed.
+#[utoipa::path(get, path = "/healthz", tag = "public",
+    responses(
+        (status = 200, description = "Healthy", body = super::openapi::Health),
+        (status = 503, description = "Degraded: the problems say why", body = super::openapi::Health),
+    ))]
 pub(super) async fn healthz(State(st): State<AppState>) -> Response {
     let cp = st.view.checkpoint();
     let age_ms = now_ms().saturating_sub(cp.published_at_ms);
@@ -319,6 +373,12 @@ pub(super) async fn healthz(State(st): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "public",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4",
+            body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 404, description = "Metrics are not enabled", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     let handle = st
         .metrics

@@ -14,9 +14,14 @@ use crate::auth::Role;
 use crate::event;
 use crate::sequencer::PreparedEvent;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct SubmitParams {
+    /// When to answer: once the events are durable (the default), once a
+    /// signed checkpoint covers them (with inclusion proofs), or once a
+    /// witnessed checkpoint does (logs with a witness policy only).
+    #[param(value_type = Option<super::openapi::WaitFor>)]
     wait: Option<String>,
 }
 
@@ -84,6 +89,19 @@ fn random_salts(count: usize) -> Result<Vec<[u8; 32]>, ApiError> {
 
 /// Validates, canonicalises and commits to each event, queues the batch and
 /// answers once it is durable (and, with `?wait=checkpoint`, signed).
+#[utoipa::path(post, path = "/v1/events", tag = "writer", params(SubmitParams),
+    security(("api_key" = ["writer"])),
+    request_body(content = super::openapi::Submission, content_type = "application/json",
+        description = "One audit event, or a batch `{\"events\": [...]}` of 1 to 1000; at most 4 MiB (the server's max_events_body setting)"),
+    responses(
+        (status = 200, description = "The events are durable (and signed, or witnessed, as asked)", body = super::openapi::SubmitResponse),
+        (status = 202, description = "wait=witnessed: durable and signed, but no witnessed checkpoint came in time", body = super::openapi::SubmitResponse),
+        (status = 400, description = "An invalid event or query; the message names the field", body = super::openapi::ErrorBody),
+        (status = 413, description = "The body or the batch is too large", body = super::openapi::ErrorBody),
+        (status = 415, description = "The body is not application/json", body = super::openapi::ErrorBody),
+        (status = 503, description = "The sequencer is busy or storage is unavailable", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ))]
 pub(super) async fn submit_events(
     State(st): State<AppState>,
     headers: HeaderMap,

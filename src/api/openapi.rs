@@ -1,0 +1,928 @@
+//! The OpenAPI 3.1 description of the HTTP API, served at
+//! `GET /v1/openapi.json`.
+//!
+//! Each handler carries its own `#[utoipa::path]` (route, parameters with
+//! their limits, request body, the answers it can give); request types
+//! derive their schemas where they are declared. This module gathers them
+//! and adds what every route shares, from one table, so the shared answers
+//! cannot be forgotten route by route: the security scheme, 401/403/429/503
+//! for routes that need a key, 400/413/415 for routes that take a body, and
+//! 408 and 500 for all. The answers the handlers build with `json!` are described
+//! by the structs below; the schemathesis run in the test suite checks the
+//! real answers against them. Invariant: every route the router registers
+//! is in the document with the same methods, and nothing else is (tested
+//! below).
+
+// The structs below only describe JSON the handlers build; they are never
+// constructed.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, RefOr, ResponseBuilder, Type,
+};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+use super::with_cache;
+use crate::event::Outcome;
+
+/// The security scheme's name in the document.
+const SCHEME: &str = "api_key";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Veritrail",
+        description = "A verifiable audit log: audit events as leaves of an RFC 6962 Merkle tree, \
+            with C2SP checkpoints, tiles and witness cosignatures. Public routes need no key; \
+            the others take an API key `Authorization: Bearer vt_<id>_<secret>` whose role \
+            (writer, auditor or admin; admin may do what auditor may) each operation names \
+            in its security requirement. Every error is `{\"error\":{\"code\",\"message\"}}`. \
+            A method a path does not support is answered 405.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        super::read::checkpoint_text,
+        super::read::tile,
+        super::read::checkpoint_json,
+        super::read::log_info,
+        super::read::inclusion_proof,
+        super::read::consistency_proof,
+        super::read::healthz,
+        super::read::metrics,
+        openapi_json,
+        super::write::submit_events,
+        super::audit::search_events,
+        super::audit::get_event,
+        super::audit::tlog_proof,
+        super::audit::export,
+        super::admin::create_key,
+        super::admin::list_keys,
+        super::admin::revoke_key,
+        super::backup::backup,
+        super::governance::erase,
+        super::governance::create_policy,
+        super::governance::list_policies,
+        super::governance::remove_policy,
+        super::governance::run_retention_now,
+        super::governance::create_hold,
+        super::governance::list_holds,
+        super::governance::release_hold,
+    ),
+    components(schemas(ErrorBody, crate::auth::Role, Outcome, WaitFor)),
+    modifiers(&SharedAnswers),
+    tags(
+        (name = "public", description = "Checkpoints, tiles, proofs, health: no key, no personal data"),
+        (name = "writer", description = "Appending events (writer keys)"),
+        (name = "auditor", description = "Reading, searching and exporting events (auditor or admin keys); every call is itself logged"),
+        (name = "admin", description = "Keys, erasure, retention, legal holds, backups (admin keys)"),
+    ),
+)]
+pub(super) struct ApiDoc;
+
+/// The document, built once.
+pub(super) fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(ApiDoc::openapi)
+}
+
+/// `GET /v1/openapi.json`: this document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "public",
+    responses((status = 200, description = "This OpenAPI 3.1 document", body = Object)))]
+pub(super) async fn openapi_json() -> Response {
+    static JSON: OnceLock<String> = OnceLock::new();
+    let body = JSON.get_or_init(|| {
+        // The document is plain data; serialising it cannot fail.
+        serde_json::to_string(document()).unwrap_or_else(|_| "{}".into())
+    });
+    let mut resp = body.as_str().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    with_cache(resp, "public, max-age=3600")
+}
+
+/// Adds the security scheme and the answers routes share (see the module
+/// documentation) as reusable responses.
+struct SharedAnswers;
+
+/// `(status, component name, description, has Retry-After)`.
+const SHARED: &[(&str, &str, &str, bool)] = &[
+    (
+        "400",
+        "BadRequest",
+        "The request is malformed or invalid; the message says why",
+        false,
+    ),
+    (
+        "401",
+        "Unauthorized",
+        "No API key, or not a valid one",
+        false,
+    ),
+    ("403", "Forbidden", "The key's role may not do this", false),
+    (
+        "408",
+        "RequestTimeout",
+        "The request took longer than the server's request timeout",
+        false,
+    ),
+    ("413", "TooLarge", "The request body is too large", false),
+    (
+        "415",
+        "UnsupportedMediaType",
+        "The body must be sent as application/json",
+        false,
+    ),
+    (
+        "429",
+        "RateLimited",
+        "Too many requests for this key; retry after Retry-After seconds",
+        true,
+    ),
+    (
+        "503",
+        "Unavailable",
+        "Storage or the sequencer is unavailable; retry after Retry-After seconds",
+        true,
+    ),
+    (
+        "500",
+        "Internal",
+        "A bug or a corrupt store; details are only in the server's log",
+        false,
+    ),
+];
+
+impl Modify for SharedAnswers {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("vt_<16 hex id>_<64 hex secret>")
+                    .description(Some(
+                        "An API key made with `veritrail keys create` or POST /v1/admin/keys. \
+                         The operation's requirement names the role it needs.",
+                    ))
+                    .build(),
+            ),
+        );
+        for (_, name, description, retry_after) in SHARED {
+            let mut response = ResponseBuilder::new().description(*description).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            );
+            if *retry_after {
+                response = response.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(
+                            ObjectBuilder::new()
+                                .schema_type(Type::Integer)
+                                .minimum(Some(0)),
+                        )
+                        .description(Some("Seconds to wait before retrying"))
+                        .build(),
+                );
+            }
+            components
+                .responses
+                .insert((*name).to_string(), RefOr::T(response.build()));
+        }
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                add_shared(op);
+            }
+        }
+    }
+}
+
+fn add_shared(op: &mut Operation) {
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let has_body = op.request_body.is_some();
+    let mut wanted = vec!["408", "500"];
+    if secured {
+        wanted.extend(["401", "403", "429", "503"]);
+    }
+    if has_body {
+        wanted.extend(["400", "413", "415"]);
+    }
+    for status in wanted {
+        if let Some((_, name, _, _)) = SHARED.iter().find(|s| s.0 == status) {
+            op.responses
+                .responses
+                .entry(status.to_string())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
+        }
+    }
+}
+
+/// Every error answer.
+#[derive(ToSchema)]
+pub(super) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(ToSchema)]
+pub(super) struct ErrorDetail {
+    /// Stable, machine-readable (`bad_request`, `unauthorized`, `not_found`, ...).
+    code: String,
+    /// For people.
+    message: String,
+}
+
+/// 410: the event's body and salt were erased; its leaf and proofs stay.
+#[derive(ToSchema)]
+pub(super) struct GoneBody {
+    error: ErrorDetail,
+    index: u64,
+    erased: crate::vault::Tombstone,
+}
+
+/// `GET /v1/checkpoint`.
+#[derive(ToSchema)]
+pub(super) struct CheckpointJson {
+    origin: String,
+    tree_size: u64,
+    /// Base64.
+    root_hash: String,
+    /// The C2SP signed note.
+    note: String,
+    published_at_ms: i64,
+    /// Verified witness cosignatures.
+    cosignatures: Vec<serde_json::Value>,
+    /// With a witness policy: whether this checkpoint is witnessed.
+    witnessed: Option<bool>,
+    /// With a witness policy: cosignatures needed.
+    witness_quorum: Option<u64>,
+    /// With a witness policy: the newest signed size, witnessed or not.
+    latest_signed_size: Option<u64>,
+    /// With a witness policy: the newest signed checkpoint.
+    latest_signed: Option<String>,
+}
+
+/// `GET /v1/log`.
+#[derive(ToSchema)]
+pub(super) struct LogInfo {
+    origin: String,
+    tree_size: u64,
+    verifier_keys: VerifierKeys,
+}
+
+/// The log's note verifier keys.
+#[derive(ToSchema)]
+pub(super) struct VerifierKeys {
+    ecdsa: String,
+    ed25519: String,
+}
+
+/// An RFC 9162 inclusion proof (hashes in base64).
+#[derive(ToSchema)]
+pub(super) struct InclusionProof {
+    leaf_index: u64,
+    tree_size: u64,
+    leaf_hash: String,
+    audit_path: Vec<String>,
+}
+
+/// An RFC 9162 consistency proof (hashes in base64).
+#[derive(ToSchema)]
+pub(super) struct ConsistencyProof {
+    first: u64,
+    second: u64,
+    consistency: Vec<String>,
+}
+
+/// Health summary.
+#[derive(ToSchema)]
+pub(super) struct Health {
+    status: HealthStatus,
+    problems: Vec<String>,
+    tree_size: u64,
+    committed_size: u64,
+    checkpoint_age_ms: i64,
+    witnessed_size: Option<u64>,
+    witnesses: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum HealthStatus {
+    Ok,
+    Degraded,
+}
+
+/// When `POST /v1/events` answers.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum WaitFor {
+    Durable,
+    Checkpoint,
+    Witnessed,
+}
+
+/// The body of `POST /v1/events`: one event, or a batch.
+#[derive(ToSchema, Serialize)]
+#[serde(untagged)]
+pub(super) enum Submission {
+    One(Box<EventInput>),
+    Batch(Batch),
+}
+
+/// A batch of events, appended all or nothing.
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Batch {
+    #[schema(min_items = 1, max_items = 1000)]
+    events: Vec<EventInput>,
+}
+
+/// An audit event. Text fields are 1 to N bytes (not characters), with no
+/// leading or trailing whitespace and no control characters.
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+#[schema(as = AuditEvent, example = json!({
+    "actor": {"id": "dr-jones", "type": "user", "ip": "192.0.2.10"},
+    "action": "record.read",
+    "resource": {"type": "patient_record", "id": "rec-1042"},
+    "subject": "patient-1042",
+    "purpose": "treatment",
+    "outcome": "success",
+    "occurred_at": "2026-03-01T09:30:00Z",
+    "id": "example-event-1"
+}))]
+pub(super) struct EventInput {
+    actor: ActorInput,
+    /// A lowercase dotted name like `record.read`.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[a-z0-9_]+(\.[a-z0-9_-]+)*$"
+    )]
+    action: String,
+    resource: ResourceInput,
+    /// The data subject whose personal data was touched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 256)]
+    subject: Option<String>,
+    /// Why (the processing purpose).
+    #[schema(min_length = 1, max_length = 512)]
+    purpose: String,
+    outcome: Outcome,
+    /// RFC 3339; stored as UTC with milliseconds.
+    #[schema(format = DateTime)]
+    occurred_at: String,
+    /// The writer's idempotency key: an event with an id already in the log is
+    /// not appended again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 256)]
+    id: Option<String>,
+    /// Free detail: at most 8 KiB as canonical JSON, nested at most 8 deep,
+    /// numbers within ±(2^53 − 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Who acted.
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Actor)]
+pub(super) struct ActorInput {
+    #[schema(min_length = 1, max_length = 256)]
+    id: String,
+    /// `user`, `service`, ...
+    #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 64)]
+    kind: String,
+    /// An IPv4 or IPv6 address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
+}
+
+/// What was acted upon.
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Resource)]
+pub(super) struct ResourceInput {
+    #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 64)]
+    kind: String,
+    #[schema(min_length = 1, max_length = 256)]
+    id: String,
+}
+
+/// The answer to `POST /v1/events`.
+#[derive(ToSchema)]
+pub(super) struct SubmitResponse {
+    /// One receipt per submitted event, in order.
+    events: Vec<SubmittedEvent>,
+    /// The checkpoint the proofs are against (with wait=checkpoint|witnessed).
+    checkpoint: Option<String>,
+    /// With wait=witnessed.
+    witnessed: Option<bool>,
+    cosignatures: Option<Vec<serde_json::Value>>,
+    message: Option<String>,
+}
+
+/// One appended event's receipt.
+#[derive(ToSchema)]
+pub(super) struct SubmittedEvent {
+    index: u64,
+    /// Base64.
+    leaf_hash: String,
+    /// Hex.
+    commitment: String,
+    /// An event with the same id was already in the log; this is its receipt.
+    duplicate: bool,
+    inclusion_proof: Option<InclusionProof>,
+}
+
+/// An API key, without its secret.
+#[derive(ToSchema)]
+pub(super) struct KeyRecord {
+    id: String,
+    name: String,
+    role: crate::auth::Role,
+    app: Option<String>,
+    created_at: String,
+    revoked_at: Option<String>,
+}
+
+/// A new API key with its token.
+#[derive(ToSchema)]
+pub(super) struct CreatedKey {
+    id: String,
+    name: String,
+    role: crate::auth::Role,
+    app: Option<String>,
+    created_at: String,
+    revoked_at: Option<String>,
+    /// The token for `Authorization: Bearer`; shown only now.
+    key: String,
+}
+
+/// `GET /v1/admin/keys`.
+#[derive(ToSchema)]
+pub(super) struct KeyList {
+    keys: Vec<KeyRecord>,
+}
+
+/// An event as auditors see it.
+#[derive(ToSchema)]
+pub(super) struct EventRecord {
+    index: u64,
+    app: String,
+    /// When the log received it (RFC 3339).
+    received: String,
+    /// The public leaf record.
+    leaf: String,
+    /// Base64.
+    leaf_hash: String,
+    /// Hex.
+    commitment: String,
+    event: Option<EventInput>,
+    /// Hex.
+    salt: String,
+}
+
+/// `GET /v1/events/{index}`.
+#[derive(ToSchema)]
+pub(super) struct EventDetail {
+    index: u64,
+    app: String,
+    received: String,
+    leaf: String,
+    leaf_hash: String,
+    commitment: String,
+    event: Option<EventInput>,
+    salt: String,
+    /// Null while no checkpoint covers the event yet.
+    inclusion_proof: Option<InclusionProof>,
+    /// The checkpoint the proof is against.
+    checkpoint: Option<String>,
+}
+
+/// `GET /v1/events`.
+#[derive(ToSchema)]
+pub(super) struct SearchPage {
+    events: Vec<EventRecord>,
+    /// Fetches the next (older) page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// The query of `GET /v1/export`: the search filters, with a larger limit.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ExportParams {
+    /// The data subject.
+    #[param(min_length = 1, max_length = 256)]
+    subject: Option<String>,
+    /// The actor's id.
+    #[param(min_length = 1, max_length = 256)]
+    actor: Option<String>,
+    /// The action.
+    #[param(min_length = 1, max_length = 256)]
+    action: Option<String>,
+    /// The resource's id.
+    #[param(min_length = 1, max_length = 256)]
+    resource: Option<String>,
+    /// The writer's app id.
+    #[param(min_length = 1, max_length = 256)]
+    app: Option<String>,
+    /// Only events that occurred at or after this RFC 3339 time.
+    #[param(format = DateTime)]
+    since: Option<String>,
+    /// Only events that occurred at or before this RFC 3339 time.
+    #[param(format = DateTime)]
+    until: Option<String>,
+    /// Most events in the bundle (default 100000).
+    #[param(minimum = 1, maximum = 100000)]
+    limit: Option<usize>,
+    /// Start below this cursor (from a search page).
+    cursor: Option<String>,
+}
+
+/// `POST /v1/erasure`.
+#[derive(ToSchema)]
+pub(super) struct ErasureResult {
+    /// Leaf indexes newly erased.
+    erased: Vec<u64>,
+    keys_destroyed: u64,
+    keys_replaced: u64,
+    /// Leaf index of the audit event recording the erasure.
+    audit_index: u64,
+}
+
+/// `POST /v1/admin/retention/run`.
+#[derive(ToSchema)]
+pub(super) struct RetentionRun {
+    erased: u64,
+    held: u64,
+    keys_destroyed: u64,
+    keys_replaced: u64,
+    audit_index: u64,
+}
+
+/// `GET /v1/admin/retention`.
+#[derive(ToSchema)]
+pub(super) struct PolicyList {
+    policies: Vec<crate::retention::Policy>,
+}
+
+/// `GET /v1/admin/holds`.
+#[derive(ToSchema)]
+pub(super) struct HoldList {
+    holds: Vec<crate::retention::Hold>,
+}
+
+/// A policy or hold was removed.
+#[derive(ToSchema)]
+pub(super) struct Removed {
+    removed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Method, Request, StatusCode};
+    use serde_json::Value;
+    use tower::ServiceExt as _;
+
+    use super::super::{ApiLimits, AppState, router};
+    use super::document;
+    use crate::auth::ApiKeys;
+    use crate::crypto::MasterKey;
+    use crate::note::keys::LogKeys;
+    use crate::sequencer::{CheckpointSigner, LogView, RightEdge, Sequencer, SequencerConfig};
+    use crate::store::Store;
+    use crate::store::memory::MemoryStore;
+    use crate::vault::Vault;
+
+    const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
+
+    fn doc_json() -> Value {
+        serde_json::to_value(document()).unwrap()
+    }
+
+    /// `(METHOD, path)` of every operation in the document.
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc = doc_json();
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for m in METHODS {
+                if item.get(m).is_some() {
+                    out.insert((m.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// `(METHOD, path)` of every route `router()` registers, read from its
+    /// source: each `.route("path", get(..).post(..))`, with axum's
+    /// wildcard `{*name}` written as OpenAPI's `{name}`.
+    fn registered() -> BTreeSet<(String, String)> {
+        let src = include_str!("mod.rs");
+        let body = &src[src.find("pub fn router(").unwrap()..];
+        let body = &body[..body.find("\n}\n").unwrap()];
+        let mut out = BTreeSet::new();
+        for (at, _) in body.match_indices(".route(") {
+            let rest = &body[at + ".route(".len()..];
+            // The call's arguments: up to the parenthesis that closes it.
+            let mut depth = 1;
+            let end = rest
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .unwrap()
+                .0;
+            let args = &rest[..end];
+            let path = args.split('"').nth(1).unwrap().replace("{*", "{");
+            let mut methods = 0;
+            for m in METHODS {
+                let call = format!("{m}(");
+                for (i, _) in args.match_indices(&call) {
+                    let before = args[..i].chars().next_back().unwrap_or(' ');
+                    if !(before.is_alphanumeric() || before == '_') {
+                        out.insert((m.to_uppercase(), path.clone()));
+                        methods += 1;
+                    }
+                }
+            }
+            assert!(methods > 0, "no method found for route {path}");
+        }
+        assert!(out.len() > 20, "the route scan found too little: {out:?}");
+        out
+    }
+
+    #[test]
+    fn the_document_lists_exactly_the_routes_the_router_registers() {
+        let documented = documented();
+        let registered = registered();
+        let undocumented: Vec<_> = registered.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&registered).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes missing from the document: {undocumented:?}"
+        );
+        assert!(
+            unrouted.is_empty(),
+            "documented but not routed: {unrouted:?}"
+        );
+    }
+
+    /// Every `$ref` in `v`.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_document_is_well_formed_openapi_3_1() {
+        let doc = doc_json();
+        let version = doc["openapi"].as_str().unwrap();
+        assert!(version.starts_with("3.1."), "openapi {version}");
+        assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(all.len() > 50, "suspiciously few references: {}", all.len());
+        for r in &all {
+            let pointer = r
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("external ref {r}"));
+            assert!(doc.pointer(pointer).is_some(), "dangling reference {r}");
+        }
+        let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+        assert_eq!(
+            doc["components"]["securitySchemes"]["api_key"]["scheme"],
+            "bearer"
+        );
+        let mut roles_seen = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for m in METHODS {
+                let Some(op) = item.get(m) else { continue };
+                let responses = op["responses"].as_object().unwrap();
+                let where_ = format!("{} {path}", m.to_uppercase());
+                assert!(responses.contains_key("408"), "{where_}: no 408");
+                assert!(responses.contains_key("500"), "{where_}: no 500");
+                assert!(
+                    responses.keys().any(|s| s.starts_with('2')),
+                    "{where_}: no success answer"
+                );
+                for param in op["parameters"].as_array().into_iter().flatten() {
+                    if param["in"] == "path" {
+                        assert!(
+                            path.contains(&format!("{{{}}}", param["name"].as_str().unwrap())),
+                            "{where_}: path parameter {} not in the path",
+                            param["name"]
+                        );
+                    }
+                }
+                match op.get("security") {
+                    Some(reqs) => {
+                        for req in reqs.as_array().unwrap() {
+                            for (scheme, roles) in req.as_object().unwrap() {
+                                assert!(schemes.contains_key(scheme), "{where_}: scheme {scheme}");
+                                for role in roles.as_array().unwrap() {
+                                    let role = role.as_str().unwrap();
+                                    assert!(
+                                        crate::auth::Role::parse(role).is_some(),
+                                        "{where_}: role {role}"
+                                    );
+                                    roles_seen.insert(role.to_string());
+                                }
+                            }
+                        }
+                        for status in ["401", "403", "429", "503"] {
+                            assert!(responses.contains_key(status), "{where_}: no {status}");
+                        }
+                        assert!(
+                            !path.starts_with("/tile") && !path.starts_with("/checkpoint"),
+                            "{where_}: public route with a key"
+                        );
+                    }
+                    None => assert!(
+                        !path.contains("/admin/") && !path.starts_with("/v1/events"),
+                        "{where_}: needs a key but documents none"
+                    ),
+                }
+                if op.get("requestBody").is_some() {
+                    for status in ["400", "413", "415"] {
+                        assert!(responses.contains_key(status), "{where_}: no {status}");
+                    }
+                }
+                // Error answers say when to retry; /healthz's 503 is a
+                // health report, not an error.
+                for status in ["429", "503"] {
+                    if path == "/healthz" {
+                        continue;
+                    }
+                    if let Some(resp) = responses.get(status) {
+                        let resp = match resp.get("$ref") {
+                            Some(r) => doc.pointer(&r.as_str().unwrap()[1..]).unwrap(),
+                            None => resp,
+                        };
+                        assert!(
+                            resp["headers"].get("Retry-After").is_some(),
+                            "{where_}: {status} without Retry-After"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            roles_seen,
+            ["admin", "auditor", "writer"].map(String::from).into()
+        );
+    }
+
+    fn state() -> (AppState, Sequencer) {
+        let inner = Arc::new(MemoryStore::new());
+        let vault = Arc::new(Vault::new(inner, &MasterKey::from_bytes([7; 32])).unwrap());
+        let store: Arc<dyn Store> = vault.clone();
+        let keys = LogKeys::generate().unwrap();
+        let s = keys.signers("example.com/log").unwrap();
+        let signer = Arc::new(CheckpointSigner {
+            origin: "example.com/log".into(),
+            signers: vec![Box::new(s.ecdsa), Box::new(s.ed25519)],
+        });
+        let view = Arc::new(LogView::new(
+            signer.sign(0, crate::merkle::empty_root(), 0).unwrap(),
+            0,
+        ));
+        let seq = Sequencer::start(
+            store.clone(),
+            signer,
+            SequencerConfig::default(),
+            view.clone(),
+            RightEdge::empty(),
+        )
+        .unwrap();
+        let state = AppState {
+            origin: "example.com/log".into(),
+            verifier_keys: Arc::new(keys.verifier_keys("example.com/log").unwrap()),
+            store: store.clone(),
+            view,
+            sequencer: seq.handle(),
+            keys: ApiKeys::new(store),
+            limits: Arc::new(ApiLimits::default()),
+            metrics: None,
+            checkpoint_interval: Duration::from_secs(1),
+            witnessed: None,
+            vault,
+        };
+        (state, seq)
+    }
+
+    /// Whether the answer is the router's own "no such route" or "method not
+    /// allowed", rather than a handler's.
+    async fn router_refused(resp: axum::response::Response) -> Option<StatusCode> {
+        let status = resp.status();
+        let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        let refused = status == StatusCode::METHOD_NOT_ALLOWED
+            || (status == StatusCode::NOT_FOUND && text.contains("no such resource"));
+        refused.then_some(status)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_documented_operation_reaches_a_handler_and_no_other_method_does() {
+        let (state, seq) = state();
+        let app = router(state);
+        let documented = documented();
+        let paths: BTreeSet<&String> = documented.iter().map(|(_, p)| p).collect();
+        for path in paths {
+            let concrete = path.replace("{path}", "0/000").replace(['{', '}'], "");
+            for m in METHODS {
+                let method = Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
+                let req = Request::builder()
+                    .method(method.clone())
+                    .uri(&concrete)
+                    .body(Body::empty())
+                    .unwrap();
+                let refused = router_refused(app.clone().oneshot(req).await.unwrap()).await;
+                if documented.contains(&(m.to_uppercase(), path.clone())) {
+                    assert_eq!(
+                        refused, None,
+                        "{method} {path} is documented but not routed"
+                    );
+                } else {
+                    assert_eq!(
+                        refused,
+                        Some(StatusCode::METHOD_NOT_ALLOWED),
+                        "{method} {path} is routed but not documented"
+                    );
+                }
+            }
+        }
+        tokio::task::spawn_blocking(move || seq.shutdown())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_document_is_served_public_and_cacheable() {
+        let (state, seq) = state();
+        let resp = router(state)
+            .oneshot(
+                Request::get("/v1/openapi.json")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let cache = resp.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(cache.starts_with("public, max-age="), "{cache}");
+        let body = to_bytes(resp.into_body(), 4 << 20).await.unwrap();
+        let served: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(served, doc_json());
+        tokio::task::spawn_blocking(move || seq.shutdown())
+            .await
+            .unwrap();
+    }
+}
