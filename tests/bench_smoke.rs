@@ -237,7 +237,15 @@ async fn bench_search_checks_a_seeded_log_completely() {
 
     // Every search was recorded: the walk above plus 12 + 12 timed requests
     // of the subject alone left audit events naming it.
-    let audited = get_json(&format!("{}/v1/log", server.url)).await;
+    // (/v1/log reports the signed size: wait for the next checkpoint.)
+    let mut audited = Value::Null;
+    for _ in 0..100 {
+        audited = get_json(&format!("{}/v1/log", server.url)).await;
+        if audited["tree_size"].as_u64().unwrap() > 2000 + 24 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(
         audited["tree_size"].as_u64().unwrap() > 2000 + 24,
         "{audited}"

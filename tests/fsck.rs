@@ -180,6 +180,7 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
     let dedupe_key = first_key(&pristine, b'D');
     let data_key = first_key(&pristine, b'k');
     let search_key = first_key(&pristine, b'i');
+    let api_key = first_key(&pristine, b'K');
     let cases: Vec<(&str, Vec<u8>, Damage, &str)> = vec![
         (
             "tile",
@@ -246,7 +247,15 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
             "origin",
             b"Morigin".to_vec(),
             Damage::Flip(0),
-            "first bad object: origin record: is ",
+            "first bad object: origin record: record M/origin: checksum mismatch",
+        ),
+        // Records carry a checksum: an API key record with one changed
+        // byte is found even though it may still parse.
+        (
+            "API key record",
+            api_key,
+            Damage::Flip(-8),
+            "first bad object: API key records: ",
         ),
     ];
     for (what, k, how, expected) in cases {

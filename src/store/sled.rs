@@ -126,6 +126,48 @@ fn record_key(space: RecordSpace, key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Bytes of the checksum after every record value.
+const RECORD_CHECKSUM_LEN: usize = 4;
+
+/// A record value as stored: `value || CRC-32C(full key || value)`, so a
+/// changed byte in the value, or a value moved under another key, is found
+/// on read (and by fsck) instead of being trusted.
+fn checksummed(full_key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut h = crc32fast::Hasher::new();
+    h.update(full_key);
+    h.update(value);
+    let mut out = Vec::with_capacity(value.len() + RECORD_CHECKSUM_LEN);
+    out.extend_from_slice(value);
+    out.extend_from_slice(&h.finalize().to_be_bytes());
+    out
+}
+
+/// A record's key for messages: `<prefix>/<key>`, the key in hex unless it
+/// is printable ASCII.
+fn key_name(full_key: &[u8]) -> String {
+    let (prefix, rest) = full_key.split_first().unwrap_or((&b'?', &[]));
+    if !rest.is_empty() && rest.iter().all(u8::is_ascii_graphic) {
+        format!("{}/{}", char::from(*prefix), String::from_utf8_lossy(rest))
+    } else {
+        let hex: String = rest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}/{hex}", char::from(*prefix))
+    }
+}
+
+/// The value of a stored record, once its checksum holds.
+fn verified(full_key: &[u8], stored: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let corrupt = |why: &str| StoreError::Corrupt(format!("record {}: {why}", key_name(full_key)));
+    let split = stored
+        .len()
+        .checked_sub(RECORD_CHECKSUM_LEN)
+        .ok_or_else(|| corrupt("shorter than its checksum"))?;
+    let (value, sum) = stored.split_at(split);
+    if checksummed(full_key, value)[split..] != *sum {
+        return Err(corrupt("checksum mismatch (the value was altered)"));
+    }
+    Ok(value.to_vec())
+}
+
 fn index_entry_key(entry: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + entry.len());
     k.push(INDEX);
@@ -335,7 +377,9 @@ impl Store for SledStore {
             batch.insert(&leaf_key(hash)[..], &index.to_be_bytes()[..]);
         }
         for (space, key, value) in &b.records {
-            batch.insert(record_key(*space, key), value.as_slice());
+            let k = record_key(*space, key);
+            let v = checksummed(&k, value);
+            batch.insert(k, v);
         }
         for entry in &b.index_entries {
             batch.insert(index_entry_key(entry), &[][..]);
@@ -398,14 +442,15 @@ impl Store for SledStore {
 
     fn put_record(&self, space: RecordSpace, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.check_synced()?;
-        self.tree
-            .insert(record_key(space, key), value)
-            .map_err(backend)?;
+        let k = record_key(space, key);
+        let v = checksummed(&k, value);
+        self.tree.insert(k, v).map_err(backend)?;
         self.sync_applied()
     }
 
     fn record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get(&record_key(space, key))
+        let k = record_key(space, key);
+        self.get(&k)?.map(|v| verified(&k, &v)).transpose()
     }
 
     fn records(&self, space: RecordSpace) -> Result<Vec<Record>, StoreError> {
@@ -418,8 +463,8 @@ impl Store for SledStore {
                 !matches!(r, Ok((k, _)) if k.as_ref() == TREE_SIZE_KEY || k.as_ref() == CHECKPOINT_KEY)
             })
             .map(|r| {
-                r.map(|(k, v)| (k[1..].to_vec(), v.to_vec()))
-                    .map_err(backend)
+                let (k, v) = r.map_err(backend)?;
+                Ok((k[1..].to_vec(), verified(&k, &v)?))
             })
             .collect()
     }
@@ -500,7 +545,9 @@ impl Store for SledStore {
         self.check_synced()?;
         let mut batch = sled::Batch::default();
         for (space, key, value) in &b.put {
-            batch.insert(record_key(*space, key), value.as_slice());
+            let k = record_key(*space, key);
+            let v = checksummed(&k, value);
+            batch.insert(k, v);
         }
         for (space, key) in &b.delete {
             batch.remove(record_key(*space, key));
@@ -540,6 +587,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         super::super::conformance::run(&store);
+    }
+
+    #[test]
+    fn a_record_altered_on_disk_or_moved_to_another_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let spaces = [
+            RecordSpace::Meta,
+            RecordSpace::ApiKey,
+            RecordSpace::DataKey,
+            RecordSpace::Sealed,
+            RecordSpace::Erased,
+            RecordSpace::Governance,
+        ];
+        for space in spaces {
+            store.put_record(space, b"a", b"value of a").unwrap();
+            store.put_record(space, b"b", b"value of b").unwrap();
+            assert_eq!(store.record(space, b"a").unwrap().unwrap(), b"value of a");
+            for at in [0, 9, 11] {
+                let k = record_key(space, b"a");
+                let mut raw = store.tree.get(&k).unwrap().unwrap().to_vec();
+                raw[at] ^= 1;
+                store.tree.insert(&k, raw.clone()).unwrap();
+                assert!(
+                    matches!(store.record(space, b"a"), Err(StoreError::Corrupt(_))),
+                    "{space:?}, byte {at}"
+                );
+                assert!(store.records(space).is_err());
+                raw[at] ^= 1;
+                store.tree.insert(&k, raw).unwrap();
+            }
+            // b's bytes, checksum and all, under a's key.
+            let moved = store.tree.get(record_key(space, b"b")).unwrap().unwrap();
+            store.tree.insert(record_key(space, b"a"), moved).unwrap();
+            assert!(matches!(
+                store.record(space, b"a"),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
     }
 
     #[test]
