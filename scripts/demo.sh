@@ -22,19 +22,8 @@ if [ -z "${VERITRAIL_BIN:-}" ]; then
 fi
 [ -x "$BIN" ] || fail "no veritrail binary at $BIN"
 
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  local status=$?
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/lib/server.sh
+. "$(dirname "$0")/lib/server.sh"
 
 # curl that fails on HTTP errors but still shows the JSON error body.
 http() { curl -sS --fail-with-body "$@"; }
@@ -48,18 +37,7 @@ json_field() {
 }
 
 step "start a fresh server (data in a temporary directory)"
-DATA="$WORK/data"
-"$BIN" serve --data "$DATA" --listen 127.0.0.1:0 --origin demo.example/log \
-  >"$WORK/server.out" 2>"$WORK/server.err" &
-SERVER_PID=$!
-URL=""
-for _ in $(seq 1 300); do
-  URL="$(sed -n 's/.*listening on \(http:\/\/[^ ]*\).*/\1/p' "$WORK/server.out" | head -n1)"
-  [ -n "$URL" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.out" "$WORK/server.err" >&2; fail "the server exited"; }
-  sleep 0.1
-done
-[ -n "$URL" ] || fail "the server did not start listening within 30 s"
+start_server --origin demo.example/log
 cat "$WORK/server.out"
 
 step "create a writer key (admin key from $DATA/admin.key)"

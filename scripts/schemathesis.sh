@@ -50,38 +50,16 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VE
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  local status=$?
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/lib/server.sh
+. "$(dirname "$0")/lib/server.sh"
 
 step "start a throwaway server"
-DATA="$WORK/data"
 # No rate limit: schemathesis sends requests as fast as the server answers,
 # and a 429 would stand in for the answer under test.
 cat >"$WORK/config.toml" <<'EOF'
 rate_limit_per_second = 0.0
 EOF
-"$BIN" serve --config "$WORK/config.toml" --data "$DATA" --listen 127.0.0.1:0 \
-  --origin schemathesis.example/log >"$WORK/server.out" 2>"$WORK/server.err" &
-SERVER_PID=$!
-URL=""
-for _ in $(seq 1 300); do
-  URL="$(sed -n 's/.*listening on \(http:\/\/[^ ]*\).*/\1/p' "$WORK/server.out" | head -n1)"
-  [ -n "$URL" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.out" "$WORK/server.err" >&2; fail "the server exited"; }
-  sleep 0.1
-done
-[ -n "$URL" ] || fail "the server did not start listening within 30 s"
+start_server --config "$WORK/config.toml" --origin schemathesis.example/log
 echo "server at $URL"
 
 WRITER="$("$BIN" keys create --url "$URL" --role writer --name fuzz-app \

@@ -105,6 +105,24 @@ async fn wait_until_queued(url: &str, n: f64) {
     panic!("{n} events never showed as queued (last seen {seen:?})");
 }
 
+/// Posts `body` to /v1/events: status, Retry-After, JSON answer.
+async fn submit(
+    url: String,
+    writer: String,
+    body: Value,
+) -> (u16, Option<reqwest::header::HeaderValue>, Value) {
+    let resp = http()
+        .post(format!("{url}/v1/events"))
+        .bearer_auth(&writer)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp.headers().get("retry-after").cloned();
+    (status, retry, resp.json::<Value>().await.unwrap())
+}
+
 /// `count` events in one request body.
 fn events(first: usize, count: usize) -> Value {
     serde_json::json!({ "events": (first..first + count).map(|i| event(i, None)).collect::<Vec<_>>() })
@@ -129,22 +147,7 @@ async fn the_queue_is_bounded_in_events_and_bytes_not_only_in_requests() {
     let url = server.url.clone();
     let admin = server.admin_key();
     let writer = create_key(&url, &admin, "app", "writer").await;
-    let client = http();
-    let post = |body: Value| {
-        let (client, url, writer) = (client.clone(), url.clone(), writer.clone());
-        async move {
-            let resp = client
-                .post(format!("{url}/v1/events"))
-                .bearer_auth(&writer)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = resp.status().as_u16();
-            let retry = resp.headers().get("retry-after").cloned();
-            (status, retry, resp.json::<Value>().await.unwrap())
-        }
-    };
+    let post = |body: Value| submit(url.clone(), writer.clone(), body);
     // Eight events are admitted and wait for their batch.
     let first = tokio::spawn(post(events(0, 8)));
     wait_until_queued(&url, 8.0).await;
@@ -180,24 +183,14 @@ async fn the_byte_budget_pushes_back_on_large_events() {
     let url = server.url.clone();
     let admin = server.admin_key();
     let writer = create_key(&url, &admin, "app", "writer").await;
-    let client = http();
     let big = |i: usize| {
         let mut e = event(i, None);
         e["context"] = serde_json::json!({ "note": "x".repeat(3000) });
         e
     };
     let post = |body: Value| {
-        let (client, url, writer) = (client.clone(), url.clone(), writer.clone());
-        async move {
-            let resp = client
-                .post(format!("{url}/v1/events"))
-                .bearer_auth(&writer)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            resp.status().as_u16()
-        }
+        let answer = submit(url.clone(), writer.clone(), body);
+        async move { answer.await.0 }
     };
     // One large event fits in 4 KiB; while it waits, a second would not.
     let first = tokio::spawn(post(big(0)));
