@@ -752,12 +752,13 @@ pub fn open_master_key(
     let stored_check = store.record(RecordSpace::Meta, KEY_CHECK_RECORD)?;
     let default_path = default_master_key_path(data);
     let path = file.map(Path::to_path_buf).unwrap_or(default_path);
-    let (key, origin) = if let Some(text) = env_value {
-        let key = MasterKey::parse(text)
-            .map_err(|e| VaultError::MasterKey(format!("{MASTER_KEY_ENV}: {e}")))?;
-        (key, MasterKeyOrigin::Env)
-    } else if path.exists() {
-        (read_key_file(&path)?, MasterKeyOrigin::File(path))
+    let (key, origin) = if env_value.is_some() || path.exists() {
+        let key = read_master_key(data, env_value, Some(&path))?;
+        let origin = match env_value {
+            Some(_) => MasterKeyOrigin::Env,
+            None => MasterKeyOrigin::File(path),
+        };
+        (key, origin)
     } else if stored_check.is_none() {
         let key = MasterKey::generate().map_err(|e| VaultError::Local(e.to_string()))?;
         write_key_file(&path, &key)?;
