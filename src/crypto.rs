@@ -143,7 +143,12 @@ impl MasterKey {
 
     /// The key of the keyed hashes that index terms are.
     pub fn index_key(&self) -> IndexKey {
-        IndexKey(self.derive("veritrail/index/v1"))
+        let key = self.derive("veritrail/index/v1");
+        // HMAC accepts keys of any length, so this cannot fail for 32 bytes.
+        match <HmacSha256 as hmac::KeyInit>::new_from_slice(&key) {
+            Ok(mac) => IndexKey(mac),
+            Err(_) => unreachable!("HMAC takes keys of any length"),
+        }
     }
 
     /// The key-check value: SHA-256 of a derived key. Reveals nothing about
@@ -229,9 +234,10 @@ impl DataKey {
     }
 }
 
-/// The key of index terms.
+/// The key of index terms, held as the keyed HMAC state, which each term
+/// continues from (half the hashing of keying HMAC anew).
 #[derive(Clone)]
-pub struct IndexKey([u8; KEY_LEN]);
+pub struct IndexKey(HmacSha256);
 
 impl std::fmt::Debug for IndexKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -285,7 +291,11 @@ pub struct Term(pub [u8; 33]);
 impl IndexKey {
     /// The term of `value` in `field`.
     pub fn term(&self, field: Field, value: &str) -> Term {
-        let mac = hmac(&self.0, &[field.label(), &[0], value.as_bytes()]);
+        let mut mac = self.0.clone();
+        hmac::Mac::update(&mut mac, field.label());
+        hmac::Mac::update(&mut mac, &[0]);
+        hmac::Mac::update(&mut mac, value.as_bytes());
+        let mac: [u8; 32] = hmac::Mac::finalize(mac).into_bytes().into();
         let mut t = [0u8; 33];
         t[0] = field.tag();
         t[1..].copy_from_slice(&mac);
@@ -377,6 +387,11 @@ mod tests {
         assert_ne!(t1, m.index_key().term(Field::Actor, "alice"));
         assert_ne!(t1, m.index_key().term(Field::Subject, "alice2"));
         assert_eq!(t1.0[0], b's');
-        assert_ne!(m.wrap_key().0, m.index_key().0);
+        // A term is HMAC-SHA256 under the derived index key of the field's
+        // label, a zero byte and the value: the same as when stored.
+        let index_key = m.derive("veritrail/index/v1");
+        let mac = hmac(&index_key, &[Field::Subject.label(), &[0], b"alice"]);
+        assert_eq!(t1.0[1..], mac);
+        assert_ne!(m.wrap_key().0, index_key);
     }
 }

@@ -889,6 +889,12 @@ fn fsck_command(data: &std::path::Path, master_key_file: Option<&std::path::Path
             report.sealed_checked, report.search_index_entries, report.sealed_unchecked
         );
     }
+    if report.search_index_pending > 0 {
+        println!(
+            "note: the newest {} events are not in the stored search index yet; the server indexes them from the events when it starts",
+            report.search_index_pending
+        );
+    }
     if report.sealed_unchecked > 0 {
         println!(
             "note: without the master key (--master-key-file or VERITRAIL_MASTER_KEY) sealed events are counted, not checked"

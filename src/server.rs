@@ -117,6 +117,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Io(e.to_string()))?,
     );
     let store: Arc<dyn Store> = vault.clone();
+    let vault_for_shutdown = vault.clone();
     let view = Arc::new(LogView::new(opened.published, opened.edge.size()));
     let sequencer = Sequencer::start(
         store.clone(),
@@ -179,9 +180,16 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     .await;
     // In-flight requests are done: sequence whatever is still queued, sign a
     // final checkpoint, and stop.
-    tokio::task::spawn_blocking(move || sequencer.shutdown())
-        .await
-        .map_err(|e| ServeError::Io(e.to_string()))?;
+    let index = vault_for_shutdown;
+    tokio::task::spawn_blocking(move || {
+        sequencer.shutdown();
+        // The next start then has nothing to re-index.
+        if let Err(e) = index.flush_index() {
+            tracing::error!(error = %e, "couldn't write the search index on shutdown; it is rebuilt from the events on the next start");
+        }
+    })
+    .await
+    .map_err(|e| ServeError::Io(e.to_string()))?;
     println!("veritrail: stopped");
     served.map_err(|e| ServeError::Io(format!("server error: {e}")))
 }

@@ -13,9 +13,10 @@
 //! is deleting one key; events without a subject share one key per app and
 //! receive day (`d/<app>/<YYYY-MM-DD>`). Data keys are stored wrapped by the
 //! wrap key derived from the master key, which never enters the data
-//! directory. Index entries are `term || index`, where a term is an
-//! HMAC-SHA256 of the field value (see [`crate::crypto`]): the store never
-//! holds a subject, actor or any other event field in plaintext.
+//! directory. The search index ([`index`]) maps terms to leaves, where a
+//! term is an HMAC-SHA256 of the field value (see [`crate::crypto`]): the
+//! store never holds a subject, actor or any other event field in
+//! plaintext.
 //!
 //! Invariant: once [`Vault::erase`] returned, no stored key opens the
 //! erased events' sealed bodies, the bodies and their index entries are
@@ -36,11 +37,14 @@ use crate::event::{AuditEvent, LeafRecord};
 use crate::merkle::Hash;
 use crate::store::{
     BatchWrite, Record, RecordBatch, RecordSpace, Store, StoreError, StoredCheckpoint, StoredEvent,
-    index_entry,
 };
 use crate::tiles;
 
+mod index;
 mod keyring;
+
+pub use index::DEFAULT_FLUSH_EVENTS as DEFAULT_INDEX_FLUSH_EVENTS;
+use index::SearchIndex;
 
 use keyring::Keyring;
 pub use keyring::{KEYRING_FILE, KeyringHome, rotation_pending as keyring_rotation_pending};
@@ -115,6 +119,8 @@ pub struct Vault {
     /// commits with erasures, so a key is never re-created while it is
     /// being destroyed, and with key rotations.
     keys: Mutex<KeyState>,
+    /// The search index. Lock order: `keys` before the index's own locks.
+    index: Arc<SearchIndex>,
 }
 
 struct KeyState {
@@ -153,6 +159,59 @@ fn decode_sealed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
     Ok((&bytes[1..1 + len], &bytes[1 + len..]))
 }
 
+/// The fields of a stored event that its index terms and data key depend
+/// on, read without copying the rest. Stored events are canonical events,
+/// so these are the fields of [`AuditEvent`] of the same names.
+#[derive(Deserialize)]
+struct IndexedFields<'a> {
+    #[serde(borrow)]
+    actor: WithId<'a>,
+    #[serde(borrow)]
+    action: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    resource: WithId<'a>,
+    #[serde(default, borrow)]
+    subject: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct WithId<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+}
+
+/// `f` over `items`, in order, on up to four threads for large inputs.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    /// Below this many items a thread costs more than it saves.
+    const MIN_PER_THREAD: usize = 128;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4)
+        .min(items.len() / MIN_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let others: Vec<_> = items
+            .chunks(chunk)
+            .skip(1)
+            .map(|c| scope.spawn(move || c.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        let mut out: Vec<R> = items[..chunk].iter().map(f).collect();
+        for handle in others {
+            match handle.join() {
+                Ok(part) => out.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
 /// Unix ms of the first instant of the month after `month` (`YYYY-MM`).
 fn next_month_ms(month: &str) -> Option<i64> {
     let (y, m) = month.split_once('-')?;
@@ -176,8 +235,72 @@ impl Vault {
         master: &MasterKey,
         home: KeyringHome,
     ) -> Result<Vault, VaultError> {
+        Vault::open_with_index_flush(inner, master, home, DEFAULT_INDEX_FLUSH_EVENTS)
+    }
+
+    /// As [`Vault::open`], writing the search index out every
+    /// `flush_events` events. Opening brings the search index up to the
+    /// tree: a store without one (new, restored, or of an earlier format)
+    /// is indexed from its first event; otherwise the events above the
+    /// index's watermark are read back into memory.
+    pub fn open_with_index_flush(
+        inner: Arc<dyn Store>,
+        master: &MasterKey,
+        home: KeyringHome,
+        flush_events: usize,
+    ) -> Result<Vault, VaultError> {
+        let watermark = match inner.index_watermark() {
+            Err(StoreError::Corrupt(e)) => {
+                // The index is derived from the events: rebuild it.
+                tracing::warn!(error = %e, "the search index is damaged; rebuilding it");
+                None
+            }
+            other => other?,
+        };
+        let from = match watermark {
+            Some(w) => w,
+            None => {
+                inner.clear_index()?;
+                inner.commit_records(&RecordBatch {
+                    index_watermark: Some(0),
+                    ..RecordBatch::default()
+                })?;
+                0
+            }
+        };
+        let vault = Vault::assemble(inner, master, home, from, flush_events)?;
+        vault.rebuild_index()?;
+        vault.index.start_flusher()?;
+        Ok(vault)
+    }
+
+    /// A vault for offline checks: it writes nothing, and its search index
+    /// answers from the stored blocks alone, that is for the leaves below
+    /// [`Vault::index_watermark`].
+    pub fn open_for_check(
+        inner: Arc<dyn Store>,
+        master: &MasterKey,
+        home: KeyringHome,
+    ) -> Result<Vault, VaultError> {
+        let from = match inner.index_watermark() {
+            Ok(w) => w.unwrap_or(0),
+            // Reported by the check itself; nothing is looked up in it.
+            Err(StoreError::Corrupt(_)) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        Vault::assemble(inner, master, home, from, usize::MAX)
+    }
+
+    fn assemble(
+        inner: Arc<dyn Store>,
+        master: &MasterKey,
+        home: KeyringHome,
+        from: u64,
+        flush_events: usize,
+    ) -> Result<Vault, VaultError> {
         let keyring = Keyring::open(home, master.wrap_key(), inner.as_ref())?;
         Ok(Vault {
+            index: Arc::new(SearchIndex::new(inner.clone(), from, flush_events)),
             inner,
             index_key: master.index_key(),
             keys: Mutex::new(KeyState {
@@ -185,6 +308,59 @@ impl Vault {
                 cache: HashMap::new(),
             }),
         })
+    }
+
+    /// Reads the events above the index's watermark back into the index.
+    fn rebuild_index(&self) -> Result<(), VaultError> {
+        let from = self.index.watermark()?;
+        let size = self.inner.tree_size()?;
+        if from > size {
+            return Err(StoreError::Corrupt(format!(
+                "the search index covers {from} leaves, the tree has {size}; run fsck"
+            ))
+            .into());
+        }
+        if size - from > DEFAULT_INDEX_FLUSH_EVENTS as u64 {
+            tracing::info!(from, size, "indexing events for search");
+        }
+        let mut st = self.lock()?;
+        let mut postings = Vec::new();
+        let mut events = 0;
+        for index in from..size {
+            match self.open_event_locked(&mut st, index) {
+                Ok(Some((stored, ev))) => {
+                    postings.extend(
+                        self.terms_of(&stored.app, &ev)
+                            .into_iter()
+                            .map(|t| (t, index)),
+                    );
+                }
+                // Erased.
+                Ok(None) => {}
+                Err(StoreError::Backend(e)) => return Err(StoreError::Backend(e).into()),
+                // A damaged event is not searchable; fsck names it.
+                Err(e) => tracing::warn!(index, error = %e, "event left out of the search index"),
+            }
+            events += 1;
+            if events == 4096 || index + 1 == size {
+                self.index
+                    .append(index + 1, events, std::mem::take(&mut postings))?;
+                events = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first leaf whose postings are not yet in the stored index blocks
+    /// (they are in memory, and re-derived from the events on start).
+    pub fn index_watermark(&self) -> Result<u64, StoreError> {
+        self.index.watermark()
+    }
+
+    /// Writes the in-memory part of the search index to the store, so the
+    /// next start need not re-derive it. Called on shutdown.
+    pub fn flush_index(&self) -> Result<(), StoreError> {
+        self.index.flush()
     }
 
     /// A vault keeping its keyring in the store itself: for stores that
@@ -211,25 +387,40 @@ impl Vault {
 
     /// Every index term of an event of `app`.
     pub fn terms_of(&self, app: &str, ev: &AuditEvent) -> Vec<Term> {
-        let mut terms = vec![
+        let subject = ev.subject.as_deref().map(|s| self.term(Field::Subject, s));
+        self.terms_with(app, &ev.actor.id, &ev.action, &ev.resource.id, subject)
+    }
+
+    /// The index terms of an event, given its subject's term: the subject
+    /// comes last.
+    fn terms_with(
+        &self,
+        app: &str,
+        actor: &str,
+        action: &str,
+        resource: &str,
+        subject: Option<Term>,
+    ) -> Vec<Term> {
+        let mut terms = Vec::with_capacity(5);
+        terms.extend([
             self.term(Field::App, app),
-            self.term(Field::Actor, &ev.actor.id),
-            self.term(Field::Action, &ev.action),
-            self.term(Field::Resource, &ev.resource.id),
-        ];
-        if let Some(s) = &ev.subject {
-            terms.push(self.term(Field::Subject, s));
-        }
+            self.term(Field::Actor, actor),
+            self.term(Field::Action, action),
+            self.term(Field::Resource, resource),
+        ]);
+        terms.extend(subject);
         terms
     }
 
-    /// The data key of an event: per subject and receive month, or (no
-    /// subject) per app and receive day. Small key scopes keep the cost of
-    /// replacing a key (when some of its events are erased) bounded.
-    fn key_id_for(&self, app: &str, ev: Option<&AuditEvent>, received_ms: i64) -> Vec<u8> {
+    /// The data key of an event (given its subject's term): per subject and
+    /// receive month, or (no subject) per app and receive day. Small key
+    /// scopes keep the cost of replacing a key (when some of its events
+    /// are erased) bounded.
+    fn key_id_for(&self, app: &str, subject: Option<&Term>, received_ms: i64) -> Vec<u8> {
         let day = crate::event::format_rfc3339_ms(received_ms);
-        match ev.and_then(|e| e.subject.as_deref()) {
-            Some(s) => format!("s/{}/{}", self.subject_pseudonym(s), &day[..7]).into_bytes(),
+        match subject {
+            // The pseudonym is the hex of the subject's term.
+            Some(t) => format!("s/{}/{}", hex::encode(&t.0[1..]), &day[..7]).into_bytes(),
             None => format!("d/{app}/{}", &day[..10]).into_bytes(),
         }
     }
@@ -312,7 +503,7 @@ impl Vault {
 
     /// The leaf indexes under `term` below `below`, newest first.
     pub fn scan(&self, term: &Term, below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
-        self.inner.index_scan(&term.0, below, limit)
+        self.index.scan(term, below, limit)
     }
 
     /// Destroys the bodies and salts of `indexes` and of every event of
@@ -334,12 +525,13 @@ impl Vault {
         let mut all: BTreeSet<u64> = indexes.iter().copied().collect();
         if let Some(s) = subject {
             let term = self.term(Field::Subject, s);
-            all.extend(self.inner.index_scan(&term.0, u64::MAX, usize::MAX)?);
+            all.extend(self.scan(&term, u64::MAX, usize::MAX)?);
         }
         let value = serde_json::to_vec(tombstone)
             .map_err(|e| StoreError::Corrupt(format!("tombstone: {e}")))?;
         let mut outcome = ErasureOutcome::default();
         let mut affected: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut postings = Vec::new();
         for &index in &all {
             if self.tombstone(index)?.is_some() {
                 continue;
@@ -348,9 +540,11 @@ impl Vault {
                 affected.insert(decode_sealed(&record)?.0.to_vec());
             }
             if let Some((stored, ev)) = self.open_event_locked(&mut st, index)? {
-                for t in self.terms_of(&stored.app, &ev) {
-                    batch.delete_index.push(index_entry(&t.0, index));
-                }
+                postings.extend(
+                    self.terms_of(&stored.app, &ev)
+                        .into_iter()
+                        .map(|t| (t, index)),
+                );
             }
             batch.delete.push((RecordSpace::Sealed, be(index)));
             batch.delete_events.push(index);
@@ -388,7 +582,10 @@ impl Vault {
             outcome.keys_replaced += 1;
             replaced.insert(key_id, new);
         }
+        let (removal, blocks) = self.index.plan_removal(&postings)?;
+        batch.index_blocks = blocks;
         self.commit_destroying(&mut st, batch, &destroyed, replaced)?;
+        removal.apply(&self.index)?;
         Ok(outcome)
     }
 
@@ -431,7 +628,7 @@ impl Vault {
         let lo = crate::search::first_received_at_or_after(inner, size, period_start)?;
         let hi = crate::search::first_received_at_or_after(inner, size, period_end)?;
         let mut live = Vec::new();
-        for index in self.inner.index_scan(&term.0, hi, usize::MAX)? {
+        for index in self.scan(&term, hi, usize::MAX)? {
             if index < lo {
                 break;
             }
@@ -495,29 +692,48 @@ impl Store for Vault {
         if batch.events.is_empty() {
             return self.inner.commit(batch);
         }
-        let mut st = self.lock()?;
         let received = Vault::received_times(batch);
-        let mut sealed = batch.clone();
-        sealed.events = Vec::new();
-        let mut new_keys: HashMap<Vec<u8>, DataKey> = HashMap::new();
-        let mut nonces = crate::crypto::random_nonces(batch.events.len())
-            .map_err(|e| StoreError::Backend(e.to_string()))?
-            .into_iter();
-        for (index, ev) in &batch.events {
-            let parsed: Option<AuditEvent> = serde_json::from_slice(&ev.event).ok();
+        // Parsing, index terms and key ids need no lock: spread them over
+        // the cores, as the sealing below. Only finding the data keys is
+        // serial.
+        let prepared = par_map(&batch.events, |(index, ev)| {
+            let fields: Option<IndexedFields> = serde_json::from_slice(&ev.event).ok();
             let received_ms = received
                 .get(index)
                 .copied()
                 .unwrap_or_else(crate::sequencer::now_ms);
-            let key_id = self.key_id_for(&ev.app, parsed.as_ref(), received_ms);
-            let key = match new_keys.get(&key_id) {
+            let Some(f) = fields else {
+                return (self.key_id_for(&ev.app, None, received_ms), Vec::new());
+            };
+            let subject = f.subject.as_deref().map(|s| self.term(Field::Subject, s));
+            let key_id = self.key_id_for(&ev.app, subject.as_ref(), received_ms);
+            let terms = self.terms_with(&ev.app, &f.actor.id, &f.action, &f.resource.id, subject);
+            (key_id, terms)
+        });
+        let mut st = self.lock()?;
+        let mut sealed = BatchWrite {
+            tree_size: batch.tree_size,
+            tiles: batch.tiles.clone(),
+            bundles: batch.bundles.clone(),
+            events: Vec::new(),
+            dedupe: batch.dedupe.clone(),
+            leaf_index: batch.leaf_index.clone(),
+            checkpoint: batch.checkpoint.clone(),
+            records: batch.records.clone(),
+            index_blocks: batch.index_blocks.clone(),
+            index_watermark: batch.index_watermark,
+        };
+        let mut new_keys: HashMap<Vec<u8>, DataKey> = HashMap::new();
+        let mut keys = Vec::with_capacity(batch.events.len());
+        for (key_id, _) in &prepared {
+            let key = match new_keys.get(key_id) {
                 Some(k) => k.clone(),
-                None => match self.load_key(&mut st, &key_id)? {
+                None => match self.load_key(&mut st, key_id)? {
                     Some(k) => k,
                     None => {
                         let k =
                             DataKey::generate().map_err(|e| StoreError::Backend(e.to_string()))?;
-                        let wrapped = st.keyring.wrap(&key_id, &k)?;
+                        let wrapped = st.keyring.wrap(key_id, &k)?;
                         sealed
                             .records
                             .push((RecordSpace::DataKey, key_id.clone(), wrapped));
@@ -526,27 +742,43 @@ impl Store for Vault {
                     }
                 },
             };
-            let nonce = nonces
-                .next()
-                .ok_or_else(|| StoreError::Backend("ran out of nonces".into()))?;
-            let body = key
-                .seal_with_nonce(nonce, &event_aad(*index), &ev.encode())
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-            sealed.records.push((
-                RecordSpace::Sealed,
-                be(*index),
-                encode_sealed(&key_id, &body),
-            ));
-            if let Some(p) = &parsed {
-                for t in self.terms_of(&ev.app, p) {
-                    sealed.index_entries.push(index_entry(&t.0, *index));
-                }
-            }
+            keys.push(key);
         }
+        let nonces = crate::crypto::random_nonces(batch.events.len())
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let work: Vec<_> = batch
+            .events
+            .iter()
+            .zip(&prepared)
+            .zip(keys.iter().zip(nonces))
+            .collect();
+        let bodies = par_map(&work, |(((index, ev), (key_id, _)), (key, nonce))| {
+            key.seal_with_nonce(*nonce, &event_aad(*index), &ev.encode())
+                .map(|body| {
+                    (
+                        RecordSpace::Sealed,
+                        be(*index),
+                        encode_sealed(key_id, &body),
+                    )
+                })
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        });
+        for body in bodies {
+            sealed.records.push(body?);
+        }
+        let postings: Vec<(Term, u64)> = batch
+            .events
+            .iter()
+            .zip(prepared)
+            .flat_map(|((index, _), (_, terms))| terms.into_iter().map(move |t| (t, *index)))
+            .collect();
         self.inner.commit(&sealed)?;
         // Only keys that are durable enter the cache.
         st.cache.extend(new_keys);
-        Ok(())
+        // The postings are searchable before the events are acknowledged;
+        // the index writes them out later (see `index`).
+        self.index
+            .append(batch.tree_size, batch.events.len(), postings)
     }
 
     fn put_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
@@ -636,8 +868,23 @@ impl Store for Vault {
         self.inner.commit_records(batch)
     }
 
-    fn index_scan(&self, prefix: &[u8], below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
-        self.inner.index_scan(prefix, below, limit)
+    fn index_blocks(
+        &self,
+        bucket: &[u8],
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.inner.index_blocks(bucket, below, limit)
+    }
+
+    fn index_watermark(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.index_watermark()
+    }
+
+    fn clear_index(&self) -> Result<(), StoreError> {
+        Err(StoreError::Backend(
+            "the search index of an open vault is cleared only by reopening".into(),
+        ))
     }
 }
 
@@ -833,7 +1080,7 @@ mod tests {
             })
             .collect();
         BatchWrite {
-            tree_size: events.len() as u64,
+            tree_size: events.last().map_or(0, |(i, _)| i + 1),
             bundles: vec![(0, tiles::encode_bundle(&leaves).unwrap())],
             events,
             ..BatchWrite::default()
@@ -936,6 +1183,146 @@ mod tests {
         assert_eq!(out.erased, vec![2], "already erased events are skipped");
         assert_eq!(vault.event(2).unwrap(), None);
         assert!(vault.event(1).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_search_index_survives_a_crash_and_erasure_reaches_its_stored_blocks() {
+        let inner = Arc::new(MemoryStore::new());
+        let master = MasterKey::from_bytes([1; 32]);
+        let open =
+            || Vault::open_with_index_flush(inner.clone(), &master, KeyringHome::Store, 3).unwrap();
+        let subjects = [
+            "alice", "bob", "alice", "carol", "alice", "bob", "alice", "carol", "alice",
+        ];
+        // One batch per event, each growing the bundle by one leaf.
+        let all: Vec<(u64, Option<&str>)> = subjects
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as u64, Some(*s)))
+            .collect();
+        let whole = batch(&all);
+        let leaves = tiles::decode_bundle(&whole.bundles[0].1).unwrap();
+        let one = |i: usize| BatchWrite {
+            tree_size: i as u64 + 1,
+            bundles: vec![(0, tiles::encode_bundle(&leaves[..=i]).unwrap())],
+            events: vec![whole.events[i].clone()],
+            ..BatchWrite::default()
+        };
+        let vault = open();
+        for i in 0..7 {
+            vault.commit(&one(i)).unwrap();
+        }
+        vault.flush_index().unwrap();
+        assert_eq!(vault.index_watermark().unwrap(), 7);
+        for i in 7..9 {
+            vault.commit(&one(i)).unwrap();
+        }
+        let scan = |v: &Vault, field, value| v.scan(&v.term(field, value), u64::MAX, 100).unwrap();
+        assert_eq!(scan(&vault, Field::Subject, "alice"), vec![8, 6, 4, 2, 0]);
+        // A crash: the two newest events were never written to the index.
+        drop(vault);
+        assert_eq!(inner.index_watermark().unwrap(), Some(7));
+        let vault = open();
+        assert_eq!(scan(&vault, Field::Subject, "alice"), vec![8, 6, 4, 2, 0]);
+        assert_eq!(scan(&vault, Field::Subject, "carol"), vec![7, 3]);
+        assert_eq!(
+            vault
+                .scan(&vault.term(Field::Subject, "alice"), 5, 2)
+                .unwrap(),
+            vec![4, 2]
+        );
+        let tomb = Tombstone {
+            erased_at: "2026-11-25T10:00:00.000Z".into(),
+            reason: "GDPR art. 17 request".into(),
+            cause: "erasure".into(),
+            by: "ops".into(),
+        };
+        let out = vault.erase(Some("alice"), &[3], &tomb).unwrap();
+        assert_eq!(out.erased, vec![0, 2, 3, 4, 6, 8]);
+        let check = |v: &Vault| {
+            assert!(scan(v, Field::Subject, "alice").is_empty());
+            assert_eq!(scan(v, Field::Subject, "carol"), vec![7]);
+            assert_eq!(scan(v, Field::Subject, "bob"), vec![5, 1]);
+            assert_eq!(scan(v, Field::Actor, "MARKER-actor"), vec![7, 5, 1]);
+        };
+        check(&vault);
+        // Erased postings stay out of the stored blocks and of the index
+        // re-derived on the next start.
+        drop(vault);
+        let vault = open();
+        check(&vault);
+        vault.flush_index().unwrap();
+        drop(vault);
+        check(&open());
+    }
+
+    #[test]
+    fn a_store_without_a_search_index_is_indexed_on_open() {
+        let inner = Arc::new(MemoryStore::new());
+        let master = MasterKey::from_bytes([1; 32]);
+        {
+            let vault = Vault::new(inner.clone(), &master).unwrap();
+            vault
+                .commit(&batch(&[(0, Some("alice")), (1, Some("bob"))]))
+                .unwrap();
+            vault.flush_index().unwrap();
+        }
+        // As after a restore, which carries no index.
+        inner.clear_index().unwrap();
+        let vault = Vault::new(inner.clone(), &master).unwrap();
+        let alice = vault.term(Field::Subject, "alice");
+        assert_eq!(vault.scan(&alice, u64::MAX, 10).unwrap(), vec![0]);
+        assert_eq!(inner.index_watermark().unwrap(), Some(0));
+        vault.flush_index().unwrap();
+        assert_eq!(inner.index_watermark().unwrap(), Some(2));
+    }
+
+    #[test]
+    fn the_commit_path_derives_the_same_terms_and_key_as_the_parsed_event() {
+        let vault = Vault::new(
+            Arc::new(MemoryStore::new()),
+            &MasterKey::from_bytes([1; 32]),
+        )
+        .unwrap();
+        for subject in [None, Some("al\"ice \u{e9}\\"), Some("plain")] {
+            let mut v = serde_json::json!({
+                "actor": {"id": "st\"aff", "type": "user"},
+                "action": "record.read",
+                "resource": {"type": "doc", "id": "d\\1/\u{2603}"},
+                "purpose": "care",
+                "outcome": "success",
+                "occurred_at": "2026-11-25T10:00:00.000Z",
+                "context": {"subject": "not this one", "nested": {"actor": {"id": "nor this"}}},
+            });
+            if let Some(s) = subject {
+                v["subject"] = serde_json::json!(s);
+            }
+            let ev = crate::event::parse_event(&v, &crate::event::EventLimits::default()).unwrap();
+            let canonical = ev.canonical_bytes();
+            let parsed: AuditEvent = serde_json::from_slice(&canonical).unwrap();
+            let fields: IndexedFields = serde_json::from_slice(&canonical).unwrap();
+            let subject_term = fields
+                .subject
+                .as_deref()
+                .map(|s| vault.term(Field::Subject, s));
+            assert_eq!(
+                vault.terms_with(
+                    "app",
+                    &fields.actor.id,
+                    &fields.action,
+                    &fields.resource.id,
+                    subject_term
+                ),
+                vault.terms_of("app", &parsed),
+                "{subject:?}"
+            );
+            let key = vault.key_id_for("app", subject_term.as_ref(), 1_795_000_000_000);
+            let expected = match subject {
+                Some(s) => format!("s/{}/2026-11", vault.subject_pseudonym(s)),
+                None => "d/app/2026-11-18".to_string(),
+            };
+            assert_eq!(String::from_utf8(key).unwrap(), expected);
+        }
     }
 
     fn key_id_of(store: &dyn Store, index: u64) -> Vec<u8> {

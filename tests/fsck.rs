@@ -179,7 +179,7 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
     let leaf_key = first_key(&pristine, b'H');
     let dedupe_key = first_key(&pristine, b'D');
     let data_key = first_key(&pristine, b'k');
-    let search_key = first_key(&pristine, b'i');
+    let search_key = first_key(&pristine, b'j');
     let api_key = first_key(&pristine, b'K');
     let cases: Vec<(&str, Vec<u8>, Damage, &str)> = vec![
         (
@@ -224,12 +224,24 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
             Damage::Flip(-1),
             "first bad object: idempotency entry (app-a, id-",
         ),
-        // A search-index entry gone: search would miss the event.
+        // A search-index block gone: search would miss its events.
         (
             "search index",
-            search_key,
+            search_key.clone(),
             Damage::Remove,
             "first bad object: search index entry for leaf ",
+        ),
+        (
+            "search index block",
+            search_key,
+            Damage::Flip(-6),
+            "first bad object: search index block for leaf ",
+        ),
+        (
+            "search index watermark",
+            b"Iwatermark".to_vec(),
+            Damage::Flip(2),
+            "first bad object: search index watermark: ",
         ),
         (
             "checkpoint note",

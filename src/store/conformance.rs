@@ -1,9 +1,17 @@
 //! One conformance suite that every backend runs.
 
 use super::{
-    BatchWrite, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store, StoredCheckpoint,
-    StoredEvent, index_entry,
+    BatchWrite, IndexBlock, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store,
+    StoredCheckpoint, StoredEvent,
 };
+
+fn block(bucket: &[u8], at: u64, value: Option<&[u8]>) -> IndexBlock {
+    IndexBlock {
+        bucket: bucket.to_vec(),
+        at,
+        value: value.map(<[u8]>::to_vec),
+    }
+}
 use crate::merkle::Hash;
 
 fn sample_event(i: u8) -> StoredEvent {
@@ -25,11 +33,11 @@ pub(crate) fn write_sample(store: &dyn Store) {
         leaf_index: vec![(Hash([7; 32]), 1)],
         checkpoint: None,
         records: vec![(RecordSpace::Sealed, vec![0, 1], b"sealed-1".to_vec())],
-        index_entries: vec![
-            index_entry(b"term-a", 0),
-            index_entry(b"term-a", 1),
-            index_entry(b"term-b", 1),
+        index_blocks: vec![
+            block(b"bka", 0, Some(b"a-from-0")),
+            block(b"bkb", 0, Some(b"b-from-0")),
         ],
+        index_watermark: Some(2),
     };
     store.commit(&first).unwrap();
     let second = BatchWrite {
@@ -44,7 +52,8 @@ pub(crate) fn write_sample(store: &dyn Store) {
             note: b"note".to_vec(),
         }),
         records: vec![],
-        index_entries: vec![index_entry(b"term-a", 2)],
+        index_blocks: vec![block(b"bka", 2, Some(b"a-from-2"))],
+        index_watermark: None,
     };
     store.commit(&second).unwrap();
     store
@@ -109,12 +118,22 @@ pub(crate) fn check_sample(store: &dyn Store) {
         Some(b"sealed-1".to_vec()),
         "records travel with the batch"
     );
-    assert_eq!(store.index_scan(b"term-a", 99, 10).unwrap(), vec![2, 1, 0]);
-    assert_eq!(store.index_scan(b"term-a", 2, 10).unwrap(), vec![1, 0]);
-    assert_eq!(store.index_scan(b"term-a", 99, 1).unwrap(), vec![2]);
-    assert_eq!(store.index_scan(b"term-b", 99, 10).unwrap(), vec![1]);
-    assert!(store.index_scan(b"term-", 99, 10).unwrap().is_empty());
-    assert!(store.index_scan(b"term-a", 0, 10).unwrap().is_empty());
+    let blocks = |bucket: &[u8], below, limit| store.index_blocks(bucket, below, limit).unwrap();
+    assert_eq!(
+        blocks(b"bka", 99, 10),
+        vec![(2, b"a-from-2".to_vec()), (0, b"a-from-0".to_vec())],
+        "newest first"
+    );
+    assert_eq!(blocks(b"bka", 2, 10), vec![(0, b"a-from-0".to_vec())]);
+    assert_eq!(blocks(b"bka", 3, 1), vec![(2, b"a-from-2".to_vec())]);
+    assert_eq!(blocks(b"bkb", 99, 10), vec![(0, b"b-from-0".to_vec())]);
+    assert!(blocks(b"bkc", 99, 10).is_empty());
+    assert!(blocks(b"bka", 0, 10).is_empty());
+    assert_eq!(
+        store.index_watermark().unwrap(),
+        Some(2),
+        "a batch without a watermark keeps the last one"
+    );
     assert_eq!(
         store.records(RecordSpace::Meta).unwrap(),
         vec![(b"origin".to_vec(), b"example.com/log".to_vec())],
@@ -187,7 +206,11 @@ pub(crate) fn run(store: &dyn Store) {
         .commit_records(&RecordBatch {
             put: vec![(RecordSpace::Erased, vec![0, 1], b"gone".to_vec())],
             delete: vec![(RecordSpace::Sealed, vec![0, 1])],
-            delete_index: vec![index_entry(b"term-a", 1)],
+            index_blocks: vec![
+                block(b"bka", 0, None),
+                block(b"bkb", 0, Some(b"b-rewritten")),
+            ],
+            index_watermark: Some(3),
             delete_events: vec![1],
         })
         .unwrap();
@@ -196,7 +219,24 @@ pub(crate) fn run(store: &dyn Store) {
         store.record(RecordSpace::Erased, &[0, 1]).unwrap(),
         Some(b"gone".to_vec())
     );
-    assert_eq!(store.index_scan(b"term-a", 99, 10).unwrap(), vec![2, 0]);
+    assert_eq!(
+        store.index_blocks(b"bka", 99, 10).unwrap(),
+        vec![(2, b"a-from-2".to_vec())]
+    );
+    assert_eq!(
+        store.index_blocks(b"bkb", 99, 10).unwrap(),
+        vec![(0, b"b-rewritten".to_vec())]
+    );
+    assert_eq!(store.index_watermark().unwrap(), Some(3));
     assert_eq!(store.event(1).unwrap(), None);
     assert_eq!(store.event(0).unwrap(), Some(sample_event(0)));
+    store.clear_index().unwrap();
+    assert_eq!(store.index_watermark().unwrap(), None);
+    assert!(store.index_blocks(b"bka", 99, 10).unwrap().is_empty());
+    assert!(store.index_blocks(b"bkb", 99, 10).unwrap().is_empty());
+    assert_eq!(
+        store.record(RecordSpace::Erased, &[0, 1]).unwrap(),
+        Some(b"gone".to_vec()),
+        "clearing the index touches nothing else"
+    );
 }

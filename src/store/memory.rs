@@ -8,8 +8,8 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    BatchWrite, Record, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store, StoreError,
-    StoredCheckpoint, StoredEvent,
+    BatchWrite, IndexBlock, Record, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store,
+    StoreError, StoredCheckpoint, StoredEvent,
 };
 use crate::merkle::Hash;
 
@@ -23,7 +23,23 @@ struct Inner {
     dedupe: BTreeMap<(String, String), u64>,
     leaves: BTreeMap<Hash, u64>,
     records: BTreeMap<(u8, Vec<u8>), Vec<u8>>,
-    index: std::collections::BTreeSet<Vec<u8>>,
+    index_blocks: BTreeMap<(Vec<u8>, u64), Vec<u8>>,
+    index_watermark: Option<u64>,
+}
+
+impl Inner {
+    fn put_index_blocks(&mut self, blocks: &[IndexBlock], watermark: Option<u64>) {
+        for b in blocks {
+            let k = (b.bucket.clone(), b.at);
+            match &b.value {
+                Some(v) => self.index_blocks.insert(k, v.clone()),
+                None => self.index_blocks.remove(&k),
+            };
+        }
+        if watermark.is_some() {
+            self.index_watermark = watermark;
+        }
+    }
 }
 
 /// In-memory store. `fail_writes(true)` makes every write fail (as a full
@@ -93,9 +109,7 @@ impl Store for MemoryStore {
             s.records
                 .insert((space_byte(*space), key.clone()), value.clone());
         }
-        for entry in &b.index_entries {
-            s.index.insert(entry.clone());
-        }
+        s.put_index_blocks(&b.index_blocks, b.index_watermark);
         if let Some(cp) = &b.checkpoint {
             s.checkpoint = Some(cp.clone());
         }
@@ -276,28 +290,39 @@ impl Store for MemoryStore {
         for (space, key) in &b.delete {
             s.records.remove(&(space_byte(*space), key.clone()));
         }
-        for entry in &b.delete_index {
-            s.index.remove(entry);
-        }
+        s.put_index_blocks(&b.index_blocks, b.index_watermark);
         for index in &b.delete_events {
             s.events.remove(index);
         }
         Ok(())
     }
 
-    fn index_scan(&self, prefix: &[u8], below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+    fn index_blocks(
+        &self,
+        bucket: &[u8],
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let s = self.inner.read().map_err(|_| poisoned())?;
-        let start = super::index_entry(prefix, 0);
-        let end = super::index_entry(prefix, below);
-        Ok(s.index
-            .range(start..end)
+        let range = (bucket.to_vec(), 0)..(bucket.to_vec(), below);
+        Ok(s.index_blocks
+            .range(range)
             .rev()
             .take(limit)
-            .filter_map(|k| {
-                let tail: [u8; 8] = k.get(prefix.len()..)?.try_into().ok()?;
-                Some(u64::from_be_bytes(tail))
-            })
+            .map(|((_, at), v)| (*at, v.clone()))
             .collect())
+    }
+
+    fn index_watermark(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.inner.read().map_err(|_| poisoned())?.index_watermark)
+    }
+
+    fn clear_index(&self) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut s = self.inner.write().map_err(|_| poisoned())?;
+        s.index_blocks.clear();
+        s.index_watermark = None;
+        Ok(())
     }
 }
 

@@ -115,9 +115,26 @@ pub struct BatchWrite {
     pub checkpoint: Option<StoredCheckpoint>,
     /// Small records written with the batch (sealed bodies, data keys, ...).
     pub records: Vec<(RecordSpace, Vec<u8>, Vec<u8>)>,
-    /// Secondary index entries: opaque keys, each ending in the big-endian
-    /// leaf index it points to (see [`Store::index_scan`]).
-    pub index_entries: Vec<Vec<u8>>,
+    /// Search index blocks to write or delete with the batch (see
+    /// [`Store::index_blocks`]).
+    pub index_blocks: Vec<IndexBlock>,
+    /// The new search index watermark, if the batch moves it (see
+    /// [`Store::index_watermark`]).
+    pub index_watermark: Option<u64>,
+}
+
+/// One block of the search index, as the store keeps it: an opaque value
+/// under `(bucket, at)`. The vault decides what a bucket is and encodes the
+/// value; the store only orders blocks by `at` within a bucket. Every
+/// bucket has the same length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexBlock {
+    /// Which bucket of the index.
+    pub bucket: Vec<u8>,
+    /// The first leaf index the block can hold.
+    pub at: u64,
+    /// The new value, or `None` to delete the block.
+    pub value: Option<Vec<u8>>,
 }
 
 /// An atomic change of small records and index entries, outside the
@@ -128,8 +145,10 @@ pub struct RecordBatch {
     pub put: Vec<(RecordSpace, Vec<u8>, Vec<u8>)>,
     /// Records to delete.
     pub delete: Vec<(RecordSpace, Vec<u8>)>,
-    /// Index entries to delete.
-    pub delete_index: Vec<Vec<u8>>,
+    /// Search index blocks to write or delete.
+    pub index_blocks: Vec<IndexBlock>,
+    /// The new search index watermark, if the change moves it.
+    pub index_watermark: Option<u64>,
     /// Plaintext event bodies (written before encryption at rest) to delete.
     pub delete_events: Vec<u64>,
 }
@@ -269,18 +288,24 @@ pub trait Store: Send + Sync + 'static {
     /// any thread; it never touches the tree, tiles, bundles or checkpoints.
     fn commit_records(&self, batch: &RecordBatch) -> Result<(), StoreError>;
 
-    /// The leaf indexes of the index entries `prefix || index(u64 BE)` with
-    /// `index < below`, largest first, at most `limit` of them. MAY run
-    /// concurrently with commits; it sees each batch whole or not at all.
-    fn index_scan(&self, prefix: &[u8], below: u64, limit: usize) -> Result<Vec<u64>, StoreError>;
-}
+    /// The search index blocks of `bucket` with `at < below`, largest `at`
+    /// first, at most `limit` of them: `(at, value)`. MAY run concurrently
+    /// with commits; it sees each batch whole or not at all.
+    fn index_blocks(
+        &self,
+        bucket: &[u8],
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
-/// The index entry of leaf `index` under `prefix`.
-pub fn index_entry(prefix: &[u8], index: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(prefix.len() + 8);
-    k.extend_from_slice(prefix);
-    k.extend_from_slice(&index.to_be_bytes());
-    k
+    /// The search index watermark: the blocks hold the postings of every
+    /// leaf below it. `None` when the index was never written (a new or
+    /// restored store, or one from before this index format).
+    fn index_watermark(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Deletes the whole search index (every block, the watermark, and
+    /// entries of earlier index formats), durably, so it can be rebuilt.
+    fn clear_index(&self) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

@@ -33,8 +33,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    BatchWrite, Record, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store, StoreError,
-    StoredCheckpoint, StoredEvent,
+    BatchWrite, IndexBlock, Record, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store,
+    StoreError, StoredCheckpoint, StoredEvent,
 };
 use crate::merkle::Hash;
 
@@ -49,7 +49,13 @@ const DATA_KEY: u8 = b'k';
 const SEALED: u8 = b'b';
 const ERASED: u8 = b'x';
 const GOVERNANCE: u8 = b'g';
-const INDEX: u8 = b'i';
+/// Search index blocks: `j || bucket || at`.
+const INDEX_BLOCK: u8 = b'j';
+/// Search index entries of the first index format (one key per leaf and
+/// term, empty values): only ever deleted, by `clear_index`.
+const LEGACY_INDEX: u8 = b'i';
+
+const INDEX_WATERMARK_KEY: &[u8] = b"Iwatermark";
 
 const TREE_SIZE_KEY: &[u8] = b"Mtree_size";
 const CHECKPOINT_KEY: &[u8] = b"Mcheckpoint";
@@ -168,11 +174,31 @@ fn verified(full_key: &[u8], stored: &[u8]) -> Result<Vec<u8>, StoreError> {
     Ok(value.to_vec())
 }
 
-fn index_entry_key(entry: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + entry.len());
-    k.push(INDEX);
-    k.extend_from_slice(entry);
+fn index_block_key(bucket: &[u8], at: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + bucket.len() + 8);
+    k.push(INDEX_BLOCK);
+    k.extend_from_slice(bucket);
+    k.extend_from_slice(&at.to_be_bytes());
     k
+}
+
+fn put_index_blocks(batch: &mut sled::Batch, blocks: &[IndexBlock], watermark: Option<u64>) {
+    for block in blocks {
+        let k = index_block_key(&block.bucket, block.at);
+        match &block.value {
+            Some(v) => {
+                let v = checksummed(&k, v);
+                batch.insert(k, v);
+            }
+            None => batch.remove(k),
+        }
+    }
+    if let Some(w) = watermark {
+        batch.insert(
+            INDEX_WATERMARK_KEY,
+            checksummed(INDEX_WATERMARK_KEY, &w.to_be_bytes()),
+        );
+    }
 }
 
 fn decode_u64(v: &[u8], what: &str) -> Result<u64, StoreError> {
@@ -381,9 +407,7 @@ impl Store for SledStore {
             let v = checksummed(&k, value);
             batch.insert(k, v);
         }
-        for entry in &b.index_entries {
-            batch.insert(index_entry_key(entry), &[][..]);
-        }
+        put_index_blocks(&mut batch, &b.index_blocks, b.index_watermark);
         if let Some(cp) = &b.checkpoint {
             batch.insert(CHECKPOINT_KEY, cp.encode());
         }
@@ -552,9 +576,7 @@ impl Store for SledStore {
         for (space, key) in &b.delete {
             batch.remove(record_key(*space, key));
         }
-        for entry in &b.delete_index {
-            batch.remove(index_entry_key(entry));
-        }
+        put_index_blocks(&mut batch, &b.index_blocks, b.index_watermark);
         for index in &b.delete_events {
             batch.remove(&index_key(EVENT, *index)[..]);
         }
@@ -562,19 +584,62 @@ impl Store for SledStore {
         self.sync_applied()
     }
 
-    fn index_scan(&self, prefix: &[u8], below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
-        let start = index_entry_key(&super::index_entry(prefix, 0));
-        let end = index_entry_key(&super::index_entry(prefix, below));
+    fn index_blocks(
+        &self,
+        bucket: &[u8],
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let start = index_block_key(bucket, 0);
+        let end = index_block_key(bucket, below);
         let mut out = Vec::new();
         for item in self.tree.range(start..end).rev().take(limit) {
-            let (k, _) = item.map_err(backend)?;
-            let tail = k
-                .get(k.len().saturating_sub(8)..)
-                .filter(|_| k.len() == 1 + prefix.len() + 8)
-                .ok_or_else(|| StoreError::Corrupt("index entry of the wrong length".into()))?;
-            out.push(decode_u64(tail, "index entry")?);
+            let (k, v) = item.map_err(backend)?;
+            let at = k
+                .get(1 + bucket.len()..)
+                .filter(|_| k.len() == 1 + bucket.len() + 8)
+                .ok_or_else(|| StoreError::Corrupt("index block key of the wrong length".into()))?;
+            out.push((decode_u64(at, "index block key")?, verified(&k, &v)?));
         }
         Ok(out)
+    }
+
+    fn index_watermark(&self) -> Result<Option<u64>, StoreError> {
+        self.get(INDEX_WATERMARK_KEY)?
+            .map(|v| {
+                let v = verified(INDEX_WATERMARK_KEY, &v)?;
+                decode_u64(&v, "search index watermark")
+            })
+            .transpose()
+    }
+
+    fn clear_index(&self) -> Result<(), StoreError> {
+        self.check_synced()?;
+        // The watermark goes first: a crash part way leaves an index
+        // without one, which is cleared again on the next start.
+        self.tree.remove(INDEX_WATERMARK_KEY).map_err(backend)?;
+        self.sync_applied()?;
+        for prefix in [LEGACY_INDEX, INDEX_BLOCK] {
+            loop {
+                let keys: Vec<sled::IVec> = self
+                    .tree
+                    .scan_prefix([prefix])
+                    .keys()
+                    .take(65_536)
+                    .collect::<Result<_, _>>()
+                    .map_err(backend)?;
+                if keys.is_empty() {
+                    break;
+                }
+                let mut batch = sled::Batch::default();
+                for k in keys {
+                    batch.remove(k);
+                }
+                self.tree.apply_batch(batch).map_err(backend)?;
+                self.sync_applied()?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -626,6 +691,23 @@ mod tests {
                 Err(StoreError::Corrupt(_))
             ));
         }
+    }
+
+    #[test]
+    fn clearing_the_index_removes_entries_of_the_first_index_format_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        super::super::conformance::write_sample(&store);
+        // One key per leaf and term, with an empty value.
+        let mut legacy = vec![LEGACY_INDEX];
+        legacy.extend_from_slice(&[7u8; 33]);
+        legacy.extend_from_slice(&5u64.to_be_bytes());
+        store.tree.insert(&legacy, &[][..]).unwrap();
+        store.clear_index().unwrap();
+        assert_eq!(store.tree.scan_prefix([LEGACY_INDEX]).count(), 0);
+        assert_eq!(store.tree.scan_prefix([INDEX_BLOCK]).count(), 0);
+        assert_eq!(store.index_watermark().unwrap(), None);
+        assert_eq!(store.tree_size().unwrap(), 3, "nothing else is touched");
     }
 
     #[test]

@@ -1,0 +1,508 @@
+//! The search index: which leaves carry a search term, kept so that an
+//! append costs the store next to nothing.
+//!
+//! Layout. Each term (an HMAC of a field value, see [`crate::crypto`])
+//! falls in one of 1,024 buckets of its field. The postings of the newest
+//! leaves are kept in memory, in the tail. Once the tail holds
+//! `flush_events` events, a background thread writes it out as one block
+//! per bucket it touched, keyed `(bucket, at)` where `at` is the first leaf
+//! the flush covers, together with the new watermark (the first leaf not
+//! in any block), in one atomic write. A block lists, for each of its
+//! terms, that term's leaves in ascending order. A flush of 32,768 events
+//! writes a few thousand keys where indexing each event on its own would
+//! write five per event; small keys at random places are what the store
+//! spends most on, so this keeps ingest with indexes close to ingest
+//! without them.
+//!
+//! Durability. The index is derived data: each sealed body is written
+//! with its leaf. On start the vault re-derives the tail from the events
+//! at and above the watermark, so an acknowledged event is searchable
+//! before and after a crash, and a missing or cleared index is rebuilt
+//! from the events.
+//!
+//! Reads. Postings at or above the tail's start come from the tail, older
+//! ones from the blocks, newest block first. Blocks from different
+//! flushes cover disjoint ranges of leaves, so a scan from the newest
+//! block down yields each leaf once, in descending order.
+//!
+//! Removal (erasure, retention) rewrites the blocks that hold the removed
+//! postings, in the same atomic change that destroys the bodies, and then
+//! drops them from the tail. Flushes and removals are serialised, so a
+//! flush never writes back a posting a removal took out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::crypto::Term;
+use crate::store::{IndexBlock, RecordBatch, Store, StoreError};
+
+/// Events kept in the tail before a flush is started.
+pub const DEFAULT_FLUSH_EVENTS: usize = 32_768;
+/// With this many flushes' worth of events in the tail (the flusher fell
+/// behind), the appending thread flushes itself: the tail's memory is
+/// bounded.
+const BACKLOG_FLUSHES: usize = 4;
+/// Blocks read per store call while scanning.
+const BLOCKS_PER_READ: usize = 16;
+/// Length of a term: field tag and HMAC.
+const TERM_LEN: usize = 33;
+
+/// The bucket of `term`: its field tag and the top 10 bits of its HMAC.
+pub(crate) fn bucket(term: &Term) -> [u8; 3] {
+    [term.0[0], term.0[1], term.0[2] & 0xC0]
+}
+
+/// The postings of one block, by term.
+type Groups = BTreeMap<Term, Vec<u64>>;
+
+/// `(term(33) || u32 BE count || count x u64 BE leaf index)*`, terms in
+/// ascending order, each term's leaves ascending.
+fn encode_block(groups: &Groups) -> Vec<u8> {
+    let size: usize = groups.values().map(|l| TERM_LEN + 4 + 8 * l.len()).sum();
+    let mut out = Vec::with_capacity(size);
+    for (term, leaves) in groups {
+        out.extend_from_slice(&term.0);
+        out.extend_from_slice(&(leaves.len() as u32).to_be_bytes());
+        for i in leaves {
+            out.extend_from_slice(&i.to_be_bytes());
+        }
+    }
+    out
+}
+
+/// The groups of a stored block, in order: each term with its leaves.
+/// Fails on a block that is not in the shape `encode_block` writes.
+fn block_groups(value: &[u8]) -> impl Iterator<Item = Result<(Term, Vec<u64>), StoreError>> + '_ {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("search index block {what}"));
+    let mut rest = value;
+    let mut previous: Option<Term> = None;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let group = (|| {
+            let (term, after) = rest
+                .split_first_chunk::<TERM_LEN>()
+                .ok_or_else(|| corrupt("is truncated in a term"))?;
+            let (count, after) = after
+                .split_first_chunk::<4>()
+                .ok_or_else(|| corrupt("is truncated in a count"))?;
+            let bytes = (u32::from_be_bytes(*count) as usize)
+                .checked_mul(8)
+                .filter(|n| *n <= after.len())
+                .ok_or_else(|| corrupt("is truncated in a leaf list"))?;
+            let leaves: Vec<u64> = after[..bytes]
+                .chunks_exact(8)
+                .map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect();
+            if leaves.is_empty() || leaves.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(corrupt("has a leaf list that is empty or out of order"));
+            }
+            let term = Term(*term);
+            if previous.is_some_and(|p| p >= term) {
+                return Err(corrupt("has its terms out of order"));
+            }
+            previous = Some(term);
+            rest = &after[bytes..];
+            Ok((term, leaves))
+        })();
+        if group.is_err() {
+            // Stop after reporting the damage.
+            rest = &[];
+        }
+        Some(group)
+    })
+}
+
+fn decode_block(value: &[u8]) -> Result<Groups, StoreError> {
+    block_groups(value).collect()
+}
+
+/// The leaves of `term` in a stored block.
+fn leaves_in_block(value: &[u8], term: &Term) -> Result<Vec<u64>, StoreError> {
+    for group in block_groups(value) {
+        let (t, leaves) = group?;
+        if t == *term {
+            return Ok(leaves);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// The postings of the newest leaves, in memory.
+#[derive(Default)]
+struct Tail {
+    /// The first leaf of the tail: the store's watermark.
+    from: u64,
+    /// The first leaf after the tail.
+    to: u64,
+    /// Events added since `from`.
+    events: usize,
+    /// Leaves by term, ascending.
+    postings: HashMap<Term, Vec<u64>>,
+}
+
+/// The search index of a vault (see the module comment).
+pub(crate) struct SearchIndex {
+    store: Arc<dyn Store>,
+    tail: RwLock<Tail>,
+    /// Serialises flushes and removals.
+    writing: Mutex<()>,
+    flush_events: usize,
+    /// Wakes the background flusher, once started.
+    wake: Mutex<Option<SyncSender<()>>>,
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Backend("search index lock poisoned".into())
+}
+
+/// A planned removal: holds off flushes until it is applied or dropped.
+pub(crate) struct Removal<'a> {
+    _writing: MutexGuard<'a, ()>,
+    /// Postings to drop from the tail once the blocks are committed.
+    tail: Vec<(Term, u64)>,
+}
+
+impl SearchIndex {
+    /// An index whose blocks in `store` cover the leaves below `from`,
+    /// with an empty tail.
+    pub(crate) fn new(store: Arc<dyn Store>, from: u64, flush_events: usize) -> SearchIndex {
+        SearchIndex {
+            store,
+            tail: RwLock::new(Tail {
+                from,
+                to: from,
+                ..Tail::default()
+            }),
+            writing: Mutex::new(()),
+            flush_events: flush_events.max(1),
+            wake: Mutex::new(None),
+        }
+    }
+
+    /// Starts the background flusher. It holds the index weakly and stops
+    /// once the index is dropped.
+    pub(crate) fn start_flusher(self: &Arc<Self>) -> Result<(), StoreError> {
+        let (tx, rx) = sync_channel::<()>(1);
+        let index = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("search-index".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    let Some(index) = index.upgrade() else { break };
+                    if let Err(e) = index.flush() {
+                        tracing::error!(error = %e, "writing the search index failed; it is retried at the next flush and rebuilt from the events on restart");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("couldn't start the index flusher: {e}")))?;
+        *self.wake.lock().map_err(|_| poisoned())? = Some(tx);
+        Ok(())
+    }
+
+    /// The first leaf not held in the store's blocks.
+    pub(crate) fn watermark(&self) -> Result<u64, StoreError> {
+        Ok(self.tail.read().map_err(|_| poisoned())?.from)
+    }
+
+    /// Events in the tail.
+    #[cfg(test)]
+    pub(crate) fn tail_events(&self) -> Result<usize, StoreError> {
+        Ok(self.tail.read().map_err(|_| poisoned())?.events)
+    }
+
+    /// Adds the postings of `events` committed events, which end the log at
+    /// leaf `to`. Called once the events are durable; starts a flush when
+    /// the tail is full, and flushes on the calling thread when the
+    /// flusher fell far behind.
+    pub(crate) fn append(
+        &self,
+        to: u64,
+        events: usize,
+        postings: Vec<(Term, u64)>,
+    ) -> Result<(), StoreError> {
+        let held = {
+            let mut tail = self.tail.write().map_err(|_| poisoned())?;
+            for (term, index) in postings {
+                let leaves = tail.postings.entry(term).or_default();
+                if leaves.last().is_none_or(|last| *last < index) {
+                    leaves.push(index);
+                }
+            }
+            tail.to = tail.to.max(to);
+            tail.events += events;
+            tail.events
+        };
+        if held >= self.flush_events * BACKLOG_FLUSHES {
+            return self.flush();
+        }
+        if held >= self.flush_events {
+            let wake = self.wake.lock().map_err(|_| poisoned())?;
+            match wake.as_ref().map(|tx| tx.try_send(())) {
+                // No flusher (a check, or a rebuild before it starts).
+                None | Some(Err(TrySendError::Disconnected(_))) => {
+                    drop(wake);
+                    return self.flush();
+                }
+                // Sent, or a wake-up is already pending.
+                Some(Ok(())) | Some(Err(TrySendError::Full(_))) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the tail out as blocks and moves the watermark past it.
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        let _writing = self.writing.lock().map_err(|_| poisoned())?;
+        let (from, to, events, mut buckets) = {
+            let tail = self.tail.read().map_err(|_| poisoned())?;
+            if tail.to == tail.from {
+                return Ok(());
+            }
+            let mut buckets: BTreeMap<[u8; 3], Groups> = BTreeMap::new();
+            for (term, leaves) in &tail.postings {
+                buckets
+                    .entry(bucket(term))
+                    .or_default()
+                    .insert(*term, leaves.clone());
+            }
+            (tail.from, tail.to, tail.events, buckets)
+        };
+        let blocks = std::mem::take(&mut buckets)
+            .into_iter()
+            .map(|(b, groups)| IndexBlock {
+                bucket: b.to_vec(),
+                at: from,
+                value: Some(encode_block(&groups)),
+            })
+            .collect();
+        self.store.commit_records(&RecordBatch {
+            index_blocks: blocks,
+            index_watermark: Some(to),
+            ..RecordBatch::default()
+        })?;
+        let mut tail = self.tail.write().map_err(|_| poisoned())?;
+        tail.postings.retain(|_, leaves| {
+            let flushed = leaves.partition_point(|i| *i < to);
+            leaves.drain(..flushed);
+            !leaves.is_empty()
+        });
+        tail.from = to;
+        tail.events -= events;
+        Ok(())
+    }
+
+    /// The leaves under `term` below `below`, newest first, at most `limit`.
+    pub(crate) fn scan(
+        &self,
+        term: &Term,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let (mut out, from) = {
+            let tail = self.tail.read().map_err(|_| poisoned())?;
+            let newest: Vec<u64> = tail
+                .postings
+                .get(term)
+                .map(|leaves| {
+                    let end = leaves.partition_point(|i| *i < below);
+                    leaves[..end].iter().rev().take(limit).copied().collect()
+                })
+                .unwrap_or_default();
+            (newest, tail.from)
+        };
+        // Blocks written after the tail was read start at or above `from`
+        // and are left out: their postings were in the tail.
+        let mut below = below.min(from);
+        let b = bucket(term);
+        while out.len() < limit && below > 0 {
+            let blocks = self.store.index_blocks(&b, below, BLOCKS_PER_READ)?;
+            if blocks.is_empty() {
+                break;
+            }
+            for (at, value) in blocks {
+                for i in leaves_in_block(&value, term)?
+                    .into_iter()
+                    .rev()
+                    .filter(|i| *i < below)
+                {
+                    out.push(i);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+                below = at;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Plans taking `postings` out of the index: the rewritten blocks,
+    /// to commit with the caller's change, and the tail postings, which
+    /// [`Removal::apply`] drops after the commit. No flush runs until the
+    /// removal is applied or dropped.
+    pub(crate) fn plan_removal(
+        &self,
+        postings: &[(Term, u64)],
+    ) -> Result<(Removal<'_>, Vec<IndexBlock>), StoreError> {
+        let writing = self.writing.lock().map_err(|_| poisoned())?;
+        let from = self.watermark()?;
+        let mut tail = Vec::new();
+        let mut changed: BTreeMap<([u8; 3], u64), Groups> = BTreeMap::new();
+        for (term, index) in postings {
+            if *index >= from {
+                tail.push((*term, *index));
+                continue;
+            }
+            let b = bucket(term);
+            let Some((at, value)) = self.store.index_blocks(&b, index + 1, 1)?.pop() else {
+                continue;
+            };
+            let groups = match changed.entry((b, at)) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(decode_block(&value)?),
+            };
+            if let Some(leaves) = groups.get_mut(term) {
+                leaves.retain(|i| i != index);
+                if leaves.is_empty() {
+                    groups.remove(term);
+                }
+            }
+        }
+        let blocks = changed
+            .into_iter()
+            .map(|((b, at), groups)| IndexBlock {
+                bucket: b.to_vec(),
+                at,
+                value: (!groups.is_empty()).then(|| encode_block(&groups)),
+            })
+            .collect();
+        Ok((
+            Removal {
+                _writing: writing,
+                tail,
+            },
+            blocks,
+        ))
+    }
+}
+
+impl Removal<'_> {
+    /// Drops the removed postings from the tail of `index`, once the
+    /// rewritten blocks are committed.
+    pub(crate) fn apply(self, index: &SearchIndex) -> Result<(), StoreError> {
+        let mut tail = index.tail.write().map_err(|_| poisoned())?;
+        for (term, i) in &self.tail {
+            if let Some(leaves) = tail.postings.get_mut(term) {
+                leaves.retain(|l| l != i);
+                if leaves.is_empty() {
+                    tail.postings.remove(term);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn term(tag: u8, n: u8) -> Term {
+        let mut t = [n; TERM_LEN];
+        t[0] = tag;
+        Term(t)
+    }
+
+    #[test]
+    fn a_block_round_trips_and_a_damaged_one_is_refused() {
+        let mut groups = Groups::new();
+        groups.insert(term(b's', 1), vec![3, 9, 200]);
+        groups.insert(term(b's', 2), vec![4]);
+        let bytes = encode_block(&groups);
+        assert_eq!(decode_block(&bytes).unwrap(), groups);
+        assert!(decode_block(&bytes[..bytes.len() - 1]).is_err());
+        let mut unordered = bytes.clone();
+        // The second leaf of the first term (9) becomes 2, below 3.
+        unordered[TERM_LEN + 4 + 15] = 2;
+        assert!(decode_block(&unordered).is_err());
+    }
+
+    #[test]
+    fn scans_merge_the_tail_with_the_blocks_newest_first() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let index = SearchIndex::new(store.clone(), 0, 4);
+        let (a, b) = (term(b's', 1), term(b's', 2));
+        // Three flushes' worth and a tail: a on even leaves, b on odd ones.
+        for i in 0..14u64 {
+            let t = if i % 2 == 0 { a } else { b };
+            index.append(i + 1, 1, vec![(t, i)]).unwrap();
+        }
+        assert_eq!(index.watermark().unwrap(), 12);
+        assert_eq!(store.index_watermark().unwrap(), Some(12));
+        assert_eq!(index.tail_events().unwrap(), 2);
+        assert_eq!(
+            index.scan(&a, u64::MAX, 100).unwrap(),
+            vec![12, 10, 8, 6, 4, 2, 0]
+        );
+        assert_eq!(index.scan(&b, 12, 100).unwrap(), vec![11, 9, 7, 5, 3, 1]);
+        assert_eq!(index.scan(&a, 9, 2).unwrap(), vec![8, 6]);
+        assert_eq!(index.scan(&a, 1, 100).unwrap(), vec![0]);
+        assert!(
+            index
+                .scan(&term(b's', 3), u64::MAX, 100)
+                .unwrap()
+                .is_empty()
+        );
+        // Reopened from the store alone, the blocks still answer below
+        // the watermark.
+        let reopened = SearchIndex::new(store, 12, 4);
+        assert_eq!(
+            reopened.scan(&a, u64::MAX, 100).unwrap(),
+            vec![10, 8, 6, 4, 2, 0]
+        );
+    }
+
+    #[test]
+    fn removal_rewrites_blocks_and_the_tail_and_deletes_empty_blocks() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let index = SearchIndex::new(store.clone(), 0, 3);
+        let (a, b) = (term(b'a', 1), term(b'a', 7));
+        for i in 0..5u64 {
+            let postings = if i < 3 {
+                vec![(a, i), (b, i)]
+            } else {
+                vec![(a, i)]
+            };
+            index.append(i + 1, 1, postings).unwrap();
+        }
+        assert_eq!(index.watermark().unwrap(), 3);
+        // b lives only in the first block; remove all of it, one of a's
+        // block postings and one of a's tail postings.
+        let (removal, blocks) = index
+            .plan_removal(&[(b, 0), (b, 1), (b, 2), (a, 1), (a, 4)])
+            .unwrap();
+        store
+            .commit_records(&RecordBatch {
+                index_blocks: blocks,
+                ..RecordBatch::default()
+            })
+            .unwrap();
+        removal.apply(&index).unwrap();
+        assert!(index.scan(&b, u64::MAX, 10).unwrap().is_empty());
+        assert_eq!(index.scan(&a, u64::MAX, 10).unwrap(), vec![3, 2, 0]);
+        // b's bucket differs from a's: its block is gone.
+        assert_ne!(bucket(&a), bucket(&b));
+        assert!(
+            store
+                .index_blocks(&bucket(&b), u64::MAX, 10)
+                .unwrap()
+                .is_empty()
+        );
+        index.flush().unwrap();
+        assert_eq!(index.scan(&a, u64::MAX, 10).unwrap(), vec![3, 2, 0]);
+    }
+}
