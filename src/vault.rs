@@ -585,7 +585,11 @@ impl Vault {
         let (removal, blocks) = self.index.plan_removal(&postings)?;
         batch.index_blocks = blocks;
         self.commit_destroying(&mut st, batch, &destroyed, replaced)?;
-        removal.apply(&self.index)?;
+        // Durable now; the stored blocks no longer list the erased events,
+        // and neither does the index rebuilt on the next start.
+        if let Err(e) = removal.apply(&self.index) {
+            tracing::error!(error = %e, "erased events stay in the in-memory search index until restart; their bodies are gone");
+        }
         Ok(outcome)
     }
 
@@ -776,9 +780,16 @@ impl Store for Vault {
         // Only keys that are durable enter the cache.
         st.cache.extend(new_keys);
         // The postings are searchable before the events are acknowledged;
-        // the index writes them out later (see `index`).
-        self.index
+        // the index writes them out later (see `index`). The batch is
+        // durable now, so a failure here must not fail it: the index is
+        // derived from the events and is rebuilt from them on restart.
+        if let Err(e) = self
+            .index
             .append(batch.tree_size, batch.events.len(), postings)
+        {
+            tracing::error!(error = %e, "the search index could not take a committed batch; restart the server to rebuild it");
+        }
+        Ok(())
     }
 
     fn put_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
