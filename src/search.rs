@@ -233,6 +233,7 @@ mod tests {
         PreparedEvent {
             id: None,
             commitment: crate::event::commitment(&salt, &canonical),
+            terms: None,
             canonical,
             salt,
         }

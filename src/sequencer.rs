@@ -149,6 +149,10 @@ pub struct PreparedEvent {
     pub salt: [u8; 32],
     /// `commitment(salt, canonical)`.
     pub commitment: Hash,
+    /// The event's search terms ([`crate::vault::Vault::terms_of`] under the
+    /// submitting app), when the submitter computed them: that work then
+    /// happens on the request's thread instead of the sequencer's.
+    pub terms: Option<Vec<crate::crypto::Term>>,
 }
 
 impl PreparedEvent {
@@ -885,6 +889,7 @@ impl State {
                         event: std::mem::take(&mut ev.canonical),
                     },
                 ));
+                write.event_terms.push(ev.terms.take());
                 write.leaf_index.push((leaf_hash, index));
                 let receipt = EntryReceipt {
                     index,
@@ -901,6 +906,7 @@ impl State {
             receipts.push(entries);
         }
         write.tree_size = self.edge.size();
+        write.received_ms = Some(received_ms);
         write.tiles = done.tiles;
         write
             .tiles

@@ -696,16 +696,29 @@ impl Store for Vault {
         if batch.events.is_empty() {
             return self.inner.commit(batch);
         }
-        let received = Vault::received_times(batch);
+        let received = match batch.received_ms {
+            Some(_) => HashMap::new(),
+            None => Vault::received_times(batch),
+        };
         // Parsing, index terms and key ids need no lock: spread them over
         // the cores, as the sealing below. Only finding the data keys is
         // serial.
-        let prepared = par_map(&batch.events, |(index, ev)| {
-            let fields: Option<IndexedFields> = serde_json::from_slice(&ev.event).ok();
-            let received_ms = received
-                .get(index)
-                .copied()
+        let hinted = |i: usize| batch.event_terms.get(i).and_then(Option::as_ref);
+        let numbered: Vec<(usize, &(u64, StoredEvent))> = batch.events.iter().enumerate().collect();
+        let prepared = par_map(&numbered, |(i, (index, ev))| {
+            let received_ms = batch
+                .received_ms
+                .or_else(|| received.get(index).copied())
                 .unwrap_or_else(crate::sequencer::now_ms);
+            if let Some(terms) = hinted(*i) {
+                // Computed by the submitter (see `PreparedEvent::terms`).
+                let subject = terms.iter().find(|t| t.0[0] == Field::Subject.tag());
+                return (
+                    self.key_id_for(&ev.app, subject, received_ms),
+                    terms.clone(),
+                );
+            }
+            let fields: Option<IndexedFields> = serde_json::from_slice(&ev.event).ok();
             let Some(f) = fields else {
                 return (self.key_id_for(&ev.app, None, received_ms), Vec::new());
             };
@@ -720,6 +733,8 @@ impl Store for Vault {
             tiles: batch.tiles.clone(),
             bundles: batch.bundles.clone(),
             events: Vec::new(),
+            event_terms: Vec::new(),
+            received_ms: batch.received_ms,
             dedupe: batch.dedupe.clone(),
             leaf_index: batch.leaf_index.clone(),
             checkpoint: batch.checkpoint.clone(),
@@ -1333,6 +1348,47 @@ mod tests {
                 None => "d/app/2026-11-18".to_string(),
             };
             assert_eq!(String::from_utf8(key).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn terms_and_receive_time_given_by_the_writer_seal_and_index_as_derived_ones() {
+        let master = MasterKey::from_bytes([1; 32]);
+        let plain = batch(&[(0, Some("alice")), (1, None), (2, Some("bob"))]);
+        let derived = Arc::new(MemoryStore::new());
+        Vault::new(derived.clone(), &master)
+            .unwrap()
+            .commit(&plain)
+            .unwrap();
+        let given = Arc::new(MemoryStore::new());
+        let vault = Vault::new(given.clone(), &master).unwrap();
+        let mut hinted = plain.clone();
+        hinted.event_terms = plain
+            .events
+            .iter()
+            .map(|(_, e)| {
+                let ev: AuditEvent = serde_json::from_slice(&e.event).unwrap();
+                Some(vault.terms_of(&e.app, &ev))
+            })
+            .collect();
+        hinted.received_ms = Some(1_795_000_000_000);
+        vault.commit(&hinted).unwrap();
+        for i in 0..3 {
+            assert_eq!(key_id_of(given.as_ref(), i), key_id_of(derived.as_ref(), i));
+            assert_eq!(
+                vault.event(i).unwrap(),
+                Some(plain.events[i as usize].1.clone())
+            );
+        }
+        let again = Vault::new(derived, &master).unwrap();
+        for (field, value) in [
+            (Field::Subject, "alice"),
+            (Field::Subject, "bob"),
+            (Field::Actor, "MARKER-actor"),
+            (Field::App, "billing"),
+        ] {
+            let scan = |v: &Vault| v.scan(&v.term(field, value), u64::MAX, 10).unwrap();
+            assert_eq!(scan(&vault), scan(&again), "{value}");
         }
     }
 

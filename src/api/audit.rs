@@ -118,6 +118,7 @@ pub(super) async fn record_access(
     let prepared = PreparedEvent {
         id: None,
         commitment: event::commitment(&salt, &canonical),
+        terms: None,
         canonical,
         salt,
     };
@@ -661,6 +662,7 @@ mod tests {
                 vec![PreparedEvent {
                     id: None,
                     commitment: event::commitment(&salt, &canonical),
+                    terms: None,
                     canonical,
                     salt,
                 }],

@@ -149,11 +149,13 @@ pub(super) async fn submit_events(
     for (ev, salt) in events.into_iter().zip(salts) {
         let canonical = ev.canonical_bytes();
         let commitment = event::commitment(&salt, &canonical);
+        let terms = Some(st.vault.terms_of(&app, &ev));
         prepared.push(PreparedEvent {
             id: ev.id,
             canonical,
             salt,
             commitment,
+            terms,
         });
     }
     let mut receipt = st.sequencer.submit(app, prepared, wait).await?;

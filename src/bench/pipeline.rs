@@ -7,7 +7,8 @@
 //! canonicalised, salted, committed) by concurrent submitters. The only
 //! difference: the *sealed* run puts the [`Vault`] between the sequencer
 //! and sled, exactly as `serve` does (events sealed under per-subject data
-//! keys, HMAC index entries, data keys wrapped into the keyring); the
+//! keys, HMAC search terms computed by the submitters as the request
+//! handlers do and indexed, data keys wrapped into the keyring); the
 //! *plain* run hands the sequencer the sled store itself, so events are
 //! stored as the bare store stores them and nothing is indexed.
 //!
@@ -181,8 +182,13 @@ fn storage(e: impl std::fmt::Display) -> BenchError {
     BenchError::Storage(e.to_string())
 }
 
-/// Prepares one submission the way `POST /v1/events` does.
+/// The app of every generated event.
+const APP: &str = "bench";
+
+/// Prepares one submission the way `POST /v1/events` does: with a vault
+/// (the sealed run), also the events' search terms.
 fn prepare(
+    vault: Option<&Vault>,
     population: &Population,
     run: &str,
     first: u64,
@@ -205,6 +211,7 @@ fn prepare(
             PreparedEvent {
                 id: ev.id.clone(),
                 commitment: event::commitment(&salt, &canonical),
+                terms: vault.map(|v| v.terms_of(APP, &ev)),
                 canonical,
                 salt,
             }
@@ -214,6 +221,7 @@ fn prepare(
 
 async fn submit_all(
     handle: SequencerHandle,
+    vault: Option<Arc<Vault>>,
     opts: PipelineOptions,
     run: Arc<String>,
     next: Arc<AtomicU64>,
@@ -232,8 +240,15 @@ async fn submit_all(
         let started = Instant::now();
         let receipt = loop {
             // A refused submission is prepared anew, as a retried request would be.
-            let prepared = prepare(&opts.population, &run, first, count, &limits)?;
-            match handle.submit("bench".to_string(), prepared, false).await {
+            let prepared = prepare(
+                vault.as_deref(),
+                &opts.population,
+                &run,
+                first,
+                count,
+                &limits,
+            )?;
+            match handle.submit(APP.to_string(), prepared, false).await {
                 Ok(r) => break r,
                 Err(SubmitError::Busy) => tokio::time::sleep(Duration::from_millis(1)).await,
                 Err(e) => return Err(storage(e)),
@@ -256,18 +271,22 @@ fn one_run(opts: &PipelineOptions, sealed: bool, n: usize) -> Result<PipelineRun
         .join(format!("{}-{n}", if sealed { "sealed" } else { "plain" }));
     std::fs::create_dir_all(&dir).map_err(storage)?;
     let sled = Arc::new(SledStore::open(&dir.join("db")).map_err(storage)?);
-    let store: Arc<dyn Store> = if sealed {
+    let vault = if sealed {
         let master = MasterKey::generate().map_err(storage)?;
-        Arc::new(
+        Some(Arc::new(
             Vault::open(
                 sled.clone(),
                 &master,
                 KeyringHome::File(dir.join(KEYRING_FILE)),
             )
             .map_err(storage)?,
-        )
+        ))
     } else {
-        sled.clone()
+        None
+    };
+    let store: Arc<dyn Store> = match &vault {
+        Some(v) => v.clone(),
+        None => sled.clone(),
     };
     let keys = crate::note::keys::LogKeys::generate().map_err(storage)?;
     let origin = "bench.invalid/pipeline";
@@ -297,15 +316,16 @@ fn one_run(opts: &PipelineOptions, sealed: bool, n: usize) -> Result<PipelineRun
     let outcome = rt.block_on(async {
         let tasks: Vec<_> = (0..opts.clients)
             .map(|_| {
-                let (h, o, r, n, f) = (
+                let (h, v, o, r, n, f) = (
                     seq.handle(),
+                    vault.clone(),
                     opts.clone(),
                     run.clone(),
                     next.clone(),
                     failed.clone(),
                 );
                 tokio::spawn(async move {
-                    let out = submit_all(h, o, r, n, f.clone()).await;
+                    let out = submit_all(h, v, o, r, n, f.clone()).await;
                     if out.is_err() {
                         f.store(true, Ordering::Relaxed);
                     }

@@ -63,6 +63,7 @@ fn build_log() -> (Arc<MemoryStore>, LogKeys) {
                     PreparedEvent {
                         id,
                         commitment: crate::event::commitment(&salt, &canonical),
+                        terms: None,
                         canonical,
                         salt,
                     }

@@ -137,11 +137,16 @@ struct Tail {
     from: u64,
     /// The first leaf after the tail.
     to: u64,
-    /// Events added since `from`.
+    /// Events in `postings`.
     events: usize,
-    /// Leaves by term, ascending.
-    postings: HashMap<Term, Vec<u64>>,
+    /// Leaves by term, ascending; all above those in `flushing`.
+    postings: Postings,
+    /// While a flush writes them: the postings it writes (the leaves from
+    /// `from` on), searchable here until the write is done.
+    flushing: Option<Arc<Postings>>,
 }
+
+type Postings = HashMap<Term, Vec<u64>>;
 
 /// The search index of a vault (see the module comment).
 pub(crate) struct SearchIndex {
@@ -254,44 +259,70 @@ impl SearchIndex {
     }
 
     /// Writes the tail out as blocks and moves the watermark past it.
+    /// Appends and searches go on meanwhile: the postings being written
+    /// move aside (still searchable), and new ones start afresh.
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
         let _writing = self.writing.lock().map_err(|_| poisoned())?;
-        let (from, to, events, mut buckets) = {
-            let tail = self.tail.read().map_err(|_| poisoned())?;
+        let (from, to, events, postings) = {
+            let mut tail = self.tail.write().map_err(|_| poisoned())?;
             if tail.to == tail.from {
                 return Ok(());
             }
-            let mut buckets: BTreeMap<[u8; 3], Groups> = BTreeMap::new();
-            for (term, leaves) in &tail.postings {
-                buckets
-                    .entry(bucket(term))
-                    .or_default()
-                    .insert(*term, leaves.clone());
-            }
-            (tail.from, tail.to, tail.events, buckets)
+            let postings = Arc::new(std::mem::take(&mut tail.postings));
+            let events = std::mem::take(&mut tail.events);
+            tail.flushing = Some(postings.clone());
+            (tail.from, tail.to, events, postings)
         };
-        let blocks = std::mem::take(&mut buckets)
+        let written = self.write_blocks(from, to, &postings);
+        let mut tail = self.tail.write().map_err(|_| poisoned())?;
+        tail.flushing = None;
+        if let Err(e) = written {
+            // Back under the newer postings, for the next flush.
+            let newer = std::mem::take(&mut tail.postings);
+            tail.postings = Arc::unwrap_or_clone(postings);
+            for (term, leaves) in newer {
+                tail.postings.entry(term).or_default().extend(leaves);
+            }
+            tail.events += events;
+            return Err(e);
+        }
+        tail.from = to;
+        Ok(())
+    }
+
+    /// One block per bucket of `postings` at `from`, and the watermark `to`,
+    /// in one atomic write.
+    fn write_blocks(&self, from: u64, to: u64, postings: &Postings) -> Result<(), StoreError> {
+        let mut sorted: Vec<(&Term, &Vec<u64>)> = postings.iter().collect();
+        sorted.sort_unstable_by_key(|(term, _)| **term);
+        let mut blocks = Vec::new();
+        let mut groups = Groups::new();
+        for (term, leaves) in sorted {
+            if groups
+                .first_key_value()
+                .is_some_and(|(t, _)| bucket(t) != bucket(term))
+            {
+                blocks.push(std::mem::take(&mut groups));
+            }
+            groups.insert(*term, leaves.clone());
+        }
+        blocks.push(groups);
+        let blocks = blocks
             .into_iter()
-            .map(|(b, groups)| IndexBlock {
-                bucket: b.to_vec(),
-                at: from,
-                value: Some(encode_block(&groups)),
+            .filter_map(|groups| {
+                let (first, _) = groups.first_key_value()?;
+                Some(IndexBlock {
+                    bucket: bucket(first).to_vec(),
+                    at: from,
+                    value: Some(encode_block(&groups)),
+                })
             })
             .collect();
         self.store.commit_records(&RecordBatch {
             index_blocks: blocks,
             index_watermark: Some(to),
             ..RecordBatch::default()
-        })?;
-        let mut tail = self.tail.write().map_err(|_| poisoned())?;
-        tail.postings.retain(|_, leaves| {
-            let flushed = leaves.partition_point(|i| *i < to);
-            leaves.drain(..flushed);
-            !leaves.is_empty()
-        });
-        tail.from = to;
-        tail.events -= events;
-        Ok(())
+        })
     }
 
     /// The leaves under `term` below `below`, newest first, at most `limit`.
@@ -303,14 +334,15 @@ impl SearchIndex {
     ) -> Result<Vec<u64>, StoreError> {
         let (mut out, from) = {
             let tail = self.tail.read().map_err(|_| poisoned())?;
-            let newest: Vec<u64> = tail
-                .postings
-                .get(term)
-                .map(|leaves| {
+            let mut newest = Vec::new();
+            let flushing = tail.flushing.as_deref();
+            for postings in std::iter::once(&tail.postings).chain(flushing) {
+                if let Some(leaves) = postings.get(term) {
                     let end = leaves.partition_point(|i| *i < below);
-                    leaves[..end].iter().rev().take(limit).copied().collect()
-                })
-                .unwrap_or_default();
+                    let room = limit.saturating_sub(newest.len());
+                    newest.extend(leaves[..end].iter().rev().take(room));
+                }
+            }
             (newest, tail.from)
         };
         // Blocks written after the tail was read start at or above `from`
