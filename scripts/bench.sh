@@ -52,7 +52,7 @@ SEARCH_REQUESTS=${SEARCH_REQUESTS:-1000}
 SEARCH_CLIENTS=${SEARCH_CLIENTS:-4}
 SEARCH_TIME_BUDGET=${SEARCH_TIME_BUDGET:-1500}
 PIPELINE_EVENTS=${PIPELINE_EVENTS:-200000}
-PIPELINE_ROUNDS=${PIPELINE_ROUNDS:-2}
+PIPELINE_ROUNDS=${PIPELINE_ROUNDS:-3}
 SKIP_INGEST=${SKIP_INGEST:-0}
 # The machine may be shared: a server whose resident memory passes this is
 # killed and the run fails (default: half the machine's memory).

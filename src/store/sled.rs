@@ -49,8 +49,14 @@ const DATA_KEY: u8 = b'k';
 const SEALED: u8 = b'b';
 const ERASED: u8 = b'x';
 const GOVERNANCE: u8 = b'g';
-/// Search index blocks: `j || bucket || at`.
+/// Search index blocks: `j || at || bucket`. All blocks of one flush share
+/// `at` and so lie side by side, after every earlier flush's: a flush
+/// appends to the end of the keyspace instead of adding one key to each of
+/// thousands of tree nodes.
 const INDEX_BLOCK: u8 = b'j';
+/// One empty key `J || at` per `at` that has blocks: where a scan of one
+/// bucket looks.
+const INDEX_AT: u8 = b'J';
 /// Search index entries of the first index format (one key per leaf and
 /// term, empty values): only ever deleted, by `clear_index`.
 const LEGACY_INDEX: u8 = b'i';
@@ -175,10 +181,16 @@ fn verified(full_key: &[u8], stored: &[u8]) -> Result<Vec<u8>, StoreError> {
 }
 
 fn index_block_key(bucket: &[u8], at: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + bucket.len() + 8);
+    let mut k = Vec::with_capacity(1 + 8 + bucket.len());
     k.push(INDEX_BLOCK);
-    k.extend_from_slice(bucket);
     k.extend_from_slice(&at.to_be_bytes());
+    k.extend_from_slice(bucket);
+    k
+}
+
+fn index_at_key(at: u64) -> [u8; 9] {
+    let mut k = [INDEX_AT; 9];
+    k[1..].copy_from_slice(&at.to_be_bytes());
     k
 }
 
@@ -189,6 +201,7 @@ fn put_index_blocks(batch: &mut sled::Batch, blocks: &[IndexBlock], watermark: O
             Some(v) => {
                 let v = checksummed(&k, v);
                 batch.insert(k, v);
+                batch.insert(&index_at_key(block.at)[..], &[][..]);
             }
             None => batch.remove(k),
         }
@@ -590,16 +603,18 @@ impl Store for SledStore {
         below: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let start = index_block_key(bucket, 0);
-        let end = index_block_key(bucket, below);
         let mut out = Vec::new();
-        for item in self.tree.range(start..end).rev().take(limit) {
-            let (k, v) = item.map_err(backend)?;
-            let at = k
-                .get(1 + bucket.len()..)
-                .filter(|_| k.len() == 1 + bucket.len() + 8)
-                .ok_or_else(|| StoreError::Corrupt("index block key of the wrong length".into()))?;
-            out.push((decode_u64(at, "index block key")?, verified(&k, &v)?));
+        let ats = self.tree.range(index_at_key(0)..index_at_key(below)).rev();
+        for item in ats {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = item.map_err(backend)?;
+            let at = decode_u64(&k[1..], "index block position")?;
+            let key = index_block_key(bucket, at);
+            if let Some(v) = self.tree.get(&key).map_err(backend)? {
+                out.push((at, verified(&key, &v)?));
+            }
         }
         Ok(out)
     }
@@ -619,7 +634,7 @@ impl Store for SledStore {
         // without one, which is cleared again on the next start.
         self.tree.remove(INDEX_WATERMARK_KEY).map_err(backend)?;
         self.sync_applied()?;
-        for prefix in [LEGACY_INDEX, INDEX_BLOCK] {
+        for prefix in [LEGACY_INDEX, INDEX_BLOCK, INDEX_AT] {
             loop {
                 let keys: Vec<sled::IVec> = self
                     .tree
@@ -706,6 +721,7 @@ mod tests {
         store.clear_index().unwrap();
         assert_eq!(store.tree.scan_prefix([LEGACY_INDEX]).count(), 0);
         assert_eq!(store.tree.scan_prefix([INDEX_BLOCK]).count(), 0);
+        assert_eq!(store.tree.scan_prefix([INDEX_AT]).count(), 0);
         assert_eq!(store.index_watermark().unwrap(), None);
         assert_eq!(store.tree_size().unwrap(), 3, "nothing else is touched");
     }
