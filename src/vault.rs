@@ -416,13 +416,29 @@ impl Vault {
     /// receive month, or (no subject) per app and receive day. Small key
     /// scopes keep the cost of replacing a key (when some of its events
     /// are erased) bounded.
-    fn key_id_for(&self, app: &str, subject: Option<&Term>, received_ms: i64) -> Vec<u8> {
-        let day = crate::event::format_rfc3339_ms(received_ms);
+    /// `received` is the receive time in RFC 3339.
+    fn key_id_for(&self, app: &str, subject: Option<&Term>, received: &str) -> Vec<u8> {
+        let mut id = Vec::with_capacity(80);
         match subject {
-            // The pseudonym is the hex of the subject's term.
-            Some(t) => format!("s/{}/{}", hex::encode(&t.0[1..]), &day[..7]).into_bytes(),
-            None => format!("d/{app}/{}", &day[..10]).into_bytes(),
+            Some(t) => {
+                // The pseudonym is the hex of the subject's term.
+                let mut pseudonym = [0u8; 64];
+                if hex::encode_to_slice(&t.0[1..], &mut pseudonym).is_err() {
+                    unreachable!("32 bytes are 64 hex digits");
+                }
+                id.extend_from_slice(b"s/");
+                id.extend_from_slice(&pseudonym);
+                id.push(b'/');
+                id.extend_from_slice(&received.as_bytes()[..7]);
+            }
+            None => {
+                id.extend_from_slice(b"d/");
+                id.extend_from_slice(app.as_bytes());
+                id.push(b'/');
+                id.extend_from_slice(&received.as_bytes()[..10]);
+            }
         }
+        id
     }
 
     /// The data key `id`, from the cache or the store; `None` once destroyed.
@@ -705,25 +721,34 @@ impl Store for Vault {
         // serial.
         let hinted = |i: usize| batch.event_terms.get(i).and_then(Option::as_ref);
         let numbered: Vec<(usize, &(u64, StoredEvent))> = batch.events.iter().enumerate().collect();
+        // One receive time for the whole batch, as a rule: format it once.
+        let batch_received = batch.received_ms.map(crate::event::format_rfc3339_ms);
         let prepared = par_map(&numbered, |(i, (index, ev))| {
-            let received_ms = batch
-                .received_ms
-                .or_else(|| received.get(index).copied())
-                .unwrap_or_else(crate::sequencer::now_ms);
+            let received_text: std::borrow::Cow<str> = match &batch_received {
+                Some(r) => r.into(),
+                None => crate::event::format_rfc3339_ms(
+                    received
+                        .get(index)
+                        .copied()
+                        .unwrap_or_else(crate::sequencer::now_ms),
+                )
+                .into(),
+            };
+            let received_at = received_text.as_ref();
             if let Some(terms) = hinted(*i) {
                 // Computed by the submitter (see `PreparedEvent::terms`).
                 let subject = terms.iter().find(|t| t.0[0] == Field::Subject.tag());
                 return (
-                    self.key_id_for(&ev.app, subject, received_ms),
+                    self.key_id_for(&ev.app, subject, received_at),
                     terms.clone(),
                 );
             }
             let fields: Option<IndexedFields> = serde_json::from_slice(&ev.event).ok();
             let Some(f) = fields else {
-                return (self.key_id_for(&ev.app, None, received_ms), Vec::new());
+                return (self.key_id_for(&ev.app, None, received_at), Vec::new());
             };
             let subject = f.subject.as_deref().map(|s| self.term(Field::Subject, s));
-            let key_id = self.key_id_for(&ev.app, subject.as_ref(), received_ms);
+            let key_id = self.key_id_for(&ev.app, subject.as_ref(), received_at);
             let terms = self.terms_with(&ev.app, &f.actor.id, &f.action, &f.resource.id, subject);
             (key_id, terms)
         });
@@ -1342,7 +1367,8 @@ mod tests {
                 vault.terms_of("app", &parsed),
                 "{subject:?}"
             );
-            let key = vault.key_id_for("app", subject_term.as_ref(), 1_795_000_000_000);
+            let received = crate::event::format_rfc3339_ms(1_795_000_000_000);
+            let key = vault.key_id_for("app", subject_term.as_ref(), &received);
             let expected = match subject {
                 Some(s) => format!("s/{}/2026-11", vault.subject_pseudonym(s)),
                 None => "d/app/2026-11-18".to_string(),
