@@ -159,27 +159,6 @@ fn decode_sealed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
     Ok((&bytes[1..1 + len], &bytes[1 + len..]))
 }
 
-/// The fields of a stored event that its index terms and data key depend
-/// on, read without copying the rest. Stored events are canonical events,
-/// so these are the fields of [`AuditEvent`] of the same names.
-#[derive(Deserialize)]
-struct IndexedFields<'a> {
-    #[serde(borrow)]
-    actor: WithId<'a>,
-    #[serde(borrow)]
-    action: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    resource: WithId<'a>,
-    #[serde(default, borrow)]
-    subject: Option<std::borrow::Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct WithId<'a> {
-    #[serde(borrow)]
-    id: std::borrow::Cow<'a, str>,
-}
-
 /// `f` over `items`, in order, on up to four threads for large inputs.
 fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     /// Below this many items a thread costs more than it saves.
@@ -387,28 +366,14 @@ impl Vault {
 
     /// Every index term of an event of `app`.
     pub fn terms_of(&self, app: &str, ev: &AuditEvent) -> Vec<Term> {
-        let subject = ev.subject.as_deref().map(|s| self.term(Field::Subject, s));
-        self.terms_with(app, &ev.actor.id, &ev.action, &ev.resource.id, subject)
-    }
-
-    /// The index terms of an event, given its subject's term: the subject
-    /// comes last.
-    fn terms_with(
-        &self,
-        app: &str,
-        actor: &str,
-        action: &str,
-        resource: &str,
-        subject: Option<Term>,
-    ) -> Vec<Term> {
         let mut terms = Vec::with_capacity(5);
         terms.extend([
             self.term(Field::App, app),
-            self.term(Field::Actor, actor),
-            self.term(Field::Action, action),
-            self.term(Field::Resource, resource),
+            self.term(Field::Actor, &ev.actor.id),
+            self.term(Field::Action, &ev.action),
+            self.term(Field::Resource, &ev.resource.id),
         ]);
-        terms.extend(subject);
+        terms.extend(ev.subject.as_deref().map(|s| self.term(Field::Subject, s)));
         terms
     }
 
@@ -716,42 +681,36 @@ impl Store for Vault {
             Some(_) => HashMap::new(),
             None => Vault::received_times(batch),
         };
-        // Parsing, index terms and key ids need no lock: spread them over
-        // the cores, as the sealing below. Only finding the data keys is
-        // serial.
-        let hinted = |i: usize| batch.event_terms.get(i).and_then(Option::as_ref);
-        let numbered: Vec<(usize, &(u64, StoredEvent))> = batch.events.iter().enumerate().collect();
         // One receive time for the whole batch, as a rule: format it once.
         let batch_received = batch.received_ms.map(crate::event::format_rfc3339_ms);
-        let prepared = par_map(&numbered, |(i, (index, ev))| {
-            let received_text: std::borrow::Cow<str> = match &batch_received {
-                Some(r) => r.into(),
-                None => crate::event::format_rfc3339_ms(
-                    received
-                        .get(index)
-                        .copied()
-                        .unwrap_or_else(crate::sequencer::now_ms),
-                )
-                .into(),
-            };
-            let received_at = received_text.as_ref();
-            if let Some(terms) = hinted(*i) {
-                // Computed by the submitter (see `PreparedEvent::terms`).
+        let prepared: Vec<(Vec<u8>, Vec<Term>)> = batch
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, (index, ev))| {
+                // Computed by the submitter (see `PreparedEvent::terms`), or
+                // derived here; an event that does not parse has none.
+                let terms = match batch.event_terms.get(i).and_then(Option::as_ref) {
+                    Some(terms) => terms.clone(),
+                    None => serde_json::from_slice::<AuditEvent>(&ev.event)
+                        .map(|p| self.terms_of(&ev.app, &p))
+                        .unwrap_or_default(),
+                };
                 let subject = terms.iter().find(|t| t.0[0] == Field::Subject.tag());
-                return (
-                    self.key_id_for(&ev.app, subject, received_at),
-                    terms.clone(),
-                );
-            }
-            let fields: Option<IndexedFields> = serde_json::from_slice(&ev.event).ok();
-            let Some(f) = fields else {
-                return (self.key_id_for(&ev.app, None, received_at), Vec::new());
-            };
-            let subject = f.subject.as_deref().map(|s| self.term(Field::Subject, s));
-            let key_id = self.key_id_for(&ev.app, subject.as_ref(), received_at);
-            let terms = self.terms_with(&ev.app, &f.actor.id, &f.action, &f.resource.id, subject);
-            (key_id, terms)
-        });
+                let key_id = match &batch_received {
+                    Some(r) => self.key_id_for(&ev.app, subject, r),
+                    None => {
+                        let ms = received
+                            .get(index)
+                            .copied()
+                            .unwrap_or_else(crate::sequencer::now_ms);
+                        let r = crate::event::format_rfc3339_ms(ms);
+                        self.key_id_for(&ev.app, subject, &r)
+                    }
+                };
+                (key_id, terms)
+            })
+            .collect();
         let mut st = self.lock()?;
         let mut sealed = BatchWrite {
             tree_size: batch.tree_size,
@@ -1329,7 +1288,7 @@ mod tests {
     }
 
     #[test]
-    fn the_commit_path_derives_the_same_terms_and_key_as_the_parsed_event() {
+    fn a_data_key_id_names_the_subject_pseudonym_and_the_receive_period() {
         let vault = Vault::new(
             Arc::new(MemoryStore::new()),
             &MasterKey::from_bytes([1; 32]),
@@ -1351,24 +1310,10 @@ mod tests {
             let ev = crate::event::parse_event(&v, &crate::event::EventLimits::default()).unwrap();
             let canonical = ev.canonical_bytes();
             let parsed: AuditEvent = serde_json::from_slice(&canonical).unwrap();
-            let fields: IndexedFields = serde_json::from_slice(&canonical).unwrap();
-            let subject_term = fields
-                .subject
-                .as_deref()
-                .map(|s| vault.term(Field::Subject, s));
-            assert_eq!(
-                vault.terms_with(
-                    "app",
-                    &fields.actor.id,
-                    &fields.action,
-                    &fields.resource.id,
-                    subject_term
-                ),
-                vault.terms_of("app", &parsed),
-                "{subject:?}"
-            );
+            let terms = vault.terms_of("app", &parsed);
+            let subject_term = terms.iter().find(|t| t.0[0] == Field::Subject.tag());
             let received = crate::event::format_rfc3339_ms(1_795_000_000_000);
-            let key = vault.key_id_for("app", subject_term.as_ref(), &received);
+            let key = vault.key_id_for("app", subject_term, &received);
             let expected = match subject {
                 Some(s) => format!("s/{}/2026-11", vault.subject_pseudonym(s)),
                 None => "d/app/2026-11-18".to_string(),
