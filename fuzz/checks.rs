@@ -8,21 +8,23 @@
 //! parser propagates; a broken property comes back as a [`Violation`], which
 //! the fuzz target turns into a panic (a crash for libFuzzer).
 //!
-//! Not part of the crate's API: it exists for the fuzzers and the corpus test.
+//! Not part of the library: the fuzz crate builds it as its own library, and
+//! `tests/fuzz_corpus.rs` includes it as a module. It sees only the
+//! library's public API.
 //! Pure: no I/O.
 
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::event::{self, AuditEvent, EventLimits, LeafRecord};
-use crate::merkle::{self, Hash, NodeId, SubtreeSource};
-use crate::note::{
+use veritrail::event::{self, AuditEvent, EventLimits, LeafRecord};
+use veritrail::merkle::{self, Hash, NodeId, SubtreeSource};
+use veritrail::note::{
     Checkpoint, CosignatureVerifier, Note, NoteError, NoteSignature, NoteVerifier,
     parse_verifier_key,
 };
-use crate::tiles::{self, Tile, TilePath};
-use crate::witness::{AddCheckpoint, MAX_PROOF_LINES};
+use veritrail::tiles::{self, Tile, TilePath};
+use veritrail::witness::{AddCheckpoint, MAX_PROOF_LINES};
 
 /// A property that did not hold for an input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -464,8 +466,8 @@ pub fn witness_request(data: &[u8]) -> Result<(), Violation> {
     check_verification(&req.note)
 }
 
-/// `bundle_line`: the evidence-bundle reader ([`crate::bundle::verify_bundle`])
-/// and the tlog-proof reader ([`crate::bundle::verify_tlog_proof`]) never
+/// `bundle_line`: the evidence-bundle reader ([`veritrail::bundle::verify_bundle`])
+/// and the tlog-proof reader ([`veritrail::bundle::verify_tlog_proof`]) never
 /// panic, with the fixed key of `example.com/log` (the key of the seed
 /// bundles' checkpoint); what they verify lies inside the verified tree and
 /// names the key's origin.
@@ -479,8 +481,8 @@ pub fn bundle_line(data: &[u8]) -> Result<(), Violation> {
         .map(|v| &**v)
         .collect();
     for verified in [
-        crate::bundle::verify_bundle(text, &verifiers),
-        crate::bundle::verify_tlog_proof(text, &verifiers),
+        veritrail::bundle::verify_bundle(text, &verifiers),
+        veritrail::bundle::verify_tlog_proof(text, &verifiers),
     ]
     .into_iter()
     .flatten()

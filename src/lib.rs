@@ -26,8 +26,6 @@ pub mod config;
 pub mod crypto;
 pub mod event;
 pub mod fsck;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod history;
 pub mod lifecycle;
 pub mod listen;

@@ -2,12 +2,13 @@
 //! `fuzz/seeds/<target>/` (spec vectors and minimised crash inputs) and
 //! `fuzz/corpus/<target>/` (the minimised corpus the fuzzers grew) goes
 //! through the same property check its fuzz target runs
-//! (`veritrail::fuzzing`). A panic or a broken property fails the test and
+//! (`fuzz/checks.rs`, compiled in here as a module). A panic or a broken property fails the test and
 //! names the file.
 
 use std::path::{Path, PathBuf};
 
-use veritrail::fuzzing;
+#[path = "../fuzz/checks.rs"]
+mod fuzzing;
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")

@@ -1,9 +1,9 @@
-//! Fuzz target `event_json`: the property check `veritrail::fuzzing::event_json`, also
+//! Fuzz target `event_json`: the property check `veritrail_fuzz::event_json`, also
 //! replayed over the committed corpus by tests/fuzz_corpus.rs.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    if let Err(violation) = veritrail::fuzzing::event_json(data) {
+    if let Err(violation) = veritrail_fuzz::event_json(data) {
         panic!("event_json: {violation}");
     }
 });
