@@ -32,7 +32,12 @@ pub async fn create_key_for_app(
     role: &str,
     app: &str,
 ) -> String {
-    new_key(url, admin, json!({ "name": name, "role": role, "app": app })).await
+    new_key(
+        url,
+        admin,
+        json!({ "name": name, "role": role, "app": app }),
+    )
+    .await
 }
 
 async fn new_key(url: &str, admin: &str, body: Value) -> String {

@@ -45,4 +45,3 @@ pub fn event(n: usize, id: Option<String>) -> Value {
     }
     e
 }
-

@@ -133,7 +133,11 @@ impl Server {
 
     /// Keeps reading both pipes into `output`, so the server never blocks on
     /// a full pipe; panics and alarms are echoed to the test's stderr.
-    fn drain(&mut self, stdout: BufReader<std::process::ChildStdout>, stderr: impl Read + Send + 'static) {
+    fn drain(
+        &mut self,
+        stdout: BufReader<std::process::ChildStdout>,
+        stderr: impl Read + Send + 'static,
+    ) {
         let out = self.output.clone();
         self.drains.push(std::thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {
