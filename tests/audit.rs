@@ -5,7 +5,7 @@
 mod common;
 
 use common::{
-    Server, create_key, create_key_for_app, get_json, hashes, http, log_verifiers,
+    Server, create_key, create_key_for_app, get_json, hashes, http, log_verifiers, submit,
     verify_checkpoint,
 };
 use serde_json::{Value, json};
@@ -23,18 +23,6 @@ fn ev(subject: &str, actor: &str, action: &str, resource: &str) -> Value {
         "occurred_at": "2026-11-25T10:00:00Z",
         "context": { "ward": "B" },
     })
-}
-
-async fn post(url: &str, key: &str, events: Vec<Value>) -> Value {
-    let resp = http()
-        .post(format!("{url}/v1/events?wait=checkpoint"))
-        .bearer_auth(key)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
 }
 
 async fn get(url: &str, key: &str) -> (u16, Option<u64>, Value) {
@@ -78,11 +66,11 @@ async fn auditors_read_search_and_every_read_is_logged() {
             )
         })
         .collect();
-    post(&url, &clinic, clinic_events).await;
+    submit(&url, &clinic, clinic_events).await;
     let lab_events: Vec<Value> = (0..5)
         .map(|i| ev("p1", "tech", "result.write", &format!("lab{i}")))
         .collect();
-    post(&url, &lab, lab_events).await;
+    submit(&url, &lab, lab_events).await;
 
     // One event: body, salt, leaf and a proof into a signed checkpoint.
     let log = get_json(&format!("{url}/v1/log")).await;
@@ -164,7 +152,7 @@ async fn auditors_read_search_and_every_read_is_logged() {
         assert_eq!(status, 200, "{page}");
         assert!(page["events"].as_array().unwrap().len() <= 4);
         seen.extend(indexes(&page));
-        post(&url, &clinic, vec![ev("p9", "dr9", "record.read", "late")]).await;
+        submit(&url, &clinic, vec![ev("p9", "dr9", "record.read", "late")]).await;
         match page["next_cursor"].as_str() {
             Some(c) => next = format!("{url}/v1/events?app=clinic&limit=4&cursor={c}"),
             None => break,
