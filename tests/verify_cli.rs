@@ -51,15 +51,7 @@ async fn start_log() -> Log {
 /// the per-event answers.
 async fn submit(log: &Log, first: usize, n: usize) -> Vec<Value> {
     let events: Vec<Value> = (first..first + n).map(|i| event(i, None)).collect();
-    let resp = http()
-        .post(format!("{}/v1/events?wait=checkpoint", log.server.url))
-        .bearer_auth(&log.writer)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let v: Value = resp.json().await.unwrap();
+    let v = common::submit(&log.server.url, &log.writer, events).await;
     v["events"].as_array().unwrap().clone()
 }
 
