@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    Server, binary, create_key, event, get_json, hashes, http, log_verifiers, verify_checkpoint,
+    Server, binary, create_key, event, get_json, hashes, http, log_verifiers, submit,
+    verify_checkpoint,
 };
 use serde_json::{Value, json};
 use veritrail::merkle;
@@ -86,15 +87,7 @@ async fn append(url: &str, key: &str, tag: &str, n: usize) -> String {
             .iter()
             .map(|&i| event(i, Some(format!("{tag}-{i}"))))
             .collect();
-        let resp = http()
-            .post(format!("{url}/v1/events?wait=checkpoint"))
-            .bearer_auth(key)
-            .json(&json!({ "events": events }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        note = resp.json::<Value>().await.unwrap()["checkpoint"]
+        note = submit(url, key, events).await["checkpoint"]
             .as_str()
             .unwrap()
             .to_string();
