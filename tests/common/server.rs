@@ -31,6 +31,8 @@ pub struct Server {
     /// Everything the server printed after it started listening, stdout and
     /// stderr interleaved as read.
     pub output: Arc<Mutex<Vec<String>>>,
+    /// Everything the server printed on stderr.
+    pub stderr: Arc<Mutex<Vec<String>>>,
     /// The arguments and environment it was started with, for `restart`.
     args: Vec<OsString>,
     env: Vec<(String, String)>,
@@ -98,6 +100,7 @@ impl Server {
             data: data.to_path_buf(),
             stdout_lines: Vec::new(),
             output: Arc::new(Mutex::new(Vec::new())),
+            stderr: Arc::new(Mutex::new(Vec::new())),
             args: args.iter().map(|a| a.to_os_string()).collect(),
             env: env
                 .iter()
@@ -144,12 +147,13 @@ impl Server {
                 out.lock().unwrap().push(line);
             }
         }));
-        let out = self.output.clone();
+        let (out, err) = (self.output.clone(), self.stderr.clone());
         self.drains.push(std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("panicked") || line.contains("ALARM") {
                     eprintln!("server: {line}");
                 }
+                err.lock().unwrap().push(line.clone());
                 out.lock().unwrap().push(line);
             }
         }));
@@ -192,15 +196,15 @@ impl Server {
         self.child.wait().expect("wait")
     }
 
-    /// SIGKILL and wait; returns everything the server printed after it
-    /// started listening, complete because the pipes are read to their end.
+    /// SIGKILL and wait; returns everything the server printed on stderr,
+    /// complete because the pipes are read to their end.
     pub fn kill(mut self) -> Vec<String> {
         let _ = self.child.kill();
         let _ = self.child.wait();
         for drain in self.drains.drain(..) {
             let _ = drain.join();
         }
-        self.output.lock().unwrap().clone()
+        self.stderr.lock().unwrap().clone()
     }
 
     /// Stops gracefully and starts again with the same arguments, data and
