@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{Server, binary, event, log_verifiers, verify_checkpoint};
@@ -207,25 +206,19 @@ fn an_unreadable_certificate_is_reported_before_listening() {
 #[test]
 fn plain_http_on_a_non_loopback_address_warns_on_stderr() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(binary())
-        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
-        .arg(dir.path().join("data"))
-        .env("VERITRAIL_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut listening = None;
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        if line.contains("listening on") {
-            listening = Some(line);
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let data = dir.path().join("data");
+    let server = Server::run(
+        &[
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "0.0.0.0:0".as_ref(),
+            "--data".as_ref(),
+            data.as_os_str(),
+        ],
+        &data,
+    );
+    let listening = server.stdout_lines.last().cloned();
+    let stderr = server.kill().join("\n");
     assert!(
         listening
             .as_deref()
@@ -233,23 +226,10 @@ fn plain_http_on_a_non_loopback_address_warns_on_stderr() {
             .contains("http://0.0.0.0:"),
         "{listening:?}"
     );
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(
         stderr.contains("WARNING: serving plain HTTP on 0.0.0.0:"),
         "stderr: {stderr}"
     );
-}
-
-/// What the witness printed after `prefix` on stdout.
-fn printed(server: &Server, prefix: &str) -> String {
-    server
-        .stdout_lines
-        .iter()
-        .find_map(|l| l.split(prefix).nth(1))
-        .unwrap_or_else(|| panic!("no {prefix:?} in {:?}", server.stdout_lines))
-        .trim()
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,7 +270,7 @@ async fn a_witness_serves_https_and_the_log_reaches_it_through_its_peer_ca() {
         "announced {}",
         witness.url
     );
-    let wvkey = printed(&witness, "witness verifier key ");
+    let wvkey = witness.printed("witness verifier key ");
     let health = https_client(&cert.pem)
         .get(format!("{}/healthz", witness.url))
         .send()
