@@ -23,7 +23,7 @@ pub use http::{
     submit,
 };
 pub use in_process::{InProcessLog, LogBuilder};
-pub use server::{Server, binary};
+pub use server::{Server, binary, write_witness_config};
 pub use spec::{Stored, spec_leaves};
 
 use serde_json::{Value, json};

@@ -21,6 +21,20 @@ pub fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_veritrail")))
 }
 
+/// Writes a witness configuration at `path`: the witness `name` and the one
+/// log it cosigns, `origin` with its verifier keys.
+pub fn write_witness_config(path: &Path, name: &str, origin: &str, vkeys: &[&str]) {
+    let vkeys: Vec<String> = vkeys.iter().map(|k| format!("{k:?}")).collect();
+    std::fs::write(
+        path,
+        format!(
+            "name = {name:?}\n[[log]]\norigin = {origin:?}\nvkeys = [{}]\n",
+            vkeys.join(", ")
+        ),
+    )
+    .unwrap();
+}
+
 /// A running `veritrail serve` or `veritrail witness`.
 pub struct Server {
     pub child: Child,
