@@ -10,7 +10,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, binary, create_key, event, get_json, hashes, http, post_events};
+use common::{
+    Server, binary, create_key, event, get_json, hashes, http, post_events, write_witness_config,
+};
 use serde_json::{Value, json};
 use veritrail::merkle::{self, Hash};
 use veritrail::note::{Checkpoint, CosignatureVerifier, Note, NoteVerifier, parse_verifier_key};
@@ -39,16 +41,8 @@ async fn create_log(data: &Path) -> Log {
 
 fn witness_config(dir: &Path, name: &str, log: &Log) -> PathBuf {
     let path = dir.join(format!("{}.toml", name.replace('/', "_")));
-    let vkeys: Vec<String> = log.vkeys.iter().map(|k| format!("{k:?}")).collect();
-    std::fs::write(
-        &path,
-        format!(
-            "name = {name:?}\n[[log]]\norigin = {:?}\nvkeys = [{}]\n",
-            log.origin,
-            vkeys.join(", ")
-        ),
-    )
-    .unwrap();
+    let vkeys: Vec<&str> = log.vkeys.iter().map(String::as_str).collect();
+    write_witness_config(&path, name, &log.origin, &vkeys);
     path
 }
 
