@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Server, binary, event, log_verifiers, verify_checkpoint};
+use common::{Server, binary, event, log_verifiers, verify_checkpoint, write_witness_config};
 use serde_json::{Value, json};
 
 struct TestCert {
@@ -245,15 +245,15 @@ async fn a_witness_serves_https_and_the_log_reaches_it_through_its_peer_ca() {
     let writer = common::create_key(&log.url, &admin, "app", "writer").await;
     assert!(log.stop().success());
     let config = dir.path().join("witness.toml");
-    std::fs::write(
+    write_witness_config(
         &config,
-        format!(
-            "name = \"tls.example/witness\"\n[[log]]\norigin = \"tls.example/log\"\nvkeys = [{:?}, {:?}]\n",
+        "tls.example/witness",
+        "tls.example/log",
+        &[
             info["verifier_keys"]["ecdsa"].as_str().unwrap(),
             info["verifier_keys"]["ed25519"].as_str().unwrap(),
-        ),
-    )
-    .unwrap();
+        ],
+    );
 
     let witness = Server::start_witness(
         &dir.path().join("witness"),
