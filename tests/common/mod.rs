@@ -4,6 +4,7 @@
 //! - `in_process`: a log assembled in this process (store, vault,
 //!   sequencer, router) for tests that drive the router with `oneshot`;
 //! - `http`: the requests every test makes against a running log;
+//! - `cli`: one-shot commands of the binary, with their output;
 //! - `checks`: checkpoint verification and on-disk damage;
 //! - `spec`: the published test leaves and tlog_tiles adapters (also used
 //!   by the Merkle benchmark).
@@ -12,12 +13,14 @@
 #![allow(dead_code, unused_imports)]
 
 mod checks;
+mod cli;
 mod http;
 mod in_process;
 mod server;
 mod spec;
 
 pub use checks::{flip_stored_byte, hashes, log_verifiers, verify_checkpoint};
+pub use cli::{Ran, veritrail, veritrail_async};
 pub use http::{
     call, create_key, create_key_for_app, get_bytes, get_json, get_json_auth, http, post_events,
     submit,
