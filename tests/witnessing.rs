@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    Server, binary, create_key, event, get_json, hashes, http, post_events, write_witness_config,
+    Server, create_key, event, get_json, hashes, http, post_events, veritrail, veritrail_async,
+    write_witness_config,
 };
 use serde_json::{Value, json};
 use veritrail::merkle::{self, Hash};
@@ -253,20 +254,18 @@ async fn two_witnesses_cosign_receipts_survive_restarts_and_outages() {
         args.extend(["--witness-vkey".into(), (*w).to_string()]);
     }
     args.extend(["--index".into(), newest.to_string()]);
-    let out = Command::new(binary()).args(&args).output().unwrap();
+    let out = veritrail(&args, &[]);
     assert!(
-        out.status.success(),
-        "veritrail verify with both witness keys: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        out.ok(),
+        "veritrail verify with both witness keys: {}",
+        out.all()
     );
     let mut wrong = args.clone();
     let at = wrong.iter().position(|a| a == vkeys[1]).unwrap();
     wrong[at] =
         "other.example/witness+00000000+BJg+GSVGUghLAAN8Wwt4c7RLcDgJL7S0DgcGbLQLDz/n".into();
-    let out = Command::new(binary()).args(&wrong).output().unwrap();
     assert!(
-        !out.status.success(),
+        !veritrail(&wrong, &[]).ok(),
         "a witness key without a cosignature fails verify"
     );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -458,21 +457,10 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
 
 /// Runs `veritrail monitor` to completion; returns (exit code, stdout+stderr).
 async fn monitor(args: Vec<String>) -> (i32, String) {
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(binary())
-            .arg("monitor")
-            .args(&args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    let mut all = vec!["monitor".to_string()];
+    all.extend(args);
+    let out = veritrail_async(&all).await;
+    (out.code, out.all())
 }
 
 fn monitor_args(url: &str, log: &Log, extra: &[&str]) -> Vec<String> {
