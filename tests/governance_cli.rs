@@ -3,25 +3,12 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Server, binary, create_key, create_key_for_app, get_json, http, submit};
+use common::{Server, create_key, create_key_for_app, get_json, http, submit, veritrail};
 use serde_json::json;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let o = Command::new(binary())
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    let ran = veritrail(args, env);
+    (ran.ok(), ran.all())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
