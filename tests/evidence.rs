@@ -5,9 +5,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{Server, binary, create_key, create_key_for_app, get_json, http, submit};
+use common::{Server, create_key, create_key_for_app, get_json, http, submit, veritrail};
 use serde_json::{Value, json};
 
 fn ev(i: usize) -> Value {
@@ -32,19 +31,14 @@ struct Verify {
 }
 
 fn verify(file: &Path, vkeys: &[&str]) -> Verify {
-    let mut cmd = Command::new(binary());
-    cmd.arg("verify-bundle").arg(file);
+    let mut args = vec!["verify-bundle", file.to_str().unwrap()];
     for k in vkeys {
-        cmd.args(["--vkey", k]);
+        args.extend(["--vkey", k]);
     }
-    let o = cmd.output().unwrap();
+    let ran = veritrail(&args, &[]);
     Verify {
-        ok: o.status.success(),
-        out: format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
+        ok: ran.ok(),
+        out: ran.all(),
     }
 }
 
