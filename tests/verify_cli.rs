@@ -58,7 +58,7 @@ async fn submit(log: &Log, first: usize, n: usize) -> Vec<Value> {
 async fn verify(url: &str, args: &[String]) -> Ran {
     let mut all = vec!["verify".to_string(), "--url".to_string(), url.to_string()];
     all.extend(args.iter().cloned());
-    veritrail_async(&all).await
+    veritrail_async(&all, &[]).await
 }
 
 fn vkey_args(vkeys: &[String]) -> Vec<String> {

@@ -459,7 +459,7 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
 async fn monitor(args: Vec<String>) -> (i32, String) {
     let mut all = vec!["monitor".to_string()];
     all.extend(args);
-    let out = veritrail_async(&all).await;
+    let out = veritrail_async(&all, &[]).await;
     (out.code, out.all())
 }
 

@@ -42,9 +42,16 @@ pub fn veritrail<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Ran {
 
 /// `veritrail` from async code, on a blocking thread so the test's runtime
 /// keeps serving whatever the command talks to.
-pub async fn veritrail_async<S: AsRef<OsStr>>(args: &[S]) -> Ran {
+pub async fn veritrail_async<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Ran {
     let args: Vec<OsString> = args.iter().map(|a| a.as_ref().to_os_string()).collect();
-    tokio::task::spawn_blocking(move || veritrail(&args, &[]))
-        .await
-        .unwrap()
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        veritrail(&args, &env)
+    })
+    .await
+    .unwrap()
 }
