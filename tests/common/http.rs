@@ -40,6 +40,22 @@ pub async fn create_key_for_app(
     .await
 }
 
+/// Creates an API key and revokes it; returns the token, which no longer
+/// opens anything.
+pub async fn create_revoked_key(url: &str, admin: &str, name: &str, role: &str) -> String {
+    let token = create_key(url, admin, name, role).await;
+    // A token is `vt_<key id>_<secret>`.
+    let id = token.split('_').nth(1).unwrap();
+    let resp = http()
+        .delete(format!("{url}/v1/admin/keys/{id}"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "revoking a key");
+    token
+}
+
 async fn new_key(url: &str, admin: &str, body: Value) -> String {
     let resp = http()
         .post(format!("{url}/v1/admin/keys"))
