@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Server, create_key, event, get_json, get_json_auth, http, submit};
+use common::{
+    Server, create_key, create_revoked_key, event, get_json, get_json_auth, http, submit,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -77,24 +79,7 @@ impl Fixture {
         let admin = server.admin_key();
         let writer = create_key(&url, &admin, "billing", "writer").await;
         let auditor = create_key(&url, &admin, "aud", "auditor").await;
-        let revoked = create_key(&url, &admin, "gone", "writer").await;
-        let keys = get_json_auth(&format!("{url}/v1/admin/keys"), &admin).await;
-        let gone_id = keys["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|k| k["name"] == "gone")
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let resp = http()
-            .delete(format!("{url}/v1/admin/keys/{gone_id}"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        let revoked = create_revoked_key(&url, &admin, "gone", "writer").await;
 
         submit(&url, &writer, (0..3).map(|i| event(i, None)).collect()).await;
         let before = get_json(&format!("{url}/v1/checkpoint")).await;
