@@ -15,7 +15,7 @@ use veritrail::merkle::{
     tree_root, verify_inclusion,
 };
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/common/spec.rs"]
 mod support;
 use support::Stored;
 

@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use common::{Server, create_key_for_app, http};
+use common::{Server, create_key_for_app, http, submit};
 use serde_json::{Value, json};
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -83,14 +83,7 @@ async fn no_event_content_reaches_the_disk_in_plaintext() {
         "occurred_at": "2026-11-25T10:00:00Z",
         "context": { "note": "CONTEXT-MARKER-nosubject" },
     }));
-    let resp = http()
-        .post(format!("{}/v1/events?wait=checkpoint", server.url))
-        .bearer_auth(&writer)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    submit(&server.url, &writer, events).await;
     server.stop();
 
     // The scan does find what is public (the app id is in every leaf) ...

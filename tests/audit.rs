@@ -5,7 +5,7 @@
 mod common;
 
 use common::{
-    Server, create_key, create_key_for_app, get_json, hashes, http, log_verifiers,
+    Server, create_key, create_key_for_app, get_json, hashes, http, log_verifiers, submit,
     verify_checkpoint,
 };
 use serde_json::{Value, json};
@@ -23,18 +23,6 @@ fn ev(subject: &str, actor: &str, action: &str, resource: &str) -> Value {
         "occurred_at": "2026-11-25T10:00:00Z",
         "context": { "ward": "B" },
     })
-}
-
-async fn post(url: &str, key: &str, events: Vec<Value>) -> Value {
-    let resp = http()
-        .post(format!("{url}/v1/events?wait=checkpoint"))
-        .bearer_auth(key)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
 }
 
 async fn get(url: &str, key: &str) -> (u16, Option<u64>, Value) {
@@ -57,37 +45,62 @@ fn indexes(v: &Value) -> Vec<u64> {
         .collect()
 }
 
+/// A log with 30 clinic events (subject p{i%3}, actor dr{i%2}) and then 5 lab
+/// events for p1, and a writer key for each app and an auditor key.
+struct Fixture {
+    _server: Server,
+    _dir: tempfile::TempDir,
+    url: String,
+    clinic: String,
+    auditor: String,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(&dir.path().join("log"), &["--checkpoint-interval-ms", "50"]);
+        let url = server.url.clone();
+        let admin = server.admin_key();
+        let clinic = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
+        let lab = create_key_for_app(&url, &admin, "lab", "writer", "lab").await;
+        let auditor = create_key(&url, &admin, "dpo-jane", "auditor").await;
+        // 30 clinic events: subject p{i%3}, actor dr{i%2}; then 5 lab events for p1.
+        let clinic_events: Vec<Value> = (0..30)
+            .map(|i| {
+                ev(
+                    &format!("p{}", i % 3),
+                    &format!("dr{}", i % 2),
+                    "record.read",
+                    &format!("r{i}"),
+                )
+            })
+            .collect();
+        submit(&url, &clinic, clinic_events).await;
+        let lab_events: Vec<Value> = (0..5)
+            .map(|i| ev("p1", "tech", "result.write", &format!("lab{i}")))
+            .collect();
+        submit(&url, &lab, lab_events).await;
+
+        Fixture {
+            _server: server,
+            _dir: dir,
+            url,
+            clinic,
+            auditor,
+        }
+    }
+}
+
+/// One event with its salt, leaf and proof; the read is itself a new leaf under
+/// the auditor's name, in the history of the subject it touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auditors_read_search_and_every_read_is_logged() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("log"), &["--checkpoint-interval-ms", "50"]);
-    let url = server.url.clone();
-    let admin = server.admin_key();
-    let clinic = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
-    let lab = create_key_for_app(&url, &admin, "lab", "writer", "lab").await;
-    let auditor = create_key(&url, &admin, "dpo-jane", "auditor").await;
-
-    // 30 clinic events: subject p{i%3}, actor dr{i%2}; then 5 lab events for p1.
-    let clinic_events: Vec<Value> = (0..30)
-        .map(|i| {
-            ev(
-                &format!("p{}", i % 3),
-                &format!("dr{}", i % 2),
-                "record.read",
-                &format!("r{i}"),
-            )
-        })
-        .collect();
-    post(&url, &clinic, clinic_events).await;
-    let lab_events: Vec<Value> = (0..5)
-        .map(|i| ev("p1", "tech", "result.write", &format!("lab{i}")))
-        .collect();
-    post(&url, &lab, lab_events).await;
-
-    // One event: body, salt, leaf and a proof into a signed checkpoint.
+async fn one_event_comes_with_its_proof_and_its_read_is_logged() {
+    let f = Fixture::start().await;
+    let (url, auditor) = (&f.url, &f.auditor);
     let log = get_json(&format!("{url}/v1/log")).await;
     let verifiers = log_verifiers(&log);
-    let (status, audit_index, one) = get(&format!("{url}/v1/events/4"), &auditor).await;
+    // One event: body, salt, leaf and a proof into a signed checkpoint.
+    let (status, audit_index, one) = get(&format!("{url}/v1/events/4"), auditor).await;
     assert_eq!(status, 200, "{one}");
     assert_eq!(one["event"]["subject"], "p1");
     assert_eq!(one["event"]["resource"]["id"], "r4");
@@ -121,98 +134,11 @@ async fn auditors_read_search_and_every_read_is_logged() {
         "the audit event is a new leaf: {audit_index}"
     );
 
-    // Search: filters, newest first.
-    let (status, _, by_subject) =
-        get(&format!("{url}/v1/events?subject=p1&limit=1000"), &auditor).await;
-    assert_eq!(status, 200, "{by_subject}");
-    let mut expected: Vec<u64> = (0..30u64).filter(|i| i % 3 == 1).collect();
-    expected.extend(30..35);
-    expected.reverse();
-    let got: Vec<u64> = indexes(&by_subject)
-        .into_iter()
-        .filter(|i| *i < 35)
-        .collect();
-    assert_eq!(got, expected);
-    for e in by_subject["events"].as_array().unwrap() {
-        assert_eq!(e["event"]["subject"], "p1");
-        assert!(e["leaf_hash"].is_string() && e["salt"].is_string());
-    }
-    let (_, _, combined) = get(
-        &format!("{url}/v1/events?subject=p1&actor=dr0&app=clinic"),
-        &auditor,
-    )
-    .await;
-    let want: Vec<u64> = (0..30u64)
-        .rev()
-        .filter(|i| i % 3 == 1 && i % 2 == 0)
-        .collect();
-    assert_eq!(indexes(&combined), want);
-    let (_, _, by_action) = get(&format!("{url}/v1/events?action=result.write"), &auditor).await;
-    assert_eq!(indexes(&by_action), vec![34, 33, 32, 31, 30]);
-    let (_, _, by_resource) = get(&format!("{url}/v1/events?resource=r7"), &auditor).await;
-    assert_eq!(indexes(&by_resource), vec![7]);
-    let (_, _, nobody) = get(&format!("{url}/v1/events?subject=nobody"), &auditor).await;
-    assert_eq!(indexes(&nobody), Vec::<u64>::new());
-    assert!(nobody["next_cursor"].is_null());
-
-    // Stable cursor pagination: pages of 4 cover the clinic's events once,
-    // even while new events arrive between pages.
-    let mut seen = Vec::new();
-    let mut next = format!("{url}/v1/events?app=clinic&limit=4");
-    loop {
-        let (status, _, page) = get(&next, &auditor).await;
-        assert_eq!(status, 200, "{page}");
-        assert!(page["events"].as_array().unwrap().len() <= 4);
-        seen.extend(indexes(&page));
-        post(&url, &clinic, vec![ev("p9", "dr9", "record.read", "late")]).await;
-        match page["next_cursor"].as_str() {
-            Some(c) => next = format!("{url}/v1/events?app=clinic&limit=4&cursor={c}"),
-            None => break,
-        }
-    }
-    assert_eq!(seen, (0..30u64).rev().collect::<Vec<_>>());
-
-    // Time range on the log's receive time.
-    let first = &by_action["events"].as_array().unwrap()[4];
-    let received = first["received"].as_str().unwrap();
-    let (_, _, since) = get(
-        &format!("{url}/v1/events?action=result.write&since={received}"),
-        &auditor,
-    )
-    .await;
-    assert_eq!(indexes(&since), vec![34, 33, 32, 31, 30]);
-    let (_, _, until) = get(
-        &format!("{url}/v1/events?action=result.write&until={received}"),
-        &auditor,
-    )
-    .await;
-    assert_eq!(indexes(&until), Vec::<u64>::new());
-
-    // Bad queries.
-    for bad in [
-        "limit=0",
-        "limit=1001",
-        "cursor=zzz",
-        "since=yesterday",
-        "since=2026-11-25T10:00:00Z&until=2026-11-24T10:00:00Z",
-        "colour=red",
-        "subject=",
-    ] {
-        let (status, audit, body) = get(&format!("{url}/v1/events?{bad}"), &auditor).await;
-        assert_eq!(status, 400, "{bad}: {body}");
-        assert!(
-            audit.is_none(),
-            "a rejected query reads nothing and is not logged"
-        );
-    }
-    let (status, _, _) = get(&format!("{url}/v1/events/999999"), &auditor).await;
-    assert_eq!(status, 404);
-
     // Every read above is in the log, as the log's own events, under the
     // auditor's name, with the query.
     let (_, _, reads) = get(
         &format!("{url}/v1/events?app=veritrail&action=audit.read&limit=1000"),
-        &auditor,
+        auditor,
     )
     .await;
     let read = reads["events"]
@@ -228,22 +154,10 @@ async fn auditors_read_search_and_every_read_is_logged() {
     );
     assert_eq!(read["event"]["context"]["details"]["index"], 4);
     assert_eq!(read["app"], "veritrail");
-    let (_, _, searches) = get(
-        &format!("{url}/v1/events?app=veritrail&action=audit.search&limit=1000"),
-        &auditor,
-    )
-    .await;
-    let searches = searches["events"].as_array().unwrap();
-    assert!(searches.len() >= 10, "{}", searches.len());
-    assert!(
-        searches
-            .iter()
-            .any(|e| e["event"]["context"]["details"]["query"]["actor"] == "dr0")
-    );
     // A data subject's history shows who looked at it.
     let (_, _, p1_reads) = get(
         &format!("{url}/v1/events?subject=p1&app=veritrail"),
-        &auditor,
+        auditor,
     )
     .await;
     assert!(!indexes(&p1_reads).is_empty());
@@ -251,7 +165,7 @@ async fn auditors_read_search_and_every_read_is_logged() {
     // A tlog-proof file for one event.
     let resp = http()
         .get(format!("{url}/v1/events/4/tlog-proof"))
-        .bearer_auth(&auditor)
+        .bearer_auth(auditor)
         .send()
         .await
         .unwrap();
@@ -262,4 +176,116 @@ async fn auditors_read_search_and_every_read_is_logged() {
         verifiers.iter().map(|v| v.as_ref()).collect();
     let verified = veritrail::bundle::verify_tlog_proof(&text, &refs).unwrap();
     assert_eq!(verified.indexes, vec![4]);
+}
+
+/// Search: filters newest first, stable cursor pages while events arrive, time
+/// ranges; every search is logged with its query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_filters_pages_and_time_ranges_find_every_match_and_are_logged() {
+    let f = Fixture::start().await;
+    let (url, clinic, auditor) = (&f.url, &f.clinic, &f.auditor);
+    // Search: filters, newest first.
+    let (status, _, by_subject) =
+        get(&format!("{url}/v1/events?subject=p1&limit=1000"), auditor).await;
+    assert_eq!(status, 200, "{by_subject}");
+    let mut expected: Vec<u64> = (0..30u64).filter(|i| i % 3 == 1).collect();
+    expected.extend(30..35);
+    expected.reverse();
+    let got: Vec<u64> = indexes(&by_subject)
+        .into_iter()
+        .filter(|i| *i < 35)
+        .collect();
+    assert_eq!(got, expected);
+    for e in by_subject["events"].as_array().unwrap() {
+        assert_eq!(e["event"]["subject"], "p1");
+        assert!(e["leaf_hash"].is_string() && e["salt"].is_string());
+    }
+    let (_, _, combined) = get(
+        &format!("{url}/v1/events?subject=p1&actor=dr0&app=clinic"),
+        auditor,
+    )
+    .await;
+    let want: Vec<u64> = (0..30u64)
+        .rev()
+        .filter(|i| i % 3 == 1 && i % 2 == 0)
+        .collect();
+    assert_eq!(indexes(&combined), want);
+    let (_, _, by_action) = get(&format!("{url}/v1/events?action=result.write"), auditor).await;
+    assert_eq!(indexes(&by_action), vec![34, 33, 32, 31, 30]);
+    let (_, _, by_resource) = get(&format!("{url}/v1/events?resource=r7"), auditor).await;
+    assert_eq!(indexes(&by_resource), vec![7]);
+    let (_, _, nobody) = get(&format!("{url}/v1/events?subject=nobody"), auditor).await;
+    assert_eq!(indexes(&nobody), Vec::<u64>::new());
+    assert!(nobody["next_cursor"].is_null());
+
+    // Stable cursor pagination: pages of 4 cover the clinic's events once,
+    // even while new events arrive between pages.
+    let mut seen = Vec::new();
+    let mut next = format!("{url}/v1/events?app=clinic&limit=4");
+    loop {
+        let (status, _, page) = get(&next, auditor).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page["events"].as_array().unwrap().len() <= 4);
+        seen.extend(indexes(&page));
+        submit(url, clinic, vec![ev("p9", "dr9", "record.read", "late")]).await;
+        match page["next_cursor"].as_str() {
+            Some(c) => next = format!("{url}/v1/events?app=clinic&limit=4&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..30u64).rev().collect::<Vec<_>>());
+
+    // Time range on the log's receive time.
+    let first = &by_action["events"].as_array().unwrap()[4];
+    let received = first["received"].as_str().unwrap();
+    let (_, _, since) = get(
+        &format!("{url}/v1/events?action=result.write&since={received}"),
+        auditor,
+    )
+    .await;
+    assert_eq!(indexes(&since), vec![34, 33, 32, 31, 30]);
+    let (_, _, until) = get(
+        &format!("{url}/v1/events?action=result.write&until={received}"),
+        auditor,
+    )
+    .await;
+    assert_eq!(indexes(&until), Vec::<u64>::new());
+
+    let (_, _, searches) = get(
+        &format!("{url}/v1/events?app=veritrail&action=audit.search&limit=1000"),
+        auditor,
+    )
+    .await;
+    let searches = searches["events"].as_array().unwrap();
+    assert!(searches.len() >= 10, "{}", searches.len());
+    assert!(
+        searches
+            .iter()
+            .any(|e| e["event"]["context"]["details"]["query"]["actor"] == "dr0")
+    );
+}
+
+/// Bad queries read nothing and log nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queries_are_refused_and_not_logged() {
+    let f = Fixture::start().await;
+    let (url, auditor) = (&f.url, &f.auditor);
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "cursor=zzz",
+        "since=yesterday",
+        "since=2026-11-25T10:00:00Z&until=2026-11-24T10:00:00Z",
+        "colour=red",
+        "subject=",
+    ] {
+        let (status, audit, body) = get(&format!("{url}/v1/events?{bad}"), auditor).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            audit.is_none(),
+            "a rejected query reads nothing and is not logged"
+        );
+    }
+    let (status, _, _) = get(&format!("{url}/v1/events/999999"), auditor).await;
+    assert_eq!(status, 404);
 }

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    Server, binary, create_key, event, get_json, hashes, http, log_verifiers, verify_checkpoint,
+    Ran, Server, create_key, event, get_json, hashes, http, log_verifiers, submit,
+    verify_checkpoint, veritrail_async,
 };
 use serde_json::{Value, json};
 use veritrail::merkle;
@@ -70,12 +71,8 @@ async fn write_until(
     }
 }
 
-async fn run(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(binary())
-        .args(args)
-        .output()
-        .await
-        .unwrap()
+async fn run(args: &[&str]) -> Ran {
+    veritrail_async(args, &[]).await
 }
 
 /// Appends `n` events with a checkpoint and returns the checkpoint note.
@@ -86,15 +83,7 @@ async fn append(url: &str, key: &str, tag: &str, n: usize) -> String {
             .iter()
             .map(|&i| event(i, Some(format!("{tag}-{i}"))))
             .collect();
-        let resp = http()
-            .post(format!("{url}/v1/events?wait=checkpoint"))
-            .bearer_auth(key)
-            .json(&json!({ "events": events }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        note = resp.json::<Value>().await.unwrap()["checkpoint"]
+        note = submit(url, key, events).await["checkpoint"]
             .as_str()
             .unwrap()
             .to_string();
@@ -145,11 +134,7 @@ async fn a_backup_under_load_restores_and_continues_without_forking() {
         s(&backup_dir),
     ])
     .await;
-    assert!(
-        out.status.success(),
-        "backup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.ok(), "backup: {}", out.stderr);
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -211,8 +196,8 @@ async fn a_backup_under_load_restores_and_continues_without_forking() {
         s(&old_data),
     ])
     .await;
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+    assert!(!out.ok());
+    assert!(out.stderr.contains("not empty"));
     std::fs::remove_file(restored.join("x")).unwrap();
     let out = run(&[
         "restore",
@@ -224,18 +209,9 @@ async fn a_backup_under_load_restores_and_continues_without_forking() {
         s(&old_data),
     ])
     .await;
-    assert!(
-        out.status.success(),
-        "restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.ok(), "restore: {}", out.stderr);
     let out = run(&["fsck", s(&restored)]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_eq!(out.code, 0, "{}", out.stdout);
     // A second copy for the refusal cases below, before the first grows.
     let restored2 = dir.path().join("restored2");
     let out = run(&[
@@ -248,11 +224,7 @@ async fn a_backup_under_load_restores_and_continues_without_forking() {
         s(&old_data),
     ])
     .await;
-    assert!(
-        out.status.success(),
-        "second restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.ok(), "second restore: {}", out.stderr);
 
     // The restored log: same origin and keys, every event acknowledged
     // before the backup at its index, and it continues.
@@ -445,15 +417,19 @@ async fn backup_needs_an_admin_key_and_an_empty_target() {
     let data = dir.path().join("data");
     let server = Server::start(&data, &[]);
     let writer = create_key(&server.url, &server.admin_key(), "w", "writer").await;
-    let out = tokio::process::Command::new(binary())
-        .args(["backup", "--url", &server.url, "--to"])
-        .arg(dir.path().join("b1"))
-        .env("VERITRAIL_ADMIN_KEY", &writer)
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+    let out = veritrail_async(
+        &[
+            "backup",
+            "--url",
+            &server.url,
+            "--to",
+            s(&dir.path().join("b1")),
+        ],
+        &[("VERITRAIL_ADMIN_KEY", &writer)],
+    )
+    .await;
+    assert!(!out.ok());
+    assert!(out.stderr.contains("403"));
     let full = dir.path().join("full");
     std::fs::create_dir_all(&full).unwrap();
     std::fs::write(full.join("x"), "x").unwrap();
@@ -467,6 +443,6 @@ async fn backup_needs_an_admin_key_and_an_empty_target() {
         s(&full),
     ])
     .await;
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+    assert!(!out.ok());
+    assert!(out.stderr.contains("not empty"));
 }

@@ -5,30 +5,18 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Server, binary, create_key, get_json};
+use common::{Server, create_key, get_json, veritrail, veritrail_async};
 use serde_json::Value;
 
 /// Runs `veritrail bench <args> --json` and returns its report.
 fn bench(args: &[&str]) -> Value {
-    let out = Command::new(binary())
-        .arg("bench")
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("run veritrail bench");
-    assert!(
-        out.status.success(),
-        "veritrail bench {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "bench output is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    let mut all = vec!["bench"];
+    all.extend(args);
+    all.push("--json");
+    let out = veritrail(&all, &[]);
+    assert!(out.ok(), "veritrail bench {args:?} failed: {}", out.stderr);
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("bench output is not JSON ({e}): {}", out.stdout))
 }
 
 fn assert_sane_latency(r: &Value) {
@@ -110,17 +98,25 @@ fn bench_ingest_fails_loudly_on_a_bad_key() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
     let bogus = format!("vt_{}_{}", "0".repeat(16), "0".repeat(64));
-    let out = Command::new(binary())
-        .args(["bench", "ingest", "--url", &server.url, "--key", &bogus])
-        .args(["--events", "10", "--batch-size", "5", "--clients", "2"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "a refused request fails the run");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("401"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = veritrail(
+        &[
+            "bench",
+            "ingest",
+            "--url",
+            &server.url,
+            "--key",
+            &bogus,
+            "--events",
+            "10",
+            "--batch-size",
+            "5",
+            "--clients",
+            "2",
+        ],
+        &[],
     );
+    assert!(!out.ok(), "a refused request fails the run");
+    assert!(out.stderr.contains("401"), "{}", out.stderr);
 }
 
 #[test]
@@ -144,11 +140,8 @@ fn bench_sled_writes_the_log_layout_durably() {
     assert!(db.join("db").is_file(), "sled's data file exists");
 
     // A second run refuses to reuse a database.
-    let out = Command::new(binary())
-        .args(["bench", "sled", "--dir", db_arg, "--events", "10"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let out = veritrail(&["bench", "sled", "--dir", db_arg, "--events", "10"], &[]);
+    assert!(!out.ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,28 +183,25 @@ async fn bench_search_checks_a_seeded_log_completely() {
 
     let search = |subject: &'static str, seeded_events: &'static str| {
         let (url, auditor) = (url.clone(), auditor.clone());
-        tokio::task::spawn_blocking(move || {
-            Command::new(binary())
-                .args(["bench", "search", "--url", &url, "--key", &auditor])
-                .args(["--subject", subject, "--actor", "staff-3"])
-                .args(["--action", "record.read", "--limit", "50"])
-                .args(["--requests", "12", "--clients", "3", "--actors", "25"])
-                .args(["--warmup", "2"])
-                .args(["--seeded-events", seeded_events, "--seeded-subjects", "40"])
-                .args(["--seeded-app", "seed", "--json"])
-                .output()
-                .unwrap()
-        })
+        async move {
+            let args = [
+                ["bench", "search", "--url", &url, "--key", &auditor].as_slice(),
+                &["--subject", subject, "--actor", "staff-3"],
+                &["--action", "record.read", "--limit", "50"],
+                &["--requests", "12", "--clients", "3", "--actors", "25"],
+                &["--warmup", "2"],
+                &["--seeded-events", seeded_events, "--seeded-subjects", "40"],
+                &["--seeded-app", "seed", "--json"],
+            ]
+            .concat();
+            veritrail_async(&args, &[]).await
+        }
     };
 
     // The hot subject: several pages, every seeded event found.
-    let out = search("person-0", "2000").await.unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = search("person-0", "2000").await;
+    assert!(out.ok(), "{}", out.stderr);
+    let r: Value = serde_json::from_str(&out.stdout).unwrap();
     let expected = r["expected_subject_events"].as_u64().unwrap();
     // ln 2 / ln 41 ≈ 19 % of the events.
     assert!((250..500).contains(&expected), "{r}");
@@ -227,13 +217,9 @@ async fn bench_search_checks_a_seeded_log_completely() {
     assert!(0.0 < p50 && p50 <= p99, "{r}");
 
     // A wrong description of the seeding is caught by the completeness check.
-    let out = search("person-0", "1000").await.unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("were seeded"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = search("person-0", "1000").await;
+    assert!(!out.ok());
+    assert!(out.stderr.contains("were seeded"), "{}", out.stderr);
 
     // Every search was recorded: the walk above plus 12 + 12 timed requests
     // of the subject alone left audit events naming it.
@@ -290,9 +276,9 @@ fn bench_pipeline_runs_both_modes_and_cleans_up() {
     );
     // A directory in use is refused.
     std::fs::write(work.join("x"), b"x").unwrap();
-    let out = Command::new(binary())
-        .args(["bench", "pipeline", "--dir", work_arg, "--events", "10"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let out = veritrail(
+        &["bench", "pipeline", "--dir", work_arg, "--events", "10"],
+        &[],
+    );
+    assert!(!out.ok());
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, binary, create_key, event, get_json, http};
+use common::{Server, create_key, event, get_json, http, veritrail};
 use serde_json::{Value, json};
 
 /// Unmounts the tmpfs when the test ends, however it ends.
@@ -163,18 +163,8 @@ async fn a_full_disk_fails_the_batch_with_503_and_loses_nothing_acknowledged() {
     std::fs::remove_file(&filler).unwrap();
     let status = server.stop();
     println!("the server stopped with {status}");
-    let out = Command::new(binary())
-        .arg("fsck")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "fsck after a full disk: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = veritrail(&["fsck".as_ref(), data.as_os_str()], &[]);
+    assert_eq!(out.code, 0, "fsck after a full disk: {}", out.all());
     let server = Server::start(&data, &["--checkpoint-interval-ms", "50"]);
     // The restarted log signs a checkpoint over what was committed.
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -8,8 +8,8 @@ mod common;
 use std::path::Path;
 
 use common::{
-    Server, create_key, create_key_for_app, get_bytes, get_json, hashes, http, log_verifiers,
-    verify_checkpoint,
+    Server, call, create_key, create_key_for_app, get_bytes, get_json, hashes, log_verifiers,
+    submit, verify_checkpoint,
 };
 use serde_json::{Value, json};
 use veritrail::crypto::MasterKey;
@@ -32,27 +32,6 @@ fn ev(subject: Option<&str>, actor: &str, note: &str) -> Value {
         e["subject"] = json!(s);
     }
     e
-}
-
-async fn call(method: reqwest::Method, url: &str, key: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = http().request(method, url).bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn post_events(url: &str, key: &str, events: Vec<Value>) {
-    let (status, body) = call(
-        reqwest::Method::POST,
-        &format!("{url}/v1/events?wait=checkpoint"),
-        key,
-        Some(json!({ "events": events })),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
 }
 
 /// Every tile and bundle of a tree of `size`, as served.
@@ -118,7 +97,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
     let admin = server.admin_key();
     let writer = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
     let auditor = create_key(&url, &admin, "jane", "auditor").await;
-    post_events(
+    submit(
         &url,
         &writer,
         vec![
@@ -410,7 +389,7 @@ async fn retention_expires_events_except_held_ones_and_logs_each_run() {
     let clinic = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
     let lab = create_key_for_app(&url, &admin, "lab", "writer", "lab").await;
     let auditor = create_key(&url, &admin, "jane", "auditor").await;
-    post_events(
+    submit(
         &url,
         &clinic,
         vec![
@@ -420,7 +399,7 @@ async fn retention_expires_events_except_held_ones_and_logs_each_run() {
         ],
     )
     .await; // 0..3
-    post_events(
+    submit(
         &url,
         &lab,
         vec![ev(None, "job", "lab-3"), ev(Some("p2"), "dr", "lab-4")],

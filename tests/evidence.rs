@@ -5,9 +5,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{Server, binary, create_key, create_key_for_app, get_json, http};
+use common::{Server, create_key, create_key_for_app, get_json, http, submit, veritrail};
 use serde_json::{Value, json};
 
 fn ev(i: usize) -> Value {
@@ -32,19 +31,14 @@ struct Verify {
 }
 
 fn verify(file: &Path, vkeys: &[&str]) -> Verify {
-    let mut cmd = Command::new(binary());
-    cmd.arg("verify-bundle").arg(file);
+    let mut args = vec!["verify-bundle", file.to_str().unwrap()];
     for k in vkeys {
-        cmd.args(["--vkey", k]);
+        args.extend(["--vkey", k]);
     }
-    let o = cmd.output().unwrap();
+    let ran = veritrail(&args, &[]);
     Verify {
-        ok: o.status.success(),
-        out: format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
+        ok: ran.ok(),
+        out: ran.all(),
     }
 }
 
@@ -85,14 +79,7 @@ async fn bundles_verify_offline_and_name_the_tampered_line() {
     let admin = server.admin_key();
     let writer = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
     let auditor = create_key(&url, &admin, "jane", "auditor").await;
-    let resp = http()
-        .post(format!("{url}/v1/events?wait=checkpoint"))
-        .bearer_auth(&writer)
-        .json(&json!({ "events": (0..20).map(ev).collect::<Vec<_>>() }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    submit(&url, &writer, (0..20).map(ev).collect()).await;
     let log = get_json(&format!("{url}/v1/log")).await;
     let ecdsa = log["verifier_keys"]["ecdsa"].as_str().unwrap().to_string();
     let ed25519 = log["verifier_keys"]["ed25519"]

@@ -5,100 +5,40 @@
 //! In process: the real router and sequencer over a `MemoryStore` with
 //! `fail_writes(true)`, driven with `oneshot`.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use common::{InProcessLog, LogBuilder};
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
-use veritrail::api::{self, ApiLimits, AppState};
-use veritrail::auth::{ApiKeys, Role};
-use veritrail::fsck;
-use veritrail::history::{LogVerifiers, Signatures, check_tree_against};
-use veritrail::lifecycle::ORIGIN_RECORD;
+use veritrail::auth::Role;
 use veritrail::merkle;
-use veritrail::note::keys::LogKeys;
-use veritrail::sequencer::{
-    CheckpointSigner, LogView, RightEdge, Sequencer, SequencerConfig, TileSource,
-};
-use veritrail::store::memory::MemoryStore;
-use veritrail::store::{RecordSpace, Store, StoredCheckpoint};
+use veritrail::sequencer::TileSource;
+use veritrail::store::Store;
 
 const ORIGIN: &str = "faults.example/log";
 
 struct Log {
-    store: Arc<MemoryStore>,
-    keys: LogKeys,
-    app: Router,
+    log: InProcessLog,
     writer: String,
-    view: Arc<LogView>,
-    sequencer: Option<Sequencer>,
+}
+
+/// The test reaches the log's store and view directly.
+impl std::ops::Deref for Log {
+    type Target = InProcessLog;
+    fn deref(&self) -> &InProcessLog {
+        &self.log
+    }
 }
 
 fn start_log() -> Log {
-    let keys = LogKeys::generate().unwrap();
-    let store = Arc::new(MemoryStore::new());
-    store
-        .put_record(RecordSpace::Meta, ORIGIN_RECORD, ORIGIN.as_bytes())
-        .unwrap();
-    let s = keys.signers(ORIGIN).unwrap();
-    let signer = Arc::new(CheckpointSigner {
-        origin: ORIGIN.into(),
-        signers: vec![Box::new(s.ecdsa), Box::new(s.ed25519)],
-    });
-    let empty = signer.sign(0, merkle::empty_root(), 1).unwrap();
-    store
-        .put_checkpoint(&StoredCheckpoint {
-            published_at_ms: 1,
-            note: empty.note.clone().into_bytes(),
-        })
-        .unwrap();
-    let view = Arc::new(LogView::new(empty, 0));
-    let config = SequencerConfig {
-        checkpoint_interval: Duration::from_millis(20),
-        ..SequencerConfig::default()
-    };
-    let sequencer = Sequencer::start(
-        store.clone(),
-        signer,
-        config.clone(),
-        view.clone(),
-        RightEdge::empty(),
-    )
-    .unwrap();
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let api_keys = ApiKeys::new(dyn_store.clone());
-    let dyn_store_for_vault = dyn_store.clone();
-    let (_, writer) = api_keys.create("app-a", Role::Writer, None).unwrap();
-    let state = AppState {
-        origin: ORIGIN.into(),
-        verifier_keys: Arc::new(keys.verifier_keys(ORIGIN).unwrap()),
-        store: dyn_store,
-        view: view.clone(),
-        sequencer: sequencer.handle(),
-        keys: api_keys,
-        limits: Arc::new(ApiLimits::default()),
-        metrics: None,
-        checkpoint_interval: config.checkpoint_interval,
-        witnessed: None,
-        vault: Arc::new(
-            veritrail::vault::Vault::new(
-                dyn_store_for_vault,
-                &veritrail::crypto::MasterKey::from_bytes([9; 32]),
-            )
-            .unwrap(),
-        ),
-    };
-    Log {
-        store,
-        keys,
-        app: api::router(state),
-        writer,
-        view,
-        sequencer: Some(sequencer),
-    }
+    let log = LogBuilder::new(ORIGIN)
+        .checkpoint_interval(Duration::from_millis(20))
+        .start();
+    let writer = log.create_key("app-a", Role::Writer);
+    Log { log, writer }
 }
 
 fn event(i: usize) -> Value {
@@ -126,47 +66,21 @@ impl Log {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(json!({ "events": events }).to_string()))
             .unwrap();
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let retry_after = resp.headers().contains_key(header::RETRY_AFTER);
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, serde_json::from_slice(&body).unwrap(), retry_after)
+        let (status, headers, body) = self.log.send(req).await;
+        (status, body, headers.contains_key(header::RETRY_AFTER))
     }
 
     async fn checkpoint(&self) -> Value {
         let req = Request::get("/v1/checkpoint").body(Body::empty()).unwrap();
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        serde_json::from_slice(&body).unwrap()
-    }
-
-    /// The oracle: the stored checkpoint verifies, the stored tree
-    /// reproduces its root, and fsck finds nothing wrong.
-    fn check_log(&self) -> veritrail::note::Checkpoint {
-        let stored = self.store.checkpoint().unwrap().unwrap();
-        let verifiers = LogVerifiers::from_keys(&self.keys, ORIGIN).unwrap();
-        let cp = verifiers.verify(&stored.note, Signatures::Both).unwrap();
-        let size = self.store.tree_size().unwrap();
-        check_tree_against(self.store.as_ref(), size, &cp).unwrap();
-        let report = fsck::check_store(
-            self.store.as_ref(),
-            &self.keys,
-            &indicatif::ProgressBar::hidden(),
-        )
-        .unwrap();
-        assert!(report.is_clean(), "{:?}", report.findings);
-        cp
+        let (status, _, body) = self.log.send(req).await;
+        assert_eq!(status, StatusCode::OK);
+        body
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_store_fails_the_batch_with_503_and_changes_nothing() {
-    let mut log = start_log();
+    let log = start_log();
     let (status, body, _) = log.post_events(0, 3, true).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let before = log.check_log();
@@ -212,9 +126,5 @@ async fn a_failing_store_fails_the_batch_with_503_and_changes_nothing() {
     let proof = merkle::consistency_proof(3, 5, &TileSource::new(log.store.as_ref())).unwrap();
     merkle::verify_consistency(3, 5, &before.root, &after.root, &proof).unwrap();
 
-    if let Some(s) = log.sequencer.take() {
-        tokio::task::spawn_blocking(move || s.shutdown())
-            .await
-            .unwrap();
-    }
+    log.log.shutdown().await;
 }

@@ -10,8 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{Server, binary, create_key, event, http};
-use serde_json::json;
+use common::{Server, binary, create_key, event, submit};
 
 /// Two full tiles, a partial one, and a partial level-1 tile.
 const EVENTS: usize = 600;
@@ -56,20 +55,12 @@ fn copy_dir(from: &Path, to: &Path) {
 async fn write_log(data: &Path) {
     let server = Server::start(data, &["--checkpoint-interval-ms", "50"]);
     let writer = create_key(&server.url, &server.admin_key(), "app-a", "writer").await;
-    let client = http();
     for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(50) {
         let events: Vec<_> = chunk
             .iter()
             .map(|&i| event(i, i.is_multiple_of(2).then(|| format!("id-{i}"))))
             .collect();
-        let resp = client
-            .post(format!("{}/v1/events?wait=checkpoint", server.url))
-            .bearer_auth(&writer)
-            .json(&json!({ "events": events }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        submit(&server.url, &writer, events).await;
     }
     assert!(server.stop().success());
 }

@@ -3,25 +3,12 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Server, binary, create_key, create_key_for_app, get_json, http};
+use common::{Server, create_key, create_key_for_app, get_json, http, submit, veritrail};
 use serde_json::json;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let o = Command::new(binary())
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    let ran = veritrail(args, env);
+    (ran.ok(), ran.all())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,14 +25,7 @@ async fn operators_hold_erase_expire_and_export_from_the_command_line() {
         e["subject"] = json!(if i < 2 { "Ann Example" } else { "bob" });
         events.push(e);
     }
-    let resp = http()
-        .post(format!("{url}/v1/events?wait=checkpoint"))
-        .bearer_auth(&writer)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    submit(&url, &writer, events).await;
     let env = [("VERITRAIL_ADMIN_KEY", admin.as_str())];
 
     let (ok, out) = run(

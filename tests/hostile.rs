@@ -21,7 +21,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{Server, create_key, create_key_for_app, event, get_json, http};
+use common::{Server, create_key, create_key_for_app, event, get_json, get_json_auth, http};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -484,7 +484,7 @@ async fn hostile_requests_get_clear_errors_and_change_nothing() {
     let other_writer = create_key_for_app(&url, &admin, "other", "writer", "other").await;
     let auditor = create_key(&url, &admin, "aud", "auditor").await;
     let revoked = create_key(&url, &admin, "gone", "admin").await;
-    let listed = admin_get(&url, "/v1/admin/keys", &admin).await;
+    let listed = get_json_auth(&format!("{url}/v1/admin/keys"), &admin).await;
     let id_of = |name: &str| {
         listed["keys"]
             .as_array()
@@ -625,22 +625,11 @@ impl State {
             tree_size: cp["tree_size"].as_u64().unwrap(),
             root_hash: cp["root_hash"].clone(),
             committed_size: health["committed_size"].as_u64().unwrap(),
-            keys: admin_get(url, "/v1/admin/keys", admin).await,
-            policies: admin_get(url, "/v1/admin/retention", admin).await,
-            holds: admin_get(url, "/v1/admin/holds", admin).await,
+            keys: get_json_auth(&format!("{url}/v1/admin/keys"), admin).await,
+            policies: get_json_auth(&format!("{url}/v1/admin/retention"), admin).await,
+            holds: get_json_auth(&format!("{url}/v1/admin/holds"), admin).await,
         }
     }
-}
-
-async fn admin_get(url: &str, path: &str, key: &str) -> Value {
-    let resp = http()
-        .get(format!("{url}{path}"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
-    resp.json().await.unwrap()
 }
 
 fn all_cases(k: &Keys) -> Vec<Case> {

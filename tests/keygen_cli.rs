@@ -1,13 +1,16 @@
 //! `veritrail keygen` end to end: the real binary writes loadable keys and prints the
 //! verifier keys that match them, and never overwrites existing keys.
 
+mod common;
+
 use std::process::Command;
 
+use common::binary;
 use veritrail::note::keys::{ECDSA_KEY_FILE, ED25519_KEY_FILE, LogKeys};
 use veritrail::note::parse_verifier_key;
 
 fn keygen(origin: &str, out: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_veritrail"))
+    Command::new(binary())
         .args(["keygen", "--origin", origin, "--out"])
         .arg(out)
         .output()

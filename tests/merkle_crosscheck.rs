@@ -12,8 +12,8 @@ use veritrail::merkle::{
     verify_consistency, verify_inclusion,
 };
 
-mod support;
-use support::Stored;
+mod common;
+use common::Stored;
 
 const MAX: u64 = 300;
 

@@ -10,8 +10,8 @@ use veritrail::merkle::{
     root_from_leaf_hashes, tree_root, verify_consistency, verify_inclusion,
 };
 
-mod support;
-use support::spec_leaves;
+mod common;
+use common::spec_leaves;
 
 const VECTOR_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/rfc6962-proofs");
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Server, create_key, create_key_for_app, http};
+use common::{Server, create_key, create_key_for_app, create_revoked_key, http};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -82,59 +82,103 @@ fn secret_event() -> Value {
     })
 }
 
+/// A log with a writer, an auditor and a revoked key, and two events whose
+/// every field holds a secret; `secrets` are those values and the salt.
+struct Fixture {
+    _server: Server,
+    _dir: tempfile::TempDir,
+    url: String,
+    admin: String,
+    writer: String,
+    auditor: String,
+    revoked: String,
+    revoked_id: String,
+    /// The writer's receipt for the two events.
+    receipt: String,
+    secrets: [String; 6],
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(&dir.path().join("log"), &["--checkpoint-interval-ms", "50"]);
+        let url = server.url.clone();
+        let admin = server.admin_key();
+        let writer = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
+        let auditor = create_key(&url, &admin, "jane", "auditor").await;
+        let revoked = create_revoked_key(&url, &admin, "gone", "auditor").await;
+        let revoked_id = revoked.split('_').nth(1).unwrap().to_string();
+        let resp = http()
+            .post(format!("{url}/v1/events?wait=checkpoint"))
+            .bearer_auth(&writer)
+            .json(&json!({ "events": [secret_event(), secret_event()] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let receipt = resp.text().await.unwrap();
+        // The salt is only known to auditors.
+        let one: Value = http()
+            .get(format!("{url}/v1/events/0"))
+            .bearer_auth(&auditor)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let salt_hex = one["salt"].as_str().unwrap().to_string();
+        let salt_b64 = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(hex::decode(&salt_hex).unwrap())
+        };
+        let secrets = [
+            "SUBJECT-SECRET-7".to_string(),
+            "ACTOR-SECRET-7".to_string(),
+            "RESOURCE-SECRET-7".to_string(),
+            "CONTEXT-SECRET-7".to_string(),
+            salt_hex.clone(),
+            salt_b64.trim_end_matches('=').to_string(),
+        ];
+        Fixture {
+            _server: server,
+            _dir: dir,
+            url,
+            admin,
+            writer,
+            auditor,
+            revoked,
+            revoked_id,
+            receipt,
+            secrets,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_route_admits_exactly_its_roles_and_public_routes_show_only_commitments() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("log"), &["--checkpoint-interval-ms", "50"]);
-    let url = server.url.clone();
-    let admin = server.admin_key();
-    let writer = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
-    let auditor = create_key(&url, &admin, "jane", "auditor").await;
-    let revoked = create_key(&url, &admin, "gone", "auditor").await;
-    let revoked_id = revoked.split('_').nth(1).unwrap().to_string();
-    let resp = http()
-        .delete(format!("{url}/v1/admin/keys/{revoked_id}"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let resp = http()
-        .post(format!("{url}/v1/events?wait=checkpoint"))
-        .bearer_auth(&writer)
-        .json(&json!({ "events": [secret_event(), secret_event()] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let receipt = resp.text().await.unwrap();
-    // The salt is only known to auditors.
-    let one: Value = http()
-        .get(format!("{url}/v1/events/0"))
-        .bearer_auth(&auditor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let salt_hex = one["salt"].as_str().unwrap().to_string();
-    let salt_b64 = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(hex::decode(&salt_hex).unwrap())
-    };
-    let secrets = [
-        "SUBJECT-SECRET-7".to_string(),
-        "ACTOR-SECRET-7".to_string(),
-        "RESOURCE-SECRET-7".to_string(),
-        "CONTEXT-SECRET-7".to_string(),
-        salt_hex.clone(),
-        salt_b64.trim_end_matches('=').to_string(),
-    ];
-    for s in &secrets {
+async fn a_writers_receipt_shows_no_event_content_and_no_salt() {
+    let f = Fixture::start().await;
+    let Fixture {
+        receipt, secrets, ..
+    } = &f;
+    for s in secrets {
         assert!(!receipt.contains(s), "the writer's receipt shows {s}");
     }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_admits_exactly_its_roles_and_only_auditors_see_content() {
+    let f = Fixture::start().await;
+    let Fixture {
+        url,
+        admin,
+        writer,
+        auditor,
+        revoked,
+        revoked_id,
+        secrets,
+        ..
+    } = &f;
     let routes = vec![
         route(Method::GET, "/checkpoint", None, Class::Public, 200),
         route(Method::GET, "/v1/checkpoint", None, Class::Public, 200),
@@ -208,7 +252,7 @@ async fn every_route_admits_exactly_its_roles_and_public_routes_show_only_commit
     let (hold_id, policy_id) = {
         let h: Value = http()
             .post(format!("{url}/v1/admin/holds"))
-            .bearer_auth(&admin)
+            .bearer_auth(admin)
             .json(&json!({ "app": "held-app", "reason": "to release" }))
             .send()
             .await
@@ -218,7 +262,7 @@ async fn every_route_admits_exactly_its_roles_and_public_routes_show_only_commit
             .unwrap();
         let p: Value = http()
             .post(format!("{url}/v1/admin/retention"))
-            .bearer_auth(&admin)
+            .bearer_auth(admin)
             .json(&json!({ "app": "gone-app", "keep_days": 1 }))
             .send()
             .await
@@ -261,7 +305,7 @@ async fn every_route_admits_exactly_its_roles_and_public_routes_show_only_commit
             let may_see_content =
                 r.class == Class::Auditor && matches!(who, Who::Auditor | Who::Admin);
             if !may_see_content {
-                for s in &secrets {
+                for s in secrets {
                     assert!(
                         !text.contains(s.as_str()),
                         "{} {} as {who:?} shows {s}: {text}",
@@ -274,7 +318,12 @@ async fn every_route_admits_exactly_its_roles_and_public_routes_show_only_commit
         }
     }
     assert!(checked >= 27 * 6, "{checked}");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_bundles_carry_only_app_time_and_commitment() {
+    let f = Fixture::start().await;
+    let Fixture { url, .. } = &f;
     // And the entry bundles (the leaves) carry only app, time and commitment.
     let bundle = common::get_bytes(&format!("{url}/tile/entries/000.p/2")).await;
     let entries = veritrail::tiles::decode_bundle(&bundle).unwrap();

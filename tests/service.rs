@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{
-    Server, create_key, event, get_bytes, get_json, hashes, http, log_verifiers, verify_checkpoint,
+    Server, call, create_key, event, get_bytes, get_json, hashes, http, log_verifiers,
+    verify_checkpoint,
 };
+use reqwest::Method;
 use serde_json::{Value, json};
 use veritrail::event::LeafRecord;
 use veritrail::merkle::{self, Hash, NodeId, SubtreeSource};
@@ -37,15 +39,7 @@ async fn post_events(url: &str, key: &str, events: Vec<Value>) -> Vec<Value> {
     } else {
         json!({ "events": events })
     };
-    let resp = http()
-        .post(format!("{url}/v1/events"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap();
+    let (status, v) = call(Method::POST, &format!("{url}/v1/events"), key, Some(body)).await;
     assert_eq!(status, 200, "submit failed: {v}");
     v["events"].as_array().unwrap().clone()
 }

@@ -11,8 +11,8 @@ use veritrail::tiles::{
     parse_tile_path, partial_width, tile_for_node, tile_hashes, tiles_for_size,
 };
 
-mod support;
-use support::spec_leaves;
+mod common;
+use common::spec_leaves;
 
 /// Brute-force tile state, grown one leaf at a time: for each tile level, the
 /// number of complete level-8L nodes counted per tile index.

@@ -4,11 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::ffi::OsStr;
+use std::path::Path;
 use std::time::Duration;
 
-use common::{Server, binary, event, log_verifiers, verify_checkpoint};
+use common::{
+    Ran, Server, event, log_verifiers, verify_checkpoint, veritrail, write_witness_config,
+};
 use serde_json::{Value, json};
 
 struct TestCert {
@@ -42,6 +44,18 @@ fn https_client(cert_pem: &str) -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
+}
+
+/// Runs `serve` on loopback with a data directory in `dir` and `extra`
+/// flags, for flags that must stop it before it listens.
+fn serve_once(dir: &Path, extra: &[&OsStr]) -> Ran {
+    let data = dir.join("data");
+    let mut args: Vec<&OsStr> = ["serve", "--listen", "127.0.0.1:0", "--data"]
+        .map(OsStr::new)
+        .to_vec();
+    args.push(data.as_os_str());
+    args.extend(extra);
+    veritrail(&args, &[("VERITRAIL_LOG", "warn")])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,28 +149,35 @@ async fn serves_https_with_the_given_certificate_and_refuses_plain_http() {
     // The CLI's admin commands trust the certificate with --ca-cert; a
     // backup over TLS is complete.
     let backup = tempfile::tempdir().unwrap();
-    let out = Command::new(binary())
-        .args(["backup", "--url", &server.url, "--ca-cert"])
-        .arg(&cert.cert_path)
-        .arg("--admin-key-file")
-        .arg(dir.path().join("data").join("admin.key"))
-        .arg("--to")
-        .arg(backup.path().join("b"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let admin_key = dir.path().join("data").join("admin.key");
+    let out = veritrail(
+        &[
+            "backup".as_ref(),
+            "--url".as_ref(),
+            server.url.as_ref(),
+            "--ca-cert".as_ref(),
+            cert.cert_path.as_os_str(),
+            "--admin-key-file".as_ref(),
+            admin_key.as_os_str(),
+            "--to".as_ref(),
+            backup.path().join("b").as_os_str(),
+        ],
+        &[],
     );
-    let out = Command::new(binary())
-        .args(["keys", "list", "--url", &server.url])
-        .arg("--admin-key-file")
-        .arg(dir.path().join("data").join("admin.key"))
-        .output()
-        .unwrap();
+    assert!(out.ok(), "{}", out.stderr);
+    let out = veritrail(
+        &[
+            "keys".as_ref(),
+            "list".as_ref(),
+            "--url".as_ref(),
+            server.url.as_ref(),
+            "--admin-key-file".as_ref(),
+            admin_key.as_os_str(),
+        ],
+        &[],
+    );
     assert!(
-        !out.status.success(),
+        !out.ok(),
         "without --ca-cert the certificate is not trusted"
     );
     assert!(server.stop().success(), "graceful shutdown under TLS");
@@ -166,15 +187,12 @@ async fn serves_https_with_the_given_certificate_and_refuses_plain_http() {
 fn a_key_without_a_certificate_is_refused() {
     let cert = self_signed();
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .arg("--tls-key")
-        .arg(&cert.key_path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = serve_once(
+        dir.path(),
+        &["--tls-key".as_ref(), cert.key_path.as_os_str()],
+    );
+    assert!(!out.ok());
+    let err = &out.stderr;
     assert!(err.contains("--tls-cert"), "stderr: {err}");
 }
 
@@ -184,19 +202,17 @@ fn an_unreadable_certificate_is_reported_before_listening() {
     let dir = tempfile::tempdir().unwrap();
     let bogus = dir.path().join("not-a-cert.pem");
     std::fs::write(&bogus, "not a certificate\n").unwrap();
-    let out = Command::new(binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .arg("--tls-cert")
-        .arg(&bogus)
-        .arg("--tls-key")
-        .arg(&cert.key_path)
-        .env("VERITRAIL_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = serve_once(
+        dir.path(),
+        &[
+            "--tls-cert".as_ref(),
+            bogus.as_os_str(),
+            "--tls-key".as_ref(),
+            cert.key_path.as_os_str(),
+        ],
+    );
+    assert!(!out.ok());
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
     assert!(!stdout.contains("listening on"), "stdout: {stdout}");
     assert!(
         stderr.contains("TLS certificate") && stderr.contains("not-a-cert.pem"),
@@ -207,25 +223,19 @@ fn an_unreadable_certificate_is_reported_before_listening() {
 #[test]
 fn plain_http_on_a_non_loopback_address_warns_on_stderr() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(binary())
-        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
-        .arg(dir.path().join("data"))
-        .env("VERITRAIL_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut listening = None;
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        if line.contains("listening on") {
-            listening = Some(line);
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let data = dir.path().join("data");
+    let server = Server::run(
+        &[
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "0.0.0.0:0".as_ref(),
+            "--data".as_ref(),
+            data.as_os_str(),
+        ],
+        &data,
+    );
+    let listening = server.stdout_lines.last().cloned();
+    let stderr = server.kill().join("\n");
     assert!(
         listening
             .as_deref()
@@ -233,23 +243,10 @@ fn plain_http_on_a_non_loopback_address_warns_on_stderr() {
             .contains("http://0.0.0.0:"),
         "{listening:?}"
     );
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(
         stderr.contains("WARNING: serving plain HTTP on 0.0.0.0:"),
         "stderr: {stderr}"
     );
-}
-
-/// What the witness printed after `prefix` on stdout.
-fn printed(server: &Server, prefix: &str) -> String {
-    server
-        .stdout_lines
-        .iter()
-        .find_map(|l| l.split(prefix).nth(1))
-        .unwrap_or_else(|| panic!("no {prefix:?} in {:?}", server.stdout_lines))
-        .trim()
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,15 +262,15 @@ async fn a_witness_serves_https_and_the_log_reaches_it_through_its_peer_ca() {
     let writer = common::create_key(&log.url, &admin, "app", "writer").await;
     assert!(log.stop().success());
     let config = dir.path().join("witness.toml");
-    std::fs::write(
+    write_witness_config(
         &config,
-        format!(
-            "name = \"tls.example/witness\"\n[[log]]\norigin = \"tls.example/log\"\nvkeys = [{:?}, {:?}]\n",
+        "tls.example/witness",
+        "tls.example/log",
+        &[
             info["verifier_keys"]["ecdsa"].as_str().unwrap(),
             info["verifier_keys"]["ed25519"].as_str().unwrap(),
-        ),
-    )
-    .unwrap();
+        ],
+    );
 
     let witness = Server::start_witness(
         &dir.path().join("witness"),
@@ -290,7 +287,7 @@ async fn a_witness_serves_https_and_the_log_reaches_it_through_its_peer_ca() {
         "announced {}",
         witness.url
     );
-    let wvkey = printed(&witness, "witness verifier key ");
+    let wvkey = witness.printed("witness verifier key ");
     let health = https_client(&cert.pem)
         .get(format!("{}/healthz", witness.url))
         .send()
@@ -373,14 +370,8 @@ fn a_peer_ca_file_without_certificates_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let bogus = dir.path().join("ca.pem");
     std::fs::write(&bogus, "no certificate here\n").unwrap();
-    let out = Command::new(binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .arg("--peer-ca-cert")
-        .arg(&bogus)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = serve_once(dir.path(), &["--peer-ca-cert".as_ref(), bogus.as_os_str()]);
+    assert!(!out.ok());
+    let err = &out.stderr;
     assert!(err.contains("holds no PEM certificate"), "stderr: {err}");
 }

@@ -14,7 +14,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use common::{Server, binary, create_key, event, get_json, http};
+use common::{Ran, Server, create_key, event, get_json, http, veritrail_async};
 use serde_json::{Value, json};
 use veritrail::merkle::Hash;
 use veritrail::note::keys::LogKeys;
@@ -51,43 +51,14 @@ async fn start_log() -> Log {
 /// the per-event answers.
 async fn submit(log: &Log, first: usize, n: usize) -> Vec<Value> {
     let events: Vec<Value> = (first..first + n).map(|i| event(i, None)).collect();
-    let resp = http()
-        .post(format!("{}/v1/events?wait=checkpoint", log.server.url))
-        .bearer_auth(&log.writer)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let v: Value = resp.json().await.unwrap();
+    let v = common::submit(&log.server.url, &log.writer, events).await;
     v["events"].as_array().unwrap().clone()
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-async fn verify(url: &str, args: &[String]) -> Run {
-    let out = tokio::process::Command::new(binary())
-        .arg("verify")
-        .args(["--url", url])
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+async fn verify(url: &str, args: &[String]) -> Ran {
+    let mut all = vec!["verify".to_string(), "--url".to_string(), url.to_string()];
+    all.extend(args.iter().cloned());
+    veritrail_async(&all, &[]).await
 }
 
 fn vkey_args(vkeys: &[String]) -> Vec<String> {

@@ -5,99 +5,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{binary, create_key, event, get_json, hashes, http};
+use common::{
+    Server, create_key, event, get_json, hashes, http, post_events, veritrail, veritrail_async,
+    write_witness_config,
+};
 use serde_json::{Value, json};
 use veritrail::merkle::{self, Hash};
 use veritrail::note::{Checkpoint, CosignatureVerifier, Note, NoteVerifier, parse_verifier_key};
-
-/// A running `veritrail` process that printed `listening on http://…`.
-struct Proc {
-    child: Child,
-    url: String,
-    lines: Vec<String>,
-}
-
-impl Proc {
-    fn start(args: &[&str]) -> Proc {
-        let child = Command::new(binary())
-            .args(args)
-            .env("VERITRAIL_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("couldn't run the veritrail binary");
-        // From here on, Drop kills and reaps the child on every path.
-        let mut p = Proc {
-            child,
-            url: String::new(),
-            lines: Vec::new(),
-        };
-        let mut reader = BufReader::new(p.child.stdout.take().unwrap());
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                let mut err = String::new();
-                use std::io::Read;
-                let _ = p.child.stderr.take().unwrap().read_to_string(&mut err);
-                panic!("{args:?} exited before listening: {:?} {err}", p.lines);
-            }
-            let line = line.trim_end().to_string();
-            p.lines.push(line.clone());
-            if let Some(url) = line.split("listening on ").nth(1) {
-                p.url = url.trim().to_string();
-                std::thread::spawn(move || for _ in reader.lines() {});
-                let stderr = p.child.stderr.take().unwrap();
-                std::thread::spawn(move || {
-                    for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                        if l.contains("ALARM") || l.contains("panicked") {
-                            eprintln!("[child] {l}");
-                        }
-                    }
-                });
-                return p;
-            }
-        }
-    }
-
-    fn addr(&self) -> &str {
-        self.url.trim_start_matches("http://")
-    }
-
-    /// The value printed after `prefix` on a stdout line.
-    fn printed(&self, prefix: &str) -> String {
-        self.lines
-            .iter()
-            .find_map(|l| l.split(prefix).nth(1))
-            .unwrap_or_else(|| panic!("no line with {prefix:?} in {:?}", self.lines))
-            .trim()
-            .to_string()
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Log {
     origin: String,
@@ -106,15 +25,7 @@ struct Log {
 
 /// Creates a log in `data` (start, read its keys, stop).
 async fn create_log(data: &Path) -> Log {
-    let p = Proc::start(&[
-        "serve",
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--origin",
-        "audit.example/log",
-    ]);
+    let p = Server::start(data, &["--origin", "audit.example/log"]);
     let info = get_json(&format!("{}/v1/log", p.url)).await;
     p.stop();
     Log {
@@ -131,36 +42,31 @@ async fn create_log(data: &Path) -> Log {
 
 fn witness_config(dir: &Path, name: &str, log: &Log) -> PathBuf {
     let path = dir.join(format!("{}.toml", name.replace('/', "_")));
-    let vkeys: Vec<String> = log.vkeys.iter().map(|k| format!("{k:?}")).collect();
-    std::fs::write(
-        &path,
-        format!(
-            "name = {name:?}\n[[log]]\norigin = {:?}\nvkeys = [{}]\n",
-            log.origin,
-            vkeys.join(", ")
-        ),
-    )
-    .unwrap();
+    let vkeys: Vec<&str> = log.vkeys.iter().map(String::as_str).collect();
+    write_witness_config(&path, name, &log.origin, &vkeys);
     path
 }
 
 struct WitnessProc {
-    proc: Proc,
+    proc: Server,
     vkey: String,
     data: PathBuf,
     config: PathBuf,
 }
 
 fn start_witness(data: &Path, config: &Path, listen: &str) -> WitnessProc {
-    let proc = Proc::start(&[
-        "witness",
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        listen,
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let proc = Server::run(
+        &[
+            "witness",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            listen,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        data,
+    );
     let vkey = proc.printed("witness verifier key ");
     WitnessProc {
         proc,
@@ -173,14 +79,13 @@ fn start_witness(data: &Path, config: &Path, listen: &str) -> WitnessProc {
 impl WitnessProc {
     /// Stops and starts again on the same address and data.
     fn restart(self) -> WitnessProc {
-        let addr = self.proc.addr().to_string();
-        let (data, config) = (self.data.clone(), self.config.clone());
-        self.proc.stop();
-        start_witness(&data, &config, &addr)
+        let proc = self.proc.restart();
+        let vkey = proc.printed("witness verifier key ");
+        WitnessProc { proc, vkey, ..self }
     }
 }
 
-fn start_log(data: &Path, witnesses: &[&WitnessProc], quorum: usize) -> Proc {
+fn start_log(data: &Path, witnesses: &[&WitnessProc], quorum: usize) -> Server {
     let mut args: Vec<String> = [
         "serve",
         "--data",
@@ -200,25 +105,12 @@ fn start_log(data: &Path, witnesses: &[&WitnessProc], quorum: usize) -> Proc {
     for w in witnesses {
         args.extend(["--witness".into(), w.proc.url.clone(), w.vkey.clone()]);
     }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    Proc::start(&refs)
+    Server::run(&args, data)
 }
 
-async fn writer_key(log: &Proc, data: &Path) -> String {
+async fn writer_key(log: &Server, data: &Path) -> String {
     let admin = std::fs::read_to_string(data.join("admin.key")).unwrap();
     create_key(&log.url, admin.trim(), "app", "writer").await
-}
-
-async fn post(url: &str, key: &str, wait: &str, events: Vec<Value>) -> (u16, Value) {
-    let resp = http()
-        .post(format!("{url}/v1/events{wait}"))
-        .bearer_auth(key)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
 }
 
 async fn get_text(url: &str) -> (u16, String) {
@@ -309,7 +201,7 @@ async fn two_witnesses_cosign_receipts_survive_restarts_and_outages() {
     );
     assert!(
         w1.proc
-            .lines
+            .stdout_lines
             .iter()
             .any(|l| l.contains("created a new witness"))
     );
@@ -322,7 +214,7 @@ async fn two_witnesses_cosign_receipts_survive_restarts_and_outages() {
     let mut baseline = Vec::new();
     for i in 0..40 {
         let started = Instant::now();
-        let (status, _) = post(
+        let (status, _) = post_events(
             &server.url,
             &key,
             "?wait=checkpoint",
@@ -340,7 +232,7 @@ async fn two_witnesses_cosign_receipts_survive_restarts_and_outages() {
     for i in 0..40 {
         let started = Instant::now();
         let (status, receipt) =
-            post(&server.url, &key, "?wait=witnessed", vec![event(i, None)]).await;
+            post_events(&server.url, &key, "?wait=witnessed", vec![event(i, None)]).await;
         latencies.push(started.elapsed());
         assert_eq!(status, 200, "{receipt}");
         assert_eq!(receipt["witnessed"], true);
@@ -362,20 +254,18 @@ async fn two_witnesses_cosign_receipts_survive_restarts_and_outages() {
         args.extend(["--witness-vkey".into(), (*w).to_string()]);
     }
     args.extend(["--index".into(), newest.to_string()]);
-    let out = Command::new(binary()).args(&args).output().unwrap();
+    let out = veritrail(&args, &[]);
     assert!(
-        out.status.success(),
-        "veritrail verify with both witness keys: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        out.ok(),
+        "veritrail verify with both witness keys: {}",
+        out.all()
     );
     let mut wrong = args.clone();
     let at = wrong.iter().position(|a| a == vkeys[1]).unwrap();
     wrong[at] =
         "other.example/witness+00000000+BJg+GSVGUghLAAN8Wwt4c7RLcDgJL7S0DgcGbLQLDz/n".into();
-    let out = Command::new(binary()).args(&wrong).output().unwrap();
     assert!(
-        !out.status.success(),
+        !veritrail(&wrong, &[]).ok(),
         "a witness key without a cosignature fails verify"
     );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -399,7 +289,7 @@ async fn two_witnesses_cosign_receipts_survive_restarts_and_outages() {
             let mut lat = Vec::new();
             for i in 0..10 {
                 let started = Instant::now();
-                let (status, r) = post(
+                let (status, r) = post_events(
                     &url,
                     &key,
                     "?wait=witnessed",
@@ -452,7 +342,7 @@ async fn two_witnesses_cosign_receipts_survive_restarts_and_outages() {
     let w1 = w1.restart();
     assert!(
         !w1.proc
-            .lines
+            .stdout_lines
             .iter()
             .any(|l| l.contains("created a new witness"))
     );
@@ -464,7 +354,7 @@ async fn two_witnesses_cosign_receipts_survive_restarts_and_outages() {
     assert_eq!((status, ct.as_str()), (409, "text/x.tlog.size"));
     assert_eq!(size, format!("{}\n", w1_cp.size));
     let (status, receipt) =
-        post(&server.url, &key, "?wait=witnessed", vec![event(100, None)]).await;
+        post_events(&server.url, &key, "?wait=witnessed", vec![event(100, None)]).await;
     assert_eq!(status, 200, "{receipt}");
     let vkeys = [w1.vkey.as_str(), w2.vkey.as_str()];
     verify_receipt(&receipt, &log, &vkeys);
@@ -479,13 +369,13 @@ async fn two_witnesses_cosign_receipts_survive_restarts_and_outages() {
     let mut appended = Vec::new();
     for i in 0..20 {
         let started = Instant::now();
-        let (status, r) = post(&server.url, &key, "", vec![event(200 + i, None)]).await;
+        let (status, r) = post_events(&server.url, &key, "", vec![event(200 + i, None)]).await;
         assert_eq!(status, 200, "appends go on while a witness is down: {r}");
         assert!(started.elapsed() < Duration::from_secs(2));
         appended.push(r["events"][0]["index"].as_u64().unwrap());
     }
     let (status, pending) =
-        post(&server.url, &key, "?wait=witnessed", vec![event(300, None)]).await;
+        post_events(&server.url, &key, "?wait=witnessed", vec![event(300, None)]).await;
     assert_eq!(status, 202, "{pending}");
     assert_eq!(pending["witnessed"], false);
     let pending_index = pending["events"][0]["index"].as_u64().unwrap();
@@ -567,21 +457,10 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
 
 /// Runs `veritrail monitor` to completion; returns (exit code, stdout+stderr).
 async fn monitor(args: Vec<String>) -> (i32, String) {
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(binary())
-            .arg("monitor")
-            .args(&args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    let mut all = vec!["monitor".to_string()];
+    all.extend(args);
+    let out = veritrail_async(&all, &[]).await;
+    (out.code, out.all())
 }
 
 fn monitor_args(url: &str, log: &Log, extra: &[&str]) -> Vec<String> {
@@ -600,15 +479,9 @@ async fn a_split_view_is_refused_by_the_witness_and_reported_by_monitors() {
     let log = create_log(&data_a).await;
     // Some history before the fork.
     {
-        let p = Proc::start(&[
-            "serve",
-            "--data",
-            data_a.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ]);
+        let p = Server::start(&data_a, &[]);
         let key = writer_key(&p, &data_a).await;
-        let (status, _) = post(
+        let (status, _) = post_events(
             &p.url,
             &key,
             "?wait=checkpoint",
@@ -651,7 +524,7 @@ async fn a_split_view_is_refused_by_the_witness_and_reported_by_monitors() {
 
     // Branch A grows and is witnessed.
     let key_a = writer_key(&a, &data_a).await;
-    let (status, receipt_a) = post(
+    let (status, receipt_a) = post_events(
         &a.url,
         &key_a,
         "?wait=witnessed",
@@ -682,7 +555,7 @@ async fn a_split_view_is_refused_by_the_witness_and_reported_by_monitors() {
     // Branch B: same prefix, other events, same size. B's collector sends
     // old 5, learns 8 from the witness's 409, retries from 8 and gets 422.
     let key_b = writer_key(&b, &data_b).await;
-    let (status, receipt_b) = post(
+    let (status, receipt_b) = post_events(
         &b.url,
         &key_b,
         "?wait=witnessed",
@@ -837,7 +710,7 @@ async fn the_monitor_follows_a_growing_log_and_resumes_from_its_state() {
     for round in 0..3 {
         // 300 events per round: bundles and tiles fill and go partial again.
         let events: Vec<Value> = (0..300).map(|i| event(round * 1000 + i, None)).collect();
-        let (status, r) = post(&server.url, &key, "?wait=witnessed", events).await;
+        let (status, r) = post_events(&server.url, &key, "?wait=witnessed", events).await;
         assert_eq!(status, 200, "{r}");
         let (code, out) = monitor(args(&[])).await;
         assert_eq!(code, 0, "{out}");
@@ -883,7 +756,7 @@ async fn the_full_monitor_rejects_a_tampered_tile_the_log_serves() {
     // Two full entry bundles and level-0 tiles, and a partial third.
     for chunk in 0..6 {
         let events = (0..100).map(|i| event(chunk * 100 + i, None)).collect();
-        let (status, body) = post(&server.url, &key, "?wait=checkpoint", events).await;
+        let (status, body) = post_events(&server.url, &key, "?wait=checkpoint", events).await;
         assert_eq!(status, 200, "{body}");
     }
     let (code, out) = monitor(monitor_args(&server.url, &log, &["--full"])).await;

@@ -1,4 +1,5 @@
-//! Fixtures shared by the test binaries (and the Merkle benchmark).
+//! Fixtures from the specifications, shared by the test binaries and the
+//! Merkle benchmark (which includes this file by path, so it stands alone).
 // Each binary that includes this module uses only part of it.
 #![allow(dead_code)]
 
