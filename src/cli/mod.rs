@@ -1,13 +1,13 @@
 //! The `veritrail` command's work, one module per group of commands;
 //! `main.rs` only parses the command line and dispatches here.
 //!
-//! - [`serve`]: `serve` and `witness` (the long-running services);
-//! - [`keys`]: `keygen` and `keys` (log keys and API keys);
-//! - [`governance`]: `erase`, `holds` and `retention`;
-//! - [`export`]: `export` and `verify-bundle` (evidence bundles);
-//! - [`backup`]: `backup`, `restore` and `fsck`;
-//! - [`follow`]: `verify` and `monitor` (following a log from outside);
-//! - [`bench`]: `bench`.
+//! - [`serve`] for `serve` and `witness` (the long-running services);
+//! - [`keys`] for `keygen` and `keys` (log keys and API keys);
+//! - [`governance`] for `erase`, `holds` and `retention`;
+//! - [`export`] for `export` and `verify-bundle` (evidence bundles);
+//! - [`backup`] for `backup`, `restore` and `fsck`;
+//! - [`follow`] for `verify` and `monitor` (following a log from outside);
+//! - [`bench`] for `bench`.
 //!
 //! Commands that talk to a server do so through [`veritrail::client::Client`],
 //! whose calls are typed with the server's own request and answer types.
