@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+/// The long help of `veritrail verify`: what it checks and its exit statuses.
 pub const VERIFY_HELP: &str = "\
 Checks, in order: GET /checkpoint is a checkpoint of the keys' origin signed by every
 --vkey (and cosigned by every --witness-vkey); with --state, that it extends the
