@@ -195,7 +195,7 @@ impl Client {
     /// POST with an empty body, returning the response to read as a stream
     /// (`Response::chunk`), for large answers such as backups. No overall
     /// timeout applies, only the connect timeout.
-    pub async fn post_stream(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+    async fn post_stream(&self, path: &str) -> Result<reqwest::Response, ClientError> {
         let url = self.url(path);
         let req = self.http.post(&url).timeout(Duration::from_secs(24 * 3600));
         self.send(req, &url).await
@@ -223,6 +223,12 @@ impl Client {
     pub async fn revoke_key(&self, id: &str) -> Result<KeyRecord, ClientError> {
         let path = format!("/v1/admin/keys/{}", path_segment(id)?);
         self.delete(&path).await
+    }
+
+    /// `POST /v1/admin/backup`: the snapshot stream (read it with
+    /// `Response::chunk`; `crate::backup` checks it frame by frame).
+    pub async fn backup(&self) -> Result<reqwest::Response, ClientError> {
+        self.post_stream("/v1/admin/backup").await
     }
 
     /// `POST /v1/erasure`.
