@@ -1,5 +1,7 @@
-//! The admin and auditor CLI wrappers against a real server: holds,
-//! erasure, retention and export, as an operator would type them.
+//! The admin and auditor CLI wrappers against a real server: API keys,
+//! holds, erasure, retention and export, as an operator would type them.
+//! The CLI's client and the server share their request and answer types;
+//! these runs are where a disagreement between the two would show.
 
 mod common;
 
@@ -157,4 +159,108 @@ async fn operators_hold_erase_expire_and_export_from_the_command_line() {
         &[],
     );
     assert!(ok && out.contains("OK: 2 event(s)"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_create_list_and_revoke_api_keys_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("log"), &[]);
+    let url = server.url.clone();
+    let admin = server.admin_key();
+    let env = [("VERITRAIL_ADMIN_KEY", admin.as_str())];
+
+    let o = Command::new(binary())
+        .args(["keys", "create", "--url", &url, "--role", "writer"])
+        .args(["--name", "billing", "--app", "billing-app"])
+        .envs(env)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("created writer key \"billing\" (id "),
+        "{stderr}"
+    );
+    let token = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let id = token.split('_').nth(1).unwrap().to_string();
+    assert!(stderr.contains(&format!("(id {id})")), "{stderr}");
+    let submit = |n| {
+        http()
+            .post(format!("{url}/v1/events"))
+            .bearer_auth(&token)
+            .json(&common::event(n, None))
+            .send()
+    };
+    assert_eq!(
+        submit(0).await.unwrap().status(),
+        200,
+        "the new writer key works"
+    );
+
+    let (ok, out) = run(&["keys", "list", "--url", &url], &env);
+    assert!(ok, "{out}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let billing = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(billing["name"], "billing");
+    assert_eq!(billing["role"], "writer");
+    assert_eq!(billing["app"], "billing-app");
+    assert!(billing["revoked_at"].is_null(), "{out}");
+    assert!(!out.contains(&token), "keys list shows no secret: {out}");
+
+    let (ok, out) = run(&["keys", "revoke", "--url", &url, &id], &env);
+    assert!(
+        ok && out.starts_with(&format!("revoked {id} at 20")),
+        "{out}"
+    );
+    assert_eq!(
+        submit(1).await.unwrap().status(),
+        401,
+        "a revoked key is refused"
+    );
+
+    let (ok, out) = run(
+        &[
+            "keys", "create", "--url", &url, "--role", "boss", "--name", "x",
+        ],
+        &env,
+    );
+    assert!(!ok && out.contains("400") && out.contains("role"), "{out}");
+}
+
+/// `keys revoke` puts its argument in the URL path: it must stay one
+/// segment there, or a crafted id reaches another route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_revoke_cannot_reach_another_route_through_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("log"), &[]);
+    let url = server.url.clone();
+    let admin = server.admin_key();
+    let env = [("VERITRAIL_ADMIN_KEY", admin.as_str())];
+    let (ok, out) = run(
+        &["retention", "set", "--url", &url, "--keep-days", "30"],
+        &env,
+    );
+    assert!(ok, "{out}");
+    let policy: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let policy_id = policy["id"].as_str().unwrap();
+
+    // Unencoded, this id would make the call `DELETE /v1/admin/retention/<id>`.
+    let crafted = format!("../retention/{policy_id}");
+    let (ok, out) = run(&["keys", "revoke", "--url", &url, &crafted], &env);
+    assert!(!ok && out.contains("404"), "{out}");
+    let (ok, out) = run(&["retention", "list", "--url", &url], &env);
+    assert!(
+        ok && out.contains(policy_id),
+        "the policy is still there: {out}"
+    );
+
+    for dots in [".", ".."] {
+        let (ok, out) = run(&["keys", "revoke", "--url", &url, dots], &env);
+        assert!(!ok && out.contains("is not an id"), "{out}");
+    }
 }

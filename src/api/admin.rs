@@ -1,4 +1,10 @@
 //! Admin routes: API keys.
+//!
+//! The request and answer types below are the API's only description of
+//! these shapes: the handlers take and return them, the OpenAPI document
+//! derives its schemas from them, and [`crate::client::Client`] sends and
+//! parses them. A key's secret never appears in them except once, in
+//! [`CreatedKey::key`].
 
 use axum::Json;
 use axum::body::Bytes;
@@ -6,8 +12,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::write::{body, json_body};
 use super::{ApiError, AppState};
@@ -22,33 +27,73 @@ fn authorize_admin(st: &AppState, headers: &HeaderMap) -> Result<ApiKeyRecord, A
     )?)
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+/// The body of `POST /v1/admin/keys`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct CreateKey {
+pub struct CreateKey {
     /// 1 to 64 characters of letters, digits, `.`, `_` or `-`.
     #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
-    name: String,
+    pub name: String,
+    /// `writer`, `auditor` or `admin`; text, so that a wrong role is answered
+    /// with a message naming the three.
     #[schema(value_type = crate::auth::Role)]
-    role: String,
+    pub role: String,
     /// Writer keys only: the app id its events are appended under (default:
     /// the name).
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(
         min_length = 1,
         max_length = 64,
         pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"
     )]
-    app: Option<String>,
+    pub app: Option<String>,
 }
 
-fn key_json(r: &ApiKeyRecord) -> serde_json::Value {
-    json!({
-        "id": r.id,
-        "name": r.name,
-        "role": r.role,
-        "app": r.app,
-        "created_at": r.created_at,
-        "revoked_at": r.revoked_at,
-    })
+/// An API key, without its secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct KeyRecord {
+    /// The key id (16 hex digits), also the first part of the token.
+    pub id: String,
+    /// The name it was created with.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Writer keys: the app id its events are recorded under; else null.
+    pub app: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339; null while the key is valid.
+    pub revoked_at: Option<String>,
+}
+
+impl From<&ApiKeyRecord> for KeyRecord {
+    fn from(r: &ApiKeyRecord) -> Self {
+        KeyRecord {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            role: r.role,
+            app: r.app.clone(),
+            created_at: r.created_at.clone(),
+            revoked_at: r.revoked_at.clone(),
+        }
+    }
+}
+
+/// The answer to `POST /v1/admin/keys`: the new key with its token.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    /// The key.
+    #[serde(flatten)]
+    pub record: KeyRecord,
+    /// The token for `Authorization: Bearer`; shown only now.
+    pub key: String,
+}
+
+/// The answer to `GET /v1/admin/keys`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct KeyList {
+    /// Every key, revoked ones included.
+    pub keys: Vec<KeyRecord>,
 }
 
 /// `POST /v1/admin/keys` `{"name":…,"role":"writer|auditor|admin","app":…}`:
@@ -57,7 +102,7 @@ fn key_json(r: &ApiKeyRecord) -> serde_json::Value {
     security(("api_key" = ["admin"])),
     request_body(content = CreateKey, content_type = "application/json", description = "At most 64 KiB"),
     responses(
-        (status = 201, description = "The key; `key` is the token, shown only now", body = super::openapi::CreatedKey),
+        (status = 201, description = "The key; `key` is the token, shown only now", body = CreatedKey),
         (status = 400, description = "Invalid name, role or app", body = super::openapi::ErrorBody),
     ))]
 pub(super) async fn create_key(
@@ -77,22 +122,24 @@ pub(super) async fn create_key(
     })?;
     let (record, token) = st.keys.create(&req.name, role, req.app.as_deref())?;
     tracing::info!(by = %admin.name, id = %record.id, name = %record.name, role = ?record.role, "API key created");
-    let mut out = key_json(&record);
-    out["key"] = json!(token);
-    Ok((StatusCode::CREATED, Json(out)).into_response())
+    let created = CreatedKey {
+        record: KeyRecord::from(&record),
+        key: token,
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 /// `GET /v1/admin/keys`: every key, without secrets.
 #[utoipa::path(get, path = "/v1/admin/keys", tag = "admin",
     security(("api_key" = ["admin"])),
-    responses((status = 200, description = "Every key, revoked ones included", body = super::openapi::KeyList)))]
+    responses((status = 200, description = "Every key, revoked ones included", body = KeyList)))]
 pub(super) async fn list_keys(
     State(st): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize_admin(&st, &headers)?;
-    let keys: Vec<_> = st.keys.list()?.iter().map(key_json).collect();
-    Ok(Json(json!({ "keys": keys })).into_response())
+    let keys = st.keys.list()?.iter().map(KeyRecord::from).collect();
+    Ok(Json(KeyList { keys }).into_response())
 }
 
 /// `DELETE /v1/admin/keys/<id>`: revokes a key at once.
@@ -100,7 +147,7 @@ pub(super) async fn list_keys(
     security(("api_key" = ["admin"])),
     params(("id" = String, Path, description = "The key id (16 hex digits)")),
     responses(
-        (status = 200, description = "The revoked key", body = super::openapi::KeyRecord),
+        (status = 200, description = "The revoked key", body = KeyRecord),
         (status = 404, description = "No such key", body = super::openapi::ErrorBody),
     ))]
 pub(super) async fn revoke_key(
@@ -111,5 +158,5 @@ pub(super) async fn revoke_key(
     let admin = authorize_admin(&st, &headers)?;
     let record = st.keys.revoke(&id)?;
     tracing::info!(by = %admin.name, id = %record.id, "API key revoked");
-    Ok(Json(key_json(&record)).into_response())
+    Ok(Json(KeyRecord::from(&record)).into_response())
 }

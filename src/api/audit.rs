@@ -15,7 +15,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
@@ -264,37 +264,39 @@ pub(super) async fn get_event(
     Ok(with_audit_header(Json(body).into_response(), &receipt))
 }
 
-/// Filters (all optional, combined with AND) and paging.
-#[derive(Deserialize, Default, utoipa::IntoParams)]
+/// Filters (all optional, combined with AND) and paging: the query of
+/// `GET /v1/events` and `GET /v1/export`, as the handlers parse it and the
+/// client sends it.
+#[derive(Serialize, Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub(super) struct SearchParams {
+pub struct SearchParams {
     /// The data subject.
     #[param(min_length = 1, max_length = 256)]
-    subject: Option<String>,
+    pub subject: Option<String>,
     /// The actor's id.
     #[param(min_length = 1, max_length = 256)]
-    actor: Option<String>,
+    pub actor: Option<String>,
     /// The action.
     #[param(min_length = 1, max_length = 256)]
-    action: Option<String>,
+    pub action: Option<String>,
     /// The resource's id.
     #[param(min_length = 1, max_length = 256)]
-    resource: Option<String>,
+    pub resource: Option<String>,
     /// The writer's app id.
     #[param(min_length = 1, max_length = 256)]
-    app: Option<String>,
+    pub app: Option<String>,
     /// Only events that occurred at or after this RFC 3339 time.
     #[param(format = DateTime)]
-    since: Option<String>,
+    pub since: Option<String>,
     /// Only events that occurred at or before this RFC 3339 time.
     #[param(format = DateTime)]
-    until: Option<String>,
+    pub until: Option<String>,
     /// Page size: 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
-    limit: Option<usize>,
+    pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub cursor: Option<String>,
 }
 
 impl SearchParams {

@@ -6,6 +6,11 @@
 //! effect; if that fails, nothing changes. Those audit events never carry a
 //! subject in the clear: they name it by pseudonym, so erasing a subject
 //! cannot be undone by reading the record of its erasure.
+//!
+//! The request and answer types here are the API's only description of
+//! these shapes: the handlers take and return them, the OpenAPI document
+//! derives its schemas from them, and [`crate::client::Client`] sends and
+//! parses them.
 
 use std::time::Duration;
 
@@ -15,7 +20,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::audit::{Access, Who, authorize, record_access, with_audit_header};
@@ -71,19 +76,34 @@ fn held_conflict(plan: &Plan) -> ApiError {
     )
 }
 
-/// Give exactly one of `subject` and `indexes`.
-#[derive(Deserialize, utoipa::ToSchema)]
+/// The body of `POST /v1/erasure`. Give exactly one of `subject` and `indexes`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ErasureRequest {
+pub struct ErasureRequest {
     /// Erase every event of this data subject (and destroy its data key).
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 256)]
-    subject: Option<String>,
+    pub subject: Option<String>,
     /// Erase these events.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(min_items = 1, max_items = 10000)]
-    indexes: Option<Vec<u64>>,
+    pub indexes: Option<Vec<u64>>,
     /// Why; recorded in the log.
     #[schema(min_length = 1, max_length = 512)]
-    reason: String,
+    pub reason: String,
+}
+
+/// The answer to `POST /v1/erasure`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErasureResult {
+    /// Leaf indexes newly erased.
+    pub erased: Vec<u64>,
+    /// Data keys destroyed (no live event was left under them).
+    pub keys_destroyed: u64,
+    /// Data keys replaced (their live events were re-sealed under a new key).
+    pub keys_replaced: u64,
+    /// Leaf index of the audit event recording the erasure.
+    pub audit_index: u64,
 }
 
 /// `POST /v1/erasure` `{"subject":…,"reason":…}` or `{"indexes":[…],"reason":…}`:
@@ -93,7 +113,7 @@ pub(super) struct ErasureRequest {
     security(("api_key" = ["admin"])),
     request_body(content = ErasureRequest, content_type = "application/json", description = "At most 64 KiB"),
     responses(
-        (status = 200, description = "What was erased", body = super::openapi::ErasureResult, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
+        (status = 200, description = "What was erased", body = ErasureResult, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
         (status = 400, description = "An invalid request", body = super::openapi::ErrorBody),
         (status = 404, description = "An index beyond the log", body = super::openapi::ErrorBody),
         (status = 409, description = "An event concerned is under a legal hold", body = super::openapi::ErrorBody),
@@ -168,31 +188,47 @@ pub(super) async fn erase(
     let list = plan.erase.clone();
     let outcome = blocking(move || vault.erase(subject.as_deref(), &list, &tomb)).await?;
     tracing::info!(by = %key.name, erased = outcome.erased.len(), keys = outcome.keys_destroyed, "erasure");
-    let body = json!({
-        "erased": outcome.erased,
-        "keys_destroyed": outcome.keys_destroyed,
-        "keys_replaced": outcome.keys_replaced,
-        "audit_index": receipt.index,
-    });
+    let body = ErasureResult {
+        erased: outcome.erased,
+        keys_destroyed: outcome.keys_destroyed as u64,
+        keys_replaced: outcome.keys_replaced as u64,
+        audit_index: receipt.index,
+    };
     Ok(with_audit_header(Json(body).into_response(), &receipt))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+/// The body of `POST /v1/admin/retention`; the answer is the stored
+/// [`Policy`].
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct PolicyRequest {
+pub struct PolicyRequest {
     /// Only events of this app (else every app).
     #[schema(
         min_length = 1,
         max_length = 64,
         pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"
     )]
-    app: Option<String>,
+    pub app: Option<String>,
     /// Only events with this action (else every action).
     #[schema(min_length = 1, max_length = 128)]
-    action: Option<String>,
+    pub action: Option<String>,
     /// Days after receipt an event is kept; 0 erases at the next run.
     #[schema(minimum = 0, maximum = 36500)]
-    keep_days: u32,
+    pub keep_days: u32,
+}
+
+/// The answer to `GET /v1/admin/retention`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PolicyList {
+    /// Every retention policy.
+    pub policies: Vec<Policy>,
+}
+
+/// The answer to removing a policy or releasing a hold.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Removed {
+    /// Always true: a missing id is answered 404.
+    pub removed: bool,
 }
 
 /// `POST /v1/admin/retention` `{"app":…,"action":…,"keep_days":N}`.
@@ -274,7 +310,7 @@ async fn create_governance<T: serde::Serialize + Clone + Send + Sync + 'static>(
 /// `GET /v1/admin/retention`.
 #[utoipa::path(get, path = "/v1/admin/retention", tag = "admin",
     security(("api_key" = ["admin"])),
-    responses((status = 200, description = "Every retention policy", body = super::openapi::PolicyList)))]
+    responses((status = 200, description = "Every retention policy", body = PolicyList)))]
 pub(super) async fn list_policies(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -282,7 +318,7 @@ pub(super) async fn list_policies(
     authorize(&st, &headers, Role::Admin)?;
     let store = st.store.clone();
     let list = blocking(move || retention::policies(store.as_ref())).await?;
-    Ok(Json(json!({ "policies": list })).into_response())
+    Ok(Json(PolicyList { policies: list }).into_response())
 }
 
 /// `DELETE /v1/admin/retention/<id>`.
@@ -290,7 +326,7 @@ pub(super) async fn list_policies(
     security(("api_key" = ["admin"])),
     params(("id" = String, Path, description = "The policy's id")),
     responses(
-        (status = 200, description = "Removed", body = super::openapi::Removed, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
+        (status = 200, description = "Removed", body = Removed, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
         (status = 404, description = "No such policy", body = super::openapi::ErrorBody),
     ))]
 pub(super) async fn remove_policy(
@@ -345,28 +381,38 @@ async fn remove_governance(
         return Err(ApiError::not_found(format!("no {kind} with that id")));
     }
     Ok(with_audit_header(
-        Json(json!({ "removed": true })).into_response(),
+        Json(Removed { removed: true }).into_response(),
         &receipt,
     ))
 }
 
+/// The body of `POST /v1/admin/holds`; the answer is the stored [`Hold`].
 /// Give exactly one of `subject` and `app`.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct HoldRequest {
+pub struct HoldRequest {
     /// Hold every event of this data subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 256)]
-    subject: Option<String>,
+    pub subject: Option<String>,
     /// Hold every event of this app.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(
         min_length = 1,
         max_length = 64,
         pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"
     )]
-    app: Option<String>,
+    pub app: Option<String>,
     /// Why (case number, ...); recorded in the log.
     #[schema(min_length = 1, max_length = 512)]
-    reason: String,
+    pub reason: String,
+}
+
+/// The answer to `GET /v1/admin/holds`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HoldList {
+    /// Every legal hold.
+    pub holds: Vec<Hold>,
 }
 
 /// `POST /v1/admin/holds` `{"subject":…,"reason":…}` or `{"app":…,"reason":…}`.
@@ -422,7 +468,7 @@ pub(super) async fn create_hold(
 /// `GET /v1/admin/holds`.
 #[utoipa::path(get, path = "/v1/admin/holds", tag = "admin",
     security(("api_key" = ["admin"])),
-    responses((status = 200, description = "Every legal hold", body = super::openapi::HoldList)))]
+    responses((status = 200, description = "Every legal hold", body = HoldList)))]
 pub(super) async fn list_holds(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -430,7 +476,7 @@ pub(super) async fn list_holds(
     authorize(&st, &headers, Role::Admin)?;
     let store = st.store.clone();
     let list = blocking(move || retention::holds(store.as_ref())).await?;
-    Ok(Json(json!({ "holds": list })).into_response())
+    Ok(Json(HoldList { holds: list }).into_response())
 }
 
 /// `DELETE /v1/admin/holds/<id>`: releases a hold.
@@ -438,7 +484,7 @@ pub(super) async fn list_holds(
     security(("api_key" = ["admin"])),
     params(("id" = String, Path, description = "The hold's id")),
     responses(
-        (status = 200, description = "Released", body = super::openapi::Removed, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
+        (status = 200, description = "Released", body = Removed, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
         (status = 404, description = "No such hold", body = super::openapi::ErrorBody),
     ))]
 pub(super) async fn release_hold(
@@ -450,8 +496,23 @@ pub(super) async fn release_hold(
     remove_governance(&st, &key, id, "admin.hold.release", "legal_hold").await
 }
 
+/// The answer to `POST /v1/admin/retention/run`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RetentionRun {
+    /// Events erased by this run.
+    pub erased: u64,
+    /// Expired events kept because of a legal hold.
+    pub held: u64,
+    /// Data keys destroyed.
+    pub keys_destroyed: u64,
+    /// Data keys replaced.
+    pub keys_replaced: u64,
+    /// Leaf index of the audit event recording the run.
+    pub audit_index: u64,
+}
+
 /// One retention run: plan, record it in the log, then erase.
-async fn run_retention(st: &AppState, who: Who) -> Result<Value, ApiError> {
+async fn run_retention(st: &AppState, who: Who) -> Result<RetentionRun, ApiError> {
     let vault = st.vault.clone();
     let size = st.view.durable_size();
     let now = now_ms();
@@ -479,19 +540,19 @@ async fn run_retention(st: &AppState, who: Who) -> Result<Value, ApiError> {
     let vault = st.vault.clone();
     let p = plan.clone();
     let out = blocking(move || retention::apply_retention(&vault, &p, now)).await?;
-    Ok(json!({
-        "erased": out.erased.len(),
-        "held": plan.held.len(),
-        "keys_destroyed": out.keys_destroyed,
-        "keys_replaced": out.keys_replaced,
-        "audit_index": receipt.index,
-    }))
+    Ok(RetentionRun {
+        erased: out.erased.len() as u64,
+        held: plan.held.len() as u64,
+        keys_destroyed: out.keys_destroyed as u64,
+        keys_replaced: out.keys_replaced as u64,
+        audit_index: receipt.index,
+    })
 }
 
 /// `POST /v1/admin/retention/run`: runs retention now.
 #[utoipa::path(post, path = "/v1/admin/retention/run", tag = "admin",
     security(("api_key" = ["admin"])),
-    responses((status = 200, description = "What the run erased", body = super::openapi::RetentionRun)))]
+    responses((status = 200, description = "What the run erased", body = RetentionRun)))]
 pub(super) async fn run_retention_now(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -521,7 +582,7 @@ pub async fn retention_loop(st: AppState, interval: Duration) {
             continue;
         }
         match run_retention(&st, Who::service("retention")).await {
-            Ok(out) => tracing::info!(result = %out, "retention run"),
+            Ok(out) => tracing::info!(result = %json!(out), "retention run"),
             Err(e) => {
                 tracing::error!(status = %e.status(), "retention run failed; retrying at the next interval")
             }

@@ -28,8 +28,13 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use admin::{CreateKey, CreatedKey, KeyList, KeyRecord};
+pub use audit::SearchParams;
 pub use error::ApiError;
-pub use governance::retention_loop;
+pub use governance::{
+    ErasureRequest, ErasureResult, HoldList, HoldRequest, PolicyList, PolicyRequest, Removed,
+    RetentionRun, retention_loop,
+};
 
 use crate::auth::ApiKeys;
 use crate::event::EventLimits;

@@ -7,11 +7,13 @@
 //! and adds what every route shares, from one table, so the shared answers
 //! cannot be forgotten route by route: the security scheme, 401/403/429/503
 //! for routes that need a key, 400/413/415 for routes that take a body, and
-//! 408 and 500 for all. The answers the handlers build with `json!` are described
-//! by the structs below; the schemathesis run in the test suite checks the
-//! real answers against them. Invariant: every route the router registers
-//! is in the document with the same methods, and nothing else is (tested
-//! below).
+//! 408 and 500 for all. The admin routes' requests and answers are typed
+//! where their handlers are (`admin.rs`, `governance.rs`), and the CLI's
+//! client sends and parses those same types; the answers the other handlers
+//! still build with `json!` are described by the structs below. The
+//! schemathesis run in the test suite checks the real answers against the
+//! document. Invariant: every route the router registers is in the document
+//! with the same methods, and nothing else is (tested below).
 
 // The structs below only describe JSON the handlers build; they are never
 // constructed.
@@ -459,36 +461,6 @@ pub(super) struct SubmittedEvent {
     inclusion_proof: Option<InclusionProof>,
 }
 
-/// An API key, without its secret.
-#[derive(ToSchema)]
-pub(super) struct KeyRecord {
-    id: String,
-    name: String,
-    role: crate::auth::Role,
-    app: Option<String>,
-    created_at: String,
-    revoked_at: Option<String>,
-}
-
-/// A new API key with its token.
-#[derive(ToSchema)]
-pub(super) struct CreatedKey {
-    id: String,
-    name: String,
-    role: crate::auth::Role,
-    app: Option<String>,
-    created_at: String,
-    revoked_at: Option<String>,
-    /// The token for `Authorization: Bearer`; shown only now.
-    key: String,
-}
-
-/// `GET /v1/admin/keys`.
-#[derive(ToSchema)]
-pub(super) struct KeyList {
-    keys: Vec<KeyRecord>,
-}
-
 /// An event as auditors see it.
 #[derive(ToSchema)]
 pub(super) struct EventRecord {
@@ -562,45 +534,6 @@ pub(super) struct ExportParams {
     limit: Option<usize>,
     /// Start below this cursor (from a search page).
     cursor: Option<String>,
-}
-
-/// `POST /v1/erasure`.
-#[derive(ToSchema)]
-pub(super) struct ErasureResult {
-    /// Leaf indexes newly erased.
-    erased: Vec<u64>,
-    keys_destroyed: u64,
-    keys_replaced: u64,
-    /// Leaf index of the audit event recording the erasure.
-    audit_index: u64,
-}
-
-/// `POST /v1/admin/retention/run`.
-#[derive(ToSchema)]
-pub(super) struct RetentionRun {
-    erased: u64,
-    held: u64,
-    keys_destroyed: u64,
-    keys_replaced: u64,
-    audit_index: u64,
-}
-
-/// `GET /v1/admin/retention`.
-#[derive(ToSchema)]
-pub(super) struct PolicyList {
-    policies: Vec<crate::retention::Policy>,
-}
-
-/// `GET /v1/admin/holds`.
-#[derive(ToSchema)]
-pub(super) struct HoldList {
-    holds: Vec<crate::retention::Hold>,
-}
-
-/// A policy or hold was removed.
-#[derive(ToSchema)]
-pub(super) struct Removed {
-    removed: bool,
 }
 
 #[cfg(test)]

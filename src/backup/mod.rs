@@ -282,7 +282,7 @@ pub async fn download(client: &Client, to: &Path) -> Result<Downloaded, BackupEr
         .open(&partial)
         .map_err(|e| io("create", &partial, e))?;
     let mut resp = client
-        .post_stream("/v1/admin/backup")
+        .backup()
         .await
         .map_err(|e| BackupError::Client(e.to_string()))?;
     let mut reader = SnapshotReader::new();

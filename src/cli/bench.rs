@@ -1,0 +1,327 @@
+//! `veritrail bench`: ingest and search against a running log (on the
+//! process's runtime), and the in-process pipeline and storage-ceiling
+//! measurements (which need none: `bench pipeline` starts its own). The
+//! measurements are `veritrail::bench`'s; this module only wires the flags.
+
+use std::fmt::Display;
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use veritrail::bench;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Submit generated events to a running log and measure events/s and latency.
+    Ingest {
+        /// Server URL, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        url: String,
+        /// A writer API key.
+        #[arg(long, env = "VERITRAIL_WRITER_KEY", hide_env_values = true)]
+        key: String,
+        /// Concurrent clients, one request in flight each.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Events to submit in total.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Events per request (1 sends single events).
+        #[arg(long, default_value_t = 500)]
+        batch_size: u64,
+        /// Submit with ?wait=checkpoint and measure submit to signed checkpoint.
+        #[arg(long)]
+        wait_checkpoint: bool,
+        /// Send events without idempotency keys.
+        #[arg(long)]
+        without_ids: bool,
+        /// Per-request timeout in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+        /// Seed a search benchmark: events of this many subjects (person-0, ...),
+        /// varied actors (staff-0, ...), actions and resources, all a function of
+        /// the event number (see `bench search`).
+        #[arg(long)]
+        subjects: Option<u64>,
+        #[command(flatten)]
+        population: PopulationArgs,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search latency of a log seeded with `bench ingest --subjects`, every answer checked.
+    Search {
+        /// Server URL.
+        #[arg(long)]
+        url: String,
+        /// An auditor API key.
+        #[arg(long, env = "VERITRAIL_AUDITOR_KEY", hide_env_values = true)]
+        key: String,
+        /// The subject to search for.
+        #[arg(long)]
+        subject: String,
+        /// Also measure a search by this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Also measure a search by this action.
+        #[arg(long)]
+        action: Option<String>,
+        /// Timed requests per query.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Page size.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Untimed first-page requests before the timed ones.
+        #[arg(long, default_value_t = 50)]
+        warmup: usize,
+        /// Events seeded by one `bench ingest --subjects` run (enables the completeness checks).
+        #[arg(long, requires = "seeded_subjects")]
+        seeded_events: Option<u64>,
+        /// The --subjects of that seeding.
+        #[arg(long, requires = "seeded_events")]
+        seeded_subjects: Option<u64>,
+        /// The app of the seeding writer key [default: bench].
+        #[arg(long, default_value = "bench")]
+        seeded_app: String,
+        #[command(flatten)]
+        population: PopulationArgs,
+        /// Per-request timeout in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ingest with vs without encryption at rest and indexes, side by side in this
+    /// process: the real sequencer over real sled (fsync per batch), vault in front or not.
+    Pipeline {
+        /// A new directory for the databases (each run's is deleted after it).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Events per run.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Events per submission.
+        #[arg(long, default_value_t = 500)]
+        batch_size: u64,
+        /// Concurrent submitters.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Runs per mode (alternating); the best of each is compared.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Subjects of the generated events.
+        #[arg(long, default_value_t = 10_000)]
+        subjects: u64,
+        #[command(flatten)]
+        population: PopulationArgs,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The storage ceiling: raw sled batches of the bytes the log writes per event.
+    Sled {
+        /// A new directory for the database.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Events to write in total.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Events per batch (apply_batch + flush + fsync each).
+        #[arg(long, default_value_t = 4000)]
+        batch: u64,
+        /// Bytes of the stored event record [default: that of the generated events].
+        #[arg(long)]
+        value_size: Option<usize>,
+        /// Model events without idempotency keys.
+        #[arg(long)]
+        without_ids: bool,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The shape of generated events beyond their subjects.
+#[derive(Args)]
+pub struct PopulationArgs {
+    /// Distinct actors of generated events.
+    #[arg(long, default_value_t = 500)]
+    actors: u64,
+    /// How subjects are spread: uniform or zipf.
+    #[arg(long, default_value = "zipf")]
+    distribution: veritrail::bench::Distribution,
+}
+
+impl PopulationArgs {
+    fn with_subjects(&self, subjects: u64) -> veritrail::bench::Population {
+        veritrail::bench::Population {
+            subjects,
+            actors: self.actors,
+            distribution: self.distribution,
+        }
+    }
+}
+
+impl BenchCommand {
+    /// Whether the command runs without the process's runtime.
+    pub fn is_offline(&self) -> bool {
+        matches!(
+            self,
+            BenchCommand::Pipeline { .. } | BenchCommand::Sled { .. }
+        )
+    }
+}
+
+/// `bench ingest` and `bench search`, against a running log.
+pub async fn online(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Ingest {
+            url,
+            key,
+            clients,
+            events,
+            batch_size,
+            wait_checkpoint,
+            without_ids,
+            timeout_s,
+            subjects,
+            population,
+            json,
+        } => {
+            if subjects == Some(0) || population.actors == 0 {
+                bail!("--subjects and --actors must be at least 1");
+            }
+            let opts = bench::IngestOptions {
+                population: subjects.map(|k| population.with_subjects(k)),
+                url,
+                key,
+                clients,
+                events,
+                batch_size,
+                wait_checkpoint,
+                with_ids: !without_ids,
+                timeout: std::time::Duration::from_secs(timeout_s),
+            };
+            let report = bench::ingest(&opts).await?;
+            print_report(json, || report.to_json(&opts), || report.describe(&opts));
+        }
+        BenchCommand::Search {
+            url,
+            key,
+            subject,
+            actor,
+            action,
+            requests,
+            clients,
+            limit,
+            warmup,
+            seeded_events,
+            seeded_subjects,
+            seeded_app,
+            population,
+            timeout_s,
+            json,
+        } => {
+            let seeded =
+                seeded_events
+                    .zip(seeded_subjects)
+                    .map(|(events, k)| bench::search::Seeded {
+                        population: population.with_subjects(k),
+                        events,
+                        app: seeded_app,
+                    });
+            let opts = bench::search::SearchOptions {
+                url,
+                key,
+                subject,
+                actor,
+                action,
+                requests,
+                clients,
+                limit,
+                warmup,
+                seeded,
+                timeout: std::time::Duration::from_secs(timeout_s),
+            };
+            let report = bench::search::search(&opts).await?;
+            print_report(json, || report.to_json(&opts), || report.describe(&opts));
+        }
+        BenchCommand::Pipeline { .. } | BenchCommand::Sled { .. } => {
+            bail!("bench pipeline and bench sled run offline")
+        }
+    }
+    Ok(())
+}
+
+/// `bench pipeline` and `bench sled`, in this process.
+pub fn offline(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Pipeline {
+            dir,
+            events,
+            batch_size,
+            clients,
+            rounds,
+            subjects,
+            population,
+            json,
+        } => {
+            let opts = bench::pipeline::PipelineOptions {
+                dir,
+                events,
+                batch_size,
+                clients,
+                rounds,
+                population: population.with_subjects(subjects.max(1)),
+            };
+            let report = bench::pipeline::pipeline(&opts)?;
+            print_report(json, || report.to_json(&opts), || report.describe(&opts));
+        }
+        BenchCommand::Sled {
+            dir,
+            events,
+            batch,
+            value_size,
+            without_ids,
+            json,
+        } => {
+            if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+                bail!("{} is not empty; give a new directory", dir.display());
+            }
+            let mut sizes = bench::EventSizes::of_generated_events("bench", !without_ids)?;
+            if let Some(v) = value_size {
+                sizes.stored_event = v;
+            }
+            let opts = bench::SledOptions {
+                dir,
+                events,
+                batch,
+                sizes,
+            };
+            let report = bench::sled_ceiling(&opts)?;
+            print_report(json, || report.to_json(&opts), || report.describe(&opts));
+        }
+        BenchCommand::Ingest { .. } | BenchCommand::Search { .. } => {
+            bail!("bench ingest and bench search need a running log")
+        }
+    }
+    Ok(())
+}
+
+/// Prints a report as one JSON object (`--json`) or as text.
+fn print_report<J: Display, T: Display>(
+    json: bool,
+    as_json: impl FnOnce() -> J,
+    as_text: impl FnOnce() -> T,
+) {
+    if json {
+        println!("{}", as_json());
+    } else {
+        println!("{}", as_text());
+    }
+}

@@ -1,0 +1,166 @@
+//! `veritrail serve` and `veritrail witness`: the long-running services.
+//! This module turns flags, environment and configuration file into their
+//! configurations (flags win over the file); the services are
+//! `veritrail::server`'s and `veritrail::witness::server`'s.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use veritrail::config::{FileConfig, ServeConfig};
+
+use super::{TlsArgs, init_tracing};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Data directory [default: ./veritrail-data].
+    #[arg(long, env = "VERITRAIL_DATA")]
+    data: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "VERITRAIL_LISTEN")]
+    listen: Option<String>,
+    /// Origin of a new log [default: <hostname>/veritrail].
+    #[arg(long, env = "VERITRAIL_ORIGIN")]
+    origin: Option<String>,
+    /// Configuration file (TOML).
+    #[arg(long, env = "VERITRAIL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Close a batch at this many entries [default: 4096].
+    #[arg(long)]
+    batch_max_entries: Option<usize>,
+    /// Wait this long for more submissions before sequencing [default: 0].
+    #[arg(long)]
+    batch_max_delay_ms: Option<u64>,
+    /// Sign a checkpoint at least this often while the tree grows [default: 1000].
+    #[arg(long)]
+    checkpoint_interval_ms: Option<u64>,
+    /// Queued submissions before answering 503 [default: 8192].
+    #[arg(long)]
+    queue_capacity: Option<usize>,
+    /// Events queued or being committed before answering 503 [default: 262144].
+    #[arg(long)]
+    queue_max_events: Option<usize>,
+    /// Bytes of events queued or being committed before answering 503
+    /// [default: 268435456].
+    #[arg(long)]
+    queue_max_bytes: Option<usize>,
+    /// File holding the master key that encrypts events at rest (hex or
+    /// base64; or set VERITRAIL_MASTER_KEY to the key itself)
+    /// [default: <data>.master.key beside the data directory, created on first start].
+    #[arg(long, env = "VERITRAIL_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+    /// Seconds between retention runs [default: 3600].
+    #[arg(long)]
+    retention_interval_s: Option<u64>,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// A checkpoint this log published: a file, or the URL of a witness, a
+    /// mirror or a server of this log (its /checkpoint). The server refuses
+    /// to start if its tree is older than, or forks from, any of them, e.g.
+    /// after restoring an old backup. Repeatable.
+    #[arg(long = "known-checkpoint", value_name = "FILE|URL")]
+    known_checkpoints: Vec<String>,
+    /// A witness to ask for cosignatures: its URL and cosignature vkey
+    /// (repeatable; replaces the config file's [[witness]] list).
+    #[arg(long, num_args = 2, value_names = ["URL", "VKEY"], action = clap::ArgAction::Append)]
+    witness: Vec<String>,
+    /// Cosignatures that make a checkpoint witnessed [default: every witness].
+    #[arg(long)]
+    witness_quorum: Option<usize>,
+    /// Timeout of one request to a witness [default: 5000].
+    #[arg(long)]
+    witness_timeout_ms: Option<u64>,
+    /// CA certificates (PEM) to trust, besides the system's web roots, when
+    /// this log calls witnesses or reads --known-checkpoint URLs over HTTPS.
+    #[arg(long, env = "VERITRAIL_PEER_CA_CERT")]
+    peer_ca_cert: Option<PathBuf>,
+}
+
+// No doc comment: the subcommand's help is that of its variant in `main.rs`.
+#[derive(Args)]
+pub struct WitnessArgs {
+    /// Data directory (its key and state; created on first start).
+    #[arg(long)]
+    data: PathBuf,
+    /// Listen address, host:port.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: String,
+    /// Configuration file (TOML): the cosignature key name and the logs.
+    #[arg(long)]
+    config: PathBuf,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// `veritrail serve`: runs the log until it is stopped.
+pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let config = config(a)?;
+    veritrail::server::run(config).await?;
+    Ok(())
+}
+
+/// The configuration file (`--config`) under the flags and environment.
+fn config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
+    let file = match &a.config {
+        Some(p) => FileConfig::load(p).map_err(anyhow::Error::msg)?,
+        None => FileConfig::default(),
+    };
+    let flags = FileConfig {
+        data: a.data,
+        listen: a.listen,
+        origin: a.origin,
+        batch_max_entries: a.batch_max_entries,
+        batch_max_delay_ms: a.batch_max_delay_ms,
+        checkpoint_interval_ms: a.checkpoint_interval_ms,
+        queue_capacity: a.queue_capacity,
+        queue_max_events: a.queue_max_events,
+        queue_max_bytes: a.queue_max_bytes,
+        master_key_file: a.master_key_file,
+        retention_interval_s: a.retention_interval_s,
+        witnesses: (!a.witness.is_empty()).then(|| {
+            a.witness
+                .chunks(2)
+                .map(|p| veritrail::config::WitnessEntry {
+                    url: p[0].clone(),
+                    vkey: p.get(1).cloned().unwrap_or_default(),
+                })
+                .collect()
+        }),
+        witness_quorum: a.witness_quorum,
+        witness_timeout_ms: a.witness_timeout_ms,
+        peer_ca_cert: a.peer_ca_cert,
+        tls_cert: a.tls.tls_cert,
+        tls_key: a.tls.tls_key,
+        known_checkpoints: (!a.known_checkpoints.is_empty()).then_some(a.known_checkpoints),
+        ..FileConfig::default()
+    };
+    ServeConfig::resolve(flags, file).map_err(anyhow::Error::msg)
+}
+
+/// `veritrail witness`: runs the witness until it is stopped.
+pub async fn witness(args: WitnessArgs) -> anyhow::Result<()> {
+    let WitnessArgs {
+        data,
+        listen,
+        config,
+        tls,
+    } = args;
+    init_tracing();
+    let listen = listen
+        .parse()
+        .with_context(|| format!("listen address {listen:?} is not host:port"))?;
+    let config =
+        veritrail::witness::config::WitnessConfig::load(&config).map_err(anyhow::Error::msg)?;
+    let tls = veritrail::listen::TlsFiles::from_flags(tls.tls_cert, tls.tls_key)
+        .map_err(anyhow::Error::msg)?;
+    veritrail::witness::server::run(veritrail::witness::server::WitnessServeConfig {
+        data,
+        listen,
+        config,
+        tls,
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
