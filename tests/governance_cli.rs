@@ -169,19 +169,28 @@ async fn operators_create_list_and_revoke_api_keys_from_the_command_line() {
     let admin = server.admin_key();
     let env = [("VERITRAIL_ADMIN_KEY", admin.as_str())];
 
-    let o = Command::new(binary())
-        .args(["keys", "create", "--url", &url, "--role", "writer"])
-        .args(["--name", "billing", "--app", "billing-app"])
-        .envs(env)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
+    let o = veritrail(
+        &[
+            "keys",
+            "create",
+            "--url",
+            &url,
+            "--role",
+            "writer",
+            "--name",
+            "billing",
+            "--app",
+            "billing-app",
+        ],
+        &env,
+    );
+    let stderr = &o.stderr;
+    assert!(o.ok(), "{stderr}");
     assert!(
         stderr.starts_with("created writer key \"billing\" (id "),
         "{stderr}"
     );
-    let token = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let token = o.stdout.trim().to_string();
     let id = token.split('_').nth(1).unwrap().to_string();
     assert!(stderr.contains(&format!("(id {id})")), "{stderr}");
     let submit = |n| {

@@ -138,7 +138,10 @@ fn spec_modules_use_no_service_crate_and_only_each_other() {
     }
     // The modules exist: an empty scan means they moved and this test
     // checks nothing.
-    assert!(read >= 10, "only {read} source files of the spec modules found");
+    assert!(
+        read >= 10,
+        "only {read} source files of the spec modules found"
+    );
     assert!(violations.is_empty(), "{}", violations.join("\n"));
 }
 
