@@ -85,10 +85,12 @@ done
 # context is bounded by its canonical size and depth; wait=witnessed needs a
 # witness policy). The document says so in prose.
 # It runs in the temporary directory, where it keeps its crash cache.
+# POST /v1/logs takes OTLP protobuf, which schemathesis cannot generate; the
+# OpenTelemetry SDK drives it in scripts/otlp-sdk.sh, tests/otlp.rs the rest.
 CONFIG="$PWD/scripts/schemathesis.toml"
 run() {
   (cd "$WORK" && "$VENV/bin/schemathesis" --config-file "$CONFIG" \
-    run "$URL/v1/openapi.json" \
+    run "$URL/v1/openapi.json" --exclude-path /v1/logs \
     --checks all --exclude-checks positive_data_acceptance \
     --max-examples "$EXAMPLES" --generation-deterministic \
     --workers 2 --request-timeout 30 --no-color \
