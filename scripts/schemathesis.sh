@@ -34,19 +34,12 @@ if [ -z "${VERITRAIL_BIN:-}" ]; then
 fi
 [ -x "$BIN" ] || fail "no veritrail binary at $BIN"
 
+# shellcheck source=scripts/lib/python-venv.sh
+PYTHON_VENV_ONLY=1 . "$(dirname "$0")/lib/python-venv.sh"
 VENV="$PWD/target/schemathesis-venv"
 if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
   step "installing schemathesis $SCHEMATHESIS_VERSION into target/schemathesis-venv"
-  rm -rf "$VENV"
-  if ! python3 -m venv "$VENV"; then
-    # Debian's python3 keeps venv (ensurepip) in a package of its own.
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-    rm -rf "$VENV"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends python3-venv \
-      || { $SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends python3-venv; }
-    python3 -m venv "$VENV" || fail "python3 -m venv failed"
-  fi
+  make_venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
