@@ -540,7 +540,7 @@ fn map_record(
     if !others.is_empty() {
         otel.insert("attributes".into(), Value::Object(others));
     }
-    if let Some(body) = &record.body {
+    if let Some(body) = record.body.as_ref().filter(|b| b.value.is_some()) {
         otel.insert("body".into(), any_value(body.value.as_ref(), "body")?);
     }
     let texts = [
@@ -588,19 +588,9 @@ fn describe(e: &event::EventError) -> String {
     if let Some((name, _)) = FIELDS.iter().find(|(_, f)| *f == e.field) {
         return format!("attribute {name}: {}", e.message);
     }
-    if let Some(rest) = e.field.strip_prefix("context.otel.attributes.") {
-        return format!("attribute {rest}: {}", e.message);
-    }
-    match e.field.as_str() {
-        "actor" | "actor.id" | "actor.type" | "resource" | "action" | "purpose" | "outcome" => {
-            let name = FIELDS
-                .iter()
-                .find(|(_, f)| f.starts_with(e.field.as_str()))
-                .map_or("", |(n, _)| n);
-            format!("{}: {} (attribute {name})", e.field, e.message)
-        }
-        "" => e.message.clone(),
-        _ => format!("{}: {}", e.field, e.message),
+    match e.field.strip_prefix("context.otel.attributes.") {
+        Some(rest) => format!("attribute {rest}: {}", e.message),
+        None => e.to_string(),
     }
 }
 
@@ -918,5 +908,176 @@ mod json {
             None
         };
         Ok(proto::AnyValue { value })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(key: &str, value: &str) -> proto::KeyValue {
+        proto::KeyValue {
+            key: key.into(),
+            value: Some(proto::AnyValue {
+                value: Some(proto::Value::StringValue(value.into())),
+            }),
+        }
+    }
+
+    fn record(subject: &str) -> proto::LogRecord {
+        proto::LogRecord {
+            time_unix_nano: 1_764_064_492_123_456_789,
+            observed_time_unix_nano: 1_764_064_492_200_000_000,
+            severity_number: 9,
+            attributes: vec![
+                text("audit.actor.id", "alice"),
+                text("audit.actor.type", "user"),
+                text("audit.action", "record.read"),
+                text("audit.resource.type", "record"),
+                text("audit.resource.id", "r-1"),
+                text("audit.subject", subject),
+                text("audit.purpose", "care"),
+                text("audit.outcome", "success"),
+                proto::KeyValue {
+                    key: "retries".into(),
+                    value: Some(proto::AnyValue {
+                        value: Some(proto::Value::IntValue(3)),
+                    }),
+                },
+            ],
+            trace_id: vec![0xab; 16],
+            ..Default::default()
+        }
+    }
+
+    fn request(records: Vec<proto::LogRecord>) -> proto::ExportLogsServiceRequest {
+        proto::ExportLogsServiceRequest {
+            resource_logs: vec![proto::ResourceLogs {
+                resource: Some(proto::Resource {
+                    attributes: vec![text("service.name", "app")],
+                }),
+                scope_logs: vec![proto::ScopeLogs {
+                    scope: None,
+                    log_records: records,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn protobuf_and_json_map_to_the_same_events_and_ids() {
+        let req = request(vec![record("s-1"), record("s-2")]);
+        let from_proto = decode(Encoding::Protobuf, &req.encode_to_vec())
+            .ok()
+            .unwrap();
+        let as_json = json!({"resourceLogs": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "app"}}]},
+            "scopeLogs": [{"logRecords": (["s-1", "s-2"].map(|s| json!({
+                "timeUnixNano": "1764064492123456789",
+                "observedTimeUnixNano": 1_764_064_492_200_000_000u64,
+                "severityNumber": 9,
+                "traceId": "abababababababababababababababab",
+                "attributes": [
+                    {"key": "audit.actor.id", "value": {"stringValue": "alice"}},
+                    {"key": "audit.actor.type", "value": {"stringValue": "user"}},
+                    {"key": "audit.action", "value": {"stringValue": "record.read"}},
+                    {"key": "audit.resource.type", "value": {"stringValue": "record"}},
+                    {"key": "audit.resource.id", "value": {"stringValue": "r-1"}},
+                    {"key": "audit.subject", "value": {"stringValue": s}},
+                    {"key": "audit.purpose", "value": {"stringValue": "care"}},
+                    {"key": "audit.outcome", "value": {"stringValue": "success"}},
+                    {"key": "retries", "value": {"intValue": "3"}},
+                ],
+            })))}],
+        }]});
+        let from_json = decode(Encoding::Json, as_json.to_string().as_bytes())
+            .ok()
+            .unwrap();
+        assert_eq!(from_proto, from_json);
+        let limits = EventLimits::default();
+        let (events, rejected) = map_request(&from_proto, "app", &limits).ok().unwrap();
+        assert!(rejected.is_empty());
+        assert_eq!(events.len(), 2);
+        let ids: Vec<_> = events.iter().map(|e| e.id.clone().unwrap()).collect();
+        assert_ne!(ids[0], ids[1], "different subjects, different ids");
+        assert!(ids[0].starts_with("otlp-") && ids[0].len() == 5 + 64);
+        assert_eq!(events[0].occurred_at, "2025-11-25T09:54:52.123Z");
+        assert_eq!(
+            events[0].context.as_ref().unwrap()["otel"]["attributes"]["retries"],
+            3
+        );
+    }
+
+    #[test]
+    fn the_derived_id_is_the_documented_hash_and_moves_with_the_time() {
+        let limits = EventLimits::default();
+        let r = record("s");
+        let ev = map_record(&r, "", &limits).unwrap();
+        let mut without_id = ev.clone();
+        without_id.id = None;
+        let mut bytes = b"veritrail/otlp-record-id/v1\0".to_vec();
+        bytes.extend(1_764_064_492_123_456_789u64.to_be_bytes());
+        bytes.extend(1_764_064_492_200_000_000u64.to_be_bytes());
+        bytes.extend(without_id.canonical_bytes());
+        let want = format!("otlp-{}", hex::encode(Sha256::digest(&bytes)));
+        assert_eq!(ev.id.as_deref(), Some(want.as_str()));
+        // The same millisecond, another nanosecond: another event.
+        let mut later = r.clone();
+        later.time_unix_nano += 1;
+        assert_ne!(map_record(&later, "", &limits).unwrap().id, ev.id);
+        // A given id wins.
+        let mut given = r;
+        given.attributes.push(text("audit.event.id", "e-1"));
+        assert_eq!(
+            map_record(&given, "", &limits).unwrap().id.as_deref(),
+            Some("e-1")
+        );
+    }
+
+    #[test]
+    fn a_record_that_does_not_map_says_which_attribute_and_why() {
+        let limits = EventLimits::default();
+        let mut no_time = record("s");
+        no_time.time_unix_nano = 0;
+        no_time.observed_time_unix_nano = 0;
+        let mut twice = record("s");
+        twice.attributes.push(text("audit.subject", "t"));
+        let mut bad_ip = record("s");
+        bad_ip
+            .attributes
+            .push(text("client.address", "not an address"));
+        let mut number = record("s");
+        number.attributes[0].value = Some(proto::AnyValue {
+            value: Some(proto::Value::IntValue(7)),
+        });
+        for (r, want) in [
+            (no_time, "neither timeUnixNano nor observedTimeUnixNano"),
+            (twice, "attribute audit.subject is given more than once"),
+            (bad_ip, "attribute client.address:"),
+            (number, "attribute audit.actor.id: expected a string value"),
+        ] {
+            let e = map_record(&r, "", &limits).unwrap_err();
+            assert!(e.contains(want), "{e}");
+            assert!(!e.contains("not an address"), "echoes the value: {e}");
+        }
+        let mut many = request(vec![record("s"); 3]);
+        many.resource_logs[0].scope_logs[0].log_records[1]
+            .attributes
+            .retain(|kv| kv.key != "audit.purpose");
+        let (events, rejected) = map_request(&many, "app", &limits).ok().unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            rejected,
+            [Rejection {
+                position: "resourceLogs[0].scopeLogs[0].logRecords[1]".into(),
+                reason: "attribute audit.purpose: is required".into(),
+            }]
+        );
+        let tight = EventLimits {
+            max_batch_events: 2,
+            ..EventLimits::default()
+        };
+        let err = map_request(&many, "app", &tight).err().unwrap();
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 }
