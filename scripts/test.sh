@@ -39,6 +39,9 @@ step "OpenTelemetry SDK export, with a retry (scripts/otlp-sdk.sh)"
 # Installs the SDK from PyPI into target/python-venv on the first run only.
 VERITRAIL_BIN="$PWD/target/debug/veritrail" scripts/otlp-sdk.sh
 
+step "Python client against a server (scripts/python-client.sh)"
+VERITRAIL_BIN="$PWD/target/debug/veritrail" scripts/python-client.sh
+
 step "demo (scripts/demo.sh)"
 demo_log="$(mktemp)"
 if VERITRAIL_BIN="$PWD/target/debug/veritrail" scripts/demo.sh >"$demo_log" 2>&1; then
