@@ -142,7 +142,8 @@ pub(crate) mod proto {
         pub value: Option<Value>,
     }
 
-    /// `AnyValue.value`.
+    /// `AnyValue.value`. The variants keep the proto's field names.
+    #[allow(clippy::enum_variant_names)]
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Value {
         #[prost(string, tag = "1")]
@@ -465,9 +466,13 @@ fn map_request(
             for (k, record) in sl.log_records.iter().enumerate() {
                 let mapped = match &service {
                     Some(Err(reason)) => Err(reason.clone()),
-                    Some(Ok(name)) if *name != app => Err(format!(
-                        "resource attribute service.name is {name:?} but the writer key is for app {app:?}; use a key of that app"
-                    )),
+                    // SDKs name an unnamed service `unknown_service[:<executable>]`:
+                    // that is no claim to another app.
+                    Some(Ok(name)) if *name != app && !name.starts_with("unknown_service") => {
+                        Err(format!(
+                            "resource attribute service.name is {name:?} but the writer key is for app {app:?}; use a key of that app"
+                        ))
+                    }
                     _ => map_record(record, scope, limits),
                 };
                 match mapped {
@@ -1073,6 +1078,15 @@ mod tests {
                 reason: "attribute audit.purpose: is required".into(),
             }]
         );
+        let mut unnamed = request(vec![record("s")]);
+        unnamed.resource_logs[0].resource = Some(proto::Resource {
+            attributes: vec![text("service.name", "unknown_service:python")],
+        });
+        let (events, rejected) = map_request(&unnamed, "app", &limits).ok().unwrap();
+        assert_eq!((events.len(), rejected.len()), (1, 0));
+        let (events, rejected) = map_request(&many, "other-app", &limits).ok().unwrap();
+        assert_eq!((events.len(), rejected.len()), (0, 3));
+        assert!(rejected[0].reason.contains("service.name"), "{rejected:?}");
         let tight = EventLimits {
             max_batch_events: 2,
             ..EventLimits::default()
