@@ -35,6 +35,13 @@ step "schemathesis against the OpenAPI document (scripts/schemathesis.sh)"
 # Installs schemathesis from PyPI into target/ on the first run only.
 VERITRAIL_BIN="$PWD/target/debug/veritrail" scripts/schemathesis.sh
 
+step "OpenTelemetry SDK export, with a retry (scripts/otlp-sdk.sh)"
+# Installs the SDK from PyPI into target/python-venv on the first run only.
+VERITRAIL_BIN="$PWD/target/debug/veritrail" scripts/otlp-sdk.sh
+
+step "Python client against a server (scripts/python-client.sh)"
+VERITRAIL_BIN="$PWD/target/debug/veritrail" scripts/python-client.sh
+
 step "demo (scripts/demo.sh)"
 demo_log="$(mktemp)"
 if VERITRAIL_BIN="$PWD/target/debug/veritrail" scripts/demo.sh >"$demo_log" 2>&1; then

@@ -67,6 +67,16 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The message meant for the client.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Seconds the client should wait before retrying, when it should.
+    pub fn retry_after_s(&self) -> Option<u32> {
+        self.retry_after_s
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -96,14 +106,15 @@ const MAX_REJECTION_TEXT: usize = 1024;
 /// Puts the answers the framework gives by itself — a path segment that is
 /// not UTF-8, a request that outlived the request timeout — into the same
 /// `{"error":{"code","message"}}` form as every other error. Answers that
-/// are already JSON, and successes, pass unchanged.
+/// are already JSON or protobuf, and successes, pass unchanged.
 pub(super) async fn json_errors(resp: Response) -> Response {
     let status = resp.status();
     let is_json = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
+        // OTLP answers errors as a protobuf `google.rpc.Status` to protobuf requests.
+        .is_some_and(|ct| ct.starts_with("application/json") || ct == "application/x-protobuf");
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return resp;
     }

@@ -11,6 +11,7 @@ mod error;
 mod governance;
 mod guard;
 mod openapi;
+mod otlp;
 mod read;
 mod strict_json;
 mod write;
@@ -145,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/export", get(audit::export));
     let write = Router::new()
         .route("/v1/events", post(write::submit_events))
+        .route("/v1/logs", post(otlp::export_logs))
         .layer(DefaultBodyLimit::max(limits.max_events_body));
     Router::new()
         .merge(public)

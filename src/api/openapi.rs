@@ -60,6 +60,7 @@ const SCHEME: &str = "api_key";
         super::read::metrics,
         openapi_json,
         super::write::submit_events,
+        super::otlp::export_logs,
         super::audit::search_events,
         super::audit::get_event,
         super::audit::tlog_proof,

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::auth::Role;
 use crate::event;
-use crate::sequencer::PreparedEvent;
+use crate::sequencer::{PreparedEvent, Receipt};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +87,32 @@ fn random_salts(count: usize) -> Result<Vec<[u8; 32]>, ApiError> {
     Ok(salts)
 }
 
+/// The accept stage every write route shares: salts, canonicalises and
+/// commits to each validated event of `app`, queues them as one batch and
+/// returns once they are durable (and, with `wait`, signed).
+pub(super) async fn accept_events(
+    st: &AppState,
+    app: String,
+    events: Vec<event::AuditEvent>,
+    wait: bool,
+) -> Result<Receipt, ApiError> {
+    let mut prepared = Vec::with_capacity(events.len());
+    let salts = random_salts(events.len())?;
+    for (ev, salt) in events.into_iter().zip(salts) {
+        let canonical = ev.canonical_bytes();
+        let commitment = event::commitment(&salt, &canonical);
+        let terms = Some(st.vault.terms_of(&app, &ev));
+        prepared.push(PreparedEvent {
+            id: ev.id,
+            canonical,
+            salt,
+            commitment,
+            terms,
+        });
+    }
+    Ok(st.sequencer.submit(app, prepared, wait).await?)
+}
+
 /// Validates, canonicalises and commits to each event, queues the batch and
 /// answers once it is durable (and, with `?wait=checkpoint`, signed).
 #[utoipa::path(post, path = "/v1/events", tag = "writer", params(SubmitParams),
@@ -144,21 +170,7 @@ pub(super) async fn submit_events(
         .app
         .clone()
         .ok_or_else(|| ApiError::internal("writer key without an app"))?;
-    let mut prepared = Vec::with_capacity(events.len());
-    let salts = random_salts(events.len())?;
-    for (ev, salt) in events.into_iter().zip(salts) {
-        let canonical = ev.canonical_bytes();
-        let commitment = event::commitment(&salt, &canonical);
-        let terms = Some(st.vault.terms_of(&app, &ev));
-        prepared.push(PreparedEvent {
-            id: ev.id,
-            canonical,
-            salt,
-            commitment,
-            terms,
-        });
-    }
-    let mut receipt = st.sequencer.submit(app, prepared, wait).await?;
+    let mut receipt = accept_events(&st, app, events, wait).await?;
     // wait=witnessed: the events are durable and signed; now wait (bounded)
     // for a witnessed checkpoint covering them. If none comes in time the
     // answer is 202 with the log-signed receipt: nothing is lost, and the
