@@ -21,7 +21,7 @@ use veritrail::lifecycle::ORIGIN_RECORD;
 use veritrail::merkle;
 use veritrail::note::keys::LogKeys;
 use veritrail::sequencer::{
-    CheckpointSigner, LogView, RightEdge, Sequencer, SequencerConfig, TileSource,
+    CheckpointSigner, Clock, LogView, RightEdge, Sealing, Sequencer, SequencerConfig, TileSource,
 };
 use veritrail::store::memory::MemoryStore;
 use veritrail::store::{RecordSpace, Store, StoredCheckpoint};
@@ -43,11 +43,7 @@ fn start_log() -> Log {
     store
         .put_record(RecordSpace::Meta, ORIGIN_RECORD, ORIGIN.as_bytes())
         .unwrap();
-    let s = keys.signers(ORIGIN).unwrap();
-    let signer = Arc::new(CheckpointSigner {
-        origin: ORIGIN.into(),
-        signers: vec![Box::new(s.ecdsa), Box::new(s.ed25519)],
-    });
+    let signer = Arc::new(CheckpointSigner::from_keys(&keys, ORIGIN).unwrap());
     let empty = signer.sign(0, merkle::empty_root(), 1).unwrap();
     store
         .put_checkpoint(&StoredCheckpoint {
@@ -55,13 +51,14 @@ fn start_log() -> Log {
             note: empty.note.clone().into_bytes(),
         })
         .unwrap();
-    let view = Arc::new(LogView::new(empty, 0));
+    let view = Arc::new(LogView::new(empty, 0, Clock::system()));
     let config = SequencerConfig {
         checkpoint_interval: Duration::from_millis(20),
         ..SequencerConfig::default()
     };
     let sequencer = Sequencer::start(
         store.clone(),
+        Sealing::Plaintext,
         signer,
         config.clone(),
         view.clone(),

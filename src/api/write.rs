@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::auth::Role;
 use crate::event;
-use crate::sequencer::PreparedEvent;
+use crate::sequencer;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -80,15 +80,9 @@ pub(super) fn no_options(
     }
 }
 
-/// One 32-byte salt per event, drawn from the OS in one call per request.
-fn random_salts(count: usize) -> Result<Vec<[u8; 32]>, ApiError> {
-    let mut salts = vec![[0u8; 32]; count];
-    getrandom::fill(salts.as_flattened_mut()).map_err(ApiError::internal)?;
-    Ok(salts)
-}
-
-/// Validates, canonicalises and commits to each event, queues the batch and
-/// answers once it is durable (and, with `?wait=checkpoint`, signed).
+/// Validates the events (parsing them), accepts them (canonical form,
+/// salt, commitment, search terms), queues the batch and answers once it
+/// is durable (and, with `?wait=checkpoint`, signed).
 #[utoipa::path(post, path = "/v1/events", tag = "writer", params(SubmitParams),
     security(("api_key" = ["writer"])),
     request_body(content = super::openapi::Submission, content_type = "application/json",
@@ -144,20 +138,9 @@ pub(super) async fn submit_events(
         .app
         .clone()
         .ok_or_else(|| ApiError::internal("writer key without an app"))?;
-    let mut prepared = Vec::with_capacity(events.len());
-    let salts = random_salts(events.len())?;
-    for (ev, salt) in events.into_iter().zip(salts) {
-        let canonical = ev.canonical_bytes();
-        let commitment = event::commitment(&salt, &canonical);
-        let terms = Some(st.vault.terms_of(&app, &ev));
-        prepared.push(PreparedEvent {
-            id: ev.id,
-            canonical,
-            salt,
-            commitment,
-            terms,
-        });
-    }
+    // The write path's first stage (see `sequencer::write_path`); the
+    // sequencer does the rest and answers once the events are durable.
+    let prepared = sequencer::accept(&st.vault, &app, events).map_err(ApiError::internal)?;
     let mut receipt = st.sequencer.submit(app, prepared, wait).await?;
     // wait=witnessed: the events are durable and signed; now wait (bounded)
     // for a witnessed checkpoint covering them. If none comes in time the
