@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::ratelimit::{RateLimit, RateLimiter};
+use crate::sequencer::Clock;
 use crate::store::{RecordSpace, Store, StoreError};
 
 /// The app id under which the log records its own audit events (reads by
@@ -114,6 +115,7 @@ pub struct ApiKeys {
     store: Arc<dyn Store>,
     last_failure_log_ms: Arc<AtomicI64>,
     limiter: Arc<RateLimiter>,
+    clock: Clock,
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -134,11 +136,6 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-/// The current time as RFC 3339 UTC with milliseconds.
-pub fn now_rfc3339() -> String {
-    crate::event::format_rfc3339_ms(crate::sequencer::now_ms())
-}
-
 impl ApiKeys {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn Store>) -> ApiKeys {
@@ -146,7 +143,15 @@ impl ApiKeys {
             store,
             last_failure_log_ms: Arc::new(AtomicI64::new(0)),
             limiter: Arc::new(RateLimiter::new(RateLimit::default())),
+            clock: Clock::system(),
         }
+    }
+
+    /// Reads creation and revocation times, and paces failure logs, by
+    /// `clock` (the log's clock) instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> ApiKeys {
+        self.clock = clock;
+        self
     }
 
     /// Applies `limit` to every key's requests.
@@ -194,7 +199,7 @@ impl ApiKeys {
             name: name.to_string(),
             role,
             app,
-            created_at: now_rfc3339(),
+            created_at: self.clock.now_rfc3339(),
             revoked_at: None,
             secret_hash: sha256_hex(secret.as_bytes()),
         };
@@ -235,7 +240,7 @@ impl ApiKeys {
             .get(id)?
             .ok_or_else(|| KeyAdminError::NotFound(id.to_string()))?;
         if record.revoked_at.is_none() {
-            record.revoked_at = Some(now_rfc3339());
+            record.revoked_at = Some(self.clock.now_rfc3339());
             self.put(&record)?;
         }
         Ok(record)
@@ -304,7 +309,7 @@ impl ApiKeys {
             AuthError::Store(_) => "store",
         };
         metrics::counter!("veritrail_auth_failures_total", "reason" => reason).increment(1);
-        let now = crate::sequencer::now_ms();
+        let now = self.clock.now_ms();
         let last = self.last_failure_log_ms.load(Ordering::Relaxed);
         if now - last >= 1000
             && self

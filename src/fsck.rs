@@ -292,11 +292,7 @@ pub fn check_store_unsealing(
         check_leaf_index(store, size, &mut report, progress)?;
     }
     if !report.full() {
-        let events: &dyn Store = match vault {
-            Some(v) => v,
-            None => store,
-        };
-        check_dedupe(store, events, size, &mut report, progress)?;
+        check_dedupe(store, vault, size, &mut report, progress)?;
     }
     if !report.full() {
         check_api_keys(store, &mut report)?;
@@ -982,7 +978,7 @@ fn scan_leaf_index(
 /// that id.
 fn check_dedupe(
     store: &dyn Store,
-    events: &dyn Store,
+    vault: Option<&Vault>,
     size: u64,
     report: &mut Report,
     progress: &ProgressBar,
@@ -1012,7 +1008,11 @@ fn check_dedupe(
                 );
                 continue;
             }
-            match read(events.event(index))? {
+            let event = match vault {
+                Some(v) => v.event(index),
+                None => store.event(index),
+            };
+            match read(event)? {
                 Ok(Some(ev)) => {
                     if ev.app != app {
                         report.find(

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use crate::auth::{ApiKeys, Role};
 use crate::merkle;
 use crate::note::keys::{LogKeys, LogVerifierKeys};
-use crate::note::{Checkpoint, Note, NoteSigner, NoteVerifier};
-use crate::sequencer::{self, CheckpointSigner, Published, RightEdge, TileSource};
+use crate::note::{Checkpoint, Note, NoteVerifier};
+use crate::sequencer::{CheckpointSigner, Clock, Published, RightEdge, TileSource};
 use crate::store::sled::SledStore;
 use crate::store::{RecordSpace, Store, StoredCheckpoint};
 
@@ -105,11 +105,16 @@ fn is_missing_or_empty(dir: &Path) -> Result<bool, LifecycleError> {
     }
 }
 
-/// Opens the log in `dir`, creating it first if `dir` is missing or empty.
-pub fn open_or_create(dir: &Path, origin: Option<&str>) -> Result<OpenedLog, LifecycleError> {
+/// Opens the log in `dir`, creating it first if `dir` is missing or empty
+/// (its first checkpoint then carries the time of `clock`).
+pub fn open_or_create(
+    dir: &Path,
+    origin: Option<&str>,
+    clock: &Clock,
+) -> Result<OpenedLog, LifecycleError> {
     if is_missing_or_empty(dir)? {
         let origin = origin.map(str::to_string).unwrap_or_else(default_origin);
-        create(dir, &origin)?;
+        create(dir, &origin, clock)?;
         let mut log = load(dir, Some(&origin))?;
         log.created_admin_key = Some(dir.join(ADMIN_KEY_FILE));
         return Ok(log);
@@ -118,18 +123,12 @@ pub fn open_or_create(dir: &Path, origin: Option<&str>) -> Result<OpenedLog, Lif
 }
 
 fn signer_for(keys: &LogKeys, origin: &str) -> Result<CheckpointSigner, LifecycleError> {
-    let s = keys
-        .signers(origin)
-        .map_err(|e| LifecycleError::Config(format!("origin {origin:?}: {e}")))?;
-    let signers: Vec<Box<dyn NoteSigner>> = vec![Box::new(s.ecdsa), Box::new(s.ed25519)];
-    Ok(CheckpointSigner {
-        origin: origin.to_string(),
-        signers,
-    })
+    CheckpointSigner::from_keys(keys, origin).map_err(LifecycleError::Config)
 }
 
-/// Creates a new log in `dir` (missing or empty) with `origin`.
-pub fn create(dir: &Path, origin: &str) -> Result<(), LifecycleError> {
+/// Creates a new log in `dir` (missing or empty) with `origin`; its first,
+/// empty checkpoint is signed at the time of `clock`.
+pub fn create(dir: &Path, origin: &str, clock: &Clock) -> Result<(), LifecycleError> {
     if !is_missing_or_empty(dir)? {
         return Err(LifecycleError::NotALog {
             path: dir.to_path_buf(),
@@ -172,11 +171,12 @@ pub fn create(dir: &Path, origin: &str) -> Result<(), LifecycleError> {
             .put_record(RecordSpace::Meta, ORIGIN_RECORD, origin.as_bytes())
             .map_err(|e| LifecycleError::Io(e.to_string()))?;
         let (_, token) = ApiKeys::new(store.clone())
+            .with_clock(clock.clone())
             .create("admin", Role::Admin, None)
             .map_err(|e| LifecycleError::Io(format!("couldn't create the admin key: {e}")))?;
         write_secret_file(&staging.join(ADMIN_KEY_FILE), &format!("{token}\n"))?;
         let empty = signer
-            .sign(0, merkle::empty_root(), sequencer::now_ms())
+            .sign(0, merkle::empty_root(), clock.now_ms())
             .map_err(LifecycleError::Io)?;
         store
             .put_checkpoint(&StoredCheckpoint {

@@ -396,7 +396,7 @@ impl Monitor {
             "log": self.opts.url,
             "checkpoint": a.checkpoint,
             "previous": a.previous,
-            "at": crate::event::format_rfc3339_ms(crate::sequencer::now_ms()),
+            "at": crate::sequencer::Clock::system().now_rfc3339(),
         });
         match http.post(url).json(&body).send().await {
             Ok(r) if r.status().is_success() => {}

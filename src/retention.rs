@@ -198,7 +198,7 @@ pub fn plan_erasure(
     subject: Option<&str>,
     indexes: &[u64],
 ) -> Result<Plan, StoreError> {
-    let held = Held::load(vault)?;
+    let held = Held::load(vault.store().as_ref())?;
     let mut all: BTreeSet<u64> = indexes.iter().copied().filter(|i| *i < size).collect();
     if let Some(s) = subject {
         all.extend(vault.scan(&vault.term(Field::Subject, s), size, usize::MAX)?);
@@ -223,12 +223,12 @@ pub fn plan_erasure(
 
 /// What the policies expire at `now_ms` in a log of `size` leaves.
 pub fn plan_retention(vault: &Vault, size: u64, now_ms: i64) -> Result<Plan, StoreError> {
-    let held = Held::load(vault)?;
+    let held = Held::load(vault.store().as_ref())?;
     let mut erase = BTreeSet::new();
     let mut plan = Plan::default();
-    for p in policies(vault)? {
+    for p in policies(vault.store().as_ref())? {
         let cutoff = now_ms.saturating_sub(i64::from(p.keep_days) * DAY_MS);
-        let hi = first_received_at_or_after(vault, size, cutoff)?;
+        let hi = first_received_at_or_after(vault.store().as_ref(), size, cutoff)?;
         if hi == 0 {
             continue;
         }
@@ -312,11 +312,9 @@ mod tests {
             &MasterKey::from_bytes([3; 32]),
         )
         .unwrap();
+        // One batch per leaf, each sealed at its own receive time, as the
+        // sequencer's write path seals and commits a batch.
         let mut leaves = Vec::new();
-        let mut batch = BatchWrite {
-            tree_size: events.len() as u64,
-            ..BatchWrite::default()
-        };
         for (i, (app, subject, action, received)) in events.iter().enumerate() {
             let salt = [i as u8; 32];
             let canonical = event(*subject, action);
@@ -328,22 +326,30 @@ mod tests {
                 }
                 .to_bytes(),
             );
-            batch.events.push((
-                i as u64,
-                StoredEvent {
+            let write = BatchWrite {
+                tree_size: i as u64 + 1,
+                bundles: vec![(0, crate::tiles::encode_bundle(&leaves).unwrap())],
+                ..BatchWrite::default()
+            };
+            let event = crate::vault::EventToSeal {
+                index: i as u64,
+                event: StoredEvent {
                     app: app.to_string(),
                     salt,
                     event: canonical,
                 },
-            ));
+                terms: None,
+            };
+            let sealed = vault.seal(write, vec![event], *received).unwrap();
+            vault.store().commit(sealed.write()).unwrap();
+            sealed.committed();
         }
-        batch.bundles = vec![(0, crate::tiles::encode_bundle(&leaves).unwrap())];
-        vault.commit(&batch).unwrap();
         vault
     }
 
     fn has_key(vault: &Vault, id: &str) -> bool {
         vault
+            .store()
             .record(RecordSpace::DataKey, id.as_bytes())
             .unwrap()
             .is_some()
@@ -360,7 +366,7 @@ mod tests {
             ("clinic", None, "record.read", T0 + 2 * day),   // 4: day 3, not expired
         ]);
         put_policy(
-            &vault,
+            vault.store().as_ref(),
             &Policy {
                 id: "p1".into(),
                 app: Some("clinic".into()),
@@ -372,7 +378,7 @@ mod tests {
         )
         .unwrap();
         put_hold(
-            &vault,
+            vault.store().as_ref(),
             &Hold {
                 id: "h1".into(),
                 subject_pseudonym: Some(vault.subject_pseudonym("held")),
@@ -402,7 +408,7 @@ mod tests {
         assert!(again.erase.is_empty());
         // An action policy only takes that action; a held app blocks erasure.
         put_policy(
-            &vault,
+            vault.store().as_ref(),
             &Policy {
                 id: "p2".into(),
                 app: None,
@@ -415,7 +421,7 @@ mod tests {
         .unwrap();
         assert_eq!(plan_retention(&vault, 5, now).unwrap().erase, vec![3]);
         put_hold(
-            &vault,
+            vault.store().as_ref(),
             &Hold {
                 id: "h2".into(),
                 subject_pseudonym: None,
@@ -433,8 +439,8 @@ mod tests {
         assert_eq!(plan.held, vec![(3, "h2".to_string())]);
         let plan = plan_erasure(&vault, 5, Some("held"), &[]).unwrap();
         assert!(plan.erase.is_empty() && plan.held.len() == 1);
-        assert!(remove_hold(&vault, "h1").unwrap());
-        assert!(!remove_hold(&vault, "h1").unwrap());
+        assert!(remove_hold(vault.store().as_ref(), "h1").unwrap());
+        assert!(!remove_hold(vault.store().as_ref(), "h1").unwrap());
         assert_eq!(
             plan_erasure(&vault, 5, Some("held"), &[]).unwrap().erase,
             vec![2]

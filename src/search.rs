@@ -127,7 +127,7 @@ pub fn hit_at(vault: &Vault, index: u64) -> Result<Option<Hit>, StoreError> {
     let Some((stored, event)) = vault.open_event(index)? else {
         return Ok(None);
     };
-    let (leaf, record) = leaf_at(vault, index)?;
+    let (leaf, record) = leaf_at(vault.store().as_ref(), index)?;
     Ok(Some(Hit {
         index,
         leaf_hash: merkle::leaf_hash(&leaf),
@@ -141,11 +141,11 @@ pub fn hit_at(vault: &Vault, index: u64) -> Result<Option<Hit>, StoreError> {
 /// Runs `q` over the first `size` leaves.
 pub fn search(vault: &Vault, size: u64, q: &EventQuery) -> Result<Page, StoreError> {
     let lo = match q.since_ms {
-        Some(t) => first_received_at_or_after(vault, size, t)?,
+        Some(t) => first_received_at_or_after(vault.store().as_ref(), size, t)?,
         None => 0,
     };
     let mut hi = match q.until_ms {
-        Some(t) => first_received_at_or_after(vault, size, t)?,
+        Some(t) => first_received_at_or_after(vault.store().as_ref(), size, t)?,
         None => size,
     };
     if let Some(b) = q.before {
@@ -212,7 +212,8 @@ mod tests {
     use super::*;
     use crate::crypto::MasterKey;
     use crate::sequencer::{
-        CheckpointSigner, LogView, PreparedEvent, RightEdge, Sequencer, SequencerConfig,
+        CheckpointSigner, Clock, LogView, PreparedEvent, RightEdge, Sealing, Sequencer,
+        SequencerConfig,
     };
     use crate::store::memory::MemoryStore;
     use std::sync::Arc;
@@ -242,17 +243,14 @@ mod tests {
     /// A vault with `n` events: subject `s{i % 3}`, actor `a{i % 2}`.
     fn log(n: usize) -> Arc<Vault> {
         let inner = Arc::new(MemoryStore::new());
-        let vault = Arc::new(Vault::new(inner, &MasterKey::from_bytes([5; 32])).unwrap());
+        let vault = Arc::new(Vault::new(inner.clone(), &MasterKey::from_bytes([5; 32])).unwrap());
         let keys = crate::note::keys::LogKeys::generate().unwrap();
-        let signers = keys.signers("example.com/log").unwrap();
-        let signer = Arc::new(CheckpointSigner {
-            origin: "example.com/log".into(),
-            signers: vec![Box::new(signers.ecdsa), Box::new(signers.ed25519)],
-        });
+        let signer = Arc::new(CheckpointSigner::from_keys(&keys, "example.com/log").unwrap());
         let empty = signer.sign(0, merkle::empty_root(), 0).unwrap();
-        let view = Arc::new(LogView::new(empty, 0));
+        let view = Arc::new(LogView::new(empty, 0, Clock::system()));
         let seq = Sequencer::start(
-            vault.clone(),
+            inner,
+            Sealing::Vault(vault.clone()),
             signer,
             SequencerConfig::default(),
             view,
@@ -326,15 +324,15 @@ mod tests {
     #[test]
     fn a_time_range_maps_to_an_index_range() {
         let vault = log(10);
-        let t5 = leaf_at(vault.as_ref(), 5).unwrap().1.received_ms;
-        let first = first_received_at_or_after(vault.as_ref(), 10, t5).unwrap();
+        let t5 = leaf_at(vault.store().as_ref(), 5).unwrap().1.received_ms;
+        let first = first_received_at_or_after(vault.store().as_ref(), 10, t5).unwrap();
         assert!(first <= 5);
         assert_eq!(
-            first_received_at_or_after(vault.as_ref(), 10, i64::MAX).unwrap(),
+            first_received_at_or_after(vault.store().as_ref(), 10, i64::MAX).unwrap(),
             10
         );
         assert_eq!(
-            first_received_at_or_after(vault.as_ref(), 10, 0).unwrap(),
+            first_received_at_or_after(vault.store().as_ref(), 10, 0).unwrap(),
             0
         );
         let page = search(

@@ -12,7 +12,7 @@ use crate::config::ServeConfig;
 use crate::history::{self, LogVerifiers};
 use crate::lifecycle;
 use crate::listen;
-use crate::sequencer::{LogView, Sequencer};
+use crate::sequencer::{Clock, LogView, Sealing, Sequencer};
 use crate::store::Store;
 
 /// Why the server could not start or stopped with an error.
@@ -43,12 +43,16 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
+    // The one clock of the process: every time the log records is read from it.
+    let clock = Clock::system();
     let data = config.data.clone();
     let origin = config.origin.clone();
-    let opened =
-        tokio::task::spawn_blocking(move || lifecycle::open_or_create(&data, origin.as_deref()))
-            .await
-            .map_err(|e| ServeError::Io(e.to_string()))??;
+    let creation_clock = clock.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        lifecycle::open_or_create(&data, origin.as_deref(), &creation_clock)
+    })
+    .await
+    .map_err(|e| ServeError::Io(e.to_string()))??;
     if let Some(admin) = &opened.created_admin_key {
         println!(
             "veritrail: created a new log in {} with origin {}",
@@ -89,11 +93,11 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             );
         }
     }
-    let raw: Arc<dyn Store> = opened.store.clone();
+    let store: Arc<dyn Store> = opened.store.clone();
     let env_key = std::env::var(crate::vault::MASTER_KEY_ENV).ok();
     let (master, key_origin) = crate::vault::open_master_key(
         &config.data,
-        raw.as_ref(),
+        store.as_ref(),
         env_key.as_deref(),
         config.master_key_file.as_deref(),
     )
@@ -112,15 +116,21 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         ),
     }
     let keyring = crate::vault::KeyringHome::File(config.data.join(crate::vault::KEYRING_FILE));
+    // The vault seals event bodies on the write path and opens them for
+    // reads, search and erasure; the store underneath is only storage.
     let vault = Arc::new(
-        crate::vault::Vault::open(raw, &master, keyring)
+        crate::vault::Vault::open(store.clone(), &master, keyring)
             .map_err(|e| ServeError::Io(e.to_string()))?,
     );
-    let store: Arc<dyn Store> = vault.clone();
     let vault_for_shutdown = vault.clone();
-    let view = Arc::new(LogView::new(opened.published, opened.edge.size()));
+    let view = Arc::new(LogView::new(
+        opened.published,
+        opened.edge.size(),
+        clock.clone(),
+    ));
     let sequencer = Sequencer::start(
         store.clone(),
+        Sealing::Vault(vault.clone()),
         opened.signer,
         config.sequencer.clone(),
         view.clone(),
@@ -157,7 +167,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         store: store.clone(),
         view,
         sequencer: sequencer.handle(),
-        keys: ApiKeys::new(store).with_rate_limit(config.limits.rate_limit),
+        keys: ApiKeys::new(store)
+            .with_rate_limit(config.limits.rate_limit)
+            .with_clock(clock),
         vault,
         limits: Arc::new(config.limits.clone()),
         metrics,

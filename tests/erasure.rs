@@ -14,8 +14,8 @@ use common::{
 use serde_json::{Value, json};
 use veritrail::crypto::MasterKey;
 use veritrail::merkle;
+use veritrail::store::RecordSpace;
 use veritrail::store::sled::SledStore;
-use veritrail::store::{RecordSpace, Store};
 use veritrail::vault::{KEYRING_FILE, KeyringHome, Vault};
 
 fn ev(subject: Option<&str>, actor: &str, note: &str) -> Value {
@@ -71,7 +71,7 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
 
 /// The id of a subject's data key for this month.
 fn subject_key(pseudonym: &str) -> String {
-    let month = &veritrail::event::format_rfc3339_ms(veritrail::sequencer::now_ms())[..7];
+    let month = &veritrail::sequencer::Clock::system().now_rfc3339()[..7];
     format!("s/{pseudonym}/{month}")
 }
 
@@ -183,6 +183,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
     let wrapped_key = {
         let vault = open_vault(&data, &key_file);
         vault
+            .store()
             .record(RecordSpace::DataKey, subject_key(&pseudonym).as_bytes())
             .unwrap()
             .expect("the subject has a data key")
@@ -324,6 +325,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
         let subject_key = self::subject_key(&pseudonym);
         assert_eq!(
             vault
+                .store()
                 .record(RecordSpace::DataKey, subject_key.as_bytes())
                 .unwrap(),
             None
@@ -331,7 +333,10 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
         for i in &erased {
             assert_eq!(vault.event(*i).unwrap(), None);
             assert_eq!(
-                vault.record(RecordSpace::Sealed, &i.to_be_bytes()).unwrap(),
+                vault
+                    .store()
+                    .record(RecordSpace::Sealed, &i.to_be_bytes())
+                    .unwrap(),
                 None
             );
         }
@@ -499,9 +504,10 @@ async fn retention_expires_events_except_held_ones_and_logs_each_run() {
     // key is destroyed. The lab's (held) stays. p2's key sealed an expired
     // clinic event and a kept lab event: it was replaced, not destroyed.
     let vault = open_vault(&data, &dir.path().join("log.master.key"));
-    let day = &veritrail::event::format_rfc3339_ms(veritrail::sequencer::now_ms())[..10];
+    let day = &veritrail::sequencer::Clock::system().now_rfc3339()[..10];
     let has = |k: &str| {
         vault
+            .store()
             .record(RecordSpace::DataKey, k.as_bytes())
             .unwrap()
             .is_some()

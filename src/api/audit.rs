@@ -24,7 +24,7 @@ use crate::bundle;
 use crate::crypto::Field;
 use crate::event::{self, Outcome};
 use crate::search::{self, EventQuery, Hit};
-use crate::sequencer::{EntryReceipt, PreparedEvent, now_ms};
+use crate::sequencer::{EntryReceipt, PreparedEvent};
 use crate::vault::Tombstone;
 
 /// Header naming the leaf index of the audit event a read produced.
@@ -104,7 +104,7 @@ pub(super) async fn record_access(
         "resource": { "type": access.resource.0, "id": access.resource.1 },
         "purpose": "audit",
         "outcome": access.outcome.as_str(),
-        "occurred_at": event::format_rfc3339_ms(now_ms()),
+        "occurred_at": event::format_rfc3339_ms(st.view.clock().now_ms()),
         "context": context,
     });
     if let Some(s) = access.subject {
@@ -454,7 +454,7 @@ pub(super) async fn export(
             st.verifier_keys.ed25519.clone(),
         ],
         checkpoint: cp.note.clone(),
-        exported_at: event::format_rfc3339_ms(now_ms()),
+        exported_at: event::format_rfc3339_ms(st.view.clock().now_ms()),
         query: described,
     });
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
@@ -466,7 +466,7 @@ pub(super) async fn export(
         if !send(header_line) {
             return;
         }
-        let source = crate::sequencer::TileSource::new(vault.as_ref());
+        let source = crate::sequencer::TileSource::new(vault.store().as_ref());
         let mut count = 0u64;
         let mut left = wanted;
         loop {
@@ -607,7 +607,9 @@ mod tests {
     use crate::auth::ApiKeys;
     use crate::crypto::MasterKey;
     use crate::note::keys::LogKeys;
-    use crate::sequencer::{CheckpointSigner, LogView, RightEdge, Sequencer, SequencerConfig};
+    use crate::sequencer::{
+        CheckpointSigner, Clock, LogView, RightEdge, Sealing, Sequencer, SequencerConfig,
+    };
     use crate::store::Store;
     use crate::store::memory::MemoryStore;
     use crate::vault::Vault;
@@ -616,19 +618,17 @@ mod tests {
     async fn a_read_that_cannot_be_logged_returns_nothing() {
         let inner = Arc::new(MemoryStore::new());
         let vault = Arc::new(Vault::new(inner.clone(), &MasterKey::from_bytes([9; 32])).unwrap());
-        let store: Arc<dyn Store> = vault.clone();
+        let store: Arc<dyn Store> = vault.store().clone();
         let keys = LogKeys::generate().unwrap();
-        let s = keys.signers("example.com/log").unwrap();
-        let signer = Arc::new(CheckpointSigner {
-            origin: "example.com/log".into(),
-            signers: vec![Box::new(s.ecdsa), Box::new(s.ed25519)],
-        });
+        let signer = Arc::new(CheckpointSigner::from_keys(&keys, "example.com/log").unwrap());
         let view = Arc::new(LogView::new(
             signer.sign(0, crate::merkle::empty_root(), 0).unwrap(),
             0,
+            Clock::system(),
         ));
         let seq = Sequencer::start(
             store.clone(),
+            Sealing::Vault(vault.clone()),
             signer,
             SequencerConfig::default(),
             view.clone(),

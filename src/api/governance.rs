@@ -29,7 +29,6 @@ use super::{ApiError, AppState};
 use crate::auth::Role;
 use crate::event::{Outcome, format_rfc3339_ms};
 use crate::retention::{self, Hold, Plan, Policy};
-use crate::sequencer::now_ms;
 use crate::vault::Tombstone;
 
 /// Most indexes one erasure request may name.
@@ -178,7 +177,7 @@ pub(super) async fn erase(
     )
     .await?;
     let tomb = Tombstone {
-        erased_at: format_rfc3339_ms(now_ms()),
+        erased_at: format_rfc3339_ms(st.view.clock().now_ms()),
         reason: req.reason.clone(),
         cause: "erasure".into(),
         by: key.name.clone(),
@@ -260,7 +259,7 @@ pub(super) async fn create_policy(
         app: req.app,
         action: req.action,
         keep_days: req.keep_days,
-        created_at: format_rfc3339_ms(now_ms()),
+        created_at: format_rfc3339_ms(st.view.clock().now_ms()),
         created_by: key.name.clone(),
     };
     let id = policy.id.clone();
@@ -450,7 +449,7 @@ pub(super) async fn create_hold(
         subject_pseudonym: pseudonym,
         app,
         reason: req.reason,
-        created_at: format_rfc3339_ms(now_ms()),
+        created_at: format_rfc3339_ms(st.view.clock().now_ms()),
         created_by: key.name.clone(),
     };
     let id = hold.id.clone();
@@ -515,9 +514,9 @@ pub struct RetentionRun {
 async fn run_retention(st: &AppState, who: Who) -> Result<RetentionRun, ApiError> {
     let vault = st.vault.clone();
     let size = st.view.durable_size();
-    let now = now_ms();
+    let now = st.view.clock().now_ms();
     let (plan, policies) = blocking(move || {
-        let policies = retention::policies(vault.as_ref())?.len();
+        let policies = retention::policies(vault.store().as_ref())?.len();
         Ok((retention::plan_retention(&vault, size, now)?, policies))
     })
     .await?;

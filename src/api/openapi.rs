@@ -553,7 +553,9 @@ mod tests {
     use crate::auth::ApiKeys;
     use crate::crypto::MasterKey;
     use crate::note::keys::LogKeys;
-    use crate::sequencer::{CheckpointSigner, LogView, RightEdge, Sequencer, SequencerConfig};
+    use crate::sequencer::{
+        CheckpointSigner, Clock, LogView, RightEdge, Sealing, Sequencer, SequencerConfig,
+    };
     use crate::store::Store;
     use crate::store::memory::MemoryStore;
     use crate::vault::Vault;
@@ -753,19 +755,17 @@ mod tests {
     fn state() -> (AppState, Sequencer) {
         let inner = Arc::new(MemoryStore::new());
         let vault = Arc::new(Vault::new(inner, &MasterKey::from_bytes([7; 32])).unwrap());
-        let store: Arc<dyn Store> = vault.clone();
+        let store: Arc<dyn Store> = vault.store().clone();
         let keys = LogKeys::generate().unwrap();
-        let s = keys.signers("example.com/log").unwrap();
-        let signer = Arc::new(CheckpointSigner {
-            origin: "example.com/log".into(),
-            signers: vec![Box::new(s.ecdsa), Box::new(s.ed25519)],
-        });
+        let signer = Arc::new(CheckpointSigner::from_keys(&keys, "example.com/log").unwrap());
         let view = Arc::new(LogView::new(
             signer.sign(0, crate::merkle::empty_root(), 0).unwrap(),
             0,
+            Clock::system(),
         ));
         let seq = Sequencer::start(
             store.clone(),
+            Sealing::Vault(vault.clone()),
             signer,
             SequencerConfig::default(),
             view.clone(),

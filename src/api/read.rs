@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{ApiError, AppState, with_cache};
 use crate::merkle::{self, Hash};
-use crate::sequencer::{TileSource, now_ms};
+use crate::sequencer::TileSource;
 use crate::tiles::{self, TilePath};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -337,7 +337,7 @@ pub(super) async fn consistency_proof(
     ))]
 pub(super) async fn healthz(State(st): State<AppState>) -> Response {
     let cp = st.view.checkpoint();
-    let age_ms = now_ms().saturating_sub(cp.published_at_ms);
+    let age_ms = st.view.clock().now_ms().saturating_sub(cp.published_at_ms);
     let pending = st.view.durable_size().saturating_sub(cp.checkpoint.size);
     let stale_after =
         i64::try_from(st.checkpoint_interval.as_millis() * 3 + 2000).unwrap_or(i64::MAX);
@@ -386,7 +386,7 @@ pub(super) async fn metrics(State(st): State<AppState>) -> Result<Response, ApiE
         .ok_or_else(|| ApiError::not_found("metrics are not enabled"))?;
     let cp = st.view.checkpoint();
     metrics::gauge!("veritrail_checkpoint_age_seconds")
-        .set((now_ms() - cp.published_at_ms) as f64 / 1000.0);
+        .set((st.view.clock().now_ms() - cp.published_at_ms) as f64 / 1000.0);
     metrics::gauge!("veritrail_checkpoint_size").set(cp.checkpoint.size as f64);
     metrics::gauge!("veritrail_tree_size").set(st.view.durable_size() as f64);
     let mut resp = handle.render().into_response();

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::auth::Role;
 use crate::event;
-use crate::sequencer::{PreparedEvent, Receipt};
+use crate::sequencer::{self, Receipt};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -80,41 +80,23 @@ pub(super) fn no_options(
     }
 }
 
-/// One 32-byte salt per event, drawn from the OS in one call per request.
-fn random_salts(count: usize) -> Result<Vec<[u8; 32]>, ApiError> {
-    let mut salts = vec![[0u8; 32]; count];
-    getrandom::fill(salts.as_flattened_mut()).map_err(ApiError::internal)?;
-    Ok(salts)
-}
-
-/// The accept stage every write route shares: salts, canonicalises and
-/// commits to each validated event of `app`, queues them as one batch and
-/// returns once they are durable (and, with `wait`, signed).
+/// The accept stage every write route shares (see
+/// `sequencer::write_path`): salts, canonicalises and commits to each
+/// validated event of `app`, queues them as one batch and returns once they
+/// are durable (and, with `wait`, signed).
 pub(super) async fn accept_events(
     st: &AppState,
     app: String,
     events: Vec<event::AuditEvent>,
     wait: bool,
 ) -> Result<Receipt, ApiError> {
-    let mut prepared = Vec::with_capacity(events.len());
-    let salts = random_salts(events.len())?;
-    for (ev, salt) in events.into_iter().zip(salts) {
-        let canonical = ev.canonical_bytes();
-        let commitment = event::commitment(&salt, &canonical);
-        let terms = Some(st.vault.terms_of(&app, &ev));
-        prepared.push(PreparedEvent {
-            id: ev.id,
-            canonical,
-            salt,
-            commitment,
-            terms,
-        });
-    }
+    let prepared = sequencer::accept(&st.vault, &app, events).map_err(ApiError::internal)?;
     Ok(st.sequencer.submit(app, prepared, wait).await?)
 }
 
-/// Validates, canonicalises and commits to each event, queues the batch and
-/// answers once it is durable (and, with `?wait=checkpoint`, signed).
+/// Validates the events (parsing them), accepts them (canonical form,
+/// salt, commitment, search terms), queues the batch and answers once it
+/// is durable (and, with `?wait=checkpoint`, signed).
 #[utoipa::path(post, path = "/v1/events", tag = "writer", params(SubmitParams),
     security(("api_key" = ["writer"])),
     request_body(content = super::openapi::Submission, content_type = "application/json",

@@ -144,7 +144,7 @@ pub fn write_snapshot(
         checkpoint_published_at_ms: point.checkpoint.published_at_ms,
         ecdsa_vkey: vkeys.ecdsa.clone(),
         ed25519_vkey: vkeys.ed25519.clone(),
-        taken_at: crate::auth::now_rfc3339(),
+        taken_at: crate::sequencer::Clock::system().now_rfc3339(),
     }))?;
     for space in format::RECORD_SPACES {
         for (key, value) in store.records(space)? {

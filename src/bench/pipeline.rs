@@ -5,12 +5,12 @@
 //! fsync per batch), with the same generated batches, each prepared the way
 //! `POST /v1/events` prepares a request (JSON parsed and validated,
 //! canonicalised, salted, committed) by concurrent submitters. The only
-//! difference: the *sealed* run puts the [`Vault`] between the sequencer
-//! and sled, exactly as `serve` does (events sealed under per-subject data
+//! difference: the *sealed* run gives the sequencer's seal stage the
+//! [`Vault`], exactly as `serve` does (events sealed under per-subject data
 //! keys, HMAC search terms computed by the submitters as the request
 //! handlers do and indexed, data keys wrapped into the keyring); the
-//! *plain* run hands the sequencer the sled store itself, so events are
-//! stored as the bare store stores them and nothing is indexed.
+//! *plain* run gives it [`Sealing::Plaintext`], so events are stored as the
+//! bare store stores them and nothing is indexed.
 //!
 //! Why in process and not through the server: the server has no way to
 //! store events in plaintext, and this benchmark adds none; a mode that
@@ -33,8 +33,8 @@ use crate::crypto::MasterKey;
 use crate::event::{self, EventLimits};
 use crate::merkle;
 use crate::sequencer::{
-    CheckpointSigner, LogView, PreparedEvent, RightEdge, Sequencer, SequencerConfig,
-    SequencerHandle, SubmitError,
+    CheckpointSigner, Clock, LogView, PreparedEvent, RightEdge, Sealing, Sequencer,
+    SequencerConfig, SequencerHandle, SubmitError, accept_with_terms,
 };
 use crate::store::Store;
 use crate::store::sled::SledStore;
@@ -200,23 +200,8 @@ fn prepare(
         .map_err(|e| BenchError::Options(format!("generated batch is not JSON: {e}")))?;
     let events = event::parse_event_batch(&value, limits)
         .map_err(|e| BenchError::Options(format!("generated batch is invalid: {e}")))?;
-    let mut salts = vec![[0u8; 32]; events.len()];
-    getrandom::fill(salts.as_flattened_mut())
-        .map_err(|e| BenchError::Options(format!("no randomness: {e}")))?;
-    Ok(events
-        .into_iter()
-        .zip(salts)
-        .map(|(ev, salt)| {
-            let canonical = ev.canonical_bytes();
-            PreparedEvent {
-                id: ev.id.clone(),
-                commitment: event::commitment(&salt, &canonical),
-                terms: vault.map(|v| v.terms_of(APP, &ev)),
-                canonical,
-                salt,
-            }
-        })
-        .collect())
+    accept_with_terms(events, |ev| vault.map(|v| v.terms_of(APP, ev)))
+        .map_err(|e| BenchError::Options(e.to_string()))
 }
 
 async fn submit_all(
@@ -284,23 +269,22 @@ fn one_run(opts: &PipelineOptions, sealed: bool, n: usize) -> Result<PipelineRun
     } else {
         None
     };
-    let store: Arc<dyn Store> = match &vault {
-        Some(v) => v.clone(),
-        None => sled.clone(),
+    let store: Arc<dyn Store> = sled.clone();
+    let sealing = match &vault {
+        Some(v) => Sealing::Vault(v.clone()),
+        None => Sealing::Plaintext,
     };
     let keys = crate::note::keys::LogKeys::generate().map_err(storage)?;
     let origin = "bench.invalid/pipeline";
-    let signers = keys.signers(origin).map_err(storage)?;
-    let signer = Arc::new(CheckpointSigner {
-        origin: origin.into(),
-        signers: vec![Box::new(signers.ecdsa), Box::new(signers.ed25519)],
-    });
+    let signer = Arc::new(CheckpointSigner::from_keys(&keys, origin).map_err(storage)?);
+    let clock = Clock::system();
     let empty = signer
-        .sign(0, merkle::empty_root(), crate::sequencer::now_ms())
+        .sign(0, merkle::empty_root(), clock.now_ms())
         .map_err(storage)?;
-    let view = Arc::new(LogView::new(empty, 0));
+    let view = Arc::new(LogView::new(empty, 0, clock));
     let seq = Sequencer::start(
         store.clone(),
+        sealing,
         signer,
         SequencerConfig::default(),
         view,
@@ -360,8 +344,8 @@ fn one_run(opts: &PipelineOptions, sealed: bool, n: usize) -> Result<PipelineRun
             opts.events
         )));
     }
-    if sealed {
-        let first = store
+    if let Some(vault) = &vault {
+        let first = vault
             .event(0)
             .map_err(storage)?
             .ok_or_else(|| BenchError::Answer("event 0 does not read back".into()))?;

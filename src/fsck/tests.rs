@@ -8,7 +8,7 @@ use crate::lifecycle::ORIGIN_RECORD;
 use crate::merkle;
 use crate::note::keys::LogKeys;
 use crate::sequencer::{
-    CheckpointSigner, LogView, PreparedEvent, RightEdge, Sequencer, SequencerConfig,
+    CheckpointSigner, Clock, LogView, PreparedEvent, RightEdge, Sealing, Sequencer, SequencerConfig,
 };
 use crate::store::memory::MemoryStore;
 use crate::store::{BatchWrite, RecordSpace, StoredCheckpoint};
@@ -23,11 +23,7 @@ fn build_log() -> (Arc<MemoryStore>, LogKeys) {
     store
         .put_record(RecordSpace::Meta, ORIGIN_RECORD, ORIGIN.as_bytes())
         .unwrap();
-    let s = keys.signers(ORIGIN).unwrap();
-    let signer = Arc::new(CheckpointSigner {
-        origin: ORIGIN.into(),
-        signers: vec![Box::new(s.ecdsa), Box::new(s.ed25519)],
-    });
+    let signer = Arc::new(CheckpointSigner::from_keys(&keys, ORIGIN).unwrap());
     let empty = signer.sign(0, merkle::empty_root(), 1).unwrap();
     store
         .put_checkpoint(&StoredCheckpoint {
@@ -35,9 +31,10 @@ fn build_log() -> (Arc<MemoryStore>, LogKeys) {
             note: empty.note.clone().into_bytes(),
         })
         .unwrap();
-    let view = Arc::new(LogView::new(empty, 0));
+    let view = Arc::new(LogView::new(empty, 0, Clock::system()));
     let seq = Sequencer::start(
         store.clone(),
+        Sealing::Plaintext,
         signer,
         SequencerConfig::default(),
         view,

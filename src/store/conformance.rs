@@ -38,7 +38,6 @@ pub(crate) fn write_sample(store: &dyn Store) {
             block(b"bkb", 0, Some(b"b-from-0")),
         ],
         index_watermark: Some(2),
-        ..BatchWrite::default()
     };
     store.commit(&first).unwrap();
     let second = BatchWrite {
@@ -55,7 +54,6 @@ pub(crate) fn write_sample(store: &dyn Store) {
         records: vec![],
         index_blocks: vec![block(b"bka", 2, Some(b"a-from-2"))],
         index_watermark: None,
-        ..BatchWrite::default()
     };
     store.commit(&second).unwrap();
     store

@@ -1,11 +1,17 @@
 //! An in-memory backend with fault injection, for tests of the sequencer's
 //! failure paths. It keeps the same contract as the durable backends, minus
 //! durability (it is gone with the process).
+//!
+//! Faults: every write can fail before it persists (nothing changes, as on
+//! a full disk) or after (the change is applied, the caller hears of a
+//! failure, as when an fsync error follows a write that reached the disk);
+//! batch commits can be held back, as on a stalled disk, to see what
+//! waits behind them.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, RwLock};
 
 use super::{
     BatchWrite, IndexBlock, Record, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store,
@@ -28,68 +34,9 @@ struct Inner {
 }
 
 impl Inner {
-    fn put_index_blocks(&mut self, blocks: &[IndexBlock], watermark: Option<u64>) {
-        for b in blocks {
-            let k = (b.bucket.clone(), b.at);
-            match &b.value {
-                Some(v) => self.index_blocks.insert(k, v.clone()),
-                None => self.index_blocks.remove(&k),
-            };
-        }
-        if watermark.is_some() {
-            self.index_watermark = watermark;
-        }
-    }
-}
-
-/// In-memory store. `fail_writes(true)` makes every write fail (as a full
-/// disk would) without changing anything.
-#[derive(Default)]
-pub struct MemoryStore {
-    inner: RwLock<Inner>,
-    failing: AtomicBool,
-}
-
-fn poisoned() -> StoreError {
-    StoreError::Backend("memory store lock poisoned".into())
-}
-
-impl MemoryStore {
-    /// A new, empty store.
-    pub fn new() -> MemoryStore {
-        MemoryStore::default()
-    }
-
-    /// Makes every following write fail (true) or succeed again (false).
-    pub fn fail_writes(&self, fail: bool) {
-        self.failing.store(fail, Ordering::SeqCst);
-    }
-
-    fn check_writable(&self) -> Result<(), StoreError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Backend(
-                "injected write failure (no space left on device)".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-fn space_byte(space: RecordSpace) -> u8 {
-    match space {
-        RecordSpace::Meta => 0,
-        RecordSpace::ApiKey => 1,
-        RecordSpace::DataKey => 2,
-        RecordSpace::Sealed => 3,
-        RecordSpace::Erased => 4,
-        RecordSpace::Governance => 5,
-    }
-}
-
-impl Store for MemoryStore {
-    fn commit(&self, b: &BatchWrite) -> Result<(), StoreError> {
-        self.check_writable()?;
-        let mut s = self.inner.write().map_err(|_| poisoned())?;
+    /// Applies a whole batch.
+    fn apply(&mut self, b: &BatchWrite) {
+        let s = self;
         for (level, index, data) in &b.tiles {
             s.tiles.insert((*level, *index), data.clone());
         }
@@ -114,13 +61,133 @@ impl Store for MemoryStore {
             s.checkpoint = Some(cp.clone());
         }
         s.tree_size = b.tree_size;
+    }
+
+    fn put_index_blocks(&mut self, blocks: &[IndexBlock], watermark: Option<u64>) {
+        for b in blocks {
+            let k = (b.bucket.clone(), b.at);
+            match &b.value {
+                Some(v) => self.index_blocks.insert(k, v.clone()),
+                None => self.index_blocks.remove(&k),
+            };
+        }
+        if watermark.is_some() {
+            self.index_watermark = watermark;
+        }
+    }
+}
+
+/// How the store's writes fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteFault {
+    /// Writes succeed.
+    None = 0,
+    /// Every write fails and changes nothing (a full disk).
+    BeforePersisting = 1,
+    /// Every write is applied, then reports a failure (the data reached the
+    /// disk, the acknowledgement did not).
+    AfterPersisting = 2,
+}
+
+/// In-memory store. `fail_writes(true)` makes every write fail (as a full
+/// disk would) without changing anything; [`MemoryStore::inject`] chooses
+/// any [`WriteFault`].
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: RwLock<Inner>,
+    fault: AtomicU8,
+    /// While true, `commit` waits before writing.
+    held: Mutex<bool>,
+    released: Condvar,
+    /// Commits waiting because of `held`.
+    waiting: AtomicUsize,
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Backend("memory store lock poisoned".into())
+}
+
+impl MemoryStore {
+    /// A new, empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Makes every following write fail (true) or succeed again (false).
+    pub fn fail_writes(&self, fail: bool) {
+        self.inject(if fail {
+            WriteFault::BeforePersisting
+        } else {
+            WriteFault::None
+        });
+    }
+
+    /// Makes every following write fail as `fault` says.
+    pub fn inject(&self, fault: WriteFault) {
+        self.fault.store(fault as u8, Ordering::SeqCst);
+    }
+
+    /// Holds every following batch commit back (true) until released
+    /// (false); a held commit then goes on as any other.
+    pub fn hold_commits(&self, hold: bool) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        *held = hold;
+        self.released.notify_all();
+    }
+
+    /// How many batch commits are waiting because of [`MemoryStore::hold_commits`].
+    pub fn held_commits(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    fn wait_while_held(&self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if *held {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            while *held {
+                held = self.released.wait(held).unwrap_or_else(|p| p.into_inner());
+            }
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Applies `change` as one write, failing as the injected fault says.
+    fn write(&self, change: impl FnOnce(&mut Inner)) -> Result<(), StoreError> {
+        let fault = self.fault.load(Ordering::SeqCst);
+        if fault == WriteFault::BeforePersisting as u8 {
+            return Err(StoreError::Backend(
+                "injected write failure (no space left on device)".into(),
+            ));
+        }
+        change(&mut *self.inner.write().map_err(|_| poisoned())?);
+        if fault == WriteFault::AfterPersisting as u8 {
+            return Err(StoreError::Backend(
+                "injected failure after the write persisted (I/O error on fsync)".into(),
+            ));
+        }
         Ok(())
+    }
+}
+
+fn space_byte(space: RecordSpace) -> u8 {
+    match space {
+        RecordSpace::Meta => 0,
+        RecordSpace::ApiKey => 1,
+        RecordSpace::DataKey => 2,
+        RecordSpace::Sealed => 3,
+        RecordSpace::Erased => 4,
+        RecordSpace::Governance => 5,
+    }
+}
+
+impl Store for MemoryStore {
+    fn commit(&self, b: &BatchWrite) -> Result<(), StoreError> {
+        self.wait_while_held();
+        self.write(|s| s.apply(b))
     }
 
     fn put_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
-        self.check_writable()?;
-        self.inner.write().map_err(|_| poisoned())?.checkpoint = Some(cp.clone());
-        Ok(())
+        self.write(|s| s.checkpoint = Some(cp.clone()))
     }
 
     fn tree_size(&self) -> Result<u64, StoreError> {
@@ -182,11 +249,10 @@ impl Store for MemoryStore {
     }
 
     fn put_record(&self, space: RecordSpace, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.check_writable()?;
-        let mut s = self.inner.write().map_err(|_| poisoned())?;
-        s.records
-            .insert((space_byte(space), key.to_vec()), value.to_vec());
-        Ok(())
+        self.write(|s| {
+            s.records
+                .insert((space_byte(space), key.to_vec()), value.to_vec());
+        })
     }
 
     fn record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -281,20 +347,19 @@ impl Store for MemoryStore {
         })
     }
     fn commit_records(&self, b: &RecordBatch) -> Result<(), StoreError> {
-        self.check_writable()?;
-        let mut s = self.inner.write().map_err(|_| poisoned())?;
-        for (space, key, value) in &b.put {
-            s.records
-                .insert((space_byte(*space), key.clone()), value.clone());
-        }
-        for (space, key) in &b.delete {
-            s.records.remove(&(space_byte(*space), key.clone()));
-        }
-        s.put_index_blocks(&b.index_blocks, b.index_watermark);
-        for index in &b.delete_events {
-            s.events.remove(index);
-        }
-        Ok(())
+        self.write(|s| {
+            for (space, key, value) in &b.put {
+                s.records
+                    .insert((space_byte(*space), key.clone()), value.clone());
+            }
+            for (space, key) in &b.delete {
+                s.records.remove(&(space_byte(*space), key.clone()));
+            }
+            s.put_index_blocks(&b.index_blocks, b.index_watermark);
+            for index in &b.delete_events {
+                s.events.remove(index);
+            }
+        })
     }
 
     fn index_blocks(
@@ -318,11 +383,10 @@ impl Store for MemoryStore {
     }
 
     fn clear_index(&self) -> Result<(), StoreError> {
-        self.check_writable()?;
-        let mut s = self.inner.write().map_err(|_| poisoned())?;
-        s.index_blocks.clear();
-        s.index_watermark = None;
-        Ok(())
+        self.write(|s| {
+            s.index_blocks.clear();
+            s.index_watermark = None;
+        })
     }
 }
 
@@ -364,5 +428,23 @@ mod tests {
         store.fail_writes(false);
         super::super::conformance::check_sample(&store);
         assert_eq!(store.record(RecordSpace::Meta, b"x").unwrap(), None);
+    }
+
+    #[test]
+    fn a_write_failing_after_persisting_is_applied_all_the_same() {
+        let store = MemoryStore::new();
+        store.inject(WriteFault::AfterPersisting);
+        let batch = BatchWrite {
+            tree_size: 99,
+            ..BatchWrite::default()
+        };
+        assert!(store.commit(&batch).is_err());
+        assert!(store.put_record(RecordSpace::Meta, b"x", b"y").is_err());
+        store.inject(WriteFault::None);
+        assert_eq!(store.tree_size().unwrap(), 99);
+        assert_eq!(
+            store.record(RecordSpace::Meta, b"x").unwrap(),
+            Some(b"y".to_vec())
+        );
     }
 }

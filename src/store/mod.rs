@@ -105,16 +105,9 @@ pub struct BatchWrite {
     pub tiles: Vec<(u8, u64, Vec<u8>)>,
     /// The new content of every entry bundle the batch touched: `(index, bundle)`.
     pub bundles: Vec<(u64, Vec<u8>)>,
-    /// Event bodies by leaf index.
+    /// Plaintext event bodies by leaf index (logs from before encryption
+    /// at rest; the sequencer writes sealed bodies as `records`).
     pub events: Vec<(u64, StoredEvent)>,
-    /// The receive time (Unix ms) of every leaf of `events`, when the
-    /// writer knows it (the sequencer stamps a batch once); otherwise it
-    /// is read from the bundles. Not stored apart from the leaves.
-    pub received_ms: Option<i64>,
-    /// The search terms of the events, aligned with `events`, where their
-    /// submitter computed them (see [`crate::sequencer::PreparedEvent`]);
-    /// empty, or `None` for an event, leaves it to the vault. Not stored.
-    pub event_terms: Vec<Option<Vec<crate::crypto::Term>>>,
     /// Idempotency keys: `(app, event id, leaf index)`.
     pub dedupe: Vec<(String, String, u64)>,
     /// Leaf hash to leaf index.

@@ -31,7 +31,7 @@ use super::request::{AddCheckpoint, MAX_PROOF_LINES};
 use super::server::TLOG_SIZE_CONTENT_TYPE;
 use crate::merkle::{self, Hash};
 use crate::note::{Checkpoint, CosignatureVerifier, Note, NoteSignature, NoteVerifier};
-use crate::sequencer::{LogView, Published, TileSource, now_ms};
+use crate::sequencer::{LogView, Published, TileSource};
 use crate::store::{RecordSpace, Store};
 
 /// Meta record holding the latest witnessed checkpoint.
@@ -302,6 +302,7 @@ pub fn start(
         store,
         http,
         out: witnessed.clone(),
+        clock: view.clock().clone(),
     };
     tokio::spawn(collector.run(view.subscribe()));
     Ok(witnessed)
@@ -333,6 +334,7 @@ struct Collector {
     store: Arc<dyn Store>,
     http: reqwest::Client,
     out: Arc<WitnessedView>,
+    clock: crate::sequencer::Clock,
 }
 
 #[derive(Clone, Default)]
@@ -537,7 +539,7 @@ impl Collector {
             Ok(t) => t,
             Err(_) => return false,
         };
-        let published_at_ms = now_ms();
+        let published_at_ms = self.clock.now_ms();
         let record = serde_json::to_vec(&StoredWitnessed {
             published_at_ms,
             note: text.clone(),
@@ -804,10 +806,10 @@ mod tests {
 
     fn target(size: u64) -> Arc<Published> {
         let keys = crate::note::keys::LogKeys::from_secret_bytes(&[7; 32], &[8; 32]).unwrap();
-        let signer = crate::sequencer::CheckpointSigner {
-            origin: "example.com/log".into(),
-            signers: vec![Box::new(keys.signers("example.com/log").unwrap().ed25519)],
-        };
+        let signer = crate::sequencer::CheckpointSigner::new(
+            "example.com/log",
+            vec![Box::new(keys.signers("example.com/log").unwrap().ed25519)],
+        );
         Arc::new(signer.sign(size, merkle::leaf_hash(b"root"), 0).unwrap())
     }
 
@@ -956,7 +958,11 @@ mod tests {
         };
         let store = Arc::new(crate::store::memory::MemoryStore::new());
         store.fail_writes(true);
-        let view = Arc::new(LogView::new((*target(5)).clone(), 5));
+        let view = Arc::new(LogView::new(
+            (*target(5)).clone(),
+            5,
+            crate::sequencer::Clock::system(),
+        ));
         let witnessed = start(policy.clone(), store.clone(), view.clone()).unwrap();
         assert!(
             witnessed

@@ -23,7 +23,9 @@ use veritrail::lifecycle::ORIGIN_RECORD;
 use veritrail::merkle;
 use veritrail::note::Checkpoint;
 use veritrail::note::keys::LogKeys;
-use veritrail::sequencer::{CheckpointSigner, LogView, RightEdge, Sequencer, SequencerConfig};
+use veritrail::sequencer::{
+    CheckpointSigner, Clock, LogView, RightEdge, Sealing, Sequencer, SequencerConfig,
+};
 use veritrail::store::memory::MemoryStore;
 use veritrail::store::{RecordSpace, Store, StoredCheckpoint};
 use veritrail::vault::Vault;
@@ -62,11 +64,7 @@ impl LogBuilder {
         store
             .put_record(RecordSpace::Meta, ORIGIN_RECORD, origin.as_bytes())
             .unwrap();
-        let s = keys.signers(&origin).unwrap();
-        let signer = Arc::new(CheckpointSigner {
-            origin: origin.clone(),
-            signers: vec![Box::new(s.ecdsa), Box::new(s.ed25519)],
-        });
+        let signer = Arc::new(CheckpointSigner::from_keys(&keys, &origin).unwrap());
         let empty = signer.sign(0, merkle::empty_root(), 1).unwrap();
         store
             .put_checkpoint(&StoredCheckpoint {
@@ -74,13 +72,17 @@ impl LogBuilder {
                 note: empty.note.clone().into_bytes(),
             })
             .unwrap();
-        let view = Arc::new(LogView::new(empty, 0));
+        let view = Arc::new(LogView::new(empty, 0, Clock::system()));
         let config = SequencerConfig {
             checkpoint_interval: self.checkpoint_interval,
             ..SequencerConfig::default()
         };
+        // Events are stored as given (no vault in front of the store), as
+        // these tests have always run them: they inspect and damage what
+        // the store holds.
         let sequencer = Sequencer::start(
             store.clone(),
+            Sealing::Plaintext,
             signer,
             config.clone(),
             view.clone(),

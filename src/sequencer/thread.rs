@@ -1,0 +1,302 @@
+//! The sequencer thread: the one writer of the log, and the handle
+//! submitters use to reach it.
+//!
+//! Submissions queue in a bounded channel (see [`super::queue`]); the
+//! thread takes them in batches, runs each batch through the write path
+//! (see [`super::write_path`]) and, between batches, signs a checkpoint
+//! when the interval passed and the tree grew. One thread owns the right
+//! edge, so no lock guards the tree.
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::edge::RightEdge;
+use super::queue::{QueueBudget, QueueLimits, Reservation};
+use super::signer::CheckpointSigner;
+use super::view::{LogView, Published};
+use super::write_path::{PreparedEvent, Receipt, Sealing, SubmitError};
+use crate::store::Store;
+
+/// Tunables of the sequencer. Every default is chosen for the targets in
+/// the README (tens of thousands of events/s, receipts in milliseconds).
+#[derive(Clone, Debug)]
+pub struct SequencerConfig {
+    /// A batch is closed at this many entries. 4,096 leaves ≈ 700 KiB of
+    /// leaf records and bodies: one flush of that costs about a millisecond.
+    pub max_batch_entries: usize,
+    /// After the first submission of a batch arrives, wait at most this long
+    /// for more before sequencing. Zero means "take what is queued": while
+    /// one batch is being flushed the next one fills up by itself.
+    pub max_batch_delay: Duration,
+    /// A checkpoint is signed at least this often while the tree grows.
+    pub checkpoint_interval: Duration,
+    /// Submissions (requests, not events) that may wait in the queue; beyond
+    /// this, submitters get pushback (HTTP 503 with Retry-After).
+    pub queue_capacity: usize,
+    /// Events, and bytes of events, that may be queued or in the batch being
+    /// committed; beyond either, pushback as above. Memory held by accepted
+    /// but not yet answered submissions is bounded by these, whatever the
+    /// request sizes.
+    pub queue_budget: QueueLimits,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> Self {
+        SequencerConfig {
+            max_batch_entries: 4096,
+            max_batch_delay: Duration::from_millis(0),
+            checkpoint_interval: Duration::from_secs(1),
+            queue_capacity: 8192,
+            queue_budget: QueueLimits::default(),
+        }
+    }
+}
+
+/// One submitter's events, waiting for the sequencer.
+pub(super) struct Submission {
+    pub(super) app: String,
+    pub(super) events: Vec<PreparedEvent>,
+    pub(super) wants_checkpoint: bool,
+    reply: oneshot::Sender<Result<Receipt, SubmitError>>,
+    /// Its share of the queue budget, given back just before the answer.
+    reserved: Reservation,
+}
+
+impl Submission {
+    /// Gives the budget back, then answers: a submitter that sends again as
+    /// soon as it has its answer finds the budget free.
+    pub(super) fn answer(self, result: Result<Receipt, SubmitError>) {
+        let Submission {
+            reply, reserved, ..
+        } = self;
+        drop(reserved);
+        let _ = reply.send(result);
+    }
+}
+
+enum Msg {
+    Submit(Submission),
+    Shutdown,
+}
+
+/// The handle submitters use; cheap to clone.
+#[derive(Clone)]
+pub struct SequencerHandle {
+    tx: SyncSender<Msg>,
+    view: Arc<LogView>,
+    budget: Arc<QueueBudget>,
+}
+
+impl SequencerHandle {
+    /// Queues `events` of `app` and waits until they are durable (and, with
+    /// `wants_checkpoint`, covered by a signed checkpoint).
+    pub async fn submit(
+        &self,
+        app: String,
+        events: Vec<PreparedEvent>,
+        wants_checkpoint: bool,
+    ) -> Result<Receipt, SubmitError> {
+        if self.view.failed() {
+            return Err(SubmitError::Unavailable(
+                "the store failed; the operator must restart the log".into(),
+            ));
+        }
+        let bytes = events.iter().map(PreparedEvent::queued_bytes).sum();
+        let reserved = self
+            .budget
+            .try_reserve(events.len(), bytes)
+            .ok_or(SubmitError::Busy)?;
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Submit(Submission {
+            app,
+            events,
+            wants_checkpoint,
+            reply,
+            reserved,
+        });
+        match self.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(SubmitError::Busy),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(SubmitError::Unavailable("the log is shutting down".into()));
+            }
+        }
+        rx.await
+            .map_err(|_| SubmitError::Unavailable("the sequencer stopped".into()))?
+    }
+
+    /// The shared view of the log.
+    pub fn view(&self) -> &Arc<LogView> {
+        &self.view
+    }
+}
+
+/// The running sequencer thread.
+pub struct Sequencer {
+    handle: SequencerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The sequencer's state, owned by its thread.
+pub(super) struct State {
+    pub(super) store: Arc<dyn Store>,
+    /// How the write path's stage 3 stores event bodies.
+    pub(super) sealing: Sealing,
+    pub(super) signer: Arc<CheckpointSigner>,
+    pub(super) config: SequencerConfig,
+    pub(super) view: Arc<LogView>,
+    pub(super) edge: RightEdge,
+    pub(super) last_received_ms: i64,
+    pub(super) last_checkpoint_size: u64,
+    pub(super) last_checkpoint_at: Instant,
+    /// The checkpoint signed for the batch being committed, published once
+    /// the commit returned.
+    pub(super) pending_publish: Option<Published>,
+}
+
+impl Sequencer {
+    /// Starts the sequencer over a loaded log whose right edge is `edge`:
+    /// it commits to `store`, seals event bodies as `sealing` says (with a
+    /// vault over the same store), signs with `signer`, and publishes to
+    /// `view`, whose clock gives the leaves' receive times.
+    pub fn start(
+        store: Arc<dyn Store>,
+        sealing: Sealing,
+        signer: Arc<CheckpointSigner>,
+        config: SequencerConfig,
+        view: Arc<LogView>,
+        edge: RightEdge,
+    ) -> Result<Sequencer, String> {
+        let last_received_ms = edge.last_received_ms(store.as_ref())?;
+        let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let budget = QueueBudget::new(config.queue_budget);
+        let last_checkpoint_size = view.checkpoint().checkpoint.size;
+        let state = State {
+            store,
+            sealing,
+            signer,
+            config,
+            view: view.clone(),
+            edge,
+            last_received_ms,
+            last_checkpoint_size,
+            last_checkpoint_at: Instant::now(),
+            pending_publish: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("sequencer".into())
+            .spawn(move || run(state, rx))
+            .map_err(|e| format!("couldn't start the sequencer thread: {e}"))?;
+        Ok(Sequencer {
+            handle: SequencerHandle { tx, view, budget },
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for submitters.
+    pub fn handle(&self) -> SequencerHandle {
+        self.handle.clone()
+    }
+
+    /// Sequences everything still queued, publishes a final checkpoint if
+    /// the tree grew, and stops the thread.
+    pub fn shutdown(mut self) {
+        let _ = self.handle.tx.send(Msg::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(mut st: State, rx: Receiver<Msg>) {
+    loop {
+        let timeout = st.checkpoint_due_in();
+        match rx.recv_timeout(timeout) {
+            Ok(Msg::Submit(first)) => {
+                let (batch, shutdown) = collect_batch(&st.config, first, &rx);
+                st.integrate(batch);
+                if shutdown {
+                    st.final_checkpoint();
+                    return;
+                }
+            }
+            Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                // Drain what was queued before the shutdown.
+                while let Ok(Msg::Submit(s)) = rx.try_recv() {
+                    st.integrate(vec![s]);
+                }
+                st.final_checkpoint();
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => st.periodic_checkpoint(),
+        }
+    }
+}
+
+/// Takes `first` and whatever else is queued, up to the batch limits.
+fn collect_batch(
+    config: &SequencerConfig,
+    first: Submission,
+    rx: &Receiver<Msg>,
+) -> (Vec<Submission>, bool) {
+    let deadline = Instant::now() + config.max_batch_delay;
+    let mut entries = first.events.len();
+    let mut batch = vec![first];
+    while entries < config.max_batch_entries {
+        let next = match rx.try_recv() {
+            Ok(m) => m,
+            Err(_) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match rx.recv_timeout(left) {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            }
+        };
+        match next {
+            Msg::Submit(s) => {
+                entries += s.events.len();
+                batch.push(s);
+            }
+            Msg::Shutdown => return (batch, true),
+        }
+    }
+    (batch, false)
+}
+
+impl State {
+    fn checkpoint_due_in(&self) -> Duration {
+        if self.edge.size() == self.last_checkpoint_size {
+            return Duration::from_secs(3600);
+        }
+        self.config
+            .checkpoint_interval
+            .saturating_sub(self.last_checkpoint_at.elapsed())
+    }
+
+    pub(super) fn checkpoint_due(&self) -> bool {
+        self.edge.size() != self.last_checkpoint_size
+            && self.last_checkpoint_at.elapsed() >= self.config.checkpoint_interval
+    }
+
+    /// Signs and stores a checkpoint on its own when the interval passed and
+    /// the tree grew since the last one.
+    fn periodic_checkpoint(&mut self) {
+        if self.checkpoint_due() {
+            self.checkpoint_now();
+        }
+    }
+
+    fn final_checkpoint(&mut self) {
+        if self.edge.size() != self.last_checkpoint_size {
+            self.checkpoint_now();
+        }
+    }
+}

@@ -1,0 +1,470 @@
+//! The vault: event bodies and salts encrypted at rest, their secondary
+//! indexes, and erasure by destroying keys (crypto-shredding).
+//!
+//! The vault sits beside the store, not in front of it. On the write path
+//! the sequencer calls [`Vault::seal`] by name: it seals each event (salt
+//! and canonical body) under a data key and adds the sealed bodies and any
+//! new wrapped data keys to the batch's write, which the sequencer then
+//! commits in one atomic write, so an event is never stored without the key
+//! that opens it. Once that write is durable, [`SealedBatch::committed`]
+//! adds the events to the search index. Reads ([`Vault::event`], search,
+//! erasure) decrypt.
+//!
+//! Data keys: one per data subject (`s/<pseudonym>`), so erasing a subject
+//! is deleting one key; events without a subject share one key per app and
+//! receive day (`d/<app>/<YYYY-MM-DD>`). Data keys are stored wrapped by the
+//! wrap key derived from the master key, which never enters the data
+//! directory. The search index ([`index`]) maps terms to leaves, where a
+//! term is an HMAC-SHA256 of the field value (see [`crate::crypto`]): the
+//! store never holds a subject, actor or any other event field in
+//! plaintext.
+//!
+//! Invariant: once [`Vault::erase`] returned, no stored key opens the
+//! erased events' sealed bodies, the bodies and their index entries are
+//! deleted, and a tombstone says when and why. Leaves, tiles, bundles and
+//! checkpoints are never touched.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{CryptoError, DataKey, Field, IndexKey, MasterKey, Term};
+use crate::event::AuditEvent;
+use crate::store::{RecordBatch, RecordSpace, Store, StoreError, StoredEvent};
+
+mod erase;
+mod index;
+mod keyring;
+mod master_key;
+mod seal;
+
+pub use index::DEFAULT_FLUSH_EVENTS as DEFAULT_INDEX_FLUSH_EVENTS;
+use index::SearchIndex;
+
+use keyring::Keyring;
+pub use keyring::{KEYRING_FILE, KeyringHome, rotation_pending as keyring_rotation_pending};
+pub use master_key::{
+    MASTER_KEY_ENV, MasterKeyOrigin, check_master_key, default_master_key_path, open_master_key,
+    read_master_key,
+};
+pub use seal::{EventToSeal, SealedBatch};
+
+/// Unwrapped data keys kept in memory at most (about 100 bytes each).
+const MAX_CACHED_KEYS: usize = 100_000;
+
+/// Why the vault could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The master key is missing, malformed or not this log's.
+    #[error("{0}")]
+    MasterKey(String),
+    /// A stored sealed body or key does not open.
+    #[error("stored event {index} cannot be decrypted: {source}")]
+    Decrypt {
+        /// Leaf index.
+        index: u64,
+        /// Why.
+        source: CryptoError,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No randomness or a similar local failure.
+    #[error("{0}")]
+    Local(String),
+}
+
+impl From<VaultError> for StoreError {
+    fn from(e: VaultError) -> StoreError {
+        match e {
+            VaultError::Store(s) => s,
+            other => StoreError::Corrupt(other.to_string()),
+        }
+    }
+}
+
+/// When and why an event's body was erased.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Tombstone {
+    /// RFC 3339 time of the erasure.
+    pub erased_at: String,
+    /// The reason given.
+    pub reason: String,
+    /// `erasure` (on request) or `retention` (expired by policy).
+    pub cause: String,
+    /// Who asked: the API key's name, or `retention`.
+    pub by: String,
+}
+
+/// What an erasure destroyed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErasureOutcome {
+    /// Leaf indexes whose bodies and salts are gone (newly erased).
+    pub erased: Vec<u64>,
+    /// Data keys destroyed (no live event was left under them).
+    pub keys_destroyed: usize,
+    /// Data keys replaced (their live events were re-sealed under a new key).
+    pub keys_replaced: usize,
+}
+
+/// The encrypting, indexing store.
+pub struct Vault {
+    inner: Arc<dyn Store>,
+    index_key: IndexKey,
+    /// The keyring and the unwrapped data keys. The mutex also serialises
+    /// commits with erasures, so a key is never re-created while it is
+    /// being destroyed, and with key rotations.
+    keys: Mutex<KeyState>,
+    /// The search index. Lock order: `keys` before the index's own locks.
+    index: Arc<SearchIndex>,
+}
+
+struct KeyState {
+    keyring: Keyring,
+    cache: HashMap<Vec<u8>, DataKey>,
+}
+
+fn be(index: u64) -> Vec<u8> {
+    index.to_be_bytes().to_vec()
+}
+
+fn event_aad(index: u64) -> Vec<u8> {
+    let mut aad = b"veritrail/sealed-event/v1\0".to_vec();
+    aad.extend_from_slice(&index.to_be_bytes());
+    aad
+}
+
+/// `u8 len || key id || nonce || ciphertext`.
+fn encode_sealed(key_id: &[u8], sealed: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + key_id.len() + sealed.len());
+    out.push(key_id.len() as u8);
+    out.extend_from_slice(key_id);
+    out.extend_from_slice(sealed);
+    out
+}
+
+fn decode_sealed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    let len = usize::from(
+        *bytes
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("empty sealed event".into()))?,
+    );
+    if bytes.len() < 1 + len {
+        return Err(StoreError::Corrupt("sealed event is truncated".into()));
+    }
+    Ok((&bytes[1..1 + len], &bytes[1 + len..]))
+}
+
+fn open_sealed(key: &DataKey, index: u64, sealed: &[u8]) -> Result<StoredEvent, StoreError> {
+    let plain = key
+        .open(&event_aad(index), sealed)
+        .map_err(|e| StoreError::from(VaultError::Decrypt { index, source: e }))?;
+    StoredEvent::decode(&plain)
+}
+
+impl Vault {
+    /// A vault over `inner` with keys derived from `master`, whose keyring
+    /// lives at `home` (created if the store has none yet).
+    pub fn open(
+        inner: Arc<dyn Store>,
+        master: &MasterKey,
+        home: KeyringHome,
+    ) -> Result<Vault, VaultError> {
+        Vault::open_with_index_flush(inner, master, home, DEFAULT_INDEX_FLUSH_EVENTS)
+    }
+
+    /// As [`Vault::open`], writing the search index out every
+    /// `flush_events` events. Opening brings the search index up to the
+    /// tree: a store without one (new, restored, or of an earlier format)
+    /// is indexed from its first event; otherwise the events above the
+    /// index's watermark are read back into memory.
+    pub fn open_with_index_flush(
+        inner: Arc<dyn Store>,
+        master: &MasterKey,
+        home: KeyringHome,
+        flush_events: usize,
+    ) -> Result<Vault, VaultError> {
+        let watermark = match inner.index_watermark() {
+            Err(StoreError::Corrupt(e)) => {
+                // The index is derived from the events: rebuild it.
+                tracing::warn!(error = %e, "the search index is damaged; rebuilding it");
+                None
+            }
+            other => other?,
+        };
+        let from = match watermark {
+            Some(w) => w,
+            None => {
+                inner.clear_index()?;
+                inner.commit_records(&RecordBatch {
+                    index_watermark: Some(0),
+                    ..RecordBatch::default()
+                })?;
+                0
+            }
+        };
+        let vault = Vault::assemble(inner, master, home, from, flush_events)?;
+        vault.rebuild_index()?;
+        vault.index.start_flusher()?;
+        Ok(vault)
+    }
+
+    /// A vault for offline checks: it writes nothing, and its search index
+    /// answers from the stored blocks alone, that is for the leaves below
+    /// [`Vault::index_watermark`].
+    pub fn open_for_check(
+        inner: Arc<dyn Store>,
+        master: &MasterKey,
+        home: KeyringHome,
+    ) -> Result<Vault, VaultError> {
+        let from = match inner.index_watermark() {
+            Ok(w) => w.unwrap_or(0),
+            // Reported by the check itself; nothing is looked up in it.
+            Err(StoreError::Corrupt(_)) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        Vault::assemble(inner, master, home, from, usize::MAX)
+    }
+
+    fn assemble(
+        inner: Arc<dyn Store>,
+        master: &MasterKey,
+        home: KeyringHome,
+        from: u64,
+        flush_events: usize,
+    ) -> Result<Vault, VaultError> {
+        let keyring = Keyring::open(home, master.wrap_key(), inner.as_ref())?;
+        Ok(Vault {
+            index: Arc::new(SearchIndex::new(inner.clone(), from, flush_events)),
+            inner,
+            index_key: master.index_key(),
+            keys: Mutex::new(KeyState {
+                keyring,
+                cache: HashMap::new(),
+            }),
+        })
+    }
+
+    /// Reads the events above the index's watermark back into the index.
+    fn rebuild_index(&self) -> Result<(), VaultError> {
+        let from = self.index.watermark()?;
+        let size = self.inner.tree_size()?;
+        if from > size {
+            return Err(StoreError::Corrupt(format!(
+                "the search index covers {from} leaves, the tree has {size}; run fsck"
+            ))
+            .into());
+        }
+        if size - from > DEFAULT_INDEX_FLUSH_EVENTS as u64 {
+            tracing::info!(from, size, "indexing events for search");
+        }
+        let mut st = self.lock()?;
+        let mut postings = Vec::new();
+        let mut events = 0;
+        for index in from..size {
+            match self.open_event_locked(&mut st, index) {
+                Ok(Some((stored, ev))) => {
+                    postings.extend(
+                        self.terms_of(&stored.app, &ev)
+                            .into_iter()
+                            .map(|t| (t, index)),
+                    );
+                }
+                // Erased.
+                Ok(None) => {}
+                Err(StoreError::Backend(e)) => return Err(StoreError::Backend(e).into()),
+                // A damaged event is not searchable; fsck names it.
+                Err(e) => tracing::warn!(index, error = %e, "event left out of the search index"),
+            }
+            events += 1;
+            if events == 4096 || index + 1 == size {
+                self.index
+                    .append(index + 1, events, std::mem::take(&mut postings))?;
+                events = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first leaf whose postings are not yet in the stored index blocks
+    /// (they are in memory, and re-derived from the events on start).
+    pub fn index_watermark(&self) -> Result<u64, StoreError> {
+        self.index.watermark()
+    }
+
+    /// Writes the in-memory part of the search index to the store, so the
+    /// next start need not re-derive it. Called on shutdown.
+    pub fn flush_index(&self) -> Result<(), StoreError> {
+        self.index.flush()
+    }
+
+    /// A vault keeping its keyring in the store itself: for stores that
+    /// keep no stale copies of overwritten values (tests, in memory).
+    pub fn new(inner: Arc<dyn Store>, master: &MasterKey) -> Result<Vault, VaultError> {
+        Vault::open(inner, master, KeyringHome::Store)
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, KeyState>, StoreError> {
+        self.keys
+            .lock()
+            .map_err(|_| StoreError::Backend("vault key cache lock poisoned".into()))
+    }
+
+    /// The index term of `value` in `field`.
+    pub fn term(&self, field: Field, value: &str) -> Term {
+        self.index_key.term(field, value)
+    }
+
+    /// A stable pseudonym of a data subject, safe to store and show.
+    pub fn subject_pseudonym(&self, subject: &str) -> String {
+        self.index_key.subject_pseudonym(subject)
+    }
+
+    /// Every index term of an event of `app`.
+    pub fn terms_of(&self, app: &str, ev: &AuditEvent) -> Vec<Term> {
+        let mut terms = Vec::with_capacity(5);
+        terms.extend([
+            self.term(Field::App, app),
+            self.term(Field::Actor, &ev.actor.id),
+            self.term(Field::Action, &ev.action),
+            self.term(Field::Resource, &ev.resource.id),
+        ]);
+        terms.extend(ev.subject.as_deref().map(|s| self.term(Field::Subject, s)));
+        terms
+    }
+
+    /// The data key of an event (given its subject's term): per subject and
+    /// receive month, or (no subject) per app and receive day. Small key
+    /// scopes keep the cost of replacing a key (when some of its events
+    /// are erased) bounded.
+    /// `received` is the receive time in RFC 3339.
+    fn key_id_for(&self, app: &str, subject: Option<&Term>, received: &str) -> Vec<u8> {
+        let mut id = Vec::with_capacity(80);
+        match subject {
+            Some(t) => {
+                // The pseudonym is the hex of the subject's term.
+                let mut pseudonym = [0u8; 64];
+                if hex::encode_to_slice(&t.0[1..], &mut pseudonym).is_err() {
+                    unreachable!("32 bytes are 64 hex digits");
+                }
+                id.extend_from_slice(b"s/");
+                id.extend_from_slice(&pseudonym);
+                id.push(b'/');
+                id.extend_from_slice(&received.as_bytes()[..7]);
+            }
+            None => {
+                id.extend_from_slice(b"d/");
+                id.extend_from_slice(app.as_bytes());
+                id.push(b'/');
+                id.extend_from_slice(&received.as_bytes()[..10]);
+            }
+        }
+        id
+    }
+
+    /// The data key `id`, from the cache or the store; `None` once destroyed.
+    fn load_key(&self, st: &mut KeyState, id: &[u8]) -> Result<Option<DataKey>, StoreError> {
+        if let Some(k) = st.cache.get(id) {
+            return Ok(Some(k.clone()));
+        }
+        let Some(wrapped) = self.inner.record(RecordSpace::DataKey, id)? else {
+            return Ok(None);
+        };
+        let key = st.keyring.unwrap(id, &wrapped).map_err(|e| {
+            StoreError::Corrupt(format!("data key {}: {e}", String::from_utf8_lossy(id)))
+        })?;
+        if st.cache.len() >= MAX_CACHED_KEYS {
+            // Bounded memory: start over rather than track recency.
+            st.cache.clear();
+        }
+        st.cache.insert(id.to_vec(), key.clone());
+        Ok(Some(key))
+    }
+
+    /// disk) opens with the current keyring.
+    pub fn can_open_data_key(&self, key_id: &[u8], stored: &[u8]) -> Result<(), VaultError> {
+        let st = self.lock()?;
+        st.keyring.unwrap(key_id, stored).map(|_| ())
+    }
+
+    /// The tombstone of an erased event.
+    pub fn tombstone(&self, index: u64) -> Result<Option<Tombstone>, StoreError> {
+        self.inner
+            .record(RecordSpace::Erased, &be(index))?
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("tombstone {index}: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The decrypted event and its parsed form.
+    pub fn open_event(&self, index: u64) -> Result<Option<(StoredEvent, AuditEvent)>, StoreError> {
+        let Some(stored) = self.event(index)? else {
+            return Ok(None);
+        };
+        let parsed: AuditEvent = serde_json::from_slice(&stored.event).map_err(|e| {
+            StoreError::Corrupt(format!("stored event {index} is not an event: {e}"))
+        })?;
+        Ok(Some((stored, parsed)))
+    }
+
+    /// The leaf indexes under `term` below `below`, newest first.
+    pub fn scan(&self, term: &Term, below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        self.index.scan(term, below, limit)
+    }
+
+    fn open_event_locked(
+        &self,
+        st: &mut KeyState,
+        index: u64,
+    ) -> Result<Option<(StoredEvent, AuditEvent)>, StoreError> {
+        let Some(stored) = self.read_event(st, index)? else {
+            return Ok(None);
+        };
+        let parsed: AuditEvent = serde_json::from_slice(&stored.event).map_err(|e| {
+            StoreError::Corrupt(format!("stored event {index} is not an event: {e}"))
+        })?;
+        Ok(Some((stored, parsed)))
+    }
+
+    fn read_event(&self, st: &mut KeyState, index: u64) -> Result<Option<StoredEvent>, StoreError> {
+        let Some(record) = self.inner.record(RecordSpace::Sealed, &be(index))? else {
+            // Written before encryption at rest existed, or erased.
+            return self.inner.event(index);
+        };
+        let (key_id, sealed) = decode_sealed(&record)?;
+        let Some(key) = self.load_key(st, key_id)? else {
+            return Ok(None);
+        };
+        open_sealed(&key, index, sealed).map(Some)
+    }
+
+    /// The stored event body of leaf `index`, decrypted; `None` once erased.
+    pub fn event(&self, index: u64) -> Result<Option<StoredEvent>, StoreError> {
+        // The lock is held only to find the key, so reads do not queue
+        // behind each other's decryption.
+        let Some(record) = self.inner.record(RecordSpace::Sealed, &be(index))? else {
+            return self.inner.event(index);
+        };
+        let (key_id, sealed) = decode_sealed(&record)?;
+        let key = {
+            let mut st = self.lock()?;
+            self.load_key(&mut st, key_id)?
+        };
+        match key {
+            Some(key) => open_sealed(&key, index, sealed).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The store the vault reads and writes its records in: the log's
+    /// store, for reads of what is not sealed (leaves, tiles, records).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests;
