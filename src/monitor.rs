@@ -113,20 +113,9 @@ impl MonitorState {
 
     /// Replaces the state file atomically: temp file, fsync, rename, fsync dir.
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        use std::io::Write as _;
-        let tmp = path.with_extension("tmp");
         let bytes = serde_json::to_vec(self).map_err(|e| e.to_string())?;
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| format!("couldn't write {}: {e}", path.display()))
+        crate::durable::replace(path, &bytes, crate::durable::Secrecy::Public)
+            .map_err(|e| format!("couldn't write {}: {e}", path.display()))
     }
 }
 

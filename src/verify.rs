@@ -13,7 +13,6 @@
 //! what was seen before.
 
 use std::fmt;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -338,32 +337,10 @@ impl FollowerState {
             path: path.to_path_buf(),
             why,
         };
-        let name = path
-            .file_name()
-            .ok_or_else(|| state_err("not a file name".into()))?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
         let mut json = serde_json::to_vec_pretty(self).map_err(|e| state_err(e.to_string()))?;
         json.push(b'\n');
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            // Make the rename itself durable.
-            std::fs::File::open(&dir)?.sync_all()
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            state_err(e.to_string())
-        })
+        crate::durable::replace(path, &json, crate::durable::Secrecy::Public)
+            .map_err(|e| state_err(e.to_string()))
     }
 }
 
