@@ -23,7 +23,10 @@ use serde_json::json;
 
 use crate::client::{Client, ClientError};
 use crate::merkle::{self, Hash, NodeId, SubtreeSource};
-use crate::note::{Checkpoint, CosignatureVerifier, Note, NoteError, NoteVerifier};
+use crate::note::policy;
+use crate::note::{
+    Checkpoint, CheckpointPolicy, CosignatureVerifier, Known, Note, NoteVerifier, Rejection,
+};
 use crate::tiles::{self, TILE_WIDTH, Tile, TileBuilder};
 
 /// What the monitor is told.
@@ -281,9 +284,12 @@ impl Fetcher {
 /// The monitor: options, parsed keys, and its state.
 pub struct Monitor {
     opts: MonitorOptions,
-    log_keys: Vec<Box<dyn NoteVerifier>>,
-    witnesses: Vec<CosignatureVerifier>,
-    quorum: usize,
+    /// What `/checkpoint` must carry: every log key and the witness quorum.
+    served: CheckpointPolicy<'static>,
+    /// What the log's latest signed checkpoint must carry: every log key.
+    signed: CheckpointPolicy<'static>,
+    /// What makes another party's checkpoint this log's: one log key.
+    theirs: CheckpointPolicy<'static>,
     fetcher: Fetcher,
     webhook: Option<reqwest::Client>,
     state: MonitorState,
@@ -295,11 +301,14 @@ impl Monitor {
         if opts.log_vkeys.is_empty() {
             return Err(op("give the log's verifier key with --vkey"));
         }
-        let log_keys = opts
-            .log_vkeys
-            .iter()
-            .map(|k| crate::note::parse_verifier_key(k).map_err(|e| op(format!("--vkey {k}: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
+        let log_keys = || {
+            opts.log_vkeys
+                .iter()
+                .map(|k| {
+                    crate::note::parse_verifier_key(k).map_err(|e| op(format!("--vkey {k}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
         let witnesses = opts
             .witness_vkeys
             .iter()
@@ -309,9 +318,13 @@ impl Monitor {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let quorum = opts.witness_quorum.unwrap_or(witnesses.len());
-        if quorum > witnesses.len() {
-            return Err(op("--witness-quorum exceeds the number of --witness-vkey"));
-        }
+        let served = CheckpointPolicy::new(log_keys()?)
+            .with_witnesses(witnesses, quorum)
+            .map_err(|_| op("--witness-quorum exceeds the number of --witness-vkey"))?;
+        let signed = CheckpointPolicy::new(log_keys()?);
+        let theirs = CheckpointPolicy::new(log_keys()?)
+            .with_log_quorum(1)
+            .map_err(op)?;
         let state = match &opts.state {
             Some(p) => MonitorState::load(p).map_err(op)?,
             None => MonitorState::default(),
@@ -328,9 +341,9 @@ impl Monitor {
         };
         Ok(Monitor {
             opts,
-            log_keys,
-            witnesses,
-            quorum,
+            served,
+            signed,
+            theirs,
             fetcher: Fetcher {
                 client,
                 cache: HashMap::new(),
@@ -396,65 +409,50 @@ impl Monitor {
 
     /// Verifies the log's signatures (every given key) and, if
     /// `cosigned`, the witnesses' cosignatures (the quorum) on a note.
-    fn verify_note(&self, text: &str, cosigned: bool) -> Result<(Note, Checkpoint), MonitorError> {
-        let bad = |kind, msg: String| {
-            MonitorError::Alert(Box::new(Alert {
-                kind,
-                message: msg,
-                checkpoint: Some(text.to_string()),
-                previous: None,
-            }))
+    fn verify_note(&self, text: &str, cosigned: bool) -> Result<Checkpoint, MonitorError> {
+        let policy = if cosigned { &self.served } else { &self.signed };
+        let rejection = match policy.check(text.as_bytes(), None) {
+            Ok(accepted) => return Ok(accepted.checkpoint),
+            Err(r) => r,
         };
-        let note = Note::parse(text.as_bytes()).map_err(|e| {
-            bad(
-                "bad_signature",
-                format!("the checkpoint is not a signed note: {e}"),
-            )
-        })?;
-        let refs: Vec<&dyn NoteVerifier> = self.log_keys.iter().map(|k| k.as_ref()).collect();
-        let verified = note
-            .verify(&refs)
-            .map_err(|e| bad("bad_signature", format!("log signature: {e}")))?;
-        if verified.len() < self.log_keys.len() {
-            return Err(bad(
-                "bad_signature",
-                format!(
-                    "only {} of the log's {} signatures are on the checkpoint",
-                    verified.len(),
-                    self.log_keys.len()
-                ),
-            ));
-        }
-        let checkpoint = Checkpoint::parse(note.text())
-            .map_err(|e| bad("bad_signature", format!("checkpoint text: {e}")))?;
-        if !cosigned {
-            return Ok((note, checkpoint));
-        }
-        let mut cosigned = 0;
-        let mut missing = Vec::new();
-        for w in &self.witnesses {
-            match w.verified_timestamp(&note) {
-                Ok(_) => cosigned += 1,
-                Err(NoteError::NoVerifiedSignature) => missing.push(w.name().to_string()),
-                Err(e) => {
-                    return Err(bad(
-                        "bad_signature",
-                        format!("cosignature by {}: {e}", w.name()),
-                    ));
-                }
-            }
-        }
-        if cosigned < self.quorum {
-            return Err(bad(
+        let (kind, message) = match &rejection {
+            Rejection::TooFewCosignatures {
+                cosigned,
+                required,
+                missing,
+            } => (
                 "missing_cosignature",
                 format!(
-                    "{cosigned} of the required {} witness cosignatures; missing: {}",
-                    self.quorum,
-                    missing.join(", ")
+                    "{cosigned} of the required {required} witness cosignatures; missing: {}",
+                    missing
+                        .iter()
+                        .map(|&w| policy.witnesses()[w].name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
-            ));
-        }
-        Ok((note, checkpoint))
+            ),
+            Rejection::BadCosignature { witness } => (
+                "bad_signature",
+                format!(
+                    "cosignature by {}: {rejection}",
+                    policy.witnesses()[*witness].name()
+                ),
+            ),
+            Rejection::MissingLogSignature { signed, .. } => (
+                "bad_signature",
+                format!(
+                    "only {signed} of the log's {} signatures are on the checkpoint",
+                    policy.log_keys().len()
+                ),
+            ),
+            other => ("bad_signature", format!("log signature: {other}")),
+        };
+        Err(MonitorError::Alert(Box::new(Alert {
+            kind,
+            message,
+            checkpoint: Some(text.to_string()),
+            previous: None,
+        })))
     }
 
     /// One poll: fetch, verify, compare, advance the state.
@@ -467,7 +465,7 @@ impl Monitor {
             .map_err(op)?;
         let text = String::from_utf8(text)
             .map_err(|_| alert("bad_signature", "the checkpoint is not UTF-8"))?;
-        let (_, new) = self.verify_note(&text, true)?;
+        let new = self.verify_note(&text, true)?;
         let with_cp = |text: &str| {
             let text = text.to_string();
             move |e: MonitorError| match e {
@@ -483,7 +481,7 @@ impl Monitor {
         // (witnessed) one: the log must stand by it too.
         let mut newest = new.clone();
         if let Some(signed_text) = self.latest_signed(&text).await {
-            let (_, signed) = self.verify_note(&signed_text, false)?;
+            let signed = self.verify_note(&signed_text, false)?;
             if signed.origin != new.origin || signed.size < new.size {
                 return Err(with_cp(&signed_text)(alert(
                     "inconsistent",
@@ -542,23 +540,29 @@ impl Monitor {
                 .ok()
                 .and_then(|n| Checkpoint::parse(n.text()).ok())
                 .ok_or_else(|| op("the state file's checkpoint does not parse"))?;
-            if prev.origin != new.origin {
-                return Err(alert(
-                    "origin_mismatch",
-                    format!("origin changed from {:?} to {:?}", prev.origin, new.origin),
-                ));
-            }
-            if new.size < prev.size {
-                return Err(alert(
-                    "rollback",
-                    format!("the tree shrank from {} to {} entries", prev.size, new.size),
-                ));
-            }
-            if new.size == prev.size && new.root != prev.root {
-                return Err(alert(
-                    "fork",
-                    format!("two checkpoints of size {} with different roots", new.size),
-                ));
+            match policy::check_against_known(new, &Known::from(&prev)) {
+                Ok(()) => {}
+                Err(Rejection::OriginChanged { known, origin }) => {
+                    return Err(alert(
+                        "origin_mismatch",
+                        format!("origin changed from {known:?} to {origin:?}"),
+                    ));
+                }
+                Err(Rejection::SmallerThanKnown { known, size }) => {
+                    return Err(alert(
+                        "rollback",
+                        format!("the tree shrank from {known} to {size} entries"),
+                    ));
+                }
+                Err(r) => {
+                    return Err(alert(
+                        "fork",
+                        format!(
+                            "two checkpoints of size {} with different roots ({r})",
+                            new.size
+                        ),
+                    ));
+                }
             }
             self.fetcher
                 .check_consistency(&prev, new)
@@ -589,16 +593,18 @@ impl Monitor {
     async fn compare(&mut self, path: &Path, ours: &Checkpoint) -> Result<(), MonitorError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| op(format!("couldn't read {}: {e}", path.display())))?;
-        let note = Note::parse(text.as_bytes())
-            .map_err(|e| op(format!("{} is not a signed note: {e}", path.display())))?;
-        let refs: Vec<&dyn NoteVerifier> = self.log_keys.iter().map(|k| k.as_ref()).collect();
-        note.verify(&refs).map_err(|e| {
-            op(format!(
-                "{} is not signed by this log's keys ({e}); it proves nothing about this log",
-                path.display()
-            ))
-        })?;
-        let theirs = Checkpoint::parse(note.text()).map_err(op)?;
+        let theirs = match self.theirs.check(text.as_bytes(), None) {
+            Ok(accepted) => accepted.checkpoint,
+            Err(e @ (Rejection::MalformedNote(_) | Rejection::MalformedCheckpoint(_))) => {
+                return Err(op(format!("{}: {e}", path.display())));
+            }
+            Err(e) => {
+                return Err(op(format!(
+                    "{} is not signed by this log's keys ({e}); it proves nothing about this log",
+                    path.display()
+                )));
+            }
+        };
         let fork = |msg: String| {
             MonitorError::Alert(Box::new(Alert {
                 kind: "fork",

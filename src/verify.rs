@@ -21,9 +21,11 @@ use serde::{Deserialize, Serialize};
 use crate::client::{Client, ClientError};
 use crate::event::{LeafRecord, check_unix_ms, format_rfc3339_ms};
 use crate::merkle::{self, Hash, VerifyError};
+use crate::note::policy;
 use crate::note::{
-    Checkpoint, CosignatureVerifier, Note, NoteError, NoteVerifier, SIG_TYPE_COSIGNATURE_V1,
-    SIG_TYPE_ECDSA, SIG_TYPE_ED25519, parse_verifier_key, split_verifier_key,
+    Checkpoint, CheckpointPolicy, CosignatureVerifier, Known, NoteError, NoteVerifier, Rejection,
+    SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ECDSA, SIG_TYPE_ED25519, parse_verifier_key,
+    split_verifier_key,
 };
 use crate::tiles;
 
@@ -203,11 +205,10 @@ pub enum VerificationFailure {
     },
 }
 
-/// One log key the follower trusts, with the verifier key it came from.
+/// One log key the follower trusts: the verifier key it came from.
 struct TrustedLogKey {
     vkey: String,
     algorithm: &'static str,
-    verifier: Box<dyn NoteVerifier>,
 }
 
 /// A verified log signature.
@@ -456,7 +457,8 @@ struct ConsistencyAnswer {
 pub struct LogFollower {
     client: Client,
     log_keys: Vec<TrustedLogKey>,
-    witnesses: Vec<(String, CosignatureVerifier)>,
+    witness_vkeys: Vec<String>,
+    policy: CheckpointPolicy<'static>,
 }
 
 impl LogFollower {
@@ -475,6 +477,7 @@ impl LogFollower {
             ));
         }
         let mut log_keys = Vec::with_capacity(log_vkeys.len());
+        let mut verifiers = Vec::with_capacity(log_vkeys.len());
         for vkey in log_vkeys {
             let bad = |e: NoteError| FollowError::Usage(format!("log key {vkey}: {e}"));
             let algorithm = match split_verifier_key(vkey).map_err(bad)?.key_type {
@@ -487,22 +490,28 @@ impl LogFollower {
                 }
                 other => return Err(bad(NoteError::UnsupportedKeyType(other))),
             };
+            verifiers.push(parse_verifier_key(vkey).map_err(bad)?);
             log_keys.push(TrustedLogKey {
                 vkey: vkey.clone(),
                 algorithm,
-                verifier: parse_verifier_key(vkey).map_err(bad)?,
             });
         }
         let mut witnesses = Vec::with_capacity(witness_vkeys.len());
         for vkey in witness_vkeys {
             let v = CosignatureVerifier::from_witness_key(vkey)
                 .map_err(|e| FollowError::Usage(format!("witness key {vkey}: {e}")))?;
-            witnesses.push((vkey.clone(), v));
+            witnesses.push(v);
         }
+        // Every configured witness must cosign.
+        let quorum = witnesses.len();
+        let policy = CheckpointPolicy::new(verifiers)
+            .with_witnesses(witnesses, quorum)
+            .map_err(|e| FollowError::Usage(e.to_string()))?;
         Ok(LogFollower {
             client: Client::new(url, None)?,
             log_keys,
-            witnesses,
+            witness_vkeys: witness_vkeys.to_vec(),
+            policy,
         })
     }
 
@@ -529,57 +538,90 @@ impl LogFollower {
         &self,
         bytes: &[u8],
     ) -> Result<VerifiedCheckpoint, VerificationFailure> {
-        let note = Note::parse(bytes).map_err(VerificationFailure::MalformedCheckpoint)?;
-        let checkpoint =
-            Checkpoint::from_note(&note).map_err(VerificationFailure::MalformedCheckpoint)?;
-        let text = note.text().as_bytes();
-        let mut log_signatures = Vec::with_capacity(self.log_keys.len());
-        for key in &self.log_keys {
-            let v = key.verifier.as_ref();
-            // c2sp.org/tlog-checkpoint: the log's key name is the origin.
-            if v.name() != checkpoint.origin {
-                return Err(VerificationFailure::OriginMismatch {
-                    origin: checkpoint.origin.clone(),
+        let accepted = self
+            .policy
+            .check(bytes, None)
+            .map_err(|r| self.failure(r))?;
+        let log_signatures = accepted
+            .log_signatures
+            .iter()
+            .map(|&i| {
+                let v = &self.policy.log_keys()[i];
+                LogSignature {
+                    algorithm: self.log_keys[i].algorithm,
                     key_name: v.name().to_string(),
-                    key: key.vkey.clone(),
-                });
-            }
-            let sig = find_signature(&note, v.name(), v.key_id()).ok_or_else(|| {
-                VerificationFailure::MissingLogSignature {
-                    key: key.vkey.clone(),
+                    key_id: v.key_id(),
                 }
-            })?;
-            if !v.verify(text, sig) {
-                return Err(VerificationFailure::BadLogSignature {
-                    key: key.vkey.clone(),
-                });
-            }
-            log_signatures.push(LogSignature {
-                algorithm: key.algorithm,
-                key_name: v.name().to_string(),
-                key_id: v.key_id(),
-            });
-        }
-        let mut cosignatures = Vec::with_capacity(self.witnesses.len());
-        for (vkey, w) in &self.witnesses {
-            let sig = find_signature(&note, w.name(), w.key_id())
-                .ok_or_else(|| VerificationFailure::MissingCosignature { key: vkey.clone() })?;
-            // c2sp.org/tlog-cosignature: the timestamp is part of the signed message.
-            let timestamp = w
-                .verify_cosignature(text, sig)
-                .map_err(|_| VerificationFailure::BadCosignature { key: vkey.clone() })?;
-            cosignatures.push(Cosignature {
-                witness: w.name().to_string(),
-                key_id: w.key_id(),
-                timestamp,
-            });
-        }
+            })
+            .collect();
+        let cosignatures = accepted
+            .cosignatures
+            .iter()
+            .map(|&(i, timestamp)| {
+                let w = &self.policy.witnesses()[i];
+                Cosignature {
+                    witness: w.name().to_string(),
+                    key_id: w.key_id(),
+                    timestamp,
+                }
+            })
+            .collect();
+        let checkpoint = accepted.checkpoint;
         Ok(VerifiedCheckpoint {
             checkpoint,
             note: String::from_utf8_lossy(bytes).into_owned(),
             log_signatures,
             cosignatures,
         })
+    }
+
+    /// The failure a policy rejection is reported as, naming keys as given.
+    fn failure(&self, r: Rejection) -> VerificationFailure {
+        let log_key = |i: usize| self.log_keys[i].vkey.clone();
+        let witness = |i: usize| self.witness_vkeys[i].clone();
+        match r {
+            Rejection::MalformedNote(e) | Rejection::MalformedCheckpoint(e) => {
+                VerificationFailure::MalformedCheckpoint(e)
+            }
+            Rejection::OriginMismatch {
+                key,
+                key_name,
+                origin,
+            } => VerificationFailure::OriginMismatch {
+                origin,
+                key_name,
+                key: log_key(key),
+            },
+            Rejection::BadLogSignature { key } => {
+                VerificationFailure::BadLogSignature { key: log_key(key) }
+            }
+            Rejection::MissingLogSignature { key, .. } => {
+                VerificationFailure::MissingLogSignature { key: log_key(key) }
+            }
+            Rejection::BadCosignature { witness: w } => {
+                VerificationFailure::BadCosignature { key: witness(w) }
+            }
+            Rejection::TooFewCosignatures { missing, .. } => {
+                VerificationFailure::MissingCosignature {
+                    key: missing.first().map(|&w| witness(w)).unwrap_or_default(),
+                }
+            }
+            Rejection::OriginChanged { known, origin } => VerificationFailure::OriginChanged {
+                old: known,
+                new: origin,
+            },
+            Rejection::SmallerThanKnown { known, size } => VerificationFailure::Rollback {
+                old_size: known,
+                new_size: size,
+            },
+            Rejection::RootDiffersAtKnownSize { size, known, root } => {
+                VerificationFailure::SameSizeFork {
+                    size,
+                    old_root: known,
+                    new_root: root,
+                }
+            }
+        }
     }
 
     /// Checks that `new` extends `old`: same origin, not smaller, the same
@@ -590,29 +632,13 @@ impl LogFollower {
         new: &VerifiedCheckpoint,
     ) -> Result<Extension, FollowError> {
         let cp = &new.checkpoint;
-        if old.origin != cp.origin {
-            return Err(VerificationFailure::OriginChanged {
-                old: old.origin.clone(),
-                new: cp.origin.clone(),
-            }
-            .into());
-        }
-        if cp.size < old.size {
-            return Err(VerificationFailure::Rollback {
-                old_size: old.size,
-                new_size: cp.size,
-            }
-            .into());
-        }
+        let known = Known {
+            origin: old.origin.clone(),
+            size: old.size,
+            root: old.root,
+        };
+        policy::check_against_known(cp, &known).map_err(|r| self.failure(r))?;
         if cp.size == old.size {
-            if cp.root != old.root {
-                return Err(VerificationFailure::SameSizeFork {
-                    size: cp.size,
-                    old_root: old.root,
-                    new_root: cp.root,
-                }
-                .into());
-            }
             return Ok(Extension::Unchanged { size: cp.size });
         }
         if old.size == 0 {
@@ -724,13 +750,6 @@ impl LogFollower {
             record,
         })
     }
-}
-
-fn find_signature<'a>(note: &'a Note, name: &str, key_id: u32) -> Option<&'a [u8]> {
-    note.signatures()
-        .iter()
-        .find(|s| s.name == name && s.key_id == key_id)
-        .map(|s| s.signature.as_slice())
 }
 
 /// What one `verify_log` run checks besides the checkpoint itself.
