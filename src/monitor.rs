@@ -18,16 +18,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::client::{Client, ClientError};
 use crate::merkle::{self, Hash, NodeId, SubtreeSource};
 use crate::note::policy;
 use crate::note::{
-    Checkpoint, CheckpointPolicy, CosignatureVerifier, Known, Note, NoteVerifier, Rejection,
+    Checkpoint, CheckpointPolicy, CosignatureVerifier, Known, NoteVerifier, Rejection,
 };
 use crate::tiles::{self, TILE_WIDTH, Tile, TileBuilder};
+use crate::verify::FollowerState;
 
 /// What the monitor is told.
 #[derive(Clone, Debug)]
@@ -92,34 +93,6 @@ fn alert(kind: &'static str, message: impl Into<String>) -> MonitorError {
 
 fn op(e: impl std::fmt::Display) -> MonitorError {
     MonitorError::Operational(e.to_string())
-}
-
-/// What the monitor remembers between runs.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct MonitorState {
-    /// The last verified checkpoint, verbatim (None before the first).
-    pub note: Option<String>,
-    /// With `--full`: the tiles recomputed so far.
-    pub full: Option<TileBuilder>,
-}
-
-impl MonitorState {
-    /// Reads the state file; a missing file is a fresh state.
-    pub fn load(path: &Path) -> Result<MonitorState, String> {
-        match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| format!("state file {} is corrupt: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MonitorState::default()),
-            Err(e) => Err(format!("couldn't read {}: {e}", path.display())),
-        }
-    }
-
-    /// Replaces the state file atomically: temp file, fsync, rename, fsync dir.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        let bytes = serde_json::to_vec(self).map_err(|e| e.to_string())?;
-        crate::durable::replace(path, &bytes, crate::durable::Secrecy::Public)
-            .map_err(|e| format!("couldn't write {}: {e}", path.display()))
-    }
 }
 
 /// Computes the root of the tree the builder holds.
@@ -292,7 +265,11 @@ pub struct Monitor {
     theirs: CheckpointPolicy<'static>,
     fetcher: Fetcher,
     webhook: Option<reqwest::Client>,
-    state: MonitorState,
+    /// The last verified checkpoint and, with `--full`, the tiles recomputed
+    /// so far: what the state file holds between runs.
+    state: Option<FollowerState>,
+    /// With `--full`: the tiles recomputed so far.
+    full: Option<TileBuilder>,
 }
 
 impl Monitor {
@@ -326,9 +303,10 @@ impl Monitor {
             .with_log_quorum(1)
             .map_err(op)?;
         let state = match &opts.state {
-            Some(p) => MonitorState::load(p).map_err(op)?,
-            None => MonitorState::default(),
+            Some(p) => FollowerState::load(p).map_err(op)?,
+            None => None,
         };
+        let full = state.as_ref().and_then(|s| s.full.clone());
         let client = Client::new(&opts.url, None).map_err(op)?;
         let webhook = match &opts.webhook {
             Some(_) => Some(
@@ -350,12 +328,13 @@ impl Monitor {
             },
             webhook,
             state,
+            full,
         })
     }
 
     /// The last verified checkpoint.
-    pub fn state(&self) -> &MonitorState {
-        &self.state
+    pub fn state(&self) -> Option<&FollowerState> {
+        self.state.as_ref()
     }
 
     /// Runs until an alert (posted to the webhook, then returned), or after
@@ -383,7 +362,7 @@ impl Monitor {
 
     fn with_context(&self, mut a: Alert) -> Alert {
         if a.previous.is_none() {
-            a.previous = self.state.note.clone();
+            a.previous = self.state.as_ref().map(|s| s.note.clone());
         }
         a
     }
@@ -510,11 +489,18 @@ impl Monitor {
         if self.opts.full {
             self.check_full(&new).await.map_err(with_cp(&text))?;
         }
-        let advanced = self.state.note.as_deref() != Some(text.as_str());
-        self.state.note = Some(text);
+        let advanced = self.state.as_ref().map(|s| s.note.as_str()) != Some(text.as_str());
+        let state = FollowerState {
+            origin: new.origin.clone(),
+            size: new.size,
+            root: new.root,
+            note: text,
+            full: self.full.clone(),
+        };
         if let Some(p) = &self.opts.state {
-            self.state.save(p).map_err(op)?;
+            state.save(p).map_err(op)?;
         }
+        self.state = Some(state);
         if advanced {
             println!(
                 "veritrail monitor: {} size {} root {} verified",
@@ -535,11 +521,7 @@ impl Monitor {
 
     /// Consistency with the last verified checkpoint, and the tiles' root.
     async fn check_checkpoint(&mut self, new: &Checkpoint) -> Result<(), MonitorError> {
-        if let Some(prev_text) = self.state.note.clone() {
-            let prev = Note::parse(prev_text.as_bytes())
-                .ok()
-                .and_then(|n| Checkpoint::parse(n.text()).ok())
-                .ok_or_else(|| op("the state file's checkpoint does not parse"))?;
+        if let Some(prev) = self.state.as_ref().map(FollowerState::checkpoint) {
             match policy::check_against_known(new, &Known::from(&prev)) {
                 Ok(()) => {}
                 Err(Rejection::OriginChanged { known, origin }) => {
@@ -610,7 +592,7 @@ impl Monitor {
                 kind: "fork",
                 message: msg,
                 checkpoint: Some(text.clone()),
-                previous: self.state.note.clone(),
+                previous: self.state.as_ref().map(|s| s.note.clone()),
             }))
         };
         if theirs.origin != ours.origin {
@@ -650,7 +632,7 @@ impl Monitor {
     /// `--full`: reads every new entry bundle and recomputes every leaf hash
     /// and tile up to the new checkpoint, comparing each with the served one.
     async fn check_full(&mut self, new: &Checkpoint) -> Result<(), MonitorError> {
-        let mut builder = self.state.full.clone().unwrap_or_default();
+        let mut builder = self.full.clone().unwrap_or_default();
         if builder.size > new.size {
             return Err(alert(
                 "rollback",
@@ -729,7 +711,7 @@ impl Monitor {
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        self.state.full = Some(builder);
+        self.full = Some(builder);
         Ok(())
     }
 }
@@ -767,18 +749,21 @@ mod tests {
     fn the_state_file_round_trips_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("state.json");
-        assert!(MonitorState::load(&p).unwrap().note.is_none());
+        assert!(FollowerState::load(&p).unwrap().is_none());
         let mut b = TileBuilder::default();
         b.append(merkle::leaf_hash(b"a"));
-        let s = MonitorState {
-            note: Some("n".into()),
+        let s = FollowerState {
+            origin: "o".into(),
+            size: 1,
+            root: merkle::leaf_hash(b"a"),
+            note: "n".into(),
             full: Some(b),
         };
         s.save(&p).unwrap();
-        let back = MonitorState::load(&p).unwrap();
-        assert_eq!(back.note.as_deref(), Some("n"));
+        let back = FollowerState::load(&p).unwrap().unwrap();
+        assert_eq!(back.note, "n");
         assert_eq!(back.full.unwrap().size, 1);
         std::fs::write(&p, b"{").unwrap();
-        assert!(MonitorState::load(&p).is_err());
+        assert!(FollowerState::load(&p).is_err());
     }
 }

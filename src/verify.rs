@@ -27,7 +27,7 @@ use crate::note::{
     SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ECDSA, SIG_TYPE_ED25519, parse_verifier_key,
     split_verifier_key,
 };
-use crate::tiles;
+use crate::tiles::{self, TileBuilder};
 
 /// Why a check could not be completed or did not pass.
 #[derive(Debug, thiserror::Error)]
@@ -291,7 +291,10 @@ pub struct ProvenLeaf {
     pub record: LeafRecord,
 }
 
-/// The last checkpoint a follower accepted, kept between runs as JSON.
+/// The last checkpoint a follower accepted, kept between runs as JSON: one
+/// format for `veritrail verify --state` and `veritrail monitor --state`.
+/// [`FollowerState::load`] also reads the monitor's earlier format
+/// (`{"note", "full"}`), so state files written before still load.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowerState {
     /// The log's origin.
@@ -302,6 +305,18 @@ pub struct FollowerState {
     pub root: Hash,
     /// The signed note, as evidence of what the log showed.
     pub note: String,
+    /// With `monitor --full`: the tiles recomputed from the entries so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<TileBuilder>,
+}
+
+/// The monitor's earlier state file: the note only, and the tiles.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EarlierMonitorState {
+    note: Option<String>,
+    #[serde(default)]
+    full: Option<TileBuilder>,
 }
 
 impl FollowerState {
@@ -312,7 +327,49 @@ impl FollowerState {
             size: cp.checkpoint.size,
             root: cp.checkpoint.root,
             note: cp.note.clone(),
+            full: None,
         }
+    }
+
+    /// The checkpoint this state holds.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            origin: self.origin.clone(),
+            size: self.size,
+            root: self.root,
+            extensions: Vec::new(),
+        }
+    }
+
+    /// Reads a state file's bytes: this format, or the monitor's earlier
+    /// one (whose checkpoint verified when it was saved, so it is only
+    /// parsed here). `None` for an earlier state without a checkpoint.
+    pub fn from_json(bytes: &[u8]) -> Result<Option<FollowerState>, String> {
+        let current = match serde_json::from_slice::<FollowerState>(bytes) {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) => e,
+        };
+        // The earlier format always wrote its `note` field, null or not.
+        let earlier = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .filter(|v| v.get("note").is_some())
+            .and_then(|v| serde_json::from_value::<EarlierMonitorState>(v).ok());
+        let Some(earlier) = earlier else {
+            return Err(format!("not a state file: {current}"));
+        };
+        let Some(note) = earlier.note else {
+            return Ok(None);
+        };
+        let cp = crate::note::Note::parse(note.as_bytes())
+            .and_then(|n| Checkpoint::from_note(&n))
+            .map_err(|e| format!("not a state file: its checkpoint: {e}"))?;
+        Ok(Some(FollowerState {
+            origin: cp.origin,
+            size: cp.size,
+            root: cp.root,
+            note,
+            full: earlier.full,
+        }))
     }
 
     /// Reads the state file; `None` when it does not exist yet.
@@ -326,9 +383,7 @@ impl FollowerState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(state_err(e.to_string())),
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| state_err(format!("not a state file: {e}")))
+        FollowerState::from_json(&bytes).map_err(state_err)
     }
 
     /// Replaces the state file atomically: a crash leaves the old state or
@@ -917,6 +972,7 @@ mod tests {
             size: 3,
             root: merkle::leaf_hash(b"x"),
             note: "n\n".into(),
+            full: None,
         };
         st.save(&path).unwrap();
         assert_eq!(FollowerState::load(&path).unwrap(), Some(st.clone()));
@@ -933,5 +989,40 @@ mod tests {
             FollowerState::load(&path),
             Err(FollowError::State { .. })
         ));
+    }
+
+    #[test]
+    fn state_files_of_earlier_verify_and_monitor_runs_load() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state");
+        let load = |name: &str| FollowerState::load(&fixtures.join(name)).unwrap().unwrap();
+        // Written by `verify --state`, and by `monitor --state` without and with --full.
+        let verify = load("verify.json");
+        let monitor = load("monitor.json");
+        let full = load("monitor-full.json");
+        assert_eq!(verify.size, 300);
+        assert_eq!(verify.origin, "example.com/veritrail");
+        assert_eq!(verify.full, None);
+        assert_eq!(monitor, verify);
+        assert_eq!(full.full.as_ref().map(|b| b.size), Some(300));
+        assert_eq!(
+            FollowerState {
+                full: None,
+                ..full.clone()
+            },
+            verify
+        );
+        // The one format is the verify format, plus the tiles with --full.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        verify.save(&path).unwrap();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(fixtures.join("verify.json")).unwrap()
+        );
+        full.save(&path).unwrap();
+        assert_eq!(FollowerState::load(&path).unwrap(), Some(full));
+        // A monitor state from before its first checkpoint holds none.
+        std::fs::write(&path, br#"{"note":null,"full":null}"#).unwrap();
+        assert_eq!(FollowerState::load(&path).unwrap(), None);
     }
 }
