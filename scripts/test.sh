@@ -54,6 +54,9 @@ else
   exit 1
 fi
 
+step "checkpoint-policy vectors in the console's JavaScript (node --test, no browser)"
+node --test tests/js/
+
 if [ -f tests/browser/package.json ]; then
   step "browser tests"
   VERITRAIL_BIN="$PWD/target/debug/veritrail" node tests/browser/run.mjs

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::event::{self, EventLimits, LeafRecord};
 use crate::merkle::{self, Hash};
-use crate::note::{Checkpoint, Note, NoteVerifier};
+use crate::note::{Checkpoint, CheckpointPolicy, NoteError, NoteVerifier, Rejection};
 
 /// The `type` of a bundle's header line.
 pub const BUNDLE_TYPE: &str = "veritrail-evidence-bundle";
@@ -148,8 +148,8 @@ pub struct Verified {
     pub indexes: Vec<u64>,
 }
 
-/// Verifies a signed checkpoint note with `verifiers`: every given key
-/// must have signed it.
+/// Verifies a signed checkpoint note with `verifiers` under the checkpoint
+/// policy: every given key must have signed it.
 fn verify_checkpoint(
     note_text: &str,
     verifiers: &[&dyn NoteVerifier],
@@ -157,24 +157,39 @@ fn verify_checkpoint(
     if verifiers.is_empty() {
         return Err("no verifier key given".into());
     }
-    let note = Note::parse(note_text.as_bytes())
-        .map_err(|e| format!("checkpoint is not a signed note: {e}"))?;
-    let verified = note
-        .verify(verifiers)
-        .map_err(|e| format!("checkpoint signature does not verify: {e}"))?;
-    for v in verifiers {
-        if !verified
+    let policy = CheckpointPolicy::new(
+        verifiers
             .iter()
-            .any(|s| s.name == v.name() && s.key_id == v.key_id())
-        {
-            return Err(format!(
-                "checkpoint is not signed by the given key {}+{:08x}",
-                v.name(),
-                v.key_id()
-            ));
+            .map(|v| Box::new(*v) as Box<dyn NoteVerifier + '_>)
+            .collect(),
+    );
+    let not_signed_by = |key: usize| {
+        let v = verifiers[key];
+        format!(
+            "checkpoint is not signed by the given key {}+{:08x}",
+            v.name(),
+            v.key_id()
+        )
+    };
+    match policy.check(note_text.as_bytes(), None) {
+        Ok(accepted) => Ok(accepted.checkpoint),
+        Err(Rejection::MalformedNote(e)) => Err(format!("checkpoint is not a signed note: {e}")),
+        Err(Rejection::MalformedCheckpoint(e)) => Err(format!("checkpoint body is malformed: {e}")),
+        Err(Rejection::BadLogSignature { key }) => {
+            let v = verifiers[key];
+            Err(format!(
+                "checkpoint signature does not verify: {}",
+                NoteError::InvalidSignature {
+                    name: v.name().to_string(),
+                    key_id: v.key_id()
+                }
+            ))
         }
+        Err(Rejection::OriginMismatch { key, .. } | Rejection::MissingLogSignature { key, .. }) => {
+            Err(not_signed_by(key))
+        }
+        Err(other) => Err(format!("checkpoint: {other}")),
     }
-    Checkpoint::parse(note.text()).map_err(|e| format!("checkpoint body is malformed: {e}"))
 }
 
 #[derive(Deserialize)]
@@ -439,8 +454,8 @@ pub fn verify_tlog_proof(
 mod tests {
     use super::*;
     use crate::merkle::MemoryTree;
-    use crate::note::NoteSigner;
     use crate::note::keys::LogKeys;
+    use crate::note::{Note, NoteSigner};
 
     const ORIGIN: &str = "example.com/log";
 

@@ -16,7 +16,10 @@
 use crate::client::Client;
 use crate::merkle::{self, Hash};
 use crate::note::keys::{LogKeys, LogVerifierKeys};
-use crate::note::{Checkpoint, MAX_NOTE_SIZE, Note, NoteError, NoteVerifier, parse_verifier_key};
+use crate::note::{
+    Checkpoint, CheckpointPolicy, MAX_NOTE_SIZE, NoteError, NoteVerifier, Rejection,
+    parse_verifier_key,
+};
 use crate::sequencer::TileSource;
 use crate::store::Store;
 
@@ -117,25 +120,45 @@ impl LogVerifiers {
     /// signature of a log key is always an error; other keys' signatures,
     /// such as witness cosignatures, are ignored).
     pub fn verify(&self, note: &[u8], need: Signatures) -> Result<Checkpoint, HistoryError> {
-        let note = Note::parse(note).map_err(|e| HistoryError::Malformed(e.to_string()))?;
-        let checkpoint =
-            Checkpoint::parse(note.text()).map_err(|e| HistoryError::Malformed(e.to_string()))?;
-        if checkpoint.origin != self.origin {
-            return Err(HistoryError::OtherLog {
-                found: checkpoint.origin,
-                ours: self.origin.clone(),
-            });
-        }
-        let refs: Vec<&dyn NoteVerifier> = self.verifiers.iter().map(|v| v.as_ref()).collect();
-        let verified = note
-            .verify(&refs)
+        let keys = self
+            .verifiers
+            .iter()
+            .map(|v| Box::new(v.as_ref()) as Box<dyn NoteVerifier + '_>)
+            .collect();
+        let quorum = match need {
+            Signatures::Both => self.verifiers.len(),
+            Signatures::AtLeastOne => 1,
+        };
+        let policy = CheckpointPolicy::new(keys)
+            .with_log_quorum(quorum)
             .map_err(|e| HistoryError::BadSignature(e.to_string()))?;
-        if need == Signatures::Both && verified.len() < 2 {
-            return Err(HistoryError::BadSignature(
+        match policy.check(note, None) {
+            Ok(accepted) => Ok(accepted.checkpoint),
+            Err(Rejection::MalformedNote(e) | Rejection::MalformedCheckpoint(e)) => {
+                Err(HistoryError::Malformed(e.to_string()))
+            }
+            Err(Rejection::OriginMismatch { origin, .. }) => Err(HistoryError::OtherLog {
+                found: origin,
+                ours: self.origin.clone(),
+            }),
+            Err(Rejection::BadLogSignature { key }) => {
+                let v = &self.verifiers[key];
+                Err(HistoryError::BadSignature(
+                    NoteError::InvalidSignature {
+                        name: v.name().to_string(),
+                        key_id: v.key_id(),
+                    }
+                    .to_string(),
+                ))
+            }
+            Err(Rejection::MissingLogSignature { signed: 0, .. }) => Err(
+                HistoryError::BadSignature(NoteError::NoVerifiedSignature.to_string()),
+            ),
+            Err(Rejection::MissingLogSignature { .. }) => Err(HistoryError::BadSignature(
                 "one of the log's two signatures is missing".into(),
-            ));
+            )),
+            Err(other) => Err(HistoryError::BadSignature(other.to_string())),
         }
-        Ok(checkpoint)
     }
 }
 

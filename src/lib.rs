@@ -24,6 +24,7 @@ pub mod bundle;
 pub mod client;
 pub mod config;
 pub mod crypto;
+pub mod durable;
 pub mod event;
 pub mod fsck;
 pub mod history;

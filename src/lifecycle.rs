@@ -18,8 +18,7 @@
 //! ```
 
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -187,23 +186,12 @@ pub fn create(dir: &Path, origin: &str, clock: &Clock) -> Result<(), LifecycleEr
     }
     // Everything is durable in the staging directory; the rename publishes
     // the whole log at once (an empty target directory is replaced).
-    fs::rename(&staging, dir).map_err(|e| io("move the new log into", dir, e))?;
-    if let Ok(d) = fs::File::open(parent) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::durable::rename(&staging, dir).map_err(|e| io("move the new log into", dir, e))
 }
 
 fn write_secret_file(path: &Path, content: &str) -> Result<(), LifecycleError> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io("create", path, e))?;
-    f.write_all(content.as_bytes())
-        .map_err(|e| io("write", path, e))?;
-    f.sync_all().map_err(|e| io("sync", path, e))
+    crate::durable::create_new(path, content.as_bytes(), crate::durable::Secrecy::Secret)
+        .map_err(|e| io("create", path, e))
 }
 
 /// Loads an existing log. Never creates anything.

@@ -18,13 +18,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::client::{Client, ClientError};
 use crate::merkle::{self, Hash, NodeId, SubtreeSource};
-use crate::note::{Checkpoint, CosignatureVerifier, Note, NoteError, NoteVerifier};
+use crate::note::policy;
+use crate::note::{
+    Checkpoint, CheckpointPolicy, CosignatureVerifier, Known, NoteVerifier, Rejection,
+};
 use crate::tiles::{self, TILE_WIDTH, Tile, TileBuilder};
+use crate::verify::FollowerState;
 
 /// What the monitor is told.
 #[derive(Clone, Debug)]
@@ -89,45 +93,6 @@ fn alert(kind: &'static str, message: impl Into<String>) -> MonitorError {
 
 fn op(e: impl std::fmt::Display) -> MonitorError {
     MonitorError::Operational(e.to_string())
-}
-
-/// What the monitor remembers between runs.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct MonitorState {
-    /// The last verified checkpoint, verbatim (None before the first).
-    pub note: Option<String>,
-    /// With `--full`: the tiles recomputed so far.
-    pub full: Option<TileBuilder>,
-}
-
-impl MonitorState {
-    /// Reads the state file; a missing file is a fresh state.
-    pub fn load(path: &Path) -> Result<MonitorState, String> {
-        match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| format!("state file {} is corrupt: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MonitorState::default()),
-            Err(e) => Err(format!("couldn't read {}: {e}", path.display())),
-        }
-    }
-
-    /// Replaces the state file atomically: temp file, fsync, rename, fsync dir.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        use std::io::Write as _;
-        let tmp = path.with_extension("tmp");
-        let bytes = serde_json::to_vec(self).map_err(|e| e.to_string())?;
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| format!("couldn't write {}: {e}", path.display()))
-    }
 }
 
 /// Computes the root of the tree the builder holds.
@@ -292,12 +257,19 @@ impl Fetcher {
 /// The monitor: options, parsed keys, and its state.
 pub struct Monitor {
     opts: MonitorOptions,
-    log_keys: Vec<Box<dyn NoteVerifier>>,
-    witnesses: Vec<CosignatureVerifier>,
-    quorum: usize,
+    /// What `/checkpoint` must carry: every log key and the witness quorum.
+    served: CheckpointPolicy<'static>,
+    /// What the log's latest signed checkpoint must carry: every log key.
+    signed: CheckpointPolicy<'static>,
+    /// What makes another party's checkpoint this log's: one log key.
+    theirs: CheckpointPolicy<'static>,
     fetcher: Fetcher,
     webhook: Option<reqwest::Client>,
-    state: MonitorState,
+    /// The last verified checkpoint and, with `--full`, the tiles recomputed
+    /// so far: what the state file holds between runs.
+    state: Option<FollowerState>,
+    /// With `--full`: the tiles recomputed so far.
+    full: Option<TileBuilder>,
 }
 
 impl Monitor {
@@ -306,11 +278,14 @@ impl Monitor {
         if opts.log_vkeys.is_empty() {
             return Err(op("give the log's verifier key with --vkey"));
         }
-        let log_keys = opts
-            .log_vkeys
-            .iter()
-            .map(|k| crate::note::parse_verifier_key(k).map_err(|e| op(format!("--vkey {k}: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
+        let log_keys = || {
+            opts.log_vkeys
+                .iter()
+                .map(|k| {
+                    crate::note::parse_verifier_key(k).map_err(|e| op(format!("--vkey {k}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
         let witnesses = opts
             .witness_vkeys
             .iter()
@@ -320,13 +295,18 @@ impl Monitor {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let quorum = opts.witness_quorum.unwrap_or(witnesses.len());
-        if quorum > witnesses.len() {
-            return Err(op("--witness-quorum exceeds the number of --witness-vkey"));
-        }
+        let served = CheckpointPolicy::new(log_keys()?)
+            .with_witnesses(witnesses, quorum)
+            .map_err(|_| op("--witness-quorum exceeds the number of --witness-vkey"))?;
+        let signed = CheckpointPolicy::new(log_keys()?);
+        let theirs = CheckpointPolicy::new(log_keys()?)
+            .with_log_quorum(1)
+            .map_err(op)?;
         let state = match &opts.state {
-            Some(p) => MonitorState::load(p).map_err(op)?,
-            None => MonitorState::default(),
+            Some(p) => FollowerState::load(p).map_err(op)?,
+            None => None,
         };
+        let full = state.as_ref().and_then(|s| s.full.clone());
         let client = Client::new(&opts.url, None).map_err(op)?;
         let webhook = match &opts.webhook {
             Some(_) => Some(
@@ -339,21 +319,22 @@ impl Monitor {
         };
         Ok(Monitor {
             opts,
-            log_keys,
-            witnesses,
-            quorum,
+            served,
+            signed,
+            theirs,
             fetcher: Fetcher {
                 client,
                 cache: HashMap::new(),
             },
             webhook,
             state,
+            full,
         })
     }
 
     /// The last verified checkpoint.
-    pub fn state(&self) -> &MonitorState {
-        &self.state
+    pub fn state(&self) -> Option<&FollowerState> {
+        self.state.as_ref()
     }
 
     /// Runs until an alert (posted to the webhook, then returned), or after
@@ -381,7 +362,7 @@ impl Monitor {
 
     fn with_context(&self, mut a: Alert) -> Alert {
         if a.previous.is_none() {
-            a.previous = self.state.note.clone();
+            a.previous = self.state.as_ref().map(|s| s.note.clone());
         }
         a
     }
@@ -407,65 +388,50 @@ impl Monitor {
 
     /// Verifies the log's signatures (every given key) and, if
     /// `cosigned`, the witnesses' cosignatures (the quorum) on a note.
-    fn verify_note(&self, text: &str, cosigned: bool) -> Result<(Note, Checkpoint), MonitorError> {
-        let bad = |kind, msg: String| {
-            MonitorError::Alert(Box::new(Alert {
-                kind,
-                message: msg,
-                checkpoint: Some(text.to_string()),
-                previous: None,
-            }))
+    fn verify_note(&self, text: &str, cosigned: bool) -> Result<Checkpoint, MonitorError> {
+        let policy = if cosigned { &self.served } else { &self.signed };
+        let rejection = match policy.check(text.as_bytes(), None) {
+            Ok(accepted) => return Ok(accepted.checkpoint),
+            Err(r) => r,
         };
-        let note = Note::parse(text.as_bytes()).map_err(|e| {
-            bad(
-                "bad_signature",
-                format!("the checkpoint is not a signed note: {e}"),
-            )
-        })?;
-        let refs: Vec<&dyn NoteVerifier> = self.log_keys.iter().map(|k| k.as_ref()).collect();
-        let verified = note
-            .verify(&refs)
-            .map_err(|e| bad("bad_signature", format!("log signature: {e}")))?;
-        if verified.len() < self.log_keys.len() {
-            return Err(bad(
-                "bad_signature",
-                format!(
-                    "only {} of the log's {} signatures are on the checkpoint",
-                    verified.len(),
-                    self.log_keys.len()
-                ),
-            ));
-        }
-        let checkpoint = Checkpoint::parse(note.text())
-            .map_err(|e| bad("bad_signature", format!("checkpoint text: {e}")))?;
-        if !cosigned {
-            return Ok((note, checkpoint));
-        }
-        let mut cosigned = 0;
-        let mut missing = Vec::new();
-        for w in &self.witnesses {
-            match w.verified_timestamp(&note) {
-                Ok(_) => cosigned += 1,
-                Err(NoteError::NoVerifiedSignature) => missing.push(w.name().to_string()),
-                Err(e) => {
-                    return Err(bad(
-                        "bad_signature",
-                        format!("cosignature by {}: {e}", w.name()),
-                    ));
-                }
-            }
-        }
-        if cosigned < self.quorum {
-            return Err(bad(
+        let (kind, message) = match &rejection {
+            Rejection::TooFewCosignatures {
+                cosigned,
+                required,
+                missing,
+            } => (
                 "missing_cosignature",
                 format!(
-                    "{cosigned} of the required {} witness cosignatures; missing: {}",
-                    self.quorum,
-                    missing.join(", ")
+                    "{cosigned} of the required {required} witness cosignatures; missing: {}",
+                    missing
+                        .iter()
+                        .map(|&w| policy.witnesses()[w].name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
-            ));
-        }
-        Ok((note, checkpoint))
+            ),
+            Rejection::BadCosignature { witness } => (
+                "bad_signature",
+                format!(
+                    "cosignature by {}: {rejection}",
+                    policy.witnesses()[*witness].name()
+                ),
+            ),
+            Rejection::MissingLogSignature { signed, .. } => (
+                "bad_signature",
+                format!(
+                    "only {signed} of the log's {} signatures are on the checkpoint",
+                    policy.log_keys().len()
+                ),
+            ),
+            other => ("bad_signature", format!("log signature: {other}")),
+        };
+        Err(MonitorError::Alert(Box::new(Alert {
+            kind,
+            message,
+            checkpoint: Some(text.to_string()),
+            previous: None,
+        })))
     }
 
     /// One poll: fetch, verify, compare, advance the state.
@@ -478,7 +444,7 @@ impl Monitor {
             .map_err(op)?;
         let text = String::from_utf8(text)
             .map_err(|_| alert("bad_signature", "the checkpoint is not UTF-8"))?;
-        let (_, new) = self.verify_note(&text, true)?;
+        let new = self.verify_note(&text, true)?;
         let with_cp = |text: &str| {
             let text = text.to_string();
             move |e: MonitorError| match e {
@@ -494,7 +460,7 @@ impl Monitor {
         // (witnessed) one: the log must stand by it too.
         let mut newest = new.clone();
         if let Some(signed_text) = self.latest_signed(&text).await {
-            let (_, signed) = self.verify_note(&signed_text, false)?;
+            let signed = self.verify_note(&signed_text, false)?;
             if signed.origin != new.origin || signed.size < new.size {
                 return Err(with_cp(&signed_text)(alert(
                     "inconsistent",
@@ -523,11 +489,18 @@ impl Monitor {
         if self.opts.full {
             self.check_full(&new).await.map_err(with_cp(&text))?;
         }
-        let advanced = self.state.note.as_deref() != Some(text.as_str());
-        self.state.note = Some(text);
+        let advanced = self.state.as_ref().map(|s| s.note.as_str()) != Some(text.as_str());
+        let state = FollowerState {
+            origin: new.origin.clone(),
+            size: new.size,
+            root: new.root,
+            note: text,
+            full: self.full.clone(),
+        };
         if let Some(p) = &self.opts.state {
-            self.state.save(p).map_err(op)?;
+            state.save(p).map_err(op)?;
         }
+        self.state = Some(state);
         if advanced {
             println!(
                 "veritrail monitor: {} size {} root {} verified",
@@ -548,28 +521,30 @@ impl Monitor {
 
     /// Consistency with the last verified checkpoint, and the tiles' root.
     async fn check_checkpoint(&mut self, new: &Checkpoint) -> Result<(), MonitorError> {
-        if let Some(prev_text) = self.state.note.clone() {
-            let prev = Note::parse(prev_text.as_bytes())
-                .ok()
-                .and_then(|n| Checkpoint::parse(n.text()).ok())
-                .ok_or_else(|| op("the state file's checkpoint does not parse"))?;
-            if prev.origin != new.origin {
-                return Err(alert(
-                    "origin_mismatch",
-                    format!("origin changed from {:?} to {:?}", prev.origin, new.origin),
-                ));
-            }
-            if new.size < prev.size {
-                return Err(alert(
-                    "rollback",
-                    format!("the tree shrank from {} to {} entries", prev.size, new.size),
-                ));
-            }
-            if new.size == prev.size && new.root != prev.root {
-                return Err(alert(
-                    "fork",
-                    format!("two checkpoints of size {} with different roots", new.size),
-                ));
+        if let Some(prev) = self.state.as_ref().map(FollowerState::checkpoint) {
+            match policy::check_against_known(new, &Known::from(&prev)) {
+                Ok(()) => {}
+                Err(Rejection::OriginChanged { known, origin }) => {
+                    return Err(alert(
+                        "origin_mismatch",
+                        format!("origin changed from {known:?} to {origin:?}"),
+                    ));
+                }
+                Err(Rejection::SmallerThanKnown { known, size }) => {
+                    return Err(alert(
+                        "rollback",
+                        format!("the tree shrank from {known} to {size} entries"),
+                    ));
+                }
+                Err(r) => {
+                    return Err(alert(
+                        "fork",
+                        format!(
+                            "two checkpoints of size {} with different roots ({r})",
+                            new.size
+                        ),
+                    ));
+                }
             }
             self.fetcher
                 .check_consistency(&prev, new)
@@ -600,22 +575,24 @@ impl Monitor {
     async fn compare(&mut self, path: &Path, ours: &Checkpoint) -> Result<(), MonitorError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| op(format!("couldn't read {}: {e}", path.display())))?;
-        let note = Note::parse(text.as_bytes())
-            .map_err(|e| op(format!("{} is not a signed note: {e}", path.display())))?;
-        let refs: Vec<&dyn NoteVerifier> = self.log_keys.iter().map(|k| k.as_ref()).collect();
-        note.verify(&refs).map_err(|e| {
-            op(format!(
-                "{} is not signed by this log's keys ({e}); it proves nothing about this log",
-                path.display()
-            ))
-        })?;
-        let theirs = Checkpoint::parse(note.text()).map_err(op)?;
+        let theirs = match self.theirs.check(text.as_bytes(), None) {
+            Ok(accepted) => accepted.checkpoint,
+            Err(e @ (Rejection::MalformedNote(_) | Rejection::MalformedCheckpoint(_))) => {
+                return Err(op(format!("{}: {e}", path.display())));
+            }
+            Err(e) => {
+                return Err(op(format!(
+                    "{} is not signed by this log's keys ({e}); it proves nothing about this log",
+                    path.display()
+                )));
+            }
+        };
         let fork = |msg: String| {
             MonitorError::Alert(Box::new(Alert {
                 kind: "fork",
                 message: msg,
                 checkpoint: Some(text.clone()),
-                previous: self.state.note.clone(),
+                previous: self.state.as_ref().map(|s| s.note.clone()),
             }))
         };
         if theirs.origin != ours.origin {
@@ -655,7 +632,7 @@ impl Monitor {
     /// `--full`: reads every new entry bundle and recomputes every leaf hash
     /// and tile up to the new checkpoint, comparing each with the served one.
     async fn check_full(&mut self, new: &Checkpoint) -> Result<(), MonitorError> {
-        let mut builder = self.state.full.clone().unwrap_or_default();
+        let mut builder = self.full.clone().unwrap_or_default();
         if builder.size > new.size {
             return Err(alert(
                 "rollback",
@@ -734,7 +711,7 @@ impl Monitor {
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        self.state.full = Some(builder);
+        self.full = Some(builder);
         Ok(())
     }
 }
@@ -772,18 +749,21 @@ mod tests {
     fn the_state_file_round_trips_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("state.json");
-        assert!(MonitorState::load(&p).unwrap().note.is_none());
+        assert!(FollowerState::load(&p).unwrap().is_none());
         let mut b = TileBuilder::default();
         b.append(merkle::leaf_hash(b"a"));
-        let s = MonitorState {
-            note: Some("n".into()),
+        let s = FollowerState {
+            origin: "o".into(),
+            size: 1,
+            root: merkle::leaf_hash(b"a"),
+            note: "n".into(),
             full: Some(b),
         };
         s.save(&p).unwrap();
-        let back = MonitorState::load(&p).unwrap();
-        assert_eq!(back.note.as_deref(), Some("n"));
+        let back = FollowerState::load(&p).unwrap().unwrap();
+        assert_eq!(back.note, "n");
         assert_eq!(back.full.unwrap().size, 1);
         std::fs::write(&p, b"{").unwrap();
-        assert!(MonitorState::load(&p).is_err());
+        assert!(FollowerState::load(&p).is_err());
     }
 }

@@ -13,7 +13,6 @@
 //! what was seen before.
 
 use std::fmt;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -22,11 +21,13 @@ use serde::{Deserialize, Serialize};
 use crate::client::{Client, ClientError};
 use crate::event::{LeafRecord, check_unix_ms, format_rfc3339_ms};
 use crate::merkle::{self, Hash, VerifyError};
+use crate::note::policy;
 use crate::note::{
-    Checkpoint, CosignatureVerifier, Note, NoteError, NoteVerifier, SIG_TYPE_COSIGNATURE_V1,
-    SIG_TYPE_ECDSA, SIG_TYPE_ED25519, parse_verifier_key, split_verifier_key,
+    Checkpoint, CheckpointPolicy, CosignatureVerifier, Known, NoteError, NoteVerifier, Rejection,
+    SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ECDSA, SIG_TYPE_ED25519, parse_verifier_key,
+    split_verifier_key,
 };
-use crate::tiles;
+use crate::tiles::{self, TileBuilder};
 
 /// Why a check could not be completed or did not pass.
 #[derive(Debug, thiserror::Error)]
@@ -204,11 +205,10 @@ pub enum VerificationFailure {
     },
 }
 
-/// One log key the follower trusts, with the verifier key it came from.
+/// One log key the follower trusts: the verifier key it came from.
 struct TrustedLogKey {
     vkey: String,
     algorithm: &'static str,
-    verifier: Box<dyn NoteVerifier>,
 }
 
 /// A verified log signature.
@@ -291,7 +291,10 @@ pub struct ProvenLeaf {
     pub record: LeafRecord,
 }
 
-/// The last checkpoint a follower accepted, kept between runs as JSON.
+/// The last checkpoint a follower accepted, kept between runs as JSON: one
+/// format for `veritrail verify --state` and `veritrail monitor --state`.
+/// [`FollowerState::load`] also reads the monitor's earlier format
+/// (`{"note", "full"}`), so state files written before still load.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowerState {
     /// The log's origin.
@@ -302,6 +305,18 @@ pub struct FollowerState {
     pub root: Hash,
     /// The signed note, as evidence of what the log showed.
     pub note: String,
+    /// With `monitor --full`: the tiles recomputed from the entries so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<TileBuilder>,
+}
+
+/// The monitor's earlier state file: the note only, and the tiles.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EarlierMonitorState {
+    note: Option<String>,
+    #[serde(default)]
+    full: Option<TileBuilder>,
 }
 
 impl FollowerState {
@@ -312,7 +327,49 @@ impl FollowerState {
             size: cp.checkpoint.size,
             root: cp.checkpoint.root,
             note: cp.note.clone(),
+            full: None,
         }
+    }
+
+    /// The checkpoint this state holds.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            origin: self.origin.clone(),
+            size: self.size,
+            root: self.root,
+            extensions: Vec::new(),
+        }
+    }
+
+    /// Reads a state file's bytes: this format, or the monitor's earlier
+    /// one (whose checkpoint verified when it was saved, so it is only
+    /// parsed here). `None` for an earlier state without a checkpoint.
+    pub fn from_json(bytes: &[u8]) -> Result<Option<FollowerState>, String> {
+        let current = match serde_json::from_slice::<FollowerState>(bytes) {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) => e,
+        };
+        // The earlier format always wrote its `note` field, null or not.
+        let earlier = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .filter(|v| v.get("note").is_some())
+            .and_then(|v| serde_json::from_value::<EarlierMonitorState>(v).ok());
+        let Some(earlier) = earlier else {
+            return Err(format!("not a state file: {current}"));
+        };
+        let Some(note) = earlier.note else {
+            return Ok(None);
+        };
+        let cp = crate::note::Note::parse(note.as_bytes())
+            .and_then(|n| Checkpoint::from_note(&n))
+            .map_err(|e| format!("not a state file: its checkpoint: {e}"))?;
+        Ok(Some(FollowerState {
+            origin: cp.origin,
+            size: cp.size,
+            root: cp.root,
+            note,
+            full: earlier.full,
+        }))
     }
 
     /// Reads the state file; `None` when it does not exist yet.
@@ -326,9 +383,7 @@ impl FollowerState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(state_err(e.to_string())),
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| state_err(format!("not a state file: {e}")))
+        FollowerState::from_json(&bytes).map_err(state_err)
     }
 
     /// Replaces the state file atomically: a crash leaves the old state or
@@ -338,32 +393,10 @@ impl FollowerState {
             path: path.to_path_buf(),
             why,
         };
-        let name = path
-            .file_name()
-            .ok_or_else(|| state_err("not a file name".into()))?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
         let mut json = serde_json::to_vec_pretty(self).map_err(|e| state_err(e.to_string()))?;
         json.push(b'\n');
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            // Make the rename itself durable.
-            std::fs::File::open(&dir)?.sync_all()
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            state_err(e.to_string())
-        })
+        crate::durable::replace(path, &json, crate::durable::Secrecy::Public)
+            .map_err(|e| state_err(e.to_string()))
     }
 }
 
@@ -479,7 +512,8 @@ struct ConsistencyAnswer {
 pub struct LogFollower {
     client: Client,
     log_keys: Vec<TrustedLogKey>,
-    witnesses: Vec<(String, CosignatureVerifier)>,
+    witness_vkeys: Vec<String>,
+    policy: CheckpointPolicy<'static>,
 }
 
 impl LogFollower {
@@ -498,6 +532,7 @@ impl LogFollower {
             ));
         }
         let mut log_keys = Vec::with_capacity(log_vkeys.len());
+        let mut verifiers = Vec::with_capacity(log_vkeys.len());
         for vkey in log_vkeys {
             let bad = |e: NoteError| FollowError::Usage(format!("log key {vkey}: {e}"));
             let algorithm = match split_verifier_key(vkey).map_err(bad)?.key_type {
@@ -510,22 +545,28 @@ impl LogFollower {
                 }
                 other => return Err(bad(NoteError::UnsupportedKeyType(other))),
             };
+            verifiers.push(parse_verifier_key(vkey).map_err(bad)?);
             log_keys.push(TrustedLogKey {
                 vkey: vkey.clone(),
                 algorithm,
-                verifier: parse_verifier_key(vkey).map_err(bad)?,
             });
         }
         let mut witnesses = Vec::with_capacity(witness_vkeys.len());
         for vkey in witness_vkeys {
             let v = CosignatureVerifier::from_witness_key(vkey)
                 .map_err(|e| FollowError::Usage(format!("witness key {vkey}: {e}")))?;
-            witnesses.push((vkey.clone(), v));
+            witnesses.push(v);
         }
+        // Every configured witness must cosign.
+        let quorum = witnesses.len();
+        let policy = CheckpointPolicy::new(verifiers)
+            .with_witnesses(witnesses, quorum)
+            .map_err(|e| FollowError::Usage(e.to_string()))?;
         Ok(LogFollower {
             client: Client::new(url, None)?,
             log_keys,
-            witnesses,
+            witness_vkeys: witness_vkeys.to_vec(),
+            policy,
         })
     }
 
@@ -552,57 +593,90 @@ impl LogFollower {
         &self,
         bytes: &[u8],
     ) -> Result<VerifiedCheckpoint, VerificationFailure> {
-        let note = Note::parse(bytes).map_err(VerificationFailure::MalformedCheckpoint)?;
-        let checkpoint =
-            Checkpoint::from_note(&note).map_err(VerificationFailure::MalformedCheckpoint)?;
-        let text = note.text().as_bytes();
-        let mut log_signatures = Vec::with_capacity(self.log_keys.len());
-        for key in &self.log_keys {
-            let v = key.verifier.as_ref();
-            // c2sp.org/tlog-checkpoint: the log's key name is the origin.
-            if v.name() != checkpoint.origin {
-                return Err(VerificationFailure::OriginMismatch {
-                    origin: checkpoint.origin.clone(),
+        let accepted = self
+            .policy
+            .check(bytes, None)
+            .map_err(|r| self.failure(r))?;
+        let log_signatures = accepted
+            .log_signatures
+            .iter()
+            .map(|&i| {
+                let v = &self.policy.log_keys()[i];
+                LogSignature {
+                    algorithm: self.log_keys[i].algorithm,
                     key_name: v.name().to_string(),
-                    key: key.vkey.clone(),
-                });
-            }
-            let sig = find_signature(&note, v.name(), v.key_id()).ok_or_else(|| {
-                VerificationFailure::MissingLogSignature {
-                    key: key.vkey.clone(),
+                    key_id: v.key_id(),
                 }
-            })?;
-            if !v.verify(text, sig) {
-                return Err(VerificationFailure::BadLogSignature {
-                    key: key.vkey.clone(),
-                });
-            }
-            log_signatures.push(LogSignature {
-                algorithm: key.algorithm,
-                key_name: v.name().to_string(),
-                key_id: v.key_id(),
-            });
-        }
-        let mut cosignatures = Vec::with_capacity(self.witnesses.len());
-        for (vkey, w) in &self.witnesses {
-            let sig = find_signature(&note, w.name(), w.key_id())
-                .ok_or_else(|| VerificationFailure::MissingCosignature { key: vkey.clone() })?;
-            // c2sp.org/tlog-cosignature: the timestamp is part of the signed message.
-            let timestamp = w
-                .verify_cosignature(text, sig)
-                .map_err(|_| VerificationFailure::BadCosignature { key: vkey.clone() })?;
-            cosignatures.push(Cosignature {
-                witness: w.name().to_string(),
-                key_id: w.key_id(),
-                timestamp,
-            });
-        }
+            })
+            .collect();
+        let cosignatures = accepted
+            .cosignatures
+            .iter()
+            .map(|&(i, timestamp)| {
+                let w = &self.policy.witnesses()[i];
+                Cosignature {
+                    witness: w.name().to_string(),
+                    key_id: w.key_id(),
+                    timestamp,
+                }
+            })
+            .collect();
+        let checkpoint = accepted.checkpoint;
         Ok(VerifiedCheckpoint {
             checkpoint,
             note: String::from_utf8_lossy(bytes).into_owned(),
             log_signatures,
             cosignatures,
         })
+    }
+
+    /// The failure a policy rejection is reported as, naming keys as given.
+    fn failure(&self, r: Rejection) -> VerificationFailure {
+        let log_key = |i: usize| self.log_keys[i].vkey.clone();
+        let witness = |i: usize| self.witness_vkeys[i].clone();
+        match r {
+            Rejection::MalformedNote(e) | Rejection::MalformedCheckpoint(e) => {
+                VerificationFailure::MalformedCheckpoint(e)
+            }
+            Rejection::OriginMismatch {
+                key,
+                key_name,
+                origin,
+            } => VerificationFailure::OriginMismatch {
+                origin,
+                key_name,
+                key: log_key(key),
+            },
+            Rejection::BadLogSignature { key } => {
+                VerificationFailure::BadLogSignature { key: log_key(key) }
+            }
+            Rejection::MissingLogSignature { key, .. } => {
+                VerificationFailure::MissingLogSignature { key: log_key(key) }
+            }
+            Rejection::BadCosignature { witness: w } => {
+                VerificationFailure::BadCosignature { key: witness(w) }
+            }
+            Rejection::TooFewCosignatures { missing, .. } => {
+                VerificationFailure::MissingCosignature {
+                    key: missing.first().map(|&w| witness(w)).unwrap_or_default(),
+                }
+            }
+            Rejection::OriginChanged { known, origin } => VerificationFailure::OriginChanged {
+                old: known,
+                new: origin,
+            },
+            Rejection::SmallerThanKnown { known, size } => VerificationFailure::Rollback {
+                old_size: known,
+                new_size: size,
+            },
+            Rejection::RootDiffersAtKnownSize { size, known, root } => {
+                VerificationFailure::SameSizeFork {
+                    size,
+                    old_root: known,
+                    new_root: root,
+                }
+            }
+        }
     }
 
     /// Checks that `new` extends `old`: same origin, not smaller, the same
@@ -613,29 +687,13 @@ impl LogFollower {
         new: &VerifiedCheckpoint,
     ) -> Result<Extension, FollowError> {
         let cp = &new.checkpoint;
-        if old.origin != cp.origin {
-            return Err(VerificationFailure::OriginChanged {
-                old: old.origin.clone(),
-                new: cp.origin.clone(),
-            }
-            .into());
-        }
-        if cp.size < old.size {
-            return Err(VerificationFailure::Rollback {
-                old_size: old.size,
-                new_size: cp.size,
-            }
-            .into());
-        }
+        let known = Known {
+            origin: old.origin.clone(),
+            size: old.size,
+            root: old.root,
+        };
+        policy::check_against_known(cp, &known).map_err(|r| self.failure(r))?;
         if cp.size == old.size {
-            if cp.root != old.root {
-                return Err(VerificationFailure::SameSizeFork {
-                    size: cp.size,
-                    old_root: old.root,
-                    new_root: cp.root,
-                }
-                .into());
-            }
             return Ok(Extension::Unchanged { size: cp.size });
         }
         if old.size == 0 {
@@ -747,13 +805,6 @@ impl LogFollower {
             record,
         })
     }
-}
-
-fn find_signature<'a>(note: &'a Note, name: &str, key_id: u32) -> Option<&'a [u8]> {
-    note.signatures()
-        .iter()
-        .find(|s| s.name == name && s.key_id == key_id)
-        .map(|s| s.signature.as_slice())
 }
 
 /// What one `verify_log` run checks besides the checkpoint itself.
@@ -921,6 +972,7 @@ mod tests {
             size: 3,
             root: merkle::leaf_hash(b"x"),
             note: "n\n".into(),
+            full: None,
         };
         st.save(&path).unwrap();
         assert_eq!(FollowerState::load(&path).unwrap(), Some(st.clone()));
@@ -937,5 +989,40 @@ mod tests {
             FollowerState::load(&path),
             Err(FollowError::State { .. })
         ));
+    }
+
+    #[test]
+    fn state_files_of_earlier_verify_and_monitor_runs_load() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state");
+        let load = |name: &str| FollowerState::load(&fixtures.join(name)).unwrap().unwrap();
+        // Written by `verify --state`, and by `monitor --state` without and with --full.
+        let verify = load("verify.json");
+        let monitor = load("monitor.json");
+        let full = load("monitor-full.json");
+        assert_eq!(verify.size, 300);
+        assert_eq!(verify.origin, "example.com/veritrail");
+        assert_eq!(verify.full, None);
+        assert_eq!(monitor, verify);
+        assert_eq!(full.full.as_ref().map(|b| b.size), Some(300));
+        assert_eq!(
+            FollowerState {
+                full: None,
+                ..full.clone()
+            },
+            verify
+        );
+        // The one format is the verify format, plus the tiles with --full.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        verify.save(&path).unwrap();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(fixtures.join("verify.json")).unwrap()
+        );
+        full.save(&path).unwrap();
+        assert_eq!(FollowerState::load(&path).unwrap(), Some(full));
+        // A monitor state from before its first checkpoint holds none.
+        std::fs::write(&path, br#"{"note":null,"full":null}"#).unwrap();
+        assert_eq!(FollowerState::load(&path).unwrap(), None);
     }
 }

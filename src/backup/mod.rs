@@ -34,7 +34,7 @@ pub mod format;
 
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,6 +45,7 @@ pub use format::{FormatError, Frame, SnapshotHeader, SnapshotReader, SnapshotWri
 
 use crate::auth::{ApiKeys, Role};
 use crate::client::Client;
+use crate::durable::{self, PendingFile, Secrecy};
 use crate::fsck;
 use crate::lifecycle::ADMIN_KEY_FILE;
 use crate::note::keys::{ECDSA_KEY_FILE, ED25519_KEY_FILE, LogKeys, LogVerifierKeys};
@@ -245,12 +246,6 @@ fn create_private_dir(dir: &Path) -> Result<(), BackupError> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| io("restrict", dir, e))
 }
 
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 /// What `download` saved.
 #[derive(Clone, Debug)]
 pub struct Downloaded {
@@ -274,13 +269,9 @@ pub async fn download(client: &Client, to: &Path) -> Result<Downloaded, BackupEr
         )));
     }
     create_private_dir(to)?;
-    let partial = to.join(format!("{SNAPSHOT_FILE}.partial"));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&partial)
-        .map_err(|e| io("create", &partial, e))?;
+    let snapshot = to.join(SNAPSHOT_FILE);
+    let mut file =
+        PendingFile::create(&snapshot, Secrecy::Secret).map_err(|e| io("create", &snapshot, e))?;
     let mut resp = client
         .backup()
         .await
@@ -302,14 +293,11 @@ pub async fn download(client: &Client, to: &Path) -> Result<Downloaded, BackupEr
             }
         }
         file.write_all(&chunk)
-            .map_err(|e| io("write", &partial, e))?;
+            .map_err(|e| io("write", &snapshot, e))?;
     }
     let digest = reader.finish()?;
     let header = header.ok_or(FormatError::Truncated)?;
-    file.sync_all().map_err(|e| io("sync", &partial, e))?;
-    drop(file);
-    let snapshot = to.join(SNAPSHOT_FILE);
-    fs::rename(&partial, &snapshot).map_err(|e| io("rename", &partial, e))?;
+    file.commit().map_err(|e| io("write", &snapshot, e))?;
     let sha256 = hex::encode(digest);
     let checkpoint_size = crate::note::Note::parse(header.checkpoint.as_bytes())
         .ok()
@@ -332,8 +320,8 @@ pub async fn download(client: &Client, to: &Path) -> Result<Downloaded, BackupEr
     let manifest_path = to.join(MANIFEST_FILE);
     let text =
         serde_json::to_string_pretty(&manifest).map_err(|e| BackupError::Io(e.to_string()))?;
-    fs::write(&manifest_path, text + "\n").map_err(|e| io("write", &manifest_path, e))?;
-    sync_dir(to);
+    durable::replace(&manifest_path, (text + "\n").as_bytes(), Secrecy::Public)
+        .map_err(|e| io("write", &manifest_path, e))?;
     Ok(Downloaded {
         header,
         bytes,
@@ -407,8 +395,8 @@ pub fn restore(from: &Path, data: &Path, keys_dir: Option<&Path>) -> Result<Rest
             if data.exists() {
                 fs::remove_dir(data).map_err(|e| io("replace", data, e))?;
             }
-            fs::rename(&staging, data).map_err(|e| io("move the restored log into", data, e))?;
-            sync_dir(parent);
+            durable::rename(&staging, data)
+                .map_err(|e| io("move the restored log into", data, e))?;
             Ok(Restored {
                 header,
                 report,
@@ -437,14 +425,7 @@ fn restore_into(
             .create("admin-restored", Role::Admin, None)
             .map_err(|e| BackupError::Io(format!("couldn't create an admin key: {e}")))?;
         let path = staging.join(ADMIN_KEY_FILE);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| io("create", &path, e))?;
-        f.write_all(format!("{token}\n").as_bytes())
-            .and_then(|()| f.sync_all())
+        durable::create_new(&path, format!("{token}\n").as_bytes(), Secrecy::Secret)
             .map_err(|e| io("write", &path, e))?;
         header
     };

@@ -8,8 +8,8 @@
 //! never printed (`Debug` shows only public keys).
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, KeypairBytes};
@@ -155,7 +155,6 @@ impl LogKeys {
             let _ = fs::remove_file(&ecdsa_path);
             return Err(e);
         }
-        sync_dir(dir)?;
         Ok([ecdsa_path, ed25519_path])
     }
 
@@ -209,13 +208,7 @@ fn create_private_dir(dir: &Path) -> Result<(), KeyError> {
 
 /// Creates `path` (which must not exist) with mode 0600 and writes `contents`, durably.
 fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    // The mode applies at creation (minus the umask), so the file is never more open
-    // than 0600; set_permissions then makes it exactly 0600 whatever the umask.
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|e| {
+    crate::durable::create_new(path, contents, crate::durable::Secrecy::Secret).map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists {
             KeyError::AlreadyExists(path.to_owned())
         } else {
@@ -224,31 +217,7 @@ fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
                 source: e,
             }
         }
-    })?;
-    let written = (|| {
-        #[cfg(unix)]
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        file.write_all(contents)?;
-        file.sync_all()
-    })();
-    if let Err(e) = written {
-        drop(file);
-        let _ = fs::remove_file(path);
-        return Err(KeyError::Io {
-            path: path.to_owned(),
-            source: e,
-        });
-    }
-    Ok(())
-}
-
-/// Makes the new directory entries durable.
-fn sync_dir(dir: &Path) -> Result<(), KeyError> {
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
-    Ok(())
+    })
 }
 
 fn read_pem(path: &Path) -> Result<Zeroizing<String>, KeyError> {

@@ -16,12 +16,14 @@ mod cosignature;
 mod ecdsa;
 mod ed25519;
 pub mod keys;
+pub mod policy;
 mod signed;
 
 pub use checkpoint::Checkpoint;
 pub use cosignature::{Clock, CosignatureSigner, CosignatureVerifier, cosignature_message};
 pub use ecdsa::{EcdsaSigner, EcdsaVerifier};
 pub use ed25519::{Ed25519Signer, Ed25519Verifier};
+pub use policy::{Accepted, CheckpointPolicy, Known, PolicyError, Rejection};
 pub use signed::{MAX_NOTE_SIZE, MAX_SIGNATURES, Note, NoteSignature};
 
 use base64::Engine as _;

@@ -18,11 +18,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::crypto::DataKey;
+use crate::durable::{self, Secrecy};
 use crate::store::{RecordBatch, RecordSpace, Store};
 
 use super::VaultError;
@@ -103,32 +102,13 @@ fn read_file(path: &Path) -> Result<Option<StoredGeneration>, VaultError> {
 }
 
 fn write_file(path: &Path, id: &[u8; 8], wrapped: &[u8]) -> Result<(), VaultError> {
-    let fail = |e: std::io::Error| err(format!("couldn't write {}: {e}", path.display()));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(fail)?;
-    f.write_all(
-        format!(
-            "{FILE_MAGIC} {} {}\n",
-            hex::encode(id),
-            hex::encode(wrapped)
-        )
-        .as_bytes(),
-    )
-    .map_err(fail)?;
-    f.sync_all().map_err(fail)
-}
-
-fn sync_dir(path: &Path) {
-    if let Some(dir) = path.parent()
-        && let Ok(d) = fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
+    let line = format!(
+        "{FILE_MAGIC} {} {}\n",
+        hex::encode(id),
+        hex::encode(wrapped)
+    );
+    durable::replace(path, line.as_bytes(), Secrecy::Secret)
+        .map_err(|e| err(format!("couldn't write {}: {e}", path.display())))
 }
 
 fn new_path(path: &Path) -> PathBuf {
@@ -171,9 +151,8 @@ impl Keyring {
             match &home {
                 KeyringHome::File(path) => {
                     write_file(&new_path(path), &current.id, &wrapped)?;
-                    fs::rename(new_path(path), path)
+                    durable::rename(&new_path(path), path)
                         .map_err(|e| err(format!("couldn't create {}: {e}", path.display())))?;
-                    sync_dir(path);
                 }
                 KeyringHome::Store => store.put_record(
                     RecordSpace::Meta,
@@ -201,9 +180,8 @@ impl Keyring {
                     (_, Some((id, w))) if id == named => {
                         // Crash after the rotation's batch, before the rename.
                         let key = unwrap(&id, &w)?;
-                        fs::rename(new_path(path), path)
+                        durable::rename(&new_path(path), path)
                             .map_err(|e| err(format!("couldn't finish a key rotation: {e}")))?;
-                        sync_dir(path);
                         Generation { id, key }
                     }
                     (Some((id, w)), pending) if id == named => {
@@ -328,9 +306,8 @@ impl Keyring {
         // even if the rename fails (opening finishes it on the next start).
         self.current = next;
         if let KeyringHome::File(path) = &self.home {
-            fs::rename(new_path(path), path)
+            durable::rename(&new_path(path), path)
                 .map_err(|e| err(format!("couldn't finish a key rotation: {e}")))?;
-            sync_dir(path);
         }
         Ok(())
     }

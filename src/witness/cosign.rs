@@ -30,7 +30,11 @@ use tokio::sync::{mpsc, watch};
 use super::request::{AddCheckpoint, MAX_PROOF_LINES};
 use super::server::TLOG_SIZE_CONTENT_TYPE;
 use crate::merkle::{self, Hash};
-use crate::note::{Checkpoint, CosignatureVerifier, Note, NoteSignature, NoteVerifier};
+use crate::note::policy;
+use crate::note::{
+    Accepted, CheckpointPolicy, CosignatureVerifier, Known, Note, NoteSignature, NoteVerifier,
+    PolicyError,
+};
 use crate::sequencer::{LogView, Published, TileSource};
 use crate::store::{RecordSpace, Store};
 
@@ -222,43 +226,52 @@ struct StoredWitnessed {
     note: String,
 }
 
-/// The cosignatures on `note` that verify under `witnesses`' keys.
-pub fn verified_cosignatures(note: &Note, witnesses: &[WitnessEndpoint]) -> Vec<CosignatureInfo> {
-    let mut out = Vec::new();
-    for w in witnesses {
-        if let Ok(ts) = w.verifier.verified_timestamp(note) {
-            out.push(CosignatureInfo {
-                name: w.verifier.name().to_string(),
-                key_id: format!("{:08x}", w.verifier.key_id()),
-                timestamp: ts,
-            });
-        }
+impl WitnessPolicy {
+    /// The checkpoint policy this witness policy stands for: cosignatures by
+    /// `quorum` of the witnesses. The log's own signatures are not checked
+    /// here: the collector only ever handles checkpoints the log signed.
+    pub fn acceptance(&self) -> Result<CheckpointPolicy<'static>, PolicyError> {
+        let witnesses = self.witnesses.iter().map(|w| w.verifier.clone()).collect();
+        CheckpointPolicy::new(Vec::new()).with_witnesses(witnesses, self.quorum)
     }
-    out
+}
+
+/// The cosignatures of a checkpoint the policy accepted, for display.
+fn cosignature_infos(policy: &CheckpointPolicy<'_>, accepted: &Accepted) -> Vec<CosignatureInfo> {
+    accepted
+        .cosignatures
+        .iter()
+        .map(|&(i, timestamp)| {
+            let w = &policy.witnesses()[i];
+            CosignatureInfo {
+                name: w.name().to_string(),
+                key_id: format!("{:08x}", w.key_id()),
+                timestamp,
+            }
+        })
+        .collect()
 }
 
 /// Loads the stored witnessed checkpoint, if it is still valid for this
-/// log: same origin, not beyond the log's checkpoint, and with the quorum
-/// of cosignatures by the configured witnesses (a policy may have changed).
-fn load_witnessed(store: &dyn Store, policy: &WitnessPolicy, log: &Published) -> Option<Witnessed> {
+/// log: the policy accepts it (a policy may have changed since it was
+/// stored), and the log's checkpoint is of the same log, not smaller, and
+/// has the same root at the same size.
+fn load_witnessed(
+    store: &dyn Store,
+    policy: &CheckpointPolicy<'_>,
+    log: &Published,
+) -> Option<Witnessed> {
     let bytes = store.record(RecordSpace::Meta, WITNESSED_RECORD).ok()??;
     let stored: StoredWitnessed = serde_json::from_slice(&bytes).ok()?;
-    let note = Note::parse(stored.note.as_bytes()).ok()?;
-    let checkpoint = Checkpoint::parse(note.text()).ok()?;
-    if checkpoint.origin != log.checkpoint.origin || checkpoint.size > log.checkpoint.size {
-        return None;
-    }
-    let cosignatures = verified_cosignatures(&note, &policy.witnesses);
-    if cosignatures.len() < policy.quorum {
-        return None;
-    }
+    let accepted = policy.check(stored.note.as_bytes(), None).ok()?;
+    policy::check_against_known(&log.checkpoint, &Known::from(&accepted.checkpoint)).ok()?;
     Some(Witnessed {
+        cosignatures: cosignature_infos(policy, &accepted),
         published: Arc::new(Published {
-            checkpoint,
+            checkpoint: accepted.checkpoint,
             note: stored.note,
             published_at_ms: stored.published_at_ms,
         }),
-        cosignatures,
     })
 }
 
@@ -279,7 +292,10 @@ pub fn start(
     let http = builder
         .build()
         .map_err(|e| format!("couldn't build the witness HTTP client: {e}"))?;
-    let initial = load_witnessed(store.as_ref(), &policy, &view.checkpoint());
+    let acceptance = policy
+        .acceptance()
+        .map_err(|e| format!("the witness policy: {e}"))?;
+    let initial = load_witnessed(store.as_ref(), &acceptance, &view.checkpoint());
     let statuses = policy
         .witnesses
         .iter()
@@ -299,6 +315,7 @@ pub fn start(
     ));
     let collector = Collector {
         policy: Arc::new(policy),
+        acceptance: Arc::new(acceptance),
         store,
         http,
         out: witnessed.clone(),
@@ -331,6 +348,7 @@ struct Reply {
 
 struct Collector {
     policy: Arc<WitnessPolicy>,
+    acceptance: Arc<CheckpointPolicy<'static>>,
     store: Arc<dyn Store>,
     http: reqwest::Client,
     out: Arc<WitnessedView>,
@@ -535,7 +553,14 @@ impl Collector {
                 return false;
             }
         }
-        let text = match String::from_utf8(note.to_bytes()) {
+        let accepted = match self.acceptance.check_note(note, None) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "the collected cosignatures do not meet the witness policy");
+                return false;
+            }
+        };
+        let text = match String::from_utf8(accepted.note.to_bytes()) {
             Ok(t) => t,
             Err(_) => return false,
         };
@@ -561,7 +586,7 @@ impl Collector {
                 return false;
             }
         }
-        let cosignatures = verified_cosignatures(&note, &self.policy.witnesses);
+        let cosignatures = cosignature_infos(&self.acceptance, &accepted);
         metrics::histogram!("veritrail_witnessing_seconds")
             .record((published_at_ms - target.published_at_ms).max(0) as f64 / 1000.0);
         self.out.publish(Witnessed {
@@ -981,7 +1006,12 @@ mod tests {
         // The retry re-sent the same checkpoint from the size it had learnt.
         assert!(seen.lock().unwrap()[1].starts_with("old 5\n\n"));
         // What was stored is what a restarted log serves.
-        let again = load_witnessed(store.as_ref(), &policy, &view.checkpoint()).unwrap();
+        let again = load_witnessed(
+            store.as_ref(),
+            &policy.acceptance().unwrap(),
+            &view.checkpoint(),
+        )
+        .unwrap();
         assert_eq!(again.published.note, w.published.note);
         // A policy whose quorum the stored cosignatures miss does not serve it.
         let stricter = WitnessPolicy {
@@ -998,6 +1028,13 @@ mod tests {
         let mut stricter = stricter;
         stricter.witnesses[1] =
             WitnessEndpoint::new(&url, &crate::note::NoteSigner::verifier_key(&other)).unwrap();
-        assert!(load_witnessed(store.as_ref(), &stricter, &view.checkpoint()).is_none());
+        assert!(
+            load_witnessed(
+                store.as_ref(),
+                &stricter.acceptance().unwrap(),
+                &view.checkpoint()
+            )
+            .is_none()
+        );
     }
 }

@@ -16,7 +16,6 @@
 //! existing state without its key is refused rather than re-keyed.
 
 use std::fs;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,18 +82,8 @@ pub fn open_or_create_key(dir: &Path) -> Result<(ed25519_dalek::SigningKey, bool
     }
     .to_pkcs8_pem(Default::default())
     .map_err(|e| format!("couldn't encode the witness key: {e}"))?;
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(&key_path)
-        .map_err(|e| format!("couldn't create {}: {e}", key_path.display()))?;
-    f.write_all(pem.as_bytes())
-        .and_then(|()| f.sync_all())
+    crate::durable::create_new(&key_path, pem.as_bytes(), crate::durable::Secrecy::Secret)
         .map_err(|e| format!("couldn't write {}: {e}", key_path.display()))?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
     Ok((key, true))
 }
 

@@ -9,7 +9,7 @@
 
 import { bytesEqual, concatBytes, fromBase64, fromHex, toBase64, toHex, utf8 } from './b64.js';
 import { leafHash, rootFromInclusionProof, sha256 } from './merkle.js';
-import { checkCheckpoint } from './note.js';
+import { checkCheckpoint } from './checkpoint-policy.js';
 import { decodeLeafRecord } from './bundle.js';
 
 export const BUNDLE_TYPE = 'veritrail-evidence-bundle';

@@ -10,7 +10,8 @@
 
 import { bytesEqual, fromBase64, fromHex, parseDecimalU64, parseJsonExact, toBase64, toU64, utf8 } from './b64.js';
 import { leafHash, MerkleError, rootFromInclusionProof, verifyConsistency } from './merkle.js';
-import { checkCheckpoint, NoteError } from './note.js';
+import { checkCheckpoint } from './checkpoint-policy.js';
+import { NoteError } from './note.js';
 
 export class EvidenceError extends Error {
   constructor(message) {

@@ -8,7 +8,8 @@ import { fromBase64, toBase64, toHex } from './b64.js';
 import { decodeLeafRecord, lastBundles, parseEntryBundle } from './bundle.js';
 import { renderGrowthChart } from './chart.js';
 import { leafHash, verifyConsistency, verifyInclusion } from './merkle.js';
-import { checkCheckpoint, ed25519Supported, ED25519_UNSUPPORTED, parseVkey } from './note.js';
+import { checkCheckpoint } from './checkpoint-policy.js';
+import { ed25519Supported, ED25519_UNSUPPORTED, parseVkey } from './note.js';
 import { ago, clear, code, el, formatInt, ident, labelCells, showVerdict, storage, SAVED_CHECKPOINT_KEY } from './ui.js';
 
 const REFRESH_MS = 3000;

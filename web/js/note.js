@@ -262,7 +262,7 @@ export function cosignatureMessage(timestamp, text) {
  * Verifies one signature with one key. Returns {ok, timestamp?, reason?};
  * `reason` is ED25519_UNSUPPORTED when the browser cannot check it.
  */
-async function verifyOne(key, sig, text) {
+export async function verifySignature(key, sig, text) {
   const textBytes = utf8(text);
   if (key.type === SIG_ECDSA) {
     let raw;
@@ -316,7 +316,7 @@ export async function checkNote(msg, keys) {
       seen.add(id);
       entry.typeName = key.typeName;
       entry.type = key.type;
-      const res = await verifyOne(key, sig, note.text);
+      const res = await verifySignature(key, sig, note.text);
       if (res.timestamp !== undefined) entry.timestamp = res.timestamp;
       if (res.ok) {
         entry.status = 'verified';
@@ -383,31 +383,3 @@ export function parseCheckpoint(text) {
   if (extensions.some((l) => l.length === 0)) throw new NoteError('malformed-checkpoint', 'checkpoint has an empty extension line');
   return { origin, size, rootHash, extensions };
 }
-
-/**
- * Verifies a signed checkpoint: the note's signatures (checkNote) and its
- * body. A checkpoint counts as verified only when a log key (Ed25519 0x01
- * or ECDSA 0x02) signed it; cosignatures (0x04) alone are not enough.
- * Returns {ok, error, checkpoint, signatures, text, witnesses}.
- */
-export async function checkCheckpoint(msg, keys) {
-  const report = await checkNote(msg, keys);
-  let checkpoint = null;
-  let parseError = null;
-  try {
-    checkpoint = parseCheckpoint(report.text);
-  } catch (e) {
-    if (!(e instanceof NoteError)) throw e;
-    parseError = e.message;
-  }
-  const logVerified = report.signatures.filter((s) => s.status === 'verified' && s.type !== SIG_COSIGNATURE_V1);
-  const witnesses = report.signatures.filter((s) => s.status === 'verified' && s.type === SIG_COSIGNATURE_V1);
-  // A bad signature is the more serious finding, so it is reported first.
-  if (!report.ok) return { ...report, checkpoint, witnesses };
-  if (parseError) return { ...report, ok: false, error: parseError, checkpoint: null, witnesses };
-  if (logVerified.length === 0) {
-    return { ...report, ok: false, error: 'no log signature verifies (only witness cosignatures did)', checkpoint, witnesses };
-  }
-  return { ...report, checkpoint, witnesses };
-}
-

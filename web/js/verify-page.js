@@ -10,8 +10,9 @@ import {
 } from './evidence.js';
 import { renderBundleReport } from './bundle-view.js';
 import { verifyEvidenceBundle } from './evidence-bundle.js';
+import { checkCheckpoint } from './checkpoint-policy.js';
 import {
-  checkCheckpoint, ed25519Supported, ED25519_UNSUPPORTED, parseCheckpoint, parseNote, parseVkey,
+  ed25519Supported, ED25519_UNSUPPORTED, parseCheckpoint, parseNote, parseVkey,
 } from './note.js';
 import { clear, code, el, formatInt, ident, labelCells, showVerdict, storage, wireFileInput, SAVED_CHECKPOINT_KEY } from './ui.js';
 
