@@ -4,8 +4,6 @@
 //! stores only its key-check value.
 
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use super::VaultError;
@@ -60,25 +58,14 @@ fn write_key_file(path: &Path, key: &MasterKey) -> Result<(), VaultError> {
             path.display()
         ))
     };
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| fail("create", e))?;
-    f.write_all(format!("{}\n", key.to_hex()).as_bytes())
-        .map_err(|e| fail("write", e))?;
-    f.sync_all().map_err(|e| fail("sync", e))?;
-    if let Some(parent) = path.parent()
-        && let Ok(d) = fs::File::open(if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        })
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    // Never replaces an existing key: losing the master key loses every
+    // sealed event.
+    crate::durable::create_new(
+        path,
+        format!("{}\n", key.to_hex()).as_bytes(),
+        crate::durable::Secrecy::Secret,
+    )
+    .map_err(|e| fail("create", e))
 }
 
 /// Checks, without writing, that `key` is the master key of the log in
