@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    Server, create_key, create_key_for_app, get_json, hashes, http, log_verifiers,
-    verify_checkpoint,
+    Server, auditor_get as get, create_key, create_key_for_app, get_json, hashes, http,
+    log_verifiers, verify_checkpoint,
 };
 use serde_json::{Value, json};
 use veritrail::event::{LeafRecord, commitment};
@@ -35,17 +35,6 @@ async fn post(url: &str, key: &str, events: Vec<Value>) -> Value {
         .unwrap();
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
-}
-
-async fn get(url: &str, key: &str) -> (u16, Option<u64>, Value) {
-    let resp = http().get(url).bearer_auth(key).send().await.unwrap();
-    let status = resp.status().as_u16();
-    let audit = resp
-        .headers()
-        .get("veritrail-audit-index")
-        .map(|v| v.to_str().unwrap().parse().unwrap());
-    let body = resp.json().await.unwrap_or(Value::Null);
-    (status, audit, body)
 }
 
 fn indexes(v: &Value) -> Vec<u64> {
@@ -176,13 +165,13 @@ async fn auditors_read_search_and_every_read_is_logged() {
     let first = &by_action["events"].as_array().unwrap()[4];
     let received = first["received"].as_str().unwrap();
     let (_, _, since) = get(
-        &format!("{url}/v1/events?action=result.write&since={received}"),
+        &format!("{url}/v1/events?action=result.write&received_since={received}"),
         &auditor,
     )
     .await;
     assert_eq!(indexes(&since), vec![34, 33, 32, 31, 30]);
     let (_, _, until) = get(
-        &format!("{url}/v1/events?action=result.write&until={received}"),
+        &format!("{url}/v1/events?action=result.write&received_until={received}"),
         &auditor,
     )
     .await;

@@ -293,3 +293,17 @@ pub fn flip_stored_byte(data: &Path, key: &[u8], at: isize) {
     tree.insert(key, value).unwrap();
     db.flush().unwrap();
 }
+
+/// An authenticated GET: the status, the leaf index of the audit event the
+/// read appended (its `veritrail-audit-index` header), and the JSON body
+/// (null when there is none).
+pub async fn auditor_get(url: &str, key: &str) -> (u16, Option<u64>, Value) {
+    let resp = http().get(url).bearer_auth(key).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let audit = resp
+        .headers()
+        .get("veritrail-audit-index")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, audit, body)
+}
