@@ -79,8 +79,9 @@ enum Command {
         #[command(flatten)]
         filters: Filters,
     },
-    /// Verify an evidence bundle (NDJSON from /v1/export) or a tlog-proof
-    /// file offline, with the log's verifier keys.
+    /// Verify an evidence bundle (NDJSON from /v1/export, or the HTML
+    /// evidence report that embeds one) or a tlog-proof file offline, with
+    /// the log's verifier keys.
     VerifyBundle {
         /// The bundle or .tlog-proof file.
         file: PathBuf,
@@ -1242,6 +1243,10 @@ async fn retention_command(command: RetentionCommand) -> anyhow::Result<()> {
 fn verify_bundle(file: &std::path::Path, vkeys: &[String]) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("couldn't read {}", file.display()))?;
+    // An HTML evidence report verifies as the bundle it embeds.
+    let text = veritrail::report::bundle_from_report(&text)
+        .with_context(|| format!("{}", file.display()))?
+        .unwrap_or(text);
     let verifiers = vkeys
         .iter()
         .map(|k| veritrail::note::parse_verifier_key(k).with_context(|| format!("--vkey {k}")))

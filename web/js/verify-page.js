@@ -10,6 +10,7 @@ import {
 } from './evidence.js';
 import { renderBundleReport } from './bundle-view.js';
 import { verifyEvidenceBundle } from './evidence-bundle.js';
+import { bundleFromReport } from './report.js';
 import {
   checkCheckpoint, ed25519Supported, ED25519_UNSUPPORTED, parseCheckpoint, parseNote, parseVkey,
 } from './note.js';
@@ -67,7 +68,7 @@ function signatureTable(signatures) {
     el('td', {}, (s.typeName || '—') + (s.timestamp !== undefined ? `, time ${s.timestamp} (${new Date(Number(s.timestamp) * 1000).toISOString()})` : '')),
     el('td', { class: `status-${s.status}` }, label[s.status])));
   return el('div', { class: 'table-wrap' }, labelCells(el('table', {},
-    el('caption', { class: 'muted', style: 'text-align:left' }, 'Signature lines'),
+    el('caption', { class: 'muted caption-left' }, 'Signature lines'),
     el('thead', {}, el('tr', {}, ['Signer', 'Key ID', 'Kind', 'Result'].map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, rows))));
 }
@@ -107,7 +108,7 @@ function stepsTable(report) {
     el('div', { class: 'table-wrap' }, labelCells(el('table', {},
       el('thead', {}, el('tr', {}, ['Step', 'Proof hash level', 'Position', 'Proof hash', 'Result'].map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, rows)))),
-    el('dl', { class: 'facts', style: 'margin-top:.75rem' },
+    el('dl', { class: 'facts facts-spaced' },
       el('dt', {}, 'Computed root'), el('dd', {}, report.computedRoot ? code(toBase64(report.computedRoot)) : '—'),
       el('dt', {}, 'Checkpoint root'), el('dd', {}, code(toBase64(report.checkpoint.rootHash))),
       el('dt', {}, 'Match'), el('dd', { class: match ? 'status-ok' : 'status-fail' }, match ? 'yes' : 'no')));
@@ -310,10 +311,20 @@ async function verifyConsistencySection() {
 async function verifyBundleSection() {
   const out = $('bundle-result');
   const keys = await readKeys();
-  const text = $('bundle').value;
+  let text = $('bundle').value;
   if (!text.trim()) return renderError(out, 'No bundle', 'Paste an evidence bundle or load it from a file.');
+  // An HTML evidence report verifies as the bundle it embeds.
+  let fromReport = false;
+  try {
+    const embedded = bundleFromReport(text);
+    if (embedded !== null) [text, fromReport] = [embedded, true];
+  } catch (e) {
+    return renderError(out, 'Evidence report is damaged', e.message);
+  }
   const report = await verifyEvidenceBundle(text, keys);
   renderBundleReport(out, report);
+  out.dataset.source = fromReport ? 'report' : 'bundle';
+  if (fromReport) out.append(el('p', { class: 'hint' }, 'The bundle embedded in the HTML evidence report was verified; the report’s tables are a rendering of it.'));
 }
 
 // ---- wiring ----------------------------------------------------------------
