@@ -115,9 +115,13 @@ export async function consoleTests(browser, h) {
   const consoleErrors = [];
   const pagesSeen = new Set();
   context.on('page', (p) => {
-    // API refusals the tests provoke on purpose (400, 401, 403, 410) are shown on the page; anything else is a fault.
+    // API refusals the tests provoke on purpose (400, 401, 403, 409, 410) are shown on the page; anything else is a fault.
+    const provoked = /status of 4(00|01|03|09|10)\b/;
     p.on('console', (m) => {
-      if (m.type() === 'error' && !/status of 4(00|01|03|10)\b/.test(m.text())) consoleErrors.push(`${p.url()}: ${m.text()}`);
+      if (m.type() === 'error' && !provoked.test(m.text())) consoleErrors.push(`${p.url()}: ${m.text()}`);
+    });
+    p.on('response', (r) => {
+      if (r.status() >= 400 && !provoked.test(`status of ${r.status()}`)) consoleErrors.push(`${p.url()}: ${r.status()} from ${r.url()}`);
     });
     p.on('framenavigated', (f) => { if (f === p.mainFrame()) pagesSeen.add(new URL(f.url()).pathname); });
   });

@@ -138,7 +138,7 @@ export function reportHtml(bundleText, v, keys, meta) {
 body { font-family: system-ui, "DejaVu Sans", sans-serif; color: #111; margin: 2rem auto; max-width: 60rem; padding: 0 1rem; line-height: 1.45; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 1.8rem; border-bottom: 1px solid #999; } h3 { font-size: 1rem; margin: 1rem 0 .3rem; }
 table { border-collapse: collapse; width: 100%; font-size: .85rem; } th, td { border: 1px solid #bbb; padding: .2rem .4rem; text-align: left; vertical-align: top; }
-th { background: #eee; } code, .hash { font-family: "DejaVu Sans Mono", monospace; font-size: .8rem; overflow-wrap: anywhere; }
+th { background: #eee; } table.events td { white-space: nowrap; } table.events td.wrap { white-space: normal; } code, .hash { font-family: "DejaVu Sans Mono", monospace; font-size: .8rem; overflow-wrap: anywhere; }
 .verdict { border: 2px solid #555; padding: .6rem .8rem; } .verdict.bad { border-color: #a00; color: #a00; }
 ol.timeline { list-style: none; padding-left: 0; margin: 0; } ol.timeline li { border-left: 6px solid #2e7d32; padding: .1rem .5rem; margin: .15rem 0; }
 ol.timeline li.o-denied { border-left-color: #c62828; } ol.timeline li.o-failure { border-left-color: #ef6c00; }
@@ -166,7 +166,7 @@ ${table(['Actor', 'Events'], byActor)}
 <p class="muted">Green: success; red: denied; orange: failure. Times are when the events occurred, as the writing application stated.</p>
 ${timeline || '<p>No events.</p>'}
 <h2>Events</h2>
-<table><thead><tr><th>Index</th><th>Occurred</th><th>Actor</th><th>Action</th><th>Subject</th><th>Resource</th><th>Purpose</th><th>Outcome</th><th>Received by the log</th></tr></thead><tbody>
+<table class="events"><thead><tr><th>Index</th><th>Occurred</th><th>Actor</th><th>Action</th><th>Subject</th><th>Resource</th><th>Purpose</th><th>Outcome</th><th>Received by the log</th></tr></thead><tbody>
 ${lines.map((l) => `<tr><td>${esc(l.index)}</td><td>${esc(l.event.occurred_at)}</td><td>${esc(l.event.actor && l.event.actor.id)}</td><td>${esc(l.event.action)}</td><td>${esc(l.event.subject)}</td><td>${esc(l.event.resource ? `${l.event.resource.type}/${l.event.resource.id}` : '')}</td><td>${esc(l.event.purpose)}</td><td class="o-${esc(l.event.outcome)}">${esc(l.event.outcome)}</td><td>${esc(l.received)}</td></tr>`).join('\n')}
 </tbody></table>
 <h2>Appendix: hashes</h2>
