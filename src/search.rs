@@ -547,13 +547,13 @@ mod tests {
     fn varied(i: usize) -> (&'static str, serde_json::Value) {
         let mut v = event_json(&format!("s{}", i % 3), "a");
         v["occurred_at"] = format!("2026-{:02}-15T12:00:00.000Z", i % 12 + 1).into();
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             v["outcome"] = "denied".into();
         }
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             v["purpose"] = "billing".into();
         }
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             v["action"] = "audit.search".into();
             (INTERNAL_APP, v)
         } else {

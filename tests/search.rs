@@ -17,8 +17,8 @@ fn march_event(i: usize) -> Value {
         "action": "record.read",
         "resource": { "type": "patient_record", "id": format!("r{i}") },
         "subject": "patient-7",
-        "purpose": if i % 3 == 0 { "billing" } else { "treatment" },
-        "outcome": if i % 4 == 0 { "denied" } else { "success" },
+        "purpose": if i.is_multiple_of(3) { "billing" } else { "treatment" },
+        "outcome": if i.is_multiple_of(4) { "denied" } else { "success" },
         "occurred_at": format!("2026-03-{:02}T09:30:00Z", i + 1),
     })
 }

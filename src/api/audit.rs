@@ -190,6 +190,37 @@ fn blocking_err(e: tokio::task::JoinError) -> ApiError {
     ApiError::internal(format!("a read task failed: {e}"))
 }
 
+/// `GET /v1/whoami`: the calling key's own id, name, role and app, so a
+/// console can say what a key may do before it tries. Any valid key; it
+/// reads nothing else, so it is not recorded in the log.
+#[utoipa::path(get, path = "/v1/whoami", tag = "auditor",
+    security(("api_key" = ["admin", "auditor", "writer"])),
+    responses(
+        (status = 200, description = "The calling key", body = super::openapi::WhoAmI),
+        (status = 401, description = "No key, or not a valid key", body = super::openapi::ErrorBody),
+    ))]
+pub(super) async fn whoami(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // Admins pass as auditors; a writer is refused as one and then
+    // accepted as what it is.
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let key = match st.keys.authorize(bearer, Role::Auditor) {
+        Err(crate::auth::AuthError::Forbidden { .. }) => st.keys.authorize(bearer, Role::Writer)?,
+        other => other?,
+    };
+    let mut resp = Json(json!({
+        "id": key.id, "name": key.name, "role": key.role, "app": key.app,
+    }))
+    .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
 /// The event at `index` if it exists and is not erased.
 async fn load_hit(st: &AppState, index: u64) -> Result<Result<Hit, Response>, ApiError> {
     if index >= st.view.durable_size() {

@@ -62,6 +62,7 @@ const SCHEME: &str = "api_key";
         super::audit::get_event,
         super::audit::tlog_proof,
         super::audit::export,
+        super::audit::whoami,
         super::admin::create_key,
         super::admin::list_keys,
         super::admin::revoke_key,
@@ -539,6 +540,18 @@ pub(super) struct SearchPage {
     total: SearchTotal,
     /// Candidates examined so far, on this page and the ones before it.
     examined: u64,
+}
+
+/// `GET /v1/whoami`: the calling key.
+#[derive(ToSchema)]
+pub(super) struct WhoAmI {
+    /// The key's public id (16 hex digits).
+    id: String,
+    /// The key's name, as the admin gave it.
+    name: String,
+    role: crate::auth::Role,
+    /// For writers: the app id their events are recorded under.
+    app: Option<String>,
 }
 
 /// How many events match the query, over all pages.

@@ -400,6 +400,9 @@ export async function consoleTests(browser, h) {
       assert(r.verdict === 'ok', `hold: ${r.text}`);
       await page.waitForFunction(() => document.querySelectorAll('#hold-rows tr[data-id]').length === 1, null, { timeout: WAIT_MS });
       assertIncludes(await page.locator('#hold-rows').innerText(), 'case 2026-17', 'hold row');
+      assertIncludes(await page.locator('#hold-rows').innerText(), 'subject bob', 'the hold is listed by the subject the admin typed');
+      const holdRecords = await api('GET', 'v1/events?action=admin.hold.create', auditor);
+      assert(holdRecords.json.events.length > 0 && !JSON.stringify(holdRecords.json.events).includes('"bob"'), 'the log records the hold by pseudonym only');
       // Retention policy: confirmation first.
       await page.fill('#p-app', 'clinic');
       await page.fill('#p-days', '3650');
@@ -674,6 +677,101 @@ export async function consoleTests(browser, h) {
       assert(outline !== 'none', `focused element has an outline (${outline})`);
       await page.close();
     });
+    await test(`${group}: the event page says what happened first, links related records, and verifies with keys the auditor pastes`, async () => {
+      const page = await open(`event.html?index=${erin[0]}`);
+      await useKey(page, auditor);
+      let r = await settled(page, '#event-verdict');
+      assert(r.verdict === 'ok', `verdict: ${r.text}`);
+      const order = await page.$$eval('main section', (ss) => ss.map((x) => x.id));
+      assert(order.indexOf('event-section') < order.indexOf('proof-section'), `what happened comes before verification: ${order}`);
+      const facts = await page.locator('#event-facts').innerText();
+      for (const part of ['Who', 'dr-erin-1', 'Whose data', 'erin', 'When', '2026-03-06T08:15:00', 'Why (purpose)', 'treatment', 'From where', '192.0.2.44', 'ward', 'B-4', 'reason code', 'R5']) assertIncludes(facts, part, 'what happened');
+      assert(!(await page.isVisible('#event-checks table')), 'hash-level steps are folded');
+      const trust = await settled(page, '#trust-note');
+      assert(trust.verdict === 'warn' && trust.text.includes('taken from this server itself') && trust.text.includes('No independent witness'), `server keys and no witness said plainly: ${trust.text}`);
+      const related = await page.$$eval('#related-links a', (as) => as.map((a) => a.getAttribute('href')));
+      assert(related.some((h) => h.includes('subject=erin') && h.includes('app=veritrail')), `a link to the audit records about erin: ${related}`);
+      // Pasted keys: the right ones verify, and the page says whose keys were used.
+      const log = await (await fetch(new URL('v1/log', base))).json();
+      await page.click('#own-keys summary');
+      await page.fill('#trusted-keys', Object.values(log.verifier_keys).join('\n'));
+      await page.evaluate(() => delete document.getElementById('event-verdict').dataset.verdict);
+      await page.click('#use-trusted-keys');
+      r = await settled(page, '#event-verdict');
+      assert(r.verdict === 'ok' && r.text.includes('the keys you pasted'), `own keys: ${r.text}`);
+      assert((await page.getAttribute('#trust-note', 'data-keys-from')) === 'own', 'the trust note names the pasted keys');
+      await twoShots(page, 'console-event-what-happened');
+      // Someone else's key: the checkpoint does not verify.
+      const other = 'vm/veritrail+00000000+Aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
+      await page.fill('#trusted-keys', other);
+      await page.evaluate(() => ['event-verdict', 'trust-note'].forEach((id) => delete document.getElementById(id).dataset.verdict));
+      await page.click('#use-trusted-keys');
+      const bad = await Promise.race([settled(page, '#event-verdict'), settled(page, '#trust-note')]);
+      assert(bad.verdict === 'fail', `a key that did not sign is refused: ${bad.text}`);
+      await page.click('#clear-trusted-keys');
+      r = await settled(page, '#event-verdict');
+      assert(r.verdict === 'ok', `back to the server's keys: ${r.text}`);
+      // The related link opens the auditor page with the search run.
+      await page.goto(new URL(related.find((h) => h.includes('app=veritrail')), new URL('event.html', base)).href);
+      await page.waitForSelector('body[data-ready="true"]', { timeout: WAIT_MS });
+      const s = await settled(page, '#search-status');
+      assert(s.verdict === 'ok' && (await rowIndexes(page)).length > 0, `related audit records listed: ${s.text}`);
+      await page.close();
+    });
+
+    await test(`${group}: an entered key is named with its role; the admin page says once that an auditor key cannot administer`, async () => {
+      const page = await open('auditor.html');
+      await useKey(page, auditor);
+      await page.waitForSelector('body[data-key-role="auditor"]', { timeout: WAIT_MS });
+      const who = await page.locator('#key-identity').innerText();
+      assertIncludes(who, 'console-auditor', 'key name');
+      assertIncludes(who, 'auditor key', 'key role');
+      const refused = [];
+      page.on('response', (r) => { if (r.status() === 403) refused.push(r.url()); });
+      await page.goto(new URL('admin.html', base).href);
+      await page.waitForSelector('body[data-admin-blocked="true"]', { timeout: WAIT_MS });
+      const note = await page.locator('#role-note').innerText();
+      assertIncludes(note, 'cannot do admin work', 'role note');
+      assert((await page.locator('text=cannot do admin work').count()) === 1, 'said once');
+      assert(refused.length === 0, `no request was refused with 403: ${refused}`);
+      await shot(page, 'console-admin-auditor-key');
+      await page.close();
+    });
+
+    await test(`${group}: every page says plainly what was checked, with whose keys, and that no witness cosigned`, async () => {
+      const page = await context.newPage();
+      await page.goto(new URL('index.html', base).href);
+      // A first visit: nothing remembered in this browser yet.
+      await page.evaluate(() => localStorage.clear());
+      await page.reload();
+      await page.waitForSelector('#trust-summary[data-verdict]', { timeout: WAIT_MS });
+      const summary = await page.locator('#trust-summary').innerText();
+      assert(/\d+ entries\. The operator\u2019s two signatures were checked in this browser at \d\d:\d\d UTC\. No independent witness has co-signed yet\./.test(summary), `log page summary: ${summary}`);
+      assert((await page.getAttribute('#trust-summary', 'data-verdict')) === 'warn', 'no witness is a warning');
+      assert(!(await page.locator('#sig-verdict').innerText()).includes('Witness cosignatures verified: none'), 'no witness claim inside the green box');
+      const first = await page.locator('#keys-note').innerText();
+      assert(first.includes('First visit') && !first.includes('earlier visit'), `first visit wording: ${first}`);
+      await page.reload();
+      await page.waitForSelector('#trust-summary[data-verdict]', { timeout: WAIT_MS });
+      await page.waitForFunction(() => /earlier visit/.test(document.getElementById('keys-note').textContent), null, { timeout: WAIT_MS });
+      await twoShots(page, 'console-log-summary');
+      await page.close();
+      // The verify page: prefilled keys are flagged as the server's; a remembered checkpoint is re-checked on the next visit.
+      const vp = await open('verify.html');
+      const src = await settled(vp, '#keys-source');
+      assert(src.verdict === 'warn' && src.text.includes('came from the server you are checking'), `key source: ${src.text}`);
+      await vp.click('#remember-checkpoint');
+      await vp.waitForFunction(() => /Remembered/.test(document.getElementById('checkpoint-result').textContent), null, { timeout: WAIT_MS });
+      await submit([ev('frank', 'record.read', 90)]);
+      await vp.reload();
+      await vp.waitForSelector('body[data-ready="true"]', { timeout: WAIT_MS });
+      const cons = await settled(vp, '#consistency-result [data-verdict]');
+      assert(cons.verdict === 'ok', `the remembered checkpoint was re-checked on load: ${cons.text}`);
+      await vp.fill('#vkeys', (await vp.inputValue('#vkeys')) + '\n');
+      assert((await vp.getAttribute('#keys-source', 'data-source')) === 'given', 'edited keys are the person\u2019s own');
+      await vp.close();
+    });
+
     await test(`${group}: zero console errors (CSP, favicon, scripts) on every page visited`, async () => {
       for (const path of ['', 'verify.html', 'auditor.html', 'admin.html', `event.html?index=${erin[0]}`]) {
         const page = await context.newPage();

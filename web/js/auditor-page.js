@@ -268,7 +268,19 @@ function init() {
     $('keep-searching').hidden = true;
     clear($('search-status'));
   });
+  // Links from other pages (an event's related records) arrive as a query string.
+  const given = new URLSearchParams(location.search);
+  let prefilled = false;
+  for (const name of FIELDS) {
+    const v = given.get(name);
+    if (v) {
+      $(`f-${name}`).value = v;
+      prefilled = true;
+    }
+  }
+  if (given.get('include_audit') === 'true') $('f-include-audit').checked = true;
   document.body.dataset.ready = 'true';
+  if (prefilled && getKey()) runSearch({ more: false });
 }
 
 init();

@@ -175,7 +175,13 @@ async function loadFromLog({ keysToo }) {
     if (keysToo) {
       const log = await getLog();
       const vkeys = vkeysFromLog(log);
-      if (vkeys.length) $('vkeys').value = vkeys.join('\n');
+      if (vkeys.length) {
+        $('vkeys').value = vkeys.join('\n');
+        const warn = $('keys-source');
+        showVerdict(warn, 'warn', 'These keys came from the server you are checking',
+          'A server that lies could also lie about its keys, so checks with them show only that its answers agree with each other. Replace them with keys you obtained independently (from the operator, a witness, or an earlier copy).');
+        warn.dataset.source = 'server';
+      }
     }
     const cp = await getCheckpoint();
     $('checkpoint').value = cp.note;
@@ -359,6 +365,14 @@ async function init() {
   wireFileInput($('tlogproof-file'), $('tlogproof'));
   wireFileInput($('bundle-file'), $('bundle'));
   $('vkeys').addEventListener('change', readKeys);
+  // Keys the person typed or pasted are theirs: the server warning goes.
+  $('vkeys').addEventListener('input', () => {
+    const warn = $('keys-source');
+    clear(warn);
+    warn.className = '';
+    delete warn.dataset.verdict;
+    warn.dataset.source = 'given';
+  });
   showEarlier();
   if (!(await ed25519Supported())) {
     const b = $('ed25519-banner');
@@ -367,7 +381,11 @@ async function init() {
   }
   // Prefill from the log, unless the person already typed something.
   if (!$('vkeys').value.trim() && !$('checkpoint').value.trim()) {
-    if (await loadFromLog({ keysToo: true })) await verifyCheckpointSection();
+    if (await loadFromLog({ keysToo: true })) {
+      const report = await verifyCheckpointSection();
+      // A remembered checkpoint is re-checked at once: the log must only have grown since.
+      if (report && report.ok && $('earlier').value.trim()) await verifyConsistencySection();
+    }
   }
   document.body.dataset.ready = 'true';
 }
