@@ -57,11 +57,6 @@ pub struct Hold {
     /// The held subject's pseudonym.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_pseudonym: Option<String>,
-    /// The subject as the admin typed it, so admins can tell holds apart.
-    /// Only in the holds record, which only admins read; never in the log.
-    /// Absent in holds made before it was kept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
     /// The held app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
@@ -381,7 +376,6 @@ mod tests {
             &Hold {
                 id: "h1".into(),
                 subject_pseudonym: Some(vault.subject_pseudonym("held")),
-                subject: Some("held".into()),
                 app: None,
                 reason: "case".into(),
                 created_at: "t".into(),
@@ -425,7 +419,6 @@ mod tests {
             &Hold {
                 id: "h2".into(),
                 subject_pseudonym: None,
-                subject: None,
                 app: Some("lab".into()),
                 reason: "case".into(),
                 created_at: "t".into(),

@@ -250,13 +250,6 @@ async fn create_governance<T: serde::Serialize + Clone + Send + Sync + 'static>(
     put: fn(&dyn crate::store::Store, &T) -> Result<(), crate::store::StoreError>,
 ) -> Result<Response, ApiError> {
     let (action, kind, field) = what;
-    // The log never names a subject in the clear: a hold's typed subject
-    // stays in the holds record only, which `GET /v1/admin/holds` shows
-    // to admins; the log's record and this answer carry the pseudonym.
-    let mut recorded = json!(value);
-    if let Some(o) = recorded.as_object_mut() {
-        o.remove("subject");
-    }
     let receipt = record_access(
         st,
         key,
@@ -265,20 +258,15 @@ async fn create_governance<T: serde::Serialize + Clone + Send + Sync + 'static>(
             resource: (kind, id),
             subject: None,
             outcome: Outcome::Success,
-            context: Value::Object(
-                [(field.to_string(), recorded.clone())]
-                    .into_iter()
-                    .collect(),
-            ),
+            context: Value::Object([(field.to_string(), json!(value))].into_iter().collect()),
         },
     )
     .await?;
-    let answer = recorded;
     let store = st.store.clone();
     let v = value.clone();
     blocking(move || put(store.as_ref(), &v)).await?;
     Ok(with_audit_header(
-        (StatusCode::CREATED, Json(answer)).into_response(),
+        (StatusCode::CREATED, Json(json!(value))).into_response(),
         &receipt,
     ))
 }
@@ -414,7 +402,6 @@ pub(super) async fn create_hold(
     let hold = Hold {
         id: retention::new_id()?,
         subject_pseudonym: pseudonym,
-        subject: req.subject.clone(),
         app,
         reason: req.reason,
         created_at: format_rfc3339_ms(now_ms()),
@@ -432,8 +419,7 @@ pub(super) async fn create_hold(
     .await
 }
 
-/// `GET /v1/admin/holds`: each hold with the subject as the admin typed it
-/// (holds made before that was kept have only the pseudonym).
+/// `GET /v1/admin/holds`.
 #[utoipa::path(get, path = "/v1/admin/holds", tag = "admin",
     security(("api_key" = ["admin"])),
     responses((status = 200, description = "Every legal hold", body = super::openapi::HoldList)))]

@@ -400,7 +400,6 @@ export async function consoleTests(browser, h) {
       assert(r.verdict === 'ok', `hold: ${r.text}`);
       await page.waitForFunction(() => document.querySelectorAll('#hold-rows tr[data-id]').length === 1, null, { timeout: WAIT_MS });
       assertIncludes(await page.locator('#hold-rows').innerText(), 'case 2026-17', 'hold row');
-      assertIncludes(await page.locator('#hold-rows').innerText(), 'subject bob', 'the hold is listed by the subject the admin typed');
       const holdRecords = await api('GET', 'v1/events?action=admin.hold.create', auditor);
       assert(holdRecords.json.events.length > 0 && !JSON.stringify(holdRecords.json.events).includes('"bob"'), 'the log records the hold by pseudonym only');
       // Retention policy: confirmation first.

@@ -126,8 +126,7 @@ async function loadHolds() {
   reset(box);
   const rows = list.map((h) => el('tr', { 'data-id': h.id },
     td(ident(h.id)),
-    td(h.app ? `app ${h.app}` : h.subject ? el('span', {}, 'subject ', ident(h.subject))
-      : el('span', { title: h.subject_pseudonym || '' }, 'a subject (made before subjects were kept; pseudonym ', ident(`${(h.subject_pseudonym || '?').slice(0, 12)}…`), ')')),
+    td(h.app ? `app ${h.app}` : el('span', {}, 'subject ', ident(h.subject_pseudonym || '?'))),
     td(h.reason), td(h.created_at), td(h.created_by),
     el('td', {}, el('button', { type: 'button', class: 'secondary small', 'aria-label': `Release hold ${h.id}`, onclick: () => releaseHold(h) }, 'Release…'))));
   clear($('hold-rows')).append(...rows);
@@ -170,7 +169,7 @@ async function releaseHold(h) {
   const box = $('hold-status');
   const key = needKey(box);
   if (!key) return;
-  const what = h.app ? `app ${h.app}` : h.subject ? `subject ${h.subject}` : `the subject with pseudonym ${h.subject_pseudonym}`;
+  const what = h.app ? `app ${h.app}` : `the subject with pseudonym ${h.subject_pseudonym}`;
   const yes = await confirmAction({
     title: `Release legal hold ${h.id}?`,
     lines: [`Events of ${what} (held for: ${h.reason}) become subject to retention and erasure again; retention may then destroy them at its next run.`],
