@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# Installs what the browser tests need: Debian's Chromium and the test
+# Installs what the browser tests need: Debian's Chromium, poppler-utils
+# (pdftotext, to read back the evidence report printed to PDF) and the test
 # driver's npm dependencies (playwright-core only; it never downloads a
-# browser of its own). Idempotent: does nothing when both are present.
+# browser of its own). Idempotent: does nothing when all are present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/bin/chromium ]; then
-  echo "==> installing Debian's chromium"
+NEED=()
+[ -x /usr/bin/chromium ] || NEED+=(chromium)
+[ -x /usr/bin/pdftotext ] || NEED+=(poppler-utils)
+if [ ${#NEED[@]} -gt 0 ]; then
+  echo "==> installing ${NEED[*]} from Debian"
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
-  # Refresh the package lists only when apt does not know the package yet.
-  if ! apt-cache show chromium >/dev/null 2>&1 \
-    || ! $SUDO apt-get install -y --no-install-recommends chromium; then
+  # Refresh the package lists only when apt does not know a package yet.
+  if ! apt-cache show "${NEED[@]}" >/dev/null 2>&1 \
+    || ! $SUDO apt-get install -y --no-install-recommends "${NEED[@]}"; then
     $SUDO apt-get update
-    $SUDO apt-get install -y --no-install-recommends chromium
+    $SUDO apt-get install -y --no-install-recommends "${NEED[@]}"
   fi
 fi
 

@@ -34,6 +34,7 @@ pub mod merkle;
 pub mod monitor;
 pub mod note;
 pub mod ratelimit;
+pub mod report;
 pub mod retention;
 pub mod search;
 pub mod sequencer;

@@ -63,8 +63,9 @@ enum Command {
     },
     /// Export an evidence bundle (auditor key) to stdout or a file.
     Export(ExportArgs),
-    /// Verify an evidence bundle (NDJSON from /v1/export) or a tlog-proof
-    /// file offline, with the log's verifier keys.
+    /// Verify an evidence bundle (NDJSON from /v1/export, or the HTML
+    /// evidence report that embeds one) or a tlog-proof file offline, with
+    /// the log's verifier keys.
     VerifyBundle {
         /// The bundle or .tlog-proof file.
         file: PathBuf,

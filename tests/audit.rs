@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    Server, create_key, create_key_for_app, get_json, hashes, http, log_verifiers, submit,
-    verify_checkpoint,
+    Server, auditor_get as get, create_key, create_key_for_app, get_json, hashes, http,
+    log_verifiers, submit, verify_checkpoint,
 };
 use serde_json::{Value, json};
 use veritrail::event::{LeafRecord, commitment};
@@ -23,17 +23,6 @@ fn ev(subject: &str, actor: &str, action: &str, resource: &str) -> Value {
         "occurred_at": "2026-11-25T10:00:00Z",
         "context": { "ward": "B" },
     })
-}
-
-async fn get(url: &str, key: &str) -> (u16, Option<u64>, Value) {
-    let resp = http().get(url).bearer_auth(key).send().await.unwrap();
-    let status = resp.status().as_u16();
-    let audit = resp
-        .headers()
-        .get("veritrail-audit-index")
-        .map(|v| v.to_str().unwrap().parse().unwrap());
-    let body = resp.json().await.unwrap_or(Value::Null);
-    (status, audit, body)
 }
 
 fn indexes(v: &Value) -> Vec<u64> {
@@ -239,13 +228,13 @@ async fn search_filters_pages_and_time_ranges_find_every_match_and_are_logged() 
     let first = &by_action["events"].as_array().unwrap()[4];
     let received = first["received"].as_str().unwrap();
     let (_, _, since) = get(
-        &format!("{url}/v1/events?action=result.write&since={received}"),
+        &format!("{url}/v1/events?action=result.write&received_since={received}"),
         auditor,
     )
     .await;
     assert_eq!(indexes(&since), vec![34, 33, 32, 31, 30]);
     let (_, _, until) = get(
-        &format!("{url}/v1/events?action=result.write&until={received}"),
+        &format!("{url}/v1/events?action=result.write&received_until={received}"),
         auditor,
     )
     .await;

@@ -153,6 +153,7 @@ pub(super) fn hit_json(h: &Hit) -> Value {
     json!({
         "index": h.index,
         "app": h.record.app,
+        "audit_record": h.is_audit_record(),
         "received": h.record.received(),
         "leaf": String::from_utf8_lossy(&h.leaf),
         "leaf_hash": h.leaf_hash.to_base64(),
@@ -187,6 +188,37 @@ fn parse_index(text: &str) -> Result<u64, ApiError> {
 
 fn blocking_err(e: tokio::task::JoinError) -> ApiError {
     ApiError::internal(format!("a read task failed: {e}"))
+}
+
+/// `GET /v1/whoami`: the calling key's own id, name, role and app, so a
+/// console can say what a key may do before it tries. Any valid key; it
+/// reads nothing else, so it is not recorded in the log.
+#[utoipa::path(get, path = "/v1/whoami", tag = "auditor",
+    security(("api_key" = ["admin", "auditor", "writer"])),
+    responses(
+        (status = 200, description = "The calling key", body = super::openapi::WhoAmI),
+        (status = 401, description = "No key, or not a valid key", body = super::openapi::ErrorBody),
+    ))]
+pub(super) async fn whoami(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // Admins pass as auditors; a writer is refused as one and then
+    // accepted as what it is.
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let key = match st.keys.authorize(bearer, Role::Auditor) {
+        Err(crate::auth::AuthError::Forbidden { .. }) => st.keys.authorize(bearer, Role::Writer)?,
+        other => other?,
+    };
+    let mut resp = Json(json!({
+        "id": key.id, "name": key.name, "role": key.role, "app": key.app,
+    }))
+    .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
 }
 
 /// The event at `index` if it exists and is not erased.
@@ -286,12 +318,28 @@ pub struct SearchParams {
     /// The writer's app id.
     #[param(min_length = 1, max_length = 256)]
     pub app: Option<String>,
-    /// Only events that occurred at or after this RFC 3339 time.
+    /// Only events that occurred (`occurred_at`) at or after this RFC 3339 time.
     #[param(format = DateTime)]
     pub since: Option<String>,
-    /// Only events that occurred at or before this RFC 3339 time.
+    /// Only events that occurred (`occurred_at`) before this RFC 3339 time.
     #[param(format = DateTime)]
     pub until: Option<String>,
+    /// Only events the log received at or after this RFC 3339 time.
+    #[param(format = DateTime)]
+    pub received_since: Option<String>,
+    /// Only events the log received before this RFC 3339 time.
+    #[param(format = DateTime)]
+    pub received_until: Option<String>,
+    /// Only events with this outcome.
+    #[param(inline)]
+    pub outcome: Option<Outcome>,
+    /// Only events with this purpose.
+    #[param(min_length = 1, max_length = 256)]
+    pub purpose: Option<String>,
+    /// Also return the log's own audit records (searches, reads, exports,
+    /// erasures; app `veritrail`). Default: false, except that a query
+    /// naming an `app` or an `action` gets exactly what it names.
+    pub include_audit: Option<bool>,
     /// Page size: 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
@@ -300,23 +348,25 @@ pub struct SearchParams {
 }
 
 impl SearchParams {
-    /// The query, and its description for the audit record.
+    /// The query, and its description for the audit record and the
+    /// bundle header (time bounds named by the time they bound).
     fn parse(&self, max_limit: usize) -> Result<(EventQuery, Value), ApiError> {
         let mut filters = Vec::new();
         // Most selective first: the first filter drives the index scan.
-        for (field, value) in [
-            (Field::Subject, &self.subject),
-            (Field::Resource, &self.resource),
-            (Field::Actor, &self.actor),
-            (Field::Action, &self.action),
-            (Field::App, &self.app),
+        for (name, field, value) in [
+            ("subject", Field::Subject, &self.subject),
+            ("resource", Field::Resource, &self.resource),
+            ("actor", Field::Actor, &self.actor),
+            ("action", Field::Action, &self.action),
+            ("app", Field::App, &self.app),
         ] {
             if let Some(v) = value {
-                if v.is_empty() || v.len() > 256 {
-                    return Err(ApiError::bad_request(format!("{field:?}: 1 to 256 bytes")));
-                }
+                check_text(name, v)?;
                 filters.push((field, v.clone()));
             }
+        }
+        if let Some(p) = &self.purpose {
+            check_text("purpose", p)?;
         }
         let time = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
             v.as_deref()
@@ -327,13 +377,25 @@ impl SearchParams {
                 })
                 .transpose()
         };
-        let since_ms = time("since", &self.since)?;
-        let until_ms = time("until", &self.until)?;
-        if let (Some(s), Some(u)) = (since_ms, until_ms)
-            && u < s
-        {
-            return Err(ApiError::bad_request("until must not be before since"));
-        }
+        let range = |since: (&str, &Option<String>), until: (&str, &Option<String>)| {
+            let s = time(since.0, since.1)?;
+            let u = time(until.0, until.1)?;
+            if let (Some(s), Some(u)) = (s, u)
+                && u < s
+            {
+                return Err(ApiError::bad_request(format!(
+                    "{} must not be before {}",
+                    until.0, since.0
+                )));
+            }
+            Ok((s, u))
+        };
+        let (occurred_since_ms, occurred_until_ms) =
+            range(("since", &self.since), ("until", &self.until))?;
+        let (received_since_ms, received_until_ms) = range(
+            ("received_since", &self.received_since),
+            ("received_until", &self.received_until),
+        )?;
         let limit = self.limit.unwrap_or(search::DEFAULT_LIMIT.min(max_limit));
         if limit == 0 || limit > max_limit {
             return Err(ApiError::bad_request(format!(
@@ -346,22 +408,42 @@ impl SearchParams {
             .map(search::decode_cursor)
             .transpose()
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let include_audit = self
+            .include_audit
+            .unwrap_or(self.app.is_some() || self.action.is_some());
         let described = json!({
             "subject": self.subject, "actor": self.actor, "action": self.action,
-            "resource": self.resource, "app": self.app, "since": self.since,
-            "until": self.until, "limit": limit, "cursor": self.cursor,
+            "resource": self.resource, "app": self.app,
+            "occurred_since": self.since, "occurred_until": self.until,
+            "received_since": self.received_since, "received_until": self.received_until,
+            "outcome": self.outcome, "purpose": self.purpose,
+            "include_audit": include_audit, "limit": limit, "cursor": self.cursor,
         });
         Ok((
             EventQuery {
                 filters,
-                since_ms,
-                until_ms,
+                received_since_ms,
+                received_until_ms,
+                occurred_since_ms,
+                occurred_until_ms,
+                outcome: self.outcome,
+                purpose: self.purpose.clone(),
+                include_audit,
                 limit,
                 before,
+                count_ahead: 0,
             },
             described,
         ))
     }
+}
+
+/// A text filter: 1 to 256 bytes.
+fn check_text(name: &str, v: &str) -> Result<(), ApiError> {
+    if v.is_empty() || v.len() > 256 {
+        return Err(ApiError::bad_request(format!("{name}: 1 to 256 bytes")));
+    }
+    Ok(())
 }
 
 fn params(q: Result<Query<SearchParams>, QueryRejection>) -> Result<SearchParams, ApiError> {
@@ -369,8 +451,11 @@ fn params(q: Result<Query<SearchParams>, QueryRejection>) -> Result<SearchParams
         .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
 }
 
-/// `GET /v1/events?subject=&actor=&action=&resource=&app=&since=&until=&limit=&cursor=`:
-/// newest first; `next_cursor` fetches the next page.
+/// `GET /v1/events?subject=&actor=&action=&resource=&app=&since=&until=&received_since=&received_until=&outcome=&purpose=&include_audit=&limit=&cursor=`:
+/// newest first; `next_cursor` fetches the next page. A page examines a
+/// bounded number of candidates, so it may hold fewer events than `limit`
+/// (even none) and still have a `next_cursor`; `total` says how many match
+/// in all, or at least how many (`exact: false`).
 #[utoipa::path(get, path = "/v1/events", tag = "auditor",
     security(("api_key" = ["auditor"])),
     params(SearchParams),
@@ -402,12 +487,18 @@ pub(super) async fn search_events(
     // The log as it was before this search was recorded: a search never
     // finds its own audit event.
     let size = st.view.durable_size().min(receipt.index);
+    let query = EventQuery {
+        count_ahead: search::COUNT_AHEAD,
+        ..query
+    };
     let page = tokio::task::spawn_blocking(move || search::search(&vault, size, &query))
         .await
         .map_err(blocking_err)??;
     let body = json!({
         "events": page.hits.iter().map(hit_json).collect::<Vec<_>>(),
-        "next_cursor": page.next.map(search::encode_cursor),
+        "next_cursor": page.next.as_ref().map(search::encode_cursor),
+        "total": { "count": page.total.count, "exact": page.total.exact },
+        "examined": page.examined,
     });
     Ok(with_audit_header(Json(body).into_response(), &receipt))
 }

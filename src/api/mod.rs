@@ -143,7 +143,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(audit::search_events))
         .route("/v1/events/{index}", get(audit::get_event))
         .route("/v1/events/{index}/tlog-proof", get(audit::tlog_proof))
-        .route("/v1/export", get(audit::export));
+        .route("/v1/export", get(audit::export))
+        .route("/v1/whoami", get(audit::whoami));
     let write = Router::new()
         .route("/v1/events", post(write::submit_events))
         .route("/v1/logs", post(otlp::export_logs))

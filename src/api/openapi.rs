@@ -65,6 +65,7 @@ const SCHEME: &str = "api_key";
         super::audit::get_event,
         super::audit::tlog_proof,
         super::audit::export,
+        super::audit::whoami,
         super::admin::create_key,
         super::admin::list_keys,
         super::admin::revoke_key,
@@ -467,6 +468,8 @@ pub(super) struct SubmittedEvent {
 pub(super) struct EventRecord {
     index: u64,
     app: String,
+    /// True for the log's own audit records (app `veritrail`).
+    audit_record: bool,
     /// When the log received it (RFC 3339).
     received: String,
     /// The public leaf record.
@@ -485,6 +488,8 @@ pub(super) struct EventRecord {
 pub(super) struct EventDetail {
     index: u64,
     app: String,
+    /// True for the log's own audit records (app `veritrail`).
+    audit_record: bool,
     received: String,
     leaf: String,
     leaf_hash: String,
@@ -501,8 +506,34 @@ pub(super) struct EventDetail {
 #[derive(ToSchema)]
 pub(super) struct SearchPage {
     events: Vec<EventRecord>,
-    /// Fetches the next (older) page; null on the last.
+    /// Fetches the next (older) page; null on the last. A page may hold
+    /// fewer events than asked for (even none) and still have one: each
+    /// page examines a bounded number of candidates.
     next_cursor: Option<String>,
+    total: SearchTotal,
+    /// Candidates examined so far, on this page and the ones before it.
+    examined: u64,
+}
+
+/// `GET /v1/whoami`: the calling key.
+#[derive(ToSchema)]
+pub(super) struct WhoAmI {
+    /// The key's public id (16 hex digits).
+    id: String,
+    /// The key's name, as the admin gave it.
+    name: String,
+    role: crate::auth::Role,
+    /// For writers: the app id their events are recorded under.
+    app: Option<String>,
+}
+
+/// How many events match the query, over all pages.
+#[derive(ToSchema)]
+pub(super) struct SearchTotal {
+    /// Matches counted.
+    count: u64,
+    /// True: `count` is the total. False: at least `count` match.
+    exact: bool,
 }
 
 /// The query of `GET /v1/export`: the search filters, with a larger limit.
@@ -524,12 +555,27 @@ pub(super) struct ExportParams {
     /// The writer's app id.
     #[param(min_length = 1, max_length = 256)]
     app: Option<String>,
-    /// Only events that occurred at or after this RFC 3339 time.
+    /// Only events that occurred (`occurred_at`) at or after this RFC 3339 time.
     #[param(format = DateTime)]
     since: Option<String>,
-    /// Only events that occurred at or before this RFC 3339 time.
+    /// Only events that occurred (`occurred_at`) before this RFC 3339 time.
     #[param(format = DateTime)]
     until: Option<String>,
+    /// Only events the log received at or after this RFC 3339 time.
+    #[param(format = DateTime)]
+    received_since: Option<String>,
+    /// Only events the log received before this RFC 3339 time.
+    #[param(format = DateTime)]
+    received_until: Option<String>,
+    /// Only events with this outcome.
+    #[param(inline)]
+    outcome: Option<crate::event::Outcome>,
+    /// Only events with this purpose.
+    #[param(min_length = 1, max_length = 256)]
+    purpose: Option<String>,
+    /// Also include the log's own audit records (default false, except
+    /// when `app` or `action` is given).
+    include_audit: Option<bool>,
     /// Most events in the bundle (default 100000).
     #[param(minimum = 1, maximum = 100000)]
     limit: Option<usize>,

@@ -42,12 +42,27 @@ struct Filters {
     /// Writer app id.
     #[arg(long)]
     app: Option<String>,
-    /// Received at or after (RFC 3339).
+    /// Occurred at or after (RFC 3339).
     #[arg(long)]
     since: Option<String>,
-    /// Received before (RFC 3339).
+    /// Occurred before (RFC 3339).
     #[arg(long)]
     until: Option<String>,
+    /// Received by the log at or after (RFC 3339).
+    #[arg(long)]
+    received_since: Option<String>,
+    /// Received by the log before (RFC 3339).
+    #[arg(long)]
+    received_until: Option<String>,
+    /// Outcome: success, failure or denied.
+    #[arg(long, value_parser = parse_outcome)]
+    outcome: Option<veritrail::event::Outcome>,
+    /// Purpose.
+    #[arg(long)]
+    purpose: Option<String>,
+    /// Also export the log's own audit records (searches, reads, exports).
+    #[arg(long)]
+    include_audit: bool,
 }
 
 impl Filters {
@@ -61,9 +76,20 @@ impl Filters {
             app: self.app,
             since: self.since,
             until: self.until,
+            received_since: self.received_since,
+            received_until: self.received_until,
+            outcome: self.outcome,
+            purpose: self.purpose,
+            include_audit: self.include_audit.then_some(true),
             ..SearchParams::default()
         }
     }
+}
+
+/// An outcome as the event schema spells it.
+fn parse_outcome(s: &str) -> Result<veritrail::event::Outcome, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("{s:?} is not an outcome (success, failure or denied)"))
 }
 
 /// `veritrail export`: the bundle to `--out` or stdout.
@@ -89,6 +115,10 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
 pub fn verify_bundle(file: &Path, vkeys: &[String]) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("couldn't read {}", file.display()))?;
+    // An HTML evidence report verifies as the bundle it embeds.
+    let text = veritrail::report::bundle_from_report(&text)
+        .with_context(|| format!("{}", file.display()))?
+        .unwrap_or(text);
     let verifiers = vkeys
         .iter()
         .map(|k| veritrail::note::parse_verifier_key(k).with_context(|| format!("--vkey {k}")))

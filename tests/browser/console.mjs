@@ -4,7 +4,7 @@
 // which passes its runner and helpers in.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -101,7 +101,30 @@ export async function consoleTests(browser, h) {
   const alice = [...aliceLate, ...aliceEarly].sort((a, b) => b - a);
   const carol = [early[3], early[5]];
 
+  // Erin's events occurred in March (received today): denied when i % 3 == 0, for billing when i % 2 == 0.
+  const erinEvent = (i) => ({
+    actor: { id: `dr-erin-${i % 2}`, type: 'user', ip: '192.0.2.44' }, action: 'record.read', resource: { type: 'record', id: `rec-erin-${i}` },
+    subject: 'erin', purpose: i % 2 === 0 ? 'billing' : 'treatment', outcome: i % 3 === 0 ? 'denied' : 'success',
+    occurred_at: `2026-03-${String(i + 1).padStart(2, '0')}T08:15:00Z`, context: { ward: 'B-4', reason_code: `R${i}` },
+  });
+  const erin = (await submit([0, 1, 2, 3, 4, 5].map(erinEvent))).slice().reverse();
+  const erinDenied = erin.filter((_, k) => (5 - k) % 3 === 0);
+
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+  // Every console error and failed request on any page of the console, for the last test.
+  const consoleErrors = [];
+  const pagesSeen = new Set();
+  context.on('page', (p) => {
+    // API refusals the tests provoke on purpose (400, 401, 403, 409, 410) are shown on the page; anything else is a fault.
+    const provoked = /status of 4(00|01|03|09|10)\b/;
+    p.on('console', (m) => {
+      if (m.type() === 'error' && !provoked.test(m.text())) consoleErrors.push(`${p.url()}: ${m.text()}`);
+    });
+    p.on('response', (r) => {
+      if (r.status() >= 400 && !provoked.test(`status of ${r.status()}`)) consoleErrors.push(`${p.url()}: ${r.status()} from ${r.url()}`);
+    });
+    p.on('framenavigated', (f) => { if (f === p.mainFrame()) pagesSeen.add(new URL(f.url()).pathname); });
+  });
   const open = async (path) => {
     const page = await context.newPage();
     page.on('pageerror', (e) => console.log(`    [page error] ${e.message}`));
@@ -119,9 +142,14 @@ export async function consoleTests(browser, h) {
     return { verdict: await box.getAttribute('data-verdict'), text: await box.innerText() };
   };
   const search = async (page, fields) => {
-    for (const [k, v] of Object.entries({ subject: '', actor: '', action: '', resource: '', app: '', since: '', until: '', limit: '50', ...fields })) {
+    // since/until here are the receive-time fields, folded away by default.
+    await page.evaluate(() => { document.querySelector('details.more-filters').open = true; });
+    const { outcome = '', audit = false, ...rest } = fields;
+    for (const [k, v] of Object.entries({ subject: '', actor: '', action: '', resource: '', app: '', purpose: '', 'occurred-since': '', 'occurred-until': '', since: '', until: '', limit: '50', ...rest })) {
       await page.fill(`#f-${k}`, v);
     }
+    await page.selectOption('#f-outcome', outcome);
+    await page.setChecked('#f-include-audit', audit);
     await page.evaluate(() => delete document.getElementById('search-status').dataset.verdict);
     await page.click('#search');
     return settled(page, '#search-status');
@@ -372,6 +400,8 @@ export async function consoleTests(browser, h) {
       assert(r.verdict === 'ok', `hold: ${r.text}`);
       await page.waitForFunction(() => document.querySelectorAll('#hold-rows tr[data-id]').length === 1, null, { timeout: WAIT_MS });
       assertIncludes(await page.locator('#hold-rows').innerText(), 'case 2026-17', 'hold row');
+      const holdRecords = await api('GET', 'v1/events?action=admin.hold.create', auditor);
+      assert(holdRecords.json.events.length > 0 && !JSON.stringify(holdRecords.json.events).includes('"bob"'), 'the log records the hold by pseudonym only');
       // Retention policy: confirmation first.
       await page.fill('#p-app', 'clinic');
       await page.fill('#p-days', '3650');
@@ -456,6 +486,138 @@ export async function consoleTests(browser, h) {
       await page.close();
     });
 
+    await test(`${group}: search by when events occurred, outcome and purpose; the console's own activity is hidden until asked for`, async () => {
+      const page = await open('auditor.html');
+      await useKey(page, auditor);
+      let r = await search(page, { 'occurred-since': '2026-03-01', 'occurred-until': '2026-04-01' });
+      assert(r.verdict === 'ok', `March: ${r.text}`);
+      assert(JSON.stringify(await rowIndexes(page)) === JSON.stringify(erin), `March finds erin's events: ${await rowIndexes(page)} want ${erin}`);
+      assertIncludes(r.text, `${erin.length} of ${erin.length}`, 'exact count');
+      assert(await page.$eval('#search-status', (b) => b.classList.contains('summary') && !b.classList.contains('verdict-ok')), 'results are styled neutrally, not as a verdict');
+      const head = await page.$$eval('#results thead th', (ths) => ths.map((t) => t.textContent));
+      for (const col of ['Occurred', 'Purpose', 'Outcome', 'Received']) assert(head.includes(col), `column ${col} in ${head}`);
+      assert(head.indexOf('Occurred') < head.indexOf('Received'), 'occurred comes before received');
+      const firstRow = await page.locator('#result-rows tr').first().innerText();
+      for (const part of ['2026-03-06T08:15:00', 'treatment', 'success']) assertIncludes(firstRow, part, 'newest March row');
+      r = await search(page, { 'occurred-since': '2026-12-01', 'occurred-until': '2027-01-01', subject: 'erin' });
+      assert((await rowIndexes(page)).length === 0 && /No matching events/.test(r.text), `December finds none of erin's: ${r.text}`);
+      r = await search(page, { subject: 'erin', outcome: 'denied' });
+      assert(JSON.stringify(await rowIndexes(page)) === JSON.stringify(erinDenied), `denied: ${await rowIndexes(page)} want ${erinDenied}`);
+      assert((await page.locator('#result-rows td.outcome-denied').count()) === erinDenied.length, 'denied outcomes are marked');
+      r = await search(page, { subject: 'erin', purpose: 'billing' });
+      assert((await rowIndexes(page)).length === 3, `billing: ${await rowIndexes(page)}`);
+      // The searches above named erin: they are audit records about erin, hidden by default.
+      r = await search(page, { subject: 'erin' });
+      assert(JSON.stringify(await rowIndexes(page)) === JSON.stringify(erin), `hidden by default: ${await rowIndexes(page)}`);
+      assertIncludes(r.text, 'hidden', 'summary says audit records are hidden');
+      r = await search(page, { subject: 'erin', audit: true });
+      const rows = await page.$$eval('#result-rows tr', (trs) => trs.map((t) => ({ audit: t.classList.contains('audit-record'), text: t.innerText })));
+      assert(rows.filter((x) => x.audit).length >= 4, `audit records shown with the toggle: ${rows.length} rows`);
+      assert(rows.filter((x) => x.audit).every((x) => x.text.includes('log\u2019s own record') && x.text.includes('audit.search')), 'audit records are marked');
+      await twoShots(page, 'console-auditor-occurred');
+      // Paging with counts: 2 per page.
+      r = await search(page, { subject: 'erin', limit: '2' });
+      assertIncludes(r.text, `2 of ${erin.length}`, 'first page count');
+      await page.click('#more');
+      await page.waitForFunction(() => document.querySelectorAll('#result-rows tr').length === 4, null, { timeout: WAIT_MS });
+      await page.close();
+    });
+
+    await test(`${group}: a search that matches little keeps going past empty pages, showing what it examined`, async () => {
+      const page = await open('auditor.html');
+      await useKey(page, auditor);
+      // Each answer ends early with a cursor and no events, as the server does for a sparse query over a large log.
+      let calls = 0;
+      await page.route('**/v1/events?*', async (route) => {
+        const url = new URL(route.request().url());
+        calls += 1;
+        if (calls < 3) {
+          url.searchParams.set('limit', '1');
+          url.searchParams.set('subject', 'nobody-at-all');
+          const res = await route.fetch({ url: url.href });
+          const body = await res.json();
+          body.next_cursor = 'djE6MTAwMDAwMA'; // v1:1000000: older than everything after it
+          body.examined = 20000 * calls;
+          body.total = { count: 0, exact: false };
+          return route.fulfill({ response: res, body: JSON.stringify(body) });
+        }
+        return route.continue();
+      });
+      const r = await search(page, { subject: 'erin' });
+      assert(calls >= 3, `the console asked again after empty pages (${calls} requests)`);
+      assert(r.verdict === 'ok' && (await rowIndexes(page)).length > 0, `found erin's events after empty pages: ${r.text}`);
+      assertIncludes(r.text, 'examined so far', 'summary');
+      await page.unroute('**/v1/events?*');
+      await page.close();
+    });
+
+    await test(`${group}: one export gives a printable report, a CSV and the bundle; the report verifies like the bundle and prints to PDF`, async () => {
+      const page = await open('auditor.html');
+      await useKey(page, auditor);
+      await page.fill('#f-subject', 'erin');
+      const files = {};
+      page.on('download', (d) => { files[d.suggestedFilename().split('.').pop()] = d; });
+      await page.click('#export');
+      await page.waitForFunction(() => document.querySelectorAll('#report-links a').length === 3, null, { timeout: WAIT_MS });
+      const rs = await settled(page, '#report-status');
+      assert(rs.verdict === 'ok', `report status: ${rs.text}`);
+      for (const ext of ['ndjson', 'html', 'csv']) assert(files[ext], `a .${ext} download (${Object.keys(files)})`);
+      const dir = mkdtempSync(join(tmpdir(), 'veritrail-report-'));
+      try {
+        const html = join(dir, 'report.html');
+        await files.html.saveAs(html);
+        const csvText = readFileSync(await files.csv.path(), 'utf8');
+        const csvLines = csvText.trim().split('\r\n');
+        assert(csvLines.length === erin.length + 1, `CSV header + ${erin.length} rows: ${csvLines.length}`);
+        assertIncludes(csvLines[0], 'occurred_at', 'CSV header');
+        const reportText = readFileSync(html, 'utf8');
+        assert(!/<script(?![^>]*application\/x-ndjson;base64)/i.test(reportText), 'the report runs no script');
+        // verify-bundle accepts the report and checks the bundle it embeds.
+        const log = await (await fetch(new URL('v1/log', base))).json();
+        const vkeys = Object.values(log.verifier_keys).flatMap((k) => ['--vkey', k]);
+        const cli = spawnSync(bin, ['verify-bundle', html, ...vkeys], { encoding: 'utf8', timeout: 30000 });
+        assert(cli.status === 0, `verify-bundle on the report: ${cli.stdout}${cli.stderr}`);
+        assertIncludes(cli.stdout, `OK: ${erin.length} event(s)`, 'verify-bundle');
+        // A changed byte in the embedded bundle is caught.
+        const b64start = reportText.indexOf('>', reportText.indexOf('id="veritrail-evidence-bundle"')) + 200;
+        const bad = join(dir, 'bad.html');
+        writeFileSync(bad, reportText.slice(0, b64start) + (reportText[b64start] === 'A' ? 'B' : 'A') + reportText.slice(b64start + 1));
+        const cliBad = spawnSync(bin, ['verify-bundle', bad, ...vkeys], { encoding: 'utf8', timeout: 30000 });
+        assert(cliBad.status !== 0, 'a tampered report is rejected');
+        // The verify page accepts the report file.
+        const vp = await open('verify.html');
+        await vp.fill('#vkeys', Object.values(log.verifier_keys).join('\n'));
+        await vp.setInputFiles('#bundle-file', html);
+        await vp.waitForFunction(() => document.getElementById('bundle').value.length > 0, null, { timeout: WAIT_MS });
+        await vp.click('#verify-bundle');
+        const vr = await settled(vp, '#bundle-result > div');
+        assert(vr.verdict === 'ok', `verify page on the report: ${vr.text}`);
+        assert((await vp.getAttribute('#bundle-result', 'data-source')) === 'report', 'verified from the report');
+        await vp.close();
+        // The report itself: screenshots, then print to PDF and read it back.
+        const rp = await context.newPage();
+        await rp.goto(`file://${html}`);
+        await twoShots(rp, 'console-evidence-report');
+        await rp.close();
+        const pdf = join(dir, 'report.pdf');
+        const print = spawnSync('/usr/bin/chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--no-pdf-header-footer', `--print-to-pdf=${pdf}`, `file://${html}`], { encoding: 'utf8', timeout: 60000 });
+        assert(existsSync(pdf), `chromium printed a PDF: ${print.stderr}`);
+        const txt = spawnSync('pdftotext', ['-layout', pdf, '-'], { encoding: 'utf8', timeout: 30000 });
+        assert(txt.status === 0, `pdftotext: ${txt.stderr}`);
+        const text = txt.stdout.replace(/\s+/g, ' ');
+        const denied = erinDenied.length;
+        assertIncludes(text, `${erin.length} event(s): ${erin.length - denied} success, ${denied} denied`, 'PDF counts');
+        assertIncludes(text, 'Each of the 6 events below was checked in a web browser', 'PDF verification paragraph');
+        assertIncludes(text, 'No independent witness has co-signed this checkpoint', 'PDF witness sentence');
+        assertIncludes(text, 'were taken from the log server itself', 'PDF key source warning');
+        assertIncludes(text, 'What completeness means here', 'PDF completeness');
+        assertIncludes(text, 'dr-erin-0', 'PDF actor counts');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      await page.close();
+    });
+
     await test(`${group}: log and verify pages screenshots, and the console pages have labels, landmarks and keyboard access`, async () => {
       for (const [path, name] of [['', 'console-log'], ['verify.html', 'console-verify']]) {
         const page = await context.newPage();
@@ -513,6 +675,111 @@ export async function consoleTests(browser, h) {
       const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
       assert(outline !== 'none', `focused element has an outline (${outline})`);
       await page.close();
+    });
+    await test(`${group}: the event page says what happened first, links related records, and verifies with keys the auditor pastes`, async () => {
+      const page = await open(`event.html?index=${erin[0]}`);
+      await useKey(page, auditor);
+      let r = await settled(page, '#event-verdict');
+      assert(r.verdict === 'ok', `verdict: ${r.text}`);
+      const order = await page.$$eval('main section', (ss) => ss.map((x) => x.id));
+      assert(order.indexOf('event-section') < order.indexOf('proof-section'), `what happened comes before verification: ${order}`);
+      const facts = await page.locator('#event-facts').innerText();
+      for (const part of ['Who', 'dr-erin-1', 'Whose data', 'erin', 'When', '2026-03-06T08:15:00', 'Why (purpose)', 'treatment', 'From where', '192.0.2.44', 'ward', 'B-4', 'reason code', 'R5']) assertIncludes(facts, part, 'what happened');
+      assert(!(await page.isVisible('#event-checks table')), 'hash-level steps are folded');
+      const trust = await settled(page, '#trust-note');
+      assert(trust.verdict === 'warn' && trust.text.includes('taken from this server itself') && trust.text.includes('No independent witness'), `server keys and no witness said plainly: ${trust.text}`);
+      const related = await page.$$eval('#related-links a', (as) => as.map((a) => a.getAttribute('href')));
+      assert(related.some((h) => h.includes('subject=erin') && h.includes('app=veritrail')), `a link to the audit records about erin: ${related}`);
+      // Pasted keys: the right ones verify, and the page says whose keys were used.
+      const log = await (await fetch(new URL('v1/log', base))).json();
+      await page.click('#own-keys summary');
+      await page.fill('#trusted-keys', Object.values(log.verifier_keys).join('\n'));
+      await page.evaluate(() => delete document.getElementById('event-verdict').dataset.verdict);
+      await page.click('#use-trusted-keys');
+      r = await settled(page, '#event-verdict');
+      assert(r.verdict === 'ok' && r.text.includes('the keys you pasted'), `own keys: ${r.text}`);
+      assert((await page.getAttribute('#trust-note', 'data-keys-from')) === 'own', 'the trust note names the pasted keys');
+      await twoShots(page, 'console-event-what-happened');
+      // Someone else's key: the checkpoint does not verify.
+      const other = 'vm/veritrail+00000000+Aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
+      await page.fill('#trusted-keys', other);
+      await page.evaluate(() => ['event-verdict', 'trust-note'].forEach((id) => delete document.getElementById(id).dataset.verdict));
+      await page.click('#use-trusted-keys');
+      const bad = await Promise.race([settled(page, '#event-verdict'), settled(page, '#trust-note')]);
+      assert(bad.verdict === 'fail', `a key that did not sign is refused: ${bad.text}`);
+      await page.click('#clear-trusted-keys');
+      r = await settled(page, '#event-verdict');
+      assert(r.verdict === 'ok', `back to the server's keys: ${r.text}`);
+      // The related link opens the auditor page with the search run.
+      await page.goto(new URL(related.find((h) => h.includes('app=veritrail')), new URL('event.html', base)).href);
+      await page.waitForSelector('body[data-ready="true"]', { timeout: WAIT_MS });
+      const s = await settled(page, '#search-status');
+      assert(s.verdict === 'ok' && (await rowIndexes(page)).length > 0, `related audit records listed: ${s.text}`);
+      await page.close();
+    });
+
+    await test(`${group}: an entered key is named with its role; the admin page says once that an auditor key cannot administer`, async () => {
+      const page = await open('auditor.html');
+      await useKey(page, auditor);
+      await page.waitForSelector('body[data-key-role="auditor"]', { timeout: WAIT_MS });
+      const who = await page.locator('#key-identity').innerText();
+      assertIncludes(who, 'console-auditor', 'key name');
+      assertIncludes(who, 'auditor key', 'key role');
+      const refused = [];
+      page.on('response', (r) => { if (r.status() === 403) refused.push(r.url()); });
+      await page.goto(new URL('admin.html', base).href);
+      await page.waitForSelector('body[data-admin-blocked="true"]', { timeout: WAIT_MS });
+      const note = await page.locator('#role-note').innerText();
+      assertIncludes(note, 'cannot do admin work', 'role note');
+      assert((await page.locator('text=cannot do admin work').count()) === 1, 'said once');
+      assert(refused.length === 0, `no request was refused with 403: ${refused}`);
+      await shot(page, 'console-admin-auditor-key');
+      await page.close();
+    });
+
+    await test(`${group}: every page says plainly what was checked, with whose keys, and that no witness cosigned`, async () => {
+      const page = await context.newPage();
+      await page.goto(new URL('index.html', base).href);
+      // A first visit: nothing remembered in this browser yet.
+      await page.evaluate(() => localStorage.clear());
+      await page.reload();
+      await page.waitForSelector('#trust-summary[data-verdict]', { timeout: WAIT_MS });
+      const summary = await page.locator('#trust-summary').innerText();
+      assert(/\d+ entries\. The operator\u2019s two signatures were checked in this browser at \d\d:\d\d UTC\. No independent witness has co-signed yet\./.test(summary), `log page summary: ${summary}`);
+      assert((await page.getAttribute('#trust-summary', 'data-verdict')) === 'warn', 'no witness is a warning');
+      assert(!(await page.locator('#sig-verdict').innerText()).includes('Witness cosignatures verified: none'), 'no witness claim inside the green box');
+      const first = await page.locator('#keys-note').innerText();
+      assert(first.includes('First visit') && !first.includes('earlier visit'), `first visit wording: ${first}`);
+      await page.reload();
+      await page.waitForSelector('#trust-summary[data-verdict]', { timeout: WAIT_MS });
+      await page.waitForFunction(() => /earlier visit/.test(document.getElementById('keys-note').textContent), null, { timeout: WAIT_MS });
+      await twoShots(page, 'console-log-summary');
+      await page.close();
+      // The verify page: prefilled keys are flagged as the server's; a remembered checkpoint is re-checked on the next visit.
+      const vp = await open('verify.html');
+      const src = await settled(vp, '#keys-source');
+      assert(src.verdict === 'warn' && src.text.includes('came from the server you are checking'), `key source: ${src.text}`);
+      await vp.click('#remember-checkpoint');
+      await vp.waitForFunction(() => /Remembered/.test(document.getElementById('checkpoint-result').textContent), null, { timeout: WAIT_MS });
+      await submit([ev('frank', 'record.read', 90)]);
+      await vp.reload();
+      await vp.waitForSelector('body[data-ready="true"]', { timeout: WAIT_MS });
+      const cons = await settled(vp, '#consistency-result [data-verdict]');
+      assert(cons.verdict === 'ok', `the remembered checkpoint was re-checked on load: ${cons.text}`);
+      await vp.fill('#vkeys', (await vp.inputValue('#vkeys')) + '\n');
+      assert((await vp.getAttribute('#keys-source', 'data-source')) === 'given', 'edited keys are the person\u2019s own');
+      await vp.close();
+    });
+
+    await test(`${group}: zero console errors (CSP, favicon, scripts) on every page visited`, async () => {
+      for (const path of ['', 'verify.html', 'auditor.html', 'admin.html', `event.html?index=${erin[0]}`]) {
+        const page = await context.newPage();
+        await page.goto(new URL(path, base).href);
+        await page.waitForLoadState('networkidle');
+        await page.close();
+      }
+      for (const p of ['/', '/verify.html', '/auditor.html', '/admin.html', '/event.html']) assert(pagesSeen.has(p) || p === '/', `visited ${p}`);
+      assert(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`);
     });
   } finally {
     await context.close();

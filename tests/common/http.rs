@@ -123,3 +123,17 @@ pub async fn submit(url: &str, key: &str, events: Vec<Value>) -> Value {
     assert_eq!(status, 200, "submitting events: {body}");
     body
 }
+
+/// An authenticated GET: the status, the leaf index of the audit event the
+/// read appended (its `veritrail-audit-index` header), and the JSON body
+/// (null when there is none).
+pub async fn auditor_get(url: &str, key: &str) -> (u16, Option<u64>, Value) {
+    let resp = http().get(url).bearer_auth(key).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let audit = resp
+        .headers()
+        .get("veritrail-audit-index")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, audit, body)
+}

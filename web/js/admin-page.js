@@ -7,7 +7,7 @@
 
 import { authJson } from './api.js';
 import { confirmAction } from './confirm.js';
-import { getKey, wireKeyPanel } from './session-key.js';
+import { getKey, whoAmI, wireKeyPanel } from './session-key.js';
 import { clear, el, ident, labelCells, showVerdict } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
@@ -254,12 +254,36 @@ function onSubmit(formId, fn) {
   });
 }
 
+/**
+ * Loads the lists when the key may administer; otherwise says once, at the
+ * top, what the key is and that it cannot do admin work, and marks each
+ * section instead of letting every request fail with a bare 403.
+ */
+async function loadAll() {
+  const who = await whoAmI();
+  const note = $('role-note');
+  clear(note);
+  note.className = '';
+  if (who && who.role !== 'admin') {
+    showVerdict(note, 'warn', `This is ${who.role === 'auditor' ? 'an auditor' : 'a writer'} key (${who.name}): it cannot do admin work`,
+      'Policies, holds and erasure need an admin key. Enter one above; the auditor pages accept this key.');
+    for (const id of ['policy-status', 'hold-status', 'erasure-status']) {
+      const box = $(id);
+      if (!box) continue;
+      showVerdict(box, 'fail', 'Needs an admin key', `This ${who.role} key’s role is insufficient (the log would answer 403).`);
+      box.dataset.status = '403';
+    }
+    document.body.dataset.adminBlocked = 'true';
+    return;
+  }
+  delete document.body.dataset.adminBlocked;
+  loadPolicies();
+  loadHolds();
+}
+
 function init() {
   const key = wireKeyPanel((k) => {
-    if (k) {
-      loadPolicies();
-      loadHolds();
-    }
+    if (k) loadAll();
   });
   onSubmit('policy-form', createPolicy);
   onSubmit('hold-form', createHold);
@@ -267,10 +291,7 @@ function init() {
   $('reload-policies').addEventListener('click', loadPolicies);
   $('reload-holds').addEventListener('click', loadHolds);
   document.body.dataset.ready = 'true';
-  if (key) {
-    loadPolicies();
-    loadHolds();
-  }
+  if (key) loadAll();
 }
 
 init();

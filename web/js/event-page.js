@@ -3,13 +3,22 @@
 // log's published keys (GET /v1/log), the commitment recomputed from the
 // event and its salt, the leaf hash and the Merkle path. An erased event
 // (410) is shown with when, why and by whom.
+//
+// The page reads as an auditor asks: what happened (who, what, whose data,
+// when, why, outcome, where, and the event's context as fields), then the
+// verification in one plain paragraph, with the hash-level steps folded.
+// The log's keys come from the server unless the auditor pastes keys they
+// trust (kept in localStorage); the page says which, and says plainly when
+// no witness has cosigned the checkpoint.
 
 import { authFetch, errorFrom, getLog, vkeysFromLog } from './api.js';
 import { toBase64 } from './b64.js';
 import { verifyAuditedEvent } from './evidence-bundle.js';
 import { parseVkey } from './note.js';
 import { getKey, wireKeyPanel } from './session-key.js';
-import { clear, code, el, ident, labelCells, showVerdict } from './ui.js';
+import { clear, code, el, ident, labelCells, showVerdict, storage } from './ui.js';
+
+const TRUSTED_KEYS = 'veritrail.trustedKeys';
 
 const $ = (id) => document.getElementById(id);
 
@@ -57,26 +66,78 @@ function fact(label, value) {
   return [el('dt', {}, label), el('dd', {}, value === undefined || value === null || value === '' ? '—' : value)];
 }
 
+/** `context` as readable label/value pairs; nested values as compact JSON. */
+function contextFacts(ctx, prefix = '') {
+  if (!ctx || typeof ctx !== 'object') return [];
+  return Object.entries(ctx).flatMap(([k, v]) => {
+    const label = `${prefix}${k.replace(/_/g, ' ')}`;
+    if (v && typeof v === 'object' && !Array.isArray(v) && prefix === '') return contextFacts(v, `${label} › `);
+    return fact(label, typeof v === 'string' ? v : JSON.stringify(v));
+  });
+}
+
+/** Links to the log's own records about this event and its subject. */
+function relatedLinks(body) {
+  const ev = body.event || {};
+  const q = (params) => `auditor.html?${new URLSearchParams(params)}`;
+  const links = [];
+  if (ev.subject) {
+    links.push(el('li', {}, el('a', { href: q({ subject: ev.subject, app: 'veritrail' }) }, `Who searched, read or exported ${ev.subject}’s data (the log’s audit records)`)));
+    links.push(el('li', {}, el('a', { href: q({ subject: ev.subject }) }, `Everything else about ${ev.subject}`)));
+  }
+  links.push(el('li', {}, el('a', { href: q({ action: 'audit.read', app: 'veritrail' }) }, 'Reads of single events')));
+  links.push(el('li', {}, el('a', { href: q({ action: 'admin.erasure' }) }, 'Erasures')));
+  links.push(el('li', {}, el('a', { href: q({ outcome: 'denied', ...(ev.subject ? { subject: ev.subject } : {}) }) }, 'Denied accesses (alerts)')));
+  return el('ul', { id: 'related-links', class: 'link-list' }, links);
+}
+
 function renderEvent(body) {
   const ev = body.event || {};
   const out = clear($('event-body'));
+  const actor = ev.actor ? `${ev.actor.id} (${ev.actor.type})` : null;
   out.append(el('dl', { class: 'facts', id: 'event-facts' },
-    fact('Index', String(body.index)),
-    fact('App', body.app),
-    fact('Received', body.received),
-    fact('Occurred', ev.occurred_at),
-    fact('Actor', ev.actor ? `${ev.actor.id} (${ev.actor.type})` : null),
-    fact('Action', ev.action),
-    fact('Subject', ev.subject),
-    fact('Resource', ev.resource ? `${ev.resource.type}/${ev.resource.id}` : null),
-    fact('Purpose', ev.purpose),
-    fact('Outcome', ev.outcome),
-    fact('Salt', code(body.salt || '')),
-    fact('Commitment', code(body.commitment || '')),
-    fact('Leaf', code(body.leaf || '')),
-    fact('Leaf hash', code(body.leaf_hash || ''))));
-  out.append(el('h3', {}, 'Event (JSON)'), el('pre', { class: 'json', tabindex: '0', 'aria-label': 'Event as JSON' }, JSON.stringify(ev, null, 2)));
-  if (body.checkpoint) out.append(el('h3', {}, 'Checkpoint'), el('pre', { class: 'json', tabindex: '0', 'aria-label': 'Signed checkpoint' }, body.checkpoint));
+    fact('Who', actor),
+    fact('Did what', ev.action),
+    fact('To what', ev.resource ? `${ev.resource.type} ${ev.resource.id}` : null),
+    fact('Whose data', ev.subject || 'no data subject named'),
+    fact('When', ev.occurred_at),
+    fact('Why (purpose)', ev.purpose),
+    fact('Outcome', ev.outcome ? el('span', { class: { denied: 'outcome-denied', failure: 'outcome-failure' }[ev.outcome] || null }, ev.outcome) : null),
+    fact('From where', ev.actor && ev.actor.ip ? ev.actor.ip : 'not recorded'),
+    ...contextFacts(ev.context),
+    fact('Written by app', body.audit_record ? el('span', {}, body.app, ' ', el('span', { class: 'badge' }, 'the log’s own record')) : body.app),
+    fact('Received by the log', body.received),
+    fact('Position in the log', `leaf ${body.index}`)));
+  out.append(el('h3', {}, 'Related'), relatedLinks(body));
+  out.append(el('details', { class: 'hash-details' }, el('summary', {}, 'Salt, commitment, leaf and the raw event'),
+    el('dl', { class: 'facts' },
+      fact('Salt', code(body.salt || '')),
+      fact('Commitment', code(body.commitment || '')),
+      fact('Leaf', code(body.leaf || '')),
+      fact('Leaf hash', code(body.leaf_hash || ''))),
+    el('h3', {}, 'Event (JSON)'), el('pre', { class: 'json', tabindex: '0', 'aria-label': 'Event as JSON' }, JSON.stringify(ev, null, 2)),
+    body.checkpoint ? [el('h3', {}, 'Checkpoint'), el('pre', { class: 'json', tabindex: '0', 'aria-label': 'Signed checkpoint' }, body.checkpoint)] : null));
+}
+
+/** The keys to verify with: the auditor's own, or the server's. */
+async function verifierKeys() {
+  const own = (storage.get(TRUSTED_KEYS) || []).filter((k) => typeof k === 'string' && k.trim());
+  if (own.length) return { keys: await Promise.all(own.map(parseVkey)), from: 'own' };
+  return { keys: await Promise.all(vkeysFromLog(await getLog()).map(parseVkey)), from: 'server' };
+}
+
+/** Plain words on whose keys were used and whether a witness cosigned. */
+function trustNote(report, from) {
+  const box = $('trust-note');
+  const unknown = report.signatures.filter((s) => s.status !== 'verified').length;
+  const parts = [];
+  if (from === 'server') parts.push('The log’s keys were taken from this server itself, so a server that lies could also lie about its keys. Paste keys you obtained independently below to rule that out.');
+  else parts.push('Checked with the keys you pasted, not the server’s.');
+  if (unknown === 0) parts.push('No independent witness has co-signed this checkpoint: only the log operator vouches for it.');
+  else parts.push(`The checkpoint carries ${unknown} further signature(s), such as witness cosignatures, not checked here (no key for them was given).`);
+  if (from === 'server' || unknown === 0) showVerdict(box, 'warn', from === 'server' ? 'Keys from the server itself' : 'No witness cosignature', parts.join(' '));
+  else showVerdict(box, 'ok', 'Your own keys', parts.join(' '));
+  box.dataset.keysFrom = from;
 }
 
 function renderErased(index, body) {
@@ -103,11 +164,12 @@ async function load(index) {
   }
   showVerdict(verdict, 'busy', 'Loading and verifying…');
   clear($('event-checks'));
+  clear($('trust-note'));
   let keys;
+  let from;
   let res;
   try {
-    const log = await getLog();
-    keys = await Promise.all(vkeysFromLog(log).map(parseVkey));
+    ({ keys, from } = await verifierKeys());
     res = await authFetch(`v1/events/${encodeURIComponent(index)}`, key);
   } catch (e) {
     showVerdict(verdict, 'fail', 'Could not load the event', e.message);
@@ -135,16 +197,17 @@ async function load(index) {
   renderEvent(body);
   const report = await verifyAuditedEvent(body, keys);
   if (report.ok) {
+    const signed = report.signatures.filter((s) => s.status === 'verified').length;
     showVerdict(verdict, 'ok', 'Inclusion proof verified in this browser',
-      `Event ${index} is leaf ${index} of the checkpoint of size ${report.checkpoint.size}, signed by every key the log publishes; its body and salt open the leaf's commitment.${audit !== null ? ` This read was recorded in the log as event ${audit}.` : ''}`);
+      `The log holds this event exactly as shown: it is entry ${index} of ${report.checkpoint.size}, and its content and salt reproduce the entry's commitment. The operator's ${signed} signature(s) on that checkpoint were checked in this browser at ${new Date().toISOString().slice(11, 16)} UTC, with ${from === 'own' ? 'the keys you pasted' : 'the keys this server publishes'}.${audit !== null ? ` This read was recorded in the log as event ${audit}.` : ''}`);
+    trustNote(report, from);
   } else {
     showVerdict(verdict, 'fail', 'Verification FAILED', report.error);
   }
   $('event-checks').append(checksList(report.checks));
   const steps = stepsTable(report);
-  if (steps) $('event-checks').append(steps);
   const sigs = signatureTable(report.signatures);
-  if (sigs) $('event-checks').append(sigs);
+  if (steps || sigs) $('event-checks').append(el('details', { class: 'hash-details' }, el('summary', {}, 'Hash-level steps and signatures'), steps, sigs));
 }
 
 function init() {
@@ -161,6 +224,26 @@ function init() {
     }
     history.replaceState(null, '', `?index=${i}`);
     load(i);
+  });
+  $('trusted-keys').value = (storage.get(TRUSTED_KEYS) || []).join('\n');
+  if ($('trusted-keys').value) $('own-keys').open = true;
+  $('use-trusted-keys').addEventListener('click', async () => {
+    const lines = $('trusted-keys').value.split('\n').map((l) => l.trim()).filter(Boolean);
+    try {
+      await Promise.all(lines.map(parseVkey));
+    } catch (e) {
+      showVerdict($('trust-note'), 'fail', 'Not a verifier key', e.message);
+      return;
+    }
+    storage.set(TRUSTED_KEYS, lines);
+    const i = $('open-index').value.trim();
+    if (/^\d+$/.test(i)) load(i);
+  });
+  $('clear-trusted-keys').addEventListener('click', () => {
+    storage.set(TRUSTED_KEYS, []);
+    $('trusted-keys').value = '';
+    const i = $('open-index').value.trim();
+    if (/^\d+$/.test(i)) load(i);
   });
   const index = indexFromUrl();
   document.body.dataset.ready = 'true';

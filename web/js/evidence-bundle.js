@@ -63,11 +63,22 @@ function queryMismatch(event, record, query) {
       return `the event does not match the bundle's query (${name})`;
     }
   }
+  for (const name of ['outcome', 'purpose']) {
+    if (typeof query[name] === 'string' && event[name] !== query[name]) {
+      return `the event does not match the bundle's query (${name})`;
+    }
+  }
+  if (query.include_audit === false && record.app === 'veritrail') {
+    return "the bundle's query excludes the log's own audit records";
+  }
+  const outside = (t, since, until) => (since !== null && t < since) || (until !== null && t >= until);
   const received = parseTime(record.received);
-  const since = parseTime(query.since);
-  const until = parseTime(query.until);
-  if ((since !== null && received < since) || (until !== null && received >= until)) {
+  // Older bundles named the receive-time range since/until.
+  if (outside(received, parseTime(query.received_since ?? query.since), parseTime(query.received_until ?? query.until))) {
     return "the event's receive time is outside the bundle's query";
+  }
+  if (outside(parseTime(event.occurred_at), parseTime(query.occurred_since), parseTime(query.occurred_until))) {
+    return "the event's occurred time is outside the bundle's query";
   }
   return null;
 }

@@ -52,6 +52,10 @@ async function loadKeys(vkeys) {
   return { keys, problems };
 }
 
+// Set when this page load remembered the keys for the first time, so the
+// refreshes that follow do not speak of "earlier visits" that never were.
+let firstVisit = false;
+
 function renderKeys(keys, problems, origin) {
   const list = clear($('keys'));
   for (const k of keys) {
@@ -62,14 +66,15 @@ function renderKeys(keys, problems, origin) {
   const pinKey = `veritrail.pinnedKeys.${origin}`;
   const now = keys.map((k) => k.vkey).sort();
   const pinned = storage.get(pinKey);
-  if (!pinned) {
-    storage.set(pinKey, now);
-    $('keys-note').textContent = 'These keys are now remembered in this browser; you will be warned if they change.';
+  if (!pinned || (firstVisit && JSON.stringify(pinned) === JSON.stringify(now))) {
+    if (!pinned) storage.set(pinKey, now);
+    firstVisit = true;
+    $('keys-note').textContent = 'First visit from this browser: these keys, as this server gave them, are now remembered here; you will be warned if they ever change. Compare their key IDs with a copy from the operator or a witness to know they are the right ones.';
   } else if (JSON.stringify(pinned) !== JSON.stringify(now)) {
     $('keys-note').textContent = '';
     banner(`Warning: the log's verifier keys differ from the ones this browser saw before (${pinned.join(', ')}).`, 'warn');
   } else {
-    $('keys-note').textContent = 'Same keys as on your earlier visits.';
+    $('keys-note').textContent = 'Same keys as this browser remembered on an earlier visit (they still came from this server).';
   }
 }
 
@@ -97,8 +102,17 @@ function renderSignatures(report) {
     const log = report.signatures.filter((s) => s.status === 'verified' && s.type !== 0x04).map((s) => s.typeName);
     const wit = report.witnesses ? report.witnesses.length : 0;
     const unknown = report.signatures.filter((s) => s.status === 'unknown-key').length;
+    const at = new Date().toISOString().slice(11, 16);
+    const words = ['no', 'one', 'two', 'three', 'four'];
     showVerdict(box, 'ok', 'Checkpoint signatures verify',
-      `Log signatures: ${log.join(' and ')}. Witness cosignatures verified: ${wit === 0 ? 'none' : wit}${unknown ? `; ${unknown} signature${unknown > 1 ? 's' : ''} from keys the log does not publish (not checked)` : ''}.`);
+      `The operator\u2019s ${words[log.length] || log.length} signature${log.length === 1 ? '' : 's'} (${log.join(' and ')}) were checked in this browser at ${at} UTC.${unknown ? ` ${unknown} further signature${unknown > 1 ? 's' : ''} from keys the log does not publish (not checked).` : ''}`);
+    // The plain summary at the top, and what independence is missing.
+    const c = report.checkpoint;
+    const summary = $('trust-summary');
+    const witnessText = wit ? `${wit} independent witness${wit > 1 ? 'es have' : ' has'} co-signed it.` : 'No independent witness has co-signed yet.';
+    showVerdict(summary, wit ? 'ok' : 'warn', `${formatInt(c.size)} entries. The operator\u2019s ${words[log.length] || log.length} signature${log.length === 1 ? ' was' : 's were'} checked in this browser at ${at} UTC. ${witnessText}`,
+      'The log\u2019s keys came from this server itself: compare their key IDs (below) with a copy from the operator or a witness, or check on the Verify page with keys you trust.');
+    summary.dataset.witnesses = String(wit);
   } else {
     showVerdict(box, 'fail', 'Checkpoint does not verify', report.error);
   }

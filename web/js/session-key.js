@@ -1,8 +1,10 @@
 // The API key of the auditor and admin pages: entered once per browser
 // tab and kept in sessionStorage only — never in localStorage, a cookie or
 // a URL — so it is gone when the tab closes. Also wires the key panel the
-// auditor and admin pages share.
+// auditor and admin pages share. When a key is entered, the panel asks the
+// log who it is (GET /v1/whoami: name and role, no data read) and shows it.
 
+import { authJson } from './api.js';
 import { el } from './ui.js';
 
 const STORAGE_KEY = 'veritrail.apiKey';
@@ -34,6 +36,17 @@ export function keyLabel(key) {
   return m ? `key ${m[1]}` : 'a key';
 }
 
+let info = null; // {key, promise} for the key in use
+
+/** The key's {id, name, role, app} from the log, or null when it is not accepted. Cached per key. */
+export function whoAmI(key = getKey()) {
+  if (!key) return Promise.resolve(null);
+  if (!info || info.key !== key) {
+    info = { key, promise: authJson('v1/whoami', key).then((a) => a.json, () => null) };
+  }
+  return info.promise;
+}
+
 /**
  * Wires the key panel: form #key-form with input #api-key, button
  * #forget-key and status #key-status. `onChange(key|null)` runs when the
@@ -51,6 +64,19 @@ export function wireKeyPanel(onChange) {
       : el('span', {}, 'No key entered yet. It is kept in this tab only, never saved to disk or put in a URL.'));
     forget.hidden = !k;
     document.body.dataset.hasKey = k ? 'true' : 'false';
+    delete document.body.dataset.keyRole;
+    if (k) {
+      whoAmI(k).then((who) => {
+        if (getKey() !== k) return;
+        if (!who) {
+          status.append(' ', el('span', { class: 'status-fail', id: 'key-identity' }, 'The log does not accept this key (wrong, mistyped or revoked).'));
+          document.body.dataset.keyRole = 'none';
+          return;
+        }
+        status.append(' ', el('span', { id: 'key-identity' }, 'It is ', el('code', { class: 'ident' }, who.name), `, a ${who.role} key${who.app ? ` for app ${who.app}` : ''}.`));
+        document.body.dataset.keyRole = who.role;
+      });
+    }
   };
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();

@@ -36,6 +36,19 @@ export function showVerdict(box, state, title, detail) {
   if (detail) box.append(el('p', { class: 'verdict-detail' }, detail));
 }
 
+/**
+ * Shows the outcome of a query (not a verdict) in `box`: neutral styling,
+ * no check mark; state is 'ok' (answered) or 'busy'. Errors still use
+ * showVerdict(box, 'fail', ...).
+ */
+export function showSummary(box, state, title, detail) {
+  clear(box);
+  box.dataset.verdict = state;
+  box.className = `summary summary-${state}`;
+  box.append(el('p', { class: 'summary-title' }, title));
+  if (detail) box.append(el('p', { class: 'verdict-detail' }, detail));
+}
+
 /** A hash (or other long token) in a monospace element that wraps. */
 export function code(text, title) {
   return el('code', { class: 'hash', title: title || null }, text);

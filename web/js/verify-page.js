@@ -11,6 +11,7 @@ import {
 import { renderBundleReport } from './bundle-view.js';
 import { verifyEvidenceBundle } from './evidence-bundle.js';
 import { checkCheckpoint } from './checkpoint-policy.js';
+import { bundleFromReport } from './report.js';
 import {
   ed25519Supported, ED25519_UNSUPPORTED, parseCheckpoint, parseNote, parseVkey,
 } from './note.js';
@@ -68,7 +69,7 @@ function signatureTable(signatures) {
     el('td', {}, (s.typeName || '—') + (s.timestamp !== undefined ? `, time ${s.timestamp} (${new Date(Number(s.timestamp) * 1000).toISOString()})` : '')),
     el('td', { class: `status-${s.status}` }, label[s.status])));
   return el('div', { class: 'table-wrap' }, labelCells(el('table', {},
-    el('caption', { class: 'muted', style: 'text-align:left' }, 'Signature lines'),
+    el('caption', { class: 'muted caption-left' }, 'Signature lines'),
     el('thead', {}, el('tr', {}, ['Signer', 'Key ID', 'Kind', 'Result'].map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, rows))));
 }
@@ -108,7 +109,7 @@ function stepsTable(report) {
     el('div', { class: 'table-wrap' }, labelCells(el('table', {},
       el('thead', {}, el('tr', {}, ['Step', 'Proof hash level', 'Position', 'Proof hash', 'Result'].map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, rows)))),
-    el('dl', { class: 'facts', style: 'margin-top:.75rem' },
+    el('dl', { class: 'facts facts-spaced' },
       el('dt', {}, 'Computed root'), el('dd', {}, report.computedRoot ? code(toBase64(report.computedRoot)) : '—'),
       el('dt', {}, 'Checkpoint root'), el('dd', {}, code(toBase64(report.checkpoint.rootHash))),
       el('dt', {}, 'Match'), el('dd', { class: match ? 'status-ok' : 'status-fail' }, match ? 'yes' : 'no')));
@@ -175,7 +176,13 @@ async function loadFromLog({ keysToo }) {
     if (keysToo) {
       const log = await getLog();
       const vkeys = vkeysFromLog(log);
-      if (vkeys.length) $('vkeys').value = vkeys.join('\n');
+      if (vkeys.length) {
+        $('vkeys').value = vkeys.join('\n');
+        const warn = $('keys-source');
+        showVerdict(warn, 'warn', 'These keys came from the server you are checking',
+          'A server that lies could also lie about its keys, so checks with them show only that its answers agree with each other. Replace them with keys you obtained independently (from the operator, a witness, or an earlier copy).');
+        warn.dataset.source = 'server';
+      }
     }
     const cp = await getCheckpoint();
     $('checkpoint').value = cp.note;
@@ -311,10 +318,20 @@ async function verifyConsistencySection() {
 async function verifyBundleSection() {
   const out = $('bundle-result');
   const keys = await readKeys();
-  const text = $('bundle').value;
+  let text = $('bundle').value;
   if (!text.trim()) return renderError(out, 'No bundle', 'Paste an evidence bundle or load it from a file.');
+  // An HTML evidence report verifies as the bundle it embeds.
+  let fromReport = false;
+  try {
+    const embedded = bundleFromReport(text);
+    if (embedded !== null) [text, fromReport] = [embedded, true];
+  } catch (e) {
+    return renderError(out, 'Evidence report is damaged', e.message);
+  }
   const report = await verifyEvidenceBundle(text, keys);
   renderBundleReport(out, report);
+  out.dataset.source = fromReport ? 'report' : 'bundle';
+  if (fromReport) out.append(el('p', { class: 'hint' }, 'The bundle embedded in the HTML evidence report was verified; the report’s tables are a rendering of it.'));
 }
 
 // ---- wiring ----------------------------------------------------------------
@@ -349,6 +366,14 @@ async function init() {
   wireFileInput($('tlogproof-file'), $('tlogproof'));
   wireFileInput($('bundle-file'), $('bundle'));
   $('vkeys').addEventListener('change', readKeys);
+  // Keys the person typed or pasted are theirs: the server warning goes.
+  $('vkeys').addEventListener('input', () => {
+    const warn = $('keys-source');
+    clear(warn);
+    warn.className = '';
+    delete warn.dataset.verdict;
+    warn.dataset.source = 'given';
+  });
   showEarlier();
   if (!(await ed25519Supported())) {
     const b = $('ed25519-banner');
@@ -357,7 +382,11 @@ async function init() {
   }
   // Prefill from the log, unless the person already typed something.
   if (!$('vkeys').value.trim() && !$('checkpoint').value.trim()) {
-    if (await loadFromLog({ keysToo: true })) await verifyCheckpointSection();
+    if (await loadFromLog({ keysToo: true })) {
+      const report = await verifyCheckpointSection();
+      // A remembered checkpoint is re-checked at once: the log must only have grown since.
+      if (report && report.ok && $('earlier').value.trim()) await verifyConsistencySection();
+    }
   }
   document.body.dataset.ready = 'true';
 }
