@@ -466,8 +466,8 @@ pub fn witness_request(data: &[u8]) -> Result<(), Violation> {
     check_verification(&req.note)
 }
 
-/// `bundle_line`: the evidence-bundle reader ([`veritrail::bundle::verify_bundle`])
-/// and the tlog-proof reader ([`veritrail::bundle::verify_tlog_proof`]) never
+/// `bundle_line`: the evidence-bundle reader ([`veritrail::evidence::verify_bundle`])
+/// and the tlog-proof reader ([`veritrail::evidence::verify_tlog_proof`]) never
 /// panic, with the fixed key of `example.com/log` (the key of the seed
 /// bundles' checkpoint); what they verify lies inside the verified tree and
 /// names the key's origin.
@@ -481,8 +481,8 @@ pub fn bundle_line(data: &[u8]) -> Result<(), Violation> {
         .map(|v| &**v)
         .collect();
     for verified in [
-        veritrail::bundle::verify_bundle(text, &verifiers),
-        veritrail::bundle::verify_tlog_proof(text, &verifiers),
+        veritrail::evidence::verify_bundle(text, &verifiers),
+        veritrail::evidence::verify_tlog_proof(text, &verifiers),
     ]
     .into_iter()
     .flatten()

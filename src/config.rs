@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::api::ApiLimits;
+use crate::cosign::{WitnessEndpoint, WitnessPolicy};
 use crate::listen::TlsFiles;
 use crate::sequencer::SequencerConfig;
-use crate::witness::cosign::{WitnessEndpoint, WitnessPolicy};
 
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./veritrail-data";

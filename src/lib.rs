@@ -2,30 +2,40 @@
 //!
 //! Audit events are committed to as leaves of an append-only RFC 6962 Merkle
 //! tree, published as C2SP tiles and checkpoints, so that anyone can prove
-//! inclusion and consistency without trusting the operator.
+//! inclusion and consistency without trusting the operator. ARCHITECTURE.md
+//! draws the layers and the arrows allowed between them.
 //!
-//! Pure, spec-level code does no I/O: [`merkle`] (RFC 6962 hashing and
-//! proofs), [`tiles`] (C2SP tile math), [`note`] (signed notes, checkpoints,
-//! cosignatures) and [`event`] (the audit event schema and commitments).
-//! The service is built on them: [`store`] (storage contract and sled
-//! backend), [`sequencer`] (the single writer), [`lifecycle`] (create and
-//! load a data directory), [`api`] (HTTP), [`server`] (`veritrail serve`),
-//! [`listen`] (plain or TLS serving), [`fsck`] (offline checks),
-//! [`backup`] (snapshots and restore) and [`history`] (checks against
-//! published checkpoints).
+//! - Specs, pure (no I/O, no clock): [`merkle`] (RFC 6962 hashing and
+//!   proofs), [`tiles`] (C2SP tile math), [`note`] (signed notes,
+//!   checkpoints, cosignatures, the checkpoint trust policy) and [`event`]
+//!   (the audit event schema and commitments).
+//! - Engine: [`sequencer`] (the single writer and its write path),
+//!   [`vault`] (encryption at rest and erasure), [`store`] (the storage
+//!   contract and its backends).
+//! - Service: [`api`] (HTTP), [`auth`], [`search`], [`backup`],
+//!   [`lifecycle`] (create and load a data directory), [`server`]
+//!   (`veritrail serve`), [`listen`] (plain or TLS serving), [`config`].
+//! - Checking a log from outside: [`verify`], [`monitor`], [`evidence`]
+//!   (evidence bundles and reports), [`history`], [`fsck`], [`client`].
+//! - Witnessing: [`witness`] (the standalone witness) and [`cosign`] (the
+//!   log asking witnesses for cosignatures).
+//!
+//! Only what the binary, the tests, the benchmarks and the fuzz targets use
+//! is public; durable files, rate limits, retention and the embedded
+//! console are the library's own.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
 pub mod backup;
-pub mod bench;
-pub mod bundle;
 pub mod client;
 pub mod config;
+pub mod cosign;
 pub mod crypto;
-pub mod durable;
+mod durable;
 pub mod event;
+pub mod evidence;
 pub mod fsck;
 pub mod history;
 pub mod lifecycle;
@@ -33,9 +43,8 @@ pub mod listen;
 pub mod merkle;
 pub mod monitor;
 pub mod note;
-pub mod ratelimit;
-pub mod report;
-pub mod retention;
+mod ratelimit;
+mod retention;
 pub mod search;
 pub mod sequencer;
 pub mod server;
@@ -43,5 +52,5 @@ pub mod store;
 pub mod tiles;
 pub mod vault;
 pub mod verify;
-pub mod web;
+mod web;
 pub mod witness;

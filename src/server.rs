@@ -155,7 +155,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
                 policy.witnesses.len()
             );
             Some(
-                crate::witness::cosign::start(policy, store.clone(), view.clone())
+                crate::cosign::start(policy, store.clone(), view.clone())
                     .map_err(ServeError::Io)?,
             )
         }

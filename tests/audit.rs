@@ -163,7 +163,7 @@ async fn one_event_comes_with_its_proof_and_its_read_is_logged() {
     assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
     let refs: Vec<&dyn veritrail::note::NoteVerifier> =
         verifiers.iter().map(|v| v.as_ref()).collect();
-    let verified = veritrail::bundle::verify_tlog_proof(&text, &refs).unwrap();
+    let verified = veritrail::evidence::verify_tlog_proof(&text, &refs).unwrap();
     assert_eq!(verified.indexes, vec![4]);
 }
 

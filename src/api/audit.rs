@@ -20,9 +20,9 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::auth::{ApiKeyRecord, INTERNAL_APP, Role};
-use crate::bundle;
 use crate::crypto::Field;
 use crate::event::{self, Outcome};
+use crate::evidence;
 use crate::search::{self, EventQuery, Hit};
 use crate::sequencer::{EntryReceipt, PreparedEvent};
 use crate::vault::Tombstone;
@@ -538,7 +538,7 @@ pub(super) async fn export(
         },
     )
     .await?;
-    let header_line = bundle::header_line(&bundle::BundleHeader {
+    let header_line = evidence::header_line(&evidence::BundleHeader {
         origin: st.origin.to_string(),
         verifier_keys: vec![
             st.verifier_keys.ecdsa.clone(),
@@ -580,7 +580,7 @@ pub(super) async fn export(
                         return;
                     }
                 };
-                chunk.extend(bundle::event_line(&bundle::BundleEvent {
+                chunk.extend(evidence::event_line(&evidence::BundleEvent {
                     index: hit.index,
                     leaf: String::from_utf8_lossy(&hit.leaf).into_owned(),
                     leaf_hash: hit.leaf_hash,
@@ -599,7 +599,7 @@ pub(super) async fn export(
                 _ => break,
             }
         }
-        let _ = send(bundle::end_line(count));
+        let _ = send(evidence::end_line(count));
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -666,8 +666,8 @@ pub(super) async fn tlog_proof(
     let source = crate::sequencer::TileSource::new(st.store.as_ref());
     let path = crate::merkle::inclusion_proof(index, cp.checkpoint.size, &source)
         .map_err(ApiError::internal)?;
-    let text = bundle::tlog_proof_text(
-        &bundle::BundleEvent {
+    let text = evidence::tlog_proof_text(
+        &evidence::BundleEvent {
             index,
             leaf: String::from_utf8_lossy(&hit.leaf).into_owned(),
             leaf_hash: hit.leaf_hash,

@@ -38,11 +38,11 @@ pub use governance::{
 };
 
 use crate::auth::ApiKeys;
+use crate::cosign::WitnessedView;
 use crate::event::EventLimits;
 use crate::note::keys::LogVerifierKeys;
 use crate::sequencer::{LogView, SequencerHandle};
 use crate::store::Store;
-use crate::witness::cosign::WitnessedView;
 
 /// Explicit limits on every request.
 #[derive(Clone, Debug)]

@@ -1,6 +1,6 @@
 //! `veritrail export` (an evidence bundle from a running server, auditor
 //! key) and `veritrail verify-bundle` (checking one offline with the log's
-//! verifier keys; the checks themselves are `veritrail::bundle`'s).
+//! verifier keys; the checks themselves are `veritrail::evidence`'s).
 
 use std::path::{Path, PathBuf};
 
@@ -116,7 +116,7 @@ pub fn verify_bundle(file: &Path, vkeys: &[String]) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("couldn't read {}", file.display()))?;
     // An HTML evidence report verifies as the bundle it embeds.
-    let text = veritrail::report::bundle_from_report(&text)
+    let text = veritrail::evidence::report::bundle_from_report(&text)
         .with_context(|| format!("{}", file.display()))?
         .unwrap_or(text);
     let verifiers = vkeys
@@ -125,10 +125,10 @@ pub fn verify_bundle(file: &Path, vkeys: &[String]) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let refs: Vec<&dyn veritrail::note::NoteVerifier> =
         verifiers.iter().map(|v| v.as_ref()).collect();
-    let result = if text.starts_with(veritrail::bundle::TLOG_PROOF_HEADER) {
-        veritrail::bundle::verify_tlog_proof(&text, &refs)
+    let result = if text.starts_with(veritrail::evidence::TLOG_PROOF_HEADER) {
+        veritrail::evidence::verify_tlog_proof(&text, &refs)
     } else {
-        veritrail::bundle::verify_bundle(&text, &refs)
+        veritrail::evidence::verify_bundle(&text, &refs)
     };
     match result {
         Ok(v) => {

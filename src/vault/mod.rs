@@ -34,13 +34,12 @@ use crate::event::AuditEvent;
 use crate::store::{RecordBatch, RecordSpace, Store, StoreError, StoredEvent};
 
 mod erase;
-mod index;
 mod keyring;
 mod master_key;
 mod seal;
 
-pub use index::DEFAULT_FLUSH_EVENTS as DEFAULT_INDEX_FLUSH_EVENTS;
-use index::SearchIndex;
+pub use crate::search::index::DEFAULT_FLUSH_EVENTS as DEFAULT_INDEX_FLUSH_EVENTS;
+use crate::search::index::SearchIndex;
 
 use keyring::Keyring;
 pub use keyring::{KEYRING_FILE, KeyringHome, rotation_pending as keyring_rotation_pending};

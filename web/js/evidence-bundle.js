@@ -48,7 +48,7 @@ function parseTime(text) {
   return Number.isNaN(ms) ? null : ms;
 }
 
-/** Checks that an event answers the header's query, as src/bundle.rs does. */
+/** Checks that an event answers the header's query, as src/evidence/mod.rs does. */
 function queryMismatch(event, record, query) {
   if (!query || typeof query !== 'object') return null;
   const have = {

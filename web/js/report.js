@@ -2,7 +2,7 @@
 // from an evidence bundle and its verification in this browser
 // (evidence-bundle.js). The page embeds the exact NDJSON bundle, base64,
 // in one inert element, so the report verifies as the bundle does: on the
-// verify page and with `veritrail verify-bundle report.html` (src/report.rs
+// verify page and with `veritrail verify-bundle report.html` (src/evidence/report.rs
 // reads the same element). Everything else in the page is a rendering.
 //
 // Pure: no DOM, no network; strings in, strings out. Every value from the

@@ -27,6 +27,8 @@ use crate::event::{self, EventLimits, LeafRecord};
 use crate::merkle::{self, Hash};
 use crate::note::{Checkpoint, CheckpointPolicy, NoteError, NoteVerifier, Rejection};
 
+pub mod report;
+
 /// The `type` of a bundle's header line.
 pub const BUNDLE_TYPE: &str = "veritrail-evidence-bundle";
 /// First line of a c2sp.org/tlog-proof file.

@@ -116,11 +116,13 @@ impl Population {
     }
 
     /// The name of subject number `k`.
+    #[cfg(test)]
     pub fn subject_name(k: u64) -> String {
         format!("person-{k}")
     }
 
     /// The name of actor number `k`.
+    #[cfg(test)]
     pub fn actor_name(k: u64) -> String {
         format!("staff-{k}")
     }
@@ -205,7 +207,8 @@ mod tests {
             let mut json = String::new();
             p.write_event(&mut json, "abcd0123", n, true);
             let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-            let ev = crate::event::parse_event(&v, &crate::event::EventLimits::default()).unwrap();
+            let ev = veritrail::event::parse_event(&v, &veritrail::event::EventLimits::default())
+                .unwrap();
             assert_eq!(
                 ev.subject.as_deref(),
                 Some(Population::subject_name(p.subject_of(n)).as_str())

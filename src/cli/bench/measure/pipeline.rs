@@ -27,18 +27,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::population::{Distribution, Population};
+use super::population::Population;
 use super::{BenchError, LatencySummary, ms, per_second, process_cpu_time, random_run_id};
-use crate::crypto::MasterKey;
-use crate::event::{self, EventLimits};
-use crate::merkle;
-use crate::sequencer::{
+use veritrail::crypto::MasterKey;
+use veritrail::event::{self, EventLimits};
+use veritrail::merkle;
+use veritrail::sequencer::{
     CheckpointSigner, Clock, LogView, PreparedEvent, RightEdge, Sealing, Sequencer,
     SequencerConfig, SequencerHandle, SubmitError, accept_with_terms,
 };
-use crate::store::Store;
-use crate::store::sled::SledStore;
-use crate::vault::{KEYRING_FILE, KeyringHome, Vault};
+use veritrail::store::Store;
+use veritrail::store::sled::SledStore;
+use veritrail::vault::{KEYRING_FILE, KeyringHome, Vault};
 
 /// One `bench pipeline` run.
 #[derive(Clone, Debug)]
@@ -55,17 +55,6 @@ pub struct PipelineOptions {
     pub rounds: usize,
     /// The generated events.
     pub population: Population,
-}
-
-impl PipelineOptions {
-    /// The population `bench pipeline` uses unless told otherwise.
-    pub fn default_population() -> Population {
-        Population {
-            subjects: 10_000,
-            actors: 500,
-            distribution: Distribution::Zipf,
-        }
-    }
 }
 
 /// One timed run.
@@ -274,7 +263,7 @@ fn one_run(opts: &PipelineOptions, sealed: bool, n: usize) -> Result<PipelineRun
         Some(v) => Sealing::Vault(v.clone()),
         None => Sealing::Plaintext,
     };
-    let keys = crate::note::keys::LogKeys::generate().map_err(storage)?;
+    let keys = veritrail::note::keys::LogKeys::generate().map_err(storage)?;
     let origin = "bench.invalid/pipeline";
     let signer = Arc::new(CheckpointSigner::from_keys(&keys, origin).map_err(storage)?);
     let clock = Clock::system();

@@ -1,5 +1,6 @@
 //! Searching events: by data subject, actor, action, resource and app
-//! (secondary index terms, see [`crate::vault`]), by when the log received
+//! (secondary index terms: [`index`] keeps them, the vault computes them),
+//! by when the log received
 //! them, and by when they occurred, their outcome and their purpose.
 //!
 //! Results come newest first (by leaf index), in pages. A page ends at a
@@ -30,6 +31,8 @@ use crate::merkle::{self, Hash};
 use crate::sequencer::read_entry;
 use crate::store::{Store, StoreError, StoredEvent};
 use crate::vault::Vault;
+
+pub(crate) mod index;
 
 /// Largest page.
 pub const MAX_LIMIT: usize = 1000;

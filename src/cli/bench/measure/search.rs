@@ -367,7 +367,12 @@ async fn walk(
     let mut below = None;
     loop {
         let page = http
-            .get(filter, crate::search::MAX_LIMIT, cursor.as_deref(), busy)
+            .get(
+                filter,
+                veritrail::search::MAX_LIMIT,
+                cursor.as_deref(),
+                busy,
+            )
             .await?;
         pages += 1;
         check_page(filter, &page, below)?;
@@ -485,10 +490,10 @@ pub async fn search(opts: &SearchOptions) -> Result<SearchReport, BenchError> {
             "requests and clients must be at least 1".into(),
         ));
     }
-    if opts.limit == 0 || opts.limit > crate::search::MAX_LIMIT {
+    if opts.limit == 0 || opts.limit > veritrail::search::MAX_LIMIT {
         return Err(BenchError::Options(format!(
             "limit must be between 1 and {}",
-            crate::search::MAX_LIMIT
+            veritrail::search::MAX_LIMIT
         )));
     }
     let client = reqwest::Client::builder()

@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::event::{self, EventLimits, LeafRecord};
-use crate::merkle::Hash;
-use crate::note::{Checkpoint, Note};
-use crate::store::StoredEvent;
-use crate::tiles::TILE_WIDTH;
+use veritrail::event::{self, EventLimits, LeafRecord};
+use veritrail::merkle::Hash;
+use veritrail::note::{Checkpoint, Note};
+use veritrail::store::StoredEvent;
+use veritrail::tiles::TILE_WIDTH;
 
 pub mod pipeline;
 pub mod population;
@@ -152,11 +152,12 @@ pub fn write_event(out: &mut String, run: &str, n: u64, with_id: bool) {
 
 /// The request body for events `first..first + count`: one event object when
 /// `count` is 1, else `{"events": [...]}`.
+#[cfg(test)]
 pub fn request_body(run: &str, first: u64, count: u64, with_id: bool) -> String {
     request_body_of(None, run, first, count, with_id)
 }
 
-/// Like [`request_body`], with the events of `population` when given.
+/// Like `request_body`, with the events of `population` when given.
 pub fn request_body_of(
     population: Option<&Population>,
     run: &str,
@@ -744,12 +745,12 @@ pub fn sled_ceiling(opts: &SledOptions) -> Result<SledReport, BenchError> {
         ));
     }
     let storage = |e: &dyn std::fmt::Display| BenchError::Storage(e.to_string());
-    let db = crate::store::sled::sled_config(&opts.dir)
+    let db = veritrail::store::sled::sled_config(&opts.dir)
         .open()
         .map_err(|e| storage(&e))?;
     let tree = db.open_tree("log").map_err(|e| storage(&e))?;
-    let data_file =
-        std::fs::File::open(crate::store::sled::data_file(&opts.dir)).map_err(|e| storage(&e))?;
+    let data_file = std::fs::File::open(veritrail::store::sled::data_file(&opts.dir))
+        .map_err(|e| storage(&e))?;
     let sizes = opts.sizes;
     let mut filler =
         vec![0u8; (TILE_WIDTH as usize) * (sizes.leaf + 2).max(32) + sizes.stored_event];
@@ -932,7 +933,7 @@ mod tests {
         // (The ceiling's own handle may hold sled's lock a moment longer.)
         let db = (0..40)
             .find_map(|_| {
-                let r = crate::store::sled::sled_config(&opts.dir).open().ok();
+                let r = veritrail::store::sled::sled_config(&opts.dir).open().ok();
                 if r.is_none() {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }

@@ -1,14 +1,18 @@
 //! `veritrail bench`: ingest and search against a running log (on the
 //! process's runtime), and the in-process pipeline and storage-ceiling
 //! measurements (which need none: `bench pipeline` starts its own). The
-//! measurements are `veritrail::bench`'s; this module only wires the flags.
+//! measurements themselves are in [`measure`]; this module only wires the
+//! flags. Benchmark code belongs to the binary, not to the library.
 
 use std::fmt::Display;
 use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use veritrail::bench;
+
+mod measure;
+
+use measure as bench;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -154,12 +158,12 @@ pub struct PopulationArgs {
     actors: u64,
     /// How subjects are spread: uniform or zipf.
     #[arg(long, default_value = "zipf")]
-    distribution: veritrail::bench::Distribution,
+    distribution: measure::Distribution,
 }
 
 impl PopulationArgs {
-    fn with_subjects(&self, subjects: u64) -> veritrail::bench::Population {
-        veritrail::bench::Population {
+    fn with_subjects(&self, subjects: u64) -> measure::Population {
+        measure::Population {
             subjects,
             actors: self.actors,
             distribution: self.distribution,
