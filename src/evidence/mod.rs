@@ -208,14 +208,20 @@ struct EventFields {
     inclusion_proof: Option<Vec<String>>,
 }
 
-/// Checks that an event answers the header's query: each equality filter
-/// and the receive-time range.
+/// Checks that an event answers the header's query: each equality filter,
+/// whether the log's own audit records were excluded, and the time ranges
+/// (when it occurred, when the log received it). Bundles exported before
+/// occurred-time filters existed named the receive-time range `since` and
+/// `until`; those still mean the receive time here. The console's
+/// `queryMismatch` (web/js/evidence-bundle.js) applies the same rules.
 fn matches_query(f: &EventFields, record: &LeafRecord, query: &Value) -> Result<(), String> {
     let fields = [
         ("subject", &f.event["subject"]),
         ("actor", &f.event["actor"]["id"]),
         ("action", &f.event["action"]),
         ("resource", &f.event["resource"]["id"]),
+        ("outcome", &f.event["outcome"]),
+        ("purpose", &f.event["purpose"]),
     ];
     for (name, have) in fields {
         if let Some(want) = query[name].as_str()
@@ -231,16 +237,40 @@ fn matches_query(f: &EventFields, record: &LeafRecord, query: &Value) -> Result<
     {
         return Err("the event does not match the bundle's query (app)".into());
     }
-    let bound = |name: &str| -> Result<Option<i64>, String> {
-        query[name]
-            .as_str()
-            .map(|t| event::parse_rfc3339_ms(t).map_err(|e| format!("query {name}: {e}")))
-            .transpose()
+    if query["include_audit"] == Value::Bool(false) && record.app == crate::auth::INTERNAL_APP {
+        return Err("the bundle's query excludes the log's own audit records".into());
+    }
+    let bound = |names: &[&str]| -> Result<Option<i64>, String> {
+        let Some((name, t)) = names
+            .iter()
+            .find_map(|n| query[*n].as_str().map(|t| (*n, t)))
+        else {
+            return Ok(None);
+        };
+        event::parse_rfc3339_ms(t)
+            .map(Some)
+            .map_err(|e| format!("query {name}: {e}"))
     };
-    if bound("since")?.is_some_and(|s| record.received_ms < s)
-        || bound("until")?.is_some_and(|u| record.received_ms >= u)
-    {
+    let outside = |t: i64, since: Option<i64>, until: Option<i64>| {
+        since.is_some_and(|s| t < s) || until.is_some_and(|u| t >= u)
+    };
+    if outside(
+        record.received_ms,
+        bound(&["received_since", "since"])?,
+        bound(&["received_until", "until"])?,
+    ) {
         return Err("the event's receive time is outside the bundle's query".into());
+    }
+    let occurred_since = bound(&["occurred_since"])?;
+    let occurred_until = bound(&["occurred_until"])?;
+    if occurred_since.is_some() || occurred_until.is_some() {
+        let occurred = f.event["occurred_at"]
+            .as_str()
+            .and_then(|t| event::parse_rfc3339_ms(t).ok())
+            .ok_or("the event has no valid occurred_at")?;
+        if outside(occurred, occurred_since, occurred_until) {
+            return Err("the event's occurred time is outside the bundle's query".into());
+        }
     }
     Ok(())
 }
@@ -463,6 +493,12 @@ mod tests {
 
     /// A valid bundle of `n` events, and the log's verifiers.
     fn bundle(n: usize) -> (String, Vec<Box<dyn NoteVerifier>>) {
+        bundle_for(n, json!({ "subject": "s" }))
+    }
+
+    /// `n` events (subject `s`, outcome success, occurred 2026-11-25,
+    /// received 2026-11-18, app `clinic`) exported for `query`.
+    fn bundle_for(n: usize, query: Value) -> (String, Vec<Box<dyn NoteVerifier>>) {
         let keys = LogKeys::generate().unwrap();
         let signers = keys.signers(ORIGIN).unwrap();
         let mut tree = MemoryTree::new();
@@ -499,7 +535,7 @@ mod tests {
             verifier_keys: vec![signers.ecdsa.verifier_key(), signers.ed25519.verifier_key()],
             checkpoint: note,
             exported_at: "2026-11-25T10:00:00.000Z".into(),
-            query: json!({ "subject": "s" }),
+            query,
         });
         for (index, leaf, ev, salt) in events.into_iter().rev() {
             out.extend(event_line(&BundleEvent {
@@ -517,6 +553,42 @@ mod tests {
             crate::note::parse_verifier_key(&signers.ed25519.verifier_key()).unwrap(),
         ];
         (String::from_utf8(out).unwrap(), verifiers)
+    }
+
+    #[test]
+    fn events_must_answer_every_filter_of_the_query() {
+        let verify = |query: Value| {
+            let (text, verifiers) = bundle_for(2, query);
+            let refs: Vec<&dyn NoteVerifier> = verifiers.iter().map(|v| v.as_ref()).collect();
+            verify_bundle(&text, &refs)
+                .map(|_| ())
+                .map_err(|e| e.message)
+        };
+        for answered in [
+            json!({ "occurred_since": "2026-11-01T00:00:00Z", "occurred_until": "2026-12-01T00:00:00Z" }),
+            json!({ "received_since": "2026-11-01T00:00:00Z", "outcome": "success", "purpose": "p" }),
+            json!({ "include_audit": false, "app": "clinic" }),
+            // Older bundles: since/until bound the receive time.
+            json!({ "since": "2026-11-18T00:00:00Z", "until": "2026-11-19T00:00:00Z" }),
+        ] {
+            assert_eq!(verify(answered.clone()), Ok(()), "{answered}");
+        }
+        for (query, why) in [
+            (
+                json!({ "occurred_since": "2026-03-01T00:00:00Z", "occurred_until": "2026-04-01T00:00:00Z" }),
+                "occurred time",
+            ),
+            (
+                json!({ "received_since": "2026-11-20T00:00:00Z" }),
+                "receive time",
+            ),
+            (json!({ "since": "2026-11-20T00:00:00Z" }), "receive time"),
+            (json!({ "outcome": "denied" }), "(outcome)"),
+            (json!({ "purpose": "billing" }), "(purpose)"),
+        ] {
+            let err = verify(query.clone()).unwrap_err();
+            assert!(err.contains(why), "{query}: {err}");
+        }
     }
 
     #[test]
