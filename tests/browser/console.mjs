@@ -740,7 +740,10 @@ export async function consoleTests(browser, h) {
     await test(`${group}: every page says plainly what was checked, with whose keys, and that no witness cosigned`, async () => {
       const page = await context.newPage();
       await page.goto(new URL('index.html', base).href);
-      // A first visit: nothing remembered in this browser yet.
+      // A first visit: nothing remembered in this browser yet. Wait for the
+      // page to finish remembering what it loaded, or it could do so after
+      // the clear below and make the reload a second visit.
+      await page.waitForSelector('#trust-summary[data-verdict]', { timeout: WAIT_MS });
       await page.evaluate(() => localStorage.clear());
       await page.reload();
       await page.waitForSelector('#trust-summary[data-verdict]', { timeout: WAIT_MS });

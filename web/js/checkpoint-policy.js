@@ -56,7 +56,8 @@ export function checkAgainstKnown(checkpoint, known) {
 
 /**
  * Checks a signed checkpoint note against the policy {logKeys, logQuorum?,
- * witnessKeys?, witnessQuorum?} (parsed verifier keys, see parseVkey) and an
+ * witnessKeys?, witnessQuorum?, keysNamedByOrigin? (default true: the
+ * origin_mismatch rule)} (parsed verifier keys, see parseVkey) and an
  * optional known checkpoint. Returns {ok: true, checkpoint, logSignatures:
  * [log key index], cosignatures: [{witness, timestamp}]} or {ok: false,
  * rule, error, checkpoint?}. Never throws on bad input.
@@ -76,7 +77,7 @@ export async function checkCheckpointPolicy(msg, policy, known = null) {
     return reject('malformed', e.message);
   }
   // c2sp.org/tlog-checkpoint: the log's key name is the origin.
-  const foreign = logKeys.find((k) => k.name !== checkpoint.origin);
+  const foreign = policy.keysNamedByOrigin === false ? null : logKeys.find((k) => k.name !== checkpoint.origin);
   if (foreign) {
     return reject('origin_mismatch', `the checkpoint's origin is "${checkpoint.origin}", but log key ${foreign.vkey} is for "${foreign.name}"`, { checkpoint });
   }
@@ -123,7 +124,8 @@ export async function checkCheckpointPolicy(msg, policy, known = null) {
 /**
  * The console's checkpoint check: `keys` may mix log keys (0x01, 0x02) and
  * witness keys (0x04), and keys of other logs. The log keys named after the
- * checkpoint's origin are this log's; one of their signatures suffices (a
+ * checkpoint's origin are this log's (all given log keys, when none is
+ * named so); one of their signatures suffices (a
  * browser without Ed25519 still checks ECDSA), witnesses are listed but not
  * required. Returns {ok, error, rule, checkpoint, signatures, text,
  * witnesses}: `signatures` is checkNote's per-signature report, for display.
@@ -136,9 +138,16 @@ export async function checkCheckpoint(msg, keys) {
   } catch (e) {
     if (!(e instanceof NoteError)) throw e;
   }
-  const logKeys = keys.filter((k) => k.type !== SIG_COSIGNATURE_V1 && (origin === null || k.name === origin));
+  // Some logs do not name their key after their origin (Rekor's checkpoints
+  // say "Rekor", its key is "rekor.sigstore.dev"): when no given key is
+  // named after the origin, every given log key counts as the log's.
+  const signing = keys.filter((k) => k.type !== SIG_COSIGNATURE_V1);
+  const named = signing.filter((k) => origin === null || k.name === origin);
+  const logKeys = named.length > 0 ? named : signing;
   const witnessKeys = keys.filter((k) => k.type === SIG_COSIGNATURE_V1);
-  const verdict = await checkCheckpointPolicy(msg, { logKeys, logQuorum: 1, witnessKeys, witnessQuorum: 0 });
+  const verdict = await checkCheckpointPolicy(msg, {
+    logKeys, logQuorum: 1, witnessKeys, witnessQuorum: 0, keysNamedByOrigin: named.length > 0,
+  });
   const witnesses = report.signatures.filter((s) => s.status === 'verified' && s.type === SIG_COSIGNATURE_V1);
   const checkpoint = verdict.checkpoint || null;
   if (verdict.ok && report.ok) return { ...report, ok: true, error: null, rule: null, checkpoint, witnesses };
