@@ -9,10 +9,15 @@
 //! tile     = kind 0x03, payload: level(u8) || index(u64) || hashes
 //! bundle   = kind 0x04, payload: index(u64) || bundle
 //! event    = kind 0x05, payload: index(u64) || StoredEvent::encode
-//! dedupe   = kind 0x06, payload: index(u64) || u16 app len || app || id
-//! leaf     = kind 0x07, payload: index(u64) || leaf hash(32)
+//! dedupe   = kind 0x06, payload: index(u64) || u16 app len || app || id   (read only)
+//! leaf     = kind 0x07, payload: index(u64) || leaf hash(32)             (read only)
+//! dedupe2  = kind 0x08, payload: index(u64) || idempotency key(16)
 //! end      = kind 0xFF, payload: frame count(u64) || SHA-256 of every byte before this frame
 //! ```
+//!
+//! Snapshots carry idempotency entries as their 16-byte keys (0x08), and
+//! no leaf-hash entries: a restore derives those from the level-0 tiles.
+//! The older frames 0x06 and 0x07 are still read.
 //!
 //! Invariant: [`SnapshotReader`] yields frames only from a stream that
 //! starts with the magic and a header, and accepts the stream as complete
@@ -23,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::merkle::Hash;
 use crate::note::keys::LogVerifierKeys;
-use crate::store::{RecordSpace, StoredEvent};
+use crate::store::{DedupeKey, RecordSpace, StoredEvent};
 
 /// First bytes of every snapshot.
 pub const MAGIC: &[u8] = b"veritrail-snapshot/1\n";
@@ -38,6 +43,7 @@ const BUNDLE: u8 = 0x04;
 const EVENT: u8 = 0x05;
 const DEDUPE: u8 = 0x06;
 const LEAF: u8 = 0x07;
+const DEDUPE_KEY: u8 = 0x08;
 const END: u8 = 0xFF;
 
 /// Every record space, in the order a snapshot carries them. A new
@@ -143,6 +149,13 @@ pub enum Frame {
         /// Event id.
         id: String,
     },
+    /// An idempotency entry by its key.
+    DedupeKey {
+        /// Leaf index of the first occurrence.
+        index: u64,
+        /// The key of the app and event id.
+        key: DedupeKey,
+    },
     /// A leaf-hash index entry.
     LeafIndex {
         /// Leaf index.
@@ -232,6 +245,11 @@ pub fn encode(f: &Frame) -> Result<Vec<u8>, FormatError> {
             p.extend_from_slice(&index.to_be_bytes());
             p.extend_from_slice(hash.as_bytes());
             LEAF
+        }
+        Frame::DedupeKey { index, key } => {
+            p.extend_from_slice(&index.to_be_bytes());
+            p.extend_from_slice(&key.0);
+            DEDUPE_KEY
         }
     };
     frame(kind, &p)
@@ -369,6 +387,14 @@ fn decode(kind: u8, p: &[u8]) -> Result<Frame, FormatError> {
             index: u64_at(p, 0)?,
             hash: Hash::from_slice(p.get(8..).unwrap_or_default())
                 .map_err(|_| invalid("a leaf hash is not 32 bytes"))?,
+        },
+        DEDUPE_KEY => Frame::DedupeKey {
+            index: u64_at(p, 0)?,
+            key: DedupeKey(
+                p.get(8..)
+                    .and_then(|k| k.try_into().ok())
+                    .ok_or_else(|| invalid("an idempotency key is not 16 bytes"))?,
+            ),
         },
         other => return Err(invalid(format!("unknown frame kind {other:#04x}"))),
     })
@@ -517,6 +543,10 @@ mod tests {
             Frame::LeafIndex {
                 index: 5,
                 hash: Hash([4; 32]),
+            },
+            Frame::DedupeKey {
+                index: 5,
+                key: DedupeKey([6; 16]),
             },
         ];
         let mut w = SnapshotWriter::new();

@@ -48,10 +48,11 @@ use crate::client::Client;
 use crate::durable::{self, PendingFile, Secrecy};
 use crate::fsck;
 use crate::lifecycle::ADMIN_KEY_FILE;
+use crate::merkle::Hash;
 use crate::note::keys::{ECDSA_KEY_FILE, ED25519_KEY_FILE, LogKeys, LogVerifierKeys};
 use crate::sequencer::Published;
 use crate::store::sled::SledStore;
-use crate::store::{BatchWrite, ScanCursor, Store, StoreError, StoredCheckpoint};
+use crate::store::{BatchWrite, DedupeKey, ScanCursor, Store, StoreError, StoredCheckpoint};
 use crate::tiles::{self, TILE_WIDTH};
 
 /// The snapshot file in a backup directory.
@@ -148,8 +149,14 @@ pub fn write_snapshot(
         taken_at: crate::sequencer::Clock::system().now_rfc3339(),
     }))?;
     for space in format::RECORD_SPACES {
-        for (key, value) in store.records(space)? {
-            out.push(&Frame::Record { space, key, value })?;
+        let mut cursor = Some(ScanCursor::start());
+        while let Some(c) = cursor.take() {
+            let page = store.scan_records(space, &c, 1024)?;
+            cursor = page.next;
+            for item in page.items {
+                let (key, value) = item?;
+                out.push(&Frame::Record { space, key, value })?;
+            }
         }
     }
     let missing = |what: String| StoreError::Corrupt(format!("{what} is missing; run fsck"));
@@ -210,23 +217,13 @@ pub fn write_snapshot(
         let page = store.scan_dedupe(&c, 1024)?;
         cursor = page.next;
         for item in page.items {
-            let (app, id, index) = item?;
+            let (key, index) = item?;
             if index < size {
-                out.push(&Frame::Dedupe { index, app, id })?;
+                out.push(&Frame::DedupeKey { index, key })?;
             }
         }
     }
-    let mut cursor = Some(ScanCursor::start());
-    while let Some(c) = cursor.take() {
-        let page = store.scan_leaf_index(&c, 1024)?;
-        cursor = page.next;
-        for item in page.items {
-            let (hash, index) = item?;
-            if index < size {
-                out.push(&Frame::LeafIndex { index, hash })?;
-            }
-        }
-    }
+    // No leaf-hash entries: a restore derives them from the level-0 tiles.
     let end = out.writer.finish()?;
     let mut last = std::mem::take(&mut out.buf);
     last.extend_from_slice(&end);
@@ -479,13 +476,24 @@ fn replay(
                     batch.tree_size = h.tree_size;
                     header = Some(h);
                 }
-                Frame::Record { space, key, value } => store.put_record(space, &key, &value)?,
+                Frame::Record { space, key, value } => {
+                    pending += key.len() + value.len() + 16;
+                    batch.records.push((space, key, value));
+                }
                 Frame::Tile {
                     level,
                     index,
                     hashes,
                 } => {
-                    pending += hashes.len();
+                    pending += hashes.len() * 2;
+                    if level == 0 {
+                        let first = index * TILE_WIDTH;
+                        for (n, h) in hashes.chunks_exact(32).enumerate() {
+                            if let Ok(hash) = Hash::from_slice(h) {
+                                batch.leaf_index.push((hash, first + n as u64));
+                            }
+                        }
+                    }
                     batch.tiles.push((level, index, hashes));
                 }
                 Frame::Bundle { index, data } => {
@@ -497,13 +505,16 @@ fn replay(
                     batch.events.push((index, event));
                 }
                 Frame::Dedupe { index, app, id } => {
-                    pending += app.len() + id.len() + 16;
-                    batch.dedupe.push((app, id, index));
+                    pending += 24;
+                    batch.dedupe.push((DedupeKey::of(&app, &id), index));
                 }
-                Frame::LeafIndex { index, hash } => {
-                    pending += 48;
-                    batch.leaf_index.push((hash, index));
+                Frame::DedupeKey { index, key } => {
+                    pending += 24;
+                    batch.dedupe.push((key, index));
                 }
+                // Older snapshots list the leaf-hash index; it is derived
+                // from the level-0 tiles instead.
+                Frame::LeafIndex { .. } => {}
             }
             if pending >= RESTORE_BATCH_BYTES {
                 store.commit(&batch)?;

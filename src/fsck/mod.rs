@@ -20,7 +20,6 @@
 //! whose every stored object agrees with every other and with the signed
 //! checkpoint; the first finding names the first bad object in tree order.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -37,7 +36,7 @@ use crate::note::Checkpoint;
 use crate::note::keys::{ECDSA_KEY_FILE, ED25519_KEY_FILE, LogKeys};
 use crate::sequencer::Published;
 use crate::store::sled::SledStore;
-use crate::store::{RecordSpace, ScanCursor, Store, StoreError, StoredEvent};
+use crate::store::{DedupeKey, LeafKey, RecordSpace, ScanCursor, Store, StoreError, StoredEvent};
 use crate::tiles::{self, TILE_WIDTH};
 use crate::vault::{self, KeyringHome, Vault};
 
@@ -192,7 +191,7 @@ pub fn check_data_dir(
         }
     }
     let keys = LogKeys::load_from_dir(dir).map_err(|e| FsckError::Keys(e.to_string()))?;
-    let store = SledStore::open(&dir.join(DB_DIR)).map_err(|e| {
+    let store = SledStore::open_without_compaction(&dir.join(DB_DIR)).map_err(|e| {
         FsckError::Open(format!(
             "{e}; stop the server first (fsck reads a log offline; `veritrail backup` copies a running one)"
         ))
@@ -780,7 +779,7 @@ impl<'a> TreeWalk<'a> {
             return Ok(());
         }
         if let Some(id) = event_id(&ev.event) {
-            match read(self.store.dedupe(&ev.app, &id))? {
+            match read(self.store.dedupe(&DedupeKey::of(&ev.app, &id)))? {
                 Ok(Some(i)) if i == index => {}
                 Ok(Some(i)) => report.find(
                     format!("idempotency entry ({}, {id})", ev.app),
@@ -906,8 +905,8 @@ fn check_leaf_index(
     scan_leaf_index(store, |item| {
         count += 1;
         match item {
-            Ok((hash, index)) if index >= size => report.find(
-                format!("leaf-hash index entry {hash}"),
+            Ok((key, index)) if index >= size => report.find(
+                format!("leaf-hash index entry {}", hex::encode(key)),
                 format!("points at leaf {index}, beyond the tree size {size}"),
             ),
             Ok(_) => {}
@@ -925,7 +924,7 @@ fn check_leaf_index(
     );
     let mut tile_cache: Option<(u64, Vec<u8>)> = None;
     scan_leaf_index(store, |item| {
-        let Ok((hash, index)) = item else {
+        let Ok((key, index)) = item else {
             return Ok(true);
         };
         if index >= size {
@@ -942,11 +941,10 @@ fn check_leaf_index(
         let offset = ((index % TILE_WIDTH) * 32) as usize;
         let leaf = tile_cache
             .as_ref()
-            .and_then(|(_, t)| t.get(offset..offset + 32))
-            .and_then(|b| Hash::from_slice(b).ok());
-        if leaf != Some(hash) {
+            .and_then(|(_, t)| t.get(offset..offset + 16));
+        if leaf != Some(key.as_slice()) {
             report.find(
-                format!("leaf-hash index entry {hash}"),
+                format!("leaf-hash index entry {}", hex::encode(key)),
                 format!("points at leaf {index}, whose hash is different"),
             );
         }
@@ -957,7 +955,7 @@ fn check_leaf_index(
 /// Calls `visit` on every leaf-hash index entry until it returns false.
 fn scan_leaf_index(
     store: &dyn Store,
-    mut visit: impl FnMut(Result<(Hash, u64), StoreError>) -> Result<bool, FsckError>,
+    mut visit: impl FnMut(Result<(LeafKey, u64), StoreError>) -> Result<bool, FsckError>,
 ) -> Result<(), FsckError> {
     let mut cursor = Some(ScanCursor::start());
     while let Some(c) = cursor.take() {
@@ -984,7 +982,6 @@ fn check_dedupe(
     progress: &ProgressBar,
 ) -> Result<(), FsckError> {
     progress.set_message("idempotency index");
-    let mut leaf_apps: HashMap<u64, Option<String>> = HashMap::new();
     let mut cursor = Some(ScanCursor::start());
     while let Some(c) = cursor.take() {
         let page = store
@@ -993,14 +990,14 @@ fn check_dedupe(
         cursor = page.next;
         for item in page.items {
             report.dedupe_entries += 1;
-            let (app, id, index) = match item {
+            let (key, index) = match item {
                 Ok(x) => x,
                 Err(e) => {
                     report.find("idempotency index", e.to_string());
                     continue;
                 }
             };
-            let object = format!("idempotency entry ({app}, {id})");
+            let object = format!("idempotency entry {}", hex::encode(key.0));
             if index >= size {
                 report.find(
                     &object,
@@ -1012,38 +1009,15 @@ fn check_dedupe(
                 Some(v) => v.event(index),
                 None => store.event(index),
             };
-            match read(event)? {
-                Ok(Some(ev)) => {
-                    if ev.app != app {
-                        report.find(
-                            &object,
-                            format!("points at leaf {index}, an event of app {:?}", ev.app),
-                        );
-                    } else if event_id(&ev.event).as_deref() != Some(id.as_str()) {
-                        report.find(
-                            &object,
-                            format!("points at leaf {index}, whose event has another id"),
-                        );
-                    }
-                }
-                // No event body (unreadable, or erased in future versions):
-                // the leaf itself still names the app.
-                _ => {
-                    let leaf_app = leaf_apps
-                        .entry(index)
-                        .or_insert_with(|| {
-                            crate::sequencer::read_entry(store, index)
-                                .ok()
-                                .and_then(|e| LeafRecord::parse(&e).ok())
-                                .map(|r| r.app)
-                        })
-                        .clone();
-                    if leaf_app.as_deref() != Some(app.as_str()) {
-                        report.find(
-                            &object,
-                            format!("points at leaf {index}, which is not a leaf of app {app:?}"),
-                        );
-                    }
+            // Without a readable body (erased) there is nothing more to
+            // compare: the key is a digest of the app and the id.
+            if let Ok(Some(ev)) = read(event)? {
+                let ours = event_id(&ev.event).map(|id| DedupeKey::of(&ev.app, &id));
+                if ours != Some(key) {
+                    report.find(
+                        &object,
+                        format!("points at leaf {index}, whose app and event id have another key"),
+                    );
                 }
             }
             if report.full() {

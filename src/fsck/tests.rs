@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use super::*;
 use crate::lifecycle::ORIGIN_RECORD;
-use crate::merkle;
+use crate::merkle::{self, Hash};
 use crate::note::keys::LogKeys;
 use crate::sequencer::{
     CheckpointSigner, Clock, LogView, PreparedEvent, RightEdge, Sealing, Sequencer, SequencerConfig,
 };
 use crate::store::memory::MemoryStore;
-use crate::store::{BatchWrite, RecordSpace, StoredCheckpoint};
+use crate::store::{BatchWrite, DedupeKey, RecordSpace, StoredCheckpoint};
 
 const ORIGIN: &str = "fsck.example/log";
 /// Two full level-0 tiles, a partial one, and a partial level-1 tile.
@@ -186,23 +186,29 @@ fn an_altered_salt_breaks_the_commitment() {
 #[test]
 fn index_entries_must_point_at_their_leaf() {
     let (store, keys) = build_log();
-    let leaf = crate::sequencer::read_entry(store.as_ref(), 5).unwrap();
-    overwrite(&store, |b| b.leaf_index.push((merkle::leaf_hash(&leaf), 6)));
+    overwrite(&store, |b| b.leaf_index.push((Hash([0xab; 32]), 6)));
     let f = first(&fsck(&store, &keys));
+    assert!(f.contains("has 601 entries for 600 leaves"), "{f}");
+    let r = fsck(&store, &keys);
     assert!(
-        f.contains("points at leaf 6, but this hash is leaf 5"),
-        "{f}"
+        r.findings.iter().any(
+            |f| f.object == format!("leaf-hash index entry {}", "ab".repeat(16))
+                && f.problem
+                    .contains("points at leaf 6, whose hash is different")
+        ),
+        "{:?}",
+        r.findings
     );
 
     let (store, keys) = build_log();
-    overwrite(&store, |b| {
-        b.dedupe.push(("app-a".into(), "id-4".into(), 5));
-    });
+    let stray = DedupeKey::of("app-a", "an id no event has");
+    overwrite(&store, |b| b.dedupe.push((stray, 5)));
     let r = fsck(&store, &keys);
     assert!(
-        r.findings
-            .iter()
-            .any(|f| f.object == "idempotency entry (app-a, id-4)"),
+        r.findings.iter().any(|f| f.object
+            == format!("idempotency entry {}", hex::encode(stray.0))
+            && f.problem
+                .contains("whose app and event id have another key")),
         "{:?}",
         r.findings
     );

@@ -34,7 +34,7 @@ use super::view::Published;
 use crate::crypto::Term;
 use crate::event::{self, AuditEvent, LeafRecord};
 use crate::merkle::{self, Hash};
-use crate::store::{BatchWrite, StoreError, StoredCheckpoint, StoredEvent};
+use crate::store::{BatchWrite, DedupeKey, StoreError, StoredCheckpoint, StoredEvent};
 use crate::tiles::TILE_WIDTH;
 use crate::vault::{EventToSeal, SealedBatch, Vault};
 
@@ -300,7 +300,7 @@ impl State {
                         });
                         continue;
                     }
-                    if let Some(index) = self.store.dedupe(&sub.app, id)? {
+                    if let Some(index) = self.store.dedupe(&DedupeKey::of(&sub.app, id))? {
                         entries.push(self.receipt_of_stored(index)?);
                         continue;
                     }
@@ -333,7 +333,7 @@ impl State {
                     duplicate: false,
                 };
                 if let Some(id) = ev.id.as_deref() {
-                    write.dedupe.push((sub.app.clone(), id.to_string(), index));
+                    write.dedupe.push((DedupeKey::of(&sub.app, id), index));
                     seen.insert((sub.app.as_str(), id), receipt.clone());
                 }
                 entries.push(receipt);

@@ -1,7 +1,7 @@
 //! One conformance suite that every backend runs.
 
 use super::{
-    BatchWrite, IndexBlock, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store,
+    BatchWrite, DedupeKey, IndexBlock, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store,
     StoredCheckpoint, StoredEvent,
 };
 
@@ -29,10 +29,15 @@ pub(crate) fn write_sample(store: &dyn Store) {
         tiles: vec![(0, 0, vec![1u8; 64])],
         bundles: vec![(0, vec![0, 1, b'a', 0, 1, b'b'])],
         events: vec![(0, sample_event(0)), (1, sample_event(1))],
-        dedupe: vec![("app-0".into(), "id-0".into(), 0)],
-        leaf_index: vec![(Hash([7; 32]), 1)],
+        dedupe: vec![(DedupeKey::of("app-0", "id-0"), 0)],
+        // Leaf 1's hash, as in the level-0 tile.
+        leaf_index: vec![(Hash([1; 32]), 1)],
         checkpoint: None,
-        records: vec![(RecordSpace::Sealed, vec![0, 1], b"sealed-1".to_vec())],
+        records: vec![(
+            RecordSpace::Sealed,
+            1u64.to_be_bytes().to_vec(),
+            b"sealed-1".to_vec(),
+        )],
         index_blocks: vec![
             block(b"bka", 0, Some(b"a-from-0")),
             block(b"bkb", 0, Some(b"b-from-0")),
@@ -82,14 +87,17 @@ pub(crate) fn check_sample(store: &dyn Store) {
         assert_eq!(store.event(u64::from(i)).unwrap(), Some(sample_event(i)));
     }
     assert_eq!(store.event(3).unwrap(), None);
-    assert_eq!(store.dedupe("app-0", "id-0").unwrap(), Some(0));
     assert_eq!(
-        store.dedupe("app-1", "id-0").unwrap(),
+        store.dedupe(&DedupeKey::of("app-0", "id-0")).unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        store.dedupe(&DedupeKey::of("app-1", "id-0")).unwrap(),
         None,
         "idempotency keys are per app"
     );
-    assert_eq!(store.dedupe("app-0", "id-").unwrap(), None);
-    assert_eq!(store.leaf_index(&Hash([7; 32])).unwrap(), Some(1));
+    assert_eq!(store.dedupe(&DedupeKey::of("app-0", "id-")).unwrap(), None);
+    assert_eq!(store.leaf_index(&Hash([1; 32])).unwrap(), Some(1));
     assert_eq!(store.leaf_index(&Hash([8; 32])).unwrap(), None);
     let cp = store.checkpoint().unwrap().unwrap();
     assert_eq!(
@@ -114,7 +122,9 @@ pub(crate) fn check_sample(store: &dyn Store) {
         "spaces are separate"
     );
     assert_eq!(
-        store.record(RecordSpace::Sealed, &[0, 1]).unwrap(),
+        store
+            .record(RecordSpace::Sealed, &1u64.to_be_bytes())
+            .unwrap(),
         Some(b"sealed-1".to_vec()),
         "records travel with the batch"
     );
@@ -167,9 +177,9 @@ pub(crate) fn check_scans(store: &dyn Store) {
         let expected: Vec<_> = (0..3u8).map(|i| (u64::from(i), sample_event(i))).collect();
         assert_eq!(events, expected, "events, page size {limit}");
         let dedupe = scan_all(limit, |c, l| store.scan_dedupe(c, l).unwrap());
-        assert_eq!(dedupe, vec![("app-0".to_string(), "id-0".to_string(), 0)]);
+        assert_eq!(dedupe, vec![(DedupeKey::of("app-0", "id-0"), 0)]);
         let leaves = scan_all(limit, |c, l| store.scan_leaf_index(c, l).unwrap());
-        assert_eq!(leaves, vec![(Hash([7; 32]), 1)]);
+        assert_eq!(leaves, vec![([1; 16], 1)]);
     }
 }
 
@@ -205,7 +215,7 @@ pub(crate) fn run(store: &dyn Store) {
     store
         .commit_records(&RecordBatch {
             put: vec![(RecordSpace::Erased, vec![0, 1], b"gone".to_vec())],
-            delete: vec![(RecordSpace::Sealed, vec![0, 1])],
+            delete: vec![(RecordSpace::Sealed, 1u64.to_be_bytes().to_vec())],
             index_blocks: vec![
                 block(b"bka", 0, None),
                 block(b"bkb", 0, Some(b"b-rewritten")),
@@ -214,7 +224,12 @@ pub(crate) fn run(store: &dyn Store) {
             delete_events: vec![1],
         })
         .unwrap();
-    assert_eq!(store.record(RecordSpace::Sealed, &[0, 1]).unwrap(), None);
+    assert_eq!(
+        store
+            .record(RecordSpace::Sealed, &1u64.to_be_bytes())
+            .unwrap(),
+        None
+    );
     assert_eq!(
         store.record(RecordSpace::Erased, &[0, 1]).unwrap(),
         Some(b"gone".to_vec())

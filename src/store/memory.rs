@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, RwLock};
 
 use super::{
-    BatchWrite, IndexBlock, Record, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store,
-    StoreError, StoredCheckpoint, StoredEvent,
+    BatchWrite, DedupeKey, IndexBlock, LeafKey, Record, RecordBatch, RecordSpace, ScanCursor,
+    ScanPage, Store, StoreError, StoredCheckpoint, StoredEvent, leaf_key,
 };
 use crate::merkle::Hash;
 
@@ -26,7 +26,7 @@ struct Inner {
     tiles: BTreeMap<(u8, u64), Vec<u8>>,
     bundles: BTreeMap<u64, Vec<u8>>,
     events: BTreeMap<u64, StoredEvent>,
-    dedupe: BTreeMap<(String, String), u64>,
+    dedupe: BTreeMap<DedupeKey, u64>,
     leaves: BTreeMap<Hash, u64>,
     records: BTreeMap<(u8, Vec<u8>), Vec<u8>>,
     index_blocks: BTreeMap<(Vec<u8>, u64), Vec<u8>>,
@@ -46,11 +46,11 @@ impl Inner {
         for (index, ev) in &b.events {
             s.events.insert(*index, ev.clone());
         }
-        for (app, id, index) in &b.dedupe {
-            s.dedupe.insert((app.clone(), id.clone()), *index);
+        for (key, index) in &b.dedupe {
+            s.dedupe.entry(*key).or_insert(*index);
         }
         for (hash, index) in &b.leaf_index {
-            s.leaves.insert(*hash, *index);
+            s.leaves.entry(*hash).or_insert(*index);
         }
         for (space, key, value) in &b.records {
             s.records
@@ -233,9 +233,9 @@ impl Store for MemoryStore {
             .cloned())
     }
 
-    fn dedupe(&self, app: &str, id: &str) -> Result<Option<u64>, StoreError> {
+    fn dedupe(&self, key: &DedupeKey) -> Result<Option<u64>, StoreError> {
         let s = self.inner.read().map_err(|_| poisoned())?;
-        Ok(s.dedupe.get(&(app.to_string(), id.to_string())).copied())
+        Ok(s.dedupe.get(key).copied())
     }
 
     fn leaf_index(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
@@ -293,29 +293,52 @@ impl Store for MemoryStore {
         })
     }
 
+    fn scan_records(
+        &self,
+        space: RecordSpace,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<Record>, StoreError> {
+        let s = self.inner.read().map_err(|_| poisoned())?;
+        let b = space_byte(space);
+        let start = match cursor.key() {
+            Some(k) => Bound::Excluded((b, k.to_vec())),
+            None => Bound::Included((b, Vec::new())),
+        };
+        let items: Vec<Record> = s
+            .records
+            .range((start, Bound::Unbounded))
+            .take_while(|((sp, _), _)| *sp == b)
+            .take(limit.max(1))
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect();
+        let next = page_end(&items, limit, |(k, _)| k.clone());
+        Ok(ScanPage {
+            items: items.into_iter().map(Ok).collect(),
+            next,
+        })
+    }
+
     fn scan_dedupe(
         &self,
         cursor: &ScanCursor,
         limit: usize,
-    ) -> Result<ScanPage<(String, String, u64)>, StoreError> {
+    ) -> Result<ScanPage<(DedupeKey, u64)>, StoreError> {
         let s = self.inner.read().map_err(|_| poisoned())?;
         let start = match cursor.key() {
-            Some(k) => {
-                let text = String::from_utf8_lossy(k);
-                let (app, id) = text.split_once('\0').unwrap_or((&text, ""));
-                Bound::Excluded((app.to_string(), id.to_string()))
-            }
+            Some(k) => Bound::Excluded(DedupeKey(
+                k.try_into()
+                    .map_err(|_| StoreError::Corrupt("bad scan cursor".into()))?,
+            )),
             None => Bound::Unbounded,
         };
-        let items: Vec<(String, String, u64)> = s
+        let items: Vec<(DedupeKey, u64)> = s
             .dedupe
             .range((start, Bound::Unbounded))
             .take(limit.max(1))
-            .map(|((a, id), i)| (a.clone(), id.clone(), *i))
+            .map(|(k, i)| (*k, *i))
             .collect();
-        let next = page_end(&items, limit, |(a, id, _)| {
-            format!("{a}\0{id}").into_bytes()
-        });
+        let next = page_end(&items, limit, |(k, _)| k.0.to_vec());
         Ok(ScanPage {
             items: items.into_iter().map(Ok).collect(),
             next,
@@ -326,7 +349,7 @@ impl Store for MemoryStore {
         &self,
         cursor: &ScanCursor,
         limit: usize,
-    ) -> Result<ScanPage<(Hash, u64)>, StoreError> {
+    ) -> Result<ScanPage<(LeafKey, u64)>, StoreError> {
         let s = self.inner.read().map_err(|_| poisoned())?;
         let start = match cursor.key() {
             Some(k) => Bound::Excluded(
@@ -342,10 +365,14 @@ impl Store for MemoryStore {
             .collect();
         let next = page_end(&items, limit, |(h, _)| h.as_bytes().to_vec());
         Ok(ScanPage {
-            items: items.into_iter().map(Ok).collect(),
+            items: items
+                .into_iter()
+                .map(|(h, i)| Ok((leaf_key(&h), i)))
+                .collect(),
             next,
         })
     }
+
     fn commit_records(&self, b: &RecordBatch) -> Result<(), StoreError> {
         self.write(|s| {
             for (space, key, value) in &b.put {

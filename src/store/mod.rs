@@ -42,7 +42,9 @@ pub enum RecordSpace {
     ApiKey,
     /// Wrapped data keys, keyed by key id (see `vault`).
     DataKey,
-    /// Sealed (encrypted) event bodies and salts, keyed by big-endian leaf index.
+    /// Sealed (encrypted) event bodies and salts, keyed by big-endian leaf
+    /// index (8 bytes). Backends may pack them by entry bundle: keys of
+    /// any other length are refused.
     Sealed,
     /// Erasure tombstones (when, why), keyed by big-endian leaf index.
     Erased,
@@ -108,8 +110,8 @@ pub struct BatchWrite {
     /// Plaintext event bodies by leaf index (logs from before encryption
     /// at rest; the sequencer writes sealed bodies as `records`).
     pub events: Vec<(u64, StoredEvent)>,
-    /// Idempotency keys: `(app, event id, leaf index)`.
-    pub dedupe: Vec<(String, String, u64)>,
+    /// Idempotency keys and the leaf index they were first appended at.
+    pub dedupe: Vec<(DedupeKey, u64)>,
     /// Leaf hash to leaf index.
     pub leaf_index: Vec<(Hash, u64)>,
     /// A newly signed checkpoint covering `tree_size`, if the batch publishes one.
@@ -152,6 +154,38 @@ pub struct RecordBatch {
     pub index_watermark: Option<u64>,
     /// Plaintext event bodies (written before encryption at rest) to delete.
     pub delete_events: Vec<u64>,
+}
+
+/// The key of an app's event id in the idempotency index: the first 16
+/// bytes of SHA-256 over a domain tag, the app, a zero byte and the id.
+/// Collisions are as likely as guessing a 128-bit secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DedupeKey(pub [u8; 16]);
+
+impl DedupeKey {
+    /// The key of `app`'s event id `id`.
+    pub fn of(app: &str, id: &str) -> DedupeKey {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"veritrail/idempotency\0");
+        h.update(app.as_bytes());
+        h.update([0]);
+        h.update(id.as_bytes());
+        let d = h.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&d[..16]);
+        DedupeKey(out)
+    }
+}
+
+/// The first 16 bytes of a leaf hash: what the leaf-hash index keeps.
+pub type LeafKey = [u8; 16];
+
+/// The [`LeafKey`] of `hash`.
+pub fn leaf_key(hash: &Hash) -> LeafKey {
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&hash.as_bytes()[..16]);
+    k
 }
 
 /// The latest signed checkpoint as stored.
@@ -247,7 +281,7 @@ pub trait Store: Send + Sync + 'static {
     fn event(&self, index: u64) -> Result<Option<StoredEvent>, StoreError>;
 
     /// The leaf index an app's event id was first appended at.
-    fn dedupe(&self, app: &str, id: &str) -> Result<Option<u64>, StoreError>;
+    fn dedupe(&self, key: &DedupeKey) -> Result<Option<u64>, StoreError>;
 
     /// The leaf index of a leaf hash.
     fn leaf_index(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError>;
@@ -258,8 +292,18 @@ pub trait Store: Send + Sync + 'static {
     /// Reads a small record.
     fn record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// Every record of a space, in key order.
+    /// Every record of a space, in key order. For the small spaces; use
+    /// [`Store::scan_records`] for `Sealed`, which grows with the log.
     fn records(&self, space: RecordSpace) -> Result<Vec<Record>, StoreError>;
+
+    /// Up to `limit` records of a space after `cursor`, in key order; as
+    /// `scan_events`.
+    fn scan_records(
+        &self,
+        space: RecordSpace,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<Record>, StoreError>;
 
     /// Up to `limit` stored event bodies after `cursor`, in leaf index
     /// order. For offline checks and backups: MAY run concurrently with
@@ -270,21 +314,24 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<ScanPage<(u64, StoredEvent)>, StoreError>;
 
-    /// Up to `limit` idempotency entries `(app, id, index)` after `cursor`,
-    /// in `(app, id)` order; as `scan_events`.
+    /// Up to `limit` idempotency entries after `cursor`, each at least
+    /// once, in an order of the backend's; as `scan_events`.
     fn scan_dedupe(
         &self,
         cursor: &ScanCursor,
         limit: usize,
-    ) -> Result<ScanPage<(String, String, u64)>, StoreError>;
+    ) -> Result<ScanPage<(DedupeKey, u64)>, StoreError>;
 
-    /// Up to `limit` leaf-hash index entries after `cursor`, in hash order;
-    /// as `scan_events`.
+    /// Up to `limit` leaf-hash index entries after `cursor`, each at least
+    /// once, in an order of the backend's; as `scan_events`. An entry is
+    /// the first 16 bytes of the leaf hash ([`LeafKey`]) and its index:
+    /// the whole hash is in the level-0 tile.
     fn scan_leaf_index(
         &self,
         cursor: &ScanCursor,
         limit: usize,
-    ) -> Result<ScanPage<(Hash, u64)>, StoreError>;
+    ) -> Result<ScanPage<(LeafKey, u64)>, StoreError>;
+
     /// Applies `batch` atomically and durably, as in `commit`. Called by
     /// any thread; it never touches the tree, tiles, bundles or checkpoints.
     fn commit_records(&self, batch: &RecordBatch) -> Result<(), StoreError>;
