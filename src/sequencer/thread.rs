@@ -175,6 +175,11 @@ impl Sequencer {
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
         let budget = QueueBudget::new(config.queue_budget);
         let last_checkpoint_size = view.checkpoint().checkpoint.size;
+        // Leaves committed before a crash but not yet under a checkpoint
+        // get one at once, not an interval later.
+        let last_checkpoint_at = Instant::now()
+            .checked_sub(config.checkpoint_interval)
+            .unwrap_or_else(Instant::now);
         let state = State {
             store,
             sealing,
@@ -184,7 +189,7 @@ impl Sequencer {
             edge,
             last_received_ms,
             last_checkpoint_size,
-            last_checkpoint_at: Instant::now(),
+            last_checkpoint_at,
             pending_publish: None,
         };
         let thread = std::thread::Builder::new()

@@ -72,8 +72,10 @@ async fn new_key(url: &str, admin: &str, body: Value) -> String {
 /// GET a JSON document.
 pub async fn get_json(url: &str) -> Value {
     let resp = http().get(url).send().await.unwrap();
-    assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
-    resp.json().await.unwrap()
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    assert!(status.is_success(), "GET {url}: {status}: {body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 /// GET raw bytes.
