@@ -99,6 +99,26 @@ pub struct AppState {
     pub vault: Arc<crate::vault::Vault>,
 }
 
+/// The state `veritrail serve` would build over a test log (sealed, no
+/// metrics, no witnesses), for the handlers' unit tests.
+#[cfg(test)]
+pub(crate) fn test_state(log: &crate::sequencer::test_log::TestLog) -> AppState {
+    let store = log.dyn_store();
+    AppState {
+        origin: log.origin.as_str().into(),
+        verifier_keys: Arc::new(log.keys.verifier_keys(&log.origin).unwrap()),
+        store: store.clone(),
+        view: log.view.clone(),
+        sequencer: log.handle(),
+        keys: ApiKeys::new(store),
+        limits: Arc::new(ApiLimits::default()),
+        metrics: None,
+        checkpoint_interval: Duration::from_secs(1),
+        witnessed: None,
+        vault: log.vault(),
+    }
+}
+
 /// Builds the whole application.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits.clone();

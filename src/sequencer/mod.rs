@@ -10,7 +10,9 @@
 //! - [`thread`]: the sequencer thread, its handle and its loop;
 //! - [`write_path`]: accept → sequence → seal → commit → publish, the path
 //!   of every event, with what is durable at each crash point;
-//! - [`reader`]: proofs' subtree hashes and single leaves from the store.
+//! - [`reader`]: proofs' subtree hashes and single leaves from the store;
+//! - `test_log` (unit tests only): the one way the crate's own tests start
+//!   a log in this process.
 //!
 //! Invariants: nothing is acknowledged or published before the store said
 //! it is durable; a checkpoint is only signed for a root computed from the
@@ -26,6 +28,8 @@ pub mod thread;
 pub mod view;
 pub mod write_path;
 
+#[cfg(test)]
+pub(crate) mod test_log;
 #[cfg(test)]
 mod tests;
 
