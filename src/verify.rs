@@ -23,7 +23,8 @@ use crate::merkle::{self, Hash, VerifyError};
 use crate::note::{Checkpoint, NoteError, NoteVerifier, Rejection};
 use crate::tiles;
 
-pub use crate::follower::{Extension, FollowerState};
+pub use crate::follower::Extension;
+use crate::follower::FollowerState;
 
 /// Why a check could not be completed or did not pass.
 #[derive(Debug, thiserror::Error)]

@@ -19,14 +19,14 @@
 //! right edge being committed; the `received` time of leaves never goes
 //! backwards.
 
-pub mod clock;
-pub mod edge;
-pub mod queue;
-pub mod reader;
-pub mod signer;
-pub mod thread;
-pub mod view;
-pub mod write_path;
+pub(crate) mod clock;
+pub(crate) mod edge;
+pub(crate) mod queue;
+pub(crate) mod reader;
+pub(crate) mod signer;
+pub(crate) mod thread;
+pub(crate) mod view;
+pub(crate) mod write_path;
 
 #[cfg(test)]
 pub(crate) mod test_log;
@@ -34,9 +34,10 @@ pub(crate) mod test_log;
 mod tests;
 
 pub use clock::{Clock, ManualClock};
-pub use edge::{EdgeError, RightEdge};
+pub use edge::RightEdge;
 pub use queue::QueueLimits;
-pub use reader::{TileSource, read_entry};
+pub use reader::TileSource;
+pub(crate) use reader::read_entry;
 pub use signer::CheckpointSigner;
 pub use thread::{Sequencer, SequencerConfig, SequencerHandle};
 pub use view::{LogView, Published};
