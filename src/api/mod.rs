@@ -31,10 +31,11 @@ use tower_http::trace::TraceLayer;
 
 pub use admin::{CreateKey, CreatedKey, KeyList, KeyRecord};
 pub use audit::SearchParams;
-pub use error::ApiError;
+pub(crate) use error::ApiError;
+pub(crate) use governance::retention_loop;
 pub use governance::{
     ErasureRequest, ErasureResult, HoldList, HoldRequest, PolicyList, PolicyRequest, Removed,
-    RetentionRun, retention_loop,
+    RetentionRun,
 };
 
 use crate::auth::ApiKeys;
