@@ -45,6 +45,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("proof_verify", proof_verify),
     ("witness_request", witness_request),
     ("bundle_line", bundle_line),
+    ("evidence_report", evidence_report),
 ];
 
 /// The check of the target called `name`.
@@ -498,6 +499,51 @@ pub fn bundle_line(data: &[u8]) -> Result<(), Violation> {
         }
     }
     Ok(())
+}
+
+/// An HTML page embedding `bundle` as the console's evidence report does
+/// (`web/js/report.js`): base64 in one inert element, wrapped at 76 columns.
+fn report_embedding(bundle: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bundle);
+    let wrapped: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    format!(
+        "<!DOCTYPE html>\n<html><body><h1>Evidence report</h1>\n<script type=\"application/x-ndjson;base64\" id=\"{}\">\n{}\n</script></body></html>\n",
+        veritrail::evidence::report::BUNDLE_ELEMENT_ID,
+        wrapped.join("\n")
+    )
+}
+
+/// `evidence::report::bundle_from_report`, which reads the bundle out of an
+/// HTML evidence report (`veritrail verify-bundle report.html`): it never
+/// panics; it finds a bundle only in an HTML page, and the bundle it finds
+/// comes back unchanged from a report embedding it; and any text embedded
+/// as the console embeds it comes back byte for byte.
+pub fn evidence_report(data: &[u8]) -> Result<(), Violation> {
+    use veritrail::evidence::report::bundle_from_report;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Ok(());
+    };
+    if let Ok(Some(bundle)) = bundle_from_report(text) {
+        ensure(
+            text.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("<!doctype html"),
+            || "found a bundle in a text that is not an HTML page".into(),
+        )?;
+        let again = bundle_from_report(&report_embedding(&bundle));
+        ensure(again.as_ref().ok() == Some(&Some(bundle.clone())), || {
+            format!("the bundle found ({bundle:?}) does not survive re-embedding: {again:?}")
+        })?;
+    }
+    let back = bundle_from_report(&report_embedding(text));
+    ensure(back.as_ref().ok() == Some(&Some(text.to_string())), || {
+        format!("the embedded text does not come back whole: {back:?}")
+    })
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEFAULT_TARGETS=(signed_note checkpoint tile_path entry_bundle event_json leaf_record proof_verify
-    witness_request bundle_line)
+    witness_request bundle_line evidence_report)
 
 seconds="${1:-60}"
 if [[ $# -gt 0 ]]; then shift; fi

@@ -9,7 +9,9 @@
 //! others, not even briefly.
 //!
 //! Invariant: on any error the target path is untouched (the old file, or
-//! no file) and the temporary file is removed.
+//! no file) and the temporary file is removed, with one exception that the
+//! error names: a new file that took its name, complete and durable, but
+//! whose temporary name could not be removed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -78,8 +80,15 @@ impl PendingFile {
             name.to_string_lossy(),
             std::process::id()
         ));
+        // A temporary name left over from an earlier run may be a hard link
+        // to a committed file (see `commit_new`): unlink it rather than open
+        // and truncate it, which would change that file in place.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         if secrecy == Secrecy::Secret {
             // The mode applies at creation (minus the umask); set_permissions
@@ -123,13 +132,35 @@ impl PendingFile {
     }
 
     /// Syncs the file and gives it the final path, which must not exist.
-    pub fn commit_new(mut self) -> io::Result<()> {
+    pub fn commit_new(self) -> io::Result<()> {
+        self.commit_new_removing_with(|tmp| fs::remove_file(tmp))
+    }
+
+    /// [`PendingFile::commit_new`], removing the temporary name with
+    /// `remove` (tests inject a failing one).
+    fn commit_new_removing_with(
+        mut self,
+        remove: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> io::Result<()> {
         self.sync_and_close()?;
         // A hard link fails with AlreadyExists instead of replacing.
         fs::hard_link(&self.tmp, &self.path)?;
+        // From here the file exists under its final name, complete: an
+        // error must say so, or a caller would think nothing was created
+        // (and a retry would meet AlreadyExists).
         let tmp = std::mem::take(&mut self.tmp);
-        fs::remove_file(&tmp)?;
-        sync_dir(&parent_of(&self.path))
+        let removed = remove(&tmp);
+        sync_dir(&parent_of(&self.path))?;
+        removed.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "{} was created, but its temporary name {} could not be removed ({e}); remove it by hand",
+                    self.path.display(),
+                    tmp.display()
+                ),
+            )
+        })
     }
 }
 
@@ -205,6 +236,36 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs::read(&p).unwrap(), b"first");
         assert_eq!(names(dir.path()), ["key.pem"]);
+    }
+
+    #[test]
+    fn a_temporary_that_cannot_be_removed_after_the_link_is_not_reported_as_a_failed_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("token");
+        let mut file = PendingFile::create(&p, Secrecy::Secret).unwrap();
+        file.write_all(b"secret").unwrap();
+        let e = file
+            .commit_new_removing_with(|_| {
+                Err(io::Error::new(io::ErrorKind::PermissionDenied, "injected"))
+            })
+            .unwrap_err();
+        // The error says what happened: the file exists, complete; only its
+        // temporary name is left over.
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("{} was created", p.display())),
+            "{text}"
+        );
+        assert!(text.contains("injected"), "{text}");
+        assert_eq!(fs::read(&p).unwrap(), b"secret");
+        let tmp = format!(".token.{}.tmp", std::process::id());
+        assert_eq!(names(dir.path()), [tmp.as_str(), "token"]);
+        assert!(text.contains(&tmp), "{text}");
+        // The file is there, so creating it again is refused as before.
+        let again = create_new(&p, b"other", Secrecy::Secret).unwrap_err();
+        assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&p).unwrap(), b"secret");
     }
 
     #[test]

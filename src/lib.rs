@@ -15,14 +15,16 @@
 //! - Service: [`api`] (HTTP), [`auth`], [`search`], [`backup`],
 //!   [`lifecycle`] (create and load a data directory), [`server`]
 //!   (`veritrail serve`), [`listen`] (plain or TLS serving), [`config`].
-//! - Checking a log from outside: [`verify`], [`monitor`], [`evidence`]
-//!   (evidence bundles and reports), [`history`], [`fsck`], [`client`].
-//! - Witnessing: [`witness`] (the standalone witness) and [`cosign`] (the
+//! - Checking a log from outside: [`verify`] and [`monitor`] (the two
+//!   commands of the one log follower, `follower`), [`evidence`] (evidence
+//!   bundles and reports), [`history`], [`fsck`], [`client`].
+//! - Witnessing: [`witness`] (the standalone witness) and `cosign` (the
 //!   log asking witnesses for cosignatures).
 //!
 //! Only what the binary, the tests, the benchmarks and the fuzz targets use
-//! is public; durable files, rate limits, retention and the embedded
-//! console are the library's own.
+//! is public; the follower's machinery, the cosignature collection, durable
+//! files, rate limits, retention and the embedded console are the
+//! library's own.
 
 #![forbid(unsafe_code)]
 
@@ -31,11 +33,12 @@ pub mod auth;
 pub mod backup;
 pub mod client;
 pub mod config;
-pub mod cosign;
+mod cosign;
 pub mod crypto;
 mod durable;
 pub mod event;
 pub mod evidence;
+mod follower;
 pub mod fsck;
 pub mod history;
 pub mod lifecycle;

@@ -1,11 +1,12 @@
 //! `veritrail monitor`: follows a log through its public tiles and raises an
 //! alert on anything a rewritten or forked log would show.
 //!
-//! Every new checkpoint must carry a valid signature by every given log key
+//! It is the shared [`Follower`] taking its consistency proofs from tiles:
+//! every new checkpoint must carry a valid signature by every given log key
 //! and a valid cosignature by the required witnesses, must extend the
-//! previous one (the consistency proof is computed here from the served
-//! tiles and checked against both signed roots: the server's proof endpoint
-//! is never trusted), and the served tiles must reproduce its root. With
+//! previous one (the consistency proof is computed from the served tiles
+//! and checked against both signed roots: the server's proof endpoint is
+//! never trusted), and the served tiles must reproduce its root. With
 //! `--full` every entry bundle is read, every leaf hash and every tile is
 //! recomputed and compared byte for byte with the served one. A checkpoint
 //! someone else saw (`--compare-checkpoint`) is checked the same way: a
@@ -14,21 +15,16 @@
 //! Invariant: the state file only ever advances to a checkpoint that passed
 //! every check, and is replaced atomically (write, fsync, rename).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
 
-use crate::client::{Client, ClientError};
-use crate::merkle::{self, Hash, NodeId, SubtreeSource};
-use crate::note::policy;
-use crate::note::{
-    Checkpoint, CheckpointPolicy, CosignatureVerifier, Known, NoteVerifier, Rejection,
-};
+use crate::follower::{Failure, Follower, FollowerState, Proofs, parse_log_keys};
+use crate::merkle::{self, Hash};
+use crate::note::{Checkpoint, CheckpointPolicy, NoteVerifier, Rejection};
 use crate::tiles::{self, TILE_WIDTH, Tile, TileBuilder};
-use crate::verify::FollowerState;
 
 /// What the monitor is told.
 #[derive(Clone, Debug)]
@@ -100,170 +96,27 @@ fn builder_root(b: &TileBuilder) -> Result<Hash, String> {
     merkle::tree_root(b.size, b).map_err(|e| e.to_string())
 }
 
-/// Hash tiles of one tree size, by (level, index), as a subtree source.
-#[derive(Default)]
-struct Tiles(HashMap<(u8, u64), Vec<Hash>>);
-
-#[derive(Debug, thiserror::Error)]
-#[error("tile {0}/{1} was not fetched or is too short")]
-struct MissingTile(u8, u64);
-
-impl SubtreeSource for Tiles {
-    type Error = MissingTile;
-    fn subtree_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, MissingTile> {
-        nodes
-            .iter()
-            .map(|n| {
-                let (level, index, offset, count) = tiles::node_location(*n);
-                self.0
-                    .get(&(level, index))
-                    .and_then(|h| h.get(offset..offset + count))
-                    .map(merkle::root_from_leaf_hashes)
-                    .ok_or(MissingTile(level, index))
-            })
-            .collect()
+/// The alert or operational error a follower failure is, as `kind` when it
+/// is about what the log served.
+fn failed(kind: &'static str, f: Failure) -> MonitorError {
+    match f {
+        Failure::Unreachable(e) => op(e),
+        Failure::BadTiles(why) => alert("bad_tiles", why),
+        Failure::Inconsistent { why, .. } => alert(kind, why),
+        other => alert(kind, other.to_string()),
     }
 }
 
-fn hashes_of(bytes: &[u8]) -> Vec<Hash> {
-    bytes
-        .chunks_exact(32)
-        .filter_map(|c| Hash::from_slice(c).ok())
-        .collect()
-}
-
-/// Fetches tiles and bundles over HTTP, each path at most once per run.
-struct Fetcher {
-    client: Client,
-    cache: HashMap<String, Vec<u8>>,
-}
-
-impl Fetcher {
-    async fn get(&mut self, path: &str) -> Result<Vec<u8>, MonitorError> {
-        if let Some(b) = self.cache.get(path) {
-            return Ok(b.clone());
-        }
-        let bytes = self
-            .client
-            .get_bytes(&format!("/{path}"))
-            .await
-            .map_err(|e| match e {
-                ClientError::Status { status: 404, .. } => alert(
-                    "bad_tiles",
-                    format!("the log does not serve {path}, which its checkpoint requires"),
-                ),
-                other => op(other),
-            })?;
-        // Only immutable resources are cached; keep memory bounded.
-        if self.cache.len() > 4096 {
-            self.cache.clear();
-        }
-        self.cache.insert(path.to_string(), bytes.clone());
-        Ok(bytes)
-    }
-
-    /// Fetches `tile` and alerts unless it holds exactly `recomputed`.
-    async fn expect_tile(&mut self, tile: Tile, recomputed: &[Hash]) -> Result<(), MonitorError> {
-        if self.hash_tile(tile).await? != recomputed {
-            return Err(alert(
-                "bad_tiles",
-                format!(
-                    "{} differs from the tile recomputed from the entries",
-                    tile.hash_path()
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    async fn hash_tile(&mut self, tile: Tile) -> Result<Vec<Hash>, MonitorError> {
-        let path = tile.hash_path();
-        let bytes = self.get(&path).await?;
-        if bytes.len() != tile.hash_data_len() {
-            return Err(alert(
-                "bad_tiles",
-                format!(
-                    "{path} is {} bytes, not {}",
-                    bytes.len(),
-                    tile.hash_data_len()
-                ),
-            ));
-        }
-        Ok(hashes_of(&bytes))
-    }
-
-    /// The tiles holding `nodes` in the tree of `size`.
-    async fn tiles_for(&mut self, nodes: &[NodeId], size: u64) -> Result<Tiles, MonitorError> {
-        let mut out = Tiles::default();
-        for n in nodes {
-            let Some((tile, _, _)) = tiles::tile_for_node(*n, size) else {
-                return Err(op(format!("node {n:?} is not in a tree of {size}")));
-            };
-            if let std::collections::hash_map::Entry::Vacant(e) =
-                out.0.entry((tile.level, tile.index))
-            {
-                e.insert(self.hash_tile(tile).await?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// The root of the tree of `size` as the served tiles say.
-    async fn root_from_tiles(&mut self, size: u64) -> Result<Hash, MonitorError> {
-        let tiles = self.tiles_for(&merkle::tree_root_nodes(size), size).await?;
-        merkle::tree_root(size, &tiles).map_err(op)
-    }
-
-    /// Checks that the tree `old` is a prefix of the tree `new` with a
-    /// consistency proof computed from the served tiles (RFC 9162 §2.1.4.2).
-    async fn check_consistency(
-        &mut self,
-        old: &Checkpoint,
-        new: &Checkpoint,
-    ) -> Result<(), String> {
-        if old.size == 0 {
-            return if old.root == merkle::empty_root() {
-                Ok(())
-            } else {
-                Err("a size-0 checkpoint with a root other than the empty tree's".into())
-            };
-        }
-        if old.size == new.size {
-            return if old.root == new.root {
-                Ok(())
-            } else {
-                Err(format!(
-                    "two checkpoints of size {} with different roots ({} and {})",
-                    new.size, old.root, new.root
-                ))
-            };
-        }
-        let nodes = merkle::consistency_proof_nodes(old.size, new.size);
-        let tiles = self
-            .tiles_for(&nodes, new.size)
-            .await
-            .map_err(|e| e.to_string())?;
-        let proof =
-            merkle::consistency_proof(old.size, new.size, &tiles).map_err(|e| e.to_string())?;
-        merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &proof).map_err(|e| {
-            format!(
-                "tree {} is not a prefix of tree {}: {e}",
-                old.size, new.size
-            )
-        })
-    }
-}
-
-/// The monitor: options, parsed keys, and its state.
+/// The monitor: options, the follower, and its state.
 pub struct Monitor {
     opts: MonitorOptions,
-    /// What `/checkpoint` must carry: every log key and the witness quorum.
-    served: CheckpointPolicy<'static>,
+    /// Follows the log; what `/checkpoint` must carry is its policy: every
+    /// log key and the witness quorum. Consistency proofs come from tiles.
+    follower: Follower,
     /// What the log's latest signed checkpoint must carry: every log key.
     signed: CheckpointPolicy<'static>,
     /// What makes another party's checkpoint this log's: one log key.
     theirs: CheckpointPolicy<'static>,
-    fetcher: Fetcher,
     webhook: Option<reqwest::Client>,
     /// The last verified checkpoint and, with `--full`, the tiles recomputed
     /// so far: what the state file holds between runs.
@@ -275,31 +128,17 @@ pub struct Monitor {
 impl Monitor {
     /// Parses the keys and loads the state.
     pub fn new(opts: MonitorOptions) -> Result<Monitor, MonitorError> {
-        if opts.log_vkeys.is_empty() {
-            return Err(op("give the log's verifier key with --vkey"));
-        }
-        let log_keys = || {
-            opts.log_vkeys
-                .iter()
-                .map(|k| {
-                    crate::note::parse_verifier_key(k).map_err(|e| op(format!("--vkey {k}: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
-        let witnesses = opts
-            .witness_vkeys
-            .iter()
-            .map(|k| {
-                CosignatureVerifier::from_verifier_key(k)
-                    .map_err(|e| op(format!("--witness-vkey {k}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let quorum = opts.witness_quorum.unwrap_or(witnesses.len());
-        let served = CheckpointPolicy::new(log_keys()?)
-            .with_witnesses(witnesses, quorum)
-            .map_err(|_| op("--witness-quorum exceeds the number of --witness-vkey"))?;
-        let signed = CheckpointPolicy::new(log_keys()?);
-        let theirs = CheckpointPolicy::new(log_keys()?)
+        let follower = Follower::new(
+            &opts.url,
+            &opts.log_vkeys,
+            &opts.witness_vkeys,
+            opts.witness_quorum,
+            Proofs::FromTiles,
+        )
+        .map_err(op)?;
+        let log_keys = || parse_log_keys(&opts.log_vkeys).map(|(_, verifiers)| verifiers);
+        let signed = CheckpointPolicy::new(log_keys().map_err(op)?);
+        let theirs = CheckpointPolicy::new(log_keys().map_err(op)?)
             .with_log_quorum(1)
             .map_err(op)?;
         let state = match &opts.state {
@@ -307,7 +146,6 @@ impl Monitor {
             None => None,
         };
         let full = state.as_ref().and_then(|s| s.full.clone());
-        let client = Client::new(&opts.url, None).map_err(op)?;
         let webhook = match &opts.webhook {
             Some(_) => Some(
                 reqwest::Client::builder()
@@ -319,22 +157,13 @@ impl Monitor {
         };
         Ok(Monitor {
             opts,
-            served,
+            follower,
             signed,
             theirs,
-            fetcher: Fetcher {
-                client,
-                cache: HashMap::new(),
-            },
             webhook,
             state,
             full,
         })
-    }
-
-    /// The last verified checkpoint.
-    pub fn state(&self) -> Option<&FollowerState> {
-        self.state.as_ref()
     }
 
     /// Runs until an alert (posted to the webhook, then returned), or after
@@ -386,13 +215,17 @@ impl Monitor {
         }
     }
 
-    /// Verifies the log's signatures (every given key) and, if
-    /// `cosigned`, the witnesses' cosignatures (the quorum) on a note.
-    fn verify_note(&self, text: &str, cosigned: bool) -> Result<Checkpoint, MonitorError> {
-        let policy = if cosigned { &self.served } else { &self.signed };
-        let rejection = match policy.check(text.as_bytes(), None) {
-            Ok(accepted) => return Ok(accepted.checkpoint),
-            Err(r) => r,
+    /// The alert a checkpoint refused by a policy raises: the follower's
+    /// (every log key and the witness quorum), or with `cosigned` false the
+    /// one for the log's latest signed checkpoint (every log key).
+    fn refused(&self, f: Failure, cosigned: bool) -> MonitorError {
+        let Failure::Rejected { rejection, note } = f else {
+            return failed("bad_signature", f);
+        };
+        let policy = if cosigned {
+            self.follower.policy()
+        } else {
+            &self.signed
         };
         let (kind, message) = match &rejection {
             Rejection::TooFewCosignatures {
@@ -426,25 +259,22 @@ impl Monitor {
             ),
             other => ("bad_signature", format!("log signature: {other}")),
         };
-        Err(MonitorError::Alert(Box::new(Alert {
+        MonitorError::Alert(Box::new(Alert {
             kind,
             message,
-            checkpoint: Some(text.to_string()),
+            checkpoint: note,
             previous: None,
-        })))
+        }))
     }
 
     /// One poll: fetch, verify, compare, advance the state.
-    pub async fn check(&mut self) -> Result<(), MonitorError> {
-        let text = self
-            .fetcher
-            .client
-            .get_bytes("/checkpoint")
+    async fn check(&mut self) -> Result<(), MonitorError> {
+        let fetched = self
+            .follower
+            .fetch_checkpoint()
             .await
-            .map_err(op)?;
-        let text = String::from_utf8(text)
-            .map_err(|_| alert("bad_signature", "the checkpoint is not UTF-8"))?;
-        let new = self.verify_note(&text, true)?;
+            .map_err(|f| self.refused(f, true))?;
+        let (text, new) = (fetched.note, fetched.accepted.checkpoint);
         let with_cp = |text: &str| {
             let text = text.to_string();
             move |e: MonitorError| match e {
@@ -460,7 +290,13 @@ impl Monitor {
         // (witnessed) one: the log must stand by it too.
         let mut newest = new.clone();
         if let Some(signed_text) = self.latest_signed(&text).await {
-            let signed = self.verify_note(&signed_text, false)?;
+            let signed = match self.signed.check(signed_text.as_bytes(), None) {
+                Ok(accepted) => accepted.checkpoint,
+                Err(rejection) => {
+                    let note = Some(signed_text);
+                    return Err(self.refused(Failure::Rejected { rejection, note }, false));
+                }
+            };
             if signed.origin != new.origin || signed.size < new.size {
                 return Err(with_cp(&signed_text)(alert(
                     "inconsistent",
@@ -470,16 +306,17 @@ impl Monitor {
                     ),
                 )));
             }
-            self.fetcher
-                .check_consistency(&new, &signed)
+            self.follower
+                .prove_consistency(&new, &signed)
                 .await
-                .map_err(|e| {
-                    with_cp(&signed_text)(alert(
+                .map_err(|f| match f {
+                    Failure::Unreachable(e) => op(e),
+                    f => with_cp(&signed_text)(alert(
                         "fork",
                         format!(
-                            "the log's latest signed checkpoint does not extend its served one: {e}"
+                            "the log's latest signed checkpoint does not extend its served one: {f}"
                         ),
-                    ))
+                    )),
                 })?;
             newest = signed;
         }
@@ -490,13 +327,7 @@ impl Monitor {
             self.check_full(&new).await.map_err(with_cp(&text))?;
         }
         let advanced = self.state.as_ref().map(|s| s.note.as_str()) != Some(text.as_str());
-        let state = FollowerState {
-            origin: new.origin.clone(),
-            size: new.size,
-            root: new.root,
-            note: text,
-            full: self.full.clone(),
-        };
+        let state = FollowerState::new(&new, text, self.full.clone());
         if let Some(p) = &self.opts.state {
             state.save(p).map_err(op)?;
         }
@@ -514,45 +345,49 @@ impl Monitor {
     /// (Veritrail's JSON view), when it differs from the served one. Other
     /// logs do not have it; then there is nothing more to check.
     async fn latest_signed(&self, served: &str) -> Option<String> {
-        let v = self.fetcher.client.get_json("/v1/checkpoint").await.ok()?;
+        let v = self
+            .follower
+            .client()
+            .get_json("/v1/checkpoint")
+            .await
+            .ok()?;
         let signed = v["latest_signed"].as_str()?;
         (signed != served).then(|| signed.to_string())
     }
 
     /// Consistency with the last verified checkpoint, and the tiles' root.
     async fn check_checkpoint(&mut self, new: &Checkpoint) -> Result<(), MonitorError> {
-        if let Some(prev) = self.state.as_ref().map(FollowerState::checkpoint) {
-            match policy::check_against_known(new, &Known::from(&prev)) {
-                Ok(()) => {}
-                Err(Rejection::OriginChanged { known, origin }) => {
-                    return Err(alert(
-                        "origin_mismatch",
-                        format!("origin changed from {known:?} to {origin:?}"),
-                    ));
-                }
-                Err(Rejection::SmallerThanKnown { known, size }) => {
-                    return Err(alert(
-                        "rollback",
-                        format!("the tree shrank from {known} to {size} entries"),
-                    ));
-                }
-                Err(r) => {
-                    return Err(alert(
-                        "fork",
-                        format!(
-                            "two checkpoints of size {} with different roots ({r})",
-                            new.size
+        if let Some(prev) = &self.state {
+            match self.follower.extends(prev, new).await {
+                Ok(_) => {}
+                Err(Failure::Rejected { rejection, .. }) => {
+                    return Err(match rejection {
+                        Rejection::OriginChanged { known, origin } => alert(
+                            "origin_mismatch",
+                            format!("origin changed from {known:?} to {origin:?}"),
                         ),
-                    ));
+                        Rejection::SmallerThanKnown { known, size } => alert(
+                            "rollback",
+                            format!("the tree shrank from {known} to {size} entries"),
+                        ),
+                        r => alert(
+                            "fork",
+                            format!(
+                                "two checkpoints of size {} with different roots ({r})",
+                                new.size
+                            ),
+                        ),
+                    });
                 }
+                Err(f) => return Err(failed("inconsistent", f)),
             }
-            self.fetcher
-                .check_consistency(&prev, new)
-                .await
-                .map_err(|e| alert("inconsistent", e))?;
         }
         if new.size > 0 {
-            let root = self.fetcher.root_from_tiles(new.size).await?;
+            let root = self
+                .follower
+                .root_from_tiles(new.size)
+                .await
+                .map_err(|f| failed("bad_tiles", f))?;
             if root != new.root {
                 return Err(alert(
                     "bad_tiles",
@@ -611,15 +446,16 @@ impl Monitor {
             );
             return Ok(());
         }
-        self.fetcher.check_consistency(&theirs, ours).await.map_err(|e| {
-            fork(format!(
+        self.follower.prove_consistency(&theirs, ours).await.map_err(|e| match e {
+            Failure::Unreachable(e) => op(e),
+            e => fork(format!(
                 "the log signed two views: the checkpoint in {} (size {}, root {}) is not consistent with the log's (size {}, root {}): {e}",
                 path.display(),
                 theirs.size,
                 theirs.root,
                 ours.size,
                 ours.root
-            ))
+            )),
         })?;
         println!(
             "veritrail monitor: {} (size {}) is consistent with the log",
@@ -663,7 +499,11 @@ impl Monitor {
                 width,
             };
             let path = bundle.entries_path();
-            let bytes = self.fetcher.get(&path).await?;
+            let bytes = self
+                .follower
+                .tile_data(&path)
+                .await
+                .map_err(|f| failed("bad_tiles", f))?;
             let entries = tiles::decode_bundle(&bytes)
                 .map_err(|e| alert("bad_tiles", format!("{path}: {e}")))?;
             if entries.len() != usize::from(width) {
@@ -687,7 +527,10 @@ impl Monitor {
                     continue;
                 }
                 for (tile, hashes) in builder.append(leaf) {
-                    self.fetcher.expect_tile(tile, &hashes).await?;
+                    self.follower
+                        .expect_tile(tile, &hashes)
+                        .await
+                        .map_err(|f| failed("bad_tiles", f))?;
                 }
             }
             if let Some(b) = &bar {
@@ -696,7 +539,10 @@ impl Monitor {
             bundle_index += 1;
         }
         for (tile, hashes) in builder.partials() {
-            self.fetcher.expect_tile(tile, hashes).await?;
+            self.follower
+                .expect_tile(tile, hashes)
+                .await
+                .map_err(|f| failed("bad_tiles", f))?;
         }
         let root = builder_root(&builder).map_err(op)?;
         if root != new.root {
@@ -743,27 +589,5 @@ mod tests {
             partials,
             ["tile/0/273.p/112", "tile/1/001.p/17", "tile/2/000.p/1"]
         );
-    }
-
-    #[test]
-    fn the_state_file_round_trips_atomically() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("state.json");
-        assert!(FollowerState::load(&p).unwrap().is_none());
-        let mut b = TileBuilder::default();
-        b.append(merkle::leaf_hash(b"a"));
-        let s = FollowerState {
-            origin: "o".into(),
-            size: 1,
-            root: merkle::leaf_hash(b"a"),
-            note: "n".into(),
-            full: Some(b),
-        };
-        s.save(&p).unwrap();
-        let back = FollowerState::load(&p).unwrap().unwrap();
-        assert_eq!(back.note, "n");
-        assert_eq!(back.full.unwrap().size, 1);
-        std::fs::write(&p, b"{").unwrap();
-        assert!(FollowerState::load(&p).is_err());
     }
 }

@@ -1,33 +1,30 @@
-//! Checking a log from the outside, through its public HTTP API only, with the
-//! crate's own Merkle and signed-note code: `veritrail verify` now, a
-//! continuous monitor later.
+//! `veritrail verify`: checks a log from the outside, through its public
+//! HTTP API only, with the crate's own Merkle and signed-note code.
 //!
-//! A [`LogFollower`] accepts a checkpoint only when every trusted log key and
-//! every configured witness signed it; checks that it extends the checkpoint
-//! accepted before (the [`FollowerState`]) by a consistency proof; and proves
-//! one leaf into it, reading the leaf itself from its entry bundle.
+//! A [`LogFollower`] is the shared [`Follower`] taking its consistency
+//! proofs from the log's proof endpoint: it accepts a checkpoint only when
+//! every trusted log key and every configured witness signed it; checks that
+//! it extends the checkpoint accepted before (the [`FollowerState`]) by a
+//! consistency proof; and proves one leaf into it, reading the leaf itself
+//! from its entry bundle. Each check is reported as a [`Step`] as it passes,
+//! and each failure is named by the key or proof that failed.
 //!
-//! Invariant: the state only ever moves to a checkpoint that verified and
-//! extends the previous state, and is replaced atomically (temporary file,
-//! fsync, rename), so a fork or a rollback never overwrites the evidence of
-//! what was seen before.
+//! Invariant: the state file is written only after every check passed.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::client::{Client, ClientError};
+use crate::client::ClientError;
 use crate::event::{LeafRecord, check_unix_ms, format_rfc3339_ms};
+use crate::follower::{Failure, Follower, Proofs, StateError};
 use crate::merkle::{self, Hash, VerifyError};
-use crate::note::policy;
-use crate::note::{
-    Checkpoint, CheckpointPolicy, CosignatureVerifier, Known, NoteError, NoteVerifier, Rejection,
-    SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ECDSA, SIG_TYPE_ED25519, parse_verifier_key,
-    split_verifier_key,
-};
-use crate::tiles::{self, TileBuilder};
+use crate::note::{Checkpoint, NoteError, NoteVerifier, Rejection};
+use crate::tiles;
+
+pub use crate::follower::Extension;
+use crate::follower::FollowerState;
 
 /// Why a check could not be completed or did not pass.
 #[derive(Debug, thiserror::Error)]
@@ -39,13 +36,8 @@ pub enum FollowError {
     #[error(transparent)]
     Network(ClientError),
     /// The state file could not be read or written.
-    #[error("state file {path}: {why}")]
-    State {
-        /// The state file.
-        path: PathBuf,
-        /// What went wrong.
-        why: String,
-    },
+    #[error(transparent)]
+    State(#[from] StateError),
     /// What the log served does not verify: tampering, a fork or a rollback.
     #[error(transparent)]
     Verification(#[from] VerificationFailure),
@@ -151,7 +143,7 @@ pub enum VerificationFailure {
         /// Size now.
         new_size: u64,
         /// Why the proof failed.
-        why: VerifyError,
+        why: String,
     },
     /// The leaf is not in the checkpoint's tree as proved.
     #[error(
@@ -205,12 +197,6 @@ pub enum VerificationFailure {
     },
 }
 
-/// One log key the follower trusts: the verifier key it came from.
-struct TrustedLogKey {
-    vkey: String,
-    algorithm: &'static str,
-}
-
 /// A verified log signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogSignature {
@@ -246,32 +232,6 @@ pub struct VerifiedCheckpoint {
     pub cosignatures: Vec<Cosignature>,
 }
 
-/// How a checkpoint relates to the state seen before.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Extension {
-    /// No state yet: this checkpoint is the first one seen (trust on first use).
-    FirstSeen,
-    /// The state was the empty tree, which every tree extends.
-    FromEmpty {
-        /// The new size.
-        new_size: u64,
-    },
-    /// Same size, same root.
-    Unchanged {
-        /// The size.
-        size: u64,
-    },
-    /// A verified consistency proof.
-    Extends {
-        /// Size seen before.
-        old_size: u64,
-        /// Size now.
-        new_size: u64,
-        /// Hashes in the proof.
-        proof_len: usize,
-    },
-}
-
 /// A leaf proved into a checkpoint and read from its entry bundle.
 #[derive(Clone, Debug)]
 pub struct ProvenLeaf {
@@ -289,115 +249,6 @@ pub struct ProvenLeaf {
     pub leaf: Vec<u8>,
     /// The parsed leaf.
     pub record: LeafRecord,
-}
-
-/// The last checkpoint a follower accepted, kept between runs as JSON: one
-/// format for `veritrail verify --state` and `veritrail monitor --state`.
-/// [`FollowerState::load`] also reads the monitor's earlier format
-/// (`{"note", "full"}`), so state files written before still load.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FollowerState {
-    /// The log's origin.
-    pub origin: String,
-    /// Tree size.
-    pub size: u64,
-    /// Root hash (base64).
-    pub root: Hash,
-    /// The signed note, as evidence of what the log showed.
-    pub note: String,
-    /// With `monitor --full`: the tiles recomputed from the entries so far.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub full: Option<TileBuilder>,
-}
-
-/// The monitor's earlier state file: the note only, and the tiles.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EarlierMonitorState {
-    note: Option<String>,
-    #[serde(default)]
-    full: Option<TileBuilder>,
-}
-
-impl FollowerState {
-    /// The state after accepting `cp`.
-    pub fn from_checkpoint(cp: &VerifiedCheckpoint) -> FollowerState {
-        FollowerState {
-            origin: cp.checkpoint.origin.clone(),
-            size: cp.checkpoint.size,
-            root: cp.checkpoint.root,
-            note: cp.note.clone(),
-            full: None,
-        }
-    }
-
-    /// The checkpoint this state holds.
-    pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint {
-            origin: self.origin.clone(),
-            size: self.size,
-            root: self.root,
-            extensions: Vec::new(),
-        }
-    }
-
-    /// Reads a state file's bytes: this format, or the monitor's earlier
-    /// one (whose checkpoint verified when it was saved, so it is only
-    /// parsed here). `None` for an earlier state without a checkpoint.
-    pub fn from_json(bytes: &[u8]) -> Result<Option<FollowerState>, String> {
-        let current = match serde_json::from_slice::<FollowerState>(bytes) {
-            Ok(s) => return Ok(Some(s)),
-            Err(e) => e,
-        };
-        // The earlier format always wrote its `note` field, null or not.
-        let earlier = serde_json::from_slice::<serde_json::Value>(bytes)
-            .ok()
-            .filter(|v| v.get("note").is_some())
-            .and_then(|v| serde_json::from_value::<EarlierMonitorState>(v).ok());
-        let Some(earlier) = earlier else {
-            return Err(format!("not a state file: {current}"));
-        };
-        let Some(note) = earlier.note else {
-            return Ok(None);
-        };
-        let cp = crate::note::Note::parse(note.as_bytes())
-            .and_then(|n| Checkpoint::from_note(&n))
-            .map_err(|e| format!("not a state file: its checkpoint: {e}"))?;
-        Ok(Some(FollowerState {
-            origin: cp.origin,
-            size: cp.size,
-            root: cp.root,
-            note,
-            full: earlier.full,
-        }))
-    }
-
-    /// Reads the state file; `None` when it does not exist yet.
-    pub fn load(path: &Path) -> Result<Option<FollowerState>, FollowError> {
-        let state_err = |why: String| FollowError::State {
-            path: path.to_path_buf(),
-            why,
-        };
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(state_err(e.to_string())),
-        };
-        FollowerState::from_json(&bytes).map_err(state_err)
-    }
-
-    /// Replaces the state file atomically: a crash leaves the old state or
-    /// the new one, never a mix.
-    pub fn save(&self, path: &Path) -> Result<(), FollowError> {
-        let state_err = |why: String| FollowError::State {
-            path: path.to_path_buf(),
-            why,
-        };
-        let mut json = serde_json::to_vec_pretty(self).map_err(|e| state_err(e.to_string()))?;
-        json.push(b'\n');
-        crate::durable::replace(path, &json, crate::durable::Secrecy::Public)
-            .map_err(|e| state_err(e.to_string()))
-    }
 }
 
 /// What `veritrail verify` reports, one line per check as it passes.
@@ -501,19 +352,11 @@ struct InclusionAnswer {
     audit_path: Vec<Hash>,
 }
 
-#[derive(Deserialize)]
-struct ConsistencyAnswer {
-    first: u64,
-    second: u64,
-    consistency: Vec<Hash>,
-}
-
-/// Follows one log: checks its checkpoints, their consistency and leaves.
+/// Follows one log for `veritrail verify`: the shared [`Follower`], with
+/// its consistency proofs from the log's proof endpoint, and its failures
+/// named by the keys as the user gave them.
 pub struct LogFollower {
-    client: Client,
-    log_keys: Vec<TrustedLogKey>,
-    witness_vkeys: Vec<String>,
-    policy: CheckpointPolicy<'static>,
+    follower: Follower,
 }
 
 impl LogFollower {
@@ -526,84 +369,48 @@ impl LogFollower {
         log_vkeys: &[String],
         witness_vkeys: &[String],
     ) -> Result<LogFollower, FollowError> {
-        if log_vkeys.is_empty() {
-            return Err(FollowError::Usage(
-                "give at least one log key (--vkey)".into(),
-            ));
-        }
-        let mut log_keys = Vec::with_capacity(log_vkeys.len());
-        let mut verifiers = Vec::with_capacity(log_vkeys.len());
-        for vkey in log_vkeys {
-            let bad = |e: NoteError| FollowError::Usage(format!("log key {vkey}: {e}"));
-            let algorithm = match split_verifier_key(vkey).map_err(bad)?.key_type {
-                SIG_TYPE_ED25519 => "ed25519",
-                SIG_TYPE_ECDSA => "ecdsa",
-                SIG_TYPE_COSIGNATURE_V1 => {
-                    return Err(FollowError::Usage(format!(
-                        "log key {vkey} is a witness cosignature key; pass it as --witness-vkey"
-                    )));
-                }
-                other => return Err(bad(NoteError::UnsupportedKeyType(other))),
-            };
-            verifiers.push(parse_verifier_key(vkey).map_err(bad)?);
-            log_keys.push(TrustedLogKey {
-                vkey: vkey.clone(),
-                algorithm,
-            });
-        }
-        let mut witnesses = Vec::with_capacity(witness_vkeys.len());
-        for vkey in witness_vkeys {
-            let v = CosignatureVerifier::from_witness_key(vkey)
-                .map_err(|e| FollowError::Usage(format!("witness key {vkey}: {e}")))?;
-            witnesses.push(v);
-        }
-        // Every configured witness must cosign.
-        let quorum = witnesses.len();
-        let policy = CheckpointPolicy::new(verifiers)
-            .with_witnesses(witnesses, quorum)
-            .map_err(|e| FollowError::Usage(e.to_string()))?;
-        Ok(LogFollower {
-            client: Client::new(url, None)?,
-            log_keys,
-            witness_vkeys: witness_vkeys.to_vec(),
-            policy,
-        })
-    }
-
-    async fn get_typed<T: DeserializeOwned>(&self, path: &str) -> Result<T, FollowError> {
-        let bytes = self.client.get_bytes(path).await?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            VerificationFailure::MalformedAnswer {
-                what: path.to_string(),
-                why: e.to_string(),
-            }
-            .into()
-        })
+        let follower = Follower::new(url, log_vkeys, witness_vkeys, None, Proofs::FromServer)
+            .map_err(FollowError::Usage)?;
+        Ok(LogFollower { follower })
     }
 
     /// Fetches `/checkpoint` and verifies it.
-    pub async fn latest_checkpoint(&self) -> Result<VerifiedCheckpoint, FollowError> {
-        let bytes = self.client.get_bytes("/checkpoint").await?;
-        Ok(self.verify_checkpoint(&bytes)?)
+    async fn latest_checkpoint(&self) -> Result<VerifiedCheckpoint, FollowError> {
+        let fetched = self
+            .follower
+            .fetch_checkpoint()
+            .await
+            .map_err(|f| self.error(f))?;
+        Ok(self.verified(fetched.note, fetched.accepted))
     }
 
     /// Verifies a signed checkpoint: its origin is every trusted log key's
-    /// name, each trusted log key signed it, each witness cosigned it.
-    pub fn verify_checkpoint(
-        &self,
-        bytes: &[u8],
-    ) -> Result<VerifiedCheckpoint, VerificationFailure> {
+    /// name, each trusted log key signed it, each witness cosigned it (the
+    /// check `latest_checkpoint` makes, on given bytes).
+    #[cfg(test)]
+    fn verify_checkpoint(&self, bytes: &[u8]) -> Result<VerifiedCheckpoint, VerificationFailure> {
         let accepted = self
-            .policy
+            .follower
+            .policy()
             .check(bytes, None)
             .map_err(|r| self.failure(r))?;
+        Ok(self.verified(String::from_utf8_lossy(bytes).into_owned(), accepted))
+    }
+
+    /// What the policy accepted, with its signers named.
+    fn verified(
+        &self,
+        note: String,
+        accepted: crate::note::policy::Accepted,
+    ) -> VerifiedCheckpoint {
+        let policy = self.follower.policy();
         let log_signatures = accepted
             .log_signatures
             .iter()
             .map(|&i| {
-                let v = &self.policy.log_keys()[i];
+                let v = &policy.log_keys()[i];
                 LogSignature {
-                    algorithm: self.log_keys[i].algorithm,
+                    algorithm: self.follower.log_keys()[i].algorithm,
                     key_name: v.name().to_string(),
                     key_id: v.key_id(),
                 }
@@ -613,7 +420,7 @@ impl LogFollower {
             .cosignatures
             .iter()
             .map(|&(i, timestamp)| {
-                let w = &self.policy.witnesses()[i];
+                let w = &policy.witnesses()[i];
                 Cosignature {
                     witness: w.name().to_string(),
                     key_id: w.key_id(),
@@ -621,19 +428,44 @@ impl LogFollower {
                 }
             })
             .collect();
-        let checkpoint = accepted.checkpoint;
-        Ok(VerifiedCheckpoint {
-            checkpoint,
-            note: String::from_utf8_lossy(bytes).into_owned(),
+        VerifiedCheckpoint {
+            checkpoint: accepted.checkpoint,
+            note,
             log_signatures,
             cosignatures,
-        })
+        }
+    }
+
+    /// The error a follower failure is reported as.
+    fn error(&self, f: Failure) -> FollowError {
+        match f {
+            Failure::Unreachable(e) => FollowError::Network(e),
+            Failure::Rejected { rejection, .. } => self.failure(rejection).into(),
+            Failure::Inconsistent {
+                old_size,
+                new_size,
+                why,
+            } => VerificationFailure::Inconsistent {
+                old_size,
+                new_size,
+                why,
+            }
+            .into(),
+            Failure::MalformedAnswer { what, why } => {
+                VerificationFailure::MalformedAnswer { what, why }.into()
+            }
+            Failure::BadTiles(why) => VerificationFailure::MalformedAnswer {
+                what: "the log's tiles".into(),
+                why,
+            }
+            .into(),
+        }
     }
 
     /// The failure a policy rejection is reported as, naming keys as given.
     fn failure(&self, r: Rejection) -> VerificationFailure {
-        let log_key = |i: usize| self.log_keys[i].vkey.clone();
-        let witness = |i: usize| self.witness_vkeys[i].clone();
+        let log_key = |i: usize| self.follower.log_keys()[i].vkey.clone();
+        let witness = |i: usize| self.follower.witness_vkeys()[i].clone();
         match r {
             Rejection::MalformedNote(e) | Rejection::MalformedCheckpoint(e) => {
                 VerificationFailure::MalformedCheckpoint(e)
@@ -681,56 +513,21 @@ impl LogFollower {
 
     /// Checks that `new` extends `old`: same origin, not smaller, the same
     /// root at the same size, else a verified consistency proof (RFC 9162 §2.1.4.2).
-    pub async fn check_extends(
-        &self,
+    async fn check_extends(
+        &mut self,
         old: &FollowerState,
         new: &VerifiedCheckpoint,
     ) -> Result<Extension, FollowError> {
-        let cp = &new.checkpoint;
-        let known = Known {
-            origin: old.origin.clone(),
-            size: old.size,
-            root: old.root,
-        };
-        policy::check_against_known(cp, &known).map_err(|r| self.failure(r))?;
-        if cp.size == old.size {
-            return Ok(Extension::Unchanged { size: cp.size });
+        match self.follower.extends(old, &new.checkpoint).await {
+            Ok(extension) => Ok(extension),
+            Err(f) => Err(self.error(f)),
         }
-        if old.size == 0 {
-            return Ok(Extension::FromEmpty { new_size: cp.size });
-        }
-        let path = format!(
-            "/v1/proof/consistency?first={}&second={}",
-            old.size, cp.size
-        );
-        let answer: ConsistencyAnswer = self.get_typed(&path).await?;
-        if answer.first != old.size || answer.second != cp.size {
-            return Err(VerificationFailure::MalformedAnswer {
-                what: path,
-                why: format!(
-                    "a proof from {} to {} was asked, one from {} to {} came",
-                    old.size, cp.size, answer.first, answer.second
-                ),
-            }
-            .into());
-        }
-        merkle::verify_consistency(old.size, cp.size, &old.root, &cp.root, &answer.consistency)
-            .map_err(|why| VerificationFailure::Inconsistent {
-                old_size: old.size,
-                new_size: cp.size,
-                why,
-            })?;
-        Ok(Extension::Extends {
-            old_size: old.size,
-            new_size: cp.size,
-            proof_len: answer.consistency.len(),
-        })
     }
 
     /// Proves leaf `index` into `cp` (RFC 9162 §2.1.3.2) and reads the leaf
     /// from its entry bundle (c2sp.org/tlog-tiles), which must hold exactly
     /// the leaf the proof is for.
-    pub async fn prove_leaf(
+    async fn prove_leaf(
         &self,
         cp: &VerifiedCheckpoint,
         index: u64,
@@ -742,7 +539,11 @@ impl LogFollower {
             )));
         };
         let path = format!("/v1/proof/inclusion?index={index}&tree_size={size}");
-        let answer: InclusionAnswer = self.get_typed(&path).await?;
+        let answer: InclusionAnswer = self
+            .follower
+            .get_typed(&path)
+            .await
+            .map_err(|f| self.error(f))?;
         if answer.leaf_index != index || answer.tree_size != size {
             return Err(VerificationFailure::MalformedAnswer {
                 what: path,
@@ -763,7 +564,11 @@ impl LogFollower {
         .map_err(|why| VerificationFailure::InclusionProof { index, size, why })?;
 
         let bundle_path = bundle.entries_path();
-        let data = self.client.get_bytes(&format!("/{bundle_path}")).await?;
+        let data = self
+            .follower
+            .client()
+            .get_bytes(&format!("/{bundle_path}"))
+            .await?;
         let malformed = |why: String| VerificationFailure::MalformedBundle {
             path: bundle_path.clone(),
             why,
@@ -821,7 +626,7 @@ pub struct VerifyOptions {
 /// state, optionally proves a leaf, and only then saves the new state.
 /// Reports each check as it passes.
 pub async fn verify_log(
-    follower: &LogFollower,
+    follower: &mut LogFollower,
     options: &VerifyOptions,
     on_step: &mut (dyn FnMut(&Step) + Send),
 ) -> Result<VerifiedCheckpoint, FollowError> {
@@ -849,7 +654,7 @@ pub async fn verify_log(
         on_step(&Step::Inclusion(Box::new(leaf)));
     }
     if let Some(path) = &options.state {
-        FollowerState::from_checkpoint(&cp).save(path)?;
+        FollowerState::new(&cp.checkpoint, cp.note.clone(), None).save(path)?;
         on_step(&Step::StateSaved {
             path: path.clone(),
             size: cp.checkpoint.size,
@@ -960,69 +765,5 @@ mod tests {
             ),
             Err(FollowError::Usage(_))
         ));
-    }
-
-    #[test]
-    fn state_is_replaced_whole_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        assert_eq!(FollowerState::load(&path).unwrap(), None);
-        let st = FollowerState {
-            origin: ORIGIN.into(),
-            size: 3,
-            root: merkle::leaf_hash(b"x"),
-            note: "n\n".into(),
-            full: None,
-        };
-        st.save(&path).unwrap();
-        assert_eq!(FollowerState::load(&path).unwrap(), Some(st.clone()));
-        let grown = FollowerState { size: 4, ..st };
-        grown.save(&path).unwrap();
-        assert_eq!(FollowerState::load(&path).unwrap(), Some(grown));
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
-        std::fs::write(&path, "{}").unwrap();
-        assert!(matches!(
-            FollowerState::load(&path),
-            Err(FollowError::State { .. })
-        ));
-    }
-
-    #[test]
-    fn state_files_of_earlier_verify_and_monitor_runs_load() {
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state");
-        let load = |name: &str| FollowerState::load(&fixtures.join(name)).unwrap().unwrap();
-        // Written by `verify --state`, and by `monitor --state` without and with --full.
-        let verify = load("verify.json");
-        let monitor = load("monitor.json");
-        let full = load("monitor-full.json");
-        assert_eq!(verify.size, 300);
-        assert_eq!(verify.origin, "example.com/veritrail");
-        assert_eq!(verify.full, None);
-        assert_eq!(monitor, verify);
-        assert_eq!(full.full.as_ref().map(|b| b.size), Some(300));
-        assert_eq!(
-            FollowerState {
-                full: None,
-                ..full.clone()
-            },
-            verify
-        );
-        // The one format is the verify format, plus the tiles with --full.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        verify.save(&path).unwrap();
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            std::fs::read(fixtures.join("verify.json")).unwrap()
-        );
-        full.save(&path).unwrap();
-        assert_eq!(FollowerState::load(&path).unwrap(), Some(full));
-        // A monitor state from before its first checkpoint holds none.
-        std::fs::write(&path, br#"{"note":null,"full":null}"#).unwrap();
-        assert_eq!(FollowerState::load(&path).unwrap(), None);
     }
 }

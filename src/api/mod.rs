@@ -31,10 +31,11 @@ use tower_http::trace::TraceLayer;
 
 pub use admin::{CreateKey, CreatedKey, KeyList, KeyRecord};
 pub use audit::SearchParams;
-pub use error::ApiError;
+pub(crate) use error::ApiError;
+pub(crate) use governance::retention_loop;
 pub use governance::{
     ErasureRequest, ErasureResult, HoldList, HoldRequest, PolicyList, PolicyRequest, Removed,
-    RetentionRun, retention_loop,
+    RetentionRun,
 };
 
 use crate::auth::ApiKeys;
@@ -97,6 +98,26 @@ pub struct AppState {
     pub witnessed: Option<Arc<WitnessedView>>,
     /// Encrypted event bodies, indexes, erasure (the same store as `store`).
     pub vault: Arc<crate::vault::Vault>,
+}
+
+/// The state `veritrail serve` would build over a test log (sealed, no
+/// metrics, no witnesses), for the handlers' unit tests.
+#[cfg(test)]
+pub(crate) fn test_state(log: &crate::sequencer::test_log::TestLog) -> AppState {
+    let store = log.dyn_store();
+    AppState {
+        origin: log.origin.as_str().into(),
+        verifier_keys: Arc::new(log.keys.verifier_keys(&log.origin).unwrap()),
+        store: store.clone(),
+        view: log.view.clone(),
+        sequencer: log.handle(),
+        keys: ApiKeys::new(store),
+        limits: Arc::new(ApiLimits::default()),
+        metrics: None,
+        checkpoint_interval: Duration::from_secs(1),
+        witnessed: None,
+        vault: log.vault(),
+    }
 }
 
 /// Builds the whole application.

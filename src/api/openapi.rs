@@ -586,25 +586,15 @@ pub(super) struct ExportParams {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::sync::Arc;
-    use std::time::Duration;
 
     use axum::body::{Body, to_bytes};
     use axum::http::{Method, Request, StatusCode};
     use serde_json::Value;
     use tower::ServiceExt as _;
 
-    use super::super::{ApiLimits, AppState, router};
+    use super::super::{AppState, router, test_state};
     use super::document;
-    use crate::auth::ApiKeys;
-    use crate::crypto::MasterKey;
-    use crate::note::keys::LogKeys;
-    use crate::sequencer::{
-        CheckpointSigner, Clock, LogView, RightEdge, Sealing, Sequencer, SequencerConfig,
-    };
-    use crate::store::Store;
-    use crate::store::memory::MemoryStore;
-    use crate::vault::Vault;
+    use crate::sequencer::test_log::{TestLog, TestLogBuilder};
 
     const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
@@ -798,40 +788,10 @@ mod tests {
         );
     }
 
-    fn state() -> (AppState, Sequencer) {
-        let inner = Arc::new(MemoryStore::new());
-        let vault = Arc::new(Vault::new(inner, &MasterKey::from_bytes([7; 32])).unwrap());
-        let store: Arc<dyn Store> = vault.store().clone();
-        let keys = LogKeys::generate().unwrap();
-        let signer = Arc::new(CheckpointSigner::from_keys(&keys, "example.com/log").unwrap());
-        let view = Arc::new(LogView::new(
-            signer.sign(0, crate::merkle::empty_root(), 0).unwrap(),
-            0,
-            Clock::system(),
-        ));
-        let seq = Sequencer::start(
-            store.clone(),
-            Sealing::Vault(vault.clone()),
-            signer,
-            SequencerConfig::default(),
-            view.clone(),
-            RightEdge::empty(),
-        )
-        .unwrap();
-        let state = AppState {
-            origin: "example.com/log".into(),
-            verifier_keys: Arc::new(keys.verifier_keys("example.com/log").unwrap()),
-            store: store.clone(),
-            view,
-            sequencer: seq.handle(),
-            keys: ApiKeys::new(store),
-            limits: Arc::new(ApiLimits::default()),
-            metrics: None,
-            checkpoint_interval: Duration::from_secs(1),
-            witnessed: None,
-            vault,
-        };
-        (state, seq)
+    /// A test log and the application over it.
+    fn state() -> (AppState, TestLog) {
+        let log = TestLogBuilder::new("example.com/log").start();
+        (test_state(&log), log)
     }
 
     /// Whether the answer is the router's own "no such route" or "method not
@@ -847,7 +807,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_documented_operation_reaches_a_handler_and_no_other_method_does() {
-        let (state, seq) = state();
+        let (state, log) = state();
         let app = router(state);
         let documented = documented();
         let paths: BTreeSet<&String> = documented.iter().map(|(_, p)| p).collect();
@@ -875,14 +835,17 @@ mod tests {
                 }
             }
         }
-        tokio::task::spawn_blocking(move || seq.shutdown())
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            let mut log = log;
+            log.shutdown()
+        })
+        .await
+        .unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_document_is_served_public_and_cacheable() {
-        let (state, seq) = state();
+        let (state, log) = state();
         let resp = router(state)
             .oneshot(
                 Request::get("/v1/openapi.json")
@@ -901,8 +864,11 @@ mod tests {
         let body = to_bytes(resp.into_body(), 4 << 20).await.unwrap();
         let served: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(served, doc_json());
-        tokio::task::spawn_blocking(move || seq.shutdown())
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            let mut log = log;
+            log.shutdown()
+        })
+        .await
+        .unwrap();
     }
 }

@@ -1,7 +1,9 @@
 //! `veritrail verify` and `veritrail monitor`: following a log from the
-//! outside. The checks are `veritrail::verify`'s and `veritrail::monitor`'s;
-//! this module maps their outcome to output and exit status (0 verified,
-//! 1 verification failed or alert, 2 could not check).
+//! outside. Both are the one `veritrail::follower`, with the same flags for
+//! the log and its keys ([`FollowArgs`]); the checks are
+//! `veritrail::verify`'s and `veritrail::monitor`'s; this module maps their
+//! outcome to output and exit status (0 verified, 1 verification failed or
+//! alert, 2 could not check).
 
 use std::path::PathBuf;
 
@@ -18,29 +20,41 @@ inclusion proof and that its entry bundle holds that very leaf.
 Exit status: 0 everything verified; 1 verification failed (tampering, fork, rollback:
 the state file is left unchanged); 2 usage, network or state-file error.";
 
+/// The log to follow and the keys it must be signed with: the flags
+/// `verify` and `monitor` share, with one meaning in both.
 #[derive(Args)]
-pub struct VerifyArgs {
-    /// Server URL, e.g. http://127.0.0.1:8080.
+pub struct FollowArgs {
+    /// The log's URL, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     url: String,
-    /// A log verifier key (from GET /v1/log); repeat for both of the log's keys.
+    /// A log verifier key (from GET /v1/log); every one given must have signed
+    /// each checkpoint (repeatable: give both of the log's keys).
     #[arg(long = "vkey", required = true)]
     vkeys: Vec<String>,
-    /// A witness key (cosignature type 0x04, or Ed25519 0x01) whose cosignature is required.
+    /// A witness key (cosignature type 0x04, or Ed25519 0x01) whose
+    /// cosignature each checkpoint must carry (repeatable).
     #[arg(long = "witness-vkey")]
     witness_vkeys: Vec<String>,
+    /// JSON file keeping the last verified checkpoint (and monitor --full
+    /// progress); created on first use.
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    log: FollowArgs,
     /// Also prove this leaf into the checkpoint and print it.
     #[arg(long)]
     index: Option<u64>,
-    /// JSON file keeping the last checkpoint seen (created on first use).
-    #[arg(long)]
-    state: Option<PathBuf>,
 }
 
 /// `veritrail verify`; returns its exit status.
 pub async fn verify(args: VerifyArgs) -> i32 {
     use veritrail::verify::{LogFollower, VerifyOptions, verify_log};
-    let follower = match LogFollower::new(&args.url, &args.vkeys, &args.witness_vkeys) {
+    let log = args.log;
+    let mut follower = match LogFollower::new(&log.url, &log.vkeys, &log.witness_vkeys) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
@@ -49,9 +63,9 @@ pub async fn verify(args: VerifyArgs) -> i32 {
     };
     let options = VerifyOptions {
         index: args.index,
-        state: args.state,
+        state: log.state,
     };
-    let result = verify_log(&follower, &options, &mut |step| println!("{step}")).await;
+    let result = verify_log(&mut follower, &options, &mut |step| println!("{step}")).await;
     match result {
         Ok(_) => {
             println!("verified");
@@ -76,24 +90,14 @@ pub fn runtime_failed(e: &anyhow::Error) -> i32 {
 
 #[derive(Args)]
 pub struct MonitorArgs {
-    /// The log's URL, e.g. http://127.0.0.1:8080.
-    #[arg(long)]
-    url: String,
-    /// A log verifier key; every one given must have signed each checkpoint (repeatable).
-    #[arg(long = "vkey", required = true)]
-    vkeys: Vec<String>,
-    /// A witness cosignature key whose cosignature each checkpoint must carry (repeatable).
-    #[arg(long = "witness-vkey")]
-    witness_vkeys: Vec<String>,
+    #[command(flatten)]
+    log: FollowArgs,
     /// How many of the witnesses must have cosigned [default: all].
     #[arg(long)]
     witness_quorum: Option<usize>,
     /// POST alerts as JSON to this URL.
     #[arg(long)]
     webhook: Option<String>,
-    /// Keep the last verified checkpoint (and --full progress) in this file.
-    #[arg(long)]
-    state: Option<PathBuf>,
     /// Recompute every leaf hash and tile from the entry bundles.
     #[arg(long)]
     full: bool,
@@ -113,12 +117,12 @@ pub struct MonitorArgs {
 pub async fn monitor(a: MonitorArgs) -> i32 {
     use std::io::IsTerminal as _;
     let opts = veritrail::monitor::MonitorOptions {
-        url: a.url,
-        log_vkeys: a.vkeys,
-        witness_vkeys: a.witness_vkeys,
+        url: a.log.url,
+        log_vkeys: a.log.vkeys,
+        witness_vkeys: a.log.witness_vkeys,
         witness_quorum: a.witness_quorum,
         webhook: a.webhook,
-        state: a.state,
+        state: a.log.state,
         full: a.full,
         once: a.once,
         interval: std::time::Duration::from_millis(a.interval_ms.max(100)),

@@ -228,9 +228,9 @@ fn check_opened(
         )));
     }
     match Vault::open_for_check(store.clone(), master, KeyringHome::File(keyring)) {
-        Ok(v) => check_store_unsealing(store.as_ref(), Some(&v), &keys, progress),
+        Ok(v) => check_store_unsealing(store.as_ref(), Some(&v), keys, progress),
         Err(e) => {
-            let mut report = check_store(store.as_ref(), &keys, progress)?;
+            let mut report = check_store(store.as_ref(), keys, progress)?;
             report.findings.insert(
                 0,
                 Finding {

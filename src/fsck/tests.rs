@@ -4,43 +4,19 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::lifecycle::ORIGIN_RECORD;
-use crate::merkle::{self, Hash};
+use crate::merkle::Hash;
 use crate::note::keys::LogKeys;
-use crate::sequencer::{
-    CheckpointSigner, Clock, LogView, PreparedEvent, RightEdge, Sealing, Sequencer, SequencerConfig,
-};
+use crate::sequencer::PreparedEvent;
+use crate::sequencer::test_log::{TestLog, TestLogBuilder};
 use crate::store::memory::MemoryStore;
-use crate::store::{BatchWrite, DedupeKey, RecordSpace, StoredCheckpoint};
+use crate::store::{BatchWrite, DedupeKey};
 
 const ORIGIN: &str = "fsck.example/log";
 /// Two full level-0 tiles, a partial one, and a partial level-1 tile.
 const SIZE: usize = 600;
 
 fn build_log() -> (Arc<MemoryStore>, LogKeys) {
-    let keys = LogKeys::generate().unwrap();
-    let store = Arc::new(MemoryStore::new());
-    store
-        .put_record(RecordSpace::Meta, ORIGIN_RECORD, ORIGIN.as_bytes())
-        .unwrap();
-    let signer = Arc::new(CheckpointSigner::from_keys(&keys, ORIGIN).unwrap());
-    let empty = signer.sign(0, merkle::empty_root(), 1).unwrap();
-    store
-        .put_checkpoint(&StoredCheckpoint {
-            published_at_ms: 1,
-            note: empty.note.clone().into_bytes(),
-        })
-        .unwrap();
-    let view = Arc::new(LogView::new(empty, 0, Clock::system()));
-    let seq = Sequencer::start(
-        store.clone(),
-        Sealing::Plaintext,
-        signer,
-        SequencerConfig::default(),
-        view,
-        RightEdge::empty(),
-    )
-    .unwrap();
+    let mut log = TestLogBuilder::new(ORIGIN).plaintext().start();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -66,13 +42,11 @@ fn build_log() -> (Arc<MemoryStore>, LogKeys) {
                     }
                 })
                 .collect();
-            seq.handle()
-                .submit("app-a".into(), events, false)
-                .await
-                .unwrap();
+            log.submit("app-a", events).await;
         }
     });
-    seq.shutdown();
+    log.shutdown();
+    let TestLog { store, keys, .. } = log;
     assert_eq!(store.tree_size().unwrap(), SIZE as u64);
     (store, keys)
 }

@@ -383,12 +383,8 @@ pub fn search(vault: &Vault, size: u64, q: &EventQuery) -> Result<Page, StoreErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::MasterKey;
-    use crate::sequencer::{
-        CheckpointSigner, Clock, LogView, PreparedEvent, RightEdge, Sealing, Sequencer,
-        SequencerConfig,
-    };
-    use crate::store::memory::MemoryStore;
+    use crate::sequencer::PreparedEvent;
+    use crate::sequencer::test_log::TestLogBuilder;
     use std::sync::Arc;
 
     fn event_json(subject: &str, actor: &str) -> serde_json::Value {
@@ -428,21 +424,7 @@ mod tests {
 
     /// A vault with the `n` events `make(i)` gives, as (app, event).
     fn log_of(n: usize, make: impl Fn(usize) -> (&'static str, serde_json::Value)) -> Arc<Vault> {
-        let inner = Arc::new(MemoryStore::new());
-        let vault = Arc::new(Vault::new(inner.clone(), &MasterKey::from_bytes([5; 32])).unwrap());
-        let keys = crate::note::keys::LogKeys::generate().unwrap();
-        let signer = Arc::new(CheckpointSigner::from_keys(&keys, "example.com/log").unwrap());
-        let empty = signer.sign(0, merkle::empty_root(), 0).unwrap();
-        let view = Arc::new(LogView::new(empty, 0, Clock::system()));
-        let seq = Sequencer::start(
-            inner,
-            Sealing::Vault(vault.clone()),
-            signer,
-            SequencerConfig::default(),
-            view,
-            RightEdge::empty(),
-        )
-        .unwrap();
+        let mut log = TestLogBuilder::new("example.com/log").start();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -456,11 +438,10 @@ mod tests {
                 batch.push(prepared(&make(i).1));
                 i += 1;
             }
-            rt.block_on(seq.handle().submit(app.into(), batch, false))
-                .unwrap();
+            rt.block_on(log.submit(app, batch));
         }
-        seq.shutdown();
-        vault
+        log.shutdown();
+        log.vault()
     }
 
     fn indexes(p: &Page) -> Vec<u64> {

@@ -10,29 +10,34 @@
 //! - [`thread`]: the sequencer thread, its handle and its loop;
 //! - [`write_path`]: accept → sequence → seal → commit → publish, the path
 //!   of every event, with what is durable at each crash point;
-//! - [`reader`]: proofs' subtree hashes and single leaves from the store.
+//! - [`reader`]: proofs' subtree hashes and single leaves from the store;
+//! - `test_log` (unit tests only): the one way the crate's own tests start
+//!   a log in this process.
 //!
 //! Invariants: nothing is acknowledged or published before the store said
 //! it is durable; a checkpoint is only signed for a root computed from the
 //! right edge being committed; the `received` time of leaves never goes
 //! backwards.
 
-pub mod clock;
-pub mod edge;
-pub mod queue;
-pub mod reader;
-pub mod signer;
-pub mod thread;
-pub mod view;
-pub mod write_path;
+pub(crate) mod clock;
+pub(crate) mod edge;
+pub(crate) mod queue;
+pub(crate) mod reader;
+pub(crate) mod signer;
+pub(crate) mod thread;
+pub(crate) mod view;
+pub(crate) mod write_path;
 
+#[cfg(test)]
+pub(crate) mod test_log;
 #[cfg(test)]
 mod tests;
 
 pub use clock::{Clock, ManualClock};
-pub use edge::{EdgeError, RightEdge};
+pub use edge::RightEdge;
 pub use queue::QueueLimits;
-pub use reader::{TileSource, read_entry};
+pub use reader::TileSource;
+pub(crate) use reader::read_entry;
 pub use signer::CheckpointSigner;
 pub use thread::{Sequencer, SequencerConfig, SequencerHandle};
 pub use view::{LogView, Published};

@@ -12,8 +12,8 @@
 //! ([`request`]) with this module.
 
 pub mod config;
-pub mod core;
-pub mod request;
+pub(crate) mod core;
+pub(crate) mod request;
 pub mod server;
 pub mod store;
 

@@ -612,6 +612,9 @@ export async function consoleTests(browser, h) {
         assertIncludes(text, 'were taken from the log server itself', 'PDF key source warning');
         assertIncludes(text, 'What completeness means here', 'PDF completeness');
         assertIncludes(text, 'dr-erin-0', 'PDF actor counts');
+        // The author is the key's name as the log knows it (GET /v1/whoami).
+        const who = await (await fetch(new URL('v1/whoami', base), { headers: { authorization: `Bearer ${auditor}` } })).json();
+        assertIncludes(text, `Run by console-auditor (auditor key ${who.id})`, 'PDF author');
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

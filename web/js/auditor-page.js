@@ -16,7 +16,7 @@ import { renderBundleReport } from './bundle-view.js';
 import { verifyEvidenceBundle } from './evidence-bundle.js';
 import { parseVkey } from './note.js';
 import { reportCsv, reportHtml } from './report.js';
-import { getKey, wireKeyPanel } from './session-key.js';
+import { getKey, keyLabel, whoAmI, wireKeyPanel } from './session-key.js';
 import { clear, el, formatInt, labelCells, showSummary, showVerdict } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
@@ -201,10 +201,14 @@ async function runExport() {
     return showVerdict($('report-status'), 'fail', 'No report', `the log's verifier keys could not be loaded: ${e.message}`);
   }
   const verification = await verifyEvidenceBundle(text, keys, { requireEveryKey: true });
+  // The author as the log names the key (GET /v1/whoami), not as typed here.
+  const who = await whoAmI(key);
   const meta = {
     query: verification.header ? verification.header.query : filters,
     ranAt,
-    ranBy: 'the API key entered in this console',
+    ranBy: who
+      ? `${who.name} (${who.role} key ${who.id})`
+      : `${keyLabel(key)} (the log did not say whose key it is)`,
     auditIndex,
     keysFrom: 'server',
     checkedAt: new Date().toISOString(),

@@ -127,10 +127,14 @@ export async function checkCheckpointPolicy(msg, policy, known = null) {
  * checkpoint's origin are this log's (all given log keys, when none is
  * named so); one of their signatures suffices (a
  * browser without Ed25519 still checks ECDSA), witnesses are listed but not
- * required. Returns {ok, error, rule, checkpoint, signatures, text,
- * witnesses}: `signatures` is checkNote's per-signature report, for display.
+ * required. With `requireEveryKey` (as `veritrail verify-bundle` does),
+ * every given key must have signed instead: each log key, whatever its
+ * name, and each witness. Returns {ok, error, rule, checkpoint, signatures,
+ * text, witnesses, unsigned}: `signatures` is checkNote's per-signature
+ * report, for display; `unsigned` lists the given keys that did not sign
+ * when that is why the check failed.
  */
-export async function checkCheckpoint(msg, keys) {
+export async function checkCheckpoint(msg, keys, { requireEveryKey = false } = {}) {
   const report = await checkNote(msg, keys);
   let origin = null;
   try {
@@ -145,9 +149,9 @@ export async function checkCheckpoint(msg, keys) {
   const named = signing.filter((k) => origin === null || k.name === origin);
   const logKeys = named.length > 0 ? named : signing;
   const witnessKeys = keys.filter((k) => k.type === SIG_COSIGNATURE_V1);
-  const verdict = await checkCheckpointPolicy(msg, {
-    logKeys, logQuorum: 1, witnessKeys, witnessQuorum: 0, keysNamedByOrigin: named.length > 0,
-  });
+  const verdict = await checkCheckpointPolicy(msg, requireEveryKey
+    ? { logKeys: signing, witnessKeys, witnessQuorum: witnessKeys.length, keysNamedByOrigin: false }
+    : { logKeys, logQuorum: 1, witnessKeys, witnessQuorum: 0, keysNamedByOrigin: named.length > 0 });
   const witnesses = report.signatures.filter((s) => s.status === 'verified' && s.type === SIG_COSIGNATURE_V1);
   const checkpoint = verdict.checkpoint || null;
   if (verdict.ok && report.ok) return { ...report, ok: true, error: null, rule: null, checkpoint, witnesses };
@@ -156,6 +160,12 @@ export async function checkCheckpoint(msg, keys) {
     const bad = report.signatures.find((s) => s.status === 'invalid');
     const rule = bad && bad.type === SIG_COSIGNATURE_V1 ? 'bad_cosignature' : 'bad_log_signature';
     return { ...report, ok: false, rule, checkpoint, witnesses };
+  }
+  if (requireEveryKey && !report.error && ['missing_log_signature', 'too_few_cosignatures'].includes(verdict.rule)) {
+    const signed = (k) => report.signatures.some((s) => s.status === 'verified' && s.name === k.name && s.keyIdHex === k.keyIdHex);
+    const unsigned = keys.filter((k) => !signed(k));
+    const error = `the checkpoint is not signed by the given key ${unsigned.map((k) => `${k.name}+${k.keyIdHex}`).join(', ')}`;
+    return { ...report, ok: false, error, rule: verdict.rule, checkpoint, witnesses, unsigned };
   }
   // A bad signature is the more serious finding, so checkNote's error comes first.
   let error = report.error || verdict.error;

@@ -523,13 +523,9 @@ impl RunMap {
         }
     }
 
-    /// Entries pending (not yet in a run).
-    pub fn pending_len(&self) -> usize {
-        self.pending.read().map(|p| p.entries.len()).unwrap_or(0)
-    }
-
     /// Runs named by the manifest, newest first: `(id, level, entries)`.
-    pub fn runs(&self) -> Vec<(u64, u8, u64)> {
+    #[cfg(test)]
+    fn runs(&self) -> Vec<(u64, u8, u64)> {
         self.snapshot()
             .iter()
             .map(|r| (r.meta.id, r.meta.level, r.meta.entries))
