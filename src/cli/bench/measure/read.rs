@@ -406,7 +406,12 @@ impl Plan {
             Target::Inclusion => {
                 let index = rng.below(self.size);
                 let url = inclusion_url(&self.base, index, self.size);
-                (url, Expect::Inclusion(index))
+                let expect = if check {
+                    Expect::Inclusion(index)
+                } else {
+                    Expect::Nothing
+                };
+                (url, expect)
             }
             Target::Consistency if check => {
                 let (first, first_root) = self.firsts[pick(rng, self.firsts.len())];
@@ -709,6 +714,12 @@ mod tests {
             "audit_path": path,
         });
         let body = |v: &serde_json::Value| serde_json::to_vec(v).unwrap();
+        // Only sampled requests are checked (and counted as checked).
+        let mut rng = XorShift::new(1);
+        let (_, unchecked) = plan.request(Target::Inclusion, &mut rng, false);
+        assert!(matches!(unchecked, Expect::Nothing));
+        let (_, checked) = plan.request(Target::Inclusion, &mut rng, true);
+        assert!(matches!(checked, Expect::Inclusion(i) if i < 300));
         assert_eq!(plan.check(&Expect::Inclusion(7), &body(&answer)), Ok(()));
         assert!(plan.check(&Expect::Inclusion(8), &body(&answer)).is_err());
         answer["leaf_hash"] = serde_json::json!(tree.leaves()[8]);
