@@ -344,12 +344,28 @@ fn seconds_text(secs: u64) -> String {
         .unwrap_or_else(|| format!("{secs} s"))
 }
 
-#[derive(Deserialize)]
-struct InclusionAnswer {
-    leaf_index: u64,
-    tree_size: u64,
-    leaf_hash: Hash,
-    audit_path: Vec<Hash>,
+/// The answer of `GET /v1/proof/inclusion`, as a client reads it.
+#[derive(Debug, Deserialize)]
+pub struct InclusionAnswer {
+    /// The leaf the proof is for.
+    pub leaf_index: u64,
+    /// The tree size the proof is for.
+    pub tree_size: u64,
+    /// The leaf's hash, as the log claims it.
+    pub leaf_hash: Hash,
+    /// The RFC 9162 inclusion path, leaf to root.
+    pub audit_path: Vec<Hash>,
+}
+
+/// The answer of `GET /v1/proof/consistency`, as a client reads it.
+#[derive(Debug, Deserialize)]
+pub struct ConsistencyAnswer {
+    /// The older tree size.
+    pub first: u64,
+    /// The newer tree size.
+    pub second: u64,
+    /// The RFC 9162 consistency proof.
+    pub consistency: Vec<Hash>,
 }
 
 /// Follows one log for `veritrail verify`: the shared [`Follower`], with

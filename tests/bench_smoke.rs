@@ -144,12 +144,19 @@ fn bench_sled_writes_the_log_layout_durably() {
     assert!(!out.ok());
 }
 
+/// A server on a new data directory under `dir`, with a writer key for
+/// `app` and an auditor key.
+async fn server_with_keys(dir: &tempfile::TempDir, app: &str) -> (Server, String, String) {
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let writer = create_key(&server.url, &server.admin_key(), app, "writer").await;
+    let auditor = create_key(&server.url, &server.admin_key(), "aud", "auditor").await;
+    (server, writer, auditor)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_search_checks_a_seeded_log_completely() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &[]);
-    let writer = create_key(&server.url, &server.admin_key(), "seed", "writer").await;
-    let auditor = create_key(&server.url, &server.admin_key(), "aud", "auditor").await;
+    let (server, writer, auditor) = server_with_keys(&dir, "seed").await;
     let url = server.url.clone();
 
     // Seed 2,000 events of 40 subjects (Zipf-like) and 25 actors.
@@ -281,4 +288,98 @@ fn bench_pipeline_runs_both_modes_and_cleans_up() {
         &[],
     );
     assert!(!out.ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_read_checks_proofs_and_tiles_and_reads_plain_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, writer, auditor) = server_with_keys(&dir, "bench").await;
+    let url = server.url.clone();
+    // `veritrail bench <words> --json`, off the runtime; its report or its failure.
+    let run = |words: String| {
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["bench"];
+            args.extend(words.split_whitespace());
+            args.push("--json");
+            let out = veritrail(&args, &[]);
+            let report = serde_json::from_str::<Value>(&out.stdout).ok();
+            (out.ok(), report, out.stderr)
+        })
+    };
+    let report = |words: String| async move {
+        let (ok, report, stderr) = run(words).await.unwrap();
+        assert!(ok, "{stderr}");
+        report.unwrap()
+    };
+
+    // One seeded log grown by two runs, the second numbered after the first.
+    for first in [0, 300] {
+        let r = report(format!(
+            "ingest --url {url} --key {writer} --events 300 --batch-size 100 --clients 2 \
+             --subjects 10 --first-event {first}"
+        ))
+        .await;
+        assert_eq!(r["events"], 300);
+    }
+    // Together they hold events 0..600 of the population exactly once.
+    report(format!(
+        "search --url {url} --key {auditor} --subject person-3 --requests 4 --clients 1 \
+         --warmup 0 --seeded-events 600 --seeded-subjects 10"
+    ))
+    .await;
+    // (Reads use the signed size: wait for a checkpoint of all 600.)
+    for _ in 0..100 {
+        if get_json(&format!("{url}/v1/log")).await["tree_size"].as_u64() >= Some(600) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Proofs and full tiles (two at level 0), every answer checked.
+    let r = report(format!(
+        "read --url {url} --mix inclusion,consistency,tile0 --connections 3 --duration-s 1 \
+         --warmup-s 0.2 --verify-every 1"
+    ))
+    .await;
+    assert_eq!(r["targets"], "inclusion,consistency,tile0");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["wrong_answers"], 0, "{r}");
+    assert!(r["tree_size"].as_u64().unwrap() >= 600, "{r}");
+    for t in ["inclusion", "consistency", "tile0"] {
+        assert!(r[format!("{t}_requests")].as_u64().unwrap() > 0, "{t}: {r}");
+        assert!(r[format!("{t}_verified")].as_u64().unwrap() > 0, "{t}: {r}");
+    }
+    assert_eq!(r["tile0_bytes_per_answer"], 8192, "{r}");
+    let p50 = r["p50_ms"].as_f64().unwrap();
+    assert!(0.0 < p50 && p50 <= r["p99_ms"].as_f64().unwrap(), "{r}");
+
+    // A tree without a full level-1 tile cannot be read at level 1.
+    let (ok, _, stderr) = run(format!("read --url {url} --mix tile1 --duration-s 0.2"))
+        .await
+        .unwrap();
+    assert!(!ok);
+    assert!(stderr.contains("no full tile at level 1"), "{stderr}");
+
+    // Plain URLs through the same client: answers counted, failures as errors.
+    let r = report(format!(
+        "read --static {url}/checkpoint --connections 2 --duration-s 0.5 --warmup-s 0"
+    ))
+    .await;
+    assert_eq!(r["targets"], "url");
+    assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(
+        (&r["errors"], &r["verified"]),
+        (&0.into(), &0.into()),
+        "{r}"
+    );
+    let list = dir.path().join("urls");
+    std::fs::write(&list, format!("{url}/no-such-page\n")).unwrap();
+    let r = report(format!(
+        "read --url-list {} --connections 1 --duration-s 0.3 --warmup-s 0",
+        list.display()
+    ))
+    .await;
+    assert_eq!(r["requests"], 0, "{r}");
+    assert!(r["errors"].as_u64().unwrap() > 0, "{r}");
+    server.stop();
 }

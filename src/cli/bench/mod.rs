@@ -1,13 +1,15 @@
-//! `veritrail bench`: ingest and search against a running log (on the
-//! process's runtime), and the in-process pipeline and storage-ceiling
+//! `veritrail bench`: ingest, search and reads against a running log (reads
+//! also against any HTTP server, with the same client), on the process's
+//! runtime; and the in-process pipeline and storage-ceiling
 //! measurements (which need none: `bench pipeline` starts its own). The
 //! measurements themselves are in [`measure`]; this module only wires the
 //! flags. Benchmark code belongs to the binary, not to the library.
 
 use std::fmt::Display;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand};
 
 mod measure;
@@ -30,6 +32,10 @@ pub enum BenchCommand {
         /// Events to submit in total.
         #[arg(long, default_value_t = 100_000)]
         events: u64,
+        /// Number the generated events from here, so that several runs grow
+        /// one seeded log (the next run starts where the last one ended).
+        #[arg(long, default_value_t = 0)]
+        first_event: u64,
         /// Events per request (1 sends single events).
         #[arg(long, default_value_t = 500)]
         batch_size: u64,
@@ -95,6 +101,41 @@ pub enum BenchCommand {
         population: PopulationArgs,
         /// Per-request timeout in seconds.
         #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read throughput for a mix of proofs and tiles from a running log, or of
+    /// plain URLs from any server, with the same client; sampled answers checked.
+    Read {
+        /// The log's URL (for proofs and tiles).
+        #[arg(long, required_unless_present_any = ["static_urls", "url_list"])]
+        url: Option<String>,
+        /// What to read, comma-separated, picked uniformly per request:
+        /// inclusion, consistency, tile0, tile1 (full hash tiles at that level).
+        #[arg(long, value_delimiter = ',', default_value = "inclusion")]
+        mix: Vec<measure::read::Target>,
+        /// Read this URL instead of the log (repeat for several).
+        #[arg(long = "static", conflicts_with = "url")]
+        static_urls: Vec<String>,
+        /// Read the URLs listed in this file (one a line) instead of the log.
+        #[arg(long, conflicts_with = "url")]
+        url_list: Option<PathBuf>,
+        /// Concurrent keep-alive connections, one request in flight each.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration_s: f64,
+        /// Seconds before the measurement, not counted.
+        #[arg(long, default_value_t = 1.0)]
+        warmup_s: f64,
+        /// Check every n-th answer of each connection against the checkpoint.
+        #[arg(long, default_value_t = 16)]
+        verify_every: u64,
+        /// Per-request timeout in seconds.
+        #[arg(long, default_value_t = 10)]
         timeout_s: u64,
         /// Print one JSON object instead of text.
         #[arg(long)]
@@ -181,7 +222,7 @@ impl BenchCommand {
     }
 }
 
-/// `bench ingest` and `bench search`, against a running log.
+/// `bench ingest`, `bench search` and `bench read`, against a running server.
 pub async fn online(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest {
@@ -189,6 +230,7 @@ pub async fn online(command: BenchCommand) -> anyhow::Result<()> {
             key,
             clients,
             events,
+            first_event,
             batch_size,
             wait_checkpoint,
             without_ids,
@@ -206,10 +248,11 @@ pub async fn online(command: BenchCommand) -> anyhow::Result<()> {
                 key,
                 clients,
                 events,
+                first_event,
                 batch_size,
                 wait_checkpoint,
                 with_ids: !without_ids,
-                timeout: std::time::Duration::from_secs(timeout_s),
+                timeout: Duration::from_secs(timeout_s),
             };
             let report = bench::ingest(&opts).await?;
             print_report(json, || report.to_json(&opts), || report.describe(&opts));
@@ -250,10 +293,61 @@ pub async fn online(command: BenchCommand) -> anyhow::Result<()> {
                 limit,
                 warmup,
                 seeded,
-                timeout: std::time::Duration::from_secs(timeout_s),
+                timeout: Duration::from_secs(timeout_s),
             };
             let report = bench::search::search(&opts).await?;
             print_report(json, || report.to_json(&opts), || report.describe(&opts));
+        }
+        BenchCommand::Read {
+            url,
+            mix,
+            static_urls,
+            url_list,
+            connections,
+            duration_s,
+            warmup_s,
+            verify_every,
+            timeout_s,
+            json,
+        } => {
+            let mut urls = static_urls;
+            if let Some(file) = url_list {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                urls.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(String::from),
+                );
+            }
+            let seconds = |s: f64, what: &str| {
+                Duration::try_from_secs_f64(s)
+                    .map_err(|_| anyhow!("{what}: not a number of seconds"))
+            };
+            let opts = bench::read::ReadOptions {
+                log: url,
+                targets: if urls.is_empty() {
+                    mix
+                } else {
+                    vec![bench::read::Target::Url]
+                },
+                urls,
+                connections,
+                duration: seconds(duration_s, "--duration-s")?,
+                warmup: seconds(warmup_s, "--warmup-s")?,
+                verify_every,
+                timeout: Duration::from_secs(timeout_s),
+            };
+            let report = bench::read::read(&opts).await?;
+            print_report(json, || report.to_json(&opts), || report.describe(&opts));
+            if let Some(why) = &report.first_wrong {
+                bail!(
+                    "the server gave wrong answers ({} of {} checked); first: {why}",
+                    report.total.wrong,
+                    report.total.verified
+                );
+            }
         }
         BenchCommand::Pipeline { .. } | BenchCommand::Sled { .. } => {
             bail!("bench pipeline and bench sled run offline")
@@ -310,8 +404,8 @@ pub fn offline(command: BenchCommand) -> anyhow::Result<()> {
             let report = bench::sled_ceiling(&opts)?;
             print_report(json, || report.to_json(&opts), || report.describe(&opts));
         }
-        BenchCommand::Ingest { .. } | BenchCommand::Search { .. } => {
-            bail!("bench ingest and bench search need a running log")
+        BenchCommand::Ingest { .. } | BenchCommand::Search { .. } | BenchCommand::Read { .. } => {
+            bail!("bench ingest, search and read need a running server")
         }
     }
     Ok(())

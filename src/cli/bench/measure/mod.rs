@@ -32,6 +32,7 @@ use veritrail::tiles::TILE_WIDTH;
 
 pub mod pipeline;
 pub mod population;
+pub mod read;
 pub mod search;
 
 pub use population::{Distribution, Population};
@@ -236,6 +237,56 @@ impl EventSizes {
     }
 }
 
+/// xorshift64*: cheap pseudo-random numbers for load generators (which
+/// leaves, which tiles, which bytes), not for anything secret.
+pub(crate) struct XorShift(u64);
+
+impl XorShift {
+    /// A generator from `seed` (any value; 0 is replaced, xorshift needs a set bit).
+    pub(crate) fn new(seed: u64) -> XorShift {
+        XorShift(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
+    }
+
+    /// A generator seeded from the operating system's randomness.
+    pub(crate) fn from_entropy() -> Result<XorShift, BenchError> {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).map_err(|e| BenchError::Options(format!("no randomness: {e}")))?;
+        Ok(XorShift::new(u64::from_le_bytes(b)))
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n` (`n > 0`; the modulo bias is far below what a benchmark sees).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// The HTTP client of every load generator: keep-alive connections (up to
+/// `connections` idle ones kept per host), no Nagle delay, a per-request
+/// timeout. One configuration, so that rates measured against different
+/// servers compare.
+pub(crate) fn load_client(
+    connections: usize,
+    timeout: Duration,
+) -> Result<reqwest::Client, BenchError> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .tcp_nodelay(true)
+        .timeout(timeout)
+        .build()
+        .map_err(|e| BenchError::Transport(e.to_string()))
+}
+
 pub(crate) fn random_run_id() -> Result<String, BenchError> {
     let mut b = [0u8; 4];
     getrandom::fill(&mut b).map_err(|e| BenchError::Options(format!("no randomness: {e}")))?;
@@ -256,6 +307,10 @@ pub struct IngestOptions {
     pub clients: usize,
     /// Events to submit in total.
     pub events: u64,
+    /// The number of the first generated event: a log grown by several runs
+    /// holds events `0..n` of one population once each when every run starts
+    /// where the previous one ended.
+    pub first_event: u64,
     /// Events per request; 1 sends a bare event object.
     pub batch_size: u64,
     /// Submit with `?wait=checkpoint`: each answer carries a signed checkpoint.
@@ -407,12 +462,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport, BenchError> {
             "clients, events and batch size must be at least 1".into(),
         ));
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(opts.clients)
-        .tcp_nodelay(true)
-        .timeout(opts.timeout)
-        .build()
-        .map_err(|e| BenchError::Transport(e.to_string()))?;
+    let http = load_client(opts.clients, opts.timeout)?;
     let query = if opts.wait_checkpoint {
         "?wait=checkpoint"
     } else {
@@ -500,12 +550,11 @@ async fn run_client(sh: &Shared) -> Result<ClientTally, BenchError> {
         if r >= sh.requests {
             return Ok(tally);
         }
-        let first = r * b;
-        let count = b.min(sh.opts.events - first);
+        let count = b.min(sh.opts.events - r * b);
         let body = request_body_of(
             sh.opts.population.as_ref(),
             &sh.run,
-            first,
+            sh.opts.first_event + r * b,
             count,
             sh.opts.with_ids,
         );
@@ -697,13 +746,10 @@ impl SledReport {
 }
 
 /// Fills `buf` with cheap, incompressible-looking bytes.
-fn fill_pseudo_random(buf: &mut [u8], mut seed: u64) {
+fn fill_pseudo_random(buf: &mut [u8], seed: u64) {
+    let mut rng = XorShift::new(seed);
     for chunk in buf.chunks_mut(8) {
-        // xorshift64*
-        seed ^= seed >> 12;
-        seed ^= seed << 25;
-        seed ^= seed >> 27;
-        let v = seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+        let v = rng.next_u64().to_le_bytes();
         chunk.copy_from_slice(&v[..chunk.len()]);
     }
 }

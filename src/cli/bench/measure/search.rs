@@ -496,12 +496,7 @@ pub async fn search(opts: &SearchOptions) -> Result<SearchReport, BenchError> {
             veritrail::search::MAX_LIMIT
         )));
     }
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(opts.clients + 1)
-        .tcp_nodelay(true)
-        .timeout(opts.timeout)
-        .build()
-        .map_err(|e| BenchError::Transport(e.to_string()))?;
+    let client = super::load_client(opts.clients + 1, opts.timeout)?;
     let http = Arc::new(Http {
         client,
         endpoint: format!("{}/v1/events", opts.url.trim_end_matches('/')),
