@@ -437,14 +437,8 @@ impl Follower {
     /// The log's consistency proof from `first` to `second`, which must
     /// answer that very question.
     async fn server_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, Failure> {
-        #[derive(Deserialize)]
-        struct ConsistencyAnswer {
-            first: u64,
-            second: u64,
-            consistency: Vec<Hash>,
-        }
         let path = format!("/v1/proof/consistency?first={first}&second={second}");
-        let answer: ConsistencyAnswer = self.get_typed(&path).await?;
+        let answer: crate::verify::ConsistencyAnswer = self.get_typed(&path).await?;
         if answer.first != first || answer.second != second {
             return Err(Failure::MalformedAnswer {
                 what: path,
