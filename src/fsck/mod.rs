@@ -201,9 +201,12 @@ pub fn check_data_dir(
     progress.set_message("index runs");
     let runs = store.check_index_runs();
     let mut report = check_opened(dir, store, master, &keys, progress)?;
+    // First: an index that lost entries explains the counts found below.
+    let found = std::mem::take(&mut report.findings);
     for problem in runs {
         report.find("index runs", problem);
     }
+    report.findings.extend(found);
     Ok(report)
 }
 

@@ -283,6 +283,24 @@ impl SledStore {
     /// directory at a time; sled enforces it with a file lock.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         let mut store = SledStore::open_without_compaction(dir)?;
+        // Entries missing from an index would let a retried event in twice:
+        // only an offline check opens a damaged one.
+        let damage: Vec<&String> = store
+            .dedupe
+            .damage()
+            .iter()
+            .chain(store.leaves.damage())
+            .collect();
+        if let Some(first) = damage.first() {
+            return Err(StoreError::Corrupt(format!(
+                "{first}{}; run `veritrail fsck` on the data directory",
+                if damage.len() > 1 {
+                    format!(" (and {} more)", damage.len() - 1)
+                } else {
+                    String::new()
+                }
+            )));
+        }
         store.compactor = Some(start_compactor(
             store.disk.clone(),
             [store.dedupe.clone(), store.leaves.clone()],

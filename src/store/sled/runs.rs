@@ -318,6 +318,9 @@ pub struct RunMap {
     pending: RwLock<Pending>,
     runs: RwLock<Arc<Vec<Arc<Run>>>>,
     manifest: Mutex<Manifest>,
+    /// What did not load on open (a damaged pending record or run): the
+    /// map then lacks those entries, so only an offline check opens it.
+    damage: Vec<String>,
 }
 
 /// What a commit adds to the map, staged into its sled batch; apply it
@@ -348,23 +351,36 @@ impl RunMap {
             None => Manifest::default(),
         };
         let mut runs = Vec::new();
+        let mut damage = Vec::new();
         for meta in &manifest.runs {
-            runs.push(Arc::new(load_run(tree, map, name, *meta, bloom)?));
+            match load_run(tree, map, name, *meta, bloom) {
+                Ok(run) => runs.push(Arc::new(run)),
+                Err(StoreError::Corrupt(why)) => damage.push(why),
+                Err(e) => return Err(e),
+            }
         }
         let mut pending = Pending::default();
         for item in tree.scan_prefix([PENDING, map]) {
             let (k, v) = item.map_err(backend)?;
-            let key: [u8; 10] = k
-                .as_ref()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt(format!("{name}: a pending key is malformed")))?;
+            let Ok(key) = <[u8; 10]>::try_from(k.as_ref()) else {
+                damage.push(format!(
+                    "{name}: pending key {} is malformed",
+                    hex::encode(&k)
+                ));
+                continue;
+            };
             let seq = u64::from_be_bytes(key[2..].try_into().unwrap_or_default());
             let what = || format!("{name} pending record {seq}");
-            for (d, i) in decode_entries(&verified(&key, &v)?, &what)? {
-                pending.entries.entry(d).or_insert(i);
-            }
             pending.keys.push(key);
             pending.next_seq = seq + 1;
+            match verified(&key, &v).and_then(|v| decode_entries(&v, &what)) {
+                Ok(entries) => {
+                    for (d, i) in entries {
+                        pending.entries.entry(d).or_insert(i);
+                    }
+                }
+                Err(e) => damage.push(format!("{}: {e}", what())),
+            }
         }
         runs.reverse();
         Ok(RunMap {
@@ -375,7 +391,13 @@ impl RunMap {
             pending: RwLock::new(pending),
             runs: RwLock::new(Arc::new(runs)),
             manifest: Mutex::new(manifest),
+            damage,
         })
+    }
+
+    /// What did not load on open (see the field); empty for a sound map.
+    pub fn damage(&self) -> &[String] {
+        &self.damage
     }
 
     fn snapshot(&self) -> Arc<Vec<Arc<Run>>> {
@@ -783,7 +805,7 @@ impl RunMap {
     /// Every named run's blocks in order, checked: sorted digests, block
     /// count and entries as the manifest says, fences matching. For fsck.
     pub fn check(&self) -> Vec<String> {
-        let mut problems = Vec::new();
+        let mut problems = self.damage.clone();
         for run in self.snapshot().iter() {
             let mut reader = RunReader::new(self, run.meta);
             let mut count = 0u64;
@@ -1105,6 +1127,50 @@ mod tests {
         for i in (0..total).step_by(89) {
             assert_eq!(map.get(&digest(i)).unwrap(), Some(i));
         }
+    }
+
+    #[test]
+    fn damage_to_a_run_or_a_pending_record_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let map = RunMap::open(&tree, b'd', "test map", true).unwrap();
+        let total = (FLUSH_ENTRIES + 10) as u64;
+        commit(
+            &map,
+            &tree,
+            (0..total - 5).map(|i| (digest(i), i)).collect(),
+        );
+        commit(
+            &map,
+            &tree,
+            (total - 5..total).map(|i| (digest(i), i)).collect(),
+        );
+        assert!(map.check().is_empty());
+        let flip = |key: &[u8]| {
+            let mut v = tree.get(key).unwrap().unwrap().to_vec();
+            v[3] ^= 1;
+            tree.insert(key, v).unwrap();
+        };
+        flip(&run_key(b'd', 0, KIND_BLOCK, 7));
+        let problems = map.check();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("run 0") && p.contains("checksum")),
+            "{problems:?}"
+        );
+        flip(&pending_key(b'd', 0));
+        let reopened = RunMap::open(&tree, b'd', "test map", true).unwrap();
+        assert!(
+            reopened
+                .damage()
+                .iter()
+                .any(|p| p.contains("pending record 0")),
+            "{:?}",
+            reopened.damage()
+        );
+        assert!(reopened.check().len() >= 2);
     }
 
     #[test]
