@@ -36,6 +36,7 @@ pub use governance::{
     ErasureRequest, ErasureResult, HoldList, HoldRequest, PolicyList, PolicyRequest, Removed,
     RetentionRun, retention_loop,
 };
+pub use openapi::{ConsistencyProof, InclusionProof, SubmitResponse, SubmittedEvent};
 
 use crate::auth::ApiKeys;
 use crate::cosign::WitnessedView;
