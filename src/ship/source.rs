@@ -507,7 +507,7 @@ mod tests {
         // Truncation keeping the same first line: a new generation.
         let new_key = b.key.clone();
         std::fs::write(&live, "new file\n").unwrap();
-        assert_eq!(t.scan(), [new_key.clone()]);
+        assert_eq!(t.scan(), std::slice::from_ref(&new_key));
         let b = t.next_batch(100, 1 << 20).unwrap().unwrap();
         assert_eq!(lines(&b), ["new file"]);
         assert!(b.key.ends_with("-1") && b.key != new_key);
