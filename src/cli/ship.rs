@@ -36,7 +36,7 @@ pub struct ShipArgs {
     #[arg(long, default_value = "veritrail-ship")]
     dir: PathBuf,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     in_flight: u16,
     /// Most lines per request (1 to 1000).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=1000))]

@@ -72,7 +72,7 @@ impl Config {
             max_line_bytes: 64 * 1024,
             batch_lines: 1000,
             batch_bytes: 1 << 20,
-            in_flight: 16,
+            in_flight: 8,
             poll: Duration::from_millis(200),
             exit_at_eof: false,
             faults: None,
