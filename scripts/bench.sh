@@ -28,6 +28,16 @@
 # `scripts/bench.sh scale` runs the scale benchmark instead
 # (scripts/bench-scale.sh: one log grown to 10 M events, memory, disk,
 # restart, proofs and tiles beside nginx).
+# Then, unless RECEIVERS=0, the receivers section (issue #16), in a third
+# table: OTLP/JSON log records to POST /v1/logs against our own JSON batches
+# to POST /v1/events, the same generated events, the same server, the same
+# run, alternating twice (best of each: a neighbour only ever slows a run);
+# and the shipping agent alone: `veritrail ship --exit-at-eof` delivering a
+# pre-written JSON-lines file of SHIP_LINES lines to acknowledged, verified
+# events (wait=checkpoint), its lines/s and its peak resident memory.
+# RECEIVER_EVENTS scales the first; SHIP_LINES, SHIP_CHECKPOINT_MS (the
+# server's checkpoint interval for the agent run, default 1000 as served)
+# the second.
 #
 # Environment: SKIP_BUILD=1 uses the existing target/release/veritrail
 # (or VERITRAIL_BIN);
@@ -62,6 +72,10 @@ SEARCH_TIME_BUDGET=${SEARCH_TIME_BUDGET:-1500}
 PIPELINE_EVENTS=${PIPELINE_EVENTS:-200000}
 PIPELINE_ROUNDS=${PIPELINE_ROUNDS:-3}
 SKIP_INGEST=${SKIP_INGEST:-0}
+RECEIVERS=${RECEIVERS:-1}
+RECEIVER_EVENTS=${RECEIVER_EVENTS:-100000}
+SHIP_LINES=${SHIP_LINES:-100000}
+SHIP_CHECKPOINT_MS=${SHIP_CHECKPOINT_MS:-1000}
 # The machine may be shared: a server whose resident memory passes this is
 # killed and the run fails (default: half the machine's memory).
 SERVER_MAX_RSS_MB=${SERVER_MAX_RSS_MB:-$(($(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) / 2048))}
@@ -71,6 +85,9 @@ TARGET_SINGLE=20000
 TARGET_CHECKPOINT_P50_MS=100
 TARGET_SEARCH_P99_MS=50
 TARGET_SEALED_RATIO_PCT=75
+TARGET_OTLP_RATIO_PCT=80
+TARGET_SHIP_LINES=20000
+TARGET_SHIP_RSS_MB=64
 
 # shellcheck source=scripts/lib/bench.sh
 . scripts/lib/bench.sh
@@ -254,8 +271,83 @@ search_section() {
     done
 }
 
+# --- OTLP against our own JSON batches, and the shipping agent (issue #16) ----
+receivers_section() {
+    deadline=$((SECONDS + TIME_BUDGET))
+    echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (receivers section)" >&2
+    start_server "$work/receivers-data"
+    local key
+    key=$(new_key "$work/receivers-data" writer receivers)
+    local round
+    for round in 1 2; do
+        step "json_$round" "$BIN" bench ingest --url "$url" --key "$key" \
+            --clients "$BATCH_CLIENTS" --events "$RECEIVER_EVENTS" --batch-size "$BATCH_SIZE"
+        step "otlp_$round" "$BIN" bench ingest --url "$url" --key "$key" \
+            --clients "$BATCH_CLIENTS" --events "$RECEIVER_EVENTS" --batch-size "$BATCH_SIZE" --otlp
+    done
+    stop_server
+    rm -rf "$work/receivers-data"
+    best() { # step prefix: the better events/s of rounds 1 and 2
+        awk -v a="$(field "$1_1" events_per_s)" -v b="$(field "$1_2" events_per_s)" \
+            'BEGIN { printf "%.0f", (a > b ? a : b) }'
+    }
+    local json_rate otlp_rate
+    json_rate=$(best json)
+    otlp_rate=$(best otlp)
+
+    # The agent alone: a pre-written file to acknowledged, verified events.
+    start_server "$work/ship-data" "checkpoint_interval_ms = $SHIP_CHECKPOINT_MS"
+    key=$(new_key "$work/ship-data" writer shipper)
+    local vkeys=()
+    mapfile -t vkeys < <(sed -n 's/^  \(ecdsa\|ed25519\) *\(.*\)$/--vkey\n\2/p' "$work/server.out")
+    "$BIN" bench lines --out "$work/ship-input.jsonl" --events "$SHIP_LINES"
+    echo "running: ship" >&2
+    local before
+    before=$(server_cpu_ticks)
+    if ! /usr/bin/time -f '%e %M' -o "$work/ship.time" timeout $((deadline - SECONDS)) \
+        "$BIN" ship --url "$url" --key "$key" "${vkeys[@]}" --include "$work/ship-input.jsonl" \
+        --dir "$work/ship-agent" --exit-at-eof >"$work/ship.out" 2>"$work/ship.err"; then
+        echo "bench: the agent failed:" >&2
+        cat "$work/ship.out" "$work/ship.err" >&2
+        exit 1
+    fi
+    local ship_ticks=$(($(server_cpu_ticks) - before))
+    stop_server
+    rm -rf "$work/ship-data" "$work/ship-input.jsonl"
+    local appended
+    appended=$(sed -n 's/.*appended=\([0-9]*\).*/\1/p' "$work/ship.out")
+    if [[ "$appended" != "$SHIP_LINES" ]]; then
+        echo "bench: the agent appended ${appended:-?} of $SHIP_LINES lines: $(cat "$work/ship.out")" >&2
+        exit 1
+    fi
+    read -r ship_s ship_kb <"$work/ship.time"
+
+    printf "\n== receivers: OTLP/JSON vs own JSON batches (%s events, %s clients x %s, best of 2 each), and the agent\n" \
+        "$RECEIVER_EVENTS" "$BATCH_CLIENTS" "$BATCH_SIZE"
+    printf "%-58s %12s %10s %7s\n" "metric" "measured" "target" "met?"
+    awk -v j="$json_rate" -v o="$otlp_rate" -v t="$TARGET_OTLP_RATIO_PCT" 'BEGIN {
+        printf "%-58s %12.0f %10s %7s\n", "own JSON batches, POST /v1/events, events/s", j, "-", ""
+        printf "%-58s %12.0f %10s %7s\n", "OTLP/JSON, POST /v1/logs, events/s", o, "-", ""
+        printf "%-58s %11.0f%% %9s%% %7s\n", "OTLP / own JSON", 100 * o / j, ">= " t, (100 * o >= t * j ? "met" : "MISSED")
+    }'
+    awk -v n="$SHIP_LINES" -v s="$ship_s" -v kb="$ship_kb" -v t="$TARGET_SHIP_LINES" -v m="$TARGET_SHIP_RSS_MB" \
+        -v cp="$SHIP_CHECKPOINT_MS" -v st="$ship_ticks" 'BEGIN {
+        printf "%-58s %12.0f %10s %7s\n", "agent alone, lines/s (" n " lines, checkpoint " cp " ms)", n / s, ">= " t, (n / s >= t ? "met" : "MISSED")
+        printf "%-58s %12.1f %10s %7s\n", "agent peak resident memory, MiB", kb / 1024, "< " m, (kb / 1024 < m ? "met" : "MISSED")
+        printf "%-58s %12.1f %10s %7s\n", "server CPU per shipped line, microseconds", st * 10000 / n, "-", ""
+    }'
+    echo "agent: $(cat "$work/ship.out")"
+    echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+    for f in json_1 otlp_1 json_2 otlp_2; do
+        echo "$f: $(cat "$work/$f.json")"
+    done
+}
+
 if [[ "$SKIP_INGEST" != 1 ]]; then
     ingest_section
+fi
+if [[ "$RECEIVERS" != 0 ]]; then
+    receivers_section
 fi
 if ((SEARCH_EVENTS > 0)); then
     search_section

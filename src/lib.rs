@@ -51,6 +51,7 @@ mod retention;
 pub mod search;
 pub mod sequencer;
 pub mod server;
+pub mod ship;
 pub mod store;
 pub mod tiles;
 pub mod vault;

@@ -15,6 +15,7 @@ use cli::follow::{MonitorArgs, VERIFY_HELP, VerifyArgs};
 use cli::governance::{EraseArgs, HoldsCommand, RetentionCommand};
 use cli::keys::KeysCommand;
 use cli::serve::{ServeArgs, WitnessArgs};
+use cli::ship::ShipArgs;
 
 /// The request path allocates per event (JSON values, canonical bytes, sled
 /// nodes); mimalloc serves that with a quarter less CPU than the system
@@ -84,6 +85,9 @@ enum Command {
     Verify(VerifyArgs),
     /// Follow a log through its tiles and alert on any rewrite, fork or missing cosignature.
     Monitor(MonitorArgs),
+    /// Tail JSON-lines files and deliver each line to a log exactly once,
+    /// checking every receipt (docs/ship.md).
+    Ship(ShipArgs),
     /// Run a C2SP tlog-witness that cosigns the configured logs' checkpoints.
     Witness(WitnessArgs),
     /// Take a consistent backup of a running log (admin key) into a new directory.
@@ -149,6 +153,7 @@ fn main() -> anyhow::Result<()> {
         match command {
             Command::Serve(a) => cli::serve::serve(a).await,
             Command::Witness(a) => cli::serve::witness(a).await,
+            Command::Ship(a) => cli::ship::ship(a).await,
             Command::Keys { command } => cli::keys::keys(command).await,
             Command::Erase(a) => cli::governance::erase(a).await,
             Command::Holds { command } => cli::governance::holds(command).await,

@@ -37,6 +37,7 @@ pub use governance::{
     ErasureRequest, ErasureResult, HoldList, HoldRequest, PolicyList, PolicyRequest, Removed,
     RetentionRun,
 };
+pub use openapi::{ConsistencyProof, InclusionProof, SubmitResponse, SubmittedEvent};
 
 use crate::auth::ApiKeys;
 use crate::cosign::WitnessedView;

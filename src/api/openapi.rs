@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
@@ -79,7 +79,7 @@ const SCHEME: &str = "api_key";
         super::governance::list_holds,
         super::governance::release_hold,
     ),
-    components(schemas(ErrorBody, crate::auth::Role, Outcome, WaitFor)),
+    components(schemas(ErrorBody, RpcStatus, crate::auth::Role, Outcome, WaitFor)),
     modifiers(&SharedAnswers),
     tags(
         (name = "public", description = "Checkpoints, tiles, proofs, health: no key, no personal data"),
@@ -242,6 +242,16 @@ fn add_shared(op: &mut Operation) {
     }
 }
 
+/// An OTLP/HTTP error answer (`POST /v1/logs`): a `google.rpc.Status`, in
+/// the request's encoding (this is its OTLP/JSON form).
+#[derive(ToSchema)]
+pub(super) struct RpcStatus {
+    /// The `google.rpc.Code` closest to the HTTP status.
+    code: i32,
+    /// For people.
+    message: String,
+}
+
 /// Every error answer.
 #[derive(ToSchema)]
 pub(super) struct ErrorBody {
@@ -302,21 +312,30 @@ pub(super) struct VerifierKeys {
     ed25519: String,
 }
 
-/// An RFC 9162 inclusion proof (hashes in base64).
-#[derive(ToSchema)]
-pub(super) struct InclusionProof {
-    leaf_index: u64,
-    tree_size: u64,
-    leaf_hash: String,
-    audit_path: Vec<String>,
+/// An RFC 9162 inclusion proof (hashes in base64). The client parses
+/// receipts with it.
+#[derive(ToSchema, Deserialize, Debug, Clone)]
+pub struct InclusionProof {
+    /// The leaf's index.
+    pub leaf_index: u64,
+    /// The tree the proof is for.
+    pub tree_size: u64,
+    /// Base64.
+    pub leaf_hash: String,
+    /// Base64 hashes, leaf to root.
+    pub audit_path: Vec<String>,
 }
 
-/// An RFC 9162 consistency proof (hashes in base64).
-#[derive(ToSchema)]
-pub(super) struct ConsistencyProof {
-    first: u64,
-    second: u64,
-    consistency: Vec<String>,
+/// An RFC 9162 consistency proof (hashes in base64). The client parses
+/// it with this type.
+#[derive(ToSchema, Deserialize, Debug, Clone)]
+pub struct ConsistencyProof {
+    /// The older tree size.
+    pub first: u64,
+    /// The newer tree size.
+    pub second: u64,
+    /// Base64 hashes.
+    pub consistency: Vec<String>,
 }
 
 /// Health summary.
@@ -437,30 +456,34 @@ pub(super) struct ResourceInput {
     id: String,
 }
 
-/// The answer to `POST /v1/events`.
-#[derive(ToSchema)]
-pub(super) struct SubmitResponse {
+/// The answer to `POST /v1/events` (the client parses it with this type).
+#[derive(ToSchema, Deserialize, Debug, Clone)]
+pub struct SubmitResponse {
     /// One receipt per submitted event, in order.
-    events: Vec<SubmittedEvent>,
+    pub events: Vec<SubmittedEvent>,
     /// The checkpoint the proofs are against (with wait=checkpoint|witnessed).
-    checkpoint: Option<String>,
+    pub checkpoint: Option<String>,
     /// With wait=witnessed.
-    witnessed: Option<bool>,
-    cosignatures: Option<Vec<serde_json::Value>>,
-    message: Option<String>,
+    pub witnessed: Option<bool>,
+    /// With wait=witnessed, the witnesses' cosignatures.
+    pub cosignatures: Option<Vec<serde_json::Value>>,
+    /// With wait=witnessed when no witnessed checkpoint came in time.
+    pub message: Option<String>,
 }
 
 /// One appended event's receipt.
-#[derive(ToSchema)]
-pub(super) struct SubmittedEvent {
-    index: u64,
+#[derive(ToSchema, Deserialize, Debug, Clone)]
+pub struct SubmittedEvent {
+    /// The event's leaf index.
+    pub index: u64,
     /// Base64.
-    leaf_hash: String,
+    pub leaf_hash: String,
     /// Hex.
-    commitment: String,
+    pub commitment: String,
     /// An event with the same id was already in the log; this is its receipt.
-    duplicate: bool,
-    inclusion_proof: Option<InclusionProof>,
+    pub duplicate: bool,
+    /// With a checkpoint: the proof of the leaf in it.
+    pub inclusion_proof: Option<InclusionProof>,
 }
 
 /// An event as auditors see it.

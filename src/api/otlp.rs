@@ -319,8 +319,20 @@ fn encoded(status: StatusCode, enc: Encoding, body: Vec<u8>) -> Response {
         description = "An OTLP `ExportLogsServiceRequest` (protobuf, or `application/json` in the OTLP JSON encoding), optionally `Content-Encoding: gzip`; at most 4 MiB before and after decompression (max_events_body) and 1000 log records (max_batch_events). How records map to events: docs/otlp.md"),
     responses(
         (status = 200, description = "The mapped records are durable; `partialSuccess` counts and names the records that did not map, and why", body = Object, content_type = "application/x-protobuf"),
-        (status = 400, description = "The body does not decode; nothing was appended (a google.rpc.Status)", body = Object, content_type = "application/x-protobuf"),
-        (status = 413, description = "The body, its decompressed form or the record count is over the limit; nothing was appended", body = Object, content_type = "application/x-protobuf"),
+        (status = 400, description = "The body does not decode; nothing was appended. A google.rpc.Status in the request's encoding",
+            content((super::openapi::RpcStatus = "application/json"), (Object = "application/x-protobuf"))),
+        (status = 401, description = "No API key, or not a valid one. A google.rpc.Status in the request's encoding",
+            content((super::openapi::RpcStatus = "application/json"), (Object = "application/x-protobuf"))),
+        (status = 403, description = "The key is not a writer key. A google.rpc.Status in the request's encoding",
+            content((super::openapi::RpcStatus = "application/json"), (Object = "application/x-protobuf"))),
+        (status = 413, description = "The body, its decompressed form or the record count is over the limit; nothing was appended. A google.rpc.Status in the request's encoding",
+            content((super::openapi::RpcStatus = "application/json"), (Object = "application/x-protobuf"))),
+        (status = 429, description = "The key's rate limit; retry after Retry-After seconds (exporters do). A google.rpc.Status in the request's encoding",
+            content((super::openapi::RpcStatus = "application/json"), (Object = "application/x-protobuf")),
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+        (status = 503, description = "The log is busy or storage is unavailable; retry after Retry-After seconds. A google.rpc.Status in the request's encoding",
+            content((super::openapi::RpcStatus = "application/json"), (Object = "application/x-protobuf")),
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 415, description = "Content-Type is neither application/x-protobuf nor application/json, or Content-Encoding is neither gzip nor identity", body = super::openapi::ErrorBody),
     ))]
 pub(super) async fn export_logs(

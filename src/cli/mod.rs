@@ -7,6 +7,7 @@
 //! - [`export`] for `export` and `verify-bundle` (evidence bundles);
 //! - [`backup`] for `backup`, `restore` and `fsck`;
 //! - [`follow`] for `verify` and `monitor` (following a log from outside);
+//! - [`ship`] for `ship` (the shipping agent);
 //! - [`bench`] for `bench`.
 //!
 //! Commands that talk to a server do so through [`veritrail::client::Client`],
@@ -22,6 +23,7 @@ pub mod follow;
 pub mod governance;
 pub mod keys;
 pub mod serve;
+pub mod ship;
 
 use std::path::PathBuf;
 

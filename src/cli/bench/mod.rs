@@ -45,6 +45,9 @@ pub enum BenchCommand {
         /// Send events without idempotency keys.
         #[arg(long)]
         without_ids: bool,
+        /// Send the same events as OTLP/JSON log records to POST /v1/logs.
+        #[arg(long, conflicts_with_all = ["wait_checkpoint", "subjects"])]
+        otlp: bool,
         /// Per-request timeout in seconds.
         #[arg(long, default_value_t = 60)]
         timeout_s: u64,
@@ -168,6 +171,15 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write generated events as a JSON-lines file (input of `veritrail ship`).
+    Lines {
+        /// The file to create (it must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// Lines to write.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+    },
     /// The storage ceiling: raw sled batches of the bytes the log writes per event.
     Sled {
         /// A new directory for the database.
@@ -217,7 +229,7 @@ impl BenchCommand {
     pub fn is_offline(&self) -> bool {
         matches!(
             self,
-            BenchCommand::Pipeline { .. } | BenchCommand::Sled { .. }
+            BenchCommand::Pipeline { .. } | BenchCommand::Sled { .. } | BenchCommand::Lines { .. }
         )
     }
 }
@@ -234,6 +246,7 @@ pub async fn online(command: BenchCommand) -> anyhow::Result<()> {
             batch_size,
             wait_checkpoint,
             without_ids,
+            otlp,
             timeout_s,
             subjects,
             population,
@@ -252,6 +265,7 @@ pub async fn online(command: BenchCommand) -> anyhow::Result<()> {
                 batch_size,
                 wait_checkpoint,
                 with_ids: !without_ids,
+                otlp,
                 timeout: Duration::from_secs(timeout_s),
             };
             let report = bench::ingest(&opts).await?;
@@ -349,8 +363,8 @@ pub async fn online(command: BenchCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        BenchCommand::Pipeline { .. } | BenchCommand::Sled { .. } => {
-            bail!("bench pipeline and bench sled run offline")
+        BenchCommand::Pipeline { .. } | BenchCommand::Sled { .. } | BenchCommand::Lines { .. } => {
+            bail!("bench pipeline, sled and lines run offline")
         }
     }
     Ok(())
@@ -403,6 +417,23 @@ pub fn offline(command: BenchCommand) -> anyhow::Result<()> {
             };
             let report = bench::sled_ceiling(&opts)?;
             print_report(json, || report.to_json(&opts), || report.describe(&opts));
+        }
+        BenchCommand::Lines { out, events } => {
+            use std::io::Write as _;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&out)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            let mut line = String::new();
+            for n in 0..events {
+                line.clear();
+                bench::write_event(&mut line, "lines", n, false);
+                line.push('\n');
+                w.write_all(line.as_bytes())?;
+            }
+            w.flush()?;
         }
         BenchCommand::Ingest { .. } | BenchCommand::Search { .. } | BenchCommand::Read { .. } => {
             bail!("bench ingest, search and read need a running server")

@@ -30,6 +30,7 @@ use veritrail::note::{Checkpoint, Note};
 use veritrail::store::StoredEvent;
 use veritrail::tiles::TILE_WIDTH;
 
+pub mod otlp;
 pub mod pipeline;
 pub mod population;
 pub mod read;
@@ -317,6 +318,8 @@ pub struct IngestOptions {
     pub wait_checkpoint: bool,
     /// Give every event a unique idempotency key.
     pub with_ids: bool,
+    /// Send the events as OTLP/JSON log records to `POST /v1/logs`.
+    pub otlp: bool,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Generate the events of this population (for search benchmarks)
@@ -356,7 +359,7 @@ impl IngestReport {
     /// The report as one flat JSON object (for scripts).
     pub fn to_json(&self, opts: &IngestOptions) -> serde_json::Value {
         serde_json::json!({
-            "mode": if opts.wait_checkpoint { "checkpoint" } else { "durable" },
+            "mode": if opts.otlp { "otlp" } else if opts.wait_checkpoint { "checkpoint" } else { "durable" },
             "subjects": opts.population.map(|p| p.subjects),
             "actors": opts.population.map(|p| p.actors),
             "distribution": opts.population.map(|p| p.distribution.name()),
@@ -380,7 +383,9 @@ impl IngestReport {
 
     /// A human-readable summary.
     pub fn describe(&self, opts: &IngestOptions) -> String {
-        let what = if opts.wait_checkpoint {
+        let what = if opts.otlp {
+            "OTLP/JSON export → durable answer"
+        } else if opts.wait_checkpoint {
             "submit → signed checkpoint"
         } else {
             "submit → durable answer"
@@ -438,6 +443,8 @@ struct ClientTally {
     duplicates: u64,
     busy_retries: u64,
     max_checkpoint_size: Option<u64>,
+    /// Records an OTLP answer acknowledged (it names no indices).
+    otlp_acked: u64,
 }
 
 struct Shared {
@@ -463,14 +470,21 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport, BenchError> {
         ));
     }
     let http = load_client(opts.clients, opts.timeout)?;
-    let query = if opts.wait_checkpoint {
-        "?wait=checkpoint"
+    if opts.otlp && (opts.wait_checkpoint || opts.population.is_some()) {
+        return Err(BenchError::Options(
+            "--otlp sends the default events, answered once durable".into(),
+        ));
+    }
+    let path = if opts.otlp {
+        "/v1/logs"
+    } else if opts.wait_checkpoint {
+        "/v1/events?wait=checkpoint"
     } else {
-        ""
+        "/v1/events"
     };
     let shared = Arc::new(Shared {
         http,
-        endpoint: format!("{}/v1/events{query}", opts.url.trim_end_matches('/')),
+        endpoint: format!("{}{path}", opts.url.trim_end_matches('/')),
         auth: format!("Bearer {}", opts.key),
         run: random_run_id()?,
         opts: opts.clone(),
@@ -510,6 +524,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport, BenchError> {
     }
     let mut latencies = Vec::new();
     let mut indices = Vec::new();
+    let mut otlp_acked = 0;
     let mut report = IngestReport {
         events: 0,
         requests: 0,
@@ -530,8 +545,9 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport, BenchError> {
         report.max_checkpoint_size = report.max_checkpoint_size.max(t.max_checkpoint_size);
         latencies.extend(t.latencies);
         indices.extend(t.indices);
+        otlp_acked += t.otlp_acked;
     }
-    report.events = indices.len() as u64;
+    report.events = indices.len() as u64 + otlp_acked;
     indices.sort_unstable();
     indices.dedup();
     report.distinct_indices = indices.len() as u64;
@@ -550,19 +566,35 @@ async fn run_client(sh: &Shared) -> Result<ClientTally, BenchError> {
         if r >= sh.requests {
             return Ok(tally);
         }
+        let first = sh.opts.first_event + r * b;
         let count = b.min(sh.opts.events - r * b);
-        let body = request_body_of(
-            sh.opts.population.as_ref(),
-            &sh.run,
-            sh.opts.first_event + r * b,
-            count,
-            sh.opts.with_ids,
-        );
+        let body = if sh.opts.otlp {
+            otlp::request_body(&sh.run, first, count, sh.opts.with_ids)
+        } else {
+            request_body_of(
+                sh.opts.population.as_ref(),
+                &sh.run,
+                first,
+                count,
+                sh.opts.with_ids,
+            )
+        };
         let started = Instant::now();
         let answer = submit(sh, body, &mut tally.busy_retries).await?;
         tally.latencies.push(started.elapsed());
         tally.requests += 1;
-        check_answer(sh, &answer, count, &mut tally)?;
+        if sh.opts.otlp {
+            match otlp::rejected(&answer).map_err(BenchError::Answer)? {
+                0 => tally.otlp_acked += count,
+                r => {
+                    return Err(BenchError::Answer(format!(
+                        "{r} of {count} OTLP records rejected"
+                    )));
+                }
+            }
+        } else {
+            check_answer(sh, &answer, count, &mut tally)?;
+        }
     }
 }
 

@@ -5,6 +5,14 @@
 //! answer types (`crate::api`), so the client cannot send or expect a shape
 //! the server does not have. Every value placed in a URL path goes through
 //! [`path_segment`]: it stays one segment, whatever it contains.
+//! Submitting events, with retries and receipt verification, is in
+//! [`submit`].
+
+mod submit;
+
+pub use submit::{
+    Receipt, ReceiptVerifier, Retry, SubmitError, Submitted, VerifiedCheckpoint, Wait,
+};
 
 use std::time::Duration;
 
@@ -143,11 +151,7 @@ impl Client {
         if status.is_success() {
             return Ok(resp);
         }
-        let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or(text);
+        let message = error_message(&resp.text().await.unwrap_or_default());
         Err(ClientError::Status {
             url: url.to_string(),
             status: status.as_u16(),
@@ -287,6 +291,15 @@ impl Client {
             self.get_bytes(&format!("/v1/export?{query}")).await
         }
     }
+}
+
+/// The message of the API's JSON error body `{"error": {"message": ...}}`,
+/// or the body itself when it is not one.
+fn error_message(text: &str) -> String {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| text.to_string())
 }
 
 /// The JSON answer of `url` as `T`.

@@ -1,0 +1,469 @@
+//! `veritrail ship`: the agent that tails JSON-lines files next to an
+//! application and delivers each line to the log exactly once, as one audit
+//! event, with a verified receipt.
+//!
+//! The pipeline, read top to bottom: a tailer thread ([`source`]) cuts the
+//! files into batches of complete lines; up to `in_flight` batches are
+//! submitted at once with `wait=checkpoint` through the crate's client
+//! ([`crate::client`]: retries with the same ids, `Retry-After`, receipt
+//! verification against the pinned log keys); the answers are taken in
+//! the order the batches were cut, and each one is committed ([`state`]):
+//! refused lines to the dead-letter file first, then the file's new offset
+//! and the last verified checkpoint to the state file.
+//!
+//! Exactly once: a line's idempotency id is `ship-<identity>-<offset>`
+//! (the file's identity, see [`source`], and the line's byte offset), unless
+//! the line carries its own `id`. After a crash the agent resends from the
+//! delivered offset with the same ids, and the log answers lines it already
+//! holds with their original receipt (`duplicate`). A line the log refuses
+//! (400, 413, 422) goes to the dead-letter file with the server's reason and
+//! the batch is sent again without it; a line that is not a JSON object,
+//! or longer than the line limit, is refused by the agent itself. Nothing
+//! blocks the lines after a refused one.
+//!
+//! Invariant: a file's offset in the state file only moves past a line once
+//! the log acknowledged it with a receipt that verified, or once it is in
+//! the dead-letter file. Any other failure (a checkpoint or proof that does
+//! not verify, a key the log refuses, the state or dead-letter file that
+//! cannot be written) stops the agent with the state as it was.
+
+pub mod source;
+pub mod state;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use serde_json::Value;
+
+use crate::client::{Client, ReceiptVerifier, Retry, SubmitError, VerifiedCheckpoint, Wait};
+use crate::note::{CheckpointPolicy, Known};
+use source::{Batch, Item, Tailer};
+use state::{DeadLetter, Disk, Faults, FileState, State};
+
+/// What the agent reads, where it keeps its state, and its limits.
+pub struct Config {
+    /// Files to tail: paths whose last component may hold `*` and `?`.
+    pub include: Vec<PathBuf>,
+    /// The agent's directory (state and dead-letter files).
+    pub dir: PathBuf,
+    /// Longest line sent; longer ones are dead-lettered.
+    pub max_line_bytes: usize,
+    /// Most lines per request (at most the server's batch limit).
+    pub batch_lines: usize,
+    /// About the most bytes of lines per request.
+    pub batch_bytes: usize,
+    /// Requests in flight at once.
+    pub in_flight: usize,
+    /// How often the files are looked at when there is nothing to read.
+    pub poll: Duration,
+    /// Stop once every file is delivered to its end (instead of following).
+    pub exit_at_eof: bool,
+    /// Injected write failures (fault-injection tests only).
+    pub faults: Option<Faults>,
+}
+
+impl Config {
+    /// The defaults for `include` and `dir`.
+    pub fn new(include: Vec<PathBuf>, dir: PathBuf) -> Config {
+        Config {
+            include,
+            dir,
+            max_line_bytes: 64 * 1024,
+            batch_lines: 1000,
+            batch_bytes: 1 << 20,
+            in_flight: 8,
+            poll: Duration::from_millis(200),
+            exit_at_eof: false,
+            faults: None,
+        }
+    }
+}
+
+/// Counts since the agent started.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Lines appended to the log.
+    pub appended: u64,
+    /// Lines the log already held (resent after a restart).
+    pub duplicates: u64,
+    /// Lines written to the dead-letter file.
+    pub dead_letters: u64,
+    /// Batches committed.
+    pub batches: u64,
+    /// Size of the last verified checkpoint.
+    pub checkpoint_size: u64,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    /// The state or dead-letter file could not be read or written.
+    #[error("{path}: {why}")]
+    Disk {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        why: std::io::Error,
+    },
+    /// A receipt or checkpoint does not verify: the log cannot be trusted.
+    #[error("{0}")]
+    Verification(String),
+    /// The log refuses the agent itself (its key, its requests).
+    #[error("{0}")]
+    Refused(String),
+    /// A file could not be read.
+    #[error("reading the files: {0}")]
+    Read(String),
+}
+
+/// Runs the agent until the files are delivered (`exit_at_eof`) or an
+/// error stops it; `on_commit` sees the counts after each commit.
+pub async fn run(
+    mut cfg: Config,
+    client: Client,
+    policy: CheckpointPolicy<'static>,
+    mut on_commit: impl FnMut(&Stats),
+) -> Result<Stats, ShipError> {
+    let mut disk = Disk::open(&cfg.dir, cfg.faults.take()).map_err(|why| ShipError::Disk {
+        path: cfg.dir.clone(),
+        why,
+    })?;
+    let mut state = disk.load().map_err(|why| ShipError::Disk {
+        path: disk.state_path().to_path_buf(),
+        why,
+    })?;
+    let latest = match &state.checkpoint {
+        None => None,
+        Some(note) => {
+            let accepted = policy.check(note.as_bytes(), None).map_err(|r| {
+                ShipError::Verification(format!(
+                    "the checkpoint in {} does not verify with the given keys: {r}",
+                    disk.state_path().display()
+                ))
+            })?;
+            Some(VerifiedCheckpoint {
+                note: note.clone(),
+                known: Known::from(&accepted.checkpoint),
+            })
+        }
+    };
+    let verifier = ReceiptVerifier::new(policy, latest);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Work>(cfg.in_flight.max(1));
+    let tailer = Tailer::new(cfg.include.clone(), cfg.max_line_bytes, &state.files);
+    let limits = (
+        cfg.batch_lines.clamp(1, 1000),
+        cfg.batch_bytes.max(1),
+        cfg.poll,
+        cfg.exit_at_eof,
+    );
+    let reader = tokio::task::spawn_blocking(move || tail(tailer, tx, limits));
+
+    let retry = Retry {
+        max_attempts: None,
+        ..Retry::default()
+    };
+    let works =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) });
+    // The stream is dropped at the end of this block, which closes the
+    // channel: the tailer stops at its next send.
+    let outcome = {
+        let mut done = std::pin::pin!(
+            works
+                .map(|w| deliver(&client, &verifier, &retry, w))
+                .buffered(cfg.in_flight.max(1))
+        );
+        let mut stats = Stats::default();
+        loop {
+            let Some(result) = done.next().await else {
+                break Ok(stats);
+            };
+            let step = match result {
+                Ok(d) => commit(&mut disk, &mut state, &verifier, d, &mut stats),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = step {
+                break Err(e);
+            }
+            on_commit(&stats);
+        }
+    };
+    let _ = reader.await;
+    outcome
+}
+
+/// What the tailer hands on, in file order.
+enum Work {
+    Batch(Batch),
+    /// A file that is gone, read to its end: forget it once what came before is committed.
+    Gone(String),
+    Failed(String),
+}
+
+/// The tailer thread: cuts batches until the consumer stops, or (with
+/// `exit_at_eof`) until a scan finds nothing left to read.
+fn tail(
+    mut tailer: Tailer,
+    tx: tokio::sync::mpsc::Sender<Work>,
+    (lines, bytes, poll, exit_at_eof): (usize, usize, Duration, bool),
+) {
+    loop {
+        for key in tailer.scan() {
+            if tx.blocking_send(Work::Gone(key)).is_err() {
+                return;
+            }
+        }
+        metrics::gauge!("veritrail_ship_files").set(tailer.files() as f64);
+        let mut read_any = false;
+        loop {
+            match tailer.next_batch(lines, bytes) {
+                Ok(Some(b)) => {
+                    read_any = true;
+                    if tx.blocking_send(Work::Batch(b)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.blocking_send(Work::Failed(e.to_string()));
+                    return;
+                }
+            }
+        }
+        if !read_any {
+            if exit_at_eof {
+                return;
+            }
+            std::thread::sleep(poll);
+        }
+    }
+}
+
+/// A batch's fate, ready to commit.
+enum Delivered {
+    Lines {
+        key: String,
+        path: PathBuf,
+        end: u64,
+        appended: u64,
+        duplicates: u64,
+        dead: Vec<DeadLetter>,
+    },
+    Forget(String),
+}
+
+/// Sends a batch until every line is in the log or refused.
+async fn deliver(
+    client: &Client,
+    verifier: &ReceiptVerifier,
+    retry: &Retry,
+    work: Work,
+) -> Result<Delivered, ShipError> {
+    let batch = match work {
+        Work::Batch(b) => b,
+        Work::Gone(key) => return Ok(Delivered::Forget(key)),
+        Work::Failed(why) => return Err(ShipError::Read(why)),
+    };
+    let dead_letter = |offset: u64, status: u16, reason: String, line: &[u8]| DeadLetter {
+        file: batch.path.clone(),
+        identity: batch.key.clone(),
+        offset,
+        status,
+        reason,
+        line: String::from_utf8_lossy(line).into_owned(),
+    };
+    let mut dead = Vec::new();
+    // The lines to send, in file order: offset, line, (id, event JSON).
+    let mut offsets = Vec::with_capacity(batch.items.len());
+    let mut lines: Vec<&[u8]> = Vec::with_capacity(batch.items.len());
+    let mut events = Vec::with_capacity(batch.items.len());
+    for item in &batch.items {
+        match item {
+            Item::Oversized { offset, prefix } => dead.push(dead_letter(
+                *offset,
+                0,
+                format!("the line is longer than {} bytes", prefix.len()),
+                prefix,
+            )),
+            Item::Line { offset, bytes } => match event_of(bytes, &batch.key, *offset) {
+                Ok(e) => {
+                    offsets.push(*offset);
+                    lines.push(bytes);
+                    events.push(e);
+                }
+                Err(why) => dead.push(dead_letter(*offset, 0, why, bytes)),
+            },
+        }
+    }
+    let (mut appended, mut duplicates) = (0, 0);
+    let mut one_by_one = false;
+    // events[..sent] are in the log.
+    let mut sent = 0;
+    while sent < events.len() {
+        let end = if one_by_one { sent + 1 } else { events.len() };
+        match client
+            .submit_encoded(&events[sent..end], Wait::Checkpoint, retry, verifier)
+            .await
+        {
+            Ok(s) => {
+                for r in &s.receipts {
+                    if r.duplicate {
+                        duplicates += 1;
+                    } else {
+                        appended += 1;
+                    }
+                }
+                sent = end;
+            }
+            Err(SubmitError::Refused { status, message }) if matches!(status, 400 | 413 | 422) => {
+                let at = if end - sent == 1 {
+                    Some(0)
+                } else {
+                    refused_position(&message).filter(|&i| i < end - sent)
+                };
+                match at {
+                    Some(i) => {
+                        let offset = offsets.remove(sent + i);
+                        let line = lines.remove(sent + i);
+                        events.remove(sent + i);
+                        dead.push(dead_letter(offset, status, message, line));
+                    }
+                    // The server did not say which line: find it one by one.
+                    None => one_by_one = true,
+                }
+            }
+            Err(SubmitError::Verification(why)) => return Err(ShipError::Verification(why)),
+            Err(e) => return Err(ShipError::Refused(e.to_string())),
+        }
+    }
+    dead.sort_by_key(|d| d.offset);
+    Ok(Delivered::Lines {
+        key: batch.key.clone(),
+        path: batch.path.clone(),
+        end: batch.end,
+        appended,
+        duplicates,
+        dead,
+    })
+}
+
+/// The line as `(id, event JSON)`: its own `id`, or one from its place
+/// spliced in; or why it is not one event.
+fn event_of(line: &[u8], key: &str, offset: u64) -> Result<(String, Vec<u8>), String> {
+    let v: Value =
+        serde_json::from_slice(line).map_err(|e| format!("the line is not JSON: {e}"))?;
+    let obj = v
+        .as_object()
+        .filter(|o| !o.contains_key("events"))
+        .ok_or("the line is not one JSON event object")?;
+    match obj.get("id") {
+        Some(Value::String(id)) => Ok((id.clone(), line.to_vec())),
+        Some(_) => Err("the line's id is not a string".into()),
+        None => {
+            let id = format!("ship-{key}-{offset}");
+            // The line is an object: its first non-blank byte is `{`.
+            let open = line.iter().position(|&b| b == b'{').unwrap_or(0);
+            let mut out = Vec::with_capacity(line.len() + id.len() + 8);
+            out.extend_from_slice(b"{\"id\":\"");
+            out.extend_from_slice(id.as_bytes());
+            out.push(b'"');
+            if !obj.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(&line[open + 1..]);
+            Ok((id, out))
+        }
+    }
+}
+
+/// The position the server names in a refusal (`events[3].actor.id: ...`).
+fn refused_position(message: &str) -> Option<usize> {
+    let rest = &message[message.find("events[")? + "events[".len()..];
+    rest[..rest.find(']')?].parse().ok()
+}
+
+/// Dead letters first, then the state file.
+fn commit(
+    disk: &mut Disk,
+    state: &mut State,
+    verifier: &ReceiptVerifier,
+    done: Delivered,
+    stats: &mut Stats,
+) -> Result<(), ShipError> {
+    match done {
+        Delivered::Forget(key) => {
+            if state.files.remove(&key).is_none() {
+                return Ok(());
+            }
+        }
+        Delivered::Lines {
+            key,
+            path,
+            end,
+            appended,
+            duplicates,
+            dead,
+        } => {
+            disk.dead_letter(&dead).map_err(|why| ShipError::Disk {
+                path: disk.dead_letter_path().to_path_buf(),
+                why,
+            })?;
+            state.files.insert(key, FileState { path, offset: end });
+            stats.appended += appended;
+            stats.duplicates += duplicates;
+            stats.dead_letters += dead.len() as u64;
+            stats.batches += 1;
+            metrics::counter!("veritrail_ship_lines_total", "outcome" => "appended")
+                .increment(appended);
+            metrics::counter!("veritrail_ship_lines_total", "outcome" => "duplicate")
+                .increment(duplicates);
+            metrics::counter!("veritrail_ship_lines_total", "outcome" => "dead_letter")
+                .increment(dead.len() as u64);
+            metrics::counter!("veritrail_ship_batches_total").increment(1);
+        }
+    }
+    let latest = verifier.latest();
+    if let Some(cp) = &latest {
+        stats.checkpoint_size = cp.known.size;
+        metrics::gauge!("veritrail_ship_checkpoint_size").set(cp.known.size as f64);
+    }
+    state.checkpoint = latest.map(|cp| cp.note);
+    disk.save(state).map_err(|why| ShipError::Disk {
+        path: disk.state_path().to_path_buf(),
+        why,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_becomes_an_event_with_an_id_from_its_place() {
+        let parse = |e: (String, Vec<u8>)| (e.0, serde_json::from_slice::<Value>(&e.1).unwrap());
+        let (id, v) = parse(event_of(br#" {"action":"a"}"#, "1-2-ab-0", 42).unwrap());
+        assert_eq!(
+            (id.as_str(), &v["id"]),
+            ("ship-1-2-ab-0-42", &Value::from(id.clone()))
+        );
+        assert_eq!(v["action"], "a");
+        let (id, v) = parse(event_of(b"{ }", "k", 7).unwrap());
+        assert_eq!(
+            (id.as_str(), v),
+            ("ship-k-7", serde_json::json!({"id": "ship-k-7"}))
+        );
+        let (id, _) = parse(event_of(br#"{"id":"own"}"#, "k", 0).unwrap());
+        assert_eq!(id, "own");
+        assert!(event_of(b"not json", "k", 0).is_err());
+        assert!(event_of(b"[1]", "k", 0).is_err());
+        assert!(event_of(br#"{"events":[]}"#, "k", 0).is_err());
+        assert!(event_of(br#"{"id":3}"#, "k", 0).is_err());
+    }
+
+    #[test]
+    fn the_refused_position_is_read_from_the_message() {
+        assert_eq!(refused_position("events[3].actor.id: too long"), Some(3));
+        assert_eq!(refused_position("events[12]: not an object"), Some(12));
+        assert_eq!(refused_position("body is not valid JSON"), None);
+    }
+}
