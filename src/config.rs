@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub master_key_file: Option<PathBuf>,
     /// Seconds between retention runs.
     pub retention_interval_s: Option<u64>,
+    /// MiB of memory the embedded database may cache [default: 256].
+    pub store_cache_mb: Option<u64>,
     /// TLS certificate chain (PEM); with `tls_key`, the server speaks HTTPS.
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
@@ -119,6 +121,7 @@ impl FileConfig {
             known_checkpoints: self.known_checkpoints.or(lower.known_checkpoints),
             master_key_file: self.master_key_file.or(lower.master_key_file),
             retention_interval_s: self.retention_interval_s.or(lower.retention_interval_s),
+            store_cache_mb: self.store_cache_mb.or(lower.store_cache_mb),
         }
     }
 }
@@ -148,6 +151,8 @@ pub struct ServeConfig {
     pub master_key_file: Option<PathBuf>,
     /// How often the retention task runs.
     pub retention_interval: Duration,
+    /// Bytes of memory the embedded database may cache.
+    pub store_cache_bytes: u64,
 }
 
 impl ServeConfig {
@@ -241,6 +246,13 @@ impl ServeConfig {
             Some(s) => Duration::from_secs(s),
             None => Duration::from_secs(3600),
         };
+        let store_cache_bytes = match o.store_cache_mb {
+            Some(mb) if !(16..=65_536).contains(&mb) => {
+                return Err("store_cache_mb must be between 16 and 65536".into());
+            }
+            Some(mb) => mb << 20,
+            None => crate::store::sled::DEFAULT_CACHE_BYTES,
+        };
         Ok(ServeConfig {
             data,
             listen,
@@ -253,6 +265,7 @@ impl ServeConfig {
             peer_ca_pem,
             master_key_file: o.master_key_file,
             retention_interval,
+            store_cache_bytes,
         })
     }
 }

@@ -45,6 +45,7 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
 pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     // The one clock of the process: every time the log records is read from it.
     let clock = Clock::system();
+    crate::store::sled::set_cache_capacity(config.store_cache_bytes);
     let data = config.data.clone();
     let origin = config.origin.clone();
     let creation_clock = clock.clone();

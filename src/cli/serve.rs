@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Seconds between retention runs [default: 3600].
     #[arg(long)]
     retention_interval_s: Option<u64>,
+    /// MiB of memory the embedded database may cache; the server's
+    /// resident memory is about this plus 150 MiB at any log size [default: 256].
+    #[arg(long, env = "VERITRAIL_STORE_CACHE_MB")]
+    store_cache_mb: Option<u64>,
     #[command(flatten)]
     tls: TlsArgs,
     /// A checkpoint this log published: a file, or the URL of a witness, a
@@ -118,6 +122,7 @@ fn config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         queue_max_bytes: a.queue_max_bytes,
         master_key_file: a.master_key_file,
         retention_interval_s: a.retention_interval_s,
+        store_cache_mb: a.store_cache_mb,
         witnesses: (!a.witness.is_empty()).then(|| {
             a.witness
                 .chunks(2)

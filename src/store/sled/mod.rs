@@ -262,13 +262,26 @@ fn existing_segment_size(dir: &Path) -> Option<usize> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// What sled may cache unless `serve` is told otherwise (`store_cache_mb`).
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+
+static CACHE_BYTES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_CACHE_BYTES);
+
+/// Sets what databases opened from now on may cache (the process's one
+/// setting: `serve` calls it once, before opening the log).
+pub fn set_cache_capacity(bytes: u64) {
+    CACHE_BYTES.store(bytes, Ordering::Relaxed);
+}
+
 /// The sled configuration of the log's database in `dir`: no background
-/// flushing (every commit flushes explicitly) and large segments.
-/// `veritrail bench sled` measures the same configuration.
+/// flushing (every commit flushes explicitly), large segments, and the
+/// cache capacity set for the process. `veritrail bench sled` measures the
+/// same configuration.
 pub fn sled_config(dir: &Path) -> sled::Config {
     sled::Config::new()
         .path(dir)
-        .cache_capacity(256 << 20)
+        .cache_capacity(CACHE_BYTES.load(Ordering::Relaxed))
         .segment_size(existing_segment_size(dir).unwrap_or(SEGMENT_SIZE))
         .flush_every_ms(None)
 }
