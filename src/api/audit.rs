@@ -550,6 +550,7 @@ pub(super) async fn export(
     });
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
     let vault = st.vault.clone();
+    let tiles = st.tiles.clone();
     let size = cp.checkpoint.size;
     let wanted = query.limit;
     tokio::task::spawn_blocking(move || {
@@ -557,7 +558,7 @@ pub(super) async fn export(
         if !send(header_line) {
             return;
         }
-        let source = crate::sequencer::TileSource::new(vault.store().as_ref());
+        let source = tiles.as_ref();
         let mut count = 0u64;
         let mut left = wanted;
         loop {
@@ -572,7 +573,7 @@ pub(super) async fn export(
             };
             let mut chunk = Vec::new();
             for hit in &page.hits {
-                let proof = match crate::merkle::inclusion_proof(hit.index, size, &source) {
+                let proof = match crate::merkle::inclusion_proof(hit.index, size, source) {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::error!(error = %e, "export failed");
@@ -663,8 +664,7 @@ pub(super) async fn tlog_proof(
         Ok(hit) => hit,
         Err(gone) => return Ok(with_audit_header(gone, &receipt)),
     };
-    let source = crate::sequencer::TileSource::new(st.store.as_ref());
-    let path = crate::merkle::inclusion_proof(index, cp.checkpoint.size, &source)
+    let path = crate::merkle::inclusion_proof(index, cp.checkpoint.size, st.tiles.as_ref())
         .map_err(ApiError::internal)?;
     let text = evidence::tlog_proof_text(
         &evidence::BundleEvent {
@@ -728,9 +728,10 @@ mod tests {
         .unwrap();
         let api_keys = ApiKeys::new(store.clone());
         let (_, token) = api_keys.create("jane", Role::Auditor, None).unwrap();
-        let state = AppState {
+        let state = AppState::new(super::super::AppParts {
             origin: "example.com/log".into(),
             verifier_keys: Arc::new(keys.verifier_keys("example.com/log").unwrap()),
+            tiles: Arc::new(crate::sequencer::TileCache::new(store.clone(), 1 << 20)),
             store,
             view,
             sequencer: seq.handle(),
@@ -740,7 +741,7 @@ mod tests {
             checkpoint_interval: Duration::from_secs(1),
             witnessed: None,
             vault,
-        };
+        });
         let raw = json!({
             "actor": {"id": "dr", "type": "user"}, "action": "record.read",
             "resource": {"type": "doc", "id": "d"}, "subject": "SECRET-SUBJECT",

@@ -594,7 +594,7 @@ mod tests {
     use serde_json::Value;
     use tower::ServiceExt as _;
 
-    use super::super::{ApiLimits, AppState, router};
+    use super::super::{ApiLimits, AppParts, AppState, router};
     use super::document;
     use crate::auth::ApiKeys;
     use crate::crypto::MasterKey;
@@ -818,10 +818,11 @@ mod tests {
             RightEdge::empty(),
         )
         .unwrap();
-        let state = AppState {
+        let state = AppState::new(AppParts {
             origin: "example.com/log".into(),
             verifier_keys: Arc::new(keys.verifier_keys("example.com/log").unwrap()),
             store: store.clone(),
+            tiles: Arc::new(crate::sequencer::TileCache::new(store.clone(), 1 << 20)),
             view,
             sequencer: seq.handle(),
             keys: ApiKeys::new(store),
@@ -830,7 +831,7 @@ mod tests {
             checkpoint_interval: Duration::from_secs(1),
             witnessed: None,
             vault,
-        };
+        });
         (state, seq)
     }
 

@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Seconds between retention runs [default: 3600].
     #[arg(long)]
     retention_interval_s: Option<u64>,
+    /// Memory for the read cache of hash tiles and entry bundles, bytes;
+    /// 0 caches nothing [default: 67108864].
+    #[arg(long)]
+    read_cache_bytes: Option<usize>,
     #[command(flatten)]
     tls: TlsArgs,
     /// A checkpoint this log published: a file, or the URL of a witness, a
@@ -118,6 +122,7 @@ fn config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         queue_max_bytes: a.queue_max_bytes,
         master_key_file: a.master_key_file,
         retention_interval_s: a.retention_interval_s,
+        read_cache_bytes: a.read_cache_bytes,
         witnesses: (!a.witness.is_empty()).then(|| {
             a.witness
                 .chunks(2)

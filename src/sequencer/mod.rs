@@ -10,7 +10,9 @@
 //! - [`thread`]: the sequencer thread, its handle and its loop;
 //! - [`write_path`]: accept → sequence → seal → commit → publish, the path
 //!   of every event, with what is durable at each crash point;
-//! - [`reader`]: proofs' subtree hashes and single leaves from the store.
+//! - [`reader`]: proofs' subtree hashes and single leaves from the store;
+//! - [`tile_cache`]: the same, and tiles and bundles as served, from a
+//!   bounded cache in memory.
 //!
 //! Invariants: nothing is acknowledged or published before the store said
 //! it is durable; a checkpoint is only signed for a root computed from the
@@ -23,6 +25,7 @@ pub mod queue;
 pub mod reader;
 pub mod signer;
 pub mod thread;
+pub mod tile_cache;
 pub mod view;
 pub mod write_path;
 
@@ -35,6 +38,7 @@ pub use queue::QueueLimits;
 pub use reader::{TileSource, read_entry};
 pub use signer::CheckpointSigner;
 pub use thread::{Sequencer, SequencerConfig, SequencerHandle};
+pub use tile_cache::{DEFAULT_READ_CACHE_BYTES, ReadCacheStats, TileCache};
 pub use view::{LogView, Published};
 pub use write_path::{
     AcceptError, EntryReceipt, PreparedEvent, Receipt, Sealing, SubmitError, accept,
