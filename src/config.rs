@@ -75,6 +75,9 @@ pub struct FileConfig {
     pub rate_limit_per_second: Option<f64>,
     /// Requests each API key may make in a burst [default: 4000].
     pub rate_limit_burst: Option<f64>,
+    /// Memory for the read cache of hash tiles (with their inner subtree
+    /// hashes) and entry bundles, bytes; 0 caches nothing [default: 67108864].
+    pub read_cache_bytes: Option<usize>,
 }
 
 /// One `[[witness]]` table: where a witness listens and its cosignature key.
@@ -116,6 +119,7 @@ impl FileConfig {
             peer_ca_cert: self.peer_ca_cert.or(lower.peer_ca_cert),
             rate_limit_per_second: self.rate_limit_per_second.or(lower.rate_limit_per_second),
             rate_limit_burst: self.rate_limit_burst.or(lower.rate_limit_burst),
+            read_cache_bytes: self.read_cache_bytes.or(lower.read_cache_bytes),
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
             known_checkpoints: self.known_checkpoints.or(lower.known_checkpoints),
@@ -153,6 +157,8 @@ pub struct ServeConfig {
     pub retention_interval: Duration,
     /// Bytes of memory the embedded database may cache.
     pub store_cache_bytes: u64,
+    /// Byte budget of the read cache (tiles, bundles, proofs' subtree hashes).
+    pub read_cache_bytes: usize,
 }
 
 impl ServeConfig {
@@ -253,6 +259,13 @@ impl ServeConfig {
             Some(mb) => mb << 20,
             None => crate::store::sled::DEFAULT_CACHE_BYTES,
         };
+        let read_cache_bytes = match o.read_cache_bytes {
+            Some(n) if n > (64usize << 30) => {
+                return Err("read_cache_bytes must be at most 68719476736".into());
+            }
+            Some(n) => n,
+            None => crate::sequencer::DEFAULT_READ_CACHE_BYTES,
+        };
         Ok(ServeConfig {
             data,
             listen,
@@ -266,6 +279,7 @@ impl ServeConfig {
             master_key_file: o.master_key_file,
             retention_interval,
             store_cache_bytes,
+            read_cache_bytes,
         })
     }
 }

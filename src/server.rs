@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppParts, AppState};
 use crate::auth::ApiKeys;
 use crate::config::ServeConfig;
 use crate::history::{self, LogVerifiers};
 use crate::lifecycle;
 use crate::listen;
-use crate::sequencer::{Clock, LogView, Sealing, Sequencer};
+use crate::sequencer::{Clock, LogView, Sealing, Sequencer, TileCache};
 use crate::store::Store;
 
 /// Why the server could not start or stopped with an error.
@@ -162,10 +162,11 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         }
         None => None,
     };
-    let state = AppState {
+    let state = AppState::new(AppParts {
         origin: opened.origin.clone().into(),
         verifier_keys: Arc::new(opened.verifier_keys),
         store: store.clone(),
+        tiles: Arc::new(TileCache::new(store.clone(), config.read_cache_bytes)),
         view,
         sequencer: sequencer.handle(),
         keys: ApiKeys::new(store)
@@ -176,7 +177,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         metrics,
         checkpoint_interval: config.sequencer.checkpoint_interval,
         witnessed,
-    };
+    });
     tokio::spawn(api::retention_loop(
         state.clone(),
         config.retention_interval,

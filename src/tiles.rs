@@ -494,10 +494,26 @@ pub fn encode_bundle<E: AsRef<[u8]>>(entries: &[E]) -> Result<Vec<u8>, BundleErr
 /// Decodes an entry bundle strictly: 1..=256 complete entries and not one
 /// byte more (specs §4.3).
 pub fn decode_bundle(data: &[u8]) -> Result<Vec<Vec<u8>>, BundleError> {
-    let mut entries = Vec::new();
+    let ends = bundle_entry_ends(data)?;
+    let mut start = 0;
+    Ok(ends
+        .iter()
+        .map(|&end| {
+            let entry = data[start + 2..end].to_vec();
+            start = end;
+            entry
+        })
+        .collect())
+}
+
+/// Checks an entry bundle as strictly as [`decode_bundle`] and returns
+/// where each entry (its length prefix included) ends, so that the first
+/// `w` entries are `data[..ends[w - 1]]` without copying any of them.
+pub fn bundle_entry_ends(data: &[u8]) -> Result<Vec<usize>, BundleError> {
+    let mut ends = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
-        let index = entries.len();
+        let index = ends.len();
         if index == TILE_WIDTH as usize {
             return Err(BundleError::WrongEntryCount { count: index + 1 });
         }
@@ -512,14 +528,16 @@ pub fn decode_bundle(data: &[u8]) -> Result<Vec<Vec<u8>>, BundleError> {
             [hi, lo, body @ ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), body),
             _ => return Err(truncated(2)),
         };
-        let entry = body.get(..len).ok_or(truncated(2 + len))?;
-        entries.push(entry.to_vec());
+        if body.len() < len {
+            return Err(truncated(2 + len));
+        }
+        ends.push(offset + 2 + len);
         rest = &body[len..];
     }
-    if entries.is_empty() {
+    if ends.is_empty() {
         return Err(BundleError::WrongEntryCount { count: 0 });
     }
-    Ok(entries)
+    Ok(ends)
 }
 
 /// [`decode_bundle`], and checks the entry count equals the tile's width.

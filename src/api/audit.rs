@@ -550,6 +550,7 @@ pub(super) async fn export(
     });
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
     let vault = st.vault.clone();
+    let tiles = st.tiles.clone();
     let size = cp.checkpoint.size;
     let wanted = query.limit;
     tokio::task::spawn_blocking(move || {
@@ -557,7 +558,7 @@ pub(super) async fn export(
         if !send(header_line) {
             return;
         }
-        let source = crate::sequencer::TileSource::new(vault.store().as_ref());
+        let source = tiles.as_ref();
         let mut count = 0u64;
         let mut left = wanted;
         loop {
@@ -572,7 +573,7 @@ pub(super) async fn export(
             };
             let mut chunk = Vec::new();
             for hit in &page.hits {
-                let proof = match crate::merkle::inclusion_proof(hit.index, size, &source) {
+                let proof = match crate::merkle::inclusion_proof(hit.index, size, source) {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::error!(error = %e, "export failed");
@@ -663,8 +664,7 @@ pub(super) async fn tlog_proof(
         Ok(hit) => hit,
         Err(gone) => return Ok(with_audit_header(gone, &receipt)),
     };
-    let source = crate::sequencer::TileSource::new(st.store.as_ref());
-    let path = crate::merkle::inclusion_proof(index, cp.checkpoint.size, &source)
+    let path = crate::merkle::inclusion_proof(index, cp.checkpoint.size, st.tiles.as_ref())
         .map_err(ApiError::internal)?;
     let text = evidence::tlog_proof_text(
         &evidence::BundleEvent {

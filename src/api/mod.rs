@@ -43,7 +43,7 @@ use crate::auth::ApiKeys;
 use crate::cosign::WitnessedView;
 use crate::event::EventLimits;
 use crate::note::keys::LogVerifierKeys;
-use crate::sequencer::{LogView, SequencerHandle};
+use crate::sequencer::{LogView, SequencerHandle, TileCache};
 use crate::store::Store;
 
 /// Explicit limits on every request.
@@ -74,15 +74,36 @@ impl Default for ApiLimits {
     }
 }
 
-/// Everything a handler needs.
+/// Everything a handler needs, behind one `Arc`: axum clones the state for
+/// every request, so that clone is a single reference count, not one per
+/// part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    /// The state of an app made of `parts`.
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppParts {
     /// The log's origin.
     pub origin: Arc<str>,
     /// The log's verifier keys.
     pub verifier_keys: Arc<LogVerifierKeys>,
     /// The store, for reads.
     pub store: Arc<dyn Store>,
+    /// Tiles, bundles and proofs' subtree hashes, cached over `store`.
+    pub tiles: Arc<TileCache>,
     /// Published checkpoint and durable size.
     pub view: Arc<LogView>,
     /// Submissions.
@@ -106,9 +127,10 @@ pub struct AppState {
 #[cfg(test)]
 pub(crate) fn test_state(log: &crate::sequencer::test_log::TestLog) -> AppState {
     let store = log.dyn_store();
-    AppState {
+    AppState::new(AppParts {
         origin: log.origin.as_str().into(),
         verifier_keys: Arc::new(log.keys.verifier_keys(&log.origin).unwrap()),
+        tiles: Arc::new(crate::sequencer::TileCache::new(store.clone(), 1 << 20)),
         store: store.clone(),
         view: log.view.clone(),
         sequencer: log.handle(),
@@ -118,7 +140,7 @@ pub(crate) fn test_state(log: &crate::sequencer::test_log::TestLog) -> AppState 
         checkpoint_interval: Duration::from_secs(1),
         witnessed: None,
         vault: log.vault(),
-    }
+    })
 }
 
 /// Builds the whole application.

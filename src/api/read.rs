@@ -7,12 +7,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{ApiError, AppState, with_cache};
-use crate::merkle::{self, Hash};
-use crate::sequencer::TileSource;
+use crate::merkle::{self, Hash, NodeId, SubtreeSource};
 use crate::tiles::{self, TilePath};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -124,28 +123,12 @@ pub(super) async fn tile(
             "{path} does not exist in a tree of size {size}"
         )));
     }
-    let width = usize::from(tile.width);
+    // Served from the read cache as ready bytes: a full tile never changes,
+    // and a cached partial one answers only the widths it covers.
     let body = if entries {
-        let stored = st
-            .store
-            .bundle(tile.index)?
-            .ok_or_else(|| ApiError::internal(format!("bundle {} missing", tile.index)))?;
-        let all = tiles::decode_bundle(&stored)
-            .map_err(|e| ApiError::internal(format!("bundle {}: {e}", tile.index)))?;
-        let part = all
-            .get(..width)
-            .ok_or_else(|| ApiError::internal(format!("bundle {} too short", tile.index)))?;
-        tiles::encode_bundle(part).map_err(ApiError::internal)?
+        st.tiles.bundle(tile.index, tile.width)?
     } else {
-        let stored = st.store.tile(tile.level, tile.index)?.ok_or_else(|| {
-            ApiError::internal(format!("tile {}/{} missing", tile.level, tile.index))
-        })?;
-        stored
-            .get(..width * 32)
-            .ok_or_else(|| {
-                ApiError::internal(format!("tile {}/{} too short", tile.level, tile.index))
-            })?
-            .to_vec()
+        st.tiles.hash_tile(tile.level, tile.index, tile.width)?
     };
     let mut resp = body.into_response();
     resp.headers_mut().insert(
@@ -242,7 +225,7 @@ pub(super) async fn inclusion_proof(
             "index {index} is not in a tree of size {size}"
         )));
     }
-    let body = inclusion_json(&st, index, size)?;
+    let body = inclusion_body(&st, index, size)?;
     let cache = if p.tree_size.is_some() {
         IMMUTABLE
     } else {
@@ -251,28 +234,43 @@ pub(super) async fn inclusion_proof(
     Ok(with_cache(Json(body).into_response(), cache))
 }
 
-/// The inclusion proof of leaf `index` in the tree of `size`, as JSON.
+/// An inclusion proof as answered: hashes in padded standard base64.
+#[derive(Serialize)]
+pub(super) struct InclusionBody {
+    leaf_index: u64,
+    tree_size: u64,
+    leaf_hash: Hash,
+    audit_path: Vec<Hash>,
+}
+
+/// The inclusion proof of leaf `index` in the tree of `size`, from the
+/// read cache.
+fn inclusion_body(st: &AppState, index: u64, size: u64) -> Result<InclusionBody, ApiError> {
+    let tiles = st.tiles.as_ref();
+    let audit_path = merkle::inclusion_proof(index, size, tiles).map_err(ApiError::internal)?;
+    let leaf_hash = match tiles.subtree_hashes(&[NodeId::leaf(index)])?[..] {
+        [leaf] => leaf,
+        _ => {
+            return Err(ApiError::internal(
+                "the read cache returned the wrong number of hashes",
+            ));
+        }
+    };
+    Ok(InclusionBody {
+        leaf_index: index,
+        tree_size: size,
+        leaf_hash,
+        audit_path,
+    })
+}
+
+/// [`inclusion_body`] as a JSON value, for answers that embed a proof.
 pub(super) fn inclusion_json(
     st: &AppState,
     index: u64,
     size: u64,
 ) -> Result<serde_json::Value, ApiError> {
-    let source = TileSource::new(st.store.as_ref());
-    let path = merkle::inclusion_proof(index, size, &source).map_err(ApiError::internal)?;
-    let [leaf] = source_leaf(&source, index)?;
-    Ok(json!({
-        "leaf_index": index,
-        "tree_size": size,
-        "leaf_hash": leaf.to_base64(),
-        "audit_path": path.iter().map(Hash::to_base64).collect::<Vec<_>>(),
-    }))
-}
-
-fn source_leaf(source: &TileSource<'_>, index: u64) -> Result<[Hash; 1], ApiError> {
-    use crate::merkle::{NodeId, SubtreeSource};
-    let v = source.subtree_hashes(&[NodeId { level: 0, index }])?;
-    v.try_into()
-        .map_err(|_| ApiError::internal("tile source returned the wrong number of hashes"))
+    serde_json::to_value(inclusion_body(st, index, size)?).map_err(ApiError::internal)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -309,23 +307,30 @@ pub(super) async fn consistency_proof(
             p.first
         )));
     }
-    let proof = if p.first == 0 || p.first == second {
+    let consistency = if p.first == 0 || p.first == second {
         Vec::new()
     } else {
-        merkle::consistency_proof(p.first, second, &TileSource::new(st.store.as_ref()))
-            .map_err(ApiError::internal)?
+        merkle::consistency_proof(p.first, second, st.tiles.as_ref()).map_err(ApiError::internal)?
     };
-    let body = json!({
-        "first": p.first,
-        "second": second,
-        "consistency": proof.iter().map(Hash::to_base64).collect::<Vec<_>>(),
-    });
+    let body = ConsistencyBody {
+        first: p.first,
+        second,
+        consistency,
+    };
     let cache = if p.second.is_some() {
         IMMUTABLE
     } else {
         "no-cache"
     };
     Ok(with_cache(Json(body).into_response(), cache))
+}
+
+/// A consistency proof as answered: hashes in padded standard base64.
+#[derive(Serialize)]
+struct ConsistencyBody {
+    first: u64,
+    second: u64,
+    consistency: Vec<Hash>,
 }
 
 /// `GET /healthz`: checks that the sequencer runs, that the latest
@@ -389,6 +394,12 @@ pub(super) async fn metrics(State(st): State<AppState>) -> Result<Response, ApiE
         .set((st.view.clock().now_ms() - cp.published_at_ms) as f64 / 1000.0);
     metrics::gauge!("veritrail_checkpoint_size").set(cp.checkpoint.size as f64);
     metrics::gauge!("veritrail_tree_size").set(st.view.durable_size() as f64);
+    // Counted by the cache itself under its shard locks, published here.
+    let cache = st.tiles.stats();
+    metrics::counter!("veritrail_read_cache_hits_total").absolute(cache.hits);
+    metrics::counter!("veritrail_read_cache_misses_total").absolute(cache.misses);
+    metrics::gauge!("veritrail_read_cache_bytes").set(cache.bytes as f64);
+    metrics::gauge!("veritrail_read_cache_entries").set(cache.entries as f64);
     let mut resp = handle.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

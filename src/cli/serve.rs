@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// resident memory is about this plus 150 MiB at any log size [default: 256].
     #[arg(long, env = "VERITRAIL_STORE_CACHE_MB")]
     store_cache_mb: Option<u64>,
+    /// Memory for the read cache of hash tiles and entry bundles, bytes;
+    /// 0 caches nothing [default: 67108864].
+    #[arg(long)]
+    read_cache_bytes: Option<usize>,
     #[command(flatten)]
     tls: TlsArgs,
     /// A checkpoint this log published: a file, or the URL of a witness, a
@@ -123,6 +127,7 @@ fn config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         master_key_file: a.master_key_file,
         retention_interval_s: a.retention_interval_s,
         store_cache_mb: a.store_cache_mb,
+        read_cache_bytes: a.read_cache_bytes,
         witnesses: (!a.witness.is_empty()).then(|| {
             a.witness
                 .chunks(2)

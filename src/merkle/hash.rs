@@ -119,7 +119,13 @@ impl From<Hash> for [u8; HASH_SIZE] {
 
 impl serde::Serialize for Hash {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_base64())
+        // Encoded on the stack: proofs serialize dozens of hashes each.
+        let mut buf = [0u8; 44];
+        let n = STANDARD
+            .encode_slice(self.0, &mut buf)
+            .map_err(serde::ser::Error::custom)?;
+        let text = std::str::from_utf8(&buf[..n]).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(text)
     }
 }
 

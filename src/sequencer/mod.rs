@@ -13,6 +13,8 @@
 //! - [`reader`]: proofs' subtree hashes and single leaves from the store;
 //! - `test_log` (unit tests only): the one way the crate's own tests start
 //!   a log in this process.
+//! - [`tile_cache`]: the same, and tiles and bundles as served, from a
+//!   bounded cache in memory.
 //!
 //! Invariants: nothing is acknowledged or published before the store said
 //! it is durable; a checkpoint is only signed for a root computed from the
@@ -25,6 +27,7 @@ pub(crate) mod queue;
 pub(crate) mod reader;
 pub(crate) mod signer;
 pub(crate) mod thread;
+pub(crate) mod tile_cache;
 pub(crate) mod view;
 pub(crate) mod write_path;
 
@@ -40,6 +43,7 @@ pub use reader::TileSource;
 pub(crate) use reader::read_entry;
 pub use signer::CheckpointSigner;
 pub use thread::{Sequencer, SequencerConfig, SequencerHandle};
+pub use tile_cache::{DEFAULT_READ_CACHE_BYTES, ReadCacheStats, TileCache};
 pub use view::{LogView, Published};
 pub use write_path::{
     AcceptError, EntryReceipt, PreparedEvent, Receipt, Sealing, SubmitError, accept,

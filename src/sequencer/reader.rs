@@ -1,6 +1,8 @@
 //! Reading the stored tree: subtree hashes from the hash tiles (for proofs
 //! at any size up to the committed one) and single leaves from the entry
-//! bundles. Used by the sequencer, the HTTP reads, fsck and the search.
+//! bundles, straight from the store every time: for start-up and history
+//! checks, cosigning, the sequencer and the search. The HTTP reads go
+//! through the bounded cache of [`super::tile_cache`] instead.
 //! Reads only; every object read here is one the sequencer committed.
 
 use std::collections::HashMap;
@@ -10,7 +12,8 @@ use crate::merkle::{self, Hash, NodeId, SubtreeSource};
 use crate::store::{Store, StoreError};
 use crate::tiles::{self, TILE_WIDTH};
 
-/// up to the committed one.
+/// Subtree hashes read from the stored hash tiles, for any tree size up to
+/// the committed one.
 pub struct TileSource<'a> {
     store: &'a dyn Store,
 }

@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt as _;
-use veritrail::api::{self, ApiLimits, AppState};
+use veritrail::api::{self, ApiLimits, AppParts, AppState};
 use veritrail::auth::{ApiKeys, Role};
 use veritrail::crypto::MasterKey;
 use veritrail::fsck;
@@ -24,7 +24,8 @@ use veritrail::merkle;
 use veritrail::note::Checkpoint;
 use veritrail::note::keys::LogKeys;
 use veritrail::sequencer::{
-    CheckpointSigner, Clock, LogView, RightEdge, Sealing, Sequencer, SequencerConfig,
+    CheckpointSigner, Clock, DEFAULT_READ_CACHE_BYTES, LogView, RightEdge, Sealing, Sequencer,
+    SequencerConfig, TileCache,
 };
 use veritrail::store::memory::MemoryStore;
 use veritrail::store::{RecordSpace, Store, StoredCheckpoint};
@@ -92,9 +93,10 @@ impl LogBuilder {
         let dyn_store: Arc<dyn Store> = store.clone();
         let api_keys = ApiKeys::new(dyn_store.clone());
         let vault = Vault::new(dyn_store.clone(), &MasterKey::from_bytes(self.master_key));
-        let state = AppState {
+        let state = AppState::new(AppParts {
             origin: origin.as_str().into(),
             verifier_keys: Arc::new(keys.verifier_keys(&origin).unwrap()),
+            tiles: Arc::new(TileCache::new(dyn_store.clone(), DEFAULT_READ_CACHE_BYTES)),
             store: dyn_store,
             view: view.clone(),
             sequencer: sequencer.handle(),
@@ -104,7 +106,7 @@ impl LogBuilder {
             checkpoint_interval: config.checkpoint_interval,
             witnessed: None,
             vault: Arc::new(vault.unwrap()),
-        };
+        });
         InProcessLog {
             origin,
             store,
