@@ -33,6 +33,13 @@
 # (zipf|uniform), SEARCH_REQUESTS, SEARCH_CLIENTS, PIPELINE_EVENTS,
 # PIPELINE_ROUNDS scale it; SEARCH_TIME_BUDGET (seconds, default 1500) bounds
 # it; SKIP_INGEST=1 runs only this section.
+#
+# ALERTS_EVENTS=N (default 0: skipped) adds the alert-rules section
+# (issue #17): batched ingest of N events (SEARCH_SUBJECTS subjects) into a
+# fresh log with no alert rules and into one with 20 active rules that
+# every generated event passes through (thresholds, breadth, time of day,
+# first seen), alternating ALERTS_ROUNDS times (default 2); the best run
+# of each is compared (target: with rules >= 90% of without).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -54,6 +61,9 @@ SEARCH_TIME_BUDGET=${SEARCH_TIME_BUDGET:-1500}
 PIPELINE_EVENTS=${PIPELINE_EVENTS:-200000}
 PIPELINE_ROUNDS=${PIPELINE_ROUNDS:-3}
 SKIP_INGEST=${SKIP_INGEST:-0}
+ALERTS_EVENTS=${ALERTS_EVENTS:-0}
+ALERTS_ROUNDS=${ALERTS_ROUNDS:-2}
+ALERTS_TIME_BUDGET=${ALERTS_TIME_BUDGET:-1200}
 # The machine may be shared: a server whose resident memory passes this is
 # killed and the run fails (default: half the machine's memory).
 SERVER_MAX_RSS_MB=${SERVER_MAX_RSS_MB:-$(($(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) / 2048))}
@@ -63,6 +73,7 @@ TARGET_SINGLE=20000
 TARGET_CHECKPOINT_P50_MS=100
 TARGET_SEARCH_P99_MS=50
 TARGET_SEALED_RATIO_PCT=75
+TARGET_ALERTS_RATIO_PCT=90
 
 BIN=${VERITRAIL_BIN:-target/release/veritrail}
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
@@ -89,11 +100,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- start the log -----------------------------------------------------------
-start_server() { # data dir: starts `serve` on it, sets server_pid and url
+start_server() { # data dir [, more configuration]: starts `serve` on it, sets server_pid and url
     : >"$work/server.out"
     # The per-key rate limit (default 2000/s) would cap the load generator's
     # one key far below what the log can take: measure the log, not the limit.
-    printf 'rate_limit_per_second = 0.0\n' >"$work/bench.toml"
+    printf 'rate_limit_per_second = 0.0\n%s\n' "${2:-}" >"$work/bench.toml"
     VERITRAIL_LOG=warn "$BIN" serve --config "$work/bench.toml" --data "$1" --listen 127.0.0.1:0 \
         >"$work/server.out" 2>"$work/server.err" &
     server_pid=$!
@@ -375,8 +386,72 @@ search_section() {
     done
 }
 
+# --- ingest with 20 alert rules vs none (issue #17) ------------------------------
+alert_rules() { # 20 rules that the generated events (record.* on patient_record,
+    #             occurred 2026-11-25T10:00Z, outcome success) all pass through
+    echo "[alerts]"
+    local i=0 by
+    for by in actor subject actor_ip resource app; do
+        printf '[[alerts.rule]]\nname = "t%d"\nkind = "threshold"\nmatch = { resource_type = "patient_record" }\ngroup_by = "%s"\nmore_than = 10000\nwindow = "1h"\n' $((i++)) "$by"
+    done
+    for d in subject resource subject resource; do
+        printf '[[alerts.rule]]\nname = "b%d"\nkind = "breadth"\nmatch = { action = { prefix = "record." } }\ndistinct = "%s"\nmore_than = 10000\nwindow = "10m"\n' $((i++)) "$d"
+    done
+    for tz in Europe/Paris America/New_York Asia/Tokyo UTC; do
+        printf '[[alerts.rule]]\nname = "n%d"\nkind = "time_of_day"\nmatch = { purpose = "treatment" }\ntime_zone = "%s"\nallowed_hours = "00:00-24:00"\nallowed_days = ["mon", "tue", "wed", "thu", "fri"]\n' $((i++)) "$tz"
+    done
+    for of in action resource_type action resource_type; do
+        printf '[[alerts.rule]]\nname = "f%d"\nkind = "first_seen"\nmatch = { actor_type = "user" }\nof = "%s"\nlearning = "7d"\n' $((i++)) "$of"
+    done
+    for a in record.read record.update record.export; do
+        printf '[[alerts.rule]]\nname = "x%d"\nkind = "threshold"\nmatch = { action = "%s", outcome = ["success", "failure"] }\ngroup_by = "actor"\nmore_than = 10000\nwindow = "5m"\n' $((i++)) "$a"
+    done
+}
+
+alerts_section() {
+    deadline=$((SECONDS + ALERTS_TIME_BUDGET))
+    echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (alerts section)" >&2
+    local round mode writer best_none=0 best_rules=0 r
+    for round in $(seq 1 "$ALERTS_ROUNDS"); do
+        for mode in none rules; do
+            if [[ $mode == rules ]]; then
+                start_server "$work/alerts-data" "$(alert_rules)"
+            else
+                start_server "$work/alerts-data"
+            fi
+            writer=$(new_key "$work/alerts-data" writer bench)
+            step "alerts_${mode}_$round" "$BIN" bench ingest --url "$url" --key "$writer" \
+                --clients "$BATCH_CLIENTS" --events "$ALERTS_EVENTS" --batch-size "$BATCH_SIZE" \
+                --subjects "$SEARCH_SUBJECTS" --distribution "$SEARCH_DISTRIBUTION"
+            stop_server
+            rm -rf "$work/alerts-data"
+            r=$(field "alerts_${mode}_$round" events_per_s)
+            if [[ $mode == rules ]]; then
+                best_rules=$(awk -v a="$best_rules" -v b="$r" 'BEGIN { print (b > a ? b : a) }')
+            else
+                best_none=$(awk -v a="$best_none" -v b="$r" 'BEGIN { print (b > a ? b : a) }')
+            fi
+        done
+    done
+    printf "\n== ingest with 20 alert rules vs none: %s events, %s clients x %s, best of %s alternating runs\n" \
+        "$ALERTS_EVENTS" "$BATCH_CLIENTS" "$BATCH_SIZE" "$ALERTS_ROUNDS"
+    printf "%-58s %9s %9s %8s %7s\n" "metric" "no rules" "20 rules" "target" "met?"
+    awk -v n="$best_none" -v w="$best_rules" -v t="$TARGET_ALERTS_RATIO_PCT" 'BEGIN {
+        r = (n > 0 ? 100 * w / n : 0)
+        printf "%-58s %9.0f %9.0f %8s %7s\n", "batched ingest, events/s (rules/none " sprintf("%.1f%%", r) ")", n, w, ">= " t "%", (r >= t ? "met" : "MISSED")
+    }'
+    for round in $(seq 1 "$ALERTS_ROUNDS"); do
+        for mode in none rules; do
+            echo "alerts_${mode}_$round: $(cat "$work/alerts_${mode}_$round.json")"
+        done
+    done
+}
+
 if [[ "$SKIP_INGEST" != 1 ]]; then
     ingest_section
+fi
+if ((ALERTS_EVENTS > 0)); then
+    alerts_section
 fi
 if ((SEARCH_EVENTS > 0)); then
     search_section

@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::alerts::AlertsConfig;
 use crate::api::ApiLimits;
 use crate::cosign::{WitnessEndpoint, WitnessPolicy};
 use crate::listen::TlsFiles;
@@ -73,6 +75,12 @@ pub struct FileConfig {
     pub rate_limit_per_second: Option<f64>,
     /// Requests each API key may make in a burst [default: 4000].
     pub rate_limit_burst: Option<f64>,
+    /// The `[alerts]` table, as written; [`FileConfig::load`] parses it
+    /// into `alert_rules` (see docs/alerts.md).
+    pub alerts: Option<serde::de::IgnoredAny>,
+    /// The alert rules and their delivery, from the file only.
+    #[serde(skip)]
+    pub alert_rules: Option<Arc<AlertsConfig>>,
 }
 
 /// One `[[witness]]` table: where a witness listens and its cosignature key.
@@ -90,7 +98,10 @@ impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("couldn't read {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let mut config: FileConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.alert_rules = AlertsConfig::parse(&text, &path.display().to_string())?.map(Arc::new);
+        Ok(config)
     }
 
     /// Every field set here, else the one set in `lower`.
@@ -119,6 +130,8 @@ impl FileConfig {
             known_checkpoints: self.known_checkpoints.or(lower.known_checkpoints),
             master_key_file: self.master_key_file.or(lower.master_key_file),
             retention_interval_s: self.retention_interval_s.or(lower.retention_interval_s),
+            alerts: self.alerts.or(lower.alerts),
+            alert_rules: self.alert_rules.or(lower.alert_rules),
         }
     }
 }
@@ -148,6 +161,8 @@ pub struct ServeConfig {
     pub master_key_file: Option<PathBuf>,
     /// How often the retention task runs.
     pub retention_interval: Duration,
+    /// Alert rules and their delivery, when the file has an `[alerts]` table.
+    pub alerts: Option<Arc<AlertsConfig>>,
 }
 
 impl ServeConfig {
@@ -253,6 +268,7 @@ impl ServeConfig {
             peer_ca_pem,
             master_key_file: o.master_key_file,
             retention_interval,
+            alerts: o.alert_rules,
         })
     }
 }

@@ -739,6 +739,7 @@ mod tests {
             metrics: None,
             checkpoint_interval: Duration::from_secs(1),
             witnessed: None,
+            alerts: None,
             vault,
         };
         let raw = json!({

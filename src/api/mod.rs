@@ -5,6 +5,7 @@
 //! well as through a real socket. Every error goes through [`ApiError`].
 
 mod admin;
+mod alerts;
 mod audit;
 mod backup;
 mod error;
@@ -97,6 +98,8 @@ pub struct AppState {
     pub witnessed: Option<Arc<WitnessedView>>,
     /// Encrypted event bodies, indexes, erasure (the same store as `store`).
     pub vault: Arc<crate::vault::Vault>,
+    /// Alert rules on accepted events, when configured.
+    pub alerts: Option<Arc<crate::alerts::Alerts>>,
 }
 
 /// Builds the whole application.
@@ -144,7 +147,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{index}", get(audit::get_event))
         .route("/v1/events/{index}/tlog-proof", get(audit::tlog_proof))
         .route("/v1/export", get(audit::export))
-        .route("/v1/whoami", get(audit::whoami));
+        .route("/v1/whoami", get(audit::whoami))
+        .route("/v1/alerts", get(alerts::list_alerts));
     let write = Router::new()
         .route("/v1/events", post(write::submit_events))
         .route("/v1/logs", post(otlp::export_logs))

@@ -7,6 +7,7 @@
 //! - [`export`] for `export` and `verify-bundle` (evidence bundles);
 //! - [`backup`] for `backup`, `restore` and `fsck`;
 //! - [`follow`] for `verify` and `monitor` (following a log from outside);
+//! - [`alerts`] for `alerts test` (replaying events against alert rules);
 //! - [`bench`] for `bench`.
 //!
 //! Commands that talk to a server do so through [`veritrail::client::Client`],
@@ -15,6 +16,7 @@
 //! and the tests in `tests/*_cli.rs` rely on them. Nothing here builds a
 //! tokio runtime: `main` builds the one runtime for the commands that need it.
 
+pub mod alerts;
 pub mod backup;
 pub mod bench;
 pub mod export;
