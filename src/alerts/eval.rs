@@ -71,7 +71,7 @@ struct Group {
     last_ms: i64,
     /// No alert before this time.
     quiet_until: i64,
-    /// Threshold: the counted events `(occurred, index)`.
+    /// Threshold: the counted events `(occurred, index)`, in that order.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     hits: VecDeque<(i64, u64)>,
     /// Breadth: distinct value -> newest `(occurred, index)`.
@@ -221,14 +221,14 @@ fn fingerprint(rule: &Rule) -> String {
     hex::encode(sha2::Sha256::digest(format!("{rule:?}").as_bytes()))
 }
 
-fn group_of(by: GroupBy, ob: &Observed) -> Option<(&'static str, String)> {
+fn group_of(by: GroupBy, ob: &Observed) -> Option<(&'static str, &str)> {
     let v = match by {
-        GroupBy::Actor => ob.actor.clone(),
-        GroupBy::ActorIp => ob.actor_ip.clone()?,
-        GroupBy::Subject => ob.subject.clone()?,
-        GroupBy::Resource => ob.resource.clone(),
-        GroupBy::App => ob.app.clone(),
-        GroupBy::Nothing => String::new(),
+        GroupBy::Actor => &ob.actor,
+        GroupBy::ActorIp => ob.actor_ip.as_ref()?,
+        GroupBy::Subject => ob.subject.as_ref()?,
+        GroupBy::Resource => &ob.resource,
+        GroupBy::App => &ob.app,
+        GroupBy::Nothing => "",
     };
     Some((by.name(), v))
 }
@@ -272,8 +272,13 @@ fn count(rule: &Rule, st: &mut RuleState, ob: &Observed, index: u64) -> Option<A
             more_than,
             window_ms,
         } => in_window(rule, st, ob, *group_by, *window_ms, |g, horizon| {
-            g.hits.retain(|(ms, _)| *ms > horizon);
-            g.hits.push_back((t, index));
+            // Kept in time order: expired hits leave from the front, and
+            // an event arrives in order (at the back) but for stragglers.
+            while g.hits.front().is_some_and(|(ms, _)| *ms <= horizon) {
+                g.hits.pop_front();
+            }
+            let at = g.hits.partition_point(|&h| h <= (t, index));
+            g.hits.insert(at, (t, index));
             (g.hits.len() as u64 > *more_than).then(|| g.hits.drain(..).collect())
         }),
         Kind::Breadth {
@@ -317,14 +322,15 @@ fn count(rule: &Rule, st: &mut RuleState, ob: &Observed, index: u64) -> Option<A
                 return None;
             }
             let (field, key) = group_of(*group_by, ob)?;
-            let (g, before) = group(st, &key);
-            g.last_ms = g.last_ms.max(t);
-            let result = (t >= g.quiet_until).then(|| {
-                g.quiet_until = t + window_ms;
-                alert(rule, group_json(&[(field, &key)]), 1, vec![(t, index)])
+            let fire = with_group(st, key, |g| {
+                g.last_ms = g.last_ms.max(t);
+                let fire = t >= g.quiet_until;
+                if fire {
+                    g.quiet_until = t + window_ms;
+                }
+                fire
             });
-            settle(st, &key, before);
-            result
+            fire.then(|| alert(rule, group_json(&[(field, key)]), 1, vec![(t, index)]))
         }
         Kind::FirstSeen { of, learning_ms } => {
             let started = *st.started_ms.get_or_insert(t);
@@ -334,9 +340,7 @@ fn count(rule: &Rule, st: &mut RuleState, ob: &Observed, index: u64) -> Option<A
             };
             let key = format!("{}\u{0}{value}", ob.actor);
             let known = st.groups.contains_key(&key);
-            let (g, before) = group(st, &key);
-            g.last_ms = g.last_ms.max(t);
-            settle(st, &key, before);
+            with_group(st, &key, |g| g.last_ms = g.last_ms.max(t));
             (!known && t >= started + learning_ms).then(|| {
                 alert(
                     rule,
@@ -363,36 +367,42 @@ fn in_window(
 ) -> Option<Alert> {
     let t = ob.occurred_ms;
     let (field, key) = group_of(group_by, ob)?;
-    let (g, before) = group(st, &key);
-    g.last_ms = g.last_ms.max(t);
-    let horizon = g.last_ms - window_ms;
-    let hits = if t < g.quiet_until || t <= horizon {
-        None
-    } else {
-        add(g, horizon)
-    };
-    if hits.is_some() {
-        g.quiet_until = g.last_ms + window_ms;
-    }
-    settle(st, &key, before);
-    hits.map(|h| alert(rule, group_json(&[(field, &key)]), h.len() as u64, h))
+    let hits = with_group(st, key, |g| {
+        g.last_ms = g.last_ms.max(t);
+        let horizon = g.last_ms - window_ms;
+        if t < g.quiet_until || t <= horizon {
+            return None;
+        }
+        let hits = add(g, horizon);
+        if hits.is_some() {
+            g.quiet_until = g.last_ms + window_ms;
+        }
+        hits
+    })?;
+    Some(alert(
+        rule,
+        group_json(&[(field, key)]),
+        hits.len() as u64,
+        hits,
+    ))
 }
 
-/// The group `key`, created if new, and its entries before the change.
-fn group<'a>(st: &'a mut RuleState, key: &str) -> (&'a mut Group, usize) {
+/// Runs `f` on the group `key` (created if new), keeping the rule's
+/// count of entries.
+fn with_group<R>(st: &mut RuleState, key: &str, f: impl FnOnce(&mut Group) -> R) -> R {
     if !st.groups.contains_key(key) {
         st.groups.insert(key.to_string(), Group::default());
         st.entries += 1;
     }
-    let g = st.groups.get_mut(key).expect("inserted above");
+    let g = st
+        .groups
+        .get_mut(key)
+        .unwrap_or_else(|| unreachable!("inserted above"));
     let before = g.entries();
-    (g, before)
-}
-
-/// Accounts for the change in group `key` since it had `before` entries.
-fn settle(st: &mut RuleState, key: &str, before: usize) {
-    let after = st.groups.get(key).map_or(0, Group::entries);
+    let out = f(g);
+    let after = g.entries();
     st.entries = st.entries + after - before;
+    out
 }
 
 /// Keeps `st` within `max` entries: first groups with nothing left to

@@ -196,3 +196,78 @@ pub(super) async fn list_alerts(
     });
     Ok(with_audit_header(Json(body).into_response(), &receipt))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::{Alerts, AlertsConfig};
+    use crate::crypto::MasterKey;
+    use crate::sequencer::EntryReceipt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_alert_that_cannot_be_appended_changes_nothing_and_is_still_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        // The webhook points at a closed port: the alert lands in the dead-letter file.
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "0123456789abcdef").unwrap();
+        let config = AlertsConfig::parse(
+            &format!(
+                "[alerts]\nwebhook_url = \"http://127.0.0.1:9/hook\"\nwebhook_secret_file = {:?}\nwebhook_attempts = 1\n\
+                 [[alerts.rule]]\nname = \"any\"\nkind = \"threshold\"\nmore_than = 1\nwindow = \"1m\"\n",
+                secret.display().to_string()
+            ),
+            "t",
+        )
+        .unwrap()
+        .unwrap();
+        let alerts = Alerts::start(
+            &config,
+            dir.path(),
+            MasterKey::from_bytes([1; 32]).alerts_state_key(),
+        )
+        .unwrap();
+        let (inner, st, seq) = super::super::testing::log(Some(alerts.clone()));
+        let ev = event::parse_event(
+            &json!({
+                "actor": {"id": "m", "type": "user"}, "action": "login",
+                "resource": {"type": "session", "id": "s"}, "purpose": "auth",
+                "outcome": "failure", "occurred_at": "2026-01-01T10:00:00Z",
+            }),
+            &event::EventLimits::default(),
+        )
+        .unwrap();
+        let receipt = |index| Receipt {
+            entries: vec![EntryReceipt {
+                index,
+                leaf_hash: crate::merkle::empty_root(),
+                commitment: crate::merkle::empty_root(),
+                duplicate: false,
+            }],
+            checkpoint: None,
+        };
+        raise(
+            &st,
+            watch(&st, "app", std::slice::from_ref(&ev)),
+            &receipt(0),
+        )
+        .await;
+        // The second event fires; its append fails; the log does not grow.
+        inner.fail_writes(true);
+        raise(
+            &st,
+            watch(&st, "app", std::slice::from_ref(&ev)),
+            &receipt(1),
+        )
+        .await;
+        assert_eq!(st.view.durable_size(), 0);
+        alerts.shutdown().await;
+        let dead =
+            std::fs::read_to_string(dir.path().join(crate::alerts::DEAD_LETTER_FILE)).unwrap();
+        let posted: Value = serde_json::from_str(dead.trim()).unwrap();
+        assert_eq!(posted["index"], Value::Null);
+        assert_eq!(posted["alert"]["events"], json!([0, 1]));
+        tokio::task::spawn_blocking(move || seq.shutdown())
+            .await
+            .unwrap();
+    }
+}

@@ -687,61 +687,16 @@ pub(super) async fn tlog_proof(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
     use axum::body::to_bytes;
     use axum::http::Request;
     use tower::ServiceExt as _;
 
     use super::*;
-    use crate::auth::ApiKeys;
-    use crate::crypto::MasterKey;
-    use crate::note::keys::LogKeys;
-    use crate::sequencer::{
-        CheckpointSigner, Clock, LogView, RightEdge, Sealing, Sequencer, SequencerConfig,
-    };
-    use crate::store::Store;
-    use crate::store::memory::MemoryStore;
-    use crate::vault::Vault;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_that_cannot_be_logged_returns_nothing() {
-        let inner = Arc::new(MemoryStore::new());
-        let vault = Arc::new(Vault::new(inner.clone(), &MasterKey::from_bytes([9; 32])).unwrap());
-        let store: Arc<dyn Store> = vault.store().clone();
-        let keys = LogKeys::generate().unwrap();
-        let signer = Arc::new(CheckpointSigner::from_keys(&keys, "example.com/log").unwrap());
-        let view = Arc::new(LogView::new(
-            signer.sign(0, crate::merkle::empty_root(), 0).unwrap(),
-            0,
-            Clock::system(),
-        ));
-        let seq = Sequencer::start(
-            store.clone(),
-            Sealing::Vault(vault.clone()),
-            signer,
-            SequencerConfig::default(),
-            view.clone(),
-            RightEdge::empty(),
-        )
-        .unwrap();
-        let api_keys = ApiKeys::new(store.clone());
-        let (_, token) = api_keys.create("jane", Role::Auditor, None).unwrap();
-        let state = AppState {
-            origin: "example.com/log".into(),
-            verifier_keys: Arc::new(keys.verifier_keys("example.com/log").unwrap()),
-            store,
-            view,
-            sequencer: seq.handle(),
-            keys: api_keys,
-            limits: Arc::new(super::super::ApiLimits::default()),
-            metrics: None,
-            checkpoint_interval: Duration::from_secs(1),
-            witnessed: None,
-            alerts: None,
-            vault,
-        };
+        let (inner, state, seq) = super::super::testing::log(None);
+        let (_, token) = state.keys.create("jane", Role::Auditor, None).unwrap();
         let raw = json!({
             "actor": {"id": "dr", "type": "user"}, "action": "record.read",
             "resource": {"type": "doc", "id": "d"}, "subject": "SECRET-SUBJECT",

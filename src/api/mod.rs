@@ -15,6 +15,8 @@ mod openapi;
 mod otlp;
 mod read;
 mod strict_json;
+#[cfg(test)]
+mod testing;
 mod write;
 
 use std::sync::Arc;

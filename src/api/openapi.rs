@@ -628,25 +628,15 @@ pub(super) struct ExportParams {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::sync::Arc;
-    use std::time::Duration;
 
     use axum::body::{Body, to_bytes};
     use axum::http::{Method, Request, StatusCode};
     use serde_json::Value;
     use tower::ServiceExt as _;
 
-    use super::super::{ApiLimits, AppState, router};
+    use super::super::{AppState, router};
     use super::document;
-    use crate::auth::ApiKeys;
-    use crate::crypto::MasterKey;
-    use crate::note::keys::LogKeys;
-    use crate::sequencer::{
-        CheckpointSigner, Clock, LogView, RightEdge, Sealing, Sequencer, SequencerConfig,
-    };
-    use crate::store::Store;
-    use crate::store::memory::MemoryStore;
-    use crate::vault::Vault;
+    use crate::sequencer::Sequencer;
 
     const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
@@ -841,39 +831,7 @@ mod tests {
     }
 
     fn state() -> (AppState, Sequencer) {
-        let inner = Arc::new(MemoryStore::new());
-        let vault = Arc::new(Vault::new(inner, &MasterKey::from_bytes([7; 32])).unwrap());
-        let store: Arc<dyn Store> = vault.store().clone();
-        let keys = LogKeys::generate().unwrap();
-        let signer = Arc::new(CheckpointSigner::from_keys(&keys, "example.com/log").unwrap());
-        let view = Arc::new(LogView::new(
-            signer.sign(0, crate::merkle::empty_root(), 0).unwrap(),
-            0,
-            Clock::system(),
-        ));
-        let seq = Sequencer::start(
-            store.clone(),
-            Sealing::Vault(vault.clone()),
-            signer,
-            SequencerConfig::default(),
-            view.clone(),
-            RightEdge::empty(),
-        )
-        .unwrap();
-        let state = AppState {
-            origin: "example.com/log".into(),
-            verifier_keys: Arc::new(keys.verifier_keys("example.com/log").unwrap()),
-            store: store.clone(),
-            view,
-            sequencer: seq.handle(),
-            keys: ApiKeys::new(store),
-            limits: Arc::new(ApiLimits::default()),
-            metrics: None,
-            checkpoint_interval: Duration::from_secs(1),
-            witnessed: None,
-            alerts: None,
-            vault,
-        };
+        let (_, state, seq) = super::super::testing::log(None);
         (state, seq)
     }
 
