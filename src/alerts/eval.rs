@@ -322,7 +322,7 @@ fn count(rule: &Rule, st: &mut RuleState, ob: &Observed, index: u64) -> Option<A
                 return None;
             }
             let (field, key) = group_of(*group_by, ob)?;
-            let fire = with_group(st, key, |g| {
+            let fire = with_group(st, key, |g, _| {
                 g.last_ms = g.last_ms.max(t);
                 let fire = t >= g.quiet_until;
                 if fire {
@@ -339,9 +339,11 @@ fn count(rule: &Rule, st: &mut RuleState, ob: &Observed, index: u64) -> Option<A
                 Of::ResourceType => ("resource_type", ob.resource_type.as_str()),
             };
             let key = format!("{}\u{0}{value}", ob.actor);
-            let known = st.groups.contains_key(&key);
-            with_group(st, &key, |g| g.last_ms = g.last_ms.max(t));
-            (!known && t >= started + learning_ms).then(|| {
+            let new = with_group(st, &key, |g, new| {
+                g.last_ms = g.last_ms.max(t);
+                new
+            });
+            (new && t >= started + learning_ms).then(|| {
                 alert(
                     rule,
                     group_json(&[("actor", &ob.actor), (field, value)]),
@@ -367,7 +369,7 @@ fn in_window(
 ) -> Option<Alert> {
     let t = ob.occurred_ms;
     let (field, key) = group_of(group_by, ob)?;
-    let hits = with_group(st, key, |g| {
+    let hits = with_group(st, key, |g, _| {
         g.last_ms = g.last_ms.max(t);
         let horizon = g.last_ms - window_ms;
         if t < g.quiet_until || t <= horizon {
@@ -387,21 +389,20 @@ fn in_window(
     ))
 }
 
-/// Runs `f` on the group `key` (created if new), keeping the rule's
-/// count of entries.
-fn with_group<R>(st: &mut RuleState, key: &str, f: impl FnOnce(&mut Group) -> R) -> R {
-    if !st.groups.contains_key(key) {
-        st.groups.insert(key.to_string(), Group::default());
-        st.entries += 1;
+/// Runs `f` on the group `key` (created if new; `f` is told which),
+/// keeping the rule's count of entries.
+fn with_group<R>(st: &mut RuleState, key: &str, f: impl FnOnce(&mut Group, bool) -> R) -> R {
+    // One lookup for a known group (the usual case).
+    if let Some(g) = st.groups.get_mut(key) {
+        let before = g.entries();
+        let out = f(g, false);
+        st.entries = st.entries + g.entries() - before;
+        return out;
     }
-    let g = st
-        .groups
-        .get_mut(key)
-        .unwrap_or_else(|| unreachable!("inserted above"));
-    let before = g.entries();
-    let out = f(g);
-    let after = g.entries();
-    st.entries = st.entries + after - before;
+    let mut g = Group::default();
+    let out = f(&mut g, true);
+    st.entries += g.entries();
+    st.groups.insert(key.to_string(), g);
     out
 }
 
