@@ -47,6 +47,13 @@
 # (zipf|uniform), SEARCH_REQUESTS, SEARCH_CLIENTS, PIPELINE_EVENTS,
 # PIPELINE_ROUNDS scale it; SEARCH_TIME_BUDGET (seconds, default 1500) bounds
 # it; SKIP_INGEST=1 runs only this section.
+#
+# ALERTS_EVENTS=N (default 0: skipped) adds the alert-rules section
+# (issue #17): batched ingest of N events (SEARCH_SUBJECTS subjects) into a
+# fresh log with no alert rules and into one with 20 active rules that
+# every generated event passes through (thresholds, breadth, time of day,
+# first seen), alternating ALERTS_ROUNDS times (default 2); the best run
+# of each is compared (target: with rules >= 90% of without).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -76,6 +83,9 @@ RECEIVERS=${RECEIVERS:-1}
 RECEIVER_EVENTS=${RECEIVER_EVENTS:-100000}
 SHIP_LINES=${SHIP_LINES:-100000}
 SHIP_CHECKPOINT_MS=${SHIP_CHECKPOINT_MS:-1000}
+ALERTS_EVENTS=${ALERTS_EVENTS:-0}
+ALERTS_ROUNDS=${ALERTS_ROUNDS:-2}
+ALERTS_TIME_BUDGET=${ALERTS_TIME_BUDGET:-1200}
 # The machine may be shared: a server whose resident memory passes this is
 # killed and the run fails (default: half the machine's memory).
 SERVER_MAX_RSS_MB=${SERVER_MAX_RSS_MB:-$(($(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) / 2048))}
@@ -88,6 +98,7 @@ TARGET_SEALED_RATIO_PCT=75
 TARGET_OTLP_RATIO_PCT=80
 TARGET_SHIP_LINES=20000
 TARGET_SHIP_RSS_MB=64
+TARGET_ALERTS_RATIO_PCT=90
 
 # shellcheck source=scripts/lib/bench.sh
 . scripts/lib/bench.sh

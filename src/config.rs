@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::alerts::AlertsConfig;
 use crate::api::ApiLimits;
 use crate::cosign::{WitnessEndpoint, WitnessPolicy};
 use crate::listen::TlsFiles;
@@ -78,6 +80,12 @@ pub struct FileConfig {
     /// Memory for the read cache of hash tiles (with their inner subtree
     /// hashes) and entry bundles, bytes; 0 caches nothing [default: 67108864].
     pub read_cache_bytes: Option<usize>,
+    /// The `[alerts]` table, as written; [`FileConfig::load`] parses it
+    /// into `alert_rules` (see docs/alerts.md).
+    pub alerts: Option<serde::de::IgnoredAny>,
+    /// The alert rules and their delivery, from the file only.
+    #[serde(skip)]
+    pub alert_rules: Option<Arc<AlertsConfig>>,
 }
 
 /// One `[[witness]]` table: where a witness listens and its cosignature key.
@@ -95,7 +103,10 @@ impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("couldn't read {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let mut config: FileConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.alert_rules = AlertsConfig::parse(&text, &path.display().to_string())?.map(Arc::new);
+        Ok(config)
     }
 
     /// Every field set here, else the one set in `lower`.
@@ -126,6 +137,8 @@ impl FileConfig {
             master_key_file: self.master_key_file.or(lower.master_key_file),
             retention_interval_s: self.retention_interval_s.or(lower.retention_interval_s),
             store_cache_mb: self.store_cache_mb.or(lower.store_cache_mb),
+            alerts: self.alerts.or(lower.alerts),
+            alert_rules: self.alert_rules.or(lower.alert_rules),
         }
     }
 }
@@ -159,6 +172,8 @@ pub struct ServeConfig {
     pub store_cache_bytes: u64,
     /// Byte budget of the read cache (tiles, bundles, proofs' subtree hashes).
     pub read_cache_bytes: usize,
+    /// Alert rules and their delivery, when the file has an `[alerts]` table.
+    pub alerts: Option<Arc<AlertsConfig>>,
 }
 
 impl ServeConfig {
@@ -280,6 +295,7 @@ impl ServeConfig {
             retention_interval,
             store_cache_bytes,
             read_cache_bytes,
+            alerts: o.alert_rules,
         })
     }
 }

@@ -151,6 +151,11 @@ impl MasterKey {
         }
     }
 
+    /// The key that seals the alert rules' checkpointed windows.
+    pub fn alerts_state_key(&self) -> DataKey {
+        DataKey(self.derive("veritrail/alerts-state/v1"))
+    }
+
     /// The key-check value: SHA-256 of a derived key. Reveals nothing about
     /// the master key, and differs for every other master key.
     pub fn check_value(&self) -> [u8; 32] {

@@ -12,7 +12,7 @@
 //! - Engine: [`sequencer`] (the single writer and its write path),
 //!   [`vault`] (encryption at rest and erasure), [`store`] (the storage
 //!   contract and its backends).
-//! - Service: [`api`] (HTTP), [`auth`], [`search`], [`backup`],
+//! - Service: [`api`] (HTTP), [`alerts`] (rules on accepted events), [`auth`], [`search`], [`backup`],
 //!   [`lifecycle`] (create and load a data directory), [`server`]
 //!   (`veritrail serve`), [`listen`] (plain or TLS serving), [`config`].
 //! - Checking a log from outside: [`verify`] and [`monitor`] (the two
@@ -28,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod backup;

@@ -74,6 +74,11 @@ enum Command {
         #[arg(long = "vkey", required = true)]
         vkeys: Vec<String>,
     },
+    /// Alert rules: replay events against them offline.
+    Alerts {
+        #[command(subcommand)]
+        command: cli::alerts::AlertsCommand,
+    },
     /// Measure ingest throughput and latency, and the storage ceiling.
     Bench {
         #[command(subcommand)]
@@ -139,6 +144,7 @@ fn main() -> anyhow::Result<()> {
         Command::VerifyBundle { file, vkeys } => {
             return cli::export::verify_bundle(&file, &vkeys);
         }
+        Command::Alerts { command } => return cli::alerts::alerts(command),
         Command::Bench { command } if command.is_offline() => {
             return cli::bench::offline(command);
         }
@@ -169,7 +175,8 @@ fn main() -> anyhow::Result<()> {
             Command::Keygen { .. }
             | Command::Restore { .. }
             | Command::Fsck { .. }
-            | Command::VerifyBundle { .. } => unreachable!("offline commands return above"),
+            | Command::VerifyBundle { .. }
+            | Command::Alerts { .. } => unreachable!("offline commands return above"),
         }
     })
 }

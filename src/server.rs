@@ -162,6 +162,19 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         }
         None => None,
     };
+    let alerts = match &config.alerts {
+        Some(rules) => {
+            let a = crate::alerts::Alerts::start(rules, &config.data, master.alerts_state_key())
+                .map_err(ServeError::Io)?;
+            println!(
+                "veritrail: {} alert rules watch accepted events",
+                rules.rules.len()
+            );
+            tokio::spawn(a.clone().checkpoint_loop(rules.checkpoint_interval));
+            Some(a)
+        }
+        None => None,
+    };
     let state = AppState::new(AppParts {
         origin: opened.origin.clone().into(),
         verifier_keys: Arc::new(opened.verifier_keys),
@@ -177,6 +190,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         metrics,
         checkpoint_interval: config.sequencer.checkpoint_interval,
         witnessed,
+        alerts: alerts.clone(),
     });
     tokio::spawn(api::retention_loop(
         state.clone(),
@@ -192,8 +206,11 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         config.limits.request_timeout,
     )
     .await;
-    // In-flight requests are done: sequence whatever is still queued, sign a
-    // final checkpoint, and stop.
+    // In-flight requests are done: checkpoint the alert windows, sequence
+    // whatever is still queued, sign a final checkpoint, and stop.
+    if let Some(a) = &alerts {
+        a.shutdown().await;
+    }
     let index = vault_for_shutdown;
     tokio::task::spawn_blocking(move || {
         sequencer.shutdown();

@@ -5,6 +5,7 @@
 //! well as through a real socket. Every error goes through [`ApiError`].
 
 mod admin;
+mod alerts;
 mod audit;
 mod backup;
 mod error;
@@ -120,12 +121,23 @@ pub struct AppParts {
     pub witnessed: Option<Arc<WitnessedView>>,
     /// Encrypted event bodies, indexes, erasure (the same store as `store`).
     pub vault: Arc<crate::vault::Vault>,
+    /// Alert rules on accepted events, when configured.
+    pub alerts: Option<Arc<crate::alerts::Alerts>>,
 }
 
 /// The state `veritrail serve` would build over a test log (sealed, no
 /// metrics, no witnesses), for the handlers' unit tests.
 #[cfg(test)]
 pub(crate) fn test_state(log: &crate::sequencer::test_log::TestLog) -> AppState {
+    test_state_with(log, None)
+}
+
+/// As [`test_state`], with alert rules watching accepted events.
+#[cfg(test)]
+pub(crate) fn test_state_with(
+    log: &crate::sequencer::test_log::TestLog,
+    alerts: Option<Arc<crate::alerts::Alerts>>,
+) -> AppState {
     let store = log.dyn_store();
     AppState::new(AppParts {
         origin: log.origin.as_str().into(),
@@ -139,6 +151,7 @@ pub(crate) fn test_state(log: &crate::sequencer::test_log::TestLog) -> AppState 
         metrics: None,
         checkpoint_interval: Duration::from_secs(1),
         witnessed: None,
+        alerts,
         vault: log.vault(),
     })
 }
@@ -188,7 +201,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{index}", get(audit::get_event))
         .route("/v1/events/{index}/tlog-proof", get(audit::tlog_proof))
         .route("/v1/export", get(audit::export))
-        .route("/v1/whoami", get(audit::whoami));
+        .route("/v1/whoami", get(audit::whoami))
+        .route("/v1/alerts", get(alerts::list_alerts));
     let write = Router::new()
         .route("/v1/events", post(write::submit_events))
         .route("/v1/logs", post(otlp::export_logs))

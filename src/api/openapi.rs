@@ -66,6 +66,7 @@ const SCHEME: &str = "api_key";
         super::audit::tlog_proof,
         super::audit::export,
         super::audit::whoami,
+        super::alerts::list_alerts,
         super::admin::create_key,
         super::admin::list_keys,
         super::admin::revoke_key,
@@ -536,6 +537,47 @@ pub(super) struct SearchPage {
     total: SearchTotal,
     /// Candidates examined so far, on this page and the ones before it.
     examined: u64,
+}
+
+/// `GET /v1/alerts`: a page of alerts, newest first.
+#[derive(ToSchema)]
+pub(super) struct AlertPage {
+    alerts: Vec<AlertRecord>,
+    /// Fetches the next (older) page; null on the last. A page may hold
+    /// fewer alerts than asked for and still have one.
+    next_cursor: Option<String>,
+}
+
+/// One recorded alert.
+#[derive(ToSchema)]
+pub(super) struct AlertRecord {
+    /// Leaf index of the alert's own audit event (its inclusion proof: `GET /v1/events/{index}`).
+    index: u64,
+    /// The alert event's leaf hash (base64).
+    leaf_hash: String,
+    /// When the log raised it (RFC 3339).
+    raised_at: String,
+    alert: AlertBody,
+}
+
+/// What fired.
+#[derive(ToSchema)]
+pub(super) struct AlertBody {
+    /// The rule's name.
+    rule: String,
+    /// `threshold`, `breadth`, `time_of_day` or `first_seen`.
+    kind: String,
+    /// The group: field name to value (`{"actor": "jdoe"}`); empty when the rule groups nothing.
+    #[schema(value_type = Object)]
+    group: serde_json::Map<String, serde_json::Value>,
+    /// Events (or distinct values) counted when it fired.
+    count: u64,
+    /// `occurred_at` of the first counted event.
+    window_start: String,
+    /// `occurred_at` of the last counted event.
+    window_end: String,
+    /// Leaf indexes of the triggering events (at most 200, the newest).
+    events: Vec<u64>,
 }
 
 /// `GET /v1/whoami`: the calling key.

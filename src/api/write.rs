@@ -83,15 +83,22 @@ pub(super) fn no_options(
 /// The accept stage every write route shares (see
 /// `sequencer::write_path`): salts, canonicalises and commits to each
 /// validated event of `app`, queues them as one batch and returns once they
-/// are durable (and, with `wait`, signed).
+/// are durable (and, with `wait`, signed). The alert rules see the
+/// plaintext of the events they watch, and count them once they have
+/// their indexes (`api/alerts.rs`).
 pub(super) async fn accept_events(
     st: &AppState,
     app: String,
     events: Vec<event::AuditEvent>,
     wait: bool,
 ) -> Result<Receipt, ApiError> {
+    let watched = super::alerts::watch(st, &app, &events);
     let prepared = sequencer::accept(&st.vault, &app, events).map_err(ApiError::internal)?;
-    Ok(st.sequencer.submit(app, prepared, wait).await?)
+    let receipt = st.sequencer.submit(app, prepared, wait).await?;
+    if !watched.is_empty() {
+        super::alerts::raise(st, watched, &receipt).await;
+    }
+    Ok(receipt)
 }
 
 /// Validates the events (parsing them), accepts them (canonical form,

@@ -8,6 +8,7 @@
 //! - [`backup`] for `backup`, `restore` and `fsck`;
 //! - [`follow`] for `verify` and `monitor` (following a log from outside);
 //! - [`ship`] for `ship` (the shipping agent);
+//! - [`alerts`] for `alerts test` (replaying events against alert rules);
 //! - [`bench`] for `bench`.
 //!
 //! Commands that talk to a server do so through [`veritrail::client::Client`],
@@ -16,6 +17,7 @@
 //! and the tests in `tests/*_cli.rs` rely on them. Nothing here builds a
 //! tokio runtime: `main` builds the one runtime for the commands that need it.
 
+pub mod alerts;
 pub mod backup;
 pub mod bench;
 pub mod export;

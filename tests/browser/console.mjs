@@ -629,7 +629,7 @@ export async function consoleTests(browser, h) {
         await twoShots(page, name);
         await page.close();
       }
-      for (const path of ['auditor.html', `event.html?index=${early[0]}`, 'admin.html', 'verify.html', '']) {
+      for (const path of ['auditor.html', `event.html?index=${early[0]}`, 'admin.html', 'alerts.html', 'verify.html', '']) {
         const page = await context.newPage();
         await page.goto(new URL(path, base).href);
         const problems = await page.evaluate(() => {
@@ -643,7 +643,7 @@ export async function consoleTests(browser, h) {
           }
           for (const sel of ['header', 'main', 'nav[aria-label="Main"]', 'footer']) if (!document.querySelector(sel)) out.push(`no ${sel}`);
           if (document.querySelectorAll('h1').length !== 1) out.push('not exactly one h1');
-          for (const nav of ['index.html', 'verify.html', 'auditor.html', 'admin.html']) {
+          for (const nav of ['index.html', 'verify.html', 'auditor.html', 'alerts.html', 'admin.html']) {
             if (!document.querySelector(`nav.site-nav a[href="${nav}"]`)) out.push(`no link to ${nav}`);
           }
           return out;

@@ -105,6 +105,7 @@ impl LogBuilder {
             metrics: None,
             checkpoint_interval: config.checkpoint_interval,
             witnessed: None,
+            alerts: None,
             vault: Arc::new(vault.unwrap()),
         });
         InProcessLog {

@@ -1,0 +1,639 @@
+//! Rule evaluation: each rule's windows, per group, over the plaintext of
+//! accepted events, and the alerts they raise.
+//!
+//! Time is the events' own `occurred_at`, never the clock, so replaying a
+//! file (`veritrail alerts test`) gives what the server would have raised.
+//! Invariants: a rule holds at most `max_entries` state entries (a group
+//! costs one, plus one per timestamp or value it keeps); beyond that the
+//! least recently active groups are dropped and counted. A group raises at
+//! most one alert per window: after an alert it is quiet until a window
+//! has passed (a first-seen pair alerts once, ever).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use chrono::{Datelike, TimeZone, Timelike};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::rules::{Distinct, GroupBy, Kind, Of, Rule};
+use crate::event::{self, AuditEvent};
+
+/// Most triggering event indexes an alert lists (the newest); `count`
+/// says how many there were.
+pub const MAX_LISTED_EVENTS: usize = 200;
+
+/// What a rule needs of one accepted event: the fields rules read (never
+/// the context), and which rules match it.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    rules: u64,
+    app: String,
+    actor: String,
+    actor_ip: Option<String>,
+    action: String,
+    resource_type: String,
+    resource: String,
+    subject: Option<String>,
+    occurred_ms: i64,
+}
+
+/// An alert, as recorded in the log (the `details` of its audit event) and
+/// posted to the webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The rule's name.
+    pub rule: String,
+    /// The rule's kind.
+    pub kind: String,
+    /// What the group is: field name to value (empty for `group_by = "nothing"`).
+    pub group: serde_json::Map<String, Value>,
+    /// Matching events (or distinct values) counted when it fired.
+    pub count: u64,
+    /// First and last `occurred_at` of the counted events.
+    pub window_start: String,
+    pub window_end: String,
+    /// Leaf indexes of the triggering events, oldest first (at most [`MAX_LISTED_EVENTS`], the newest).
+    pub events: Vec<u64>,
+}
+
+impl Alert {
+    /// The data subject the alert names, when its group is one.
+    pub fn subject(&self) -> Option<&str> {
+        self.group.get("subject").and_then(Value::as_str)
+    }
+}
+
+/// The state of one group of one rule.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Group {
+    /// Newest `occurred_at` seen in the group.
+    last_ms: i64,
+    /// No alert before this time.
+    quiet_until: i64,
+    /// Threshold: the counted events `(occurred, index)`, in that order.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    hits: VecDeque<(i64, u64)>,
+    /// Breadth: distinct value -> newest `(occurred, index)`.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    seen: HashMap<String, (i64, u64)>,
+}
+
+impl Group {
+    fn entries(&self) -> usize {
+        1 + self.hits.len() + self.seen.len()
+    }
+}
+
+/// The state of one rule; what is checkpointed.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct RuleState {
+    /// Newest `occurred_at` the rule has seen.
+    newest_ms: i64,
+    /// First-seen: when the rule started learning.
+    started_ms: Option<i64>,
+    groups: HashMap<String, Group>,
+    #[serde(skip)]
+    entries: usize,
+}
+
+impl RuleState {
+    /// Recounts what a restored state holds.
+    fn recount(&mut self) {
+        self.entries = self.groups.values().map(Group::entries).sum();
+    }
+}
+
+/// One rule with its state.
+struct Evaluated {
+    rule: Rule,
+    state: Mutex<RuleState>,
+}
+
+/// The rules and their state. Shared by every request thread; each rule
+/// has its own lock, held only while one event is counted.
+pub struct Engine {
+    rules: Vec<Evaluated>,
+    max_entries: usize,
+}
+
+impl Engine {
+    /// An engine with empty windows.
+    pub fn new(rules: Vec<Rule>, max_entries: usize) -> Engine {
+        Engine {
+            rules: rules
+                .into_iter()
+                .map(|rule| Evaluated {
+                    rule,
+                    state: Mutex::new(RuleState::default()),
+                })
+                .collect(),
+            max_entries: max_entries.max(2),
+        }
+    }
+
+    /// The rules, in order.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().map(|e| &e.rule)
+    }
+
+    /// What the rules need of `ev` written by `app`, or `None` when no rule
+    /// matches it (the usual case: nothing is copied).
+    pub fn observe(&self, app: &str, ev: &AuditEvent) -> Option<Observed> {
+        let mut mask = 0u64;
+        for (i, e) in self.rules.iter().enumerate() {
+            if e.rule.matches(app, ev) {
+                mask |= 1 << i;
+            }
+        }
+        if mask == 0 {
+            return None;
+        }
+        Some(Observed {
+            rules: mask,
+            app: app.to_string(),
+            actor: ev.actor.id.clone(),
+            actor_ip: ev.actor.ip.map(|ip| ip.to_string()),
+            action: ev.action.clone(),
+            resource_type: ev.resource.kind.clone(),
+            resource: format!("{}/{}", ev.resource.kind, ev.resource.id),
+            subject: ev.subject.clone(),
+            // A parsed event's time is valid by construction.
+            occurred_ms: event::parse_rfc3339_ms(&ev.occurred_at).unwrap_or(0),
+        })
+    }
+
+    /// Counts `ob`, now at leaf `index`, in every rule it matched; returns
+    /// the alerts that fired.
+    pub fn evaluate(&self, ob: &Observed, index: u64) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for (i, e) in self.rules.iter().enumerate() {
+            if ob.rules & (1 << i) == 0 {
+                continue;
+            }
+            let mut st = e.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(alert) = count(&e.rule, &mut st, ob, index) {
+                out.push(alert);
+            }
+            let dropped = shrink(&e.rule, &mut st, self.max_entries);
+            drop(st);
+            if dropped > 0 {
+                metrics::counter!("veritrail_alerts_state_dropped_total", "rule" => e.rule.name.clone())
+                    .increment(dropped as u64);
+                tracing::warn!(rule = %e.rule.name, dropped, "alert rule state reached its cap; the least recently active groups were dropped");
+            }
+        }
+        out
+    }
+
+    /// Every rule's state, by name, with the rule's fingerprint.
+    pub fn snapshot(&self) -> Vec<(String, String, RuleState)> {
+        self.rules
+            .iter()
+            .map(|e| {
+                let st = e.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                (e.rule.name.clone(), fingerprint(&e.rule), st)
+            })
+            .collect()
+    }
+
+    /// Restores the state of the rules that are unchanged since the
+    /// snapshot (same name and fingerprint); returns how many were.
+    pub fn restore(&self, saved: Vec<(String, String, RuleState)>) -> usize {
+        let mut restored = 0;
+        for (name, print, mut st) in saved {
+            if let Some(e) = self.rules.iter().find(|e| e.rule.name == name)
+                && fingerprint(&e.rule) == print
+            {
+                st.recount();
+                shrink(&e.rule, &mut st, self.max_entries);
+                *e.state.lock().unwrap_or_else(|p| p.into_inner()) = st;
+                restored += 1;
+            }
+        }
+        restored
+    }
+}
+
+/// Identifies a rule's definition: a changed rule starts afresh.
+fn fingerprint(rule: &Rule) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(format!("{rule:?}").as_bytes()))
+}
+
+fn group_of(by: GroupBy, ob: &Observed) -> Option<(&'static str, &str)> {
+    let v = match by {
+        GroupBy::Actor => &ob.actor,
+        GroupBy::ActorIp => ob.actor_ip.as_ref()?,
+        GroupBy::Subject => ob.subject.as_ref()?,
+        GroupBy::Resource => &ob.resource,
+        GroupBy::App => &ob.app,
+        GroupBy::Nothing => "",
+    };
+    Some((by.name(), v))
+}
+
+fn group_json(fields: &[(&str, &str)]) -> serde_json::Map<String, Value> {
+    fields
+        .iter()
+        .filter(|(k, _)| *k != "nothing")
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect()
+}
+
+fn alert(
+    rule: &Rule,
+    group: serde_json::Map<String, Value>,
+    count: u64,
+    mut events: Vec<(i64, u64)>,
+) -> Alert {
+    events.sort_unstable();
+    let start = events.first().map_or(0, |e| e.0);
+    let end = events.last().map_or(0, |e| e.0);
+    let skip = events.len().saturating_sub(MAX_LISTED_EVENTS);
+    Alert {
+        rule: rule.name.clone(),
+        kind: rule.kind.name().to_string(),
+        group,
+        count,
+        window_start: event::format_rfc3339_ms(start),
+        window_end: event::format_rfc3339_ms(end),
+        events: events[skip..].iter().map(|e| e.1).collect(),
+    }
+}
+
+/// Counts one event in one rule.
+fn count(rule: &Rule, st: &mut RuleState, ob: &Observed, index: u64) -> Option<Alert> {
+    let t = ob.occurred_ms;
+    st.newest_ms = st.newest_ms.max(t);
+    match &rule.kind {
+        Kind::Threshold {
+            group_by,
+            more_than,
+            window_ms,
+        } => in_window(rule, st, ob, *group_by, *window_ms, |g, horizon| {
+            // Kept in time order: expired hits leave from the front, and
+            // an event arrives in order (at the back) but for stragglers.
+            while g.hits.front().is_some_and(|(ms, _)| *ms <= horizon) {
+                g.hits.pop_front();
+            }
+            let at = g.hits.partition_point(|&h| h <= (t, index));
+            g.hits.insert(at, (t, index));
+            (g.hits.len() as u64 > *more_than).then(|| g.hits.drain(..).collect())
+        }),
+        Kind::Breadth {
+            group_by,
+            distinct,
+            more_than,
+            window_ms,
+        } => {
+            let value = match distinct {
+                Distinct::Subject => ob.subject.clone()?,
+                Distinct::Resource => ob.resource.clone(),
+            };
+            in_window(rule, st, ob, *group_by, *window_ms, |g, horizon| {
+                let e = g.seen.entry(value).or_insert((t, index));
+                if *e < (t, index) {
+                    *e = (t, index);
+                }
+                if g.seen.len() as u64 > *more_than {
+                    g.seen.retain(|_, (ms, _)| *ms > horizon);
+                }
+                (g.seen.len() as u64 > *more_than).then(|| g.seen.drain().map(|(_, v)| v).collect())
+            })
+        }
+        Kind::TimeOfDay {
+            group_by,
+            time_zone,
+            from_minute,
+            to_minute,
+            days,
+            window_ms,
+        } => {
+            let local = time_zone.timestamp_millis_opt(t).single()?;
+            let minute = local.hour() * 60 + local.minute();
+            let in_hours = if from_minute < to_minute {
+                (*from_minute..*to_minute).contains(&minute)
+            } else {
+                minute >= *from_minute || minute < *to_minute
+            };
+            let day_ok = days & (1 << local.weekday().num_days_from_monday()) != 0;
+            if in_hours && day_ok {
+                return None;
+            }
+            let (field, key) = group_of(*group_by, ob)?;
+            let fire = with_group(st, key, |g, _| {
+                g.last_ms = g.last_ms.max(t);
+                let fire = t >= g.quiet_until;
+                if fire {
+                    g.quiet_until = t + window_ms;
+                }
+                fire
+            });
+            fire.then(|| alert(rule, group_json(&[(field, key)]), 1, vec![(t, index)]))
+        }
+        Kind::FirstSeen { of, learning_ms } => {
+            let started = *st.started_ms.get_or_insert(t);
+            let (field, value) = match of {
+                Of::Action => ("action", ob.action.as_str()),
+                Of::ResourceType => ("resource_type", ob.resource_type.as_str()),
+            };
+            let key = format!("{}\u{0}{value}", ob.actor);
+            let new = with_group(st, &key, |g, new| {
+                g.last_ms = g.last_ms.max(t);
+                new
+            });
+            (new && t >= started + learning_ms).then(|| {
+                alert(
+                    rule,
+                    group_json(&[("actor", &ob.actor), (field, value)]),
+                    1,
+                    vec![(t, index)],
+                )
+            })
+        }
+    }
+}
+
+/// Counts `ob` in its group of a windowed rule: unless the group is quiet
+/// or the event older than the group's window, `add` puts it in (events
+/// before `horizon` no longer count) and answers the counted events once
+/// they exceed the rule's count; the group is then quiet for a window.
+fn in_window(
+    rule: &Rule,
+    st: &mut RuleState,
+    ob: &Observed,
+    group_by: GroupBy,
+    window_ms: i64,
+    add: impl FnOnce(&mut Group, i64) -> Option<Vec<(i64, u64)>>,
+) -> Option<Alert> {
+    let t = ob.occurred_ms;
+    let (field, key) = group_of(group_by, ob)?;
+    let hits = with_group(st, key, |g, _| {
+        g.last_ms = g.last_ms.max(t);
+        let horizon = g.last_ms - window_ms;
+        if t < g.quiet_until || t <= horizon {
+            return None;
+        }
+        let hits = add(g, horizon);
+        if hits.is_some() {
+            g.quiet_until = g.last_ms + window_ms;
+        }
+        hits
+    })?;
+    Some(alert(
+        rule,
+        group_json(&[(field, key)]),
+        hits.len() as u64,
+        hits,
+    ))
+}
+
+/// Runs `f` on the group `key` (created if new; `f` is told which),
+/// keeping the rule's count of entries.
+fn with_group<R>(st: &mut RuleState, key: &str, f: impl FnOnce(&mut Group, bool) -> R) -> R {
+    // One lookup for a known group (the usual case).
+    if let Some(g) = st.groups.get_mut(key) {
+        let before = g.entries();
+        let out = f(g, false);
+        st.entries = st.entries + g.entries() - before;
+        return out;
+    }
+    let mut g = Group::default();
+    let out = f(&mut g, true);
+    st.entries += g.entries();
+    st.groups.insert(key.to_string(), g);
+    out
+}
+
+/// Keeps `st` within `max` entries: first groups with nothing left to
+/// count, then the least recently active eighth of the rest, and again,
+/// so the cost is amortised. Returns how many live groups were dropped.
+fn shrink(rule: &Rule, st: &mut RuleState, max: usize) -> usize {
+    if st.entries <= max {
+        return 0;
+    }
+    let newest = st.newest_ms;
+    let window_ms = match &rule.kind {
+        Kind::Threshold { window_ms, .. }
+        | Kind::Breadth { window_ms, .. }
+        | Kind::TimeOfDay { window_ms, .. } => Some(*window_ms),
+        Kind::FirstSeen { .. } => None,
+    };
+    if let Some(w) = window_ms {
+        st.groups
+            .retain(|_, g| g.last_ms > newest - w || g.quiet_until > newest);
+        st.recount();
+    }
+    let mut dropped = 0;
+    while st.entries > max && !st.groups.is_empty() {
+        let mut ages: Vec<i64> = st.groups.values().map(|g| g.last_ms).collect();
+        let n = (ages.len() / 8).max(1);
+        let (_, cut, _) = ages.select_nth_unstable(n - 1);
+        let cut = *cut;
+        let before = st.groups.len();
+        let mut left = n;
+        st.groups.retain(|_, g| {
+            if left > 0 && g.last_ms <= cut {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        dropped += before - st.groups.len();
+        st.recount();
+    }
+    dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::rules::AlertsConfig;
+
+    fn engine(rules: &str, max_entries: usize) -> Engine {
+        let c = AlertsConfig::parse(&format!("[alerts]\n{rules}"), "t")
+            .unwrap()
+            .unwrap();
+        Engine::new(c.rules, max_entries)
+    }
+
+    fn ev(actor: &str, action: &str, subject: &str, at: &str) -> AuditEvent {
+        event::parse_event(
+            &json!({
+                "actor": {"id": actor, "type": "user"}, "action": action,
+                "resource": {"type": "patient_record", "id": subject}, "subject": subject,
+                "purpose": "care", "outcome": "failure", "occurred_at": at,
+            }),
+            &event::EventLimits::default(),
+        )
+        .unwrap()
+    }
+
+    fn feed(e: &Engine, events: &[AuditEvent], first_index: u64) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for (i, ev) in events.iter().enumerate() {
+            if let Some(ob) = e.observe("clinic", ev) {
+                out.extend(e.evaluate(&ob, first_index + i as u64));
+            }
+        }
+        out
+    }
+
+    const LOGINS: &str = "[[alerts.rule]]\nname = \"logins\"\nkind = \"threshold\"\nmatch = { action = \"login\" }\ngroup_by = \"actor\"\nmore_than = 3\nwindow = \"10m\"\n";
+
+    #[test]
+    fn a_threshold_fires_once_per_group_per_window() {
+        let e = engine(LOGINS, 1000);
+        let burst: Vec<_> = (0..10)
+            .map(|i| {
+                ev(
+                    "mallory",
+                    "login",
+                    "p",
+                    &format!("2026-01-01T10:00:{i:02}Z"),
+                )
+            })
+            .collect();
+        let alerts = feed(&e, &burst, 100);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].count, 4);
+        assert_eq!(alerts[0].events, vec![100, 101, 102, 103]);
+        assert_eq!(alerts[0].group["actor"], "mallory");
+        assert_eq!(alerts[0].window_start, "2026-01-01T10:00:00.000Z");
+        // A window later, it can fire again.
+        let later: Vec<_> = (0..4)
+            .map(|i| {
+                ev(
+                    "mallory",
+                    "login",
+                    "p",
+                    &format!("2026-01-01T10:20:{i:02}Z"),
+                )
+            })
+            .collect();
+        assert_eq!(feed(&e, &later, 200).len(), 1);
+    }
+
+    #[test]
+    fn spread_out_or_other_events_do_not_fire() {
+        let e = engine(LOGINS, 1000);
+        // 3 per 10 minutes per actor, for an hour, and reads that do not match.
+        let mut quiet = Vec::new();
+        for m in 0..60 {
+            quiet.push(ev(
+                "alice",
+                "login",
+                "p",
+                &format!("2026-01-01T10:{m:02}:00Z"),
+            ));
+            quiet.push(ev(
+                "bob",
+                "record.read",
+                "p",
+                &format!("2026-01-01T10:{m:02}:01Z"),
+            ));
+        }
+        let filtered: Vec<_> = quiet
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 8 == 0 || i % 2 == 1)
+            .map(|(_, e)| e.clone())
+            .collect();
+        assert!(feed(&e, &filtered, 0).is_empty());
+    }
+
+    #[test]
+    fn breadth_time_of_day_and_first_seen() {
+        let e = engine(
+            "[[alerts.rule]]\nname = \"b\"\nkind = \"breadth\"\ndistinct = \"subject\"\nmore_than = 5\nwindow = \"5m\"\n\
+             [[alerts.rule]]\nname = \"n\"\nkind = \"time_of_day\"\nmatch = { action = \"export\" }\ntime_zone = \"Europe/Paris\"\nallowed_hours = \"07:00-20:00\"\n\
+             [[alerts.rule]]\nname = \"f\"\nkind = \"first_seen\"\nmatch = { action = { prefix = \"admin.\" } }\nof = \"action\"\nlearning = \"1h\"\n",
+            1000,
+        );
+        // The same 5 subjects again and again: no breadth alert; a sixth: one.
+        let same: Vec<_> = (0..20)
+            .map(|i| {
+                ev(
+                    "dr",
+                    "record.read",
+                    &format!("p{}", i % 5),
+                    &format!("2026-01-01T10:00:{i:02}Z"),
+                )
+            })
+            .collect();
+        assert!(feed(&e, &same, 0).is_empty());
+        let sixth = feed(
+            &e,
+            &[ev("dr", "record.read", "p9", "2026-01-01T10:01:00Z")],
+            20,
+        );
+        assert_eq!(sixth.len(), 1);
+        assert_eq!((sixth[0].rule.as_str(), sixth[0].count), ("b", 6));
+        // 18:59 UTC is 19:59 in Paris (allowed); 19:00 UTC is 20:00 (not).
+        assert!(feed(&e, &[ev("x", "export", "q", "2026-01-01T18:59:00Z")], 30).is_empty());
+        let night = feed(&e, &[ev("x", "export", "q", "2026-01-01T19:00:00Z")], 31);
+        assert_eq!(night.len(), 1);
+        assert_eq!(night[0].events, vec![31]);
+        // Learning: the first admin action by anyone starts the hour.
+        assert!(
+            feed(
+                &e,
+                &[ev("alice", "admin.grant", "q", "2026-01-01T10:00:00Z")],
+                40
+            )
+            .is_empty()
+        );
+        assert!(
+            feed(
+                &e,
+                &[ev("alice", "admin.grant", "q", "2026-01-01T12:00:00Z")],
+                41
+            )
+            .is_empty()
+        );
+        let first = feed(
+            &e,
+            &[ev("bob", "admin.grant", "q", "2026-01-01T12:00:00Z")],
+            42,
+        );
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].group["action"], "admin.grant");
+        assert!(
+            feed(
+                &e,
+                &[ev("bob", "admin.grant", "q", "2026-01-01T12:01:00Z")],
+                43
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn state_stays_within_its_cap_and_survives_a_snapshot() {
+        let e = engine(LOGINS, 100);
+        let many: Vec<_> = (0..500)
+            .map(|i| ev(&format!("u{i}"), "login", "p", "2026-01-01T10:00:00Z"))
+            .collect();
+        assert!(feed(&e, &many, 0).is_empty());
+        let snap = e.snapshot();
+        assert!(snap[0].2.entries <= 100, "{}", snap[0].2.entries);
+        // Three logins of a live group, a snapshot, a new engine: the fourth fires.
+        let e = engine(LOGINS, 1000);
+        let three: Vec<_> = (0..3)
+            .map(|_| ev("m", "login", "p", "2026-01-01T11:00:00Z"))
+            .collect();
+        assert!(feed(&e, &three, 0).is_empty());
+        let snap = serde_json::to_string(&e.snapshot()).unwrap();
+        let fresh = engine(LOGINS, 1000);
+        assert_eq!(fresh.restore(serde_json::from_str(&snap).unwrap()), 1);
+        assert_eq!(
+            feed(&fresh, &[ev("m", "login", "p", "2026-01-01T11:01:00Z")], 3).len(),
+            1
+        );
+        // A changed rule does not take the old state.
+        let changed = engine(&LOGINS.replace("more_than = 3", "more_than = 4"), 1000);
+        assert_eq!(changed.restore(serde_json::from_str(&snap).unwrap()), 0);
+    }
+}
