@@ -656,17 +656,7 @@ impl RunMap {
             .clone();
         if let Some(&g) = manifest.garbage.first() {
             self.delete_run_blocks(g, sync)?;
-            let mut guard = self
-                .manifest
-                .lock()
-                .map_err(|_| backend("manifest lock poisoned"))?;
-            let mut next = guard.clone();
-            next.garbage.retain(|x| *x != g);
-            let mut batch = sled::Batch::default();
-            put_manifest(&mut batch, self.map, &next);
-            self.tree.apply_batch(batch).map_err(backend)?;
-            sync()?;
-            *guard = next;
+            self.update_manifest(sync, |m| m.garbage.retain(|x| *x != g))?;
             return Ok(true);
         }
         let Some(level) = (0..=u8::MAX)
@@ -683,22 +673,12 @@ impl RunMap {
             .collect();
         // Name the output as garbage first: a crash while it is written
         // leaves blocks the next start deletes.
-        let id = {
-            let mut guard = self
-                .manifest
-                .lock()
-                .map_err(|_| backend("manifest lock poisoned"))?;
-            let mut next = guard.clone();
-            let id = next.next_run;
-            next.next_run += 1;
-            next.garbage.push(id);
-            let mut batch = sled::Batch::default();
-            put_manifest(&mut batch, self.map, &next);
-            self.tree.apply_batch(batch).map_err(backend)?;
-            sync()?;
-            *guard = next;
+        let id = self.update_manifest(sync, |m| {
+            let id = m.next_run;
+            m.next_run += 1;
+            m.garbage.push(id);
             id
-        };
+        })?;
         let total: u64 = inputs.iter().map(|r| r.entries).sum();
         let mut writer = RunWriter::new(self.map, id, level + 1, self.bloom, total as usize);
         let mut sources: Vec<RunReader> = inputs.iter().map(|m| RunReader::new(self, *m)).collect();
@@ -742,39 +722,56 @@ impl RunMap {
         let run = writer.finish(&mut batch);
         self.tree.apply_batch(batch).map_err(backend)?;
         sync()?;
-        // One batch names the output and drops the inputs.
+        // One batch names the output and drops the inputs. Lookups switch
+        // under the manifest lock, which a commit adding a run also holds,
+        // so neither switch undoes the other; the inputs' blocks go only
+        // in a later pass.
+        let run = Arc::new(run);
+        self.update_manifest(sync, |m| {
+            m.runs.retain(|r| !inputs.iter().any(|i| i.id == r.id));
+            let pos = m
+                .runs
+                .iter()
+                .position(|r| r.id > id)
+                .unwrap_or(m.runs.len());
+            m.runs.insert(pos, run.meta);
+            m.garbage.retain(|g| *g != id);
+            m.garbage.extend(inputs.iter().map(|i| i.id));
+            let mut runs: Vec<Arc<Run>> = self
+                .snapshot()
+                .iter()
+                .filter(|r| !inputs.iter().any(|i| i.id == r.meta.id))
+                .cloned()
+                .collect();
+            runs.push(run.clone());
+            runs.sort_by_key(|r| std::cmp::Reverse(r.meta.id));
+            if let Ok(mut r) = self.runs.write() {
+                *r = Arc::new(runs);
+            }
+        })?;
+        Ok(true)
+    }
+
+    /// Changes the manifest durably: `change` edits a copy, one batch
+    /// writes it, `sync` makes it durable, and only then does it replace
+    /// the manifest in memory.
+    fn update_manifest<T>(
+        &self,
+        sync: &dyn Fn() -> Result<(), StoreError>,
+        change: impl FnOnce(&mut Manifest) -> T,
+    ) -> Result<T, StoreError> {
         let mut guard = self
             .manifest
             .lock()
             .map_err(|_| backend("manifest lock poisoned"))?;
         let mut next = guard.clone();
-        next.runs.retain(|r| !inputs.iter().any(|i| i.id == r.id));
-        let pos = next
-            .runs
-            .iter()
-            .position(|r| r.id > id)
-            .unwrap_or(next.runs.len());
-        next.runs.insert(pos, run.meta);
-        next.garbage.retain(|g| *g != id);
-        next.garbage.extend(inputs.iter().map(|i| i.id));
+        let out = change(&mut next);
         let mut batch = sled::Batch::default();
         put_manifest(&mut batch, self.map, &next);
         self.tree.apply_batch(batch).map_err(backend)?;
         sync()?;
-        let run = Arc::new(run);
-        let mut runs: Vec<Arc<Run>> = self
-            .snapshot()
-            .iter()
-            .filter(|r| !inputs.iter().any(|i| i.id == r.meta.id))
-            .cloned()
-            .collect();
-        runs.push(run);
-        runs.sort_by_key(|r| std::cmp::Reverse(r.meta.id));
-        if let Ok(mut r) = self.runs.write() {
-            *r = Arc::new(runs);
-        }
         *guard = next;
-        Ok(true)
+        Ok(out)
     }
 
     fn delete_run_blocks(
