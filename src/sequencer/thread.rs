@@ -177,9 +177,13 @@ impl Sequencer {
         let last_checkpoint_size = view.checkpoint().checkpoint.size;
         // Leaves committed before a crash but not yet under a checkpoint
         // get one at once, not an interval later.
-        let last_checkpoint_at = Instant::now()
-            .checked_sub(config.checkpoint_interval)
-            .unwrap_or_else(Instant::now);
+        let last_checkpoint_at = if edge.size() != last_checkpoint_size {
+            Instant::now()
+                .checked_sub(config.checkpoint_interval)
+                .unwrap_or_else(Instant::now)
+        } else {
+            Instant::now()
+        };
         let state = State {
             store,
             sealing,
