@@ -287,20 +287,22 @@ impl State {
         let mut write = BatchWrite::default();
         let mut events = Vec::new();
         let mut done = Completed::default();
-        let mut seen: HashMap<(&str, &str), EntryReceipt> = HashMap::new();
+        let mut seen: HashMap<DedupeKey, EntryReceipt> = HashMap::new();
         let mut receipts = Vec::with_capacity(batch.len());
         for sub in batch.iter_mut() {
             let mut entries = Vec::with_capacity(sub.events.len());
             for ev in &mut sub.events {
-                if let Some(id) = ev.id.as_deref() {
-                    if let Some(r) = seen.get(&(sub.app.as_str(), id)) {
+                // One key per id, for this batch and for the store.
+                let key = ev.id.as_deref().map(|id| DedupeKey::of(&sub.app, id));
+                if let Some(key) = &key {
+                    if let Some(r) = seen.get(key) {
                         entries.push(EntryReceipt {
                             duplicate: true,
                             ..r.clone()
                         });
                         continue;
                     }
-                    if let Some(index) = self.store.dedupe(&DedupeKey::of(&sub.app, id))? {
+                    if let Some(index) = self.store.dedupe(key)? {
                         entries.push(self.receipt_of_stored(index)?);
                         continue;
                     }
@@ -332,9 +334,9 @@ impl State {
                     commitment: ev.commitment,
                     duplicate: false,
                 };
-                if let Some(id) = ev.id.as_deref() {
-                    write.dedupe.push((DedupeKey::of(&sub.app, id), index));
-                    seen.insert((sub.app.as_str(), id), receipt.clone());
+                if let Some(key) = key {
+                    write.dedupe.push((key, index));
+                    seen.insert(key, receipt.clone());
                 }
                 entries.push(receipt);
             }
