@@ -162,10 +162,22 @@ mod tests {
     use crate::merkle::Hash;
     use crate::store::{RecordSpace, Store};
 
+    /// The raw database, once the previous handle's threads let go of its
+    /// lock (they may hold it a few milliseconds after a drop).
+    fn open_raw(dir: &std::path::Path) -> sled::Db {
+        for _ in 0..100 {
+            if let Ok(db) = super::super::sled_config(dir).open() {
+                return db;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        super::super::sled_config(dir).open().unwrap()
+    }
+
     /// Writes `n` events' keys as layout 1 did: a checksummed sealed record
     /// per leaf, an idempotency key per leaf, a leaf-hash key per leaf.
     fn write_layout_1(dir: &std::path::Path, n: u64, erased: &[u64]) {
-        let db = super::super::sled_config(dir).open().unwrap();
+        let db = open_raw(dir);
         let tree = db.open_tree("log").unwrap();
         let mut tile = Vec::new();
         for i in 0..n {
@@ -243,7 +255,7 @@ mod tests {
         {
             // Convert only the sealed bodies below the progress mark, as a
             // conversion killed after its first batch leaves them.
-            let db = super::super::sled_config(dir.path()).open().unwrap();
+            let db = open_raw(dir.path());
             let tree = db.open_tree("log").unwrap();
             let mut batch = sled::Batch::default();
             let mut changes = Vec::new();
@@ -273,7 +285,7 @@ mod tests {
     fn a_database_from_a_newer_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = super::super::sled_config(dir.path()).open().unwrap();
+            let db = open_raw(dir.path());
             let tree = db.open_tree("log").unwrap();
             tree.insert(LAYOUT_KEY, &(LAYOUT + 1).to_be_bytes()[..])
                 .unwrap();
