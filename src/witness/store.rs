@@ -6,11 +6,17 @@
 //! record MUST be durable (survive a process kill and, as far as the backend
 //! can, a power loss). The sled backend lives in `<witness data>/db`, apart
 //! from any log's database.
+//!
+//! After a write whose sync failed, sled still shows the new record in
+//! memory while the disk may hold the old one: the sled backend then
+//! refuses every read and write until it is reopened, so the witness never
+//! cosigns on top of a state it may forget.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::store::StoreError;
 
@@ -41,7 +47,11 @@ pub struct SledWitnessStore {
     tree: sled::Tree,
     data_file: Mutex<Option<File>>,
     path: PathBuf,
+    /// Set, under the `data_file` lock, when a write could not be made durable.
+    unsynced: AtomicBool,
 }
+
+const UNSYNCED: &str = "an earlier write of the witness state could not be made durable (full disk or I/O error); fix the disk, then restart the witness";
 
 impl SledWitnessStore {
     /// Opens (or creates) the database in `dir`; one process at a time.
@@ -65,29 +75,47 @@ impl SledWitnessStore {
             tree,
             data_file: Mutex::new(None),
             path: dir.to_path_buf(),
+            unsynced: AtomicBool::new(false),
         })
     }
 
+    fn check_synced(&self) -> Result<(), StoreError> {
+        if self.unsynced.load(Ordering::Acquire) {
+            return Err(StoreError::Backend(UNSYNCED.into()));
+        }
+        Ok(())
+    }
+
     /// sled's flush, then an fsync of its data file: sled 0.34's flush alone
-    /// does not survive a power loss (sled issue 1452).
+    /// does not survive a power loss (sled issue 1452). A failure latches
+    /// the store unsynced before the lock is released, so a write queued
+    /// behind it cannot report success.
     fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(backend)?;
+        let flushed = self.db.flush().map(drop).map_err(backend);
         let mut guard = self
             .data_file
             .lock()
             .map_err(|_| backend("data file lock poisoned"))?;
-        if guard.is_none() {
-            *guard = Some(File::open(self.path.join("db")).map_err(backend)?);
+        self.check_synced()?;
+        let synced = flushed.and_then(|()| {
+            if guard.is_none() {
+                *guard = Some(File::open(self.path.join("db")).map_err(backend)?);
+            }
+            match guard.as_ref() {
+                Some(f) => f.sync_data().map_err(backend),
+                None => Ok(()),
+            }
+        });
+        if synced.is_err() {
+            self.unsynced.store(true, Ordering::Release);
         }
-        if let Some(f) = guard.as_ref() {
-            f.sync_data().map_err(backend)?;
-        }
-        Ok(())
+        synced
     }
 }
 
 impl WitnessStore for SledWitnessStore {
     fn get(&self, origin: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check_synced()?;
         Ok(self
             .tree
             .get(origin.as_bytes())
@@ -101,6 +129,7 @@ impl WitnessStore for SledWitnessStore {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<Result<(), Option<Vec<u8>>>, StoreError> {
+        self.check_synced()?;
         match self
             .tree
             .compare_and_swap(origin.as_bytes(), expected, Some(new))
@@ -194,6 +223,36 @@ mod tests {
         contract(&MemoryWitnessStore::new());
         let dir = tempfile::tempdir().unwrap();
         contract(&SledWitnessStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn after_a_failed_sync_the_sled_store_refuses_until_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledWitnessStore::open(dir.path()).unwrap();
+        assert_eq!(s.compare_and_swap("o", None, b"1").unwrap(), Ok(()));
+        // Reopen so the data file is opened by name at the next sync; take
+        // it away for that sync only, as a disk error would fail it once.
+        drop(s);
+        let s = SledWitnessStore::open(dir.path()).unwrap();
+        let db = dir.path().join("db");
+        let aside = dir.path().join("db.aside");
+        std::fs::rename(&db, &aside).unwrap();
+        assert!(s.compare_and_swap("o", Some(b"1"), b"2").is_err());
+        std::fs::rename(&aside, &db).unwrap();
+        // "2" may never reach the disk: nothing may build on it or show it.
+        let refused = s.compare_and_swap("o", Some(b"2"), b"3").unwrap_err();
+        assert!(
+            refused.to_string().contains("restart the witness"),
+            "{refused}"
+        );
+        assert!(s.get("o").is_err());
+        drop(s);
+        let s = SledWitnessStore::open(dir.path()).unwrap();
+        let now = s.get("o").unwrap();
+        assert!(
+            now == Some(b"1".to_vec()) || now == Some(b"2".to_vec()),
+            "{now:?}"
+        );
     }
 
     #[test]
