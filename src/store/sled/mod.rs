@@ -107,6 +107,9 @@ struct Disk {
     path: PathBuf,
     /// Set when a write was applied in memory but not made durable.
     unsynced: AtomicBool,
+    /// Fault injection: the next sync fails.
+    #[cfg(test)]
+    fail_next_sync: AtomicBool,
 }
 
 #[derive(Default)]
@@ -354,6 +357,8 @@ impl SledStore {
             synced: Mutex::new(Synced::default()),
             path: dir.to_path_buf(),
             unsynced: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_next_sync: AtomicBool::new(false),
         });
         let dedupe = Arc::new(RunMap::open(&tree, DEDUPE_MAP, "idempotency index", true)?);
         let leaves = Arc::new(RunMap::open(&tree, LEAF_MAP, "leaf-hash index", false)?);
@@ -450,13 +455,29 @@ fn start_compactor(disk: Arc<Disk>, maps: [Arc<RunMap>; 2]) -> (Arc<AtomicBool>,
 
 impl Disk {
     /// Makes everything written so far durable: sled's flush, then an fsync
-    /// of new blobs and of the data file (see the module comment).
+    /// of new blobs and of the data file (see the module comment). A
+    /// failure marks the store unsynced before the sync lock is released,
+    /// and a sync that finds it marked fails too: a writer queued behind a
+    /// failed fsync never reports success.
     fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(backend)?;
+        let flushed = self.db.flush().map(drop).map_err(backend);
         let mut synced = self
             .synced
             .lock()
             .map_err(|_| backend("sync state lock poisoned"))?;
+        self.check_synced()?;
+        let done = flushed.and_then(|()| self.sync_files(&mut synced));
+        if done.is_err() {
+            self.unsynced.store(true, Ordering::Release);
+        }
+        done
+    }
+
+    fn sync_files(&self, synced: &mut Synced) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if self.fail_next_sync.swap(false, Ordering::AcqRel) {
+            return Err(backend("injected fsync failure"));
+        }
         self.sync_new_blobs(&mut synced.blobs)?;
         if synced.data_file.is_none() {
             synced.data_file = Some(File::open(data_file(&self.path)).map_err(backend)?);
@@ -476,25 +497,11 @@ impl Disk {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(backend(e)),
         };
-        let mut present = HashSet::new();
-        let mut fresh = false;
-        for entry in entries {
-            let name = entry.map_err(backend)?.file_name();
-            if !synced.contains(&name) {
-                File::open(dir.join(&name))
-                    .and_then(|f| f.sync_data())
-                    .map_err(backend)?;
-                fresh = true;
-            }
-            present.insert(name);
-        }
-        if fresh {
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(backend)?;
-        }
-        *synced = present;
-        Ok(())
+        let names = entries
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        sync_listed_blobs(&dir, names, synced)
     }
 
     /// Fails once a write could not be made durable (see the module comment).
@@ -508,8 +515,38 @@ impl Disk {
     /// Makes an applied write durable, or marks the store unsynced.
     fn sync_applied(&self) -> Result<(), StoreError> {
         self.sync()
-            .inspect_err(|_| self.unsynced.store(true, Ordering::Release))
     }
+}
+
+/// fsyncs each listed blob not synced before, then `dir`. sled deletes a
+/// blob once a newer write replaced the item it holds (that write is synced
+/// with the data file), so a listed blob that is gone by the time it is
+/// opened is simply no longer there, not an error.
+fn sync_listed_blobs(
+    dir: &Path,
+    names: Vec<OsString>,
+    synced: &mut HashSet<OsString>,
+) -> Result<(), StoreError> {
+    let mut present = HashSet::new();
+    let mut fresh = false;
+    for name in names {
+        if !synced.contains(&name) {
+            match File::open(dir.join(&name)) {
+                Ok(f) => f.sync_data().map_err(backend)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(backend(e)),
+            }
+            fresh = true;
+        }
+        present.insert(name);
+    }
+    if fresh {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(backend)?;
+    }
+    *synced = present;
+    Ok(())
 }
 
 impl SledStore {
@@ -965,6 +1002,53 @@ mod tests {
             let err = err.expect("an unsynced store refuses").to_string();
             assert!(err.contains("restart the server"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_writer_queued_behind_a_failed_fsync_does_not_acknowledge() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let cp = StoredCheckpoint {
+            published_at_ms: 1,
+            note: b"note".to_vec(),
+        };
+        // Hold the sync lock, so both writers apply their change in sled and
+        // then queue for the sync; the first sync to run fails.
+        let sync_lock = store.disk.synced.lock().unwrap();
+        store.disk.fail_next_sync.store(true, Ordering::SeqCst);
+        let applied =
+            |key: &[u8], value: &[u8]| store.tree.get(key).unwrap().is_some_and(|v| v == value);
+        std::thread::scope(|s| {
+            let batch = s.spawn(|| {
+                store.commit(&BatchWrite {
+                    tree_size: 7,
+                    ..BatchWrite::default()
+                })
+            });
+            while !applied(TREE_SIZE_KEY, &7u64.to_be_bytes()) {
+                std::thread::yield_now();
+            }
+            let checkpoint = s.spawn(|| store.put_checkpoint(&cp));
+            while !applied(CHECKPOINT_KEY, &cp.encode()) {
+                std::thread::yield_now();
+            }
+            drop(sync_lock);
+            let (a, b) = (batch.join().unwrap(), checkpoint.join().unwrap());
+            // Whichever synced second synced on top of a failed fsync.
+            assert!(a.is_err() && b.is_err(), "batch: {a:?}, checkpoint: {b:?}");
+        });
+        assert!(store.tree_size().is_err(), "the store stays unsynced");
+    }
+
+    #[test]
+    fn a_blob_sled_removed_after_the_listing_is_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("1"), b"blob").unwrap();
+        let mut synced = HashSet::new();
+        // "2" was listed, then unlinked by sled before it could be opened.
+        let names = vec![OsString::from("1"), OsString::from("2")];
+        sync_listed_blobs(dir.path(), names, &mut synced).unwrap();
+        assert_eq!(synced, HashSet::from([OsString::from("1")]));
     }
 
     #[test]
