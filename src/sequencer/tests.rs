@@ -322,6 +322,34 @@ fn a_commit_that_fails_after_persisting_is_taken_up_from_the_store() {
 }
 
 #[test]
+fn a_failed_commit_never_adopts_a_stored_tree_that_does_not_extend_ours() {
+    let mut log = start(SequencerConfig::default());
+    log.submit("app", &[1, 2], true).unwrap();
+    log.check_log();
+    // Another log's larger tree lands in the store behind the sequencer's
+    // back (a wrong restore, a second writer), then the next commit fails.
+    let mut other = start(SequencerConfig::default());
+    other.submit("app", &[7, 8, 9, 10], true).unwrap();
+    let forged = crate::store::BatchWrite {
+        tree_size: 4,
+        tiles: vec![(0, 0, other.store.tile(0, 0).unwrap().unwrap())],
+        bundles: vec![(0, other.store.bundle(0).unwrap().unwrap())],
+        ..crate::store::BatchWrite::default()
+    };
+    log.store.commit(&forged).unwrap();
+    log.store.inject(WriteFault::BeforePersisting);
+    let failed = log.submit("app", &[3], true);
+    assert!(matches!(failed, Err(SubmitError::Store(_))), "{failed:?}");
+    assert!(
+        log.view.failed(),
+        "a tree that does not extend the committed one is never adopted"
+    );
+    assert_eq!(log.view.durable_size(), 2);
+    other.shutdown();
+    log.shutdown();
+}
+
+#[test]
 fn shutdown_signs_a_final_checkpoint_for_what_it_committed() {
     let config = SequencerConfig {
         checkpoint_interval: Duration::from_secs(3600),

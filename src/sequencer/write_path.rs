@@ -410,15 +410,27 @@ impl State {
         self.pending_publish = None;
         metrics::counter!("veritrail_batch_failures_total").increment(1);
         tracing::error!(error = %err, "couldn't commit a batch; its submitters get an error");
-        let reloaded = self
-            .store
+        let store = self.store.as_ref();
+        let reloaded = store
             .tree_size()
             .map_err(|e| e.to_string())
-            .and_then(|size| RightEdge::load(self.store.as_ref(), size).map_err(|e| e.to_string()));
+            .and_then(|size| {
+                let edge = RightEdge::load(store, size).map_err(|e| e.to_string())?;
+                // The stored tree's prefix of our size: the tree we had, if the
+                // store only grew by (all of) the batch.
+                let prefix = if size > before.size() {
+                    RightEdge::load(store, before.size())
+                        .map_err(|e| e.to_string())?
+                        .root()
+                } else {
+                    edge.root()
+                };
+                Ok((edge, prefix))
+            });
         match reloaded {
             // Either nothing of the batch landed (same tree), or all of it did
-            // (a larger tree the batch built on top of ours).
-            Ok(edge) if edge.size() > before.size() || edge.root() == before.root() => {
+            // (a larger tree whose prefix is the tree we had).
+            Ok((edge, prefix)) if edge.size() >= before.size() && prefix == before.root() => {
                 self.edge = edge;
                 self.view.set_durable_size(self.edge.size());
             }
