@@ -263,6 +263,19 @@ pub enum Field {
     Resource,
     /// The writer's app id.
     App,
+    /// `outcome`.
+    Outcome,
+    /// `purpose`.
+    Purpose,
+    /// The day `occurred_at` falls on, in UTC (`YYYY-MM-DD`).
+    OccurredDay,
+    /// The month of `occurred_at`, in UTC (`YYYY-MM`).
+    OccurredMonth,
+    /// The year of `occurred_at`, in UTC (`YYYY`).
+    OccurredYear,
+    /// Whether `occurred_at` is in 2200 or later (one value): the far
+    /// future, in one term rather than a term per year.
+    OccurredFar,
 }
 
 impl Field {
@@ -274,6 +287,12 @@ impl Field {
             Field::Action => b'c',
             Field::Resource => b'r',
             Field::App => b'p',
+            Field::Outcome => b'o',
+            Field::Purpose => b'u',
+            Field::OccurredDay => b'd',
+            Field::OccurredMonth => b'm',
+            Field::OccurredYear => b'y',
+            Field::OccurredFar => b'f',
         }
     }
 
@@ -284,6 +303,12 @@ impl Field {
             Field::Action => b"action",
             Field::Resource => b"resource",
             Field::App => b"app",
+            Field::Outcome => b"outcome",
+            Field::Purpose => b"purpose",
+            Field::OccurredDay => b"occurred-day",
+            Field::OccurredMonth => b"occurred-month",
+            Field::OccurredYear => b"occurred-year",
+            Field::OccurredFar => b"occurred-far",
         }
     }
 }

@@ -164,6 +164,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tile/{*path}", get(read::tile))
         .route("/v1/checkpoint", get(read::checkpoint_json))
         .route("/v1/log", get(read::log_info))
+        .route("/v1/growth", get(read::growth))
         .route("/v1/proof/inclusion", get(read::inclusion_proof))
         .route("/v1/proof/consistency", get(read::consistency_proof))
         .route("/healthz", get(read::healthz))

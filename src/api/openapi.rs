@@ -54,6 +54,7 @@ const SCHEME: &str = "api_key";
         super::read::tile,
         super::read::checkpoint_json,
         super::read::log_info,
+        super::read::growth,
         super::read::inclusion_proof,
         super::read::consistency_proof,
         super::read::healthz,
@@ -304,6 +305,15 @@ pub(super) struct LogInfo {
     origin: String,
     tree_size: u64,
     verifier_keys: VerifierKeys,
+}
+
+/// `GET /v1/growth`.
+#[derive(ToSchema)]
+pub(super) struct Growth {
+    /// The latest checkpoint's size, which the series ends at.
+    tree_size: u64,
+    /// Oldest first.
+    points: Vec<crate::search::GrowthPoint>,
 }
 
 /// The log's note verifier keys.

@@ -91,6 +91,49 @@ pub(super) async fn log_info(State(st): State<AppState>) -> Response {
     with_cache(Json(body).into_response(), "no-cache")
 }
 
+/// `GET /v1/growth?points=N`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct GrowthParams {
+    /// Intervals between the first and the last leaf's receive time
+    /// (1 to 64, default 48).
+    #[param(minimum = 1, maximum = 64)]
+    points: Option<usize>,
+}
+
+/// `GET /v1/growth?points=N`: how the tree grew, from the receive times
+/// in its public leaves, up to the latest checkpoint: evenly spaced times
+/// from the first leaf's to the last one's, each with the tree size then.
+/// Costs at most `points` binary searches over the leaves at any size.
+#[utoipa::path(get, path = "/v1/growth", tag = "public", params(GrowthParams),
+    responses(
+        (status = 200, description = "The tree size over time", body = super::openapi::Growth),
+        (status = 400, description = "Invalid points", body = super::openapi::ErrorBody),
+        (status = 503, description = "Storage unavailable", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ))]
+pub(super) async fn growth(
+    State(st): State<AppState>,
+    q: Result<Query<GrowthParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let points = query(q)?.points.unwrap_or(48);
+    if points == 0 || points > crate::search::MAX_GROWTH_POINTS {
+        return Err(ApiError::bad_request(format!(
+            "points must be between 1 and {}",
+            crate::search::MAX_GROWTH_POINTS
+        )));
+    }
+    let size = st.view.checkpoint().checkpoint.size;
+    let store = st.store.clone();
+    let series =
+        tokio::task::spawn_blocking(move || crate::search::growth(store.as_ref(), size, points))
+            .await
+            .map_err(|e| ApiError::internal(format!("growth task: {e}")))??;
+    let body = json!({ "tree_size": size, "points": series });
+    Ok(with_cache(Json(body).into_response(), "no-cache"))
+}
+
 /// `GET /tile/<L>/<N>[.p/<W>]` and `GET /tile/entries/<N>[.p/<W>]`: any
 /// width up to what is durably committed. The bytes at a path never change,
 /// so every tile is immutable to caches.

@@ -25,6 +25,11 @@
 //! flushes cover disjoint ranges of leaves, so a scan from the newest
 //! block down yields each leaf once, in descending order.
 //!
+//! Format. A marker block (bucket [`MARKER_BUCKET`]) names the format the
+//! blocks are in; an index without the current marker reads as no index
+//! ([`stored_watermark`]), so the vault clears it and rebuilds it from the
+//! events when it opens.
+//!
 //! Removal (erasure, retention) rewrites the blocks that hold the removed
 //! postings, in the same atomic change that destroys the bodies, and then
 //! drops them from the tail. Flushes and removals are serialised, so a
@@ -36,6 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::crypto::Term;
 use crate::store::{IndexBlock, RecordBatch, Store, StoreError};
+use crate::vault::Vault;
 
 /// Events kept in the tail before a flush is started.
 pub const DEFAULT_FLUSH_EVENTS: usize = 32_768;
@@ -47,6 +53,36 @@ const BACKLOG_FLUSHES: usize = 4;
 const BLOCKS_PER_READ: usize = 16;
 /// Length of a term: field tag and HMAC.
 const TERM_LEN: usize = 33;
+/// The bucket of the format marker: no field has tag 0.
+const MARKER_BUCKET: [u8; 3] = [0, 0, 0];
+/// The format of the blocks: which terms each event has (see
+/// [`crate::vault::Vault::terms_of`]). A change of the terms is a change
+/// of format, and the index is rebuilt.
+const FORMAT: &[u8] = b"veritrail search index v2: app actor action resource outcome purpose subject occurred-day/month/year/far";
+
+/// The marker block of the current format, to commit with a new index's
+/// watermark.
+pub(crate) fn format_marker() -> IndexBlock {
+    IndexBlock {
+        bucket: MARKER_BUCKET.to_vec(),
+        at: 0,
+        value: Some(FORMAT.to_vec()),
+    }
+}
+
+/// The stored watermark, or `None` when there is no index or it is of
+/// another format: either way the vault rebuilds it from the events.
+pub(crate) fn stored_watermark(store: &dyn Store) -> Result<Option<u64>, StoreError> {
+    let Some(w) = store.index_watermark()? else {
+        return Ok(None);
+    };
+    let marker = store.index_blocks(&MARKER_BUCKET, 1, 1)?.pop();
+    if marker.as_ref().map(|(_, v)| v.as_slice()) != Some(FORMAT) {
+        tracing::warn!("the search index is of an earlier format; it is rebuilt from the events");
+        return Ok(None);
+    }
+    Ok(Some(w))
+}
 
 /// The bucket of `term`: its field tag and the top 10 bits of its HMAC.
 pub(crate) fn bucket(term: &Term) -> [u8; 3] {
@@ -71,10 +107,44 @@ fn encode_block(groups: &Groups) -> Vec<u8> {
     out
 }
 
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("search index block {what}"))
+}
+
+/// A group of a block as stored: its term, the bytes of its leaf list,
+/// and what follows it.
+type RawGroup<'a> = (&'a [u8; TERM_LEN], &'a [u8], &'a [u8]);
+
+/// The first group of `rest` (which is not empty).
+fn split_group(rest: &[u8]) -> Result<RawGroup<'_>, StoreError> {
+    let (term, after) = rest
+        .split_first_chunk::<TERM_LEN>()
+        .ok_or_else(|| corrupt("is truncated in a term"))?;
+    let (count, after) = after
+        .split_first_chunk::<4>()
+        .ok_or_else(|| corrupt("is truncated in a count"))?;
+    let bytes = (u32::from_be_bytes(*count) as usize)
+        .checked_mul(8)
+        .filter(|n| *n <= after.len())
+        .ok_or_else(|| corrupt("is truncated in a leaf list"))?;
+    Ok((term, &after[..bytes], &after[bytes..]))
+}
+
+/// A group's leaf list: not empty, ascending.
+fn decode_leaves(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
+    let leaves: Vec<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect();
+    if leaves.is_empty() || leaves.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(corrupt("has a leaf list that is empty or out of order"));
+    }
+    Ok(leaves)
+}
+
 /// The groups of a stored block, in order: each term with its leaves.
 /// Fails on a block that is not in the shape `encode_block` writes.
 fn block_groups(value: &[u8]) -> impl Iterator<Item = Result<(Term, Vec<u64>), StoreError>> + '_ {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("search index block {what}"));
     let mut rest = value;
     let mut previous: Option<Term> = None;
     std::iter::from_fn(move || {
@@ -82,29 +152,14 @@ fn block_groups(value: &[u8]) -> impl Iterator<Item = Result<(Term, Vec<u64>), S
             return None;
         }
         let group = (|| {
-            let (term, after) = rest
-                .split_first_chunk::<TERM_LEN>()
-                .ok_or_else(|| corrupt("is truncated in a term"))?;
-            let (count, after) = after
-                .split_first_chunk::<4>()
-                .ok_or_else(|| corrupt("is truncated in a count"))?;
-            let bytes = (u32::from_be_bytes(*count) as usize)
-                .checked_mul(8)
-                .filter(|n| *n <= after.len())
-                .ok_or_else(|| corrupt("is truncated in a leaf list"))?;
-            let leaves: Vec<u64> = after[..bytes]
-                .chunks_exact(8)
-                .map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])))
-                .collect();
-            if leaves.is_empty() || leaves.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(corrupt("has a leaf list that is empty or out of order"));
-            }
+            let (term, leaves, after) = split_group(rest)?;
+            let leaves = decode_leaves(leaves)?;
             let term = Term(*term);
             if previous.is_some_and(|p| p >= term) {
                 return Err(corrupt("has its terms out of order"));
             }
             previous = Some(term);
-            rest = &after[bytes..];
+            rest = after;
             Ok((term, leaves))
         })();
         if group.is_err() {
@@ -119,12 +174,18 @@ fn decode_block(value: &[u8]) -> Result<Groups, StoreError> {
     block_groups(value).collect()
 }
 
-/// The leaves of `term` in a stored block.
-fn leaves_in_block(value: &[u8], term: &Term) -> Result<Vec<u64>, StoreError> {
-    for group in block_groups(value) {
-        let (t, leaves) = group?;
-        if t == *term {
-            return Ok(leaves);
+/// The leaves of `term` in a stored block, ascending. Skips the other
+/// terms' leaf lists without reading them: a block may hold tens of
+/// thousands of postings of other terms.
+pub(crate) fn leaves_in_block(value: &[u8], term: &Term) -> Result<Vec<u64>, StoreError> {
+    let mut rest = value;
+    while !rest.is_empty() {
+        let (t, leaves, after) = split_group(rest)?;
+        match t.as_slice().cmp(term.0.as_slice()) {
+            // Terms are in ascending order: it is not in this block.
+            std::cmp::Ordering::Greater => return Ok(Vec::new()),
+            std::cmp::Ordering::Less => rest = after,
+            std::cmp::Ordering::Equal => return decode_leaves(leaves),
         }
     }
     Ok(Vec::new())
@@ -349,8 +410,12 @@ impl SearchIndex {
         // and are left out: their postings were in the tail.
         let mut below = below.min(from);
         let b = bucket(term);
+        // One block first (a block may be large, and often one is enough),
+        // then more per read.
+        let mut per_read = 1;
         while out.len() < limit && below > 0 {
-            let blocks = self.store.index_blocks(&b, below, BLOCKS_PER_READ)?;
+            let blocks = self.store.index_blocks(&b, below, per_read)?;
+            per_read = (per_read * 2).min(BLOCKS_PER_READ);
             if blocks.is_empty() {
                 break;
             }
@@ -418,6 +483,108 @@ impl SearchIndex {
             },
             blocks,
         ))
+    }
+}
+
+/// Postings taken from a scan at a time, in the part of the index that
+/// is in memory.
+const SCAN_CHUNK: usize = 256;
+
+/// A term's postings, read newest first with skips: the largest posting
+/// at or below a leaf ([`PostingCursor::seek`]), for intersecting several
+/// terms without reading what lies between the matches. It keeps the
+/// block it read last, so seeks that stay within a flush's leaves cost a
+/// binary search.
+pub(crate) struct PostingCursor {
+    term: Term,
+    /// The index's watermark when the cursor was made: the stored blocks
+    /// hold every posting below it, for good (a flush only raises it).
+    from: u64,
+    /// The last scan's answer, descending: every posting in
+    /// `[chunk.last(), chunk_top]`, and every posting below
+    /// `chunk_top` when `chunk_complete`.
+    chunk: Vec<u64>,
+    chunk_top: u64,
+    chunk_complete: bool,
+    /// The last block read, `(at, leaves ascending)`: every posting in
+    /// `[at, x]` for the seek that read it.
+    block: Option<(u64, Vec<u64>)>,
+    done: bool,
+    /// Index reads made (scans and block reads).
+    pub(crate) reads: u64,
+}
+
+impl PostingCursor {
+    /// A cursor over the postings of `term` in `vault`'s index.
+    pub(crate) fn new(vault: &Vault, term: Term) -> Result<PostingCursor, StoreError> {
+        Ok(PostingCursor {
+            term,
+            from: vault.index_watermark()?,
+            chunk: Vec::new(),
+            chunk_top: 0,
+            chunk_complete: false,
+            block: None,
+            done: false,
+            reads: 0,
+        })
+    }
+
+    /// Whether no posting is left below the last seek.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The largest posting at or below `x`. Successive calls must not
+    /// raise `x`.
+    pub(crate) fn seek(&mut self, vault: &Vault, mut x: u64) -> Result<Option<u64>, StoreError> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            if !self.chunk.is_empty() && x <= self.chunk_top {
+                let i = self.chunk.partition_point(|p| *p > x);
+                if let Some(p) = self.chunk.get(i) {
+                    return Ok(Some(*p));
+                }
+                if self.chunk_complete {
+                    self.done = true;
+                    return Ok(None);
+                }
+            }
+            if let Some((at, leaves)) = &self.block
+                && x >= *at
+            {
+                let i = leaves.partition_point(|l| *l <= x);
+                if i > 0 {
+                    return Ok(Some(leaves[i - 1]));
+                }
+                if *at == 0 {
+                    self.done = true;
+                    return Ok(None);
+                }
+                x = at - 1;
+                continue;
+            }
+            self.reads += 1;
+            if x >= self.from {
+                // The newest leaves: from memory (and blocks below it).
+                self.chunk = vault.scan(&self.term, x.saturating_add(1), SCAN_CHUNK)?;
+                self.chunk_top = x;
+                self.chunk_complete = self.chunk.len() < SCAN_CHUNK;
+                if self.chunk.is_empty() {
+                    self.done = true;
+                }
+                continue;
+            }
+            match vault
+                .store()
+                .index_blocks(&bucket(&self.term), x + 1, 1)?
+                .pop()
+            {
+                Some((at, value)) => self.block = Some((at, leaves_in_block(&value, &self.term)?)),
+                None => self.done = true,
+            }
+        }
     }
 }
 

@@ -1,28 +1,41 @@
-//! Searching events: by data subject, actor, action, resource and app
-//! (secondary index terms: [`index`] keeps them, the vault computes them),
-//! by when the log received
-//! them, and by when they occurred, their outcome and their purpose.
+//! Searching events: by data subject, actor, action, resource, app,
+//! outcome, purpose and the time they occurred (index terms: [`index`]
+//! keeps them, the vault computes them), and by when the log received them.
 //!
 //! Results come newest first (by leaf index), in pages. A page ends at a
 //! leaf index; the cursor of the next page is that index, so pages are
 //! stable while the log grows (new events only ever get larger indexes) and
 //! never skip or repeat an event. The receive-time range needs no index:
 //! the log's `received` time never goes backwards along the leaves, so a
-//! binary search over the leaves maps it to an index range. The occurred
-//! time, outcome and purpose are not indexed yet: they are checked on each
-//! candidate the index terms and the receive range yield.
+//! binary search over the leaves maps it to an index range.
+//!
+//! Every other filter is an index term, and a query is the intersection of
+//! its terms' postings, walked newest first by skipping ("leapfrog"): each
+//! term's cursor jumps to the largest posting at or below the current
+//! candidate, so what lies between two matches is never read. The time an
+//! event occurred is indexed as the UTC day, month and year it falls in
+//! (and one term for 2200 and later); a time range becomes the union of
+//! the fewest such terms that cover it ([`occurred_cover`]): March is one
+//! month term, and reads only March's postings. Terms at the range's edges
+//! that reach outside it (a day the range starts within) are marked
+//! partial, and only their events are opened to check the exact time.
 //!
 //! The log's own audit records (app [`INTERNAL_APP`]: searches, reads,
-//! exports, erasures) are left out unless the query asks for them.
+//! exports, erasures) are left out unless the query asks for them: the
+//! postings of that app's term are skipped.
 //!
-//! Invariant: a search never returns an erased event, and it reads at most
-//! [`MAX_EXAMINED`] candidates per page (plus [`EventQuery::count_ahead`]
-//! to count what follows), whatever the query. A page that reaches the
-//! bound ends early with a cursor, possibly with fewer hits than asked for,
-//! or none.
+//! Counting: after a full page the walk goes on without opening events, up
+//! to [`EventQuery::count_ahead`] units of work, and the total is exact if
+//! it reached the end, or a lower bound ("at least") if not.
+//!
+//! Invariant: a search never returns an erased event, and a page does at
+//! most [`MAX_EXAMINED`] units of index work (a step of a cursor is one
+//! unit, an index read [`READ_COST`]) plus `count_ahead`, and opens at
+//! most `limit` events plus [`EDGE_CHECKS`], whatever the query. A page
+//! that reaches a bound ends early with a cursor, possibly with fewer hits
+//! than asked for, or none.
 
 use base64::Engine as _;
-use std::collections::VecDeque;
 
 use crate::auth::INTERNAL_APP;
 use crate::crypto::{Field, Term};
@@ -34,19 +47,26 @@ use crate::vault::Vault;
 
 pub(crate) mod index;
 
+use index::PostingCursor;
+
 /// Largest page.
 pub const MAX_LIMIT: usize = 1000;
 /// Default page.
 pub const DEFAULT_LIMIT: usize = 100;
-/// Candidates examined per page at most; a page that reaches it ends early
-/// with a cursor, so a query that matches little cannot read the whole log
-/// in one request.
-pub const MAX_EXAMINED: usize = 20_000;
-/// Candidates a search page examines beyond a full page to count the
-/// matches that follow, so small result sets get an exact total.
-pub const COUNT_AHEAD: usize = 2_000;
-/// Candidates fetched from the index at a time.
-const CHUNK: usize = 256;
+/// Units of index work per page at most, to find its hits; a page that
+/// reaches it ends early with a cursor, so a query that matches little
+/// cannot walk the whole index in one request.
+pub const MAX_EXAMINED: usize = 200_000;
+/// Units of index work a search page spends beyond a full page to count
+/// the matches that follow, so small result sets get an exact total.
+pub const COUNT_AHEAD: usize = 100_000;
+/// Units of work of one index read (a block from the store, or a scan of
+/// the postings in memory), against one step of a cursor.
+pub const READ_COST: usize = 100;
+/// Events opened beyond the page's hits to check the exact time of those
+/// in a partial edge term while counting; past it, the total is a lower
+/// bound.
+pub const EDGE_CHECKS: usize = 200;
 
 /// A parsed query.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -214,6 +234,45 @@ pub fn first_received_at_or_after(
     Ok(lo)
 }
 
+/// Most points [`growth`] gives.
+pub const MAX_GROWTH_POINTS: usize = 64;
+
+/// One point of the tree's growth: `size` leaves had been received by
+/// `t_ms` (Unix ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct GrowthPoint {
+    /// The time, Unix ms.
+    pub t_ms: i64,
+    /// Leaves received by then.
+    pub size: u64,
+}
+
+/// How the first `size` leaves grew: `points` + 1 evenly spaced times
+/// (`points` at most [`MAX_GROWTH_POINTS`]) from the first leaf's receive
+/// time to the last one's, each with the leaves received by then. Each
+/// point is one binary search over the receive times, so it costs at most
+/// `points` x log2(`size`) leaf reads at any size.
+pub fn growth(store: &dyn Store, size: u64, points: usize) -> Result<Vec<GrowthPoint>, StoreError> {
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    let points = points.clamp(1, MAX_GROWTH_POINTS);
+    let first = leaf_at(store, 0)?.1.received_ms;
+    let last = leaf_at(store, size - 1)?.1.received_ms.max(first);
+    let mut out = Vec::with_capacity(points + 1);
+    for k in 0..=points {
+        let span = i128::from(last - first) * k as i128 / points as i128;
+        let t_ms = first + i64::try_from(span).unwrap_or(0);
+        let size = if k == points {
+            size
+        } else {
+            first_received_at_or_after(store, size, t_ms.saturating_add(1))?
+        };
+        out.push(GrowthPoint { t_ms, size });
+    }
+    Ok(out)
+}
+
 /// The opened event at `index` with its leaf, or `None` if erased.
 pub fn hit_at(vault: &Vault, index: u64) -> Result<Option<Hit>, StoreError> {
     let Some((stored, event)) = vault.open_event(index)? else {
@@ -230,43 +289,256 @@ pub fn hit_at(vault: &Vault, index: u64) -> Result<Option<Hit>, StoreError> {
     }))
 }
 
-/// Candidate indexes in `lo..cursor`, newest first: from the driving
-/// index term's postings, or every leaf when there is none.
-struct Candidates<'a> {
-    vault: &'a Vault,
-    driver: Option<&'a Term>,
-    lo: u64,
-    /// Everything at or above it has been handed out.
-    cursor: u64,
-    buf: VecDeque<u64>,
+const DAY_MS: i64 = 86_400_000;
+/// From this year on, one term ([`Field::OccurredFar`]) stands for every
+/// year: a range open at its end is then a few terms, not thousands.
+const FAR_YEAR: &str = "2200";
+
+/// The index terms of an event's `occurred_at` (RFC 3339): the UTC day,
+/// month and year it falls in, and [`Field::OccurredFar`] from
+/// [`FAR_YEAR`] on. None for a time that does not parse (stored events
+/// were validated on the way in).
+pub fn occurred_terms(occurred_at: &str) -> Vec<(Field, String)> {
+    let Ok(ms) = event::parse_rfc3339_ms(occurred_at) else {
+        return Vec::new();
+    };
+    let t = event::format_rfc3339_ms(ms);
+    let mut out = vec![
+        (Field::OccurredDay, t[..10].to_string()),
+        (Field::OccurredMonth, t[..7].to_string()),
+        (Field::OccurredYear, t[..4].to_string()),
+    ];
+    if &t[..4] >= FAR_YEAR {
+        out.push((Field::OccurredFar, String::new()));
+    }
+    out
 }
 
-impl Candidates<'_> {
-    fn next(&mut self) -> Result<Option<u64>, StoreError> {
-        if self.buf.is_empty() && self.cursor > self.lo {
-            match self.driver {
-                Some(term) => self.buf.extend(self.vault.scan(term, self.cursor, CHUNK)?),
-                None => self.buf.extend(
-                    (self.cursor.saturating_sub(CHUNK as u64).max(self.lo)..self.cursor).rev(),
-                ),
+/// `YYYY-MM-DD` of a day (days since 1970-01-01).
+fn date_of(day: i64) -> String {
+    event::format_rfc3339_ms(day * DAY_MS)[..10].to_string()
+}
+
+/// The day (since 1970-01-01) of `YYYY-MM-DD`; past 9999 for 10000-01-01.
+fn day_of(year: i64, month: u32) -> i64 {
+    if year > 9999 {
+        return event::MAX_UNIX_MS.div_euclid(DAY_MS) + 1;
+    }
+    event::parse_rfc3339_ms(&format!("{year:04}-{month:02}-01T00:00:00Z"))
+        .map_or(0, |ms| ms.div_euclid(DAY_MS))
+}
+
+/// One term of a time range's cover, `partial` when its span reaches
+/// outside the range (its events' times are checked one by one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoverTerm {
+    /// Day, month, year or far.
+    pub field: Field,
+    /// Its value (`YYYY-MM-DD`, `YYYY-MM`, `YYYY` or empty).
+    pub value: String,
+    /// Whether the term also holds events outside the range.
+    pub partial: bool,
+}
+
+/// The fewest day, month and year terms whose union is the occurred-time
+/// range `[since, until)` (open ends: the whole supported range), with
+/// the terms at its edges that reach outside it marked partial. Empty
+/// when the range is. At most about 60 days, 22 months and the years
+/// from 1970 to [`FAR_YEAR`].
+pub fn occurred_cover(since_ms: Option<i64>, until_ms: Option<i64>) -> Vec<CoverTerm> {
+    let s = since_ms
+        .unwrap_or(event::MIN_UNIX_MS)
+        .max(event::MIN_UNIX_MS);
+    let u = until_ms
+        .unwrap_or(event::MAX_UNIX_MS + 1)
+        .min(event::MAX_UNIX_MS + 1);
+    let mut out = Vec::new();
+    if s >= u {
+        return out;
+    }
+    let term = |field, value: &str, partial| CoverTerm {
+        field,
+        value: value.to_string(),
+        partial,
+    };
+    let (first, last) = (s.div_euclid(DAY_MS), (u - 1).div_euclid(DAY_MS));
+    let (first_partial, last_partial) = (s.rem_euclid(DAY_MS) != 0, u.rem_euclid(DAY_MS) != 0);
+    let (mut d, mut end) = (first, last);
+    if first_partial || (first == last && last_partial) {
+        out.push(term(Field::OccurredDay, &date_of(first), true));
+        d += 1;
+    }
+    if last_partial && last >= d {
+        out.push(term(Field::OccurredDay, &date_of(last), true));
+        end -= 1;
+    }
+    let max_day = event::MAX_UNIX_MS.div_euclid(DAY_MS);
+    while d <= end {
+        let date = date_of(d);
+        let year: i64 = date[..4].parse().unwrap_or(0);
+        let month: u32 = date[5..7].parse().unwrap_or(1);
+        if &date[..4] >= FAR_YEAR {
+            let whole = date[4..] == *"-01-01" && date[..4] == *FAR_YEAR && end == max_day;
+            out.push(term(Field::OccurredFar, "", !whole));
+            break;
+        }
+        let next_year = day_of(year + 1, 1);
+        if date[5..] == *"01-01" && next_year - 1 <= end {
+            out.push(term(Field::OccurredYear, &date[..4], false));
+            d = next_year;
+            continue;
+        }
+        let next_month = if month == 12 {
+            next_year
+        } else {
+            day_of(year, month + 1)
+        };
+        if date[8..] == *"01" && next_month - 1 <= end {
+            out.push(term(Field::OccurredMonth, &date[..7], false));
+            d = next_month;
+            continue;
+        }
+        out.push(term(Field::OccurredDay, &date, false));
+        d += 1;
+    }
+    out
+}
+
+/// The leaves a filter allows, newest first, with skips.
+enum Stream {
+    /// No filter: every leaf.
+    Every,
+    /// One term's postings.
+    Term(PostingCursor),
+    /// The union of a time range's cover terms, each with its `partial`,
+    /// and the reads of the members already exhausted and dropped.
+    Union(Vec<(PostingCursor, bool)>, u64),
+}
+
+impl Stream {
+    /// The largest leaf at or below `x` the filter allows, and whether it
+    /// came from a partial term only.
+    fn seek(&mut self, vault: &Vault, x: u64) -> Result<Option<(u64, bool)>, StoreError> {
+        match self {
+            Stream::Every => Ok(Some((x, false))),
+            Stream::Term(c) => Ok(c.seek(vault, x)?.map(|p| (p, false))),
+            Stream::Union(members, dropped) => {
+                let mut best: Option<(u64, bool)> = None;
+                for (c, partial) in members.iter_mut() {
+                    if let Some(p) = c.seek(vault, x)? {
+                        best = match best {
+                            Some((b, bp)) if b > p => Some((b, bp)),
+                            Some((b, bp)) if b == p => Some((b, bp && *partial)),
+                            _ => Some((p, *partial)),
+                        };
+                    }
+                }
+                members.retain(|(c, _)| {
+                    if c.is_done() {
+                        *dropped += c.reads;
+                    }
+                    !c.is_done()
+                });
+                Ok(best)
             }
         }
-        match self.buf.pop_front() {
-            Some(index) if index >= self.lo && index < self.cursor => {
-                self.cursor = index;
-                Ok(Some(index))
-            }
-            _ => {
-                self.buf.clear();
-                self.cursor = self.lo;
-                Ok(None)
-            }
+    }
+
+    fn reads(&self) -> u64 {
+        match self {
+            Stream::Every => 0,
+            Stream::Term(c) => c.reads,
+            Stream::Union(m, dropped) => dropped + m.iter().map(|(c, _)| c.reads).sum::<u64>(),
+        }
+    }
+
+    /// Cursors a seek moves.
+    fn width(&self) -> u64 {
+        match self {
+            Stream::Union(m, _) => m.len().max(1) as u64,
+            _ => 1,
         }
     }
 }
 
-/// Whether `hit` answers the filters that the index scan does not apply.
-fn answers(vault: &Vault, q: &EventQuery, other_terms: &[Term], hit: &Hit) -> bool {
+/// A query's walk over the index: the intersection of its streams in
+/// `lo..`, less the postings of `exclude`.
+struct Walk<'a> {
+    vault: &'a Vault,
+    streams: Vec<Stream>,
+    exclude: Option<PostingCursor>,
+    lo: u64,
+    steps: u64,
+}
+
+impl Walk<'_> {
+    /// Work done so far, in units (see [`READ_COST`]).
+    fn work(&self) -> u64 {
+        let reads = self.streams.iter().map(Stream::reads).sum::<u64>()
+            + self.exclude.as_ref().map_or(0, |c| c.reads);
+        self.steps + reads * READ_COST as u64
+    }
+
+    /// The largest match below `below` (and at or above `lo`), and whether
+    /// its occurred time must be checked; or a pause, once the walk's
+    /// work reaches `max_work`, with where to go on from.
+    fn next(&mut self, below: u64, max_work: u64) -> Result<Step, StoreError> {
+        if below <= self.lo {
+            return Ok(Step::End);
+        }
+        let mut x = below - 1;
+        let n = self.streams.len();
+        'candidate: loop {
+            let (mut agreed, mut partial, mut i) = (0, false, 0);
+            while agreed < n {
+                // Nothing in `x + 1..below` matches.
+                if self.work() >= max_work {
+                    return Ok(Step::Paused(x + 1));
+                }
+                self.steps += self.streams[i].width();
+                let Some((y, p)) = self.streams[i].seek(self.vault, x)? else {
+                    return Ok(Step::End);
+                };
+                if y < self.lo {
+                    return Ok(Step::End);
+                }
+                if y == x {
+                    agreed += 1;
+                    partial |= p;
+                } else {
+                    (x, agreed, partial) = (y, 1, p);
+                }
+                i = (i + 1) % n;
+            }
+            if let Some(ex) = &mut self.exclude {
+                self.steps += 1;
+                if ex.seek(self.vault, x)? == Some(x) {
+                    if x <= self.lo {
+                        return Ok(Step::End);
+                    }
+                    x -= 1;
+                    continue 'candidate;
+                }
+            }
+            return Ok(Step::Match(x, partial));
+        }
+    }
+}
+
+/// What [`Walk::next`] found.
+enum Step {
+    /// A match, and whether its occurred time must be checked.
+    Match(u64, bool),
+    /// No match is left.
+    End,
+    /// The work budget is spent; nothing at or above this index is left.
+    Paused(u64),
+}
+
+/// Whether an opened `hit` answers the filters that are not index terms
+/// or that its term may only partly answer (a checked edge of a time
+/// range); the index answered the rest.
+fn answers(q: &EventQuery, hit: &Hit) -> bool {
     if !q.include_audit && hit.is_audit_record() {
         return false;
     }
@@ -276,8 +548,8 @@ fn answers(vault: &Vault, q: &EventQuery, other_terms: &[Term], hit: &Hit) -> bo
         return false;
     }
     if q.occurred_since_ms.is_some() || q.occurred_until_ms.is_some() {
-        // Stored events were validated on the way in; one that no longer
-        // parses cannot be placed in time, so it answers no time range.
+        // One that no longer parses cannot be placed in time, so it
+        // answers no time range.
         let Ok(t) = event::parse_rfc3339_ms(&hit.event.occurred_at) else {
             return false;
         };
@@ -286,17 +558,61 @@ fn answers(vault: &Vault, q: &EventQuery, other_terms: &[Term], hit: &Hit) -> bo
             return false;
         }
     }
-    if !other_terms.is_empty() {
-        let have = vault.terms_of(&hit.stored.app, &hit.event);
-        if !other_terms.iter().all(|t| have.contains(t)) {
-            return false;
-        }
-    }
     true
+}
+
+/// The walk of `q` over `lo..`: its streams, most selective first (the
+/// API orders the field filters so).
+fn walk<'a>(vault: &'a Vault, q: &EventQuery, lo: u64) -> Result<Walk<'a>, StoreError> {
+    let cursor = |t: Term| PostingCursor::new(vault, t);
+    let mut streams = Vec::new();
+    for (f, v) in &q.filters {
+        streams.push(Stream::Term(cursor(vault.term(*f, v))?));
+    }
+    if let Some(p) = &q.purpose {
+        streams.push(Stream::Term(cursor(vault.term(Field::Purpose, p))?));
+    }
+    if let Some(o) = q.outcome {
+        streams.push(Stream::Term(cursor(
+            vault.term(Field::Outcome, o.as_str()),
+        )?));
+    }
+    if q.occurred_since_ms.is_some() || q.occurred_until_ms.is_some() {
+        let members = occurred_cover(q.occurred_since_ms, q.occurred_until_ms)
+            .into_iter()
+            .map(|c| Ok((cursor(vault.term(c.field, &c.value))?, c.partial)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        streams.push(Stream::Union(members, 0));
+    }
+    if streams.is_empty() {
+        streams.push(Stream::Every);
+    }
+    let exclude = if q.include_audit {
+        None
+    } else {
+        Some(cursor(vault.term(Field::App, INTERNAL_APP))?)
+    };
+    Ok(Walk {
+        vault,
+        streams,
+        exclude,
+        lo,
+        steps: 0,
+    })
 }
 
 /// Runs `q` over the first `size` leaves.
 pub fn search(vault: &Vault, size: u64, q: &EventQuery) -> Result<Page, StoreError> {
+    search_within(vault, size, q, MAX_EXAMINED as u64)
+}
+
+/// [`search`], ending the page early after `max_work` units of work.
+fn search_within(
+    vault: &Vault,
+    size: u64,
+    q: &EventQuery,
+    max_work: u64,
+) -> Result<Page, StoreError> {
     let lo = match q.received_since_ms {
         Some(t) => first_received_at_or_after(vault.store().as_ref(), size, t)?,
         None => 0,
@@ -308,74 +624,85 @@ pub fn search(vault: &Vault, size: u64, q: &EventQuery) -> Result<Page, StoreErr
     if let Some(c) = q.before {
         hi = hi.min(c.before);
     }
+    let hi = hi.max(lo);
     let matched_before = q.before.map_or(Some(0), |c| c.matched);
     let examined_before = q.before.map_or(0, |c| c.examined);
-    let terms: Vec<Term> = q.filters.iter().map(|(f, v)| vault.term(*f, v)).collect();
-    // The first filter drives the scan (the API orders them most selective
-    // first); the others are checked on each candidate.
-    let mut candidates = Candidates {
-        vault,
-        driver: terms.first(),
-        lo,
-        cursor: hi.max(lo),
-        buf: VecDeque::new(),
-    };
-    let other_terms = terms.get(1..).unwrap_or_default();
+    let mut walk = walk(vault, q, lo)?;
     let mut hits = Vec::new();
-    let mut examined = 0usize;
-    let page_end = |found: usize, examined: usize, at: u64| Cursor {
+    let mut at = hi;
+    let page_end = |found: usize, examined: u64, at: u64| Cursor {
         before: at,
         matched: matched_before.map(|m| m + found as u64),
-        examined: examined_before + examined as u64,
+        examined: examined_before + examined,
     };
+    // Events opened that were not hits (outside a partial term's part of
+    // the range, or erased since the index was read).
+    let mut misses = 0;
     while hits.len() < q.limit {
-        if examined >= MAX_EXAMINED {
-            let next = page_end(hits.len(), examined, candidates.cursor);
-            return Ok(Page {
-                total: Total {
-                    count: next.matched.unwrap_or(hits.len() as u64),
-                    exact: false,
-                },
-                examined: next.examined,
-                next: Some(next),
-                hits,
-            });
-        }
-        let Some(index) = candidates.next()? else {
-            break;
+        let step = if misses >= EDGE_CHECKS {
+            Step::Paused(at)
+        } else {
+            walk.next(at, max_work)?
         };
-        examined += 1;
-        if let Some(hit) = hit_at(vault, index)?
-            && answers(vault, q, other_terms, &hit)
-        {
-            hits.push(hit);
+        match step {
+            Step::Match(index, _) => {
+                at = index;
+                match hit_at(vault, index)? {
+                    Some(hit) if answers(q, &hit) => hits.push(hit),
+                    _ => misses += 1,
+                }
+            }
+            Step::End => {
+                at = lo;
+                break;
+            }
+            Step::Paused(below) => {
+                let next = page_end(hits.len(), walk.work(), below);
+                return Ok(Page {
+                    total: Total {
+                        count: next.matched.unwrap_or(hits.len() as u64),
+                        exact: false,
+                    },
+                    examined: next.examined,
+                    next: Some(next),
+                    hits,
+                });
+            }
         }
     }
-    let here = page_end(hits.len(), examined, candidates.cursor);
-    // Count what follows the page, within a budget.
-    let (mut ahead, mut looked) = (0u64, 0usize);
+    let fetched = walk.work();
+    let here = page_end(hits.len(), fetched, at);
+    // Count what follows the page from the index alone, within a budget;
+    // only events in a partial edge term are opened.
+    let (mut ahead, mut unsure, mut checks) = (0u64, false, 0usize);
+    let mut cursor = at;
     let exhausted = loop {
-        if looked >= q.count_ahead && hits.len() >= q.limit {
-            break candidates.cursor <= lo;
-        }
-        let Some(index) = candidates.next()? else {
-            break true;
-        };
-        looked += 1;
-        if let Some(hit) = hit_at(vault, index)?
-            && answers(vault, q, other_terms, &hit)
-        {
-            ahead += 1;
+        match walk.next(cursor, fetched + q.count_ahead as u64)? {
+            Step::End => break true,
+            Step::Paused(_) => break false,
+            Step::Match(index, partial) => {
+                cursor = index;
+                if !partial {
+                    ahead += 1;
+                } else if checks < EDGE_CHECKS {
+                    checks += 1;
+                    if hit_at(vault, index)?.is_some_and(|h| answers(q, &h)) {
+                        ahead += 1;
+                    }
+                } else {
+                    unsure = true;
+                }
+            }
         }
     };
-    let more = !exhausted || ahead > 0;
+    let more = at > lo && (!exhausted || ahead > 0 || unsure);
     let count = here.matched.unwrap_or(hits.len() as u64) + ahead;
     Ok(Page {
         next: more.then_some(here),
-        examined: here.examined + looked as u64,
+        examined: examined_before + walk.work(),
         total: Total {
             count,
-            exact: exhausted && here.matched.is_some(),
+            exact: exhausted && !unsure && here.matched.is_some(),
         },
         hits,
     })
@@ -425,6 +752,33 @@ mod tests {
     /// A vault with the `n` events `make(i)` gives, as (app, event).
     fn log_of(n: usize, make: impl Fn(usize) -> (&'static str, serde_json::Value)) -> Arc<Vault> {
         let mut log = TestLogBuilder::new("example.com/log").start();
+        submit_all(&mut log, n, 256, make);
+        log.vault()
+    }
+
+    /// As [`log_of`], with the search index written out every
+    /// `flush_events` events (batches of that many events at most).
+    fn log_with_flush(
+        n: usize,
+        flush_events: usize,
+        make: impl Fn(usize) -> (&'static str, serde_json::Value),
+    ) -> Arc<Vault> {
+        let mut log = TestLogBuilder::new("example.com/log")
+            .index_flush_events(flush_events)
+            .start();
+        submit_all(&mut log, n, flush_events, make);
+        let vault = log.vault();
+        vault.flush_index().unwrap();
+        vault
+    }
+
+    /// Submits the `n` events `make(i)` gives and shuts the log down.
+    fn submit_all(
+        log: &mut crate::sequencer::test_log::TestLog,
+        n: usize,
+        batch_events: usize,
+        make: impl Fn(usize) -> (&'static str, serde_json::Value),
+    ) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -434,14 +788,13 @@ mod tests {
             let (app, ev) = make(i);
             let mut batch = vec![prepared(&ev)];
             i += 1;
-            while i < n && batch.len() < 256 && make(i).0 == app {
+            while i < n && batch.len() < batch_events && make(i).0 == app {
                 batch.push(prepared(&make(i).1));
                 i += 1;
             }
             rt.block_on(log.submit(app, batch));
         }
         log.shutdown();
-        log.vault()
     }
 
     fn indexes(p: &Page) -> Vec<u64> {
@@ -669,24 +1022,22 @@ mod tests {
     }
 
     #[test]
-    fn a_page_examines_a_bounded_number_of_candidates() {
-        let n = MAX_EXAMINED + 40;
+    fn a_page_does_a_bounded_amount_of_work() {
+        // Only the ten oldest events are not the log's own audit records:
+        // a search that leaves those out steps over all the others.
+        let n = 400;
         let vault = log_of(n, |i| {
-            let mut v = event_json("s", "a");
-            if i < 10 {
-                v["outcome"] = "denied".into();
-            }
-            ("app", v)
+            let app = if i < 10 { "app" } else { INTERNAL_APP };
+            (app, event_json("s", "a"))
         });
         let q = EventQuery {
-            outcome: Some(Outcome::Denied),
             limit: 100,
-            count_ahead: COUNT_AHEAD,
             ..EventQuery::default()
         };
-        let first = search(&vault, n as u64, &q).unwrap();
-        assert!(first.hits.is_empty(), "the denied events are the oldest");
-        assert_eq!(first.examined, MAX_EXAMINED as u64);
+        let budget = 300;
+        let first = search_within(&vault, n as u64, &q, budget).unwrap();
+        assert!(first.hits.is_empty(), "the matches are the oldest");
+        assert!(first.examined >= budget && first.examined < budget + READ_COST as u64 + 4);
         assert_eq!(
             first.total,
             Total {
@@ -694,26 +1045,219 @@ mod tests {
                 exact: false
             }
         );
-        let next = first.next.expect("an early end carries a cursor");
-        let second = search(
-            &vault,
-            n as u64,
-            &EventQuery {
+        let (mut page, mut got, mut pages) = (first, Vec::new(), 1);
+        while let Some(next) = page.next {
+            let q = EventQuery {
                 before: Some(next),
-                ..q
-            },
-        )
-        .unwrap();
-        assert_eq!(indexes(&second), (0..10u64).rev().collect::<Vec<_>>());
+                ..q.clone()
+            };
+            page = search_within(&vault, n as u64, &q, budget).unwrap();
+            got.extend(indexes(&page));
+            pages += 1;
+        }
+        assert_eq!(got, (0..10u64).rev().collect::<Vec<_>>());
+        assert!(pages > 2, "{pages} pages");
         assert_eq!(
-            second.total,
+            page.total,
             Total {
                 count: 10,
                 exact: true
             }
         );
-        assert_eq!(second.examined, n as u64);
-        assert!(second.next.is_none());
+    }
+
+    #[test]
+    fn a_time_range_is_covered_by_the_fewest_day_month_and_year_terms() {
+        let ms = |t: &str| crate::event::parse_rfc3339_ms(t).unwrap();
+        let show = |c: Vec<CoverTerm>| -> Vec<String> {
+            c.iter()
+                .map(|t| {
+                    let kind = match t.field {
+                        Field::OccurredDay => "d",
+                        Field::OccurredMonth => "m",
+                        Field::OccurredYear => "y",
+                        Field::OccurredFar => "far",
+                        _ => "?",
+                    };
+                    format!("{kind}{}{}", t.value, if t.partial { "~" } else { "" })
+                })
+                .collect()
+        };
+        let cover =
+            |since: &str, until: &str| show(occurred_cover(Some(ms(since)), Some(ms(until))));
+        assert_eq!(
+            cover("2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z"),
+            ["m2026-03"]
+        );
+        assert_eq!(
+            cover("2026-02-27T12:00:00Z", "2026-04-02T00:00:00Z"),
+            ["d2026-02-27~", "d2026-02-28", "m2026-03", "d2026-04-01"]
+        );
+        assert_eq!(
+            cover("2026-03-05T10:00:00Z", "2026-03-05T11:00:00Z"),
+            ["d2026-03-05~"]
+        );
+        assert_eq!(
+            cover("2024-12-31T00:00:00Z", "2026-01-01T00:00:01Z"),
+            ["d2026-01-01~", "d2024-12-31", "y2025"]
+        );
+        // Open at the end: the years to 2199, then one term for the rest.
+        let since = show(occurred_cover(Some(ms("2190-01-01T00:00:00Z")), None));
+        assert_eq!(since.len(), 11);
+        assert_eq!(since.last().map(String::as_str), Some("far"));
+        assert_eq!(
+            cover("2300-01-01T00:00:00Z", "2301-01-01T00:00:00Z"),
+            ["far~"]
+        );
+        // Open at the start: from 1970.
+        let until = show(occurred_cover(None, Some(ms("1972-03-01T00:00:00Z"))));
+        assert_eq!(until, ["y1970", "y1971", "m1972-01", "m1972-02"]);
+        assert!(occurred_cover(Some(5), Some(5)).is_empty());
+        assert_eq!(occurred_cover(None, None).len(), 2200 - 1970 + 1);
+    }
+
+    #[test]
+    fn an_event_has_the_terms_of_its_occurred_day_month_and_year() {
+        let terms = occurred_terms("2026-03-31T23:30:00.000-02:00");
+        assert_eq!(
+            terms,
+            vec![
+                (Field::OccurredDay, "2026-04-01".to_string()),
+                (Field::OccurredMonth, "2026-04".to_string()),
+                (Field::OccurredYear, "2026".to_string()),
+            ]
+        );
+        assert_eq!(occurred_terms("2250-01-01T00:00:00Z").len(), 4);
+        assert!(occurred_terms("not a time").is_empty());
+    }
+
+    /// Event `i` of `n`: occurred in month `i * 12 / n + 1` of 2026, so the
+    /// months follow one another along the log; denied when `i % 3 == 0`.
+    fn by_month(n: usize) -> impl Fn(usize) -> (&'static str, serde_json::Value) {
+        move |i| {
+            let mut v = event_json(&format!("s{}", i % 7), "a");
+            v["occurred_at"] = format!("2026-{:02}-10T08:00:00.000Z", i * 12 / n + 1).into();
+            if i.is_multiple_of(3) {
+                v["outcome"] = "denied".into();
+            }
+            ("app", v)
+        }
+    }
+
+    #[test]
+    fn a_month_query_reads_only_that_months_postings_and_counts_from_the_index() {
+        let n = 1200;
+        // An index written out every 50 events or so: about 24 flushes.
+        let vault = log_with_flush(n, 50, by_month(n));
+        assert_eq!(vault.index_watermark().unwrap(), 1200);
+        let ms = |t: &str| crate::event::parse_rfc3339_ms(t).unwrap();
+        let q = EventQuery {
+            occurred_since_ms: Some(ms("2026-03-01T00:00:00Z")),
+            occurred_until_ms: Some(ms("2026-04-01T00:00:00Z")),
+            outcome: Some(Outcome::Denied),
+            limit: 10,
+            count_ahead: COUNT_AHEAD,
+            ..EventQuery::default()
+        };
+        let expect: Vec<u64> = (200..300u64).rev().filter(|i| i % 3 == 0).collect();
+        let page = search(&vault, n as u64, &q).unwrap();
+        assert_eq!(indexes(&page), expect[..10]);
+        assert_eq!(
+            page.total,
+            Total {
+                count: expect.len() as u64,
+                exact: true
+            }
+        );
+        // March's 100 events are in 2 or 3 of the 24 flushes; the outcome
+        // term is in every flush, but it is only read where March is (the
+        // walk skips), and the audit records' term is empty.
+        let mut walk = walk(&vault, &q, 0).unwrap();
+        let mut at = n as u64;
+        while let Step::Match(i, _) = walk.next(at, u64::MAX).unwrap() {
+            at = i;
+        }
+        let reads = walk.work() / READ_COST as u64;
+        assert!(reads <= 12, "{reads} index reads for March");
+        // A December query finds none of March's events.
+        let december = EventQuery {
+            occurred_since_ms: Some(ms("2026-12-01T00:00:00Z")),
+            occurred_until_ms: Some(ms("2027-01-01T00:00:00Z")),
+            outcome: None,
+            ..q.clone()
+        };
+        let (got, last) = all_pages(&vault, n as u64, december);
+        assert_eq!(got, (1100..1200u64).rev().collect::<Vec<_>>());
+        assert!(last.total.exact);
+        // A range starting within a day: that day's events are checked
+        // one by one, in the page and in the count.
+        let partial = EventQuery {
+            occurred_since_ms: Some(ms("2026-03-10T08:00:00Z")),
+            occurred_until_ms: Some(ms("2026-03-10T08:00:01Z")),
+            outcome: None,
+            limit: 5,
+            ..q.clone()
+        };
+        let page = search(&vault, n as u64, &partial).unwrap();
+        assert_eq!(indexes(&page), (295..300u64).rev().collect::<Vec<_>>());
+        assert_eq!(page.total.count, 100);
+        assert!(page.total.exact);
+        let missed = EventQuery {
+            occurred_since_ms: Some(ms("2026-03-10T08:00:01Z")),
+            occurred_until_ms: Some(ms("2026-03-10T09:00:00Z")),
+            ..partial
+        };
+        let page = search(&vault, n as u64, &missed).unwrap();
+        assert!(page.hits.is_empty() && page.next.is_none());
+        assert_eq!(
+            page.total,
+            Total {
+                count: 0,
+                exact: true
+            }
+        );
+    }
+
+    #[test]
+    fn an_index_of_an_earlier_format_is_rebuilt_when_the_vault_opens() {
+        let n = 300;
+        let mut log = TestLogBuilder::new("example.com/log").start();
+        submit_all(&mut log, n, 256, by_month(n));
+        let vault = log.vault();
+        vault.flush_index().unwrap();
+        let store = log.dyn_store();
+        assert_eq!(index::stored_watermark(store.as_ref()).unwrap(), Some(300));
+        // An index written before the format marker existed.
+        store
+            .commit_records(&crate::store::RecordBatch {
+                index_blocks: vec![crate::store::IndexBlock {
+                    value: None,
+                    ..index::format_marker()
+                }],
+                ..crate::store::RecordBatch::default()
+            })
+            .unwrap();
+        assert_eq!(index::stored_watermark(store.as_ref()).unwrap(), None);
+        drop(vault);
+        let reopened = Vault::open_with_index_flush(
+            store.clone(),
+            &crate::crypto::MasterKey::from_bytes([9; 32]),
+            crate::vault::KeyringHome::Store,
+            64,
+        )
+        .unwrap();
+        assert_eq!(index::stored_watermark(store.as_ref()).unwrap(), Some(300));
+        let ms = |t: &str| crate::event::parse_rfc3339_ms(t).unwrap();
+        let (got, _) = all_pages(
+            &reopened,
+            n as u64,
+            EventQuery {
+                occurred_since_ms: Some(ms("2026-12-01T00:00:00Z")),
+                limit: 7,
+                ..EventQuery::default()
+            },
+        );
+        assert_eq!(got, (275..300u64).rev().collect::<Vec<_>>());
     }
 
     #[test]

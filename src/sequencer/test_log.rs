@@ -26,6 +26,7 @@ pub(crate) struct TestLogBuilder {
     origin: String,
     sealed: bool,
     master_key: [u8; 32],
+    index_flush_events: usize,
 }
 
 impl TestLogBuilder {
@@ -35,7 +36,14 @@ impl TestLogBuilder {
             origin: origin.to_string(),
             sealed: true,
             master_key: [9; 32],
+            index_flush_events: crate::vault::DEFAULT_INDEX_FLUSH_EVENTS,
         }
+    }
+
+    /// Writes the vault's search index out every `n` events.
+    pub(crate) fn index_flush_events(mut self, n: usize) -> TestLogBuilder {
+        self.index_flush_events = n;
+        self
     }
 
     /// Stores events as given, without the vault in front of the store.
@@ -63,7 +71,15 @@ impl TestLogBuilder {
         let view = Arc::new(LogView::new(empty, 0, Clock::system()));
         // The vault keeps its keyring in the store: a plaintext log has none.
         let vault = self.sealed.then(|| {
-            Arc::new(Vault::new(store.clone(), &MasterKey::from_bytes(self.master_key)).unwrap())
+            Arc::new(
+                Vault::open_with_index_flush(
+                    store.clone(),
+                    &MasterKey::from_bytes(self.master_key),
+                    crate::vault::KeyringHome::Store,
+                    self.index_flush_events,
+                )
+                .unwrap(),
+            )
         });
         let sealing = match &vault {
             Some(vault) => Sealing::Vault(vault.clone()),

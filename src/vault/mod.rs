@@ -184,7 +184,7 @@ impl Vault {
         home: KeyringHome,
         flush_events: usize,
     ) -> Result<Vault, VaultError> {
-        let watermark = match inner.index_watermark() {
+        let watermark = match crate::search::index::stored_watermark(inner.as_ref()) {
             Err(StoreError::Corrupt(e)) => {
                 // The index is derived from the events: rebuild it.
                 tracing::warn!(error = %e, "the search index is damaged; rebuilding it");
@@ -198,6 +198,7 @@ impl Vault {
                 inner.clear_index()?;
                 inner.commit_records(&RecordBatch {
                     index_watermark: Some(0),
+                    index_blocks: vec![crate::search::index::format_marker()],
                     ..RecordBatch::default()
                 })?;
                 0
@@ -217,7 +218,7 @@ impl Vault {
         master: &MasterKey,
         home: KeyringHome,
     ) -> Result<Vault, VaultError> {
-        let from = match inner.index_watermark() {
+        let from = match crate::search::index::stored_watermark(inner.as_ref()) {
             Ok(w) => w.unwrap_or(0),
             // Reported by the check itself; nothing is looked up in it.
             Err(StoreError::Corrupt(_)) => 0,
@@ -320,16 +321,25 @@ impl Vault {
         self.index_key.subject_pseudonym(subject)
     }
 
-    /// Every index term of an event of `app`.
+    /// Every index term of an event of `app`: its fields, and the UTC day,
+    /// month and year it occurred in (see [`crate::search`] for how a time
+    /// range becomes these terms).
     pub fn terms_of(&self, app: &str, ev: &AuditEvent) -> Vec<Term> {
-        let mut terms = Vec::with_capacity(5);
+        let mut terms = Vec::with_capacity(11);
         terms.extend([
             self.term(Field::App, app),
             self.term(Field::Actor, &ev.actor.id),
             self.term(Field::Action, &ev.action),
             self.term(Field::Resource, &ev.resource.id),
+            self.term(Field::Outcome, ev.outcome.as_str()),
+            self.term(Field::Purpose, &ev.purpose),
         ]);
         terms.extend(ev.subject.as_deref().map(|s| self.term(Field::Subject, s)));
+        terms.extend(
+            crate::search::occurred_terms(&ev.occurred_at)
+                .into_iter()
+                .map(|(field, value)| self.term(field, &value)),
+        );
         terms
     }
 
