@@ -186,7 +186,10 @@ else
 fi
 sync
 started_ns=$(date +%s%N)
-start_server "$work/data"
+# At level info the server logs how long it took to open the database
+# (`open_ms`, including the replay of sled's log since its last snapshot)
+# and to load the log (`total_ms`).
+SERVER_LOG=info start_server "$work/data"
 listening_ns=$(date +%s%N)
 until curl -fsS -o /dev/null "$url/checkpoint" 2>/dev/null; do
     kill -0 "$server_pid" 2>/dev/null || { echo "bench: the restarted server exited" >&2; exit 1; }
@@ -330,6 +333,9 @@ if ((tile1)); then
 fi
 awk -v p50="$(field nginx p50_ms)" -v p99="$(field nginx p99_ms)" -v e="$(field nginx errors)" \
     'BEGIN { printf "\n- nginx: p50 %.2f ms, p99 %.2f ms, %d errors; better of a run before and one after the log'"'"'s reads\n", p50, p99, e }'
+sed 's/\x1b\[[0-9;]*m//g' "$work/server.err" |
+    sed -n 's/.*open_ms=\([0-9]*\) total_ms=\([0-9]*\).*/- restart: the database opened in \1 ms, the log (checkpoint and right edge) loaded in \2 ms/p' |
+    head -n1
 echo "- single-event ingest beside an axum-parsing ceiling: not measured (there is no such ceiling in scripts/bench.sh yet)"
 echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 echo

@@ -213,9 +213,11 @@ pub fn load(dir: &Path, origin: Option<&str>) -> Result<OpenedLog, LifecycleErro
     }
     let keys = LogKeys::load_from_dir(dir)
         .map_err(|e| LifecycleError::Io(format!("couldn't load the log keys: {e}")))?;
+    let started = std::time::Instant::now();
     let store = Arc::new(
         SledStore::open(&dir.join(DB_DIR)).map_err(|e| LifecycleError::Io(e.to_string()))?,
     );
+    let opened_ms = started.elapsed().as_millis() as u64;
     let stored_origin = store
         .record(RecordSpace::Meta, ORIGIN_RECORD)
         .map_err(|e| LifecycleError::Io(e.to_string()))?
@@ -235,6 +237,12 @@ pub fn load(dir: &Path, origin: Option<&str>) -> Result<OpenedLog, LifecycleErro
         .map_err(|e| LifecycleError::Config(format!("origin {stored_origin:?}: {e}")))?;
     let published = load_checkpoint(store.as_ref(), &stored_origin, &keys)?;
     let edge = check_tree(store.as_ref(), &published.checkpoint)?;
+    tracing::info!(
+        open_ms = opened_ms,
+        total_ms = started.elapsed().as_millis() as u64,
+        tree_size = published.checkpoint.size,
+        "loaded the log (the database open, then the checkpoint and the right edge)"
+    );
     Ok(OpenedLog {
         store,
         origin: stored_origin,

@@ -41,11 +41,12 @@ trap 'exit 130' INT TERM
 
 # --- the log -------------------------------------------------------------------
 start_server() { # data dir [config lines]: starts `serve` on it, sets server_pid and url
+    #              (its log lines at level SERVER_LOG, warn unless set, in $work/server.err)
     : >"$work/server.out"
     # The per-key rate limit (default 2000/s) would cap the load generator's
     # one key far below what the log can take: measure the log, not the limit.
     printf 'rate_limit_per_second = 0.0\n%s\n' "${2:-}" >"$work/bench.toml"
-    VERITRAIL_LOG=warn "$SERVER_BIN" serve --config "$work/bench.toml" --data "$1" --listen 127.0.0.1:0 \
+    VERITRAIL_LOG=${SERVER_LOG:-warn} "$SERVER_BIN" serve --config "$work/bench.toml" --data "$1" --listen 127.0.0.1:0 \
         >"$work/server.out" 2>"$work/server.err" &
     server_pid=$!
     url=""

@@ -15,7 +15,7 @@
 //!   or of size 0, answers exactly what the store does, only slower.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 
@@ -49,37 +49,44 @@ enum Key {
 const KEPT_FROM_HEIGHT: u32 = 2;
 
 /// The first `width` hashes of a hash tile and the hashes of its complete
-/// subtrees of heights `KEPT_FROM_HEIGHT` to 7.
+/// subtrees of heights `KEPT_FROM_HEIGHT` to 7, hashed when a proof first
+/// asks for one: a tile read from the store to be served is not hashed.
 struct CachedTile {
     /// The hashes as served: `width` × 32 bytes.
     bytes: Bytes,
     width: usize,
     /// The complete nodes of heights `KEPT_FROM_HEIGHT` to 7 inside the
     /// tile, the lowest height first, each height left to right.
-    inner: Box<[Hash]>,
+    inner: OnceLock<Box<[Hash]>>,
 }
 
 impl CachedTile {
-    /// Hashes the inner subtrees of `bytes` (whole 32-byte hashes).
+    /// A tile of `bytes` (whole 32-byte hashes), its inner nodes not yet hashed.
     fn build(bytes: Bytes) -> CachedTile {
-        let width = bytes.len() / 32;
-        let mut below: Vec<Hash> = (0..width).map(|i| leaf_at(&bytes, i)).collect();
-        let mut inner = Vec::with_capacity(width >> (KEPT_FROM_HEIGHT - 1));
-        for height in 1..u32::from(TILE_HEIGHT) {
-            let level: Vec<Hash> = below
-                .chunks_exact(2)
-                .map(|p| node_hash(&p[0], &p[1]))
-                .collect();
-            if height >= KEPT_FROM_HEIGHT {
-                inner.extend_from_slice(&level);
-            }
-            below = level;
-        }
         CachedTile {
+            width: bytes.len() / 32,
             bytes,
-            width,
-            inner: inner.into_boxed_slice(),
+            inner: OnceLock::new(),
         }
+    }
+
+    /// Hashes the inner subtrees (once).
+    fn inner(&self) -> &[Hash] {
+        self.inner.get_or_init(|| {
+            let mut below: Vec<Hash> = (0..self.width).map(|i| leaf_at(&self.bytes, i)).collect();
+            let mut inner = Vec::with_capacity(self.width >> (KEPT_FROM_HEIGHT - 1));
+            for height in 1..u32::from(TILE_HEIGHT) {
+                let level: Vec<Hash> = below
+                    .chunks_exact(2)
+                    .map(|p| node_hash(&p[0], &p[1]))
+                    .collect();
+                if height >= KEPT_FROM_HEIGHT {
+                    inner.extend_from_slice(&level);
+                }
+                below = level;
+            }
+            inner.into_boxed_slice()
+        })
     }
 
     /// The hash of the subtree over hashes `offset .. offset + count`
@@ -94,7 +101,7 @@ impl CachedTile {
             return Some(self.fold(offset, count));
         }
         let start: usize = (KEPT_FROM_HEIGHT..height).map(|h| self.width >> h).sum();
-        self.inner.get(start + (offset >> height)).copied()
+        self.inner().get(start + (offset >> height)).copied()
     }
 
     /// MTH of hashes `offset .. offset + count`, all within `width`.
@@ -106,8 +113,13 @@ impl CachedTile {
         node_hash(&self.fold(offset, half), &self.fold(offset + half, half))
     }
 
+    /// What it holds once its inner nodes are hashed: counted from the
+    /// start, so hashing them never takes the cache over its budget.
     fn weight(&self) -> usize {
-        self.bytes.len() + self.inner.len() * 32 + ENTRY_OVERHEAD
+        let inner: usize = (KEPT_FROM_HEIGHT..u32::from(TILE_HEIGHT))
+            .map(|h| self.width >> h)
+            .sum();
+        self.bytes.len() + inner * 32 + ENTRY_OVERHEAD
     }
 }
 

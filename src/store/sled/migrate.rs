@@ -11,8 +11,7 @@
 
 use super::runs::FLUSH_ENTRIES;
 use super::{
-    DEDUPE, LAYOUT_KEY, LEAF, SEALED, SledStore, TREE_SIZE_KEY, backend, bodies, decode_u64,
-    verified,
+    DEDUPE, LAYOUT_KEY, LEAF, Open, SEALED, TREE_SIZE_KEY, backend, bodies, decode_u64, verified,
 };
 use crate::store::{DedupeKey, StoreError};
 use crate::tiles::TILE_WIDTH;
@@ -26,7 +25,7 @@ const PROGRESS_KEY: &[u8] = b"Mlayout_sealed_done";
 const BUNDLES_PER_BATCH: u64 = 64;
 
 /// Brings the store to [`LAYOUT`], converting it if it is older.
-pub(super) fn run(store: &SledStore) -> Result<(), StoreError> {
+pub(super) fn run(store: &Open) -> Result<(), StoreError> {
     let tree = &store.tree;
     if let Some(v) = tree.get(LAYOUT_KEY).map_err(backend)? {
         let layout = decode_u64(&v, "storage layout")?;
@@ -88,7 +87,7 @@ pub(super) fn run(store: &SledStore) -> Result<(), StoreError> {
 }
 
 /// Per-event sealed records (`b || index`) into one chunk per bundle.
-fn convert_sealed(store: &SledStore) -> Result<(), StoreError> {
+fn convert_sealed(store: &Open) -> Result<(), StoreError> {
     let tree = &store.tree;
     let mut done = match tree.get(PROGRESS_KEY).map_err(backend)? {
         Some(v) => decode_u64(&v, "conversion progress")?,
@@ -132,7 +131,7 @@ fn convert_sealed(store: &SledStore) -> Result<(), StoreError> {
 
 /// Per-event keys under `prefix` (value: big-endian leaf index) into `map`.
 fn convert_map(
-    store: &SledStore,
+    store: &Open,
     prefix: u8,
     map: &super::runs::RunMap,
     digest: impl Fn(&[u8]) -> Result<[u8; 16], StoreError>,
@@ -157,7 +156,7 @@ fn convert_map(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{CHECKPOINT_KEY, checksummed};
+    use super::super::{CHECKPOINT_KEY, SledStore, checksummed};
     use super::*;
     use crate::merkle::Hash;
     use crate::store::{RecordSpace, Store};
@@ -224,12 +223,15 @@ mod tests {
         assert!(store.checkpoint().unwrap().is_some());
         for prefix in [DEDUPE, LEAF] {
             assert_eq!(
-                store.tree.scan_prefix([prefix]).count(),
+                store.db().unwrap().tree.scan_prefix([prefix]).count(),
                 0,
                 "old keys are gone"
             );
         }
-        assert!(store.tree.scan_prefix([SEALED]).count() <= n.div_ceil(TILE_WIDTH) as usize);
+        assert!(
+            store.db().unwrap().tree.scan_prefix([SEALED]).count()
+                <= n.div_ceil(TILE_WIDTH) as usize
+        );
         assert!(store.check_index_runs().is_empty());
     }
 
@@ -278,7 +280,7 @@ mod tests {
         }
         let store = SledStore::open(dir.path()).unwrap();
         check(&store, n, &[10]);
-        assert_eq!(store.tree.get(PROGRESS_KEY).unwrap(), None);
+        assert_eq!(store.db().unwrap().tree.get(PROGRESS_KEY).unwrap(), None);
     }
 
     #[test]

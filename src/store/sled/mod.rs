@@ -25,6 +25,17 @@
 //! Blobs that appear anyway (a database created with small segments) are
 //! fsynced, with their directory, before the data file.
 //!
+//! Start-up time: sled 0.34 writes a snapshot of its page table only when
+//! a database is opened (its `snapshot_after_ops` setting does nothing),
+//! and opening replays every log segment written since the newest
+//! snapshot. A server that ran for a long time would replay gigabytes on
+//! its next start (11 s at 10 million events). So the background thread
+//! closes and reopens the database, between two merges of index runs, once
+//! sled has written [`SNAPSHOT_AFTER_BYTES`] since it was opened: a start,
+//! after a clean stop or a crash, replays at most that much plus one merge.
+//! Every operation waits during a reopen; one that fails leaves a store
+//! that refuses everything until restarted, as after a failed fsync.
+//!
 //! Per-event data never costs a key per event: sealed bodies are packed by
 //! entry bundle (`bodies`), and the idempotency and leaf-hash indexes are
 //! sorted runs of 4 KiB blocks merged in the background (`runs`). A data
@@ -40,8 +51,8 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -88,18 +99,36 @@ const LEAF_MAP: u8 = b'h';
 
 /// The sled backend.
 pub struct SledStore {
-    tree: sled::Tree,
-    disk: Arc<Disk>,
-    /// The idempotency index and the leaf-hash index.
-    dedupe: Arc<RunMap>,
-    leaves: Arc<RunMap>,
-    /// Serialises every read-modify-write of sealed body chunks.
-    bodies: Mutex<()>,
+    shared: Arc<Shared>,
     compactor: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
-/// The database and what makes its writes durable; shared with the
-/// background compactor.
+/// What the store shares with its background thread.
+struct Shared {
+    path: PathBuf,
+    /// The open database. Only the background thread takes the write lock,
+    /// to reopen it (see [`Shared::reopen`]); `None` once a reopen failed.
+    open: RwLock<Option<Open>>,
+    /// Serialises every read-modify-write of sealed body chunks.
+    bodies: Mutex<()>,
+    /// Bytes sled may write between two of its snapshots (see the module
+    /// comment); `u64::MAX` never reopens.
+    snapshot_after: AtomicU64,
+    /// Reopens done, for tests and logs.
+    reopens: AtomicU64,
+}
+
+/// One opening of the database: sled's handle, what makes its writes
+/// durable, and the two indexes loaded from it.
+pub(super) struct Open {
+    tree: sled::Tree,
+    disk: Disk,
+    /// The idempotency index and the leaf-hash index.
+    dedupe: RunMap,
+    leaves: RunMap,
+}
+
+/// The database and what makes its writes durable.
 struct Disk {
     db: sled::Db,
     /// sled's data file and the blobs already fsynced; the mutex serialises syncs.
@@ -107,6 +136,8 @@ struct Disk {
     path: PathBuf,
     /// Set when a write was applied in memory but not made durable.
     unsynced: AtomicBool,
+    /// Bytes sled's flushes wrote since this opening.
+    flushed: AtomicU64,
     /// Fault injection: the next sync fails.
     #[cfg(test)]
     fail_next_sync: AtomicBool,
@@ -294,113 +325,273 @@ pub fn data_file(dir: &Path) -> PathBuf {
     dir.join("db")
 }
 
-impl SledStore {
-    /// Opens (or creates) the database in `dir`. Only one process may open a
-    /// directory at a time; sled enforces it with a file lock.
-    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        let mut store = SledStore::open_without_compaction(dir)?;
-        // Entries missing from an index would let a retried event in twice:
-        // only an offline check opens a damaged one.
-        let damage: Vec<&String> = store
+/// Bytes sled may write before the store reopens the database, which makes
+/// sled write a snapshot of its page table (see the module comment): the
+/// most a start-up replays.
+pub const SNAPSHOT_AFTER_BYTES: u64 = 512 << 20;
+
+/// Opens sled on `dir`, retrying for up to `patience` while a handle this
+/// process just dropped still holds sled's lock (its background threads
+/// wind down).
+fn open_sled(dir: &Path, patience: Duration) -> Result<sled::Db, StoreError> {
+    let give_up = std::time::Instant::now() + patience;
+    loop {
+        match sled_config(dir).open() {
+            Ok(db) => return Ok(db),
+            // sled reports its file lock as an `Other` I/O error.
+            Err(sled::Error::Io(io))
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock") =>
+            {
+                if std::time::Instant::now() >= give_up {
+                    return Err(StoreError::Backend(format!(
+                        "the database in {} is in use by another process (a running server?)",
+                        dir.display()
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(other) => return Err(backend(other)),
+        }
+    }
+}
+
+impl Open {
+    /// Opens the database in `dir` and loads both indexes (see
+    /// [`open_sled`] for `patience`).
+    fn load(dir: &Path, patience: Duration) -> Result<Open, StoreError> {
+        let db = open_sled(dir, patience)?;
+        let tree = db.open_tree("log").map_err(backend)?;
+        let disk = Disk {
+            db,
+            synced: Mutex::new(Synced::default()),
+            path: dir.to_path_buf(),
+            unsynced: AtomicBool::new(false),
+            flushed: AtomicU64::new(0),
+            #[cfg(test)]
+            fail_next_sync: AtomicBool::new(false),
+        };
+        let dedupe = RunMap::open(&tree, DEDUPE_MAP, "idempotency index", true)?;
+        let leaves = RunMap::open(&tree, LEAF_MAP, "leaf-hash index", false)?;
+        Ok(Open {
+            tree,
+            disk,
+            dedupe,
+            leaves,
+        })
+    }
+
+    /// What did not load from either index, as one error: entries missing
+    /// from an index would let a retried event in twice, so only an
+    /// offline check opens a damaged one.
+    fn refuse_damage(&self) -> Result<(), StoreError> {
+        let damage: Vec<&String> = self
             .dedupe
             .damage()
             .iter()
-            .chain(store.leaves.damage())
+            .chain(self.leaves.damage())
             .collect();
-        if let Some(first) = damage.first() {
-            return Err(StoreError::Corrupt(format!(
+        match damage.first() {
+            None => Ok(()),
+            Some(first) => Err(StoreError::Corrupt(format!(
                 "{first}{}; run `veritrail fsck` on the data directory",
                 if damage.len() > 1 {
                     format!(" (and {} more)", damage.len() - 1)
                 } else {
                     String::new()
                 }
-            )));
+            ))),
         }
-        store.compactor = Some(start_compactor(
-            store.disk.clone(),
-            [store.dedupe.clone(), store.leaves.clone()],
-        ));
-        Ok(store)
-    }
-
-    /// As [`SledStore::open`], without the background merging of index
-    /// runs: for offline checks, whose scans then see every entry once.
-    pub fn open_without_compaction(dir: &Path) -> Result<SledStore, StoreError> {
-        // A handle this process just dropped may hold sled's lock for a few
-        // milliseconds more (its background threads wind down): retry
-        // briefly before calling the database busy.
-        let mut attempts = 0;
-        let db = loop {
-            match sled_config(dir).open() {
-                Ok(db) => break db,
-                // sled reports its file lock as an `Other` I/O error.
-                Err(sled::Error::Io(io))
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("could not acquire lock") =>
-                {
-                    attempts += 1;
-                    if attempts >= 20 {
-                        return Err(StoreError::Backend(format!(
-                            "the database in {} is in use by another process (a running server?)",
-                            dir.display()
-                        )));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(other) => return Err(backend(other)),
-            }
-        };
-        let tree = db.open_tree("log").map_err(backend)?;
-        let disk = Arc::new(Disk {
-            db,
-            synced: Mutex::new(Synced::default()),
-            path: dir.to_path_buf(),
-            unsynced: AtomicBool::new(false),
-            #[cfg(test)]
-            fail_next_sync: AtomicBool::new(false),
-        });
-        let dedupe = Arc::new(RunMap::open(&tree, DEDUPE_MAP, "idempotency index", true)?);
-        let leaves = Arc::new(RunMap::open(&tree, LEAF_MAP, "leaf-hash index", false)?);
-        let store = SledStore {
-            tree,
-            disk,
-            dedupe,
-            leaves,
-            bodies: Mutex::new(()),
-            compactor: None,
-        };
-        migrate::run(&store)?;
-        Ok(store)
     }
 
     fn sync_applied(&self) -> Result<(), StoreError> {
         self.disk.sync_applied()
     }
 
-    fn check_synced(&self) -> Result<(), StoreError> {
-        self.disk.check_synced()
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(key).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    /// Up to `limit` raw pairs under `prefix` after `cursor` (keys without
+    /// the prefix byte), and where the next page starts.
+    #[allow(clippy::type_complexity)]
+    fn scan_raw(
+        &self,
+        prefix: u8,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<(Vec<(Vec<u8>, sled::IVec)>, Option<ScanCursor>), StoreError> {
+        use std::ops::Bound;
+        let start = match cursor.key() {
+            Some(k) => {
+                let mut full = vec![prefix];
+                full.extend_from_slice(k);
+                Bound::Excluded(full)
+            }
+            None => Bound::Included(vec![prefix]),
+        };
+        let end = Bound::Excluded(vec![prefix + 1]);
+        let mut out = Vec::new();
+        for item in self
+            .tree
+            .range::<Vec<u8>, _>((start, end))
+            .take(limit.max(1))
+        {
+            let (k, v) = item.map_err(backend)?;
+            out.push((k[1..].to_vec(), v));
+        }
+        let next = if out.len() < limit.max(1) {
+            None
+        } else {
+            out.last().map(|(k, _)| ScanCursor::after(k.clone()))
+        };
+        Ok((out, next))
+    }
+}
+
+/// How long an open waits for sled's lock (see [`open_sled`]).
+const OPEN_PATIENCE: Duration = Duration::from_secs(1);
+const REOPEN_PATIENCE: Duration = Duration::from_secs(10);
+
+const REOPEN_FAILED: &str = "the database could not be reopened (see the log); restart the server";
+
+/// The open database, read-locked for one operation.
+struct OpenGuard<'a>(RwLockReadGuard<'a, Option<Open>>);
+
+impl std::ops::Deref for OpenGuard<'_> {
+    type Target = Open;
+    fn deref(&self) -> &Open {
+        self.0
+            .as_ref()
+            .expect("SledStore::db checks that it is open")
+    }
+}
+
+impl Shared {
+    /// The open database. Never call it while holding one already: a
+    /// waiting reopen would deadlock the two.
+    fn db(&self) -> Result<OpenGuard<'_>, StoreError> {
+        let guard = self
+            .open
+            .read()
+            .map_err(|_| backend("database lock poisoned"))?;
+        if guard.is_none() {
+            return Err(StoreError::Backend(REOPEN_FAILED.into()));
+        }
+        Ok(OpenGuard(guard))
+    }
+
+    /// Closes and reopens the database, so that sled writes a snapshot of
+    /// its page table and the next start replays only what follows it.
+    /// Every operation waits meanwhile. A store whose last write was not
+    /// made durable is left as it is (it refuses everything until a
+    /// restart); a reopen that fails leaves the store refusing everything
+    /// too, with an error that says to restart.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut open = self
+            .open
+            .write()
+            .map_err(|_| backend("database lock poisoned"))?;
+        match open.as_ref() {
+            Some(o) => o.disk.check_synced()?,
+            None => return Err(StoreError::Backend(REOPEN_FAILED.into())),
+        }
+        let started = std::time::Instant::now();
+        drop(open.take());
+        // Under load sled's threads can take a while to let go of the
+        // lock: more patience than a start, which may meet another process.
+        let fresh =
+            Open::load(&self.path, REOPEN_PATIENCE).and_then(|o| o.refuse_damage().map(|()| o))?;
+        *open = Some(fresh);
+        self.reopens.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "reopened the database so that sled snapshots its page table"
+        );
+        Ok(())
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`. Only one process may open a
+    /// directory at a time; sled enforces it with a file lock.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        let mut store = SledStore::open_without_compaction(dir)?;
+        store.db()?.refuse_damage()?;
+        store.compactor = Some(start_compactor(store.shared.clone()));
+        Ok(store)
+    }
+
+    /// As [`SledStore::open`], without the background merging of index
+    /// runs and without reopening: for offline checks, whose scans then see
+    /// every entry once.
+    pub fn open_without_compaction(dir: &Path) -> Result<SledStore, StoreError> {
+        let open = Open::load(dir, OPEN_PATIENCE)?;
+        migrate::run(&open)?;
+        Ok(SledStore {
+            shared: Arc::new(Shared {
+                path: dir.to_path_buf(),
+                open: RwLock::new(Some(open)),
+                bodies: Mutex::new(()),
+                snapshot_after: AtomicU64::new(SNAPSHOT_AFTER_BYTES),
+                reopens: AtomicU64::new(0),
+            }),
+            compactor: None,
+        })
+    }
+
+    fn db(&self) -> Result<OpenGuard<'_>, StoreError> {
+        self.shared.db()
+    }
+
+    /// Sets how many bytes sled may write between two reopens (see
+    /// [`SNAPSHOT_AFTER_BYTES`]).
+    pub fn set_snapshot_after(&self, bytes: u64) {
+        self.shared.snapshot_after.store(bytes, Ordering::Relaxed);
+        if let Some((_, handle)) = &self.compactor {
+            handle.thread().unpark();
+        }
+    }
+
+    /// How many times the database was reopened since this store opened.
+    pub fn reopens(&self) -> u64 {
+        self.shared.reopens.load(Ordering::Relaxed)
     }
 
     /// Approximate size of the database on disk, in bytes.
     pub fn size_on_disk(&self) -> u64 {
-        self.disk.db.size_on_disk().unwrap_or(0)
+        self.db()
+            .map(|db| db.disk.db.size_on_disk().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// Problems found in the stored runs of both indexes (fsck).
     pub fn check_index_runs(&self) -> Vec<String> {
-        let mut out = self.dedupe.check();
-        out.extend(self.leaves.check());
-        out
+        match self.db() {
+            Ok(db) => {
+                let mut out = db.dedupe.check();
+                out.extend(db.leaves.check());
+                out
+            }
+            Err(e) => vec![e.to_string()],
+        }
     }
 
     /// Merges index runs until none is due (tests and `migrate`).
     pub fn compact_now(&self) -> Result<(), StoreError> {
-        let sync = || self.disk.sync_applied();
-        for map in [&self.dedupe, &self.leaves] {
+        let db = self.db()?;
+        let sync = || db.disk.sync_applied();
+        for map in [&db.dedupe, &db.leaves] {
             while map.compact_once(&sync)? {}
         }
         Ok(())
+    }
+
+    fn lock_bodies(&self) -> Result<std::sync::MutexGuard<'_, ()>, StoreError> {
+        self.shared
+            .bodies
+            .lock()
+            .map_err(|_| backend("sealed body lock poisoned"))
     }
 }
 
@@ -417,34 +608,44 @@ impl Drop for SledStore {
 /// How long the compactor sleeps when nothing is due.
 const COMPACTOR_IDLE: Duration = Duration::from_millis(500);
 
-/// The background thread that merges index runs and deletes garbage runs.
-/// An error is logged and retried later; the runs it had not finished
-/// stay garbage that a later pass deletes.
-fn start_compactor(disk: Arc<Disk>, maps: [Arc<RunMap>; 2]) -> (Arc<AtomicBool>, JoinHandle<()>) {
+/// The background thread that merges index runs, deletes garbage runs, and
+/// reopens the database once sled has written `snapshot_after` bytes since
+/// it was opened (between two merges, never during one). An error is
+/// logged and retried later; the runs it had not finished stay garbage
+/// that a later pass deletes.
+fn start_compactor(shared: Arc<Shared>) -> (Arc<AtomicBool>, JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let handle = std::thread::Builder::new()
         .name("index-compactor".into())
         .spawn(move || {
             while !flag.load(Ordering::Acquire) {
-                let sync = || disk.sync_applied();
-                let mut worked = false;
-                for map in &maps {
-                    if flag.load(Ordering::Acquire) {
-                        return;
-                    }
-                    if disk.check_synced().is_err() {
-                        break;
-                    }
-                    match map.compact_once(&sync) {
-                        Ok(w) => worked |= w,
-                        Err(e) => {
-                            tracing::error!(error = %e, "couldn't merge index runs; will retry");
-                            std::thread::park_timeout(COMPACTOR_IDLE * 10);
+                let (worked, reopen) = match shared.db() {
+                    Ok(db) if db.disk.check_synced().is_ok() => {
+                        let sync = || db.disk.sync_applied();
+                        let mut worked = false;
+                        for map in [&db.dedupe, &db.leaves] {
+                            if flag.load(Ordering::Acquire) {
+                                return;
+                            }
+                            match map.compact_once(&sync) {
+                                Ok(w) => worked |= w,
+                                Err(e) => {
+                                    tracing::error!(error = %e, "couldn't merge index runs; will retry");
+                                    std::thread::park_timeout(COMPACTOR_IDLE * 10);
+                                }
+                            }
                         }
+                        let due = db.disk.flushed.load(Ordering::Relaxed)
+                            >= shared.snapshot_after.load(Ordering::Relaxed);
+                        (worked, due)
                     }
+                    _ => (false, false),
+                };
+                if reopen && let Err(e) = shared.reopen() {
+                    tracing::error!(error = %e, "couldn't reopen the database");
                 }
-                if !worked {
+                if !worked && !reopen {
                     std::thread::park_timeout(COMPACTOR_IDLE);
                 }
             }
@@ -460,7 +661,9 @@ impl Disk {
     /// and a sync that finds it marked fails too: a writer queued behind a
     /// failed fsync never reports success.
     fn sync(&self) -> Result<(), StoreError> {
-        let flushed = self.db.flush().map(drop).map_err(backend);
+        let flushed = self.db.flush().map_err(backend).map(|written| {
+            self.flushed.fetch_add(written as u64, Ordering::Relaxed);
+        });
         let mut synced = self
             .synced
             .lock()
@@ -549,57 +752,10 @@ fn sync_listed_blobs(
     Ok(())
 }
 
-impl SledStore {
-    fn lock_bodies(&self) -> Result<std::sync::MutexGuard<'_, ()>, StoreError> {
-        self.bodies
-            .lock()
-            .map_err(|_| backend("sealed body lock poisoned"))
-    }
-
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree.get(key).map_err(backend)?.map(|v| v.to_vec()))
-    }
-
-    /// Up to `limit` raw pairs under `prefix` after `cursor` (keys without
-    /// the prefix byte), and where the next page starts.
-    #[allow(clippy::type_complexity)]
-    fn scan_raw(
-        &self,
-        prefix: u8,
-        cursor: &ScanCursor,
-        limit: usize,
-    ) -> Result<(Vec<(Vec<u8>, sled::IVec)>, Option<ScanCursor>), StoreError> {
-        use std::ops::Bound;
-        let start = match cursor.key() {
-            Some(k) => {
-                let mut full = vec![prefix];
-                full.extend_from_slice(k);
-                Bound::Excluded(full)
-            }
-            None => Bound::Included(vec![prefix]),
-        };
-        let end = Bound::Excluded(vec![prefix + 1]);
-        let mut out = Vec::new();
-        for item in self
-            .tree
-            .range::<Vec<u8>, _>((start, end))
-            .take(limit.max(1))
-        {
-            let (k, v) = item.map_err(backend)?;
-            out.push((k[1..].to_vec(), v));
-        }
-        let next = if out.len() < limit.max(1) {
-            None
-        } else {
-            out.last().map(|(k, _)| ScanCursor::after(k.clone()))
-        };
-        Ok((out, next))
-    }
-}
-
 impl Store for SledStore {
     fn commit(&self, b: &BatchWrite) -> Result<(), StoreError> {
-        self.check_synced()?;
+        let db = self.db()?;
+        db.disk.check_synced()?;
         let mut batch = sled::Batch::default();
         for (level, index, data) in &b.tiles {
             batch.insert(&tile_key(*level, *index)[..], data.as_slice());
@@ -621,12 +777,12 @@ impl Store for SledStore {
             let v = checksummed(&k, value);
             batch.insert(k, v);
         }
-        bodies::stage_commit(&self.tree, &mut batch, &sealed)?;
-        let dedupe = self.dedupe.stage(
+        bodies::stage_commit(&db.tree, &mut batch, &sealed)?;
+        let dedupe = db.dedupe.stage(
             &mut batch,
             b.dedupe.iter().map(|(k, i)| (k.0, *i)).collect(),
         )?;
-        let leaves = self.leaves.stage(
+        let leaves = db.leaves.stage(
             &mut batch,
             b.leaf_index
                 .iter()
@@ -639,61 +795,69 @@ impl Store for SledStore {
         }
         batch.insert(TREE_SIZE_KEY, &b.tree_size.to_be_bytes()[..]);
         batch.insert(LAYOUT_KEY, &migrate::LAYOUT.to_be_bytes()[..]);
-        self.tree.apply_batch(batch).map_err(backend)?;
-        self.sync_applied()?;
-        self.dedupe.applied(dedupe);
-        self.leaves.applied(leaves);
+        db.tree.apply_batch(batch).map_err(backend)?;
+        db.sync_applied()?;
+        db.dedupe.applied(dedupe);
+        db.leaves.applied(leaves);
         Ok(())
     }
 
     fn put_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
-        self.check_synced()?;
-        self.tree
+        let db = self.db()?;
+        db.disk.check_synced()?;
+        db.tree
             .insert(CHECKPOINT_KEY, cp.encode())
             .map_err(backend)?;
-        self.sync_applied()
+        db.sync_applied()
     }
 
     fn tree_size(&self) -> Result<u64, StoreError> {
-        self.check_synced()?;
-        match self.get(TREE_SIZE_KEY)? {
+        let db = self.db()?;
+        db.disk.check_synced()?;
+        match db.get(TREE_SIZE_KEY)? {
             Some(v) => decode_u64(&v, "stored tree size"),
             None => Ok(0),
         }
     }
 
     fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        self.get(CHECKPOINT_KEY)?
+        let db = self.db()?;
+        db.get(CHECKPOINT_KEY)?
             .map(|v| StoredCheckpoint::decode(&v))
             .transpose()
     }
 
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get(&tile_key(level, index))
+        let db = self.db()?;
+        db.get(&tile_key(level, index))
     }
 
     fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get(&index_key(BUNDLE, index))
+        let db = self.db()?;
+        db.get(&index_key(BUNDLE, index))
     }
 
     fn event(&self, index: u64) -> Result<Option<StoredEvent>, StoreError> {
-        self.get(&index_key(EVENT, index))?
+        let db = self.db()?;
+        db.get(&index_key(EVENT, index))?
             .map(|v| StoredEvent::decode(&v))
             .transpose()
     }
 
     fn dedupe(&self, key: &DedupeKey) -> Result<Option<u64>, StoreError> {
-        self.dedupe.get(&key.0)
+        let db = self.db()?;
+        db.dedupe.get(&key.0)
     }
 
     fn leaf_index(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
+        let db = self.db()?;
         // The index keeps 16 bytes of the hash: confirm the whole hash
         // against the level-0 tile.
-        let Some(index) = self.leaves.get(&leaf_key(leaf_hash))? else {
+        let Some(index) = db.leaves.get(&leaf_key(leaf_hash))? else {
             return Ok(None);
         };
         let at = (index % 256) as usize * 32;
-        let tile = self.tile(0, index / 256)?;
+        let tile = db.get(&tile_key(0, index / 256))?;
         let whole = tile.as_ref().and_then(|t| t.get(at..at + 32));
         Ok((whole == Some(leaf_hash.as_bytes().as_slice())).then_some(index))
     }
@@ -706,11 +870,12 @@ impl Store for SledStore {
     }
 
     fn record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let db = self.db()?;
         if space == RecordSpace::Sealed {
-            return bodies::get(&self.tree, sealed_index(key)?);
+            return bodies::get(&db.tree, sealed_index(key)?);
         }
         let k = record_key(space, key);
-        self.get(&k)?.map(|v| verified(&k, &v)).transpose()
+        db.get(&k)?.map(|v| verified(&k, &v)).transpose()
     }
 
     fn records(&self, space: RecordSpace) -> Result<Vec<Record>, StoreError> {
@@ -732,8 +897,9 @@ impl Store for SledStore {
         cursor: &ScanCursor,
         limit: usize,
     ) -> Result<ScanPage<Record>, StoreError> {
+        let db = self.db()?;
         if space == RecordSpace::Sealed {
-            let page = bodies::scan(&self.tree, cursor, limit)?;
+            let page = bodies::scan(&db.tree, cursor, limit)?;
             let items = page
                 .items
                 .into_iter()
@@ -745,7 +911,7 @@ impl Store for SledStore {
             });
         }
         let prefix = space_prefix(space);
-        let (raw, next) = self.scan_raw(prefix, cursor, limit)?;
+        let (raw, next) = db.scan_raw(prefix, cursor, limit)?;
         // The tree size, checkpoint and layout share the metadata prefix
         // but are not records: leave them out, so a copy of the records
         // never carries a stale tree size or checkpoint.
@@ -770,7 +936,8 @@ impl Store for SledStore {
         cursor: &ScanCursor,
         limit: usize,
     ) -> Result<ScanPage<(u64, StoredEvent)>, StoreError> {
-        let (raw, next) = self.scan_raw(EVENT, cursor, limit)?;
+        let db = self.db()?;
+        let (raw, next) = db.scan_raw(EVENT, cursor, limit)?;
         let items = raw
             .into_iter()
             .map(|(k, v)| {
@@ -788,7 +955,8 @@ impl Store for SledStore {
         cursor: &ScanCursor,
         limit: usize,
     ) -> Result<ScanPage<(DedupeKey, u64)>, StoreError> {
-        let page = self.dedupe.scan(cursor, limit)?;
+        let db = self.db()?;
+        let page = db.dedupe.scan(cursor, limit)?;
         Ok(ScanPage {
             items: page
                 .items
@@ -804,11 +972,13 @@ impl Store for SledStore {
         cursor: &ScanCursor,
         limit: usize,
     ) -> Result<ScanPage<(LeafKey, u64)>, StoreError> {
-        self.leaves.scan(cursor, limit)
+        let db = self.db()?;
+        db.leaves.scan(cursor, limit)
     }
 
     fn commit_records(&self, b: &RecordBatch) -> Result<(), StoreError> {
-        self.check_synced()?;
+        let db = self.db()?;
+        db.disk.check_synced()?;
         let mut batch = sled::Batch::default();
         let _bodies = self.lock_bodies()?;
         // Sealed bodies last: a chunk rewritten twice in one change must
@@ -831,14 +1001,14 @@ impl Store for SledStore {
             batch.remove(record_key(*space, key));
         }
         if !sealed.is_empty() {
-            bodies::rewrite(&self.tree, &mut batch, &sealed)?;
+            bodies::rewrite(&db.tree, &mut batch, &sealed)?;
         }
         put_index_blocks(&mut batch, &b.index_blocks, b.index_watermark);
         for index in &b.delete_events {
             batch.remove(&index_key(EVENT, *index)[..]);
         }
-        self.tree.apply_batch(batch).map_err(backend)?;
-        self.sync_applied()
+        db.tree.apply_batch(batch).map_err(backend)?;
+        db.sync_applied()
     }
 
     fn index_blocks(
@@ -847,8 +1017,9 @@ impl Store for SledStore {
         below: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let db = self.db()?;
         let mut out = Vec::new();
-        let ats = self.tree.range(index_at_key(0)..index_at_key(below)).rev();
+        let ats = db.tree.range(index_at_key(0)..index_at_key(below)).rev();
         for item in ats {
             if out.len() >= limit {
                 break;
@@ -856,7 +1027,7 @@ impl Store for SledStore {
             let (k, _) = item.map_err(backend)?;
             let at = decode_u64(&k[1..], "index block position")?;
             let key = index_block_key(bucket, at);
-            if let Some(v) = self.tree.get(&key).map_err(backend)? {
+            if let Some(v) = db.tree.get(&key).map_err(backend)? {
                 out.push((at, verified(&key, &v)?));
             }
         }
@@ -864,7 +1035,8 @@ impl Store for SledStore {
     }
 
     fn index_watermark(&self) -> Result<Option<u64>, StoreError> {
-        self.get(INDEX_WATERMARK_KEY)?
+        let db = self.db()?;
+        db.get(INDEX_WATERMARK_KEY)?
             .map(|v| {
                 let v = verified(INDEX_WATERMARK_KEY, &v)?;
                 decode_u64(&v, "search index watermark")
@@ -873,14 +1045,15 @@ impl Store for SledStore {
     }
 
     fn clear_index(&self) -> Result<(), StoreError> {
-        self.check_synced()?;
+        let db = self.db()?;
+        db.disk.check_synced()?;
         // The watermark goes first: a crash part way leaves an index
         // without one, which is cleared again on the next start.
-        self.tree.remove(INDEX_WATERMARK_KEY).map_err(backend)?;
-        self.sync_applied()?;
+        db.tree.remove(INDEX_WATERMARK_KEY).map_err(backend)?;
+        db.sync_applied()?;
         for prefix in [LEGACY_INDEX, INDEX_BLOCK, INDEX_AT] {
             loop {
-                let keys: Vec<sled::IVec> = self
+                let keys: Vec<sled::IVec> = db
                     .tree
                     .scan_prefix([prefix])
                     .keys()
@@ -894,8 +1067,8 @@ impl Store for SledStore {
                 for k in keys {
                     batch.remove(k);
                 }
-                self.tree.apply_batch(batch).map_err(backend)?;
-                self.sync_applied()?;
+                db.tree.apply_batch(batch).map_err(backend)?;
+                db.sync_applied()?;
             }
         }
         Ok(())
@@ -932,20 +1105,31 @@ mod tests {
             assert_eq!(store.record(space, b"a").unwrap().unwrap(), b"value of a");
             for at in [0, 9, 11] {
                 let k = record_key(space, b"a");
-                let mut raw = store.tree.get(&k).unwrap().unwrap().to_vec();
+                let mut raw = store.db().unwrap().tree.get(&k).unwrap().unwrap().to_vec();
                 raw[at] ^= 1;
-                store.tree.insert(&k, raw.clone()).unwrap();
+                store.db().unwrap().tree.insert(&k, raw.clone()).unwrap();
                 assert!(
                     matches!(store.record(space, b"a"), Err(StoreError::Corrupt(_))),
                     "{space:?}, byte {at}"
                 );
                 assert!(store.records(space).is_err());
                 raw[at] ^= 1;
-                store.tree.insert(&k, raw).unwrap();
+                store.db().unwrap().tree.insert(&k, raw).unwrap();
             }
             // b's bytes, checksum and all, under a's key.
-            let moved = store.tree.get(record_key(space, b"b")).unwrap().unwrap();
-            store.tree.insert(record_key(space, b"a"), moved).unwrap();
+            let moved = store
+                .db()
+                .unwrap()
+                .tree
+                .get(record_key(space, b"b"))
+                .unwrap()
+                .unwrap();
+            store
+                .db()
+                .unwrap()
+                .tree
+                .insert(record_key(space, b"a"), moved)
+                .unwrap();
             assert!(matches!(
                 store.record(space, b"a"),
                 Err(StoreError::Corrupt(_))
@@ -962,11 +1146,17 @@ mod tests {
         let mut legacy = vec![LEGACY_INDEX];
         legacy.extend_from_slice(&[7u8; 33]);
         legacy.extend_from_slice(&5u64.to_be_bytes());
-        store.tree.insert(&legacy, &[][..]).unwrap();
+        store.db().unwrap().tree.insert(&legacy, &[][..]).unwrap();
         store.clear_index().unwrap();
-        assert_eq!(store.tree.scan_prefix([LEGACY_INDEX]).count(), 0);
-        assert_eq!(store.tree.scan_prefix([INDEX_BLOCK]).count(), 0);
-        assert_eq!(store.tree.scan_prefix([INDEX_AT]).count(), 0);
+        assert_eq!(
+            store.db().unwrap().tree.scan_prefix([LEGACY_INDEX]).count(),
+            0
+        );
+        assert_eq!(
+            store.db().unwrap().tree.scan_prefix([INDEX_BLOCK]).count(),
+            0
+        );
+        assert_eq!(store.db().unwrap().tree.scan_prefix([INDEX_AT]).count(), 0);
         assert_eq!(store.index_watermark().unwrap(), None);
         assert_eq!(store.tree_size().unwrap(), 3, "nothing else is touched");
     }
@@ -1012,12 +1202,13 @@ mod tests {
             published_at_ms: 1,
             note: b"note".to_vec(),
         };
+        let db = store.db().unwrap();
         // Hold the sync lock, so both writers apply their change in sled and
         // then queue for the sync; the first sync to run fails.
-        let sync_lock = store.disk.synced.lock().unwrap();
-        store.disk.fail_next_sync.store(true, Ordering::SeqCst);
+        let sync_lock = db.disk.synced.lock().unwrap();
+        db.disk.fail_next_sync.store(true, Ordering::SeqCst);
         let applied =
-            |key: &[u8], value: &[u8]| store.tree.get(key).unwrap().is_some_and(|v| v == value);
+            |key: &[u8], value: &[u8]| db.tree.get(key).unwrap().is_some_and(|v| v == value);
         std::thread::scope(|s| {
             let batch = s.spawn(|| {
                 store.commit(&BatchWrite {
@@ -1037,6 +1228,7 @@ mod tests {
             // Whichever synced second synced on top of a failed fsync.
             assert!(a.is_err() && b.is_err(), "batch: {a:?}, checkpoint: {b:?}");
         });
+        drop(db);
         assert!(store.tree_size().is_err(), "the store stays unsynced");
     }
 
@@ -1111,8 +1303,89 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert!(!on_disk.is_empty(), "this layout makes sled write blobs");
-        let synced = store.disk.synced.lock().unwrap();
+        let db = store.db().unwrap();
+        let synced = db.disk.synced.lock().unwrap();
         assert_eq!(synced.blobs, on_disk, "every blob on disk was synced");
+    }
+
+    /// The newest page-table snapshot sled wrote in `dir` (its name holds
+    /// the log position it covers).
+    fn newest_snapshot(dir: &Path) -> Option<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("snap.") && !n.ends_with(".generating"))
+            .max()
+    }
+
+    /// Waits (at most 20 s) until `done` holds.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
+        let give_up = std::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(std::time::Instant::now() < give_up, "{what} never happened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn the_database_is_reopened_once_sled_wrote_enough_and_keeps_every_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let first = newest_snapshot(dir.path());
+        super::super::conformance::write_sample(&store);
+        store.set_snapshot_after(1);
+        eventually("a reopen", || store.reopens() >= 1);
+        store.set_snapshot_after(u64::MAX);
+        assert!(
+            newest_snapshot(dir.path()) > first,
+            "the reopen made sled snapshot its page table past the writes"
+        );
+        super::super::conformance::check_sample(&store);
+        // The reopened database takes writes, and they survive a restart.
+        store
+            .put_record(RecordSpace::Governance, b"after", b"reopen")
+            .unwrap();
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        super::super::conformance::check_sample(&store);
+        assert_eq!(
+            store
+                .record(RecordSpace::Governance, b"after")
+                .unwrap()
+                .unwrap(),
+            b"reopen"
+        );
+    }
+
+    #[test]
+    fn a_reopen_that_fails_leaves_a_store_that_refuses_everything_until_restarted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        super::super::conformance::write_sample(&store);
+        // sled checks its configuration file on open: a damaged one makes
+        // the reopen fail, as a failing disk would.
+        let conf = dir.path().join("conf");
+        let good = std::fs::read(&conf).unwrap();
+        std::fs::write(&conf, b"this is not sled's configuration").unwrap();
+        store.set_snapshot_after(1);
+        eventually("a refusal", || store.tree_size().is_err());
+        for err in [
+            store.tree_size().err(),
+            store.tile(0, 0).err(),
+            store.commit(&BatchWrite::default()).err(),
+            store.put_record(RecordSpace::Meta, b"k", b"v").err(),
+        ] {
+            let err = err
+                .expect("a store that could not reopen refuses")
+                .to_string();
+            assert!(err.contains("restart the server"), "{err}");
+        }
+        assert_eq!(store.reopens(), 0);
+        drop(store);
+        // Nothing was lost: a restart with the disk repaired has it all.
+        std::fs::write(&conf, good).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        super::super::conformance::check_sample(&store);
     }
 
     #[test]
