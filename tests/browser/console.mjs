@@ -622,10 +622,20 @@ export async function consoleTests(browser, h) {
     });
 
     await test(`${group}: log and verify pages screenshots, and the console pages have labels, landmarks and keyboard access`, async () => {
+      // The log's growth from its leaves' receive times: every point at or
+      // below the tree size, never shrinking, ending at the checkpoint's size.
+      const growth = await (await fetch(new URL('v1/growth?points=8', base))).json();
+      const sizes = growth.points.map((p) => Number(p.size));
+      assert(growth.points.length === 9 && sizes.every((n, i) => i === 0 || n >= sizes[i - 1]) && sizes[8] === Number(growth.tree_size) && sizes[8] > 0, `growth: ${JSON.stringify(growth)}`);
+      assert((await fetch(new URL('v1/growth?points=65', base))).status === 400, 'at most 64 points');
       for (const [path, name] of [['', 'console-log'], ['verify.html', 'console-verify']]) {
         const page = await context.newPage();
         await page.goto(new URL(path, base).href);
         await page.waitForSelector('#sig-verdict[data-verdict="ok"], body[data-ready="true"]', { timeout: WAIT_MS });
+        if (path === '') {
+          // Drawn from the log's history as soon as the page opens.
+          await page.waitForFunction(() => Number(document.getElementById('chart').dataset.history) >= 2, null, { timeout: WAIT_MS });
+        }
         await twoShots(page, name);
         await page.close();
       }

@@ -153,6 +153,12 @@ export class FakeLog {
     if (p === '/v1/log') {
       return json(200, { origin: this.origin, tree_size: this.size, verifier_keys: { ecdsa: this.ec.vkey, ed25519: this.ed.vkey } });
     }
+    if (p === '/v1/growth') {
+      // The fake log grew evenly over the hour before its checkpoint.
+      const end = this.publishedAtMs || Date.now();
+      const points = [0, 1, 2, 3, 4].map((k) => ({ t_ms: end - 3600000 + k * 900000, size: Math.round((this.size * k) / 4) }));
+      return json(200, { tree_size: this.size, points });
+    }
     if (p === '/checkpoint') return { status: 200, type: 'text/plain; charset=utf-8', body: this.note };
     if (p === '/v1/checkpoint') {
       return json(200, { origin: this.origin, tree_size: this.size, root_hash: b64(this.root), note: this.note, published_at_ms: this.publishedAtMs });

@@ -506,6 +506,10 @@ async function fakeLogTests(browser) {
       log.append(30);
       await page.waitForSelector('#live-size[data-size="375"]', { timeout: WAIT_MS });
       await page.waitForFunction(() => document.querySelectorAll('#chart rect.bar').length >= 2, null, { timeout: WAIT_MS });
+      // The chart starts from the log's history (/v1/growth), not from when the page opened.
+      assert(Number(await page.locator('#chart').getAttribute('data-history')) >= 2, 'the growth chart starts from the log\'s history');
+      const chartSummary = await page.locator('#chart-summary').innerText();
+      assert(/over the last 6\d min/.test(chartSummary), `the chart spans the hour of history: ${chartSummary}`);
       await page.waitForFunction(() => document.querySelector('#leaf-rows tr td').textContent === '374', null, { timeout: WAIT_MS });
       await shot(page, 'log-page');
       await page.setViewportSize({ width: 390, height: 844 });

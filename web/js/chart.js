@@ -1,5 +1,6 @@
 // Tree growth chart as inline SVG: tree size over time (line) and ingest
-// rate between samples (bars). Pure rendering from samples; no fetching.
+// rate between samples (bars), from the log's history and the page's own
+// samples. Pure rendering from samples; no fetching.
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
@@ -18,6 +19,15 @@ export function rates(samples) {
     out.push({ t: samples[i].t, rate: dt > 0 ? Math.max(0, samples[i].size - samples[i - 1].size) / dt : 0 });
   }
   return out;
+}
+
+/** A duration in words: "45 s", "12 min", "5.5 h", "3 days". */
+export function span(ms) {
+  const sec = ms / 1000;
+  if (sec < 120) return `${Math.round(sec)} s`;
+  if (sec < 7200) return `${Math.round(sec / 60)} min`;
+  if (sec < 172800) return `${(sec / 3600).toFixed(1)} h`;
+  return `${Math.round(sec / 86400)} days`;
 }
 
 function niceMax(v) {
@@ -55,7 +65,7 @@ export function renderGrowthChart(samples, width = 640) {
   const avgRate = samples.length > 1 ? (samples[samples.length - 1].size - samples[0].size) / ((t1 - t0) / 1000) : 0;
   const summary = samples.length < 2
     ? 'Collecting samples…'
-    : `Tree size ${maxSize.toLocaleString('en-US')}; ${avgRate.toFixed(1)} entries/s on average over the last ${Math.round((t1 - t0) / 1000)} s, ${latestRate.toFixed(1)} entries/s in the last interval.`;
+    : `Tree size ${maxSize.toLocaleString('en-US')}; ${avgRate.toFixed(1)} entries/s on average over the last ${span(t1 - t0)}, ${latestRate.toFixed(1)} entries/s in the last interval.`;
 
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': `Growth chart. ${summary}` });
   svg.append(s('line', { class: 'axis', x1: pad.l, y1: H - pad.b, x2: W - pad.r, y2: H - pad.b }));
@@ -66,7 +76,7 @@ export function renderGrowthChart(samples, width = 640) {
   svg.append(s('text', { x: W - pad.r + 6, y: pad.t + 10 }, `${fmt(maxRate)}/s`));
   svg.append(s('text', { x: W - pad.r + 6, y: H - pad.b }, '0/s'));
   if (samples.length > 1) {
-    svg.append(s('text', { x: pad.l, y: H - 8 }, `${Math.round((t1 - t0) / 1000)} s ago`));
+    svg.append(s('text', { x: pad.l, y: H - 8 }, `${span(t1 - t0)} ago`));
     svg.append(s('text', { x: W - pad.r, y: H - 8, 'text-anchor': 'end' }, 'now'));
   }
   const bw = r.length ? Math.max(2, ((W - pad.l - pad.r) / Math.max(1, r.length)) * 0.6) : 0;

@@ -13,6 +13,7 @@ import { ed25519Supported, ED25519_UNSUPPORTED, parseVkey } from './note.js';
 import { ago, clear, code, el, formatInt, ident, labelCells, showVerdict, storage, SAVED_CHECKPOINT_KEY } from './ui.js';
 
 const REFRESH_MS = 3000;
+const HISTORY_REFRESH_MS = 60000;
 const MAX_SAMPLES = 100;
 const LEAVES_SHOWN = 10;
 
@@ -22,6 +23,8 @@ const state = {
   paused: false,
   timer: null,
   samples: [],
+  history: [], // [{t, size}] from /v1/growth: before this page's own samples
+  historyAt: 0,
   lastNote: null,
   verified: null, // {origin, size, rootHash, note}: the last checkpoint that verified
   leavesSize: null,
@@ -231,6 +234,7 @@ async function refresh() {
     $('checkpoint-age').textContent = cp.publishedAtMs
       ? `${ago(cp.publishedAtMs)} (${new Date(cp.publishedAtMs).toISOString()})`
       : 'unknown (the log did not say)';
+    await loadHistory();
     drawChart();
     if ($('banner').dataset.source === 'fetch') banner('');
   } catch (e) {
@@ -238,8 +242,26 @@ async function refresh() {
   }
 }
 
+// The log's growth before this page opened, from the receive times in its
+// leaves (server clock); refreshed once a minute.
+async function loadHistory() {
+  if (Date.now() - state.historyAt < HISTORY_REFRESH_MS) return;
+  state.historyAt = Date.now();
+  const g = await getJson('v1/growth?points=48');
+  state.history = g.points.map((p) => ({ t: Number(p.t_ms), size: Number(p.size) }));
+}
+
+// History up to the page's first sample, then the page's samples.
+function chartSamples() {
+  const first = state.samples[0];
+  if (!first) return state.history;
+  return [...state.history.filter((p) => p.t < first.t && p.size <= first.size), ...state.samples];
+}
+
 function drawChart() {
-  const { svg, summary } = renderGrowthChart(state.samples, $('chart').clientWidth);
+  const samples = chartSamples();
+  const { svg, summary } = renderGrowthChart(samples, $('chart').clientWidth);
+  $('chart').dataset.history = String(samples.length - state.samples.length);
   clear($('chart')).append(svg);
   $('chart-summary').textContent = summary;
 }
