@@ -28,8 +28,8 @@
 # `scripts/bench.sh scale` runs the scale benchmark instead
 # (scripts/bench-scale.sh: one log grown to 10 M events, memory, disk,
 # restart, proofs and tiles beside nginx).
-# Then, unless RECEIVERS=0, the receivers section (issue #16), in a third
-# table: OTLP/JSON log records to POST /v1/logs against our own JSON batches
+# Then, unless RECEIVERS=0, the receivers sections (issue #16), in a third
+# and fourth table: OTLP/JSON log records to POST /v1/logs against our own JSON batches
 # to POST /v1/events, the same generated events, the same server, the same
 # run, alternating twice (best of each: a neighbour only ever slows a run);
 # and the shipping agent alone: `veritrail ship --exit-at-eof` delivering a
@@ -37,7 +37,7 @@
 # events (wait=checkpoint), its lines/s and its peak resident memory.
 # RECEIVER_EVENTS scales the first; SHIP_LINES, SHIP_CHECKPOINT_MS (the
 # server's checkpoint interval for the agent run, default 1000 as served)
-# the second.
+# the second; SHIP_ARGS adds flags to `veritrail ship` (e.g. --in-flight 8).
 #
 # Environment: SKIP_BUILD=1 uses the existing target/release/veritrail
 # (or VERITRAIL_BIN);
@@ -61,6 +61,24 @@ cd "$(dirname "$0")/.."
 if [[ "${1:-}" == scale ]]; then
     exec scripts/bench-scale.sh
 fi
+# One section alone, each measured beside its baseline in the same run:
+#   scripts/bench.sh otlp     OTLP/JSON vs own JSON batches
+#   scripts/bench.sh ship     the agent alone (lines/s, memory)
+#   scripts/bench.sh alerts   ingest with 20 alert rules vs none
+MODE=${1:-all}
+case "$MODE" in
+all) ;;
+otlp | ship | alerts)
+    SKIP_INGEST=1
+    SEARCH_EVENTS=0
+    RECEIVERS=0
+    ALERTS_EVENTS=${ALERTS_EVENTS:-$([[ $MODE == alerts ]] && echo 100000 || echo 0)}
+    ;;
+*)
+    echo "usage: scripts/bench.sh [scale|otlp|ship|alerts]" >&2
+    exit 2
+    ;;
+esac
 
 BATCH_EVENTS=${BATCH_EVENTS:-200000}
 BATCH_CLIENTS=${BATCH_CLIENTS:-8}
@@ -283,9 +301,13 @@ search_section() {
 }
 
 # --- OTLP against our own JSON batches, and the shipping agent (issue #16) ----
-receivers_section() {
-    deadline=$((SECONDS + TIME_BUDGET))
-    echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (receivers section)" >&2
+section_start() { # name, seconds: the section's deadline, and the load average at its start (load_start)
+    deadline=$((SECONDS + $2))
+    load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+    echo "machine: $(nproc) cores, load average $load_start ($1)" >&2
+}
+otlp_section() {
+    section_start "OTLP section" "$TIME_BUDGET"
     start_server "$work/receivers-data"
     local key
     key=$(new_key "$work/receivers-data" writer receivers)
@@ -305,9 +327,25 @@ receivers_section() {
     local json_rate otlp_rate
     json_rate=$(best json)
     otlp_rate=$(best otlp)
+    printf "\n== OTLP/JSON vs own JSON batches (%s events, %s clients x %s, alternating, best of 2 each)\n" \
+        "$RECEIVER_EVENTS" "$BATCH_CLIENTS" "$BATCH_SIZE"
+    printf "%-58s %12s %10s %7s\n" "metric" "measured" "target" "met?"
+    awk -v j="$json_rate" -v o="$otlp_rate" -v t="$TARGET_OTLP_RATIO_PCT" 'BEGIN {
+        printf "%-58s %12.0f %10s %7s\n", "own JSON batches, POST /v1/events, events/s", j, "-", ""
+        printf "%-58s %12.0f %10s %7s\n", "OTLP/JSON, POST /v1/logs, events/s", o, "-", ""
+        printf "%-58s %11.0f%% %9s%% %7s\n", "OTLP / own JSON", 100 * o / j, ">= " t, (100 * o >= t * j ? "met" : "MISSED")
+    }'
+    echo "load average: $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end, on $(nproc) cores"
+    for f in json_1 otlp_1 json_2 otlp_2; do
+        echo "$f: $(cat "$work/$f.json")"
+    done
+}
 
+ship_section() {
+    section_start "agent section" "$TIME_BUDGET"
     # The agent alone: a pre-written file to acknowledged, verified events.
     start_server "$work/ship-data" "checkpoint_interval_ms = $SHIP_CHECKPOINT_MS"
+    local key
     key=$(new_key "$work/ship-data" writer shipper)
     local vkeys=()
     mapfile -t vkeys < <(sed -n 's/^  \(ecdsa\|ed25519\) *\(.*\)$/--vkey\n\2/p' "$work/server.out")
@@ -315,9 +353,9 @@ receivers_section() {
     echo "running: ship" >&2
     local before
     before=$(server_cpu_ticks)
-    if ! /usr/bin/time -f '%e %M' -o "$work/ship.time" timeout $((deadline - SECONDS)) \
+    if ! /usr/bin/time -f '%e %M %U %S' -o "$work/ship.time" timeout $((deadline - SECONDS)) \
         "$BIN" ship --url "$url" --key "$key" "${vkeys[@]}" --include "$work/ship-input.jsonl" \
-        --dir "$work/ship-agent" --exit-at-eof >"$work/ship.out" 2>"$work/ship.err"; then
+        --dir "$work/ship-agent" --exit-at-eof ${SHIP_ARGS:-} >"$work/ship.out" 2>"$work/ship.err"; then
         echo "bench: the agent failed:" >&2
         cat "$work/ship.out" "$work/ship.err" >&2
         exit 1
@@ -331,34 +369,92 @@ receivers_section() {
         echo "bench: the agent appended ${appended:-?} of $SHIP_LINES lines: $(cat "$work/ship.out")" >&2
         exit 1
     fi
-    read -r ship_s ship_kb <"$work/ship.time"
-
-    printf "\n== receivers: OTLP/JSON vs own JSON batches (%s events, %s clients x %s, best of 2 each), and the agent\n" \
-        "$RECEIVER_EVENTS" "$BATCH_CLIENTS" "$BATCH_SIZE"
+    read -r ship_s ship_kb ship_user ship_sys <"$work/ship.time"
+    printf "\n== the agent alone: veritrail ship, a %s-line file to acknowledged, receipt-verified events\n" "$SHIP_LINES"
     printf "%-58s %12s %10s %7s\n" "metric" "measured" "target" "met?"
-    awk -v j="$json_rate" -v o="$otlp_rate" -v t="$TARGET_OTLP_RATIO_PCT" 'BEGIN {
-        printf "%-58s %12.0f %10s %7s\n", "own JSON batches, POST /v1/events, events/s", j, "-", ""
-        printf "%-58s %12.0f %10s %7s\n", "OTLP/JSON, POST /v1/logs, events/s", o, "-", ""
-        printf "%-58s %11.0f%% %9s%% %7s\n", "OTLP / own JSON", 100 * o / j, ">= " t, (100 * o >= t * j ? "met" : "MISSED")
-    }'
     awk -v n="$SHIP_LINES" -v s="$ship_s" -v kb="$ship_kb" -v t="$TARGET_SHIP_LINES" -v m="$TARGET_SHIP_RSS_MB" \
-        -v cp="$SHIP_CHECKPOINT_MS" -v st="$ship_ticks" 'BEGIN {
+        -v cp="$SHIP_CHECKPOINT_MS" -v st="$ship_ticks" -v u="$ship_user" -v y="$ship_sys" 'BEGIN {
         printf "%-58s %12.0f %10s %7s\n", "agent alone, lines/s (" n " lines, checkpoint " cp " ms)", n / s, ">= " t, (n / s >= t ? "met" : "MISSED")
         printf "%-58s %12.1f %10s %7s\n", "agent peak resident memory, MiB", kb / 1024, "< " m, (kb / 1024 < m ? "met" : "MISSED")
+        printf "%-58s %12.1f %10s %7s\n", "agent CPU per line, microseconds", (u + y) * 1000000 / n, "-", ""
         printf "%-58s %12.1f %10s %7s\n", "server CPU per shipped line, microseconds", st * 10000 / n, "-", ""
     }'
     echo "agent: $(cat "$work/ship.out")"
-    echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
-    for f in json_1 otlp_1 json_2 otlp_2; do
-        echo "$f: $(cat "$work/$f.json")"
+    echo "load average: $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end, on $(nproc) cores"
+}
+
+# --- ingest with 20 alert rules vs none (issue #17) ------------------------------
+alert_rules() { # 20 rules that the generated events (record.* on patient_record,
+    #             occurred 2026-11-25T10:00Z, outcome success) all pass through
+    echo "[alerts]"
+    local i=0 by
+    for by in actor subject actor_ip resource app; do
+        printf '[[alerts.rule]]\nname = "t%d"\nkind = "threshold"\nmatch = { resource_type = "patient_record" }\ngroup_by = "%s"\nmore_than = 10000\nwindow = "1h"\n' $((i++)) "$by"
+    done
+    for d in subject resource subject resource; do
+        printf '[[alerts.rule]]\nname = "b%d"\nkind = "breadth"\nmatch = { action = { prefix = "record." } }\ndistinct = "%s"\nmore_than = 10000\nwindow = "10m"\n' $((i++)) "$d"
+    done
+    for tz in Europe/Paris America/New_York Asia/Tokyo UTC; do
+        printf '[[alerts.rule]]\nname = "n%d"\nkind = "time_of_day"\nmatch = { purpose = "treatment" }\ntime_zone = "%s"\nallowed_hours = "00:00-24:00"\nallowed_days = ["mon", "tue", "wed", "thu", "fri"]\n' $((i++)) "$tz"
+    done
+    for of in action resource_type action resource_type; do
+        printf '[[alerts.rule]]\nname = "f%d"\nkind = "first_seen"\nmatch = { actor_type = "user" }\nof = "%s"\nlearning = "7d"\n' $((i++)) "$of"
+    done
+    for a in record.read record.update record.export; do
+        printf '[[alerts.rule]]\nname = "x%d"\nkind = "threshold"\nmatch = { action = "%s", outcome = ["success", "failure"] }\ngroup_by = "actor"\nmore_than = 10000\nwindow = "5m"\n' $((i++)) "$a"
+    done
+}
+
+alerts_section() {
+    section_start "alerts section" "$ALERTS_TIME_BUDGET"
+    local round mode writer best_none=0 best_rules=0 r
+    for round in $(seq 1 "$ALERTS_ROUNDS"); do
+        for mode in none rules; do
+            if [[ $mode == rules ]]; then
+                start_server "$work/alerts-data" "$(alert_rules)"
+            else
+                start_server "$work/alerts-data"
+            fi
+            writer=$(new_key "$work/alerts-data" writer bench)
+            step "alerts_${mode}_$round" "$BIN" bench ingest --url "$url" --key "$writer" \
+                --clients "$BATCH_CLIENTS" --events "$ALERTS_EVENTS" --batch-size "$BATCH_SIZE" \
+                --subjects "$SEARCH_SUBJECTS" --distribution "$SEARCH_DISTRIBUTION"
+            stop_server
+            rm -rf "$work/alerts-data"
+            r=$(field "alerts_${mode}_$round" events_per_s)
+            if [[ $mode == rules ]]; then
+                best_rules=$(awk -v a="$best_rules" -v b="$r" 'BEGIN { print (b > a ? b : a) }')
+            else
+                best_none=$(awk -v a="$best_none" -v b="$r" 'BEGIN { print (b > a ? b : a) }')
+            fi
+        done
+    done
+    printf "\n== ingest with 20 alert rules vs none: %s events, %s clients x %s, best of %s alternating runs\n" \
+        "$ALERTS_EVENTS" "$BATCH_CLIENTS" "$BATCH_SIZE" "$ALERTS_ROUNDS"
+    printf "%-58s %9s %9s %8s %7s\n" "metric" "no rules" "20 rules" "target" "met?"
+    awk -v n="$best_none" -v w="$best_rules" -v t="$TARGET_ALERTS_RATIO_PCT" 'BEGIN {
+        r = (n > 0 ? 100 * w / n : 0)
+        printf "%-58s %9.0f %9.0f %8s %7s\n", "batched ingest, events/s (rules/none " sprintf("%.1f%%", r) ")", n, w, ">= " t "%", (r >= t ? "met" : "MISSED")
+    }'
+    echo "load average: $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end, on $(nproc) cores"
+    for round in $(seq 1 "$ALERTS_ROUNDS"); do
+        for mode in none rules; do
+            echo "alerts_${mode}_$round: $(cat "$work/alerts_${mode}_$round.json")"
+        done
     done
 }
 
 if [[ "$SKIP_INGEST" != 1 ]]; then
     ingest_section
 fi
-if [[ "$RECEIVERS" != 0 ]]; then
-    receivers_section
+if [[ "$RECEIVERS" != 0 || $MODE == otlp ]]; then
+    otlp_section
+fi
+if [[ "$RECEIVERS" != 0 || $MODE == ship ]]; then
+    ship_section
+fi
+if ((ALERTS_EVENTS > 0)); then
+    alerts_section
 fi
 if ((SEARCH_EVENTS > 0)); then
     search_section

@@ -96,7 +96,7 @@ impl Agent {
         cmd.arg("--include").arg(logs.join("a.log*"));
         cmd.arg("--include").arg(logs.join("b.log"));
         cmd.arg("--dir").arg(dir);
-        cmd.args(["--batch-lines", "50", "--in-flight", "4"]);
+        cmd.args(["--batch-lines", "50", "--in-flight", "16"]);
         if once {
             cmd.arg("--exit-at-eof");
         }
@@ -417,4 +417,177 @@ async fn failed_state_and_dead_letter_writes_stop_the_agent_and_lose_nothing() {
     let again = run(None).await.unwrap();
     assert_eq!((again.appended, again.batches), (0, 0));
     assert_eq!(size(get_json(&format!("{url}/v1/checkpoint")).await), valid);
+}
+
+/// Journal export entries for lines `from..to` (one a second from a fixed
+/// time), plus, after the first line, an entry with no MESSAGE and one whose
+/// MESSAGE is not JSON.
+fn journal_export(from: u64, to: u64) -> String {
+    let mut out = String::new();
+    let mut entry = |n: u64, fields: &str| {
+        out.push_str(&format!(
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\nSYSLOG_IDENTIFIER=audit-app\n{fields}\n",
+            1_700_000_000_000_000 + n * 1_000_000,
+            1_000 + n * 1_000_000,
+        ));
+    };
+    for n in from..to {
+        entry(n, &format!("MESSAGE={}\n", line(n)));
+        if n == from {
+            entry(n, "PRIORITY=6\n");
+            entry(n, "MESSAGE=not json at all\n");
+        }
+    }
+    out
+}
+
+/// A real journal file in `dir` named `name`, written by
+/// `scripts/lib/journal-file.sh` from [`journal_export`].
+fn journal_file(dir: &Path, name: &str, from: u64, to: u64) {
+    let export = dir.join(format!("{name}.export"));
+    std::fs::write(&export, journal_export(from, to)).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(root.join("scripts/lib/journal-file.sh"))
+        .arg(&export)
+        .arg(dir.join(format!("{name}.journal")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "making a journal file: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(export).unwrap();
+}
+
+/// The cursors of the journal files in `dir`, in journal order, as journalctl reads them.
+fn journal_cursors(dir: &Path) -> Vec<String> {
+    let out = Command::new("journalctl")
+        .arg(format!("--directory={}", dir.display()))
+        .args(["-o", "json", "--output-fields=MESSAGE"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["__CURSOR"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The journald source against real journal files read by a real
+/// `journalctl` (no journald runs here): the first run stops when its
+/// third state write fails, the restart delivers the rest exactly once,
+/// a journal file added later (as journald's rotation does) is delivered
+/// from the saved cursor on, entries that are not events are dead-lettered
+/// with their cursor, and an event's id is the one its cursor gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journald_entries_arrive_once_from_the_saved_cursor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--checkpoint-interval-ms", "20"],
+    );
+    let url = server.url.clone();
+    let writer =
+        create_key_for_app(&url, &server.admin_key(), "journal", "writer", "journal").await;
+    let vkeys = {
+        let log = get_json(&format!("{url}/v1/log")).await;
+        vec![
+            log["verifier_keys"]["ecdsa"].as_str().unwrap().to_string(),
+            log["verifier_keys"]["ed25519"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        ]
+    };
+    let journal = tmp.path().join("journal");
+    std::fs::create_dir_all(&journal).unwrap();
+    journal_file(&journal, "a", 0, 120);
+    let dir = tmp.path().join("agent");
+    let run = |faults: Option<Faults>| {
+        let mut cfg = Config::new(Vec::new(), dir.clone());
+        cfg.journal = Some(ship::journal::Config {
+            args: vec![format!("--directory={}", journal.display())],
+            ..Default::default()
+        });
+        cfg.batch_lines = 10;
+        cfg.in_flight = 4;
+        cfg.exit_at_eof = true;
+        cfg.faults = faults;
+        let client = Client::new(&url, Some(writer.clone())).unwrap();
+        ship::run(cfg, client, policy(&vkeys), |_| {})
+    };
+    let size = || async {
+        get_json(&format!("{url}/v1/checkpoint")).await["tree_size"]
+            .as_u64()
+            .unwrap()
+    };
+    let size0 = size().await;
+    let valid = |from: u64, to: u64| (from..to).filter(|n| n % 97 != 50).count() as u64;
+
+    let err = run(Some(Faults::after(Some(2), None))).await.unwrap_err();
+    assert!(err.to_string().contains("injected"), "{err}");
+    let cursor = read_state(&dir)["journal_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cursors = journal_cursors(&journal);
+    assert!(cursors.contains(&cursor) && cursors.last() != Some(&cursor));
+
+    let stats = run(None).await.unwrap();
+    assert!(stats.appended + stats.duplicates > 0);
+    assert_eq!(size().await - size0, valid(0, 120));
+    assert_eq!(
+        read_state(&dir)["journal_cursor"].as_str(),
+        cursors.last().map(String::as_str)
+    );
+    let dead = std::fs::read_to_string(dir.join("dead-letter.jsonl")).unwrap();
+    let dead: BTreeMap<String, Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|d| (d["identity"].as_str().unwrap().to_owned(), d))
+        .collect();
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    assert!(
+        dead.values()
+            .any(|d| d["reason"].as_str().unwrap().contains("no MESSAGE"))
+    );
+    assert!(dead.values().any(|d| {
+        d["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not one JSON event object")
+    }));
+    assert!(dead.values().any(|d| d["status"] == 400));
+
+    // Rotation: a new file with later entries; only they are sent.
+    journal_file(&journal, "b", 120, 150);
+    let stats = run(None).await.unwrap();
+    assert_eq!((stats.appended, stats.duplicates), (valid(120, 150), 0));
+    assert_eq!(size().await - size0, valid(0, 150));
+
+    // The event of the last entry has the id its cursor gives: sent again
+    // with that id, the log answers with the original.
+    let last = journal_cursors(&journal).pop().unwrap();
+    let mut again = serde_json::from_str::<Value>(&line(149)).unwrap();
+    again["id"] = ship::journal::event_id(&last).into();
+    let client = Client::new(&url, Some(writer.clone())).unwrap();
+    let verifier = veritrail::client::ReceiptVerifier::new(policy(&vkeys), None);
+    let sent = client
+        .submit(
+            again,
+            veritrail::client::Wait::Checkpoint,
+            &veritrail::client::Retry::default(),
+            &verifier,
+        )
+        .await
+        .unwrap();
+    assert!(sent.receipts[0].duplicate);
+    assert_eq!(size().await - size0, valid(0, 150));
 }

@@ -12,6 +12,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+/// The groups' and values' maps: a fast hash of short strings, seeded per
+/// process (group values come from events, so the seed keeps an attacker
+/// from choosing colliding ones).
+type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 use chrono::{Datelike, TimeZone, Timelike};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -76,7 +81,7 @@ struct Group {
     hits: VecDeque<(i64, u64)>,
     /// Breadth: distinct value -> newest `(occurred, index)`.
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
-    seen: HashMap<String, (i64, u64)>,
+    seen: Map<(i64, u64)>,
 }
 
 impl Group {
@@ -92,9 +97,13 @@ pub struct RuleState {
     newest_ms: i64,
     /// First-seen: when the rule started learning.
     started_ms: Option<i64>,
-    groups: HashMap<String, Group>,
+    groups: Map<Group>,
     #[serde(skip)]
     entries: usize,
+    /// First seen: where the `(actor, value)` key is written, so that a
+    /// known pair costs no allocation.
+    #[serde(skip)]
+    scratch: String,
 }
 
 impl RuleState {
@@ -186,6 +195,14 @@ impl Engine {
         out
     }
 
+    /// Every rule's state, by name, with the rule's fingerprint, as
+    /// [`Engine::snapshot`] gives it, serialized straight from the live
+    /// state: each rule's lock is held while its own state is written, and
+    /// nothing is copied first.
+    pub fn snapshot_view(&self) -> impl Serialize + '_ {
+        SnapshotView(self)
+    }
+
     /// Every rule's state, by name, with the rule's fingerprint.
     pub fn snapshot(&self) -> Vec<(String, String, RuleState)> {
         self.rules
@@ -212,6 +229,21 @@ impl Engine {
             }
         }
         restored
+    }
+}
+
+/// [`Engine::snapshot_view`].
+struct SnapshotView<'a>(&'a Engine);
+
+impl Serialize for SnapshotView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        let mut seq = s.serialize_seq(Some(self.0.rules.len()))?;
+        for e in &self.0.rules {
+            let st = e.state.lock().unwrap_or_else(|p| p.into_inner());
+            seq.serialize_element(&(&e.rule.name, fingerprint(&e.rule), &*st))?;
+        }
+        seq.end()
     }
 }
 
@@ -288,13 +320,17 @@ fn count(rule: &Rule, st: &mut RuleState, ob: &Observed, index: u64) -> Option<A
             window_ms,
         } => {
             let value = match distinct {
-                Distinct::Subject => ob.subject.clone()?,
-                Distinct::Resource => ob.resource.clone(),
+                Distinct::Subject => ob.subject.as_deref()?,
+                Distinct::Resource => ob.resource.as_str(),
             };
             in_window(rule, st, ob, *group_by, *window_ms, |g, horizon| {
-                let e = g.seen.entry(value).or_insert((t, index));
-                if *e < (t, index) {
-                    *e = (t, index);
+                // A value seen before is found without a copy.
+                match g.seen.get_mut(value) {
+                    Some(e) if *e < (t, index) => *e = (t, index),
+                    Some(_) => {}
+                    None => {
+                        g.seen.insert(value.to_owned(), (t, index));
+                    }
                 }
                 if g.seen.len() as u64 > *more_than {
                     g.seen.retain(|_, (ms, _)| *ms > horizon);
@@ -338,11 +374,16 @@ fn count(rule: &Rule, st: &mut RuleState, ob: &Observed, index: u64) -> Option<A
                 Of::Action => ("action", ob.action.as_str()),
                 Of::ResourceType => ("resource_type", ob.resource_type.as_str()),
             };
-            let key = format!("{}\u{0}{value}", ob.actor);
+            let mut key = std::mem::take(&mut st.scratch);
+            key.clear();
+            key.push_str(&ob.actor);
+            key.push('\u{0}');
+            key.push_str(value);
             let new = with_group(st, &key, |g, new| {
                 g.last_ms = g.last_ms.max(t);
                 new
             });
+            st.scratch = key;
             (new && t >= started + learning_ms).then(|| {
                 alert(
                     rule,

@@ -42,10 +42,14 @@ pub const ALERT_ACTOR: &str = "veritrail-alerts";
 const STATE_AAD: &[u8] = b"veritrail/alerts-state/v1";
 
 #[derive(Serialize, Deserialize)]
-struct StateFile {
+struct StateFile<R> {
     version: u32,
-    rules: Vec<(String, String, eval::RuleState)>,
+    /// Each rule's name, fingerprint and state.
+    rules: R,
 }
+
+/// The state file as read.
+type ReadStateFile = StateFile<Vec<(String, String, eval::RuleState)>>;
 
 /// The running alert service: the engine, its checkpoint and the webhook.
 pub struct Alerts {
@@ -76,7 +80,7 @@ impl Alerts {
                         state_path.display()
                     )
                 })?;
-                let file: StateFile = serde_json::from_slice(&plain).map_err(|e| {
+                let file: ReadStateFile = serde_json::from_slice(&plain).map_err(|e| {
                     format!("the alert state {} is damaged: {e}", state_path.display())
                 })?;
                 let n = engine.restore(file.rules);
@@ -149,7 +153,7 @@ impl Alerts {
     fn write_state(&self) -> Result<(), String> {
         let file = StateFile {
             version: 1,
-            rules: self.engine.snapshot(),
+            rules: self.engine.snapshot_view(),
         };
         let plain = serde_json::to_vec(&file).map_err(|e| e.to_string())?;
         let sealed = self

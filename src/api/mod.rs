@@ -38,7 +38,7 @@ pub use governance::{
     ErasureRequest, ErasureResult, HoldList, HoldRequest, PolicyList, PolicyRequest, Removed,
     RetentionRun,
 };
-pub use openapi::{ConsistencyProof, InclusionProof, SubmitResponse, SubmittedEvent};
+pub use openapi::{BatchProof, ConsistencyProof, InclusionProof, SubmitResponse, SubmittedEvent};
 
 use crate::auth::ApiKeys;
 use crate::cosign::WitnessedView;

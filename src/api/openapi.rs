@@ -81,7 +81,7 @@ const SCHEME: &str = "api_key";
         super::governance::list_holds,
         super::governance::release_hold,
     ),
-    components(schemas(ErrorBody, RpcStatus, crate::auth::Role, Outcome, WaitFor)),
+    components(schemas(ErrorBody, RpcStatus, crate::auth::Role, Outcome, WaitFor, ProofForm)),
     modifiers(&SharedAnswers),
     tags(
         (name = "public", description = "Checkpoints, tiles, proofs, health: no key, no personal data"),
@@ -337,6 +337,19 @@ pub struct InclusionProof {
     pub audit_path: Vec<String>,
 }
 
+/// One proof that the leaves of a batch's receipts (their distinct indexes,
+/// in increasing order, with their leaf hashes) are in the tree of
+/// `tree_size`: the hashes of the subtrees of the RFC 6962 recursion that
+/// hold none of those leaves while their parent holds some, left to right
+/// (`merkle::batch_inclusion_proof`). The client parses it with this type.
+#[derive(ToSchema, Deserialize, Debug, Clone)]
+pub struct BatchProof {
+    /// The tree the proof is for (the checkpoint's size).
+    pub tree_size: u64,
+    /// Base64 hashes, in the order the recursion meets them.
+    pub hashes: Vec<String>,
+}
+
 /// An RFC 9162 consistency proof (hashes in base64). The client parses
 /// it with this type.
 #[derive(ToSchema, Deserialize, Debug, Clone)]
@@ -375,6 +388,15 @@ pub(super) enum WaitFor {
     Durable,
     Checkpoint,
     Witnessed,
+}
+
+/// How `POST /v1/events?wait=checkpoint` proves its receipts: an inclusion
+/// proof per event (the default), or one batch proof for them all.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ProofForm {
+    Each,
+    Batch,
 }
 
 /// The body of `POST /v1/events`: one event, or a batch.
@@ -474,6 +496,9 @@ pub struct SubmitResponse {
     pub events: Vec<SubmittedEvent>,
     /// The checkpoint the proofs are against (with wait=checkpoint|witnessed).
     pub checkpoint: Option<String>,
+    /// With `proof=batch`: one proof of every receipt's leaf in the
+    /// checkpoint, instead of an inclusion proof per event.
+    pub batch_proof: Option<BatchProof>,
     /// With wait=witnessed.
     pub witnessed: Option<bool>,
     /// With wait=witnessed, the witnesses' cosignatures.

@@ -377,7 +377,7 @@ async fn receive(
     let raw = super::write::body(b)?;
     let bytes = decompress(headers, &raw, max)?;
     let request = decode(enc, &bytes)?;
-    let (events, rejected) = map_request(&request, &app, &st.limits.events)?;
+    let (events, rejected) = map_request(request, &app, &st.limits.events)?;
     if !events.is_empty() {
         super::write::accept_events(st, app, events, false).await?;
     }
@@ -434,7 +434,7 @@ fn decode(enc: Encoding, bytes: &[u8]) -> Result<proto::ExportLogsServiceRequest
         Encoding::Json => {
             let value: Value = serde_json::from_slice(bytes)
                 .map_err(|e| OtlpError::bad_request(format!("the body is not valid JSON: {e}")))?;
-            json::request(&value).map_err(|e| {
+            json::request(value).map_err(|e| {
                 OtlpError::bad_request(format!(
                     "the body is not an OTLP/JSON ExportLogsServiceRequest: {e}"
                 ))
@@ -453,7 +453,7 @@ struct Rejection {
 /// Maps every record of the request, in order. Fails as a whole (nothing is
 /// appended) only when the request holds more records than a batch may.
 fn map_request(
-    request: &proto::ExportLogsServiceRequest,
+    request: proto::ExportLogsServiceRequest,
     app: &str,
     limits: &EventLimits,
 ) -> Result<(Vec<AuditEvent>, Vec<Rejection>), OtlpError> {
@@ -471,11 +471,12 @@ fn map_request(
     }
     let mut events = Vec::with_capacity(count);
     let mut rejected = Vec::new();
-    for (i, rl) in request.resource_logs.iter().enumerate() {
-        let service = service_name(rl);
-        for (j, sl) in rl.scope_logs.iter().enumerate() {
+    // The request is taken apart: each record's strings move into its event.
+    for (i, rl) in request.resource_logs.into_iter().enumerate() {
+        let service = service_name(rl.resource.as_ref());
+        for (j, sl) in rl.scope_logs.into_iter().enumerate() {
             let scope = sl.scope.as_ref().map(|s| s.name.as_str()).unwrap_or("");
-            for (k, record) in sl.log_records.iter().enumerate() {
+            for (k, record) in sl.log_records.into_iter().enumerate() {
                 let mapped = match &service {
                     Some(Err(reason)) => Err(reason.clone()),
                     // SDKs name an unnamed service `unknown_service[:<executable>]`:
@@ -501,8 +502,8 @@ fn map_request(
 }
 
 /// The resource's `service.name`, if it sets one.
-fn service_name(rl: &proto::ResourceLogs) -> Option<Result<&str, String>> {
-    let attrs = &rl.resource.as_ref()?.attributes;
+fn service_name(resource: Option<&proto::Resource>) -> Option<Result<&str, String>> {
+    let attrs = &resource?.attributes;
     let kv = attrs.iter().find(|kv| kv.key == "service.name")?;
     Some(match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
         Some(proto::Value::StringValue(s)) => Ok(s.as_str()),
@@ -513,19 +514,22 @@ fn service_name(rl: &proto::ResourceLogs) -> Option<Result<&str, String>> {
 /// Maps one log record to an audit event (the table: `docs/otlp.md`).
 /// The error says which attribute is wrong and why, never its value.
 fn map_record(
-    record: &proto::LogRecord,
+    record: proto::LogRecord,
     scope: &str,
     limits: &EventLimits,
 ) -> Result<AuditEvent, String> {
     let mut fields = Map::new();
     let mut others = Map::new();
-    for kv in &record.attributes {
-        let value = kv.value.as_ref().and_then(|v| v.value.as_ref());
+    for kv in record.attributes {
+        let value = kv.value.and_then(|v| v.value);
         if let Some((_, field)) = FIELDS.iter().find(|(name, _)| *name == kv.key) {
             let Some(proto::Value::StringValue(s)) = value else {
                 return Err(format!("attribute {}: expected a string value", kv.key));
             };
-            if fields.insert((*field).to_owned(), json!(s)).is_some() {
+            if fields
+                .insert((*field).to_owned(), Value::String(s))
+                .is_some()
+            {
                 return Err(format!("attribute {} is given more than once", kv.key));
             }
         } else if kv.key.starts_with("audit.") {
@@ -533,11 +537,16 @@ fn map_record(
                 "attribute {}: unknown audit attribute; the known ones are listed in docs/otlp.md",
                 kv.key
             ));
-        } else if others
-            .insert(kv.key.clone(), any_value(value, &kv.key)?)
-            .is_some()
-        {
-            return Err(format!("attribute {} is given more than once", kv.key));
+        } else {
+            let value = any_value(value, &kv.key)?;
+            match others.entry(kv.key) {
+                serde_json::map::Entry::Occupied(o) => {
+                    return Err(format!("attribute {} is given more than once", o.key()));
+                }
+                serde_json::map::Entry::Vacant(v) => {
+                    v.insert(value);
+                }
+            }
         }
     }
     let nanos = match (record.time_unix_nano, record.observed_time_unix_nano) {
@@ -557,8 +566,8 @@ fn map_record(
     if !others.is_empty() {
         otel.insert("attributes".into(), Value::Object(others));
     }
-    if let Some(body) = record.body.as_ref().filter(|b| b.value.is_some()) {
-        otel.insert("body".into(), any_value(body.value.as_ref(), "body")?);
+    if let Some(body) = record.body.and_then(|b| b.value) {
+        otel.insert("body".into(), any_value(Some(body), "body")?);
     }
     let texts = [
         ("event_name", record.event_name.as_str()),
@@ -595,7 +604,11 @@ fn map_record(
     }
     let mut ev = event::parse_event(&raw, limits).map_err(|e| describe(&e))?;
     if ev.id.is_none() {
-        ev.id = Some(derived_id(record, &ev));
+        ev.id = Some(derived_id(
+            record.time_unix_nano,
+            record.observed_time_unix_nano,
+            &ev,
+        ));
     }
     Ok(ev)
 }
@@ -625,45 +638,48 @@ fn describe(e: &event::EventError) -> String {
 /// severity, trace and span ids, scope name), so two records get the same id
 /// exactly when they say the same thing at the same nanosecond, whether they
 /// came as protobuf or JSON, and an exporter's retry of a record always does.
-fn derived_id(record: &proto::LogRecord, ev: &AuditEvent) -> String {
+fn derived_id(time_unix_nano: u64, observed_time_unix_nano: u64, ev: &AuditEvent) -> String {
     debug_assert!(ev.id.is_none());
     let mut h = Sha256::new();
     h.update(ID_DOMAIN);
-    h.update(record.time_unix_nano.to_be_bytes());
-    h.update(record.observed_time_unix_nano.to_be_bytes());
+    h.update(time_unix_nano.to_be_bytes());
+    h.update(observed_time_unix_nano.to_be_bytes());
     h.update(ev.canonical_bytes());
     format!("otlp-{}", hex::encode(h.finalize()))
 }
 
 /// An attribute value as JSON: strings, booleans, numbers, arrays and maps
 /// as themselves, bytes as base64, an empty value as `null`.
-fn any_value(v: Option<&proto::Value>, name: &str) -> Result<Value, String> {
+fn any_value(v: Option<proto::Value>, name: &str) -> Result<Value, String> {
     use base64::Engine;
     Ok(match v {
         None => Value::Null,
-        Some(proto::Value::StringValue(s)) => json!(s),
+        Some(proto::Value::StringValue(s)) => Value::String(s),
         Some(proto::Value::BoolValue(b)) => json!(b),
         Some(proto::Value::IntValue(i)) => json!(i),
-        Some(proto::Value::DoubleValue(d)) => {
-            serde_json::Number::from_f64(*d)
-                .map(Value::Number)
-                .ok_or_else(|| format!("{name}: a double that is not finite"))?
-        }
+        Some(proto::Value::DoubleValue(d)) => serde_json::Number::from_f64(d)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{name}: a double that is not finite"))?,
         Some(proto::Value::BytesValue(b)) => {
             json!(base64::engine::general_purpose::STANDARD.encode(b))
         }
         Some(proto::Value::ArrayValue(a)) => Value::Array(
             a.values
-                .iter()
-                .map(|v| any_value(v.value.as_ref(), name))
+                .into_iter()
+                .map(|v| any_value(v.value, name))
                 .collect::<Result<_, _>>()?,
         ),
         Some(proto::Value::KvlistValue(l)) => {
             let mut m = Map::new();
-            for kv in &l.values {
-                let inner = any_value(kv.value.as_ref().and_then(|v| v.value.as_ref()), name)?;
-                if m.insert(kv.key.clone(), inner).is_some() {
-                    return Err(format!("{name}: key {:?} is given more than once", kv.key));
+            for kv in l.values {
+                let inner = any_value(kv.value.and_then(|v| v.value), name)?;
+                match m.entry(kv.key) {
+                    serde_json::map::Entry::Occupied(o) => {
+                        return Err(format!("{name}: key {:?} is given more than once", o.key()));
+                    }
+                    serde_json::map::Entry::Vacant(v) => {
+                        v.insert(inner);
+                    }
                 }
             }
             Value::Object(m)
@@ -710,49 +726,93 @@ fn response_json(r: &proto::ExportLogsServiceResponse) -> Value {
 /// span ids in hex; enums as integers). Field names are lowerCamelCase; the
 /// original snake_case names are accepted too, as proto3 JSON parsers do.
 /// Unknown fields are ignored, as the specification requires.
+///
+/// The parsed body is taken apart: strings move into the messages, never
+/// copied, and where a value sits in the request ([`At`]) is only written
+/// out when it is wrong.
 mod json {
+    use std::fmt;
+
     use base64::Engine;
     use serde_json::Value;
 
     use super::proto;
 
-    fn field<'a>(obj: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
-        obj.get(camel)
-            .or_else(|| obj.get(snake))
-            .filter(|v| !v.is_null())
+    /// Where a value is in the request (`resourceLogs[0].scopeLogs[1]…`),
+    /// for error messages.
+    #[derive(Clone, Copy)]
+    enum At<'a> {
+        Body,
+        Field(&'a At<'a>, &'static str),
+        Item(&'a At<'a>, &'static str, usize),
     }
 
-    fn list<'a>(
-        obj: &'a Value,
-        camel: &str,
-        snake: &str,
-        path: &str,
-    ) -> Result<&'a [Value], String> {
-        match field(obj, camel, snake) {
-            None => Ok(&[]),
-            Some(Value::Array(a)) => Ok(a),
-            Some(_) => Err(format!("{path}.{camel}: expected an array")),
+    impl fmt::Display for At<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                At::Body => Ok(()),
+                At::Field(up, name) => match up {
+                    At::Body => write!(f, "{name}"),
+                    _ => write!(f, "{up}.{name}"),
+                },
+                At::Item(up, name, i) => match up {
+                    At::Body => write!(f, "{name}[{i}]"),
+                    _ => write!(f, "{up}.{name}[{i}]"),
+                },
+            }
         }
     }
 
-    fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Value, String> {
-        if v.is_object() {
-            Ok(v)
+    /// The member `camel` (or `snake`) of an object, unless absent or null.
+    fn field<'v>(obj: &'v mut Value, camel: &str, snake: &str) -> Option<&'v mut Value> {
+        let map = obj.as_object_mut()?;
+        let key = if map.contains_key(camel) {
+            camel
         } else {
-            Err(format!("{path}: expected an object"))
+            snake
+        };
+        map.get_mut(key).filter(|v| !v.is_null())
+    }
+
+    fn list<'v>(
+        obj: &'v mut Value,
+        camel: &'static str,
+        snake: &str,
+        at: &At,
+    ) -> Result<&'v mut [Value], String> {
+        match field(obj, camel, snake) {
+            None => Ok(&mut []),
+            Some(Value::Array(a)) => Ok(a),
+            Some(_) => Err(format!("{}: expected an array", At::Field(at, camel))),
         }
     }
 
-    fn string(obj: &Value, camel: &str, snake: &str, path: &str) -> Result<String, String> {
+    fn object(v: &Value, at: &At) -> Result<(), String> {
+        if v.is_object() {
+            Ok(())
+        } else {
+            match at {
+                At::Body => Err("body: expected an object".into()),
+                _ => Err(format!("{at}: expected an object")),
+            }
+        }
+    }
+
+    fn string(
+        obj: &mut Value,
+        camel: &'static str,
+        snake: &str,
+        at: &At,
+    ) -> Result<String, String> {
         match field(obj, camel, snake) {
             None => Ok(String::new()),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(format!("{path}.{camel}: expected a string")),
+            Some(Value::String(s)) => Ok(std::mem::take(s)),
+            Some(_) => Err(format!("{}: expected a string", At::Field(at, camel))),
         }
     }
 
     /// A 64-bit integer: a JSON number or a decimal string (proto3 JSON).
-    fn int<T: TryFrom<i128>>(v: &Value, path: &str) -> Result<T, String> {
+    fn int<T: TryFrom<i128>>(v: &Value, at: &At) -> Result<T, String> {
         let n: Option<i128> = match v {
             Value::Number(n) => n
                 .as_i64()
@@ -762,49 +822,56 @@ mod json {
             _ => None,
         };
         n.and_then(|n| T::try_from(n).ok())
-            .ok_or_else(|| format!("{path}: expected an integer in range"))
+            .ok_or_else(|| format!("{at}: expected an integer in range"))
     }
 
     fn opt_int<T: TryFrom<i128> + Default>(
-        obj: &Value,
-        camel: &str,
+        obj: &mut Value,
+        camel: &'static str,
         snake: &str,
-        path: &str,
+        at: &At,
     ) -> Result<T, String> {
-        field(obj, camel, snake).map_or(Ok(T::default()), |v| int(v, &format!("{path}.{camel}")))
+        field(obj, camel, snake).map_or(Ok(T::default()), |v| int(v, &At::Field(at, camel)))
     }
 
-    fn hex_id(obj: &Value, camel: &str, snake: &str, path: &str) -> Result<Vec<u8>, String> {
-        let s = string(obj, camel, snake, path)?;
-        hex::decode(&s).map_err(|_| format!("{path}.{camel}: expected hex digits"))
+    fn hex_id(
+        obj: &mut Value,
+        camel: &'static str,
+        snake: &str,
+        at: &At,
+    ) -> Result<Vec<u8>, String> {
+        let s = string(obj, camel, snake, at)?;
+        hex::decode(&s).map_err(|_| format!("{}: expected hex digits", At::Field(at, camel)))
     }
 
-    pub(super) fn request(v: &Value) -> Result<proto::ExportLogsServiceRequest, String> {
-        object(v, "body")?;
-        let resource_logs = list(v, "resourceLogs", "resource_logs", "")?
-            .iter()
+    /// The request, taken out of the parsed body.
+    pub(super) fn request(mut v: Value) -> Result<proto::ExportLogsServiceRequest, String> {
+        let at = At::Body;
+        object(&v, &at)?;
+        let resource_logs = list(&mut v, "resourceLogs", "resource_logs", &at)?
+            .iter_mut()
             .enumerate()
-            .map(|(i, rl)| resource_logs(rl, &format!("resourceLogs[{i}]")))
+            .map(|(i, rl)| resource_logs(rl, &At::Item(&at, "resourceLogs", i)))
             .collect::<Result<_, _>>()?;
         Ok(proto::ExportLogsServiceRequest { resource_logs })
     }
 
-    fn resource_logs(v: &Value, path: &str) -> Result<proto::ResourceLogs, String> {
-        object(v, path)?;
+    fn resource_logs(v: &mut Value, at: &At) -> Result<proto::ResourceLogs, String> {
+        object(v, at)?;
         let resource = match field(v, "resource", "resource") {
             None => None,
             Some(r) => {
-                let p = format!("{path}.resource");
-                object(r, &p)?;
+                let here = At::Field(at, "resource");
+                object(r, &here)?;
                 Some(proto::Resource {
-                    attributes: attributes(r, &p)?,
+                    attributes: attributes(r, &here)?,
                 })
             }
         };
-        let scope_logs = list(v, "scopeLogs", "scope_logs", path)?
-            .iter()
+        let scope_logs = list(v, "scopeLogs", "scope_logs", at)?
+            .iter_mut()
             .enumerate()
-            .map(|(j, sl)| scope_logs(sl, &format!("{path}.scopeLogs[{j}]")))
+            .map(|(j, sl)| scope_logs(sl, &At::Item(at, "scopeLogs", j)))
             .collect::<Result<_, _>>()?;
         Ok(proto::ResourceLogs {
             resource,
@@ -812,119 +879,133 @@ mod json {
         })
     }
 
-    fn scope_logs(v: &Value, path: &str) -> Result<proto::ScopeLogs, String> {
-        object(v, path)?;
+    fn scope_logs(v: &mut Value, at: &At) -> Result<proto::ScopeLogs, String> {
+        object(v, at)?;
         let scope = match field(v, "scope", "scope") {
             None => None,
             Some(s) => {
-                let p = format!("{path}.scope");
-                object(s, &p)?;
+                let here = At::Field(at, "scope");
+                object(s, &here)?;
                 Some(proto::InstrumentationScope {
-                    name: string(s, "name", "name", &p)?,
-                    version: string(s, "version", "version", &p)?,
+                    name: string(s, "name", "name", &here)?,
+                    version: string(s, "version", "version", &here)?,
                 })
             }
         };
-        let log_records = list(v, "logRecords", "log_records", path)?
-            .iter()
+        let log_records = list(v, "logRecords", "log_records", at)?
+            .iter_mut()
             .enumerate()
-            .map(|(k, r)| log_record(r, &format!("{path}.logRecords[{k}]")))
+            .map(|(k, r)| log_record(r, &At::Item(at, "logRecords", k)))
             .collect::<Result<_, _>>()?;
         Ok(proto::ScopeLogs { scope, log_records })
     }
 
-    fn log_record(v: &Value, path: &str) -> Result<proto::LogRecord, String> {
-        object(v, path)?;
+    fn log_record(v: &mut Value, at: &At) -> Result<proto::LogRecord, String> {
+        object(v, at)?;
         Ok(proto::LogRecord {
-            time_unix_nano: opt_int(v, "timeUnixNano", "time_unix_nano", path)?,
+            time_unix_nano: opt_int(v, "timeUnixNano", "time_unix_nano", at)?,
             observed_time_unix_nano: opt_int(
                 v,
                 "observedTimeUnixNano",
                 "observed_time_unix_nano",
-                path,
+                at,
             )?,
-            severity_number: opt_int(v, "severityNumber", "severity_number", path)?,
-            severity_text: string(v, "severityText", "severity_text", path)?,
+            severity_number: opt_int(v, "severityNumber", "severity_number", at)?,
+            severity_text: string(v, "severityText", "severity_text", at)?,
             body: field(v, "body", "body")
-                .map(|b| any_value(b, &format!("{path}.body")))
+                .map(|b| any_value(b, &At::Field(at, "body")))
                 .transpose()?,
-            attributes: attributes(v, path)?,
-            flags: opt_int(v, "flags", "flags", path)?,
-            trace_id: hex_id(v, "traceId", "trace_id", path)?,
-            span_id: hex_id(v, "spanId", "span_id", path)?,
-            event_name: string(v, "eventName", "event_name", path)?,
+            attributes: attributes(v, at)?,
+            flags: opt_int(v, "flags", "flags", at)?,
+            trace_id: hex_id(v, "traceId", "trace_id", at)?,
+            span_id: hex_id(v, "spanId", "span_id", at)?,
+            event_name: string(v, "eventName", "event_name", at)?,
         })
     }
 
-    fn attributes(v: &Value, path: &str) -> Result<Vec<proto::KeyValue>, String> {
-        list(v, "attributes", "attributes", path)?
-            .iter()
+    fn attributes(v: &mut Value, at: &At) -> Result<Vec<proto::KeyValue>, String> {
+        list(v, "attributes", "attributes", at)?
+            .iter_mut()
             .enumerate()
-            .map(|(n, kv)| key_value(kv, &format!("{path}.attributes[{n}]")))
+            .map(|(n, kv)| key_value(kv, &At::Item(at, "attributes", n)))
             .collect()
     }
 
-    fn key_value(v: &Value, path: &str) -> Result<proto::KeyValue, String> {
-        object(v, path)?;
+    fn key_value(v: &mut Value, at: &At) -> Result<proto::KeyValue, String> {
+        object(v, at)?;
         Ok(proto::KeyValue {
-            key: string(v, "key", "key", path)?,
+            key: string(v, "key", "key", at)?,
             value: field(v, "value", "value")
-                .map(|x| any_value(x, &format!("{path}.value")))
+                .map(|x| any_value(x, &At::Field(at, "value")))
                 .transpose()?,
         })
     }
 
-    fn any_value(v: &Value, path: &str) -> Result<proto::AnyValue, String> {
-        object(v, path)?;
-        let pick = |camel: &str, snake: &str| field(v, camel, snake);
-        let value = if let Some(s) = pick("stringValue", "string_value") {
-            let s = s
-                .as_str()
-                .ok_or_else(|| format!("{path}.stringValue: expected a string"))?;
-            Some(proto::Value::StringValue(s.to_owned()))
-        } else if let Some(b) = pick("boolValue", "bool_value") {
-            let b = b
-                .as_bool()
-                .ok_or_else(|| format!("{path}.boolValue: expected a boolean"))?;
-            Some(proto::Value::BoolValue(b))
-        } else if let Some(i) = pick("intValue", "int_value") {
-            Some(proto::Value::IntValue(int(i, &format!("{path}.intValue"))?))
-        } else if let Some(d) = pick("doubleValue", "double_value") {
-            let d = match d {
-                Value::Number(n) => n.as_f64(),
-                Value::String(s) => s.parse().ok(),
-                _ => None,
-            }
-            .ok_or_else(|| format!("{path}.doubleValue: expected a number"))?;
-            Some(proto::Value::DoubleValue(d))
-        } else if let Some(a) = pick("arrayValue", "array_value") {
-            let p = format!("{path}.arrayValue");
-            object(a, &p)?;
-            let values = list(a, "values", "values", &p)?
-                .iter()
-                .enumerate()
-                .map(|(n, x)| any_value(x, &format!("{p}.values[{n}]")))
-                .collect::<Result<_, _>>()?;
-            Some(proto::Value::ArrayValue(proto::ArrayValue { values }))
-        } else if let Some(l) = pick("kvlistValue", "kvlist_value") {
-            let p = format!("{path}.kvlistValue");
-            object(l, &p)?;
-            let values = list(l, "values", "values", &p)?
-                .iter()
-                .enumerate()
-                .map(|(n, kv)| key_value(kv, &format!("{p}.values[{n}]")))
-                .collect::<Result<_, _>>()?;
-            Some(proto::Value::KvlistValue(proto::KeyValueList { values }))
-        } else if let Some(b) = pick("bytesValue", "bytes_value") {
-            let b = b
-                .as_str()
-                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-                .ok_or_else(|| format!("{path}.bytesValue: expected base64"))?;
-            Some(proto::Value::BytesValue(b))
-        } else {
-            None
+    fn any_value(v: &mut Value, at: &At) -> Result<proto::AnyValue, String> {
+        object(v, at)?;
+        // The one member an AnyValue sets, by its camelCase or snake_case name.
+        const KINDS: [(&str, &str); 7] = [
+            ("stringValue", "string_value"),
+            ("boolValue", "bool_value"),
+            ("intValue", "int_value"),
+            ("doubleValue", "double_value"),
+            ("arrayValue", "array_value"),
+            ("kvlistValue", "kvlist_value"),
+            ("bytesValue", "bytes_value"),
+        ];
+        // As `field` picks it: the camelCase name when present, else snake_case.
+        let present = |v: &Value, camel: &str, snake: &str| {
+            let key = if v.get(camel).is_some() { camel } else { snake };
+            v.get(key).is_some_and(|x| !x.is_null())
         };
-        Ok(proto::AnyValue { value })
+        let Some(&(kind, snake)) = KINDS.iter().find(|(c, s)| present(v, c, s)) else {
+            return Ok(proto::AnyValue { value: None });
+        };
+        let Some(x) = field(v, kind, snake) else {
+            return Ok(proto::AnyValue { value: None });
+        };
+        let here = At::Field(at, kind);
+        let value = match (kind, x) {
+            ("stringValue", Value::String(s)) => proto::Value::StringValue(std::mem::take(s)),
+            ("stringValue", _) => return Err(format!("{here}: expected a string")),
+            ("boolValue", x) => proto::Value::BoolValue(
+                x.as_bool()
+                    .ok_or_else(|| format!("{here}: expected a boolean"))?,
+            ),
+            ("intValue", x) => proto::Value::IntValue(int(x, &here)?),
+            ("doubleValue", x) => proto::Value::DoubleValue(
+                match x {
+                    Value::Number(n) => n.as_f64(),
+                    Value::String(s) => s.parse().ok(),
+                    _ => None,
+                }
+                .ok_or_else(|| format!("{here}: expected a number"))?,
+            ),
+            ("arrayValue", a) => {
+                object(a, &here)?;
+                let values = list(a, "values", "values", &here)?
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(n, x)| any_value(x, &At::Item(&here, "values", n)))
+                    .collect::<Result<_, _>>()?;
+                proto::Value::ArrayValue(proto::ArrayValue { values })
+            }
+            ("kvlistValue", l) => {
+                object(l, &here)?;
+                let values = list(l, "values", "values", &here)?
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(n, kv)| key_value(kv, &At::Item(&here, "values", n)))
+                    .collect::<Result<_, _>>()?;
+                proto::Value::KvlistValue(proto::KeyValueList { values })
+            }
+            (_, b) => proto::Value::BytesValue(
+                b.as_str()
+                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                    .ok_or_else(|| format!("{here}: expected base64"))?,
+            ),
+        };
+        Ok(proto::AnyValue { value: Some(value) })
     }
 }
 
@@ -1012,7 +1093,9 @@ mod tests {
             .unwrap();
         assert_eq!(from_proto, from_json);
         let limits = EventLimits::default();
-        let (events, rejected) = map_request(&from_proto, "app", &limits).ok().unwrap();
+        let (events, rejected) = map_request(from_proto.clone(), "app", &limits)
+            .ok()
+            .unwrap();
         assert!(rejected.is_empty());
         assert_eq!(events.len(), 2);
         let ids: Vec<_> = events.iter().map(|e| e.id.clone().unwrap()).collect();
@@ -1029,7 +1112,7 @@ mod tests {
     fn the_derived_id_is_the_documented_hash_and_moves_with_the_time() {
         let limits = EventLimits::default();
         let r = record("s");
-        let ev = map_record(&r, "", &limits).unwrap();
+        let ev = map_record(r.clone(), "", &limits).unwrap();
         let mut without_id = ev.clone();
         without_id.id = None;
         let mut bytes = b"veritrail/otlp-record-id/v1\0".to_vec();
@@ -1041,12 +1124,15 @@ mod tests {
         // The same millisecond, another nanosecond: another event.
         let mut later = r.clone();
         later.time_unix_nano += 1;
-        assert_ne!(map_record(&later, "", &limits).unwrap().id, ev.id);
+        assert_ne!(map_record(later.clone(), "", &limits).unwrap().id, ev.id);
         // A given id wins.
         let mut given = r;
         given.attributes.push(text("audit.event.id", "e-1"));
         assert_eq!(
-            map_record(&given, "", &limits).unwrap().id.as_deref(),
+            map_record(given.clone(), "", &limits)
+                .unwrap()
+                .id
+                .as_deref(),
             Some("e-1")
         );
     }
@@ -1073,7 +1159,7 @@ mod tests {
             (bad_ip, "attribute client.address:"),
             (number, "attribute audit.actor.id: expected a string value"),
         ] {
-            let e = map_record(&r, "", &limits).unwrap_err();
+            let e = map_record(r.clone(), "", &limits).unwrap_err();
             assert!(e.contains(want), "{e}");
             assert!(!e.contains("not an address"), "echoes the value: {e}");
         }
@@ -1081,7 +1167,7 @@ mod tests {
         many.resource_logs[0].scope_logs[0].log_records[1]
             .attributes
             .retain(|kv| kv.key != "audit.purpose");
-        let (events, rejected) = map_request(&many, "app", &limits).ok().unwrap();
+        let (events, rejected) = map_request(many.clone(), "app", &limits).ok().unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(
             rejected,
@@ -1094,16 +1180,18 @@ mod tests {
         unnamed.resource_logs[0].resource = Some(proto::Resource {
             attributes: vec![text("service.name", "unknown_service:python")],
         });
-        let (events, rejected) = map_request(&unnamed, "app", &limits).ok().unwrap();
+        let (events, rejected) = map_request(unnamed.clone(), "app", &limits).ok().unwrap();
         assert_eq!((events.len(), rejected.len()), (1, 0));
-        let (events, rejected) = map_request(&many, "other-app", &limits).ok().unwrap();
+        let (events, rejected) = map_request(many.clone(), "other-app", &limits)
+            .ok()
+            .unwrap();
         assert_eq!((events.len(), rejected.len()), (0, 3));
         assert!(rejected[0].reason.contains("service.name"), "{rejected:?}");
         let tight = EventLimits {
             max_batch_events: 2,
             ..EventLimits::default()
         };
-        let err = map_request(&many, "app", &tight).err().unwrap();
+        let err = map_request(many.clone(), "app", &tight).err().unwrap();
         assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 }

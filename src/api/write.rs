@@ -6,12 +6,12 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
 use crate::auth::Role;
 use crate::event;
+use crate::merkle;
 use crate::sequencer::{self, Receipt};
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -23,6 +23,11 @@ pub(super) struct SubmitParams {
     /// witnessed checkpoint does (logs with a witness policy only).
     #[param(value_type = Option<super::openapi::WaitFor>)]
     wait: Option<String>,
+    /// With a checkpoint: an inclusion proof per event (`each`, the
+    /// default), or one proof for the whole batch (`batch`, see
+    /// `BatchProof`): a few hashes instead of one path per event.
+    #[param(value_type = Option<super::openapi::ProofForm>)]
+    proof: Option<String>,
 }
 
 /// Reads a request body, turning every rejection into the API's JSON error.
@@ -149,6 +154,15 @@ pub(super) async fn submit_events(
             )));
         }
     };
+    let batch_proof = match params.proof.as_deref() {
+        None | Some("each") => false,
+        Some("batch") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "proof: unknown value {other:?}; use 'each' or 'batch'"
+            )));
+        }
+    };
     let bytes = body(b)?;
     let value = json_body(&headers, &bytes)?;
     let events = event::parse_event_batch(&value, &st.limits.events).map_err(|e| match e {
@@ -177,31 +191,86 @@ pub(super) async fn submit_events(
     }
     let mut out = Vec::with_capacity(receipt.entries.len());
     for e in &receipt.entries {
-        let mut item = json!({
-            "index": e.index,
-            "leaf_hash": e.leaf_hash.to_base64(),
-            "commitment": e.commitment.to_hex(),
-            "duplicate": e.duplicate,
+        let inclusion_proof = match &receipt.checkpoint {
+            Some(cp) if !batch_proof => Some(super::read::inclusion_json(
+                &st,
+                e.index,
+                cp.checkpoint.size,
+            )?),
+            _ => None,
+        };
+        out.push(Answered {
+            index: e.index,
+            leaf_hash: e.leaf_hash.to_base64(),
+            commitment: e.commitment.to_hex(),
+            duplicate: e.duplicate,
+            inclusion_proof,
         });
-        if let Some(cp) = &receipt.checkpoint {
-            item["inclusion_proof"] =
-                super::read::inclusion_json(&st, e.index, cp.checkpoint.size)?;
-        }
-        out.push(item);
     }
-    let mut body = json!({ "events": out });
-    if let Some(cp) = &receipt.checkpoint {
-        body["checkpoint"] = json!(cp.note);
-    }
-    if witnessed_view.is_some() {
-        body["witnessed"] = json!(witnessed.is_some());
-        if let Some(w) = &witnessed {
-            body["cosignatures"] = serde_json::to_value(&w.cosignatures).unwrap_or_default();
-        } else {
-            body["message"] = json!(
-                "the events are durable and in the signed checkpoint, but not yet witnessed; GET /checkpoint later for the witnessed checkpoint"
-            );
-        }
-    }
+    let checkpoint = receipt.checkpoint.as_ref();
+    let body = Answer {
+        events: out,
+        batch_proof: match checkpoint {
+            Some(cp) if batch_proof => Some(prove_batch(&st, &receipt, cp.checkpoint.size)?),
+            _ => None,
+        },
+        checkpoint: checkpoint.map(|cp| cp.note.as_str()),
+        witnessed: witnessed_view.is_some().then_some(witnessed.is_some()),
+        cosignatures: witnessed
+            .as_ref()
+            .map(|w| serde_json::to_value(&w.cosignatures).unwrap_or_default()),
+        message: (witnessed_view.is_some() && witnessed.is_none()).then_some(
+            "the events are durable and in the signed checkpoint, but not yet witnessed; GET /checkpoint later for the witnessed checkpoint",
+        ),
+    };
     Ok((status, Json(body)).into_response())
+}
+
+/// The answer of `POST /v1/events` (`openapi::SubmitResponse`), written
+/// straight from the receipt.
+#[derive(Serialize)]
+struct Answer<'a> {
+    events: Vec<Answered>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch_proof: Option<BatchProofBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    witnessed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cosignatures: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'static str>,
+}
+
+/// One event's receipt in the answer.
+#[derive(Serialize)]
+struct Answered {
+    index: u64,
+    leaf_hash: String,
+    commitment: String,
+    duplicate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inclusion_proof: Option<serde_json::Value>,
+}
+
+/// `openapi::BatchProof`, as written.
+#[derive(Serialize)]
+struct BatchProofBody {
+    tree_size: u64,
+    hashes: Vec<String>,
+}
+
+/// One proof of every leaf of the receipt (distinct indexes, increasing) in
+/// the tree of `size`, from the read cache in one pass.
+fn prove_batch(st: &AppState, receipt: &Receipt, size: u64) -> Result<BatchProofBody, ApiError> {
+    let mut leaves: Vec<u64> = receipt.entries.iter().map(|e| e.index).collect();
+    leaves.sort_unstable();
+    leaves.dedup();
+    let hashes = merkle::batch_inclusion_proof(&leaves, size, st.tiles.as_ref())
+        .map_err(ApiError::internal)?;
+    Ok(BatchProofBody {
+        tree_size: size,
+        hashes: hashes.iter().map(|h| h.to_base64()).collect(),
+    })
 }

@@ -11,7 +11,7 @@
 mod submit;
 
 pub use submit::{
-    Receipt, ReceiptVerifier, Retry, SubmitError, Submitted, VerifiedCheckpoint, Wait,
+    Receipt, ReceiptVerifier, Retry, SubmitError, Submitted, VerifiedCheckpoint, Wait, prove_batch,
 };
 
 use std::time::Duration;

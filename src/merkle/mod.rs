@@ -19,11 +19,12 @@ pub use compact::{CompactRange, CompactRangeError, root_from_leaf_hashes};
 pub use hash::{HASH_SIZE, Hash, HashError, empty_root, leaf_hash, node_hash};
 pub use memory::{MemoryTree, MissingNode};
 pub use proof::{
-    NodeId, ProofError, SubtreeSource, consistency_proof, consistency_proof_nodes, inclusion_proof,
-    inclusion_proof_nodes, tree_root, tree_root_nodes,
+    NodeId, ProofError, SubtreeSource, batch_inclusion_proof, consistency_proof,
+    consistency_proof_nodes, inclusion_proof, inclusion_proof_nodes, tree_root, tree_root_nodes,
 };
 pub use rs_merkle_hasher::Rfc6962Hasher;
 pub use verify::{
-    VerifyError, consistency_proof_len, inclusion_proof_len, root_from_inclusion_proof,
-    verify_consistency, verify_inclusion,
+    VerifyError, batch_proof_len, consistency_proof_len, inclusion_proof_len,
+    root_from_batch_proof, root_from_inclusion_proof, verify_batch_inclusion, verify_consistency,
+    verify_inclusion,
 };

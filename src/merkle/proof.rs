@@ -92,7 +92,7 @@ pub enum ProofError<E> {
 }
 
 /// Largest power of two strictly below `n` (RFC 6962 §2.1 `k`); `n >= 2`.
-fn split_point(n: u64) -> u64 {
+pub(super) fn split_point(n: u64) -> u64 {
     debug_assert!(n >= 2);
     1u64 << (63 - (n - 1).leading_zeros())
 }
@@ -300,6 +300,51 @@ pub fn consistency_proof_nodes(first: u64, second: u64) -> Vec<NodeId> {
         return Vec::new();
     }
     plan_for(&consistency_ranges(first, second)).nodes
+}
+
+/// The leaf ranges of a batch inclusion proof of `leaves` (strictly
+/// increasing, inside `[lo, hi)`): walking the RFC 6962 recursion from
+/// `D[lo:hi]`, every subtree that holds none of the leaves while its parent
+/// holds some, left to right. The verifier (`merkle::root_from_batch_proof`)
+/// walks the same recursion.
+fn batch_ranges(leaves: &[u64], lo: u64, hi: u64, out: &mut Vec<(u64, u64)>) {
+    if leaves.is_empty() {
+        out.push((lo, hi));
+        return;
+    }
+    if hi - lo == 1 {
+        return;
+    }
+    let mid = lo + split_point(hi - lo);
+    let cut = leaves.partition_point(|&l| l < mid);
+    batch_ranges(&leaves[..cut], lo, mid, out);
+    batch_ranges(&leaves[cut..], mid, hi, out);
+}
+
+/// One proof that every leaf of `leaves` (strictly increasing, each below
+/// `size`) is in the tree of `size` leaves: the hashes of the subtrees
+/// [`batch_ranges`] lists, fetched in one call. For a run of `m`
+/// consecutive leaves it holds at most about `2·log2(size)` hashes, where
+/// `m` separate inclusion proofs hold `m·log2(size)`.
+pub fn batch_inclusion_proof<S: SubtreeSource + ?Sized>(
+    leaves: &[u64],
+    size: u64,
+    src: &S,
+) -> Result<Vec<Hash>, ProofError<S::Error>> {
+    let sorted = leaves.windows(2).all(|w| w[0] < w[1]);
+    match leaves.last() {
+        Some(&last) if sorted && last < size => {}
+        _ => {
+            return Err(ProofError::InvalidRange {
+                first: leaves.first().copied().unwrap_or(0),
+                second: size,
+                reason: "a batch inclusion proof needs strictly increasing leaf indexes below the tree size",
+            });
+        }
+    }
+    let mut ranges = Vec::with_capacity(2 * 64);
+    batch_ranges(leaves, 0, size, &mut ranges);
+    plan_for(&ranges).run(src)
 }
 
 #[cfg(test)]

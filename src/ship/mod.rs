@@ -3,13 +3,16 @@
 //! event, with a verified receipt.
 //!
 //! The pipeline, read top to bottom: a tailer thread ([`source`]) cuts the
-//! files into batches of complete lines; up to `in_flight` batches are
-//! submitted at once with `wait=checkpoint` through the crate's client
-//! ([`crate::client`]: retries with the same ids, `Retry-After`, receipt
-//! verification against the pinned log keys); the answers are taken in
-//! the order the batches were cut, and each one is committed ([`state`]):
-//! refused lines to the dead-letter file first, then the file's new offset
-//! and the last verified checkpoint to the state file.
+//! files into batches of complete lines, and optionally a second thread
+//! cuts the systemd journal's entries into batches ([`journal`]); up to
+//! `in_flight` batches are submitted at once with `wait=checkpoint` and one
+//! batch proof each, through the crate's client ([`crate::client`]:
+//! retries with the same ids, `Retry-After`, receipt verification against
+//! the pinned log keys); the answers are taken in the order the batches
+//! were cut, and committed ([`state`]): refused lines to the dead-letter
+//! file first, then the new offsets (or journal cursor) and the last
+//! verified checkpoint to the state file, one write for the answers that
+//! are in when it starts.
 //!
 //! Exactly once: a line's idempotency id is `ship-<identity>-<offset>`
 //! (the file's identity, see [`source`], and the line's byte offset), unless
@@ -27,6 +30,7 @@
 //! not verify, a key the log refuses, the state or dead-letter file that
 //! cannot be written) stops the agent with the state as it was.
 
+pub mod journal;
 pub mod source;
 pub mod state;
 
@@ -57,6 +61,8 @@ pub struct Config {
     pub in_flight: usize,
     /// How often the files are looked at when there is nothing to read.
     pub poll: Duration,
+    /// Also read the systemd journal (see [`journal`]).
+    pub journal: Option<journal::Config>,
     /// Stop once every file is delivered to its end (instead of following).
     pub exit_at_eof: bool,
     /// Injected write failures (fault-injection tests only).
@@ -72,8 +78,9 @@ impl Config {
             max_line_bytes: 64 * 1024,
             batch_lines: 1000,
             batch_bytes: 1 << 20,
-            in_flight: 8,
+            in_flight: 32,
             poll: Duration::from_millis(200),
+            journal: None,
             exit_at_eof: false,
             faults: None,
         }
@@ -149,7 +156,9 @@ pub async fn run(
         }
     };
     let verifier = ReceiptVerifier::new(policy, latest);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Work>(cfg.in_flight.max(1));
+    // The tailer keeps a few batches ready beyond those in flight; more
+    // would only hold memory.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Work>(cfg.in_flight.clamp(1, 4));
     let tailer = Tailer::new(cfg.include.clone(), cfg.max_line_bytes, &state.files);
     let limits = (
         cfg.batch_lines.clamp(1, 1000),
@@ -157,6 +166,19 @@ pub async fn run(
         cfg.poll,
         cfg.exit_at_eof,
     );
+    let journal_reader = match cfg.journal.take() {
+        Some(j) => Some(
+            journal::Reader::start(
+                &j,
+                state.journal_cursor.as_deref(),
+                tx.clone(),
+                limits,
+                cfg.max_line_bytes,
+            )
+            .map_err(|e| ShipError::Read(format!("starting journalctl: {e}")))?,
+        ),
+        None => None,
+    };
     let reader = tokio::task::spawn_blocking(move || tail(tailer, tx, limits));
 
     let retry = Retry {
@@ -178,16 +200,33 @@ pub async fn run(
             let Some(result) = done.next().await else {
                 break Ok(stats);
             };
-            let step = match result {
-                Ok(d) => commit(&mut disk, &mut state, &verifier, d, &mut stats),
-                Err(e) => Err(e),
+            // Every answer already in, in batch order, goes into one
+            // commit: one state-file write for all of them.
+            let mut changed = false;
+            let mut step = result.and_then(|d| apply(&mut disk, &mut state, d, &mut stats));
+            while let Ok(c) = step {
+                changed |= c;
+                match futures_util::FutureExt::now_or_never(done.next()) {
+                    Some(Some(next)) => {
+                        step = next.and_then(|d| apply(&mut disk, &mut state, d, &mut stats));
+                    }
+                    _ => break,
+                }
+            }
+            // What the batches before a failure delivered is still committed.
+            let saved = match changed {
+                true => save(&disk, &mut state, &verifier, &mut stats),
+                false => Ok(()),
             };
-            if let Err(e) = step {
+            if let Err(e) = step.and(saved) {
                 break Err(e);
             }
             on_commit(&stats);
         }
     };
+    if let Some(j) = journal_reader {
+        j.stop().await;
+    }
     let _ = reader.await;
     outcome
 }
@@ -195,6 +234,8 @@ pub async fn run(
 /// What the tailer hands on, in file order.
 enum Work {
     Batch(Batch),
+    /// Journal entries, in journal order.
+    Journal(journal::Batch),
     /// A file that is gone, read to its end: forget it once what came before is committed.
     Gone(String),
     Failed(String),
@@ -241,15 +282,24 @@ fn tail(
 
 /// A batch's fate, ready to commit.
 enum Delivered {
-    Lines {
-        key: String,
-        path: PathBuf,
-        end: u64,
+    Sent {
+        progress: Progress,
         appended: u64,
         duplicates: u64,
         dead: Vec<DeadLetter>,
     },
     Forget(String),
+}
+
+/// Where a delivered batch's source resumes.
+enum Progress {
+    File {
+        key: String,
+        path: PathBuf,
+        end: u64,
+    },
+    /// The journal's cursor after the batch (none when no entry of it had one).
+    Journal(Option<String>),
 }
 
 /// Sends a batch until every line is in the log or refused.
@@ -259,120 +309,255 @@ async fn deliver(
     retry: &Retry,
     work: Work,
 ) -> Result<Delivered, ShipError> {
-    let batch = match work {
-        Work::Batch(b) => b,
-        Work::Gone(key) => return Ok(Delivered::Forget(key)),
-        Work::Failed(why) => return Err(ShipError::Read(why)),
-    };
-    let dead_letter = |offset: u64, status: u16, reason: String, line: &[u8]| DeadLetter {
-        file: batch.path.clone(),
-        identity: batch.key.clone(),
-        offset,
-        status,
-        reason,
-        line: String::from_utf8_lossy(line).into_owned(),
-    };
-    let mut dead = Vec::new();
-    // The lines to send, in file order: offset, line, (id, event JSON).
-    let mut offsets = Vec::with_capacity(batch.items.len());
-    let mut lines: Vec<&[u8]> = Vec::with_capacity(batch.items.len());
-    let mut events = Vec::with_capacity(batch.items.len());
-    for item in &batch.items {
-        match item {
-            Item::Oversized { offset, prefix } => dead.push(dead_letter(
-                *offset,
-                0,
-                format!("the line is longer than {} bytes", prefix.len()),
-                prefix,
-            )),
-            Item::Line { offset, bytes } => match event_of(bytes, &batch.key, *offset) {
-                Ok(e) => {
-                    offsets.push(*offset);
-                    lines.push(bytes);
-                    events.push(e);
+    match work {
+        Work::Batch(batch) => {
+            let mut out = Outgoing::default();
+            for item in &batch.items {
+                match item {
+                    Item::Oversized { offset, prefix } => out.dead.push(DeadLetter {
+                        file: batch.path.clone(),
+                        identity: batch.key.clone(),
+                        offset: *offset,
+                        status: 0,
+                        reason: format!("the line is longer than {} bytes", prefix.len()),
+                        line: String::from_utf8_lossy(prefix).into_owned(),
+                    }),
+                    Item::Line { offset, bytes } => out.push(
+                        (batch.key.as_str(), *offset),
+                        bytes,
+                        event_of(bytes, || format!("ship-{}-{offset}", batch.key)),
+                    ),
                 }
-                Err(why) => dead.push(dead_letter(*offset, 0, why, bytes)),
-            },
+            }
+            let (appended, duplicates, dead) =
+                out.send(client, verifier, retry, &batch.path).await?;
+            Ok(Delivered::Sent {
+                progress: Progress::File {
+                    key: batch.key.clone(),
+                    path: batch.path.clone(),
+                    end: batch.end,
+                },
+                appended,
+                duplicates,
+                dead,
+            })
+        }
+        Work::Journal(batch) => {
+            let mut out = Outgoing::default();
+            let path = PathBuf::from(journal::SOURCE);
+            for entry in &batch.entries {
+                let origin = (entry.cursor.as_str(), 0);
+                match &entry.message {
+                    Ok(line) => out.push(
+                        origin,
+                        line,
+                        event_of(line, || journal::event_id(&entry.cursor)),
+                    ),
+                    Err(why) => out.push(origin, b"", Err(why.clone())),
+                }
+            }
+            let (appended, duplicates, dead) = out.send(client, verifier, retry, &path).await?;
+            Ok(Delivered::Sent {
+                progress: Progress::Journal(batch.cursor.clone()),
+                appended,
+                duplicates,
+                dead,
+            })
+        }
+        Work::Gone(key) => Ok(Delivered::Forget(key)),
+        Work::Failed(why) => Err(ShipError::Read(why)),
+    }
+}
+
+/// Where a line came from: its source's identity (a file's identity, or
+/// the journal entry's cursor) and its offset (0 in the journal).
+type Origin<'a> = (&'a str, u64);
+
+/// The lines of one batch on their way: the events to send, in order, with
+/// where each came from, and the lines already refused.
+#[derive(Default)]
+struct Outgoing<'a> {
+    /// Origin and line of each event.
+    origins: Vec<(Origin<'a>, &'a [u8])>,
+    events: Vec<(String, Vec<u8>)>,
+    /// Refused lines: origin, status, reason, line.
+    refused: Vec<(Origin<'a>, u16, String, &'a [u8])>,
+    /// Lines refused before anything was read of them (oversized).
+    dead: Vec<DeadLetter>,
+}
+
+impl<'a> Outgoing<'a> {
+    fn push(
+        &mut self,
+        origin: Origin<'a>,
+        line: &'a [u8],
+        event: Result<(String, Vec<u8>), String>,
+    ) {
+        match event {
+            Ok(e) => {
+                self.origins.push((origin, line));
+                self.events.push(e);
+            }
+            Err(why) => self.refused.push((origin, 0, why, line)),
         }
     }
-    let (mut appended, mut duplicates) = (0, 0);
-    let mut one_by_one = false;
-    // events[..sent] are in the log.
-    let mut sent = 0;
-    while sent < events.len() {
-        let end = if one_by_one { sent + 1 } else { events.len() };
-        match client
-            .submit_encoded(&events[sent..end], Wait::Checkpoint, retry, verifier)
-            .await
-        {
-            Ok(s) => {
-                for r in &s.receipts {
-                    if r.duplicate {
-                        duplicates += 1;
+
+    /// Sends the events until each is in the log or refused; the counts of
+    /// appended and repeated lines, and the dead letters, in line order.
+    async fn send(
+        mut self,
+        client: &Client,
+        verifier: &ReceiptVerifier,
+        retry: &Retry,
+        file: &std::path::Path,
+    ) -> Result<(u64, u64, Vec<DeadLetter>), ShipError> {
+        let (mut appended, mut duplicates) = (0, 0);
+        let mut one_by_one = false;
+        // events[..sent] are in the log.
+        let mut sent = 0;
+        while sent < self.events.len() {
+            let end = if one_by_one {
+                sent + 1
+            } else {
+                self.events.len()
+            };
+            match client
+                .submit_encoded(&self.events[sent..end], Wait::Checkpoint, retry, verifier)
+                .await
+            {
+                Ok(s) => {
+                    for r in &s.receipts {
+                        if r.duplicate {
+                            duplicates += 1;
+                        } else {
+                            appended += 1;
+                        }
+                    }
+                    sent = end;
+                }
+                Err(SubmitError::Refused { status, message })
+                    if matches!(status, 400 | 413 | 422) =>
+                {
+                    let at = if end - sent == 1 {
+                        Some(0)
                     } else {
-                        appended += 1;
+                        refused_position(&message).filter(|&i| i < end - sent)
+                    };
+                    match at {
+                        Some(i) => {
+                            let (origin, line) = self.origins.remove(sent + i);
+                            self.events.remove(sent + i);
+                            self.refused.push((origin, status, message, line));
+                        }
+                        // The server did not say which line: find it one by one.
+                        None => one_by_one = true,
                     }
                 }
-                sent = end;
+                Err(SubmitError::Verification(why)) => return Err(ShipError::Verification(why)),
+                Err(e) => return Err(ShipError::Refused(e.to_string())),
             }
-            Err(SubmitError::Refused { status, message }) if matches!(status, 400 | 413 | 422) => {
-                let at = if end - sent == 1 {
-                    Some(0)
-                } else {
-                    refused_position(&message).filter(|&i| i < end - sent)
-                };
-                match at {
-                    Some(i) => {
-                        let offset = offsets.remove(sent + i);
-                        let line = lines.remove(sent + i);
-                        events.remove(sent + i);
-                        dead.push(dead_letter(offset, status, message, line));
-                    }
-                    // The server did not say which line: find it one by one.
-                    None => one_by_one = true,
-                }
-            }
-            Err(SubmitError::Verification(why)) => return Err(ShipError::Verification(why)),
-            Err(e) => return Err(ShipError::Refused(e.to_string())),
         }
+        let mut dead = self.dead;
+        dead.extend(
+            self.refused
+                .into_iter()
+                .map(|((identity, offset), status, reason, line)| DeadLetter {
+                    file: file.to_path_buf(),
+                    identity: identity.to_owned(),
+                    offset,
+                    status,
+                    reason,
+                    line: String::from_utf8_lossy(line).into_owned(),
+                }),
+        );
+        dead.sort_by_key(|d| d.offset);
+        Ok((appended, duplicates, dead))
     }
-    dead.sort_by_key(|d| d.offset);
-    Ok(Delivered::Lines {
-        key: batch.key.clone(),
-        path: batch.path.clone(),
-        end: batch.end,
-        appended,
-        duplicates,
-        dead,
-    })
 }
 
 /// The line as `(id, event JSON)`: its own `id`, or one from its place
-/// spliced in; or why it is not one event.
-fn event_of(line: &[u8], key: &str, offset: u64) -> Result<(String, Vec<u8>), String> {
-    let v: Value =
-        serde_json::from_slice(line).map_err(|e| format!("the line is not JSON: {e}"))?;
-    let obj = v
-        .as_object()
-        .filter(|o| !o.contains_key("events"))
-        .ok_or("the line is not one JSON event object")?;
-    match obj.get("id") {
-        Some(Value::String(id)) => Ok((id.clone(), line.to_vec())),
-        Some(_) => Err("the line's id is not a string".into()),
+/// spliced in; or why it is not one event. The line is read once, without
+/// building it in memory (the server validates the event itself).
+fn event_of(
+    line: &[u8],
+    id_from_place: impl FnOnce() -> String,
+) -> Result<(String, Vec<u8>), String> {
+    let probe = Probe::of(line)?;
+    match probe.id {
+        Some(Some(id)) => Ok((id, line.to_vec())),
+        Some(None) => Err("the line's id is not a string".into()),
         None => {
-            let id = format!("ship-{key}-{offset}");
+            let id = id_from_place();
             // The line is an object: its first non-blank byte is `{`.
             let open = line.iter().position(|&b| b == b'{').unwrap_or(0);
             let mut out = Vec::with_capacity(line.len() + id.len() + 8);
             out.extend_from_slice(b"{\"id\":\"");
             out.extend_from_slice(id.as_bytes());
             out.push(b'"');
-            if !obj.is_empty() {
+            if !probe.empty {
                 out.push(b',');
             }
             out.extend_from_slice(&line[open + 1..]);
             Ok((id, out))
         }
+    }
+}
+
+/// What the agent needs to know of a line: that it is one JSON object (not
+/// a batch), its `id` (`Some(None)`: present but not a string), and
+/// whether it has no members at all.
+struct Probe {
+    id: Option<Option<String>>,
+    empty: bool,
+}
+
+impl Probe {
+    fn of(line: &[u8]) -> Result<Probe, String> {
+        use serde::Deserializer as _;
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let probe = de
+            .deserialize_map(ProbeVisitor)
+            .map_err(|e| format!("the line is not one JSON event object: {e}"))?;
+        de.end().map_err(|e| format!("the line is not JSON: {e}"))?;
+        probe
+    }
+}
+
+struct ProbeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ProbeVisitor {
+    type Value = Result<Probe, String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut probe = Probe {
+            id: None,
+            empty: true,
+        };
+        let mut batch = false;
+        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            probe.empty = false;
+            match k.as_ref() {
+                "id" => {
+                    probe.id = Some(match map.next_value::<Value>()? {
+                        Value::String(s) => Some(s),
+                        _ => None,
+                    });
+                }
+                other => {
+                    batch |= other == "events";
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(if batch {
+            Err("the line is not one JSON event object".into())
+        } else {
+            Ok(probe)
+        })
     }
 }
 
@@ -382,46 +567,58 @@ fn refused_position(message: &str) -> Option<usize> {
     rest[..rest.find(']')?].parse().ok()
 }
 
-/// Dead letters first, then the state file.
-fn commit(
+/// Takes one delivered batch into the state in memory, after writing its
+/// dead letters (synced): a later [`save`] moves past them. False when the
+/// state did not change.
+fn apply(
     disk: &mut Disk,
     state: &mut State,
-    verifier: &ReceiptVerifier,
     done: Delivered,
     stats: &mut Stats,
-) -> Result<(), ShipError> {
-    match done {
-        Delivered::Forget(key) => {
-            if state.files.remove(&key).is_none() {
-                return Ok(());
-            }
-        }
-        Delivered::Lines {
-            key,
-            path,
-            end,
+) -> Result<bool, ShipError> {
+    let (progress, appended, duplicates, dead) = match done {
+        Delivered::Forget(key) => return Ok(state.files.remove(&key).is_some()),
+        Delivered::Sent {
+            progress,
             appended,
             duplicates,
             dead,
-        } => {
-            disk.dead_letter(&dead).map_err(|why| ShipError::Disk {
-                path: disk.dead_letter_path().to_path_buf(),
-                why,
-            })?;
+        } => (progress, appended, duplicates, dead),
+    };
+    disk.dead_letter(&dead).map_err(|why| ShipError::Disk {
+        path: disk.dead_letter_path().to_path_buf(),
+        why,
+    })?;
+    match progress {
+        Progress::File { key, path, end } => {
             state.files.insert(key, FileState { path, offset: end });
-            stats.appended += appended;
-            stats.duplicates += duplicates;
-            stats.dead_letters += dead.len() as u64;
-            stats.batches += 1;
-            metrics::counter!("veritrail_ship_lines_total", "outcome" => "appended")
-                .increment(appended);
-            metrics::counter!("veritrail_ship_lines_total", "outcome" => "duplicate")
-                .increment(duplicates);
-            metrics::counter!("veritrail_ship_lines_total", "outcome" => "dead_letter")
-                .increment(dead.len() as u64);
-            metrics::counter!("veritrail_ship_batches_total").increment(1);
         }
+        Progress::Journal(Some(cursor)) => state.journal_cursor = Some(cursor),
+        Progress::Journal(None) => {}
     }
+    count(stats, appended, duplicates, dead.len() as u64);
+    Ok(true)
+}
+
+/// Adds one committed batch to the counts and the metrics.
+fn count(stats: &mut Stats, appended: u64, duplicates: u64, dead: u64) {
+    stats.appended += appended;
+    stats.duplicates += duplicates;
+    stats.dead_letters += dead;
+    stats.batches += 1;
+    metrics::counter!("veritrail_ship_lines_total", "outcome" => "appended").increment(appended);
+    metrics::counter!("veritrail_ship_lines_total", "outcome" => "duplicate").increment(duplicates);
+    metrics::counter!("veritrail_ship_lines_total", "outcome" => "dead_letter").increment(dead);
+    metrics::counter!("veritrail_ship_batches_total").increment(1);
+}
+
+/// Writes the state file: the files' offsets and the last verified checkpoint.
+fn save(
+    disk: &Disk,
+    state: &mut State,
+    verifier: &ReceiptVerifier,
+    stats: &mut Stats,
+) -> Result<(), ShipError> {
     let latest = verifier.latest();
     if let Some(cp) = &latest {
         stats.checkpoint_size = cp.known.size;
@@ -441,23 +638,23 @@ mod tests {
     #[test]
     fn a_line_becomes_an_event_with_an_id_from_its_place() {
         let parse = |e: (String, Vec<u8>)| (e.0, serde_json::from_slice::<Value>(&e.1).unwrap());
-        let (id, v) = parse(event_of(br#" {"action":"a"}"#, "1-2-ab-0", 42).unwrap());
+        let (id, v) = parse(event_of(br#" {"action":"a"}"#, || "ship-1-2-ab-0-42".into()).unwrap());
         assert_eq!(
             (id.as_str(), &v["id"]),
             ("ship-1-2-ab-0-42", &Value::from(id.clone()))
         );
         assert_eq!(v["action"], "a");
-        let (id, v) = parse(event_of(b"{ }", "k", 7).unwrap());
+        let (id, v) = parse(event_of(b"{ }", || "ship-k-7".into()).unwrap());
         assert_eq!(
             (id.as_str(), v),
             ("ship-k-7", serde_json::json!({"id": "ship-k-7"}))
         );
-        let (id, _) = parse(event_of(br#"{"id":"own"}"#, "k", 0).unwrap());
+        let (id, _) = parse(event_of(br#"{"id":"own"}"#, || "ship-k-0".into()).unwrap());
         assert_eq!(id, "own");
-        assert!(event_of(b"not json", "k", 0).is_err());
-        assert!(event_of(b"[1]", "k", 0).is_err());
-        assert!(event_of(br#"{"events":[]}"#, "k", 0).is_err());
-        assert!(event_of(br#"{"id":3}"#, "k", 0).is_err());
+        assert!(event_of(b"not json", || "ship-k-0".into()).is_err());
+        assert!(event_of(b"[1]", || "ship-k-0".into()).is_err());
+        assert!(event_of(br#"{"events":[]}"#, || "ship-k-0".into()).is_err());
+        assert!(event_of(br#"{"id":3}"#, || "ship-k-0".into()).is_err());
     }
 
     #[test]

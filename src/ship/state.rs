@@ -33,6 +33,9 @@ pub struct State {
     pub files: BTreeMap<String, FileState>,
     /// The signed note of the largest checkpoint verified so far.
     pub checkpoint: Option<String>,
+    /// The journal's cursor after the last entry delivered (`ship::journal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_cursor: Option<String>,
 }
 
 /// One file's progress.
