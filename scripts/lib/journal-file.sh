@@ -18,8 +18,12 @@ done
 if [[ -z $remote ]]; then
     if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
         echo "journal-file.sh: installing systemd-journal-remote" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-            systemd-journal-remote >/dev/null
+        install() {
+            DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+                systemd-journal-remote >/dev/null
+        }
+        # A fresh machine may have no package lists yet.
+        install || { apt-get update >/dev/null && install; }
         remote=/lib/systemd/systemd-journal-remote
     else
         echo "journal-file.sh: systemd-journal-remote is missing; install the systemd-journal-remote package" >&2
