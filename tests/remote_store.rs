@@ -254,3 +254,74 @@ async fn serve_on_postgres_and_a_bucket_then_verify_the_static_copy() {
     );
     server.stop();
 }
+
+/// Posts one event with `id` and `wait=checkpoint`: the status, whether a
+/// `Retry-After` came with it, and the body.
+async fn post_one(url: &str, key: &str, n: usize) -> (u16, bool, Value) {
+    let resp = common::http()
+        .post(format!("{url}/v1/events?wait=checkpoint"))
+        .bearer_auth(key)
+        .json(&event(n, Some(format!("fault-{n}"))))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp.headers().contains_key("retry-after");
+    (status, retry, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Writes for about ten seconds while a service is down: every answer is
+/// 200 or a 503 with Retry-After; returns the events acknowledged.
+async fn write_through_outage(url: &str, key: &str, from: usize) -> Vec<(usize, u64)> {
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut n = from;
+    while std::time::Instant::now() < until {
+        let (status, retry, body) = post_one(url, key, n).await;
+        match status {
+            200 => acked.push((n, body["events"][0]["index"].as_u64().unwrap())),
+            503 => {
+                assert!(retry, "a 503 says when to retry: {body}");
+                refused += 1;
+            }
+            other => panic!("unexpected status {other}: {body}"),
+        }
+        n += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(refused > 0, "the outage refused writes");
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_then_the_bucket_down_for_ten_seconds_each() {
+    let mut pg = Postgres::start();
+    let mut s3 = ObjectServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &pg, &s3);
+    let url = server.url.clone();
+    let writer = create_key(&url, &server.admin_key(), "fault-app", "writer").await;
+    let log = get_json(&format!("{url}/v1/log")).await;
+    append_verified(&url, &writer, 0, 10, &log).await;
+
+    pg.stop();
+    let mut acked = write_through_outage(&url, &writer, 1000).await;
+    pg.resume();
+    s3.stop();
+    acked.extend(write_through_outage(&url, &writer, 2000).await);
+    s3.resume();
+
+    // The log resumes by itself; events sent again keep their first index.
+    let size = append_verified(&url, &writer, 10, 5, &log).await;
+    for (n, index) in &acked {
+        let (status, _, body) = post_one(&url, &writer, *n).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["events"][0]["index"].as_u64(), Some(*index));
+        assert_eq!(body["events"][0]["duplicate"], true);
+    }
+    let note = get_bytes(&format!("{url}/checkpoint")).await;
+    let cp = verify_checkpoint(std::str::from_utf8(&note).unwrap(), &log_verifiers(&log));
+    assert!(cp.size >= size);
+    server.stop();
+}
