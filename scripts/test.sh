@@ -21,6 +21,13 @@ if [ -f tests/browser/package.json ]; then
   scripts/install-browser-deps.sh
 fi
 
+# The remote-backend tests start a throwaway PostgreSQL 15 (Debian's
+# package) and the S3 server s3s-fs (from crates.io, cached in target/);
+# each test starts its own from scripts/lib/, and fails if it cannot.
+step "PostgreSQL 15 and s3s-fs for the remote-backend tests"
+scripts/lib/pg.sh install
+scripts/lib/s3.sh bin
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -13,6 +13,7 @@ use crate::api::ApiLimits;
 use crate::cosign::{WitnessEndpoint, WitnessPolicy};
 use crate::listen::TlsFiles;
 use crate::sequencer::SequencerConfig;
+use crate::store::postgres::BucketConfig;
 
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./veritrail-data";
@@ -86,6 +87,20 @@ pub struct FileConfig {
     /// The alert rules and their delivery, from the file only.
     #[serde(skip)]
     pub alert_rules: Option<Arc<AlertsConfig>>,
+    /// PostgreSQL URL of the remote backend (`postgres://user@host/db`);
+    /// the password from `PGPASSWORD` or this file [default: the embedded
+    /// sled database in the data directory].
+    pub store: Option<String>,
+    /// The bucket of the remote backend, `s3://bucket/prefix`.
+    pub objects: Option<String>,
+    /// The S3 endpoint URL [default: AWS's, from the region].
+    pub objects_endpoint: Option<String>,
+    /// The bucket's region [default: us-east-1].
+    pub objects_region: Option<String>,
+    /// The bucket's access key id (file only) [default: `AWS_ACCESS_KEY_ID`].
+    pub objects_access_key_id: Option<String>,
+    /// The bucket's secret key (file only) [default: `AWS_SECRET_ACCESS_KEY`].
+    pub objects_secret_access_key: Option<String>,
 }
 
 /// One `[[witness]]` table: where a witness listens and its cosignature key.
@@ -139,6 +154,14 @@ impl FileConfig {
             store_cache_mb: self.store_cache_mb.or(lower.store_cache_mb),
             alerts: self.alerts.or(lower.alerts),
             alert_rules: self.alert_rules.or(lower.alert_rules),
+            store: self.store.or(lower.store),
+            objects: self.objects.or(lower.objects),
+            objects_endpoint: self.objects_endpoint.or(lower.objects_endpoint),
+            objects_region: self.objects_region.or(lower.objects_region),
+            objects_access_key_id: self.objects_access_key_id.or(lower.objects_access_key_id),
+            objects_secret_access_key: self
+                .objects_secret_access_key
+                .or(lower.objects_secret_access_key),
         }
     }
 }
@@ -174,6 +197,62 @@ pub struct ServeConfig {
     pub read_cache_bytes: usize,
     /// Alert rules and their delivery, when the file has an `[alerts]` table.
     pub alerts: Option<Arc<AlertsConfig>>,
+    /// Where the log's data lives.
+    pub backend: StoreBackend,
+}
+
+/// Where the log's data lives.
+#[derive(Clone, Default)]
+pub enum StoreBackend {
+    /// The embedded sled database in the data directory.
+    #[default]
+    Sled,
+    /// PostgreSQL and an S3-compatible bucket (`store::postgres`).
+    Remote {
+        /// The PostgreSQL URL (may hold a password: never printed).
+        postgres: String,
+        /// The bucket.
+        bucket: BucketConfig,
+    },
+}
+
+impl std::fmt::Debug for StoreBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreBackend::Sled => f.write_str("Sled"),
+            StoreBackend::Remote { bucket, .. } => f
+                .debug_struct("Remote")
+                .field("bucket", bucket)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// The remote backend, when `store` is set (then `objects` must be too).
+fn resolve_backend(o: &FileConfig) -> Result<StoreBackend, String> {
+    let (postgres, objects) = match (&o.store, &o.objects) {
+        (None, None) => return Ok(StoreBackend::Sled),
+        (Some(p), Some(b)) => (p, b),
+        (Some(_), None) => return Err("store needs objects (s3://bucket/prefix) too".into()),
+        (None, Some(_)) => return Err("objects needs store (postgres://...) too".into()),
+    };
+    if !(postgres.starts_with("postgres://") || postgres.starts_with("postgresql://")) {
+        return Err("store must be a postgres:// URL".into());
+    }
+    let mut bucket = BucketConfig::from_url(objects)?;
+    bucket.endpoint = o.objects_endpoint.clone();
+    bucket.region = o.objects_region.clone();
+    bucket.credentials = match (&o.objects_access_key_id, &o.objects_secret_access_key) {
+        (Some(k), Some(s)) => Some((k.clone(), s.clone())),
+        (None, None) => None,
+        _ => {
+            return Err("objects_access_key_id and objects_secret_access_key go together".into());
+        }
+    };
+    Ok(StoreBackend::Remote {
+        postgres: postgres.clone(),
+        bucket,
+    })
 }
 
 impl ServeConfig {
@@ -181,6 +260,7 @@ impl ServeConfig {
     /// defaults, and validates once.
     pub fn resolve(flags: FileConfig, file: FileConfig) -> Result<ServeConfig, String> {
         let o = flags.or(file);
+        let backend = resolve_backend(&o)?;
         let data = o
             .data
             .clone()
@@ -295,6 +375,7 @@ impl ServeConfig {
             retention_interval,
             store_cache_bytes,
             read_cache_bytes,
+            backend,
             alerts: o.alert_rules,
         })
     }

@@ -16,6 +16,11 @@
 //! <data>/admin.key        the first admin API key, mode 0600
 //! <data>/db/              the sled database
 //! ```
+//!
+//! With the remote backend (PostgreSQL and a bucket, `store::postgres`)
+//! the directory holds the keys and the admin key only; the database holds
+//! the rest, and its origin record says that a log exists there
+//! ([`open_or_create_on`]).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -62,7 +67,7 @@ pub enum LifecycleError {
 /// A loaded log, ready to serve.
 pub struct OpenedLog {
     /// The store.
-    pub store: Arc<SledStore>,
+    pub store: Arc<dyn Store>,
     /// The log's origin.
     pub origin: String,
     /// Checkpoint signer with both log keys.
@@ -139,6 +144,20 @@ pub fn create(dir: &Path, origin: &str, clock: &Clock) -> Result<(), LifecycleEr
             "origin {origin:?} is not a valid key name (non-empty, no spaces, no '+'); e.g. log.example.com/audit"
         )));
     }
+    let staging = make_staging(dir)?;
+    let store: Arc<dyn Store> = Arc::new(
+        SledStore::open(&staging.join(DB_DIR)).map_err(|e| LifecycleError::Io(e.to_string()))?,
+    );
+    create_in(&staging, origin, clock, &store)?;
+    drop(store);
+    // Everything is durable in the staging directory; the rename publishes
+    // the whole log at once (an empty target directory is replaced).
+    crate::durable::rename(&staging, dir).map_err(|e| io("move the new log into", dir, e))
+}
+
+/// A new, private staging directory beside `dir`, renamed onto `dir` once
+/// the new log in it is complete.
+fn make_staging(dir: &Path) -> Result<PathBuf, LifecycleError> {
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -155,38 +174,83 @@ pub fn create(dir: &Path, origin: &str, clock: &Clock) -> Result<(), LifecycleEr
     fs::create_dir(&staging).map_err(|e| io("create", &staging, e))?;
     fs::set_permissions(&staging, fs::Permissions::from_mode(0o700))
         .map_err(|e| io("restrict", &staging, e))?;
+    Ok(staging)
+}
 
+/// Opens the log whose data is in `store` (the remote backend) and whose
+/// keys are in `dir`, creating it first if the store holds no log and `dir`
+/// is missing or empty. Other frontends of the same log get a copy of the
+/// first one's key files.
+pub fn open_or_create_on(
+    dir: &Path,
+    origin: Option<&str>,
+    clock: &Clock,
+    store: Arc<dyn Store>,
+) -> Result<OpenedLog, LifecycleError> {
+    let exists = store
+        .record(RecordSpace::Meta, ORIGIN_RECORD)
+        .map_err(|e| LifecycleError::Io(e.to_string()))?
+        .is_some();
+    if exists {
+        if !dir.join(crate::note::keys::ECDSA_KEY_FILE).exists() {
+            return Err(LifecycleError::NotALog {
+                path: dir.to_path_buf(),
+                why: "lacks the log keys of the log in the database; copy the key files (and the master key) from the frontend that created it".into(),
+            });
+        }
+        return load_from(dir, origin, store);
+    }
+    if !is_missing_or_empty(dir)? {
+        return Err(LifecycleError::NotALog {
+            path: dir.to_path_buf(),
+            why: "is not empty but the database holds no log; point --data at a missing or empty directory to create one".into(),
+        });
+    }
+    let origin = origin.map(str::to_string).unwrap_or_else(default_origin);
+    if !crate::note::is_valid_key_name(&origin) {
+        return Err(LifecycleError::Config(format!(
+            "origin {origin:?} is not a valid key name (non-empty, no spaces, no '+'); e.g. log.example.com/audit"
+        )));
+    }
+    let staging = make_staging(dir)?;
+    create_in(&staging, &origin, clock, &store)?;
+    crate::durable::rename(&staging, dir).map_err(|e| io("move the new log keys into", dir, e))?;
+    let mut log = load_from(dir, Some(&origin), store)?;
+    log.created_admin_key = Some(dir.join(ADMIN_KEY_FILE));
+    Ok(log)
+}
+
+/// Makes new log keys and the admin key in `staging`, and the log's first
+/// records in `store`: the admin key, the signed empty checkpoint, and last
+/// the origin, whose presence says that a log exists.
+fn create_in(
+    staging: &Path,
+    origin: &str,
+    clock: &Clock,
+    store: &Arc<dyn Store>,
+) -> Result<(), LifecycleError> {
     let keys = LogKeys::generate()
         .map_err(|e| LifecycleError::Io(format!("couldn't generate log keys: {e}")))?;
-    keys.write_to_dir(&staging)
+    keys.write_to_dir(staging)
         .map_err(|e| LifecycleError::Io(format!("couldn't write log keys: {e}")))?;
     let signer = signer_for(&keys, origin)?;
-    {
-        let store: Arc<dyn Store> = Arc::new(
-            SledStore::open(&staging.join(DB_DIR))
-                .map_err(|e| LifecycleError::Io(e.to_string()))?,
-        );
-        store
-            .put_record(RecordSpace::Meta, ORIGIN_RECORD, origin.as_bytes())
-            .map_err(|e| LifecycleError::Io(e.to_string()))?;
-        let (_, token) = ApiKeys::new(store.clone())
-            .with_clock(clock.clone())
-            .create("admin", Role::Admin, None)
-            .map_err(|e| LifecycleError::Io(format!("couldn't create the admin key: {e}")))?;
-        write_secret_file(&staging.join(ADMIN_KEY_FILE), &format!("{token}\n"))?;
-        let empty = signer
-            .sign(0, merkle::empty_root(), clock.now_ms())
-            .map_err(LifecycleError::Io)?;
-        store
-            .put_checkpoint(&StoredCheckpoint {
-                published_at_ms: empty.published_at_ms,
-                note: empty.note.into_bytes(),
-            })
-            .map_err(|e| LifecycleError::Io(e.to_string()))?;
-    }
-    // Everything is durable in the staging directory; the rename publishes
-    // the whole log at once (an empty target directory is replaced).
-    crate::durable::rename(&staging, dir).map_err(|e| io("move the new log into", dir, e))
+    let (_, token) = ApiKeys::new(store.clone())
+        .with_clock(clock.clone())
+        .create("admin", Role::Admin, None)
+        .map_err(|e| LifecycleError::Io(format!("couldn't create the admin key: {e}")))?;
+    write_secret_file(&staging.join(ADMIN_KEY_FILE), &format!("{token}\n"))?;
+    let empty = signer
+        .sign(0, merkle::empty_root(), clock.now_ms())
+        .map_err(LifecycleError::Io)?;
+    store
+        .put_checkpoint(&StoredCheckpoint {
+            published_at_ms: empty.published_at_ms,
+            note: empty.note.into_bytes(),
+        })
+        .map_err(|e| LifecycleError::Io(e.to_string()))?;
+    store
+        .put_record(RecordSpace::Meta, ORIGIN_RECORD, origin.as_bytes())
+        .map_err(|e| LifecycleError::Io(e.to_string()))
 }
 
 fn write_secret_file(path: &Path, content: &str) -> Result<(), LifecycleError> {
@@ -211,13 +275,33 @@ pub fn load(dir: &Path, origin: Option<&str>) -> Result<OpenedLog, LifecycleErro
             )));
         }
     }
-    let keys = LogKeys::load_from_dir(dir)
-        .map_err(|e| LifecycleError::Io(format!("couldn't load the log keys: {e}")))?;
     let started = std::time::Instant::now();
     let store = Arc::new(
         SledStore::open(&dir.join(DB_DIR)).map_err(|e| LifecycleError::Io(e.to_string()))?,
     );
     let opened_ms = started.elapsed().as_millis() as u64;
+    let log = load_from(dir, origin, store)?;
+    tracing::info!(
+        open_ms = opened_ms,
+        total_ms = started.elapsed().as_millis() as u64,
+        tree_size = log.published.checkpoint.size,
+        "loaded the log (the database open, then the checkpoint and the right edge)"
+    );
+    Ok(log)
+}
+
+/// Loads an existing log whose keys are in `dir` and whose data is in `store`.
+fn load_from(
+    dir: &Path,
+    origin: Option<&str>,
+    store: Arc<dyn Store>,
+) -> Result<OpenedLog, LifecycleError> {
+    let not_a_log = |why: String| LifecycleError::NotALog {
+        path: dir.to_path_buf(),
+        why,
+    };
+    let keys = LogKeys::load_from_dir(dir)
+        .map_err(|e| LifecycleError::Io(format!("couldn't load the log keys: {e}")))?;
     let stored_origin = store
         .record(RecordSpace::Meta, ORIGIN_RECORD)
         .map_err(|e| LifecycleError::Io(e.to_string()))?
@@ -237,12 +321,6 @@ pub fn load(dir: &Path, origin: Option<&str>) -> Result<OpenedLog, LifecycleErro
         .map_err(|e| LifecycleError::Config(format!("origin {stored_origin:?}: {e}")))?;
     let published = load_checkpoint(store.as_ref(), &stored_origin, &keys)?;
     let edge = check_tree(store.as_ref(), &published.checkpoint)?;
-    tracing::info!(
-        open_ms = opened_ms,
-        total_ms = started.elapsed().as_millis() as u64,
-        tree_size = published.checkpoint.size,
-        "loaded the log (the database open, then the checkpoint and the right edge)"
-    );
     Ok(OpenedLog {
         store,
         origin: stored_origin,

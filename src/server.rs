@@ -8,12 +8,13 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::api::{self, AppParts, AppState};
 use crate::auth::ApiKeys;
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, StoreBackend};
 use crate::history::{self, LogVerifiers};
 use crate::lifecycle;
 use crate::listen;
 use crate::sequencer::{Clock, LogView, Sealing, Sequencer, TileCache};
 use crate::store::Store;
+use crate::store::postgres::PgStore;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +50,14 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let data = config.data.clone();
     let origin = config.origin.clone();
     let creation_clock = clock.clone();
-    let opened = tokio::task::spawn_blocking(move || {
-        lifecycle::open_or_create(&data, origin.as_deref(), &creation_clock)
+    let backend = config.backend.clone();
+    let opened = tokio::task::spawn_blocking(move || match backend {
+        StoreBackend::Sled => lifecycle::open_or_create(&data, origin.as_deref(), &creation_clock),
+        StoreBackend::Remote { postgres, bucket } => {
+            let store = PgStore::open(&postgres, &bucket)
+                .map_err(|e| lifecycle::LifecycleError::Io(e.to_string()))?;
+            lifecycle::open_or_create_on(&data, origin.as_deref(), &creation_clock, Arc::new(store))
+        }
     })
     .await
     .map_err(|e| ServeError::Io(e.to_string()))??;
@@ -116,7 +123,15 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             crate::vault::MASTER_KEY_ENV
         ),
     }
-    let keyring = crate::vault::KeyringHome::File(config.data.join(crate::vault::KEYRING_FILE));
+    // With the remote backend every frontend shares the keyring, so it is
+    // kept in the database (docs/operations.md says what that means for
+    // copies of old keys).
+    let keyring = match &config.backend {
+        StoreBackend::Sled => {
+            crate::vault::KeyringHome::File(config.data.join(crate::vault::KEYRING_FILE))
+        }
+        StoreBackend::Remote { .. } => crate::vault::KeyringHome::Store,
+    };
     // The vault seals event bodies on the write path and opens them for
     // reads, search and erasure; the store underneath is only storage.
     let vault = Arc::new(

@@ -82,6 +82,21 @@ pub struct ServeArgs {
     /// this log calls witnesses or reads --known-checkpoint URLs over HTTPS.
     #[arg(long, env = "VERITRAIL_PEER_CA_CERT")]
     peer_ca_cert: Option<PathBuf>,
+    /// Keep the log in PostgreSQL and a bucket instead of the data
+    /// directory: postgres://user@host:port/db (the password from
+    /// PGPASSWORD or the config file, never here).
+    #[arg(long, env = "VERITRAIL_STORE", value_name = "URL")]
+    store: Option<String>,
+    /// The bucket of --store: s3://bucket/prefix (credentials from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the config file).
+    #[arg(long, env = "VERITRAIL_OBJECTS", value_name = "URL")]
+    objects: Option<String>,
+    /// The S3 endpoint of --objects, e.g. http://127.0.0.1:9000 [default: AWS].
+    #[arg(long, env = "VERITRAIL_OBJECTS_ENDPOINT", value_name = "URL")]
+    objects_endpoint: Option<String>,
+    /// The region of --objects [default: us-east-1].
+    #[arg(long, env = "VERITRAIL_OBJECTS_REGION")]
+    objects_region: Option<String>,
 }
 
 // No doc comment: the subcommand's help is that of its variant in `main.rs`.
@@ -114,7 +129,18 @@ fn config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         Some(p) => FileConfig::load(p).map_err(anyhow::Error::msg)?,
         None => FileConfig::default(),
     };
+    if let Some(url) = &a.store
+        && url_has_password(url)
+    {
+        anyhow::bail!(
+            "--store must not carry a password (command lines are visible to every user): set PGPASSWORD or put the URL in the config file"
+        );
+    }
     let flags = FileConfig {
+        store: a.store,
+        objects: a.objects,
+        objects_endpoint: a.objects_endpoint,
+        objects_region: a.objects_region,
         data: a.data,
         listen: a.listen,
         origin: a.origin,
@@ -146,6 +172,16 @@ fn config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         ..FileConfig::default()
     };
     ServeConfig::resolve(flags, file).map_err(anyhow::Error::msg)
+}
+
+/// True when a `scheme://user:password@host` URL carries a password.
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        || url.contains("password=")
 }
 
 /// `veritrail witness`: runs the witness until it is stopped.

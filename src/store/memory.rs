@@ -170,14 +170,7 @@ impl MemoryStore {
 }
 
 fn space_byte(space: RecordSpace) -> u8 {
-    match space {
-        RecordSpace::Meta => 0,
-        RecordSpace::ApiKey => 1,
-        RecordSpace::DataKey => 2,
-        RecordSpace::Sealed => 3,
-        RecordSpace::Erased => 4,
-        RecordSpace::Governance => 5,
-    }
+    space.code()
 }
 
 impl Store for MemoryStore {

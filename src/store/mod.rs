@@ -14,6 +14,7 @@
 //! - a [`BatchWrite`] is applied all or nothing, also across a crash.
 
 pub mod memory;
+pub mod postgres;
 pub mod sled;
 
 use crate::merkle::Hash;
@@ -50,6 +51,20 @@ pub enum RecordSpace {
     Erased,
     /// Retention policies and legal holds, keyed by their id.
     Governance,
+}
+
+impl RecordSpace {
+    /// The space's number, as backends store it.
+    pub fn code(self) -> u8 {
+        match self {
+            RecordSpace::Meta => 0,
+            RecordSpace::ApiKey => 1,
+            RecordSpace::DataKey => 2,
+            RecordSpace::Sealed => 3,
+            RecordSpace::Erased => 4,
+            RecordSpace::Governance => 5,
+        }
+    }
 }
 
 /// An event body as stored beside its leaf: the app that wrote it, the

@@ -6,6 +6,8 @@
 //! - `http`: the requests every test makes against a running log;
 //! - `cli`: one-shot commands of the binary, with their output;
 //! - `checks`: checkpoint verification and on-disk damage;
+//! - `services`: a throwaway PostgreSQL and an S3-compatible server
+//!   (s3s-fs), started from `scripts/lib/`, for the remote backend;
 //! - `spec`: the published test leaves and tlog_tiles adapters (also used
 //!   by the Merkle benchmark).
 //!
@@ -17,6 +19,7 @@ mod cli;
 mod http;
 mod in_process;
 mod server;
+pub mod services;
 mod spec;
 
 pub use checks::{flip_stored_byte, hashes, log_verifiers, verify_checkpoint};

@@ -1,0 +1,1097 @@
+//! The remote backend: PostgreSQL for everything that changes, an
+//! S3-compatible bucket for what is written once. For a deployment that
+//! outgrows one machine; sled stays the zero-configuration default.
+//!
+//! Where each thing lives:
+//! - bucket (`bucket.rs`): full hash tiles and full entry bundles at their
+//!   C2SP paths; with every checkpoint also the partial tiles and bundle of
+//!   its size and a copy of the checkpoint, so the bucket alone is a
+//!   complete tlog-tiles copy of the log;
+//! - PostgreSQL (`schema.sql`): the coordination row (tree size,
+//!   checkpoint, index watermark, sequencer lease), the right edge's partial
+//!   tiles and bundle, records (API keys, data keys, sealed bodies,
+//!   governance, ...), the idempotency and leaf-hash indexes and the search
+//!   index.
+//!
+//! Invariants:
+//! - a commit is one PostgreSQL transaction that first locks the
+//!   coordination row (`SELECT ... FOR UPDATE`) and checks the lease token
+//!   ([`PgStore::fence`]); the objects it names are written to the bucket
+//!   and read back while it holds that lock, before it commits. What no
+//!   committed transaction names does not exist: a full tile is read from
+//!   the bucket only when the committed tree size covers it, and an object
+//!   left over by a batch that never committed may be replaced;
+//! - the bucket is never trusted for fencing: the row lock is.
+//!
+//! The `Store` trait is synchronous and is called from request handlers
+//! inside the server's runtime; the database and bucket clients are async.
+//! Every call therefore runs on this store's own runtime, and the caller
+//! waits on a channel (never `block_on` inside the caller's runtime), with
+//! a time limit, so an unreachable service is an error, not a hang.
+
+mod bucket;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls, Row, Transaction};
+
+pub use bucket::BucketConfig;
+use bucket::{Bucket, Created};
+
+use super::{
+    BatchWrite, DedupeKey, IndexBlock, LeafKey, Record, RecordBatch, RecordSpace, ScanCursor,
+    ScanPage, Store, StoreError, StoredCheckpoint, StoredEvent,
+};
+use crate::merkle::Hash;
+use crate::tiles::{self, Tile};
+
+/// Hashes per full tile, entries per full bundle.
+const WIDTH: u64 = 256;
+/// Bytes of a full hash tile.
+const FULL_TILE_BYTES: usize = 256 * 32;
+/// How long one read may take before the caller gets an error.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one commit may take (its bucket writes included).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Connections for readers; the writer has its own.
+const READERS: usize = 4;
+/// The bucket object holding the latest checkpoint.
+const CHECKPOINT_OBJECT: &str = "checkpoint";
+
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    let detail = match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => match std::error::Error::source(&e) {
+            Some(s) => format!("{e}: {s}"),
+            None => e.to_string(),
+        },
+    };
+    StoreError::Backend(format!("postgresql: {detail}"))
+}
+
+fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} is out of range")))
+}
+
+fn to_u64(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("stored index {n} is negative")))
+}
+
+fn space_code(space: RecordSpace) -> i16 {
+    i16::from(space.code())
+}
+
+/// True when a tree of `size` leaves covers the first `width` hashes of
+/// tile `index` at `level` (for bundles: level 0).
+fn covers(size: u64, level: u8, index: u64, width: u64) -> bool {
+    let hashes = size.checked_shr(8 * u32::from(level)).unwrap_or(0);
+    index
+        .checked_mul(WIDTH)
+        .and_then(|start| start.checked_add(width))
+        .is_some_and(|needed| hashes >= needed)
+}
+
+/// The database connections: one for the writer (its transactions), a few
+/// shared by readers (tokio-postgres pipelines concurrent queries on one
+/// connection). A closed connection is replaced on next use, so the store
+/// recovers by itself when PostgreSQL comes back.
+struct Db {
+    config: tokio_postgres::Config,
+    writer: tokio::sync::Mutex<Option<Client>>,
+    readers: Vec<tokio::sync::Mutex<Option<Arc<Client>>>>,
+    next: AtomicUsize,
+}
+
+impl Db {
+    async fn connect(&self) -> Result<Client, StoreError> {
+        let (client, conn) = self.config.connect(NoTls).await.map_err(pg)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::warn!(error = %e, "postgresql connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    async fn reader(&self) -> Result<Arc<Client>, StoreError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let mut slot = self.readers[i].lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(self.connect().await?);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs `work` in one transaction on the writer connection, committing
+    /// when it returns `Ok`.
+    async fn transaction<T>(
+        &self,
+        work: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self.writer.lock().await;
+        if slot.as_ref().is_none_or(|c| c.is_closed()) {
+            *slot = Some(self.connect().await?);
+        }
+        let Some(client) = slot.as_mut() else {
+            return Err(StoreError::Backend("postgresql: no connection".into()));
+        };
+        let txn = client.transaction().await.map_err(pg)?;
+        let out = work(&txn).await?;
+        txn.commit().await.map_err(pg)?;
+        Ok(out)
+    }
+}
+
+/// What the store's runtime shares.
+struct Inner {
+    db: Db,
+    bucket: Bucket,
+    /// The lease token every commit must find in the coordination row, or
+    /// `None` when this store does not check it (one frontend).
+    fence: Mutex<Option<i64>>,
+}
+
+/// The PostgreSQL + bucket store.
+pub struct PgStore {
+    inner: Arc<Inner>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl PgStore {
+    /// Connects to PostgreSQL at `url` (a password may also come from
+    /// `PGPASSWORD`) and to the bucket, and creates the tables if missing.
+    pub fn open(url: &str, bucket: &BucketConfig) -> Result<PgStore, StoreError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("postgresql URL: {e}")))?;
+        if config.get_password().is_none()
+            && let Ok(p) = std::env::var("PGPASSWORD")
+        {
+            config.password(p);
+        }
+        config
+            .connect_timeout(Duration::from_secs(3))
+            .keepalives_idle(Duration::from_secs(10))
+            .application_name("veritrail");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("veritrail-remote-store")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Backend(format!("couldn't start the store runtime: {e}")))?;
+        let inner = Arc::new(Inner {
+            db: Db {
+                config,
+                writer: tokio::sync::Mutex::new(None),
+                readers: (0..READERS)
+                    .map(|_| tokio::sync::Mutex::new(None))
+                    .collect(),
+                next: AtomicUsize::new(0),
+            },
+            bucket: Bucket::open(bucket)?,
+            fence: Mutex::new(None),
+        });
+        let store = PgStore {
+            inner,
+            runtime: Some(runtime),
+        };
+        store.run(READ_TIMEOUT, async |s| {
+            s.db.transaction(async |t| {
+                t.batch_execute(include_str!("schema.sql"))
+                    .await
+                    .map_err(pg)
+            })
+            .await
+        })?;
+        Ok(store)
+    }
+
+    /// Makes every later commit check that the coordination row still holds
+    /// lease `token` (`None`: no check).
+    pub fn fence(&self, token: Option<i64>) {
+        *self.inner.fence.lock().unwrap_or_else(|p| p.into_inner()) = token;
+    }
+
+    /// Runs `work` on the store's runtime and waits for it, at most `limit`.
+    fn run<T, F>(
+        &self,
+        limit: Duration,
+        work: impl FnOnce(Arc<Inner>) -> F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| StoreError::Backend("the store is closed".into()))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let fut = work(self.inner.clone());
+        runtime.spawn(async move {
+            let out = match tokio::time::timeout(limit, fut).await {
+                Ok(out) => out,
+                Err(_) => Err(StoreError::Backend(format!(
+                    "the storage service did not answer within {limit:?}"
+                ))),
+            };
+            let _ = tx.send(out);
+        });
+        rx.recv()
+            .map_err(|_| StoreError::Backend("the store runtime stopped".into()))?
+    }
+
+    fn read<T, F>(&self, work: impl FnOnce(Arc<Inner>) -> F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        self.run(READ_TIMEOUT, work)
+    }
+}
+
+impl PgStore {
+    /// A page of an index table (`key`, `idx`) after `cursor`, in key order.
+    fn scan_index<K: Send + 'static>(
+        &self,
+        table: &'static str,
+        cursor: &ScanCursor,
+        limit: usize,
+        key: fn(&[u8]) -> Result<K, StoreError>,
+    ) -> Result<ScanPage<(K, u64)>, StoreError> {
+        let after = cursor.key().map(<[u8]>::to_vec);
+        self.read(async move |s| {
+            let c = s.db.reader().await?;
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT key, idx FROM {table} WHERE ($1::bytea IS NULL OR key > $1) ORDER BY key LIMIT $2"
+                    ),
+                    &[&after, &limit_of(limit)],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(page(
+                rows,
+                limit,
+                |r| Ok((key(r.get(0))?, to_u64(r.get(1))?)),
+                |r| r.get(0),
+            ))
+        })
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Callers may be inside another runtime, where a blocking shutdown panics.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// An object of the bucket that a commit writes: its name, its bytes, and
+/// whether the committed tree already covers it (then it must be there
+/// already, identical).
+struct Blob {
+    name: String,
+    data: Vec<u8>,
+    committed: bool,
+}
+
+impl Inner {
+    /// Locks the coordination row, checks the lease token, and returns the
+    /// committed tree size.
+    async fn lock_log(&self, t: &Transaction<'_>) -> Result<u64, StoreError> {
+        let row = t
+            .query_one(
+                "SELECT tree_size, lease_token FROM vt_log WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        let fence = *self.fence.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(token) = fence {
+            let current: i64 = row.get(1);
+            if current != token {
+                return Err(StoreError::Backend(format!(
+                    "fenced: this frontend's sequencer lease (token {token}) was taken over (token {current})"
+                )));
+            }
+        }
+        to_u64(row.get(0))
+    }
+
+    /// Writes `blob` create-only and confirms it by reading it back.
+    async fn put_blob(&self, blob: &Blob) -> Result<(), StoreError> {
+        match self.bucket.create(&blob.name, &blob.data).await? {
+            Created::Written => Ok(()),
+            // Left over by a batch whose transaction never committed (this
+            // store holds the row lock, so no committed batch names it).
+            Created::Different if !blob.committed => {
+                self.bucket.replace(&blob.name, &blob.data).await
+            }
+            Created::Different => Err(StoreError::Corrupt(format!(
+                "bucket object {} differs from the committed one",
+                blob.name
+            ))),
+        }
+    }
+
+    async fn put_blobs(&self, blobs: &[Blob]) -> Result<(), StoreError> {
+        futures_util::future::try_join_all(blobs.iter().map(|b| self.put_blob(b))).await?;
+        Ok(())
+    }
+
+    /// The partial tiles and bundle of a tree of `size`, for the bucket's
+    /// static copy: from `batch` where it has them, else from the stored
+    /// right edge (or a tile that became full since), cut to their width.
+    async fn static_partials(
+        &self,
+        t: &Transaction<'_>,
+        size: u64,
+        committed: u64,
+        batch: Option<&BatchWrite>,
+    ) -> Result<Vec<Blob>, StoreError> {
+        let mut out = Vec::new();
+        let mut level = 0u8;
+        while size.checked_shr(8 * u32::from(level)).unwrap_or(0) > 0 {
+            let width = tiles::partial_width(level, size);
+            if width > 0 {
+                let index = (size >> (8 * u32::from(level))) / WIDTH;
+                let tile = Tile {
+                    level,
+                    index,
+                    width,
+                };
+                let from_batch = batch.and_then(|b| {
+                    b.tiles
+                        .iter()
+                        .find(|(l, i, _)| (*l, *i) == (level, index))
+                        .map(|(_, _, d)| d.clone())
+                });
+                let data = match from_batch {
+                    Some(d) => d,
+                    None => self.tile_in(t, level, index).await?,
+                };
+                let data = data
+                    .get(..tile.hash_data_len())
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "tile {} is shorter than its width",
+                            tile.hash_path()
+                        ))
+                    })?
+                    .to_vec();
+                out.push(Blob {
+                    name: tile.hash_path(),
+                    data,
+                    committed: covers(committed, level, index, u64::from(width)),
+                });
+            }
+            level += 1;
+        }
+        let width = size % WIDTH;
+        if width > 0 {
+            let index = size / WIDTH;
+            let from_batch = batch.and_then(|b| {
+                b.bundles
+                    .iter()
+                    .find(|(i, _)| *i == index)
+                    .map(|(_, d)| d.clone())
+            });
+            let data = match from_batch {
+                Some(d) => d,
+                None => self.bundle_in(t, index).await?,
+            };
+            let ends = tiles::bundle_entry_ends(&data)
+                .map_err(|e| StoreError::Corrupt(format!("entry bundle {index}: {e}")))?;
+            let end = usize::try_from(width - 1)
+                .ok()
+                .and_then(|w| ends.get(w))
+                .copied()
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "entry bundle {index} has fewer than {width} entries"
+                    ))
+                })?;
+            let tile = Tile {
+                level: 0,
+                index,
+                width: width as u16,
+            };
+            out.push(Blob {
+                name: tile.entries_path(),
+                data: data[..end].to_vec(),
+                committed: covers(committed, 0, index, width),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Tile `(level, index)` as seen by the transaction: its partial row,
+    /// else the full tile in the bucket.
+    async fn tile_in(
+        &self,
+        t: &Transaction<'_>,
+        level: u8,
+        index: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let row = t
+            .query_opt(
+                "SELECT data FROM vt_partial_tile WHERE level = $1 AND idx = $2",
+                &[&i16::from(level), &to_i64(index)?],
+            )
+            .await
+            .map_err(pg)?;
+        match row {
+            Some(r) => Ok(r.get(0)),
+            None => self
+                .bucket
+                .get(&Tile::full(level, index).hash_path())
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("tile {level}/{index} is missing"))),
+        }
+    }
+
+    async fn bundle_in(&self, t: &Transaction<'_>, index: u64) -> Result<Vec<u8>, StoreError> {
+        let row = t
+            .query_opt(
+                "SELECT data FROM vt_partial_bundle WHERE idx = $1",
+                &[&to_i64(index)?],
+            )
+            .await
+            .map_err(pg)?;
+        match row {
+            Some(r) => Ok(r.get(0)),
+            None => self
+                .bucket
+                .get(&Tile::full(0, index).entries_path())
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("entry bundle {index} is missing"))),
+        }
+    }
+
+    async fn commit(&self, b: BatchWrite) -> Result<(), StoreError> {
+        let checkpoint = b.checkpoint.clone();
+        self.db
+            .transaction(async |t| {
+                let committed = self.lock_log(t).await?;
+                let mut blobs = Vec::new();
+                for (level, index, data) in &b.tiles {
+                    if data.len() == FULL_TILE_BYTES {
+                        blobs.push(Blob {
+                            name: Tile::full(*level, *index).hash_path(),
+                            data: data.clone(),
+                            committed: covers(committed, *level, *index, WIDTH),
+                        });
+                    }
+                }
+                for (index, data) in &b.bundles {
+                    if covers(b.tree_size, 0, *index, WIDTH) {
+                        blobs.push(Blob {
+                            name: Tile::full(0, *index).entries_path(),
+                            data: data.clone(),
+                            committed: covers(committed, 0, *index, WIDTH),
+                        });
+                    }
+                }
+                if b.checkpoint.is_some() {
+                    blobs.extend(
+                        self.static_partials(t, b.tree_size, committed, Some(&b))
+                            .await?,
+                    );
+                }
+                self.put_blobs(&blobs).await?;
+                write_batch(t, &b).await
+            })
+            .await?;
+        if let Some(cp) = checkpoint {
+            self.publish_checkpoint(&cp.note).await;
+        }
+        Ok(())
+    }
+
+    async fn put_checkpoint(&self, cp: StoredCheckpoint) -> Result<(), StoreError> {
+        let size = checkpoint_size(&cp.note);
+        self.db
+            .transaction(async |t| {
+                let committed = self.lock_log(t).await?;
+                if let Some(size) = size.filter(|s| *s <= committed) {
+                    let blobs = self.static_partials(t, size, committed, None).await?;
+                    self.put_blobs(&blobs).await?;
+                }
+                exec(
+                    t,
+                    "UPDATE vt_log SET checkpoint = $1 WHERE id = 1",
+                    &[&cp.encode()],
+                )
+                .await?;
+                Ok(())
+            })
+            .await?;
+        self.publish_checkpoint(&cp.note).await;
+        Ok(())
+    }
+
+    /// Copies a committed checkpoint to the bucket. The one in PostgreSQL
+    /// counts; a failure here leaves the static copy at the previous
+    /// checkpoint until the next one, which is consistent, so it is logged.
+    async fn publish_checkpoint(&self, note: &[u8]) {
+        if let Err(e) = self.bucket.replace(CHECKPOINT_OBJECT, note).await {
+            tracing::warn!(error = %e, "couldn't copy the checkpoint to the bucket; the next checkpoint will");
+        }
+    }
+}
+
+/// The tree size of a checkpoint note, when it is one.
+fn checkpoint_size(note: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(note).ok()?;
+    text.split('\n').nth(1)?.parse().ok()
+}
+
+/// Writes everything of `b` that lives in PostgreSQL, in transaction `t`.
+async fn write_batch(t: &Transaction<'_>, b: &BatchWrite) -> Result<(), StoreError> {
+    let (mut full_tiles, mut partial_tiles) = (Vec::new(), Vec::new());
+    for (level, index, data) in &b.tiles {
+        let key = (i16::from(*level), to_i64(*index)?);
+        if data.len() == FULL_TILE_BYTES {
+            full_tiles.push(key);
+        } else {
+            partial_tiles.push((key, data.clone()));
+        }
+    }
+    for ((level, index), data) in &partial_tiles {
+        exec(
+            t,
+            "INSERT INTO vt_partial_tile (level, idx, data) VALUES ($1, $2, $3)
+             ON CONFLICT (level, idx) DO UPDATE SET data = excluded.data",
+            &[level, index, data],
+        )
+        .await?;
+    }
+    for (level, index) in &full_tiles {
+        exec(
+            t,
+            "DELETE FROM vt_partial_tile WHERE level = $1 AND idx = $2",
+            &[level, index],
+        )
+        .await?;
+    }
+    for (index, data) in &b.bundles {
+        let i = to_i64(*index)?;
+        if covers(b.tree_size, 0, *index, WIDTH) {
+            exec(t, "DELETE FROM vt_partial_bundle WHERE idx = $1", &[&i]).await?;
+        } else {
+            exec(
+                t,
+                "INSERT INTO vt_partial_bundle (idx, data) VALUES ($1, $2)
+                 ON CONFLICT (idx) DO UPDATE SET data = excluded.data",
+                &[&i, data],
+            )
+            .await?;
+        }
+    }
+    if !b.events.is_empty() {
+        let mut idx = Vec::new();
+        let mut data = Vec::new();
+        for (i, e) in &b.events {
+            idx.push(to_i64(*i)?);
+            data.push(e.encode());
+        }
+        exec(
+            t,
+            "INSERT INTO vt_event (idx, data) SELECT * FROM unnest($1::bigint[], $2::bytea[])
+             ON CONFLICT (idx) DO UPDATE SET data = excluded.data",
+            &[&idx, &data],
+        )
+        .await?;
+    }
+    let dedupe: Vec<(Vec<u8>, u64)> = b.dedupe.iter().map(|(k, i)| (k.0.to_vec(), *i)).collect();
+    insert_first(t, "vt_dedupe", &dedupe).await?;
+    let leaves: Vec<(Vec<u8>, u64)> = b
+        .leaf_index
+        .iter()
+        .map(|(h, i)| (h.as_bytes().to_vec(), *i))
+        .collect();
+    insert_first(t, "vt_leaf", &leaves).await?;
+    put_records(t, &b.records).await?;
+    put_index_blocks(t, &b.index_blocks, b.index_watermark).await?;
+    exec(
+        t,
+        "UPDATE vt_log SET tree_size = $1, checkpoint = COALESCE($2, checkpoint) WHERE id = 1",
+        &[
+            &to_i64(b.tree_size)?,
+            &b.checkpoint.as_ref().map(StoredCheckpoint::encode),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inserts `(key, index)` pairs into an index table; the first index of a
+/// key wins.
+async fn insert_first(
+    t: &Transaction<'_>,
+    table: &str,
+    entries: &[(Vec<u8>, u64)],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut keys = Vec::with_capacity(entries.len());
+    let mut idx = Vec::with_capacity(entries.len());
+    for (k, i) in entries {
+        keys.push(k.as_slice());
+        idx.push(to_i64(*i)?);
+    }
+    // Within one batch, too, the smallest index of a key wins.
+    let sql = format!(
+        "INSERT INTO {table} (key, idx)
+         SELECT key, min(idx) FROM unnest($1::bytea[], $2::bigint[]) AS u(key, idx) GROUP BY key
+         ON CONFLICT (key) DO NOTHING"
+    );
+    exec(t, &sql, &[&keys, &idx]).await?;
+    Ok(())
+}
+
+/// Writes records; of one key written twice, the last value wins.
+async fn put_records(
+    t: &Transaction<'_>,
+    records: &[(RecordSpace, Vec<u8>, Vec<u8>)],
+) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let last: BTreeMap<(i16, &[u8]), &[u8]> = records
+        .iter()
+        .map(|(s, k, v)| ((space_code(*s), k.as_slice()), v.as_slice()))
+        .collect();
+    let spaces: Vec<i16> = last.keys().map(|(s, _)| *s).collect();
+    let keys: Vec<&[u8]> = last.keys().map(|(_, k)| *k).collect();
+    let values: Vec<&[u8]> = last.values().copied().collect();
+    exec(
+        t,
+        "INSERT INTO vt_record (space, key, value)
+         SELECT * FROM unnest($1::smallint[], $2::bytea[], $3::bytea[])
+         ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",
+        &[&spaces, &keys, &values],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes and deletes search index blocks (the last change of a block
+/// wins) and moves the watermark.
+async fn put_index_blocks(
+    t: &Transaction<'_>,
+    blocks: &[IndexBlock],
+    watermark: Option<u64>,
+) -> Result<(), StoreError> {
+    let mut last: BTreeMap<(&[u8], i64), Option<&[u8]>> = BTreeMap::new();
+    for b in blocks {
+        last.insert((b.bucket.as_slice(), to_i64(b.at)?), b.value.as_deref());
+    }
+    let (mut put_b, mut put_at, mut put_v, mut del_b, mut del_at) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((bucket, at), value) in last {
+        match value {
+            Some(v) => {
+                put_b.push(bucket);
+                put_at.push(at);
+                put_v.push(v);
+            }
+            None => {
+                del_b.push(bucket);
+                del_at.push(at);
+            }
+        }
+    }
+    if !put_b.is_empty() {
+        exec(
+            t,
+            "INSERT INTO vt_index_block (bucket, at, value)
+             SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[])
+             ON CONFLICT (bucket, at) DO UPDATE SET value = excluded.value",
+            &[&put_b, &put_at, &put_v],
+        )
+        .await?;
+    }
+    if !del_b.is_empty() {
+        exec(
+            t,
+            "DELETE FROM vt_index_block WHERE (bucket, at) IN
+             (SELECT * FROM unnest($1::bytea[], $2::bigint[]))",
+            &[&del_b, &del_at],
+        )
+        .await?;
+    }
+    if let Some(w) = watermark {
+        exec(
+            t,
+            "UPDATE vt_log SET index_watermark = $1 WHERE id = 1",
+            &[&to_i64(w)?],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs one statement in transaction `t`.
+async fn exec(
+    t: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<(), StoreError> {
+    t.execute(sql, params).await.map(|_| ()).map_err(pg)
+}
+
+/// One page of a scan: `rows` decoded by `item`, the cursor after the
+/// last one when the page is full.
+fn page<T>(
+    rows: Vec<Row>,
+    limit: usize,
+    item: impl Fn(&Row) -> Result<T, StoreError>,
+    key: impl Fn(&Row) -> Vec<u8>,
+) -> ScanPage<T> {
+    let next = if rows.len() < limit.max(1) {
+        None
+    } else {
+        rows.last().map(|r| ScanCursor::after(key(r)))
+    };
+    ScanPage {
+        items: rows.iter().map(item).collect(),
+        next,
+    }
+}
+
+fn limit_of(limit: usize) -> i64 {
+    i64::try_from(limit.max(1)).unwrap_or(i64::MAX)
+}
+
+impl Store for PgStore {
+    fn commit(&self, batch: &BatchWrite) -> Result<(), StoreError> {
+        let b = batch.clone();
+        self.run(COMMIT_TIMEOUT, async move |s| s.commit(b).await)
+    }
+
+    fn put_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        let cp = checkpoint.clone();
+        self.run(COMMIT_TIMEOUT, async move |s| s.put_checkpoint(cp).await)
+    }
+
+    fn tree_size(&self) -> Result<u64, StoreError> {
+        self.read(async |s| {
+            let c = s.db.reader().await?;
+            let row = c
+                .query_one("SELECT tree_size FROM vt_log WHERE id = 1", &[])
+                .await
+                .map_err(pg)?;
+            to_u64(row.get(0))
+        })
+    }
+
+    fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read(async |s| {
+            let c = s.db.reader().await?;
+            let row = c
+                .query_one("SELECT checkpoint FROM vt_log WHERE id = 1", &[])
+                .await
+                .map_err(pg)?;
+            row.get::<_, Option<Vec<u8>>>(0)
+                .map(|b| StoredCheckpoint::decode(&b))
+                .transpose()
+        })
+    }
+
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(async move |s| {
+            let c = s.db.reader().await?;
+            let row = c
+                .query_one(
+                    "SELECT l.tree_size, t.data FROM vt_log l
+                     LEFT JOIN vt_partial_tile t ON t.level = $1 AND t.idx = $2 WHERE l.id = 1",
+                    &[&i16::from(level), &to_i64(index)?],
+                )
+                .await
+                .map_err(pg)?;
+            if let Some(data) = row.get::<_, Option<Vec<u8>>>(1) {
+                return Ok(Some(data));
+            }
+            if !covers(to_u64(row.get(0))?, level, index, WIDTH) {
+                return Ok(None);
+            }
+            let name = Tile::full(level, index).hash_path();
+            let data = s.bucket.get(&name).await?;
+            data.map(Some).ok_or_else(|| {
+                StoreError::Corrupt(format!("committed tile {name} is missing from the bucket"))
+            })
+        })
+    }
+
+    fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(async move |s| {
+            let c = s.db.reader().await?;
+            let row = c
+                .query_one(
+                    "SELECT l.tree_size, b.data FROM vt_log l
+                     LEFT JOIN vt_partial_bundle b ON b.idx = $1 WHERE l.id = 1",
+                    &[&to_i64(index)?],
+                )
+                .await
+                .map_err(pg)?;
+            if let Some(data) = row.get::<_, Option<Vec<u8>>>(1) {
+                return Ok(Some(data));
+            }
+            if !covers(to_u64(row.get(0))?, 0, index, WIDTH) {
+                return Ok(None);
+            }
+            let name = Tile::full(0, index).entries_path();
+            let data = s.bucket.get(&name).await?;
+            data.map(Some).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "committed bundle {name} is missing from the bucket"
+                ))
+            })
+        })
+    }
+
+    fn event(&self, index: u64) -> Result<Option<StoredEvent>, StoreError> {
+        self.read(async move |s| {
+            let c = s.db.reader().await?;
+            let row = c
+                .query_opt(
+                    "SELECT data FROM vt_event WHERE idx = $1",
+                    &[&to_i64(index)?],
+                )
+                .await
+                .map_err(pg)?;
+            row.map(|r| StoredEvent::decode(r.get(0))).transpose()
+        })
+    }
+
+    fn dedupe(&self, key: &DedupeKey) -> Result<Option<u64>, StoreError> {
+        let key = key.0.to_vec();
+        self.read(async move |s| index_of(&s, "vt_dedupe", key).await)
+    }
+
+    fn leaf_index(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
+        let key = leaf_hash.as_bytes().to_vec();
+        self.read(async move |s| index_of(&s, "vt_leaf", key).await)
+    }
+
+    fn put_record(&self, space: RecordSpace, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let record = vec![(space, key.to_vec(), value.to_vec())];
+        self.run(COMMIT_TIMEOUT, async move |s| {
+            s.db.transaction(async |t| put_records(t, &record).await)
+                .await
+        })
+    }
+
+    fn record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_vec();
+        self.read(async move |s| {
+            let c = s.db.reader().await?;
+            let row = c
+                .query_opt(
+                    "SELECT value FROM vt_record WHERE space = $1 AND key = $2",
+                    &[&space_code(space), &key],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn records(&self, space: RecordSpace) -> Result<Vec<Record>, StoreError> {
+        self.read(async move |s| {
+            let c = s.db.reader().await?;
+            let rows = c
+                .query(
+                    "SELECT key, value FROM vt_record WHERE space = $1 ORDER BY key",
+                    &[&space_code(space)],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn scan_records(
+        &self,
+        space: RecordSpace,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<Record>, StoreError> {
+        let after = cursor.key().map(<[u8]>::to_vec);
+        self.read(async move |s| {
+            let c = s.db.reader().await?;
+            let rows = c
+                .query(
+                    "SELECT key, value FROM vt_record WHERE space = $1
+                     AND ($2::bytea IS NULL OR key > $2) ORDER BY key LIMIT $3",
+                    &[&space_code(space), &after, &limit_of(limit)],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(page(
+                rows,
+                limit,
+                |r| Ok((r.get(0), r.get(1))),
+                |r| r.get(0),
+            ))
+        })
+    }
+
+    fn scan_events(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(u64, StoredEvent)>, StoreError> {
+        let after = cursor_index(cursor)?;
+        self.read(async move |s| {
+            let c = s.db.reader().await?;
+            let rows = c
+                .query(
+                    "SELECT idx, data FROM vt_event WHERE idx > $1 ORDER BY idx LIMIT $2",
+                    &[&after, &limit_of(limit)],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(page(
+                rows,
+                limit,
+                |r| Ok((to_u64(r.get(0))?, StoredEvent::decode(r.get(1))?)),
+                |r| r.get::<_, i64>(0).to_be_bytes().to_vec(),
+            ))
+        })
+    }
+
+    fn scan_dedupe(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(DedupeKey, u64)>, StoreError> {
+        self.scan_index("vt_dedupe", cursor, limit, |k| {
+            <[u8; 16]>::try_from(k)
+                .map(DedupeKey)
+                .map_err(|_| StoreError::Corrupt("idempotency key is not 16 bytes".into()))
+        })
+    }
+
+    fn scan_leaf_index(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<ScanPage<(LeafKey, u64)>, StoreError> {
+        self.scan_index("vt_leaf", cursor, limit, |k| {
+            Hash::from_slice(k)
+                .map(|h| super::leaf_key(&h))
+                .map_err(|_| StoreError::Corrupt("leaf hash is not 32 bytes".into()))
+        })
+    }
+
+    fn commit_records(&self, batch: &RecordBatch) -> Result<(), StoreError> {
+        let b = batch.clone();
+        self.run(COMMIT_TIMEOUT, async move |s| {
+            s.db.transaction(async |t| {
+                put_records(t, &b.put).await?;
+                for (space, key) in &b.delete {
+                    exec(
+                        t,
+                        "DELETE FROM vt_record WHERE space = $1 AND key = $2",
+                        &[&space_code(*space), key],
+                    )
+                    .await?;
+                }
+                put_index_blocks(t, &b.index_blocks, b.index_watermark).await?;
+                if !b.delete_events.is_empty() {
+                    let idx = b
+                        .delete_events
+                        .iter()
+                        .map(|i| to_i64(*i))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    exec(t, "DELETE FROM vt_event WHERE idx = ANY($1)", &[&idx]).await?;
+                }
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    fn index_blocks(
+        &self,
+        bucket: &[u8],
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let bucket = bucket.to_vec();
+        let below = i64::try_from(below).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(async move |s| {
+            let c = s.db.reader().await?;
+            let rows = c
+                .query(
+                    "SELECT at, value FROM vt_index_block WHERE bucket = $1 AND at < $2
+                     ORDER BY at DESC LIMIT $3",
+                    &[&bucket, &below, &limit],
+                )
+                .await
+                .map_err(pg)?;
+            rows.iter()
+                .map(|r| Ok((to_u64(r.get(0))?, r.get(1))))
+                .collect()
+        })
+    }
+
+    fn index_watermark(&self) -> Result<Option<u64>, StoreError> {
+        self.read(async |s| {
+            let c = s.db.reader().await?;
+            let row = c
+                .query_one("SELECT index_watermark FROM vt_log WHERE id = 1", &[])
+                .await
+                .map_err(pg)?;
+            row.get::<_, Option<i64>>(0).map(to_u64).transpose()
+        })
+    }
+
+    fn clear_index(&self) -> Result<(), StoreError> {
+        self.run(COMMIT_TIMEOUT, async |s| {
+            s.db.transaction(async |t| {
+                t.batch_execute(
+                    "DELETE FROM vt_index_block; UPDATE vt_log SET index_watermark = NULL WHERE id = 1",
+                )
+                .await
+                .map_err(pg)
+            })
+            .await
+        })
+    }
+}
+
+fn cursor_index(cursor: &ScanCursor) -> Result<i64, StoreError> {
+    match cursor.key() {
+        None => Ok(-1),
+        Some(k) => <[u8; 8]>::try_from(k)
+            .map(i64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt("bad scan cursor".into())),
+    }
+}
+
+async fn index_of(s: &Inner, table: &str, key: Vec<u8>) -> Result<Option<u64>, StoreError> {
+    let c = s.db.reader().await?;
+    let row = c
+        .query_opt(&format!("SELECT idx FROM {table} WHERE key = $1"), &[&key])
+        .await
+        .map_err(pg)?;
+    row.map(|r| to_u64(r.get(0))).transpose()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! The remote backend against a real PostgreSQL and a real S3-compatible
+//! server (s3s-fs), both started from `scripts/lib/`.
+
+#[path = "../../../tests/common/services.rs"]
+#[allow(dead_code)]
+mod services;
+
+use super::*;
+use crate::store::conformance;
+use services::{ObjectServer, Postgres};
+
+struct Services {
+    pg: Postgres,
+    s3: ObjectServer,
+}
+
+impl Services {
+    fn start() -> Services {
+        Services {
+            pg: Postgres::start(),
+            s3: ObjectServer::start(),
+        }
+    }
+
+    fn open(&self) -> PgStore {
+        PgStore::open(&self.pg.url(), &self.bucket()).unwrap()
+    }
+
+    fn bucket(&self) -> BucketConfig {
+        BucketConfig {
+            endpoint: Some(self.s3.endpoint()),
+            credentials: Some((
+                services::S3_ACCESS_KEY.to_string(),
+                services::S3_SECRET_KEY.to_string(),
+            )),
+            ..BucketConfig::from_url("s3://log/audit").unwrap()
+        }
+    }
+
+    /// The bucket object `name`, read from the server's directory.
+    fn object(&self, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.s3.bucket_dir().join("audit").join(name)).ok()
+    }
+}
+
+#[test]
+fn postgres_store_keeps_the_contract() {
+    let s = Services::start();
+    conformance::run(&s.open());
+}
+
+fn tile_batch(size: u64, fill: u8, checkpoint: bool) -> BatchWrite {
+    // Level-0 tile 0 grows to `size` hashes of `fill`; at 256 it is full.
+    let width = size.min(256) as usize;
+    let entries: Vec<Vec<u8>> = (0..width).map(|i| vec![fill, i as u8]).collect();
+    BatchWrite {
+        tree_size: size,
+        tiles: vec![(0, 0, vec![fill; width * 32])],
+        bundles: vec![(0, tiles::encode_bundle(&entries).unwrap())],
+        checkpoint: checkpoint.then(|| StoredCheckpoint {
+            published_at_ms: 1,
+            note: format!("origin\n{size}\nroot\n\nsig\n").into_bytes(),
+        }),
+        ..BatchWrite::default()
+    }
+}
+
+#[test]
+fn full_tiles_go_to_the_bucket_and_everything_survives_a_reopen() {
+    let s = Services::start();
+    let store = s.open();
+    store.commit(&tile_batch(5, 1, true)).unwrap();
+    // The static copy of size 5: partial tile and bundle, and the checkpoint.
+    assert_eq!(s.object("tile/0/000.p/5"), Some(vec![1; 5 * 32]));
+    assert!(s.object("tile/entries/000.p/5").is_some());
+    assert_eq!(
+        s.object("checkpoint"),
+        Some(b"origin\n5\nroot\n\nsig\n".to_vec())
+    );
+    assert_eq!(s.object("tile/0/000"), None, "not full yet");
+    store.commit(&tile_batch(256, 1, false)).unwrap();
+    assert_eq!(s.object("tile/0/000"), Some(vec![1; 256 * 32]));
+    assert!(s.object("tile/entries/000").is_some());
+    drop(store);
+    let store = s.open();
+    assert_eq!(store.tree_size().unwrap(), 256);
+    assert_eq!(store.tile(0, 0).unwrap(), Some(vec![1; 256 * 32]));
+    assert_eq!(store.bundle(0).unwrap().map(|b| b.len()), Some(256 * 4));
+}
+
+/// Replaces a bucket object behind the store's back.
+fn overwrite(store: &PgStore, name: &'static str, data: Vec<u8>) {
+    store
+        .run(READ_TIMEOUT, async move |s| {
+            s.bucket.replace(name, &data).await
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_leftover_object_is_replaced_but_a_committed_one_never_is() {
+    let s = Services::start();
+    let store = s.open();
+    store.commit(&tile_batch(200, 1, false)).unwrap();
+    // A batch that never committed left a different full tile behind.
+    overwrite(&store, "tile/0/000", vec![9; 256 * 32]);
+    store.commit(&tile_batch(256, 1, false)).unwrap();
+    assert_eq!(s.object("tile/0/000"), Some(vec![1; 256 * 32]));
+    // Once committed, a different object under that name is damage.
+    overwrite(&store, "tile/0/000", vec![9; 256 * 32]);
+    let mut again = tile_batch(256, 1, false);
+    again.tree_size = 256;
+    match store.commit(&again) {
+        Err(StoreError::Corrupt(m)) => assert!(m.contains("tile/0/000"), "{m}"),
+        other => panic!("expected a corrupt-object error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_fenced_store_cannot_commit() {
+    let s = Services::start();
+    let store = s.open();
+    store.commit(&tile_batch(3, 1, false)).unwrap();
+    store.fence(Some(41));
+    let err = store.commit(&tile_batch(4, 1, true)).unwrap_err();
+    assert!(err.to_string().contains("fenced"), "{err}");
+    assert_eq!(
+        s.object("tile/0/000.p/4"),
+        None,
+        "nothing reached the bucket"
+    );
+    store.fence(Some(0));
+    assert_eq!(store.tree_size().unwrap(), 3);
+    store.commit(&tile_batch(4, 1, true)).unwrap();
+    assert_eq!(store.tree_size().unwrap(), 4);
+}
+
+#[test]
+fn unreachable_services_fail_writes_without_changes_and_the_store_recovers() {
+    let mut s = Services::start();
+    let store = s.open();
+    conformance::write_sample(&store);
+    s.s3.stop();
+    assert!(store.commit(&tile_batch(256, 1, false)).is_err());
+    s.s3.resume();
+    conformance::check_sample(&store);
+    s.pg.stop();
+    assert!(store.tree_size().is_err());
+    assert!(store.put_record(RecordSpace::Meta, b"x", b"y").is_err());
+    s.pg.resume();
+    conformance::check_sample(&store);
+    assert_eq!(store.record(RecordSpace::Meta, b"x").unwrap(), None);
+}
