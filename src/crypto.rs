@@ -226,6 +226,25 @@ impl DataKey {
             .map_err(|_| CryptoError::Open)
     }
 
+    /// A key from 32 secret bytes: the vault's key tree keeps its keys as
+    /// bytes inside encrypted blocks (see `vault::keytree`).
+    pub(crate) fn from_secret(bytes: [u8; KEY_LEN]) -> DataKey {
+        DataKey(bytes)
+    }
+
+    /// The key's bytes, for the vault's key tree only, which stores them
+    /// inside blocks sealed under other keys.
+    pub(crate) fn secret(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// A key derived from this one for `parts` (HMAC-SHA256, as
+    /// [`MasterKey`]'s derivations): one-way, so destroying this key
+    /// destroys every key derived from it.
+    pub(crate) fn derive(&self, parts: &[&[u8]]) -> DataKey {
+        DataKey(hmac(&self.0, parts))
+    }
+
     /// Wraps `key` under this (wrap) key, bound to the key's id.
     pub fn wrap(&self, key_id: &[u8], key: &DataKey) -> Result<Vec<u8>, CryptoError> {
         self.seal(&[b"veritrail/data-key/v1\0", key_id].concat(), &key.0)

@@ -112,9 +112,15 @@ enum Command {
         /// The new data directory (missing or empty).
         #[arg(long)]
         data: PathBuf,
-        /// Directory with log-ecdsa.pem and log-ed25519.pem [default: --from].
+        /// The live data directory: its log-ecdsa.pem and log-ed25519.pem,
+        /// and its key store (`keys/`), whose current state opens the
+        /// backup's events [default: --from].
         #[arg(long)]
         keys: Option<PathBuf>,
+        /// The log's master key file [default: VERITRAIL_MASTER_KEY, else
+        /// the file beside the --keys directory].
+        #[arg(long)]
+        master_key_file: Option<PathBuf>,
     },
     /// Check a stopped log's data directory: every tile, bundle, event, index
     /// and the checkpoint. Exit status 0 clean, 1 corrupt, 2 could not check.
@@ -134,8 +140,13 @@ fn main() -> anyhow::Result<()> {
     let command = match Cli::parse().command {
         // Offline: no runtime (`bench pipeline` starts its own).
         Command::Keygen { origin, out } => return cli::keys::keygen(&origin, &out),
-        Command::Restore { from, data, keys } => {
-            return cli::backup::restore(&from, &data, keys.as_deref());
+        Command::Restore {
+            from,
+            data,
+            keys,
+            master_key_file,
+        } => {
+            return cli::backup::restore(&from, &data, keys.as_deref(), master_key_file.as_deref());
         }
         Command::Fsck {
             data,

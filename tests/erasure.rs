@@ -16,7 +16,7 @@ use veritrail::crypto::MasterKey;
 use veritrail::merkle;
 use veritrail::store::RecordSpace;
 use veritrail::store::sled::SledStore;
-use veritrail::vault::{KEYRING_FILE, KeyringHome, Vault};
+use veritrail::vault::{KEYRING_FILE, KEYS_DIR, KeyringHome, Vault};
 
 fn ev(subject: Option<&str>, actor: &str, note: &str) -> Value {
     let mut e = json!({
@@ -67,12 +67,6 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
         }
     }
     found
-}
-
-/// The id of a subject's data key for this month.
-fn subject_key(pseudonym: &str) -> String {
-    let month = &veritrail::sequencer::Clock::system().now_rfc3339()[..7];
-    format!("s/{pseudonym}/{month}")
 }
 
 /// Opens the stopped log's database with its master key.
@@ -178,30 +172,25 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
         );
     }
 
-    // Stop once to note the subject's wrapped data key as stored.
+    // Stop once to note the subject's sealed bodies and the key store's
+    // root as stored: a thief's old copies.
     server.stop();
-    let wrapped_key = {
+    let stale: Vec<(u64, Vec<u8>)> = {
         let vault = open_vault(&data, &key_file);
-        vault
-            .store()
-            .record(RecordSpace::DataKey, subject_key(&pseudonym).as_bytes())
-            .unwrap()
-            .expect("the subject has a data key")
+        [0u64, 2]
+            .iter()
+            .map(|i| {
+                let record = vault
+                    .store()
+                    .record(RecordSpace::Sealed, &i.to_be_bytes())
+                    .unwrap()
+                    .expect("a sealed body");
+                assert!(vault.can_open_sealed(*i, &record).unwrap());
+                (*i, record)
+            })
+            .collect()
     };
-    assert!(
-        !files_containing(&data, &wrapped_key).is_empty(),
-        "the scan finds stored bytes"
-    );
-    let keyring_before = std::fs::read_to_string(data.join(KEYRING_FILE)).unwrap();
-    {
-        let vault = open_vault(&data, &key_file);
-        let key_id = subject_key(&pseudonym);
-        assert!(
-            vault
-                .can_open_data_key(key_id.as_bytes(), &wrapped_key)
-                .is_ok()
-        );
-    }
+    let root_before = std::fs::read(data.join(KEYS_DIR).join("root")).unwrap();
     let server = Server::start(&data, &["--checkpoint-interval-ms", "50"]);
     let url = server.url.clone();
 
@@ -322,14 +311,6 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
     }
     {
         let vault = open_vault(&data, &key_file);
-        let subject_key = self::subject_key(&pseudonym);
-        assert_eq!(
-            vault
-                .store()
-                .record(RecordSpace::DataKey, subject_key.as_bytes())
-                .unwrap(),
-            None
-        );
         for i in &erased {
             assert_eq!(vault.event(*i).unwrap(), None);
             assert_eq!(
@@ -341,24 +322,15 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
             );
         }
         assert!(vault.event(1).unwrap().is_some());
+        // Old copies of the erased bodies open with no key that exists,
+        // and the old key store root is gone from the data directory.
+        for (i, record) in &stale {
+            assert!(!vault.can_open_sealed(*i, record).unwrap(), "{i}");
+        }
     }
-    // The storage engine may still hold a stale copy of the destroyed key
-    // in its log; it is wrapped under a key generation that no longer
-    // exists anywhere, so it opens with nothing a thief of the data
-    // directory and the master key could have.
-    {
-        let vault = open_vault(&data, &key_file);
-        let key_id = subject_key(&pseudonym);
-        assert!(
-            vault
-                .can_open_data_key(key_id.as_bytes(), &wrapped_key)
-                .is_err()
-        );
-    }
-    let old_keyring = keyring_before;
     assert!(
-        files_containing(&data, old_keyring.trim().as_bytes()).is_empty(),
-        "the old key generation is gone from the data directory"
+        files_containing(&data, &root_before).is_empty(),
+        "the old key store root is gone from the data directory"
     );
 
     // Search no longer finds the subject or its actor.
@@ -500,21 +472,12 @@ async fn retention_expires_events_except_held_ones_and_logs_each_run() {
     assert_eq!(s, 404);
     server.stop();
     assert!(files_containing(&data, b"clinic-0").is_empty());
-    // The clinic's only subject-less event of the day is expired: the day
-    // key is destroyed. The lab's (held) stays. p2's key sealed an expired
-    // clinic event and a kept lab event: it was replaced, not destroyed.
+    // Each expired event's own key is destroyed; nothing is re-sealed, and
+    // p2's kept lab event reads as before.
     let vault = open_vault(&data, &dir.path().join("log.master.key"));
-    let day = &veritrail::sequencer::Clock::system().now_rfc3339()[..10];
-    let has = |k: &str| {
-        vault
-            .store()
-            .record(RecordSpace::DataKey, k.as_bytes())
-            .unwrap()
-            .is_some()
-    };
-    assert!(!has(&format!("d/clinic/{day}")));
-    assert!(has(&format!("d/lab/{day}")));
-    assert_eq!(run["keys_destroyed"], 1, "{run}");
-    assert_eq!(run["keys_replaced"], 1, "{run}");
-    assert!(vault.event(4).unwrap().is_some());
+    assert_eq!(run["keys_destroyed"], 2, "{run}");
+    assert_eq!(run["keys_replaced"], 0, "{run}");
+    for i in [1, 3, 4] {
+        assert!(vault.event(i).unwrap().is_some(), "{i}");
+    }
 }

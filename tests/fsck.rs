@@ -82,6 +82,8 @@ enum Damage {
     Flip(isize),
     /// Removes the entry.
     Remove,
+    /// Flips a byte of the key store's leaf block (not a database entry).
+    KeyBlock,
 }
 
 fn damage(data: &Path, key: &[u8], how: Damage) {
@@ -94,6 +96,17 @@ fn damage(data: &Path, key: &[u8], how: Damage) {
             let tree = db.open_tree("log").unwrap();
             assert!(tree.remove(key).unwrap().is_some(), "no entry {key:?}");
             db.flush().unwrap();
+        }
+        Damage::KeyBlock => {
+            let leaf = std::fs::read_dir(data.join("keys"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("0-"))
+                .expect("a leaf block of the key store");
+            let mut bytes = std::fs::read(&leaf).unwrap();
+            let at = bytes.len() - 3;
+            bytes[at] ^= 1;
+            std::fs::write(&leaf, bytes).unwrap();
         }
     }
 }
@@ -165,7 +178,6 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
     // The indexes' newest entries are in pending records, one per batch.
     let leaf_key = first_key(&pristine, b"ph");
     let dedupe_key = first_key(&pristine, b"pd");
-    let data_key = first_key(&pristine, b"k");
     let search_key = first_key(&pristine, b"j");
     let api_key = first_key(&pristine, b"K");
     let cases: Vec<(&str, Vec<u8>, Damage, &str)> = vec![
@@ -190,11 +202,12 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
             Damage::Flip(-5),
             "first bad object: sealed event 0: ",
         ),
-        // A wrapped data key: the events sealed under it no longer open.
+        // A block of the key store: the events whose keys it holds no
+        // longer open.
         (
-            "data key",
-            data_key,
-            Damage::Flip(-3),
+            "key block",
+            Vec::new(),
+            Damage::KeyBlock,
             "first bad object: sealed event ",
         ),
         (

@@ -91,6 +91,30 @@ async fn a_data_directory_of_layout_1_is_converted_and_keeps_everything() {
     assert_eq!(status, 200, "{proof}");
     assert_eq!(proof["leaf_index"], 7, "{proof}");
 
+    // Its keys were moved into the key store, and the keyring is gone.
+    assert!(data.join("keys/root").is_file());
+    assert!(!data.join("keyring").exists());
+    // Erasing an event of the earlier key format keeps the others of its
+    // subject's key (re-sealed once, under keys of their own); erasing a
+    // subject destroys every one of its events.
+    for body in [
+        serde_json::json!({ "indexes": [42], "reason": "art. 17" }),
+        serde_json::json!({ "subject": "patient-7", "reason": "art. 17" }),
+    ] {
+        let (status, out) = common::call(
+            Method::POST,
+            &format!("{url}/v1/erasure"),
+            &admin,
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 200, "{out}");
+    }
+    for (index, want) in [(42, 410), (42 + 13, 200), (7, 410), (7 + 13, 410), (8, 200)] {
+        let (status, _, body) = auditor_get(&format!("{url}/v1/events/{index}"), &auditor).await;
+        assert_eq!(status, want, "leaf {index}: {body}");
+    }
+
     assert!(server.stop().success());
     let out = Command::new(binary())
         .arg("fsck")

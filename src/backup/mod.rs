@@ -21,6 +21,13 @@
 //! never change) and give it to `restore --keys`. Not `admin.key` either:
 //! restore makes a new admin key.
 //!
+//! Key material: a backup holds none. The keys that open its sealed events
+//! are in the live log's key store (`keys/`, see `vault`), and restore
+//! copies that store's *current* state, so an event erased after the
+//! backup was taken stays erased: its key is gone. Restore then opens
+//! every event of the backup with the master key, records the ones whose
+//! keys are gone as erased, and fails if any other does not open.
+//!
 //! Restore replays the stream into a staging directory beside the target,
 //! checks the result with fsck, and only then renames it into place. A
 //! restored log continues with the same origin and keys; its next
@@ -45,6 +52,7 @@ pub use format::{FormatError, Frame, SnapshotHeader, SnapshotReader, SnapshotWri
 
 use crate::auth::{ApiKeys, Role};
 use crate::client::Client;
+use crate::crypto::MasterKey;
 use crate::durable::{self, PendingFile, Secrecy};
 use crate::fsck;
 use crate::lifecycle::ADMIN_KEY_FILE;
@@ -331,6 +339,11 @@ pub async fn download(client: &Client, to: &Path) -> Result<Downloaded, BackupEr
 pub struct Restored {
     /// The snapshot's header.
     pub header: SnapshotHeader,
+    /// Events of the backup opened with the master key and the live key store.
+    pub readable: u64,
+    /// Events of the backup erased since it was taken (their keys are gone):
+    /// restored as erased.
+    pub erased_since: u64,
     /// The fsck report of the restored directory (clean).
     pub report: fsck::Report,
     /// Where the new admin key was written.
@@ -338,8 +351,15 @@ pub struct Restored {
 }
 
 /// Restores the backup in `from` into the missing or empty directory
-/// `data`, with the log keys found in `keys_dir` (or in `from`).
-pub fn restore(from: &Path, data: &Path, keys_dir: Option<&Path>) -> Result<Restored, BackupError> {
+/// `data`, with the log keys found in `keys_dir` (or in `from`) and the
+/// current key store of the live data directory `keys_dir`, proved with
+/// `master` (the log's master key).
+pub fn restore(
+    from: &Path,
+    data: &Path,
+    keys_dir: Option<&Path>,
+    master: &MasterKey,
+) -> Result<Restored, BackupError> {
     if !is_missing_or_empty(data)? {
         return Err(BackupError::Refused(format!(
             "{} is not empty; restore only into a missing or empty directory",
@@ -378,16 +398,24 @@ pub fn restore(from: &Path, data: &Path, keys_dir: Option<&Path>) -> Result<Rest
         fs::remove_dir_all(&staging).map_err(|e| io("remove", &staging, e))?;
     }
     create_private_dir(&staging)?;
-    // The keyring (data keys, wrapped by the master key) lives beside the
-    // private keys, not in the snapshot: it is taken from the keys directory,
-    // so a key destroyed by an erasure after the backup stays destroyed.
-    let keyring = keys_dir.join(crate::vault::KEYRING_FILE);
-    if keyring.exists() {
-        fs::copy(&keyring, staging.join(crate::vault::KEYRING_FILE))
-            .map_err(|e| io("copy the keyring from", &keyring, e))?;
+    // The key store lives in the live data directory, not in the snapshot:
+    // its current state is copied, so a key destroyed by an erasure after
+    // the backup stays destroyed.
+    let key_store = keys_dir.join(crate::vault::KEYS_DIR);
+    if !key_store.join("root").is_file() {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(BackupError::Refused(format!(
+            "{} holds no key store ({}/root); pass --keys the live data directory of the log (its key store opens the backup's events)",
+            keys_dir.display(),
+            key_store.display()
+        )));
     }
-    match restore_into(&snapshot, &staging, &keys) {
-        Ok((header, report)) => {
+    let result =
+        crate::vault::copy_key_store(&key_store, &staging.join(crate::vault::KEYS_DIR), master)
+            .map_err(|e| BackupError::Refused(format!("couldn't copy the key store: {e}")))
+            .and_then(|_| restore_into(&snapshot, &staging, &keys, master));
+    match result {
+        Ok((header, report, (readable, erased_since))) => {
             // An empty target directory is replaced by the rename.
             if data.exists() {
                 fs::remove_dir(data).map_err(|e| io("replace", data, e))?;
@@ -396,6 +424,8 @@ pub fn restore(from: &Path, data: &Path, keys_dir: Option<&Path>) -> Result<Rest
                 .map_err(|e| io("move the restored log into", data, e))?;
             Ok(Restored {
                 header,
+                readable,
+                erased_since,
                 report,
                 admin_key: data.join(ADMIN_KEY_FILE),
             })
@@ -407,16 +437,21 @@ pub fn restore(from: &Path, data: &Path, keys_dir: Option<&Path>) -> Result<Rest
     }
 }
 
-/// Replays the snapshot into `staging`, adds keys and a new admin key, and
-/// checks the result with fsck.
+/// Replays the snapshot into `staging`, adds keys and a new admin key,
+/// proves every event opens or was erased since, and checks the result
+/// with fsck (with the master key).
 fn restore_into(
     snapshot: &Path,
     staging: &Path,
     keys: &LogKeys,
-) -> Result<(SnapshotHeader, fsck::Report), BackupError> {
-    let header = {
+    master: &MasterKey,
+) -> Result<(SnapshotHeader, fsck::Report, (u64, u64)), BackupError> {
+    let (header, opened) = {
         let store = Arc::new(SledStore::open(&staging.join(crate::lifecycle::DB_DIR))?);
         let header = replay(snapshot, store.as_ref(), keys)?;
+        crate::vault::check_master_key(store.as_ref(), master)
+            .map_err(|e| BackupError::Refused(e.to_string()))?;
+        let opened = prove_events(store.clone(), staging, master, header.tree_size)?;
         let dyn_store: Arc<dyn Store> = store.clone();
         let (_, token) = ApiKeys::new(dyn_store)
             .create("admin-restored", Role::Admin, None)
@@ -424,11 +459,11 @@ fn restore_into(
         let path = staging.join(ADMIN_KEY_FILE);
         durable::create_new(&path, format!("{token}\n").as_bytes(), Secrecy::Secret)
             .map_err(|e| io("write", &path, e))?;
-        header
+        (header, opened)
     };
     keys.write_to_dir(staging)
         .map_err(|e| BackupError::Io(format!("couldn't write the log keys: {e}")))?;
-    let report = fsck::check_data_dir(staging, None, &ProgressBar::hidden())
+    let report = fsck::check_data_dir(staging, Some(master), &ProgressBar::hidden())
         .map_err(|e| BackupError::Io(format!("couldn't check the restored log: {e}")))?;
     if let Some(first) = report.findings.first() {
         return Err(BackupError::Refused(format!(
@@ -442,7 +477,70 @@ fn restore_into(
             report.tree_size, header.tree_size
         )));
     }
-    Ok((header, report))
+    Ok((header, report, opened))
+}
+
+/// Restore commits tombstones of events erased since the backup in
+/// batches of this many.
+const ERASED_BATCH: usize = 4096;
+
+/// Opens every event below `size` of the restored store with the master
+/// key and the copied key store: each must open, or be erased (by a
+/// tombstone in the backup, or since: its key is gone, and it is recorded
+/// as erased now). Returns (readable, erased since).
+fn prove_events(
+    store: Arc<SledStore>,
+    staging: &Path,
+    master: &MasterKey,
+    size: u64,
+) -> Result<(u64, u64), BackupError> {
+    use crate::store::{RecordBatch, RecordSpace};
+    let dyn_store: Arc<dyn Store> = store;
+    let home = crate::vault::KeyringHome::File(staging.join(crate::vault::KEYRING_FILE));
+    let vault = crate::vault::Vault::open_for_check(dyn_store.clone(), master, home)
+        .map_err(|e| BackupError::Refused(format!("the restored log does not open: {e}")))?;
+    let tombstone = serde_json::to_vec(&crate::vault::Tombstone {
+        erased_at: crate::sequencer::Clock::system().now_rfc3339(),
+        reason: "erased after this backup was taken (its key is gone)".into(),
+        cause: "erasure".into(),
+        by: "restore".into(),
+    })
+    .map_err(|e| BackupError::Io(e.to_string()))?;
+    let (mut readable, mut erased_since) = (0u64, 0u64);
+    let mut batch = RecordBatch::default();
+    for index in 0..size {
+        let key = index.to_be_bytes().to_vec();
+        let opened = vault.event(index).map_err(|e| {
+            BackupError::Refused(format!(
+                "event {index} of the backup does not open with the master key and the live key store: {e}"
+            ))
+        })?;
+        match opened {
+            Some(_) => readable += 1,
+            None if vault.tombstone(index)?.is_some() => {}
+            None => {
+                erased_since += 1;
+                batch.delete.push((RecordSpace::Sealed, key.clone()));
+                batch
+                    .put
+                    .push((RecordSpace::Erased, key, tombstone.clone()));
+            }
+        }
+        if batch.put.len() >= ERASED_BATCH {
+            dyn_store.commit_records(&std::mem::take(&mut batch))?;
+        }
+    }
+    dyn_store.commit_records(&batch)?;
+    Ok((readable, erased_since))
+}
+
+fn is_legacy_key_record(space: crate::store::RecordSpace, key: &[u8]) -> bool {
+    use crate::store::RecordSpace;
+    match space {
+        RecordSpace::DataKey => !key.starts_with(b"slot/"),
+        RecordSpace::Meta => key == b"key_generation" || key == b"keyring",
+        _ => false,
+    }
 }
 
 /// Writes every frame of the snapshot file into `store`.
@@ -476,6 +574,10 @@ fn replay(
                     batch.tree_size = h.tree_size;
                     header = Some(h);
                 }
+                // Keys of the earlier format (wrapped data keys and the
+                // keyring's generation) are not restored: the live key
+                // store holds what still opens.
+                Frame::Record { space, key, .. } if is_legacy_key_record(space, &key) => {}
                 Frame::Record { space, key, value } => {
                     pending += key.len() + value.len() + 16;
                     batch.records.push((space, key, value));

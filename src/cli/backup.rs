@@ -25,15 +25,30 @@ pub async fn backup(auth: AdminAuth, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `veritrail restore --from --data [--keys]`.
-pub fn restore(from: &Path, data: &Path, keys: Option<&Path>) -> anyhow::Result<()> {
-    let r = veritrail::backup::restore(from, data, keys)?;
+/// `veritrail restore --from --data [--keys] [--master-key-file]`.
+pub fn restore(
+    from: &Path,
+    data: &Path,
+    keys: Option<&Path>,
+    master_key_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    use veritrail::vault;
+    // The master key of the live log whose key store opens the backup: from
+    // the environment, the file given, or beside the keys directory.
+    let live = keys.unwrap_or(from);
+    let env_key = std::env::var(vault::MASTER_KEY_ENV).ok();
+    let master = vault::read_master_key(live, env_key.as_deref(), master_key_file)?;
+    let r = veritrail::backup::restore(from, data, keys, &master)?;
     println!(
-        "veritrail restore: {} (origin {}): {} entries, checkpoint of size {}, fsck clean",
+        "veritrail restore: {} (origin {}): {} entries, checkpoint of size {}, fsck clean with the master key",
         data.display(),
         r.header.origin,
         r.header.tree_size,
         r.report.checkpoint_size.unwrap_or(0)
+    );
+    println!(
+        "events: {} open with the live key store, {} erased since the backup was taken (restored as erased)",
+        r.readable, r.erased_since
     );
     println!(
         "a new admin API key was written to {} (the backup's API keys are restored too)",

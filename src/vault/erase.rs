@@ -1,14 +1,27 @@
 //! Erasure by crypto-shredding: an erased event's body and salt are
-//! deleted, and every data key that sealed one is destroyed or replaced,
-//! with a keyring rotation, in one atomic, durable change.
+//! deleted, and its keys destroyed in the key store: its own (a punctured
+//! offset of its bundle's seed) or, for a subject, the subject's key, which
+//! every event of that subject needs, whether the search index lists it or
+//! not. No other event is touched: nothing is re-sealed, and the cost is
+//! the key store's blocks on the paths of the destroyed keys.
+//!
+//! Order, for crashes and failed syncs: (1) one atomic write of the
+//! tombstones, the deleted bodies and index entries, and a pending record
+//! of the keys to destroy; (2) the destruction in the key store; (3) the
+//! pending record removed. A failure after (1) latches the vault; every
+//! open finishes a pending destruction before the log serves anything.
+//! Events sealed under keys of the earlier format (per subject and month,
+//! per app and day) fall back to that format's method once: the other
+//! live events under the key (as the search index lists them) are
+//! re-sealed under keys of their own, and the old key is destroyed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
+use super::keys::{self, Destruction, Keys};
 use super::{
-    ErasureOutcome, KeyState, Tombstone, Vault, be, decode_sealed, encode_sealed, event_aad,
-    open_sealed,
+    ErasureOutcome, Tombstone, Vault, be, decode_sealed, encode_sealed, event_aad, open_sealed,
 };
-use crate::crypto::{DataKey, Field, Term};
+use crate::crypto::{Field, Term};
 use crate::store::{RecordBatch, RecordSpace, StoreError};
 
 /// Unix ms of the first instant of the month after `month` (`YYYY-MM`).
@@ -21,13 +34,12 @@ fn next_month_ms(month: &str) -> Option<i64> {
 
 impl Vault {
     /// Destroys the bodies and salts of `indexes` and of every event of
-    /// `subject`, and their index entries; writes a tombstone for each.
-    /// Events already erased are skipped. Then every data key that sealed
-    /// an erased event is either destroyed (no live event is left under
-    /// it) or replaced (the live events under it are re-sealed with a new
-    /// key), and the keyring rotates, so that no copy of an erased body
-    /// left anywhere in the data directory opens any more. One atomic,
-    /// durable change.
+    /// `subject`, and their index entries; writes a tombstone for each
+    /// event found. Events already erased are skipped. The keys that open
+    /// them are destroyed in the key store: `subject`'s key (so its events
+    /// that the search index does not list stop opening too), and the own
+    /// key of each other event. One durable change, finished on the next
+    /// open if a crash or a failed sync interrupts it.
     pub fn erase(
         &self,
         subject: Option<&str>,
@@ -35,23 +47,49 @@ impl Vault {
         tombstone: &Tombstone,
     ) -> Result<ErasureOutcome, StoreError> {
         let mut st = self.lock()?;
+        st.check_synced()?;
+        let store = self.inner.as_ref();
         let mut batch = RecordBatch::default();
         let mut all: BTreeSet<u64> = indexes.iter().copied().collect();
+        let mut destroy = Destruction::default();
         if let Some(s) = subject {
             let term = self.term(Field::Subject, s);
             all.extend(self.scan(&term, u64::MAX, usize::MAX)?);
+            if let Some(slot) = st.slot_of(store, &term)? {
+                destroy.slots.insert(slot);
+            }
+            destroy
+                .slots
+                .extend(st.legacy_subject_slots(&hex::encode(&term.0[1..])));
+            batch
+                .delete
+                .push((RecordSpace::DataKey, keys::slot_record(&term)));
         }
         let value = serde_json::to_vec(tombstone)
             .map_err(|e| StoreError::Corrupt(format!("tombstone: {e}")))?;
         let mut outcome = ErasureOutcome::default();
-        let mut affected: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut legacy: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut postings = Vec::new();
         for &index in &all {
             if self.tombstone(index)?.is_some() {
                 continue;
             }
             if let Some(record) = self.inner.record(RecordSpace::Sealed, &be(index))? {
-                affected.insert(decode_sealed(&record)?.0.to_vec());
+                let key_id = decode_sealed(&record)?.0;
+                match keys::parse_key_id(key_id) {
+                    Some(Some(slot)) if destroy.slots.contains(&slot) => {}
+                    Some(_) => {
+                        destroy.events.insert(index);
+                    }
+                    None => match st.legacy_slot(key_id) {
+                        Some(slot) if destroy.slots.contains(&slot) => {}
+                        Some(_) => {
+                            legacy.insert(key_id.to_vec());
+                        }
+                        // Destroyed already.
+                        None => {}
+                    },
+                }
             }
             if let Some((stored, ev)) = self.open_event_locked(&mut st, index)? {
                 postings.extend(
@@ -68,43 +106,68 @@ impl Vault {
             outcome.erased.push(index);
         }
         let erased: BTreeSet<u64> = outcome.erased.iter().copied().collect();
-        let mut destroyed = BTreeSet::new();
-        let mut replaced = HashMap::new();
-        for key_id in affected {
-            let Some(old) = self.load_key(&mut st, &key_id)? else {
-                continue;
-            };
-            let live = self.live_events_under(&key_id, &erased)?;
-            if live.is_empty() {
-                batch.delete.push((RecordSpace::DataKey, key_id.clone()));
-                destroyed.insert(key_id);
-                outcome.keys_destroyed += 1;
-                continue;
-            }
-            let new = DataKey::generate().map_err(|e| StoreError::Backend(e.to_string()))?;
-            for (index, sealed) in live {
-                let plain = open_sealed(&old, index, &sealed)?;
-                let body = new
-                    .seal(&event_aad(index), &plain.encode())
-                    .map_err(|e| StoreError::Backend(e.to_string()))?;
-                batch.put.push((
-                    RecordSpace::Sealed,
-                    be(index),
-                    encode_sealed(&key_id, &body),
-                ));
+        for key_id in legacy {
+            self.replace_legacy_key(&mut st, &key_id, &erased, &mut batch)?;
+            if let Some(slot) = st.legacy_slot(&key_id) {
+                destroy.slots.insert(slot);
             }
             outcome.keys_replaced += 1;
-            replaced.insert(key_id, new);
         }
+        outcome.keys_destroyed =
+            (destroy.slots.len() + destroy.events.len()).saturating_sub(outcome.keys_replaced);
         let (removal, blocks) = self.index.plan_removal(&postings)?;
         batch.index_blocks = blocks;
-        self.commit_destroying(&mut st, batch, &destroyed, replaced)?;
+        if !destroy.is_empty() {
+            destroy.record_pending(&mut batch);
+        }
+        if let Err(e) = self.inner.commit_records(&batch) {
+            // Its outcome is unknown: if the write is durable, the next
+            // open finishes the destruction it names.
+            st.latch(&e.to_string());
+            return Err(e);
+        }
+        if !destroy.is_empty() {
+            st.destroy(store, &destroy)?;
+        }
         // Durable now; the stored blocks no longer list the erased events,
         // and neither does the index rebuilt on the next start.
         if let Err(e) = removal.apply(&self.index) {
             tracing::error!(error = %e, "erased events stay in the in-memory search index until restart; their bodies are gone");
         }
         Ok(outcome)
+    }
+
+    /// Re-seals the live events under `key_id`, a key of the earlier
+    /// format (not in `erasing`), under keys of their own, into `batch`.
+    fn replace_legacy_key(
+        &self,
+        st: &mut Keys,
+        key_id: &[u8],
+        erasing: &BTreeSet<u64>,
+        batch: &mut RecordBatch,
+    ) -> Result<(), StoreError> {
+        let Some(old) = st.legacy_key(self.inner.as_ref(), key_id)? else {
+            return Ok(());
+        };
+        let live = self.live_events_under(key_id, erasing)?;
+        let indexes: Vec<u64> = live.iter().map(|(i, _)| *i).collect();
+        st.prepare(self.inner.as_ref(), &indexes, &[], &mut batch.put)?;
+        for (index, sealed) in live {
+            let plain = open_sealed(&old, index, &sealed)?;
+            let bundle = st.bundle(index / 256)?;
+            let key = keys::derive_event_key(index, &bundle, None).ok_or_else(|| {
+                StoreError::Backend(format!("event {index} has no key (internal error)"))
+            })?;
+            let body = key
+                .seal(&event_aad(index), &plain.encode())
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            batch.put.push((
+                RecordSpace::Sealed,
+                be(index),
+                encode_sealed(&keys::key_id(None), &body),
+            ));
+        }
+        Ok(())
     }
 
     /// The events still sealed under `key_id` (not in `erasing`), with
@@ -161,33 +224,5 @@ impl Vault {
             }
         }
         Ok(live)
-    }
-
-    /// Commits `batch`, which destroys the data keys `destroyed`, together
-    /// with a key rotation, so that no stale copy of those keys anywhere in
-    /// the data directory opens any more (see `keyring`).
-    fn commit_destroying(
-        &self,
-        st: &mut KeyState,
-        mut batch: RecordBatch,
-        destroyed: &BTreeSet<Vec<u8>>,
-        replaced: HashMap<Vec<u8>, DataKey>,
-    ) -> Result<(), StoreError> {
-        for id in destroyed.iter().chain(replaced.keys()) {
-            st.cache.remove(id);
-        }
-        if destroyed.is_empty() && replaced.is_empty() {
-            return self.inner.commit_records(&batch);
-        }
-        let next =
-            st.keyring
-                .prepare_rotation(self.inner.as_ref(), &mut batch, destroyed, &replaced)?;
-        if let Err(e) = self.inner.commit_records(&batch) {
-            st.keyring.abort();
-            return Err(e);
-        }
-        st.keyring.finish(next)?;
-        st.cache.extend(replaced);
-        Ok(())
     }
 }

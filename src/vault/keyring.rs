@@ -1,22 +1,16 @@
-//! The keyring: the generation key that wraps every data key, itself
-//! wrapped by the master key, kept in a small file that is replaced whole.
+//! The keyring of the earlier key format: the generation key that
+//! wrapped every data key stored in `RecordSpace::DataKey`, itself wrapped
+//! by the master key, in a small file replaced whole (`keyring`, and
+//! `keyring.new` during a rotation). The store's `key_generation` record
+//! names the current generation.
 //!
-//! Why a generation key: the storage engine (sled) may keep stale copies
-//! of deleted values in its log until it reclaims the segment, so deleting
-//! a wrapped data key does not remove every copy from the disk. Therefore
-//! destroying a data key also *rotates* the generation: every surviving data
-//! key is re-wrapped under a new generation key in the same atomic batch,
-//! and the keyring file holding the old generation key is replaced. Stale
-//! copies of the destroyed key are then wrapped under a generation key
-//! that exists nowhere in the data directory, and open with no key.
-//!
-//! Crash safety of a rotation: (1) the new generation goes to
-//! `keyring.new` (fsynced); (2) the batch re-wrapping the keys also records
-//! the new generation id in the store; (3) `keyring.new` is renamed over
-//! `keyring`. Opening picks the file whose generation the store names, so
-//! a crash between any two steps leaves a consistent keyring.
+//! Only read now: opening a log of that format moves its data keys into
+//! the key store (`keys.rs`), then forgets the generation and deletes the
+//! keyring, so stale wrapped copies (in the storage engine's log, in old
+//! backups) open with no key that exists. An interrupted rotation of that
+//! format is settled as before: the file whose generation the store names
+//! is the keyring; the other one is never deleted before that is known.
 
-use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -53,8 +47,6 @@ pub(super) struct Generation {
 
 /// The open keyring.
 pub(super) struct Keyring {
-    home: KeyringHome,
-    master_wrap: DataKey,
     pub current: Generation,
 }
 
@@ -161,11 +153,7 @@ impl Keyring {
                 )?,
             }
             store.put_record(RecordSpace::Meta, GENERATION_RECORD, &current.id)?;
-            return Ok(Keyring {
-                home,
-                master_wrap,
-                current,
-            });
+            return Ok(Keyring { current });
         };
         let current = match &home {
             KeyringHome::File(path) => {
@@ -216,25 +204,11 @@ impl Keyring {
                 }
             }
         };
-        Ok(Keyring {
-            home,
-            master_wrap,
-            current,
-        })
+        Ok(Keyring { current })
     }
 
     fn data_aad(gen_id: &[u8; 8], key_id: &[u8]) -> Vec<u8> {
         [gen_id.as_slice(), key_id].concat()
-    }
-
-    /// A data key as stored: `generation id || wrapped key`.
-    pub fn wrap(&self, key_id: &[u8], key: &DataKey) -> Result<Vec<u8>, VaultError> {
-        let w = self
-            .current
-            .key
-            .wrap(&Self::data_aad(&self.current.id, key_id), key)
-            .map_err(|e| VaultError::Local(e.to_string()))?;
-        Ok(encode(&self.current.id, &w))
     }
 
     /// Opens a stored data key (only the current generation opens).
@@ -248,74 +222,42 @@ impl Keyring {
             .unwrap_key(&Self::data_aad(&id, key_id), w)
             .map_err(|_| err("a stored data key does not open"))
     }
+}
 
-    /// Adds to `batch` every surviving data key (those not in `destroyed`;
-    /// for those in `replaced`, their replacement) wrapped under a new generation, and the new generation's record;
-    /// writes the pending keyring file. Call [`Keyring::finish`] once the
-    /// batch is committed, [`Keyring::abort`] if it failed.
-    pub fn prepare_rotation(
-        &self,
-        store: &dyn Store,
-        batch: &mut RecordBatch,
-        destroyed: &BTreeSet<Vec<u8>>,
-        replaced: &HashMap<Vec<u8>, DataKey>,
-    ) -> Result<Generation, VaultError> {
-        let next = Generation {
-            id: random_id()?,
-            key: DataKey::generate().map_err(|e| VaultError::Local(e.to_string()))?,
-        };
-        for (key_id, stored) in store.records(RecordSpace::DataKey)? {
-            if destroyed.contains(&key_id) {
-                continue;
+/// Whether the store names a keyring generation (keys of the earlier
+/// format that were not moved into the key store yet).
+pub fn generation_named(store: &dyn Store) -> Result<bool, VaultError> {
+    Ok(store
+        .record(RecordSpace::Meta, GENERATION_RECORD)?
+        .is_some())
+}
+
+/// Adds to `batch` the deletion of the generation record (and of the
+/// keyring record of [`KeyringHome::Store`]).
+pub fn forget_generation(batch: &mut RecordBatch) {
+    batch
+        .delete
+        .push((RecordSpace::Meta, GENERATION_RECORD.to_vec()));
+    batch
+        .delete
+        .push((RecordSpace::Meta, KEYRING_RECORD.to_vec()));
+}
+
+/// Deletes the keyring files once no generation is named any more.
+pub fn remove_files(home: &KeyringHome) {
+    if let KeyringHome::File(path) = home {
+        for p in [path.clone(), new_path(path)] {
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(file = %p.display(), error = %e, "couldn't remove the old keyring");
+                }
+                _ => {}
             }
-            let dk = match replaced.get(&key_id) {
-                Some(new) => new.clone(),
-                None => self.unwrap(&key_id, &stored)?,
-            };
-            let w = next
-                .key
-                .wrap(&Self::data_aad(&next.id, &key_id), &dk)
-                .map_err(|e| VaultError::Local(e.to_string()))?;
-            batch
-                .put
-                .push((RecordSpace::DataKey, key_id, encode(&next.id, &w)));
         }
-        let wrapped = self
-            .master_wrap
-            .wrap(&gen_aad(&next.id), &next.key)
-            .map_err(|e| VaultError::Local(e.to_string()))?;
-        match &self.home {
-            KeyringHome::File(path) => write_file(&new_path(path), &next.id, &wrapped)?,
-            KeyringHome::Store => batch.put.push((
-                RecordSpace::Meta,
-                KEYRING_RECORD.to_vec(),
-                encode(&next.id, &wrapped),
-            )),
-        }
-        batch.put.push((
-            RecordSpace::Meta,
-            GENERATION_RECORD.to_vec(),
-            next.id.to_vec(),
-        ));
-        Ok(next)
-    }
-
-    /// Makes the committed rotation final: the old generation key is gone.
-    pub fn finish(&mut self, next: Generation) -> Result<(), VaultError> {
-        // The store already names the new generation: use it from now on,
-        // even if the rename fails (opening finishes it on the next start).
-        self.current = next;
-        if let KeyringHome::File(path) = &self.home {
-            durable::rename(&new_path(path), path)
-                .map_err(|e| err(format!("couldn't finish a key rotation: {e}")))?;
-        }
-        Ok(())
-    }
-
-    /// Undoes a rotation whose batch failed.
-    pub fn abort(&self) {
-        if let KeyringHome::File(path) = &self.home {
-            let _ = fs::remove_file(new_path(path));
+        if let Some(dir) = path.parent()
+            && let Err(e) = durable::sync_dir(dir)
+        {
+            tracing::warn!(error = %e, "couldn't sync the data directory");
         }
     }
 }

@@ -2,29 +2,30 @@
 //! indexes, and erasure by destroying keys (crypto-shredding).
 //!
 //! The vault sits beside the store, not in front of it. On the write path
-//! the sequencer calls [`Vault::seal`] by name: it seals each event (salt
-//! and canonical body) under a data key and adds the sealed bodies and any
-//! new wrapped data keys to the batch's write, which the sequencer then
-//! commits in one atomic write, so an event is never stored without the key
-//! that opens it. Once that write is durable, [`SealedBatch::committed`]
-//! adds the events to the search index. Reads ([`Vault::event`], search,
-//! erasure) decrypt.
+//! the sequencer calls [`Vault::seal`] by name: it makes sure every key
+//! the batch needs is durable in the key store, seals each event (salt and
+//! canonical body) under its own key and adds the sealed bodies to the
+//! batch's write, which the sequencer then commits in one atomic write, so
+//! an event is never stored without the key that opens it. Once that
+//! write is durable, [`SealedBatch::committed`] adds the events to the
+//! search index. Reads ([`Vault::event`], search, erasure) decrypt.
 //!
-//! Data keys: one per data subject (`s/<pseudonym>`), so erasing a subject
-//! is deleting one key; events without a subject share one key per app and
-//! receive day (`d/<app>/<YYYY-MM-DD>`). Data keys are stored wrapped by the
-//! wrap key derived from the master key, which never enters the data
-//! directory. The search index ([`index`]) maps terms to leaves, where a
-//! term is an HMAC-SHA256 of the field value (see [`crate::crypto`]): the
-//! store never holds a subject, actor or any other event field in
-//! plaintext.
+//! Keys ([`keys`], [`keytree`]): each event has its own key, derived from
+//! its entry bundle's seed and, if it has a subject, from the subject's
+//! key, all kept in the key store (`keys/` in the data directory, apart
+//! from the database of events, so a backup of the events carries no key).
+//! Erasing an event or a subject destroys those keys only: no other event
+//! is re-sealed, and the cost is a few small blocks whatever the log's
+//! size. The search index ([`index`]) maps terms to leaves, where a term
+//! is an HMAC-SHA256 of the field value (see [`crate::crypto`]): the store
+//! never holds a subject, actor or any other event field in plaintext.
 //!
-//! Invariant: once [`Vault::erase`] returned, no stored key opens the
-//! erased events' sealed bodies, the bodies and their index entries are
-//! deleted, and a tombstone says when and why. Leaves, tiles, bundles and
-//! checkpoints are never touched.
+//! Invariant: once [`Vault::erase`] returned, no key that exists opens the
+//! erased events' sealed bodies (nor any event of an erased subject), the
+//! bodies and their index entries are deleted, and a tombstone says when
+//! and why. No event is made unreadable unless it was erased. Leaves,
+//! tiles, bundles and checkpoints are never touched.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -35,22 +36,33 @@ use crate::store::{RecordBatch, RecordSpace, Store, StoreError, StoredEvent};
 
 mod erase;
 mod keyring;
+mod keys;
+mod keytree;
 mod master_key;
 mod seal;
 
 pub use crate::search::index::DEFAULT_FLUSH_EVENTS as DEFAULT_INDEX_FLUSH_EVENTS;
 use crate::search::index::SearchIndex;
 
-use keyring::Keyring;
 pub use keyring::{KEYRING_FILE, KeyringHome, rotation_pending as keyring_rotation_pending};
+use keys::Keys;
+pub use keytree::KEYS_DIR;
+
+/// Copies the current state of the key store `from` (a live log's
+/// `keys/`, which may change meanwhile) into the new directory `to`, every
+/// file synced, proving that `master` opens it. Returns the blocks copied.
+pub fn copy_key_store(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    master: &MasterKey,
+) -> Result<u64, VaultError> {
+    keytree::copy_current(from, to, &master.wrap_key())
+}
 pub use master_key::{
     MASTER_KEY_ENV, MasterKeyOrigin, check_master_key, default_master_key_path, open_master_key,
     read_master_key,
 };
 pub use seal::{EventToSeal, SealedBatch};
-
-/// Unwrapped data keys kept in memory at most (about 100 bytes each).
-const MAX_CACHED_KEYS: usize = 100_000;
 
 /// Why the vault could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -101,9 +113,11 @@ pub struct Tombstone {
 pub struct ErasureOutcome {
     /// Leaf indexes whose bodies and salts are gone (newly erased).
     pub erased: Vec<u64>,
-    /// Data keys destroyed (no live event was left under them).
+    /// Keys destroyed: subject keys, and single events' keys.
     pub keys_destroyed: usize,
-    /// Data keys replaced (their live events were re-sealed under a new key).
+    /// Keys of the earlier format replaced (the live events under them
+    /// were re-sealed with keys of their own); always 0 for events sealed
+    /// by this version.
     pub keys_replaced: usize,
 }
 
@@ -111,17 +125,11 @@ pub struct ErasureOutcome {
 pub struct Vault {
     inner: Arc<dyn Store>,
     index_key: IndexKey,
-    /// The keyring and the unwrapped data keys. The mutex also serialises
-    /// commits with erasures, so a key is never re-created while it is
-    /// being destroyed, and with key rotations.
-    keys: Mutex<KeyState>,
+    /// The keys. The mutex also serialises sealing with erasures, so a
+    /// key is never used while it is being destroyed.
+    keys: Mutex<Keys>,
     /// The search index. Lock order: `keys` before the index's own locks.
     index: Arc<SearchIndex>,
-}
-
-struct KeyState {
-    keyring: Keyring,
-    cache: HashMap<Vec<u8>, DataKey>,
 }
 
 fn be(index: u64) -> Vec<u8> {
@@ -224,7 +232,7 @@ impl Vault {
             Err(StoreError::Corrupt(_)) => 0,
             Err(e) => return Err(e.into()),
         };
-        Vault::assemble(inner, master, home, from, usize::MAX)
+        Vault::assemble_with(inner, master, home, from, usize::MAX, true)
     }
 
     fn assemble(
@@ -234,15 +242,23 @@ impl Vault {
         from: u64,
         flush_events: usize,
     ) -> Result<Vault, VaultError> {
-        let keyring = Keyring::open(home, master.wrap_key(), inner.as_ref())?;
+        Vault::assemble_with(inner, master, home, from, flush_events, false)
+    }
+
+    fn assemble_with(
+        inner: Arc<dyn Store>,
+        master: &MasterKey,
+        home: KeyringHome,
+        from: u64,
+        flush_events: usize,
+        check: bool,
+    ) -> Result<Vault, VaultError> {
+        let keys = Keys::open(&home, master, &inner, check)?;
         Ok(Vault {
             index: Arc::new(SearchIndex::new(inner.clone(), from, flush_events)),
             inner,
             index_key: master.index_key(),
-            keys: Mutex::new(KeyState {
-                keyring,
-                cache: HashMap::new(),
-            }),
+            keys: Mutex::new(keys),
         })
     }
 
@@ -305,7 +321,7 @@ impl Vault {
         Vault::open(inner, master, KeyringHome::Store)
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, KeyState>, StoreError> {
+    fn lock(&self) -> Result<MutexGuard<'_, Keys>, StoreError> {
         self.keys
             .lock()
             .map_err(|_| StoreError::Backend("vault key cache lock poisoned".into()))
@@ -343,60 +359,6 @@ impl Vault {
         terms
     }
 
-    /// The data key of an event (given its subject's term): per subject and
-    /// receive month, or (no subject) per app and receive day. Small key
-    /// scopes keep the cost of replacing a key (when some of its events
-    /// are erased) bounded.
-    /// `received` is the receive time in RFC 3339.
-    fn key_id_for(&self, app: &str, subject: Option<&Term>, received: &str) -> Vec<u8> {
-        let mut id = Vec::with_capacity(80);
-        match subject {
-            Some(t) => {
-                // The pseudonym is the hex of the subject's term.
-                let mut pseudonym = [0u8; 64];
-                if hex::encode_to_slice(&t.0[1..], &mut pseudonym).is_err() {
-                    unreachable!("32 bytes are 64 hex digits");
-                }
-                id.extend_from_slice(b"s/");
-                id.extend_from_slice(&pseudonym);
-                id.push(b'/');
-                id.extend_from_slice(&received.as_bytes()[..7]);
-            }
-            None => {
-                id.extend_from_slice(b"d/");
-                id.extend_from_slice(app.as_bytes());
-                id.push(b'/');
-                id.extend_from_slice(&received.as_bytes()[..10]);
-            }
-        }
-        id
-    }
-
-    /// The data key `id`, from the cache or the store; `None` once destroyed.
-    fn load_key(&self, st: &mut KeyState, id: &[u8]) -> Result<Option<DataKey>, StoreError> {
-        if let Some(k) = st.cache.get(id) {
-            return Ok(Some(k.clone()));
-        }
-        let Some(wrapped) = self.inner.record(RecordSpace::DataKey, id)? else {
-            return Ok(None);
-        };
-        let key = st.keyring.unwrap(id, &wrapped).map_err(|e| {
-            StoreError::Corrupt(format!("data key {}: {e}", String::from_utf8_lossy(id)))
-        })?;
-        if st.cache.len() >= MAX_CACHED_KEYS {
-            // Bounded memory: start over rather than track recency.
-            st.cache.clear();
-        }
-        st.cache.insert(id.to_vec(), key.clone());
-        Ok(Some(key))
-    }
-
-    /// disk) opens with the current keyring.
-    pub fn can_open_data_key(&self, key_id: &[u8], stored: &[u8]) -> Result<(), VaultError> {
-        let st = self.lock()?;
-        st.keyring.unwrap(key_id, stored).map(|_| ())
-    }
-
     /// The tombstone of an erased event.
     pub fn tombstone(&self, index: u64) -> Result<Option<Tombstone>, StoreError> {
         self.inner
@@ -426,7 +388,7 @@ impl Vault {
 
     fn open_event_locked(
         &self,
-        st: &mut KeyState,
+        st: &mut Keys,
         index: u64,
     ) -> Result<Option<(StoredEvent, AuditEvent)>, StoreError> {
         let Some(stored) = self.read_event(st, index)? else {
@@ -438,16 +400,30 @@ impl Vault {
         Ok(Some((stored, parsed)))
     }
 
-    fn read_event(&self, st: &mut KeyState, index: u64) -> Result<Option<StoredEvent>, StoreError> {
+    fn read_event(&self, st: &mut Keys, index: u64) -> Result<Option<StoredEvent>, StoreError> {
         let Some(record) = self.inner.record(RecordSpace::Sealed, &be(index))? else {
             // Written before encryption at rest existed, or erased.
             return self.inner.event(index);
         };
         let (key_id, sealed) = decode_sealed(&record)?;
-        let Some(key) = self.load_key(st, key_id)? else {
-            return Ok(None);
-        };
-        open_sealed(&key, index, sealed).map(Some)
+        match self.key_of(st, index, key_id)? {
+            Some(key) => open_sealed(&key, index, sealed).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The key that opens event `index`, sealed under `key_id`; `None`
+    /// once erased.
+    fn key_of(
+        &self,
+        st: &mut Keys,
+        index: u64,
+        key_id: &[u8],
+    ) -> Result<Option<DataKey>, StoreError> {
+        match keys::parse_key_id(key_id) {
+            Some(slot) => st.event_key(index, slot),
+            None => st.legacy_key(self.inner.as_ref(), key_id),
+        }
     }
 
     /// The stored event body of leaf `index`, decrypted; `None` once erased.
@@ -460,12 +436,31 @@ impl Vault {
         let (key_id, sealed) = decode_sealed(&record)?;
         let key = {
             let mut st = self.lock()?;
-            self.load_key(&mut st, key_id)?
+            self.key_of(&mut st, index, key_id)?
         };
         match key {
             Some(key) => open_sealed(&key, index, sealed).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Whether `record`, a copy of event `index`'s sealed body as once
+    /// stored (kept anywhere), opens with a key that exists now.
+    pub fn can_open_sealed(&self, index: u64, record: &[u8]) -> Result<bool, StoreError> {
+        let (key_id, sealed) = decode_sealed(record)?;
+        let key = {
+            let mut st = self.lock()?;
+            self.key_of(&mut st, index, key_id)?
+        };
+        Ok(key.is_some_and(|k| open_sealed(&k, index, sealed).is_ok()))
+    }
+
+    /// Makes the `nth` sync of the key store from now fail after its data
+    /// was written, as an fsync error would (fault-injection tests).
+    #[doc(hidden)]
+    pub fn fail_key_store_sync(&self, nth: u32) -> Result<(), StoreError> {
+        self.lock()?.fail_key_store_sync(nth);
+        Ok(())
     }
 
     /// The store the vault reads and writes its records in: the log's

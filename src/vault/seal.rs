@@ -1,17 +1,21 @@
 //! Stage 3 of the write path: sealing a sequenced batch.
 //!
 //! [`Vault::seal`] turns the sequenced events into what is stored: each
-//! event's salt and canonical body sealed under its data key (new data
-//! keys are made and stored wrapped in the same write). It holds the key
-//! lock until the caller has committed the write and called
-//! [`SealedBatch::committed`] (or dropped it after a failed commit), so an
-//! erasure never destroys or replaces a key between the sealing under it
-//! and the commit. Nothing here writes to the store: the sequencer commits.
+//! event's salt and canonical body sealed under its own key (see `keys`).
+//! Keys the batch needs that do not exist yet (a new bundle's seed, a new
+//! subject's slot) are written to the key store, durably, before it
+//! returns; the slots' records join the write. It holds the key lock until
+//! the caller has committed the write and called [`SealedBatch::committed`]
+//! (or dropped it after a failed commit), so an erasure never destroys a
+//! key between the sealing under it and the commit. Nothing here writes to
+//! the store: the sequencer commits.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::MutexGuard;
 
-use super::{KeyState, Vault, be, encode_sealed, event_aad};
+use super::keys::{self, Allocation, Keys};
+use super::{Vault, be, encode_sealed, event_aad};
 use crate::crypto::{DataKey, Field, Term};
 use crate::event::AuditEvent;
 use crate::store::{BatchWrite, RecordSpace, StoreError, StoredEvent};
@@ -32,9 +36,10 @@ pub struct EventToSeal {
 /// Holds the vault's key lock until it is committed or dropped.
 pub struct SealedBatch<'v> {
     vault: &'v Vault,
-    keys: MutexGuard<'v, KeyState>,
+    keys: MutexGuard<'v, Keys>,
     write: BatchWrite,
-    new_keys: HashMap<Vec<u8>, DataKey>,
+    /// The batch's new subject slots, taken by `committed`.
+    alloc: Option<Allocation>,
     postings: Vec<(Term, u64)>,
     events: usize,
 }
@@ -81,11 +86,10 @@ impl Vault {
         &self,
         mut write: BatchWrite,
         events: Vec<EventToSeal>,
-        received_ms: i64,
+        _received_ms: i64,
     ) -> Result<SealedBatch<'_>, StoreError> {
-        // Key ids and terms need no lock: work them out first.
-        let received = crate::event::format_rfc3339_ms(received_ms);
-        let prepared: Vec<(Vec<u8>, Vec<Term>)> = events
+        // Terms need no lock: work them out first.
+        let prepared: Vec<(Option<Term>, Vec<Term>)> = events
             .iter()
             .map(|ev| {
                 // Computed by the submitter (see `PreparedEvent::terms`), or
@@ -96,46 +100,67 @@ impl Vault {
                         .map(|p| self.terms_of(&ev.event.app, &p))
                         .unwrap_or_default(),
                 };
-                let subject = terms.iter().find(|t| t.0[0] == Field::Subject.tag());
-                (self.key_id_for(&ev.event.app, subject, &received), terms)
+                let subject = terms
+                    .iter()
+                    .find(|t| t.0[0] == Field::Subject.tag())
+                    .cloned();
+                (subject, terms)
             })
             .collect();
         let mut st = self.lock()?;
-        let mut new_keys: HashMap<Vec<u8>, DataKey> = HashMap::new();
-        let mut keys = Vec::with_capacity(events.len());
-        for (key_id, _) in &prepared {
-            let key = match new_keys.get(key_id) {
-                Some(k) => k.clone(),
-                None => match self.load_key(&mut st, key_id)? {
-                    Some(k) => k,
-                    None => {
-                        let k =
-                            DataKey::generate().map_err(|e| StoreError::Backend(e.to_string()))?;
-                        let wrapped = st.keyring.wrap(key_id, &k)?;
-                        write
-                            .records
-                            .push((RecordSpace::DataKey, key_id.clone(), wrapped));
-                        new_keys.insert(key_id.clone(), k.clone());
-                        k
+        let store = self.inner.as_ref();
+        let indexes: Vec<u64> = events.iter().map(|e| e.index).collect();
+        let subjects: Vec<Term> = prepared.iter().filter_map(|(s, _)| *s).collect();
+        let alloc = st.prepare(store, &indexes, &subjects, &mut write.records)?;
+        // What each event's key is derived from, gathered under the lock.
+        let mut bundles: HashMap<u64, keys::Bundle> = HashMap::new();
+        let mut subject_keys: HashMap<u64, DataKey> = HashMap::new();
+        let mut inputs = Vec::with_capacity(events.len());
+        for (ev, (subject, _)) in events.iter().zip(&prepared) {
+            let b = ev.index / 256;
+            if let Entry::Vacant(slot) = bundles.entry(b) {
+                slot.insert(st.bundle(b)?);
+            }
+            let slot = match subject {
+                Some(t) => {
+                    let s = st.slot_for(store, &alloc, t)?.ok_or_else(|| {
+                        StoreError::Backend("a subject has no key slot (internal error)".into())
+                    })?;
+                    if let Entry::Vacant(slot) = subject_keys.entry(s) {
+                        slot.insert(st.slot_key(s)?.ok_or_else(|| {
+                            StoreError::Backend(
+                                "a subject's new key slot is destroyed (internal error)".into(),
+                            )
+                        })?);
                     }
-                },
+                    Some(s)
+                }
+                None => None,
             };
-            keys.push(key);
+            inputs.push((b, slot));
         }
         let nonces = crate::crypto::random_nonces(events.len())
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let work: Vec<_> = events
-            .iter()
-            .zip(&prepared)
-            .zip(keys.iter().zip(nonces))
-            .collect();
-        let bodies = par_map(&work, |((ev, (key_id, _)), (key, nonce))| {
+        let work: Vec<_> = events.iter().zip(inputs).zip(nonces).collect();
+        let bodies = par_map(&work, |((ev, (b, slot)), nonce)| {
+            let key = bundles
+                .get(b)
+                .and_then(|bundle| {
+                    keys::derive_event_key(
+                        ev.index,
+                        bundle,
+                        slot.and_then(|s| subject_keys.get(&s)),
+                    )
+                })
+                .ok_or_else(|| {
+                    StoreError::Backend(format!("event {} has no key (internal error)", ev.index))
+                })?;
             key.seal_with_nonce(*nonce, &event_aad(ev.index), &ev.event.encode())
                 .map(|body| {
                     (
                         RecordSpace::Sealed,
                         be(ev.index),
-                        encode_sealed(key_id, &body),
+                        encode_sealed(&keys::key_id(*slot), &body),
                     )
                 })
                 .map_err(|e| StoreError::Backend(e.to_string()))
@@ -152,7 +177,7 @@ impl Vault {
             vault: self,
             keys: st,
             write,
-            new_keys,
+            alloc: Some(alloc),
             postings,
             events: events.len(),
         })
@@ -161,18 +186,18 @@ impl Vault {
 
 impl SealedBatch<'_> {
     /// What to commit: the batch's write with the sealed bodies and new
-    /// data keys in it, and no plaintext event.
+    /// slots' records in it, and no plaintext event or key.
     pub fn write(&self) -> &BatchWrite {
         &self.write
     }
 
-    /// Call once [`SealedBatch::write`] is durable: its new data keys enter
-    /// the cache, and its events the search index, before the key lock is
-    /// released (so an erasure that follows finds them).
+    /// Call once [`SealedBatch::write`] is durable: its new subject slots
+    /// become current, and its events enter the search index, before the
+    /// key lock is released (so an erasure that follows finds them).
     pub fn committed(mut self) {
-        // Only keys that are durable enter the cache.
-        let new_keys = std::mem::take(&mut self.new_keys);
-        self.keys.cache.extend(new_keys);
+        if let Some(alloc) = self.alloc.take() {
+            self.keys.allocated(alloc);
+        }
         if self.events == 0 {
             return;
         }
@@ -187,6 +212,17 @@ impl SealedBatch<'_> {
             .append(self.write.tree_size, self.events, postings)
         {
             tracing::error!(error = %e, "the search index could not take a committed batch; restart the server to rebuild it");
+        }
+    }
+}
+
+impl Drop for SealedBatch<'_> {
+    fn drop(&mut self) {
+        // Not committed, or its outcome unknown: its slots are never handed
+        // out again (two subjects must never share one), and the records
+        // naming them are read back from the store if they were written.
+        if let Some(alloc) = self.alloc.take() {
+            self.keys.skip_slots(alloc.next_slot);
         }
     }
 }

@@ -168,11 +168,10 @@ fn erasing_a_subject_destroys_its_key_bodies_and_index_entries() {
         vec![2, 1]
     );
     // Even a copy of the sealed body kept elsewhere no longer opens:
-    // its key is gone from the store.
-    let (key_id, _) = decode_sealed(&sealed_alice).unwrap();
-    assert_eq!(inner.record(RecordSpace::DataKey, key_id).unwrap(), None);
+    // its key is gone from the key store.
+    assert!(stale_key(&vault, 0, &sealed_alice).is_none());
     assert!(vault.event(1).unwrap().is_some());
-    // Erasing by index leaves the shared day key but destroys the body.
+    // Erasing by index destroys that event's key only.
     let out = vault.erase(None, &[2, 0], &tomb).unwrap();
     assert_eq!(out.erased, vec![2], "already erased events are skipped");
     assert_eq!(vault.event(2).unwrap(), None);
@@ -270,37 +269,26 @@ fn a_store_without_a_search_index_is_indexed_on_open() {
 }
 
 #[test]
-fn a_data_key_id_names_the_subject_pseudonym_and_the_receive_period() {
-    let vault = Vault::new(
-        Arc::new(MemoryStore::new()),
-        &MasterKey::from_bytes([1; 32]),
-    )
-    .unwrap();
-    for subject in [None, Some("al\"ice \u{e9}\\"), Some("plain")] {
-        let mut v = serde_json::json!({
-            "actor": {"id": "st\"aff", "type": "user"},
-            "action": "record.read",
-            "resource": {"type": "doc", "id": "d\\1/\u{2603}"},
-            "purpose": "care",
-            "outcome": "success",
-            "occurred_at": "2026-11-25T10:00:00.000Z",
-            "context": {"subject": "not this one", "nested": {"actor": {"id": "nor this"}}},
-        });
-        if let Some(s) = subject {
-            v["subject"] = serde_json::json!(s);
-        }
-        let ev = crate::event::parse_event(&v, &crate::event::EventLimits::default()).unwrap();
-        let canonical = ev.canonical_bytes();
-        let parsed: AuditEvent = serde_json::from_slice(&canonical).unwrap();
-        let terms = vault.terms_of("app", &parsed);
-        let subject_term = terms.iter().find(|t| t.0[0] == Field::Subject.tag());
-        let received = crate::event::format_rfc3339_ms(1_795_000_000_000);
-        let key = vault.key_id_for("app", subject_term, &received);
-        let expected = match subject {
-            Some(s) => format!("s/{}/2026-11", vault.subject_pseudonym(s)),
-            None => "d/app/2026-11-18".to_string(),
-        };
-        assert_eq!(String::from_utf8(key).unwrap(), expected);
+fn a_key_id_names_the_subject_slot_and_nothing_else() {
+    let inner = Arc::new(MemoryStore::new());
+    let vault = Vault::new(inner.clone(), &MasterKey::from_bytes([1; 32])).unwrap();
+    commit(
+        &vault,
+        &batch(&[
+            (0, Some("alice")),
+            (1, None),
+            (2, Some("bob")),
+            (3, Some("alice")),
+        ]),
+    );
+    let ids: Vec<Vec<u8>> = (0..4).map(|i| key_id_of(inner.as_ref(), i)).collect();
+    assert_eq!(ids[1], vec![keys::KEY_ID_V2]);
+    assert_eq!(ids[0].len(), 9);
+    assert_eq!(ids[0], ids[3], "one slot per subject");
+    assert_ne!(ids[0], ids[2]);
+    // No subject, no actor, no time in it.
+    for id in &ids {
+        assert!(!contains(id, b"alice") && !contains(id, b"2026"));
     }
 }
 
@@ -349,88 +337,243 @@ fn key_id_of(store: &dyn Store, index: u64) -> Vec<u8> {
     decode_sealed(&record).unwrap().0.to_vec()
 }
 
+/// The key that would open `stale`, a copy of event `index`'s sealed body.
+fn stale_key(vault: &Vault, index: u64, stale: &[u8]) -> Option<crate::crypto::DataKey> {
+    let (key_id, sealed) = decode_sealed(stale).unwrap();
+    let mut st = vault.lock().unwrap();
+    let key = vault.key_of(&mut st, index, key_id).unwrap()?;
+    assert!(open_sealed(&key, index, sealed).is_ok());
+    Some(key)
+}
+
+fn tomb() -> Tombstone {
+    Tombstone {
+        erased_at: "t".into(),
+        reason: "r".into(),
+        cause: "erasure".into(),
+        by: "b".into(),
+    }
+}
+
+/// Every sealed body as stored, by index.
+fn sealed_bodies(store: &dyn Store) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    store
+        .records(RecordSpace::Sealed)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
 #[test]
-fn erasing_some_events_of_a_key_reseals_the_rest_under_a_new_key() {
+fn erasing_events_reseals_nothing_and_keeps_every_other_event_readable() {
     let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let vault = Vault::new(inner.clone(), &MasterKey::from_bytes([6; 32])).unwrap();
     let b = batch(&[(0, Some("alice")), (1, Some("alice")), (2, None), (3, None)]);
     commit(&vault, &b);
-    let stale_0 = inner.record(RecordSpace::Sealed, &be(0)).unwrap().unwrap();
-    let stale_2 = inner.record(RecordSpace::Sealed, &be(2)).unwrap().unwrap();
-    let tomb = Tombstone {
-        erased_at: "t".into(),
-        reason: "r".into(),
-        cause: "erasure".into(),
-        by: "b".into(),
-    };
-    let out = vault.erase(None, &[0, 2], &tomb).unwrap();
+    let before = sealed_bodies(inner.as_ref());
+    let out = vault.erase(None, &[0, 2], &tomb()).unwrap();
     assert_eq!(out.erased, vec![0, 2]);
-    assert_eq!((out.keys_destroyed, out.keys_replaced), (0, 2));
-    // The others read as before ...
-    assert_eq!(vault.event(1).unwrap(), Some(b.events[1].1.clone()));
-    assert_eq!(vault.event(3).unwrap(), Some(b.events[3].1.clone()));
-    // ... but a stale copy of an erased body no longer opens.
-    for (index, stale) in [(0u64, stale_0), (2, stale_2)] {
-        let (key_id, sealed) = decode_sealed(&stale).unwrap();
-        let mut st = vault.lock().unwrap();
-        let key = vault.load_key(&mut st, key_id).unwrap().unwrap();
-        assert!(open_sealed(&key, index, sealed).is_err());
-    }
-    // Erasing the last events of a key destroys it.
-    let out = vault.erase(None, &[1, 3], &tomb).unwrap();
     assert_eq!((out.keys_destroyed, out.keys_replaced), (2, 0));
-    assert!(inner.records(RecordSpace::DataKey).unwrap().is_empty());
+    // The others read as before, from the very same stored bytes ...
+    let after = sealed_bodies(inner.as_ref());
+    for i in [1u64, 3] {
+        assert_eq!(
+            after.get(&be(i)),
+            before.get(&be(i)),
+            "event {i} was re-sealed"
+        );
+        assert_eq!(
+            vault.event(i).unwrap(),
+            Some(b.events[i as usize].1.clone())
+        );
+    }
+    assert_eq!(after.len(), 2);
+    // ... but a stale copy of an erased body no longer opens.
+    for i in [0u64, 2] {
+        assert!(stale_key(&vault, i, &before[&be(i)]).is_none(), "{i}");
+    }
+    let out = vault.erase(None, &[1, 3], &tomb()).unwrap();
+    assert_eq!((out.keys_destroyed, out.keys_replaced), (2, 0));
 }
 
 #[test]
-fn destroying_a_key_rotates_the_keyring_file_and_survives_reopening() {
+fn an_erasure_writes_the_same_few_key_blocks_whatever_the_log_size() {
+    let master = MasterKey::from_bytes([4; 32]);
+    let mut written = Vec::new();
+    for size in [300u64, 3000] {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let home = KeyringHome::File(dir.path().join(KEYRING_FILE));
+        let vault = Vault::open(inner.clone(), &master, home).unwrap();
+        // Many bundles and subjects: many leaf blocks in the key store.
+        let subjects: Vec<String> = (0..size).map(|i| format!("s-{}", i % 500)).collect();
+        for start in (0..size).step_by(256) {
+            let chunk: Vec<(u64, Option<&str>)> = (start..(start + 256).min(size))
+                .map(|i| (i, Some(subjects[i as usize].as_str())))
+                .collect();
+            commit_at(&vault, &chunk);
+        }
+        let keys = dir.path().join(KEYS_DIR);
+        let names = || -> std::collections::BTreeSet<String> {
+            fs::read_dir(&keys)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        for (subject, index) in [(None, Some(size / 2)), (Some("s-7"), None)] {
+            let before = names();
+            let indexes: Vec<u64> = index.into_iter().collect();
+            vault.erase(subject, &indexes, &tomb()).unwrap();
+            let after = names();
+            written.push(after.difference(&before).count());
+            assert_eq!(after.len(), before.len(), "old versions are removed");
+        }
+        assert_eq!(vault.event(size / 2).unwrap(), None);
+        assert!(vault.event(size / 2 + 1).unwrap().is_some());
+        assert_eq!(vault.event(7).unwrap(), None);
+    }
+    // Each destruction: its leaf block and the three internal blocks above
+    // it (the root file is replaced in place), whatever the log's size.
+    assert_eq!(written, vec![4, 4, 4, 4], "{written:?}");
+}
+
+/// Commits the events `events` (consecutive indexes) as one batch of a log
+/// whose bundles hold each 256 of them.
+fn commit_at(vault: &Vault, events: &[(u64, Option<&str>)]) {
+    let mut b = batch(events);
+    b.bundles.clear();
+    b.tree_size = events.last().map_or(0, |(i, _)| i + 1);
+    commit(vault, &b);
+}
+
+#[test]
+fn an_event_missing_from_the_search_index_is_erased_with_its_subject_and_only_then() {
+    let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let vault = Vault::new(inner.clone(), &MasterKey::from_bytes([6; 32])).unwrap();
+    let b = batch(&[
+        (0, Some("alice")),
+        (1, Some("alice")),
+        (2, None),
+        (3, None),
+        (4, Some("bob")),
+    ]);
+    commit(&vault, &b);
+    // Events 1 (alice's) and 3 (no subject) fall out of the search index.
+    let lost: Vec<(Term, u64)> = [1u64, 3]
+        .iter()
+        .flat_map(|i| {
+            let ev: AuditEvent = serde_json::from_slice(&b.events[*i as usize].1.event).unwrap();
+            vault
+                .terms_of("billing", &ev)
+                .into_iter()
+                .map(move |t| (t, *i))
+        })
+        .collect();
+    let (removal, _) = vault.index.plan_removal(&lost).unwrap();
+    removal.apply(&vault.index).unwrap();
+    assert_eq!(
+        vault
+            .scan(&vault.term(Field::Subject, "alice"), u64::MAX, 10)
+            .unwrap(),
+        vec![0]
+    );
+    // Erasing another event of the same day leaves them readable.
+    vault.erase(None, &[2], &tomb()).unwrap();
+    assert_eq!(vault.event(3).unwrap(), Some(b.events[3].1.clone()));
+    assert_eq!(vault.event(1).unwrap(), Some(b.events[1].1.clone()));
+    // Erasing alice destroys the event the index does not list too.
+    let out = vault.erase(Some("alice"), &[], &tomb()).unwrap();
+    assert_eq!(out.erased, vec![0]);
+    assert_eq!(vault.event(1).unwrap(), None);
+    assert_eq!(vault.event(3).unwrap(), Some(b.events[3].1.clone()));
+    assert!(vault.event(4).unwrap().is_some());
+    // A subject seen again after its erasure gets a new key.
+    commit_at(&vault, &[(5, Some("alice"))]);
+    assert!(vault.event(5).unwrap().is_some());
+    assert_ne!(key_id_of(inner.as_ref(), 5), key_id_of(inner.as_ref(), 1));
+}
+
+#[test]
+fn destroying_a_key_replaces_the_key_store_root_and_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let master = MasterKey::from_bytes([4; 32]);
     let path = dir.path().join(KEYRING_FILE);
+    let root = dir.path().join(KEYS_DIR).join("root");
     let open = || Vault::open(inner.clone(), &master, KeyringHome::File(path.clone())).unwrap();
     let vault = open();
     commit(&vault, &batch(&[(0, Some("alice")), (1, Some("bob"))]));
-    let first = fs::read(&path).unwrap();
-    let alice_id = key_id_of(inner.as_ref(), 0);
-    let bob_id = key_id_of(inner.as_ref(), 1);
-    let alice_key = inner
-        .record(RecordSpace::DataKey, &alice_id)
-        .unwrap()
-        .unwrap();
-    let bob_key_before = inner
-        .record(RecordSpace::DataKey, &bob_id)
-        .unwrap()
-        .unwrap();
-    let tomb = Tombstone {
-        erased_at: "t".into(),
-        reason: "r".into(),
-        cause: "erasure".into(),
-        by: "b".into(),
-    };
-    vault.erase(Some("alice"), &[], &tomb).unwrap();
-    assert_ne!(
-        fs::read(&path).unwrap(),
-        first,
-        "the keyring file was replaced"
-    );
-    assert!(!path.with_extension("new").exists());
-    // Old copies of both keys no longer open; bob's current one does.
-    assert!(vault.can_open_data_key(&alice_id, &alice_key).is_err());
-    assert!(vault.can_open_data_key(&bob_id, &bob_key_before).is_err());
+    let first = fs::read(&root).unwrap();
+    let stale = inner.record(RecordSpace::Sealed, &be(0)).unwrap().unwrap();
+    vault.erase(Some("alice"), &[], &tomb()).unwrap();
+    assert_ne!(fs::read(&root).unwrap(), first, "the root was replaced");
+    assert!(stale_key(&vault, 0, &stale).is_none());
     assert!(vault.event(1).unwrap().is_some());
     drop(vault);
-    // A leftover pending file of a rotation whose batch never landed is undone.
-    fs::write(path.with_extension("new"), "veritrail-keyring/v1 00 00\n").unwrap();
+    // A torn root of a write that never finished is dropped.
+    fs::write(root.with_extension("new"), "veritrail-keys/v1\n00").unwrap();
     let again = open();
-    assert!(!path.with_extension("new").exists());
+    assert!(!root.with_extension("new").exists());
     assert!(again.event(1).unwrap().is_some());
     assert_eq!(again.event(0).unwrap(), None);
-    // Without the keyring file the log cannot be opened.
-    fs::remove_file(&path).unwrap();
+    drop(again);
+    // Without the root the log cannot be opened.
+    fs::remove_file(&root).unwrap();
     assert!(Vault::open(inner.clone(), &master, KeyringHome::File(path.clone())).is_err());
 }
 
+#[test]
+fn a_failed_sync_during_an_erasure_loses_no_key_and_reopening_finishes_it() {
+    use crate::store::memory::WriteFault;
+    // Every sync of the erasure's key store write, then the store's own
+    // write (applied, then failing), fails in turn.
+    for fail_at in 0..=8u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let mem = Arc::new(MemoryStore::new());
+        let inner: Arc<dyn Store> = mem.clone();
+        let master = MasterKey::from_bytes([4; 32]);
+        let path = dir.path().join(KEYRING_FILE);
+        let open = || Vault::open(inner.clone(), &master, KeyringHome::File(path.clone())).unwrap();
+        let vault = open();
+        let b = batch(&[(0, Some("alice")), (1, Some("bob")), (2, None), (3, None)]);
+        commit(&vault, &b);
+        if fail_at == 0 {
+            mem.inject(WriteFault::AfterPersisting);
+        } else {
+            vault.fail_key_store_sync(fail_at).unwrap();
+        }
+        let result = vault.erase(Some("alice"), &[2], &tomb());
+        mem.inject(WriteFault::None);
+        if result.is_err() {
+            // Latched: nothing more is acknowledged until a reopen.
+            assert!(vault.erase(None, &[3], &tomb()).is_err(), "{fail_at}");
+            let mut w = batch(&[(4, None)]);
+            w.bundles.clear();
+            let events = std::mem::take(&mut w.events)
+                .into_iter()
+                .map(|(index, event)| EventToSeal {
+                    index,
+                    event,
+                    terms: None,
+                })
+                .collect();
+            assert!(vault.seal(w, events, RECEIVED_MS).is_err(), "{fail_at}");
+        }
+        drop(vault);
+        let again = open();
+        for i in [0u64, 2] {
+            assert_eq!(again.event(i).unwrap(), None, "fail at {fail_at}: {i}");
+        }
+        for i in [1u64, 3] {
+            assert_eq!(
+                again.event(i).unwrap(),
+                Some(b.events[i as usize].1.clone()),
+                "fail at {fail_at}: {i}"
+            );
+        }
+        assert!(!dir.path().join(KEYS_DIR).join("root.new").exists());
+    }
+}
 #[test]
 fn a_log_refuses_a_missing_or_wrong_master_key() {
     let dir = tempfile::tempdir().unwrap();

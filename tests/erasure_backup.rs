@@ -1,0 +1,284 @@
+//! Erasure and backups, through the real binary: a backup carries no key,
+//! so restoring it with the live log's current key store (proved with the
+//! master key before restore says ok) brings back every event not erased
+//! since and none erased since, whether a subject or one event of a busy
+//! day was erased; and a backup taken while an erasure runs is one
+//! consistent point.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::{Server, call, create_key_for_app, event, submit, veritrail_async};
+use serde_json::{Value, json};
+use veritrail::crypto::MasterKey;
+use veritrail::store::sled::SledStore;
+use veritrail::vault::{KEYRING_FILE, KeyringHome, Vault};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Submits `n` events from `from`, every third without a subject (one
+/// busy app-day); returns index → subject.
+async fn fill(url: &str, key: &str, from: usize, n: usize) -> BTreeMap<u64, Option<String>> {
+    let mut subjects = BTreeMap::new();
+    for chunk in (from..from + n).collect::<Vec<_>>().chunks(100) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|&i| {
+                let mut e = event(i, Some(format!("e-{i}")));
+                if i % 3 == 0 {
+                    e.as_object_mut().unwrap().remove("subject");
+                }
+                e
+            })
+            .collect();
+        let answer = submit(url, key, events.clone()).await;
+        for (e, r) in events.iter().zip(answer["events"].as_array().unwrap()) {
+            subjects.insert(
+                r["index"].as_u64().unwrap(),
+                e["subject"].as_str().map(str::to_string),
+            );
+        }
+    }
+    subjects
+}
+
+async fn backup(url: &str, data: &Path, to: &Path) -> u64 {
+    let out = veritrail_async(
+        &[
+            "backup",
+            "--url",
+            url,
+            "--admin-key-file",
+            s(&data.join("admin.key")),
+            "--to",
+            s(to),
+        ],
+        &[],
+    )
+    .await;
+    assert!(out.ok(), "backup: {}", out.stderr);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(to.join("manifest.json")).unwrap()).unwrap();
+    manifest["tree_size"].as_u64().unwrap()
+}
+
+async fn erase(url: &str, admin: &str, body: Value) -> Value {
+    let (status, out) = call(
+        reqwest::Method::POST,
+        &format!("{url}/v1/erasure"),
+        admin,
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    out
+}
+
+/// Restores `backup` into `to` with the key store of the running log in
+/// `live`; returns restore's output.
+async fn restore(backup: &Path, live: &Path, to: &Path) -> String {
+    let out = veritrail_async(
+        &[
+            "restore",
+            "--from",
+            s(backup),
+            "--keys",
+            s(live),
+            "--data",
+            s(to),
+        ],
+        &[],
+    )
+    .await;
+    assert!(out.ok(), "restore: {}", out.all());
+    assert!(out.stdout.contains("with the master key"), "{}", out.stdout);
+    out.stdout
+}
+
+/// A running log with events of [`fill`].
+struct Log {
+    server: Server,
+    data: PathBuf,
+    master: PathBuf,
+    admin: String,
+    writer: String,
+    /// index → subject.
+    subjects: BTreeMap<u64, Option<String>>,
+}
+
+/// A new log with `n` events of [`fill`].
+async fn start_log(dir: &Path, n: usize) -> Log {
+    let data = dir.join("log");
+    let server = Server::start(&data, &["--checkpoint-interval-ms", "50"]);
+    let admin = server.admin_key();
+    let writer = create_key_for_app(&server.url, &admin, "clinic", "writer", "clinic").await;
+    let subjects = fill(&server.url, &writer, 0, n).await;
+    Log {
+        server,
+        data,
+        master: dir.join("log.master.key"),
+        admin,
+        writer,
+        subjects,
+    }
+}
+
+/// Which events below `size` of the stopped log in `data` open.
+fn readable(data: &Path, master: &Path, size: u64) -> Vec<bool> {
+    let master = MasterKey::parse(&std::fs::read_to_string(master).unwrap()).unwrap();
+    let store = SledStore::open(&data.join("db")).unwrap();
+    let vault = Vault::open(
+        std::sync::Arc::new(store),
+        &master,
+        KeyringHome::File(data.join(KEYRING_FILE)),
+    )
+    .unwrap();
+    (0..size)
+        .map(|i| vault.event(i).unwrap().is_some())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_backup_restores_with_the_live_keys_and_erasures_since_stay_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let Log {
+        server,
+        data,
+        master,
+        admin,
+        writer,
+        subjects,
+    } = start_log(dir.path(), 600).await;
+    let url = server.url.clone();
+    let backup_dir = dir.path().join("backup");
+    let size = backup(&url, &data, &backup_dir).await;
+    assert!(size >= 600);
+
+    // After the backup: a subject and one event of the busy day go.
+    let out = erase(
+        &url,
+        &admin,
+        json!({ "subject": "patient-3", "reason": "art. 17" }),
+    )
+    .await;
+    assert_eq!(out["keys_destroyed"], 1, "{out}");
+    // A subject-less event of the day, among hundreds.
+    let one = *subjects
+        .iter()
+        .find(|(i, s)| **i >= 300 && s.is_none())
+        .unwrap()
+        .0;
+    let out = erase(
+        &url,
+        &admin,
+        json!({ "indexes": [one], "reason": "art. 17" }),
+    )
+    .await;
+    assert_eq!(out["keys_replaced"], 0, "nothing re-sealed: {out}");
+    fill(&url, &writer, 600, 100).await;
+
+    // Restored while the log runs, with its current key store.
+    let restored = dir.path().join("restored");
+    let said = restore(&backup_dir, &data, &restored).await;
+    let erased_since = subjects
+        .iter()
+        .filter(|(i, s)| **i == one || s.as_deref() == Some("patient-3"))
+        .count();
+    assert!(
+        said.contains(&format!("{} erased since", erased_since)),
+        "{said}"
+    );
+    let opens = readable(&restored, &master, size);
+    for (i, subject) in &subjects {
+        let erased = *i == one || subject.as_deref() == Some("patient-3");
+        assert_eq!(opens[*i as usize], !erased, "event {i} ({subject:?})");
+    }
+
+    // The restored log starts with the master key and answers 410 for
+    // the events erased since the backup.
+    let restored_server = Server::start(
+        &restored,
+        &[
+            "--checkpoint-interval-ms",
+            "50",
+            "--master-key-file",
+            s(&master),
+        ],
+    );
+    let new_admin = std::fs::read_to_string(restored.join("admin.key")).unwrap();
+    let auditor =
+        common::create_key(&restored_server.url, new_admin.trim(), "aud", "auditor").await;
+    let kept_subject = *subjects
+        .iter()
+        .find(|(_, s)| s.as_deref() == Some("patient-4"))
+        .unwrap()
+        .0;
+    let erased_subject = *subjects
+        .iter()
+        .find(|(_, s)| s.as_deref() == Some("patient-3"))
+        .unwrap()
+        .0;
+    for (i, want) in [
+        (one, 410),
+        (erased_subject, 410),
+        (kept_subject, 200),
+        (one + 3, 200),
+    ] {
+        let (status, body) = call(
+            reqwest::Method::GET,
+            &format!("{}/v1/events/{i}", restored_server.url),
+            &auditor,
+            None,
+        )
+        .await;
+        assert_eq!(status, want, "event {i}: {body}");
+    }
+    restored_server.stop();
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_a_subject_is_erased_is_one_consistent_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let Log {
+        server,
+        data,
+        master,
+        admin,
+        subjects,
+        ..
+    } = start_log(dir.path(), 1500).await;
+    let url = server.url.clone();
+
+    // The backup and the erasures of two subjects run at the same time.
+    let backup_dir = dir.path().join("backup");
+    let (size, _) = tokio::join!(backup(&url, &data, &backup_dir), async {
+        for subject in ["patient-5", "patient-8"] {
+            erase(
+                &url,
+                &admin,
+                json!({ "subject": subject, "reason": "art. 17" }),
+            )
+            .await;
+        }
+    });
+
+    let restored = dir.path().join("restored");
+    restore(&backup_dir, &data, &restored).await;
+    let opens = readable(&restored, &master, size);
+    for (i, subject) in &subjects {
+        let erased = matches!(subject.as_deref(), Some("patient-5" | "patient-8"));
+        assert_eq!(opens[*i as usize], !erased, "event {i} ({subject:?})");
+    }
+    let out = veritrail_async(
+        &["fsck", s(&restored), "--master-key-file", s(&master)],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    server.stop();
+}
