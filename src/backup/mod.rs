@@ -535,3 +535,6 @@ fn replay(
     })?;
     Ok(header)
 }
+
+#[cfg(test)]
+mod restore_batches;
