@@ -48,6 +48,9 @@ pub struct FileConfig {
     pub max_batch_events: Option<usize>,
     /// Request timeout in seconds.
     pub request_timeout_s: Option<u64>,
+    /// Seconds a streamed answer (export, backup) may wait for its client
+    /// to read before it is cut [default: 60].
+    pub stream_stall_timeout_s: Option<u64>,
     /// File holding the master key [default: `<data>.master.key`, beside the data directory].
     pub master_key_file: Option<PathBuf>,
     /// Seconds between retention runs.
@@ -139,6 +142,7 @@ impl FileConfig {
             max_events_body: self.max_events_body.or(lower.max_events_body),
             max_batch_events: self.max_batch_events.or(lower.max_batch_events),
             request_timeout_s: self.request_timeout_s.or(lower.request_timeout_s),
+            stream_stall_timeout_s: self.stream_stall_timeout_s.or(lower.stream_stall_timeout_s),
             witnesses: self.witnesses.or(lower.witnesses),
             witness_quorum: self.witness_quorum.or(lower.witness_quorum),
             witness_timeout_ms: self.witness_timeout_ms.or(lower.witness_timeout_ms),
@@ -318,6 +322,9 @@ impl ServeConfig {
         }
         if let Some(s) = o.request_timeout_s {
             limits.request_timeout = Duration::from_secs(s.max(1));
+        }
+        if let Some(s) = o.stream_stall_timeout_s {
+            limits.stream_stall_timeout = Duration::from_secs(s.max(1));
         }
         if let Some(r) = o.rate_limit_per_second {
             if !(0.0..=1e9).contains(&r) {

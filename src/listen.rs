@@ -9,15 +9,25 @@
 //! loopback: on any other address it is served, but with a warning on
 //! stderr, because API keys and audit events would cross the network in
 //! the clear.
+//!
+//! The HTTP layer answers a request target over 64 KiB (414) or an
+//! oversize head (431) itself, before any route, and without a body;
+//! [`JsonRefusals`] gives those answers the API's JSON error body.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum_server::Handle;
+use axum_server::accept::Accept;
 use axum_server::tls_rustls::RustlsConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 
 /// How long in-flight requests may take to finish after a TLS server was
@@ -139,7 +149,8 @@ pub async fn serve(
             let mut server = axum_server::from_tcp(std_listener)
                 .map_err(ListenError::Serve)?
                 .http1_only()
-                .handle(handle);
+                .handle(handle)
+                .map(JsonRefusals);
             server
                 .http_builder()
                 .http1()
@@ -152,7 +163,8 @@ pub async fn serve(
         Some(config) => {
             let mut server = axum_server::tls_rustls::from_tcp_rustls(std_listener, config)
                 .map_err(ListenError::Serve)?
-                .handle(handle);
+                .handle(handle)
+                .map(JsonRefusals);
             server
                 .http_builder()
                 .http1()
@@ -162,6 +174,116 @@ pub async fn serve(
                 .await
                 .map_err(ListenError::Serve)
         }
+    }
+}
+
+/// An acceptor whose connections answer the HTTP layer's own refusals of
+/// an oversize request head with the API's JSON error (see the module
+/// comment).
+#[derive(Clone)]
+struct JsonRefusals<A>(A);
+
+impl<I, S, A> Accept<I, S> for JsonRefusals<A>
+where
+    A: Accept<I, S>,
+    A::Future: Send + 'static,
+    A::Stream: Send + 'static,
+    A::Service: Send + 'static,
+{
+    type Stream = RefusalBodies<A::Stream>;
+    type Service = A::Service;
+    type Future = Pin<Box<dyn Future<Output = io::Result<(Self::Stream, Self::Service)>> + Send>>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        let accepted = self.0.accept(stream, service);
+        Box::pin(async move {
+            let (stream, service) = accepted.await?;
+            Ok((
+                RefusalBodies {
+                    inner: stream,
+                    pending: Vec::new(),
+                    sent: 0,
+                },
+                service,
+            ))
+        })
+    }
+}
+
+/// A connection that replaces a bodiless 414 or 431 head, which only the
+/// HTTP layer writes (every answer of the API has a content type), by the
+/// same answer with a JSON error body.
+struct RefusalBodies<S> {
+    inner: S,
+    /// A replacement answer still to write, and how much of it was.
+    pending: Vec<u8>,
+    sent: usize,
+}
+
+impl<S: AsyncWrite + Unpin> RefusalBodies<S> {
+    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.pending.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.pending.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The status of a bodiless refusal the HTTP layer wrote, if `buf` is one.
+fn refused_head(buf: &[u8]) -> Option<StatusCode> {
+    let status = if buf.starts_with(b"HTTP/1.1 414 ") {
+        StatusCode::URI_TOO_LONG
+    } else if buf.starts_with(b"HTTP/1.1 431 ") {
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    } else {
+        return None;
+    };
+    let head = String::from_utf8_lossy(buf).to_ascii_lowercase();
+    (head.ends_with("\r\n\r\n") && !head.contains("content-type:")).then_some(status)
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for RefusalBodies<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for RefusalBodies<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.drain(cx))?;
+        if let Some(status) = refused_head(buf) {
+            self.pending = crate::api::refused_head_answer(status);
+            // Written now or at the flush that follows.
+            if let Poll::Ready(Err(e)) = self.drain(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.drain(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.drain(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

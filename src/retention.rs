@@ -8,15 +8,33 @@
 //! Subject holds store the subject's pseudonym (its index term), never the
 //! subject.
 //!
+//! A run is bounded: it examines at most [`MAX_EXAMINED_PER_RUN`]
+//! candidates over all policies, read from the index term of the policy's
+//! app or action (or, for a policy of every app and action, the leaf
+//! range) with a limit, newest first. Each policy keeps its progress: every
+//! candidate below a watermark was decided (erased, or held when it was
+//! decided), and a sweep under way remembers where it stopped, so a run
+//! never decides the same candidate again, and one that has more to do
+//! continues at the next run. Releasing a hold starts the policies that
+//! saw it over, as what it kept may now expire.
+//!
 //! Erasing goes through [`Vault::erase`], which destroys each data key
 //! whose events are all gone (a whole expired day of an app, a whole month
 //! of a subject) and replaces the others, so no stale copy of an expired
 //! body opens any more.
 //!
-//! Invariant: nothing held is ever planned for erasure; leaves, tiles and
-//! checkpoints are never touched (erasure goes through [`Vault::erase`]).
+//! A plan is made without a lock and may be stale by the time it is
+//! carried out, so [`destroy`] re-checks the holds for the exact final set
+//! and erases in one critical section that storing a hold ([`put_hold`])
+//! also takes: a hold stored before the destruction is honoured, one stored
+//! after it finds the events already gone.
+//!
+//! Invariant: nothing held when it is destroyed is ever erased; leaves,
+//! tiles and checkpoints are never touched (erasure goes through
+//! [`Vault::erase`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,11 +42,12 @@ use crate::crypto::Field;
 use crate::event::format_rfc3339_ms;
 use crate::search::first_received_at_or_after;
 use crate::store::{RecordBatch, RecordSpace, Store, StoreError};
-use crate::vault::{Tombstone, Vault};
+use crate::vault::{ErasureOutcome, Tombstone, Vault};
 
 const DAY_MS: i64 = 86_400_000;
-/// Most events one retention run erases; the next run continues.
-pub const MAX_PER_RUN: usize = 100_000;
+/// Most candidates one retention run examines (and so erases); the next
+/// run continues.
+pub const MAX_EXAMINED_PER_RUN: usize = 100_000;
 
 /// Keep events of `app` and/or `action` for `keep_days` days.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -75,6 +94,37 @@ pub struct Plan {
     pub erase: Vec<u64>,
     /// Events kept because of a hold: (index, hold id).
     pub held: Vec<(u64, String)>,
+    /// The holds that existed when the plan was made.
+    pub holds_seen: BTreeSet<String>,
+    /// Candidates examined.
+    pub examined: usize,
+    /// Each policy's progress once this plan is carried out.
+    progress: Vec<(String, Progress)>,
+}
+
+/// How far a policy's runs have got. Candidates are decided newest first,
+/// in sweeps: a sweep starts at the expiry boundary of its first run and
+/// walks down to `done_below`, which it then raises to where it started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Progress {
+    /// Every candidate below this leaf index was decided.
+    done_below: u64,
+    /// The sweep under way: (where it started, where it stopped); every
+    /// candidate in `stopped..started` was decided.
+    sweep: Option<(u64, u64)>,
+    /// The holds that existed while candidates were decided: when one of
+    /// them is released, what it kept must be decided again.
+    holds: BTreeSet<String>,
+}
+
+/// Storing a hold and destroying events exclude each other (see the
+/// module comment). One per process: a process serves one log, and two
+/// handles on one store must not race either.
+static DESTRUCTION: Mutex<()> = Mutex::new(());
+
+fn destruction_lock() -> MutexGuard<'static, ()> {
+    // The guarded data is `()`: a panic elsewhere leaves nothing half done.
+    DESTRUCTION.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn policy_key(id: &str) -> Vec<u8> {
@@ -83,6 +133,17 @@ fn policy_key(id: &str) -> Vec<u8> {
 
 fn hold_key(id: &str) -> Vec<u8> {
     format!("hold/{id}").into_bytes()
+}
+
+fn progress_key(policy: &str) -> Vec<u8> {
+    format!("retention-progress/{policy}").into_bytes()
+}
+
+fn progress(store: &dyn Store, policy: &str) -> Result<Progress, StoreError> {
+    match store.record(RecordSpace::Governance, &progress_key(policy))? {
+        Some(v) => serde_json::from_slice(&v).map_err(|e| corrupt("retention progress", e)),
+        None => Ok(Progress::default()),
+    }
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -122,28 +183,33 @@ pub fn put_policy(store: &dyn Store, p: &Policy) -> Result<(), StoreError> {
     store.put_record(RecordSpace::Governance, &policy_key(&p.id), &v)
 }
 
-/// Stores a hold.
+/// Stores a hold, never in the middle of a destruction.
 pub fn put_hold(store: &dyn Store, h: &Hold) -> Result<(), StoreError> {
     let v = serde_json::to_vec(h).map_err(|e| corrupt("legal hold", e))?;
+    let _no_destruction = destruction_lock();
     store.put_record(RecordSpace::Governance, &hold_key(&h.id), &v)
 }
 
-/// Deletes a policy; false if there was none.
+/// Deletes a policy (and its progress); false if there was none.
 pub fn remove_policy(store: &dyn Store, id: &str) -> Result<bool, StoreError> {
-    remove(store, policy_key(id))
+    remove(store, policy_key(id), Some(progress_key(id)))
 }
 
 /// Releases a hold; false if there was none.
 pub fn remove_hold(store: &dyn Store, id: &str) -> Result<bool, StoreError> {
-    remove(store, hold_key(id))
+    remove(store, hold_key(id), None)
 }
 
-fn remove(store: &dyn Store, key: Vec<u8>) -> Result<bool, StoreError> {
+fn remove(store: &dyn Store, key: Vec<u8>, also: Option<Vec<u8>>) -> Result<bool, StoreError> {
     if store.record(RecordSpace::Governance, &key)?.is_none() {
         return Ok(false);
     }
+    let delete = std::iter::once(key)
+        .chain(also)
+        .map(|k| (RecordSpace::Governance, k))
+        .collect();
     store.commit_records(&RecordBatch {
-        delete: vec![(RecordSpace::Governance, key)],
+        delete,
         ..RecordBatch::default()
     })?;
     Ok(true)
@@ -153,6 +219,7 @@ fn remove(store: &dyn Store, key: Vec<u8>) -> Result<bool, StoreError> {
 struct Held {
     subjects: BTreeMap<String, String>,
     apps: BTreeMap<String, String>,
+    ids: BTreeSet<String>,
 }
 
 impl Held {
@@ -160,8 +227,10 @@ impl Held {
         let mut held = Held {
             subjects: BTreeMap::new(),
             apps: BTreeMap::new(),
+            ids: BTreeSet::new(),
         };
         for h in holds(store)? {
+            held.ids.insert(h.id.clone());
             if let Some(s) = h.subject_pseudonym {
                 held.subjects.insert(s, h.id.clone());
             }
@@ -208,7 +277,10 @@ pub fn plan_erasure(
             return Ok(plan);
         }
     }
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        holds_seen: held.ids.clone(),
+        ..Plan::default()
+    };
     for index in all {
         if vault.tombstone(index)?.is_some() {
             continue;
@@ -221,28 +293,46 @@ pub fn plan_erasure(
     Ok(plan)
 }
 
-/// What the policies expire at `now_ms` in a log of `size` leaves.
+/// What the policies expire at `now_ms` in a log of `size` leaves, within
+/// [`MAX_EXAMINED_PER_RUN`] candidates.
 pub fn plan_retention(vault: &Vault, size: u64, now_ms: i64) -> Result<Plan, StoreError> {
-    let held = Held::load(vault.store().as_ref())?;
+    plan_retention_within(vault, size, now_ms, MAX_EXAMINED_PER_RUN)
+}
+
+/// [`plan_retention`], examining at most `budget` candidates.
+pub fn plan_retention_within(
+    vault: &Vault,
+    size: u64,
+    now_ms: i64,
+    budget: usize,
+) -> Result<Plan, StoreError> {
+    let store = vault.store().as_ref();
+    let held = Held::load(store)?;
     let mut erase = BTreeSet::new();
-    let mut plan = Plan::default();
-    for p in policies(vault.store().as_ref())? {
+    let mut plan = Plan {
+        holds_seen: held.ids.clone(),
+        ..Plan::default()
+    };
+    for p in policies(store)? {
+        let left = budget.saturating_sub(plan.examined);
+        if left == 0 {
+            break;
+        }
+        let mut progress = progress(store, &p.id)?;
+        if !progress.holds.is_subset(&held.ids) {
+            // A hold it saw was released: decide everything again.
+            progress = Progress::default();
+        }
         let cutoff = now_ms.saturating_sub(i64::from(p.keep_days) * DAY_MS);
-        let hi = first_received_at_or_after(vault.store().as_ref(), size, cutoff)?;
-        if hi == 0 {
+        let hi = first_received_at_or_after(store, size, cutoff)?;
+        let (started, stopped) = progress.sweep.unwrap_or((hi, hi));
+        if started <= progress.done_below {
             continue;
         }
-        let candidates: Vec<u64> = match (&p.app, &p.action) {
-            (Some(app), _) => vault.scan(&vault.term(Field::App, app), hi, usize::MAX)?,
-            (None, Some(action)) => {
-                vault.scan(&vault.term(Field::Action, action), hi, usize::MAX)?
-            }
-            (None, None) => (0..hi).rev().collect(),
-        };
-        for index in candidates {
-            if erase.len() >= MAX_PER_RUN {
-                break;
-            }
+        let (candidates, finished) =
+            candidates_below(vault, &p, progress.done_below, stopped, left)?;
+        plan.examined += candidates.len();
+        for &index in &candidates {
             if erase.contains(&index) || vault.tombstone(index)?.is_some() {
                 continue;
             }
@@ -259,24 +349,137 @@ pub fn plan_retention(vault: &Vault, size: u64, now_ms: i64) -> Result<Plan, Sto
                 }
             }
         }
+        progress.sweep = match candidates.last() {
+            _ if finished => None,
+            Some(&last) => Some((started, last)),
+            None => Some((started, stopped)),
+        };
+        if finished {
+            progress.done_below = started;
+        }
+        progress.holds = held.ids.clone();
+        plan.progress.push((p.id.clone(), progress));
     }
     plan.erase = erase.into_iter().collect();
     Ok(plan)
 }
 
-/// Carries out a retention plan, in one erasure (one key rotation).
-pub fn apply_retention(
+/// Up to `limit` candidates of policy `p` in `lo..below`, newest first,
+/// and whether they are all there are.
+fn candidates_below(
+    vault: &Vault,
+    p: &Policy,
+    lo: u64,
+    below: u64,
+    limit: usize,
+) -> Result<(Vec<u64>, bool), StoreError> {
+    let term = match (&p.app, &p.action) {
+        (Some(app), _) => vault.term(Field::App, app),
+        (None, Some(action)) => vault.term(Field::Action, action),
+        (None, None) => {
+            let out: Vec<u64> = (lo..below).rev().take(limit).collect();
+            let finished = out.len() < limit || out.last() == Some(&lo);
+            return Ok((out, finished));
+        }
+    };
+    // One more than asked: whether the sweep is over is then known now.
+    let mut out = vault.scan(&term, below, limit.saturating_add(1))?;
+    let reached_lo = out.iter().any(|i| *i < lo);
+    out.retain(|i| *i >= lo);
+    let finished = reached_lo || out.len() <= limit;
+    out.truncate(limit);
+    Ok((out, finished))
+}
+
+/// What [`destroy`] did.
+#[derive(Debug)]
+pub struct Destroyed {
+    /// The erasure, unless a hold stored since the plan refused all of it.
+    pub outcome: Option<ErasureOutcome>,
+    /// Planned events found under a hold stored since the plan: (index, hold id).
+    pub held: Vec<(u64, String)>,
+}
+
+/// Carries out `plan` (for `subject`, when it erases one) unless a hold
+/// stored since covers it, in one critical section with [`put_hold`].
+/// With `partial`, newly held events are left out and the rest erased;
+/// without, any of them refuses the whole erasure.
+pub fn destroy(
     vault: &Vault,
     plan: &Plan,
-    now_ms: i64,
-) -> Result<crate::vault::ErasureOutcome, StoreError> {
+    subject: Option<&str>,
+    tomb: &Tombstone,
+    partial: bool,
+) -> Result<Destroyed, StoreError> {
+    let _no_new_hold = destruction_lock();
+    let held = Held::load(vault.store().as_ref())?;
+    let mut now_held = Vec::new();
+    // Only a hold the plan did not see can cover what it chose.
+    if !held.ids.is_subset(&plan.holds_seen) {
+        let subject_hold = subject.and_then(|s| held.subjects.get(&vault.subject_pseudonym(s)));
+        if let Some(h) = subject_hold {
+            now_held.extend(plan.erase.iter().map(|i| (*i, h.clone())));
+        } else {
+            for &index in &plan.erase {
+                if let Some(h) = held.hold_on(vault, index)? {
+                    now_held.push((index, h));
+                }
+            }
+        }
+    }
+    if !now_held.is_empty() && !partial {
+        return Ok(Destroyed {
+            outcome: None,
+            held: now_held,
+        });
+    }
+    let kept: BTreeSet<u64> = now_held.iter().map(|(i, _)| *i).collect();
+    let erase: Vec<u64> = plan
+        .erase
+        .iter()
+        .copied()
+        .filter(|i| !kept.contains(i))
+        .collect();
+    if erase.is_empty() && subject.is_none() {
+        return Ok(Destroyed {
+            outcome: Some(ErasureOutcome::default()),
+            held: now_held,
+        });
+    }
+    let outcome = vault.erase(subject, &erase, tomb)?;
+    Ok(Destroyed {
+        outcome: Some(outcome),
+        held: now_held,
+    })
+}
+
+/// Carries out a retention plan, in one erasure (one key rotation), leaving
+/// out what a hold stored since the plan covers, then saves each policy's
+/// progress (not before: a failed erasure is decided again next time).
+pub fn apply_retention(vault: &Vault, plan: &Plan, now_ms: i64) -> Result<Destroyed, StoreError> {
     let tomb = Tombstone {
         erased_at: format_rfc3339_ms(now_ms),
         reason: "retention period expired".into(),
         cause: "retention".into(),
         by: "retention".into(),
     };
-    vault.erase(None, &plan.erase, &tomb)
+    let done = destroy(vault, plan, None, &tomb, true)?;
+    let mut put = Vec::with_capacity(plan.progress.len());
+    for (policy, progress) in &plan.progress {
+        let mut progress = progress.clone();
+        progress
+            .holds
+            .extend(done.held.iter().map(|(_, h)| h.clone()));
+        let v = serde_json::to_vec(&progress).map_err(|e| corrupt("retention progress", e))?;
+        put.push((RecordSpace::Governance, progress_key(policy), v));
+    }
+    if !put.is_empty() {
+        vault.store().commit_records(&RecordBatch {
+            put,
+            ..RecordBatch::default()
+        })?;
+    }
+    Ok(done)
 }
 
 #[cfg(test)]
@@ -385,7 +588,10 @@ mod tests {
         let plan = plan_retention(&vault, 5, now).unwrap();
         assert_eq!(plan.erase, vec![0, 1]);
         assert_eq!(plan.held, vec![(2, "h1".to_string())]);
-        let out = apply_retention(&vault, &plan, now).unwrap();
+        let out = apply_retention(&vault, &plan, now)
+            .unwrap()
+            .outcome
+            .unwrap();
         assert_eq!(out.erased, vec![0, 1]);
         // Each expired event's own key; nothing re-sealed.
         assert_eq!((out.keys_destroyed, out.keys_replaced), (2, 0));
@@ -435,5 +641,89 @@ mod tests {
             plan_erasure(&vault, 5, Some("held"), &[]).unwrap().erase,
             vec![2]
         );
+    }
+
+    fn policy(id: &str, app: Option<&str>) -> Policy {
+        Policy {
+            id: id.into(),
+            app: app.map(str::to_string),
+            action: None,
+            keep_days: 0,
+            created_at: "t".into(),
+            created_by: "admin".into(),
+        }
+    }
+
+    /// Runs retention until a run finds nothing to examine; the erased
+    /// count and examined count of each run.
+    fn run_until_idle(vault: &Vault, size: u64, budget: usize) -> Vec<(usize, usize)> {
+        let mut runs = Vec::new();
+        loop {
+            let plan = plan_retention_within(vault, size, T0 + DAY_MS, budget).unwrap();
+            assert!(plan.examined <= budget, "{} > {budget}", plan.examined);
+            if plan.examined == 0 {
+                return runs;
+            }
+            let done = apply_retention(vault, &plan, T0 + DAY_MS).unwrap();
+            runs.push((done.outcome.unwrap().erased.len(), plan.examined));
+            assert!(runs.len() < 100, "retention never finishes");
+        }
+    }
+
+    #[test]
+    fn a_policy_of_every_app_examines_a_bounded_range_per_run_and_the_next_run_continues() {
+        let events: Vec<_> = (0..30).map(|i| ("clinic", None, "r", T0 + i)).collect();
+        let vault = log(&events);
+        put_policy(vault.store().as_ref(), &policy("all", None)).unwrap();
+        let runs = run_until_idle(&vault, 30, 8);
+        assert_eq!(runs, vec![(8, 8), (8, 8), (8, 8), (6, 6)]);
+        assert!((0..30).all(|i| vault.tombstone(i).unwrap().is_some()));
+    }
+
+    #[test]
+    fn an_app_policy_scans_its_term_with_a_limit_and_a_cursor() {
+        let events: Vec<_> = (0..30)
+            .map(|i| (if i % 2 == 0 { "clinic" } else { "lab" }, None, "r", T0 + i))
+            .collect();
+        let vault = log(&events);
+        put_policy(vault.store().as_ref(), &policy("clinic", Some("clinic"))).unwrap();
+        let runs = run_until_idle(&vault, 30, 4);
+        assert_eq!(runs, vec![(4, 4), (4, 4), (4, 4), (3, 3)]);
+        for i in 0..30 {
+            assert_eq!(vault.tombstone(i).unwrap().is_some(), i % 2 == 0, "{i}");
+        }
+        // Every candidate was decided: nothing is examined again.
+        let plan = plan_retention_within(&vault, 30, T0 + DAY_MS, 4).unwrap();
+        assert_eq!(plan.examined, 0);
+    }
+
+    #[test]
+    fn held_candidates_are_decided_once_until_their_hold_is_released() {
+        let events: Vec<_> = (0..10)
+            .map(|i| ("clinic", Some("kept"), "r", T0 + i))
+            .collect();
+        let vault = log(&events);
+        put_policy(vault.store().as_ref(), &policy("p", Some("clinic"))).unwrap();
+        put_hold(
+            vault.store().as_ref(),
+            &Hold {
+                id: "h".into(),
+                subject_pseudonym: Some(vault.subject_pseudonym("kept")),
+                app: None,
+                reason: "case".into(),
+                created_at: "t".into(),
+                created_by: "admin".into(),
+            },
+        )
+        .unwrap();
+        let first = plan_retention_within(&vault, 10, T0 + DAY_MS, 100).unwrap();
+        assert_eq!((first.erase.len(), first.held.len()), (0, 10));
+        apply_retention(&vault, &first, T0 + DAY_MS).unwrap();
+        // The next runs open none of them again.
+        let second = plan_retention_within(&vault, 10, T0 + DAY_MS, 100).unwrap();
+        assert_eq!((second.examined, second.held.len()), (0, 0));
+        assert!(remove_hold(vault.store().as_ref(), "h").unwrap());
+        let runs = run_until_idle(&vault, 10, 100);
+        assert_eq!(runs, vec![(10, 10)]);
     }
 }

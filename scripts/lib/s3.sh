@@ -15,6 +15,11 @@ tools="${CARGO_TARGET_DIR:-$root/target}/tools/s3s-fs-$version"
 bin="$tools/bin/s3s-fs"
 
 install() {
+  [ -x "$bin" ] && return 0
+  # Tests start at the same time: one installs, the others wait for it.
+  mkdir -p "$tools"
+  exec 9>"$tools.lock"
+  flock 9
   if [ ! -x "$bin" ]; then
     echo "installing s3s-fs $version into $tools (once per machine)" >&2
     # A build directory of its own: the project's compiled dependencies stay as they are.
@@ -22,6 +27,7 @@ install() {
       --features binary --locked --root "$tools" >&2
     rm -rf "$tools/build"
   fi
+  flock -u 9
 }
 
 case "${1:-}" in

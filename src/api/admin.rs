@@ -1,4 +1,10 @@
-//! Admin routes: API keys.
+//! Admin routes: API keys, and the auditors' list of admin actions.
+//!
+//! The admin actions recorded in the log (a backup taken, a policy or hold
+//! created or removed, an erasure, a retention run) are audit events of
+//! the log's own app naming the acting key's id as well as its name (names
+//! are not unique); `GET /v1/admin/actions` lists them for auditors. Key
+//! creation and revocation are not recorded yet.
 //!
 //! The request and answer types below are the API's only description of
 //! these shapes: the handlers take and return them, the OpenAPI document
@@ -9,14 +15,27 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
+use super::audit::{
+    Access, authorize, own_events_query, record_access, search_before, with_audit_header,
+};
 use super::write::{body, json_body};
 use super::{ApiError, AppState};
-use crate::auth::{ApiKeyRecord, Role};
+use crate::auth::{ApiKeyRecord, INTERNAL_APP, Role};
+use crate::crypto::Field;
+use crate::event::Outcome;
+use crate::search;
+
+/// Whether an action of the log's own app is an admin action.
+pub(super) fn is_admin_action(action: &str) -> bool {
+    action.starts_with("admin.") || action == "retention.run"
+}
 
 fn authorize_admin(st: &AppState, headers: &HeaderMap) -> Result<ApiKeyRecord, ApiError> {
     Ok(st.keys.authorize(
@@ -159,4 +178,81 @@ pub(super) async fn revoke_key(
     let record = st.keys.revoke(&id)?;
     tracing::info!(by = %admin.name, id = %record.id, "API key revoked");
     Ok(Json(KeyRecord::from(&record)).into_response())
+}
+
+/// Paging: the query of `GET /v1/admin/actions`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ActionParams {
+    /// Page size: 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// `GET /v1/admin/actions?limit=&cursor=`: the admin actions the log
+/// recorded (backups, policies, holds, erasures, retention runs), newest
+/// first, each with the acting key's id.
+/// A page examines a bounded number of the log's own audit events, so it
+/// may hold fewer actions than `limit` (even none) and still have a
+/// `next_cursor`. Recorded like every auditor read.
+#[utoipa::path(get, path = "/v1/admin/actions", tag = "auditor",
+    security(("api_key" = ["auditor"])),
+    params(ActionParams),
+    responses(
+        (status = 200, description = "A page of admin actions, newest first", body = super::openapi::AdminActionPage, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event this read appended"))),
+        (status = 400, description = "An invalid limit or cursor", body = super::openapi::ErrorBody),
+    ))]
+pub(super) async fn list_actions(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ActionParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let key = authorize(&st, &headers, Role::Auditor)?;
+    let Query(p) =
+        q.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let query = own_events_query(
+        vec![(Field::App, INTERNAL_APP.to_string())],
+        p.limit,
+        p.cursor.as_deref(),
+    )?;
+    let receipt = record_access(
+        &st,
+        &key,
+        Access {
+            action: "audit.admin_actions",
+            resource: ("admin_actions", "list".into()),
+            subject: None,
+            outcome: Outcome::Success,
+            context: json!({ "limit": query.limit, "cursor": p.cursor }),
+        },
+    )
+    .await?;
+    let page = search_before(&st, &receipt, query).await?;
+    let actions: Vec<Value> = page
+        .hits
+        .iter()
+        .filter(|h| is_admin_action(&h.event.action))
+        .map(|h| {
+            let context = h.event.context.as_ref();
+            let field = |name: &str| context.and_then(|c| c.get(name)).cloned();
+            json!({
+                "index": h.index,
+                "leaf_hash": h.leaf_hash.to_base64(),
+                "at": h.event.occurred_at,
+                "action": h.event.action,
+                "outcome": h.event.outcome,
+                "actor": { "name": h.event.actor.id, "type": h.event.actor.kind, "key_id": field("key_id") },
+                "resource": { "type": h.event.resource.kind, "id": h.event.resource.id },
+                "details": field("details").unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    let body = json!({
+        "actions": actions,
+        "next_cursor": page.next.as_ref().map(search::encode_cursor),
+    });
+    Ok(with_audit_header(Json(body).into_response(), &receipt))
 }

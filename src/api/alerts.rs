@@ -17,13 +17,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::audit::{Access, Who, authorize, record_access, with_audit_header};
+use super::audit::{
+    Access, Who, authorize, own_events_query, record_access, search_before, with_audit_header,
+};
 use super::{ApiError, AppState};
 use crate::alerts::{ALERT_ACTION, ALERT_ACTOR, Observed};
 use crate::auth::{INTERNAL_APP, Role};
 use crate::crypto::Field;
 use crate::event::{self, Outcome};
-use crate::search::{self, EventQuery};
+use crate::search;
 use crate::sequencer::Receipt;
 
 /// What the rules need of a batch: the position and observation of each
@@ -114,31 +116,19 @@ pub(super) async fn list_alerts(
     let key = authorize(&st, &headers, Role::Auditor)?;
     let Query(p) =
         q.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
-    let limit = p.limit.unwrap_or(search::DEFAULT_LIMIT);
-    if limit == 0 || limit > search::MAX_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {}",
-            search::MAX_LIMIT
-        )));
-    }
     if p.rule
         .as_ref()
         .is_some_and(|r| r.is_empty() || r.len() > 64)
     {
         return Err(ApiError::bad_request("rule: 1 to 64 bytes"));
     }
-    let before = p
-        .cursor
-        .as_deref()
-        .map(search::decode_cursor)
-        .transpose()
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut filters = Vec::new();
     if let Some(r) = &p.rule {
         filters.push((Field::Resource, r.clone()));
     }
     filters.push((Field::Action, ALERT_ACTION.to_string()));
     filters.push((Field::App, INTERNAL_APP.to_string()));
+    let query = own_events_query(filters, p.limit, p.cursor.as_deref())?;
     let receipt = record_access(
         &st,
         &key,
@@ -147,28 +137,11 @@ pub(super) async fn list_alerts(
             resource: ("alerts", "list".into()),
             subject: None,
             outcome: Outcome::Success,
-            context: json!({ "rule": p.rule, "limit": limit, "cursor": p.cursor }),
+            context: json!({ "rule": p.rule, "limit": query.limit, "cursor": p.cursor }),
         },
     )
     .await?;
-    let query = EventQuery {
-        filters,
-        received_since_ms: None,
-        received_until_ms: None,
-        occurred_since_ms: None,
-        occurred_until_ms: None,
-        outcome: None,
-        purpose: None,
-        include_audit: true,
-        limit,
-        before,
-        count_ahead: 0,
-    };
-    let vault = st.vault.clone();
-    let size = st.view.durable_size().min(receipt.index);
-    let page = tokio::task::spawn_blocking(move || search::search(&vault, size, &query))
-        .await
-        .map_err(|e| ApiError::internal(format!("a read task failed: {e}")))??;
+    let page = search_before(&st, &receipt, query).await?;
     let alerts: Vec<Value> = page
         .hits
         .iter()

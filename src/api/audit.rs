@@ -10,7 +10,6 @@
 //! (and erasing the subject erases that too).
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -31,6 +30,8 @@ use crate::vault::Tombstone;
 pub const AUDIT_INDEX_HEADER: &str = "veritrail-audit-index";
 /// Most events one export may hold.
 pub const MAX_EXPORT_EVENTS: usize = 100_000;
+/// An export is sent in pieces of about this many bytes.
+const EXPORT_PIECE: usize = 256 << 10;
 
 pub(super) fn authorize(
     st: &AppState,
@@ -146,6 +147,55 @@ pub(super) fn with_audit_header(mut resp: Response, receipt: &EntryReceipt) -> R
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// The query for one page of the log's own audit events under `filters`
+/// (a paged listing such as the alerts or the admin actions), from the
+/// listing's `limit` and `cursor`.
+pub(super) fn own_events_query(
+    filters: Vec<(Field, String)>,
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<EventQuery, ApiError> {
+    let limit = limit.unwrap_or(search::DEFAULT_LIMIT);
+    if limit == 0 || limit > search::MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {}",
+            search::MAX_LIMIT
+        )));
+    }
+    let before = cursor
+        .map(search::decode_cursor)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(EventQuery {
+        filters,
+        received_since_ms: None,
+        received_until_ms: None,
+        occurred_since_ms: None,
+        occurred_until_ms: None,
+        outcome: None,
+        purpose: None,
+        include_audit: true,
+        limit,
+        before,
+        count_ahead: 0,
+    })
+}
+
+/// One page of `query` over the log as it was before the listing's own
+/// audit event (`receipt`): a listing never finds itself.
+pub(super) async fn search_before(
+    st: &AppState,
+    receipt: &EntryReceipt,
+    query: EventQuery,
+) -> Result<search::Page, ApiError> {
+    let vault = st.vault.clone();
+    let size = st.view.durable_size().min(receipt.index);
+    tokio::task::spawn_blocking(move || search::search(&vault, size, &query))
+        .await
+        .map_err(blocking_err)?
+        .map_err(ApiError::from)
 }
 
 /// An event as auditors see it: leaf, commitment, body and salt.
@@ -548,13 +598,13 @@ pub(super) async fn export(
         exported_at: event::format_rfc3339_ms(st.view.clock().now_ms()),
         query: described,
     });
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+    let (producer, body) = super::stream::channel(st.limits.stream_stall_timeout);
     let vault = st.vault.clone();
     let tiles = st.tiles.clone();
     let size = cp.checkpoint.size;
     let wanted = query.limit;
     tokio::task::spawn_blocking(move || {
-        let send = |b: Vec<u8>| tx.blocking_send(Ok(b)).is_ok();
+        let send = |b: Vec<u8>| producer.send(b);
         if !send(header_line) {
             return;
         }
@@ -567,7 +617,7 @@ pub(super) async fn export(
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "export failed");
-                    let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
+                    producer.fail("export failed");
                     return;
                 }
             };
@@ -577,7 +627,7 @@ pub(super) async fn export(
                     Ok(p) => p,
                     Err(e) => {
                         tracing::error!(error = %e, "export failed");
-                        let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
+                        producer.fail("export failed");
                         return;
                     }
                 };
@@ -590,6 +640,10 @@ pub(super) async fn export(
                     audit_path: proof,
                 }));
                 count += 1;
+                // Small pieces: what waits for a slow client stays small.
+                if chunk.len() >= EXPORT_PIECE && !send(std::mem::take(&mut chunk)) {
+                    return;
+                }
             }
             left -= page.hits.len().min(left);
             if !chunk.is_empty() && !send(chunk) {
@@ -602,10 +656,7 @@ pub(super) async fn export(
         }
         let _ = send(evidence::end_line(count));
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    let mut resp = Body::from_stream(stream).into_response();
+    let mut resp = body.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),
@@ -687,7 +738,7 @@ pub(super) async fn tlog_proof(
 
 #[cfg(test)]
 mod tests {
-    use axum::body::to_bytes;
+    use axum::body::{Body, to_bytes};
     use axum::http::Request;
     use tower::ServiceExt as _;
 

@@ -1,23 +1,25 @@
 //! `POST /v1/admin/backup`: streams a consistent snapshot of the log (see
-//! [`crate::backup`]) to an admin, without pausing the sequencer.
+//! [`crate::backup`]) to an admin, without pausing the sequencer. The
+//! backup is recorded in the log (`admin.backup`) before a byte is sent,
+//! and a client that stops reading is cut after the stall timeout.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
+use super::audit::{Access, record_access, with_audit_header};
 use super::{ApiError, AppState};
 use crate::auth::Role;
 use crate::backup::{self, BackupError, SnapshotPoint};
-
-/// Pieces of the stream in flight between the reading thread and the socket.
-const IN_FLIGHT: usize = 8;
+use crate::event::Outcome;
 
 #[utoipa::path(post, path = "/v1/admin/backup", tag = "admin",
     security(("api_key" = ["admin"])),
     responses((status = 200, description = "A consistent snapshot of the log, streamed (see the operations guide)",
-        body = Vec<u8>, content_type = "application/octet-stream")))]
+        body = Vec<u8>, content_type = "application/octet-stream",
+        headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this backup")))))]
 pub(super) async fn backup(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -39,32 +41,48 @@ pub(super) async fn backup(
         tree_size: st.view.durable_size(),
         checkpoint,
     };
+    let receipt = record_access(
+        &st,
+        &admin,
+        Access {
+            action: "admin.backup",
+            resource: ("backup", point.tree_size.to_string()),
+            subject: None,
+            outcome: Outcome::Success,
+            context: serde_json::json!({ "tree_size": point.tree_size }),
+        },
+    )
+    .await?;
     tracing::info!(by = %admin.name, tree_size = point.tree_size, "backup started");
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(IN_FLIGHT);
+    let (producer, body) = super::stream::channel(st.limits.stream_stall_timeout);
     let store = st.store.clone();
     let origin = st.origin.clone();
     let vkeys = st.verifier_keys.clone();
     tokio::task::spawn_blocking(move || {
         let mut sink = |piece: Vec<u8>| {
-            tx.blocking_send(Ok(piece))
-                .map_err(|_| BackupError::Client("the client went away".into()))
+            if producer.send(piece) {
+                Ok(())
+            } else {
+                Err(BackupError::Client(
+                    "the client went away or stopped reading".into(),
+                ))
+            }
         };
         match backup::write_snapshot(store.as_ref(), &origin, &vkeys, &point, &mut sink) {
             Ok(()) => tracing::info!(tree_size = point.tree_size, "backup streamed"),
             Err(e) => {
                 tracing::error!(error = %e, "backup failed");
                 // Cuts the stream: the client sees no end frame.
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                producer.fail(&e.to_string());
             }
         }
     });
-    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let mut resp = Body::from_stream(stream).into_response();
+    let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    Ok(with_audit_header(resp, &receipt))
 }

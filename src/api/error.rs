@@ -100,6 +100,34 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A whole HTTP/1.1 answer, JSON error and all, for a request the HTTP
+/// layer refuses before any route sees it (a request target over 64 KiB:
+/// 414; a request head over its limit: 431), which it would otherwise
+/// answer without a body. The connection closes after it.
+pub fn refused_head_answer(status: StatusCode) -> Vec<u8> {
+    let (code, message) = match status {
+        StatusCode::URI_TOO_LONG => (
+            "uri_too_long",
+            "the request target is too long (a query string may have at most 8 KiB)",
+        ),
+        _ => (
+            "header_too_large",
+            "the request head (its line and headers) is too large",
+        ),
+    };
+    let body = json!({ "error": { "code": code, "message": message } }).to_string();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         cache-control: no-store\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
 /// Largest body of a framework rejection that is quoted in its JSON form.
 const MAX_REJECTION_TEXT: usize = 1024;
 

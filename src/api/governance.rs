@@ -28,7 +28,7 @@ use super::write::{body, json_body, no_options};
 use super::{ApiError, AppState};
 use crate::auth::Role;
 use crate::event::{Outcome, format_rfc3339_ms};
-use crate::retention::{self, Hold, Plan, Policy};
+use crate::retention::{self, Hold, Policy};
 use crate::vault::Tombstone;
 
 /// Most indexes one erasure request may name.
@@ -60,8 +60,8 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-fn held_conflict(plan: &Plan) -> ApiError {
-    let mut holds: Vec<&str> = plan.held.iter().map(|(_, h)| h.as_str()).collect();
+fn held_conflict(held: &[(u64, String)]) -> ApiError {
+    let mut holds: Vec<&str> = held.iter().map(|(_, h)| h.as_str()).collect();
     holds.sort_unstable();
     holds.dedup();
     ApiError::new(
@@ -69,7 +69,7 @@ fn held_conflict(plan: &Plan) -> ApiError {
         "held",
         format!(
             "{} event(s) are under legal hold ({}); release the hold first",
-            plan.held.len(),
+            held.len(),
             holds.join(", ")
         ),
     )
@@ -150,7 +150,7 @@ pub(super) async fn erase(
         blocking(move || retention::plan_erasure(&vault, size, subject.as_deref(), &indexes))
             .await?;
     if !plan.held.is_empty() {
-        return Err(held_conflict(&plan));
+        return Err(held_conflict(&plan.held));
     }
     let pseudonym = req
         .subject
@@ -184,8 +184,31 @@ pub(super) async fn erase(
     };
     let vault = st.vault.clone();
     let subject = req.subject.clone();
-    let list = plan.erase.clone();
-    let outcome = blocking(move || vault.erase(subject.as_deref(), &list, &tomb)).await?;
+    let planned = plan.clone();
+    let done =
+        blocking(move || retention::destroy(&vault, &planned, subject.as_deref(), &tomb, false))
+            .await?;
+    let Some(outcome) = done.outcome else {
+        // A hold stored after the plan: nothing was erased; say so in the
+        // log next to the record of the attempt.
+        record_access(
+            &st,
+            &key,
+            Access {
+                action: "admin.erasure",
+                resource: ("erasure", receipt.index.to_string()),
+                subject: None,
+                outcome: Outcome::Failure,
+                context: json!({
+                    "refused": "legal hold",
+                    "attempt_index": receipt.index,
+                    "held": done.held.len(),
+                }),
+            },
+        )
+        .await?;
+        return Err(held_conflict(&done.held));
+    };
     tracing::info!(by = %key.name, erased = outcome.erased.len(), keys = outcome.keys_destroyed, "erasure");
     let body = ErasureResult {
         erased: outcome.erased,
@@ -538,10 +561,11 @@ async fn run_retention(st: &AppState, who: Who) -> Result<RetentionRun, ApiError
     .await?;
     let vault = st.vault.clone();
     let p = plan.clone();
-    let out = blocking(move || retention::apply_retention(&vault, &p, now)).await?;
+    let done = blocking(move || retention::apply_retention(&vault, &p, now)).await?;
+    let out = done.outcome.unwrap_or_default();
     Ok(RetentionRun {
         erased: out.erased.len() as u64,
-        held: plan.held.len() as u64,
+        held: (plan.held.len() + done.held.len()) as u64,
         keys_destroyed: out.keys_destroyed as u64,
         keys_replaced: out.keys_replaced as u64,
         audit_index: receipt.index,
@@ -586,5 +610,90 @@ pub async fn retention_loop(st: AppState, interval: Duration) {
                 tracing::error!(status = %e.status(), "retention run failed; retrying at the next interval")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::sequencer::PreparedEvent;
+    use crate::sequencer::test_log::{self, TestLogBuilder};
+
+    fn prepared(subject: &str) -> PreparedEvent {
+        test_log::prepared(&json!({
+            "actor": {"id": "dr", "type": "user"}, "action": "record.read",
+            "resource": {"type": "doc", "id": "d"}, "subject": subject,
+            "purpose": "care", "outcome": "success", "occurred_at": "2026-11-25T10:00:00Z",
+        }))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hold_stored_while_an_erasure_runs_is_honoured() {
+        let log = TestLogBuilder::new("example.com/log").start();
+        let inner = log.store.clone();
+        let state = super::super::test_state(&log);
+        let (_, token) = state
+            .keys
+            .create("admin", crate::auth::Role::Admin, None)
+            .unwrap();
+        log.submit("clinic", vec![prepared("held-subject")]).await;
+        let app = super::super::router(state.clone());
+        // The erasure plans (no hold yet), then waits on the disk to record
+        // itself in the log: that is where the hold arrives.
+        inner.hold_commits(true);
+        let erasure = tokio::spawn(
+            app.clone().oneshot(
+                Request::post("/v1/erasure")
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("content-type", "application/json")
+                    .body(Body::from(
+                        json!({"subject": "held-subject", "reason": "request"}).to_string(),
+                    ))
+                    .unwrap(),
+            ),
+        );
+        while inner.held_commits() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let hold = Hold {
+            id: "h1".into(),
+            subject_pseudonym: Some(state.vault.subject_pseudonym("held-subject")),
+            app: None,
+            reason: "case 7".into(),
+            created_at: "t".into(),
+            created_by: "admin".into(),
+        };
+        let store = state.store.clone();
+        tokio::task::spawn_blocking(move || retention::put_hold(store.as_ref(), &hold))
+            .await
+            .unwrap()
+            .unwrap();
+        inner.hold_commits(false);
+        let resp = erasure.await.unwrap().unwrap();
+        let status = resp.status();
+        let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(String::from_utf8_lossy(&body).contains("h1"));
+        let vault = state.vault.clone();
+        let kept = tokio::task::spawn_blocking(move || vault.event(0))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(kept.is_some(), "the held event was erased");
+        tokio::task::spawn_blocking(move || {
+            let mut log = log;
+            log.shutdown()
+        })
+        .await
+        .unwrap();
     }
 }

@@ -14,6 +14,7 @@ mod guard;
 mod openapi;
 mod otlp;
 mod read;
+mod stream;
 mod strict_json;
 mod write;
 
@@ -33,6 +34,7 @@ use tower_http::trace::TraceLayer;
 pub use admin::{CreateKey, CreatedKey, KeyList, KeyRecord};
 pub use audit::SearchParams;
 pub(crate) use error::ApiError;
+pub use error::refused_head_answer;
 pub(crate) use governance::retention_loop;
 pub use governance::{
     ErasureRequest, ErasureResult, HoldList, HoldRequest, PolicyList, PolicyRequest, Removed,
@@ -58,6 +60,9 @@ pub struct ApiLimits {
     pub events: EventLimits,
     /// A request taking longer than this is answered 408.
     pub request_timeout: Duration,
+    /// A streamed answer (export, backup) whose client takes nothing for
+    /// this long is cut.
+    pub stream_stall_timeout: Duration,
     /// Requests per API key (429 beyond it).
     pub rate_limit: crate::ratelimit::RateLimit,
 }
@@ -70,6 +75,7 @@ impl Default for ApiLimits {
             max_other_body: 64 << 10,
             events: EventLimits::default(),
             request_timeout: Duration::from_secs(30),
+            stream_stall_timeout: Duration::from_secs(60),
             rate_limit: crate::ratelimit::RateLimit::default(),
         }
     }
@@ -203,7 +209,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{index}/tlog-proof", get(audit::tlog_proof))
         .route("/v1/export", get(audit::export))
         .route("/v1/whoami", get(audit::whoami))
-        .route("/v1/alerts", get(alerts::list_alerts));
+        .route("/v1/alerts", get(alerts::list_alerts))
+        .route("/v1/admin/actions", get(admin::list_actions));
     let write = Router::new()
         .route("/v1/events", post(write::submit_events))
         .route("/v1/logs", post(otlp::export_logs))
@@ -217,6 +224,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(axum::middleware::from_fn(guard::single_authorization))
+        .layer(axum::middleware::from_fn(guard::query_text))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,

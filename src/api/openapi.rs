@@ -68,6 +68,7 @@ const SCHEME: &str = "api_key";
         super::audit::export,
         super::audit::whoami,
         super::alerts::list_alerts,
+        super::admin::list_actions,
         super::admin::create_key,
         super::admin::list_keys,
         super::admin::revoke_key,
@@ -613,6 +614,58 @@ pub(super) struct AlertBody {
     window_end: String,
     /// Leaf indexes of the triggering events (at most 200, the newest).
     events: Vec<u64>,
+}
+
+/// `GET /v1/admin/actions`: a page of admin actions, newest first.
+#[derive(ToSchema)]
+pub(super) struct AdminActionPage {
+    actions: Vec<AdminAction>,
+    /// Fetches the next (older) page; null on the last. A page may hold
+    /// fewer actions than asked for (even none) and still have one.
+    next_cursor: Option<String>,
+}
+
+/// One recorded admin action.
+#[derive(ToSchema)]
+pub(super) struct AdminAction {
+    /// Leaf index of its audit event (its inclusion proof: `GET /v1/events/{index}`).
+    index: u64,
+    /// The audit event's leaf hash (base64).
+    leaf_hash: String,
+    /// When it was recorded (RFC 3339).
+    at: String,
+    /// `admin.backup`, `admin.erasure`, `admin.retention.set`,
+    /// `admin.retention.remove`, `admin.hold.create`, `admin.hold.release`
+    /// or `retention.run`.
+    action: String,
+    outcome: Outcome,
+    actor: AdminActor,
+    resource: AdminResource,
+    /// The action's details (a reason, a policy, counts).
+    #[schema(value_type = Object)]
+    details: serde_json::Value,
+}
+
+/// Who acted.
+#[derive(ToSchema, Serialize)]
+pub(super) struct AdminActor {
+    /// The key's name (not unique), or the service's.
+    name: String,
+    /// `api_key` or `service`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// The acting key's id; null for the log's own services.
+    key_id: Option<String>,
+}
+
+/// What the action concerned.
+#[derive(ToSchema, Serialize)]
+pub(super) struct AdminResource {
+    /// `backup`, `retention_policy`, `legal_hold`, `subject`, ...
+    #[serde(rename = "type")]
+    kind: String,
+    /// Its id.
+    id: String,
 }
 
 /// `GET /v1/whoami`: the calling key.

@@ -637,3 +637,6 @@ fn replay(
     })?;
     Ok(header)
 }
+
+#[cfg(test)]
+mod restore_batches;

@@ -153,3 +153,18 @@ impl TestLog {
         }
     }
 }
+
+/// `raw` as a writer's event ready to submit (a fixed salt, no id).
+pub(crate) fn prepared(raw: &serde_json::Value) -> PreparedEvent {
+    let ev = crate::event::parse_event(raw, &crate::event::EventLimits::default())
+        .expect("a valid test event");
+    let canonical = ev.canonical_bytes();
+    let salt = [1u8; 32];
+    PreparedEvent {
+        id: None,
+        commitment: crate::event::commitment(&salt, &canonical),
+        terms: None,
+        canonical,
+        salt,
+    }
+}

@@ -101,6 +101,8 @@ pub struct MemoryStore {
     released: Condvar,
     /// Commits waiting because of `held`.
     waiting: AtomicUsize,
+    /// Writes attempted (each a durable write on a real backend).
+    writes: AtomicUsize,
 }
 
 fn poisoned() -> StoreError {
@@ -151,8 +153,15 @@ impl MemoryStore {
         }
     }
 
+    /// How many writes were attempted: on a durable backend, each costs a
+    /// sync, so tests count them.
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
     /// Applies `change` as one write, failing as the injected fault says.
     fn write(&self, change: impl FnOnce(&mut Inner)) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         let fault = self.fault.load(Ordering::SeqCst);
         if fault == WriteFault::BeforePersisting as u8 {
             return Err(StoreError::Backend(
