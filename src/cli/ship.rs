@@ -49,9 +49,8 @@ pub struct ShipArgs {
     #[arg(long, default_value = "veritrail-ship")]
     dir: PathBuf,
     /// Requests in flight at once (each waits for a signed checkpoint, so
-    /// this times the batch size bounds the lines per checkpoint interval;
-    /// 16 keeps the agent under 64 MiB resident with 1000-line batches).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// this times the batch size bounds the lines per checkpoint interval).
+    #[arg(long, default_value_t = ship::DEFAULT_IN_FLIGHT, value_parser = clap::value_parser!(u16).range(1..=256))]
     in_flight: u16,
     /// Most lines per request (1 to 1000).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=1000))]
