@@ -47,7 +47,7 @@ const DEDUPE_KEY: u8 = 0x08;
 const END: u8 = 0xFF;
 
 /// Every record space, in the order a snapshot carries them. A new
-/// [`RecordSpace`] must be added here and to [`space_byte`].
+/// [`RecordSpace`] must be added here (its byte is [`RecordSpace::code`]).
 pub const RECORD_SPACES: [RecordSpace; 6] = [
     RecordSpace::Meta,
     RecordSpace::ApiKey,
@@ -57,19 +57,8 @@ pub const RECORD_SPACES: [RecordSpace; 6] = [
     RecordSpace::Governance,
 ];
 
-fn space_byte(space: RecordSpace) -> u8 {
-    match space {
-        RecordSpace::Meta => 0,
-        RecordSpace::ApiKey => 1,
-        RecordSpace::DataKey => 2,
-        RecordSpace::Sealed => 3,
-        RecordSpace::Erased => 4,
-        RecordSpace::Governance => 5,
-    }
-}
-
 fn space_of(b: u8) -> Option<RecordSpace> {
-    RECORD_SPACES.iter().copied().find(|s| space_byte(*s) == b)
+    RECORD_SPACES.iter().copied().find(|s| s.code() == b)
 }
 
 /// What a snapshot is of: which log, at which size, under which checkpoint.
@@ -210,7 +199,7 @@ pub fn encode(f: &Frame) -> Result<Vec<u8>, FormatError> {
             HEADER
         }
         Frame::Record { space, key, value } => {
-            p.push(space_byte(*space));
+            p.push(space.code());
             short_string(&mut p, key)?;
             p.extend_from_slice(value);
             RECORD

@@ -54,7 +54,8 @@ pub enum RecordSpace {
 }
 
 impl RecordSpace {
-    /// The space's number, as backends store it.
+    /// The space's number, as backends and backup snapshots store it:
+    /// part of both formats, so a number never changes meaning.
     pub fn code(self) -> u8 {
         match self {
             RecordSpace::Meta => 0,
