@@ -233,7 +233,15 @@ mod tests {
         // Reopen so the data file is opened by name at the next sync; take
         // it away for that sync only, as a disk error would fail it once.
         drop(s);
-        let s = SledWitnessStore::open(dir.path()).unwrap();
+        // sled's background threads may hold its file lock a few
+        // milliseconds after the drop.
+        let s = (0..100)
+            .find_map(|_| {
+                SledWitnessStore::open(dir.path())
+                    .inspect_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
+                    .ok()
+            })
+            .expect("the witness store reopens once the old handle let go");
         let db = dir.path().join("db");
         let aside = dir.path().join("db.aside");
         std::fs::rename(&db, &aside).unwrap();
