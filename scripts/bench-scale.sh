@@ -125,6 +125,9 @@ EOF
 tree_size() { # the size of the log's latest checkpoint
     curl -fsS "$url/v1/log" | sed -n 's/.*"tree_size":\([0-9]*\).*/\1/p'
 }
+committed_size() { # the entries the log has made durable (its own records included)
+    curl -fsS "$url/healthz" | sed -n 's/.*"committed_size":\([0-9]*\).*/\1/p'
+}
 checkpointed_size() { # N: the checkpoint's size once it covers N leaves (at most 60 s)
     local size give_up=$((SECONDS + 60))
     size=$(tree_size)
@@ -162,7 +165,9 @@ for target in $SCALE_STEPS; do
     # Measure disk and searches on a settled log: seeding leaves dirty pages
     # that every search's durable append would otherwise wait for.
     sync "$work/data/db/db" 2>/dev/null || sync
-    echo "$seeded $(checkpointed_size "$seeded") $(du -s --block-size=1 "$work/data" | cut -f1)" >"$work/disk.$i"
+    # The log also holds its own records (its keys, earlier searches): wait
+    # for a checkpoint of everything committed, not of `seeded` leaves.
+    echo "$seeded $(checkpointed_size "$(committed_size)") $(du -s --block-size=1 "$work/data" | cut -f1)" >"$work/disk.$i"
     if ! run_step "search.$i" "$BIN" bench search --url "$url" --key "$auditor" \
         --subject "person-$rare" --requests "$SEARCH_REQUESTS" --clients "$SEARCH_CLIENTS" \
         --seeded-events "$seeded" --seeded-subjects "$SCALE_SUBJECTS" --seeded-app bench; then

@@ -168,6 +168,20 @@ impl ApiKeys {
         role: Role,
         app: Option<&str>,
     ) -> Result<(ApiKeyRecord, String), KeyAdminError> {
+        let (record, token) = self.new_key(name, role, app)?;
+        self.store(&record)?;
+        Ok((record, token))
+    }
+
+    /// A new key's record and token, checked but not stored yet: a caller
+    /// that must record the creation first (the admin API, in the log)
+    /// knows the id before the key can be used, then [`ApiKeys::store`]s it.
+    pub fn new_key(
+        &self,
+        name: &str,
+        role: Role,
+        app: Option<&str>,
+    ) -> Result<(ApiKeyRecord, String), KeyAdminError> {
         if !valid_name(name) {
             return Err(KeyAdminError::Invalid(
                 "name: 1 to 64 characters of letters, digits, '.', '_' or '-'".into(),
@@ -203,8 +217,12 @@ impl ApiKeys {
             revoked_at: None,
             secret_hash: sha256_hex(secret.as_bytes()),
         };
-        self.put(&record)?;
         Ok((record, format!("vt_{id}_{secret}")))
+    }
+
+    /// Stores a key made by [`ApiKeys::new_key`]; it authenticates from now.
+    pub fn store(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.put(record)
     }
 
     fn put(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -213,7 +231,8 @@ impl ApiKeys {
             .put_record(RecordSpace::ApiKey, record.id.as_bytes(), &bytes)
     }
 
-    fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+    /// The key with this id, revoked or not.
+    pub fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         match self.store.record(RecordSpace::ApiKey, id.as_bytes())? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)

@@ -207,6 +207,14 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         witnessed,
         alerts: alerts.clone(),
     });
+    // The first admin key was made with the log, before it could append:
+    // the log records it before it answers anyone.
+    api::record_first_keys(&state).await.map_err(|e| {
+        ServeError::Io(format!(
+            "couldn't record the first admin key in the log: {}",
+            e.message()
+        ))
+    })?;
     tokio::spawn(api::retention_loop(
         state.clone(),
         config.retention_interval,

@@ -1,5 +1,6 @@
-//! The admin actions reach the log: a backup, a retention policy and a
-//! legal hold created and removed, an erasure.
+//! The admin actions reach the log: API keys created (the first admin key
+//! by the log itself at its first start) and revoked, a backup, a
+//! retention policy and a legal hold created and removed, an erasure.
 //! Each is an audit event of the log's own app naming the acting key's id
 //! (key names are not unique), and an auditor lists them, paged, through
 //! `GET /v1/admin/actions`. Against the real server.
@@ -44,7 +45,24 @@ async fn every_admin_action_is_an_audit_event_naming_the_acting_key() {
         })],
     )
     .await;
-    let mut expected: Vec<(&str, String)> = Vec::new();
+    // A writer cannot list them.
+    let (status, _) = call(
+        Method::GET,
+        &format!("{url}/v1/admin/actions"),
+        &writer,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    // The first admin key is recorded by the log itself; then each key by
+    // the admin key that made it.
+    let mut expected: Vec<(&str, String)> = vec![
+        ("admin.key.create", String::new()),
+        ("admin.key.create", key_id(&admin)),
+        ("admin.key.create", key_id(&second)),
+        ("admin.key.create", key_id(&admin)),
+    ];
+    let created = [&admin, &second, &writer, &auditor].map(|t| key_id(t));
     let step = |method: Method, path: &str, key: &str, body: Option<Value>| {
         let (url, key, path) = (url.clone(), key.to_string(), path.to_string());
         async move {
@@ -116,8 +134,33 @@ async fn every_admin_action_is_an_audit_event_naming_the_acting_key() {
     assert!(resp.headers().get("veritrail-audit-index").is_some());
     assert!(!resp.bytes().await.unwrap().is_empty());
     expected.push(("admin.backup", key_id(&admin)));
+    // Revoking a key is recorded before it takes effect; the answer names
+    // its audit event.
+    let revoked = step(
+        Method::DELETE,
+        &format!("/v1/admin/keys/{}", key_id(&writer)),
+        &second,
+        None,
+    )
+    .await;
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    expected.push(("admin.key.revoke", key_id(&second)));
+    // Refused key changes change nothing, in the keys or in the log.
+    for (method, path, body, want) in [
+        (Method::DELETE, "/v1/admin/keys/0123456789abcdef", None, 404),
+        (
+            Method::POST,
+            "/v1/admin/keys",
+            Some(json!({"name": "w", "role": "owner"})),
+            400,
+        ),
+    ] {
+        let (status, answer) = call(method, &format!("{url}{path}"), &admin, body).await;
+        assert_eq!(status, want, "{path}: {answer}");
+    }
     // The auditor pages through the admin actions, newest first.
     let mut listed = Vec::new();
+    let mut all = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let mut path = format!("{url}/v1/admin/actions?limit=3");
@@ -127,10 +170,14 @@ async fn every_admin_action_is_an_audit_event_naming_the_acting_key() {
         let (status, page) = call(Method::GET, &path, &auditor, None).await;
         assert_eq!(status, 200, "{page}");
         for a in page["actions"].as_array().unwrap() {
-            assert_eq!(a["actor"]["type"], "api_key", "{a}");
+            // Only the log itself acts without a key: at its first start.
+            let by_log = a["details"]["first_start"] == true;
+            let kind = if by_log { "service" } else { "api_key" };
+            assert_eq!(a["actor"]["type"], kind, "{a}");
+            all.push(a.clone());
             listed.push((
                 a["action"].as_str().unwrap().to_string(),
-                a["actor"]["key_id"].as_str().unwrap().to_string(),
+                a["actor"]["key_id"].as_str().unwrap_or("").to_string(),
                 a["resource"].clone(),
             ));
         }
@@ -146,6 +193,32 @@ async fn every_admin_action_is_an_audit_event_naming_the_acting_key() {
         .map(|(a, k, _)| (a.as_str(), k.clone()))
         .collect();
     assert_eq!(got, expected);
+    all.reverse();
+    // Each key action names the key's id and role, and never a secret.
+    let key_actions: Vec<&Value> = all
+        .iter()
+        .filter(|a| a["action"].as_str().unwrap().starts_with("admin.key."))
+        .collect();
+    let mut named: Vec<String> = key_actions
+        .iter()
+        .map(|a| {
+            let key = &a["details"]["key"];
+            assert_eq!(a["resource"]["type"], "api_key", "{a}");
+            assert_eq!(a["resource"]["id"], key["id"], "{a}");
+            assert!(key["role"].is_string(), "{a}");
+            key["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(key_actions[0]["details"]["key"]["role"], "admin");
+    assert_eq!(key_actions[2]["details"]["key"]["role"], "writer");
+    assert_eq!(key_actions[2]["details"]["key"]["app"], "clinic");
+    assert_eq!(named.pop().unwrap(), key_id(&writer), "the revoked key");
+    assert_eq!(named, created);
+    let text = serde_json::to_string(&all).unwrap();
+    for token in [&admin, &second, &writer, &auditor] {
+        let secret = token.rsplit('_').next().unwrap();
+        assert!(!text.contains(secret), "a key's secret reached the log");
+    }
     // The erasure names its subject by pseudonym only.
     let erasure = &listed
         .iter()
@@ -154,13 +227,4 @@ async fn every_admin_action_is_an_audit_event_naming_the_acting_key() {
         .2;
     assert_eq!(erasure["type"], "subject");
     assert_ne!(erasure["id"], "patient-1");
-    // A writer cannot list them.
-    let (status, _) = call(
-        Method::GET,
-        &format!("{url}/v1/admin/actions"),
-        &writer,
-        None,
-    )
-    .await;
-    assert_eq!(status, 403);
 }

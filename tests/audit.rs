@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    Server, auditor_get as get, create_key, create_key_for_app, get_json, hashes, http,
-    log_verifiers, submit, verify_checkpoint,
+    Server, auditor_get as get, committed_size, create_key, create_key_for_app, get_json, hashes,
+    http, log_verifiers, submit, verify_checkpoint,
 };
 use serde_json::{Value, json};
 use veritrail::event::{LeafRecord, commitment};
@@ -35,13 +35,23 @@ fn indexes(v: &Value) -> Vec<u64> {
 }
 
 /// A log with 30 clinic events (subject p{i%3}, actor dr{i%2}) and then 5 lab
-/// events for p1, and a writer key for each app and an auditor key.
+/// events for p1, and a writer key for each app and an auditor key. The
+/// log's own records of those keys come first: event `i` of the 35 is leaf
+/// `first + i`.
 struct Fixture {
     _server: Server,
     _dir: tempfile::TempDir,
     url: String,
     clinic: String,
     auditor: String,
+    first: u64,
+}
+
+impl Fixture {
+    /// The leaf indexes of a page, as numbers of the fixture's 35 events.
+    fn numbers(&self, v: &Value) -> Vec<u64> {
+        indexes(v).into_iter().map(|i| i - self.first).collect()
+    }
 }
 
 impl Fixture {
@@ -53,6 +63,7 @@ impl Fixture {
         let clinic = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
         let lab = create_key_for_app(&url, &admin, "lab", "writer", "lab").await;
         let auditor = create_key(&url, &admin, "dpo-jane", "auditor").await;
+        let first = committed_size(&url).await;
         // 30 clinic events: subject p{i%3}, actor dr{i%2}; then 5 lab events for p1.
         let clinic_events: Vec<Value> = (0..30)
             .map(|i| {
@@ -76,6 +87,7 @@ impl Fixture {
             url,
             clinic,
             auditor,
+            first,
         }
     }
 }
@@ -89,7 +101,8 @@ async fn one_event_comes_with_its_proof_and_its_read_is_logged() {
     let log = get_json(&format!("{url}/v1/log")).await;
     let verifiers = log_verifiers(&log);
     // One event: body, salt, leaf and a proof into a signed checkpoint.
-    let (status, audit_index, one) = get(&format!("{url}/v1/events/4"), auditor).await;
+    let four = f.first + 4;
+    let (status, audit_index, one) = get(&format!("{url}/v1/events/{four}"), auditor).await;
     assert_eq!(status, 200, "{one}");
     assert_eq!(one["event"]["subject"], "p1");
     assert_eq!(one["event"]["resource"]["id"], "r4");
@@ -110,7 +123,7 @@ async fn one_event_comes_with_its_proof_and_its_read_is_logged() {
     let proof = &one["inclusion_proof"];
     assert_eq!(proof["tree_size"].as_u64().unwrap(), cp.size);
     merkle::verify_inclusion(
-        4,
+        four,
         cp.size,
         &leaf_hash,
         &hashes(&proof["audit_path"]),
@@ -119,7 +132,7 @@ async fn one_event_comes_with_its_proof_and_its_read_is_logged() {
     .unwrap();
     let audit_index = audit_index.expect("the read names its audit event");
     assert!(
-        audit_index >= 35,
+        audit_index >= f.first + 35,
         "the audit event is a new leaf: {audit_index}"
     );
 
@@ -141,7 +154,7 @@ async fn one_event_comes_with_its_proof_and_its_read_is_logged() {
         read["event"]["subject"], "p1",
         "the read names the subject it touched"
     );
-    assert_eq!(read["event"]["context"]["details"]["index"], 4);
+    assert_eq!(read["event"]["context"]["details"]["index"], four);
     assert_eq!(read["app"], "veritrail");
     // A data subject's history shows who looked at it.
     let (_, _, p1_reads) = get(
@@ -153,7 +166,7 @@ async fn one_event_comes_with_its_proof_and_its_read_is_logged() {
 
     // A tlog-proof file for one event.
     let resp = http()
-        .get(format!("{url}/v1/events/4/tlog-proof"))
+        .get(format!("{url}/v1/events/{four}/tlog-proof"))
         .bearer_auth(auditor)
         .send()
         .await
@@ -164,7 +177,7 @@ async fn one_event_comes_with_its_proof_and_its_read_is_logged() {
     let refs: Vec<&dyn veritrail::note::NoteVerifier> =
         verifiers.iter().map(|v| v.as_ref()).collect();
     let verified = veritrail::evidence::verify_tlog_proof(&text, &refs).unwrap();
-    assert_eq!(verified.indexes, vec![4]);
+    assert_eq!(verified.indexes, vec![four]);
 }
 
 /// Search: filters newest first, stable cursor pages while events arrive, time
@@ -180,7 +193,8 @@ async fn search_filters_pages_and_time_ranges_find_every_match_and_are_logged() 
     let mut expected: Vec<u64> = (0..30u64).filter(|i| i % 3 == 1).collect();
     expected.extend(30..35);
     expected.reverse();
-    let got: Vec<u64> = indexes(&by_subject)
+    let got: Vec<u64> = f
+        .numbers(&by_subject)
         .into_iter()
         .filter(|i| *i < 35)
         .collect();
@@ -198,13 +212,13 @@ async fn search_filters_pages_and_time_ranges_find_every_match_and_are_logged() 
         .rev()
         .filter(|i| i % 3 == 1 && i % 2 == 0)
         .collect();
-    assert_eq!(indexes(&combined), want);
+    assert_eq!(f.numbers(&combined), want);
     let (_, _, by_action) = get(&format!("{url}/v1/events?action=result.write"), auditor).await;
-    assert_eq!(indexes(&by_action), vec![34, 33, 32, 31, 30]);
+    assert_eq!(f.numbers(&by_action), vec![34, 33, 32, 31, 30]);
     let (_, _, by_resource) = get(&format!("{url}/v1/events?resource=r7"), auditor).await;
-    assert_eq!(indexes(&by_resource), vec![7]);
+    assert_eq!(f.numbers(&by_resource), vec![7]);
     let (_, _, nobody) = get(&format!("{url}/v1/events?subject=nobody"), auditor).await;
-    assert_eq!(indexes(&nobody), Vec::<u64>::new());
+    assert_eq!(f.numbers(&nobody), Vec::<u64>::new());
     assert!(nobody["next_cursor"].is_null());
 
     // Stable cursor pagination: pages of 4 cover the clinic's events once,
@@ -215,7 +229,7 @@ async fn search_filters_pages_and_time_ranges_find_every_match_and_are_logged() 
         let (status, _, page) = get(&next, auditor).await;
         assert_eq!(status, 200, "{page}");
         assert!(page["events"].as_array().unwrap().len() <= 4);
-        seen.extend(indexes(&page));
+        seen.extend(f.numbers(&page));
         submit(url, clinic, vec![ev("p9", "dr9", "record.read", "late")]).await;
         match page["next_cursor"].as_str() {
             Some(c) => next = format!("{url}/v1/events?app=clinic&limit=4&cursor={c}"),
@@ -232,13 +246,13 @@ async fn search_filters_pages_and_time_ranges_find_every_match_and_are_logged() 
         auditor,
     )
     .await;
-    assert_eq!(indexes(&since), vec![34, 33, 32, 31, 30]);
+    assert_eq!(f.numbers(&since), vec![34, 33, 32, 31, 30]);
     let (_, _, until) = get(
         &format!("{url}/v1/events?action=result.write&received_until={received}"),
         auditor,
     )
     .await;
-    assert_eq!(indexes(&until), Vec::<u64>::new());
+    assert_eq!(f.numbers(&until), Vec::<u64>::new());
 
     let (_, _, searches) = get(
         &format!("{url}/v1/events?app=veritrail&action=audit.search&limit=1000"),

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    Server, create_key, create_revoked_key, event, get_json, get_json_auth, http, submit,
+    Server, committed_size, create_key, create_revoked_key, event, get_json, get_json_auth, http,
+    submit,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -69,6 +70,9 @@ struct Fixture {
     revoked: String,
     before: Value,
     keys_before: Value,
+    /// The tree size before the bad requests: the log's own records of
+    /// the keys above, then three events.
+    size: u64,
 }
 
 impl Fixture {
@@ -81,7 +85,10 @@ impl Fixture {
         let auditor = create_key(&url, &admin, "aud", "auditor").await;
         let revoked = create_revoked_key(&url, &admin, "gone", "writer").await;
 
+        let size0 = committed_size(&url).await;
         submit(&url, &writer, (0..3).map(|i| event(i, None)).collect()).await;
+        let size = committed_size(&url).await;
+        assert_eq!(size, size0 + 3);
         let before = get_json(&format!("{url}/v1/checkpoint")).await;
         let keys_before = get_json_auth(&format!("{url}/v1/admin/keys"), &admin).await;
         Fixture {
@@ -94,6 +101,7 @@ impl Fixture {
             revoked,
             before,
             keys_before,
+            size,
         }
     }
 
@@ -146,7 +154,7 @@ impl Fixture {
         assert_eq!(after["root_hash"], self.before["root_hash"]);
         assert_eq!(
             get_json(&format!("{url}/healthz")).await["committed_size"],
-            json!(3)
+            json!(self.size)
         );
         let keys_after = get_json_auth(&format!("{url}/v1/admin/keys"), &self.admin).await;
         assert_eq!(keys_after, self.keys_before);
@@ -368,7 +376,11 @@ async fn bad_tile_paths_get_400_and_tiles_beyond_the_tree_404() {
         bad_get("tile level 64", "/tile/64/000", 400),
         bad_get("tile traversal", "/tile/0/..%2F..%2Fetc%2Fpasswd", 400),
         bad_get("tile entries garbage", "/tile/entries/abc", 400),
-        bad_get("tile beyond the tree", "/tile/0/000.p/4", 404),
+        bad_get(
+            "tile beyond the tree",
+            &format!("/tile/0/000.p/{}", f.size + 1),
+            404,
+        ),
         bad_get("full tile beyond the tree", "/tile/0/000", 404),
         bad_get("bundle beyond the tree", "/tile/entries/001", 404),
     ])
@@ -383,12 +395,12 @@ async fn bad_proof_queries_get_400_and_unknown_hashes_404() {
     f.expect(&[
         bad_get(
             "proof index beyond size",
-            &format!("{inclusion}?index=3&tree_size=3"),
+            &format!("{inclusion}?index={0}&tree_size={0}", f.size),
             400,
         ),
         bad_get(
             "proof size beyond tree",
-            &format!("{inclusion}?index=0&tree_size=4"),
+            &format!("{inclusion}?index=0&tree_size={}", f.size + 1),
             400,
         ),
         bad_get(

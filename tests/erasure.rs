@@ -8,8 +8,8 @@ mod common;
 use std::path::Path;
 
 use common::{
-    Server, call, create_key, create_key_for_app, get_bytes, get_json, hashes, log_verifiers,
-    submit, verify_checkpoint,
+    Server, call, committed_size, create_key, create_key_for_app, get_bytes, get_json, hashes,
+    log_verifiers, submit, verify_checkpoint,
 };
 use serde_json::{Value, json};
 use veritrail::crypto::MasterKey;
@@ -91,6 +91,8 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
     let admin = server.admin_key();
     let writer = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
     let auditor = create_key(&url, &admin, "jane", "auditor").await;
+    // Event `i` below is leaf `first + i`, after the log's own records.
+    let first = committed_size(&url).await;
     submit(
         &url,
         &writer,
@@ -105,7 +107,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
     // An auditor reads event 0: that read is logged under the subject too.
     let (status, _) = call(
         reqwest::Method::GET,
-        &format!("{url}/v1/events/0"),
+        &format!("{url}/v1/events/{first}"),
         &auditor,
         None,
     )
@@ -142,7 +144,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
     assert_eq!(status, 409, "{body}");
     let (status, _) = call(
         reqwest::Method::GET,
-        &format!("{url}/v1/events/0"),
+        &format!("{url}/v1/events/{first}"),
         &auditor,
         None,
     )
@@ -177,7 +179,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
     server.stop();
     let stale: Vec<(u64, Vec<u8>)> = {
         let vault = open_vault(&data, &key_file);
-        [0u64, 2]
+        [first, first + 2]
             .iter()
             .map(|i| {
                 let record = vault
@@ -208,7 +210,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
         .iter()
         .map(|v| v.as_u64().unwrap())
         .collect();
-    assert!(erased.starts_with(&[0, 2]), "{erased:?}");
+    assert!(erased.starts_with(&[first, first + 2]), "{erased:?}");
     assert!(
         erased.len() >= 3,
         "the logged read of the subject is erased too: {erased:?}"
@@ -218,7 +220,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
     // Reads answer 410 with when and why; search forgets the subject.
     let (status, gone) = call(
         reqwest::Method::GET,
-        &format!("{url}/v1/events/2"),
+        &format!("{url}/v1/events/{}", first + 2),
         &auditor,
         None,
     )
@@ -242,7 +244,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
     assert!(!all.to_string().contains("ERASE-ME"), "{all}");
     let (status, kept) = call(
         reqwest::Method::GET,
-        &format!("{url}/v1/events/1"),
+        &format!("{url}/v1/events/{}", first + 1),
         &auditor,
         None,
     )
@@ -321,7 +323,7 @@ async fn erasure_shreds_the_subject_and_leaves_the_tree_intact() {
                 None
             );
         }
-        assert!(vault.event(1).unwrap().is_some());
+        assert!(vault.event(first + 1).unwrap().is_some());
         // Old copies of the erased bodies open with no key that exists,
         // and the old key store root is gone from the data directory.
         for (i, record) in &stale {
@@ -366,6 +368,8 @@ async fn retention_expires_events_except_held_ones_and_logs_each_run() {
     let clinic = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
     let lab = create_key_for_app(&url, &admin, "lab", "writer", "lab").await;
     let auditor = create_key(&url, &admin, "jane", "auditor").await;
+    // Event `i` below is leaf `first + i`, after the log's own records.
+    let first = committed_size(&url).await;
     submit(
         &url,
         &clinic,
@@ -431,7 +435,7 @@ async fn retention_expires_events_except_held_ones_and_logs_each_run() {
     for (i, want) in [(0, 410), (1, 200), (2, 410), (3, 200), (4, 200)] {
         let (s, body) = call(
             reqwest::Method::GET,
-            &format!("{url}/v1/events/{i}"),
+            &format!("{url}/v1/events/{}", first + i),
             &auditor,
             None,
         )
@@ -458,7 +462,7 @@ async fn retention_expires_events_except_held_ones_and_logs_each_run() {
         reqwest::Method::POST,
         &format!("{url}/v1/erasure"),
         &admin,
-        Some(json!({ "indexes": [3], "reason": "x" })),
+        Some(json!({ "indexes": [first + 3], "reason": "x" })),
     )
     .await;
     assert_eq!(s, 409);
@@ -478,6 +482,6 @@ async fn retention_expires_events_except_held_ones_and_logs_each_run() {
     assert_eq!(run["keys_destroyed"], 2, "{run}");
     assert_eq!(run["keys_replaced"], 0, "{run}");
     for i in [1, 3, 4] {
-        assert!(vault.event(i).unwrap().is_some(), "{i}");
+        assert!(vault.event(first + i).unwrap().is_some(), "{i}");
     }
 }

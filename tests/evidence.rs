@@ -79,7 +79,9 @@ async fn bundles_verify_offline_and_name_the_tampered_line() {
     let admin = server.admin_key();
     let writer = create_key_for_app(&url, &admin, "clinic", "writer", "clinic").await;
     let auditor = create_key(&url, &admin, "jane", "auditor").await;
-    submit(&url, &writer, (0..20).map(ev).collect()).await;
+    let receipt = submit(&url, &writer, (0..20).map(ev).collect()).await;
+    // Event 3's leaf index (the log's own records come first).
+    let third = receipt["events"][3]["index"].as_u64().unwrap();
     let log = get_json(&format!("{url}/v1/log")).await;
     let ecdsa = log["verifier_keys"]["ecdsa"].as_str().unwrap().to_string();
     let ed25519 = log["verifier_keys"]["ed25519"]
@@ -108,7 +110,7 @@ async fn bundles_verify_offline_and_name_the_tampered_line() {
     let p1 = export("subject=p1").await;
     let everything = export("").await;
     let proof = http()
-        .get(format!("{url}/v1/events/3/tlog-proof"))
+        .get(format!("{url}/v1/events/{third}/tlog-proof"))
         .bearer_auth(&auditor)
         .send()
         .await
@@ -227,9 +229,9 @@ async fn bundles_verify_offline_and_name_the_tampered_line() {
         v.out
     );
     let plines: Vec<String> = proof.split('\n').map(str::to_string).collect();
-    assert_eq!(plines[2], "index 3");
+    assert_eq!(plines[2], format!("index {third}"));
     let mut bad = plines.clone();
-    bad[2] = "index 4".into();
+    bad[2] = format!("index {}", third + 1);
     std::fs::write(&proof_file, bad.join("\n")).unwrap();
     assert!(!verify(&proof_file, &[&ecdsa]).ok);
     let mut bad = plines.clone();

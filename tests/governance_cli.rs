@@ -27,7 +27,10 @@ async fn operators_hold_erase_expire_and_export_from_the_command_line() {
         e["subject"] = json!(if i < 2 { "Ann Example" } else { "bob" });
         events.push(e);
     }
-    submit(&url, &writer, events).await;
+    let receipt = submit(&url, &writer, events).await;
+    // Event `i` is leaf `first + i`, after the log's own records.
+    let first = receipt["events"][0]["index"].as_u64().unwrap();
+    let third = (first + 2).to_string();
     let env = [("VERITRAIL_ADMIN_KEY", admin.as_str())];
 
     let (ok, out) = run(
@@ -99,7 +102,7 @@ async fn operators_hold_erase_expire_and_export_from_the_command_line() {
             "--url",
             &url,
             "--index",
-            "2",
+            &third,
             "--reason",
             "mistaken entry",
         ],
@@ -107,7 +110,7 @@ async fn operators_hold_erase_expire_and_export_from_the_command_line() {
     );
     assert!(ok && out.contains("erased 1 event(s)"), "{out}");
     let resp = http()
-        .get(format!("{url}/v1/events/0"))
+        .get(format!("{url}/v1/events/{first}"))
         .bearer_auth(&auditor)
         .send()
         .await

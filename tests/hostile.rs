@@ -461,6 +461,8 @@ struct Keys {
     auditor: String,
     revoked: String,
     writer_id: String,
+    /// The tree size the cases run against.
+    size: u64,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,6 +507,9 @@ async fn hostile_requests_get_clear_errors_and_change_nothing() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     // Some history, signed, so that "beyond the tree" has a boundary.
+    let size0 = get_json(&format!("{url}/healthz")).await["committed_size"]
+        .as_u64()
+        .unwrap();
     let resp = http()
         .post(format!("{url}/v1/events?wait=checkpoint"))
         .bearer_auth(&writer)
@@ -513,6 +518,8 @@ async fn hostile_requests_get_clear_errors_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    let before = State::read(&url, &admin).await;
+    assert_eq!(before.tree_size, size0 + 3);
     let keys = Keys {
         admin,
         writer,
@@ -520,10 +527,8 @@ async fn hostile_requests_get_clear_errors_and_change_nothing() {
         auditor,
         revoked,
         writer_id,
+        size: before.tree_size,
     };
-
-    let before = State::read(&url, &keys.admin).await;
-    assert_eq!(before.tree_size, 3);
 
     let cases = all_cases(&keys);
     let distinct: HashSet<_> = cases.iter().map(Case::identity).collect();
@@ -1309,6 +1314,10 @@ fn utf16le(bytes: &[u8]) -> Vec<u8> {
 /// Query strings every handler must refuse before doing anything.
 fn query_params(k: &Keys) -> Vec<Case> {
     let mut out = Vec::new();
+    // Just beyond the tree.
+    let beyond_index = format!("index={}", k.size);
+    let beyond_size = format!("index=0&tree_size={}", k.size + 1);
+    let beyond_first = format!("first={}", k.size + 1);
     let get = |q: &str, token: Option<&str>, expect: &[u16]| {
         req(format!("GET {q}"), "GET", q)
             .auth_opt(token)
@@ -1330,9 +1339,9 @@ fn query_params(k: &Keys) -> Vec<Case> {
         "index=0&debug=1",
         "index[]=0",
         "index=0;tree_size=3",
-        "index=3",
+        beyond_index.as_str(),
         "index=0&tree_size=0",
-        "index=0&tree_size=4",
+        beyond_size.as_str(),
         "index=0&tree_size=18446744073709551615",
         "index=0&tree_size=-0",
         "tree_size=3",
@@ -1351,7 +1360,7 @@ fn query_params(k: &Keys) -> Vec<Case> {
     ));
     for q in [
         "first=2&second=1",
-        "first=4",
+        beyond_first.as_str(),
         "first=1&second=99",
         "first=1&second=18446744073709551616",
         "first=18446744073709551615",
@@ -1521,8 +1530,10 @@ fn paths(k: &Keys) -> Vec<Case> {
     }
     let long = format!("/tile/0/{}000", "x000/".repeat(2000));
     out.push(tile(&long, &[400, 404, 414]));
+    // The first partial tile wider than the tree.
+    let beyond_tile = format!("/tile/0/000.p/{}", k.size + 1);
     for p in [
-        "/tile/0/000.p/4",
+        beyond_tile.as_str(),
         "/tile/0/001",
         "/tile/1/000",
         "/tile/entries/001",

@@ -27,12 +27,16 @@ struct Log {
     writer: String,
     origin: String,
     vkeys: Vec<String>,
+    /// The entries the log holds before the test's events: its own
+    /// records of its keys.
+    base: u64,
 }
 
 async fn start_log() -> Log {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &["--origin", "verify.test/log"]);
     let writer = create_key(&server.url, &server.admin_key(), "verify-app", "writer").await;
+    let base = common::committed_size(&server.url).await;
     let info = get_json(&format!("{}/v1/log", server.url)).await;
     let vkeys = ["ecdsa", "ed25519"]
         .iter()
@@ -44,6 +48,7 @@ async fn start_log() -> Log {
         writer,
         origin: info["origin"].as_str().unwrap().to_string(),
         vkeys,
+        base,
     }
 }
 
@@ -88,17 +93,25 @@ async fn follows_a_growing_log_and_proves_leaves() {
     let state = state_dir.path().join("state.json");
     let url = &log.server.url;
 
+    // The log's own records come first: event `i` is leaf `b + i`.
+    let b = log.base;
     let first = submit(&log, 0, 3).await;
-    let run = verify(url, &args(&log.vkeys, &["--index", "1"], Some(&state))).await;
+    let one = (b + 1).to_string();
+    let run = verify(url, &args(&log.vkeys, &["--index", &one], Some(&state))).await;
     assert_eq!(run.code, 0, "{}", run.all());
-    assert!(run.stdout.contains("size 3"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!("size {}", b + 3)),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("log signature   ok: ecdsa"));
     assert!(run.stdout.contains("log signature   ok: ed25519"));
     assert!(run.stdout.contains("trusting this one as the first seen"));
-    assert!(
-        run.stdout
-            .contains("inclusion       ok: leaf 1 in the tree of size 3")
-    );
+    assert!(run.stdout.contains(&format!(
+        "inclusion       ok: leaf {} in the tree of size {}",
+        b + 1,
+        b + 3
+    )));
     assert!(run.stdout.contains(&format!(
         "leaf hash {}",
         first[1]["leaf_hash"].as_str().unwrap()
@@ -115,20 +128,25 @@ async fn follows_a_growing_log_and_proves_leaves() {
     assert!(run.stdout.trim_end().ends_with("verified"));
     let saved = read_state(&state);
     assert_eq!(saved["origin"], json!(log.origin));
-    assert_eq!(saved["size"], json!(3));
+    assert_eq!(saved["size"], json!(b + 3));
 
     // The log grows past a tile boundary; the next run checks consistency.
     let more = submit(&log, 3, 300).await;
-    let run = verify(url, &args(&log.vkeys, &["--index", "290"], Some(&state))).await;
+    let leaf = (b + 290).to_string();
+    let run = verify(url, &args(&log.vkeys, &["--index", &leaf], Some(&state))).await;
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(
-        run.stdout
-            .contains("consistency     ok: size 3 -> 303 extends the checkpoint seen before"),
+        run.stdout.contains(&format!(
+            "consistency     ok: size {} -> {} extends the checkpoint seen before",
+            b + 3,
+            b + 303
+        )),
         "{}",
         run.stdout
     );
     assert!(
-        run.stdout.contains("tile/entries/001.p/47"),
+        run.stdout
+            .contains(&format!("tile/entries/001.p/{}", b + 303 - 256)),
         "{}",
         run.stdout
     );
@@ -136,7 +154,7 @@ async fn follows_a_growing_log_and_proves_leaves() {
         "\"commitment\":\"{}\"",
         more[287]["commitment"].as_str().unwrap()
     )));
-    assert_eq!(read_state(&state)["size"], json!(303));
+    assert_eq!(read_state(&state)["size"], json!(b + 303));
     let root = Hash::from_base64(read_state(&state)["root"].as_str().unwrap()).unwrap();
     let cp = get_json(&format!("{url}/v1/checkpoint")).await;
     assert_eq!(root.to_base64(), cp["root_hash"].as_str().unwrap());
@@ -145,18 +163,20 @@ async fn follows_a_growing_log_and_proves_leaves() {
     let run = verify(url, &args(&log.vkeys[1..], &[], Some(&state))).await;
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(
-        run.stdout.contains("same size 303 and root"),
+        run.stdout
+            .contains(&format!("same size {} and root", b + 303)),
         "{}",
         run.stdout
     );
     assert!(!run.stdout.contains("ecdsa"));
 
     // An index beyond the checkpoint is a usage error.
-    let run = verify(url, &args(&log.vkeys, &["--index", "303"], None)).await;
+    let beyond = (b + 303).to_string();
+    let run = verify(url, &args(&log.vkeys, &["--index", &beyond], None)).await;
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(
         run.stderr
-            .contains("not in the checkpoint's tree of size 303")
+            .contains(&format!("not in the checkpoint's tree of size {beyond}"))
     );
 }
 
@@ -227,28 +247,36 @@ async fn forks_and_rollbacks_against_the_state_file_are_detected() {
         0
     );
     let seen = read_state(&honest);
+    // The log's own records, then the five events.
+    let (b, size) = (log.base, log.base + 5);
     let other_root = veritrail::merkle::leaf_hash(b"another history").to_base64();
 
-    let cases: [(&str, Value, &str); 4] = [
+    let cases: [(&str, Value, String); 4] = [
         (
             "same size, other root",
-            json!({ "origin": log.origin, "size": 5, "root": other_root, "note": "x" }),
-            "FORK: the checkpoint of size 5 has root",
+            json!({ "origin": log.origin, "size": size, "root": other_root, "note": "x" }),
+            format!("FORK: the checkpoint of size {size} has root"),
         ),
         (
             "smaller size, other root",
-            json!({ "origin": log.origin, "size": 3, "root": other_root, "note": "x" }),
-            "FORK: the consistency proof from size 3 to 5 does not verify",
+            json!({ "origin": log.origin, "size": b + 3, "root": other_root, "note": "x" }),
+            format!(
+                "FORK: the consistency proof from size {} to {size} does not verify",
+                b + 3
+            ),
         ),
         (
             "a larger tree than the log has",
-            json!({ "origin": log.origin, "size": 9, "root": seen["root"], "note": "x" }),
-            "ROLLBACK/FORK: the log's checkpoint has size 5, smaller than the size 9",
+            json!({ "origin": log.origin, "size": b + 9, "root": seen["root"], "note": "x" }),
+            format!(
+                "ROLLBACK/FORK: the log's checkpoint has size {size}, smaller than the size {}",
+                b + 9
+            ),
         ),
         (
             "another log",
-            json!({ "origin": "elsewhere.test/log", "size": 5, "root": seen["root"], "note": "x" }),
-            "ORIGIN CHANGED",
+            json!({ "origin": "elsewhere.test/log", "size": size, "root": seen["root"], "note": "x" }),
+            "ORIGIN CHANGED".to_string(),
         ),
     ];
     for (what, st, expect) in cases {
@@ -257,7 +285,7 @@ async fn forks_and_rollbacks_against_the_state_file_are_detected() {
         std::fs::write(&path, &bytes).unwrap();
         let run = verify(url, &args(&log.vkeys, &[], Some(&path))).await;
         assert_eq!(run.code, 1, "{what}: {}", run.all());
-        assert!(run.stderr.contains(expect), "{what}: {}", run.stderr);
+        assert!(run.stderr.contains(&expect), "{what}: {}", run.stderr);
         assert_eq!(
             std::fs::read(&path).unwrap(),
             bytes,
@@ -409,30 +437,32 @@ async fn a_tampering_server_is_caught() {
     assert_eq!(run.code, 0, "{}", run.all());
     submit(&log, 6, 5).await;
     let before = std::fs::read(&state).unwrap();
+    // The log's own records, then six events, then five.
+    let (six, eleven) = (log.base + 6, log.base + 11);
 
     let cases = [
         (
             Tamper::CheckpointSignature,
-            "the checkpoint's signature by log key",
+            "the checkpoint's signature by log key".to_string(),
         ),
         (
             Tamper::AuditPath,
-            "the inclusion proof of leaf 2 in the tree of size 11 does not verify",
+            format!("the inclusion proof of leaf 2 in the tree of size {eleven} does not verify"),
         ),
         (
             Tamper::ConsistencyProof,
-            "FORK: the consistency proof from size 6 to 11 does not verify",
+            format!("FORK: the consistency proof from size {six} to {eleven} does not verify"),
         ),
         (
             Tamper::EntryBundleLeaf,
-            "leaf 2 in entry bundle tile/entries/000.p/11 hashes to",
+            format!("leaf 2 in entry bundle tile/entries/000.p/{eleven} hashes to"),
         ),
     ];
     for (tamper, expect) in cases {
         proxy.set(tamper);
         let run = verify(&url, &args(&log.vkeys, &["--index", "2"], Some(&state))).await;
         assert_eq!(run.code, 1, "{tamper:?}: {}", run.all());
-        assert!(run.stderr.contains(expect), "{tamper:?}: {}", run.stderr);
+        assert!(run.stderr.contains(&expect), "{tamper:?}: {}", run.stderr);
         assert!(run.stderr.contains("VERIFICATION FAILED"));
         assert!(!run.stdout.contains("verified\n"), "{tamper:?}");
         assert_eq!(
@@ -446,8 +476,12 @@ async fn a_tampering_server_is_caught() {
     proxy.set(Tamper::Nothing);
     let run = verify(&url, &args(&log.vkeys, &["--index", "2"], Some(&state))).await;
     assert_eq!(run.code, 0, "{}", run.all());
-    assert!(run.stdout.contains("size 6 -> 11"), "{}", run.stdout);
-    assert_eq!(read_state(&state)["size"], json!(11));
+    assert!(
+        run.stdout.contains(&format!("size {six} -> {eleven}")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(read_state(&state)["size"], json!(eleven));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    Server, create_key, event, get_json, hashes, http, post_events, veritrail, veritrail_async,
-    write_witness_config,
+    Server, committed_size, create_key, event, get_json, hashes, http, post_events, veritrail,
+    veritrail_async, write_witness_config,
 };
 use serde_json::{Value, json};
 use veritrail::merkle::{self, Hash};
@@ -477,8 +477,9 @@ async fn a_split_view_is_refused_by_the_witness_and_reported_by_monitors() {
     let dir = tempfile::tempdir().unwrap();
     let data_a = dir.path().join("a");
     let log = create_log(&data_a).await;
-    // Some history before the fork.
-    {
+    // Some history before the fork (after the log's own records of its
+    // keys); `prefix` entries in all.
+    let prefix = {
         let p = Server::start(&data_a, &[]);
         let key = writer_key(&p, &data_a).await;
         let (status, _) = post_events(
@@ -489,8 +490,10 @@ async fn a_split_view_is_refused_by_the_witness_and_reported_by_monitors() {
         )
         .await;
         assert_eq!(status, 200);
+        let size = committed_size(&p.url).await;
         p.stop();
-    }
+        size
+    };
     // Two copies of the same log.
     let data_b = dir.path().join("b");
     let status = Command::new("cp")
@@ -511,19 +514,20 @@ async fn a_split_view_is_refused_by_the_witness_and_reported_by_monitors() {
     );
 
     // Both copies run with the same witness, which cosigns their common
-    // checkpoint (size 5) for both.
+    // checkpoint (size `prefix`) for both.
     let a = start_log(&data_a, &[&w], 1);
     let b = start_log(&data_b, &[&w], 1);
     for log_url in [&a.url, &b.url] {
         eventually(10, "the common checkpoint to be witnessed", || async {
             let v = get_json(&format!("{log_url}/v1/checkpoint")).await;
-            (v["witnessed"] == true && v["tree_size"] == 5).then_some(())
+            (v["witnessed"] == true && v["tree_size"] == prefix).then_some(())
         })
         .await;
     }
 
     // Branch A grows and is witnessed.
     let key_a = writer_key(&a, &data_a).await;
+    let size_a = committed_size(&a.url).await;
     let (status, receipt_a) = post_events(
         &a.url,
         &key_a,
@@ -533,7 +537,7 @@ async fn a_split_view_is_refused_by_the_witness_and_reported_by_monitors() {
     .await;
     assert_eq!(status, 200, "{receipt_a}");
     let cp_a = verify_receipt(&receipt_a, &log, &[&w.vkey]);
-    assert_eq!(cp_a.size, 8);
+    assert_eq!(cp_a.size, size_a + 3);
 
     // Monitor on branch A, requiring the witness, passes and keeps state.
     let state_a = dir.path().join("monitor-a.json");
@@ -553,7 +557,8 @@ async fn a_split_view_is_refused_by_the_witness_and_reported_by_monitors() {
     assert!(state_a.exists());
 
     // Branch B: same prefix, other events, same size. B's collector sends
-    // old 5, learns 8 from the witness's 409, retries from 8 and gets 422.
+    // the common size, learns A's from the witness's 409, retries from it
+    // and gets 422.
     let key_b = writer_key(&b, &data_b).await;
     let (status, receipt_b) = post_events(
         &b.url,
@@ -596,14 +601,14 @@ async fn a_split_view_is_refused_by_the_witness_and_reported_by_monitors() {
 
     // The witness answers B's checkpoint from its own state with 422 (same
     // size, other root) and from a stale size with 409 + its size.
-    let body = veritrail::witness::AddCheckpoint::format(8, &[], note_b.as_bytes());
+    let body = veritrail::witness::AddCheckpoint::format(cp_a.size, &[], note_b.as_bytes());
     let (status, _, reason) = post_raw(&format!("{}/add-checkpoint", w.proc.url), body).await;
     assert_eq!(status, 422, "{reason}");
-    let body = veritrail::witness::AddCheckpoint::format(5, &[], note_b.as_bytes());
+    let body = veritrail::witness::AddCheckpoint::format(prefix, &[], note_b.as_bytes());
     let (status, ct, size) = post_raw(&format!("{}/add-checkpoint", w.proc.url), body).await;
     assert_eq!(
         (status, ct.as_str(), size.as_str()),
-        (409, "text/x.tlog.size", "8\n")
+        (409, "text/x.tlog.size", format!("{}\n", cp_a.size).as_str())
     );
     let hash = veritrail::witness::origin_hash(&log.origin);
     let (_, cosigned) = get_text(&format!("{}/{hash}/checkpoint", w.proc.url)).await;

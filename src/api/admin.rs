@@ -3,8 +3,13 @@
 //! The admin actions recorded in the log (a backup taken, a policy or hold
 //! created or removed, an erasure, a retention run) are audit events of
 //! the log's own app naming the acting key's id as well as its name (names
-//! are not unique); `GET /v1/admin/actions` lists them for auditors. Key
-//! creation and revocation are not recorded yet.
+//! are not unique); `GET /v1/admin/actions` lists them for auditors. So are
+//! the creation and revocation of API keys (`admin.key.create`,
+//! `admin.key.revoke`), naming the key's id, name, role and app, never its
+//! secret: each is durable in the log before the key is stored or revoked,
+//! and so before the admin is answered. The first admin key, made with the
+//! log before it can append, is recorded by the log itself at its first
+//! start ([`record_first_keys`]).
 //!
 //! The request and answer types below are the API's only description of
 //! these shapes: the handlers take and return them, the OpenAPI document
@@ -23,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::audit::{
-    Access, authorize, own_events_query, record_access, search_before, with_audit_header,
+    Access, Who, authorize, own_events_query, record_access, search_before, with_audit_header,
 };
 use super::write::{body, json_body};
 use super::{ApiError, AppState};
@@ -121,7 +126,7 @@ pub struct KeyList {
     security(("api_key" = ["admin"])),
     request_body(content = CreateKey, content_type = "application/json", description = "At most 64 KiB"),
     responses(
-        (status = 201, description = "The key; `key` is the token, shown only now", body = CreatedKey),
+        (status = 201, description = "The key; `key` is the token, shown only now", body = CreatedKey, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
         (status = 400, description = "Invalid name, role or app", body = super::openapi::ErrorBody),
     ))]
 pub(super) async fn create_key(
@@ -139,13 +144,67 @@ pub(super) async fn create_key(
             req.role
         ))
     })?;
-    let (record, token) = st.keys.create(&req.name, role, req.app.as_deref())?;
+    let (record, token) = st.keys.new_key(&req.name, role, req.app.as_deref())?;
+    let receipt = record_key_action(&st, &admin, "admin.key.create", &record, json!({})).await?;
+    st.keys.store(&record)?;
     tracing::info!(by = %admin.name, id = %record.id, name = %record.name, role = ?record.role, "API key created");
     let created = CreatedKey {
         record: KeyRecord::from(&record),
         key: token,
     };
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    Ok(with_audit_header(
+        (StatusCode::CREATED, Json(created)).into_response(),
+        &receipt,
+    ))
+}
+
+/// Appends `action` on the key `record` (its id, name, role and app; no
+/// secret) by `who`, and waits until it is durable.
+async fn record_key_action(
+    st: &AppState,
+    who: impl Into<Who>,
+    action: &str,
+    record: &ApiKeyRecord,
+    extra: Value,
+) -> Result<crate::sequencer::EntryReceipt, ApiError> {
+    let mut details = json!({ "key": KeyRecord::from(record) });
+    if let (Some(d), Value::Object(extra)) = (details.as_object_mut(), extra) {
+        d.extend(extra);
+    }
+    record_access(
+        st,
+        who,
+        Access {
+            action,
+            resource: ("api_key", record.id.clone()),
+            subject: None,
+            outcome: Outcome::Success,
+            context: details,
+        },
+    )
+    .await
+}
+
+/// At a log's first start, before it serves a request: records every key
+/// the log was created with (the first admin key) as `admin.key.create` by
+/// the log itself. Only an empty log does this, so a start that crashed
+/// before the record was durable records it on the next start, and a
+/// start costs nothing once the log holds an event.
+pub async fn record_first_keys(st: &AppState) -> Result<(), ApiError> {
+    if st.view.durable_size() > 0 {
+        return Ok(());
+    }
+    for record in st.keys.list()? {
+        record_key_action(
+            st,
+            Who::service(INTERNAL_APP),
+            "admin.key.create",
+            &record,
+            json!({ "first_start": true }),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// `GET /v1/admin/keys`: every key, without secrets.
@@ -166,7 +225,7 @@ pub(super) async fn list_keys(
     security(("api_key" = ["admin"])),
     params(("id" = String, Path, description = "The key id (16 hex digits)")),
     responses(
-        (status = 200, description = "The revoked key", body = KeyRecord),
+        (status = 200, description = "The revoked key", body = KeyRecord, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
         (status = 404, description = "No such key", body = super::openapi::ErrorBody),
     ))]
 pub(super) async fn revoke_key(
@@ -175,9 +234,24 @@ pub(super) async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let admin = authorize_admin(&st, &headers)?;
+    let found = st
+        .keys
+        .get(&id)?
+        .ok_or_else(|| crate::auth::KeyAdminError::NotFound(id.clone()))?;
+    let receipt = record_key_action(
+        &st,
+        &admin,
+        "admin.key.revoke",
+        &found,
+        json!({ "already_revoked": found.revoked_at.is_some() }),
+    )
+    .await?;
     let record = st.keys.revoke(&id)?;
     tracing::info!(by = %admin.name, id = %record.id, "API key revoked");
-    Ok(Json(KeyRecord::from(&record)).into_response())
+    Ok(with_audit_header(
+        Json(KeyRecord::from(&record)).into_response(),
+        &receipt,
+    ))
 }
 
 /// Paging: the query of `GET /v1/admin/actions`.
@@ -193,7 +267,7 @@ pub(super) struct ActionParams {
 }
 
 /// `GET /v1/admin/actions?limit=&cursor=`: the admin actions the log
-/// recorded (backups, policies, holds, erasures, retention runs), newest
+/// recorded (keys, backups, policies, holds, erasures, retention runs), newest
 /// first, each with the acting key's id.
 /// A page examines a bounded number of the log's own audit events, so it
 /// may hold fewer actions than `limit` (even none) and still have a

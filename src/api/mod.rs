@@ -31,6 +31,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub(crate) use admin::record_first_keys;
 pub use admin::{CreateKey, CreatedKey, KeyList, KeyRecord};
 pub use audit::SearchParams;
 pub(crate) use error::ApiError;

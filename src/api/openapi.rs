@@ -634,9 +634,9 @@ pub(super) struct AdminAction {
     leaf_hash: String,
     /// When it was recorded (RFC 3339).
     at: String,
-    /// `admin.backup`, `admin.erasure`, `admin.retention.set`,
-    /// `admin.retention.remove`, `admin.hold.create`, `admin.hold.release`
-    /// or `retention.run`.
+    /// `admin.key.create`, `admin.key.revoke`, `admin.backup`,
+    /// `admin.erasure`, `admin.retention.set`, `admin.retention.remove`,
+    /// `admin.hold.create`, `admin.hold.release` or `retention.run`.
     action: String,
     outcome: Outcome,
     actor: AdminActor,

@@ -219,3 +219,73 @@ fn a_checkpoint_signed_with_other_keys_is_rejected() {
     let f = first(&fsck(&store, &other));
     assert!(f.starts_with("checkpoint: "), "{f}");
 }
+
+/// An erased subject's event that the search index did not list keeps its
+/// sealed body, which no key opens: fsck finds it erased under its
+/// subject's tombstone, not vanished.
+#[test]
+fn an_erased_subjects_event_the_index_missed_is_erased_not_vanished() {
+    let mut log = TestLogBuilder::new(ORIGIN).start();
+    // Distinct events: the same body and salt would make the same leaf.
+    let prepared = |subject: &str, doc: &str| {
+        crate::sequencer::test_log::prepared(&serde_json::json!({
+            "actor": {"id": "dr", "type": "user"}, "action": "record.read",
+            "resource": {"type": "doc", "id": doc}, "subject": subject,
+            "purpose": "care", "outcome": "success",
+            "occurred_at": "2026-11-25T10:00:00.000Z",
+        }))
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(log.submit(
+        "app-a",
+        vec![
+            prepared("alice", "d0"),
+            prepared("alice", "d1"),
+            prepared("bob", "d2"),
+        ],
+    ));
+    log.shutdown();
+    let vault = log.vault();
+    let check = || {
+        check_store_unsealing(
+            log.store.as_ref(),
+            Some(&vault),
+            &log.keys,
+            &ProgressBar::hidden(),
+        )
+        .unwrap()
+    };
+    let r = check();
+    assert!(r.is_clean(), "{:?}", r.findings);
+    vault.forget_in_index(1).unwrap();
+    let tomb = crate::vault::Tombstone {
+        erased_at: "2026-11-26T00:00:00Z".into(),
+        reason: "asked".into(),
+        cause: "erasure".into(),
+        by: "admin".into(),
+    };
+    let out = vault.erase(Some("alice"), &[], &tomb).unwrap();
+    assert_eq!(out.erased, vec![0], "the index lists event 0 only");
+    let r = check();
+    assert!(r.is_clean(), "{:?}", r.findings);
+    assert_eq!(r.sealed_checked, 1, "bob's event only");
+    // Without its subject's tombstone the same event would be a finding.
+    let subject_tombstones: Vec<Vec<u8>> = log
+        .store
+        .records(RecordSpace::Erased)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.len() != 8)
+        .collect();
+    assert_eq!(subject_tombstones.len(), 1);
+    log.store
+        .commit_records(&crate::store::RecordBatch {
+            delete: vec![(RecordSpace::Erased, subject_tombstones[0].clone())],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(first(&check()), "sealed event 1: vanished while being read");
+}

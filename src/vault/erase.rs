@@ -5,6 +5,11 @@
 //! not. No other event is touched: nothing is re-sealed, and the cost is
 //! the key store's blocks on the paths of the destroyed keys.
 //!
+//! Each erased event gets a tombstone; so does an erased subject's slot,
+//! which is the tombstone of its events that the index does not list
+//! ([`Vault::tombstone`] finds it through the event's key id), so they read
+//! as erased too, never as damaged.
+//!
 //! Order, for crashes and failed syncs: (1) one atomic write of the
 //! tombstones, the deleted bodies and index entries, and a pending record
 //! of the keys to destroy; (2) the destruction in the key store; (3) the
@@ -32,6 +37,12 @@ fn next_month_ms(month: &str) -> Option<i64> {
     crate::event::parse_rfc3339_ms(&format!("{y:04}-{m:02}-01T00:00:00Z")).ok()
 }
 
+/// The key, in `RecordSpace::Erased`, of the tombstone of the erased
+/// subject whose key was `slot`; apart from the events' keys (8 bytes).
+pub(super) fn subject_tombstone_key(slot: u64) -> Vec<u8> {
+    [b"subject/".as_slice(), &slot.to_be_bytes()].concat()
+}
+
 impl Vault {
     /// Destroys the bodies and salts of `indexes` and of every event of
     /// `subject`, and their index entries; writes a tombstone for each
@@ -52,11 +63,19 @@ impl Vault {
         let mut batch = RecordBatch::default();
         let mut all: BTreeSet<u64> = indexes.iter().copied().collect();
         let mut destroy = Destruction::default();
+        let value = serde_json::to_vec(tombstone)
+            .map_err(|e| StoreError::Corrupt(format!("tombstone: {e}")))?;
         if let Some(s) = subject {
             let term = self.term(Field::Subject, s);
             all.extend(self.scan(&term, u64::MAX, usize::MAX)?);
             if let Some(slot) = st.slot_of(store, &term)? {
                 destroy.slots.insert(slot);
+                // For the subject's events the search index does not list.
+                batch.put.push((
+                    RecordSpace::Erased,
+                    subject_tombstone_key(slot),
+                    value.clone(),
+                ));
             }
             destroy
                 .slots
@@ -65,8 +84,6 @@ impl Vault {
                 .delete
                 .push((RecordSpace::DataKey, keys::slot_record(&term)));
         }
-        let value = serde_json::to_vec(tombstone)
-            .map_err(|e| StoreError::Corrupt(format!("tombstone: {e}")))?;
         let mut outcome = ErasureOutcome::default();
         let mut legacy: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut postings = Vec::new();

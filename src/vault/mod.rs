@@ -359,10 +359,25 @@ impl Vault {
         terms
     }
 
-    /// The tombstone of an erased event.
+    /// The tombstone of an erased event: its own, or else, for an event of
+    /// an erased subject that the search index did not list (so the
+    /// erasure never named it), its subject's, found through the subject
+    /// slot its key id names.
     pub fn tombstone(&self, index: u64) -> Result<Option<Tombstone>, StoreError> {
-        self.inner
-            .record(RecordSpace::Erased, &be(index))?
+        let own = self.inner.record(RecordSpace::Erased, &be(index))?;
+        let found = match own {
+            Some(v) => Some(v),
+            None => match self.inner.record(RecordSpace::Sealed, &be(index))? {
+                Some(record) => match keys::parse_key_id(decode_sealed(&record)?.0) {
+                    Some(Some(slot)) => self
+                        .inner
+                        .record(RecordSpace::Erased, &erase::subject_tombstone_key(slot))?,
+                    _ => None,
+                },
+                None => None,
+            },
+        };
+        found
             .map(|v| {
                 serde_json::from_slice(&v)
                     .map_err(|e| StoreError::Corrupt(format!("tombstone {index}: {e}")))
@@ -461,6 +476,22 @@ impl Vault {
     pub fn fail_key_store_sync(&self, nth: u32) -> Result<(), StoreError> {
         self.lock()?.fail_key_store_sync(nth);
         Ok(())
+    }
+
+    /// Drops event `index` from the in-memory search index, as a lost
+    /// index entry would (tests of what reads and checks make of it).
+    #[cfg(test)]
+    pub(crate) fn forget_in_index(&self, index: u64) -> Result<(), StoreError> {
+        let Some((stored, ev)) = self.open_event(index)? else {
+            return Ok(());
+        };
+        let postings: Vec<(Term, u64)> = self
+            .terms_of(&stored.app, &ev)
+            .into_iter()
+            .map(|t| (t, index))
+            .collect();
+        let (removal, _) = self.index.plan_removal(&postings)?;
+        removal.apply(&self.index)
     }
 
     /// The store the vault reads and writes its records in: the log's

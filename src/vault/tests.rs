@@ -481,15 +481,31 @@ fn an_event_missing_from_the_search_index_is_erased_with_its_subject_and_only_th
     vault.erase(None, &[2], &tomb()).unwrap();
     assert_eq!(vault.event(3).unwrap(), Some(b.events[3].1.clone()));
     assert_eq!(vault.event(1).unwrap(), Some(b.events[1].1.clone()));
-    // Erasing alice destroys the event the index does not list too.
-    let out = vault.erase(Some("alice"), &[], &tomb()).unwrap();
+    assert_eq!(vault.tombstone(1).unwrap(), None);
+    assert_eq!(vault.tombstone(3).unwrap(), None);
+    // Erasing alice destroys the event the index does not list too, and it
+    // reads as erased, with the erasure's record, not as damaged.
+    let alice = Tombstone {
+        reason: "alice asked".into(),
+        ..tomb()
+    };
+    let out = vault.erase(Some("alice"), &[], &alice).unwrap();
     assert_eq!(out.erased, vec![0]);
     assert_eq!(vault.event(1).unwrap(), None);
+    assert_eq!(vault.tombstone(1).unwrap(), Some(alice.clone()));
+    assert_eq!(vault.tombstone(0).unwrap(), Some(alice.clone()));
     assert_eq!(vault.event(3).unwrap(), Some(b.events[3].1.clone()));
+    assert_eq!(vault.tombstone(3).unwrap(), None);
     assert!(vault.event(4).unwrap().is_some());
+    assert_eq!(vault.tombstone(4).unwrap(), None);
+    // Erasing it again (or listing it) does not erase it twice.
+    let again = vault.erase(Some("alice"), &[1], &tomb()).unwrap();
+    assert!(again.erased.is_empty(), "{again:?}");
+    assert_eq!(vault.tombstone(1).unwrap(), Some(alice));
     // A subject seen again after its erasure gets a new key.
     commit_at(&vault, &[(5, Some("alice"))]);
     assert!(vault.event(5).unwrap().is_some());
+    assert_eq!(vault.tombstone(5).unwrap(), None);
     assert_ne!(key_id_of(inner.as_ref(), 5), key_id_of(inner.as_ref(), 1));
 }
 

@@ -78,6 +78,15 @@ pub async fn get_json(url: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// The number of entries the log at `url` has made durable: a test's own
+/// appends are counted from it, since the log records its own admin
+/// actions (the first admin key, each key created) too.
+pub async fn committed_size(url: &str) -> u64 {
+    get_json(&format!("{url}/healthz")).await["committed_size"]
+        .as_u64()
+        .unwrap()
+}
+
 /// GET raw bytes.
 pub async fn get_bytes(url: &str) -> Vec<u8> {
     let resp = http().get(url).send().await.unwrap();
