@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    Server, create_key, event, get_bytes, get_json, hashes, http, log_verifiers, verify_checkpoint,
+    Server, committed_size, create_key, event, get_bytes, get_json, hashes, http, log_verifiers,
+    verify_checkpoint,
 };
 use serde_json::{Value, json};
 use veritrail::merkle;
@@ -163,9 +164,7 @@ async fn acknowledged_events_survive_kill_9() {
         &verifiers,
     );
     for _ in 0..100 {
-        let committed = get_json(&format!("{url}/healthz")).await["committed_size"]
-            .as_u64()
-            .unwrap();
+        let committed = committed_size(&url).await;
         if final_cp.size == committed {
             break;
         }
@@ -291,9 +290,7 @@ async fn check_acked(url: &str, seen: &Arc<Mutex<Seen>>, round: usize) {
     if acked.is_empty() {
         return;
     }
-    let committed = get_json(&format!("{url}/healthz")).await["committed_size"]
-        .as_u64()
-        .unwrap();
+    let committed = committed_size(url).await;
     let mut bundles: BTreeMap<u64, Vec<Vec<u8>>> = BTreeMap::new();
     for (index, leaf) in acked {
         assert!(
