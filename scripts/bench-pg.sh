@@ -97,17 +97,18 @@ awk -v sb="$(field sled.batched events_per_s)" -v pb="$(field pg.batched events_
     -v tb="$TARGET_BATCHED" -v ts="$TARGET_SINGLE" -v tc="$TARGET_RECEIPT_P50_MS" \
     -v tx=$((tx1 - tx0)) -v rows=$((rows1 - rows0)) -v batches="$batches" \
     -v bdesc="$BATCH_CLIENTS x $BATCH_SIZE" -v sdesc="$SINGLE_CLIENTS x 1" -v cdesc="$CHECKPOINT_CLIENTS x 1" \
-    -v load="$(cut -d' ' -f1 /proc/loadavg)" -v cores="$(nproc)" '
+    -v load="$(cut -d' ' -f1 /proc/loadavg)" -v cores="$(nproc)" -v bin="$SERVER_BIN" '
 function verdict(ok) { return ok ? "met" : "MISSED" }
 BEGIN {
-    printf "\n%-40s %12s %12s %10s %7s\n", "metric (release build, same run)", "sled", "pg+s3s-fs", "target", ""
+    printf "\nserver binary: %s (both backends, same run)\n", bin
+    printf "%-40s %12s %12s %10s %7s\n", "metric", "sled", "pg+s3s-fs", "target", ""
     printf "%-40s %12.0f %12.0f %10s %7s\n", "batched ingest, events/s (" bdesc ")", sb, pb, ">= " tb, verdict(pb >= tb)
     printf "%-40s %12.0f %12.0f %10s %7s\n", "single-event ingest, events/s (" sdesc ")", ss, ps, ">= " ts, verdict(ps >= ts)
     printf "%-40s %12.1f %12.1f %10s %7s\n", "receipt p50, ms (wait=checkpoint, " cdesc ")", s50, p50, "<= " tc, verdict(p50 <= tc)
     printf "%-40s %12.1f %12.1f %10s\n", "receipt p99, ms", s99, p99, "-"
     printf "%-40s %12d %12d\n", "mean batch, batched run", sbm, pbm
     printf "%-40s %12d %12d\n", "mean batch, single-event run", ssm, psm
-    printf "\nPostgreSQL: %d transactions, %d rows written over %d committed batches (%.1f transactions per batch)\n", \
+    printf "\nPostgreSQL: %d transactions (reads included: each is one), %d rows written, %d committed batches (%.1f per batch)\n", \
         tx, rows, batches, (batches > 0 ? tx / batches : 0)
     printf "load average at the end: %s on %d cores (other work on the machine slows every rate above)\n", load, cores
 }'
