@@ -28,6 +28,9 @@
 # `scripts/bench.sh scale` runs the scale benchmark instead
 # (scripts/bench-scale.sh: one log grown to 10 M events, memory, disk,
 # restart, proofs and tiles beside nginx).
+# `scripts/bench.sh pg` runs the remote backend's benchmark instead
+# (scripts/bench-pg.sh: PostgreSQL + s3s-fs beside sled, batched,
+# single-event and receipt latency, with the issue's targets).
 # Then, unless RECEIVERS=0, the receivers sections (issue #16), in a third
 # and fourth table: OTLP/JSON log records to POST /v1/logs against our own JSON batches
 # to POST /v1/events, the same generated events, the same server, the same
@@ -61,6 +64,9 @@ cd "$(dirname "$0")/.."
 if [[ "${1:-}" == scale ]]; then
     exec scripts/bench-scale.sh
 fi
+if [[ "${1:-}" == pg ]]; then
+    exec scripts/bench-pg.sh
+fi
 # One section alone, each measured beside its baseline in the same run:
 #   scripts/bench.sh otlp     OTLP/JSON vs own JSON batches
 #   scripts/bench.sh ship     the agent alone (lines/s, memory)
@@ -75,7 +81,7 @@ otlp | ship | alerts)
     ALERTS_EVENTS=${ALERTS_EVENTS:-$([[ $MODE == alerts ]] && echo 100000 || echo 0)}
     ;;
 *)
-    echo "usage: scripts/bench.sh [scale|otlp|ship|alerts]" >&2
+    echo "usage: scripts/bench.sh [scale|pg|otlp|ship|alerts]" >&2
     exit 2
     ;;
 esac

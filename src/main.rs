@@ -14,6 +14,7 @@ use cli::export::ExportArgs;
 use cli::follow::{MonitorArgs, VERIFY_HELP, VerifyArgs};
 use cli::governance::{EraseArgs, HoldsCommand, RetentionCommand};
 use cli::keys::KeysCommand;
+use cli::migrate::MigrateArgs;
 use cli::serve::{ServeArgs, WitnessArgs};
 use cli::ship::ShipArgs;
 
@@ -122,6 +123,10 @@ enum Command {
         #[arg(long)]
         master_key_file: Option<PathBuf>,
     },
+    /// Move a stopped log from its data directory onto PostgreSQL and an
+    /// S3-compatible bucket (same origin, keys, tree and checkpoint);
+    /// resumable, checked at the end.
+    Migrate(MigrateArgs),
     /// Check a stopped log's data directory: every tile, bundle, event, index
     /// and the checkpoint. Exit status 0 clean, 1 corrupt, 2 could not check.
     Fsck {
@@ -155,6 +160,7 @@ fn main() -> anyhow::Result<()> {
         Command::VerifyBundle { file, vkeys } => {
             return cli::export::verify_bundle(&file, &vkeys);
         }
+        Command::Migrate(a) => return cli::migrate::migrate(a),
         Command::Alerts { command } => return cli::alerts::alerts(command),
         Command::Bench { command } if command.is_offline() => {
             return cli::bench::offline(command);
@@ -186,6 +192,7 @@ fn main() -> anyhow::Result<()> {
             Command::Keygen { .. }
             | Command::Restore { .. }
             | Command::Fsck { .. }
+            | Command::Migrate(_)
             | Command::VerifyBundle { .. }
             | Command::Alerts { .. } => unreachable!("offline commands return above"),
         }

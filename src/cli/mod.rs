@@ -6,6 +6,7 @@
 //! - [`governance`] for `erase`, `holds` and `retention`;
 //! - [`export`] for `export` and `verify-bundle` (evidence bundles);
 //! - [`backup`] for `backup`, `restore` and `fsck`;
+//! - [`migrate`] for `migrate` (a stopped sled log onto PostgreSQL and a bucket);
 //! - [`follow`] for `verify` and `monitor` (following a log from outside);
 //! - [`ship`] for `ship` (the shipping agent);
 //! - [`alerts`] for `alerts test` (replaying events against alert rules);
@@ -24,6 +25,7 @@ pub mod export;
 pub mod follow;
 pub mod governance;
 pub mod keys;
+pub mod migrate;
 pub mod serve;
 pub mod ship;
 

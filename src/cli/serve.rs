@@ -175,7 +175,7 @@ fn config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
 }
 
 /// True when a `scheme://user:password@host` URL carries a password.
-fn url_has_password(url: &str) -> bool {
+pub(super) fn url_has_password(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     authority

@@ -839,6 +839,22 @@ impl KeyStore {
 /// the root last. Opening every internal block proves `master_wrap` opens
 /// it. Returns the number of blocks copied.
 pub fn copy_current(from: &Path, to: &Path, master_wrap: &DataKey) -> Result<u64, VaultError> {
+    copy_current_into(from, &KeyHome::Dir(to.to_path_buf()), master_wrap)
+}
+
+/// As [`copy_current`], into the records of `store` as [`KeyHome::Store`]
+/// keeps them (the remote backend's key store): blocks first, `root`
+/// last, so the copy opens only once it is whole. Copying again over a
+/// partial copy of the same store finishes it.
+pub fn copy_current_to_store(
+    from: &Path,
+    store: Arc<dyn Store>,
+    master_wrap: &DataKey,
+) -> Result<u64, VaultError> {
+    copy_current_into(from, &KeyHome::Store(store), master_wrap)
+}
+
+fn copy_current_into(from: &Path, to: &KeyHome, master_wrap: &DataKey) -> Result<u64, VaultError> {
     let mut last = None;
     for _ in 0..MAX_READ_ATTEMPTS {
         match copy_once(from, to, master_wrap) {
@@ -866,12 +882,15 @@ impl From<VaultError> for Retry {
     }
 }
 
-fn copy_once(from: &Path, to: &Path, master_wrap: &DataKey) -> Result<u64, Retry> {
-    if to.exists() {
-        fs::remove_dir_all(to).map_err(local)?;
+fn copy_once(from: &Path, home: &KeyHome, master_wrap: &DataKey) -> Result<u64, Retry> {
+    if let KeyHome::Dir(to) = home {
+        if to.exists() {
+            fs::remove_dir_all(to).map_err(local)?;
+        }
+        fs::create_dir_all(to).map_err(local)?;
+        fs::set_permissions(to, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(local)?;
     }
-    fs::create_dir_all(to).map_err(local)?;
-    fs::set_permissions(to, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(local)?;
     let read = |name: &str| -> Result<Vec<u8>, Retry> {
         match fs::read(from.join(name)) {
             Ok(b) => Ok(b),
@@ -885,7 +904,6 @@ fn copy_once(from: &Path, to: &Path, master_wrap: &DataKey) -> Result<u64, Retry
     };
     let root_bytes = read(ROOT_FILE)?;
     let (version, root_key) = decode_root(master_wrap, &root_bytes)?;
-    let home = KeyHome::Dir(to.to_path_buf());
     let faults = Faults::default();
     let mut stack = vec![(
         ROOT_LEVEL,
@@ -911,8 +929,8 @@ fn copy_once(from: &Path, to: &Path, master_wrap: &DataKey) -> Result<u64, Retry
         home.write(super::keys::LEGACY_FILE, &legacy, &faults)
             .map_err(local)?;
     }
-    durable::sync_dir(to).map_err(local)?;
-    durable::replace(&to.join(ROOT_FILE), &root_bytes, Secrecy::Secret).map_err(local)?;
+    home.sync_dir(&faults).map_err(local)?;
+    home.replace_file(ROOT_FILE, &root_bytes)?;
     Ok(copied)
 }
 

@@ -58,6 +58,16 @@ pub fn copy_key_store(
 ) -> Result<u64, VaultError> {
     keytree::copy_current(from, to, &master.wrap_key())
 }
+
+/// As [`copy_key_store`], into `store`'s records, where a vault opened
+/// with [`KeyringHome::Store`] finds it (the remote backend's key store).
+pub fn copy_key_store_to_store(
+    from: &std::path::Path,
+    store: Arc<dyn Store>,
+    master: &MasterKey,
+) -> Result<u64, VaultError> {
+    keytree::copy_current_to_store(from, store, &master.wrap_key())
+}
 pub use master_key::{
     MASTER_KEY_ENV, MasterKeyOrigin, check_master_key, default_master_key_path, open_master_key,
     read_master_key,

@@ -508,8 +508,11 @@ impl Inner {
                             .await?,
                     );
                 }
-                self.put_blobs(&blobs).await?;
-                write_batch(t, &b).await
+                // The bucket writes and the statements overlap; both are
+                // done (the objects confirmed) before the transaction commits.
+                futures_util::future::try_join(self.put_blobs(&blobs), write_batch(t, &b))
+                    .await
+                    .map(|_| ())
             })
             .await?;
         if let Some(cp) = checkpoint {
@@ -556,73 +559,116 @@ fn checkpoint_size(note: &[u8]) -> Option<u64> {
     text.split('\n').nth(1)?.parse().ok()
 }
 
-/// Writes everything of `b` that lives in PostgreSQL, in transaction `t`.
+/// Writes everything of `b` that lives in PostgreSQL, in transaction `t`:
+/// one statement per table, all sent at once (the connection pipelines
+/// them; they touch different rows), the coordination row last.
 async fn write_batch(t: &Transaction<'_>, b: &BatchWrite) -> Result<(), StoreError> {
-    let (mut full_tiles, mut partial_tiles) = (Vec::new(), Vec::new());
+    let (mut full_level, mut full_idx) = (Vec::new(), Vec::new());
+    let (mut part_level, mut part_idx, mut part_data) = (Vec::new(), Vec::new(), Vec::new());
     for (level, index, data) in &b.tiles {
-        let key = (i16::from(*level), to_i64(*index)?);
         if data.len() == FULL_TILE_BYTES {
-            full_tiles.push(key);
+            full_level.push(i16::from(*level));
+            full_idx.push(to_i64(*index)?);
         } else {
-            partial_tiles.push((key, data.clone()));
+            part_level.push(i16::from(*level));
+            part_idx.push(to_i64(*index)?);
+            part_data.push(data.as_slice());
         }
     }
-    for ((level, index), data) in &partial_tiles {
-        exec(
-            t,
-            "INSERT INTO vt_partial_tile (level, idx, data) VALUES ($1, $2, $3)
-             ON CONFLICT (level, idx) DO UPDATE SET data = excluded.data",
-            &[level, index, data],
-        )
-        .await?;
-    }
-    for (level, index) in &full_tiles {
-        exec(
-            t,
-            "DELETE FROM vt_partial_tile WHERE level = $1 AND idx = $2",
-            &[level, index],
-        )
-        .await?;
-    }
+    let (mut full_bundles, mut part_bundles, mut bundle_data) =
+        (Vec::new(), Vec::new(), Vec::new());
     for (index, data) in &b.bundles {
-        let i = to_i64(*index)?;
         if covers(b.tree_size, 0, *index, WIDTH) {
-            exec(t, "DELETE FROM vt_partial_bundle WHERE idx = $1", &[&i]).await?;
+            full_bundles.push(to_i64(*index)?);
         } else {
-            exec(
-                t,
-                "INSERT INTO vt_partial_bundle (idx, data) VALUES ($1, $2)
-                 ON CONFLICT (idx) DO UPDATE SET data = excluded.data",
-                &[&i, data],
-            )
-            .await?;
+            part_bundles.push(to_i64(*index)?);
+            bundle_data.push(data.as_slice());
         }
     }
-    if !b.events.is_empty() {
-        let mut idx = Vec::new();
-        let mut data = Vec::new();
-        for (i, e) in &b.events {
-            idx.push(to_i64(*i)?);
-            data.push(e.encode());
-        }
-        exec(
-            t,
-            "INSERT INTO vt_event (idx, data) SELECT * FROM unnest($1::bigint[], $2::bytea[])
-             ON CONFLICT (idx) DO UPDATE SET data = excluded.data",
-            &[&idx, &data],
-        )
-        .await?;
+    let (mut event_idx, mut event_data) = (Vec::new(), Vec::new());
+    for (i, e) in &b.events {
+        event_idx.push(to_i64(*i)?);
+        event_data.push(e.encode());
     }
     let dedupe: Vec<(Vec<u8>, u64)> = b.dedupe.iter().map(|(k, i)| (k.0.to_vec(), *i)).collect();
-    insert_first(t, "vt_dedupe", &dedupe).await?;
     let leaves: Vec<(Vec<u8>, u64)> = b
         .leaf_index
         .iter()
         .map(|(h, i)| (h.as_bytes().to_vec(), *i))
         .collect();
-    insert_first(t, "vt_leaf", &leaves).await?;
-    put_records(t, &b.records).await?;
-    put_index_blocks(t, &b.index_blocks, b.index_watermark).await?;
+    let partial_tiles = async {
+        if part_level.is_empty() {
+            return Ok(());
+        }
+        exec(
+            t,
+            "INSERT INTO vt_partial_tile (level, idx, data)
+             SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
+             ON CONFLICT (level, idx) DO UPDATE SET data = excluded.data",
+            &[&part_level, &part_idx, &part_data],
+        )
+        .await
+    };
+    let full_tiles = async {
+        if full_level.is_empty() {
+            return Ok(());
+        }
+        exec(
+            t,
+            "DELETE FROM vt_partial_tile WHERE (level, idx) IN
+             (SELECT * FROM unnest($1::smallint[], $2::bigint[]))",
+            &[&full_level, &full_idx],
+        )
+        .await
+    };
+    let partial_bundles = async {
+        if part_bundles.is_empty() {
+            return Ok(());
+        }
+        exec(
+            t,
+            "INSERT INTO vt_partial_bundle (idx, data)
+             SELECT * FROM unnest($1::bigint[], $2::bytea[])
+             ON CONFLICT (idx) DO UPDATE SET data = excluded.data",
+            &[&part_bundles, &bundle_data],
+        )
+        .await
+    };
+    let full_bundles = async {
+        if full_bundles.is_empty() {
+            return Ok(());
+        }
+        exec(
+            t,
+            "DELETE FROM vt_partial_bundle WHERE idx = ANY($1)",
+            &[&full_bundles],
+        )
+        .await
+    };
+    let events = async {
+        if event_idx.is_empty() {
+            return Ok(());
+        }
+        exec(
+            t,
+            "INSERT INTO vt_event (idx, data) SELECT * FROM unnest($1::bigint[], $2::bytea[])
+             ON CONFLICT (idx) DO UPDATE SET data = excluded.data",
+            &[&event_idx, &event_data],
+        )
+        .await
+    };
+    futures_util::future::try_join5(
+        partial_tiles,
+        full_tiles,
+        futures_util::future::try_join(partial_bundles, full_bundles),
+        futures_util::future::try_join(events, insert_first(t, "vt_dedupe", &dedupe)),
+        futures_util::future::try_join3(
+            insert_first(t, "vt_leaf", &leaves),
+            put_records(t, &b.records),
+            put_index_blocks(t, &b.index_blocks, b.index_watermark),
+        ),
+    )
+    .await?;
     exec(
         t,
         "UPDATE vt_log SET tree_size = $1, checkpoint = COALESCE($2, checkpoint) WHERE id = 1",
