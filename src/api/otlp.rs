@@ -61,75 +61,140 @@ const MAX_LISTED_REJECTIONS: usize = 20;
 /// use are left out; protobuf decoding skips them.
 pub(crate) mod proto {
     /// `ExportLogsServiceRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
+    #[derive(Clone, PartialEq, prost::Message, serde::Deserialize)]
+    #[serde(default)]
     pub struct ExportLogsServiceRequest {
         #[prost(message, repeated, tag = "1")]
+        #[serde(
+            rename = "resourceLogs",
+            alias = "resource_logs",
+            deserialize_with = "super::json::messages"
+        )]
         pub resource_logs: Vec<ResourceLogs>,
     }
 
     /// `ResourceLogs`.
-    #[derive(Clone, PartialEq, prost::Message)]
+    #[derive(Clone, PartialEq, prost::Message, serde::Deserialize)]
+    #[serde(default)]
     pub struct ResourceLogs {
         #[prost(message, optional, tag = "1")]
+        #[serde(deserialize_with = "super::json::message")]
         pub resource: Option<Resource>,
         #[prost(message, repeated, tag = "2")]
+        #[serde(
+            rename = "scopeLogs",
+            alias = "scope_logs",
+            deserialize_with = "super::json::messages"
+        )]
         pub scope_logs: Vec<ScopeLogs>,
     }
 
     /// `Resource`.
-    #[derive(Clone, PartialEq, prost::Message)]
+    #[derive(Clone, PartialEq, prost::Message, serde::Deserialize)]
+    #[serde(default)]
     pub struct Resource {
         #[prost(message, repeated, tag = "1")]
+        #[serde(deserialize_with = "super::json::messages")]
         pub attributes: Vec<KeyValue>,
     }
 
     /// `ScopeLogs`.
-    #[derive(Clone, PartialEq, prost::Message)]
+    #[derive(Clone, PartialEq, prost::Message, serde::Deserialize)]
+    #[serde(default)]
     pub struct ScopeLogs {
         #[prost(message, optional, tag = "1")]
+        #[serde(deserialize_with = "super::json::message")]
         pub scope: Option<InstrumentationScope>,
         #[prost(message, repeated, tag = "2")]
+        #[serde(
+            rename = "logRecords",
+            alias = "log_records",
+            deserialize_with = "super::json::messages"
+        )]
         pub log_records: Vec<LogRecord>,
     }
 
     /// `InstrumentationScope`.
-    #[derive(Clone, PartialEq, prost::Message)]
+    #[derive(Clone, PartialEq, prost::Message, serde::Deserialize)]
+    #[serde(default)]
     pub struct InstrumentationScope {
         #[prost(string, tag = "1")]
+        #[serde(deserialize_with = "super::json::or_default")]
         pub name: String,
         #[prost(string, tag = "2")]
+        #[serde(deserialize_with = "super::json::or_default")]
         pub version: String,
     }
 
     /// `LogRecord`.
-    #[derive(Clone, PartialEq, prost::Message)]
+    #[derive(Clone, PartialEq, prost::Message, serde::Deserialize)]
+    #[serde(default)]
     pub struct LogRecord {
         #[prost(fixed64, tag = "1")]
+        #[serde(
+            rename = "timeUnixNano",
+            alias = "time_unix_nano",
+            deserialize_with = "super::json::int"
+        )]
         pub time_unix_nano: u64,
         #[prost(fixed64, tag = "11")]
+        #[serde(
+            rename = "observedTimeUnixNano",
+            alias = "observed_time_unix_nano",
+            deserialize_with = "super::json::int"
+        )]
         pub observed_time_unix_nano: u64,
         #[prost(int32, tag = "2")]
+        #[serde(
+            rename = "severityNumber",
+            alias = "severity_number",
+            deserialize_with = "super::json::int"
+        )]
         pub severity_number: i32,
         #[prost(string, tag = "3")]
+        #[serde(
+            rename = "severityText",
+            alias = "severity_text",
+            deserialize_with = "super::json::or_default"
+        )]
         pub severity_text: String,
         #[prost(message, optional, tag = "5")]
         pub body: Option<AnyValue>,
         #[prost(message, repeated, tag = "6")]
+        #[serde(deserialize_with = "super::json::messages")]
         pub attributes: Vec<KeyValue>,
         #[prost(fixed32, tag = "8")]
+        #[serde(deserialize_with = "super::json::int")]
         pub flags: u32,
         #[prost(bytes = "vec", tag = "9")]
+        #[serde(
+            rename = "traceId",
+            alias = "trace_id",
+            deserialize_with = "super::json::hex_id"
+        )]
         pub trace_id: Vec<u8>,
         #[prost(bytes = "vec", tag = "10")]
+        #[serde(
+            rename = "spanId",
+            alias = "span_id",
+            deserialize_with = "super::json::hex_id"
+        )]
         pub span_id: Vec<u8>,
         #[prost(string, tag = "12")]
+        #[serde(
+            rename = "eventName",
+            alias = "event_name",
+            deserialize_with = "super::json::or_default"
+        )]
         pub event_name: String,
     }
 
     /// `KeyValue`.
-    #[derive(Clone, PartialEq, prost::Message)]
+    #[derive(Clone, PartialEq, prost::Message, serde::Deserialize)]
+    #[serde(default)]
     pub struct KeyValue {
         #[prost(string, tag = "1")]
+        #[serde(deserialize_with = "super::json::or_default")]
         pub key: String,
         #[prost(message, optional, tag = "2")]
         pub value: Option<AnyValue>,
@@ -163,16 +228,20 @@ pub(crate) mod proto {
     }
 
     /// `ArrayValue`.
-    #[derive(Clone, PartialEq, prost::Message)]
+    #[derive(Clone, PartialEq, prost::Message, serde::Deserialize)]
+    #[serde(default)]
     pub struct ArrayValue {
         #[prost(message, repeated, tag = "1")]
+        #[serde(deserialize_with = "super::json::or_default")]
         pub values: Vec<AnyValue>,
     }
 
     /// `KeyValueList`.
-    #[derive(Clone, PartialEq, prost::Message)]
+    #[derive(Clone, PartialEq, prost::Message, serde::Deserialize)]
+    #[serde(default)]
     pub struct KeyValueList {
         #[prost(message, repeated, tag = "1")]
+        #[serde(deserialize_with = "super::json::messages")]
         pub values: Vec<KeyValue>,
     }
 
@@ -431,15 +500,12 @@ fn decode(enc: Encoding, bytes: &[u8]) -> Result<proto::ExportLogsServiceRequest
                 "the body is not a protobuf ExportLogsServiceRequest: {e}"
             ))
         }),
-        Encoding::Json => {
-            let value: Value = serde_json::from_slice(bytes)
-                .map_err(|e| OtlpError::bad_request(format!("the body is not valid JSON: {e}")))?;
-            json::request(value).map_err(|e| {
-                OtlpError::bad_request(format!(
-                    "the body is not an OTLP/JSON ExportLogsServiceRequest: {e}"
-                ))
-            })
-        }
+        Encoding::Json => json::request(bytes).map_err(|e| match e {
+            Ok(e) => OtlpError::bad_request(format!("the body is not valid JSON: {e}")),
+            Err(e) => OtlpError::bad_request(format!(
+                "the body is not an OTLP/JSON ExportLogsServiceRequest: {e}"
+            )),
+        }),
     }
 }
 
@@ -724,288 +790,275 @@ fn response_json(r: &proto::ExportLogsServiceResponse) -> Value {
 
 /// OTLP/JSON: the protobuf JSON mapping with OTLP's exceptions (trace and
 /// span ids in hex; enums as integers). Field names are lowerCamelCase; the
-/// original snake_case names are accepted too, as proto3 JSON parsers do.
-/// Unknown fields are ignored, as the specification requires.
+/// original snake_case names are accepted too, as proto3 JSON parsers do
+/// (a body that gives both for one field is refused). `null` reads as the
+/// field's default, and unknown fields are ignored, as the specification
+/// requires.
 ///
-/// The parsed body is taken apart: strings move into the messages, never
-/// copied, and where a value sits in the request ([`At`]) is only written
+/// The body is read straight into the messages of [`proto`] (serde derives
+/// on them name the fields; the functions here read the values that the
+/// mapping writes in a special way), without a JSON tree in between: a
+/// record's strings are allocated once, where they end up. Where a value
+/// sits in the request is tracked by `serde_path_to_error` and only written
 /// out when it is wrong.
 mod json {
     use std::fmt;
 
     use base64::Engine;
-    use serde_json::Value;
+    use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
     use super::proto;
 
-    /// Where a value is in the request (`resourceLogs[0].scopeLogs[1]…`),
-    /// for error messages.
-    #[derive(Clone, Copy)]
-    enum At<'a> {
-        Body,
-        Field(&'a At<'a>, &'static str),
-        Item(&'a At<'a>, &'static str, usize),
-    }
-
-    impl fmt::Display for At<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            match self {
-                At::Body => Ok(()),
-                At::Field(up, name) => match up {
-                    At::Body => write!(f, "{name}"),
-                    _ => write!(f, "{up}.{name}"),
-                },
-                At::Item(up, name, i) => match up {
-                    At::Body => write!(f, "{name}[{i}]"),
-                    _ => write!(f, "{up}.{name}[{i}]"),
-                },
+    /// The request in `bytes`, or what is wrong with it: `Err(Ok(..))` when
+    /// the body is not JSON at all, `Err(Err(..))` when it is JSON of
+    /// another shape (with where in the body).
+    pub(super) fn request(
+        bytes: &[u8],
+    ) -> Result<proto::ExportLogsServiceRequest, Result<String, String>> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let Object(request) = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let at = e.path().to_string();
+            let inner = e.into_inner();
+            if !inner.is_data() {
+                Ok(inner.to_string())
+            } else if at == "." {
+                Err(format!("body: {inner}"))
+            } else {
+                Err(format!("{at}: {inner}"))
             }
-        }
+        })?;
+        de.end().map_err(|e| Ok(e.to_string()))?;
+        Ok(request)
     }
 
-    /// The member `camel` (or `snake`) of an object, unless absent or null.
-    fn field<'v>(obj: &'v mut Value, camel: &str, snake: &str) -> Option<&'v mut Value> {
-        let map = obj.as_object_mut()?;
-        let key = if map.contains_key(camel) {
-            camel
-        } else {
-            snake
-        };
-        map.get_mut(key).filter(|v| !v.is_null())
-    }
+    /// A message: a JSON object, never an array, which serde's derives
+    /// would also take (as the fields in order).
+    struct Object<T>(T);
 
-    fn list<'v>(
-        obj: &'v mut Value,
-        camel: &'static str,
-        snake: &str,
-        at: &At,
-    ) -> Result<&'v mut [Value], String> {
-        match field(obj, camel, snake) {
-            None => Ok(&mut []),
-            Some(Value::Array(a)) => Ok(a),
-            Some(_) => Err(format!("{}: expected an array", At::Field(at, camel))),
-        }
-    }
-
-    fn object(v: &Value, at: &At) -> Result<(), String> {
-        if v.is_object() {
-            Ok(())
-        } else {
-            match at {
-                At::Body => Err("body: expected an object".into()),
-                _ => Err(format!("{at}: expected an object")),
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(std::marker::PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+                type Value = T;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                    T::deserialize(de::value::MapAccessDeserializer::new(map))
+                }
             }
+            d.deserialize_map(V(std::marker::PhantomData)).map(Object)
         }
     }
 
-    fn string(
-        obj: &mut Value,
-        camel: &'static str,
-        snake: &str,
-        at: &At,
-    ) -> Result<String, String> {
-        match field(obj, camel, snake) {
-            None => Ok(String::new()),
-            Some(Value::String(s)) => Ok(std::mem::take(s)),
-            Some(_) => Err(format!("{}: expected a string", At::Field(at, camel))),
-        }
+    /// An optional message field.
+    pub(super) fn message<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Ok(Option::<Object<T>>::deserialize(d)?.map(|o| o.0))
+    }
+
+    /// A repeated message field; `null` is empty.
+    pub(super) fn messages<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        let list = Option::<Vec<Object<T>>>::deserialize(d)?;
+        Ok(list.unwrap_or_default().into_iter().map(|o| o.0).collect())
+    }
+
+    /// A field whose `null` means its default.
+    pub(super) fn or_default<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de> + Default,
+    {
+        Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
     }
 
     /// A 64-bit integer: a JSON number or a decimal string (proto3 JSON).
-    fn int<T: TryFrom<i128>>(v: &Value, at: &At) -> Result<T, String> {
-        let n: Option<i128> = match v {
-            Value::Number(n) => n
-                .as_i64()
-                .map(i128::from)
-                .or_else(|| n.as_u64().map(i128::from)),
-            Value::String(s) => s.parse().ok(),
-            _ => None,
-        };
-        n.and_then(|n| T::try_from(n).ok())
-            .ok_or_else(|| format!("{at}: expected an integer in range"))
+    struct Int<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: TryFrom<i128> + Default> Visitor<'de> for Int<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an integer in range")
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            self.visit_i128(i128::from(v))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            self.visit_i128(i128::from(v))
+        }
+
+        fn visit_i128<E: de::Error>(self, v: i128) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::custom("expected an integer in range"))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            let n: i128 = v
+                .parse()
+                .map_err(|_| E::custom("expected an integer in range"))?;
+            self.visit_i128(n)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+            Ok(T::default())
+        }
     }
 
-    fn opt_int<T: TryFrom<i128> + Default>(
-        obj: &mut Value,
-        camel: &'static str,
-        snake: &str,
-        at: &At,
-    ) -> Result<T, String> {
-        field(obj, camel, snake).map_or(Ok(T::default()), |v| int(v, &At::Field(at, camel)))
+    /// An integer field (see [`Int`]); `null` is 0.
+    pub(super) fn int<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i128> + Default,
+    {
+        d.deserialize_any(Int(std::marker::PhantomData))
     }
 
-    fn hex_id(
-        obj: &mut Value,
-        camel: &'static str,
-        snake: &str,
-        at: &At,
-    ) -> Result<Vec<u8>, String> {
-        let s = string(obj, camel, snake, at)?;
-        hex::decode(&s).map_err(|_| format!("{}: expected hex digits", At::Field(at, camel)))
+    /// A trace or span id: hex digits.
+    pub(super) fn hex_id<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
+        hex::decode(s.as_deref().unwrap_or(""))
+            .map_err(|_| de::Error::custom("expected hex digits"))
     }
 
-    /// The request, taken out of the parsed body.
-    pub(super) fn request(mut v: Value) -> Result<proto::ExportLogsServiceRequest, String> {
-        let at = At::Body;
-        object(&v, &at)?;
-        let resource_logs = list(&mut v, "resourceLogs", "resource_logs", &at)?
-            .iter_mut()
-            .enumerate()
-            .map(|(i, rl)| resource_logs(rl, &At::Item(&at, "resourceLogs", i)))
-            .collect::<Result<_, _>>()?;
-        Ok(proto::ExportLogsServiceRequest { resource_logs })
+    /// The members an `AnyValue` may set, by camelCase and snake_case name.
+    const KINDS: [(&str, &str); 7] = [
+        ("stringValue", "string_value"),
+        ("boolValue", "bool_value"),
+        ("intValue", "int_value"),
+        ("doubleValue", "double_value"),
+        ("arrayValue", "array_value"),
+        ("kvlistValue", "kvlist_value"),
+        ("bytesValue", "bytes_value"),
+    ];
+
+    impl<'de> Deserialize<'de> for proto::AnyValue {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(AnyValueVisitor)
+        }
     }
 
-    fn resource_logs(v: &mut Value, at: &At) -> Result<proto::ResourceLogs, String> {
-        object(v, at)?;
-        let resource = match field(v, "resource", "resource") {
-            None => None,
-            Some(r) => {
-                let here = At::Field(at, "resource");
-                object(r, &here)?;
-                Some(proto::Resource {
-                    attributes: attributes(r, &here)?,
-                })
-            }
-        };
-        let scope_logs = list(v, "scopeLogs", "scope_logs", at)?
-            .iter_mut()
-            .enumerate()
-            .map(|(j, sl)| scope_logs(sl, &At::Item(at, "scopeLogs", j)))
-            .collect::<Result<_, _>>()?;
-        Ok(proto::ResourceLogs {
-            resource,
-            scope_logs,
-        })
-    }
+    /// A member name of an `AnyValue`: its place in [`KINDS`], if any.
+    struct Kind(Option<usize>);
 
-    fn scope_logs(v: &mut Value, at: &At) -> Result<proto::ScopeLogs, String> {
-        object(v, at)?;
-        let scope = match field(v, "scope", "scope") {
-            None => None,
-            Some(s) => {
-                let here = At::Field(at, "scope");
-                object(s, &here)?;
-                Some(proto::InstrumentationScope {
-                    name: string(s, "name", "name", &here)?,
-                    version: string(s, "version", "version", &here)?,
-                })
-            }
-        };
-        let log_records = list(v, "logRecords", "log_records", at)?
-            .iter_mut()
-            .enumerate()
-            .map(|(k, r)| log_record(r, &At::Item(at, "logRecords", k)))
-            .collect::<Result<_, _>>()?;
-        Ok(proto::ScopeLogs { scope, log_records })
-    }
-
-    fn log_record(v: &mut Value, at: &At) -> Result<proto::LogRecord, String> {
-        object(v, at)?;
-        Ok(proto::LogRecord {
-            time_unix_nano: opt_int(v, "timeUnixNano", "time_unix_nano", at)?,
-            observed_time_unix_nano: opt_int(
-                v,
-                "observedTimeUnixNano",
-                "observed_time_unix_nano",
-                at,
-            )?,
-            severity_number: opt_int(v, "severityNumber", "severity_number", at)?,
-            severity_text: string(v, "severityText", "severity_text", at)?,
-            body: field(v, "body", "body")
-                .map(|b| any_value(b, &At::Field(at, "body")))
-                .transpose()?,
-            attributes: attributes(v, at)?,
-            flags: opt_int(v, "flags", "flags", at)?,
-            trace_id: hex_id(v, "traceId", "trace_id", at)?,
-            span_id: hex_id(v, "spanId", "span_id", at)?,
-            event_name: string(v, "eventName", "event_name", at)?,
-        })
-    }
-
-    fn attributes(v: &mut Value, at: &At) -> Result<Vec<proto::KeyValue>, String> {
-        list(v, "attributes", "attributes", at)?
-            .iter_mut()
-            .enumerate()
-            .map(|(n, kv)| key_value(kv, &At::Item(at, "attributes", n)))
-            .collect()
-    }
-
-    fn key_value(v: &mut Value, at: &At) -> Result<proto::KeyValue, String> {
-        object(v, at)?;
-        Ok(proto::KeyValue {
-            key: string(v, "key", "key", at)?,
-            value: field(v, "value", "value")
-                .map(|x| any_value(x, &At::Field(at, "value")))
-                .transpose()?,
-        })
-    }
-
-    fn any_value(v: &mut Value, at: &At) -> Result<proto::AnyValue, String> {
-        object(v, at)?;
-        // The one member an AnyValue sets, by its camelCase or snake_case name.
-        const KINDS: [(&str, &str); 7] = [
-            ("stringValue", "string_value"),
-            ("boolValue", "bool_value"),
-            ("intValue", "int_value"),
-            ("doubleValue", "double_value"),
-            ("arrayValue", "array_value"),
-            ("kvlistValue", "kvlist_value"),
-            ("bytesValue", "bytes_value"),
-        ];
-        // As `field` picks it: the camelCase name when present, else snake_case.
-        let present = |v: &Value, camel: &str, snake: &str| {
-            let key = if v.get(camel).is_some() { camel } else { snake };
-            v.get(key).is_some_and(|x| !x.is_null())
-        };
-        let Some(&(kind, snake)) = KINDS.iter().find(|(c, s)| present(v, c, s)) else {
-            return Ok(proto::AnyValue { value: None });
-        };
-        let Some(x) = field(v, kind, snake) else {
-            return Ok(proto::AnyValue { value: None });
-        };
-        let here = At::Field(at, kind);
-        let value = match (kind, x) {
-            ("stringValue", Value::String(s)) => proto::Value::StringValue(std::mem::take(s)),
-            ("stringValue", _) => return Err(format!("{here}: expected a string")),
-            ("boolValue", x) => proto::Value::BoolValue(
-                x.as_bool()
-                    .ok_or_else(|| format!("{here}: expected a boolean"))?,
-            ),
-            ("intValue", x) => proto::Value::IntValue(int(x, &here)?),
-            ("doubleValue", x) => proto::Value::DoubleValue(
-                match x {
-                    Value::Number(n) => n.as_f64(),
-                    Value::String(s) => s.parse().ok(),
-                    _ => None,
+    impl<'de> Deserialize<'de> for Kind {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Kind;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a member name")
                 }
-                .ok_or_else(|| format!("{here}: expected a number"))?,
-            ),
-            ("arrayValue", a) => {
-                object(a, &here)?;
-                let values = list(a, "values", "values", &here)?
-                    .iter_mut()
-                    .enumerate()
-                    .map(|(n, x)| any_value(x, &At::Item(&here, "values", n)))
-                    .collect::<Result<_, _>>()?;
-                proto::Value::ArrayValue(proto::ArrayValue { values })
+                fn visit_str<E: de::Error>(self, key: &str) -> Result<Kind, E> {
+                    Ok(Kind(KINDS.iter().position(|(c, s)| key == *c || key == *s)))
+                }
             }
-            ("kvlistValue", l) => {
-                object(l, &here)?;
-                let values = list(l, "values", "values", &here)?
-                    .iter_mut()
-                    .enumerate()
-                    .map(|(n, kv)| key_value(kv, &At::Item(&here, "values", n)))
-                    .collect::<Result<_, _>>()?;
-                proto::Value::KvlistValue(proto::KeyValueList { values })
+            d.deserialize_identifier(V)
+        }
+    }
+
+    struct AnyValueVisitor;
+
+    impl<'de> Visitor<'de> for AnyValueVisitor {
+        type Value = proto::AnyValue;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an AnyValue object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<proto::AnyValue, A::Error> {
+            let mut value = None;
+            while let Some(Kind(kind)) = map.next_key::<Kind>()? {
+                let Some(kind) = kind else {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                };
+                let read = match kind {
+                    0 => map
+                        .next_value::<Option<String>>()?
+                        .map(proto::Value::StringValue),
+                    1 => map
+                        .next_value::<Option<bool>>()?
+                        .map(proto::Value::BoolValue),
+                    2 => map
+                        .next_value::<Option<IntValue>>()?
+                        .map(|n| proto::Value::IntValue(n.0)),
+                    3 => map
+                        .next_value::<Option<Double>>()?
+                        .map(|n| proto::Value::DoubleValue(n.0)),
+                    4 => map
+                        .next_value::<Option<Object<proto::ArrayValue>>>()?
+                        .map(|a| proto::Value::ArrayValue(a.0)),
+                    5 => map
+                        .next_value::<Option<Object<proto::KeyValueList>>>()?
+                        .map(|l| proto::Value::KvlistValue(l.0)),
+                    _ => map
+                        .next_value::<Option<std::borrow::Cow<'de, str>>>()?
+                        .map(|s| {
+                            base64::engine::general_purpose::STANDARD
+                                .decode(s.as_bytes())
+                                .map(proto::Value::BytesValue)
+                                .map_err(|_| de::Error::custom("expected base64"))
+                        })
+                        .transpose()?,
+                };
+                if let Some(v) = read {
+                    if value.is_some() {
+                        return Err(de::Error::custom(
+                            "an AnyValue sets one of stringValue, boolValue, intValue, doubleValue, arrayValue, kvlistValue and bytesValue, not several",
+                        ));
+                    }
+                    value = Some(v);
+                }
             }
-            (_, b) => proto::Value::BytesValue(
-                b.as_str()
-                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-                    .ok_or_else(|| format!("{here}: expected base64"))?,
-            ),
-        };
-        Ok(proto::AnyValue { value: Some(value) })
+            Ok(proto::AnyValue { value })
+        }
+    }
+
+    /// `AnyValue.intValue` (see [`Int`]).
+    struct IntValue(i64);
+
+    impl<'de> Deserialize<'de> for IntValue {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            int(d).map(IntValue)
+        }
+    }
+
+    /// A double: a JSON number, or a string as proto3 JSON allows
+    /// (`"1.5"`, `"NaN"`, `"Infinity"`).
+    struct Double(f64);
+
+    impl<'de> Deserialize<'de> for Double {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = f64;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a number")
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+                    Ok(v)
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+                    Ok(v as f64)
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+                    Ok(v as f64)
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+                    v.parse().map_err(|_| E::custom("expected a number"))
+                }
+            }
+            d.deserialize_any(V).map(Double)
+        }
     }
 }
 
@@ -1106,6 +1159,95 @@ mod tests {
             events[0].context.as_ref().unwrap()["otel"]["attributes"]["retries"],
             3
         );
+    }
+
+    /// What `decode` says about an OTLP/JSON body that it refuses.
+    fn json_error(body: &str) -> String {
+        match decode(Encoding::Json, body.as_bytes()) {
+            Ok(r) => panic!("{body} was read as {r:?}"),
+            Err(e) => e.message,
+        }
+    }
+
+    #[test]
+    fn otlp_json_takes_both_names_nulls_and_string_integers_and_says_where_it_is_wrong() {
+        let body = r#"{"resource_logs": [{"resource": null, "scope_logs": [{"scope": {"name": "s", "version": null},
+            "log_records": [{"time_unix_nano": 5, "observedTimeUnixNano": "7", "severity_text": null,
+                "span_id": "0102", "flags": "1", "unknownField": {"x": [1, 2]},
+                "body": {"kvlist_value": {"values": [{"key": "k", "value": {"double_value": "1.5"}},
+                                                     {"key": "b", "value": {"bytesValue": "AAE="}},
+                                                     {"key": "n", "value": null}]}},
+                "attributes": [{"key": "a", "value": {"array_value": {"values": [{"boolValue": true}, {"intValue": -2}]}}}]}]}]}]}"#;
+        let req = decode(Encoding::Json, body.as_bytes()).ok().unwrap();
+        let r = &req.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(
+            (r.time_unix_nano, r.observed_time_unix_nano, r.flags),
+            (5, 7, 1)
+        );
+        assert_eq!(r.span_id, [1, 2]);
+        assert_eq!(
+            req.resource_logs[0].scope_logs[0]
+                .scope
+                .as_ref()
+                .unwrap()
+                .name,
+            "s"
+        );
+        let Some(proto::Value::KvlistValue(kv)) = r.body.as_ref().and_then(|b| b.value.clone())
+        else {
+            panic!("{:?}", r.body)
+        };
+        assert_eq!(
+            kv.values[0].value.as_ref().unwrap().value,
+            Some(proto::Value::DoubleValue(1.5))
+        );
+        assert_eq!(
+            kv.values[1].value.as_ref().unwrap().value,
+            Some(proto::Value::BytesValue(vec![0, 1]))
+        );
+        assert_eq!(kv.values[2].value, None);
+        let Some(proto::Value::ArrayValue(a)) =
+            r.attributes[0].value.as_ref().and_then(|v| v.value.clone())
+        else {
+            panic!("{:?}", r.attributes)
+        };
+        assert_eq!(a.values[1].value, Some(proto::Value::IntValue(-2)));
+
+        for (body, says) in [
+            (
+                "[]",
+                "OTLP/JSON ExportLogsServiceRequest: body: invalid type",
+            ),
+            (r#"{"resourceLogs": {}}"#, "resourceLogs: invalid type"),
+            (
+                r#"{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"timeUnixNano": "soon"}]}]}]}"#,
+                "resourceLogs[0].scopeLogs[0].logRecords[0].timeUnixNano: expected an integer in range",
+            ),
+            (
+                r#"{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"severityNumber": 4294967296}]}]}]}"#,
+                "logRecords[0].severityNumber: expected an integer in range",
+            ),
+            (
+                r#"{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "xyz"}]}]}]}"#,
+                "logRecords[0].traceId: expected hex digits",
+            ),
+            (
+                r#"{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"attributes": [{"key": "a", "value": {"stringValue": "x", "intValue": 1}}]}]}]}]}"#,
+                "attributes[0].value: an AnyValue sets one of",
+            ),
+            (
+                r#"{"resourceLogs": [], "resource_logs": []}"#,
+                "duplicate field",
+            ),
+            (
+                r#"{"resourceLogs": []} x"#,
+                "the body is not valid JSON: trailing characters",
+            ),
+            (r#"{"resourceLogs": ["#, "the body is not valid JSON: EOF"),
+        ] {
+            let got = json_error(body);
+            assert!(got.contains(says), "{body}: {got}");
+        }
     }
 
     #[test]
