@@ -104,6 +104,10 @@ pub struct FileConfig {
     pub objects_access_key_id: Option<String>,
     /// The bucket's secret key (file only) [default: `AWS_SECRET_ACCESS_KEY`].
     pub objects_secret_access_key: Option<String>,
+    /// With the remote backend: the base URL other frontends forward
+    /// writes to while this one sequences [default: the listen address,
+    /// 127.0.0.1 for an unspecified one].
+    pub advertise: Option<String>,
 }
 
 /// One `[[witness]]` table: where a witness listens and its cosignature key.
@@ -166,6 +170,7 @@ impl FileConfig {
             objects_secret_access_key: self
                 .objects_secret_access_key
                 .or(lower.objects_secret_access_key),
+            advertise: self.advertise.or(lower.advertise),
         }
     }
 }
@@ -203,6 +208,9 @@ pub struct ServeConfig {
     pub alerts: Option<Arc<AlertsConfig>>,
     /// Where the log's data lives.
     pub backend: StoreBackend,
+    /// The base URL other frontends forward to while this one sequences
+    /// (remote backend; `None`: derived from the bound listen address).
+    pub advertise: Option<String>,
 }
 
 /// Where the log's data lives.
@@ -384,6 +392,14 @@ impl ServeConfig {
             read_cache_bytes,
             backend,
             alerts: o.alert_rules,
+            advertise: match o.advertise {
+                Some(a) if !(a.starts_with("http://") || a.starts_with("https://")) => {
+                    return Err(format!(
+                        "advertise must be an http:// or https:// base URL, not {a:?}"
+                    ));
+                }
+                other => other,
+            },
         })
     }
 }

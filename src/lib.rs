@@ -42,6 +42,7 @@ pub mod evidence;
 mod follower;
 pub mod fsck;
 pub mod history;
+pub mod leadership;
 pub mod lifecycle;
 pub mod listen;
 pub mod merkle;

@@ -290,8 +290,10 @@ pub fn load(dir: &Path, origin: Option<&str>) -> Result<OpenedLog, LifecycleErro
     Ok(log)
 }
 
-/// Loads an existing log whose keys are in `dir` and whose data is in `store`.
-fn load_from(
+/// Loads an existing log whose keys are in `dir` and whose data is in
+/// `store`, reading everything afresh (a new leader of the remote backend
+/// starts from this).
+pub fn load_from(
     dir: &Path,
     origin: Option<&str>,
     store: Arc<dyn Store>,

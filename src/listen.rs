@@ -108,6 +108,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     header_timeout: Duration,
 ) -> Result<(), ListenError> {
+    serve_reporting(app, addr, tls, label, shutdown, header_timeout, |_| {}).await
+}
+
+/// As [`serve`], telling `bound` the bound address (a port 0 resolved)
+/// before the first request is taken.
+pub async fn serve_reporting(
+    app: Router,
+    addr: SocketAddr,
+    tls: Option<&TlsFiles>,
+    label: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    header_timeout: Duration,
+    bound_to: impl FnOnce(SocketAddr),
+) -> Result<(), ListenError> {
     // Load the TLS configuration before binding, so a bad file is reported
     // before anything listens.
     let rustls = match tls {
@@ -130,6 +144,7 @@ pub async fn serve(
     if rustls.is_none() && !bound.ip().is_loopback() {
         warn_plain_http(label, bound);
     }
+    bound_to(bound);
     println!("{label}: listening on {}://{bound}", scheme(tls));
     let std_listener = listener.into_std().map_err(ListenError::Serve)?;
     let handle: Handle<SocketAddr> = Handle::new();

@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the log service (creates the log on first start).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Generate an ECDSA P-256 and an Ed25519 log key.
     Keygen {
         /// The log's origin (key name), e.g. log.example.com/audit.
@@ -174,7 +174,7 @@ fn main() -> anyhow::Result<()> {
     };
     rt.block_on(async move {
         match command {
-            Command::Serve(a) => cli::serve::serve(a).await,
+            Command::Serve(a) => cli::serve::serve(*a).await,
             Command::Witness(a) => cli::serve::witness(a).await,
             Command::Ship(a) => cli::ship::ship(a).await,
             Command::Keys { command } => cli::keys::keys(command).await,

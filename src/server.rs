@@ -1,5 +1,8 @@
 //! `veritrail serve`: loads (or creates) the log, starts the sequencer and
-//! the HTTP server, and shuts both down gracefully on SIGINT/SIGTERM.
+//! the HTTP server, and shuts both down gracefully on SIGINT/SIGTERM. On
+//! the remote backend several frontends share the log: each starts as a
+//! follower and sequences only while it holds the lease (`leadership.rs`);
+//! here are the engines of both roles, each built afresh from the store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +13,10 @@ use crate::api::{self, AppParts, AppState};
 use crate::auth::ApiKeys;
 use crate::config::{ServeConfig, StoreBackend};
 use crate::history::{self, LogVerifiers};
+use crate::leadership::{Engine, Engines, Leadership, LeaseTimings};
 use crate::lifecycle;
 use crate::listen;
-use crate::sequencer::{Clock, LogView, Sealing, Sequencer, TileCache};
+use crate::sequencer::{Clock, Lease, LogView, Sealing, Sequencer, TileCache};
 use crate::store::Store;
 use crate::store::postgres::PgStore;
 
@@ -51,12 +55,23 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let origin = config.origin.clone();
     let creation_clock = clock.clone();
     let backend = config.backend.clone();
-    let opened = tokio::task::spawn_blocking(move || match backend {
-        StoreBackend::Sled => lifecycle::open_or_create(&data, origin.as_deref(), &creation_clock),
+    let (opened, remote) = tokio::task::spawn_blocking(move || match backend {
+        StoreBackend::Sled => Ok((
+            lifecycle::open_or_create(&data, origin.as_deref(), &creation_clock)?,
+            None,
+        )),
         StoreBackend::Remote { postgres, bucket } => {
-            let store = PgStore::open(&postgres, &bucket)
-                .map_err(|e| lifecycle::LifecycleError::Io(e.to_string()))?;
-            lifecycle::open_or_create_on(&data, origin.as_deref(), &creation_clock, Arc::new(store))
+            let store = Arc::new(
+                PgStore::open(&postgres, &bucket)
+                    .map_err(|e| lifecycle::LifecycleError::Io(e.to_string()))?,
+            );
+            let log = lifecycle::open_or_create_on(
+                &data,
+                origin.as_deref(),
+                &creation_clock,
+                store.clone(),
+            )?;
+            Ok::<_, lifecycle::LifecycleError>((log, Some(store)))
         }
     })
     .await
@@ -132,27 +147,6 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         }
         StoreBackend::Remote { .. } => crate::vault::KeyringHome::Store,
     };
-    // The vault seals event bodies on the write path and opens them for
-    // reads, search and erasure; the store underneath is only storage.
-    let vault = Arc::new(
-        crate::vault::Vault::open(store.clone(), &master, keyring)
-            .map_err(|e| ServeError::Io(e.to_string()))?,
-    );
-    let vault_for_shutdown = vault.clone();
-    let view = Arc::new(LogView::new(
-        opened.published,
-        opened.edge.size(),
-        clock.clone(),
-    ));
-    let sequencer = Sequencer::start(
-        store.clone(),
-        Sealing::Vault(vault.clone()),
-        opened.signer,
-        config.sequencer.clone(),
-        view.clone(),
-        opened.edge,
-    )
-    .map_err(ServeError::Io)?;
     let metrics = install_metrics();
     if let Some(h) = metrics.clone() {
         tokio::spawn(async move {
@@ -163,20 +157,13 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             }
         });
     }
-    let witnessed = match config.witnessing.clone() {
-        Some(policy) => {
-            println!(
-                "veritrail: checkpoints are witnessed by {} of {} witnesses",
-                policy.quorum,
-                policy.witnesses.len()
-            );
-            Some(
-                crate::cosign::start(policy, store.clone(), view.clone())
-                    .map_err(ServeError::Io)?,
-            )
-        }
-        None => None,
-    };
+    if let Some(policy) = &config.witnessing {
+        println!(
+            "veritrail: checkpoints are witnessed by {} of {} witnesses",
+            policy.quorum,
+            policy.witnesses.len()
+        );
+    }
     let alerts = match &config.alerts {
         Some(rules) => {
             let a = crate::alerts::Alerts::start(rules, &config.data, master.alerts_state_key())
@@ -190,60 +177,259 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         }
         None => None,
     };
-    let state = AppState::new(AppParts {
-        origin: opened.origin.clone().into(),
-        verifier_keys: Arc::new(opened.verifier_keys),
+    let parts = Arc::new(Parts {
+        config: config.clone(),
         store: store.clone(),
-        tiles: Arc::new(TileCache::new(store.clone(), config.read_cache_bytes)),
-        view,
-        sequencer: sequencer.handle(),
-        keys: ApiKeys::new(store)
-            .with_rate_limit(config.limits.rate_limit)
-            .with_clock(clock),
-        vault,
-        limits: Arc::new(config.limits.clone()),
+        master,
+        keyring,
+        origin: opened.origin.clone(),
+        verifier_keys: Arc::new(opened.verifier_keys.clone()),
+        signer: opened.signer.clone(),
+        clock,
         metrics,
-        checkpoint_interval: config.sequencer.checkpoint_interval,
-        witnessed,
         alerts: alerts.clone(),
     });
-    // The first admin key was made with the log, before it could append:
-    // the log records it before it answers anyone.
-    api::record_first_keys(&state).await.map_err(|e| {
-        ServeError::Io(format!(
-            "couldn't record the first admin key in the log: {}",
-            e.message()
-        ))
-    })?;
-    tokio::spawn(api::retention_loop(
-        state.clone(),
-        config.retention_interval,
-    ));
-    let served = listen::serve(
-        api::router(state),
-        config.listen,
-        config.tls.as_ref(),
-        "veritrail",
-        listen::shutdown_signal(),
-        // The request timeout covers the head as well as the body.
-        config.limits.request_timeout,
-    )
-    .await;
-    // In-flight requests are done: checkpoint the alert windows, sequence
-    // whatever is still queued, sign a final checkpoint, and stop.
-    if let Some(a) = &alerts {
-        a.shutdown().await;
-    }
-    let index = vault_for_shutdown;
-    tokio::task::spawn_blocking(move || {
-        sequencer.shutdown();
-        // The next start then has nothing to re-index.
-        if let Err(e) = index.flush_index() {
-            tracing::error!(error = %e, "couldn't write the search index on shutdown; it is rebuilt from the events on the next start");
+    let served = match remote {
+        None => {
+            let engine = parts
+                .leader_engine(opened.edge, opened.published, None)
+                .map_err(ServeError::Io)?;
+            // The first admin key was made with the log, before it could
+            // append: the log records it before it answers anyone.
+            if let Some(st) = &engine.state {
+                api::record_first_keys(st).await.map_err(|e| {
+                    ServeError::Io(format!(
+                        "couldn't record the first admin key in the log: {}",
+                        e.message()
+                    ))
+                })?;
+            }
+            let served = listen::serve(
+                engine.router.clone(),
+                config.listen,
+                config.tls.as_ref(),
+                "veritrail",
+                listen::shutdown_signal(),
+                // The request timeout covers the head as well as the body.
+                config.limits.request_timeout,
+            )
+            .await;
+            // In-flight requests are done: checkpoint the alert windows,
+            // sequence whatever is still queued, sign a final checkpoint,
+            // and stop.
+            if let Some(a) = &alerts {
+                a.shutdown().await;
+            }
+            tokio::task::spawn_blocking(move || (engine.stop)(true))
+                .await
+                .map_err(|e| ServeError::Io(e.to_string()))?;
+            served
         }
-    })
-    .await
-    .map_err(|e| ServeError::Io(e.to_string()))?;
+        Some(pg) => {
+            drop(opened);
+            let follower = {
+                let p = parts.clone();
+                tokio::task::spawn_blocking(move || p.follower())
+                    .await
+                    .map_err(|e| ServeError::Io(e.to_string()))?
+                    .map_err(ServeError::Io)?
+            };
+            let leadership = Leadership::new(
+                pg,
+                holder_name(),
+                LeaseTimings::default(),
+                follower.router.clone(),
+                config
+                    .limits
+                    .max_events_body
+                    .max(config.limits.max_other_body),
+                config.peer_ca_pem.as_deref(),
+            )
+            .map_err(ServeError::Io)?;
+            let advertise = config.advertise.clone();
+            let scheme = listen::scheme(config.tls.as_ref());
+            let reporter = leadership.clone();
+            let running = leadership.start(parts.clone(), follower).await;
+            let served = listen::serve_reporting(
+                leadership.router(),
+                config.listen,
+                config.tls.as_ref(),
+                "veritrail",
+                listen::shutdown_signal(),
+                config.limits.request_timeout,
+                move |bound| {
+                    let url = advertise.unwrap_or_else(|| {
+                        let mut at = bound;
+                        if at.ip().is_unspecified() {
+                            at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                        }
+                        format!("{scheme}://{at}")
+                    });
+                    println!("veritrail: a follower until it holds the sequencer lease; other frontends forward writes to {url} while it does");
+                    reporter.advertise(url);
+                },
+            )
+            .await;
+            if let Some(a) = &alerts {
+                a.shutdown().await;
+            }
+            running.shutdown().await;
+            served
+        }
+    };
     println!("veritrail: stopped");
     served.map_err(|e| ServeError::Io(format!("server error: {e}")))
+}
+
+/// This process's name in the lease row: host, process id and a random
+/// part, so a restarted frontend is a new holder.
+fn holder_name() -> String {
+    let mut r = [0u8; 4];
+    let _ = getrandom::fill(&mut r);
+    format!(
+        "{}/{}/{}",
+        lifecycle::default_origin().trim_end_matches("/veritrail"),
+        std::process::id(),
+        hex::encode(r)
+    )
+}
+
+/// What every engine of this process is built from.
+struct Parts {
+    config: ServeConfig,
+    store: Arc<dyn Store>,
+    master: crate::crypto::MasterKey,
+    keyring: crate::vault::KeyringHome,
+    origin: String,
+    verifier_keys: Arc<crate::note::keys::LogVerifierKeys>,
+    signer: Arc<crate::sequencer::CheckpointSigner>,
+    clock: Clock,
+    metrics: Option<PrometheusHandle>,
+    alerts: Option<Arc<crate::alerts::Alerts>>,
+}
+
+impl Parts {
+    fn state(
+        &self,
+        view: Arc<LogView>,
+        sequencer: crate::sequencer::SequencerHandle,
+        vault: Arc<crate::vault::Vault>,
+        witnessed: Option<Arc<crate::cosign::WitnessedView>>,
+        alerts: Option<Arc<crate::alerts::Alerts>>,
+    ) -> AppState {
+        let store = self.store.clone();
+        AppState::new(AppParts {
+            origin: self.origin.clone().into(),
+            verifier_keys: self.verifier_keys.clone(),
+            store: store.clone(),
+            tiles: Arc::new(TileCache::new(store.clone(), self.config.read_cache_bytes)),
+            view,
+            sequencer,
+            keys: ApiKeys::new(store)
+                .with_rate_limit(self.config.limits.rate_limit)
+                .with_clock(self.clock.clone()),
+            vault,
+            limits: Arc::new(self.config.limits.clone()),
+            metrics: self.metrics.clone(),
+            checkpoint_interval: self.config.sequencer.checkpoint_interval,
+            witnessed,
+            alerts,
+        })
+    }
+
+    /// The engine that sequences (blocking): a vault opened afresh over
+    /// the store, the sequencer over `edge` from `published` (under `lease`
+    /// when several frontends share the store), witnessing, retention.
+    fn leader_engine(
+        &self,
+        edge: crate::sequencer::RightEdge,
+        published: crate::sequencer::Published,
+        lease: Option<Arc<Lease>>,
+    ) -> Result<Engine, String> {
+        let store = self.store.clone();
+        // The vault seals event bodies on the write path and opens them for
+        // reads, search and erasure; the store underneath is only storage.
+        let vault = Arc::new(
+            crate::vault::Vault::open(store.clone(), &self.master, self.keyring.clone())
+                .map_err(|e| e.to_string())?,
+        );
+        let view = Arc::new(LogView::new(published, edge.size(), self.clock.clone()));
+        let sequencer = Sequencer::start_leased(
+            store.clone(),
+            Sealing::Vault(vault.clone()),
+            self.signer.clone(),
+            self.config.sequencer.clone(),
+            view.clone(),
+            edge,
+            lease,
+        )?;
+        let witnessed = match self.config.witnessing.clone() {
+            Some(policy) => Some(crate::cosign::start(policy, store, view.clone())?),
+            None => None,
+        };
+        let state = self.state(
+            view,
+            sequencer.handle(),
+            vault.clone(),
+            witnessed,
+            self.alerts.clone(),
+        );
+        let retention = tokio::spawn(api::retention_loop(
+            state.clone(),
+            self.config.retention_interval,
+        ));
+        Ok(Engine {
+            state: Some(state.clone()),
+            router: api::router(state),
+            stop: Box::new(move |clean| {
+                retention.abort();
+                sequencer.shutdown();
+                // The next start then has nothing to re-index. After a lost
+                // lease the next leader re-derives it instead.
+                if clean && let Err(e) = vault.flush_index() {
+                    tracing::error!(error = %e, "couldn't write the search index on shutdown; it is rebuilt from the events on the next start");
+                }
+            }),
+        })
+    }
+}
+
+impl Engines for Parts {
+    fn leader(&self, lease: Arc<Lease>) -> Result<Engine, String> {
+        // Everything afresh from the store, under the lease just taken.
+        let log = lifecycle::load_from(&self.config.data, Some(&self.origin), self.store.clone())
+            .map_err(|e| e.to_string())?;
+        self.leader_engine(log.edge, log.published, Some(lease))
+    }
+
+    fn follower(&self) -> Result<Engine, String> {
+        let log = lifecycle::load_from(&self.config.data, Some(&self.origin), self.store.clone())
+            .map_err(|e| e.to_string())?;
+        // Writes nothing: event reads and search are forwarded to the leader.
+        let vault = Arc::new(
+            crate::vault::Vault::open_for_check(
+                self.store.clone(),
+                &self.master,
+                self.keyring.clone(),
+            )
+            .map_err(|e| e.to_string())?,
+        );
+        let view = Arc::new(LogView::new(
+            log.published,
+            log.edge.size(),
+            self.clock.clone(),
+        ));
+        let sequencer = Sequencer::follow(
+            self.store.clone(),
+            view.clone(),
+            LeaseTimings::default().refresh,
+            self.config.sequencer.queue_capacity,
+        )?;
+        let state = self.state(view, sequencer.handle(), vault, None, None);
+        Ok(Engine {
+            state: None,
+            router: api::router(state),
+            stop: Box::new(move |_| sequencer.shutdown()),
+        })
+    }
 }

@@ -97,6 +97,11 @@ pub struct ServeArgs {
     /// The region of --objects [default: us-east-1].
     #[arg(long, env = "VERITRAIL_OBJECTS_REGION")]
     objects_region: Option<String>,
+    /// With --store: the base URL other frontends forward writes to while
+    /// this one sequences, e.g. http://10.0.0.5:8080 [default: the listen
+    /// address].
+    #[arg(long, env = "VERITRAIL_ADVERTISE", value_name = "URL")]
+    advertise: Option<String>,
 }
 
 // No doc comment: the subcommand's help is that of its variant in `main.rs`.
@@ -141,6 +146,7 @@ fn config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         objects: a.objects,
         objects_endpoint: a.objects_endpoint,
         objects_region: a.objects_region,
+        advertise: a.advertise,
         data: a.data,
         listen: a.listen,
         origin: a.origin,

@@ -7,7 +7,10 @@
 //! - [`signer`]: turns a size and root into a signed checkpoint;
 //! - [`view`]: the published checkpoint and durable size readers see;
 //! - [`queue`]: the budget that bounds submitted, unanswered work;
-//! - [`thread`]: the sequencer thread, its handle and its loop;
+//! - [`lease`]: whether this process may sequence now, when several
+//!   frontends share one store;
+//! - [`thread`]: the sequencer thread, its handle and its loop (and the
+//!   follower's, which only refreshes the view);
 //! - [`write_path`]: accept → sequence → seal → commit → publish, the path
 //!   of every event, with what is durable at each crash point;
 //! - [`reader`]: proofs' subtree hashes and single leaves from the store;
@@ -23,6 +26,7 @@
 
 pub(crate) mod clock;
 pub(crate) mod edge;
+pub(crate) mod lease;
 pub(crate) mod queue;
 pub(crate) mod reader;
 pub(crate) mod signer;
@@ -38,6 +42,7 @@ mod tests;
 
 pub use clock::{Clock, ManualClock};
 pub use edge::RightEdge;
+pub use lease::Lease;
 pub use queue::QueueLimits;
 pub use reader::TileSource;
 pub(crate) use reader::read_entry;

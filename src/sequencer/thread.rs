@@ -6,6 +6,14 @@
 //! (see [`super::write_path`]) and, between batches, signs a checkpoint
 //! when the interval passed and the tree grew. One thread owns the right
 //! edge, so no lock guards the tree.
+//!
+//! With several frontends on one store, only the holder of the lease
+//! sequences ([`Sequencer::start_leased`]): before every batch and
+//! checkpoint the thread asks the [`Lease`]; without it, submitters are
+//! refused and nothing is written. The other frontends run
+//! [`Sequencer::follow`]: a thread that sequences nothing and only brings
+//! the published view up to the store's checkpoint, so their proofs verify
+//! against checkpoints they serve.
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -15,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::edge::RightEdge;
+use super::lease::Lease;
 use super::queue::{QueueBudget, QueueLimits, Reservation};
 use super::signer::CheckpointSigner;
 use super::view::{LogView, Published};
@@ -156,6 +165,41 @@ pub(super) struct State {
     /// The checkpoint signed for the batch being committed, published once
     /// the commit returned.
     pub(super) pending_publish: Option<Published>,
+    /// The lease this thread sequences under, when several frontends share
+    /// the store (`None`: the only writer).
+    pub(super) lease: Option<Arc<Lease>>,
+    /// Set after a failed commit whose outcome could not be read back (the
+    /// store was unreachable): the right edge in memory may be behind the
+    /// store. Nothing is sequenced until a reload succeeds; the next try
+    /// is due at this instant.
+    pub(super) stale: Option<Backoff>,
+}
+
+/// When to retry reading the stored tree back, doubling up to a limit.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Backoff {
+    pub(super) next_try: Instant,
+    pub(super) delay: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
+
+    pub(super) fn start() -> Backoff {
+        Backoff {
+            next_try: Instant::now() + Backoff::FIRST,
+            delay: Backoff::FIRST,
+        }
+    }
+
+    pub(super) fn next(self) -> Backoff {
+        let delay = (self.delay * 2).min(Backoff::MAX);
+        Backoff {
+            next_try: Instant::now() + delay,
+            delay,
+        }
+    }
 }
 
 impl Sequencer {
@@ -170,6 +214,21 @@ impl Sequencer {
         config: SequencerConfig,
         view: Arc<LogView>,
         edge: RightEdge,
+    ) -> Result<Sequencer, String> {
+        Sequencer::start_leased(store, sealing, signer, config, view, edge, None)
+    }
+
+    /// As [`Sequencer::start`], sequencing only while `lease` is held
+    /// (`None`: always). `edge` and `view` must have been read from the
+    /// store after the lease was acquired.
+    pub fn start_leased(
+        store: Arc<dyn Store>,
+        sealing: Sealing,
+        signer: Arc<CheckpointSigner>,
+        config: SequencerConfig,
+        view: Arc<LogView>,
+        edge: RightEdge,
+        lease: Option<Arc<Lease>>,
     ) -> Result<Sequencer, String> {
         let last_received_ms = edge.last_received_ms(store.as_ref())?;
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
@@ -195,11 +254,37 @@ impl Sequencer {
             last_checkpoint_size,
             last_checkpoint_at,
             pending_publish: None,
+            lease,
+            stale: None,
         };
         let thread = std::thread::Builder::new()
             .name("sequencer".into())
             .spawn(move || run(state, rx))
             .map_err(|e| format!("couldn't start the sequencer thread: {e}"))?;
+        Ok(Sequencer {
+            handle: SequencerHandle { tx, view, budget },
+            thread: Some(thread),
+        })
+    }
+
+    /// A thread that sequences nothing: every submission is refused (a
+    /// follower forwards writes to the leader before they get here), and
+    /// every `poll` the view is brought up to the store's checkpoint and
+    /// tree size. Readers of a follower thus see only stored checkpoints,
+    /// and never one whose tree the store lacks.
+    pub fn follow(
+        store: Arc<dyn Store>,
+        view: Arc<LogView>,
+        poll: Duration,
+        queue_capacity: usize,
+    ) -> Result<Sequencer, String> {
+        let (tx, rx) = mpsc::sync_channel(queue_capacity.max(1));
+        let budget = QueueBudget::new(QueueLimits::default());
+        let thread_view = view.clone();
+        let thread = std::thread::Builder::new()
+            .name("follower".into())
+            .spawn(move || follow(store.as_ref(), &thread_view, poll, rx))
+            .map_err(|e| format!("couldn't start the follower thread: {e}"))?;
         Ok(Sequencer {
             handle: SequencerHandle { tx, view, budget },
             thread: Some(thread),
@@ -246,6 +331,40 @@ fn run(mut st: State, rx: Receiver<Msg>) {
     }
 }
 
+fn follow(store: &dyn Store, view: &LogView, poll: Duration, rx: Receiver<Msg>) {
+    loop {
+        match rx.recv_timeout(poll) {
+            Ok(Msg::Submit(s)) => s.answer(Err(SubmitError::Unavailable(
+                "this frontend is not the sequencer".into(),
+            ))),
+            Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(e) = refresh_view(store, view) {
+                    tracing::warn!(error = %e, "couldn't read the stored checkpoint; the view stays where it was");
+                }
+            }
+        }
+    }
+}
+
+/// Brings `view` up to the store: its tree size, and its checkpoint when
+/// that is newer than the published one. Tree size first, so a reader
+/// never finds a checkpoint larger than the tree it may prove against.
+fn refresh_view(store: &dyn Store, view: &LogView) -> Result<(), String> {
+    let size = store.tree_size().map_err(|e| e.to_string())?;
+    if size > view.durable_size() {
+        view.set_durable_size(size);
+    }
+    let Some(stored) = store.checkpoint().map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let published = Published::from_stored(&stored)?;
+    if published.checkpoint.size > view.checkpoint().checkpoint.size {
+        view.publish(Arc::new(published));
+    }
+    Ok(())
+}
+
 /// Takes `first` and whatever else is queued, up to the batch limits.
 fn collect_batch(
     config: &SequencerConfig,
@@ -282,6 +401,9 @@ fn collect_batch(
 
 impl State {
     fn checkpoint_due_in(&self) -> Duration {
+        if let Some(b) = self.stale {
+            return b.next_try.saturating_duration_since(Instant::now());
+        }
         if self.edge.size() == self.last_checkpoint_size {
             return Duration::from_secs(3600);
         }
@@ -298,6 +420,9 @@ impl State {
     /// Signs and stores a checkpoint on its own when the interval passed and
     /// the tree grew since the last one.
     fn periodic_checkpoint(&mut self) {
+        if self.stale.is_some() {
+            self.retry_reload();
+        }
         if self.checkpoint_due() {
             self.checkpoint_now();
         }

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use super::edge::{Completed, RightEdge};
 use super::reader::read_entry;
-use super::thread::{State, Submission};
+use super::thread::{Backoff, State, Submission};
 use super::view::Published;
 use crate::crypto::Term;
 use crate::event::{self, AuditEvent, LeafRecord};
@@ -217,6 +217,9 @@ impl State {
     /// answers its submitters. A failure at any stage fails every
     /// submitter of the batch and acknowledges nothing.
     pub(super) fn integrate(&mut self, mut batch: Vec<Submission>) {
+        if let Some(why) = self.cannot_sequence() {
+            return refuse_all(batch, &why);
+        }
         let started = Instant::now();
         let before = self.edge.clone();
         // kill -9 during sequence or seal: only memory changed (the right
@@ -403,44 +406,96 @@ impl State {
         p
     }
 
+    /// Why no batch may be sequenced now, if so: the lease is not held, or
+    /// the stored tree could not be read back since a failed commit (one
+    /// more try is made when it is due).
+    fn cannot_sequence(&mut self) -> Option<String> {
+        if let Some(lease) = &self.lease
+            && !lease.held()
+        {
+            return Some("this frontend no longer sequences (its lease ended); retry".into());
+        }
+        if self.stale.is_some() {
+            self.retry_reload();
+        }
+        self.stale
+            .is_some()
+            .then(|| "the store is unreachable; retry shortly".into())
+    }
+
     /// After a failed commit the store's state is unknown to us (the write
-    /// may have been applied but not flushed): reload the right edge from
-    /// what the store says. If even that fails, stop accepting events.
+    /// may have been applied but not flushed, or the transaction committed
+    /// but its answer was lost): reload the right edge from what the store
+    /// says before sequencing anything else. While the store cannot be
+    /// read, retry with backoff (submitters get 503 meanwhile).
     fn recover_from_failed_commit(&mut self, before: &RightEdge, err: &StoreError) {
         self.pending_publish = None;
         metrics::counter!("veritrail_batch_failures_total").increment(1);
         tracing::error!(error = %err, "couldn't commit a batch; its submitters get an error");
-        let store = self.store.as_ref();
-        let reloaded = store
-            .tree_size()
-            .map_err(|e| e.to_string())
-            .and_then(|size| {
-                let edge = RightEdge::load(store, size).map_err(|e| e.to_string())?;
-                // The stored tree's prefix of our size: the tree we had, if the
-                // store only grew by (all of) the batch.
-                let prefix = if size > before.size() {
-                    RightEdge::load(store, before.size())
-                        .map_err(|e| e.to_string())?
-                        .root()
-                } else {
-                    edge.root()
-                };
-                Ok((edge, prefix))
-            });
-        match reloaded {
-            // Either nothing of the batch landed (same tree), or all of it did
-            // (a larger tree whose prefix is the tree we had).
-            Ok((edge, prefix)) if edge.size() >= before.size() && prefix == before.root() => {
-                self.edge = edge;
-                self.view.set_durable_size(self.edge.size());
-            }
-            Ok(_) => self.fail(
-                "the store's tree after a failed commit does not extend the committed tree".into(),
-            ),
-            Err(e) => self.fail(format!(
-                "couldn't reload the tree after a failed commit: {e}"
-            )),
+        self.edge = before.clone();
+        self.stale = Some(Backoff::start());
+        self.reload_now();
+    }
+
+    /// Retries reading the stored tree back, when the backoff allows.
+    pub(super) fn retry_reload(&mut self) {
+        if self.stale.is_some_and(|b| Instant::now() >= b.next_try) {
+            self.reload_now();
         }
+    }
+
+    fn reload_now(&mut self) {
+        match self.reload() {
+            Ok(true) => {
+                if self
+                    .stale
+                    .take()
+                    .is_some_and(|b| b.delay > Backoff::start().delay)
+                {
+                    tracing::info!(
+                        size = self.edge.size(),
+                        "the store is back; sequencing again"
+                    );
+                }
+            }
+            Ok(false) => {
+                self.stale = None;
+                self.fail(
+                    "the store's tree after a failed commit does not extend the committed tree"
+                        .into(),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "couldn't read the stored tree back; retrying");
+                self.stale = self.stale.map(Backoff::next).or(Some(Backoff::start()));
+            }
+        }
+    }
+
+    /// Reads the stored tree and its last leaf's time afresh (a
+    /// checkpoint that landed with a failed batch is not published: the
+    /// next one covers the same tree). `Ok(false)` when the stored tree does not extend the tree in
+    /// memory (then nothing changes): either nothing of the failed batch
+    /// landed (the same tree) or all of it did, maybe followed by more
+    /// (a larger tree whose prefix is the tree we had).
+    fn reload(&mut self) -> Result<bool, String> {
+        let store = self.store.as_ref();
+        let size = store.tree_size().map_err(|e| e.to_string())?;
+        let edge = RightEdge::load(store, size).map_err(|e| e.to_string())?;
+        let prefix = if size > self.edge.size() {
+            RightEdge::load(store, self.edge.size())
+                .map_err(|e| e.to_string())?
+                .root()
+        } else {
+            edge.root()
+        };
+        if edge.size() < self.edge.size() || prefix != self.edge.root() {
+            return Ok(false);
+        }
+        self.last_received_ms = self.last_received_ms.max(edge.last_received_ms(store)?);
+        self.edge = edge;
+        self.view.set_durable_size(self.edge.size());
+        Ok(true)
     }
 
     /// Stops accepting events for good (until a restart).
@@ -452,7 +507,12 @@ impl State {
     /// Signs a checkpoint for the committed tree, stores it on its own and
     /// publishes it: stages 2, 4 and 5 for a checkpoint without events.
     pub(super) fn checkpoint_now(&mut self) {
-        if self.view.failed() {
+        if self.view.failed() || self.stale.is_some() {
+            return;
+        }
+        if let Some(lease) = &self.lease
+            && !lease.held()
+        {
             return;
         }
         let published = match self.signer.sign(
@@ -494,6 +554,13 @@ impl State {
             commitment: record.commitment,
             duplicate: true,
         })
+    }
+}
+
+/// Refuses every submitter of `batch`: nothing of it was written.
+fn refuse_all(batch: Vec<Submission>, why: &str) {
+    for sub in batch {
+        sub.answer(Err(SubmitError::Unavailable(why.to_string())));
     }
 }
 

@@ -191,6 +191,16 @@ impl Server {
             .to_string()
     }
 
+    /// The process id, for signals a test sends (SIGSTOP, SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every line printed after listening so far (stdout and stderr).
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+
     /// The admin key written on first start.
     pub fn admin_key(&self) -> String {
         std::fs::read_to_string(self.data.join("admin.key"))

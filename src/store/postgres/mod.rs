@@ -30,6 +30,7 @@
 //! a time limit, so an unreachable service is an error, not a hang.
 
 mod bucket;
+mod lease;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -41,6 +42,7 @@ use tokio_postgres::{Client, NoTls, Row, Transaction};
 
 pub use bucket::BucketConfig;
 use bucket::{Bucket, Created};
+pub use lease::LeaseHolder;
 
 use super::{
     BatchWrite, DedupeKey, IndexBlock, LeafKey, Record, RecordBatch, RecordSpace, ScanCursor,
@@ -57,6 +59,8 @@ const FULL_TILE_BYTES: usize = 256 * 32;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one commit may take (its bucket writes included).
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the server lets a transaction sit idle before ending it.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
 /// Connections for readers; the writer has its own.
 const READERS: usize = 4;
 /// The bucket object holding the latest checkpoint.
@@ -178,7 +182,14 @@ impl PgStore {
         config
             .connect_timeout(Duration::from_secs(3))
             .keepalives_idle(Duration::from_secs(10))
-            .application_name("veritrail");
+            .application_name("veritrail")
+            // A frontend stopped inside a commit (paused, or cut off) must
+            // not hold the coordination row's lock past its lease: the
+            // server ends such a transaction, and the next leader proceeds.
+            .options(format!(
+                "-c idle_in_transaction_session_timeout={}",
+                IDLE_IN_TRANSACTION.as_millis()
+            ));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("veritrail-remote-store")
@@ -311,7 +322,9 @@ impl Inner {
     async fn lock_log(&self, t: &Transaction<'_>) -> Result<u64, StoreError> {
         let row = t
             .query_one(
-                "SELECT tree_size, lease_token FROM vt_log WHERE id = 1 FOR UPDATE",
+                "SELECT tree_size, lease_token,
+                     lease_expires_at IS NOT NULL AND lease_expires_at >= clock_timestamp()
+                 FROM vt_log WHERE id = 1 FOR UPDATE",
                 &[],
             )
             .await
@@ -322,6 +335,13 @@ impl Inner {
             if current != token {
                 return Err(StoreError::Backend(format!(
                     "fenced: this frontend's sequencer lease (token {token}) was taken over (token {current})"
+                )));
+            }
+            // An expired lease may be taken at any moment: commit nothing
+            // under it (the database's clock decides).
+            if !row.get::<_, bool>(2) {
+                return Err(StoreError::Backend(format!(
+                    "fenced: this frontend's sequencer lease (token {token}) expired"
                 )));
             }
         }

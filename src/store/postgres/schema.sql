@@ -17,6 +17,8 @@ CREATE TABLE IF NOT EXISTS vt_log (
     lease_expires_at timestamptz
 );
 INSERT INTO vt_log (id, tree_size) VALUES (1, 0) ON CONFLICT DO NOTHING;
+-- Where the lease holder takes writes (its advertised URL).
+ALTER TABLE vt_log ADD COLUMN IF NOT EXISTS lease_address text;
 
 -- The right edge: partial hash tiles and the partial entry bundle. A row
 -- is deleted when its tile becomes full (and is then in the bucket).

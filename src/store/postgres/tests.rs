@@ -8,6 +8,7 @@ mod services;
 use super::*;
 use crate::store::conformance;
 use services::{ObjectServer, Postgres};
+use std::time::Duration;
 
 struct Services {
     pg: Postgres,
@@ -129,10 +130,70 @@ fn a_fenced_store_cannot_commit() {
         None,
         "nothing reached the bucket"
     );
-    store.fence(Some(0));
+    store.fence(None);
     assert_eq!(store.tree_size().unwrap(), 3);
     store.commit(&tile_batch(4, 1, true)).unwrap();
     assert_eq!(store.tree_size().unwrap(), 4);
+}
+
+#[test]
+fn only_the_lease_holder_commits_and_a_taken_lease_fences_the_old_one() {
+    let s = Services::start();
+    let (one, two) = (s.open(), s.open());
+    one.commit(&tile_batch(3, 1, false)).unwrap();
+    let ttl = Duration::from_millis(600);
+    let t1 = one
+        .acquire_lease("one", "http://one", ttl)
+        .unwrap()
+        .expect("a free lease");
+    assert_eq!(
+        two.acquire_lease("two", "http://two", ttl).unwrap(),
+        None,
+        "held"
+    );
+    let holder = two.lease_holder().unwrap().expect("a holder");
+    assert_eq!(
+        (holder.holder.as_str(), holder.address.as_str()),
+        ("one", "http://one")
+    );
+    one.fence(Some(t1));
+    one.commit(&tile_batch(4, 1, true)).unwrap();
+    assert!(one.renew_lease("one", "http://one/", t1, ttl).unwrap());
+    std::thread::sleep(ttl + Duration::from_millis(200));
+    // Expired, by the database's clock: nothing commits under it, even
+    // before anyone else takes it.
+    let err = one.commit(&tile_batch(5, 1, false)).unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+    assert_eq!(two.lease_holder().unwrap(), None);
+    assert!(
+        !one.renew_lease("one", "http://one", t1, ttl).unwrap(),
+        "too late"
+    );
+    let t2 = two
+        .acquire_lease("two", "http://two", ttl)
+        .unwrap()
+        .expect("an expired lease is free");
+    assert!(t2 > t1, "the token grows");
+    two.fence(Some(t2));
+    // The old holder's commit in flight finds the new token.
+    let err = one.commit(&tile_batch(5, 1, true)).unwrap_err();
+    assert!(err.to_string().contains("taken over"), "{err}");
+    assert_eq!(
+        s.object("tile/0/000.p/5"),
+        None,
+        "nothing of it reached the bucket"
+    );
+    assert_eq!(one.tree_size().unwrap(), 4);
+    two.commit(&tile_batch(5, 1, true)).unwrap();
+    assert_eq!(one.tree_size().unwrap(), 5);
+    // Released on a clean stop: free at once.
+    two.release_lease("two", t2).unwrap();
+    assert_eq!(one.lease_holder().unwrap(), None);
+    assert!(
+        one.acquire_lease("one", "http://one", ttl)
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[test]
