@@ -15,8 +15,13 @@ use super::ApiError;
 /// Longest query string any route accepts, in bytes.
 pub const MAX_QUERY_BYTES: usize = 8 << 10;
 
-/// Refuses a request with more than one `Authorization` header.
-pub(super) async fn single_authorization(req: Request, next: Next) -> Response {
+/// Both checks, as one layer (a layer costs every request a boxed future
+/// and a clone of the routes behind it): an over-long or non-UTF-8 query
+/// string first, then more than one `Authorization` header.
+pub(super) async fn request_head(req: Request, next: Next) -> Response {
+    if let Some(Err(e)) = req.uri().query().map(check_query) {
+        return e.into_response();
+    }
     if req
         .headers()
         .get_all(header::AUTHORIZATION)
@@ -25,14 +30,6 @@ pub(super) async fn single_authorization(req: Request, next: Next) -> Response {
         .is_some()
     {
         return ApiError::bad_request("more than one Authorization header").into_response();
-    }
-    next.run(req).await
-}
-
-/// Refuses an over-long query string, or one that is not UTF-8 text.
-pub(super) async fn query_text(req: Request, next: Next) -> Response {
-    if let Some(Err(e)) = req.uri().query().map(check_query) {
-        return e.into_response();
     }
     next.run(req).await
 }

@@ -224,8 +224,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(axum::middleware::from_fn(guard::single_authorization))
-        .layer(axum::middleware::from_fn(guard::query_text))
+        .layer(axum::middleware::from_fn(guard::request_head))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,

@@ -1,5 +1,9 @@
 //! Public reads: checkpoint, tiles, proofs, log info, health, metrics. No
 //! authentication and no personal data: leaves are commitments.
+//!
+//! The hot ones cost no store read when cached and no copy: a tile is the
+//! read cache's bytes; a proof is one batch of cache lookups, its JSON
+//! written straight into one buffer (the same bytes serde_json writes).
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -11,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{ApiError, AppState, with_cache};
-use crate::merkle::{self, Hash, NodeId, SubtreeSource};
+use crate::merkle::{self, Hash};
 use crate::tiles::{self, TilePath};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -274,7 +278,7 @@ pub(super) async fn inclusion_proof(
     } else {
         "no-cache"
     };
-    Ok(with_cache(Json(body).into_response(), cache))
+    Ok(with_cache(body.to_json().into_response(), cache))
 }
 
 /// An inclusion proof as answered: hashes in padded standard base64.
@@ -286,25 +290,90 @@ pub(super) struct InclusionBody {
     audit_path: Vec<Hash>,
 }
 
+impl InclusionBody {
+    /// The answer's bytes, exactly what serde_json makes of it.
+    fn to_json(&self) -> ProofJson {
+        let mut out = ProofJson::with_hashes(1 + self.audit_path.len());
+        out.number("{\"leaf_index\":", self.leaf_index);
+        out.number(",\"tree_size\":", self.tree_size);
+        out.hash(",\"leaf_hash\":", &self.leaf_hash);
+        out.hashes(",\"audit_path\":", &self.audit_path);
+        out
+    }
+}
+
 /// The inclusion proof of leaf `index` in the tree of `size`, from the
-/// read cache.
+/// read cache: the leaf and its path in one batch of lookups.
 fn inclusion_body(st: &AppState, index: u64, size: u64) -> Result<InclusionBody, ApiError> {
-    let tiles = st.tiles.as_ref();
-    let audit_path = merkle::inclusion_proof(index, size, tiles).map_err(ApiError::internal)?;
-    let leaf_hash = match tiles.subtree_hashes(&[NodeId::leaf(index)])?[..] {
-        [leaf] => leaf,
-        _ => {
-            return Err(ApiError::internal(
-                "the read cache returned the wrong number of hashes",
-            ));
-        }
-    };
+    let (leaf_hash, audit_path) = merkle::inclusion_proof_with_leaf(index, size, st.tiles.as_ref())
+        .map_err(ApiError::internal)?;
     Ok(InclusionBody {
         leaf_index: index,
         tree_size: size,
         leaf_hash,
         audit_path,
     })
+}
+
+/// A proof answer's JSON written straight into one buffer of its final
+/// size: the keys are fixed, the numbers decimal and the hashes base64,
+/// whose alphabet needs no escaping. `to_json` of each body keeps the
+/// bytes serde_json would write for it (a test holds them equal).
+struct ProofJson(Vec<u8>);
+
+impl ProofJson {
+    fn with_hashes(hashes: usize) -> ProofJson {
+        // Keys and numbers, then `"<44 characters>",` per hash.
+        ProofJson(Vec::with_capacity(112 + 47 * hashes))
+    }
+
+    fn number(&mut self, key: &str, n: u64) {
+        use std::io::Write as _;
+        self.0.extend_from_slice(key.as_bytes());
+        // Writing to a Vec cannot fail.
+        let _ = write!(self.0, "{n}");
+    }
+
+    fn hash(&mut self, key: &str, h: &Hash) {
+        self.0.extend_from_slice(key.as_bytes());
+        self.quoted(h);
+    }
+
+    /// `key`, then the array of `hashes`, then the closing brace.
+    fn hashes(&mut self, key: &str, hashes: &[Hash]) {
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.push(b'[');
+        for (i, h) in hashes.iter().enumerate() {
+            if i > 0 {
+                self.0.push(b',');
+            }
+            self.quoted(h);
+        }
+        self.0.extend_from_slice(b"]}");
+    }
+
+    fn quoted(&mut self, h: &Hash) {
+        let mut buf = [0u8; 44];
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(h.0, &mut buf)
+            .expect("44 bytes hold the base64 of 32");
+        self.0.push(b'"');
+        self.0.extend_from_slice(&buf[..n]);
+        self.0.push(b'"');
+    }
+}
+
+impl IntoResponse for ProofJson {
+    fn into_response(self) -> Response {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            self.0,
+        )
+            .into_response()
+    }
 }
 
 /// [`inclusion_body`] as a JSON value, for answers that embed a proof.
@@ -365,7 +434,7 @@ pub(super) async fn consistency_proof(
     } else {
         "no-cache"
     };
-    Ok(with_cache(Json(body).into_response(), cache))
+    Ok(with_cache(body.to_json().into_response(), cache))
 }
 
 /// A consistency proof as answered: hashes in padded standard base64.
@@ -374,6 +443,17 @@ struct ConsistencyBody {
     first: u64,
     second: u64,
     consistency: Vec<Hash>,
+}
+
+impl ConsistencyBody {
+    /// The answer's bytes, exactly what serde_json makes of it.
+    fn to_json(&self) -> ProofJson {
+        let mut out = ProofJson::with_hashes(self.consistency.len());
+        out.number("{\"first\":", self.first);
+        out.number(",\"second\":", self.second);
+        out.hashes(",\"consistency\":", &self.consistency);
+        out
+    }
 }
 
 /// `GET /healthz`: checks that the sequencer runs, that the latest
@@ -453,7 +533,36 @@ pub(super) async fn metrics(State(st): State<AppState>) -> Result<Response, ApiE
 
 #[cfg(test)]
 mod tests {
-    use super::tile_exists;
+    use super::{ConsistencyBody, InclusionBody, tile_exists};
+    use crate::merkle::{Hash, leaf_hash};
+
+    #[test]
+    fn proof_answers_are_the_bytes_serde_json_writes() {
+        let hashes: Vec<Hash> = (0..70u64).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        for (n, number) in [(0, 0), (1, 1), (2, 255), (20, 1_000_000), (63, u64::MAX)] {
+            let inclusion = InclusionBody {
+                leaf_index: number / 2,
+                tree_size: number,
+                leaf_hash: hashes[69],
+                audit_path: hashes[..n].to_vec(),
+            };
+            assert_eq!(
+                inclusion.to_json().0,
+                serde_json::to_vec(&inclusion).unwrap(),
+                "{n} {number}"
+            );
+            let consistency = ConsistencyBody {
+                first: number / 3,
+                second: number,
+                consistency: hashes[n / 2..n].to_vec(),
+            };
+            assert_eq!(
+                consistency.to_json().0,
+                serde_json::to_vec(&consistency).unwrap(),
+                "{n} {number}"
+            );
+        }
+    }
 
     #[test]
     fn tiles_exist_only_for_committed_leaves() {

@@ -20,7 +20,8 @@ pub use hash::{HASH_SIZE, Hash, HashError, empty_root, leaf_hash, node_hash};
 pub use memory::{MemoryTree, MissingNode};
 pub use proof::{
     NodeId, ProofError, SubtreeSource, batch_inclusion_proof, consistency_proof,
-    consistency_proof_nodes, inclusion_proof, inclusion_proof_nodes, tree_root, tree_root_nodes,
+    consistency_proof_nodes, inclusion_proof, inclusion_proof_nodes, inclusion_proof_with_leaf,
+    tree_root, tree_root_nodes,
 };
 pub use rs_merkle_hasher::Rfc6962Hasher;
 pub use verify::{

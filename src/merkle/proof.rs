@@ -262,6 +262,32 @@ pub fn inclusion_proof<S: SubtreeSource + ?Sized>(
     plan_for(&inclusion_ranges(index, size)).run(src)
 }
 
+/// The leaf hash of leaf `index` and its inclusion proof in the tree of
+/// `size` leaves, fetched in the same single call to the source (a server
+/// answers both; [`inclusion_proof`] alone is the audit path).
+pub fn inclusion_proof_with_leaf<S: SubtreeSource + ?Sized>(
+    index: u64,
+    size: u64,
+    src: &S,
+) -> Result<(Hash, Vec<Hash>), ProofError<S::Error>> {
+    if index >= size {
+        return Err(ProofError::InvalidRange {
+            first: index,
+            second: size,
+            reason: "an inclusion proof needs a leaf index below the tree size",
+        });
+    }
+    let mut plan = plan_for(&inclusion_ranges(index, size));
+    // The leaf itself is one more group of one node, folded to itself.
+    plan.push_range(index, index + 1);
+    let mut out = plan.run(src)?;
+    let leaf = out.pop().ok_or(ProofError::SourceMismatch {
+        requested: 1,
+        returned: 0,
+    })?;
+    Ok((leaf, out))
+}
+
 /// The nodes [`inclusion_proof`] asks its source for, in the order asked.
 /// Empty when `index >= size`.
 pub fn inclusion_proof_nodes(index: u64, size: u64) -> Vec<NodeId> {
@@ -380,6 +406,36 @@ mod tests {
         );
         assert_eq!(tree_root_nodes(u64::MAX).len(), 64);
         assert!(tree_root_nodes(0).is_empty());
+    }
+
+    #[test]
+    fn the_leaf_comes_with_its_path_from_one_call() {
+        struct Counting(std::cell::Cell<usize>);
+        impl SubtreeSource for Counting {
+            type Error = std::convert::Infallible;
+            fn subtree_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, Self::Error> {
+                self.0.set(self.0.get() + 1);
+                let tree: Vec<Hash> = (0..1000u64)
+                    .map(|i| super::super::leaf_hash(&i.to_be_bytes()))
+                    .collect();
+                Ok(nodes
+                    .iter()
+                    .map(|n| {
+                        let r = n.leaf_range().unwrap();
+                        super::super::root_from_leaf_hashes(&tree[r.start as usize..r.end as usize])
+                    })
+                    .collect())
+            }
+        }
+        let src = Counting(std::cell::Cell::new(0));
+        for (index, size) in [(0, 1), (0, 7), (6, 7), (5, 13), (511, 1000), (999, 1000)] {
+            let calls = src.0.get();
+            let (leaf, path) = inclusion_proof_with_leaf(index, size, &src).unwrap();
+            assert_eq!(src.0.get(), calls + 1);
+            assert_eq!(leaf, super::super::leaf_hash(&index.to_be_bytes()));
+            assert_eq!(path, inclusion_proof(index, size, &src).unwrap());
+        }
+        assert!(inclusion_proof_with_leaf(7, 7, &src).is_err());
     }
 
     #[test]

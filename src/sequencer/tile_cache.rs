@@ -392,23 +392,26 @@ impl SubtreeSource for TileCache {
     type Error = StoreError;
 
     fn subtree_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
-        // The few tiles this proof touches, looked up once each.
+        // The few tiles this proof touches, each looked up (one shard lock,
+        // one reference count) once, then borrowed for every node in it.
         let mut held: Vec<((u8, u64), Arc<CachedTile>)> = Vec::with_capacity(8);
         let mut out = Vec::with_capacity(nodes.len());
         for node in nodes {
             let (level, index, offset, count) = tiles::node_location(*node);
-            let found = held
+            let at = match held
                 .iter()
-                .find(|(at, t)| *at == (level, index) && t.width >= offset + count)
-                .map(|(_, t)| t.clone());
-            let tile = match found {
-                Some(t) => t,
+                .position(|(at, t)| *at == (level, index) && t.width >= offset + count)
+            {
+                Some(at) => at,
                 None => {
-                    let t = self.tile_covering(level, index, offset + count)?;
-                    held.push(((level, index), t.clone()));
-                    t
+                    held.push((
+                        (level, index),
+                        self.tile_covering(level, index, offset + count)?,
+                    ));
+                    held.len() - 1
                 }
             };
+            let tile = &held[at].1;
             out.push(tile.node(offset, count).ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "hash tile {level}/{index} does not cover node {node:?}"
@@ -485,6 +488,60 @@ mod tests {
         let off = TileCache::new(store, 0);
         assert_eq!(off.hash_tile(0, 5, 256).unwrap().len(), 256 * 32);
         assert_eq!(off.stats().entries, 0);
+    }
+
+    #[test]
+    fn concurrent_proofs_under_eviction_all_verify() {
+        use crate::merkle::{self, NodeId};
+        // Full level-0 tiles, a partial one, and a partial level-1 tile.
+        let size = 256 * 40 + 77;
+        let leaves: Vec<Hash> = (0..size)
+            .map(|i: u64| leaf_hash(&i.to_be_bytes()))
+            .collect();
+        let mut stored: Vec<(u8, u64, Vec<u8>)> = leaves
+            .chunks(256)
+            .enumerate()
+            .map(|(i, c)| (0, i as u64, c.iter().flat_map(|h| h.0).collect()))
+            .collect();
+        let level1: Vec<u8> = leaves
+            .chunks_exact(256)
+            .flat_map(|c| root_from_leaf_hashes(c).0)
+            .collect();
+        stored.push((1, 0, level1));
+        let store = Arc::new(MemoryStore::new());
+        store_tiles(&store, stored);
+        let root = root_from_leaf_hashes(&leaves);
+        let firsts: Vec<(u64, Hash)> = [1u64, 255, 256, 257, 5000, 10_240, size - 1]
+            .iter()
+            .map(|&f| (f, root_from_leaf_hashes(&leaves[..f as usize])))
+            .collect();
+        // Room for one full tile and a half per shard, for 42 tiles: proofs evict.
+        let weight = CachedTile::build(Bytes::from(tile_bytes(0, 256))).weight();
+        let budget = SHARDS * weight * 3 / 2;
+        let cache = TileCache::new(store, budget);
+        std::thread::scope(|scope| {
+            for t in 0..4u64 {
+                let (cache, leaves, firsts) = (&cache, &leaves, &firsts);
+                scope.spawn(move || {
+                    for n in 0..150u64 {
+                        let index = (n * 7919 + t * 104_729) % size;
+                        let (leaf, path) =
+                            merkle::inclusion_proof_with_leaf(index, size, cache).unwrap();
+                        assert_eq!(leaf, leaves[index as usize]);
+                        merkle::verify_inclusion(index, size, &leaf, &path, &root).unwrap();
+                        let (first, first_root) = firsts[((n + t) % 7) as usize];
+                        let proof = merkle::consistency_proof(first, size, cache).unwrap();
+                        merkle::verify_consistency(first, size, &first_root, &root, &proof)
+                            .unwrap();
+                        // A node past the stored widths is refused, never guessed.
+                        assert!(cache.subtree_hashes(&[NodeId::leaf(size)]).is_err());
+                    }
+                });
+            }
+        });
+        let stats = cache.stats();
+        assert!(stats.bytes <= budget, "{stats:?}");
+        assert!(stats.misses > 40, "{stats:?}");
     }
 
     #[test]
