@@ -71,8 +71,9 @@ pub struct Config {
 
 /// Requests in flight at once by default: each waits for a signed
 /// checkpoint, so this times the batch size bounds the lines per checkpoint
-/// interval; 16 keeps the agent under 64 MiB resident with 1000-line batches.
-pub const DEFAULT_IN_FLIGHT: u16 = 16;
+/// interval, and each holds its batch and answer in memory. 12 keeps the
+/// agent under 64 MiB resident with 1000-line batches (docs/ship.md).
+pub const DEFAULT_IN_FLIGHT: u16 = 12;
 
 impl Config {
     /// The defaults for `include` and `dir`.
