@@ -180,13 +180,15 @@ pub fn get(tree: &sled::Tree, files: &InFiles, index: u64) -> Result<Option<Vec<
 
 /// Adds a commit's bodies (`(index, body)`, any order) to `batch`: a chunk
 /// per bundle, folded into one when the commit completes the bundle. The
-/// chunks of completed bundles are returned as the files to write before
-/// `batch` is applied.
+/// chunks of completed bundles that the commit's tree `size` covers are
+/// returned as the files to write before `batch` is applied (a restore may
+/// hold bodies past its size: those stay in sled).
 pub fn stage_commit(
     tree: &sled::Tree,
     batch: &mut sled::Batch,
     bodies: &[(u64, &[u8])],
     files: &InFiles,
+    size: u64,
 ) -> Result<Vec<(Blob, Vec<u8>)>, StoreError> {
     let mut out = Vec::new();
     let mut by_bundle: BTreeMap<u64, BTreeMap<u64, &[u8]>> = BTreeMap::new();
@@ -246,7 +248,10 @@ pub fn stage_commit(
             chunk
                 .bodies
                 .extend(group.values().map(|b| Some(b.to_vec())));
-            if chunk.first == start && chunk.bodies.len() as u64 == TILE_WIDTH {
+            if chunk.first == start
+                && chunk.bodies.len() as u64 == TILE_WIDTH
+                && Blob::Bodies(bundle).committed_at(size)
+            {
                 let k = chunk_key(start);
                 batch.remove(&k[..]);
                 out.push((Blob::Bodies(bundle), checksummed(&k, &chunk.encode())));
@@ -474,7 +479,8 @@ mod tests {
             files,
             committed: *committed,
         };
-        let blobs = stage_commit(tree, &mut batch, &refs, &in_files).unwrap();
+        let size = bodies.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
+        let blobs = stage_commit(tree, &mut batch, &refs, &in_files, size).unwrap();
         let blobs: Vec<_> = blobs.iter().map(|(b, v)| (*b, v.as_slice())).collect();
         files.write_all(&blobs).unwrap();
         tree.apply_batch(batch).unwrap();

@@ -899,7 +899,8 @@ impl Store for SledStore {
             let v = checksummed(&k, value);
             batch.insert(k, v);
         }
-        let body_files = bodies::stage_commit(&db.tree, &mut batch, &sealed, &self.in_files())?;
+        let body_files =
+            bodies::stage_commit(&db.tree, &mut batch, &sealed, &self.in_files(), b.tree_size)?;
         blobs.extend(body_files.iter().map(|(blob, v)| (*blob, v.as_slice())));
         let dedupe = db.dedupe.stage(
             &mut batch,
