@@ -131,6 +131,16 @@ impl PendingFile {
         sync_dir(&parent_of(&self.path))
     }
 
+    /// Syncs the file and renames it over the final path, leaving the
+    /// directory unsynced: for writers of many files, which then call
+    /// [`sync_dir`] once per directory before relying on any new name.
+    pub fn commit_without_dir_sync(mut self) -> io::Result<()> {
+        self.sync_and_close()?;
+        fs::rename(&self.tmp, &self.path)?;
+        self.tmp = PathBuf::new();
+        Ok(())
+    }
+
     /// Syncs the file and gives it the final path, which must not exist.
     pub fn commit_new(self) -> io::Result<()> {
         self.commit_new_removing_with(|tmp| fs::remove_file(tmp))

@@ -3,7 +3,8 @@
 //! (exit 1); a log held by a running server is refused (exit 2).
 //!
 //! Bytes are flipped with sled itself while the server is stopped, using
-//! the backend's key layout (one-byte prefixes, see the sled store).
+//! the backend's key layout (one-byte prefixes, see the sled store), or in
+//! the files that hold full tiles, bundles and body chunks (`db/objects`).
 
 mod common;
 
@@ -87,10 +88,35 @@ enum Damage {
     Remove,
     /// Flips a byte of the key store's leaf block (not a database entry).
     KeyBlock,
+    /// Flips bit 0 of byte `at` (from the end when negative) of the blob
+    /// file whose path below `db/objects` is the case's key.
+    FlipFile(isize),
+    /// Cuts the blob file to half its length, as a torn write would.
+    TearFile,
+    /// Removes the blob file.
+    RemoveFile,
 }
 
 fn damage(data: &Path, key: &[u8], how: Damage) {
+    let file = data
+        .join("db/objects")
+        .join(String::from_utf8_lossy(key).as_ref());
     match how {
+        Damage::FlipFile(at) => {
+            let mut bytes = std::fs::read(&file).unwrap();
+            let at = if at < 0 {
+                bytes.len() - at.unsigned_abs()
+            } else {
+                at as usize
+            };
+            bytes[at] ^= 1;
+            std::fs::write(&file, bytes).unwrap();
+        }
+        Damage::TearFile => {
+            let bytes = std::fs::read(&file).unwrap();
+            std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+        }
+        Damage::RemoveFile => std::fs::remove_file(&file).unwrap(),
         Damage::Flip(at) => common::flip_stored_byte(data, key, at),
         Damage::Remove => {
             let db = veritrail::store::sled::sled_config(&data.join("db"))
@@ -172,12 +198,10 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // A byte 5 into hash 17 of tile 0/001.
-    let tile_key = {
-        let mut k = vec![b'T', 0];
-        k.extend_from_slice(&1u64.to_be_bytes());
-        k
-    };
+    // Full tiles, bundles and body chunks are files, named by their path.
+    let tile_file = b"tile/0/001".to_vec();
+    let bundle_file = b"entries/001".to_vec();
+    let bodies_file = b"bodies/000".to_vec();
     // The indexes' newest entries are in pending records, one per batch.
     let leaf_key = first_key(&pristine, b"ph");
     let dedupe_key = first_key(&pristine, b"pd");
@@ -196,26 +220,70 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
     };
     let api_key = first_key(&pristine, b"K");
     let cases: Vec<(&str, Vec<u8>, Damage, &str)> = vec![
+        // A byte 5 into hash 17 of tile 0/001.
         (
             "tile",
-            tile_key,
-            Damage::Flip(17 * 32 + 5),
+            tile_file.clone(),
+            Damage::FlipFile(17 * 32 + 5),
             "first bad object: tile 0/001: hash 17 is ",
+        ),
+        (
+            "torn tile file",
+            tile_file.clone(),
+            Damage::TearFile,
+            "first bad object: tile 0/001: tile file objects/tile/0/001 is torn",
+        ),
+        (
+            "missing tile file",
+            tile_file,
+            Damage::RemoveFile,
+            "first bad object: tile 0/001: tile file objects/tile/0/001 is missing",
         ),
         // A byte near the end of bundle 1: inside the record of leaf 511.
         (
             "bundle",
-            index_key(b'E', 1),
-            Damage::Flip(-20),
+            bundle_file.clone(),
+            Damage::FlipFile(-20),
             "first bad object: entry bundle 001: leaf 511 hashes to ",
+        ),
+        (
+            "torn bundle file",
+            bundle_file.clone(),
+            Damage::TearFile,
+            "first bad object: entry bundle 001: ",
+        ),
+        (
+            "missing bundle file",
+            bundle_file,
+            Damage::RemoveFile,
+            "first bad object: entry bundle 001: entry bundle file objects/entries/001 is missing",
         ),
         // Event bodies and salts are sealed (encrypted at rest) and packed
         // by bundle: a flipped byte fails the chunk's checksum.
         (
             "sealed event",
-            index_key(b'b', 0),
-            Damage::Flip(-5),
+            bodies_file.clone(),
+            Damage::FlipFile(-5),
             "first bad object: sealed event 0: ",
+        ),
+        (
+            "torn sealed body file",
+            bodies_file.clone(),
+            Damage::TearFile,
+            "sealed body file objects/bodies/000 is torn or altered",
+        ),
+        (
+            "missing sealed body file",
+            bodies_file,
+            Damage::RemoveFile,
+            "first bad object: blob files: sealed body file objects/bodies/000 is missing",
+        ),
+        // The open bundle's bodies are still a sled chunk.
+        (
+            "open bundle's sealed event",
+            index_key(b'b', 512),
+            Damage::Flip(-5),
+            "first bad object: sealed event 512: ",
         ),
         // A block of the key store: the events whose keys it holds no
         // longer open.

@@ -768,11 +768,12 @@ async fn the_full_monitor_rejects_a_tampered_tile_the_log_serves() {
     assert_eq!(code, 0, "the untouched log passes: {out}");
     server.stop();
 
-    // One bit of hash 7 of the full tile 0/000: not on the right edge, so
-    // the log starts and serves it.
-    let mut tile_key = vec![b'T', 0];
-    tile_key.extend_from_slice(&0u64.to_be_bytes());
-    common::flip_stored_byte(&data, &tile_key, 7 * 32 + 3);
+    // One bit of hash 7 of the full tile 0/000 (a file, as every full
+    // tile): not on the right edge, so the log starts and serves it.
+    let tile_file = data.join("db/objects/tile/0/000");
+    let mut tile = std::fs::read(&tile_file).unwrap();
+    tile[7 * 32 + 3] ^= 1;
+    std::fs::write(&tile_file, tile).unwrap();
     let server = start_log(&data, &[], 0);
     let (code, out) = monitor(monitor_args(&server.url, &log, &["--full"])).await;
     assert_eq!(code, 1, "{out}");

@@ -11,6 +11,10 @@
 //! index; without it they are counted as unchecked. Full level-0 tile roots
 //! are cross-checked with `rs_merkle`.
 //!
+//! In the sled backend full tiles, bundles and body chunks are files: a
+//! missing, torn or altered one is named where it is read, and a lost
+//! file of bodies by a check of every full bundle.
+//!
 //! It never writes: the checks read through the [`Store`] trait only. sled
 //! 0.34 has no read-only mode, so the database is opened normally (sled may
 //! replay its own write-ahead log, as on any open), and a database held by a
@@ -200,11 +204,17 @@ pub fn check_data_dir(
     // the entries themselves are checked against the leaves below.
     progress.set_message("index runs");
     let runs = store.check_index_runs();
+    progress.set_message("sealed body files");
+    let body_files = store.check_body_files();
     let mut report = check_opened(dir, store, master, &keys, progress)?;
-    // First: an index that lost entries explains the counts found below.
+    // First: an index that lost entries, or a lost file of bodies,
+    // explains the findings below.
     let found = std::mem::take(&mut report.findings);
     for problem in runs {
         report.find("index runs", problem);
+    }
+    for problem in body_files {
+        report.find("blob files", problem);
     }
     report.findings.extend(found);
     Ok(report)

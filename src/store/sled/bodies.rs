@@ -1,23 +1,27 @@
-//! Sealed event bodies packed by entry bundle: one sled key per bundle of
-//! 256 leaves once the bundle is full, not one per event.
+//! Sealed event bodies packed by entry bundle: one chunk per bundle of
+//! 256 leaves once the bundle is full, not one key per event.
 //!
-//! A chunk holds the bodies of consecutive leaves of one bundle under
-//! `b || first leaf index` as `count(u32) || (len(u32) || body)*`, with
-//! the record checksum after it; a length of `u32::MAX` marks a body that
-//! was deleted (erased). Each commit writes its bodies as one chunk per
-//! bundle it touches; the commit that completes a bundle folds that
-//! bundle's chunks into one, in the same atomic batch. So a bundle has at
-//! most one chunk per batch that wrote to it while it was open, and one
-//! once it is full. The chunks of a bundle never overlap.
+//! A chunk holds the bodies of consecutive leaves of one bundle as
+//! `count(u32) || (len(u32) || body)*`, with the record checksum after it;
+//! a length of `u32::MAX` marks a body that was deleted (erased). Chunks of
+//! open bundles live in sled under `b || first leaf index`. Each commit
+//! writes its bodies as one chunk per bundle it touches; the commit that
+//! completes a bundle folds that bundle's chunks into one and writes it as
+//! the bundle's body file (see `files`), deleting the sled chunks in the
+//! same atomic batch. The chunks of a bundle never overlap.
 //!
-//! Reads find the chunk with the largest first index at or below the
-//! leaf. Rewrites of single bodies (erasure re-sealing under a new key,
-//! deletion, restore) change the chunk that holds the leaf, or extend the
-//! chunk that ends right before it. Every read-modify-write holds one
-//! lock, so a commit's fold never undoes an erasure.
+//! Reads find the sled chunk with the largest first index at or below the
+//! leaf; when it does not hold the leaf and the committed tree size covers
+//! the bundle, the bundle's file does. So sled chunks of a full bundle are
+//! an overlay over its file: rewrites of single bodies (deletion, restore)
+//! of a bundle whose chunk is a file go to sled, never into the file,
+//! which is written once. Databases from before body files keep full
+//! bundles as one sled chunk, read as before. Every read-modify-write
+//! holds one lock, so a commit's fold never undoes a deletion.
 
 use std::collections::BTreeMap;
 
+use super::files::{Blob, Files};
 use super::{backend, checksummed, verified};
 use crate::store::{ScanCursor, ScanPage, StoreError};
 use crate::tiles::TILE_WIDTH;
@@ -108,6 +112,42 @@ fn first_of(key: &[u8]) -> Result<u64, StoreError> {
         })
 }
 
+/// The body files of full bundles, read only where the committed tree
+/// size covers them.
+pub struct InFiles<'a> {
+    pub files: &'a Files,
+    pub committed: u64,
+}
+
+impl InFiles<'_> {
+    /// The chunk of full bundle `bundle` from its file, if the committed
+    /// tree covers it and the file exists.
+    fn chunk(&self, bundle: u64) -> Result<Option<Chunk>, StoreError> {
+        let blob = Blob::Bodies(bundle);
+        if !blob.committed_at(self.committed) {
+            return Ok(None);
+        }
+        let Some(bytes) = self.files.read(blob)? else {
+            return Ok(None);
+        };
+        let start = bundle * TILE_WIDTH;
+        let damaged =
+            |why: String| StoreError::Corrupt(format!("{} is torn or altered: {why}", blob.name()));
+        let value = verified(&chunk_key(start), &bytes).map_err(|e| damaged(e.to_string()))?;
+        let chunk = Chunk::decode(start, &value).map_err(|e| damaged(e.to_string()))?;
+        if chunk.bodies.len() as u64 != TILE_WIDTH {
+            return Err(damaged(format!("{} bodies", chunk.bodies.len())));
+        }
+        Ok(Some(chunk))
+    }
+
+    /// Whether full bundle `bundle`'s bodies are a committed file.
+    fn has_file(&self, bundle: u64) -> bool {
+        let blob = Blob::Bodies(bundle);
+        blob.committed_at(self.committed) && self.files.path(blob).exists()
+    }
+}
+
 fn put_chunk(batch: &mut sled::Batch, chunk: &Chunk) {
     let k = chunk_key(chunk.first);
     batch.insert(&k[..], checksummed(&k, &chunk.encode()));
@@ -127,20 +167,30 @@ fn chunk_at_or_before(tree: &sled::Tree, index: u64) -> Result<Option<Chunk>, St
     Chunk::decode(first, &verified(&k, &v)?).map(Some)
 }
 
-/// The sealed body of leaf `index`.
-pub fn get(tree: &sled::Tree, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(chunk_at_or_before(tree, index)?
-        .filter(|c| index < c.end())
+/// The sealed body of leaf `index`: from a sled chunk that holds it, else
+/// from its bundle's file.
+pub fn get(tree: &sled::Tree, files: &InFiles, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    if let Some(mut c) = chunk_at_or_before(tree, index)?.filter(|c| index < c.end()) {
+        return Ok(c.bodies.swap_remove((index - c.first) as usize));
+    }
+    Ok(files
+        .chunk(index / TILE_WIDTH)?
         .and_then(|mut c| c.bodies.swap_remove((index - c.first) as usize)))
 }
 
 /// Adds a commit's bodies (`(index, body)`, any order) to `batch`: a chunk
-/// per bundle, folded into one when the commit completes the bundle.
+/// per bundle, folded into one when the commit completes the bundle. The
+/// chunks of completed bundles that the commit's tree `size` covers are
+/// returned as the files to write before `batch` is applied (a restore may
+/// hold bodies past its size: those stay in sled).
 pub fn stage_commit(
     tree: &sled::Tree,
     batch: &mut sled::Batch,
     bodies: &[(u64, &[u8])],
-) -> Result<(), StoreError> {
+    files: &InFiles,
+    size: u64,
+) -> Result<Vec<(Blob, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
     let mut by_bundle: BTreeMap<u64, BTreeMap<u64, &[u8]>> = BTreeMap::new();
     for (index, body) in bodies {
         by_bundle
@@ -151,6 +201,25 @@ pub fn stage_commit(
     for (bundle, group) in by_bundle {
         let start = bundle * TILE_WIDTH;
         let (&lo, _) = group.first_key_value().unwrap_or((&start, &&[][..]));
+        // Bodies past everything stored for the bundle are appended (and
+        // may complete it); others replace stored ones (a restore or a
+        // repair), in sled, over a file if the bundle has one.
+        let appends = !files.has_file(bundle)
+            && match tree
+                .range(chunk_key(start)..chunk_key(start + TILE_WIDTH))
+                .next_back()
+            {
+                None => true,
+                Some(item) => {
+                    let (k, v) = item.map_err(backend)?;
+                    Chunk::decode(first_of(&k)?, &verified(&k, &v)?)?.end() <= lo
+                }
+            };
+        if !appends {
+            let changes: Vec<_> = group.iter().map(|(i, b)| (*i, Some(*b))).collect();
+            rewrite(tree, batch, &changes, files)?;
+            continue;
+        }
         let (&hi, _) = group.last_key_value().unwrap_or((&start, &&[][..]));
         let contiguous = hi - lo + 1 == group.len() as u64;
         // Earlier chunks of this bundle, when this commit completes it.
@@ -168,7 +237,7 @@ pub fn stage_commit(
                 && earlier.windows(2).all(|w| w[0].end() == w[1].first)
                 && earlier.last().map(Chunk::end) == Some(lo);
             if joined {
-                for c in &earlier[1..] {
+                for c in &earlier {
                     batch.remove(&chunk_key(c.first)[..]);
                 }
                 chunk.first = start;
@@ -179,23 +248,35 @@ pub fn stage_commit(
             chunk
                 .bodies
                 .extend(group.values().map(|b| Some(b.to_vec())));
-            put_chunk(batch, &chunk);
+            if chunk.first == start
+                && chunk.bodies.len() as u64 == TILE_WIDTH
+                && Blob::Bodies(bundle).committed_at(size)
+            {
+                let k = chunk_key(start);
+                batch.remove(&k[..]);
+                out.push((Blob::Bodies(bundle), checksummed(&k, &chunk.encode())));
+            } else {
+                put_chunk(batch, &chunk);
+            }
         } else {
             // Not one run of leaves (a restore or a repair): one at a time.
             let changes: Vec<_> = group.iter().map(|(i, b)| (*i, Some(*b))).collect();
-            rewrite(tree, batch, &changes)?;
+            rewrite(tree, batch, &changes, files)?;
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Replaces or deletes (`None`) the bodies of leaves in `batch`, in the
 /// order given. A leaf past every chunk extends the chunk that ends right
-/// before it, or starts its own. Callers serialise these with commits.
+/// before it, or starts its own; in a bundle whose bodies are a file, such
+/// chunks are the overlay that holds the change, deletions included.
+/// Callers serialise these with commits.
 pub fn rewrite(
     tree: &sled::Tree,
     batch: &mut sled::Batch,
     changes: &[(u64, Option<&[u8]>)],
+    files: &InFiles,
 ) -> Result<(), StoreError> {
     // Chunks read or made so far, by first leaf: later changes see earlier ones.
     let mut chunks: BTreeMap<u64, Chunk> = BTreeMap::new();
@@ -227,7 +308,7 @@ pub fn rewrite(
         }
         let at = (index - chunk.first) as usize;
         if at == chunk.bodies.len() {
-            if body.is_some() {
+            if body.is_some() || files.has_file(index / TILE_WIDTH) {
                 chunk.bodies.push(body.map(<[u8]>::to_vec));
             }
         } else {
@@ -267,9 +348,11 @@ pub fn rewrite_fresh(batch: &mut sled::Batch, bodies: &[(u64, Option<&[u8]>)]) {
 }
 
 /// Up to `limit` bodies after `cursor`, in leaf order; deleted ones are
-/// skipped. A chunk that does not decode is one `Err` item.
+/// skipped. A chunk that does not decode is one `Err` item; in a full
+/// bundle whose file is damaged, the bundle is.
 pub fn scan(
     tree: &sled::Tree,
+    files: &InFiles,
     cursor: &ScanCursor,
     limit: usize,
 ) -> Result<ScanPage<(u64, Vec<u8>)>, StoreError> {
@@ -281,9 +364,58 @@ pub fn scan(
         None => 0,
     };
     let started = cursor.key().is_some();
+    let skip_to = started.then_some(after);
+    let limit = limit.max(1);
     let mut items = Vec::new();
-    let from = chunk_key(after - after % TILE_WIDTH);
-    for item in tree.range(from.to_vec()..vec![SEALED + 1]) {
+    let page = |items, at: u64| ScanPage {
+        items,
+        next: Some(ScanCursor::after(at.to_be_bytes().to_vec())),
+    };
+    // Full bundles: the file (if any) with sled's chunks over it.
+    let full = files.committed / TILE_WIDTH;
+    let mut bundle = if started { after / TILE_WIDTH } else { 0 };
+    while bundle < full {
+        let start = bundle * TILE_WIDTH;
+        let last = start + TILE_WIDTH - 1;
+        let mut leaves: Vec<Option<Vec<u8>>> = vec![None; TILE_WIDTH as usize];
+        let mut damage = files.chunk(bundle).map(|c| {
+            if let Some(c) = c {
+                leaves = c.bodies;
+            }
+        });
+        for item in tree.range(chunk_key(start)..=chunk_key(last)) {
+            let (k, v) = item.map_err(backend)?;
+            let first = first_of(&k)?;
+            match verified(&k, &v).and_then(|v| Chunk::decode(first, &v)) {
+                Ok(c) => {
+                    for (n, body) in c.bodies.into_iter().enumerate() {
+                        leaves[(first - start) as usize + n] = body;
+                    }
+                }
+                Err(e) => damage = damage.and(Err(e)),
+            }
+        }
+        bundle += 1;
+        if let Err(e) = damage {
+            if !(started && last <= after) {
+                items.push(Err(e));
+                if items.len() >= limit {
+                    return Ok(page(items, last));
+                }
+            }
+            continue;
+        }
+        if let Some(at) = take_bodies(&mut items, start, leaves, skip_to, limit) {
+            return Ok(page(items, at));
+        }
+    }
+    // Open bundles: sled's chunks only.
+    let from = if started && after >= full * TILE_WIDTH {
+        after - after % TILE_WIDTH
+    } else {
+        full * TILE_WIDTH
+    };
+    for item in tree.range(chunk_key(from).to_vec()..vec![SEALED + 1]) {
         let (k, v) = item.map_err(backend)?;
         let first = first_of(&k)?;
         match verified(&k, &v).and_then(|v| Chunk::decode(first, &v)) {
@@ -293,32 +425,41 @@ pub fn scan(
                 }
                 items.push(Err(e));
                 if items.len() >= limit {
-                    return Ok(ScanPage {
-                        items,
-                        next: Some(ScanCursor::after(first.to_be_bytes().to_vec())),
-                    });
+                    return Ok(page(items, first));
                 }
             }
             Ok(c) => {
-                for (n, body) in c.bodies.into_iter().enumerate() {
-                    let index = first + n as u64;
-                    if started && index <= after {
-                        continue;
-                    }
-                    if let Some(body) = body {
-                        items.push(Ok((index, body)));
-                        if items.len() >= limit {
-                            return Ok(ScanPage {
-                                items,
-                                next: Some(ScanCursor::after(index.to_be_bytes().to_vec())),
-                            });
-                        }
-                    }
+                if let Some(at) = take_bodies(&mut items, first, c.bodies, skip_to, limit) {
+                    return Ok(page(items, at));
                 }
             }
         }
     }
     Ok(ScanPage { items, next: None })
+}
+
+/// Adds the bodies of leaves `first..` after `skip_to` to `items`, deleted
+/// ones skipped; once `items` holds `limit`, the leaf it stopped at.
+fn take_bodies(
+    items: &mut Vec<Result<(u64, Vec<u8>), StoreError>>,
+    first: u64,
+    bodies: Vec<Option<Vec<u8>>>,
+    skip_to: Option<u64>,
+    limit: usize,
+) -> Option<u64> {
+    for (n, body) in bodies.into_iter().enumerate() {
+        let index = first + n as u64;
+        if skip_to.is_some_and(|after| index <= after) {
+            continue;
+        }
+        if let Some(body) = body {
+            items.push(Ok((index, body)));
+            if items.len() >= limit {
+                return Some(index);
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -329,53 +470,126 @@ mod tests {
         format!("sealed body {i}").into_bytes()
     }
 
+    /// What the store's commit does with bodies: stage them, write the
+    /// files of completed bundles, apply, and move the committed size.
+    fn commit(tree: &sled::Tree, files: &Files, committed: &mut u64, bodies: &[(u64, Vec<u8>)]) {
+        let refs: Vec<_> = bodies.iter().map(|(i, b)| (*i, b.as_slice())).collect();
+        let mut batch = sled::Batch::default();
+        let in_files = InFiles {
+            files,
+            committed: *committed,
+        };
+        let size = bodies.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
+        let blobs = stage_commit(tree, &mut batch, &refs, &in_files, size).unwrap();
+        let blobs: Vec<_> = blobs.iter().map(|(b, v)| (*b, v.as_slice())).collect();
+        files.write_all(&blobs).unwrap();
+        tree.apply_batch(batch).unwrap();
+        *committed = bodies
+            .iter()
+            .map(|(i, _)| i + 1)
+            .max()
+            .unwrap_or(0)
+            .max(*committed);
+    }
+
     #[test]
     fn commits_fold_a_bundle_into_one_chunk_and_rewrites_stay_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         let tree = db.open_tree("t").unwrap();
+        let files = Files::new(dir.path());
+        let mut committed = 0;
         let mut next = 0u64;
         for size in [3u64, 100, 1, 200, 300, 5] {
             let bodies: Vec<_> = (next..next + size).map(|i| (i, body(i))).collect();
-            let refs: Vec<_> = bodies.iter().map(|(i, b)| (*i, b.as_slice())).collect();
-            let mut batch = sled::Batch::default();
-            stage_commit(&tree, &mut batch, &refs).unwrap();
-            tree.apply_batch(batch).unwrap();
+            commit(&tree, &files, &mut committed, &bodies);
             next += size;
         }
+        let in_files = InFiles {
+            files: &files,
+            committed,
+        };
         for i in 0..next {
-            assert_eq!(get(&tree, i).unwrap(), Some(body(i)), "leaf {i}");
+            assert_eq!(get(&tree, &in_files, i).unwrap(), Some(body(i)), "leaf {i}");
         }
-        assert_eq!(get(&tree, next).unwrap(), None);
-        // Full bundles 0 and 1 are one chunk each; bundle 2 is still open.
+        assert_eq!(get(&tree, &in_files, next).unwrap(), None);
+        // Full bundles 0 and 1 are files; only open bundle 2 is in sled.
         let firsts: Vec<u64> = tree
             .scan_prefix([SEALED])
             .keys()
             .map(|k| first_of(&k.unwrap()).unwrap())
             .collect();
-        assert_eq!(&firsts[..2], &[0, 256]);
-        // Delete and rewrite single bodies.
+        assert!(firsts.iter().all(|f| *f >= 512), "{firsts:?}");
+        assert!(files.path(Blob::Bodies(0)).exists() && files.path(Blob::Bodies(1)).exists());
+        // Delete and rewrite single bodies, in a file's bundle and an open one.
         let mut batch = sled::Batch::default();
         rewrite(
             &tree,
             &mut batch,
-            &[(300, None), (5, Some(b"first")), (5, Some(b"resealed"))],
+            &[
+                (300, None),
+                (5, Some(b"first")),
+                (5, Some(b"resealed")),
+                (6, None),
+                (600, None),
+            ],
+            &in_files,
         )
         .unwrap();
         tree.apply_batch(batch).unwrap();
-        assert_eq!(get(&tree, 300).unwrap(), None);
-        assert_eq!(get(&tree, 5).unwrap(), Some(b"resealed".to_vec()));
-        assert_eq!(get(&tree, 301).unwrap(), Some(body(301)));
+        assert_eq!(get(&tree, &in_files, 300).unwrap(), None);
+        assert_eq!(
+            get(&tree, &in_files, 5).unwrap(),
+            Some(b"resealed".to_vec())
+        );
+        assert_eq!(get(&tree, &in_files, 6).unwrap(), None);
+        assert_eq!(get(&tree, &in_files, 600).unwrap(), None);
+        assert_eq!(get(&tree, &in_files, 7).unwrap(), Some(body(7)));
+        assert_eq!(get(&tree, &in_files, 301).unwrap(), Some(body(301)));
+        let file = std::fs::read(files.path(Blob::Bodies(0))).unwrap();
+        assert!(
+            file.windows(b"sealed body 6".len())
+                .any(|w| w == b"sealed body 6"),
+            "the file is never rewritten: the deletion is an overlay"
+        );
         // A scan yields every body left, once, in order, across pages.
         let mut seen = Vec::new();
         let mut cursor = Some(ScanCursor::start());
         while let Some(c) = cursor.take() {
-            let page = scan(&tree, &c, 7).unwrap();
+            let page = scan(&tree, &in_files, &c, 7).unwrap();
             seen.extend(page.items.into_iter().map(|r| r.unwrap().0));
             cursor = page.next;
         }
-        let expected: Vec<u64> = (0..next).filter(|i| *i != 300).collect();
+        let expected: Vec<u64> = (0..next).filter(|i| ![6, 300, 600].contains(i)).collect();
         assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn a_body_file_beyond_the_committed_size_is_not_read_and_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let files = Files::new(dir.path());
+        let mut committed = 0;
+        commit(&tree, &files, &mut committed, &[(0, body(0))]);
+        // A batch that completed bundle 0 wrote its file and never committed.
+        files
+            .write_all(&[(Blob::Bodies(0), b"left over".as_slice())])
+            .unwrap();
+        let in_files = InFiles {
+            files: &files,
+            committed,
+        };
+        assert_eq!(get(&tree, &in_files, 0).unwrap(), Some(body(0)));
+        assert_eq!(get(&tree, &in_files, 1).unwrap(), None);
+        let rest: Vec<_> = (1..256).map(|i| (i, body(i + 1000))).collect();
+        commit(&tree, &files, &mut committed, &rest);
+        let in_files = InFiles {
+            files: &files,
+            committed,
+        };
+        assert_eq!(get(&tree, &in_files, 0).unwrap(), Some(body(0)));
+        assert_eq!(get(&tree, &in_files, 255).unwrap(), Some(body(1255)));
     }
 
     #[test]
@@ -383,9 +597,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         let tree = db.open_tree("t").unwrap();
+        let files = Files::new(dir.path());
+        let in_files = InFiles {
+            files: &files,
+            committed: 0,
+        };
         for i in 0..300u64 {
             let mut batch = sled::Batch::default();
-            rewrite(&tree, &mut batch, &[(i, Some(&body(i)))]).unwrap();
+            rewrite(&tree, &mut batch, &[(i, Some(&body(i)))], &in_files).unwrap();
             tree.apply_batch(batch).unwrap();
         }
         // Several new bodies in one change join too.
@@ -395,16 +614,16 @@ mod tests {
             .map(|(i, b)| (i, Some(b.as_slice())))
             .collect();
         let mut batch = sled::Batch::default();
-        rewrite(&tree, &mut batch, &changes).unwrap();
+        rewrite(&tree, &mut batch, &changes, &in_files).unwrap();
         tree.apply_batch(batch).unwrap();
-        assert_eq!(get(&tree, 309).unwrap(), Some(body(309)));
+        assert_eq!(get(&tree, &in_files, 309).unwrap(), Some(body(309)));
         assert_eq!(
             tree.scan_prefix([SEALED]).count(),
             2,
             "one chunk per bundle"
         );
         for i in 0..310 {
-            assert_eq!(get(&tree, i).unwrap(), Some(body(i)));
+            assert_eq!(get(&tree, &in_files, i).unwrap(), Some(body(i)));
         }
     }
 }

@@ -8,6 +8,12 @@
 //! that writes their new form, and sealed bodies carry a progress mark in
 //! the same batch, so no entry is ever in neither form or read twice. The
 //! layout mark is written last.
+//!
+//! Layout 3 keeps full tiles, bundles and body chunks in files (`files`).
+//! A layout 2 database needs no conversion: its full blobs stay in sled,
+//! where reads find them when there is no file, and its first commit
+//! marks it layout 3, which earlier versions refuse to open (they would
+//! not see the files).
 
 use super::runs::FLUSH_ENTRIES;
 use super::{
@@ -17,7 +23,9 @@ use crate::store::{DedupeKey, StoreError};
 use crate::tiles::TILE_WIDTH;
 
 /// The layout this version writes.
-pub(super) const LAYOUT: u64 = 2;
+pub(super) const LAYOUT: u64 = 3;
+/// The first layout with packed bodies and index runs.
+const PACKED: u64 = 2;
 /// Where the conversion of sealed bodies has got to: every leaf below it
 /// is in a chunk. Only present during a conversion.
 const PROGRESS_KEY: &[u8] = b"Mlayout_sealed_done";
@@ -34,7 +42,7 @@ pub(super) fn run(store: &Open) -> Result<(), StoreError> {
                 "the database has storage layout {layout}, newer than this version's {LAYOUT}; run a newer veritrail"
             )));
         }
-        if layout == LAYOUT {
+        if layout >= PACKED {
             return Ok(());
         }
     }

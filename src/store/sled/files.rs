@@ -1,0 +1,239 @@
+//! Immutable blobs as files beside the database: full hash tiles, full
+//! entry bundles, and the sealed-body chunk of each full bundle, under
+//! `<db>/objects/` at C2SP paths (`tile/<L>/x001/x234/067`,
+//! `entries/...`, `bodies/...`).
+//!
+//! Why files: sled 0.34's open time, its periodic reopen and its memory
+//! grow with its page count, which these blobs dominated (eight or more
+//! KiB per 256 leaves, three times over). One file per blob is the plain
+//! choice: a log of 10 million events makes about 120,000 files in
+//! directories of at most 1,000 entries, which the file system handles
+//! without effort, and each file is written once and never appended to,
+//! so no packing, index or garbage collection is needed. Tiles and
+//! bundles are stored byte for byte as served (a flipped byte is found
+//! against the tree, as in sled); a body chunk keeps the record checksum
+//! it has in sled.
+//!
+//! Invariant: a blob is written before the sled commit that moves the tree
+//! size past it (temporary file, fsync, rename, then one fsync of each
+//! directory touched), and a reader reads a file only when the committed
+//! tree size covers it. A file beyond the committed size is a leftover of
+//! a batch that never committed: nobody reads it, and the commit that
+//! completes that blob replaces it by rename (its content may differ), so
+//! an existing file is never taken as proof of anything. Files are never
+//! deleted.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::durable::{self, PendingFile, Secrecy};
+use crate::store::StoreError;
+use crate::tiles::{TILE_WIDTH, encode_tile_index};
+
+/// The directory of the blob files, inside the database's.
+pub(super) const DIR: &str = "objects";
+
+/// One immutable blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Blob {
+    /// A full hash tile `(level, index)`.
+    Tile(u8, u64),
+    /// A full entry bundle.
+    Bundle(u64),
+    /// The sealed bodies of a full bundle, as one chunk.
+    Bodies(u64),
+}
+
+impl Blob {
+    /// The path below [`DIR`].
+    fn relative(self) -> String {
+        match self {
+            Blob::Tile(level, n) => format!("tile/{level}/{}", encode_tile_index(n)),
+            Blob::Bundle(n) => format!("entries/{}", encode_tile_index(n)),
+            Blob::Bodies(n) => format!("bodies/{}", encode_tile_index(n)),
+        }
+    }
+
+    /// The smallest tree size that holds the whole blob.
+    pub(crate) fn full_at(self) -> u64 {
+        let (leaves_per_index, n) = match self {
+            Blob::Tile(level, n) => (
+                TILE_WIDTH
+                    .checked_pow(u32::from(level) + 1)
+                    .unwrap_or(u64::MAX),
+                n,
+            ),
+            Blob::Bundle(n) | Blob::Bodies(n) => (TILE_WIDTH, n),
+        };
+        n.saturating_add(1).saturating_mul(leaves_per_index)
+    }
+
+    /// Whether a tree of `size` leaves holds the whole blob.
+    pub(crate) fn committed_at(self, size: u64) -> bool {
+        self.full_at() <= size
+    }
+
+    /// The blob's name in messages: `tile file objects/tile/0/001`.
+    pub(crate) fn name(self) -> String {
+        let kind = match self {
+            Blob::Tile(..) => "tile",
+            Blob::Bundle(_) => "entry bundle",
+            Blob::Bodies(_) => "sealed body",
+        };
+        format!("{kind} file {DIR}/{}", self.relative())
+    }
+}
+
+/// The blob files of one database directory.
+pub(crate) struct Files {
+    root: PathBuf,
+    /// Fault injection: the next write fails after its temporary file.
+    #[cfg(test)]
+    pub(super) fail_next_write: std::sync::atomic::AtomicBool,
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("couldn't {what} {}: {e}", path.display()))
+}
+
+impl Files {
+    /// The blob files of the database in `db_dir`.
+    pub(crate) fn new(db_dir: &Path) -> Files {
+        Files {
+            root: db_dir.join(DIR),
+            #[cfg(test)]
+            fail_next_write: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Where `blob` lives.
+    pub(crate) fn path(&self, blob: Blob) -> PathBuf {
+        self.root.join(blob.relative())
+    }
+
+    /// The bytes of `blob`'s file, `None` if there is none. The caller
+    /// decides whether the committed tree size covers it.
+    pub(crate) fn read(&self, blob: Blob) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.path(blob);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("read", &path, e)),
+        }
+    }
+
+    /// The bytes of every blob file (walks them all: benchmarks only).
+    pub(crate) fn size_on_disk(&self) -> u64 {
+        let mut total = 0;
+        let mut todo = vec![self.root.clone()];
+        while let Some(dir) = todo.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                match entry.metadata() {
+                    Ok(m) if m.is_dir() => todo.push(entry.path()),
+                    Ok(m) => total += m.len(),
+                    Err(_) => {}
+                }
+            }
+        }
+        total
+    }
+
+    /// Writes every blob durably (see the module comment): each through a
+    /// fsynced temporary file renamed over its path, then one fsync of
+    /// every directory that got a new name. On an error some blobs may
+    /// have their new content and others not; none is half written, and
+    /// no earlier file is removed.
+    pub(crate) fn write_all(&self, blobs: &[(Blob, &[u8])]) -> Result<(), StoreError> {
+        let mut dirs = BTreeSet::new();
+        for (blob, bytes) in blobs {
+            let path = self.path(*blob);
+            let parent = path.parent().unwrap_or(&self.root).to_path_buf();
+            // Directories made now are new names in their parents.
+            let mut missing = parent.as_path();
+            while !missing.exists() {
+                match missing.parent() {
+                    Some(up) => {
+                        dirs.insert(up.to_path_buf());
+                        missing = up;
+                    }
+                    None => break,
+                }
+            }
+            std::fs::create_dir_all(&parent).map_err(|e| io_error("create", &parent, e))?;
+            let mut file = PendingFile::create(&path, Secrecy::Public)
+                .map_err(|e| io_error("create", &path, e))?;
+            file.write_all(bytes)
+                .map_err(|e| io_error("write", &path, e))?;
+            #[cfg(test)]
+            if self
+                .fail_next_write
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
+            {
+                return Err(io_error(
+                    "fsync",
+                    &path,
+                    std::io::Error::other("injected failure"),
+                ));
+            }
+            file.commit_without_dir_sync()
+                .map_err(|e| io_error("write", &path, e))?;
+            dirs.insert(parent);
+        }
+        for dir in &dirs {
+            durable::sync_dir(dir).map_err(|e| io_error("fsync directory", dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_live_at_c2sp_paths_and_are_full_at_their_last_leaf() {
+        let files = Files::new(Path::new("/data/db"));
+        assert_eq!(
+            files.path(Blob::Tile(1, 1_234_067)),
+            Path::new("/data/db/objects/tile/1/x001/x234/067")
+        );
+        assert_eq!(
+            files.path(Blob::Bodies(5)),
+            Path::new("/data/db/objects/bodies/005")
+        );
+        assert_eq!(Blob::Tile(0, 0).full_at(), 256);
+        assert_eq!(Blob::Tile(1, 2).full_at(), 3 * 65_536);
+        assert_eq!(Blob::Bundle(3).full_at(), 1024);
+        assert_eq!(Blob::Tile(8, 1).full_at(), u64::MAX);
+        assert!(Blob::Bundle(0).committed_at(256) && !Blob::Bundle(0).committed_at(255));
+    }
+
+    #[test]
+    fn a_rewrite_replaces_a_leftover_file_and_a_failed_one_leaves_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::new(dir.path());
+        files
+            .write_all(&[(Blob::Bundle(7), b"leftover".as_slice())])
+            .unwrap();
+        files
+            .fail_next_write
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            files
+                .write_all(&[(Blob::Bundle(7), b"new".as_slice())])
+                .is_err()
+        );
+        assert_eq!(files.read(Blob::Bundle(7)).unwrap().unwrap(), b"leftover");
+        let names: Vec<_> = std::fs::read_dir(files.path(Blob::Bundle(7)).parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "no temporary file is left: {names:?}");
+        files
+            .write_all(&[(Blob::Bundle(7), b"new".as_slice())])
+            .unwrap();
+        assert_eq!(files.read(Blob::Bundle(7)).unwrap().unwrap(), b"new");
+        assert_eq!(files.read(Blob::Bundle(8)).unwrap(), None);
+    }
+}
