@@ -433,6 +433,11 @@ impl State {
         metrics::counter!("veritrail_batch_failures_total").increment(1);
         tracing::error!(error = %err, "couldn't commit a batch; its submitters get an error");
         self.edge = before.clone();
+        if self.store.latched() {
+            // Nothing it says can be trusted until it is reopened.
+            self.fail(format!("a write could not be made durable: {err}"));
+            return;
+        }
         self.stale = Some(Backoff::start());
         self.reload_now();
     }

@@ -282,6 +282,15 @@ pub trait Store: Send + Sync + 'static {
     /// The tree size of the last committed batch (0 for a new log).
     fn tree_size(&self) -> Result<u64, StoreError>;
 
+    /// Whether the store refuses everything until it is reopened, because
+    /// a write it could not make durable left its state unknown (see the
+    /// sled backend). A failed commit on such a store is not retried: the
+    /// log stops until it is restarted. Backends whose failed writes leave
+    /// nothing behind (a transaction) never latch.
+    fn latched(&self) -> bool {
+        false
+    }
+
     /// The latest stored checkpoint.
     fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
 

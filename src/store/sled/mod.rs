@@ -938,7 +938,10 @@ impl Store for SledStore {
             .committed
             .fetch_max(b.tree_size, Ordering::AcqRel);
         if let Err(e) = db.tree.apply_batch(batch) {
+            // sled's memory may hold part of what it could not write: stop
+            // as after a failed sync.
             self.shared.committed.store(before, Ordering::Release);
+            db.disk.unsynced.store(true, Ordering::Release);
             return Err(backend(e));
         }
         db.sync_applied()?;
@@ -954,6 +957,12 @@ impl Store for SledStore {
             .insert(CHECKPOINT_KEY, cp.encode())
             .map_err(backend)?;
         db.sync_applied()
+    }
+
+    fn latched(&self) -> bool {
+        self.db()
+            .map(|db| db.disk.unsynced.load(Ordering::Acquire))
+            .unwrap_or(true)
     }
 
     fn tree_size(&self) -> Result<u64, StoreError> {
