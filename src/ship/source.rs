@@ -12,8 +12,11 @@
 //! offset after a restart if it still matches a pattern; the new file is
 //! another identity. Rotation by truncation: a file shorter than the
 //! offset read is a new generation (or a new identity, if its first line
-//! changed), read from 0. As with every tailer, a truncated file that grew
-//! back past the old offset before it was looked at cannot be told apart.
+//! changed), read from 0. A truncated file that grew back past the old
+//! offset before it was looked at is told by its first line, which every
+//! scan and every batch read checks (a batch read across a truncation is
+//! dropped, not sent); as with every tailer, one whose first line is the
+//! same as before cannot be told apart.
 //!
 //! Invariant: a [`Batch`] holds only complete lines (ending in `\n`), in
 //! file order, contiguous from where the previous batch of that identity
@@ -107,6 +110,8 @@ pub struct Batch {
 
 struct Tracked {
     key: FileKey,
+    /// Bytes of the file the fingerprint covers (see [`fingerprint`]).
+    head: usize,
     path: PathBuf,
     reader: BufReader<File>,
     pos: u64,
@@ -225,28 +230,15 @@ impl Tailer {
         if let Some(t) = self.tracked.get_mut(&id) {
             t.matched = true;
             t.path = path.to_path_buf();
-            if meta.len() < t.pos {
-                // Truncated: a new generation, or a new file if its first line changed.
-                let Some(fp) = fingerprint(&file)? else {
+            // Truncated (shorter than read), or truncated and grown back
+            // with another first line: a new generation, or a new file if
+            // its first line changed.
+            if meta.len() < t.pos || !t.head_unchanged()? {
+                let Some((fp, head)) = fingerprint(&file)? else {
                     return Ok(());
                 };
-                let generation = if fp == t.key.fingerprint {
-                    t.key.generation + 1
-                } else {
-                    0
-                };
-                let old = std::mem::replace(
-                    &mut t.key,
-                    FileKey {
-                        dev: id.0,
-                        ino: id.1,
-                        fingerprint: fp,
-                        generation,
-                    },
-                );
+                let old = t.restart(fp, head)?;
                 self.retired.push(old.to_text());
-                t.pos = 0;
-                t.reader.seek(SeekFrom::Start(0))?;
                 tracing::info!(
                     "{} was truncated; reading it from the start",
                     path.display()
@@ -261,7 +253,7 @@ impl Tailer {
             }
             return Ok(());
         }
-        let Some(fp) = fingerprint(&file)? else {
+        let Some((fp, head)) = fingerprint(&file)? else {
             return Ok(());
         };
         let (generation, offset) = match self.resume.get(&(id.0, id.1, fp)) {
@@ -290,6 +282,7 @@ impl Tailer {
                     fingerprint: fp,
                     generation,
                 },
+                head,
                 path: path.to_path_buf(),
                 reader,
                 pos: offset,
@@ -315,6 +308,7 @@ impl Tailer {
             let Some(t) = self.tracked.get_mut(&id) else {
                 continue;
             };
+            let start = t.pos;
             let mut items = Vec::new();
             let mut bytes = 0usize;
             while items.len() < max_lines && bytes < max_bytes {
@@ -342,6 +336,13 @@ impl Tailer {
                     }
                 }
             }
+            if !items.is_empty() && !t.head_unchanged()? {
+                // Truncated while being read: these lines may be halves of
+                // old and new ones. The next scan starts the file afresh.
+                t.pos = start;
+                t.reader.seek(SeekFrom::Start(start))?;
+                continue;
+            }
             if !items.is_empty() {
                 return Ok(Some(Batch {
                     key: t.key.to_text(),
@@ -357,6 +358,42 @@ impl Tailer {
     /// How many files are tracked.
     pub fn files(&self) -> usize {
         self.tracked.len()
+    }
+}
+
+impl Tracked {
+    /// Whether the file still starts with the first line it was known by.
+    fn head_unchanged(&self) -> io::Result<bool> {
+        let file = self.reader.get_ref();
+        let mut buf = vec![0u8; self.head];
+        let mut n = 0;
+        while n < buf.len() {
+            let got = file.read_at(&mut buf[n..], n as u64)?;
+            if got == 0 {
+                return Ok(false);
+            }
+            n += got;
+        }
+        Ok(fingerprint_of(&buf).map(|(fp, _)| fp) == Some(self.key.fingerprint))
+    }
+
+    /// Starts the file afresh at offset 0 under the identity its first
+    /// line `fp` gives; returns the identity it replaces.
+    fn restart(&mut self, fp: [u8; 8], head: usize) -> io::Result<FileKey> {
+        let generation = if fp == self.key.fingerprint {
+            self.key.generation + 1
+        } else {
+            0
+        };
+        let key = FileKey {
+            fingerprint: fp,
+            generation,
+            ..self.key.clone()
+        };
+        self.head = head;
+        self.pos = 0;
+        self.reader.seek(SeekFrom::Start(0))?;
+        Ok(std::mem::replace(&mut self.key, key))
     }
 }
 
@@ -398,8 +435,9 @@ fn read_line(r: &mut BufReader<File>, max: usize) -> io::Result<Read> {
 }
 
 /// The fingerprint of `file`'s first line, once that line is complete (or
-/// once the file holds `FINGERPRINT_BYTES` without a newline).
-fn fingerprint(file: &File) -> io::Result<Option<[u8; 8]>> {
+/// once the file holds `FINGERPRINT_BYTES` without a newline), and how many
+/// bytes of the file it covers.
+fn fingerprint(file: &File) -> io::Result<Option<([u8; 8], usize)>> {
     let mut buf = vec![0u8; FINGERPRINT_BYTES];
     let mut n = 0;
     while n < buf.len() {
@@ -409,15 +447,21 @@ fn fingerprint(file: &File) -> io::Result<Option<[u8; 8]>> {
         }
         n += got;
     }
-    let head = match buf[..n].iter().position(|&b| b == b'\n') {
-        Some(i) => &buf[..i],
-        None if n == FINGERPRINT_BYTES => &buf[..n],
-        None => return Ok(None),
+    Ok(fingerprint_of(&buf[..n]))
+}
+
+/// The fingerprint of the first line in `buf`, the start of a file (see
+/// [`fingerprint`]).
+fn fingerprint_of(buf: &[u8]) -> Option<([u8; 8], usize)> {
+    let (line, covered) = match buf.iter().position(|&b| b == b'\n') {
+        Some(i) => (&buf[..i], i + 1),
+        None if buf.len() == FINGERPRINT_BYTES => (buf, buf.len()),
+        None => return None,
     };
-    let digest = Sha256::digest(head);
+    let digest = Sha256::digest(line);
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&digest[..8]);
-    Ok(Some(fp))
+    Some((fp, covered))
 }
 
 /// Whether `name` matches `pattern` (`*` any run, `?` any one character).
@@ -515,6 +559,32 @@ mod tests {
         append(&live, "0123456789abcdef\nok\n");
         let b = t.next_batch(100, 1 << 20).unwrap().unwrap();
         assert_eq!(lines(&b), ["OVERSIZED:0123456789", "ok"]);
+    }
+
+    #[test]
+    fn a_file_truncated_and_grown_back_past_the_offset_is_read_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.log");
+        append(&path, "one\ntwo\n");
+        let mut t = Tailer::new(vec![path.clone()], 100, &BTreeMap::new());
+        t.scan();
+        let b = t.next_batch(100, 1 << 20).unwrap().unwrap();
+        assert_eq!((lines(&b), b.end), (vec!["one".into(), "two".into()], 8));
+        let old = b.key.clone();
+        // copytruncate, then more written than was there before the
+        // tailer looks again: reading on at offset 8 would yield "elve".
+        std::fs::write(&path, "eleven\ntwelve\n").unwrap();
+        assert!(t.next_batch(100, 1 << 20).unwrap().is_none());
+        assert_eq!(t.scan(), std::slice::from_ref(&old));
+        let b = t.next_batch(100, 1 << 20).unwrap().unwrap();
+        assert_eq!(lines(&b), ["eleven", "twelve"]);
+        assert!(b.key.ends_with("-0") && b.key != old);
+        // A file that only grew keeps its identity.
+        append(&path, "thirteen\n");
+        assert!(t.scan().is_empty());
+        let b = t.next_batch(100, 1 << 20).unwrap().unwrap();
+        assert_eq!(lines(&b), ["thirteen"]);
+        assert_eq!(b.end, 23);
     }
 
     #[test]
