@@ -99,21 +99,9 @@ pub fn scheme(tls: Option<&TlsFiles>) -> &'static str {
 /// stdout, and serves `app` until `shutdown` completes; then lets in-flight
 /// requests finish. A client that has not sent a request's whole head
 /// within `header_timeout` is answered 408 and disconnected, so trickled
-/// headers cannot hold connections open forever.
+/// headers cannot hold connections open forever. `bound_to` is told the
+/// bound address (a port 0 resolved) before the first request is taken.
 pub async fn serve(
-    app: Router,
-    addr: SocketAddr,
-    tls: Option<&TlsFiles>,
-    label: &str,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    header_timeout: Duration,
-) -> Result<(), ListenError> {
-    serve_reporting(app, addr, tls, label, shutdown, header_timeout, |_| {}).await
-}
-
-/// As [`serve`], telling `bound` the bound address (a port 0 resolved)
-/// before the first request is taken.
-pub async fn serve_reporting(
     app: Router,
     addr: SocketAddr,
     tls: Option<&TlsFiles>,

@@ -212,6 +212,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
                 listen::shutdown_signal(),
                 // The request timeout covers the head as well as the body.
                 config.limits.request_timeout,
+                |_| {},
             )
             .await;
             // In-flight requests are done: checkpoint the alert windows,
@@ -250,7 +251,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             let scheme = listen::scheme(config.tls.as_ref());
             let reporter = leadership.clone();
             let running = leadership.start(parts.clone(), follower).await;
-            let served = listen::serve_reporting(
+            let served = listen::serve(
                 leadership.router(),
                 config.listen,
                 config.tls.as_ref(),
@@ -354,7 +355,7 @@ impl Parts {
                 .map_err(|e| e.to_string())?,
         );
         let view = Arc::new(LogView::new(published, edge.size(), self.clock.clone()));
-        let sequencer = Sequencer::start_leased(
+        let sequencer = Sequencer::start(
             store.clone(),
             Sealing::Vault(vault.clone()),
             self.signer.clone(),

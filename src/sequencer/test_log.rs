@@ -92,6 +92,7 @@ impl TestLogBuilder {
             SequencerConfig::default(),
             view.clone(),
             RightEdge::empty(),
+            None,
         )
         .unwrap();
         TestLog {

@@ -55,6 +55,7 @@ fn start(config: SequencerConfig) -> Log {
         config,
         view.clone(),
         RightEdge::empty(),
+        None,
     )
     .unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -8,7 +8,7 @@
 //! edge, so no lock guards the tree.
 //!
 //! With several frontends on one store, only the holder of the lease
-//! sequences ([`Sequencer::start_leased`]): before every batch and
+//! sequences ([`Sequencer::start`]): before every batch and
 //! checkpoint the thread asks the [`Lease`]; without it, submitters are
 //! refused and nothing is written. The other frontends run
 //! [`Sequencer::follow`]: a thread that sequences nothing and only brings
@@ -206,22 +206,10 @@ impl Sequencer {
     /// Starts the sequencer over a loaded log whose right edge is `edge`:
     /// it commits to `store`, seals event bodies as `sealing` says (with a
     /// vault over the same store), signs with `signer`, and publishes to
-    /// `view`, whose clock gives the leaves' receive times.
+    /// `view`, whose clock gives the leaves' receive times. It sequences
+    /// only while `lease` is held (`None`: always); with a lease, `edge`
+    /// and `view` must have been read from the store after it was acquired.
     pub fn start(
-        store: Arc<dyn Store>,
-        sealing: Sealing,
-        signer: Arc<CheckpointSigner>,
-        config: SequencerConfig,
-        view: Arc<LogView>,
-        edge: RightEdge,
-    ) -> Result<Sequencer, String> {
-        Sequencer::start_leased(store, sealing, signer, config, view, edge, None)
-    }
-
-    /// As [`Sequencer::start`], sequencing only while `lease` is held
-    /// (`None`: always). `edge` and `view` must have been read from the
-    /// store after the lease was acquired.
-    pub fn start_leased(
         store: Arc<dyn Store>,
         sealing: Sealing,
         signer: Arc<CheckpointSigner>,

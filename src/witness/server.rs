@@ -157,6 +157,7 @@ pub async fn run(cfg: WitnessServeConfig) -> Result<(), String> {
         "veritrail",
         crate::listen::shutdown_signal(),
         REQUEST_TIMEOUT,
+        |_| {},
     )
     .await
     .map_err(|e| e.to_string())

@@ -88,6 +88,7 @@ impl LogBuilder {
             config.clone(),
             view.clone(),
             RightEdge::empty(),
+            None,
         )
         .unwrap();
         let dyn_store: Arc<dyn Store> = store.clone();

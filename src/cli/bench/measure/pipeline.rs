@@ -278,6 +278,7 @@ fn one_run(opts: &PipelineOptions, sealed: bool, n: usize) -> Result<PipelineRun
         SequencerConfig::default(),
         view,
         RightEdge::empty(),
+        None,
     )
     .map_err(storage)?;
     let rt = tokio::runtime::Runtime::new().map_err(storage)?;
