@@ -18,6 +18,15 @@
 # configuration in the work directory; installed with apt-get if missing).
 # Prints one markdown table per part, with the targets beside each measure.
 #
+# READ_SERVERS ("name=<binary> ...", default the one build serving) reads
+# the same log with each build in turn, restarted on it, between the two
+# nginx runs: before and after a change in one run (name a build twice to
+# alternate). Each read row also gives the server's CPU time per answer
+# (utime + stime over the step, warm-up included, divided by the rate
+# times the step's seconds), and nginx's, master and workers.
+# SCALE_CHECKS=0 skips the searches and sled ceilings of the growth (a
+# read-only run: `scripts/bench.sh reads`).
+#
 # Exits non-zero only when something fails to run; a missed target is in the
 # table. A server killed by the memory watchdog (SERVER_MAX_RSS_MB) ends the
 # growth: the table then shows the steps reached.
@@ -40,6 +49,7 @@ SCALE_SUBJECTS=${SCALE_SUBJECTS:-10000}
 SCALE_SLED_EVENTS=${SCALE_SLED_EVENTS:-200000}
 SEARCH_REQUESTS=${SEARCH_REQUESTS:-300}
 SEARCH_CLIENTS=${SEARCH_CLIENTS:-4}
+SCALE_CHECKS=${SCALE_CHECKS:-1}
 READ_CONNECTIONS=${READ_CONNECTIONS:-16}
 READ_SECONDS=${READ_SECONDS:-10}
 READ_WARMUP_SECONDS=${READ_WARMUP_SECONDS:-2}
@@ -110,6 +120,7 @@ http {
 EOF
     "$(nginx_bin)" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;' \
         >"$dir/out" 2>&1 &
+    nginx_pid=$!
     extra_pids+=($!)
     nginx_url="http://127.0.0.1:$port"
     for _ in $(seq 1 500); do
@@ -168,13 +179,17 @@ for target in $SCALE_STEPS; do
     # The log also holds its own records (its keys, earlier searches): wait
     # for a checkpoint of everything committed, not of `seeded` leaves.
     echo "$seeded $(checkpointed_size "$(committed_size)") $(du -s --block-size=1 "$work/data" | cut -f1)" >"$work/disk.$i"
-    if ! run_step "search.$i" "$BIN" bench search --url "$url" --key "$auditor" \
+    if ((SCALE_CHECKS == 0)); then
+        echo '{}' >"$work/search.$i.json"
+        echo '{}' >"$work/sled.$i.json"
+    elif ! run_step "search.$i" "$BIN" bench search --url "$url" --key "$auditor" \
         --subject "person-$rare" --requests "$SEARCH_REQUESTS" --clients "$SEARCH_CLIENTS" \
         --seeded-events "$seeded" --seeded-subjects "$SCALE_SUBJECTS" --seeded-app bench; then
         stopped_why="search at $target failed (see above)"
         break
+    else
+        sled_step "sled.$i" "$SCALE_SLED_EVENTS" "$(cat "$work/ingest.$i.mean_batch")"
     fi
-    sled_step "sled.$i" "$SCALE_SLED_EVENTS" "$(cat "$work/ingest.$i.mean_batch")"
     steps_done=$((steps_done + 1))
 done
 if ((steps_done == 0)); then
@@ -204,6 +219,7 @@ ready_ns=$(date +%s%N)
 restart_ms=$(((ready_ns - started_ns) / 1000000))
 listening_ms=$(((listening_ns - started_ns) / 1000000))
 size=$(tree_size)
+cp "$work/server.err" "$work/restart.err"
 
 # --- reads: the log beside nginx ------------------------------------------------------
 mkdir -p "$work/static/f" "$work/static/tile"
@@ -233,28 +249,54 @@ for n in $(seq 0 $((full_tiles < 256 ? full_tiles - 1 : 255))); do
     fi
 done
 
-read_step() { # name, args...: one `bench read` of READ_SECONDS
-    local name=$1
-    shift
-    step "$name" "$BIN" bench read --connections "$READ_CONNECTIONS" \
-        --duration-s "$READ_SECONDS" --warmup-s "$READ_WARMUP_SECONDS" "$@"
+cpu_ticks() { # pids...: their utime + stime added up, in clock ticks
+    local p t=0
+    for p in "$@"; do
+        t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
 }
+read_step() { # name, pids, args...: one `bench read` of READ_SECONDS, and the CPU
+    local name=$1 pids=$2 before #          ticks the (space-separated) pids spent in it;
+    shift 2 #                               non-zero when it failed
+    # shellcheck disable=SC2086 # a list of pids
+    before=$(cpu_ticks $pids)
+    run_step "$name" "$BIN" bench read --connections "$READ_CONNECTIONS" \
+        --duration-s "$READ_SECONDS" --warmup-s "$READ_WARMUP_SECONDS" "$@" || return 1
+    # shellcheck disable=SC2086
+    echo $(($(cpu_ticks $pids) - before)) >"$work/$name.cpu_ticks"
+}
+nginx_pids() { echo "$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ')"; }
+READ_SERVERS=${READ_SERVERS:-"log=$SERVER_BIN"}
+read_names=()
 # nginx before and after the log's reads; the better run is the ceiling.
-read_step nginx.a --url-list "$work/nginx.urls"
-read_step inclusion --url "$url" --mix inclusion
-read_step consistency --url "$url" --mix consistency
-read_step tile0 --url "$url" --mix tile0
+read_step nginx.a "$(nginx_pids)" --url-list "$work/nginx.urls" || exit 1
 tile1=0
-if ((size >= 65536)); then
-    read_step tile1 --url "$url" --mix tile1
-    tile1=1
+((size >= 65536)) && tile1=1
+for spec in $READ_SERVERS; do
+    # Each build restarted on the same log, so that each starts as cold
+    # and logs at the same level.
+    name=${spec%%=*}
+    stop_server
+    SERVER_BIN=${spec#*=}
+    start_server "$work/data"
+    until curl -fsS -o /dev/null "$url/checkpoint" 2>/dev/null; do sleep 0.01; done
+    read_names+=("$name")
+    read_step "inclusion.$name" "$server_pid" --url "$url" --mix inclusion || exit 1
+    read_step "consistency.$name" "$server_pid" --url "$url" --mix consistency || exit 1
+    read_step "tile0.$name" "$server_pid" --url "$url" --mix tile0 || exit 1
+    if ((tile1)); then
+        read_step "tile1.$name" "$server_pid" --url "$url" --mix tile1 || exit 1
+    fi
+done
+nginx_best=nginx.a
+if ! read_step nginx.b "$(nginx_pids)" --url-list "$work/nginx.urls"; then
+    echo "bench: the second nginx run failed; the first is the ceiling" >&2
+elif awk -v a="$(field nginx.a requests_per_s)" -v b="$(field nginx.b requests_per_s)" 'BEGIN { exit !(a < b) }'; then
+    nginx_best=nginx.b
 fi
-read_step nginx.b --url-list "$work/nginx.urls"
-if awk -v a="$(field nginx.a requests_per_s)" -v b="$(field nginx.b requests_per_s)" 'BEGIN { exit !(a >= b) }'; then
-    cp "$work/nginx.a.json" "$work/nginx.json"
-else
-    cp "$work/nginx.b.json" "$work/nginx.json"
-fi
+cp "$work/$nginx_best.json" "$work/nginx.json"
+cp "$work/$nginx_best.cpu_ticks" "$work/nginx.cpu_ticks"
 stop_server
 
 # --- the tables ---------------------------------------------------------------------
@@ -262,8 +304,10 @@ rows=""
 for ((i = 0; i < steps_done; i++)); do
     read -r rss hwm <"$work/rss.$i"
     read -r events leaves disk <"$work/disk.$i"
-    rows+="$events $leaves $rss $hwm $(field "ingest.$i" events_per_s) $(field "sled.$i" events_per_s)"
-    rows+=" $(cat "$work/ingest.$i.mean_batch") $disk $(field "search.$i" p99_ms)"$'\n'
+    sled=$(field "sled.$i" events_per_s)
+    p99=$(field "search.$i" p99_ms)
+    rows+="$events $leaves $rss $hwm $(field "ingest.$i" events_per_s) ${sled:-0}"
+    rows+=" $(cat "$work/ingest.$i.mean_batch") $disk ${p99:-0}"$'\n'
 done
 printf '\n## Storage at scale: one log, %s x %s-event batches, %s subjects (%s cores, load %s)\n\n' \
     "$SCALE_CLIENTS" "$SCALE_BATCH_SIZE" "$SCALE_SUBJECTS" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)"
@@ -319,33 +363,52 @@ echo "- search: first page of rare subject person-$rare, $SEARCH_CLIENTS clients
 printf '\n## Restart, proofs and tiles at %s leaves: the log beside nginx (%s connections, %s s each, same client)\n\n' \
     "$size" "$READ_CONNECTIONS" "$READ_SECONDS"
 nginx_rate=$(field nginx requests_per_s)
+read_seconds=$(awk -v a="$READ_SECONDS" -v b="$READ_WARMUP_SECONDS" 'BEGIN { print a + b }')
+clk_tck=$(getconf CLK_TCK)
+us_per_answer() { # step: the server CPU time per answer, in microseconds
+    awk -v t="$(cat "$work/$1.cpu_ticks")" -v r="$(field "$1" requests_per_s)" -v s="$read_seconds" \
+        -v hz="$clk_tck" 'BEGIN { printf "%.1f", (r > 0 ? t / hz * 1e6 / (r * s) : 0) }'
+}
+nginx_us=$(us_per_answer nginx)
 rrow() { # label, step, target ratio
     awk -v l="$1" -v r="$(field "$2" requests_per_s)" -v p50="$(field "$2" p50_ms)" \
-        -v p99="$(field "$2" p99_ms)" -v e="$(field "$2" errors)" -v c="$nginx_rate" -v t="$3" 'BEGIN {
-        printf "| %s | %.0f /s (p50 %.2f ms, p99 %.2f ms, %d errors) | %.0f /s | %.2f | >= %s: %s |\n", \
-            l, r, p50, p99, e, c, (c > 0 ? r / c : 0), t, (c > 0 && r / c >= t ? "met" : "MISSED") }'
+        -v p99="$(field "$2" p99_ms)" -v e="$(field "$2" errors)" -v c="$nginx_rate" -v t="$3" \
+        -v us="$(us_per_answer "$2")" -v nus="$nginx_us" 'BEGIN {
+        printf "| %s | %.0f /s (p50 %.2f ms, p99 %.2f ms, %d errors) | %.0f /s | %.2f | %.1f / %.1f | >= %s: %s |\n", \
+            l, r, p50, p99, e, c, (c > 0 ? r / c : 0), us, nus, t, (c > 0 && r / c >= t ? "met" : "MISSED") }'
 }
-echo "| measure | log | nginx, static 8 KiB | ratio | target |"
-echo "| --- | ---: | ---: | ---: | --- |"
+echo "| measure | log | nginx, static 8 KiB | ratio | server CPU per answer, us: log / nginx | target |"
+echo "| --- | ---: | ---: | ---: | ---: | --- |"
 awk -v r="$restart_ms" -v l="$listening_ms" -v t="$TARGET_RESTART_MS" 'BEGIN {
-    printf "| restart to listening and a served checkpoint, ms | %d (listening line at %d) | | | <= %d: %s |\n", \
+    printf "| restart to listening and a served checkpoint, ms | %d (listening line at %d) | | | | <= %d: %s |\n", \
         r, l, t, (r <= t ? "met" : "MISSED") }'
-rrow "inclusion proofs" inclusion "$TARGET_PROOF_RATIO"
-rrow "consistency proofs" consistency "$TARGET_PROOF_RATIO"
-rrow "full tiles, level 0" tile0 "$TARGET_TILE_RATIO"
-if ((tile1)); then
-    rrow "full tiles, level 1" tile1 "$TARGET_TILE_RATIO"
+for name in "${read_names[@]}"; do
+    label=""
+    ((${#read_names[@]} > 1)) && label=" ($name)"
+    rrow "inclusion proofs$label" "inclusion.$name" "$TARGET_PROOF_RATIO"
+    rrow "consistency proofs$label" "consistency.$name" "$TARGET_PROOF_RATIO"
+    rrow "full tiles, level 0$label" "tile0.$name" "$TARGET_TILE_RATIO"
+    if ((tile1)); then
+        rrow "full tiles, level 1$label" "tile1.$name" "$TARGET_TILE_RATIO"
+    fi
+done
+if ((${#read_names[@]} > 1)); then
+    echo
+    echo "- builds read, in this order: $READ_SERVERS"
+fi
+if ((SCALE_CHECKS == 0)); then
+    echo "- SCALE_CHECKS=0: no searches and no sled ceilings were measured (their rows above are empty)"
 fi
 awk -v p50="$(field nginx p50_ms)" -v p99="$(field nginx p99_ms)" -v e="$(field nginx errors)" \
     'BEGIN { printf "\n- nginx: p50 %.2f ms, p99 %.2f ms, %d errors; better of a run before and one after the log'"'"'s reads\n", p50, p99, e }'
-sed 's/\x1b\[[0-9;]*m//g' "$work/server.err" |
+sed 's/\x1b\[[0-9;]*m//g' "$work/restart.err" |
     sed -n 's/.*open_ms=\([0-9]*\) total_ms=\([0-9]*\).*/- restart: the database opened in \1 ms, the log (checkpoint and right edge) loaded in \2 ms/p' |
     head -n1
 echo "- single-event ingest beside an axum-parsing ceiling: not measured (there is no such ceiling in scripts/bench.sh yet)"
 echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 echo
 for f in "$work"/ingest.*.json "$work"/search.*.json "$work"/sled.?.json "$work"/sled.??.json \
-    "$work"/inclusion.json "$work"/consistency.json "$work"/tile0.json "$work"/tile1.json "$work"/nginx.?.json; do
+    "$work"/inclusion.*.json "$work"/consistency.*.json "$work"/tile0.*.json "$work"/tile1.*.json "$work"/nginx.?.json; do
     if [[ -f "$f" ]]; then
         echo "$(basename "$f" .json): $(cat "$f")"
     fi

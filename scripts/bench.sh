@@ -28,6 +28,9 @@
 # `scripts/bench.sh scale` runs the scale benchmark instead
 # (scripts/bench-scale.sh: one log grown to 10 M events, memory, disk,
 # restart, proofs and tiles beside nginx).
+# `scripts/bench.sh reads` runs only its read part on a log of 1 M events
+# (SCALE_STEPS to change it), without the searches and sled ceilings of
+# the growth; READ_SERVERS="a=<binary> b=<binary>" compares builds.
 # `scripts/bench.sh pg` runs the remote backend's benchmark instead
 # (scripts/bench-pg.sh: PostgreSQL + s3s-fs beside sled, batched,
 # single-event and receipt latency, with the targets).
@@ -63,6 +66,9 @@ cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == scale ]]; then
     exec scripts/bench-scale.sh
+fi
+if [[ "${1:-}" == reads ]]; then
+    SCALE_STEPS=${SCALE_STEPS:-1000000} SCALE_CHECKS=0 exec scripts/bench-scale.sh
 fi
 if [[ "${1:-}" == pg ]]; then
     exec scripts/bench-pg.sh

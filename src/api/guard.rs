@@ -3,7 +3,10 @@
 //! credential counts never depends on header order; a query string longer
 //! than [`MAX_QUERY_BYTES`] is refused with 414, and one whose values are
 //! not UTF-8 once percent-decoded with 400, so no route ever reads a
-//! mangled value as a filter. Every refusal is the API's JSON error.
+//! mangled value as a filter. Every refusal is the API's JSON error, and
+//! so is every error answer of the layers and routes behind it
+//! ([`super::error::json_errors`], applied here rather than as a layer of
+//! its own).
 
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
@@ -15,9 +18,11 @@ use super::ApiError;
 /// Longest query string any route accepts, in bytes.
 pub const MAX_QUERY_BYTES: usize = 8 << 10;
 
-/// Both checks, as one layer (a layer costs every request a boxed future
-/// and a clone of the routes behind it): an over-long or non-UTF-8 query
-/// string first, then more than one `Authorization` header.
+/// Both checks and the JSON error bodies, as one layer (a layer costs
+/// every request a boxed future and a clone of the routes behind it): an
+/// over-long or non-UTF-8 query string first, then more than one
+/// `Authorization` header, then the answer behind, with a JSON body if it
+/// is an error without one.
 pub(super) async fn request_head(req: Request, next: Next) -> Response {
     if let Some(Err(e)) = req.uri().query().map(check_query) {
         return e.into_response();
@@ -31,7 +36,7 @@ pub(super) async fn request_head(req: Request, next: Next) -> Response {
     {
         return ApiError::bad_request("more than one Authorization header").into_response();
     }
-    next.run(req).await
+    super::error::json_errors(next.run(req).await).await
 }
 
 fn check_query(q: &str) -> Result<(), ApiError> {

@@ -166,14 +166,17 @@ pub(crate) fn test_state_with(
 /// Builds the whole application.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits.clone();
+    // The hottest reads are not compressed: tiles are binary hashes and
+    // proofs short base64, and neither pays for the negotiation.
+    let hot = Router::new()
+        .route("/tile/{*path}", get(read::tile))
+        .route("/v1/proof/inclusion", get(read::inclusion_proof))
+        .route("/v1/proof/consistency", get(read::consistency_proof));
     let public = Router::new()
         .route("/checkpoint", get(read::checkpoint_text))
-        .route("/tile/{*path}", get(read::tile))
         .route("/v1/checkpoint", get(read::checkpoint_json))
         .route("/v1/log", get(read::log_info))
         .route("/v1/growth", get(read::growth))
-        .route("/v1/proof/inclusion", get(read::inclusion_proof))
-        .route("/v1/proof/consistency", get(read::consistency_proof))
         .route("/healthz", get(read::healthz))
         .route("/metrics", get(read::metrics))
         .route("/v1/openapi.json", get(openapi::openapi_json))
@@ -217,6 +220,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/logs", post(otlp::export_logs))
         .layer(DefaultBodyLimit::max(limits.max_events_body));
     Router::new()
+        .merge(hot)
         .merge(public)
         .merge(admin)
         .merge(write)
@@ -224,12 +228,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(axum::middleware::from_fn(guard::request_head))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
-        .layer(axum::middleware::map_response(error::json_errors))
+        // The head checks and the JSON error body of every refusal (the
+        // timeout's included) are one layer: each costs every request.
+        .layer(axum::middleware::from_fn(guard::request_head))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a request handler panicked").into_response()
         }))

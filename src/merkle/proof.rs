@@ -53,12 +53,30 @@ pub trait SubtreeSource {
     type Error: std::error::Error + Send + Sync + 'static;
     /// The hashes of `nodes`, in the same order.
     fn subtree_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, Self::Error>;
+
+    /// MTH(D[start:end]) of a range that is not one perfect subtree, if the
+    /// source kept it from an earlier proof ([`SubtreeSource::keep_range`]).
+    /// Such ranges end at a tree's right edge, and every proof of that size
+    /// folds the same few of them. Keeps nothing by default.
+    fn kept_range(&self, _start: u64, _end: u64) -> Option<Hash> {
+        None
+    }
+
+    /// Offers MTH(D[start:end]), just folded from subtrees the source gave,
+    /// for [`SubtreeSource::kept_range`]. A source that keeps it bounds what it keeps.
+    fn keep_range(&self, _start: u64, _end: u64, _hash: Hash) {}
 }
 
 impl<S: SubtreeSource + ?Sized> SubtreeSource for &S {
     type Error = S::Error;
     fn subtree_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, Self::Error> {
         (**self).subtree_hashes(nodes)
+    }
+    fn kept_range(&self, start: u64, end: u64) -> Option<Hash> {
+        (**self).kept_range(start, end)
+    }
+    fn keep_range(&self, start: u64, end: u64, hash: Hash) {
+        (**self).keep_range(start, end, hash)
     }
 }
 
@@ -103,6 +121,8 @@ struct Plan {
     nodes: Vec<NodeId>,
     /// Number of nodes folded into each output hash, in output order.
     groups: Vec<usize>,
+    /// The leaf range of each output hash.
+    ranges: Vec<(u64, u64)>,
 }
 
 impl Plan {
@@ -134,35 +154,73 @@ impl Plan {
             start += chunk;
         }
         self.groups.push(self.nodes.len() - before);
+        self.ranges.push((start_of(&self.nodes[before]), end));
     }
 
-    /// Fetches every node in one call and folds each group from the right.
+    /// Fetches every node in one call and folds each group from the right;
+    /// a group of several nodes whose hash the source kept is not fetched.
     fn run<S: SubtreeSource + ?Sized>(self, src: &S) -> Result<Vec<Hash>, ProofError<S::Error>> {
         if self.nodes.is_empty() {
             return Ok(Vec::new());
         }
-        let hashes = src
-            .subtree_hashes(&self.nodes)
-            .map_err(ProofError::Source)?;
-        if hashes.len() != self.nodes.len() {
+        let kept: Vec<Option<Hash>> = self
+            .groups
+            .iter()
+            .zip(&self.ranges)
+            .map(|(&n, &(start, end))| {
+                if n > 1 {
+                    src.kept_range(start, end)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let mut wanted = Vec::with_capacity(self.nodes.len());
+        let mut rest = self.nodes.as_slice();
+        for (&n, known) in self.groups.iter().zip(&kept) {
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            if known.is_none() {
+                wanted.extend_from_slice(group);
+            }
+        }
+        let hashes = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            src.subtree_hashes(&wanted).map_err(ProofError::Source)?
+        };
+        if hashes.len() != wanted.len() {
             return Err(ProofError::SourceMismatch {
-                requested: self.nodes.len(),
+                requested: wanted.len(),
                 returned: hashes.len(),
             });
         }
         let mut out = Vec::with_capacity(self.groups.len());
         let mut rest = hashes.as_slice();
-        for n in self.groups {
+        for ((n, known), (start, end)) in self.groups.into_iter().zip(kept).zip(self.ranges) {
+            if let Some(h) = known {
+                out.push(h);
+                continue;
+            }
             let (group, tail) = rest.split_at(n);
             rest = tail;
             // specs §4.5: h = last; for p in reversed(rest): h = H(p, h).
             let mut it = group.iter().rev();
             if let Some(&last) = it.next() {
-                out.push(it.fold(last, |acc, left| node_hash(left, &acc)));
+                let h = it.fold(last, |acc, left| node_hash(left, &acc));
+                if n > 1 {
+                    src.keep_range(start, end, h);
+                }
+                out.push(h);
             }
         }
         Ok(out)
     }
+}
+
+/// The first leaf a node covers (nodes a plan holds fit in `u64`).
+fn start_of(node: &NodeId) -> u64 {
+    node.index << node.level
 }
 
 /// The root of the tree of `size` leaves, `MTH(D[0:size])` (RFC 6962 §2.1);
@@ -436,6 +494,87 @@ mod tests {
             assert_eq!(path, inclusion_proof(index, size, &src).unwrap());
         }
         assert!(inclusion_proof_with_leaf(7, 7, &src).is_err());
+    }
+
+    #[test]
+    fn kept_right_edge_ranges_give_the_same_proofs_with_fewer_nodes() {
+        use std::cell::RefCell;
+        use std::collections::HashMap;
+        let leaves: Vec<Hash> = (0..1000u64)
+            .map(|i| super::super::leaf_hash(&i.to_be_bytes()))
+            .collect();
+        let mth =
+            |a: u64, b: u64| super::super::root_from_leaf_hashes(&leaves[a as usize..b as usize]);
+        // Answers from the leaves, keeps every range it is offered, and
+        // counts the nodes it is asked for.
+        struct Keeping<'a> {
+            mth: &'a dyn Fn(u64, u64) -> Hash,
+            kept: RefCell<HashMap<(u64, u64), Hash>>,
+            asked: RefCell<usize>,
+        }
+        impl SubtreeSource for Keeping<'_> {
+            type Error = std::convert::Infallible;
+            fn subtree_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, Self::Error> {
+                *self.asked.borrow_mut() += nodes.len();
+                Ok(nodes
+                    .iter()
+                    .map(|n| {
+                        let r = n.leaf_range().unwrap();
+                        (self.mth)(r.start, r.end)
+                    })
+                    .collect())
+            }
+            fn kept_range(&self, start: u64, end: u64) -> Option<Hash> {
+                self.kept.borrow().get(&(start, end)).copied()
+            }
+            fn keep_range(&self, start: u64, end: u64, hash: Hash) {
+                self.kept.borrow_mut().insert((start, end), hash);
+            }
+        }
+        let src = Keeping {
+            mth: &mth,
+            kept: RefCell::default(),
+            asked: RefCell::new(0),
+        };
+        let mut tree = super::super::MemoryTree::new();
+        for &leaf in &leaves {
+            tree.push(leaf);
+        }
+        for size in [7u64, 13, 999, 1000] {
+            for index in [0, size / 3, size - 1] {
+                for _ in 0..2 {
+                    let (leaf, path) = inclusion_proof_with_leaf(index, size, &src).unwrap();
+                    assert_eq!(leaf, leaves[index as usize]);
+                    assert_eq!(
+                        path,
+                        inclusion_proof(index, size, &tree).unwrap(),
+                        "{index} {size}"
+                    );
+                }
+            }
+            for first in [1, size / 2, size - 1] {
+                assert_eq!(
+                    consistency_proof(first, size, &src).unwrap(),
+                    consistency_proof(first, size, &tree).unwrap(),
+                    "{first} {size}"
+                );
+            }
+        }
+        // Only ranges that are not one subtree were kept, each ending at a
+        // tree size, each the MTH of its leaves.
+        let kept = src.kept.borrow();
+        assert!(!kept.is_empty());
+        for (&(a, b), h) in kept.iter() {
+            assert!(
+                [7, 13, 999, 1000].contains(&b) && !(b - a).is_power_of_two(),
+                "{a} {b}"
+            );
+            assert_eq!(*h, mth(a, b));
+        }
+        // A repeated proof of a size whose right edge is kept fetches fewer nodes.
+        let asked = *src.asked.borrow();
+        inclusion_proof(0, 999, &src).unwrap();
+        assert!(*src.asked.borrow() - asked < inclusion_proof_nodes(0, 999).len());
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //!   reads the store again and replaces it with the wider one;
 //! - the cache never holds more than its byte budget, whatever the log's
 //!   size; the least recently useful entries go first (second chance);
+//!   besides it, at most [`KEPT_RANGES`] hashes of right-edge ranges that
+//!   proofs folded (the same few for every proof of one tree size: a range
+//!   of committed leaves never changes);
 //! - reads only: nothing here writes the store, so a cache that is cold,
 //!   or of size 0, answers exactly what the store does, only slower.
 
@@ -30,6 +33,10 @@ pub const DEFAULT_READ_CACHE_BYTES: usize = 64 << 20;
 
 /// Independent locks, so that concurrent readers rarely wait on each other.
 const SHARDS: usize = 16;
+
+/// Right-edge range hashes kept for proofs (about 64 bytes each); the
+/// memo is emptied when full, so the sizes read most fill it again.
+pub const KEPT_RANGES: usize = 4096;
 
 /// Bytes of bookkeeping counted per entry besides its data.
 const ENTRY_OVERHEAD: usize = 128;
@@ -167,7 +174,7 @@ struct Slot {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Key, Slot>,
+    map: HashMap<Key, Slot, foldhash::fast::RandomState>,
     /// The clock: every key in `map` once, oldest first.
     ring: VecDeque<Key>,
     bytes: usize,
@@ -254,6 +261,8 @@ pub struct TileCache {
     store: Arc<dyn Store>,
     shards: Box<[Mutex<Shard>]>,
     shard_budget: usize,
+    /// MTH(D[start:end]) of ranges proofs folded, by (start, end).
+    ranges: Mutex<HashMap<(u64, u64), Hash, foldhash::fast::RandomState>>,
 }
 
 impl TileCache {
@@ -263,6 +272,7 @@ impl TileCache {
             store,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             shard_budget: max_bytes / SHARDS,
+            ranges: Mutex::default(),
         }
     }
 
@@ -380,10 +390,11 @@ impl TileCache {
     }
 }
 
-/// A shard's lock; a panic while it was held left a consistent map (every
-/// change is made before the counters move), so it is used as is.
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    shard.lock().unwrap_or_else(|p| p.into_inner())
+/// A shard's (or the range memo's) lock; a panic while it was held left a
+/// consistent map (every change is made before the counters move), so it
+/// is used as is.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Subtree hashes for proofs from the cached tiles: each node is one
@@ -419,6 +430,21 @@ impl SubtreeSource for TileCache {
             })?);
         }
         Ok(out)
+    }
+
+    fn kept_range(&self, start: u64, end: u64) -> Option<Hash> {
+        lock(&self.ranges).get(&(start, end)).copied()
+    }
+
+    fn keep_range(&self, start: u64, end: u64, hash: Hash) {
+        if self.shard_budget == 0 {
+            return;
+        }
+        let mut ranges = lock(&self.ranges);
+        if ranges.len() >= KEPT_RANGES {
+            ranges.clear();
+        }
+        ranges.insert((start, end), hash);
     }
 }
 
@@ -542,6 +568,22 @@ mod tests {
         let stats = cache.stats();
         assert!(stats.bytes <= budget, "{stats:?}");
         assert!(stats.misses > 40, "{stats:?}");
+    }
+
+    #[test]
+    fn kept_ranges_stay_bounded_and_a_cache_of_size_0_keeps_none() {
+        let cache = TileCache::new(Arc::new(MemoryStore::new()), 1 << 20);
+        let h = |i: u64| leaf_hash(&i.to_be_bytes());
+        for i in 0..(KEPT_RANGES as u64 + 10) {
+            cache.keep_range(i, i + 3, h(i));
+            assert!(lock(&cache.ranges).len() <= KEPT_RANGES);
+        }
+        let last = KEPT_RANGES as u64 + 9;
+        assert_eq!(cache.kept_range(last, last + 3), Some(h(last)));
+        assert_eq!(cache.kept_range(last, last + 4), None);
+        let off = TileCache::new(Arc::new(MemoryStore::new()), 0);
+        off.keep_range(0, 3, h(0));
+        assert_eq!(off.kept_range(0, 3), None);
     }
 
     #[test]
