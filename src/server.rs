@@ -237,7 +237,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             let leadership = Leadership::new(
                 pg,
                 holder_name(),
-                LeaseTimings::default(),
+                config.lease,
                 follower.router.clone(),
                 config
                     .limits
