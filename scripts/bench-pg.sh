@@ -15,7 +15,9 @@
 # Environment: SKIP_BUILD=1 (or VERITRAIL_BIN) as in scripts/bench.sh;
 # BATCH_EVENTS, SINGLE_EVENTS, CHECKPOINT_REQUESTS scale the runs;
 # CHECKPOINT_MS the servers' checkpoint interval (default: the server's);
-# TIME_BUDGET (seconds, default 600) bounds the runs after the build.
+# TIME_BUDGET (seconds, default 600) bounds the runs after the build;
+# PG_PROFILE=1 loads pg_stat_statements and prints, for each run of the
+# remote backend, the statements PostgreSQL ran per committed batch.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -47,14 +49,38 @@ pg_port=$(free_port)
 stop_pg() { scripts/lib/pg.sh kill "$pg_dir" >/dev/null 2>&1 || true; }
 trap 'stop_pg; cleanup' EXIT
 scripts/lib/pg.sh start "$pg_dir" "$pg_port"
+psql() { /usr/lib/postgresql/15/bin/psql -h 127.0.0.1 -p "$pg_port" -U veritrail -d veritrail -tAq "$@"; }
+if [[ "${PG_PROFILE:-0}" == 1 ]]; then
+    psql -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"
+    scripts/lib/pg.sh stop "$pg_dir"
+    scripts/lib/pg.sh start "$pg_dir" "$pg_port"
+    psql -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+fi
 s3_port=$(free_port)
 extra_pids+=("$(scripts/lib/s3.sh start "$work/s3" "$s3_port")")
 export AWS_ACCESS_KEY_ID=veritrail AWS_SECRET_ACCESS_KEY=veritrail-secret
 pg_url="postgres://veritrail@127.0.0.1:$pg_port/veritrail"
-psql_stat() { # the number of statements and transactions PostgreSQL has run
-    /usr/lib/postgresql/15/bin/psql -h 127.0.0.1 -p "$pg_port" -U veritrail -d veritrail -tAc \
-        "SELECT xact_commit + xact_rollback, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database WHERE datname = 'veritrail'" \
+psql_stat() { # the number of transactions PostgreSQL has run and rows written
+    psql -c "SELECT xact_commit + xact_rollback, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database WHERE datname = 'veritrail'" \
         | tr '|' ' '
+}
+profile() { # run name: with PG_PROFILE=1, the statements of that run per committed batch
+    [[ "${PG_PROFILE:-0}" == 1 && "$1" == pg.* ]] || return 0
+    local batches
+    batches=$(batch_totals | awk '{ print $2 }')
+    if [[ "$1" == *.start ]]; then
+        psql -c "SELECT pg_stat_statements_reset()" >/dev/null
+        profile_batches=$batches
+        return 0
+    fi
+    echo "statements per committed batch in $1 ($((batches - ${profile_batches:-0})) batches; calls, ms, statement):" >"$work/$1.profile"
+    psql -F ' | ' -c "SELECT round(calls::numeric / greatest($batches - ${profile_batches:-0}, 1), 2),
+            round(total_exec_time::numeric / greatest($batches - ${profile_batches:-0}, 1), 3),
+            left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+        FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'veritrail')
+        ORDER BY calls DESC LIMIT 15" >>"$work/$1.profile"
+    psql -c "SELECT pg_stat_statements_reset()" >/dev/null
+    profile_batches=$batches
 }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
@@ -66,13 +92,17 @@ fi
 runs() { # backend prefix: the three runs against the running server
     local p=$1 key
     key=$(new_key "$work/$p-data" writer bench)
+    profile "$p.start"
     step "$p.batched" "$BIN" bench ingest --url "$url" --key "$key" \
         --clients "$BATCH_CLIENTS" --events "$BATCH_EVENTS" --batch-size "$BATCH_SIZE"
+    profile "$p.batched"
     step "$p.single" "$BIN" bench ingest --url "$url" --key "$key" \
         --clients "$SINGLE_CLIENTS" --events "$SINGLE_EVENTS" --batch-size 1
+    profile "$p.single"
     step "$p.receipt" "$BIN" bench ingest --url "$url" --key "$key" \
         --clients "$CHECKPOINT_CLIENTS" --events "$CHECKPOINT_REQUESTS" --batch-size 1 \
         --wait-checkpoint
+    profile "$p.receipt"
 }
 
 start_server "$work/sled-data" "$checkpoint_line"
@@ -115,3 +145,7 @@ BEGIN {
 for f in sled.batched sled.single sled.receipt pg.batched pg.single pg.receipt; do
     echo "$f: $(cat "$work/$f.json")"
 done
+for f in "$work"/pg.*.profile; do
+    [[ -f "$f" ]] && { echo; cat "$f"; }
+done
+true

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::alerts::AlertsConfig;
 use crate::api::ApiLimits;
 use crate::cosign::{WitnessEndpoint, WitnessPolicy};
+use crate::leadership::LeaseTimings;
 use crate::listen::TlsFiles;
 use crate::sequencer::SequencerConfig;
 use crate::store::postgres::BucketConfig;
@@ -108,6 +109,13 @@ pub struct FileConfig {
     /// writes to while this one sequences [default: the listen address,
     /// 127.0.0.1 for an unspecified one].
     pub advertise: Option<String>,
+    /// With the remote backend: the sequencer lease's time to live,
+    /// milliseconds [default: 3000]; a dead leader is replaced after about
+    /// this long.
+    pub lease_ttl_ms: Option<u64>,
+    /// How often the leader renews its lease, milliseconds, under half of
+    /// `lease_ttl_ms` [default: 1000].
+    pub lease_renew_ms: Option<u64>,
 }
 
 /// One `[[witness]]` table: where a witness listens and its cosignature key.
@@ -171,6 +179,8 @@ impl FileConfig {
                 .objects_secret_access_key
                 .or(lower.objects_secret_access_key),
             advertise: self.advertise.or(lower.advertise),
+            lease_ttl_ms: self.lease_ttl_ms.or(lower.lease_ttl_ms),
+            lease_renew_ms: self.lease_renew_ms.or(lower.lease_renew_ms),
         }
     }
 }
@@ -211,6 +221,8 @@ pub struct ServeConfig {
     /// The base URL other frontends forward to while this one sequences
     /// (remote backend; `None`: derived from the bound listen address).
     pub advertise: Option<String>,
+    /// The sequencer lease's timings (with the remote backend).
+    pub lease: LeaseTimings,
 }
 
 /// Where the log's data lives.
@@ -392,6 +404,7 @@ impl ServeConfig {
             read_cache_bytes,
             backend,
             alerts: o.alert_rules,
+            lease: LeaseTimings::configured(o.lease_ttl_ms, o.lease_renew_ms)?,
             advertise: match o.advertise {
                 Some(a) if !(a.starts_with("http://") || a.starts_with("https://")) => {
                     return Err(format!(

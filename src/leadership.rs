@@ -78,6 +78,37 @@ impl Default for LeaseTimings {
     }
 }
 
+impl LeaseTimings {
+    /// The default timings with the lease's time to live and renewal
+    /// period set from a configuration (milliseconds; `None` keeps the
+    /// default). A renewal must come before half the time to live has
+    /// passed, so that one late or lost renewal does not end the lease,
+    /// and the time to live must leave room for the stop margin.
+    pub fn configured(ttl_ms: Option<u64>, renew_ms: Option<u64>) -> Result<LeaseTimings, String> {
+        let mut t = LeaseTimings::default();
+        if let Some(ms) = ttl_ms {
+            if !(1_000..=60_000).contains(&ms) {
+                return Err("lease_ttl_ms must be between 1000 and 60000".into());
+            }
+            t.ttl = Duration::from_millis(ms);
+        }
+        if let Some(ms) = renew_ms {
+            if ms < 100 {
+                return Err("lease_renew_ms must be at least 100".into());
+            }
+            t.renew = Duration::from_millis(ms);
+        }
+        if t.renew * 2 >= t.ttl {
+            return Err(format!(
+                "lease_renew_ms ({} ms) must be under half of lease_ttl_ms ({} ms)",
+                t.renew.as_millis(),
+                t.ttl.as_millis()
+            ));
+        }
+        Ok(t)
+    }
+}
+
 /// What one role serves, and how it stops.
 pub struct Engine {
     /// The routes of this role.
@@ -549,5 +580,31 @@ mod tests {
         }
         assert!(!served_locally(&Method::POST, "/v1/events"));
         assert!(!served_locally(&Method::POST, "/checkpoint"));
+    }
+
+    #[test]
+    fn lease_timings_are_configured_and_checked() {
+        let d = LeaseTimings::configured(None, None).unwrap();
+        assert_eq!(
+            (d.ttl, d.renew),
+            (Duration::from_secs(3), Duration::from_secs(1))
+        );
+        let t = LeaseTimings::configured(Some(10_000), Some(2_000)).unwrap();
+        assert_eq!(
+            (t.ttl, t.renew),
+            (Duration::from_secs(10), Duration::from_secs(2))
+        );
+        for (ttl, renew) in [
+            (None, Some(1_500)),
+            (Some(2_000), None),
+            (Some(500), Some(100)),
+            (Some(100_000), None),
+            (None, Some(50)),
+        ] {
+            assert!(
+                LeaseTimings::configured(ttl, renew).is_err(),
+                "{ttl:?} {renew:?}"
+            );
+        }
     }
 }

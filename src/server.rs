@@ -238,7 +238,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             let leadership = Leadership::new(
                 pg,
                 holder_name(),
-                LeaseTimings::default(),
+                config.lease,
                 follower.router.clone(),
                 config
                     .limits

@@ -255,11 +255,24 @@ async fn write(
                 Ok(r) if r.status() == 200 => r.json::<Value>().await.ok(),
                 Ok(r) => {
                     let status = r.status().as_u16();
+                    let retry_after = r
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
                     let body: Value = r.json().await.unwrap_or(Value::Null);
                     assert_eq!(status, 503, "a refused write is a 503: {body}");
-                    assert!(
-                        body["error"]["message"].is_string(),
-                        "a 503 has a JSON error: {body}"
+                    let message = body["error"]["message"].as_str();
+                    assert!(message.is_some(), "a 503 has a JSON error: {body}");
+                    // A failover takes seconds: a refusal because of it says
+                    // so; only a batch whose commit failed (its outcome
+                    // unknown) asks for more.
+                    let stored = message.is_some_and(|m| m.contains("stored durably"));
+                    let expected = if stored { "5" } else { "1" };
+                    assert_eq!(
+                        retry_after.as_deref(),
+                        Some(expected),
+                        "Retry-After of a refused write: {body}"
                     );
                     None
                 }

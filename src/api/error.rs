@@ -231,6 +231,9 @@ impl From<SubmitError> for ApiError {
         match e {
             SubmitError::Busy => ApiError::unavailable(e.to_string(), 1),
             SubmitError::Unavailable(_) => ApiError::unavailable(e.to_string(), 30),
+            // A lost lease or a store being reconnected: the next leader,
+            // or this one, takes writes within seconds.
+            SubmitError::Paused(_) => ApiError::unavailable(e.to_string(), 1),
             SubmitError::Store(s) => {
                 tracing::error!(error = %s, "batch failed");
                 ApiError::unavailable(

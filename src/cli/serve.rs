@@ -102,6 +102,14 @@ pub struct ServeArgs {
     /// address].
     #[arg(long, env = "VERITRAIL_ADVERTISE", value_name = "URL")]
     advertise: Option<String>,
+    /// With --store: the sequencer lease's time to live, milliseconds
+    /// [default: 3000].
+    #[arg(long, env = "VERITRAIL_LEASE_TTL_MS", value_name = "MS")]
+    lease_ttl_ms: Option<u64>,
+    /// With --store: how often the leader renews its lease, milliseconds,
+    /// under half of --lease-ttl-ms [default: 1000].
+    #[arg(long, env = "VERITRAIL_LEASE_RENEW_MS", value_name = "MS")]
+    lease_renew_ms: Option<u64>,
 }
 
 // No doc comment: the subcommand's help is that of its variant in `main.rs`.
@@ -147,6 +155,8 @@ fn config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         objects_endpoint: a.objects_endpoint,
         objects_region: a.objects_region,
         advertise: a.advertise,
+        lease_ttl_ms: a.lease_ttl_ms,
+        lease_renew_ms: a.lease_renew_ms,
         data: a.data,
         listen: a.listen,
         origin: a.origin,

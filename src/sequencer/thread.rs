@@ -131,11 +131,11 @@ impl SequencerHandle {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(SubmitError::Busy),
             Err(TrySendError::Disconnected(_)) => {
-                return Err(SubmitError::Unavailable("the log is shutting down".into()));
+                return Err(SubmitError::Paused("the log is shutting down".into()));
             }
         }
         rx.await
-            .map_err(|_| SubmitError::Unavailable("the sequencer stopped".into()))?
+            .map_err(|_| SubmitError::Paused("the sequencer stopped".into()))?
     }
 
     /// The shared view of the log.
@@ -322,7 +322,7 @@ fn run(mut st: State, rx: Receiver<Msg>) {
 fn follow(store: &dyn Store, view: &LogView, poll: Duration, rx: Receiver<Msg>) {
     loop {
         match rx.recv_timeout(poll) {
-            Ok(Msg::Submit(s)) => s.answer(Err(SubmitError::Unavailable(
+            Ok(Msg::Submit(s)) => s.answer(Err(SubmitError::Paused(
                 "this frontend is not the sequencer".into(),
             ))),
             Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,

@@ -34,7 +34,7 @@ use super::view::Published;
 use crate::crypto::Term;
 use crate::event::{self, AuditEvent, LeafRecord};
 use crate::merkle::{self, Hash};
-use crate::store::{BatchWrite, DedupeKey, StoreError, StoredCheckpoint, StoredEvent};
+use crate::store::{BatchWrite, DedupeKey, Store, StoreError, StoredCheckpoint, StoredEvent};
 use crate::tiles::TILE_WIDTH;
 use crate::vault::{EventToSeal, SealedBatch, Vault};
 
@@ -146,6 +146,10 @@ pub enum SubmitError {
     /// The sequencer stopped (shutdown or a fatal store error).
     #[error("the log is not accepting events: {0}")]
     Unavailable(String),
+    /// This frontend cannot sequence for a moment (its lease ended, or the
+    /// store is unreachable since a failed commit): retry in a second.
+    #[error("the log is not accepting events right now: {0}")]
+    Paused(String),
     /// The store failed to commit the batch; nothing of it was acknowledged.
     #[error("the batch could not be made durable: {0}")]
     Store(#[from] StoreError),
@@ -292,6 +296,7 @@ impl State {
         let mut done = Completed::default();
         let mut seen: HashMap<DedupeKey, EntryReceipt> = HashMap::new();
         let mut receipts = Vec::with_capacity(batch.len());
+        let stored = stored_ids(self.store.as_ref(), batch)?;
         for sub in batch.iter_mut() {
             let mut entries = Vec::with_capacity(sub.events.len());
             for ev in &mut sub.events {
@@ -305,7 +310,7 @@ impl State {
                         });
                         continue;
                     }
-                    if let Some(index) = self.store.dedupe(key)? {
+                    if let Some(index) = stored.get(key).copied() {
                         entries.push(self.receipt_of_stored(index)?);
                         continue;
                     }
@@ -562,10 +567,35 @@ impl State {
     }
 }
 
-/// Refuses every submitter of `batch`: nothing of it was written.
+/// The stored first index of every event id in `batch` that has one, in
+/// one store request (a remote store answers it in one round trip).
+fn stored_ids(
+    store: &dyn Store,
+    batch: &[Submission],
+) -> Result<HashMap<DedupeKey, u64>, StoreError> {
+    let keys: Vec<DedupeKey> = batch
+        .iter()
+        .flat_map(|sub| {
+            sub.events
+                .iter()
+                .filter_map(|ev| ev.id.as_deref().map(|id| DedupeKey::of(&sub.app, id)))
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found = store.dedupe_many(&keys)?;
+    Ok(keys
+        .into_iter()
+        .zip(found)
+        .filter_map(|(k, i)| i.map(|i| (k, i)))
+        .collect())
+}
+
+/// Refuses every submitter of `batch` for now: nothing of it was written.
 fn refuse_all(batch: Vec<Submission>, why: &str) {
     for sub in batch {
-        sub.answer(Err(SubmitError::Unavailable(why.to_string())));
+        sub.answer(Err(SubmitError::Paused(why.to_string())));
     }
 }
 

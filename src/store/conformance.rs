@@ -97,6 +97,18 @@ pub(crate) fn check_sample(store: &dyn Store) {
         "idempotency keys are per app"
     );
     assert_eq!(store.dedupe(&DedupeKey::of("app-0", "id-")).unwrap(), None);
+    assert_eq!(
+        store
+            .dedupe_many(&[
+                DedupeKey::of("app-1", "id-0"),
+                DedupeKey::of("app-0", "id-0"),
+                DedupeKey::of("app-0", "id-0"),
+            ])
+            .unwrap(),
+        vec![None, Some(0), Some(0)],
+        "one answer per key asked, in the order asked"
+    );
+    assert_eq!(store.dedupe_many(&[]).unwrap(), vec![]);
     assert_eq!(store.leaf_index(&Hash([1; 32])).unwrap(), Some(1));
     assert_eq!(store.leaf_index(&Hash([8; 32])).unwrap(), None);
     let cp = store.checkpoint().unwrap().unwrap();

@@ -308,6 +308,13 @@ pub trait Store: Send + Sync + 'static {
     /// The leaf index an app's event id was first appended at.
     fn dedupe(&self, key: &DedupeKey) -> Result<Option<u64>, StoreError>;
 
+    /// [`Store::dedupe`] of each of `keys`, in their order, in one request
+    /// where the backend can (the sequencer asks once per batch). The
+    /// default asks for one key at a time.
+    fn dedupe_many(&self, keys: &[DedupeKey]) -> Result<Vec<Option<u64>>, StoreError> {
+        keys.iter().map(|k| self.dedupe(k)).collect()
+    }
+
     /// The leaf index of a leaf hash.
     fn leaf_index(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError>;
 

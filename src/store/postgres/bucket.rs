@@ -4,11 +4,14 @@
 //! versions and `checkpoint`), so a static file server over the bucket
 //! serves the log.
 //!
-//! Invariant: a write-once object is written with a create-only request and
-//! then read back; it counts as written only when the bucket holds exactly
-//! the bytes meant (an identical existing object is a success, a different
-//! one an error). Servers that ignore `If-None-Match: *` are caught by the
-//! read-back. Only `checkpoint` is ever replaced: it is a copy of the
+//! Invariant: a write-once object is written with a create-only request; it
+//! counts as written only when the bucket holds exactly the bytes meant. A
+//! successful PUT means it does (S3's read-after-write consistency); when
+//! the server answers that an object is already there, it is read back and
+//! compared (an identical object is a success, a different one an error).
+//! A server that ignores `If-None-Match: *` overwrites instead of
+//! answering so, which leaves the bytes meant too: the fencing never rests
+//! on the bucket. Only `checkpoint` is ever replaced: it is a copy of the
 //! checkpoint in PostgreSQL, which is the one that counts.
 
 use std::time::Duration;
@@ -153,9 +156,9 @@ impl Bucket {
         }
     }
 
-    /// Writes a write-once object with a create-only request and reads it
-    /// back: `Written` when the bucket holds `data`, `Different` when it
-    /// holds something else.
+    /// Writes a write-once object with a create-only request: `Written`
+    /// when the bucket holds `data` (the PUT succeeded, or the object there
+    /// reads back identical), `Different` when it holds something else.
     pub(super) async fn create(&self, name: &str, data: &[u8]) -> Result<Created, StoreError> {
         let path = self.path(name);
         let opts = PutOptions {
@@ -167,8 +170,8 @@ impl Bucket {
             .put_opts(&path, PutPayload::from(data.to_vec()), opts)
             .await
         {
-            Ok(_)
-            | Err(object_store::Error::AlreadyExists { .. })
+            Ok(_) => return Ok(Created::Written),
+            Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => {}
             Err(e) => return Err(backend("write", &path, e)),
         }
@@ -179,23 +182,15 @@ impl Bucket {
         }
     }
 
-    /// Replaces an object whole and reads it back (for `checkpoint`, and
-    /// for a leftover of a batch that was never committed, see
-    /// `PgStore::commit`).
+    /// Replaces an object whole (for `checkpoint`, and for a leftover of a
+    /// batch that was never committed, see `PgStore::commit`).
     pub(super) async fn replace(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
         let path = self.path(name);
         self.store
             .put(&path, PutPayload::from(data.to_vec()))
             .await
             .map_err(|e| backend("write", &path, e))?;
-        match self.get(name).await? {
-            Some(found) if found == data => Ok(()),
-            _ => Err(backend(
-                "confirm",
-                &path,
-                "the object read back differs from the one written",
-            )),
-        }
+        Ok(())
     }
 }
 

@@ -45,7 +45,8 @@ impl PgStore {
     ) -> Result<Option<i64>, StoreError> {
         let (holder, address) = (holder.to_string(), address.to_string());
         self.run(READ_TIMEOUT, async move |s: std::sync::Arc<Inner>| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let row = c
                 .query_opt(
                     "UPDATE vt_log SET lease_holder = $1, lease_address = $2,
@@ -74,7 +75,8 @@ impl PgStore {
     ) -> Result<bool, StoreError> {
         let (holder, address) = (holder.to_string(), address.to_string());
         self.run(READ_TIMEOUT, async move |s: std::sync::Arc<Inner>| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let n = c
                 .execute(
                     "UPDATE vt_log SET lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond',
@@ -94,7 +96,8 @@ impl PgStore {
     pub fn release_lease(&self, holder: &str, token: i64) -> Result<(), StoreError> {
         let holder = holder.to_string();
         self.run(READ_TIMEOUT, async move |s: std::sync::Arc<Inner>| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             c.execute(
                 "UPDATE vt_log SET lease_expires_at = clock_timestamp() - interval '1 millisecond'
                  WHERE id = 1 AND lease_holder = $1 AND lease_token = $2",
@@ -110,7 +113,8 @@ impl PgStore {
     /// be empty while it starts listening).
     pub fn lease_holder(&self) -> Result<Option<LeaseHolder>, StoreError> {
         self.run(READ_TIMEOUT, async |s: std::sync::Arc<Inner>| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let row = c
                 .query_one(
                     "SELECT lease_holder, lease_address, lease_token,

@@ -17,7 +17,7 @@
 //! - a commit is one PostgreSQL transaction that first locks the
 //!   coordination row (`SELECT ... FOR UPDATE`) and checks the lease token
 //!   ([`PgStore::fence`]); the objects it names are written to the bucket
-//!   and read back while it holds that lock, before it commits. What no
+//!   (and confirmed, `bucket.rs`) while it holds that lock, before it commits. What no
 //!   committed transaction names does not exist: a full tile is read from
 //!   the bucket only when the committed tree size covers it, and an object
 //!   left over by a batch that never committed may be replaced;
@@ -32,13 +32,14 @@
 mod bucket;
 mod lease;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls, Row, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 
 pub use bucket::BucketConfig;
 use bucket::{Bucket, Created};
@@ -63,6 +64,9 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
 const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
 /// Connections for readers; the writer has its own.
 const READERS: usize = 4;
+/// Statements kept prepared per connection (the store has fewer; the
+/// bound keeps a mistake from growing it).
+const MAX_STATEMENTS: usize = 64;
 /// The bucket object holding the latest checkpoint.
 const CHECKPOINT_OBJECT: &str = "checkpoint";
 
@@ -99,29 +103,164 @@ fn covers(size: u64, level: u8, index: u64, width: u64) -> bool {
         .is_some_and(|needed| hashes >= needed)
 }
 
+/// The statements prepared on one connection, by their text: each is
+/// parsed and planned once per connection, and a query then costs one
+/// round trip instead of two.
+#[derive(Default)]
+struct Statements(Mutex<HashMap<String, Statement>>);
+
+impl Statements {
+    async fn get(
+        &self,
+        c: &impl GenericClient,
+        sql: &str,
+    ) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(st) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(sql) {
+            return Ok(st.clone());
+        }
+        let st = c.prepare(sql).await?;
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_STATEMENTS {
+            cache.clear();
+        }
+        cache.insert(sql.to_string(), st.clone());
+        Ok(st)
+    }
+}
+
+/// A client (a connection, or a transaction on one) whose queries use the
+/// connection's prepared statements.
+struct Prepared<'a, C> {
+    client: &'a C,
+    statements: &'a Statements,
+}
+
+impl<C: GenericClient + Sync> Prepared<'_, C> {
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let st = self.statements.get(self.client, sql).await?;
+        self.client.query(&st, params).await
+    }
+
+    async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error> {
+        let st = self.statements.get(self.client, sql).await?;
+        self.client.query_one(&st, params).await
+    }
+
+    async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let st = self.statements.get(self.client, sql).await?;
+        self.client.query_opt(&st, params).await
+    }
+
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let st = self.statements.get(self.client, sql).await?;
+        self.client.execute(&st, params).await
+    }
+}
+
+/// A transaction on the writer connection, with its prepared statements.
+struct Tx<'a> {
+    txn: Transaction<'a>,
+    statements: &'a Statements,
+}
+
+impl Tx<'_> {
+    async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error> {
+        self.prepared().query_one(sql, params).await
+    }
+
+    async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        self.prepared().query_opt(sql, params).await
+    }
+
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        self.prepared().execute(sql, params).await
+    }
+
+    async fn batch_execute(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.txn.batch_execute(sql).await
+    }
+
+    fn prepared(&self) -> Prepared<'_, Transaction<'_>> {
+        Prepared {
+            client: &self.txn,
+            statements: self.statements,
+        }
+    }
+}
+
+/// A connection and the statements prepared on it.
+struct Conn {
+    client: Client,
+    statements: Statements,
+}
+
+impl Conn {
+    fn prepared(&self) -> Prepared<'_, Client> {
+        Prepared {
+            client: &self.client,
+            statements: &self.statements,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
 /// The database connections: one for the writer (its transactions), a few
 /// shared by readers (tokio-postgres pipelines concurrent queries on one
 /// connection). A closed connection is replaced on next use, so the store
 /// recovers by itself when PostgreSQL comes back.
 struct Db {
     config: tokio_postgres::Config,
-    writer: tokio::sync::Mutex<Option<Client>>,
-    readers: Vec<tokio::sync::Mutex<Option<Arc<Client>>>>,
+    writer: tokio::sync::Mutex<Option<Conn>>,
+    readers: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
     next: AtomicUsize,
 }
 
 impl Db {
-    async fn connect(&self) -> Result<Client, StoreError> {
+    async fn connect(&self) -> Result<Conn, StoreError> {
         let (client, conn) = self.config.connect(NoTls).await.map_err(pg)?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::warn!(error = %e, "postgresql connection closed");
             }
         });
-        Ok(client)
+        Ok(Conn {
+            client,
+            statements: Statements::default(),
+        })
     }
 
-    async fn reader(&self) -> Result<Arc<Client>, StoreError> {
+    async fn reader(&self) -> Result<Arc<Conn>, StoreError> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         let mut slot = self.readers[i].lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
@@ -136,18 +275,21 @@ impl Db {
     /// when it returns `Ok`.
     async fn transaction<T>(
         &self,
-        work: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        work: impl AsyncFnOnce(&Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut slot = self.writer.lock().await;
         if slot.as_ref().is_none_or(|c| c.is_closed()) {
             *slot = Some(self.connect().await?);
         }
-        let Some(client) = slot.as_mut() else {
+        let Some(Conn { client, statements }) = slot.as_mut() else {
             return Err(StoreError::Backend("postgresql: no connection".into()));
         };
-        let txn = client.transaction().await.map_err(pg)?;
-        let out = work(&txn).await?;
-        txn.commit().await.map_err(pg)?;
+        let tx = Tx {
+            txn: client.transaction().await.map_err(pg)?,
+            statements,
+        };
+        let out = work(&tx).await?;
+        tx.txn.commit().await.map_err(pg)?;
         Ok(out)
     }
 }
@@ -278,7 +420,8 @@ impl PgStore {
     ) -> Result<ScanPage<(K, u64)>, StoreError> {
         let after = cursor.key().map(<[u8]>::to_vec);
         self.read(async move |s| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let rows = c
                 .query(
                     &format!(
@@ -319,7 +462,7 @@ struct Blob {
 impl Inner {
     /// Locks the coordination row, checks the lease token, and returns the
     /// committed tree size.
-    async fn lock_log(&self, t: &Transaction<'_>) -> Result<u64, StoreError> {
+    async fn lock_log(&self, t: &Tx<'_>) -> Result<u64, StoreError> {
         let row = t
             .query_one(
                 "SELECT tree_size, lease_token,
@@ -348,7 +491,7 @@ impl Inner {
         to_u64(row.get(0))
     }
 
-    /// Writes `blob` create-only and confirms it by reading it back.
+    /// Writes `blob` create-only, confirmed (see `Bucket::create`).
     async fn put_blob(&self, blob: &Blob) -> Result<(), StoreError> {
         match self.bucket.create(&blob.name, &blob.data).await? {
             Created::Written => Ok(()),
@@ -374,95 +517,118 @@ impl Inner {
     /// right edge (or a tile that became full since), cut to their width.
     async fn static_partials(
         &self,
-        t: &Transaction<'_>,
+        t: &Tx<'_>,
         size: u64,
         committed: u64,
         batch: Option<&BatchWrite>,
     ) -> Result<Vec<Blob>, StoreError> {
-        let mut out = Vec::new();
-        let mut level = 0u8;
-        while size.checked_shr(8 * u32::from(level)).unwrap_or(0) > 0 {
-            let width = tiles::partial_width(level, size);
-            if width > 0 {
-                let index = (size >> (8 * u32::from(level))) / WIDTH;
-                let tile = Tile {
-                    level,
-                    index,
-                    width,
-                };
-                let from_batch = batch.and_then(|b| {
-                    b.tiles
-                        .iter()
-                        .find(|(l, i, _)| (*l, *i) == (level, index))
-                        .map(|(_, _, d)| d.clone())
-                });
-                let data = match from_batch {
-                    Some(d) => d,
-                    None => self.tile_in(t, level, index).await?,
-                };
-                let data = data
-                    .get(..tile.hash_data_len())
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "tile {} is shorter than its width",
-                            tile.hash_path()
-                        ))
-                    })?
-                    .to_vec();
-                out.push(Blob {
-                    name: tile.hash_path(),
-                    data,
-                    committed: covers(committed, level, index, u64::from(width)),
-                });
-            }
-            level += 1;
+        // At most 8 levels in a u64 tree; what is not in `batch` is read,
+        // all levels at once (the connection pipelines the reads).
+        let levels = (0u8..8).filter(|l| size.checked_shr(8 * u32::from(*l)).unwrap_or(0) > 0);
+        let (tiles, bundle) = futures_util::future::try_join(
+            futures_util::future::try_join_all(
+                levels.map(|level| self.static_tile(t, size, committed, batch, level)),
+            ),
+            self.static_bundle(t, size, committed, batch),
+        )
+        .await?;
+        Ok(tiles.into_iter().flatten().chain(bundle).collect())
+    }
+
+    /// The partial tile at `level` of a tree of `size`, if it has one.
+    async fn static_tile(
+        &self,
+        t: &Tx<'_>,
+        size: u64,
+        committed: u64,
+        batch: Option<&BatchWrite>,
+        level: u8,
+    ) -> Result<Option<Blob>, StoreError> {
+        let width = tiles::partial_width(level, size);
+        if width == 0 {
+            return Ok(None);
         }
+        let index = (size >> (8 * u32::from(level))) / WIDTH;
+        let tile = Tile {
+            level,
+            index,
+            width,
+        };
+        let from_batch = batch.and_then(|b| {
+            b.tiles
+                .iter()
+                .find(|(l, i, _)| (*l, *i) == (level, index))
+                .map(|(_, _, d)| d.clone())
+        });
+        let data = match from_batch {
+            Some(d) => d,
+            None => self.tile_in(t, level, index).await?,
+        };
+        let data = data
+            .get(..tile.hash_data_len())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "tile {} is shorter than its width",
+                    tile.hash_path()
+                ))
+            })?
+            .to_vec();
+        Ok(Some(Blob {
+            name: tile.hash_path(),
+            data,
+            committed: covers(committed, level, index, u64::from(width)),
+        }))
+    }
+
+    /// The partial entry bundle of a tree of `size`, if it has one.
+    async fn static_bundle(
+        &self,
+        t: &Tx<'_>,
+        size: u64,
+        committed: u64,
+        batch: Option<&BatchWrite>,
+    ) -> Result<Option<Blob>, StoreError> {
         let width = size % WIDTH;
-        if width > 0 {
-            let index = size / WIDTH;
-            let from_batch = batch.and_then(|b| {
-                b.bundles
-                    .iter()
-                    .find(|(i, _)| *i == index)
-                    .map(|(_, d)| d.clone())
-            });
-            let data = match from_batch {
-                Some(d) => d,
-                None => self.bundle_in(t, index).await?,
-            };
-            let ends = tiles::bundle_entry_ends(&data)
-                .map_err(|e| StoreError::Corrupt(format!("entry bundle {index}: {e}")))?;
-            let end = usize::try_from(width - 1)
-                .ok()
-                .and_then(|w| ends.get(w))
-                .copied()
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "entry bundle {index} has fewer than {width} entries"
-                    ))
-                })?;
-            let tile = Tile {
-                level: 0,
-                index,
-                width: width as u16,
-            };
-            out.push(Blob {
-                name: tile.entries_path(),
-                data: data[..end].to_vec(),
-                committed: covers(committed, 0, index, width),
-            });
+        if width == 0 {
+            return Ok(None);
         }
-        Ok(out)
+        let index = size / WIDTH;
+        let from_batch = batch.and_then(|b| {
+            b.bundles
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, d)| d.clone())
+        });
+        let data = match from_batch {
+            Some(d) => d,
+            None => self.bundle_in(t, index).await?,
+        };
+        let ends = tiles::bundle_entry_ends(&data)
+            .map_err(|e| StoreError::Corrupt(format!("entry bundle {index}: {e}")))?;
+        let end = usize::try_from(width - 1)
+            .ok()
+            .and_then(|w| ends.get(w))
+            .copied()
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "entry bundle {index} has fewer than {width} entries"
+                ))
+            })?;
+        let tile = Tile {
+            level: 0,
+            index,
+            width: width as u16,
+        };
+        Ok(Some(Blob {
+            name: tile.entries_path(),
+            data: data[..end].to_vec(),
+            committed: covers(committed, 0, index, width),
+        }))
     }
 
     /// Tile `(level, index)` as seen by the transaction: its partial row,
     /// else the full tile in the bucket.
-    async fn tile_in(
-        &self,
-        t: &Transaction<'_>,
-        level: u8,
-        index: u64,
-    ) -> Result<Vec<u8>, StoreError> {
+    async fn tile_in(&self, t: &Tx<'_>, level: u8, index: u64) -> Result<Vec<u8>, StoreError> {
         let row = t
             .query_opt(
                 "SELECT data FROM vt_partial_tile WHERE level = $1 AND idx = $2",
@@ -480,7 +646,7 @@ impl Inner {
         }
     }
 
-    async fn bundle_in(&self, t: &Transaction<'_>, index: u64) -> Result<Vec<u8>, StoreError> {
+    async fn bundle_in(&self, t: &Tx<'_>, index: u64) -> Result<Vec<u8>, StoreError> {
         let row = t
             .query_opt(
                 "SELECT data FROM vt_partial_bundle WHERE idx = $1",
@@ -581,8 +747,8 @@ fn checkpoint_size(note: &[u8]) -> Option<u64> {
 
 /// Writes everything of `b` that lives in PostgreSQL, in transaction `t`:
 /// one statement per table, all sent at once (the connection pipelines
-/// them; they touch different rows), the coordination row last.
-async fn write_batch(t: &Transaction<'_>, b: &BatchWrite) -> Result<(), StoreError> {
+/// them, and the transaction commits them together).
+async fn write_batch(t: &Tx<'_>, b: &BatchWrite) -> Result<(), StoreError> {
     let (mut full_level, mut full_idx) = (Vec::new(), Vec::new());
     let (mut part_level, mut part_idx, mut part_data) = (Vec::new(), Vec::new(), Vec::new());
     for (level, index, data) in &b.tiles {
@@ -677,9 +843,18 @@ async fn write_batch(t: &Transaction<'_>, b: &BatchWrite) -> Result<(), StoreErr
         )
         .await
     };
+    let (size, checkpoint) = (
+        to_i64(b.tree_size)?,
+        b.checkpoint.as_ref().map(StoredCheckpoint::encode),
+    );
+    let coordination_params: [&(dyn ToSql + Sync); 2] = [&size, &checkpoint];
+    let coordination = exec(
+        t,
+        "UPDATE vt_log SET tree_size = $1, checkpoint = COALESCE($2, checkpoint) WHERE id = 1",
+        &coordination_params,
+    );
     futures_util::future::try_join5(
-        partial_tiles,
-        full_tiles,
+        futures_util::future::try_join(partial_tiles, full_tiles),
         futures_util::future::try_join(partial_bundles, full_bundles),
         futures_util::future::try_join(events, insert_first(t, "vt_dedupe", &dedupe)),
         futures_util::future::try_join3(
@@ -687,15 +862,7 @@ async fn write_batch(t: &Transaction<'_>, b: &BatchWrite) -> Result<(), StoreErr
             put_records(t, &b.records),
             put_index_blocks(t, &b.index_blocks, b.index_watermark),
         ),
-    )
-    .await?;
-    exec(
-        t,
-        "UPDATE vt_log SET tree_size = $1, checkpoint = COALESCE($2, checkpoint) WHERE id = 1",
-        &[
-            &to_i64(b.tree_size)?,
-            &b.checkpoint.as_ref().map(StoredCheckpoint::encode),
-        ],
+        coordination,
     )
     .await?;
     Ok(())
@@ -704,7 +871,7 @@ async fn write_batch(t: &Transaction<'_>, b: &BatchWrite) -> Result<(), StoreErr
 /// Inserts `(key, index)` pairs into an index table; the first index of a
 /// key wins.
 async fn insert_first(
-    t: &Transaction<'_>,
+    t: &Tx<'_>,
     table: &str,
     entries: &[(Vec<u8>, u64)],
 ) -> Result<(), StoreError> {
@@ -729,7 +896,7 @@ async fn insert_first(
 
 /// Writes records; of one key written twice, the last value wins.
 async fn put_records(
-    t: &Transaction<'_>,
+    t: &Tx<'_>,
     records: &[(RecordSpace, Vec<u8>, Vec<u8>)],
 ) -> Result<(), StoreError> {
     if records.is_empty() {
@@ -756,7 +923,7 @@ async fn put_records(
 /// Writes and deletes search index blocks (the last change of a block
 /// wins) and moves the watermark.
 async fn put_index_blocks(
-    t: &Transaction<'_>,
+    t: &Tx<'_>,
     blocks: &[IndexBlock],
     watermark: Option<u64>,
 ) -> Result<(), StoreError> {
@@ -810,11 +977,7 @@ async fn put_index_blocks(
 }
 
 /// Runs one statement in transaction `t`.
-async fn exec(
-    t: &Transaction<'_>,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<(), StoreError> {
+async fn exec(t: &Tx<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<(), StoreError> {
     t.execute(sql, params).await.map(|_| ()).map_err(pg)
 }
 
@@ -854,7 +1017,8 @@ impl Store for PgStore {
 
     fn tree_size(&self) -> Result<u64, StoreError> {
         self.read(async |s| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let row = c
                 .query_one("SELECT tree_size FROM vt_log WHERE id = 1", &[])
                 .await
@@ -865,7 +1029,8 @@ impl Store for PgStore {
 
     fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         self.read(async |s| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let row = c
                 .query_one("SELECT checkpoint FROM vt_log WHERE id = 1", &[])
                 .await
@@ -878,7 +1043,8 @@ impl Store for PgStore {
 
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         self.read(async move |s| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let row = c
                 .query_one(
                     "SELECT l.tree_size, t.data FROM vt_log l
@@ -903,7 +1069,8 @@ impl Store for PgStore {
 
     fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         self.read(async move |s| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let row = c
                 .query_one(
                     "SELECT l.tree_size, b.data FROM vt_log l
@@ -930,7 +1097,8 @@ impl Store for PgStore {
 
     fn event(&self, index: u64) -> Result<Option<StoredEvent>, StoreError> {
         self.read(async move |s| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let row = c
                 .query_opt(
                     "SELECT data FROM vt_event WHERE idx = $1",
@@ -945,6 +1113,29 @@ impl Store for PgStore {
     fn dedupe(&self, key: &DedupeKey) -> Result<Option<u64>, StoreError> {
         let key = key.0.to_vec();
         self.read(async move |s| index_of(&s, "vt_dedupe", key).await)
+    }
+
+    fn dedupe_many(&self, keys: &[DedupeKey]) -> Result<Vec<Option<u64>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.0.to_vec()).collect();
+        self.read(async move |s| {
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
+            let rows = c
+                .query(
+                    "SELECT key, idx FROM vt_dedupe WHERE key = ANY($1)",
+                    &[&wanted],
+                )
+                .await
+                .map_err(pg)?;
+            let mut found = std::collections::HashMap::with_capacity(rows.len());
+            for r in &rows {
+                found.insert(r.get::<_, Vec<u8>>(0), to_u64(r.get(1))?);
+            }
+            Ok(wanted.iter().map(|k| found.get(k).copied()).collect())
+        })
     }
 
     fn leaf_index(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
@@ -963,7 +1154,8 @@ impl Store for PgStore {
     fn record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_vec();
         self.read(async move |s| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let row = c
                 .query_opt(
                     "SELECT value FROM vt_record WHERE space = $1 AND key = $2",
@@ -977,7 +1169,8 @@ impl Store for PgStore {
 
     fn records(&self, space: RecordSpace) -> Result<Vec<Record>, StoreError> {
         self.read(async move |s| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let rows = c
                 .query(
                     "SELECT key, value FROM vt_record WHERE space = $1 ORDER BY key",
@@ -997,7 +1190,8 @@ impl Store for PgStore {
     ) -> Result<ScanPage<Record>, StoreError> {
         let after = cursor.key().map(<[u8]>::to_vec);
         self.read(async move |s| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let rows = c
                 .query(
                     "SELECT key, value FROM vt_record WHERE space = $1
@@ -1022,7 +1216,8 @@ impl Store for PgStore {
     ) -> Result<ScanPage<(u64, StoredEvent)>, StoreError> {
         let after = cursor_index(cursor)?;
         self.read(async move |s| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let rows = c
                 .query(
                     "SELECT idx, data FROM vt_event WHERE idx > $1 ORDER BY idx LIMIT $2",
@@ -1101,7 +1296,8 @@ impl Store for PgStore {
         let below = i64::try_from(below).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(async move |s| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let rows = c
                 .query(
                     "SELECT at, value FROM vt_index_block WHERE bucket = $1 AND at < $2
@@ -1118,7 +1314,8 @@ impl Store for PgStore {
 
     fn index_watermark(&self) -> Result<Option<u64>, StoreError> {
         self.read(async |s| {
-            let c = s.db.reader().await?;
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
             let row = c
                 .query_one("SELECT index_watermark FROM vt_log WHERE id = 1", &[])
                 .await
@@ -1151,7 +1348,8 @@ fn cursor_index(cursor: &ScanCursor) -> Result<i64, StoreError> {
 }
 
 async fn index_of(s: &Inner, table: &str, key: Vec<u8>) -> Result<Option<u64>, StoreError> {
-    let c = s.db.reader().await?;
+    let conn = s.db.reader().await?;
+    let c = conn.prepared();
     let row = c
         .query_opt(&format!("SELECT idx FROM {table} WHERE key = $1"), &[&key])
         .await
