@@ -59,7 +59,11 @@
 # fresh log with no alert rules and into one with 20 active rules that
 # every generated event passes through (thresholds, breadth, time of day,
 # first seen), alternating ALERTS_ROUNDS times (default 2); the best run
-# of each is compared (target: with rules >= 90% of without).
+# of each is compared (target: with rules >= 90% of without). Then
+# `bench alerts` feeds ALERTS_CPU_EVENTS (default 200,000) of the same
+# events to the same rules in this process, batch by batch as a write
+# route does, and reports the rules' own CPU per event and the size of
+# their checkpoint.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -116,6 +120,7 @@ SHIP_CHECKPOINT_MS=${SHIP_CHECKPOINT_MS:-1000}
 ALERTS_EVENTS=${ALERTS_EVENTS:-0}
 ALERTS_ROUNDS=${ALERTS_ROUNDS:-2}
 ALERTS_TIME_BUDGET=${ALERTS_TIME_BUDGET:-1200}
+ALERTS_CPU_EVENTS=${ALERTS_CPU_EVENTS:-200000}
 # The machine may be shared: a server whose resident memory passes this is
 # killed and the run fails (default: half the machine's memory).
 SERVER_MAX_RSS_MB=${SERVER_MAX_RSS_MB:-$(($(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) / 2048))}
@@ -441,6 +446,9 @@ alerts_section() {
             fi
         done
     done
+    alert_rules >"$work/alert-rules.toml"
+    step alerts_cpu "$BIN" bench alerts --rules "$work/alert-rules.toml" --events "$ALERTS_CPU_EVENTS" \
+        --batch-size "$BATCH_SIZE" --subjects "$SEARCH_SUBJECTS" --distribution "$SEARCH_DISTRIBUTION"
     printf "\n== ingest with 20 alert rules vs none: %s events, %s clients x %s, best of %s alternating runs\n" \
         "$ALERTS_EVENTS" "$BATCH_CLIENTS" "$BATCH_SIZE" "$ALERTS_ROUNDS"
     printf "%-58s %9s %9s %8s %7s\n" "metric" "no rules" "20 rules" "target" "met?"
@@ -448,12 +456,17 @@ alerts_section() {
         r = (n > 0 ? 100 * w / n : 0)
         printf "%-58s %9.0f %9.0f %8s %7s\n", "batched ingest, events/s (rules/none " sprintf("%.1f%%", r) ")", n, w, ">= " t "%", (r >= t ? "met" : "MISSED")
     }'
+    awk -v cpu="$(field alerts_cpu cpu_ns_per_event)" -v n="$ALERTS_CPU_EVENTS" \
+        -v bytes="$(field alerts_cpu state_bytes)" -v ms="$(field alerts_cpu state_serialize_ms)" 'BEGIN {
+        printf "the 20 rules alone, in process (%d events): %.0f ns of CPU per event; checkpoint %.1f MB, serialized in %.0f ms\n", n, cpu, bytes / 1e6, ms
+    }'
     echo "load average: $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end, on $(nproc) cores"
     for round in $(seq 1 "$ALERTS_ROUNDS"); do
         for mode in none rules; do
             echo "alerts_${mode}_$round: $(cat "$work/alerts_${mode}_$round.json")"
         done
     done
+    echo "alerts_cpu: $(cat "$work/alerts_cpu.json")"
 }
 
 if [[ "$SKIP_INGEST" != 1 ]]; then

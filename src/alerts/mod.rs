@@ -123,8 +123,17 @@ impl Alerts {
 
     /// Counts one accepted event; the alerts it raised.
     pub fn evaluate(&self, ob: &Observed, index: u64) -> Vec<Alert> {
+        self.evaluate_batch(std::slice::from_ref(&(ob, index)))
+    }
+
+    /// Counts a batch of accepted events with their leaf indexes, in
+    /// order; the alerts they raised (see [`Engine::evaluate_batch`]).
+    pub fn evaluate_batch(&self, batch: &[(&Observed, u64)]) -> Vec<Alert> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
         self.dirty.store(true, Ordering::Relaxed);
-        self.engine.evaluate(ob, index)
+        self.engine.evaluate_batch(batch)
     }
 
     /// Hands an alert, recorded at leaf `index` (if it could be), to the webhook.

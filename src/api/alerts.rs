@@ -45,41 +45,44 @@ pub(super) fn watch(
         .collect()
 }
 
-/// Counts the watched events, now durable at the receipt's indexes, and
+/// Counts the watched events, now durable at the receipt's indexes (the
+/// whole batch at once: each rule is locked once per request), and
 /// records every alert that fires. A repeated event (same id) is counted
 /// once. An alert that cannot be appended is logged and still delivered.
 pub(super) async fn raise(st: &AppState, watched: Vec<(usize, Observed)>, receipt: &Receipt) {
     let Some(alerts) = &st.alerts else {
         return;
     };
-    for (i, ob) in watched {
-        let Some(entry) = receipt.entries.get(i).filter(|e| !e.duplicate) else {
-            continue;
+    let batch: Vec<(&Observed, u64)> = watched
+        .iter()
+        .filter_map(|(i, ob)| {
+            let entry = receipt.entries.get(*i).filter(|e| !e.duplicate)?;
+            Some((ob, entry.index))
+        })
+        .collect();
+    for alert in alerts.evaluate_batch(&batch) {
+        let raised_at = event::format_rfc3339_ms(st.view.clock().now_ms());
+        let recorded = record_access(
+            st,
+            Who::service(ALERT_ACTOR),
+            Access {
+                action: ALERT_ACTION,
+                resource: ("alert_rule", alert.rule.clone()),
+                subject: alert.subject(),
+                outcome: Outcome::Success,
+                context: serde_json::to_value(&alert).unwrap_or_default(),
+            },
+        )
+        .await;
+        let index = match recorded {
+            Ok(r) => Some(r.index),
+            Err(e) => {
+                metrics::counter!("veritrail_alerts_append_failures_total").increment(1);
+                tracing::error!(rule = %alert.rule, error = ?e, "couldn't append an alert to the log; it is delivered without an index");
+                None
+            }
         };
-        for alert in alerts.evaluate(&ob, entry.index) {
-            let raised_at = event::format_rfc3339_ms(st.view.clock().now_ms());
-            let recorded = record_access(
-                st,
-                Who::service(ALERT_ACTOR),
-                Access {
-                    action: ALERT_ACTION,
-                    resource: ("alert_rule", alert.rule.clone()),
-                    subject: alert.subject(),
-                    outcome: Outcome::Success,
-                    context: serde_json::to_value(&alert).unwrap_or_default(),
-                },
-            )
-            .await;
-            let index = match recorded {
-                Ok(r) => Some(r.index),
-                Err(e) => {
-                    metrics::counter!("veritrail_alerts_append_failures_total").increment(1);
-                    tracing::error!(rule = %alert.rule, error = ?e, "couldn't append an alert to the log; it is delivered without an index");
-                    None
-                }
-            };
-            alerts.deliver(&alert, index, &raised_at);
-        }
+        alerts.deliver(&alert, index, &raised_at);
     }
 }
 

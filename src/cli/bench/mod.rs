@@ -162,11 +162,8 @@ pub enum BenchCommand {
         /// Runs per mode (alternating); the best of each is compared.
         #[arg(long, default_value_t = 2)]
         rounds: usize,
-        /// Subjects of the generated events.
-        #[arg(long, default_value_t = 10_000)]
-        subjects: u64,
         #[command(flatten)]
-        population: PopulationArgs,
+        generated: GeneratedArgs,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -179,6 +176,27 @@ pub enum BenchCommand {
         /// Lines to write.
         #[arg(long, default_value_t = 200_000)]
         events: u64,
+    },
+    /// The alert rules' own CPU per event, in this process: generated events
+    /// fed to the rules of a configuration file in batches, as a write route does.
+    Alerts {
+        /// A configuration file with an `[alerts]` table.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Events per round.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Events per batch.
+        #[arg(long, default_value_t = 500)]
+        batch_size: u64,
+        /// Rounds (a fresh engine each); the best is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[command(flatten)]
+        generated: GeneratedArgs,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// The storage ceiling: raw sled batches of the bytes the log writes per event.
     Sled {
@@ -214,6 +232,23 @@ pub struct PopulationArgs {
     distribution: measure::Distribution,
 }
 
+/// The generated events of the in-process benchmarks: how many subjects,
+/// and the rest of their shape.
+#[derive(Args)]
+pub struct GeneratedArgs {
+    /// Subjects of the generated events.
+    #[arg(long, default_value_t = 10_000)]
+    subjects: u64,
+    #[command(flatten)]
+    population: PopulationArgs,
+}
+
+impl GeneratedArgs {
+    fn population(&self) -> measure::Population {
+        self.population.with_subjects(self.subjects.max(1))
+    }
+}
+
 impl PopulationArgs {
     fn with_subjects(&self, subjects: u64) -> measure::Population {
         measure::Population {
@@ -229,7 +264,10 @@ impl BenchCommand {
     pub fn is_offline(&self) -> bool {
         matches!(
             self,
-            BenchCommand::Pipeline { .. } | BenchCommand::Sled { .. } | BenchCommand::Lines { .. }
+            BenchCommand::Pipeline { .. }
+                | BenchCommand::Sled { .. }
+                | BenchCommand::Lines { .. }
+                | BenchCommand::Alerts { .. }
         )
     }
 }
@@ -363,14 +401,17 @@ pub async fn online(command: BenchCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        BenchCommand::Pipeline { .. } | BenchCommand::Sled { .. } | BenchCommand::Lines { .. } => {
+        BenchCommand::Pipeline { .. }
+        | BenchCommand::Sled { .. }
+        | BenchCommand::Lines { .. }
+        | BenchCommand::Alerts { .. } => {
             bail!("bench pipeline, sled and lines run offline")
         }
     }
     Ok(())
 }
 
-/// `bench pipeline` and `bench sled`, in this process.
+/// `bench pipeline`, `bench sled`, `bench lines` and `bench alerts`, in this process.
 pub fn offline(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Pipeline {
@@ -379,8 +420,7 @@ pub fn offline(command: BenchCommand) -> anyhow::Result<()> {
             batch_size,
             clients,
             rounds,
-            subjects,
-            population,
+            generated,
             json,
         } => {
             let opts = bench::pipeline::PipelineOptions {
@@ -389,7 +429,7 @@ pub fn offline(command: BenchCommand) -> anyhow::Result<()> {
                 batch_size,
                 clients,
                 rounds,
-                population: population.with_subjects(subjects.max(1)),
+                population: generated.population(),
             };
             let report = bench::pipeline::pipeline(&opts)?;
             print_report(json, || report.to_json(&opts), || report.describe(&opts));
@@ -416,6 +456,24 @@ pub fn offline(command: BenchCommand) -> anyhow::Result<()> {
                 sizes,
             };
             let report = bench::sled_ceiling(&opts)?;
+            print_report(json, || report.to_json(&opts), || report.describe(&opts));
+        }
+        BenchCommand::Alerts {
+            rules,
+            events,
+            batch_size,
+            rounds,
+            generated,
+            json,
+        } => {
+            let opts = bench::alerts::AlertsOptions {
+                rules,
+                events,
+                batch_size,
+                rounds,
+                population: generated.population(),
+            };
+            let report = bench::alerts::alerts(&opts)?;
             print_report(json, || report.to_json(&opts), || report.describe(&opts));
         }
         BenchCommand::Lines { out, events } => {

@@ -30,6 +30,7 @@ use veritrail::note::{Checkpoint, Note};
 use veritrail::store::StoredEvent;
 use veritrail::tiles::TILE_WIDTH;
 
+pub mod alerts;
 pub mod otlp;
 pub mod pipeline;
 pub mod population;
