@@ -28,6 +28,9 @@
 # `scripts/bench.sh scale` runs the scale benchmark instead
 # (scripts/bench-scale.sh: one log grown to 10 M events, memory, disk,
 # restart, proofs and tiles beside nginx).
+# `scripts/bench.sh erasure` runs the erasure and backup benchmark instead
+# (scripts/bench-erasure.sh: erase latency, ingest p99 during erasures,
+# backup duration and memory, on one large log).
 # `scripts/bench.sh pg` runs the remote backend's benchmark instead
 # (scripts/bench-pg.sh: PostgreSQL + s3s-fs beside sled, batched,
 # single-event and receipt latency, with the targets).
@@ -67,6 +70,9 @@ fi
 if [[ "${1:-}" == pg ]]; then
     exec scripts/bench-pg.sh
 fi
+if [[ "${1:-}" == erasure ]]; then
+    exec scripts/bench-erasure.sh
+fi
 # One section alone, each measured beside its baseline in the same run:
 #   scripts/bench.sh otlp     OTLP/JSON vs own JSON batches
 #   scripts/bench.sh ship     the agent alone (lines/s, memory)
@@ -81,7 +87,7 @@ otlp | ship | alerts)
     ALERTS_EVENTS=${ALERTS_EVENTS:-$([[ $MODE == alerts ]] && echo 100000 || echo 0)}
     ;;
 *)
-    echo "usage: scripts/bench.sh [scale|pg|otlp|ship|alerts]" >&2
+    echo "usage: scripts/bench.sh [scale|pg|erasure|otlp|ship|alerts]" >&2
     exit 2
     ;;
 esac
