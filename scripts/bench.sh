@@ -31,6 +31,9 @@
 # `scripts/bench.sh reads` runs only its read part on a log of 1 M events
 # (SCALE_STEPS to change it), without the searches and sled ceilings of
 # the growth; READ_SERVERS="a=<binary> b=<binary>" compares builds.
+# `scripts/bench.sh erasure` runs the erasure and backup benchmark instead
+# (scripts/bench-erasure.sh: erase latency, ingest p99 during erasures,
+# backup duration and memory, on one large log).
 # `scripts/bench.sh pg` runs the remote backend's benchmark instead
 # (scripts/bench-pg.sh: PostgreSQL + s3s-fs beside sled, batched,
 # single-event and receipt latency, with the targets).
@@ -77,6 +80,9 @@ fi
 if [[ "${1:-}" == pg ]]; then
     exec scripts/bench-pg.sh
 fi
+if [[ "${1:-}" == erasure ]]; then
+    exec scripts/bench-erasure.sh
+fi
 # One section alone, each measured beside its baseline in the same run:
 #   scripts/bench.sh otlp     OTLP/JSON vs own JSON batches
 #   scripts/bench.sh ship     the agent alone (lines/s, memory)
@@ -91,7 +97,7 @@ otlp | ship | alerts)
     ALERTS_EVENTS=${ALERTS_EVENTS:-$([[ $MODE == alerts ]] && echo 100000 || echo 0)}
     ;;
 *)
-    echo "usage: scripts/bench.sh [scale|pg|otlp|ship|alerts]" >&2
+    echo "usage: scripts/bench.sh [scale|pg|erasure|otlp|ship|alerts]" >&2
     exit 2
     ;;
 esac

@@ -118,6 +118,16 @@ pub struct ApiKeys {
     clock: Clock,
 }
 
+/// Meta record: the keys made while the log could not append, waiting
+/// for their creation to be recorded ([`ApiKeys::create_unrecorded`]).
+const UNRECORDED_RECORD: &[u8] = b"unrecorded_api_keys";
+/// Keys that may wait to be recorded at once.
+pub const MAX_UNRECORDED_KEYS: usize = 16;
+
+fn encode(value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -225,10 +235,70 @@ impl ApiKeys {
         self.put(record)
     }
 
-    fn put(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    /// Makes a key while the log cannot append (a restore, with no server
+    /// running): its record waits aside, and it authenticates only once the
+    /// log has recorded its creation and [`ApiKeys::store_recorded`] moved
+    /// it in (the server does both before it takes a request).
+    pub fn create_unrecorded(
+        &self,
+        name: &str,
+        role: Role,
+        app: Option<&str>,
+    ) -> Result<(ApiKeyRecord, String), KeyAdminError> {
+        let (record, token) = self.new_key(name, role, app)?;
+        let mut waiting = self.unrecorded()?;
+        if waiting.len() >= MAX_UNRECORDED_KEYS {
+            return Err(KeyAdminError::Invalid(format!(
+                "{MAX_UNRECORDED_KEYS} keys already wait for the log to record them; start the log first"
+            )));
+        }
+        waiting.push(record.clone());
         self.store
-            .put_record(RecordSpace::ApiKey, record.id.as_bytes(), &bytes)
+            .put_record(RecordSpace::Meta, UNRECORDED_RECORD, &encode(&waiting)?)?;
+        Ok((record, token))
+    }
+
+    /// The keys made by [`ApiKeys::create_unrecorded`] that the log has not
+    /// recorded yet (at most [`MAX_UNRECORDED_KEYS`]).
+    pub fn unrecorded(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        match self.store.record(RecordSpace::Meta, UNRECORDED_RECORD)? {
+            None => Ok(Vec::new()),
+            Some(v) => serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("keys waiting to be recorded: {e}"))),
+        }
+    }
+
+    /// Makes a waiting key usable, in one write with its removal from the
+    /// waiting list; call it once its creation is durable in the log.
+    pub fn store_recorded(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        let rest: Vec<ApiKeyRecord> = self
+            .unrecorded()?
+            .into_iter()
+            .filter(|r| r.id != record.id)
+            .collect();
+        let mut batch = crate::store::RecordBatch::default();
+        batch.put.push((
+            RecordSpace::ApiKey,
+            record.id.as_bytes().to_vec(),
+            encode(record)?,
+        ));
+        if rest.is_empty() {
+            batch
+                .delete
+                .push((RecordSpace::Meta, UNRECORDED_RECORD.to_vec()));
+        } else {
+            batch.put.push((
+                RecordSpace::Meta,
+                UNRECORDED_RECORD.to_vec(),
+                encode(&rest)?,
+            ));
+        }
+        self.store.commit_records(&batch)
+    }
+
+    fn put(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.store
+            .put_record(RecordSpace::ApiKey, record.id.as_bytes(), &encode(record)?)
     }
 
     /// The key with this id, revoked or not.
@@ -348,6 +418,35 @@ mod tests {
 
     fn keys() -> ApiKeys {
         ApiKeys::new(Arc::new(MemoryStore::new()))
+    }
+
+    /// A key made while the log cannot append works only once stored as
+    /// recorded; a failed write of that step leaves it waiting, unusable,
+    /// and the next attempt completes it.
+    #[test]
+    fn an_unrecorded_key_works_only_once_stored_as_recorded() {
+        use crate::store::memory::WriteFault;
+        let store = Arc::new(MemoryStore::new());
+        let k = ApiKeys::new(store.clone());
+        let (rec, token) = k
+            .create_unrecorded("admin-restored", Role::Admin, None)
+            .unwrap();
+        let header = format!("Bearer {token}");
+        assert!(k.authorize(Some(&header), Role::Admin).is_err());
+        assert_eq!(k.unrecorded().unwrap(), vec![rec.clone()]);
+        assert!(k.list().unwrap().is_empty());
+        for fault in [WriteFault::BeforePersisting, WriteFault::AfterPersisting] {
+            store.inject(fault);
+            assert!(k.store_recorded(&rec).is_err());
+            store.inject(WriteFault::None);
+            let usable = k.authorize(Some(&header), Role::Admin).is_ok();
+            let waiting = !k.unrecorded().unwrap().is_empty();
+            // One write: the key moved in, or it still waits.
+            assert!(usable != waiting, "{fault:?}");
+        }
+        k.store_recorded(&rec).unwrap();
+        assert_eq!(k.authorize(Some(&header), Role::Admin).unwrap().id, rec.id);
+        assert!(k.unrecorded().unwrap().is_empty());
     }
 
     #[test]

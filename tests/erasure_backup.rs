@@ -282,3 +282,96 @@ async fn a_backup_taken_while_a_subject_is_erased_is_one_consistent_point() {
     assert_eq!(out.code, 0, "{}", out.stdout);
     server.stop();
 }
+
+/// The admin actions `key` may list, in one page.
+async fn admin_actions(url: &str, key: &str) -> Value {
+    let (status, page) = call(
+        reqwest::Method::GET,
+        &format!("{url}/v1/admin/actions?limit=1000"),
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    page
+}
+
+/// A restore makes a new admin key while no server runs: the restored
+/// log's first start records its creation (`admin.key.create` by the log,
+/// naming its id, name and role, never its secret) in the tree before it
+/// takes a request, and a later start records nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_logs_new_admin_key_is_recorded_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let Log {
+        server,
+        data,
+        master,
+        ..
+    } = start_log(dir.path(), 30).await;
+    let backup_dir = dir.path().join("backup");
+    let size = backup(&server.url, &data, &backup_dir).await;
+    let restored = dir.path().join("restored");
+    restore(&backup_dir, &data, &restored).await;
+    let token = std::fs::read_to_string(restored.join("admin.key")).unwrap();
+    let token = token.trim();
+    let (id, secret) = {
+        let mut parts = token.split('_').skip(1);
+        (parts.next().unwrap(), parts.next().unwrap())
+    };
+    let started = || {
+        Server::start(
+            &restored,
+            &[
+                "--master-key-file",
+                s(&master),
+                "--checkpoint-interval-ms",
+                "50",
+            ],
+        )
+    };
+    let restored_server = started();
+    let url = restored_server.url.clone();
+    let page = admin_actions(&url, token).await;
+    assert!(!page.to_string().contains(secret), "no secret: {page}");
+    let created: Vec<&Value> = page["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "admin.key.create" && a["resource"]["id"] == id)
+        .collect();
+    assert_eq!(created.len(), 1, "{page}");
+    let action = created[0];
+    assert_eq!(action["actor"]["type"], "service", "{action}");
+    assert_eq!(action["details"]["key"]["id"], id, "{action}");
+    assert_eq!(
+        action["details"]["key"]["name"], "admin-restored",
+        "{action}"
+    );
+    assert_eq!(action["details"]["key"]["role"], "admin", "{action}");
+    // The record is a leaf of the restored tree, after the backup's.
+    let index = action["index"].as_u64().unwrap();
+    assert!(index >= size, "{index} < {size}");
+    let (status, ev) = call(
+        reqwest::Method::GET,
+        &format!("{url}/v1/events/{index}"),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{ev}");
+    assert!(ev.to_string().contains("admin.key.create"), "{ev}");
+    let leaf_hash = action["leaf_hash"].as_str().unwrap();
+    assert!(ev.to_string().contains(leaf_hash), "{ev}");
+    // A restart records nothing more.
+    let restored_server = restored_server.restart();
+    let page = admin_actions(&restored_server.url, token).await;
+    let again = page["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "admin.key.create" && a["resource"]["id"] == id)
+        .count();
+    assert_eq!(again, 1, "{page}");
+    drop(server);
+}

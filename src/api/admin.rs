@@ -7,9 +7,10 @@
 //! the creation and revocation of API keys (`admin.key.create`,
 //! `admin.key.revoke`), naming the key's id, name, role and app, never its
 //! secret: each is durable in the log before the key is stored or revoked,
-//! and so before the admin is answered. The first admin key, made with the
-//! log before it can append, is recorded by the log itself at its first
-//! start ([`record_first_keys`]).
+//! and so before the admin is answered. Keys made while the log cannot
+//! append (the first admin key, made with the log; the admin key a restore
+//! makes) are recorded by the log itself at its next start, before it
+//! serves a request ([`record_first_keys`]).
 //!
 //! The request and answer types below are the API's only description of
 //! these shapes: the handlers take and return them, the OpenAPI document
@@ -28,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::audit::{
-    Access, Who, authorize, own_events_query, record_access, search_before, with_audit_header,
+    Access, Who, authorize, own_events_query, record_access, record_access_once, search_before,
+    with_audit_header,
 };
 use super::write::{body, json_body};
 use super::{ApiError, AppState};
@@ -167,11 +169,23 @@ async fn record_key_action(
     record: &ApiKeyRecord,
     extra: Value,
 ) -> Result<crate::sequencer::EntryReceipt, ApiError> {
+    record_key_action_once(st, who, action, record, extra, None).await
+}
+
+/// As [`record_key_action`], under the log's own idempotency id `id`.
+async fn record_key_action_once(
+    st: &AppState,
+    who: impl Into<Who>,
+    action: &str,
+    record: &ApiKeyRecord,
+    extra: Value,
+    id: Option<String>,
+) -> Result<crate::sequencer::EntryReceipt, ApiError> {
     let mut details = json!({ "key": KeyRecord::from(record) });
     if let (Some(d), Value::Object(extra)) = (details.as_object_mut(), extra) {
         d.extend(extra);
     }
-    record_access(
+    record_access_once(
         st,
         who,
         Access {
@@ -181,16 +195,36 @@ async fn record_key_action(
             outcome: Outcome::Success,
             context: details,
         },
+        id,
     )
     .await
 }
 
-/// At a log's first start, before it serves a request: records every key
-/// the log was created with (the first admin key) as `admin.key.create` by
-/// the log itself. Only an empty log does this, so a start that crashed
-/// before the record was durable records it on the next start, and a
-/// start costs nothing once the log holds an event.
+/// At a start, before the log serves a request: records every key made
+/// while it could not append, as `admin.key.create` by the log itself.
+///
+/// - The keys a restore made ([`crate::auth::ApiKeys::create_unrecorded`]):
+///   each is recorded under an idempotency id of its own, then made usable
+///   ([`crate::auth::ApiKeys::store_recorded`]), so a start that crashed
+///   in between records nothing twice, and none is usable unrecorded. At
+///   most [`crate::auth::MAX_UNRECORDED_KEYS`], one record read otherwise.
+/// - Every key the log was created with (the first admin key), at its
+///   first start: only an empty log does this, so a start that crashed
+///   before the record was durable records it on the next start, and a
+///   start costs nothing once the log holds an event.
 pub async fn record_first_keys(st: &AppState) -> Result<(), ApiError> {
+    for record in st.keys.unrecorded()? {
+        record_key_action_once(
+            st,
+            Who::service(INTERNAL_APP),
+            "admin.key.create",
+            &record,
+            json!({ "restored": true }),
+            Some(format!("admin.key.create/{}", record.id)),
+        )
+        .await?;
+        st.keys.store_recorded(&record)?;
+    }
     if st.view.durable_size() > 0 {
         return Ok(());
     }

@@ -96,6 +96,18 @@ pub(super) async fn record_access(
     who: impl Into<Who>,
     access: Access<'_>,
 ) -> Result<EntryReceipt, ApiError> {
+    record_access_once(st, who, access, None).await
+}
+
+/// As [`record_access`], under the idempotency id `id` of the log's own
+/// app: a second call with the same id appends nothing and returns the
+/// first record's receipt (a start redoing what a crash interrupted).
+pub(super) async fn record_access_once(
+    st: &AppState,
+    who: impl Into<Who>,
+    access: Access<'_>,
+    id: Option<String>,
+) -> Result<EntryReceipt, ApiError> {
     let who: Who = who.into();
     let mut context = who.detail;
     context["details"] = access.context;
@@ -117,7 +129,7 @@ pub(super) async fn record_access(
     let mut salt = [0u8; 32];
     getrandom::fill(&mut salt).map_err(ApiError::internal)?;
     let prepared = PreparedEvent {
-        id: None,
+        id,
         commitment: event::commitment(&salt, &canonical),
         terms: None,
         canonical,

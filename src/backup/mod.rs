@@ -19,7 +19,9 @@
 //! API, because an admin API token must not be worth the log's signing
 //! keys; keep a copy of `log-ecdsa.pem` and `log-ed25519.pem` once (they
 //! never change) and give it to `restore --keys`. Not `admin.key` either:
-//! restore makes a new admin key.
+//! restore makes a new admin key, which, like every admin key, has its
+//! creation recorded in the log before it works: the restored log's first
+//! start records it (`admin.key.create`) before it takes a request.
 //!
 //! Key material: a backup holds none. The keys that open its sealed events
 //! are in the live log's key store (`keys/`, see `vault`), and restore
@@ -453,8 +455,11 @@ fn restore_into(
             .map_err(|e| BackupError::Refused(e.to_string()))?;
         let opened = prove_events(store.clone(), staging, master, header.tree_size)?;
         let dyn_store: Arc<dyn Store> = store.clone();
+        // No server runs to record it: it waits aside, and the first start
+        // records its creation in the log before it takes a request (and
+        // only then makes it usable).
         let (_, token) = ApiKeys::new(dyn_store)
-            .create("admin-restored", Role::Admin, None)
+            .create_unrecorded("admin-restored", Role::Admin, None)
             .map_err(|e| BackupError::Io(format!("couldn't create an admin key: {e}")))?;
         let path = staging.join(ADMIN_KEY_FILE);
         durable::create_new(&path, format!("{token}\n").as_bytes(), Secrecy::Secret)

@@ -51,7 +51,7 @@ pub fn restore(
         r.readable, r.erased_since
     );
     println!(
-        "a new admin API key was written to {} (the backup's API keys are restored too)",
+        "a new admin API key was written to {} (the backup's API keys are restored too); it works once the restored log's first start has recorded its creation",
         r.admin_key.display()
     );
     println!(
@@ -111,6 +111,9 @@ pub fn fsck(data: &Path, master_key_file: Option<&Path>) -> i32 {
         report.dedupe_entries,
         report.api_keys
     );
+    if report.erased > 0 {
+        println!("erased events: {}", report.erased);
+    }
     if report.sealed_checked > 0 || report.sealed_unchecked > 0 {
         println!(
             "sealed events: {} opened and checked ({} search-index entries), {} not opened",

@@ -98,6 +98,9 @@ pub struct Report {
     pub dedupe_entries: u64,
     /// API key records parsed.
     pub api_keys: u64,
+    /// Events erased: under a tombstone of their own, or (sealed, with the
+    /// master key) under their erased subject's.
+    pub erased: u64,
     /// Every problem found, in the order found (at most [`MAX_FINDINGS`]).
     pub findings: Vec<Finding>,
     /// True when the check stopped at [`MAX_FINDINGS`].
@@ -684,7 +687,7 @@ impl<'a> TreeWalk<'a> {
                 None if self.stored(RecordSpace::Sealed, &key)? => {
                     self.check_sealed(index, &record, report)?
                 }
-                None if self.stored(RecordSpace::Erased, &key)? => {}
+                None if self.stored(RecordSpace::Erased, &key)? => report.erased += 1,
                 None => report.find(format!("event {index}"), "is missing"),
             }
         }
@@ -716,7 +719,7 @@ impl<'a> TreeWalk<'a> {
                 // An erased subject's event that the search index did not
                 // list keeps its sealed body, under its subject's tombstone.
                 match read(vault.tombstone(index))? {
-                    Ok(Some(_)) => {}
+                    Ok(Some(_)) => report.erased += 1,
                     Ok(None) => report.find(object, "vanished while being read"),
                     Err(m) => report.find(object, format!("has an unreadable tombstone: {m}")),
                 }

@@ -239,6 +239,9 @@ impl Keys {
             tracing::info!("finishing an erasure that was interrupted");
             keys.destroy(store, &pending)?;
         }
+        if !check {
+            super::slot_tombstones::upgrade(&mut keys, store, u64::MAX)?;
+        }
         Ok(keys)
     }
 
@@ -340,6 +343,20 @@ impl Keys {
         }
         self.slots.insert(raw, s);
         Ok(Some(s))
+    }
+
+    /// The next subject slot to hand out: every slot below it was given out.
+    pub fn next_slot(&self) -> u64 {
+        self.next_slot
+    }
+
+    /// Whether slot `s`'s key was destroyed (its entry cleared by an
+    /// erasure); a slot whose leaf block was never written was not.
+    pub fn slot_destroyed(&mut self, s: u64) -> Result<bool, VaultError> {
+        Ok(self
+            .tree
+            .entry(slot_number(s))?
+            .is_some_and(|e| e.is_empty()))
     }
 
     fn slot_alive(&mut self, s: u64) -> Result<bool, VaultError> {

@@ -40,6 +40,7 @@ mod keys;
 mod keytree;
 mod master_key;
 mod seal;
+mod slot_tombstones;
 
 pub use crate::search::index::DEFAULT_FLUSH_EVENTS as DEFAULT_INDEX_FLUSH_EVENTS;
 use crate::search::index::SearchIndex;

@@ -610,3 +610,157 @@ fn a_log_refuses_a_missing_or_wrong_master_key() {
     assert!(err.to_string().contains("was not found"), "{err}");
     assert!(!path.exists(), "no new key is made for an existing log");
 }
+
+/// A log of the form before subject tombstones: subjects `p0` and `p129`
+/// (slots in two different leaf blocks of the key store) erased, each with
+/// an event the search index missed (130 and 131), without the tombstones
+/// of their slots and without the upgrade's progress record.
+fn log_erased_without_subject_tombstones() -> crate::sequencer::test_log::TestLog {
+    use crate::sequencer::test_log::{TestLogBuilder, prepared};
+    let log = TestLogBuilder::new("upgrade.example/log").start();
+    let event = |subject: &str, doc: &str| {
+        prepared(&serde_json::json!({
+            "actor": {"id": "dr", "type": "user"}, "action": "record.read",
+            "resource": {"type": "doc", "id": doc}, "subject": subject,
+            "purpose": "care", "outcome": "success",
+            "occurred_at": "2026-11-25T10:00:00.000Z",
+        }))
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let first = (0..130).map(|s| event(&format!("p{s}"), "a")).collect();
+        log.submit("app-a", first).await;
+        log.submit("app-a", vec![event("p0", "b"), event("p129", "b")])
+            .await;
+    });
+    let vault = log.vault();
+    for missed in [130, 131] {
+        vault.forget_in_index(missed).unwrap();
+    }
+    for (subject, listed) in [("p0", 0), ("p129", 129)] {
+        let out = vault.erase(Some(subject), &[], &tomb()).unwrap();
+        assert_eq!(
+            out.erased,
+            vec![listed],
+            "the index lists one event of {subject}"
+        );
+    }
+    let earlier_form = RecordBatch {
+        delete: log
+            .store
+            .records(RecordSpace::Erased)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.len() != 8)
+            .map(|k| (RecordSpace::Erased, k))
+            .chain([(RecordSpace::Meta, slot_tombstones::PROGRESS_RECORD.to_vec())])
+            .collect(),
+        ..RecordBatch::default()
+    };
+    assert_eq!(earlier_form.delete.len(), 3, "two subject tombstones");
+    log.store.commit_records(&earlier_form).unwrap();
+    assert_eq!(vault.tombstone(130).unwrap(), None, "the earlier form");
+    log
+}
+
+fn reopen(log: &crate::sequencer::test_log::TestLog) -> Result<Vault, VaultError> {
+    Vault::open(
+        log.dyn_store(),
+        &MasterKey::from_bytes([9; 32]),
+        KeyringHome::Store,
+    )
+}
+
+fn fsck_of(log: &crate::sequencer::test_log::TestLog, vault: &Vault) -> crate::fsck::Report {
+    crate::fsck::check_store_unsealing(
+        log.store.as_ref(),
+        Some(vault),
+        &log.keys,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn opening_gives_subjects_erased_before_subject_tombstones_theirs() {
+    let mut log = log_erased_without_subject_tombstones();
+    log.shutdown();
+    let before = fsck_of(&log, &log.vault());
+    assert_eq!(
+        before.findings.first().map(|f| f.to_string()),
+        Some("sealed event 130: vanished while being read".into()),
+        "{:?}",
+        before.findings
+    );
+    let vault = reopen(&log).unwrap();
+    for missed in [130, 131] {
+        assert_eq!(vault.event(missed).unwrap(), None);
+        // What makes a read answer 410 with the erasure's record.
+        let t = vault
+            .tombstone(missed)
+            .unwrap()
+            .expect("erased, not damaged");
+        assert_eq!((t.cause.as_str(), t.by.as_str()), ("erasure", "upgrade"));
+    }
+    for live in [1, 128] {
+        assert!(vault.event(live).unwrap().is_some());
+        assert_eq!(vault.tombstone(live).unwrap(), None);
+    }
+    let after = fsck_of(&log, &vault);
+    assert!(after.is_clean(), "{:?}", after.findings);
+    assert_eq!(after.erased, 4, "two listed, two missed by the index");
+    // Done: a further open writes nothing.
+    let writes = log.store.writes();
+    drop(reopen(&log).unwrap());
+    assert_eq!(log.store.writes(), writes);
+}
+
+/// The upgrade commits per key store leaf block: a write that fails after
+/// the first (as a crash would stop it) leaves a state the next open
+/// completes, and one that never reached the store changes nothing.
+#[test]
+fn a_failed_write_midway_through_the_upgrade_is_completed_by_the_next_open() {
+    use crate::store::memory::WriteFault;
+    let mut log = log_erased_without_subject_tombstones();
+    log.shutdown();
+    let subject_tombstones = |store: &MemoryStore| {
+        store
+            .records(RecordSpace::Erased)
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.len() != 8)
+            .count()
+    };
+    log.store.inject(WriteFault::BeforePersisting);
+    assert!(reopen(&log).is_err());
+    log.store.inject(WriteFault::None);
+    assert_eq!(subject_tombstones(&log.store), 0, "nothing written");
+    assert_eq!(
+        log.store
+            .record(RecordSpace::Meta, slot_tombstones::PROGRESS_RECORD)
+            .unwrap(),
+        None
+    );
+    // The first leaf's write reaches the store, its acknowledgement fails:
+    // the upgrade stops after one leaf of two.
+    log.store.inject(WriteFault::AfterPersisting);
+    assert!(reopen(&log).is_err());
+    log.store.inject(WriteFault::None);
+    assert_eq!(subject_tombstones(&log.store), 1, "the first leaf's");
+    assert_eq!(
+        log.store
+            .record(RecordSpace::Meta, slot_tombstones::PROGRESS_RECORD)
+            .unwrap(),
+        Some(128u64.to_be_bytes().to_vec()),
+        "the next slot to look at"
+    );
+    let vault = reopen(&log).unwrap();
+    assert_eq!(subject_tombstones(&log.store), 2);
+    for missed in [130, 131] {
+        assert!(vault.tombstone(missed).unwrap().is_some());
+    }
+    assert!(fsck_of(&log, &vault).is_clean());
+}
