@@ -23,6 +23,9 @@ use crate::vault::Vault;
 
 /// Events read per step (the key lock is held for one step).
 pub const STEP_EVENTS: u64 = 256;
+/// Events read per step when indexing at start, before the server serves
+/// (nothing waits on the key lock yet).
+pub const START_STEP_EVENTS: u64 = 4096;
 /// Wait after a failed step before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 

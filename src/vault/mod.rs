@@ -206,7 +206,7 @@ impl Vault {
     ) -> Result<Vault, VaultError> {
         let vault = Vault::open_building_index(inner, master, home, flush_events)?;
         // Indexes what it left to the background.
-        while !vault.index_step(crate::search::rebuild::STEP_EVENTS)? {}
+        while !vault.index_step(crate::search::rebuild::START_STEP_EVENTS)? {}
         Ok(vault)
     }
 
@@ -251,7 +251,7 @@ impl Vault {
         if size - from > flush_events as u64 {
             vault.index.start_building(size);
         } else {
-            while !vault.index_step(crate::search::rebuild::STEP_EVENTS)? {}
+            while !vault.index_step(crate::search::rebuild::START_STEP_EVENTS)? {}
         }
         Ok(vault)
     }
