@@ -5,8 +5,15 @@
 //! the log received them; a retention run erases the bodies and salts of
 //! older ones. A legal hold (on a data subject or an app) blocks both
 //! retention and erasure of the events it covers, until it is released.
-//! Subject holds store the subject's pseudonym (its index term), never the
-//! subject.
+//! Subject holds are matched by the subject's pseudonym (its index term).
+//! The subject as the admin typed it is personal data: the hold keeps it
+//! only sealed to the subject ([`Vault::seal_subject_note`]), under a key
+//! derived from the subject's own key in the key store. A hold blocks the
+//! erasure of its subject, so the subject can be erased only once the
+//! hold (and its record) is gone; the erasure then destroys that key, so
+//! any copy of the record left elsewhere (a backup, a stale page of the
+//! database) no longer opens. Holds made before the subject was kept have
+//! the pseudonym alone.
 //!
 //! A run is bounded: it examines at most [`MAX_EXAMINED_PER_RUN`]
 //! candidates over all policies, read from the index term of the policy's
@@ -68,14 +75,21 @@ pub struct Policy {
     pub created_by: String,
 }
 
-/// A legal hold on a data subject (by pseudonym) or an app.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// Most legal holds a log keeps at once.
+pub const MAX_HOLDS: usize = 10_000;
+
+/// A legal hold on a data subject (by pseudonym) or an app, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     /// Random id.
     pub id: String,
     /// The held subject's pseudonym.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_pseudonym: Option<String>,
+    /// The held subject as typed, sealed to it ([`seal_hold_subject`]),
+    /// hex; absent in holds made before the subject was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_sealed: Option<String>,
     /// The held app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
@@ -175,6 +189,48 @@ pub fn holds(store: &dyn Store) -> Result<Vec<Hold>, StoreError> {
         .filter(|(k, _)| k.starts_with(b"hold/"))
         .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| corrupt("legal hold", e)))
         .collect()
+}
+
+fn hold_note_purpose(id: &str) -> Vec<u8> {
+    format!("legal-hold/{id}").into_bytes()
+}
+
+/// `subject` sealed to itself for the hold `id`, as
+/// [`Hold::subject_sealed`] keeps it.
+pub fn seal_hold_subject(vault: &Vault, id: &str, subject: &str) -> Result<String, StoreError> {
+    let sealed = vault.seal_subject_note(subject, &hold_note_purpose(id), subject.as_bytes())?;
+    Ok(hex::encode(sealed))
+}
+
+/// How a hold's subject can be shown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeldSubject {
+    /// The subject as the admin typed it.
+    Typed(String),
+    /// The hold was made before subjects were kept: its pseudonym alone.
+    PseudonymOnly,
+    /// The kept subject no longer opens: its key was destroyed (the
+    /// subject was erased in the log this record came from).
+    Unreadable,
+}
+
+/// The subject of subject hold `h` (`None` for an app hold).
+pub fn held_subject(vault: &Vault, h: &Hold) -> Result<Option<HeldSubject>, StoreError> {
+    if h.subject_pseudonym.is_none() {
+        return Ok(None);
+    }
+    let Some(sealed) = &h.subject_sealed else {
+        return Ok(Some(HeldSubject::PseudonymOnly));
+    };
+    let bytes = hex::decode(sealed).map_err(|e| corrupt("legal hold subject", e))?;
+    Ok(Some(
+        match vault.open_subject_note(&bytes, &hold_note_purpose(&h.id))? {
+            Some(plain) => HeldSubject::Typed(
+                String::from_utf8(plain).map_err(|e| corrupt("legal hold subject", e))?,
+            ),
+            None => HeldSubject::Unreadable,
+        },
+    ))
 }
 
 /// Stores a policy.
@@ -577,6 +633,7 @@ mod tests {
             &Hold {
                 id: "h1".into(),
                 subject_pseudonym: Some(vault.subject_pseudonym("held")),
+                subject_sealed: None,
                 app: None,
                 reason: "case".into(),
                 created_at: "t".into(),
@@ -621,6 +678,7 @@ mod tests {
             &Hold {
                 id: "h2".into(),
                 subject_pseudonym: None,
+                subject_sealed: None,
                 app: Some("lab".into()),
                 reason: "case".into(),
                 created_at: "t".into(),
@@ -709,6 +767,7 @@ mod tests {
             &Hold {
                 id: "h".into(),
                 subject_pseudonym: Some(vault.subject_pseudonym("kept")),
+                subject_sealed: None,
                 app: None,
                 reason: "case".into(),
                 created_at: "t".into(),

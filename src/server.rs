@@ -350,10 +350,17 @@ impl Parts {
         let store = self.store.clone();
         // The vault seals event bodies on the write path and opens them for
         // reads, search and erasure; the store underneath is only storage.
+        // The search index is brought up to the tree in the background.
         let vault = Arc::new(
-            crate::vault::Vault::open(store.clone(), &self.master, self.keyring.clone())
-                .map_err(|e| e.to_string())?,
+            crate::vault::Vault::open_building_index(
+                store.clone(),
+                &self.master,
+                self.keyring.clone(),
+                crate::vault::DEFAULT_INDEX_FLUSH_EVENTS,
+            )
+            .map_err(|e| e.to_string())?,
         );
+        crate::search::rebuild::start(&vault).map_err(|e| e.to_string())?;
         let view = Arc::new(LogView::new(published, edge.size(), self.clock.clone()));
         let sequencer = Sequencer::start(
             store.clone(),

@@ -195,6 +195,24 @@ pub(super) fn own_events_query(
     })
 }
 
+/// 503 while the search index is being built: a search would miss the
+/// events not yet indexed and answer "no match" where there is one.
+pub(super) fn search_ready(st: &AppState) -> Result<(), ApiError> {
+    match st.vault.index_building()? {
+        None => Ok(()),
+        Some(p) => Err(ApiError::unavailable(
+            format!(
+                "the search index is being built ({} of {} events indexed); searches answer once it is done",
+                p.indexed, p.target
+            ),
+            SEARCH_INDEX_RETRY_AFTER_S,
+        )),
+    }
+}
+
+/// `Retry-After` while the search index is being built.
+const SEARCH_INDEX_RETRY_AFTER_S: u32 = 10;
+
 /// One page of `query` over the log as it was before the listing's own
 /// audit event (`receipt`): a listing never finds itself.
 pub(super) async fn search_before(
@@ -202,6 +220,7 @@ pub(super) async fn search_before(
     receipt: &EntryReceipt,
     query: EventQuery,
 ) -> Result<search::Page, ApiError> {
+    search_ready(st)?;
     let vault = st.vault.clone();
     let size = st.view.durable_size().min(receipt.index);
     tokio::task::spawn_blocking(move || search::search(&vault, size, &query))
@@ -524,6 +543,7 @@ fn params(q: Result<Query<SearchParams>, QueryRejection>) -> Result<SearchParams
     responses(
         (status = 200, description = "A page of matching events, newest first", body = super::openapi::SearchPage, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event this read appended"))),
         (status = 400, description = "An invalid filter, time, limit or cursor", body = super::openapi::ErrorBody),
+        (status = 503, description = "The search index is being built; retry after `Retry-After` seconds", body = super::openapi::ErrorBody),
     ))]
 pub(super) async fn search_events(
     State(st): State<AppState>,
@@ -533,6 +553,7 @@ pub(super) async fn search_events(
     let key = authorize(&st, &headers, Role::Auditor)?;
     let p = params(q)?;
     let (query, described) = p.parse(search::MAX_LIMIT)?;
+    search_ready(&st)?;
     let receipt = record_access(
         &st,
         &key,
@@ -575,6 +596,7 @@ pub(super) async fn search_events(
         (status = 200, description = "An NDJSON evidence bundle: a header line, one line per event, an end line",
             body = String, content_type = "application/x-ndjson", headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event this read appended"))),
         (status = 400, description = "An invalid filter, time, limit or cursor", body = super::openapi::ErrorBody),
+        (status = 503, description = "The search index is being built; retry after `Retry-After` seconds", body = super::openapi::ErrorBody),
     ))]
 pub(super) async fn export(
     State(st): State<AppState>,
@@ -587,6 +609,7 @@ pub(super) async fn export(
         p.limit = Some(MAX_EXPORT_EVENTS);
     }
     let (mut query, described) = p.parse(MAX_EXPORT_EVENTS)?;
+    search_ready(&st)?;
     let cp = st.view.checkpoint();
     let receipt = record_access(
         &st,

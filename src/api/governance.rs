@@ -5,7 +5,10 @@
 //! the log as an audit event (under the internal app id) before it takes
 //! effect; if that fails, nothing changes. Those audit events never carry a
 //! subject in the clear: they name it by pseudonym, so erasing a subject
-//! cannot be undone by reading the record of its erasure.
+//! cannot be undone by reading the record of its erasure. A legal hold
+//! shows admins the subject as they typed it, kept sealed to the subject
+//! (see [`crate::retention`]); the audit record of the hold names the
+//! pseudonym alone.
 //!
 //! The request and answer types here are the API's only description of
 //! these shapes: the handlers take and return them, the OpenAPI document
@@ -23,12 +26,12 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::audit::{Access, Who, authorize, record_access, with_audit_header};
+use super::audit::{Access, Who, authorize, record_access, search_ready, with_audit_header};
 use super::write::{body, json_body, no_options};
 use super::{ApiError, AppState};
 use crate::auth::Role;
 use crate::event::{Outcome, format_rfc3339_ms};
-use crate::retention::{self, Hold, Policy};
+use crate::retention::{self, HeldSubject, Hold, Policy};
 use crate::vault::Tombstone;
 
 /// Most indexes one erasure request may name.
@@ -116,6 +119,7 @@ pub struct ErasureResult {
         (status = 400, description = "An invalid request", body = super::openapi::ErrorBody),
         (status = 404, description = "An index beyond the log", body = super::openapi::ErrorBody),
         (status = 409, description = "An event concerned is under a legal hold", body = super::openapi::ErrorBody),
+        (status = 503, description = "The search index is being built (an erasure by subject finds its events through it)", body = super::openapi::ErrorBody),
     ))]
 pub(super) async fn erase(
     State(st): State<AppState>,
@@ -139,6 +143,11 @@ pub(super) async fn erase(
                 "give exactly one of subject and indexes",
             ));
         }
+    }
+    if req.subject.is_some() {
+        // A subject's events are found (and checked against app holds)
+        // through the search index.
+        search_ready(&st)?;
     }
     let size = st.view.durable_size();
     if let Some(bad) = indexes.iter().find(|i| **i >= size) {
@@ -286,24 +295,26 @@ pub(super) async fn create_policy(
         created_by: key.name.clone(),
     };
     let id = policy.id.clone();
+    let shown = json!(policy);
     create_governance(
         &st,
         &key,
         ("admin.retention.set", "retention_policy", "policy"),
-        id,
+        (id, shown.clone(), shown),
         policy,
         retention::put_policy,
     )
     .await
 }
 
-/// Records the creation of a policy or hold in the log, then stores it, and
-/// answers 201 with it. `what` = (audit action, resource type, context key).
-async fn create_governance<T: serde::Serialize + Clone + Send + Sync + 'static>(
+/// Records the creation of a policy or hold in the log (as `audited`),
+/// then stores `value`, and answers 201 with `shown`. `what` = (audit
+/// action, resource type, context key).
+async fn create_governance<T: Send + Sync + 'static>(
     st: &AppState,
     key: &crate::auth::ApiKeyRecord,
     what: (&'static str, &'static str, &'static str),
-    id: String,
+    (id, audited, shown): (String, Value, Value),
     value: T,
     put: fn(&dyn crate::store::Store, &T) -> Result<(), crate::store::StoreError>,
 ) -> Result<Response, ApiError> {
@@ -316,15 +327,14 @@ async fn create_governance<T: serde::Serialize + Clone + Send + Sync + 'static>(
             resource: (kind, id),
             subject: None,
             outcome: Outcome::Success,
-            context: Value::Object([(field.to_string(), json!(value))].into_iter().collect()),
+            context: Value::Object([(field.to_string(), audited)].into_iter().collect()),
         },
     )
     .await?;
     let store = st.store.clone();
-    let v = value.clone();
-    blocking(move || put(store.as_ref(), &v)).await?;
+    blocking(move || put(store.as_ref(), &value)).await?;
     Ok(with_audit_header(
-        (StatusCode::CREATED, Json(json!(value))).into_response(),
+        (StatusCode::CREATED, Json(shown)).into_response(),
         &receipt,
     ))
 }
@@ -430,11 +440,72 @@ pub struct HoldRequest {
     pub reason: String,
 }
 
+/// How a subject hold's subject is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectForm {
+    /// `subject` is the subject as the admin typed it.
+    Typed,
+    /// The hold was made before subjects were kept: only its pseudonym
+    /// is known.
+    PseudonymOnly,
+    /// The kept subject no longer opens: its key was destroyed.
+    Unreadable,
+}
+
+/// A legal hold, as admins see it: the answer to creating one, and an
+/// entry of the list.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HoldEntry {
+    /// Random id.
+    pub id: String,
+    /// The held subject as the admin typed it (when `subject_form` is
+    /// `typed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The held subject's pseudonym (its index term, 64 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_pseudonym: Option<String>,
+    /// For a subject hold: whether `subject` is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_form: Option<SubjectForm>,
+    /// The held app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Why (case number, ...).
+    pub reason: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// The admin key's name.
+    pub created_by: String,
+}
+
+impl HoldEntry {
+    fn new(h: Hold, subject: Option<HeldSubject>) -> HoldEntry {
+        let (subject, form) = match subject {
+            None => (None, None),
+            Some(HeldSubject::Typed(s)) => (Some(s), Some(SubjectForm::Typed)),
+            Some(HeldSubject::PseudonymOnly) => (None, Some(SubjectForm::PseudonymOnly)),
+            Some(HeldSubject::Unreadable) => (None, Some(SubjectForm::Unreadable)),
+        };
+        HoldEntry {
+            id: h.id,
+            subject,
+            subject_pseudonym: h.subject_pseudonym,
+            subject_form: form,
+            app: h.app,
+            reason: h.reason,
+            created_at: h.created_at,
+            created_by: h.created_by,
+        }
+    }
+}
+
 /// The answer to `GET /v1/admin/holds`.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HoldList {
     /// Every legal hold.
-    pub holds: Vec<Hold>,
+    pub holds: Vec<HoldEntry>,
 }
 
 /// `POST /v1/admin/holds` `{"subject":…,"reason":…}` or `{"app":…,"reason":…}`.
@@ -442,8 +513,9 @@ pub struct HoldList {
     security(("api_key" = ["admin"])),
     request_body(content = HoldRequest, content_type = "application/json", description = "At most 64 KiB"),
     responses(
-        (status = 201, description = "The hold", body = crate::retention::Hold, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
+        (status = 201, description = "The hold", body = HoldEntry, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
         (status = 400, description = "An invalid hold", body = super::openapi::ErrorBody),
+        (status = 409, description = "The log keeps as many holds as it may", body = super::openapi::ErrorBody),
     ))]
 pub(super) async fn create_hold(
     State(st): State<AppState>,
@@ -467,20 +539,58 @@ pub(super) async fn create_hold(
             return Err(ApiError::bad_request("give exactly one of subject and app"));
         }
     };
+    let id = retention::new_id()?;
+    let (vault, store, typed, hold_id) = (
+        st.vault.clone(),
+        st.store.clone(),
+        req.subject.clone(),
+        id.clone(),
+    );
+    // The subject is sealed before anything is recorded: a failure here
+    // changes nothing the log shows.
+    let sealed = blocking(move || {
+        if retention::holds(store.as_ref())?.len() >= retention::MAX_HOLDS {
+            return Ok(None);
+        }
+        typed
+            .map(|s| retention::seal_hold_subject(&vault, &hold_id, &s))
+            .transpose()
+            .map(Some)
+    })
+    .await?;
+    let Some(sealed) = sealed else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_holds",
+            format!(
+                "the log keeps at most {} legal holds; release one first",
+                retention::MAX_HOLDS
+            ),
+        ));
+    };
     let hold = Hold {
-        id: retention::new_id()?,
+        id: id.clone(),
         subject_pseudonym: pseudonym,
+        subject_sealed: sealed,
         app,
         reason: req.reason,
         created_at: format_rfc3339_ms(st.view.clock().now_ms()),
         created_by: key.name.clone(),
     };
-    let id = hold.id.clone();
+    // The log's record names the pseudonym alone.
+    let audited = json!(Hold {
+        subject_sealed: None,
+        ..hold.clone()
+    });
+    let shown = json!(HoldEntry::new(
+        hold.clone(),
+        req.subject.map(HeldSubject::Typed)
+    ));
     create_governance(
         &st,
         &key,
         ("admin.hold.create", "legal_hold", "hold"),
-        id,
+        (id, audited, shown),
         hold,
         retention::put_hold,
     )
@@ -496,9 +606,18 @@ pub(super) async fn list_holds(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&st, &headers, Role::Admin)?;
-    let store = st.store.clone();
-    let list = blocking(move || retention::holds(store.as_ref())).await?;
-    Ok(Json(HoldList { holds: list }).into_response())
+    let vault = st.vault.clone();
+    let holds = blocking(move || {
+        retention::holds(vault.store().as_ref())?
+            .into_iter()
+            .map(|h| -> Result<HoldEntry, crate::store::StoreError> {
+                let subject = retention::held_subject(&vault, &h)?;
+                Ok(HoldEntry::new(h, subject))
+            })
+            .collect()
+    })
+    .await?;
+    Ok(Json(HoldList { holds }).into_response())
 }
 
 /// `DELETE /v1/admin/holds/<id>`: releases a hold.
@@ -533,8 +652,10 @@ pub struct RetentionRun {
     pub audit_index: u64,
 }
 
-/// One retention run: plan, record it in the log, then erase.
+/// One retention run: plan, record it in the log, then erase. Refused
+/// while the search index is being built: its candidates come from it.
 async fn run_retention(st: &AppState, who: Who) -> Result<RetentionRun, ApiError> {
+    search_ready(st)?;
     let vault = st.vault.clone();
     let size = st.view.durable_size();
     let now = st.view.clock().now_ms();
@@ -575,7 +696,10 @@ async fn run_retention(st: &AppState, who: Who) -> Result<RetentionRun, ApiError
 /// `POST /v1/admin/retention/run`: runs retention now.
 #[utoipa::path(post, path = "/v1/admin/retention/run", tag = "admin",
     security(("api_key" = ["admin"])),
-    responses((status = 200, description = "What the run erased", body = RetentionRun)))]
+    responses(
+        (status = 200, description = "What the run erased", body = RetentionRun),
+        (status = 503, description = "The search index is being built (retention finds its candidates through it)", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn run_retention_now(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -601,7 +725,8 @@ pub async fn retention_loop(st: AppState, interval: Duration) {
             .ok()
             .and_then(Result::ok)
             .is_some_and(|p| !p.is_empty());
-        if !any {
+        // While the search index is built, the run waits for it.
+        if !any || matches!(st.vault.index_building(), Ok(Some(_))) {
             continue;
         }
         match run_retention(&st, Who::service("retention")).await {
@@ -631,15 +756,30 @@ mod tests {
         }))
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_hold_stored_while_an_erasure_runs_is_honoured() {
+    /// A log, its service state and an admin key's token.
+    fn admin_log() -> (test_log::TestLog, AppState, String) {
         let log = TestLogBuilder::new("example.com/log").start();
-        let inner = log.store.clone();
         let state = super::super::test_state(&log);
         let (_, token) = state
             .keys
             .create("admin", crate::auth::Role::Admin, None)
             .unwrap();
+        (log, state, token)
+    }
+
+    async fn shut_down(log: test_log::TestLog) {
+        tokio::task::spawn_blocking(move || {
+            let mut log = log;
+            log.shutdown()
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hold_stored_while_an_erasure_runs_is_honoured() {
+        let (log, state, token) = admin_log();
+        let inner = log.store.clone();
         log.submit("clinic", vec![prepared("held-subject")]).await;
         let app = super::super::router(state.clone());
         // The erasure plans (no hold yet), then waits on the disk to record
@@ -662,6 +802,7 @@ mod tests {
         let hold = Hold {
             id: "h1".into(),
             subject_pseudonym: Some(state.vault.subject_pseudonym("held-subject")),
+            subject_sealed: None,
             app: None,
             reason: "case 7".into(),
             created_at: "t".into(),
@@ -689,11 +830,44 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(kept.is_some(), "the held event was erased");
-        tokio::task::spawn_blocking(move || {
-            let mut log = log;
-            log.shutdown()
-        })
-        .await
-        .unwrap();
+        shut_down(log).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hold_made_before_subjects_were_kept_lists_its_pseudonym_marked_as_such() {
+        let (log, state, token) = admin_log();
+        let pseudonym = state.vault.subject_pseudonym("old-subject");
+        let old = Hold {
+            id: "old".into(),
+            subject_pseudonym: Some(pseudonym.clone()),
+            subject_sealed: None,
+            app: None,
+            reason: "case 1".into(),
+            created_at: "t".into(),
+            created_by: "admin".into(),
+        };
+        let store = state.store.clone();
+        tokio::task::spawn_blocking(move || retention::put_hold(store.as_ref(), &old))
+            .await
+            .unwrap()
+            .unwrap();
+        let app = super::super::router(state.clone());
+        let resp = app
+            .oneshot(
+                Request::get("/v1/admin/holds")
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let list: HoldList =
+            serde_json::from_slice(&to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
+        let h = &list.holds[0];
+        assert_eq!(h.subject_form, Some(SubjectForm::PseudonymOnly));
+        assert_eq!(h.subject, None);
+        assert_eq!(h.subject_pseudonym.as_deref(), Some(pseudonym.as_str()));
+        shut_down(log).await;
     }
 }

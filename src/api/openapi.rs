@@ -373,6 +373,10 @@ pub(super) struct Health {
     checkpoint_age_ms: i64,
     witnessed_size: Option<u64>,
     witnesses: Option<Vec<serde_json::Value>>,
+    /// `{"state":"ready"}`, or while the search index is built in the
+    /// background `{"state":"building","indexed":N,"target":M}` (searches
+    /// answer 503 meanwhile).
+    search_index: serde_json::Value,
 }
 
 #[derive(ToSchema, Serialize)]

@@ -493,6 +493,10 @@ pub(super) async fn healthz(State(st): State<AppState>) -> Response {
         "committed_size": st.view.durable_size(),
         "checkpoint_age_ms": age_ms,
     });
+    body["search_index"] = match st.vault.index_building() {
+        Ok(Some(p)) => json!({ "state": "building", "indexed": p.indexed, "target": p.target }),
+        _ => json!({ "state": "ready" }),
+    };
     if let Some(w) = &st.witnessed {
         body["witnessed_size"] = json!(w.latest().map(|l| l.published.checkpoint.size));
         body["witnesses"] = serde_json::to_value(w.statuses()).unwrap_or_default();

@@ -21,10 +21,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::{
-    CreateKey, CreatedKey, ErasureRequest, ErasureResult, HoldList, HoldRequest, KeyList,
-    KeyRecord, PolicyList, PolicyRequest, Removed, RetentionRun, SearchParams,
+    CreateKey, CreatedKey, ErasureRequest, ErasureResult, HoldEntry, HoldList, HoldRequest,
+    KeyList, KeyRecord, PolicyList, PolicyRequest, Removed, RetentionRun, SearchParams,
 };
-use crate::retention::{Hold, Policy};
+use crate::retention::Policy;
 
 /// A failed call.
 #[derive(Debug, thiserror::Error)]
@@ -241,12 +241,12 @@ impl Client {
     }
 
     /// `POST /v1/admin/holds`: places a legal hold.
-    pub async fn create_hold(&self, req: &HoldRequest) -> Result<Hold, ClientError> {
+    pub async fn create_hold(&self, req: &HoldRequest) -> Result<HoldEntry, ClientError> {
         self.post("/v1/admin/holds", req).await
     }
 
     /// `GET /v1/admin/holds`.
-    pub async fn list_holds(&self) -> Result<Vec<Hold>, ClientError> {
+    pub async fn list_holds(&self) -> Result<Vec<HoldEntry>, ClientError> {
         let list: HoldList = self.get("/v1/admin/holds").await?;
         Ok(list.holds)
     }

@@ -20,6 +20,19 @@
 //! before and after a crash, and a missing or cleared index is rebuilt
 //! from the events.
 //!
+//! Building. When that is more than a flush's worth of events (a missing
+//! index or one of another format, in a large log), a server does it in
+//! the background ([`super::rebuild`]) instead of before it serves, so a
+//! start indexes a bounded number of events: while the index is
+//! building, the write path's appends are dropped (the builder reads
+//! those events from the store), and the builder appends the events from
+//! the index's right end up to the tree's size, a step at a time. The
+//! step that reaches the tree's size ends the building, under the vault's
+//! key lock, so no committed batch falls between the two. Its progress is
+//! the watermark the flushes store: a restart resumes there. Searches are
+//! refused while it builds (an index that lacks the older events would
+//! answer "no match" where there is one).
+//!
 //! Reads. Postings at or above the tail's start come from the tail, older
 //! ones from the blocks, newest block first. Blocks from different
 //! flushes cover disjoint ranges of leaves, so a scan from the newest
@@ -36,6 +49,7 @@
 //! flush never writes back a posting a removal took out.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -218,6 +232,20 @@ pub(crate) struct SearchIndex {
     flush_events: usize,
     /// Wakes the background flusher, once started.
     wake: Mutex<Option<SyncSender<()>>>,
+    /// While true, the index is being built up to the tree's size and the
+    /// write path's appends are dropped (see the module comment).
+    building: AtomicBool,
+    /// While building: the tree's size the last step saw.
+    building_target: AtomicU64,
+}
+
+/// How far a building index has got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildProgress {
+    /// Leaves indexed (every leaf below this one).
+    pub indexed: u64,
+    /// The tree's size when last looked at.
+    pub target: u64,
 }
 
 fn poisoned() -> StoreError {
@@ -245,7 +273,39 @@ impl SearchIndex {
             writing: Mutex::new(()),
             flush_events: flush_events.max(1),
             wake: Mutex::new(None),
+            building: AtomicBool::new(false),
+            building_target: AtomicU64::new(from),
         }
+    }
+
+    /// Marks the index as building up to a tree of `target` leaves: the
+    /// write path's appends are dropped until [`SearchIndex::built`].
+    pub(crate) fn start_building(&self, target: u64) {
+        self.building_target.store(target, Ordering::Relaxed);
+        self.building.store(true, Ordering::Release);
+    }
+
+    /// The index holds every committed leaf: the write path appends again.
+    /// Called under the vault's key lock, so no batch commits meanwhile.
+    pub(crate) fn built(&self) {
+        self.building.store(false, Ordering::Release);
+    }
+
+    /// Where building has got, while it builds.
+    pub(crate) fn building(&self) -> Result<Option<BuildProgress>, StoreError> {
+        if !self.building.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        Ok(Some(BuildProgress {
+            indexed: self.indexed_to()?,
+            target: self.building_target.load(Ordering::Relaxed),
+        }))
+    }
+
+    /// The first leaf the index holds nothing of, nor will: every leaf
+    /// below it is in the blocks or the tail.
+    pub(crate) fn indexed_to(&self) -> Result<u64, StoreError> {
+        Ok(self.tail.read().map_err(|_| poisoned())?.to)
     }
 
     /// Starts the background flusher. It holds the index weakly and stops
@@ -280,10 +340,25 @@ impl SearchIndex {
     }
 
     /// Adds the postings of `events` committed events, which end the log at
-    /// leaf `to`. Called once the events are durable; starts a flush when
-    /// the tail is full, and flushes on the calling thread when the
-    /// flusher fell far behind.
+    /// leaf `to`. Called by the write path once the events are durable;
+    /// dropped while the index is building (the builder reads them).
     pub(crate) fn append(
+        &self,
+        to: u64,
+        events: usize,
+        postings: Vec<(Term, u64)>,
+    ) -> Result<(), StoreError> {
+        if self.building.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.append_indexed(to, events, postings)
+    }
+
+    /// Adds the postings of `events` events that end at leaf `to`: the
+    /// write path's, or a building step's. Starts a flush when the tail is
+    /// full, and flushes on the calling thread when the flusher fell far
+    /// behind, so the tail's memory is bounded.
+    pub(crate) fn append_indexed(
         &self,
         to: u64,
         events: usize,

@@ -46,7 +46,9 @@ use crate::store::{Store, StoreError, StoredEvent};
 use crate::vault::Vault;
 
 pub(crate) mod index;
+pub mod rebuild;
 
+pub use index::BuildProgress;
 use index::PostingCursor;
 
 /// Largest page.
@@ -601,8 +603,15 @@ fn walk<'a>(vault: &'a Vault, q: &EventQuery, lo: u64) -> Result<Walk<'a>, Store
     })
 }
 
-/// Runs `q` over the first `size` leaves.
+/// Runs `q` over the first `size` leaves. Refused while the index is
+/// being built ([`rebuild`]): it would miss the events not yet indexed.
 pub fn search(vault: &Vault, size: u64, q: &EventQuery) -> Result<Page, StoreError> {
+    if let Some(p) = vault.index_building()? {
+        return Err(StoreError::Backend(format!(
+            "the search index is being built ({} of {} events indexed)",
+            p.indexed, p.target
+        )));
+    }
     search_within(vault, size, q, MAX_EXAMINED as u64)
 }
 
@@ -1258,6 +1267,79 @@ mod tests {
             },
         );
         assert_eq!(got, (275..300u64).rev().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_index_built_in_the_background_is_refused_until_done_and_resumes_after_a_crash() {
+        let n = 1000;
+        let mut log = TestLogBuilder::new("example.com/log").start();
+        submit_all(&mut log, n, 256, by_month(n));
+        let vault = log.vault();
+        let ms = |t: &str| crate::event::parse_rfc3339_ms(t).unwrap();
+        let queries = [
+            EventQuery {
+                occurred_since_ms: Some(ms("2026-03-01T00:00:00Z")),
+                occurred_until_ms: Some(ms("2026-04-01T00:00:00Z")),
+                limit: 50,
+                ..EventQuery::default()
+            },
+            EventQuery {
+                filters: vec![
+                    (Field::Subject, "s3".into()),
+                    (Field::Outcome, "denied".into()),
+                ],
+                limit: 50,
+                ..EventQuery::default()
+            },
+        ];
+        let expected: Vec<Vec<u64>> = queries
+            .iter()
+            .map(|q| all_pages(&vault, n as u64, q.clone()).0)
+            .collect();
+        assert!(expected.iter().all(|e| !e.is_empty()));
+        drop(vault);
+        let store = log.dyn_store();
+        store.clear_index().unwrap();
+        let master = crate::crypto::MasterKey::from_bytes([9; 32]);
+        let open = || {
+            Arc::new(
+                Vault::open_building_index(
+                    store.clone(),
+                    &master,
+                    crate::vault::KeyringHome::Store,
+                    64,
+                )
+                .unwrap(),
+            )
+        };
+        let building = open();
+        assert_eq!(
+            building.index_building().unwrap(),
+            Some(BuildProgress {
+                indexed: 0,
+                target: n as u64
+            })
+        );
+        assert!(search(&building, n as u64, &queries[0]).is_err());
+        // Two steps, then a crash: nothing flushed on the way out.
+        for _ in 0..2 {
+            assert!(!building.index_step(rebuild::STEP_EVENTS).unwrap());
+        }
+        let stored = store.index_watermark().unwrap().unwrap();
+        assert!(stored > 0 && stored <= 2 * rebuild::STEP_EVENTS, "{stored}");
+        drop(building);
+        // The next open resumes where the stored index ends.
+        let resumed = open();
+        assert_eq!(resumed.index_building().unwrap().unwrap().indexed, stored);
+        rebuild::start(&resumed).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while resumed.index_building().unwrap().is_some() {
+            assert!(std::time::Instant::now() < deadline, "the build never ends");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        for (q, want) in queries.iter().zip(&expected) {
+            assert_eq!(&all_pages(&resumed, n as u64, q.clone()).0, want);
+        }
     }
 
     #[test]

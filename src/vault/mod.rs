@@ -41,8 +41,10 @@ mod keytree;
 mod master_key;
 mod seal;
 mod slot_tombstones;
+mod subject_note;
 
 pub use crate::search::index::DEFAULT_FLUSH_EVENTS as DEFAULT_INDEX_FLUSH_EVENTS;
+
 use crate::search::index::SearchIndex;
 
 pub use keyring::{KEYRING_FILE, KeyringHome, rotation_pending as keyring_rotation_pending};
@@ -203,6 +205,27 @@ impl Vault {
         home: KeyringHome,
         flush_events: usize,
     ) -> Result<Vault, VaultError> {
+        let vault = Vault::open_building_index(inner, master, home, flush_events)?;
+        // Indexes what it left to the background.
+        while !vault.index_step(crate::search::rebuild::START_STEP_EVENTS)? {}
+        Ok(vault)
+    }
+
+    /// As [`Vault::open_with_index_flush`], but a search index more than
+    /// `flush_events` events behind the tree (missing, damaged or of
+    /// another format, in a large log) is left to be brought up to it by
+    /// [`crate::search::rebuild::start`], in the background: until it is,
+    /// [`Vault::index_building`] says how far it got. A smaller gap (what
+    /// a crash leaves unflushed, or a small log) is indexed now, before
+    /// serving: a start indexes a bounded number of events.
+    pub fn open_building_index(
+        inner: Arc<dyn Store>,
+        master: &MasterKey,
+        home: KeyringHome,
+        flush_events: usize,
+    ) -> Result<Vault, VaultError> {
+        // The index as stored, cleared if it is missing, damaged or of
+        // another format.
         let watermark = match crate::search::index::stored_watermark(inner.as_ref()) {
             Err(StoreError::Corrupt(e)) => {
                 // The index is derived from the events: rebuild it.
@@ -224,8 +247,13 @@ impl Vault {
             }
         };
         let vault = Vault::assemble(inner, master, home, from, flush_events)?;
-        vault.rebuild_index()?;
         vault.index.start_flusher()?;
+        let (from, size) = vault.index_and_tree()?;
+        if size - from > flush_events as u64 {
+            vault.index.start_building(size);
+        } else {
+            while !vault.index_step(crate::search::rebuild::START_STEP_EVENTS)? {}
+        }
         Ok(vault)
     }
 
@@ -273,23 +301,18 @@ impl Vault {
         })
     }
 
-    /// Reads the events above the index's watermark back into the index.
-    fn rebuild_index(&self) -> Result<(), VaultError> {
-        let from = self.index.watermark()?;
-        let size = self.inner.tree_size()?;
-        if from > size {
-            return Err(StoreError::Corrupt(format!(
-                "the search index covers {from} leaves, the tree has {size}; run fsck"
-            ))
-            .into());
-        }
-        if size - from > DEFAULT_INDEX_FLUSH_EVENTS as u64 {
-            tracing::info!(from, size, "indexing events for search");
-        }
+    /// Indexes up to `max` events from the search index's right end, and
+    /// says whether the index now holds every committed event. It holds
+    /// the key lock throughout, so no erasure and no commit falls between
+    /// reading those events and indexing them, and the step that reaches
+    /// the tree's size ends the building before any batch commits above
+    /// it (see [`crate::search::index`]).
+    pub(crate) fn index_step(&self, max: u64) -> Result<bool, VaultError> {
         let mut st = self.lock()?;
+        let (from, size) = self.index_and_tree()?;
+        let to = size.min(from.saturating_add(max));
         let mut postings = Vec::new();
-        let mut events = 0;
-        for index in from..size {
+        for index in from..to {
             match self.open_event_locked(&mut st, index) {
                 Ok(Some((stored, ev))) => {
                     postings.extend(
@@ -304,14 +327,35 @@ impl Vault {
                 // A damaged event is not searchable; fsck names it.
                 Err(e) => tracing::warn!(index, error = %e, "event left out of the search index"),
             }
-            events += 1;
-            if events == 4096 || index + 1 == size {
-                self.index
-                    .append(index + 1, events, std::mem::take(&mut postings))?;
-                events = 0;
-            }
         }
-        Ok(())
+        if to > from {
+            self.index
+                .append_indexed(to, (to - from) as usize, postings)?;
+        }
+        if to == size {
+            self.index.built();
+            return Ok(true);
+        }
+        self.index.start_building(size);
+        Ok(false)
+    }
+
+    /// The search index's right end and the tree's size; an index beyond
+    /// the tree is damage.
+    fn index_and_tree(&self) -> Result<(u64, u64), VaultError> {
+        let (from, size) = (self.index.indexed_to()?, self.inner.tree_size()?);
+        if from > size {
+            return Err(StoreError::Corrupt(format!(
+                "the search index covers {from} leaves, the tree has {size}; run fsck"
+            ))
+            .into());
+        }
+        Ok((from, size))
+    }
+
+    /// While the search index is being built: how far it got.
+    pub fn index_building(&self) -> Result<Option<crate::search::BuildProgress>, StoreError> {
+        self.index.building()
     }
 
     /// The first leaf whose postings are not yet in the stored index blocks

@@ -400,6 +400,25 @@ export async function consoleTests(browser, h) {
       assert(r.verdict === 'ok', `hold: ${r.text}`);
       await page.waitForFunction(() => document.querySelectorAll('#hold-rows tr[data-id]').length === 1, null, { timeout: WAIT_MS });
       assertIncludes(await page.locator('#hold-rows').innerText(), 'case 2026-17', 'hold row');
+      // Listed by the subject as typed, not by its pseudonym.
+      const held = await page.locator('#hold-rows .held-subject').innerText();
+      assert(held.includes('bob') && !/[0-9a-f]{64}/.test(held) && !held.includes('pseudonym'), `hold subject: ${held}`);
+      const listed = (await api('GET', 'v1/admin/holds', admin)).json.holds[0];
+      assert(listed.subject === 'bob' && listed.subject_form === 'typed' && /^[0-9a-f]{64}$/.test(listed.subject_pseudonym), `listed hold: ${JSON.stringify(listed)}`);
+      // A hold made before subjects were kept (the API's earlier shape): its
+      // pseudonym, marked as such.
+      await page.route('**/v1/admin/holds', (route) => route.fulfill({
+        status: 200,
+        contentType: 'application/json',
+        body: JSON.stringify({ holds: [{ ...listed, subject: undefined, subject_form: 'pseudonym_only' }] }),
+      }));
+      await page.click('#reload-holds');
+      await page.waitForFunction(() => document.querySelector('#hold-rows .badge') !== null, null, { timeout: WAIT_MS });
+      const old = await page.locator('#hold-rows .held-subject').innerText();
+      assert(old.includes(listed.subject_pseudonym) && old.includes('pseudonym') && old.includes('before subjects were kept') && !old.includes('bob'), `earlier hold: ${old}`);
+      await page.unroute('**/v1/admin/holds');
+      await page.click('#reload-holds');
+      await page.waitForFunction(() => document.querySelector('#hold-rows .badge') === null, null, { timeout: WAIT_MS });
       const holdRecords = await api('GET', 'v1/events?action=admin.hold.create', auditor);
       assert(holdRecords.json.events.length > 0 && !JSON.stringify(holdRecords.json.events).includes('"bob"'), 'the log records the hold by pseudonym only');
       // Retention policy: confirmation first.

@@ -126,13 +126,27 @@ async function loadHolds() {
   reset(box);
   const rows = list.map((h) => el('tr', { 'data-id': h.id },
     td(ident(h.id)),
-    td(h.app ? `app ${h.app}` : el('span', {}, 'subject ', ident(h.subject_pseudonym || '?'))),
+    td(h.app ? `app ${h.app}` : heldSubject(h)),
     td(h.reason), td(h.created_at), td(h.created_by),
     el('td', {}, el('button', { type: 'button', class: 'secondary small', 'aria-label': `Release hold ${h.id}`, onclick: () => releaseHold(h) }, 'Release…'))));
   clear($('hold-rows')).append(...rows);
   if (!rows.length) $('hold-rows').append(el('tr', {}, el('td', { colspan: '6', class: 'muted' }, 'No legal hold.')));
   labelCells($('holds'));
   $('holds').dataset.loaded = 'true';
+}
+
+/** A subject hold's subject: as the admin typed it, or else its
+ * pseudonym, marked as such (a hold made before subjects were kept, or
+ * one whose subject key is gone). */
+function heldSubject(h) {
+  if (h.subject_form === 'typed' && h.subject) {
+    return el('span', { class: 'held-subject' }, 'subject ', el('strong', {}, h.subject));
+  }
+  const why = h.subject_form === 'unreadable'
+    ? 'the subject as typed no longer opens: its key was destroyed'
+    : 'held before subjects were kept: only the pseudonym is known';
+  return el('span', { class: 'held-subject' }, 'subject ', ident(h.subject_pseudonym || '?'), ' ',
+    el('span', { class: 'badge', title: why }, 'pseudonym'), ' ', el('span', { class: 'hint' }, why));
 }
 
 async function withStatusKept(box, fn) {
