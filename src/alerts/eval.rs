@@ -799,11 +799,11 @@ mod tests {
             "{LOGINS}[[alerts.rule]]\nname = \"by-ip\"\nkind = \"threshold\"\ngroup_by = \"actor_ip\"\nmore_than = 4\nwindow = \"1m\"\n\
              [[alerts.rule]]\nname = \"by-subject\"\nkind = \"threshold\"\ngroup_by = \"subject\"\nmore_than = 2\nwindow = \"1m\"\n\
              [[alerts.rule]]\nname = \"b\"\nkind = \"breadth\"\ndistinct = \"resource\"\nmore_than = 3\nwindow = \"5m\"\n\
-             [[alerts.rule]]\nname = \"n\"\nkind = \"time_of_day\"\ntime_zone = \"Asia/Kolkata\"\nallowed_hours = \"09:00-17:00\"\n\
+             [[alerts.rule]]\nname = \"n\"\nkind = \"time_of_day\"\ntime_zone = \"Asia/Kolkata\"\nallowed_hours = \"09:00-16:57\"\n\
              [[alerts.rule]]\nname = \"f\"\nkind = \"first_seen\"\nof = \"resource_type\"\nlearning = \"1m\"\n"
         );
         // Mixed events: with and without an IP or a subject, out of order
-        // now and then, across the allowed hours (11:30 UTC is 17:00 in Kolkata).
+        // now and then, across the allowed hours (11:27 UTC is 16:57 in Kolkata).
         let events: Vec<AuditEvent> = (0..300u32)
             .map(|i| {
                 let mut v = json!({
