@@ -108,6 +108,10 @@ pub struct Plan {
     pub erase: Vec<u64>,
     /// Events kept because of a hold: (index, hold id).
     pub held: Vec<(u64, String)>,
+    /// The hold on the subject a subject erasure names, if any: it blocks
+    /// the erasure even when the subject has no events (the hold's own
+    /// record of the subject is sealed under the subject's key).
+    pub subject_held: Option<String>,
     /// The holds that existed when the plan was made.
     pub holds_seen: BTreeSet<String>,
     /// Candidates examined.
@@ -328,7 +332,10 @@ pub fn plan_erasure(
     if let Some(s) = subject {
         all.extend(vault.scan(&vault.term(Field::Subject, s), size, usize::MAX)?);
         if let Some(h) = held.subjects.get(&vault.subject_pseudonym(s)) {
-            let mut plan = Plan::default();
+            let mut plan = Plan {
+                subject_held: Some(h.clone()),
+                ..Plan::default()
+            };
             plan.held.extend(all.iter().map(|i| (*i, h.clone())));
             return Ok(plan);
         }
@@ -474,6 +481,13 @@ pub fn destroy(
     if !held.ids.is_subset(&plan.holds_seen) {
         let subject_hold = subject.and_then(|s| held.subjects.get(&vault.subject_pseudonym(s)));
         if let Some(h) = subject_hold {
+            if !partial {
+                // Held before its key is destroyed: nothing is erased.
+                return Ok(Destroyed {
+                    outcome: None,
+                    held: plan.erase.iter().map(|i| (*i, h.clone())).collect(),
+                });
+            }
             now_held.extend(plan.erase.iter().map(|i| (*i, h.clone())));
         } else {
             for &index in &plan.erase {

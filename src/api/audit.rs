@@ -543,7 +543,8 @@ fn params(q: Result<Query<SearchParams>, QueryRejection>) -> Result<SearchParams
     responses(
         (status = 200, description = "A page of matching events, newest first", body = super::openapi::SearchPage, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event this read appended"))),
         (status = 400, description = "An invalid filter, time, limit or cursor", body = super::openapi::ErrorBody),
-        (status = 503, description = "The search index is being built; retry after `Retry-After` seconds", body = super::openapi::ErrorBody),
+        (status = 503, description = "The search index is being built; retry after `Retry-After` seconds", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ))]
 pub(super) async fn search_events(
     State(st): State<AppState>,
@@ -596,7 +597,8 @@ pub(super) async fn search_events(
         (status = 200, description = "An NDJSON evidence bundle: a header line, one line per event, an end line",
             body = String, content_type = "application/x-ndjson", headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event this read appended"))),
         (status = 400, description = "An invalid filter, time, limit or cursor", body = super::openapi::ErrorBody),
-        (status = 503, description = "The search index is being built; retry after `Retry-After` seconds", body = super::openapi::ErrorBody),
+        (status = 503, description = "The search index is being built; retry after `Retry-After` seconds", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ))]
 pub(super) async fn export(
     State(st): State<AppState>,

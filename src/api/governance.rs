@@ -119,7 +119,8 @@ pub struct ErasureResult {
         (status = 400, description = "An invalid request", body = super::openapi::ErrorBody),
         (status = 404, description = "An index beyond the log", body = super::openapi::ErrorBody),
         (status = 409, description = "An event concerned is under a legal hold", body = super::openapi::ErrorBody),
-        (status = 503, description = "The search index is being built (an erasure by subject finds its events through it)", body = super::openapi::ErrorBody),
+        (status = 503, description = "The search index is being built (an erasure by subject finds its events through it)", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ))]
 pub(super) async fn erase(
     State(st): State<AppState>,
@@ -158,6 +159,16 @@ pub(super) async fn erase(
     let plan =
         blocking(move || retention::plan_erasure(&vault, size, subject.as_deref(), &indexes))
             .await?;
+    if let Some(hold) = &plan.subject_held {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "held",
+            format!(
+                "the subject is under legal hold ({hold}) with {} event(s); release the hold first",
+                plan.held.len()
+            ),
+        ));
+    }
     if !plan.held.is_empty() {
         return Err(held_conflict(&plan.held));
     }
@@ -698,7 +709,8 @@ async fn run_retention(st: &AppState, who: Who) -> Result<RetentionRun, ApiError
     security(("api_key" = ["admin"])),
     responses(
         (status = 200, description = "What the run erased", body = RetentionRun),
-        (status = 503, description = "The search index is being built (retention finds its candidates through it)", body = super::openapi::ErrorBody),
+        (status = 503, description = "The search index is being built (retention finds its candidates through it)", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ))]
 pub(super) async fn run_retention_now(
     State(st): State<AppState>,
