@@ -8,8 +8,8 @@ mod common;
 use std::path::Path;
 
 use common::{
-    Server, call, committed_size, create_key, create_key_for_app, get_bytes, get_json, hashes,
-    log_verifiers, submit, verify_checkpoint,
+    Server, call, committed_size, create_key, create_key_for_app, files_containing, get_bytes,
+    get_json, hashes, log_verifiers, submit, verify_checkpoint,
 };
 use serde_json::{Value, json};
 use veritrail::crypto::MasterKey;
@@ -50,23 +50,6 @@ async fn tiles_at(url: &str, size: u64) -> Vec<(String, Vec<u8>)> {
         }
     }
     out
-}
-
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            found.extend(files_containing(&p, needle));
-        } else if std::fs::read(&p)
-            .unwrap()
-            .windows(needle.len())
-            .any(|w| w == needle)
-        {
-            found.push(p);
-        }
-    }
-    found
 }
 
 /// Opens the stopped log's database with its master key.

@@ -5,28 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{Server, call, create_key, create_key_for_app, submit, veritrail_async};
+use common::{
+    Server, call, create_key, create_key_for_app, files_containing, submit, veritrail_async,
+};
 use serde_json::{Value, json};
-
-/// The files under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            found.extend(files_containing(&p, needle));
-        } else if std::fs::read(&p)
-            .unwrap()
-            .windows(needle.len())
-            .any(|w| w == needle)
-        {
-            found.push(p);
-        }
-    }
-    found
-}
 
 async fn holds(url: &str, key: &str) -> (u16, Value) {
     call(

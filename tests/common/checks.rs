@@ -2,7 +2,7 @@
 //! verify under both log keys, proof hashes decode, and a stopped log's
 //! stored bytes can be damaged on purpose.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -62,4 +62,23 @@ pub fn flip_stored_byte(data: &Path, key: &[u8], at: isize) {
     value[at] ^= 0x01;
     tree.insert(key, value).unwrap();
     db.flush().unwrap();
+}
+
+/// The files under `dir` whose bytes contain `needle`: what a test of
+/// encryption at rest or erasure looks for.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            found.extend(files_containing(&p, needle));
+        } else if std::fs::read(&p)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            found.push(p);
+        }
+    }
+    found
 }

@@ -22,7 +22,7 @@ mod server;
 pub mod services;
 mod spec;
 
-pub use checks::{flip_stored_byte, hashes, log_verifiers, verify_checkpoint};
+pub use checks::{files_containing, flip_stored_byte, hashes, log_verifiers, verify_checkpoint};
 pub use cli::{Ran, veritrail, veritrail_async};
 pub use http::{
     auditor_get, call, committed_size, create_key, create_key_for_app, create_revoked_key,
