@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A fresh clone gains nothing from incremental state, and it costs gigabytes.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is required (https://rustup.rs)" >&2
   exit 1
