@@ -5,23 +5,30 @@
 //! file (`veritrail alerts test`) gives what the server would have raised.
 //! Invariants: a rule holds at most `max_entries` state entries (a group
 //! costs one, plus one per timestamp or value it keeps); beyond that the
-//! least recently active groups are dropped and counted. A group raises at
-//! most one alert per window: after an alert it is quiet until a window
-//! has passed (a first-seen pair alerts once, ever).
+//! least recently active groups are dropped (by last activity, then key:
+//! the same events leave the same state in every process) and counted.
+//! A group raises at most one alert per window: after an alert it is quiet
+//! until a window has passed (a first-seen pair alerts once, ever).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 /// The groups' and values' maps: a fast hash of short strings, seeded per
-/// process (group values come from events, so the seed keeps an attacker
-/// from choosing colliding ones).
-type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
+/// map (group values come from events, so the seed keeps an attacker from
+/// choosing colliding ones). Nothing that decides an outcome depends on
+/// their order (see [`shrink`]).
+type Map<V> = HashMap<Key, V, foldhash::fast::RandomState>;
+
+/// A group's or a value's key: up to 24 bytes (actor ids, addresses,
+/// subjects, first-seen pairs) are stored inline, so a lookup compares it
+/// without reading another cache line, and a lookup by `&str` copies nothing.
+type Key = compact_str::CompactString;
 
 use chrono::{Datelike, TimeZone, Timelike};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::rules::{Distinct, GroupBy, Kind, Of, Rule};
+use super::rules::{Distinct, Filters, GroupBy, Kind, Of, Rule};
 use crate::event::{self, AuditEvent};
 
 /// Most triggering event indexes an alert lists (the newest); `count`
@@ -171,6 +178,7 @@ struct Evaluated {
 /// The rules and their state. Shared by every request thread; each rule
 /// has its own lock, held only while one event is counted.
 pub struct Engine {
+    filters: Filters,
     rules: Vec<Evaluated>,
     max_entries: usize,
 }
@@ -179,6 +187,7 @@ impl Engine {
     /// An engine with empty windows.
     pub fn new(rules: Vec<Rule>, max_entries: usize) -> Engine {
         Engine {
+            filters: Filters::new(&rules),
             rules: rules
                 .into_iter()
                 .map(|rule| Evaluated {
@@ -198,12 +207,7 @@ impl Engine {
     /// What the rules need of `ev` written by `app`, or `None` when no rule
     /// matches it (the usual case: nothing is copied).
     pub fn observe(&self, app: &str, ev: &AuditEvent) -> Option<Observed> {
-        let mut mask = 0u64;
-        for (i, e) in self.rules.iter().enumerate() {
-            if e.rule.matches(app, ev) {
-                mask |= 1 << i;
-            }
-        }
+        let mask = self.filters.matching(app, ev);
         if mask == 0 {
             return None;
         }
@@ -433,7 +437,7 @@ fn count(rule: &Rule, st: &mut RuleState, ob: &Observed, index: u64) -> Option<A
                     Some(e) if *e < (t, index) => *e = (t, index),
                     Some(_) => {}
                     None => {
-                        g.seen.insert(value.to_owned(), (t, index));
+                        g.seen.insert(Key::new(value), (t, index));
                     }
                 }
                 if g.seen.len() as u64 > *more_than {
@@ -556,17 +560,25 @@ fn with_group<R>(st: &mut RuleState, key: &str, f: impl FnOnce(&mut Group, bool)
     let mut g = Group::default();
     let out = f(&mut g, true);
     st.entries += g.entries();
-    st.groups.insert(key.to_string(), g);
+    st.groups.insert(Key::new(key), g);
     out
 }
 
-/// Keeps `st` within `max` entries: first groups with nothing left to
-/// count, then the least recently active eighth of the rest, and again,
-/// so the cost is amortised. Returns how many live groups were dropped.
+/// Keeps `st` within `max` entries. Past it, the rule is trimmed to
+/// seven eighths of `max`: first groups with nothing left to count, then
+/// the least recently active, in `(last activity, key)` order, an eighth
+/// of the groups at a time. Which groups go depends only on the events
+/// counted, never on the maps' hash seeds, so the same events give the
+/// same state and alerts in every process. A trim costs time in
+/// proportion to the groups (at most `max`) and frees at least `max / 8`
+/// entries, which takes at least `max / 16` events to fill (an event adds
+/// at most a group and one entry in it): O(1) amortised per event.
+/// Returns how many live groups were dropped.
 fn shrink(rule: &Rule, st: &mut RuleState, max: usize) -> usize {
     if st.entries <= max {
         return 0;
     }
+    let target = max - max / 8;
     let newest = st.newest_ms;
     let window_ms = match &rule.kind {
         Kind::Threshold { window_ms, .. }
@@ -575,30 +587,43 @@ fn shrink(rule: &Rule, st: &mut RuleState, max: usize) -> usize {
         Kind::FirstSeen { .. } => None,
     };
     if let Some(w) = window_ms {
-        st.groups
-            .retain(|_, g| g.last_ms > newest - w || g.quiet_until > newest);
-        st.recount();
+        remove_groups(st, |_, g| {
+            g.last_ms <= newest - w && g.quiet_until <= newest
+        });
     }
     let mut dropped = 0;
-    while st.entries > max && !st.groups.is_empty() {
-        let mut ages: Vec<i64> = st.groups.values().map(|g| g.last_ms).collect();
-        let n = (ages.len() / 8).max(1);
-        let (_, cut, _) = ages.select_nth_unstable(n - 1);
-        let cut = *cut;
-        let before = st.groups.len();
-        let mut left = n;
-        st.groups.retain(|_, g| {
-            if left > 0 && g.last_ms <= cut {
-                left -= 1;
-                false
-            } else {
-                true
-            }
+    while st.entries > target && !st.groups.is_empty() {
+        let cut = {
+            let mut order: Vec<(i64, &str)> = st
+                .groups
+                .iter()
+                .map(|(k, g)| (g.last_ms, k.as_str()))
+                .collect();
+            let n = (order.len() / 8).max(1);
+            let (_, cut, _) = order.select_nth_unstable(n - 1);
+            (cut.0, Key::new(cut.1))
+        };
+        dropped += remove_groups(st, |k, g| {
+            (g.last_ms, k.as_str()) <= (cut.0, cut.1.as_str())
         });
-        dropped += before - st.groups.len();
-        st.recount();
     }
     dropped
+}
+
+/// Removes the groups `gone` picks, keeping the rule's count of entries;
+/// how many it removed.
+fn remove_groups(st: &mut RuleState, mut gone: impl FnMut(&Key, &Group) -> bool) -> usize {
+    let (mut groups, mut entries) = (0, 0);
+    st.groups.retain(|k, g| {
+        let drop = gone(k, g);
+        if drop {
+            groups += 1;
+            entries += g.entries();
+        }
+        !drop
+    });
+    st.entries -= entries;
+    groups
 }
 
 #[cfg(test)]
@@ -791,6 +816,51 @@ mod tests {
         // A changed rule does not take the old state.
         let changed = engine(&LOGINS.replace("more_than = 3", "more_than = 4"), 1000);
         assert_eq!(changed.restore(serde_json::from_str(&snap).unwrap()), 0);
+    }
+
+    #[test]
+    fn trimming_at_the_cap_does_not_depend_on_the_hash_seeds() {
+        // Four busy actors among far more one-off ones than the cap allows,
+        // fifty events at a time equally idle (one occurred_at per fifty
+        // events): engines whose maps each hash with their own seed keep
+        // the same groups and raise the same alerts.
+        let rules = format!(
+            "{LOGINS}[[alerts.rule]]\nname = \"b\"\nkind = \"breadth\"\ndistinct = \"subject\"\nmore_than = 3\nwindow = \"10m\"\n"
+        );
+        let events: Vec<AuditEvent> = (0..3000u32)
+            .map(|i| {
+                let second = i / 50;
+                let actor = if i % 3 == 0 {
+                    format!("busy{}", i % 4)
+                } else {
+                    format!("once{i}")
+                };
+                ev(
+                    &actor,
+                    "login",
+                    &format!("p{}", i % 17),
+                    &format!("2026-01-01T10:{:02}:{:02}Z", second / 60, second % 60),
+                )
+            })
+            .collect();
+        let run = || {
+            let e = engine(&rules, 100);
+            let alerts = feed(&e, &events, 0);
+            (alerts, serde_json::to_value(e.snapshot()).unwrap(), e)
+        };
+        let (first, first_state, e) = run();
+        assert!(
+            first.iter().any(|a| a.rule == "logins") && first.iter().any(|a| a.rule == "b"),
+            "{first:?}"
+        );
+        for (_, _, st) in e.snapshot() {
+            assert!(st.entries <= 100, "{}", st.entries);
+        }
+        for _ in 0..3 {
+            let (again, again_state, _) = run();
+            assert_eq!(again, first);
+            assert_eq!(again_state, first_state);
+        }
     }
 
     #[test]

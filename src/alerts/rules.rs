@@ -190,10 +190,67 @@ impl Condition {
     }
 }
 
-impl Rule {
-    /// True when every condition holds for `ev` written by `app`.
-    pub fn matches(&self, app: &str, ev: &AuditEvent) -> bool {
-        self.filter.iter().all(|c| c.holds(app, ev))
+/// Most distinct conditions of a configuration.
+const MAX_DISTINCT_CONDITIONS: usize = MAX_RULES * MAX_CONDITIONS;
+
+/// The filters of a rule set, compiled together: a condition that several
+/// rules share (the same field, the same test) is tested at most once per
+/// event, and only when a rule still needs it.
+#[derive(Debug, Clone)]
+pub struct Filters {
+    /// Every distinct condition, once.
+    conditions: Vec<Condition>,
+    /// Per rule, in order, its conditions' positions in `conditions`.
+    rules: Vec<Vec<u16>>,
+}
+
+impl Filters {
+    /// Compiles the filters of `rules` (at most [`MAX_RULES`]).
+    pub fn new(rules: &[Rule]) -> Filters {
+        let mut conditions: Vec<Condition> = Vec::new();
+        let rules = rules
+            .iter()
+            .take(MAX_RULES)
+            .map(|r| {
+                r.filter
+                    .iter()
+                    .take(MAX_CONDITIONS)
+                    .map(|c| match conditions.iter().position(|x| x == c) {
+                        Some(i) => i as u16,
+                        None => {
+                            conditions.push(c.clone());
+                            (conditions.len() - 1) as u16
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Filters { conditions, rules }
+    }
+
+    /// Bit `i` is set when every condition of rule `i` holds for `ev`
+    /// written by `app`.
+    pub fn matching(&self, app: &str, ev: &AuditEvent) -> u64 {
+        const WORDS: usize = MAX_DISTINCT_CONDITIONS / 64;
+        let mut tested = [0u64; WORDS];
+        let mut held = [0u64; WORDS];
+        let mut mask = 0u64;
+        for (r, conditions) in self.rules.iter().enumerate() {
+            let all = conditions.iter().all(|&c| {
+                let (word, bit) = (c as usize / 64, 1u64 << (c % 64));
+                if tested[word] & bit == 0 {
+                    tested[word] |= bit;
+                    if self.conditions[c as usize].holds(app, ev) {
+                        held[word] |= bit;
+                    }
+                }
+                held[word] & bit != 0
+            });
+            if all {
+                mask |= 1 << r;
+            }
+        }
+        mask
     }
 }
 

@@ -11,9 +11,8 @@
 //! is reported too, and the round with the least is the one reported.
 //!
 //! Invariant: every round sees the same events in the same order, on a
-//! fresh engine. (The alerts they raise may still differ by a few: when a
-//! rule's state reaches its cap, which of the groups equally long idle
-//! are dropped depends on the maps' per-process hash seeds.)
+//! fresh engine, and so raises the same alerts and ends in the same state
+//! (a rule at its cap drops groups by last activity, then key).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
