@@ -21,6 +21,12 @@ pub const DEFAULT_DATA_DIR: &str = "./veritrail-data";
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
+/// Smallest `search_index_flush_events`: a background build step.
+pub const SEARCH_INDEX_FLUSH_EVENTS_MIN: usize = crate::search::rebuild::STEP_EVENTS as usize;
+/// Largest `search_index_flush_events`: the index's memory holds up to a
+/// few flushes' worth of events' postings.
+pub const SEARCH_INDEX_FLUSH_EVENTS_MAX: usize = 131_072;
+
 /// The configuration file (`--config FILE`); every field is optional.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +91,10 @@ pub struct FileConfig {
     /// Memory for the read cache of hash tiles (with their inner subtree
     /// hashes) and entry bundles, bytes; 0 caches nothing [default: 67108864].
     pub read_cache_bytes: Option<usize>,
+    /// Events the search index keeps in memory before writing them out; a
+    /// start that finds the index further behind the tree than this builds
+    /// it in the background [default: 32768].
+    pub search_index_flush_events: Option<usize>,
     /// The `[alerts]` table, as written; [`FileConfig::load`] parses it
     /// into `alert_rules` (see docs/alerts.md).
     pub alerts: Option<serde::de::IgnoredAny>,
@@ -162,6 +172,9 @@ impl FileConfig {
             rate_limit_per_second: self.rate_limit_per_second.or(lower.rate_limit_per_second),
             rate_limit_burst: self.rate_limit_burst.or(lower.rate_limit_burst),
             read_cache_bytes: self.read_cache_bytes.or(lower.read_cache_bytes),
+            search_index_flush_events: self
+                .search_index_flush_events
+                .or(lower.search_index_flush_events),
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
             known_checkpoints: self.known_checkpoints.or(lower.known_checkpoints),
@@ -214,6 +227,9 @@ pub struct ServeConfig {
     pub store_cache_bytes: u64,
     /// Byte budget of the read cache (tiles, bundles, proofs' subtree hashes).
     pub read_cache_bytes: usize,
+    /// Events the search index holds in memory before a flush, and the gap
+    /// beyond which a start builds it in the background.
+    pub search_index_flush_events: usize,
     /// Alert rules and their delivery, when the file has an `[alerts]` table.
     pub alerts: Option<Arc<AlertsConfig>>,
     /// Where the log's data lives.
@@ -388,6 +404,18 @@ impl ServeConfig {
             Some(n) => n,
             None => crate::sequencer::DEFAULT_READ_CACHE_BYTES,
         };
+        let search_index_flush_events = match o.search_index_flush_events {
+            Some(n)
+                if !(SEARCH_INDEX_FLUSH_EVENTS_MIN..=SEARCH_INDEX_FLUSH_EVENTS_MAX)
+                    .contains(&n) =>
+            {
+                return Err(format!(
+                    "search_index_flush_events must be between {SEARCH_INDEX_FLUSH_EVENTS_MIN} and {SEARCH_INDEX_FLUSH_EVENTS_MAX}"
+                ));
+            }
+            Some(n) => n,
+            None => crate::vault::DEFAULT_INDEX_FLUSH_EVENTS,
+        };
         Ok(ServeConfig {
             data,
             listen,
@@ -402,6 +430,7 @@ impl ServeConfig {
             retention_interval,
             store_cache_bytes,
             read_cache_bytes,
+            search_index_flush_events,
             backend,
             alerts: o.alert_rules,
             lease: LeaseTimings::configured(o.lease_ttl_ms, o.lease_renew_ms)?,
@@ -520,6 +549,39 @@ mod tests {
             ..FileConfig::default()
         };
         assert!(ServeConfig::resolve(bad, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn the_search_index_flush_is_bounded() {
+        let with = |n: usize| FileConfig {
+            search_index_flush_events: Some(n),
+            ..FileConfig::default()
+        };
+        let resolve = |o| ServeConfig::resolve(o, FileConfig::default());
+        assert_eq!(
+            resolve(FileConfig::default())
+                .unwrap()
+                .search_index_flush_events,
+            crate::vault::DEFAULT_INDEX_FLUSH_EVENTS
+        );
+        for ok in [
+            SEARCH_INDEX_FLUSH_EVENTS_MIN,
+            1024,
+            SEARCH_INDEX_FLUSH_EVENTS_MAX,
+        ] {
+            assert_eq!(resolve(with(ok)).unwrap().search_index_flush_events, ok);
+        }
+        for bad in [
+            0,
+            SEARCH_INDEX_FLUSH_EVENTS_MIN - 1,
+            SEARCH_INDEX_FLUSH_EVENTS_MAX + 1,
+        ] {
+            let e = resolve(with(bad)).unwrap_err();
+            assert!(
+                e.contains("search_index_flush_events must be between"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -356,7 +356,7 @@ impl Parts {
                 store.clone(),
                 &self.master,
                 self.keyring.clone(),
-                crate::vault::DEFAULT_INDEX_FLUSH_EVENTS,
+                self.config.search_index_flush_events,
             )
             .map_err(|e| e.to_string())?,
         );

@@ -60,6 +60,12 @@ pub struct ServeArgs {
     /// 0 caches nothing [default: 67108864].
     #[arg(long)]
     read_cache_bytes: Option<usize>,
+    /// Events the search index keeps in memory before writing them out
+    /// (256 to 131072); a start that finds the index further behind the
+    /// tree than this builds it in the background while serving, searches
+    /// answering 503 until it is done [default: 32768].
+    #[arg(long)]
+    search_index_flush_events: Option<usize>,
     #[command(flatten)]
     tls: TlsArgs,
     /// A checkpoint this log published: a file, or the URL of a witness, a
@@ -170,6 +176,7 @@ fn config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         retention_interval_s: a.retention_interval_s,
         store_cache_mb: a.store_cache_mb,
         read_cache_bytes: a.read_cache_bytes,
+        search_index_flush_events: a.search_index_flush_events,
         witnesses: (!a.witness.is_empty()).then(|| {
             a.witness
                 .chunks(2)

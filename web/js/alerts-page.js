@@ -3,7 +3,7 @@
 // triggered it. Values are inserted as text, never as HTML.
 
 import { authJson, queryString } from './api.js';
-import { el, clear } from './ui.js';
+import { el, clear, labelCells } from './ui.js';
 import { getKey, wireKeyPanel } from './session-key.js';
 
 const table = document.getElementById('alerts-table');
@@ -47,10 +47,11 @@ async function load(reset) {
   try {
     const { json } = await authJson(`v1/alerts${queryString({ rule, cursor, limit: 50 })}`, key);
     for (const item of json.alerts) body.append(row(item));
+    labelCells(table);
     cursor = json.next_cursor;
     more.hidden = !cursor;
     table.hidden = body.children.length === 0;
-    status.textContent = body.children.length === 0 ? 'No alerts.' : `${body.children.length} alerts shown.`;
+    status.textContent = body.children.length === 0 ? 'No alerts.' : `${body.children.length} alert(s) shown.`;
   } catch (e) {
     status.textContent = e.message;
   }
@@ -59,3 +60,4 @@ async function load(reset) {
 wireKeyPanel((key) => { if (key) load(true); });
 document.getElementById('alerts-form').addEventListener('submit', (e) => { e.preventDefault(); load(true); });
 more.addEventListener('click', () => load(false));
+document.body.dataset.ready = 'true';

@@ -67,22 +67,34 @@ function cell(text, cls) {
   return el('td', { class: cls || null }, text === undefined || text === null || text === '' ? '—' : String(text));
 }
 
+/** A cell whose text may wrap only after `sep` (the date before the time,
+ * a resource's type before its id), never inside an identifier. */
+function breakAfter(text, sep, cls) {
+  if (text === undefined || text === null || text === '') return cell(text, cls);
+  const parts = String(text).split(sep);
+  // One child, so that a stacked cell (narrow screens: a grid) keeps the parts on one line.
+  return el('td', { class: cls || null }, el('span', {}, parts.map((p, i) => (i < parts.length - 1
+    ? [el('span', { class: 'nowrap' }, `${p}${sep}`), el('wbr')]
+    : el('span', { class: 'nowrap' }, p))).flat()));
+}
+
 function resultRow(hit) {
   const ev = hit.event || {};
+  // The actor's id whole, its type on the next line when space is short.
   const actor = ev.actor ? `${ev.actor.id}${ev.actor.type ? ` (${ev.actor.type})` : ''}` : null;
   const resource = ev.resource ? `${ev.resource.type}/${ev.resource.id}` : null;
   const outcomeClass = { denied: 'outcome-denied', failure: 'outcome-failure' }[ev.outcome] || null;
   return el('tr', { 'data-index': String(hit.index), class: hit.audit_record ? 'audit-record' : null },
     el('td', { class: 'num' }, el('a', { href: `event.html?index=${encodeURIComponent(hit.index)}` }, String(hit.index))),
-    cell(ev.occurred_at, 'nowrap'),
+    breakAfter(ev.occurred_at, 'T'),
     el('td', {}, hit.app, hit.audit_record ? [' ', el('span', { class: 'badge' }, 'log’s own record')] : null),
-    cell(actor, 'ident-cell'),
+    breakAfter(actor, ' '),
     cell(ev.action, 'ident-cell'),
     cell(ev.subject, 'ident-cell'),
-    cell(resource, 'ident-cell'),
+    breakAfter(resource, '/'),
     cell(ev.purpose),
     cell(ev.outcome, outcomeClass),
-    cell(hit.received, 'nowrap secondary-time'));
+    breakAfter(hit.received, 'T', 'secondary-time'));
 }
 
 /** "12 of 40", "12 of at least 2,000". */

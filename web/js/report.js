@@ -139,7 +139,7 @@ body { font-family: system-ui, "DejaVu Sans", sans-serif; color: #111; margin: 2
 h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 1.8rem; border-bottom: 1px solid #999; } h3 { font-size: 1rem; margin: 1rem 0 .3rem; }
 table { border-collapse: collapse; width: 100%; font-size: .85rem; } th, td { border: 1px solid #bbb; padding: .2rem .4rem; text-align: left; vertical-align: top; }
 th { background: #eee; } table.events td { white-space: nowrap; } table.events td.wrap { white-space: normal; } code, .hash { font-family: "DejaVu Sans Mono", monospace; font-size: .8rem; overflow-wrap: anywhere; }
-.verdict { border: 2px solid #555; padding: .6rem .8rem; } .verdict.bad { border-color: #a00; color: #a00; }
+.verdict { border: 2px solid #555; padding: .6rem .8rem; overflow-wrap: anywhere; } .verdict.bad { border-color: #a00; color: #a00; }
 ol.timeline { list-style: none; padding-left: 0; margin: 0; } ol.timeline li { border-left: 6px solid #2e7d32; padding: .1rem .5rem; margin: .15rem 0; }
 ol.timeline li.o-denied { border-left-color: #c62828; } ol.timeline li.o-failure { border-left-color: #ef6c00; }
 .outcome { font-weight: 600; } .o-denied .outcome { color: #b71c1c; } .o-failure .outcome { color: #e65100; }

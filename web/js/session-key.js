@@ -73,7 +73,7 @@ export function wireKeyPanel(onChange) {
           document.body.dataset.keyRole = 'none';
           return;
         }
-        status.append(' ', el('span', { id: 'key-identity' }, 'It is ', el('code', { class: 'ident' }, who.name), `, a ${who.role} key${who.app ? ` for app ${who.app}` : ''}.`));
+        status.append(' ', el('span', { id: 'key-identity' }, 'It is ', el('code', { class: 'ident' }, who.name), `, ${/^[aeiou]/.test(who.role) ? 'an' : 'a'} ${who.role} key${who.app ? ` for app ${who.app}` : ''}.`));
         document.body.dataset.keyRole = who.role;
       });
     }
