@@ -63,6 +63,14 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+fn subject_held_conflict(hold: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "held",
+        format!("the subject is under legal hold ({hold}); release the hold first"),
+    )
+}
+
 fn held_conflict(held: &[(u64, String)]) -> ApiError {
     let mut holds: Vec<&str> = held.iter().map(|(_, h)| h.as_str()).collect();
     holds.sort_unstable();
@@ -104,8 +112,26 @@ pub struct ErasureResult {
     pub keys_destroyed: u64,
     /// Data keys replaced (their live events were re-sealed under a new key).
     pub keys_replaced: u64,
+    /// `pending` after a subject's erasure: its key is destroyed and every
+    /// event of the subject reads as erased (410) and is left out of
+    /// searches now, while their sealed bodies, salts and index entries
+    /// are deleted in the background (`GET /healthz` counts the erasures
+    /// still being cleaned up); else `none`. Events named by index are
+    /// deleted before the answer.
+    #[schema(example = "pending")]
+    pub cleanup: CleanupState,
     /// Leaf index of the audit event recording the erasure.
     pub audit_index: u64,
+}
+
+/// Whether an erasure's deletions continue in the background.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CleanupState {
+    /// Nothing is left to do.
+    None,
+    /// The erased subject's events are being deleted in the background.
+    Pending,
 }
 
 /// `POST /v1/erasure` `{"subject":…,"reason":…}` or `{"indexes":[…],"reason":…}`:
@@ -115,7 +141,7 @@ pub struct ErasureResult {
     security(("api_key" = ["admin"])),
     request_body(content = ErasureRequest, content_type = "application/json", description = "At most 64 KiB"),
     responses(
-        (status = 200, description = "What was erased", body = ErasureResult, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
+        (status = 200, description = "What was erased now, and whether a subject's deletions continue in the background", body = ErasureResult, headers(("veritrail-audit-index" = u64, description = "Leaf index of the audit event recording this change"))),
         (status = 400, description = "An invalid request", body = super::openapi::ErrorBody),
         (status = 404, description = "An index beyond the log", body = super::openapi::ErrorBody),
         (status = 409, description = "An event concerned is under a legal hold", body = super::openapi::ErrorBody),
@@ -160,14 +186,7 @@ pub(super) async fn erase(
         blocking(move || retention::plan_erasure(&vault, size, subject.as_deref(), &indexes))
             .await?;
     if let Some(hold) = &plan.subject_held {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "held",
-            format!(
-                "the subject is under legal hold ({hold}) with {} event(s); release the hold first",
-                plan.held.len()
-            ),
-        ));
+        return Err(subject_held_conflict(hold));
     }
     if !plan.held.is_empty() {
         return Err(held_conflict(&plan.held));
@@ -187,12 +206,20 @@ pub(super) async fn erase(
             },
             subject: None,
             outcome: Outcome::Success,
-            context: json!({
-                "reason": req.reason,
-                "subject_pseudonym": pseudonym,
-                "indexes": plan.erase.iter().take(1000).collect::<Vec<_>>(),
-                "count": plan.erase.len(),
-            }),
+            // A subject's events are not counted: its key goes, whatever
+            // their number.
+            context: match &pseudonym {
+                Some(p) => json!({
+                    "reason": req.reason,
+                    "subject_pseudonym": p,
+                }),
+                None => json!({
+                    "reason": req.reason,
+                    "subject_pseudonym": null,
+                    "indexes": plan.erase.iter().take(1000).collect::<Vec<_>>(),
+                    "count": plan.erase.len(),
+                }),
+            },
         },
     )
     .await?;
@@ -227,13 +254,21 @@ pub(super) async fn erase(
             },
         )
         .await?;
-        return Err(held_conflict(&done.held));
+        return Err(match &done.subject_held {
+            Some(hold) => subject_held_conflict(hold),
+            None => held_conflict(&done.held),
+        });
     };
     tracing::info!(by = %key.name, erased = outcome.erased.len(), keys = outcome.keys_destroyed, "erasure");
     let body = ErasureResult {
         erased: outcome.erased,
         keys_destroyed: outcome.keys_destroyed as u64,
         keys_replaced: outcome.keys_replaced as u64,
+        cleanup: if outcome.cleanup_pending {
+            CleanupState::Pending
+        } else {
+            CleanupState::None
+        },
         audit_index: receipt.index,
     };
     Ok(with_audit_header(Json(body).into_response(), &receipt))

@@ -38,8 +38,8 @@ pub(crate) use error::ApiError;
 pub use error::refused_head_answer;
 pub(crate) use governance::retention_loop;
 pub use governance::{
-    ErasureRequest, ErasureResult, HoldEntry, HoldList, HoldRequest, PolicyList, PolicyRequest,
-    Removed, RetentionRun, SubjectForm,
+    CleanupState, ErasureRequest, ErasureResult, HoldEntry, HoldList, HoldRequest, PolicyList,
+    PolicyRequest, Removed, RetentionRun, SubjectForm,
 };
 pub use openapi::{BatchProof, ConsistencyProof, InclusionProof, SubmitResponse, SubmittedEvent};
 

@@ -377,6 +377,9 @@ pub(super) struct Health {
     /// background `{"state":"building","indexed":N,"target":M}` (searches
     /// answer 503 meanwhile).
     search_index: serde_json::Value,
+    /// Subjects' erasures whose events are still being deleted in the
+    /// background (they read as erased already); counted up to 1000.
+    erasure_cleanups_pending: Option<u64>,
 }
 
 #[derive(ToSchema, Serialize)]

@@ -497,6 +497,9 @@ pub(super) async fn healthz(State(st): State<AppState>) -> Response {
         Ok(Some(p)) => json!({ "state": "building", "indexed": p.indexed, "target": p.target }),
         _ => json!({ "state": "ready" }),
     };
+    if let Ok(n) = st.vault.erasure_cleanups_pending() {
+        body["erasure_cleanups_pending"] = json!(n);
+    }
     if let Some(w) = &st.witnessed {
         body["witnessed_size"] = json!(w.latest().map(|l| l.published.checkpoint.size));
         body["witnesses"] = serde_json::to_value(w.statuses()).unwrap_or_default();

@@ -110,12 +110,21 @@ pub async fn erase(args: EraseArgs) -> anyhow::Result<()> {
         },
     };
     let out = auth.client()?.erase(&req).await?;
-    println!(
-        "erased {} event(s), destroyed {} data key(s); recorded in the log at index {}",
-        out.erased.len(),
-        out.keys_destroyed,
-        out.audit_index
-    );
+    if out.cleanup == veritrail::api::CleanupState::Pending {
+        println!(
+            "erased the subject: destroyed {} data key(s), so its events read as erased now; \
+             their bodies are deleted in the background (/healthz counts the erasures \
+             still being cleaned up); recorded in the log at index {}",
+            out.keys_destroyed, out.audit_index
+        );
+    } else {
+        println!(
+            "erased {} event(s), destroyed {} data key(s); recorded in the log at index {}",
+            out.erased.len(),
+            out.keys_destroyed,
+            out.audit_index
+        );
+    }
     Ok(())
 }
 

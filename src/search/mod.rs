@@ -26,7 +26,11 @@
 //!
 //! Counting: after a full page the walk goes on without opening events, up
 //! to [`EventQuery::count_ahead`] units of work, and the total is exact if
-//! it reached the end, or a lower bound ("at least") if not.
+//! it reached the end, or a lower bound ("at least") if not. Postings of
+//! an erased subject's events under their other terms stay in the index
+//! (the erasure cannot read the events to find those terms; see
+//! [`crate::vault`]): a search skips them, but a count made from the index
+//! alone includes them.
 //!
 //! Invariant: a search never returns an erased event, and a page does at
 //! most [`MAX_EXAMINED`] units of index work (a step of a cursor is one

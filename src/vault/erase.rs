@@ -6,15 +6,20 @@
 //! the key store's blocks on the paths of the destroyed keys.
 //!
 //! Each erased event gets a tombstone; so does an erased subject's slot,
-//! which is the tombstone of its events that the index does not list
-//! ([`Vault::tombstone`] finds it through the event's key id), so they read
-//! as erased too, never as damaged.
+//! which is the tombstone of all its events ([`Vault::tombstone`] finds it
+//! through the event's key id), so they read as erased at once, never as
+//! damaged. A subject's erasure costs the same whatever the number of its
+//! events: it reads none of them. Their sealed bodies, salts and subject
+//! postings, which no key opens any more, are deleted afterwards in
+//! bounded steps by [`super::cleanup`], from a durable job record written
+//! with the tombstone.
 //!
 //! Order, for crashes and failed syncs: (1) one atomic write of the
-//! tombstones, the deleted bodies and index entries, and a pending record
-//! of the keys to destroy; (2) the destruction in the key store; (3) the
-//! pending record removed. A failure after (1) latches the vault; every
-//! open finishes a pending destruction before the log serves anything.
+//! tombstones, the deleted bodies and index entries of the events named,
+//! the cleanup job of the subject, and a pending record of the keys to
+//! destroy; (2) the destruction in the key store; (3) the pending record
+//! removed. A failure after (1) latches the vault; every open finishes a
+//! pending destruction before the log serves anything.
 //! Events sealed under keys of the earlier format (per subject and month,
 //! per app and day) fall back to that format's method once: the other
 //! live events under the key (as the search index lists them) are
@@ -24,7 +29,8 @@ use std::collections::BTreeSet;
 
 use super::keys::{self, Destruction, Keys};
 use super::{
-    ErasureOutcome, Tombstone, Vault, be, decode_sealed, encode_sealed, event_aad, open_sealed,
+    ErasureOutcome, Tombstone, Vault, be, cleanup, decode_sealed, encode_sealed, event_aad,
+    open_sealed,
 };
 use crate::crypto::{Field, Term};
 use crate::store::{RecordBatch, RecordSpace, StoreError};
@@ -44,13 +50,15 @@ pub(super) fn subject_tombstone_key(slot: u64) -> Vec<u8> {
 }
 
 impl Vault {
-    /// Destroys the bodies and salts of `indexes` and of every event of
-    /// `subject`, and their index entries; writes a tombstone for each
-    /// event found. Events already erased are skipped. The keys that open
-    /// them are destroyed in the key store: `subject`'s key (so its events
-    /// that the search index does not list stop opening too), and the own
-    /// key of each other event. One durable change, finished on the next
-    /// open if a crash or a failed sync interrupts it.
+    /// Destroys the bodies and salts of `indexes` and their index entries,
+    /// and writes a tombstone for each event found; events already erased
+    /// are skipped. The keys that open them are destroyed in the key
+    /// store: `subject`'s key and the own key of each other event. A
+    /// subject's events are not read: its tombstone makes them read as
+    /// erased, and a cleanup job (see [`super::cleanup`]) deletes their
+    /// bodies, salts and subject postings in the background. One durable
+    /// change, finished on the next open if a crash or a failed sync
+    /// interrupts it.
     pub fn erase(
         &self,
         subject: Option<&str>,
@@ -61,34 +69,36 @@ impl Vault {
         st.check_synced()?;
         let store = self.inner.as_ref();
         let mut batch = RecordBatch::default();
-        let mut all: BTreeSet<u64> = indexes.iter().copied().collect();
+        let all: BTreeSet<u64> = indexes.iter().copied().collect();
         let mut destroy = Destruction::default();
         let value = serde_json::to_vec(tombstone)
             .map_err(|e| StoreError::Corrupt(format!("tombstone: {e}")))?;
+        let mut outcome = ErasureOutcome::default();
         if let Some(s) = subject {
             let term = self.term(Field::Subject, s);
-            all.extend(self.scan(&term, u64::MAX, usize::MAX)?);
-            if let Some(slot) = st.slot_of(store, &term)? {
-                destroy.slots.insert(slot);
-                // For the subject's events the search index does not list.
+            let mut slots: BTreeSet<u64> = st.slot_of(store, &term)?.into_iter().collect();
+            slots.extend(st.legacy_subject_slots(&hex::encode(&term.0[1..])));
+            // The tombstone of every event sealed under these keys.
+            for &slot in &slots {
                 batch.put.push((
                     RecordSpace::Erased,
                     subject_tombstone_key(slot),
                     value.clone(),
                 ));
             }
-            destroy
-                .slots
-                .extend(st.legacy_subject_slots(&hex::encode(&term.0[1..])));
+            if !slots.is_empty() {
+                cleanup::record_job(&term, &slots, tombstone, &mut batch)?;
+                outcome.cleanup_pending = true;
+            }
+            destroy.slots.extend(slots);
             batch
                 .delete
                 .push((RecordSpace::DataKey, keys::slot_record(&term)));
         }
-        let mut outcome = ErasureOutcome::default();
         let mut legacy: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut postings = Vec::new();
         for &index in &all {
-            if self.tombstone(index)?.is_some() {
+            if self.tombstone_with(Some(&*st), index)?.is_some() {
                 continue;
             }
             if let Some(record) = self.inner.record(RecordSpace::Sealed, &be(index))? {

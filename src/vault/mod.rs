@@ -21,9 +21,11 @@
 //! never holds a subject, actor or any other event field in plaintext.
 //!
 //! Invariant: once [`Vault::erase`] returned, no key that exists opens the
-//! erased events' sealed bodies (nor any event of an erased subject), the
-//! bodies and their index entries are deleted, and a tombstone says when
-//! and why. No event is made unreadable unless it was erased. Leaves,
+//! erased events' sealed bodies (nor any event of an erased subject), and
+//! a tombstone says when and why. The bodies and index entries of events
+//! named by index are deleted; those of an erased subject's events are
+//! deleted in the background ([`cleanup`]), which search does not wait
+//! for (it never returns an event no key opens). No event is made unreadable unless it was erased. Leaves,
 //! tiles, bundles and checkpoints are never touched.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,6 +36,7 @@ use crate::crypto::{CryptoError, DataKey, Field, IndexKey, MasterKey, Term};
 use crate::event::AuditEvent;
 use crate::store::{RecordBatch, RecordSpace, Store, StoreError, StoredEvent};
 
+mod cleanup;
 mod erase;
 mod keyring;
 mod keys;
@@ -47,6 +50,7 @@ pub use crate::search::index::DEFAULT_FLUSH_EVENTS as DEFAULT_INDEX_FLUSH_EVENTS
 
 use crate::search::index::SearchIndex;
 
+pub use cleanup::{STEP_EVENTS as CLEANUP_STEP_EVENTS, start as start_erasure_cleanup};
 pub use keyring::{KEYRING_FILE, KeyringHome, rotation_pending as keyring_rotation_pending};
 use keys::Keys;
 pub use keytree::KEYS_DIR;
@@ -132,6 +136,9 @@ pub struct ErasureOutcome {
     /// were re-sealed with keys of their own); always 0 for events sealed
     /// by this version.
     pub keys_replaced: usize,
+    /// An erased subject's events are being deleted in the background
+    /// (they read as erased already).
+    pub cleanup_pending: bool,
 }
 
 /// The encrypting, indexing store.
@@ -312,6 +319,7 @@ impl Vault {
         let (from, size) = self.index_and_tree()?;
         let to = size.min(from.saturating_add(max));
         let mut postings = Vec::new();
+        let mut jobs = None;
         for index in from..to {
             match self.open_event_locked(&mut st, index) {
                 Ok(Some((stored, ev))) => {
@@ -321,8 +329,12 @@ impl Vault {
                             .map(|t| (t, index)),
                     );
                 }
-                // Erased.
-                Ok(None) => {}
+                // Erased; listed under its subject while a cleanup has its
+                // body to delete.
+                Ok(None) => postings.extend(
+                    self.cleanup_posting(&st, &mut jobs, index)?
+                        .map(|t| (t, index)),
+                ),
                 Err(StoreError::Backend(e)) => return Err(StoreError::Backend(e).into()),
                 // A damaged event is not searchable; fsck names it.
                 Err(e) => tracing::warn!(index, error = %e, "event left out of the search index"),
@@ -415,20 +427,40 @@ impl Vault {
     }
 
     /// The tombstone of an erased event: its own, or else, for an event of
-    /// an erased subject that the search index did not list (so the
-    /// erasure never named it), its subject's, found through the subject
-    /// slot its key id names.
+    /// an erased subject whose body the cleanup did not delete yet (or
+    /// that the search index did not list), its subject's, found through
+    /// the subject slot its key id names.
     pub fn tombstone(&self, index: u64) -> Result<Option<Tombstone>, StoreError> {
+        self.tombstone_with(None, index)
+    }
+
+    /// [`Vault::tombstone`], with the keys when the caller holds their lock.
+    fn tombstone_with(
+        &self,
+        st: Option<&Keys>,
+        index: u64,
+    ) -> Result<Option<Tombstone>, StoreError> {
         let own = self.inner.record(RecordSpace::Erased, &be(index))?;
         let found = match own {
             Some(v) => Some(v),
             None => match self.inner.record(RecordSpace::Sealed, &be(index))? {
-                Some(record) => match keys::parse_key_id(decode_sealed(&record)?.0) {
-                    Some(Some(slot)) => self
-                        .inner
-                        .record(RecordSpace::Erased, &erase::subject_tombstone_key(slot))?,
-                    _ => None,
-                },
+                Some(record) => {
+                    let key_id = decode_sealed(&record)?.0;
+                    let slot = match keys::parse_key_id(key_id) {
+                        Some(slot) => slot,
+                        // A key of the earlier format, per subject and month.
+                        None => match st {
+                            Some(st) => st.legacy_slot(key_id),
+                            None => self.lock()?.legacy_slot(key_id),
+                        },
+                    };
+                    match slot {
+                        Some(slot) => self
+                            .inner
+                            .record(RecordSpace::Erased, &erase::subject_tombstone_key(slot))?,
+                        None => None,
+                    }
+                }
                 None => None,
             },
         };

@@ -151,9 +151,14 @@ fn erasing_a_subject_destroys_its_key_bodies_and_index_entries() {
         by: "ops".into(),
     };
     let out = vault.erase(Some("alice"), &[], &tomb).unwrap();
-    assert_eq!(out.erased, vec![0]);
+    assert!(out.erased.is_empty(), "a subject's events are not read");
+    assert!(out.cleanup_pending);
     assert_eq!(out.keys_destroyed, 1);
     assert_eq!(vault.event(0).unwrap(), None);
+    assert_eq!(vault.tombstone(0).unwrap(), Some(tomb.clone()));
+    assert!(inner.record(RecordSpace::Sealed, &be(0)).unwrap().is_some());
+    run_cleanup(&vault);
+    assert!(inner.record(RecordSpace::Sealed, &be(0)).unwrap().is_none());
     assert_eq!(vault.tombstone(0).unwrap(), Some(tomb.clone()));
     assert!(
         vault
@@ -162,9 +167,12 @@ fn erasing_a_subject_destroys_its_key_bodies_and_index_entries() {
             .is_empty()
     );
     assert_eq!(
-        vault
-            .scan(&vault.term(Field::Actor, "MARKER-actor"), u64::MAX, 10)
-            .unwrap(),
+        live(
+            &vault,
+            vault
+                .scan(&vault.term(Field::Actor, "MARKER-actor"), u64::MAX, 10)
+                .unwrap()
+        ),
         vec![2, 1]
     );
     // Even a copy of the sealed body kept elsewhere no longer opens:
@@ -234,12 +242,18 @@ fn the_search_index_survives_a_crash_and_erasure_reaches_its_stored_blocks() {
         by: "ops".into(),
     };
     let out = vault.erase(Some("alice"), &[3], &tomb).unwrap();
-    assert_eq!(out.erased, vec![0, 2, 3, 4, 6, 8]);
+    assert_eq!(out.erased, vec![3]);
+    run_cleanup(&vault);
     let check = |v: &Vault| {
         assert!(scan(v, Field::Subject, "alice").is_empty());
         assert_eq!(scan(v, Field::Subject, "carol"), vec![7]);
         assert_eq!(scan(v, Field::Subject, "bob"), vec![5, 1]);
-        assert_eq!(scan(v, Field::Actor, "MARKER-actor"), vec![7, 5, 1]);
+        // The erased subject's other postings may stay; no event they
+        // name opens.
+        assert_eq!(
+            live(v, scan(v, Field::Actor, "MARKER-actor")),
+            vec![7, 5, 1]
+        );
     };
     check(&vault);
     // Erased postings stay out of the stored blocks and of the index
@@ -347,6 +361,20 @@ fn stale_key(vault: &Vault, index: u64, stale: &[u8]) -> Option<crate::crypto::D
     let key = vault.key_of(&mut st, index, key_id).unwrap()?;
     assert!(open_sealed(&key, index, sealed).is_ok());
     Some(key)
+}
+
+/// Runs every pending erasure cleanup to its end, in small steps.
+fn run_cleanup(vault: &Vault) {
+    while vault.cleanup_step(2).unwrap() {}
+    assert_eq!(vault.erasure_cleanups_pending().unwrap(), 0);
+}
+
+/// Those of `indexes` whose events open.
+fn live(vault: &Vault, indexes: Vec<u64>) -> Vec<u64> {
+    indexes
+        .into_iter()
+        .filter(|i| vault.event(*i).unwrap().is_some())
+        .collect()
 }
 
 fn tomb() -> Tombstone {
@@ -492,8 +520,9 @@ fn an_event_missing_from_the_search_index_is_erased_with_its_subject_and_only_th
         reason: "alice asked".into(),
         ..tomb()
     };
-    let out = vault.erase(Some("alice"), &[], &alice).unwrap();
-    assert_eq!(out.erased, vec![0]);
+    vault.erase(Some("alice"), &[], &alice).unwrap();
+    run_cleanup(&vault);
+    assert!(inner.record(RecordSpace::Sealed, &be(0)).unwrap().is_none());
     assert_eq!(vault.event(1).unwrap(), None);
     assert_eq!(vault.tombstone(1).unwrap(), Some(alice.clone()));
     assert_eq!(vault.tombstone(0).unwrap(), Some(alice.clone()));
@@ -642,13 +671,18 @@ fn log_erased_without_subject_tombstones() -> crate::sequencer::test_log::TestLo
     for missed in [130, 131] {
         vault.forget_in_index(missed).unwrap();
     }
-    for (subject, listed) in [("p0", 0), ("p129", 129)] {
-        let out = vault.erase(Some(subject), &[], &tomb()).unwrap();
-        assert_eq!(
-            out.erased,
-            vec![listed],
-            "the index lists one event of {subject}"
+    for (subject, listed, missed) in [("p0", 0, 130), ("p129", 129, 131)] {
+        assert!(
+            vault
+                .erase(Some(subject), &[], &tomb())
+                .unwrap()
+                .cleanup_pending
         );
+        run_cleanup(&vault);
+        // The index lists one event of the subject: the cleanup finds it.
+        let own = |i: u64| log.store.record(RecordSpace::Erased, &be(i)).unwrap();
+        assert!(own(listed).is_some(), "{subject}");
+        assert!(own(missed).is_none(), "{subject}");
     }
     let earlier_form = RecordBatch {
         delete: log
@@ -766,4 +800,99 @@ fn a_failed_write_midway_through_the_upgrade_is_completed_by_the_next_open() {
         assert!(vault.tombstone(missed).unwrap().is_some());
     }
     assert!(fsck_of(&log, &vault).is_clean());
+}
+
+#[test]
+fn a_subjects_cleanup_resumes_after_failed_writes_and_deletes_only_what_no_key_opens() {
+    use crate::store::memory::WriteFault;
+    let dir = tempfile::tempdir().unwrap();
+    let mem = Arc::new(MemoryStore::new());
+    let inner: Arc<dyn Store> = mem.clone();
+    let master = MasterKey::from_bytes([5; 32]);
+    let path = dir.path().join(KEYRING_FILE);
+    let open = || Vault::open(inner.clone(), &master, KeyringHome::File(path.clone())).unwrap();
+    let subjects = [
+        Some("alice"),
+        Some("bob"),
+        Some("alice"),
+        None,
+        Some("alice"),
+        Some("alice"),
+        None,
+        Some("alice"),
+        Some("alice"),
+    ];
+    let all: Vec<(u64, Option<&str>)> = subjects
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i as u64, *s))
+        .collect();
+    let whole = batch(&all);
+    let leaves = tiles::decode_bundle(&whole.bundles[0].1).unwrap();
+    let upto = |n: usize| BatchWrite {
+        tree_size: n as u64,
+        bundles: vec![(0, tiles::encode_bundle(&leaves[..n]).unwrap())],
+        events: whole.events[..n].to_vec(),
+        ..BatchWrite::default()
+    };
+    let vault = open();
+    commit(&vault, &upto(8));
+    let erased = [0u64, 2, 4, 5, 7];
+    let out = vault.erase(Some("alice"), &[], &tomb()).unwrap();
+    assert!(out.cleanup_pending);
+    // A new event of the subject after its erasure, under a new key.
+    let mut later = upto(9);
+    later.events.drain(..8);
+    commit(&vault, &later);
+    assert_eq!(vault.erasure_cleanups_pending().unwrap(), 1);
+    // Erased at once for reads and searches, before any cleanup.
+    let read_now = |v: &Vault| {
+        for i in erased {
+            assert_eq!(v.event(i).unwrap(), None, "{i}");
+            assert_eq!(v.tombstone(i).unwrap(), Some(tomb()), "{i}");
+            assert!(crate::search::hit_at(v, i).unwrap().is_none(), "{i}");
+        }
+        for i in [1u64, 3, 6, 8] {
+            assert_eq!(
+                v.event(i).unwrap(),
+                Some(whole.events[i as usize].1.clone()),
+                "{i}"
+            );
+            assert!(v.tombstone(i).unwrap().is_none(), "{i}");
+        }
+    };
+    read_now(&vault);
+    assert!(vault.cleanup_step(2).unwrap());
+    // A write that fails before reaching the store, then one that reaches
+    // it and reports a failure: the job stays, and nothing is lost.
+    for fault in [WriteFault::BeforePersisting, WriteFault::AfterPersisting] {
+        mem.inject(fault);
+        assert!(vault.cleanup_step(2).is_err());
+        mem.inject(WriteFault::None);
+        read_now(&vault);
+    }
+    drop(vault);
+    let vault = open();
+    read_now(&vault);
+    assert_eq!(vault.erasure_cleanups_pending().unwrap(), 1);
+    run_cleanup(&vault);
+    read_now(&vault);
+    for i in erased {
+        assert!(
+            mem.record(RecordSpace::Sealed, &be(i)).unwrap().is_none(),
+            "{i}"
+        );
+        assert!(mem.event(i).unwrap().is_none(), "{i}");
+    }
+    // The subject's event since its erasure keeps its body and postings.
+    assert_eq!(
+        vault
+            .scan(&vault.term(Field::Subject, "alice"), u64::MAX, 10)
+            .unwrap(),
+        vec![8]
+    );
+    drop(vault);
+    let vault = open();
+    read_now(&vault);
+    assert_eq!(vault.erasure_cleanups_pending().unwrap(), 0);
 }
