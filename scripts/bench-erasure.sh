@@ -41,7 +41,6 @@ INGEST_CLIENTS=${INGEST_CLIENTS:-16}
 ERASE_SUBJECTS=${ERASE_SUBJECTS:-"person-0 person-10 person-100 person-1000 person-5000"}
 ERASE_TIMEOUT_S=${ERASE_TIMEOUT_S:-600}
 TIME_BUDGET=${TIME_BUDGET:-14400}
-SERVER_MAX_RSS_MB=${SERVER_MAX_RSS_MB:-$(($(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) / 2048))}
 
 # The targets of the erasure issue.
 TARGET_ERASE_S=1

@@ -55,7 +55,6 @@ READ_SECONDS=${READ_SECONDS:-10}
 READ_WARMUP_SECONDS=${READ_WARMUP_SECONDS:-2}
 NGINX_FILES=${NGINX_FILES:-1000}
 TIME_BUDGET=${TIME_BUDGET:-14400}
-SERVER_MAX_RSS_MB=${SERVER_MAX_RSS_MB:-$(($(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) / 2048))}
 
 # The targets of the storage issue (ratios against ceilings of the same run).
 TARGET_RSS_MIB=512

@@ -129,9 +129,6 @@ ALERTS_EVENTS=${ALERTS_EVENTS:-0}
 ALERTS_ROUNDS=${ALERTS_ROUNDS:-2}
 ALERTS_TIME_BUDGET=${ALERTS_TIME_BUDGET:-1200}
 ALERTS_CPU_EVENTS=${ALERTS_CPU_EVENTS:-200000}
-# The machine may be shared: a server whose resident memory passes this is
-# killed and the run fails (default: half the machine's memory).
-SERVER_MAX_RSS_MB=${SERVER_MAX_RSS_MB:-$(($(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) / 2048))}
 
 TARGET_BATCHED=50000
 TARGET_SINGLE=20000

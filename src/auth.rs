@@ -119,7 +119,7 @@ pub struct ApiKeys {
 }
 
 /// Meta record: the keys made while the log could not append, waiting
-/// for their creation to be recorded ([`ApiKeys::create_unrecorded`]).
+/// for their creation to be recorded ([`ApiKeys::store_unrecorded`]).
 const UNRECORDED_RECORD: &[u8] = b"unrecorded_api_keys";
 /// Keys that may wait to be recorded at once.
 pub const MAX_UNRECORDED_KEYS: usize = 16;
@@ -235,17 +235,12 @@ impl ApiKeys {
         self.put(record)
     }
 
-    /// Makes a key while the log cannot append (a restore, with no server
-    /// running): its record waits aside, and it authenticates only once the
-    /// log has recorded its creation and [`ApiKeys::store_recorded`] moved
-    /// it in (the server does both before it takes a request).
-    pub fn create_unrecorded(
-        &self,
-        name: &str,
-        role: Role,
-        app: Option<&str>,
-    ) -> Result<(ApiKeyRecord, String), KeyAdminError> {
-        let (record, token) = self.new_key(name, role, app)?;
+    /// Keeps a key made by [`ApiKeys::new_key`] while the log cannot append
+    /// (a restore, with no server running): its record waits aside, and it
+    /// authenticates only once the log has recorded its creation and
+    /// [`ApiKeys::store_recorded`] moved it in (the server does both before
+    /// it takes a request).
+    pub fn store_unrecorded(&self, record: &ApiKeyRecord) -> Result<(), KeyAdminError> {
         let mut waiting = self.unrecorded()?;
         if waiting.len() >= MAX_UNRECORDED_KEYS {
             return Err(KeyAdminError::Invalid(format!(
@@ -255,10 +250,10 @@ impl ApiKeys {
         waiting.push(record.clone());
         self.store
             .put_record(RecordSpace::Meta, UNRECORDED_RECORD, &encode(&waiting)?)?;
-        Ok((record, token))
+        Ok(())
     }
 
-    /// The keys made by [`ApiKeys::create_unrecorded`] that the log has not
+    /// The keys made by [`ApiKeys::store_unrecorded`] that the log has not
     /// recorded yet (at most [`MAX_UNRECORDED_KEYS`]).
     pub fn unrecorded(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         match self.store.record(RecordSpace::Meta, UNRECORDED_RECORD)? {
@@ -428,9 +423,8 @@ mod tests {
         use crate::store::memory::WriteFault;
         let store = Arc::new(MemoryStore::new());
         let k = ApiKeys::new(store.clone());
-        let (rec, token) = k
-            .create_unrecorded("admin-restored", Role::Admin, None)
-            .unwrap();
+        let (rec, token) = k.new_key("admin-restored", Role::Admin, None).unwrap();
+        k.store_unrecorded(&rec).unwrap();
         let header = format!("Bearer {token}");
         assert!(k.authorize(Some(&header), Role::Admin).is_err());
         assert_eq!(k.unrecorded().unwrap(), vec![rec.clone()]);

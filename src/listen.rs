@@ -23,12 +23,14 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{Request, StatusCode};
 use axum_server::Handle;
 use axum_server::accept::Accept;
+use axum_server::service::SendService;
 use axum_server::tls_rustls::RustlsConfig;
+use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// How long in-flight requests may take to finish after a TLS server was
 /// told to stop (plain HTTP waits for them without a limit, as axum does).
@@ -144,40 +146,46 @@ pub async fn serve(
         stopper.graceful_shutdown(grace);
     });
     match rustls {
+        // HTTP/1 only: detecting the version waits for a first byte without
+        // a deadline, so a client that connects and sends nothing would hold
+        // its connection for ever. (Plain-HTTP clients speak HTTP/1.1;
+        // HTTP/2 is negotiated over TLS.)
         None => {
-            // HTTP/1 only: detecting the version waits for a first byte
-            // without a deadline, so a client that connects and sends
-            // nothing would hold its connection for ever. (Plain-HTTP
-            // clients speak HTTP/1.1; HTTP/2 is negotiated over TLS.)
-            let mut server = axum_server::from_tcp(std_listener)
-                .map_err(ListenError::Serve)?
-                .http1_only()
-                .handle(handle)
-                .map(JsonRefusals);
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(header_timeout);
-            server
-                .serve(app.into_make_service())
-                .await
-                .map_err(ListenError::Serve)
+            let server = axum_server::from_tcp(std_listener).map_err(ListenError::Serve)?;
+            serve_accepted(server.http1_only(), handle, app, header_timeout).await
         }
         Some(config) => {
-            let mut server = axum_server::tls_rustls::from_tcp_rustls(std_listener, config)
-                .map_err(ListenError::Serve)?
-                .handle(handle)
-                .map(JsonRefusals);
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(header_timeout);
-            server
-                .serve(app.into_make_service())
-                .await
-                .map_err(ListenError::Serve)
+            let server = axum_server::tls_rustls::from_tcp_rustls(std_listener, config)
+                .map_err(ListenError::Serve)?;
+            serve_accepted(server, handle, app, header_timeout).await
         }
     }
+}
+
+/// Serves `app` on a bound server, whichever acceptor (plain or TLS) it
+/// has: the shutdown `handle`, the API's JSON refusals and the head
+/// deadline are the same for both.
+async fn serve_accepted<Acc>(
+    server: axum_server::Server<SocketAddr, Acc>,
+    handle: Handle<SocketAddr>,
+    app: Router,
+    header_timeout: Duration,
+) -> Result<(), ListenError>
+where
+    Acc: Accept<TcpStream, Router> + Clone + Send + Sync + 'static,
+    Acc::Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Acc::Service: SendService<Request<Incoming>> + Send + 'static,
+    Acc::Future: Send + 'static,
+{
+    let mut server = server.handle(handle).map(JsonRefusals);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(header_timeout);
+    server
+        .serve(app.into_make_service())
+        .await
+        .map_err(ListenError::Serve)
 }
 
 /// An acceptor whose connections answer the HTTP layer's own refusals of

@@ -147,6 +147,27 @@ fn bench_sled_writes_the_log_layout_durably() {
     assert!(!out.ok());
 }
 
+/// A report piped into a reader that stopped early (`| head`) ends the
+/// command quietly, without a panic: the pipe's read end is closed before
+/// the report is written.
+#[test]
+fn a_report_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sled");
+    let mut child = std::process::Command::new(common::binary())
+        .args(["bench", "sled", "--events", "100", "--batch", "50", "--dir"])
+        .arg(&db)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 /// A server on a new data directory under `dir`, with a writer key for
 /// `app` and an auditor key.
 async fn server_with_keys(dir: &tempfile::TempDir, app: &str) -> (Server, String, String) {

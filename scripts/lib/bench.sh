@@ -2,11 +2,15 @@
 # the release binary, a temporary work directory removed on every exit, a
 # `serve` started on it with the rate limit off and a memory watchdog, and
 # the steps that run one `veritrail bench` command each and keep its JSON
-# report. Source it after setting TIME_BUDGET (seconds for the steps) and
-# SERVER_MAX_RSS_MB; it sets BIN, work, deadline and, once a server runs,
-# server_pid and url. Processes in `extra_pids` are stopped on exit too.
+# report. Source it after setting TIME_BUDGET (seconds for the steps); it
+# sets SERVER_MAX_RSS_MB unless set, BIN, work, deadline and, once a server
+# runs, server_pid and url. Processes in `extra_pids` are stopped on exit too.
 # VERITRAIL_SERVER_BIN runs another build's `serve` under the same load
 # generators (e.g. the storage before and after a change).
+
+# The machine may be shared: a server whose resident memory passes this is
+# killed and the run fails (default: half the machine's memory).
+SERVER_MAX_RSS_MB=${SERVER_MAX_RSS_MB:-$(($(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) / 2048))}
 
 BIN=${VERITRAIL_BIN:-target/release/veritrail}
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then

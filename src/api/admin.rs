@@ -203,7 +203,7 @@ async fn record_key_action_once(
 /// At a start, before the log serves a request: records every key made
 /// while it could not append, as `admin.key.create` by the log itself.
 ///
-/// - The keys a restore made ([`crate::auth::ApiKeys::create_unrecorded`]):
+/// - The keys a restore made ([`crate::auth::ApiKeys::store_unrecorded`]):
 ///   each is recorded under an idempotency id of its own, then made usable
 ///   ([`crate::auth::ApiKeys::store_recorded`]), so a start that crashed
 ///   in between records nothing twice, and none is usable unrecorded. At

@@ -244,11 +244,6 @@ mod tests {
         let posted: Value = serde_json::from_str(dead.trim()).unwrap();
         assert_eq!(posted["index"], Value::Null);
         assert_eq!(posted["alert"]["events"], json!([0, 1]));
-        tokio::task::spawn_blocking(move || {
-            let mut log = log;
-            log.shutdown()
-        })
-        .await
-        .unwrap();
+        log.shut_down().await;
     }
 }

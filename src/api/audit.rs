@@ -302,6 +302,39 @@ pub(super) async fn whoami(
     Ok(resp)
 }
 
+/// Records an auditor's read of event `index` in the log (`loaded`: what
+/// [`load_hit`] found, with `context`), then gives the event and the
+/// read's receipt, or the answer an erased body gets (with its audit
+/// header).
+async fn record_event_read(
+    st: &AppState,
+    who: impl Into<Who>,
+    index: u64,
+    loaded: Result<Result<Hit, Response>, ApiError>,
+    context: Value,
+) -> Result<Result<(Hit, EntryReceipt), Response>, ApiError> {
+    let (outcome, subject) = match &loaded {
+        Ok(Ok(hit)) => (Outcome::Success, hit.event.subject.clone()),
+        _ => (Outcome::Failure, None),
+    };
+    let receipt = record_access(
+        st,
+        who,
+        Access {
+            action: "audit.read",
+            resource: ("event", index.to_string()),
+            subject: subject.as_deref(),
+            outcome,
+            context,
+        },
+    )
+    .await?;
+    Ok(match loaded? {
+        Ok(hit) => Ok((hit, receipt)),
+        Err(gone) => Err(with_audit_header(gone, &receipt)),
+    })
+}
+
 /// The event at `index` if it exists and is not erased.
 async fn load_hit(st: &AppState, index: u64) -> Result<Result<Hit, Response>, ApiError> {
     if index >= st.view.durable_size() {
@@ -345,26 +378,11 @@ pub(super) async fn get_event(
     let key = authorize(&st, &headers, Role::Auditor)?;
     let index = parse_index(&index)?;
     let loaded = load_hit(&st, index).await;
-    let (outcome, subject) = match &loaded {
-        Ok(Ok(hit)) => (Outcome::Success, hit.event.subject.clone()),
-        _ => (Outcome::Failure, None),
-    };
-    let receipt = record_access(
-        &st,
-        &key,
-        Access {
-            action: "audit.read",
-            resource: ("event", index.to_string()),
-            subject: subject.as_deref(),
-            outcome,
-            context: json!({ "index": index }),
-        },
-    )
-    .await?;
-    let hit = match loaded? {
-        Ok(hit) => hit,
-        Err(gone) => return Ok(with_audit_header(gone, &receipt)),
-    };
+    let (hit, receipt) =
+        match record_event_read(&st, &key, index, loaded, json!({ "index": index })).await? {
+            Ok(read) => read,
+            Err(gone) => return Ok(gone),
+        };
     let mut body = hit_json(&hit);
     let cp = st.view.checkpoint();
     if index < cp.checkpoint.size {
@@ -732,25 +750,17 @@ pub(super) async fn tlog_proof(
     } else {
         load_hit(&st, index).await
     };
-    let (outcome, subject) = match &loaded {
-        Ok(Ok(hit)) => (Outcome::Success, hit.event.subject.clone()),
-        _ => (Outcome::Failure, None),
-    };
-    let receipt = record_access(
+    let (hit, receipt) = match record_event_read(
         &st,
         &key,
-        Access {
-            action: "audit.read",
-            resource: ("event", index.to_string()),
-            subject: subject.as_deref(),
-            outcome,
-            context: json!({ "index": index, "format": "tlog-proof" }),
-        },
+        index,
+        loaded,
+        json!({ "index": index, "format": "tlog-proof" }),
     )
-    .await?;
-    let hit = match loaded? {
-        Ok(hit) => hit,
-        Err(gone) => return Ok(with_audit_header(gone, &receipt)),
+    .await?
+    {
+        Ok(read) => read,
+        Err(gone) => return Ok(gone),
     };
     let path = crate::merkle::inclusion_proof(index, cp.checkpoint.size, st.tiles.as_ref())
         .map_err(ApiError::internal)?;
@@ -827,11 +837,6 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::OK);
         let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
         assert!(String::from_utf8_lossy(&body).contains("SECRET-SUBJECT"));
-        tokio::task::spawn_blocking(move || {
-            let mut log = log;
-            log.shutdown()
-        })
-        .await
-        .unwrap();
+        log.shut_down().await;
     }
 }

@@ -814,15 +814,6 @@ mod tests {
         (log, state, token)
     }
 
-    async fn shut_down(log: test_log::TestLog) {
-        tokio::task::spawn_blocking(move || {
-            let mut log = log;
-            log.shutdown()
-        })
-        .await
-        .unwrap();
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_hold_stored_while_an_erasure_runs_is_honoured() {
         let (log, state, token) = admin_log();
@@ -877,7 +868,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(kept.is_some(), "the held event was erased");
-        shut_down(log).await;
+        log.shut_down().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -915,6 +906,6 @@ mod tests {
         assert_eq!(h.subject_form, Some(SubjectForm::PseudonymOnly));
         assert_eq!(h.subject, None);
         assert_eq!(h.subject_pseudonym.as_deref(), Some(pseudonym.as_str()));
-        shut_down(log).await;
+        log.shut_down().await;
     }
 }

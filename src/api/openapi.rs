@@ -995,12 +995,7 @@ mod tests {
                 }
             }
         }
-        tokio::task::spawn_blocking(move || {
-            let mut log = log;
-            log.shutdown()
-        })
-        .await
-        .unwrap();
+        log.shut_down().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1024,11 +1019,6 @@ mod tests {
         let body = to_bytes(resp.into_body(), 4 << 20).await.unwrap();
         let served: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(served, doc_json());
-        tokio::task::spawn_blocking(move || {
-            let mut log = log;
-            log.shutdown()
-        })
-        .await
-        .unwrap();
+        log.shut_down().await;
     }
 }

@@ -458,8 +458,10 @@ fn restore_into(
         // No server runs to record it: it waits aside, and the first start
         // records its creation in the log before it takes a request (and
         // only then makes it usable).
-        let (_, token) = ApiKeys::new(dyn_store)
-            .create_unrecorded("admin-restored", Role::Admin, None)
+        let admin_keys = ApiKeys::new(dyn_store);
+        let token = admin_keys
+            .new_key("admin-restored", Role::Admin, None)
+            .and_then(|(record, token)| admin_keys.store_unrecorded(&record).map(|()| token))
             .map_err(|e| BackupError::Io(format!("couldn't create an admin key: {e}")))?;
         let path = staging.join(ADMIN_KEY_FILE);
         durable::create_new(&path, format!("{token}\n").as_bytes(), Secrecy::Secret)

@@ -723,8 +723,7 @@ fn search_within(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sequencer::PreparedEvent;
-    use crate::sequencer::test_log::TestLogBuilder;
+    use crate::sequencer::test_log::{TestLogBuilder, prepared};
     use std::sync::Arc;
 
     fn event_json(subject: &str, actor: &str) -> serde_json::Value {
@@ -737,19 +736,6 @@ mod tests {
             "outcome": "success",
             "occurred_at": "2026-11-25T10:00:00.000Z",
         })
-    }
-
-    fn prepared(v: &serde_json::Value) -> PreparedEvent {
-        let ev = crate::event::parse_event(v, &crate::event::EventLimits::default()).unwrap();
-        let canonical = ev.canonical_bytes();
-        let salt = [3u8; 32];
-        PreparedEvent {
-            id: None,
-            commitment: crate::event::commitment(&salt, &canonical),
-            terms: None,
-            canonical,
-            salt,
-        }
     }
 
     /// A vault with `n` events: subject `s{i % 3}`, actor `a{i % 2}`.

@@ -153,6 +153,14 @@ impl TestLog {
             s.shutdown();
         }
     }
+
+    /// [`TestLog::shutdown`] from async code, off the runtime's threads
+    /// (stopping the sequencer blocks until its last checkpoint is signed).
+    pub(crate) async fn shut_down(mut self) {
+        tokio::task::spawn_blocking(move || self.shutdown())
+            .await
+            .unwrap();
+    }
 }
 
 /// `raw` as a writer's event ready to submit (a fixed salt, no id).

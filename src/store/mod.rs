@@ -13,6 +13,7 @@
 //!   of the next, so any width up to what exists can be served from it;
 //! - a [`BatchWrite`] is applied all or nothing, also across a crash.
 
+pub(crate) mod fields;
 pub mod memory;
 pub mod postgres;
 pub mod sled;

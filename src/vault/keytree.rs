@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::crypto::{DataKey, KEY_LEN};
 use crate::durable::{self, Secrecy};
+use crate::store::fields::Fields;
 use crate::store::{RecordBatch, RecordSpace, Store};
 
 use super::VaultError;
@@ -243,19 +244,19 @@ impl Block {
     }
 
     fn decode(b: &[u8]) -> Option<Block> {
-        let mut r = Reader(b);
+        let mut r = Fields(b);
         let block = match r.u8()? {
             INTERNAL => {
                 let n = r.u16()?;
                 let mut children = BTreeMap::new();
                 for _ in 0..n {
                     let idx = r.u8()?;
-                    let version = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
+                    let version = r.u64()?;
                     children.insert(
                         idx,
                         Child {
                             version,
-                            key: r.key()?,
+                            key: read_key(&mut r)?,
                         },
                     );
                 }
@@ -274,7 +275,7 @@ impl Block {
                         e.push(Node {
                             depth,
                             prefix,
-                            value: r.key()?,
+                            value: read_key(&mut r)?,
                         });
                     }
                     entries.push(e);
@@ -283,31 +284,13 @@ impl Block {
             }
             _ => return None,
         };
-        r.0.is_empty().then_some(block)
+        r.is_empty().then_some(block)
     }
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
-    }
-    fn key(&mut self) -> Option<DataKey> {
-        let k: [u8; KEY_LEN] = self.take(KEY_LEN)?.try_into().ok()?;
-        Some(DataKey::from_secret(k))
-    }
+/// The next data key of a block.
+fn read_key(r: &mut Fields<'_>) -> Option<DataKey> {
+    r.array::<KEY_LEN>().map(DataKey::from_secret)
 }
 
 fn block_name(level: u8, pos: u64, version: u64) -> String {

@@ -214,7 +214,7 @@ impl Vault {
     ) -> Result<Vault, VaultError> {
         let vault = Vault::open_building_index(inner, master, home, flush_events)?;
         // Indexes what it left to the background.
-        while !vault.index_step(crate::search::rebuild::START_STEP_EVENTS)? {}
+        vault.index_to_tree()?;
         Ok(vault)
     }
 
@@ -259,9 +259,16 @@ impl Vault {
         if size - from > flush_events as u64 {
             vault.index.start_building(size);
         } else {
-            while !vault.index_step(crate::search::rebuild::START_STEP_EVENTS)? {}
+            vault.index_to_tree()?;
         }
         Ok(vault)
+    }
+
+    /// Brings the search index up to the tree now, in steps of
+    /// [`crate::search::rebuild::START_STEP_EVENTS`] events.
+    fn index_to_tree(&self) -> Result<(), VaultError> {
+        while !self.index_step(crate::search::rebuild::START_STEP_EVENTS)? {}
+        Ok(())
     }
 
     /// A vault for offline checks: it writes nothing, and its search index

@@ -307,7 +307,7 @@ pub async fn online(command: BenchCommand) -> anyhow::Result<()> {
                 timeout: Duration::from_secs(timeout_s),
             };
             let report = bench::ingest(&opts).await?;
-            print_report(json, || report.to_json(&opts), || report.describe(&opts));
+            print_report(json, || report.to_json(&opts), || report.describe(&opts))?;
         }
         BenchCommand::Search {
             url,
@@ -348,7 +348,7 @@ pub async fn online(command: BenchCommand) -> anyhow::Result<()> {
                 timeout: Duration::from_secs(timeout_s),
             };
             let report = bench::search::search(&opts).await?;
-            print_report(json, || report.to_json(&opts), || report.describe(&opts));
+            print_report(json, || report.to_json(&opts), || report.describe(&opts))?;
         }
         BenchCommand::Read {
             url,
@@ -392,7 +392,7 @@ pub async fn online(command: BenchCommand) -> anyhow::Result<()> {
                 timeout: Duration::from_secs(timeout_s),
             };
             let report = bench::read::read(&opts).await?;
-            print_report(json, || report.to_json(&opts), || report.describe(&opts));
+            print_report(json, || report.to_json(&opts), || report.describe(&opts))?;
             if let Some(why) = &report.first_wrong {
                 bail!(
                     "the server gave wrong answers ({} of {} checked); first: {why}",
@@ -432,7 +432,7 @@ pub fn offline(command: BenchCommand) -> anyhow::Result<()> {
                 population: generated.population(),
             };
             let report = bench::pipeline::pipeline(&opts)?;
-            print_report(json, || report.to_json(&opts), || report.describe(&opts));
+            print_report(json, || report.to_json(&opts), || report.describe(&opts))?;
         }
         BenchCommand::Sled {
             dir,
@@ -456,7 +456,7 @@ pub fn offline(command: BenchCommand) -> anyhow::Result<()> {
                 sizes,
             };
             let report = bench::sled_ceiling(&opts)?;
-            print_report(json, || report.to_json(&opts), || report.describe(&opts));
+            print_report(json, || report.to_json(&opts), || report.describe(&opts))?;
         }
         BenchCommand::Alerts {
             rules,
@@ -474,7 +474,7 @@ pub fn offline(command: BenchCommand) -> anyhow::Result<()> {
                 population: generated.population(),
             };
             let report = bench::alerts::alerts(&opts)?;
-            print_report(json, || report.to_json(&opts), || report.describe(&opts));
+            print_report(json, || report.to_json(&opts), || report.describe(&opts))?;
         }
         BenchCommand::Lines { out, events } => {
             use std::io::Write as _;
@@ -500,15 +500,23 @@ pub fn offline(command: BenchCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints a report as one JSON object (`--json`) or as text.
+/// Prints a report as one JSON object (`--json`) or as text. A reader
+/// that stops early (`| head`) ends the command quietly: what it did not
+/// read was not wanted, and there is nothing left to do.
 fn print_report<J: Display, T: Display>(
     json: bool,
     as_json: impl FnOnce() -> J,
     as_text: impl FnOnce() -> T,
-) {
-    if json {
-        println!("{}", as_json());
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let report = if json {
+        as_json().to_string()
     } else {
-        println!("{}", as_text());
+        as_text().to_string()
+    };
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{report}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("writing the report to stdout"),
     }
 }

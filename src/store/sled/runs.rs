@@ -36,6 +36,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::{backend, checksummed, verified};
+use crate::store::fields::Fields;
 use crate::store::{ScanCursor, ScanPage, StoreError};
 
 /// A 16-byte key of the map.
@@ -244,7 +245,7 @@ impl Manifest {
     }
 
     fn decode(b: &[u8]) -> Option<Manifest> {
-        let mut r = Reader(b);
+        let mut r = Fields(b);
         let next_run = r.u64()?;
         let mut runs = Vec::new();
         for _ in 0..r.u32()? {
@@ -259,37 +260,11 @@ impl Manifest {
         for _ in 0..r.u32()? {
             garbage.push(r.u64()?);
         }
-        r.0.is_empty().then_some(Manifest {
+        r.is_empty().then_some(Manifest {
             next_run,
             runs,
             garbage,
         })
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_be_bytes)
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_be_bytes)
     }
 }
 
