@@ -5,9 +5,21 @@
 //! shown once, when the key is created. Authentication looks the record up
 //! by id and compares the secret's hash in constant time, so neither the
 //! lookup nor the comparison leaks anything about the secret.
+//!
+//! Verified keys are kept in memory for [`KEY_CACHE_TTL`], so a request
+//! costs no store read (on the remote backend, a PostgreSQL round trip):
+//! the cached record is the stored one, and the presented secret is still
+//! hashed and compared in constant time on every request. Only keys that
+//! verified are cached (at most [`MAX_CACHED_KEYS`]), so unknown ids cannot
+//! fill it. Invariant: a key revoked through this process is refused by it
+//! at once (revocation drops the entry, and a read that raced with it is
+//! not cached); a key revoked through another frontend of the same store
+//! is refused here within [`KEY_CACHE_TTL`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -109,10 +121,27 @@ pub enum KeyAdminError {
     Store(#[from] StoreError),
 }
 
+/// How long a verified key is trusted from memory before it is read from
+/// the store again: the longest a revocation made through another frontend
+/// takes to reach this one.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Verified keys kept in memory at most (the cache is emptied when full).
+pub const MAX_CACHED_KEYS: usize = 4096;
+
+/// Verified key records by id, with when each was read.
+#[derive(Default)]
+struct KeyCache {
+    entries: HashMap<String, (ApiKeyRecord, Instant)>,
+    /// Bumped by every revocation: a record read before one is not cached.
+    generation: u64,
+}
+
 /// The key registry over the store.
 #[derive(Clone)]
 pub struct ApiKeys {
     store: Arc<dyn Store>,
+    cache: Arc<Mutex<KeyCache>>,
+    cache_ttl: Duration,
     last_failure_log_ms: Arc<AtomicI64>,
     limiter: Arc<RateLimiter>,
     clock: Clock,
@@ -151,6 +180,8 @@ impl ApiKeys {
     pub fn new(store: Arc<dyn Store>) -> ApiKeys {
         ApiKeys {
             store,
+            cache: Arc::default(),
+            cache_ttl: KEY_CACHE_TTL,
             last_failure_log_ms: Arc::new(AtomicI64::new(0)),
             limiter: Arc::new(RateLimiter::new(RateLimit::default())),
             clock: Clock::system(),
@@ -161,6 +192,13 @@ impl ApiKeys {
     /// `clock` (the log's clock) instead of the system clock.
     pub fn with_clock(mut self, clock: Clock) -> ApiKeys {
         self.clock = clock;
+        self
+    }
+
+    /// Trusts a verified key from memory for `ttl` instead of
+    /// [`KEY_CACHE_TTL`] (zero: every request reads the store).
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> ApiKeys {
+        self.cache_ttl = ttl;
         self
     }
 
@@ -325,7 +363,13 @@ impl ApiKeys {
             .ok_or_else(|| KeyAdminError::NotFound(id.to_string()))?;
         if record.revoked_at.is_none() {
             record.revoked_at = Some(self.clock.now_rfc3339());
-            self.put(&record)?;
+            // Dropped before and after the write: a request in between
+            // reads the store, and one whose read raced with the write
+            // finds the generation moved and caches nothing.
+            self.forget(id);
+            let written = self.put(&record);
+            self.forget(id);
+            written?;
         }
         Ok(record)
     }
@@ -372,14 +416,56 @@ impl ApiKeys {
         if id.len() != 16 || secret.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(AuthError::Invalid);
         }
-        let record = self.get(id)?.ok_or(AuthError::Invalid)?;
+        let (record, read) = match self.cached(id) {
+            Some(record) => (record, None),
+            None => {
+                let generation = self.lock_cache().generation;
+                let record = self.get(id)?.ok_or(AuthError::Invalid)?;
+                (record, Some(generation))
+            }
+        };
         let presented = sha256_hex(secret.as_bytes());
         if !bool::from(presented.as_bytes().ct_eq(record.secret_hash.as_bytes()))
             || record.revoked_at.is_some()
         {
             return Err(AuthError::Invalid);
         }
+        if let Some(generation) = read {
+            self.remember(&record, generation);
+        }
         Ok(record)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached record of key `id`, if it was verified within the TTL.
+    fn cached(&self, id: &str) -> Option<ApiKeyRecord> {
+        let cache = self.lock_cache();
+        let (record, at) = cache.entries.get(id)?;
+        (at.elapsed() < self.cache_ttl).then(|| record.clone())
+    }
+
+    /// Caches a verified `record` read at cache `generation`, unless a
+    /// revocation came since.
+    fn remember(&self, record: &ApiKeyRecord, generation: u64) {
+        let mut cache = self.lock_cache();
+        if cache.generation != generation {
+            return;
+        }
+        if cache.entries.len() >= MAX_CACHED_KEYS {
+            cache.entries.clear();
+        }
+        cache
+            .entries
+            .insert(record.id.clone(), (record.clone(), Instant::now()));
+    }
+
+    fn forget(&self, id: &str) {
+        let mut cache = self.lock_cache();
+        cache.generation += 1;
+        cache.entries.remove(id);
     }
 
     /// Failed authentication is counted and logged (at most once a second),
@@ -490,6 +576,33 @@ mod tests {
             Err(AuthError::Invalid)
         ));
         assert!(k.list().unwrap()[0].revoked_at.is_some());
+    }
+
+    /// Another frontend's revocation reaches this one through the store:
+    /// at once when nothing is cached, else once the cached entry is older
+    /// than the TTL (shown with a zero TTL over the same cache).
+    #[test]
+    fn a_revocation_elsewhere_is_seen_once_the_cache_ttl_passes() {
+        let store = Arc::new(MemoryStore::new());
+        let here = ApiKeys::new(store.clone());
+        let elsewhere = ApiKeys::new(store.clone());
+        let (rec, token) = here.create("ops", Role::Admin, None).unwrap();
+        let header = format!("Bearer {token}");
+        assert!(here.authorize(Some(&header), Role::Admin).is_ok());
+        elsewhere.revoke(&rec.id).unwrap();
+        assert!(
+            here.authorize(Some(&header), Role::Admin).is_ok(),
+            "within the TTL the verified key is served from memory"
+        );
+        let expired = here.clone().with_cache_ttl(Duration::ZERO);
+        assert!(matches!(
+            expired.authorize(Some(&header), Role::Admin),
+            Err(AuthError::Invalid)
+        ));
+        assert!(matches!(
+            ApiKeys::new(store).authorize(Some(&header), Role::Admin),
+            Err(AuthError::Invalid)
+        ));
     }
 
     #[test]

@@ -145,6 +145,11 @@ pub struct Leadership {
     address: RwLock<String>,
     timings: LeaseTimings,
     current: RwLock<Current>,
+    /// Bumped whenever the frontend this one forwards to may have stopped
+    /// sequencing (its lease expired or moved): forwards still waiting on
+    /// it are cut off with a 503, instead of waiting for a frontend that
+    /// was paused or cut off to answer.
+    leader_changes: watch::Sender<u64>,
     client: reqwest::Client,
     max_body: usize,
 }
@@ -190,6 +195,7 @@ impl Leadership {
                 leader: None,
                 is_leader: false,
             }),
+            leader_changes: watch::Sender::new(0),
             client: client
                 .build()
                 .map_err(|e| format!("couldn't build the forwarding client: {e}"))?,
@@ -246,6 +252,11 @@ impl Leadership {
             leader,
             is_leader,
         };
+        self.leader_changed();
+    }
+
+    fn leader_changed(&self) {
+        self.leader_changes.send_modify(|n| *n += 1);
     }
 
     async fn blocking<T: Send + 'static>(
@@ -342,10 +353,23 @@ impl Leadership {
                 }
             };
         if let Some(h) = holder.filter(|h| h.holder != self.holder) {
+            let leader = Some(h.address).filter(|a| !a.is_empty());
             let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
-            cur.leader = Some(h.address).filter(|a| !a.is_empty());
+            if cur.leader != leader {
+                cur.leader = leader;
+                drop(cur);
+                self.leader_changed();
+            }
             return None;
         }
+        // No live lease: the frontend forwarded to (if any) no longer
+        // sequences; what waits on it is cut off now, not at its timeout,
+        // and new requests get a 503 until a frontend takes over.
+        self.current
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .leader = None;
+        self.leader_changed();
         let address = self.address();
         let sent = Instant::now();
         let (store, holder, ttl) = (self.store.clone(), self.holder.clone(), self.timings.ttl);
@@ -533,7 +557,8 @@ async fn forward(l: &Leadership, leader: Option<String>, req: Request) -> Respon
             .parse()
             .unwrap_or_else(|_| header::HeaderValue::from_static("1")),
     );
-    let sent = l
+    let mut changes = l.leader_changes.subscribe();
+    let request = l
         .client
         .request(
             parts.method,
@@ -541,8 +566,15 @@ async fn forward(l: &Leadership, leader: Option<String>, req: Request) -> Respon
         )
         .headers(headers)
         .body(body)
-        .send()
-        .await;
+        .send();
+    let sent = tokio::select! {
+        sent = request => sent,
+        _ = changes.changed() => {
+            // Its outcome is unknown, as after a timeout: the writer
+            // retries, and an event with an id is not appended twice.
+            return no_leader("the sequencing frontend lost its lease before it answered");
+        }
+    };
     let answer = match sent {
         Ok(a) => a,
         Err(e) => {

@@ -180,6 +180,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let parts = Arc::new(Parts {
         config: config.clone(),
         store: store.clone(),
+        keys: ApiKeys::new(store.clone())
+            .with_rate_limit(config.limits.rate_limit)
+            .with_clock(clock.clone()),
         master,
         keyring,
         origin: opened.origin.clone(),
@@ -299,6 +302,9 @@ fn holder_name() -> String {
 struct Parts {
     config: ServeConfig,
     store: Arc<dyn Store>,
+    /// One key registry for every engine of the process, so a revocation
+    /// through any of them drops the key from the one cache of verified keys.
+    keys: ApiKeys,
     master: crate::crypto::MasterKey,
     keyring: crate::vault::KeyringHome,
     origin: String,
@@ -326,9 +332,7 @@ impl Parts {
             tiles: Arc::new(TileCache::new(store.clone(), self.config.read_cache_bytes)),
             view,
             sequencer,
-            keys: ApiKeys::new(store)
-                .with_rate_limit(self.config.limits.rate_limit)
-                .with_clock(self.clock.clone()),
+            keys: self.keys.clone(),
             vault,
             limits: Arc::new(self.config.limits.clone()),
             metrics: self.metrics.clone(),

@@ -135,6 +135,30 @@ pub(crate) fn check_sample(store: &dyn Store) {
     );
     assert_eq!(
         store
+            .records_many(
+                RecordSpace::ApiKey,
+                &[
+                    b"k2".to_vec(),
+                    b"origin".to_vec(),
+                    b"k1".to_vec(),
+                    b"k2".to_vec()
+                ]
+            )
+            .unwrap(),
+        vec![
+            Some(b"second".to_vec()),
+            None,
+            Some(b"first".to_vec()),
+            Some(b"second".to_vec())
+        ],
+        "one answer per key asked, in the order asked, in that space only"
+    );
+    assert_eq!(
+        store.records_many(RecordSpace::Meta, &[]).unwrap(),
+        Vec::<Option<Vec<u8>>>::new()
+    );
+    assert_eq!(
+        store
             .record(RecordSpace::Sealed, &1u64.to_be_bytes())
             .unwrap(),
         Some(b"sealed-1".to_vec()),

@@ -325,6 +325,17 @@ pub trait Store: Send + Sync + 'static {
     /// Reads a small record.
     fn record(&self, space: RecordSpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// [`Store::record`] of each of `keys` in one space, in their order, in
+    /// one request where the backend can (the vault asks once per batch for
+    /// the subjects it has not cached). The default asks for one at a time.
+    fn records_many(
+        &self,
+        space: RecordSpace,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.record(space, k)).collect()
+    }
+
     /// Every record of a space, in key order. For the small spaces; use
     /// [`Store::scan_records`] for `Sealed`, which grows with the log.
     fn records(&self, space: RecordSpace) -> Result<Vec<Record>, StoreError>;

@@ -97,7 +97,12 @@ pub(super) fn parse_key_id(id: &[u8]) -> Option<Option<u64>> {
 }
 
 pub(super) fn slot_record(pseudonym: &Term) -> Vec<u8> {
-    [SLOT_PREFIX, &pseudonym.0[1..]].concat()
+    slot_record_of(&pseudonym.0[1..])
+}
+
+/// The slot record's key of a subject's raw pseudonym.
+fn slot_record_of(raw: &[u8]) -> Vec<u8> {
+    [SLOT_PREFIX, raw].concat()
 }
 
 fn u64_of(v: &[u8], what: &str) -> Result<u64, StoreError> {
@@ -345,6 +350,37 @@ impl Keys {
         Ok(Some(s))
     }
 
+    /// The stored slots of those of `subjects` not cached yet, read in one
+    /// request (one round trip per batch on a remote store, not one per
+    /// new subject) and cached; `None` for a subject without one.
+    fn stored_slots(
+        &mut self,
+        store: &dyn Store,
+        subjects: &[Term],
+    ) -> Result<HashMap<[u8; 32], Option<u64>>, StoreError> {
+        let mut wanted: Vec<[u8; 32]> = subjects
+            .iter()
+            .map(|t| t.0[1..].try_into().unwrap_or([0; 32]))
+            .filter(|raw| !self.slots.contains_key(raw))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let keys: Vec<Vec<u8>> = wanted.iter().map(|raw| slot_record_of(raw)).collect();
+        let values = store.records_many(RecordSpace::DataKey, &keys)?;
+        let mut out = HashMap::with_capacity(wanted.len());
+        for (raw, v) in wanted.into_iter().zip(values) {
+            let slot = v.map(|v| u64_of(&v, "a subject slot")).transpose()?;
+            if let Some(s) = slot {
+                if self.slots.len() >= MAX_CACHED_SLOTS {
+                    self.slots.clear();
+                }
+                self.slots.insert(raw, s);
+            }
+            out.insert(raw, slot);
+        }
+        Ok(out)
+    }
+
     /// The next subject slot to hand out: every slot below it was given out.
     pub fn next_slot(&self) -> u64 {
         self.next_slot
@@ -385,12 +421,18 @@ impl Keys {
             ..Allocation::default()
         };
         let mut leaves: BTreeMap<u64, Vec<Entry>> = BTreeMap::new();
+        let stored = self.stored_slots(store, subjects)?;
         let mut seen = BTreeSet::new();
         for t in subjects {
             if !seen.insert(t.0) {
                 continue;
             }
-            if let Some(s) = self.slot_of(store, t)?
+            let raw: [u8; 32] = t.0[1..].try_into().unwrap_or([0; 32]);
+            let slot = match self.slots.get(&raw) {
+                Some(s) => Some(*s),
+                None => stored.get(&raw).copied().flatten(),
+            };
+            if let Some(s) = slot
                 && self.slot_alive(s)?
             {
                 continue;
@@ -415,7 +457,6 @@ impl Keys {
                     Some(_) => {}
                 }
             };
-            let raw: [u8; 32] = t.0[1..].try_into().unwrap_or([0; 32]);
             alloc.new_slots.push((raw, s));
             records.push((
                 RecordSpace::DataKey,

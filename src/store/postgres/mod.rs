@@ -5,8 +5,9 @@
 //! Where each thing lives:
 //! - bucket (`bucket.rs`): full hash tiles and full entry bundles at their
 //!   C2SP paths; with every checkpoint also the partial tiles and bundle of
-//!   its size and a copy of the checkpoint, so the bucket alone is a
-//!   complete tlog-tiles copy of the log;
+//!   its size and a copy of the checkpoint, written after its commit
+//!   (`static_copy.rs`), so the bucket alone is a complete tlog-tiles copy
+//!   of the log;
 //! - PostgreSQL (`schema.sql`): the coordination row (tree size,
 //!   checkpoint, index watermark, sequencer lease), the right edge's partial
 //!   tiles and bundle, records (API keys, data keys, sealed bodies,
@@ -20,7 +21,10 @@
 //!   (and confirmed, `bucket.rs`) while it holds that lock, before it commits. What no
 //!   committed transaction names does not exist: a full tile is read from
 //!   the bucket only when the committed tree size covers it, and an object
-//!   left over by a batch that never committed may be replaced;
+//!   left over by a batch that never committed may be replaced; the static
+//!   copy of a checkpoint (its partial objects, then `checkpoint`) is
+//!   written only once it committed, so it never waits on, nor delays, an
+//!   acknowledgment;
 //! - the bucket is never trusted for fencing: the row lock is.
 //!
 //! The `Store` trait is synchronous and is called from request handlers
@@ -31,6 +35,7 @@
 
 mod bucket;
 mod lease;
+mod static_copy;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -50,7 +55,7 @@ use super::{
     ScanPage, Store, StoreError, StoredCheckpoint, StoredEvent,
 };
 use crate::merkle::Hash;
-use crate::tiles::{self, Tile};
+use crate::tiles::Tile;
 
 /// Hashes per full tile, entries per full bundle.
 const WIDTH: u64 = 256;
@@ -60,8 +65,11 @@ const FULL_TILE_BYTES: usize = 256 * 32;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one commit may take (its bucket writes included).
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long the server lets a transaction sit idle before ending it.
-const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
+/// How long the server lets a transaction sit idle before ending it: under
+/// the default sequencer lease (3 s, renewed every second), so a leader
+/// paused inside a commit has lost the coordination row's lock by the time
+/// its lease expires, and the next leader's takeover does not wait for it.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(2);
 /// Connections for readers; the writer has its own.
 const READERS: usize = 4;
 /// Statements kept prepared per connection (the store has fewer; the
@@ -188,14 +196,6 @@ impl Tx<'_> {
         self.prepared().query_one(sql, params).await
     }
 
-    async fn query_opt(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, tokio_postgres::Error> {
-        self.prepared().query_opt(sql, params).await
-    }
-
     async fn execute(
         &self,
         sql: &str,
@@ -301,6 +301,8 @@ struct Inner {
     /// The lease token every commit must find in the coordination row, or
     /// `None` when this store does not check it (one frontend).
     fence: Mutex<Option<i64>>,
+    /// The committed checkpoints waiting for their static copy.
+    static_copy: static_copy::StaticCopy,
 }
 
 /// The PostgreSQL + bucket store.
@@ -349,7 +351,12 @@ impl PgStore {
             },
             bucket: Bucket::open(bucket)?,
             fence: Mutex::new(None),
+            static_copy: static_copy::StaticCopy::new(),
         });
+        runtime.spawn(static_copy::run(
+            Arc::downgrade(&inner),
+            inner.static_copy.subscribe(),
+        ));
         let store = PgStore {
             inner,
             runtime: Some(runtime),
@@ -444,6 +451,14 @@ impl PgStore {
 impl Drop for PgStore {
     fn drop(&mut self) {
         // Callers may be inside another runtime, where a blocking shutdown panics.
+        // A clean stop leaves the static copy at the last checkpoint.
+        let flushed = self.run(Duration::from_secs(5), async |s| {
+            s.static_copy.flushed().await;
+            Ok(())
+        });
+        if flushed.is_err() {
+            tracing::warn!("the bucket's static copy may lag the last checkpoint");
+        }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
@@ -512,158 +527,6 @@ impl Inner {
         Ok(())
     }
 
-    /// The partial tiles and bundle of a tree of `size`, for the bucket's
-    /// static copy: from `batch` where it has them, else from the stored
-    /// right edge (or a tile that became full since), cut to their width.
-    async fn static_partials(
-        &self,
-        t: &Tx<'_>,
-        size: u64,
-        committed: u64,
-        batch: Option<&BatchWrite>,
-    ) -> Result<Vec<Blob>, StoreError> {
-        // At most 8 levels in a u64 tree; what is not in `batch` is read,
-        // all levels at once (the connection pipelines the reads).
-        let levels = (0u8..8).filter(|l| size.checked_shr(8 * u32::from(*l)).unwrap_or(0) > 0);
-        let (tiles, bundle) = futures_util::future::try_join(
-            futures_util::future::try_join_all(
-                levels.map(|level| self.static_tile(t, size, committed, batch, level)),
-            ),
-            self.static_bundle(t, size, committed, batch),
-        )
-        .await?;
-        Ok(tiles.into_iter().flatten().chain(bundle).collect())
-    }
-
-    /// The partial tile at `level` of a tree of `size`, if it has one.
-    async fn static_tile(
-        &self,
-        t: &Tx<'_>,
-        size: u64,
-        committed: u64,
-        batch: Option<&BatchWrite>,
-        level: u8,
-    ) -> Result<Option<Blob>, StoreError> {
-        let width = tiles::partial_width(level, size);
-        if width == 0 {
-            return Ok(None);
-        }
-        let index = (size >> (8 * u32::from(level))) / WIDTH;
-        let tile = Tile {
-            level,
-            index,
-            width,
-        };
-        let from_batch = batch.and_then(|b| {
-            b.tiles
-                .iter()
-                .find(|(l, i, _)| (*l, *i) == (level, index))
-                .map(|(_, _, d)| d.clone())
-        });
-        let data = match from_batch {
-            Some(d) => d,
-            None => self.tile_in(t, level, index).await?,
-        };
-        let data = data
-            .get(..tile.hash_data_len())
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "tile {} is shorter than its width",
-                    tile.hash_path()
-                ))
-            })?
-            .to_vec();
-        Ok(Some(Blob {
-            name: tile.hash_path(),
-            data,
-            committed: covers(committed, level, index, u64::from(width)),
-        }))
-    }
-
-    /// The partial entry bundle of a tree of `size`, if it has one.
-    async fn static_bundle(
-        &self,
-        t: &Tx<'_>,
-        size: u64,
-        committed: u64,
-        batch: Option<&BatchWrite>,
-    ) -> Result<Option<Blob>, StoreError> {
-        let width = size % WIDTH;
-        if width == 0 {
-            return Ok(None);
-        }
-        let index = size / WIDTH;
-        let from_batch = batch.and_then(|b| {
-            b.bundles
-                .iter()
-                .find(|(i, _)| *i == index)
-                .map(|(_, d)| d.clone())
-        });
-        let data = match from_batch {
-            Some(d) => d,
-            None => self.bundle_in(t, index).await?,
-        };
-        let ends = tiles::bundle_entry_ends(&data)
-            .map_err(|e| StoreError::Corrupt(format!("entry bundle {index}: {e}")))?;
-        let end = usize::try_from(width - 1)
-            .ok()
-            .and_then(|w| ends.get(w))
-            .copied()
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "entry bundle {index} has fewer than {width} entries"
-                ))
-            })?;
-        let tile = Tile {
-            level: 0,
-            index,
-            width: width as u16,
-        };
-        Ok(Some(Blob {
-            name: tile.entries_path(),
-            data: data[..end].to_vec(),
-            committed: covers(committed, 0, index, width),
-        }))
-    }
-
-    /// Tile `(level, index)` as seen by the transaction: its partial row,
-    /// else the full tile in the bucket.
-    async fn tile_in(&self, t: &Tx<'_>, level: u8, index: u64) -> Result<Vec<u8>, StoreError> {
-        let row = t
-            .query_opt(
-                "SELECT data FROM vt_partial_tile WHERE level = $1 AND idx = $2",
-                &[&i16::from(level), &to_i64(index)?],
-            )
-            .await
-            .map_err(pg)?;
-        match row {
-            Some(r) => Ok(r.get(0)),
-            None => self
-                .bucket
-                .get(&Tile::full(level, index).hash_path())
-                .await?
-                .ok_or_else(|| StoreError::Corrupt(format!("tile {level}/{index} is missing"))),
-        }
-    }
-
-    async fn bundle_in(&self, t: &Tx<'_>, index: u64) -> Result<Vec<u8>, StoreError> {
-        let row = t
-            .query_opt(
-                "SELECT data FROM vt_partial_bundle WHERE idx = $1",
-                &[&to_i64(index)?],
-            )
-            .await
-            .map_err(pg)?;
-        match row {
-            Some(r) => Ok(r.get(0)),
-            None => self
-                .bucket
-                .get(&Tile::full(0, index).entries_path())
-                .await?
-                .ok_or_else(|| StoreError::Corrupt(format!("entry bundle {index} is missing"))),
-        }
-    }
-
     async fn commit(&self, b: BatchWrite) -> Result<(), StoreError> {
         let checkpoint = b.checkpoint.clone();
         self.db
@@ -688,12 +551,6 @@ impl Inner {
                         });
                     }
                 }
-                if b.checkpoint.is_some() {
-                    blobs.extend(
-                        self.static_partials(t, b.tree_size, committed, Some(&b))
-                            .await?,
-                    );
-                }
                 // The bucket writes and the statements overlap; both are
                 // done (the objects confirmed) before the transaction commits.
                 futures_util::future::try_join(self.put_blobs(&blobs), write_batch(t, &b))
@@ -702,40 +559,52 @@ impl Inner {
             })
             .await?;
         if let Some(cp) = checkpoint {
-            self.publish_checkpoint(&cp.note).await;
+            let partial = |data: &Vec<u8>| data.len() < FULL_TILE_BYTES;
+            self.static_copy.queue(
+                b.tree_size,
+                cp.note,
+                b.tiles.into_iter().filter(|(_, _, d)| partial(d)).collect(),
+                b.bundles
+                    .into_iter()
+                    .filter(|(i, _)| !covers(b.tree_size, 0, *i, WIDTH))
+                    .collect(),
+            );
         }
         Ok(())
     }
 
     async fn put_checkpoint(&self, cp: StoredCheckpoint) -> Result<(), StoreError> {
         let size = checkpoint_size(&cp.note);
-        self.db
+        let committed = self
+            .db
             .transaction(async |t| {
                 let committed = self.lock_log(t).await?;
-                if let Some(size) = size.filter(|s| *s <= committed) {
-                    let blobs = self.static_partials(t, size, committed, None).await?;
-                    self.put_blobs(&blobs).await?;
-                }
                 exec(
                     t,
                     "UPDATE vt_log SET checkpoint = $1 WHERE id = 1",
                     &[&cp.encode()],
                 )
                 .await?;
-                Ok(())
+                Ok(committed)
             })
             .await?;
-        self.publish_checkpoint(&cp.note).await;
-        Ok(())
-    }
-
-    /// Copies a committed checkpoint to the bucket. The one in PostgreSQL
-    /// counts; a failure here leaves the static copy at the previous
-    /// checkpoint until the next one, which is consistent, so it is logged.
-    async fn publish_checkpoint(&self, note: &[u8]) {
-        if let Err(e) = self.bucket.replace(CHECKPOINT_OBJECT, note).await {
-            tracing::warn!(error = %e, "couldn't copy the checkpoint to the bucket; the next checkpoint will");
+        // Rare (a checkpoint without a batch, a migration): it waits for
+        // its static copy, so a migrated bucket is complete when it ends. A
+        // copy that fails is retried in the background; the checkpoint in
+        // PostgreSQL is the one that counts.
+        if let Some(size) = size.filter(|s| *s <= committed) {
+            let seq = self
+                .static_copy
+                .queue(size, cp.note, Vec::new(), Vec::new());
+            let copied = self.static_copy.copied(seq, size);
+            if tokio::time::timeout(COMMIT_TIMEOUT / 2, copied)
+                .await
+                .is_err()
+            {
+                tracing::warn!(size, "the bucket's static copy lags the stored checkpoint");
+            }
         }
+        Ok(())
     }
 }
 
@@ -1164,6 +1033,33 @@ impl Store for PgStore {
                 .await
                 .map_err(pg)?;
             Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn records_many(
+        &self,
+        space: RecordSpace,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted = keys.to_vec();
+        self.read(async move |s| {
+            let conn = s.db.reader().await?;
+            let c = conn.prepared();
+            let rows = c
+                .query(
+                    "SELECT key, value FROM vt_record WHERE space = $1 AND key = ANY($2)",
+                    &[&space_code(space), &wanted],
+                )
+                .await
+                .map_err(pg)?;
+            let mut found: HashMap<Vec<u8>, Vec<u8>> = HashMap::with_capacity(rows.len());
+            for r in &rows {
+                found.insert(r.get(0), r.get(1));
+            }
+            Ok(wanted.iter().map(|k| found.get(k).cloned()).collect())
         })
     }
 

@@ -7,6 +7,7 @@ mod services;
 
 use super::*;
 use crate::store::conformance;
+use crate::tiles;
 use services::{ObjectServer, Postgres};
 use std::time::Duration;
 
@@ -38,6 +39,17 @@ impl Services {
         }
     }
 
+    /// The static copy of `tile_batch(5, 1, true)`: partial tile and
+    /// bundle, and the checkpoint.
+    fn has_static_copy_of_size_5(&self) {
+        assert_eq!(self.object("tile/0/000.p/5"), Some(vec![1; 5 * 32]));
+        assert!(self.object("tile/entries/000.p/5").is_some());
+        assert_eq!(
+            self.object("checkpoint"),
+            Some(b"origin\n5\nroot\n\nsig\n".to_vec())
+        );
+    }
+
     /// The bucket object `name`, read from the server's directory.
     fn object(&self, name: &str) -> Option<Vec<u8>> {
         std::fs::read(self.s3.bucket_dir().join("audit").join(name)).ok()
@@ -66,18 +78,23 @@ fn tile_batch(size: u64, fill: u8, checkpoint: bool) -> BatchWrite {
     }
 }
 
+/// Waits until the static copy of every committed checkpoint is written.
+fn copied(store: &PgStore) {
+    store
+        .run(COMMIT_TIMEOUT, async |s| {
+            s.static_copy.flushed().await;
+            Ok(())
+        })
+        .unwrap();
+}
+
 #[test]
 fn full_tiles_go_to_the_bucket_and_everything_survives_a_reopen() {
     let s = Services::start();
     let store = s.open();
     store.commit(&tile_batch(5, 1, true)).unwrap();
-    // The static copy of size 5: partial tile and bundle, and the checkpoint.
-    assert_eq!(s.object("tile/0/000.p/5"), Some(vec![1; 5 * 32]));
-    assert!(s.object("tile/entries/000.p/5").is_some());
-    assert_eq!(
-        s.object("checkpoint"),
-        Some(b"origin\n5\nroot\n\nsig\n".to_vec())
-    );
+    copied(&store);
+    s.has_static_copy_of_size_5();
     assert_eq!(s.object("tile/0/000"), None, "not full yet");
     store.commit(&tile_batch(256, 1, false)).unwrap();
     assert_eq!(s.object("tile/0/000"), Some(vec![1; 256 * 32]));
@@ -211,4 +228,20 @@ fn unreachable_services_fail_writes_without_changes_and_the_store_recovers() {
     s.pg.resume();
     conformance::check_sample(&store);
     assert_eq!(store.record(RecordSpace::Meta, b"x").unwrap(), None);
+}
+
+/// The static copy is written after the commit: a batch that completes no
+/// full tile commits while the bucket is down, and its partial objects and
+/// checkpoint reach the bucket once it is back.
+#[test]
+fn the_static_copy_catches_up_after_a_bucket_outage() {
+    let mut s = Services::start();
+    let store = s.open();
+    s.s3.stop();
+    store.commit(&tile_batch(5, 1, true)).unwrap();
+    assert_eq!(store.tree_size().unwrap(), 5);
+    assert_eq!(s.object("checkpoint"), None);
+    s.s3.resume();
+    copied(&store);
+    s.has_static_copy_of_size_5();
 }
