@@ -41,7 +41,11 @@ use crate::crypto::Term;
 use crate::store::{RecordBatch, RecordSpace, ScanCursor, StoreError};
 
 /// Events one step looks at (and deletes at most).
-pub const STEP_EVENTS: usize = 1000;
+pub const STEP_EVENTS: usize = 256;
+/// Pause after each step. The vault's lock is not fair: a step that took
+/// it again at once would keep the sequencer's commits waiting behind a
+/// whole job (an ingest p99 of over a second while erasures ran).
+const BETWEEN_STEPS: Duration = Duration::from_millis(20);
 /// Prefix of the job records in `RecordSpace::Meta`; the subject's index
 /// term follows.
 const JOB_PREFIX: &[u8] = b"erasure-cleanup/";
@@ -235,7 +239,11 @@ fn run(vault: Weak<Vault>) {
     loop {
         let Some(v) = vault.upgrade() else { return };
         match v.cleanup_step(STEP_EVENTS) {
-            Ok(true) => continue,
+            Ok(true) => {
+                drop(v);
+                std::thread::sleep(BETWEEN_STEPS);
+                continue;
+            }
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "an erasure cleanup step failed; retrying"),
         }
