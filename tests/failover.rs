@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::services::{ObjectServer, Postgres};
 use common::{Server, create_key, event, get_json, hashes, log_verifiers, verify_checkpoint};
+use futures_util::stream::{self, StreamExt};
 use serde_json::{Value, json};
 use veritrail::merkle::{self, Hash};
 use veritrail::note::NoteVerifier;
@@ -33,6 +34,9 @@ const WRITERS: usize = 4;
 const TAKEOVER_LIMIT: Duration = Duration::from_secs(15);
 /// Times the leader is killed (the failover test).
 const KILL_ROUNDS: usize = 10;
+/// Proof requests the final check keeps in flight: one at a time, its
+/// thousands of proofs took a quarter of an hour of waiting.
+const PROOFS_IN_FLIGHT: usize = 16;
 
 /// One frontend's flags and environment, and the services they name.
 struct Cluster {
@@ -348,20 +352,30 @@ async fn check_log(url: &str, key: &str, verifiers: &[Box<dyn NoteVerifier>], se
         if let Some(other) = by_index.insert(a.index, a) {
             assert_eq!(other.id, a.id, "two ids acknowledged at index {}", a.index);
         }
-        let p = get_json(&format!(
-            "{url}/v1/proof/inclusion?index={}&tree_size={}",
-            a.index, fin.size
-        ))
-        .await;
-        merkle::verify_inclusion(
-            a.index,
-            fin.size,
-            &a.leaf_hash,
-            &hashes(&p["audit_path"]),
-            &fin.root,
-        )
-        .unwrap_or_else(|e| panic!("acknowledged event {} at {}: {e}", a.id, a.index));
     }
+    let fin = &fin;
+    stream::iter(&seen.acks)
+        .map(|a| async move {
+            let p = get_json(&format!(
+                "{url}/v1/proof/inclusion?index={}&tree_size={}",
+                a.index, fin.size
+            ))
+            .await;
+            (a, p)
+        })
+        .buffer_unordered(PROOFS_IN_FLIGHT)
+        .for_each(|(a, p)| {
+            merkle::verify_inclusion(
+                a.index,
+                fin.size,
+                &a.leaf_hash,
+                &hashes(&p["audit_path"]),
+                &fin.root,
+            )
+            .unwrap_or_else(|e| panic!("acknowledged event {} at {}: {e}", a.id, a.index));
+            async {}
+        })
+        .await;
     // Every checkpoint seen: signed, one root per size, consistent with the final one.
     let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
     for note in &seen.notes {
@@ -371,25 +385,35 @@ async fn check_log(url: &str, key: &str, verifiers: &[Box<dyn NoteVerifier>], se
             assert_eq!(root, cp.root, "two checkpoints of size {} differ", cp.size);
         }
     }
-    for (size, root) in &roots {
-        if *size == 0 || *size > fin.size {
-            assert!(
-                *size <= fin.size,
-                "a checkpoint of size {size} beyond the final {}",
-                fin.size
-            );
-            continue;
-        }
+    for size in roots.keys() {
+        assert!(
+            *size <= fin.size,
+            "a checkpoint of size {size} beyond the final {}",
+            fin.size
+        );
+    }
+    stream::iter(
+        roots
+            .iter()
+            .filter(|(size, _)| **size != 0 && **size <= fin.size),
+    )
+    .map(|(size, root)| async move {
         let p = get_json(&format!(
             "{url}/v1/proof/consistency?first={size}&second={}",
             fin.size
         ))
         .await;
-        merkle::verify_consistency(*size, fin.size, root, &fin.root, &hashes(&p["consistency"]))
+        (*size, root, p)
+    })
+    .buffer_unordered(PROOFS_IN_FLIGHT)
+    .for_each(|(size, root, p)| {
+        merkle::verify_consistency(size, fin.size, root, &fin.root, &hashes(&p["consistency"]))
             .unwrap_or_else(|e| {
                 panic!("checkpoint {size} is not consistent with {}: {e}", fin.size)
             });
-    }
+        async {}
+    })
+    .await;
     // Every id again: its first index, as a duplicate.
     for chunk in seen.acks.chunks(100) {
         let events: Vec<Value> = chunk

@@ -247,8 +247,15 @@ async function erase() {
   try {
     const r = await authJson('v1/erasure', key, { method: 'POST', body });
     const erased = r.json.erased || [];
-    showVerdict(box, 'ok', `Erased ${erased.length} event(s)`,
-      `Leaf index(es): ${erased.join(', ') || 'none'}. Data keys destroyed: ${r.json.keys_destroyed ?? 0}. Recorded in the log as event ${r.json.audit_index}.`);
+    const recorded = `Data keys destroyed: ${r.json.keys_destroyed ?? 0}. Recorded in the log as event ${r.json.audit_index}.`;
+    if (kind === 'subject') {
+      // A subject's events are not listed: its key is destroyed, so every
+      // one of them reads as erased now, and their bodies go in the background.
+      showVerdict(box, 'ok', `Erased subject ${target}`,
+        `Its key is destroyed: every event of it now answers 410 Gone.${r.json.cleanup === 'pending' ? ' Its stored bodies are being deleted in the background.' : ''} ${recorded}`);
+    } else {
+      showVerdict(box, 'ok', `Erased ${erased.length} event(s)`, `Leaf index(es): ${erased.join(', ') || 'none'}. ${recorded}`);
+    }
     box.dataset.erased = erased.join(',');
   } catch (e) {
     failed(box, 'Nothing erased', e);
