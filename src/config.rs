@@ -95,6 +95,10 @@ pub struct FileConfig {
     /// start that finds the index further behind the tree than this builds
     /// it in the background [default: 32768].
     pub search_index_flush_events: Option<usize>,
+    /// Milliseconds each background job (the erasure cleanup, the search
+    /// index's build) sleeps after each step, 0 to 10000, so that the
+    /// sequencer's commits are not kept waiting behind it [default: 20].
+    pub background_step_pause_ms: Option<u64>,
     /// The `[alerts]` table, as written; [`FileConfig::load`] parses it
     /// into `alert_rules` (see docs/alerts.md).
     pub alerts: Option<serde::de::IgnoredAny>,
@@ -175,6 +179,9 @@ impl FileConfig {
             search_index_flush_events: self
                 .search_index_flush_events
                 .or(lower.search_index_flush_events),
+            background_step_pause_ms: self
+                .background_step_pause_ms
+                .or(lower.background_step_pause_ms),
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
             known_checkpoints: self.known_checkpoints.or(lower.known_checkpoints),
@@ -230,6 +237,8 @@ pub struct ServeConfig {
     /// Events the search index holds in memory before a flush, and the gap
     /// beyond which a start builds it in the background.
     pub search_index_flush_events: usize,
+    /// How the background jobs are paced.
+    pub background: crate::vault::background::Pace,
     /// Alert rules and their delivery, when the file has an `[alerts]` table.
     pub alerts: Option<Arc<AlertsConfig>>,
     /// Where the log's data lives.
@@ -416,6 +425,16 @@ impl ServeConfig {
             Some(n) => n,
             None => crate::vault::DEFAULT_INDEX_FLUSH_EVENTS,
         };
+        let background = match o.background_step_pause_ms.map(Duration::from_millis) {
+            Some(d) if d > crate::vault::background::MAX_PAUSE => {
+                return Err(format!(
+                    "background_step_pause_ms must be at most {}",
+                    crate::vault::background::MAX_PAUSE.as_millis()
+                ));
+            }
+            Some(between_steps) => crate::vault::background::Pace { between_steps },
+            None => crate::vault::background::Pace::default(),
+        };
         Ok(ServeConfig {
             data,
             listen,
@@ -431,6 +450,7 @@ impl ServeConfig {
             store_cache_bytes,
             read_cache_bytes,
             search_index_flush_events,
+            background,
             backend,
             alerts: o.alert_rules,
             lease: LeaseTimings::configured(o.lease_ttl_ms, o.lease_renew_ms)?,
@@ -582,6 +602,28 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn the_background_pause_is_bounded() {
+        let with = |ms: u64| FileConfig {
+            background_step_pause_ms: Some(ms),
+            ..FileConfig::default()
+        };
+        let resolve = |o| ServeConfig::resolve(o, FileConfig::default());
+        assert_eq!(
+            resolve(FileConfig::default()).unwrap().background,
+            crate::vault::background::Pace::default()
+        );
+        for ok in [0, 20, 10_000] {
+            let pace = resolve(with(ok)).unwrap().background;
+            assert_eq!(pace.between_steps, Duration::from_millis(ok));
+        }
+        let e = resolve(with(10_001)).unwrap_err();
+        assert!(
+            e.contains("background_step_pause_ms must be at most 10000"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -364,8 +364,9 @@ impl Parts {
             )
             .map_err(|e| e.to_string())?,
         );
-        crate::search::rebuild::start(&vault).map_err(|e| e.to_string())?;
-        crate::vault::start_erasure_cleanup(&vault).map_err(|e| e.to_string())?;
+        let pace = self.config.background;
+        crate::search::rebuild::start(&vault, pace).map_err(|e| e.to_string())?;
+        crate::vault::start_erasure_cleanup(&vault, pace).map_err(|e| e.to_string())?;
         let view = Arc::new(LogView::new(published, edge.size(), self.clock.clone()));
         let sequencer = Sequencer::start(
             store.clone(),

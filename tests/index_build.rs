@@ -9,7 +9,10 @@
 //! nothing of the index is written out, and killed: its whole tree is
 //! behind the stored index. It is then served with a flush of 1,024
 //! events, far below that gap, so the index is built in the background and
-//! its progress stored every 1,024 events.
+//! its progress stored every 1,024 events. Its steps are paced at
+//! [`PAUSE_MS`] (`--background-step-pause-ms`), so the build takes at
+//! least that pause times its steps however fast the machine is, and the
+//! test sees it halfway.
 
 mod common;
 
@@ -28,6 +31,9 @@ const LIVE: usize = 100;
 /// The flush of the restarted server: the background build's threshold
 /// and the step of its stored progress.
 const FLUSH: u64 = 1024;
+/// The pause after each background step of 256 events: a build of
+/// [`GROWN`] events lasts at least 78 of them, about 8 s.
+const PAUSE_MS: &str = "100";
 /// How long the index may take to build before the test gives up.
 const PATIENCE: Duration = Duration::from_secs(120);
 
@@ -168,7 +174,12 @@ fn serve(data: &std::path::Path, flush: u64) -> Server {
     let flush = flush.to_string();
     Server::try_start_env(
         data,
-        &["--search-index-flush-events", &flush],
+        &[
+            "--search-index-flush-events",
+            &flush,
+            "--background-step-pause-ms",
+            PAUSE_MS,
+        ],
         &[("VERITRAIL_LOG", "info")],
     )
     .unwrap_or_else(|e| panic!("server did not start: {e}"))

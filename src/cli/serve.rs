@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// answering 503 until it is done [default: 32768].
     #[arg(long)]
     search_index_flush_events: Option<usize>,
+    /// Milliseconds each background job (the erasure cleanup, the search
+    /// index's build) sleeps after each step, 0 to 10000, so that commits
+    /// are not kept waiting behind it [default: 20].
+    #[arg(long)]
+    background_step_pause_ms: Option<u64>,
     #[command(flatten)]
     tls: TlsArgs,
     /// A checkpoint this log published: a file, or the URL of a witness, a
@@ -177,6 +182,7 @@ fn config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         store_cache_mb: a.store_cache_mb,
         read_cache_bytes: a.read_cache_bytes,
         search_index_flush_events: a.search_index_flush_events,
+        background_step_pause_ms: a.background_step_pause_ms,
         witnesses: (!a.witness.is_empty()).then(|| {
             a.witness
                 .chunks(2)

@@ -1321,7 +1321,7 @@ mod tests {
         // The next open resumes where the stored index ends.
         let resumed = open();
         assert_eq!(resumed.index_building().unwrap().unwrap().indexed, stored);
-        rebuild::start(&resumed).unwrap();
+        rebuild::start(&resumed, Default::default()).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while resumed.index_building().unwrap().is_some() {
             assert!(std::time::Instant::now() < deadline, "the build never ends");

@@ -15,23 +15,22 @@
 //! Invariant: the thread never writes anything but the index's own
 //! blocks and watermark, and stops once the vault is dropped.
 
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
 use crate::store::StoreError;
 use crate::vault::Vault;
+use crate::vault::background::{self, Pace, Step};
 
 /// Events read per step (the key lock is held for one step).
 pub const STEP_EVENTS: u64 = 256;
 /// Events read per step when indexing at start, before the server serves
 /// (nothing waits on the key lock yet).
 pub const START_STEP_EVENTS: u64 = 4096;
-/// Wait after a failed step before trying again.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Starts building `vault`'s search index if it is behind the tree (see
-/// [`Vault::open_building_index`]).
-pub fn start(vault: &Arc<Vault>) -> Result<(), StoreError> {
+/// [`Vault::open_building_index`]), paced as every background job is (see
+/// [`crate::vault::background`]).
+pub fn start(vault: &Arc<Vault>, pace: Pace) -> Result<(), StoreError> {
     let Some(progress) = vault.index_building()? else {
         set_gauges(None);
         return Ok(());
@@ -42,31 +41,15 @@ pub fn start(vault: &Arc<Vault>) -> Result<(), StoreError> {
         "building the search index in the background; searches answer once it is done"
     );
     set_gauges(Some(progress));
-    let weak = Arc::downgrade(vault);
-    std::thread::Builder::new()
-        .name("search-index-build".into())
-        .spawn(move || build(weak))
-        .map_err(|e| StoreError::Backend(format!("couldn't start the index builder: {e}")))?;
-    Ok(())
-}
-
-fn build(vault: Weak<Vault>) {
-    loop {
-        let Some(v) = vault.upgrade() else { return };
-        match v.index_step(STEP_EVENTS) {
-            Ok(true) => {
-                set_gauges(None);
-                tracing::info!("the search index is built");
-                return;
-            }
-            Ok(false) => set_gauges(v.index_building().ok().flatten()),
-            Err(e) => {
-                tracing::error!(error = %e, "building the search index failed; retrying");
-                drop(v);
-                std::thread::sleep(RETRY_AFTER);
-            }
+    background::spawn("search-index-build", Arc::downgrade(vault), pace, |v| {
+        if v.index_step(STEP_EVENTS)? {
+            set_gauges(None);
+            tracing::info!("the search index is built");
+            return Ok(Step::Done);
         }
-    }
+        set_gauges(v.index_building().ok().flatten());
+        Ok(Step::Worked)
+    })
 }
 
 fn set_gauges(progress: Option<crate::search::BuildProgress>) {

@@ -31,28 +31,22 @@
 //! [`STEP_EVENTS`] events' records.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::background::{self, Pace, Step};
 use super::{Tombstone, Vault, be, decode_sealed};
 use crate::crypto::Term;
 use crate::store::{RecordBatch, RecordSpace, ScanCursor, StoreError};
 
 /// Events one step looks at (and deletes at most).
 pub const STEP_EVENTS: usize = 256;
-/// Pause after each step. The vault's lock is not fair: a step that took
-/// it again at once would keep the sequencer's commits waiting behind a
-/// whole job (an ingest p99 of over a second while erasures ran).
-const BETWEEN_STEPS: Duration = Duration::from_millis(20);
 /// Prefix of the job records in `RecordSpace::Meta`; the subject's index
 /// term follows.
 const JOB_PREFIX: &[u8] = b"erasure-cleanup/";
 /// Jobs [`Vault::erasure_cleanups_pending`] counts at most.
 pub const MAX_COUNTED_JOBS: usize = 1000;
-/// Wait between looks for a job when there is none, and after a failure.
-const IDLE: Duration = Duration::from_millis(500);
 
 /// A subject's cleanup job, as stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -225,29 +219,13 @@ impl Vault {
 }
 
 /// Starts the thread that runs the pending cleanup jobs of `vault`, now and
-/// after each erasure, until the vault is dropped.
-pub fn start(vault: &Arc<Vault>) -> Result<(), StoreError> {
-    let weak = Arc::downgrade(vault);
-    std::thread::Builder::new()
-        .name("erasure-cleanup".into())
-        .spawn(move || run(weak))
-        .map_err(|e| StoreError::Backend(format!("couldn't start the erasure cleanup: {e}")))?;
-    Ok(())
-}
-
-fn run(vault: Weak<Vault>) {
-    loop {
-        let Some(v) = vault.upgrade() else { return };
-        match v.cleanup_step(STEP_EVENTS) {
-            Ok(true) => {
-                drop(v);
-                std::thread::sleep(BETWEEN_STEPS);
-                continue;
-            }
-            Ok(false) => {}
-            Err(e) => tracing::error!(error = %e, "an erasure cleanup step failed; retrying"),
-        }
-        drop(v);
-        std::thread::sleep(IDLE);
-    }
+/// after each erasure, until the vault is dropped (paced as every
+/// background job is, see [`super::background`]).
+pub fn start(vault: &Arc<Vault>, pace: Pace) -> Result<(), StoreError> {
+    background::spawn("erasure-cleanup", Arc::downgrade(vault), pace, |v| {
+        Ok(match v.cleanup_step(STEP_EVENTS)? {
+            true => Step::Worked,
+            false => Step::Idle,
+        })
+    })
 }

@@ -36,6 +36,7 @@ use crate::crypto::{CryptoError, DataKey, Field, IndexKey, MasterKey, Term};
 use crate::event::AuditEvent;
 use crate::store::{RecordBatch, RecordSpace, Store, StoreError, StoredEvent};
 
+pub mod background;
 mod cleanup;
 mod erase;
 mod keyring;

@@ -1,0 +1,150 @@
+//! The one way the vault's background jobs run (the erasure cleanup,
+//! [`super::cleanup`], and the search index's build,
+//! [`crate::search::rebuild`]): a thread per job that runs the job's steps
+//! one after another, with one pacing rule for all of them.
+//!
+//! Each step takes the vault's lock for its own duration only. That lock is
+//! not fair: a job that took it again as soon as it let go would keep the
+//! sequencer's commits waiting behind the whole job (an ingest p99 of over
+//! a second while erasures ran). So after every step that did work the
+//! thread sleeps [`Pace::between_steps`] (the `background_step_pause_ms`
+//! setting), with no reference to the vault. It sleeps [`IDLE`] when there
+//! was nothing to do, and [`RETRY_AFTER`] after a failed step, which it
+//! then tries again: a job's steps are resumable, so a failure costs time
+//! only.
+//!
+//! Invariant: the thread holds the vault only while a step runs, and ends
+//! once the vault is dropped or the job says it is done.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use crate::store::StoreError;
+
+/// Default [`Pace::between_steps`].
+pub const DEFAULT_PAUSE: Duration = Duration::from_millis(20);
+/// Largest `background_step_pause_ms`.
+pub const MAX_PAUSE: Duration = Duration::from_secs(10);
+/// Wait before looking again when a step found nothing to do.
+pub const IDLE: Duration = Duration::from_millis(500);
+/// Wait after a failed step before trying it again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How the background jobs are paced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pace {
+    /// Sleep after each step that did work.
+    pub between_steps: Duration,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self {
+            between_steps: DEFAULT_PAUSE,
+        }
+    }
+}
+
+/// What a step did.
+pub enum Step {
+    /// It did some of the work; the next step follows after the pause.
+    Worked,
+    /// It found nothing to do; the job looks again later.
+    Idle,
+    /// The job is over; the thread ends.
+    Done,
+}
+
+/// Starts the thread `name` that runs `step` on `target` until the target
+/// is dropped or a step answers [`Step::Done`].
+pub fn spawn<T, F>(name: &str, target: Weak<T>, pace: Pace, mut step: F) -> Result<(), StoreError>
+where
+    T: Send + Sync + 'static,
+    F: FnMut(&T) -> Result<Step, StoreError> + Send + 'static,
+{
+    let job = name.to_string();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            loop {
+                let Some(t) = target.upgrade() else { return };
+                let outcome = step(&t);
+                drop(t);
+                let wait = match outcome {
+                    Ok(Step::Worked) => pace.between_steps,
+                    Ok(Step::Idle) => IDLE,
+                    Ok(Step::Done) => return,
+                    Err(e) => {
+                        tracing::error!(job, error = %e, "a background step failed; retrying");
+                        RETRY_AFTER
+                    }
+                };
+                std::thread::sleep(wait);
+            }
+        })
+        .map_err(|e| StoreError::Backend(format!("couldn't start {name}: {e}")))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::mpsc::RecvTimeoutError;
+    use std::time::Instant;
+
+    fn pace(ms: u64) -> Pace {
+        Pace {
+            between_steps: Duration::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn steps_run_until_done_with_the_pause_between_them() {
+        let steps = Arc::new(AtomicU32::new(0));
+        let (done, finished) = std::sync::mpsc::channel();
+        let started = Instant::now();
+        spawn("test-job", Arc::downgrade(&steps), pace(30), move |n| {
+            if n.fetch_add(1, Ordering::SeqCst) == 3 {
+                done.send(()).unwrap();
+                return Ok(Step::Done);
+            }
+            Ok(Step::Worked)
+        })
+        .unwrap();
+        finished.recv_timeout(Duration::from_secs(30)).unwrap();
+        // Four steps, three pauses before the last one.
+        assert!(started.elapsed() >= Duration::from_millis(90));
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(steps.load(Ordering::SeqCst), 4, "no step after Done");
+    }
+
+    #[test]
+    fn a_failed_step_is_tried_again_and_the_thread_ends_with_its_target() {
+        let tries = Arc::new(AtomicU32::new(0));
+        let (tried, again) = std::sync::mpsc::channel();
+        spawn("test-job", Arc::downgrade(&tries), pace(0), move |n| {
+            let k = n.fetch_add(1, Ordering::SeqCst);
+            let _ = tried.send(k);
+            if k == 0 {
+                Err(StoreError::Backend("injected".into()))
+            } else {
+                Ok(Step::Idle)
+            }
+        })
+        .unwrap();
+        assert_eq!(again.recv_timeout(Duration::from_secs(30)).unwrap(), 0);
+        assert_eq!(again.recv_timeout(Duration::from_secs(30)).unwrap(), 1);
+        drop(tries);
+        // The step's sender goes with the thread, which ends at its next
+        // look for the dropped target.
+        loop {
+            match again.recv_timeout(Duration::from_secs(30)) {
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(e) => panic!("the thread outlived its target: {e}"),
+            }
+        }
+    }
+}
