@@ -7,10 +7,13 @@
 //! - a leader is paused (SIGSTOP) past its lease while another takes over,
 //!   then resumed: it stops sequencing and acknowledges nothing stale.
 //!
-//! After each run: every acknowledged event is in the final tree with a
-//! valid inclusion proof against a checkpoint signed by both log keys;
-//! every checkpoint any writer or poller saw verifies, no two of one size
-//! differ, and each is consistent with the final one; every id, submitted
+//! After each run, against a checkpoint signed by both log keys: the final
+//! tree, rebuilt from its level-0 tiles, has that checkpoint's root and
+//! every acknowledged event's leaf at its index; every checkpoint any
+//! writer or poller saw verifies, no two of one size differ, and each is
+//! the root of the final tree's first leaves of its size (so consistent
+//! with the final one); the server's inclusion and consistency proofs
+//! for a spread of those events and sizes verify; every id, submitted
 //! again, keeps the index of its first acknowledgement.
 
 mod common;
@@ -26,6 +29,7 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::{Value, json};
 use veritrail::merkle::{self, Hash};
 use veritrail::note::NoteVerifier;
+use veritrail::tiles::{self, Tile};
 
 const ORIGIN: &str = "failover.test/log";
 /// Writers, each with one request in flight.
@@ -34,9 +38,11 @@ const WRITERS: usize = 4;
 const TAKEOVER_LIMIT: Duration = Duration::from_secs(15);
 /// Times the leader is killed (the failover test).
 const KILL_ROUNDS: usize = 10;
-/// Proof requests the final check keeps in flight: one at a time, its
-/// thousands of proofs took a quarter of an hour of waiting.
+/// Requests the final check keeps in flight.
 const PROOFS_IN_FLIGHT: usize = 16;
+/// Inclusion proofs, and consistency proofs, the final check asks the
+/// server for: the tree itself is checked whole, from its tiles.
+const PROOFS_CHECKED: usize = 500;
 
 /// One frontend's flags and environment, and the services they name.
 struct Cluster {
@@ -346,15 +352,58 @@ async fn check_log(url: &str, key: &str, verifiers: &[Box<dyn NoteVerifier>], se
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    // Every acknowledged event, in the tree.
+    // Every index acknowledged once.
     let mut by_index: BTreeMap<u64, &Ack> = BTreeMap::new();
     for a in &seen.acks {
         if let Some(other) = by_index.insert(a.index, a) {
             assert_eq!(other.id, a.id, "two ids acknowledged at index {}", a.index);
         }
     }
+    // The final tree, leaf by leaf, from its level-0 tiles: each
+    // acknowledged event's leaf at its index, the root the final
+    // checkpoint signs, and the root of every size a checkpoint was seen
+    // at, so that each of those is consistent with the final one.
+    let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
+    for note in &seen.notes {
+        let cp = verify_checkpoint(note, verifiers);
+        assert_eq!(cp.origin, ORIGIN);
+        if let Some(root) = roots.insert(cp.size, cp.root) {
+            assert_eq!(root, cp.root, "two checkpoints of size {} differ", cp.size);
+        }
+    }
+    let leaves = leaf_hashes(url, fin.size).await;
+    for a in &seen.acks {
+        assert_eq!(
+            leaves[a.index as usize], a.leaf_hash,
+            "acknowledged event {} is not at {}",
+            a.id, a.index
+        );
+    }
+    let mut tree = merkle::CompactRange::new();
+    let mut sizes = roots.iter().peekable();
+    while let Some(&(&size, root)) = sizes.peek() {
+        if size > fin.size {
+            panic!("a checkpoint of size {size} beyond the final {}", fin.size);
+        }
+        if tree.size() == size {
+            assert_eq!(
+                tree.root(),
+                *root,
+                "checkpoint {size} forks from the final tree"
+            );
+            sizes.next();
+        } else {
+            tree.append(leaves[tree.size() as usize]);
+        }
+    }
+    while tree.size() < fin.size {
+        tree.append(leaves[tree.size() as usize]);
+    }
+    assert_eq!(tree.root(), fin.root, "the tiles make the final root");
+    // The server's own proofs, for a spread of the acknowledged events and
+    // of the sizes seen: each verifies.
     let fin = &fin;
-    stream::iter(&seen.acks)
+    stream::iter(spread(&seen.acks, PROOFS_CHECKED))
         .map(|a| async move {
             let p = get_json(&format!(
                 "{url}/v1/proof/inclusion?index={}&tree_size={}",
@@ -376,44 +425,29 @@ async fn check_log(url: &str, key: &str, verifiers: &[Box<dyn NoteVerifier>], se
             async {}
         })
         .await;
-    // Every checkpoint seen: signed, one root per size, consistent with the final one.
-    let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
-    for note in &seen.notes {
-        let cp = verify_checkpoint(note, verifiers);
-        assert_eq!(cp.origin, ORIGIN);
-        if let Some(root) = roots.insert(cp.size, cp.root) {
-            assert_eq!(root, cp.root, "two checkpoints of size {} differ", cp.size);
-        }
-    }
-    for size in roots.keys() {
-        assert!(
-            *size <= fin.size,
-            "a checkpoint of size {size} beyond the final {}",
-            fin.size
-        );
-    }
-    stream::iter(
-        roots
-            .iter()
-            .filter(|(size, _)| **size != 0 && **size <= fin.size),
-    )
-    .map(|(size, root)| async move {
-        let p = get_json(&format!(
-            "{url}/v1/proof/consistency?first={size}&second={}",
-            fin.size
-        ))
+    let seen_sizes: Vec<(u64, Hash)> = roots
+        .iter()
+        .filter(|(size, _)| **size != 0)
+        .map(|(s, r)| (*s, *r))
+        .collect();
+    stream::iter(spread(&seen_sizes, PROOFS_CHECKED))
+        .map(|(size, root)| async move {
+            let p = get_json(&format!(
+                "{url}/v1/proof/consistency?first={size}&second={}",
+                fin.size
+            ))
+            .await;
+            (*size, root, p)
+        })
+        .buffer_unordered(PROOFS_IN_FLIGHT)
+        .for_each(|(size, root, p)| {
+            merkle::verify_consistency(size, fin.size, root, &fin.root, &hashes(&p["consistency"]))
+                .unwrap_or_else(|e| {
+                    panic!("checkpoint {size} is not consistent with {}: {e}", fin.size)
+                });
+            async {}
+        })
         .await;
-        (*size, root, p)
-    })
-    .buffer_unordered(PROOFS_IN_FLIGHT)
-    .for_each(|(size, root, p)| {
-        merkle::verify_consistency(size, fin.size, root, &fin.root, &hashes(&p["consistency"]))
-            .unwrap_or_else(|e| {
-                panic!("checkpoint {size} is not consistent with {}: {e}", fin.size)
-            });
-        async {}
-    })
-    .await;
     // Every id again: its first index, as a duplicate.
     for chunk in seen.acks.chunks(100) {
         let events: Vec<Value> = chunk
@@ -439,6 +473,40 @@ async fn check_log(url: &str, key: &str, verifiers: &[Box<dyn NoteVerifier>], se
         roots.len(),
         fin.size
     );
+}
+
+/// Every leaf hash of the tree of `size` at `url`, from its level-0 tiles.
+async fn leaf_hashes(url: &str, size: u64) -> Vec<Hash> {
+    let tiles: Vec<Tile> = tiles::tiles_for_size(size)
+        .into_iter()
+        .filter(|t| t.level == 0)
+        .collect();
+    let fetched: Vec<(Tile, Vec<u8>)> = stream::iter(tiles)
+        .map(|t| async move {
+            (
+                t,
+                common::get_bytes(&format!("{url}/{}", t.hash_path())).await,
+            )
+        })
+        .buffered(PROOFS_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut leaves = Vec::with_capacity(size as usize);
+    for (t, data) in fetched {
+        leaves.extend(tiles::tile_hashes(&t, &data).unwrap_or_else(|e| panic!("{t:?}: {e}")));
+    }
+    assert_eq!(leaves.len() as u64, size);
+    leaves
+}
+
+/// At most `n` of `items`, spread evenly over them, the last one included.
+fn spread<T>(items: &[T], n: usize) -> impl Iterator<Item = &T> {
+    let step = items.len().div_ceil(n).max(1);
+    items
+        .iter()
+        .enumerate()
+        .filter(move |(i, _)| i % step == 0 || *i + 1 == items.len())
+        .map(|(_, x)| x)
 }
 
 fn signal(server: &Server, sig: &str) {
