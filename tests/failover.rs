@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::services::{ObjectServer, Postgres};
+use common::services::{ObjectServer, Postgres, remote_flags};
 use common::{Server, create_key, event, get_json, hashes, log_verifiers, verify_checkpoint};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Value, json};
@@ -84,18 +84,9 @@ impl Cluster {
             )
             .unwrap();
         }
-        let args = [
-            "--origin".to_string(),
-            ORIGIN.into(),
-            "--store".into(),
-            self.pg.url(),
-            "--objects".into(),
-            "s3://log/audit".into(),
-            "--objects-endpoint".into(),
-            self.s3.endpoint(),
-            "--checkpoint-interval-ms".into(),
-            "100".into(),
-        ];
+        let mut args = vec!["--origin".to_string(), ORIGIN.into()];
+        args.extend(remote_flags(&self.pg, &self.s3));
+        args.extend(["--checkpoint-interval-ms".into(), "100".into()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let env = self.s3.env();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();

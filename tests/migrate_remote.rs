@@ -14,7 +14,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::services::{ObjectServer, Postgres};
+use common::services::{ObjectServer, Postgres, remote_flags};
 use common::{
     Server, binary, call, create_key, create_key_for_app, event, get_json, submit, veritrail_async,
 };
@@ -222,25 +222,19 @@ async fn a_sled_log_moves_to_postgres_and_a_bucket_and_extends_the_old_log() {
     for f in ["log-ecdsa.pem", "log-ed25519.pem", "admin.key"] {
         std::fs::copy(data.join(f), moved.join(f)).unwrap();
     }
-    let endpoint = s3.endpoint();
-    let pg_url = pg.url();
-    let server = Server::try_start_env(
-        &moved,
-        &[
-            "--store",
-            &pg_url,
-            "--objects",
-            "s3://log/audit",
-            "--objects-endpoint",
-            &endpoint,
+    let mut args = remote_flags(&pg, &s3);
+    args.extend(
+        [
             "--checkpoint-interval-ms",
             "50",
             "--master-key-file",
             s(&master),
-        ],
-        &env,
-    )
-    .unwrap_or_else(|e| panic!("the server did not start on the migrated log: {e}"));
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::try_start_env(&moved, &args, &env)
+        .unwrap_or_else(|e| panic!("the server did not start on the migrated log: {e}"));
     let url = server.url.clone();
     assert!(
         server

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::services::{ObjectServer, Postgres, free_port};
+use common::services::{ObjectServer, Postgres, free_port, remote_flags};
 use common::{
     Server, auditor_get, committed_size, create_key, event, get_bytes, get_json, hashes,
     log_verifiers, submit, verify_checkpoint, veritrail_async,
@@ -22,18 +22,10 @@ const ORIGIN: &str = "remote.test/log";
 
 /// The server's flags and environment for the remote backend.
 fn remote_args(pg: &Postgres, s3: &ObjectServer) -> Vec<String> {
-    vec![
-        "--origin".into(),
-        ORIGIN.into(),
-        "--store".into(),
-        pg.url(),
-        "--objects".into(),
-        "s3://log/audit".into(),
-        "--objects-endpoint".into(),
-        s3.endpoint(),
-        "--checkpoint-interval-ms".into(),
-        "50".into(),
-    ]
+    let mut args = vec!["--origin".into(), ORIGIN.into()];
+    args.extend(remote_flags(pg, s3));
+    args.extend(["--checkpoint-interval-ms".into(), "50".into()]);
+    args
 }
 
 fn start(data: &Path, pg: &Postgres, s3: &ObjectServer) -> Server {

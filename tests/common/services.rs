@@ -45,6 +45,19 @@ fn run(cmd: &mut Command, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The `serve` flags that keep a log in `pg` and in `s3`'s bucket `log`
+/// under the prefix `audit` (the credentials are in [`ObjectServer::env`]).
+pub fn remote_flags(pg: &Postgres, s3: &ObjectServer) -> Vec<String> {
+    vec![
+        "--store".into(),
+        pg.url(),
+        "--objects".into(),
+        "s3://log/audit".into(),
+        "--objects-endpoint".into(),
+        s3.endpoint(),
+    ]
+}
+
 /// A throwaway PostgreSQL cluster.
 pub struct Postgres {
     dir: PathBuf,
