@@ -166,8 +166,13 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     }
     let alerts = match &config.alerts {
         Some(rules) => {
-            let a = crate::alerts::Alerts::start(rules, &config.data, master.alerts_state_key())
-                .map_err(ServeError::Io)?;
+            let a = crate::alerts::Alerts::start(
+                rules,
+                &config.data,
+                store.clone(),
+                master.alerts_state_key(),
+            )
+            .map_err(ServeError::Io)?;
             println!(
                 "veritrail: {} alert rules watch accepted events",
                 rules.rules.len()

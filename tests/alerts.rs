@@ -466,6 +466,17 @@ async fn each_scenario_raises_exactly_its_alert_and_background_traffic_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_that_spans_a_restart_still_fires() {
+    window_spans_a_restart(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_checkpointed_before_a_kill_still_fires() {
+    window_spans_a_restart(true).await;
+}
+
+/// Three logins, a restart (graceful, or SIGKILL once a periodic
+/// checkpoint has written them), three more: one alert counting all six.
+async fn window_spans_a_restart(kill: bool) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), None, RULES);
     let (server, url, clinic, auditor) = start(dir.path(), &cfg).await;
@@ -475,11 +486,23 @@ async fn a_window_that_spans_a_restart_still_fires() {
     let before_idx = indexes(&submit(&url, &clinic, before).await);
     assert!(all_alerts(&url, &auditor).await.is_empty());
 
-    let server = server.restart();
-    assert!(
-        server.data.join("alerts.state").is_file(),
-        "the windows were checkpointed at shutdown"
-    );
+    let server = if kill {
+        // The second periodic checkpoint (every second here) to complete
+        // after the answer began after it: it wrote the counted logins.
+        let done = checkpoints(&url).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while checkpoints(&url).await < done + 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint completed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        // No shutdown, so no checkpoint at shutdown.
+        server.crash_restart()
+    } else {
+        server.restart()
+    };
     let after: Vec<Value> = (0..3)
         .map(|i| ev("mallory", "login", "failure", "session", "s", &at(9, 5, i)))
         .collect();
@@ -492,6 +515,15 @@ async fn a_window_that_spans_a_restart_still_fires() {
     let both: Vec<u64> = before_idx.into_iter().chain(after_idx).collect();
     assert_eq!(a["events"], json!(both));
     drop(server);
+}
+
+/// How many checkpoints of the windows have completed so far.
+async fn checkpoints(url: &str) -> u64 {
+    let metrics = String::from_utf8(common::get_bytes(&format!("{url}/metrics")).await).unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("veritrail_alerts_checkpoints_total "))
+        .map_or(0, |n| n.trim().parse().unwrap())
 }
 
 #[test]

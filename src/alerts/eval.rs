@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::rules::{Distinct, Filters, GroupBy, Kind, Of, Rule};
+use super::state;
 use crate::event::{self, AuditEvent};
 
 /// Most triggering event indexes an alert lists (the newest); `count`
@@ -121,17 +122,21 @@ impl Alert {
 
 /// The state of one group of one rule.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
-struct Group {
+pub(super) struct Group {
     /// Newest `occurred_at` seen in the group.
-    last_ms: i64,
+    pub(super) last_ms: i64,
     /// No alert before this time.
-    quiet_until: i64,
+    pub(super) quiet_until: i64,
     /// Threshold: the counted events `(occurred, index)`, in that order.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
-    hits: VecDeque<(i64, u64)>,
+    pub(super) hits: VecDeque<(i64, u64)>,
     /// Breadth: distinct value -> newest `(occurred, index)`.
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
-    seen: Map<(i64, u64)>,
+    pub(super) seen: Map<(i64, u64)>,
+    /// The checkpoint shard its key falls in ([`state::shard_of`]),
+    /// computed once when the group is made.
+    #[serde(skip)]
+    pub(super) shard: u8,
 }
 
 impl Group {
@@ -144,12 +149,20 @@ impl Group {
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct RuleState {
     /// Newest `occurred_at` the rule has seen.
-    newest_ms: i64,
+    pub(super) newest_ms: i64,
     /// First-seen: when the rule started learning.
-    started_ms: Option<i64>,
-    groups: Map<Group>,
+    pub(super) started_ms: Option<i64>,
+    pub(super) groups: Map<Group>,
     #[serde(skip)]
     entries: usize,
+    /// The checkpoint shards changed since they were last written, a bit
+    /// each (see `alerts/state.rs`).
+    #[serde(skip)]
+    pub(super) dirty: u64,
+    /// Whether anything (the rule's own times included) changed since the
+    /// last checkpoint of the rule.
+    #[serde(skip)]
+    pub(super) touched: bool,
     /// First seen: where the `(actor, value)` key is written, so that a
     /// known pair costs no allocation.
     #[serde(skip)]
@@ -163,9 +176,21 @@ pub struct RuleState {
 }
 
 impl RuleState {
-    /// Recounts what a restored state holds.
-    fn recount(&mut self) {
-        self.entries = self.groups.values().map(Group::entries).sum();
+    /// Recounts what a restored state holds, and places each group in
+    /// its checkpoint shard.
+    pub(super) fn recount(&mut self) {
+        self.entries = 0;
+        for (k, g) in self.groups.iter_mut() {
+            g.shard = state::shard_of(k);
+            self.entries += g.entries();
+        }
+    }
+
+    /// Marks every shard and the rule's own times as changed, so the next
+    /// checkpoint writes the whole rule.
+    pub(super) fn mark_all(&mut self) {
+        self.dirty = u64::MAX;
+        self.touched = true;
     }
 }
 
@@ -277,6 +302,7 @@ impl Engine {
                 continue;
             }
             let mut st = e.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.touched = true;
             let mut dropped = 0;
             for (k, (ob, index)) in batch.iter().enumerate() {
                 if ob.rules & bit == 0 {
@@ -299,14 +325,6 @@ impl Engine {
         out.into_iter().map(|(_, _, a)| a).collect()
     }
 
-    /// Every rule's state, by name, with the rule's fingerprint, as
-    /// [`Engine::snapshot`] gives it, serialized straight from the live
-    /// state: each rule's lock is held while its own state is written, and
-    /// nothing is copied first.
-    pub fn snapshot_view(&self) -> impl Serialize + '_ {
-        SnapshotView(self)
-    }
-
     /// Every rule's state, by name, with the rule's fingerprint.
     pub fn snapshot(&self) -> Vec<(String, String, RuleState)> {
         self.rules
@@ -326,33 +344,31 @@ impl Engine {
             if let Some(e) = self.rules.iter().find(|e| e.rule.name == name)
                 && fingerprint(&e.rule) == print
             {
-                st.recount();
-                shrink(&e.rule, &mut st, self.max_entries);
+                self.settle(&e.rule, &mut st);
+                st.mark_all();
                 *e.state.lock().unwrap_or_else(|p| p.into_inner()) = st;
                 restored += 1;
             }
         }
         restored
     }
-}
 
-/// [`Engine::snapshot_view`].
-struct SnapshotView<'a>(&'a Engine);
+    /// Each rule with its state, for the checkpoint (`alerts/state.rs`).
+    pub(super) fn states(&self) -> impl Iterator<Item = (&Rule, &Mutex<RuleState>)> {
+        self.rules.iter().map(|e| (&e.rule, &e.state))
+    }
 
-impl Serialize for SnapshotView<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq as _;
-        let mut seq = s.serialize_seq(Some(self.0.rules.len()))?;
-        for e in &self.0.rules {
-            let st = e.state.lock().unwrap_or_else(|p| p.into_inner());
-            seq.serialize_element(&(&e.rule.name, fingerprint(&e.rule), &*st))?;
-        }
-        seq.end()
+    /// After a rule's state was loaded: counts its entries, places its
+    /// groups in their shards, and trims it to the cap (which may have
+    /// been lowered since).
+    pub(super) fn settle(&self, rule: &Rule, st: &mut RuleState) {
+        st.recount();
+        shrink(rule, st, self.max_entries);
     }
 }
 
 /// Identifies a rule's definition: a changed rule starts afresh.
-fn fingerprint(rule: &Rule) -> String {
+pub(super) fn fingerprint(rule: &Rule) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(format!("{rule:?}").as_bytes()))
 }
@@ -555,11 +571,16 @@ fn with_group<R>(st: &mut RuleState, key: &str, f: impl FnOnce(&mut Group, bool)
         let before = g.entries();
         let out = f(g, false);
         st.entries = st.entries + g.entries() - before;
+        st.dirty |= 1 << g.shard;
         return out;
     }
-    let mut g = Group::default();
+    let mut g = Group {
+        shard: state::shard_of(key),
+        ..Group::default()
+    };
     let out = f(&mut g, true);
     st.entries += g.entries();
+    st.dirty |= 1 << g.shard;
     st.groups.insert(Key::new(key), g);
     out
 }
@@ -610,19 +631,21 @@ fn shrink(rule: &Rule, st: &mut RuleState, max: usize) -> usize {
     dropped
 }
 
-/// Removes the groups `gone` picks, keeping the rule's count of entries;
-/// how many it removed.
+/// Removes the groups `gone` picks, keeping the rule's count of entries
+/// and marking their shards changed; how many it removed.
 fn remove_groups(st: &mut RuleState, mut gone: impl FnMut(&Key, &Group) -> bool) -> usize {
-    let (mut groups, mut entries) = (0, 0);
+    let (mut groups, mut entries, mut dirty) = (0, 0, 0u64);
     st.groups.retain(|k, g| {
         let drop = gone(k, g);
         if drop {
             groups += 1;
             entries += g.entries();
+            dirty |= 1 << g.shard;
         }
         !drop
     });
     st.entries -= entries;
+    st.dirty |= dirty;
     groups
 }
 

@@ -4,34 +4,36 @@
 //! alert itself is appended to the log by the API (`api/alerts.rs`), as an
 //! audit event of the log's own app, so it has an inclusion proof.
 //!
-//! Windows survive a restart by checkpoint: every `checkpoint_interval`
-//! (when something changed) and at shutdown, the rules' state is written
-//! whole to `alerts.state` in the data directory, sealed under a key
-//! derived from the master key (it holds the groups' values: actor ids,
-//! subjects). On start the state of every unchanged rule is restored. A
-//! crash loses what was counted since the last checkpoint.
+//! Windows survive a restart by checkpoint ([`state`]): every
+//! `checkpoint_interval` and at shutdown, the part of the rules' state that
+//! changed since the last checkpoint is written to the store, sealed under
+//! a key derived from the master key (it holds the groups' values: actor
+//! ids, subjects). On start the state of every unchanged rule is restored.
+//! A crash loses what was counted since the last checkpoint. A state file
+//! of an earlier version (`alerts.state`) is moved into the store on start.
 //!
 //! Invariant: evaluation costs memory bounded by the rules' caps and time
 //! per event bounded by the number of rules, never by the log's size.
 
 pub mod eval;
 pub mod rules;
+pub mod state;
 pub mod webhook;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 pub use eval::{Alert, Engine, Observed};
 pub use rules::{AlertsConfig, Rule};
 pub use webhook::{SIGNATURE_HEADER, Webhook, signature};
 
 use crate::crypto::DataKey;
-use crate::durable::{self, Secrecy};
+use crate::store::Store;
 
-/// The checkpoint of the rules' windows, in the data directory.
+/// The checkpoint of the rules' windows as earlier versions wrote it, in
+/// the data directory: moved into the store on start.
 pub const STATE_FILE: &str = "alerts.state";
 /// Undeliverable alerts, one JSON line each, in the data directory by default.
 pub const DEAD_LETTER_FILE: &str = "alerts-dead-letter.jsonl";
@@ -39,63 +41,76 @@ pub const DEAD_LETTER_FILE: &str = "alerts-dead-letter.jsonl";
 pub const ALERT_ACTION: &str = "alert.raised";
 /// The actor id of an alert's audit event.
 pub const ALERT_ACTOR: &str = "veritrail-alerts";
-const STATE_AAD: &[u8] = b"veritrail/alerts-state/v1";
+const STATE_FILE_AAD: &[u8] = b"veritrail/alerts-state/v1";
 
-#[derive(Serialize, Deserialize)]
-struct StateFile<R> {
-    version: u32,
+/// The state file of earlier versions.
+#[derive(Deserialize)]
+struct StateFile {
     /// Each rule's name, fingerprint and state.
-    rules: R,
+    rules: Vec<(String, String, eval::RuleState)>,
 }
-
-/// The state file as read.
-type ReadStateFile = StateFile<Vec<(String, String, eval::RuleState)>>;
 
 /// The running alert service: the engine, its checkpoint and the webhook.
 pub struct Alerts {
     engine: Engine,
-    state_path: PathBuf,
+    store: Arc<dyn Store>,
     state_key: DataKey,
-    dirty: AtomicBool,
+    /// Held by a checkpoint, so two never interleave.
+    checkpointing: Mutex<()>,
     webhook: Option<Webhook>,
 }
 
 impl Alerts {
-    /// Builds the engine, restores the checkpointed windows from `data`,
-    /// starts the webhook. A state file that cannot be read or opened is
-    /// an error (the operator decides: restore the master key, or remove
-    /// the file and start with empty windows).
+    /// Builds the engine, restores the checkpointed windows from `store`
+    /// (and from a state file of an earlier version in `data`, which is
+    /// then written to the store and removed), starts the webhook. A
+    /// checkpoint that cannot be read or opened is an error (the operator
+    /// decides: restore the master key, or change the rule to start it
+    /// with empty windows).
     pub fn start(
         config: &AlertsConfig,
         data: &Path,
+        store: Arc<dyn Store>,
         state_key: DataKey,
     ) -> Result<Arc<Alerts>, String> {
         let engine = Engine::new(config.rules.clone(), config.max_entries_per_rule);
+        let loaded = state::load(&engine, store.as_ref(), &state_key)?;
+        tracing::info!(
+            restored = loaded.rules,
+            stale = loaded.stale,
+            "alert rule windows restored from the checkpoint"
+        );
         let state_path = data.join(STATE_FILE);
-        match std::fs::read(&state_path) {
-            Ok(sealed) => {
-                let plain = state_key.open(STATE_AAD, &sealed).map_err(|e| {
-                    format!(
-                        "couldn't open the alert state {}: {e} (was it written under another master key? remove it to start with empty windows)",
-                        state_path.display()
-                    )
-                })?;
-                let file: ReadStateFile = serde_json::from_slice(&plain).map_err(|e| {
-                    format!("the alert state {} is damaged: {e}", state_path.display())
-                })?;
-                let n = engine.restore(file.rules);
-                tracing::info!(
-                    restored = n,
-                    "alert rule windows restored from the checkpoint"
-                );
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        let earlier = match std::fs::read(&state_path) {
+            Ok(sealed) => Some(read_state_file(&state_path, &sealed, &state_key)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 return Err(format!(
                     "couldn't read the alert state {}: {e}",
                     state_path.display()
                 ));
             }
+        };
+        if let Some(file) = earlier {
+            // What the store holds is newer than the file, if both have a rule.
+            let stored: Vec<String> = engine
+                .snapshot()
+                .into_iter()
+                .filter(|(_, _, st)| !st.groups.is_empty() || st.newest_ms != 0)
+                .map(|(name, _, _)| name)
+                .collect();
+            let rules = file
+                .rules
+                .into_iter()
+                .filter(|(name, _, _)| !stored.contains(name))
+                .collect();
+            engine.restore(rules);
+            // The file goes only once the store holds what it held.
+            state::write(&engine, store.as_ref(), &state_key)?;
+            std::fs::remove_file(&state_path)
+                .and_then(|()| crate::durable::sync_dir(data))
+                .map_err(|e| format!("couldn't remove {}: {e}", state_path.display()))?;
+            tracing::info!("the alert state file was moved into the store");
         }
         let webhook = match &config.webhook {
             Some(w) => {
@@ -109,9 +124,9 @@ impl Alerts {
         };
         Ok(Arc::new(Alerts {
             engine,
-            state_path,
+            store,
             state_key,
-            dirty: AtomicBool::new(false),
+            checkpointing: Mutex::new(()),
             webhook,
         }))
     }
@@ -129,10 +144,6 @@ impl Alerts {
     /// Counts a batch of accepted events with their leaf indexes, in
     /// order; the alerts they raised (see [`Engine::evaluate_batch`]).
     pub fn evaluate_batch(&self, batch: &[(&Observed, u64)]) -> Vec<Alert> {
-        if batch.is_empty() {
-            return Vec::new();
-        }
-        self.dirty.store(true, Ordering::Relaxed);
         self.engine.evaluate_batch(batch)
     }
 
@@ -146,35 +157,20 @@ impl Alerts {
         }
     }
 
-    /// Writes the windows to the state file if they changed since the last time.
-    pub fn checkpoint(&self) -> Result<(), String> {
-        if !self.dirty.swap(false, Ordering::Relaxed) {
-            return Ok(());
-        }
-        let written = self.write_state();
-        if written.is_err() {
-            self.dirty.store(true, Ordering::Relaxed);
-            metrics::counter!("veritrail_alerts_checkpoint_failures_total").increment(1);
+    /// Writes what changed in the windows since the last checkpoint (see
+    /// [`state`]); what it wrote.
+    pub fn checkpoint(&self) -> Result<state::Written, String> {
+        let _one = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
+        let written = state::write(&self.engine, self.store.as_ref(), &self.state_key);
+        match &written {
+            Ok(w) => {
+                metrics::counter!("veritrail_alerts_checkpoint_records_total")
+                    .increment(w.records as u64);
+                metrics::counter!("veritrail_alerts_checkpoints_total").increment(1);
+            }
+            Err(_) => metrics::counter!("veritrail_alerts_checkpoint_failures_total").increment(1),
         }
         written
-    }
-
-    fn write_state(&self) -> Result<(), String> {
-        let file = StateFile {
-            version: 1,
-            rules: self.engine.snapshot_view(),
-        };
-        let plain = serde_json::to_vec(&file).map_err(|e| e.to_string())?;
-        let sealed = self
-            .state_key
-            .seal(STATE_AAD, &plain)
-            .map_err(|e| e.to_string())?;
-        durable::replace(&self.state_path, &sealed, Secrecy::Secret).map_err(|e| {
-            format!(
-                "couldn't write the alert state {}: {e}",
-                self.state_path.display()
-            )
-        })
     }
 
     /// Checkpoints every `interval` until the process ends.
@@ -185,7 +181,12 @@ impl Alerts {
             tick.tick().await;
             let me = self.clone();
             match tokio::task::spawn_blocking(move || me.checkpoint()).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(w)) => tracing::debug!(
+                    rules = w.rules,
+                    records = w.records,
+                    bytes = w.bytes,
+                    "alert windows checkpointed"
+                ),
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "couldn't checkpoint the alert windows; retrying")
                 }
@@ -205,17 +206,40 @@ impl Alerts {
     }
 }
 
+/// Opens and reads a state file of an earlier version.
+fn read_state_file(path: &Path, sealed: &[u8], key: &DataKey) -> Result<StateFile, String> {
+    let plain = key.open(STATE_FILE_AAD, sealed).map_err(|e| {
+        format!(
+            "couldn't open the alert state {}: {e} (was it written under another master key? remove it to start with empty windows)",
+            path.display()
+        )
+    })?;
+    serde_json::from_slice(&plain)
+        .map_err(|e| format!("the alert state {} is damaged: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crypto::MasterKey;
+    use crate::store::memory::{MemoryStore, WriteFault};
+    use crate::store::sled::SledStore;
+    use crate::store::{RecordSpace, ScanCursor};
 
-    const RULES: &str = "[alerts]\n[[alerts.rule]]\nname = \"logins\"\nkind = \"threshold\"\nmatch = { action = \"login\" }\ngroup_by = \"actor\"\nmore_than = 1\nwindow = \"10m\"\n";
+    const RULES: &str = "[alerts]\n[[alerts.rule]]\nname = \"logins\"\nkind = \"threshold\"\nmatch = { action = \"login\" }\ngroup_by = \"actor\"\nmore_than = 2\nwindow = \"10m\"\n";
 
-    fn login(at: &str) -> crate::event::AuditEvent {
+    fn config() -> AlertsConfig {
+        AlertsConfig::parse(RULES, "t").unwrap().unwrap()
+    }
+
+    fn key() -> DataKey {
+        MasterKey::from_bytes([3; 32]).alerts_state_key()
+    }
+
+    fn login(actor: &str, at: &str) -> crate::event::AuditEvent {
         crate::event::parse_event(
             &serde_json::json!({
-                "actor": {"id": "m", "type": "user"}, "action": "login",
+                "actor": {"id": actor, "type": "user"}, "action": "login",
                 "resource": {"type": "session", "id": "s"}, "purpose": "auth",
                 "outcome": "failure", "occurred_at": at,
             }),
@@ -224,55 +248,164 @@ mod tests {
         .unwrap()
     }
 
-    #[tokio::test]
-    async fn windows_survive_a_checkpoint_sealed_under_the_master_key() {
-        let config = AlertsConfig::parse(RULES, "t").unwrap().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let key = || MasterKey::from_bytes([3; 32]).alerts_state_key();
-        let a = Alerts::start(&config, dir.path(), key()).unwrap();
+    /// Counts a login of `actor` at minute `m` past 10:00 as leaf `index`.
+    fn feed(a: &Alerts, actor: &str, m: u32, index: u64) -> Vec<Alert> {
         let ob = a
             .engine()
-            .observe("app", &login("2026-01-01T10:00:00Z"))
+            .observe("app", &login(actor, &format!("2026-01-01T10:{m:02}:00Z")))
             .unwrap();
-        assert!(a.evaluate(&ob, 0).is_empty());
-        a.shutdown().await;
-        let sealed = std::fs::read(dir.path().join(STATE_FILE)).unwrap();
-        assert!(
-            !sealed.windows(7).any(|w| w == b"\"logins"),
-            "the state is sealed"
-        );
-        let b = Alerts::start(&config, dir.path(), key()).unwrap();
-        let ob = b
-            .engine()
-            .observe("app", &login("2026-01-01T10:01:00Z"))
+        a.evaluate(&ob, index)
+    }
+
+    fn stored(store: &dyn Store) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let page = store
+            .scan_records(RecordSpace::AlertState, &ScanCursor::start(), 10_000)
             .unwrap();
-        assert_eq!(b.evaluate(&ob, 1).len(), 1);
-        // Another master key cannot open it: refused, not silently emptied.
-        let other = MasterKey::from_bytes([4; 32]).alerts_state_key();
-        assert!(Alerts::start(&config, dir.path(), other).is_err());
+        page.items.into_iter().map(Result::unwrap).collect()
     }
 
     #[tokio::test]
-    async fn a_failed_checkpoint_is_reported_and_retried() {
-        let config = AlertsConfig::parse(RULES, "t").unwrap().unwrap();
+    async fn windows_survive_a_restart_sealed_in_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Alerts::start(
-            &config,
-            dir.path(),
-            MasterKey::from_bytes([3; 32]).alerts_state_key(),
-        )
-        .unwrap();
-        let ob = a
-            .engine()
-            .observe("app", &login("2026-01-01T10:00:00Z"))
-            .unwrap();
-        a.evaluate(&ob, 0);
-        // A directory where the state file goes: the write fails.
-        std::fs::create_dir(dir.path().join(STATE_FILE)).unwrap();
-        assert!(a.checkpoint().is_err());
-        std::fs::remove_dir(dir.path().join(STATE_FILE)).unwrap();
-        // Still dirty, so the next checkpoint writes it.
+        let open =
+            || -> Arc<dyn Store> { Arc::new(SledStore::open(&dir.path().join("db")).unwrap()) };
+        let store = open();
+        let a = Alerts::start(&config(), dir.path(), store.clone(), key()).unwrap();
+        assert!(feed(&a, "mallory", 0, 0).is_empty());
+        assert!(feed(&a, "mallory", 1, 1).is_empty());
+        a.shutdown().await;
+        let records = stored(store.as_ref());
+        assert_eq!(records.len(), 2, "a header and one shard");
+        assert!(
+            records
+                .iter()
+                .all(|(_, v)| !v.windows(7).any(|w| w == b"mallory")),
+            "the state is sealed"
+        );
+        drop((a, store));
+        let store = open();
+        let b = Alerts::start(&config(), dir.path(), store.clone(), key()).unwrap();
+        let fired = feed(&b, "mallory", 2, 2);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].events, vec![0, 1, 2]);
+        // Another master key cannot open it: refused, not silently emptied.
+        let other = MasterKey::from_bytes([4; 32]).alerts_state_key();
+        let refused = Alerts::start(&config(), dir.path(), store.clone(), other).err();
+        assert!(refused.unwrap().contains("alert rule logins"));
+    }
+
+    #[test]
+    fn a_checkpoint_writes_only_the_shards_that_changed() {
+        let store = Arc::new(MemoryStore::new());
+        let a = Alerts::start(&config(), Path::new("/nonexistent"), store.clone(), key()).unwrap();
+        for i in 0..500u64 {
+            feed(&a, &format!("user{i}"), 0, i);
+        }
+        let all = a.checkpoint().unwrap();
+        assert_eq!((all.rules, all.records), (1, 1 + state::SHARDS as usize));
+        assert_eq!(a.checkpoint().unwrap(), state::Written::default());
+        feed(&a, "user7", 1, 500);
+        let one = a.checkpoint().unwrap();
+        assert_eq!((one.rules, one.records), (1, 2));
+        assert!(one.bytes * 20 < all.bytes, "{one:?} {all:?}");
+        // A restart (a kill after that checkpoint) counts on from it.
+        let b = Alerts::start(&config(), Path::new("/nonexistent"), store.clone(), key()).unwrap();
+        assert_eq!(feed(&b, "user7", 2, 501)[0].events, vec![7, 500, 501]);
+        assert!(feed(&b, "user8", 2, 502).is_empty());
+        assert_eq!(
+            a.engine().snapshot()[0].2.groups.len(),
+            b.engine().snapshot()[0].2.groups.len()
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_that_fails_before_the_store_restores_the_previous_one() {
+        let store = Arc::new(MemoryStore::new());
+        let start = || Alerts::start(&config(), Path::new("/nonexistent"), store.clone(), key());
+        let a = start().unwrap();
+        feed(&a, "m", 0, 0);
         a.checkpoint().unwrap();
-        assert!(dir.path().join(STATE_FILE).is_file());
+        feed(&a, "m", 1, 1);
+        store.inject(WriteFault::BeforePersisting);
+        assert!(a.checkpoint().is_err());
+        store.inject(WriteFault::None);
+        // A crash now restarts from the first checkpoint: one login.
+        let crashed = start().unwrap();
+        assert!(feed(&crashed, "m", 2, 2).is_empty());
+        assert_eq!(feed(&crashed, "m", 3, 3)[0].events, vec![0, 2, 3]);
+        // The failed shard is still marked: the retry writes both logins.
+        assert_eq!(a.checkpoint().unwrap().records, 2);
+        let retried = start().unwrap();
+        assert_eq!(feed(&retried, "m", 2, 2)[0].events, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_checkpoint_that_landed_but_failed_restores_once_counted() {
+        let store = Arc::new(MemoryStore::new());
+        let start = || Alerts::start(&config(), Path::new("/nonexistent"), store.clone(), key());
+        let a = start().unwrap();
+        feed(&a, "m", 0, 0);
+        feed(&a, "m", 1, 1);
+        store.inject(WriteFault::AfterPersisting);
+        assert!(a.checkpoint().is_err());
+        store.inject(WriteFault::None);
+        // What landed is whole: two logins, the third fires with three.
+        let crashed = start().unwrap();
+        assert_eq!(feed(&crashed, "m", 2, 2)[0].events, vec![0, 1, 2]);
+        // The retry writes the same shard again: still counted once.
+        assert_eq!(a.checkpoint().unwrap().records, 2);
+        let retried = start().unwrap();
+        let fired = feed(&retried, "m", 2, 2);
+        assert_eq!(
+            (fired[0].count, fired[0].events.clone()),
+            (3, vec![0, 1, 2])
+        );
+    }
+
+    #[test]
+    fn a_changed_rule_starts_empty_and_its_old_records_go() {
+        let store = Arc::new(MemoryStore::new());
+        let a = Alerts::start(&config(), Path::new("/nonexistent"), store.clone(), key()).unwrap();
+        feed(&a, "m", 0, 0);
+        feed(&a, "m", 1, 1);
+        a.checkpoint().unwrap();
+        let changed = AlertsConfig::parse(&RULES.replace("10m", "20m"), "t")
+            .unwrap()
+            .unwrap();
+        let b = Alerts::start(&changed, Path::new("/nonexistent"), store.clone(), key()).unwrap();
+        assert!(stored(store.as_ref()).is_empty());
+        assert!(feed(&b, "m", 2, 2).is_empty());
+        // A damaged record stops the start, naming its rule.
+        feed(&b, "m", 3, 3);
+        b.checkpoint().unwrap();
+        let (k, mut v) = stored(store.as_ref()).pop().unwrap();
+        v[30] ^= 1;
+        store.put_record(RecordSpace::AlertState, &k, &v).unwrap();
+        let refused = Alerts::start(&changed, Path::new("/nonexistent"), store.clone(), key());
+        assert!(refused.err().unwrap().contains("alert rule logins"));
+    }
+
+    #[test]
+    fn a_state_file_of_an_earlier_version_moves_into_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Engine::new(config().rules, 1000);
+        for (m, i) in [(0, 0), (1, 1)] {
+            let ob = old
+                .observe("app", &login("m", &format!("2026-01-01T10:{m:02}:00Z")))
+                .unwrap();
+            old.evaluate(&ob, i);
+        }
+        let file = serde_json::json!({ "version": 1, "rules": old.snapshot() });
+        let sealed = key()
+            .seal(STATE_FILE_AAD, &serde_json::to_vec(&file).unwrap())
+            .unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), sealed).unwrap();
+        let store = Arc::new(MemoryStore::new());
+        let a = Alerts::start(&config(), dir.path(), store.clone(), key()).unwrap();
+        assert!(!dir.path().join(STATE_FILE).exists());
+        assert_eq!(stored(store.as_ref()).len(), 2);
+        drop(a);
+        let b = Alerts::start(&config(), dir.path(), store.clone(), key()).unwrap();
+        assert_eq!(feed(&b, "m", 2, 2)[0].events, vec![0, 1, 2]);
     }
 }

@@ -196,14 +196,15 @@ mod tests {
         )
         .unwrap()
         .unwrap();
+        let log = crate::sequencer::test_log::TestLogBuilder::new("example.com/log").start();
+        let inner = log.store.clone();
         let alerts = Alerts::start(
             &config,
             dir.path(),
+            inner.clone(),
             MasterKey::from_bytes([1; 32]).alerts_state_key(),
         )
         .unwrap();
-        let log = crate::sequencer::test_log::TestLogBuilder::new("example.com/log").start();
-        let inner = log.store.clone();
         let st = super::super::test_state_with(&log, Some(alerts.clone()));
         let ev = event::parse_event(
             &json!({

@@ -47,7 +47,10 @@ const DEDUPE_KEY: u8 = 0x08;
 const END: u8 = 0xFF;
 
 /// Every record space, in the order a snapshot carries them. A new
-/// [`RecordSpace`] must be added here (its byte is [`RecordSpace::code`]).
+/// [`RecordSpace`] must be added here (its byte is [`RecordSpace::code`]),
+/// but for the alert rules' windows (`AlertState`): they are checkpointed
+/// apart from the log's batches, so they could name events past the
+/// snapshot's cut, and a restored log starts with empty windows.
 pub const RECORD_SPACES: [RecordSpace; 6] = [
     RecordSpace::Meta,
     RecordSpace::ApiKey,

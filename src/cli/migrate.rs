@@ -75,12 +75,13 @@ const PROGRESS_PREFIX: &str = "migrate/progress/";
 const BUCKET_LOW_BYTES: [u8; 4] = [0x00, 0x40, 0x80, 0xC0];
 
 /// The record spaces copied, small ones first.
-const RECORD_SPACES: [RecordSpace; 6] = [
+const RECORD_SPACES: [RecordSpace; 7] = [
     RecordSpace::Meta,
     RecordSpace::ApiKey,
     RecordSpace::DataKey,
     RecordSpace::Erased,
     RecordSpace::Governance,
+    RecordSpace::AlertState,
     RecordSpace::Sealed,
 ];
 

@@ -52,6 +52,9 @@ pub enum RecordSpace {
     Erased,
     /// Retention policies and legal holds, keyed by their id.
     Governance,
+    /// The checkpoint of the alert rules' windows, sealed (see
+    /// `alerts/state.rs`): a few records per rule, keyed by the rule.
+    AlertState,
 }
 
 impl RecordSpace {
@@ -65,6 +68,7 @@ impl RecordSpace {
             RecordSpace::Sealed => 3,
             RecordSpace::Erased => 4,
             RecordSpace::Governance => 5,
+            RecordSpace::AlertState => 6,
         }
     }
 }

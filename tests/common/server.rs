@@ -235,6 +235,17 @@ impl Server {
     /// address (`--listen` becomes the address it was listening on).
     pub fn restart(mut self) -> Server {
         self.terminate();
+        self.relaunch()
+    }
+
+    /// SIGKILL (no shutdown at all) and starts again as [`Server::restart`] does.
+    pub fn crash_restart(mut self) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.relaunch()
+    }
+
+    fn relaunch(&mut self) -> Server {
         let addr = OsString::from(self.addr());
         let mut args = std::mem::take(&mut self.args);
         if let Some(i) = args.iter().position(|a| a == "--listen") {

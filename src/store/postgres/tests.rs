@@ -245,3 +245,36 @@ fn the_static_copy_catches_up_after_a_bucket_outage() {
     copied(&store);
     s.has_static_copy_of_size_5();
 }
+
+#[test]
+fn alert_windows_are_checkpointed_in_postgres_and_survive_a_reopen() {
+    use crate::alerts::{Alerts, AlertsConfig};
+    let s = Services::start();
+    let config = AlertsConfig::parse(
+        "[alerts]\n[[alerts.rule]]\nname = \"logins\"\nkind = \"threshold\"\ngroup_by = \"actor\"\nmore_than = 2\nwindow = \"10m\"\n",
+        "t",
+    )
+    .unwrap()
+    .unwrap();
+    let key = || crate::crypto::MasterKey::from_bytes([7; 32]).alerts_state_key();
+    let data = tempfile::tempdir().unwrap();
+    let login = |a: &Alerts, minute: u32, index: u64| {
+        let ev = crate::event::parse_event(
+            &serde_json::json!({
+                "actor": {"id": "mallory", "type": "user"}, "action": "login",
+                "resource": {"type": "session", "id": "s"}, "purpose": "auth",
+                "outcome": "failure", "occurred_at": format!("2026-01-01T10:{minute:02}:00Z"),
+            }),
+            &crate::event::EventLimits::default(),
+        )
+        .unwrap();
+        a.evaluate(&a.engine().observe("app", &ev).unwrap(), index)
+    };
+    let a = Alerts::start(&config, data.path(), Arc::new(s.open()), key()).unwrap();
+    login(&a, 0, 0);
+    login(&a, 1, 1);
+    assert_eq!(a.checkpoint().unwrap().records, 2);
+    drop(a);
+    let b = Alerts::start(&config, data.path(), Arc::new(s.open()), key()).unwrap();
+    assert_eq!(login(&b, 2, 2)[0].events, vec![0, 1, 2]);
+}

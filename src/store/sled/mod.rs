@@ -93,6 +93,7 @@ const DATA_KEY: u8 = b'k';
 const SEALED: u8 = b'b';
 const ERASED: u8 = b'x';
 const GOVERNANCE: u8 = b'g';
+const ALERT_STATE: u8 = b'a';
 /// Search index blocks: `j || at || bucket`. All blocks of one flush share
 /// `at` and so lie side by side, after every earlier flush's: a flush
 /// appends to the end of the keyspace instead of adding one key to each of
@@ -219,6 +220,7 @@ fn space_prefix(space: RecordSpace) -> u8 {
         RecordSpace::Sealed => SEALED,
         RecordSpace::Erased => ERASED,
         RecordSpace::Governance => GOVERNANCE,
+        RecordSpace::AlertState => ALERT_STATE,
     }
 }
 
@@ -1249,6 +1251,7 @@ mod tests {
             RecordSpace::DataKey,
             RecordSpace::Erased,
             RecordSpace::Governance,
+            RecordSpace::AlertState,
         ];
         for space in spaces {
             store.put_record(space, b"a", b"value of a").unwrap();

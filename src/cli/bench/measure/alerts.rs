@@ -52,9 +52,10 @@ pub struct AlertsReport {
     pub cpu: Option<Duration>,
     /// Alerts the reported round raised.
     pub alerts: u64,
-    /// The checkpoint of the windows at the end of the best round: its
-    /// size as serialized, and the time that took (the rules' locks are
-    /// held meanwhile, each while its own state is written).
+    /// The checkpoint of the windows at the end of the best round, every
+    /// rule whole (the most one checkpoint writes): its size as encoded,
+    /// before sealing, and the time that took (the rules' locks are held
+    /// meanwhile, each while its own state is encoded).
     pub state_bytes: usize,
     pub state_serialize: Duration,
 }
@@ -129,8 +130,7 @@ pub fn alerts(opts: &AlertsOptions) -> Result<AlertsReport, BenchError> {
             .zip(cpu)
             .map(|(after, before)| after.saturating_sub(before));
         let t = Instant::now();
-        let state = serde_json::to_vec(&engine.snapshot_view())
-            .map_err(|e| BenchError::Answer(e.to_string()))?;
+        let state_bytes = veritrail::alerts::state::encoded_size(&engine);
         let report = AlertsReport {
             rules: config.rules.len(),
             events: opts.events,
@@ -138,7 +138,7 @@ pub fn alerts(opts: &AlertsOptions) -> Result<AlertsReport, BenchError> {
             evaluate: round.1,
             cpu,
             alerts: round.2,
-            state_bytes: state.len(),
+            state_bytes,
             state_serialize: t.elapsed(),
         };
         if best.as_ref().is_none_or(|b| report.cost() < b.cost()) {
