@@ -196,8 +196,12 @@ impl Alerts {
     }
 
     /// At shutdown: a last checkpoint, and undelivered alerts to the dead-letter file.
-    pub async fn shutdown(&self) {
-        if let Err(e) = self.checkpoint() {
+    pub async fn shutdown(self: &Arc<Self>) {
+        let me = self.clone();
+        let written = tokio::task::spawn_blocking(move || me.checkpoint())
+            .await
+            .unwrap_or_else(|e| Err(format!("the checkpoint task failed: {e}")));
+        if let Err(e) = written {
             tracing::error!(error = %e, "couldn't checkpoint the alert windows at shutdown; the next start begins from the previous checkpoint");
         }
         if let Some(w) = &self.webhook {
