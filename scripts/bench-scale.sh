@@ -38,6 +38,9 @@
 # NGINX_FILES (static files), TIME_BUDGET (seconds after the build, default
 # 14400), SERVER_MAX_RSS_MB, SKIP_BUILD / VERITRAIL_BIN as for bench.sh;
 # VERITRAIL_SERVER_BIN serves the log with another build (the same client).
+# SCALE_DATA (a directory outside the work directory) keeps the log after the
+# run, with the records of its growth beside it (SCALE_DATA.steps); a later
+# run with the same SCALE_DATA skips the growth and reads that log again.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -151,13 +154,22 @@ proc_mib() { # /proc status field (VmRSS, VmHWM) of the server, in MiB
     awk -v k="$1:" '$1 == k { printf "%d", $2 / 1024 }' "/proc/$server_pid/status" 2>/dev/null || echo 0
 }
 
-start_server "$work/data"
-writer=$(new_key "$work/data" writer bench)
-auditor=$(new_key "$work/data" auditor bench-auditor)
+data=${SCALE_DATA:-$work/data}
 seeded=0
 steps_done=0
 stopped_why=""
 rare=$((SCALE_SUBJECTS / 2))
+if [[ -n "${SCALE_DATA:-}" && -f "$SCALE_DATA.steps/steps_done" ]]; then
+    # A log grown by an earlier run: its growth records, then the reads.
+    cp "$SCALE_DATA.steps"/* "$work/"
+    steps_done=$(cat "$work/steps_done")
+    echo "bench: reusing the log in $SCALE_DATA ($steps_done steps grown earlier)" >&2
+    SCALE_STEPS=""
+else
+    start_server "$data"
+    writer=$(new_key "$data" writer bench)
+    auditor=$(new_key "$data" auditor bench-auditor)
+fi
 for target in $SCALE_STEPS; do
     if ((target <= seeded)); then
         echo "bench: SCALE_STEPS must grow ($target after $seeded)" >&2
@@ -174,10 +186,10 @@ for target in $SCALE_STEPS; do
     echo "$(proc_mib VmRSS) $(proc_mib VmHWM)" >"$work/rss.$i"
     # Measure disk and searches on a settled log: seeding leaves dirty pages
     # that every search's durable append would otherwise wait for.
-    sync "$work/data/db/db" 2>/dev/null || sync
+    sync "$data/db/db" 2>/dev/null || sync
     # The log also holds its own records (its keys, earlier searches): wait
     # for a checkpoint of everything committed, not of `seeded` leaves.
-    echo "$seeded $(checkpointed_size "$(committed_size)") $(du -s --block-size=1 "$work/data" | cut -f1)" >"$work/disk.$i"
+    echo "$seeded $(checkpointed_size "$(committed_size)") $(du -s --block-size=1 "$data" | cut -f1)" >"$work/disk.$i"
     if ((SCALE_CHECKS == 0)); then
         echo '{}' >"$work/search.$i.json"
         echo '{}' >"$work/sled.$i.json"
@@ -195,6 +207,14 @@ if ((steps_done == 0)); then
     echo "bench: no step completed" >&2
     exit 1
 fi
+if [[ -n "${SCALE_DATA:-}" && -n "$SCALE_STEPS" ]]; then
+    mkdir -p "$SCALE_DATA.steps"
+    echo "$steps_done" >"$work/steps_done"
+    for ((i = 0; i < steps_done; i++)); do
+        cp "$work/rss.$i" "$work/disk.$i" "$work"/ingest."$i".* "$work"/search."$i".* "$work"/sled."$i".* "$SCALE_DATA.steps/"
+    done
+    cp "$work/steps_done" "$SCALE_DATA.steps/"
+fi
 
 # --- restart -------------------------------------------------------------------------
 if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
@@ -208,7 +228,7 @@ started_ns=$(date +%s%N)
 # At level info the server logs how long it took to open the database
 # (`open_ms`, including the replay of sled's log since its last snapshot)
 # and to load the log (`total_ms`).
-SERVER_LOG=info start_server "$work/data"
+SERVER_LOG=info start_server "$data"
 listening_ns=$(date +%s%N)
 until curl -fsS -o /dev/null "$url/checkpoint" 2>/dev/null; do
     kill -0 "$server_pid" 2>/dev/null || { echo "bench: the restarted server exited" >&2; exit 1; }
@@ -278,7 +298,7 @@ for spec in $READ_SERVERS; do
     name=${spec%%=*}
     stop_server
     SERVER_BIN=${spec#*=}
-    start_server "$work/data"
+    start_server "$data"
     until curl -fsS -o /dev/null "$url/checkpoint" 2>/dev/null; do sleep 0.01; done
     read_names+=("$name")
     read_step "inclusion.$name" "$server_pid" --url "$url" --mix inclusion || exit 1

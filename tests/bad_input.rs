@@ -515,6 +515,30 @@ async fn unknown_routes_get_404_and_wrong_methods_405() {
             vec![],
             405,
         ),
+        case(
+            "wrong method on a tile",
+            Method::DELETE,
+            "/tile/0/000",
+            None,
+            vec![],
+            405,
+        ),
     ])
     .await;
+    // The hot public reads (tiles, proofs) are routed apart from the rest:
+    // their 405 is the API's own answer too, naming the method and path.
+    for path in ["/tile/0/000", "/v1/proof/inclusion", "/checkpoint"] {
+        let resp = reqwest::Client::new()
+            .delete(format!("{}{path}", f.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 405, "{path}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(
+            v["error"]["message"],
+            format!("DELETE is not allowed on {path}"),
+            "{path}"
+        );
+    }
 }

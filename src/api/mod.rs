@@ -167,7 +167,9 @@ pub(crate) fn test_state_with(
 pub fn router(state: AppState) -> Router {
     let limits = state.limits.clone();
     // The hottest reads are not compressed: tiles are binary hashes and
-    // proofs short base64, and neither pays for the negotiation.
+    // proofs short base64, and neither pays for the negotiation. Nor do
+    // they take the request timeout's timer: they read no body and answer
+    // from memory (or one store read), so there is nothing to time out.
     let hot = Router::new()
         .route("/tile/{*path}", get(read::tile))
         .route("/v1/proof/inclusion", get(read::inclusion_proof))
@@ -219,26 +221,34 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", post(write::submit_events))
         .route("/v1/logs", post(otlp::export_logs))
         .layer(DefaultBodyLimit::max(limits.max_events_body));
-    Router::new()
-        .merge(hot)
+    let timed = Router::new()
         .merge(public)
         .merge(admin)
         .merge(write)
         .merge(auditor)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
-        ))
-        // The head checks and the JSON error body of every refusal (the
-        // timeout's included) are one layer: each costs every request.
-        .layer(axum::middleware::from_fn(guard::request_head))
+        ));
+    let routes = Router::new()
+        .merge(hot)
+        .merge(timed)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    // The layers every request passes wrap the router once, as one
+    // service: `Router::layer` would wrap each route in a boxed service per
+    // layer, cloned and boxed again on every request. The head checks and
+    // the JSON error body of every refusal (the timeout's included) are one
+    // layer.
+    let layered = tower::ServiceBuilder::new()
+        .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a request handler panicked").into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(guard::request_head))
+        .service(routes);
+    Router::new().fallback_service(layered)
 }
 
 /// Unknown routes: a console file for GET, else a JSON 404.

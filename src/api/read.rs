@@ -7,8 +7,8 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -153,13 +153,12 @@ pub(super) async fn growth(
         (status = 503, description = "Storage unavailable", body = super::openapi::ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ))]
-pub(super) async fn tile(
-    State(st): State<AppState>,
-    Path(rest): Path<String>,
-) -> Result<Response, ApiError> {
-    let path = format!("tile/{rest}");
+pub(super) async fn tile(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    // The route matched `/tile/...`: the rest of the path is the tile's,
+    // read in place rather than copied out by a path extractor.
+    let path = uri.path().trim_start_matches('/');
     let parsed =
-        tiles::parse_tile_path(&path).map_err(|e| ApiError::bad_request(format!("{path}: {e}")))?;
+        tiles::parse_tile_path(path).map_err(|e| ApiError::bad_request(format!("{path}: {e}")))?;
     let size = st.view.durable_size();
     let (tile, entries) = match parsed {
         TilePath::Hash(t) => (t, false),
