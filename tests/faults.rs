@@ -128,3 +128,47 @@ async fn a_failing_store_fails_the_batch_with_503_and_changes_nothing() {
 
     log.log.shutdown().await;
 }
+
+/// A search whose own audit record cannot be stored sends none of the
+/// events it found (its page is made meanwhile, and dropped), and stores
+/// nothing; once writes succeed again the same search answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_whose_audit_record_fails_sends_no_event() {
+    let log = LogBuilder::new(ORIGIN).sealed().start();
+    let writer = log.create_key("app-a", Role::Writer);
+    let log = Log { log, writer };
+    let (status, body, _) = log.post_events(0, 3, false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let auditor = log.create_key("auditor", Role::Auditor);
+    let search = || {
+        Request::get("/v1/events?actor=u1")
+            .header(header::AUTHORIZATION, format!("Bearer {auditor}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let size = log.store.tree_size().unwrap();
+    let (status, _, body) = log.log.send(search()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["events"].as_array().unwrap().len(), 3, "{body}");
+    let size = size + 1;
+
+    log.store.fail_writes(true);
+    let (status, headers, body) = log.log.send(search()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert!(body.get("events").is_none(), "{body}");
+    assert!(
+        !body.to_string().contains("rec-"),
+        "no event content: {body}"
+    );
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    assert_eq!(log.store.tree_size().unwrap(), size, "nothing was stored");
+
+    log.store.fail_writes(false);
+    let (status, _, body) = log.log.send(search()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["events"].as_array().unwrap().len(), 3, "{body}");
+    assert_eq!(log.store.tree_size().unwrap(), size + 1, "its audit record");
+
+    log.log.shutdown().await;
+}

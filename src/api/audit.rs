@@ -573,6 +573,19 @@ pub(super) async fn search_events(
     let p = params(q)?;
     let (query, described) = p.parse(search::MAX_LIMIT)?;
     search_ready(&st)?;
+    // The log as it is before this search is recorded: a search never
+    // finds its own audit event, whose index is at least this size.
+    let size = st.view.durable_size();
+    let vault = st.vault.clone();
+    let query = EventQuery {
+        count_ahead: search::COUNT_AHEAD,
+        ..query
+    };
+    // The page is made while the audit event is being made durable, and
+    // nothing of it is sent before that is done: the answer waits for the
+    // slower of the two, not for both one after the other. If the audit
+    // event fails, the page is dropped unsent.
+    let searching = tokio::task::spawn_blocking(move || search::search(&vault, size, &query));
     let receipt = record_access(
         &st,
         &key,
@@ -585,17 +598,7 @@ pub(super) async fn search_events(
         },
     )
     .await?;
-    let vault = st.vault.clone();
-    // The log as it was before this search was recorded: a search never
-    // finds its own audit event.
-    let size = st.view.durable_size().min(receipt.index);
-    let query = EventQuery {
-        count_ahead: search::COUNT_AHEAD,
-        ..query
-    };
-    let page = tokio::task::spawn_blocking(move || search::search(&vault, size, &query))
-        .await
-        .map_err(blocking_err)??;
+    let page = searching.await.map_err(blocking_err)??;
     let body = json!({
         "events": page.hits.iter().map(hit_json).collect::<Vec<_>>(),
         "next_cursor": page.next.as_ref().map(search::encode_cursor),

@@ -58,14 +58,16 @@ pub fn read_entry(store: &dyn Store, index: u64) -> Result<Vec<u8>, StoreError> 
     let bundle = store
         .bundle(index >> 8)?
         .ok_or_else(|| StoreError::Corrupt(format!("entry bundle {} is missing", index >> 8)))?;
-    let mut entries = tiles::decode_bundle(&bundle).map_err(|e| {
+    // Checked whole, but only the one entry is copied.
+    let ends = tiles::bundle_entry_ends(&bundle).map_err(|e| {
         StoreError::Corrupt(format!("entry bundle {} is malformed: {e}", index >> 8))
     })?;
     let offset = (index % TILE_WIDTH) as usize;
-    if offset >= entries.len() {
+    let Some(&end) = ends.get(offset) else {
         return Err(StoreError::Corrupt(format!(
             "leaf {index} is missing from its bundle"
         )));
-    }
-    Ok(entries.swap_remove(offset))
+    };
+    let start = offset.checked_sub(1).map_or(0, |i| ends[i]);
+    Ok(bundle[start + 2..end].to_vec())
 }

@@ -36,6 +36,7 @@ pub struct LogBuilder {
     origin: String,
     checkpoint_interval: Duration,
     master_key: [u8; 32],
+    sealed: bool,
 }
 
 impl LogBuilder {
@@ -46,7 +47,15 @@ impl LogBuilder {
             origin: origin.to_string(),
             checkpoint_interval: SequencerConfig::default().checkpoint_interval,
             master_key: [9; 32],
+            sealed: false,
         }
+    }
+
+    /// Seals events with the vault and indexes them for search, as
+    /// `serve` does (by default they are stored as given).
+    pub fn sealed(mut self) -> LogBuilder {
+        self.sealed = true;
+        self
     }
 
     /// How often the sequencer signs a checkpoint.
@@ -78,12 +87,21 @@ impl LogBuilder {
             checkpoint_interval: self.checkpoint_interval,
             ..SequencerConfig::default()
         };
-        // Events are stored as given (no vault in front of the store), as
-        // these tests have always run them: they inspect and damage what
-        // the store holds.
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let vault = Arc::new(
+            Vault::new(dyn_store.clone(), &MasterKey::from_bytes(self.master_key)).unwrap(),
+        );
+        // Unless sealed, events are stored as given (no vault in front of
+        // the store), as these tests have always run them: they inspect
+        // and damage what the store holds.
+        let sealing = if self.sealed {
+            Sealing::Vault(vault.clone())
+        } else {
+            Sealing::Plaintext
+        };
         let sequencer = Sequencer::start(
             store.clone(),
-            Sealing::Plaintext,
+            sealing,
             signer,
             config.clone(),
             view.clone(),
@@ -91,9 +109,7 @@ impl LogBuilder {
             None,
         )
         .unwrap();
-        let dyn_store: Arc<dyn Store> = store.clone();
         let api_keys = ApiKeys::new(dyn_store.clone());
-        let vault = Vault::new(dyn_store.clone(), &MasterKey::from_bytes(self.master_key));
         let state = AppState::new(AppParts {
             origin: origin.as_str().into(),
             verifier_keys: Arc::new(keys.verifier_keys(&origin).unwrap()),
@@ -107,7 +123,7 @@ impl LogBuilder {
             checkpoint_interval: config.checkpoint_interval,
             witnessed: None,
             alerts: None,
-            vault: Arc::new(vault.unwrap()),
+            vault,
         });
         InProcessLog {
             origin,

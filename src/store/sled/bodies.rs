@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use super::files::{Blob, Files};
-use super::{backend, checksummed, verified};
+use super::{backend, checksummed, verified, verified_ref};
 use crate::store::{ScanCursor, ScanPage, StoreError};
 use crate::tiles::TILE_WIDTH;
 
@@ -68,6 +68,33 @@ impl Chunk {
     }
 
     fn decode(first: u64, bytes: &[u8]) -> Result<Chunk, StoreError> {
+        let mut bodies = Vec::new();
+        Chunk::walk(first, bytes, |_, body| {
+            bodies.push(body.map(<[u8]>::to_vec))
+        })?;
+        Ok(Chunk { first, bodies })
+    }
+
+    /// The body of leaf `index` in the encoded chunk at `first`, checked
+    /// as [`Chunk::decode`] checks the whole chunk, copying that body only:
+    /// `None` if deleted or not in the chunk.
+    fn body_of(first: u64, bytes: &[u8], index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut found = None;
+        Chunk::walk(first, bytes, |i, body| {
+            if first + i as u64 == index {
+                found = body.map(<[u8]>::to_vec);
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Checks the encoded chunk at `first` and hands each of its bodies to
+    /// `each` in order, with its position in the chunk.
+    fn walk(
+        first: u64,
+        bytes: &[u8],
+        mut each: impl FnMut(usize, Option<&[u8]>),
+    ) -> Result<(), StoreError> {
         let corrupt =
             || StoreError::Corrupt(format!("sealed body chunk at leaf {first} is malformed"));
         let mut rest = bytes;
@@ -83,19 +110,18 @@ impl Chunk {
         if u64::from(count) > TILE_WIDTH || count == 0 {
             return Err(corrupt());
         }
-        let mut bodies = Vec::with_capacity(count as usize);
-        for _ in 0..count {
+        for i in 0..count as usize {
             let len = u32::from_be_bytes(take(4)?.try_into().map_err(|_| corrupt())?);
             if len == ABSENT {
-                bodies.push(None);
+                each(i, None);
             } else {
-                bodies.push(Some(take(len as usize)?.to_vec()));
+                each(i, Some(take(len as usize)?));
             }
         }
         if !rest.is_empty() || (first % TILE_WIDTH) + u64::from(count) > TILE_WIDTH {
             return Err(corrupt());
         }
-        Ok(Chunk { first, bodies })
+        Ok(())
     }
 }
 
@@ -123,6 +149,26 @@ impl InFiles<'_> {
     /// The chunk of full bundle `bundle` from its file, if the committed
     /// tree covers it and the file exists.
     fn chunk(&self, bundle: u64) -> Result<Option<Chunk>, StoreError> {
+        self.checked(bundle, Chunk::decode)
+    }
+
+    /// The body of leaf `index` from its full bundle's file, if the
+    /// committed tree covers it and the file exists; the whole file is
+    /// checked, only that body copied.
+    fn body(&self, index: u64) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        self.checked(index / TILE_WIDTH, |start, value| {
+            Chunk::body_of(start, value, index)
+        })
+    }
+
+    /// `read` applied to the checked chunk of full bundle `bundle`'s file
+    /// (its first leaf and encoded value), if the committed tree covers it
+    /// and the file exists.
+    fn checked<T>(
+        &self,
+        bundle: u64,
+        read: impl FnOnce(u64, &[u8]) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         let blob = Blob::Bodies(bundle);
         if !blob.committed_at(self.committed) {
             return Ok(None);
@@ -133,12 +179,16 @@ impl InFiles<'_> {
         let start = bundle * TILE_WIDTH;
         let damaged =
             |why: String| StoreError::Corrupt(format!("{} is torn or altered: {why}", blob.name()));
-        let value = verified(&chunk_key(start), &bytes).map_err(|e| damaged(e.to_string()))?;
-        let chunk = Chunk::decode(start, &value).map_err(|e| damaged(e.to_string()))?;
-        if chunk.bodies.len() as u64 != TILE_WIDTH {
-            return Err(damaged(format!("{} bodies", chunk.bodies.len())));
+        let value = verified_ref(&chunk_key(start), &bytes).map_err(|e| damaged(e.to_string()))?;
+        // A full bundle's file holds every one of its leaves' bodies.
+        let mut count = [0u8; 4];
+        count.copy_from_slice(value.get(..4).unwrap_or(&[0; 4]));
+        if u64::from(u32::from_be_bytes(count)) != TILE_WIDTH {
+            return Err(damaged(format!("{} bodies", u32::from_be_bytes(count))));
         }
-        Ok(Some(chunk))
+        read(start, value)
+            .map(Some)
+            .map_err(|e| damaged(e.to_string()))
     }
 
     /// Whether full bundle `bundle`'s bodies are a committed file.
@@ -173,9 +223,7 @@ pub fn get(tree: &sled::Tree, files: &InFiles, index: u64) -> Result<Option<Vec<
     if let Some(mut c) = chunk_at_or_before(tree, index)?.filter(|c| index < c.end()) {
         return Ok(c.bodies.swap_remove((index - c.first) as usize));
     }
-    Ok(files
-        .chunk(index / TILE_WIDTH)?
-        .and_then(|mut c| c.bodies.swap_remove((index - c.first) as usize)))
+    Ok(files.body(index)?.flatten())
 }
 
 /// Adds a commit's bodies (`(index, body)`, any order) to `batch`: a chunk
@@ -490,6 +538,28 @@ mod tests {
             .max()
             .unwrap_or(0)
             .max(*committed);
+    }
+
+    #[test]
+    fn one_body_is_read_as_the_whole_chunk_reads_it_and_damage_is_refused() {
+        let chunk = Chunk {
+            first: 260,
+            bodies: (260..270).map(|i| (i != 263).then(|| body(i))).collect(),
+        };
+        let bytes = chunk.encode();
+        for i in 258..272u64 {
+            let whole = Chunk::decode(260, &bytes).unwrap();
+            let expected = i
+                .checked_sub(260)
+                .and_then(|k| whole.bodies.get(k as usize).cloned().flatten());
+            assert_eq!(
+                Chunk::body_of(260, &bytes, i).unwrap(),
+                expected,
+                "leaf {i}"
+            );
+        }
+        assert!(Chunk::body_of(260, &bytes[..bytes.len() - 1], 261).is_err());
+        assert!(Chunk::body_of(260, &[bytes.as_slice(), &[0]].concat(), 261).is_err());
     }
 
     #[test]

@@ -238,13 +238,18 @@ const RECORD_CHECKSUM_LEN: usize = 4;
 /// changed byte in the value, or a value moved under another key, is found
 /// on read (and by fsck) instead of being trusted.
 fn checksummed(full_key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() + RECORD_CHECKSUM_LEN);
+    out.extend_from_slice(value);
+    out.extend_from_slice(&checksum(full_key, value));
+    out
+}
+
+/// The checksum [`checksummed`] appends to `value`.
+fn checksum(full_key: &[u8], value: &[u8]) -> [u8; RECORD_CHECKSUM_LEN] {
     let mut h = crc32fast::Hasher::new();
     h.update(full_key);
     h.update(value);
-    let mut out = Vec::with_capacity(value.len() + RECORD_CHECKSUM_LEN);
-    out.extend_from_slice(value);
-    out.extend_from_slice(&h.finalize().to_be_bytes());
-    out
+    h.finalize().to_be_bytes()
 }
 
 /// A record's key for messages: `<prefix>/<key>`, the key in hex unless it
@@ -261,16 +266,21 @@ fn key_name(full_key: &[u8]) -> String {
 
 /// The value of a stored record, once its checksum holds.
 fn verified(full_key: &[u8], stored: &[u8]) -> Result<Vec<u8>, StoreError> {
+    verified_ref(full_key, stored).map(<[u8]>::to_vec)
+}
+
+/// [`verified`] without the copy: the value inside `stored`.
+fn verified_ref<'a>(full_key: &[u8], stored: &'a [u8]) -> Result<&'a [u8], StoreError> {
     let corrupt = |why: &str| StoreError::Corrupt(format!("record {}: {why}", key_name(full_key)));
     let split = stored
         .len()
         .checked_sub(RECORD_CHECKSUM_LEN)
         .ok_or_else(|| corrupt("shorter than its checksum"))?;
     let (value, sum) = stored.split_at(split);
-    if checksummed(full_key, value)[split..] != *sum {
+    if checksum(full_key, value) != *sum {
         return Err(corrupt("checksum mismatch (the value was altered)"));
     }
-    Ok(value.to_vec())
+    Ok(value)
 }
 
 fn index_block_key(bucket: &[u8], at: u64) -> Vec<u8> {
