@@ -4,9 +4,10 @@
 //!
 //! Faults: every write can fail before it persists (nothing changes, as on
 //! a full disk) or after (the change is applied, the caller hears of a
-//! failure, as when an fsync error follows a write that reached the disk);
-//! batch commits can be held back, as on a stalled disk, to see what
-//! waits behind them.
+//! failure, as when an fsync error follows a write that reached the disk),
+//! at once or after a given number of writes; batch commits can be held
+//! back, as on a stalled disk, to see what waits behind them ([`Gate`],
+//! which the key store's tests use too).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -96,13 +97,49 @@ pub enum WriteFault {
 pub struct MemoryStore {
     inner: RwLock<Inner>,
     fault: AtomicU8,
-    /// While true, `commit` waits before writing.
-    held: Mutex<bool>,
-    released: Condvar,
-    /// Commits waiting because of `held`.
-    waiting: AtomicUsize,
+    /// While closed, `commit` waits before writing.
+    commits: Gate,
     /// Writes attempted (each a durable write on a real backend).
     writes: AtomicUsize,
+    /// The injected fault applies from this write on (counted by `writes`).
+    fault_from: AtomicUsize,
+}
+
+/// A hold on writes, as a stalled disk would make (fault-injection
+/// tests): while closed, every write that passes it waits.
+#[derive(Default)]
+pub struct Gate {
+    held: Mutex<bool>,
+    released: Condvar,
+    /// Writes waiting at the gate.
+    waiting: AtomicUsize,
+}
+
+impl Gate {
+    /// Closes the gate (true) or opens it (false), letting the writes
+    /// waiting at it go on.
+    pub fn hold(&self, hold: bool) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        *held = hold;
+        self.released.notify_all();
+    }
+
+    /// How many writes are waiting at the gate.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Called by a write: waits while the gate is closed.
+    pub fn pass(&self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if *held {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            while *held {
+                held = self.released.wait(held).unwrap_or_else(|p| p.into_inner());
+            }
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 fn poisoned() -> StoreError {
@@ -126,31 +163,28 @@ impl MemoryStore {
 
     /// Makes every following write fail as `fault` says.
     pub fn inject(&self, fault: WriteFault) {
+        self.inject_after(0, fault);
+    }
+
+    /// Lets the next `writes` writes succeed, then makes every following
+    /// one fail as `fault` says.
+    pub fn inject_after(&self, writes: usize, fault: WriteFault) {
+        self.fault_from.store(
+            self.writes.load(Ordering::SeqCst) + writes,
+            Ordering::SeqCst,
+        );
         self.fault.store(fault as u8, Ordering::SeqCst);
     }
 
     /// Holds every following batch commit back (true) until released
     /// (false); a held commit then goes on as any other.
     pub fn hold_commits(&self, hold: bool) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        *held = hold;
-        self.released.notify_all();
+        self.commits.hold(hold);
     }
 
     /// How many batch commits are waiting because of [`MemoryStore::hold_commits`].
     pub fn held_commits(&self) -> usize {
-        self.waiting.load(Ordering::SeqCst)
-    }
-
-    fn wait_while_held(&self) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        if *held {
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            while *held {
-                held = self.released.wait(held).unwrap_or_else(|p| p.into_inner());
-            }
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-        }
+        self.commits.waiting()
     }
 
     /// How many writes were attempted: on a durable backend, each costs a
@@ -161,8 +195,12 @@ impl MemoryStore {
 
     /// Applies `change` as one write, failing as the injected fault says.
     fn write(&self, change: impl FnOnce(&mut Inner)) -> Result<(), StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        let fault = self.fault.load(Ordering::SeqCst);
+        let n = self.writes.fetch_add(1, Ordering::SeqCst);
+        let fault = if n >= self.fault_from.load(Ordering::SeqCst) {
+            self.fault.load(Ordering::SeqCst)
+        } else {
+            WriteFault::None as u8
+        };
         if fault == WriteFault::BeforePersisting as u8 {
             return Err(StoreError::Backend(
                 "injected write failure (no space left on device)".into(),
@@ -184,7 +222,7 @@ fn space_byte(space: RecordSpace) -> u8 {
 
 impl Store for MemoryStore {
     fn commit(&self, b: &BatchWrite) -> Result<(), StoreError> {
-        self.wait_while_held();
+        self.commits.pass();
         self.write(|s| s.apply(b))
     }
 

@@ -11,8 +11,11 @@
 //! each step is one atomic write of the events' deletions, their own
 //! tombstones (the subject's is found through the sealed body, which goes)
 //! and the removal of their subject postings, together with the job's
-//! progress (the leaf below which it goes on). The vault's lock is held
-//! for one step only, so commits and reads interleave.
+//! progress (the leaf below which it goes on). The vault's key lock is
+//! held only to see which of the step's events no key opens (a destroyed
+//! key never comes back), not for the reads nor the write, so the
+//! sequencer's commits do not wait for a step; steps and erasures run one
+//! at a time.
 //!
 //! The index's tail, re-derived from the events on open, cannot read an
 //! erased event's terms: it lists such an event under the subject of the
@@ -154,8 +157,9 @@ impl Vault {
     /// One step of the oldest pending cleanup job (see the module
     /// comment), looking at up to `max` events; false once no job is left.
     pub fn cleanup_step(&self, max: usize) -> Result<bool, StoreError> {
-        let mut st = self.lock()?;
-        st.check_synced()?;
+        // No erasure destroys keys meanwhile, nor writes this job's record.
+        let _erasing = self.erasing()?;
+        self.lock()?.check_synced()?;
         let Some((term, mut job)) = self.cleanup_jobs(1)?.pop() else {
             return Ok(false);
         };
@@ -165,6 +169,8 @@ impl Vault {
             .map_err(|e| StoreError::Corrupt(format!("tombstone: {e}")))?;
         let mut batch = RecordBatch::default();
         let mut postings = Vec::new();
+        // The events' key ids, read without the key lock.
+        let mut sealed = Vec::with_capacity(found.len());
         for &index in &found {
             let Some(record) = self.inner.record(RecordSpace::Sealed, &be(index))? else {
                 // Deleted by an earlier step whose removal of the posting
@@ -178,18 +184,28 @@ impl Vault {
                 }
                 continue;
             };
-            let key_id = decode_sealed(&record)?.0;
-            let slot = match super::keys::parse_key_id(key_id) {
-                Some(slot) => slot,
-                None => st.legacy_slot(key_id),
-            };
-            // Sealed under another key (the subject's events since its
-            // erasure): not this job's.
-            if !slot.is_some_and(|s| job.slots.contains(&s))
-                || self.key_of(&mut st, index, key_id)?.is_some()
-            {
-                continue;
+            sealed.push((index, decode_sealed(&record)?.0.to_vec()));
+        }
+        // Which of them no key opens, under the key lock. A destroyed key
+        // never comes back, so that stays true once the lock is let go:
+        // the step's write below needs no lock the sequencer takes.
+        let gone = {
+            let mut st = self.lock()?;
+            let mut gone = Vec::new();
+            for (index, key_id) in &sealed {
+                let slot =
+                    super::keys::parse_key_id(key_id).unwrap_or_else(|| st.legacy_slot(key_id));
+                // Sealed under another key (the subject's events since its
+                // erasure): not this job's.
+                if slot.is_some_and(|s| job.slots.contains(&s))
+                    && self.key_of(&mut st, *index, key_id)?.is_none()
+                {
+                    gone.push(*index);
+                }
             }
+            gone
+        };
+        for index in gone {
             batch.delete.push((RecordSpace::Sealed, be(index)));
             batch.delete_events.push(index);
             batch

@@ -19,7 +19,13 @@
 //! the cleanup job of the subject, and a pending record of the keys to
 //! destroy; (2) the destruction in the key store; (3) the pending record
 //! removed. A failure after (1) latches the vault; every open finishes a
-//! pending destruction before the log serves anything.
+//! pending destruction before the log serves anything. The vault's key
+//! lock is held for (1) and for preparing and publishing (2), not while
+//! (2)'s blocks and root are written and synced, nor for (3): the
+//! sequencer's commits, which take that lock, do not wait for those
+//! syncs. The subject's slot is forgotten under the lock in (1), so a
+//! batch sealed meanwhile gives the subject a new one, and erasures and
+//! cleanup steps run one at a time.
 //! Events sealed under keys of the earlier format (per subject and month,
 //! per app and day) fall back to that format's method once: the other
 //! live events under the key (as the search index lists them) are
@@ -65,6 +71,9 @@ impl Vault {
         indexes: &[u64],
         tombstone: &Tombstone,
     ) -> Result<ErasureOutcome, StoreError> {
+        // No cleanup step looks at the keys while they are being destroyed,
+        // and no other erasure writes the key store meanwhile.
+        let _erasing = self.erasing()?;
         let mut st = self.lock()?;
         st.check_synced()?;
         let store = self.inner.as_ref();
@@ -153,13 +162,31 @@ impl Vault {
             st.latch(&e.to_string());
             return Err(e);
         }
-        if !destroy.is_empty() {
-            st.destroy(store, &destroy)?;
-        }
         // Durable now; the stored blocks no longer list the erased events,
         // and neither does the index rebuilt on the next start.
         if let Err(e) = removal.apply(&self.index) {
             tracing::error!(error = %e, "erased events stay in the in-memory search index until restart; their bodies are gone");
+        }
+        if destroy.is_empty() {
+            return Ok(outcome);
+        }
+        // (2) The key store's write, prepared under the lock and made
+        // durable without it: batches commit meanwhile (under keys the
+        // destruction leaves alone; a batch that must write the key store
+        // waits), and reads still open what is being erased, as they did
+        // before the erasure began. The keys are gone from memory once
+        // they are gone from the disk, before this returns.
+        let prepared = st.begin_destruction(&destroy)?;
+        drop(st);
+        let persisted = prepared.as_ref().map(|p| p.persist());
+        let finished = self.lock()?.finish_destruction(prepared, persisted);
+        self.key_store_written.notify_all();
+        finished?;
+        // (3) A failure leaves the record for the next open, which destroys
+        // again what is destroyed already.
+        if let Err(e) = keys::forget_pending(store) {
+            self.lock()?.latch(&e.to_string());
+            return Err(e);
         }
         Ok(outcome)
     }
@@ -178,7 +205,12 @@ impl Vault {
         };
         let live = self.live_events_under(key_id, erasing)?;
         let indexes: Vec<u64> = live.iter().map(|(i, _)| *i).collect();
-        st.prepare(self.inner.as_ref(), &indexes, &[], &mut batch.put)?;
+        st.prepare(self.inner.as_ref(), &indexes, &[], &mut batch.put)?
+            .ok_or_else(|| {
+                StoreError::Backend(
+                    "the key store was being written during an erasure (internal error)".into(),
+                )
+            })?;
         for (index, sealed) in live {
             let plain = open_sealed(&old, index, &sealed)?;
             let bundle = st.bundle(index / 256)?;

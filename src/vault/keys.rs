@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use super::VaultError;
 use super::keyring::{self, Keyring, KeyringHome};
-use super::keytree::{self, Entry, KeyHome, KeyStore, LEAF_ENTRIES};
+use super::keytree::{self, Entry, KeyHome, KeyStore, LEAF_ENTRIES, PreparedWrite};
 use crate::crypto::{DataKey, MasterKey, Term};
 use crate::store::{RecordBatch, RecordSpace, Store, StoreError};
 
@@ -181,6 +181,9 @@ pub(super) struct Keys {
     /// Why nothing more may be sealed or erased until the log restarts: a
     /// write whose outcome is unknown.
     unsynced: Option<String>,
+    /// Times a batch waited for a destruction's key store write (tests).
+    #[cfg(test)]
+    pub key_store_waits: usize,
 }
 
 /// New subject slots of a batch, and the key store writes they need.
@@ -228,6 +231,8 @@ impl Keys {
             next_slot,
             hot: None,
             unsynced: None,
+            #[cfg(test)]
+            key_store_waits: 0,
         };
         if keyring::generation_named(store)? {
             let ring = Keyring::open(home.clone(), master.wrap_key(), store)?;
@@ -407,15 +412,18 @@ impl Keys {
     /// slots, new bundles seeds (a leaf block of fresh keys at a time, so
     /// the key store is written about once per 128 bundles or subjects).
     /// The new slots' records go into `records`; call [`Keys::allocated`]
-    /// once they are committed.
+    /// once they are committed. `None` (and nothing added to `records`)
+    /// when it must write the key store while a destruction's write is
+    /// under way: wait for that one to finish, then call it again.
     pub fn prepare(
         &mut self,
         store: &dyn Store,
         indexes: &[u64],
         subjects: &[Term],
-        records: &mut Vec<(RecordSpace, Vec<u8>, Vec<u8>)>,
-    ) -> Result<Allocation, StoreError> {
+        out: &mut Vec<(RecordSpace, Vec<u8>, Vec<u8>)>,
+    ) -> Result<Option<Allocation>, StoreError> {
         self.check_synced()?;
+        let mut records = Vec::new();
         let mut alloc = Allocation {
             next_slot: self.next_slot,
             ..Allocation::default()
@@ -500,10 +508,14 @@ impl Keys {
             }
         }
         if !leaves.is_empty() {
+            if self.tree.writing() {
+                return Ok(None);
+            }
             self.hot = None;
             self.tree.write(leaves, false)?;
         }
-        Ok(alloc)
+        out.append(&mut records);
+        Ok(Some(alloc))
     }
 
     /// The batch that used `alloc` is committed: its slots are current.
@@ -626,51 +638,105 @@ impl Keys {
     /// so it may be redone. A failure latches the vault: the pending record
     /// stays, and the next open finishes the destruction.
     pub fn destroy(&mut self, store: &dyn Store, what: &Destruction) -> Result<(), StoreError> {
+        let prepared = self.begin_destruction(what)?;
+        let persisted = prepared.as_ref().map(|p| p.persist());
+        self.finish_destruction(prepared, persisted)?;
+        forget_pending(store).inspect_err(|e| self.latch(&e.to_string()))
+    }
+
+    /// The part of [`Keys::destroy`] done under the vault's lock before
+    /// the key store is written: `what`'s slots are forgotten (so no batch
+    /// seals under them meanwhile) and the key store's write is prepared
+    /// (`None`: nothing left to destroy). Persist it, without the lock if
+    /// need be, call [`Keys::finish_destruction`] with the outcome, then
+    /// [`forget_pending`].
+    pub fn begin_destruction(
+        &mut self,
+        what: &Destruction,
+    ) -> Result<Option<PreparedWrite>, StoreError> {
+        self.slots.retain(|_, s| !what.slots.contains(s));
         let mut leaves: BTreeMap<u64, Vec<Entry>> = BTreeMap::new();
         let numbers = what.slots.iter().map(|s| (slot_number(*s), None)).chain(
             what.events
                 .iter()
                 .map(|i| (bundle_number(i / 256), Some((i % 256) as u8))),
         );
-        for (n, offset) in numbers {
-            let pos = n / LEAF_ENTRIES;
-            if let std::collections::btree_map::Entry::Vacant(slot) = leaves.entry(pos) {
-                let Some(leaf) = self.tree.leaf(pos)? else {
-                    continue;
-                };
-                slot.insert((*leaf).clone());
-            }
-            if let Some(leaf) = leaves.get_mut(&pos) {
-                let entry = &mut leaf[(n % LEAF_ENTRIES) as usize];
-                match offset {
-                    Some(o) => {
-                        keytree::puncture(entry, o);
+        let result = (|| -> Result<Option<PreparedWrite>, VaultError> {
+            for (n, offset) in numbers {
+                let pos = n / LEAF_ENTRIES;
+                if let std::collections::btree_map::Entry::Vacant(slot) = leaves.entry(pos) {
+                    let Some(leaf) = self.tree.leaf(pos)? else {
+                        continue;
+                    };
+                    slot.insert((*leaf).clone());
+                }
+                if let Some(leaf) = leaves.get_mut(&pos) {
+                    let entry = &mut leaf[(n % LEAF_ENTRIES) as usize];
+                    match offset {
+                        Some(o) => {
+                            keytree::puncture(entry, o);
+                        }
+                        None => entry.clear(),
                     }
-                    None => entry.clear(),
                 }
             }
-        }
-        self.hot = None;
-        let result = (|| -> Result<(), StoreError> {
-            if !leaves.is_empty() {
-                self.tree.write(leaves, true)?;
+            if leaves.is_empty() {
+                return Ok(None);
             }
-            store.commit_records(&RecordBatch {
-                delete: vec![(RecordSpace::Meta, PENDING_RECORD.to_vec())],
-                ..RecordBatch::default()
-            })
+            self.tree.prepare_write(leaves, true).map(Some)
         })();
+        result.map_err(|e| {
+            let e = StoreError::from(e);
+            self.latch(&e.to_string());
+            e
+        })
+    }
+
+    /// Takes the outcome of a destruction's key store write: the keys are
+    /// gone from memory once they are gone from the disk.
+    pub fn finish_destruction(
+        &mut self,
+        prepared: Option<PreparedWrite>,
+        persisted: Option<Result<(), VaultError>>,
+    ) -> Result<(), StoreError> {
+        self.hot = None;
+        let result = match (prepared, persisted) {
+            (Some(p), Some(outcome)) => self.tree.finish_write(p, outcome).map_err(Into::into),
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(StoreError::Backend(
+                "a key destruction was finished without being written (internal error)".into(),
+            )),
+        };
         if let Err(e) = &result {
             self.latch(&e.to_string());
         }
-        self.slots.retain(|_, s| !what.slots.contains(s));
         result
+    }
+
+    /// Whether a destruction's key store write is under way (between
+    /// [`Keys::begin_destruction`] and [`Keys::finish_destruction`]).
+    pub fn key_store_writing(&self) -> bool {
+        self.tree.writing()
     }
 
     /// The fault switch of the key store (tests).
     pub fn fail_key_store_sync(&self, nth: u32) {
         self.tree.faults().fail_at(nth);
     }
+
+    /// The key store's fault switches (tests).
+    #[cfg(test)]
+    pub fn key_store_faults(&self) -> Arc<keytree::Faults> {
+        self.tree.faults()
+    }
+}
+
+/// Removes the record of a pending destruction, once it is done.
+pub(super) fn forget_pending(store: &dyn Store) -> Result<(), StoreError> {
+    store.commit_records(&RecordBatch {
+        delete: vec![(RecordSpace::Meta, PENDING_RECORD.to_vec())],
+        ..RecordBatch::default()
+    })
 }
 
 fn read_legacy(home: &KeyHome) -> Result<BTreeMap<Vec<u8>, u64>, VaultError> {

@@ -28,6 +28,12 @@
 //! exists any more opens it. Cost: one block per level, whatever the
 //! log's size. Adding keys reuses the blocks' keys (nothing is destroyed).
 //!
+//! A write is prepared in memory ([`KeyStore::prepare_write`]), made
+//! durable ([`PreparedWrite::persist`], which needs no lock on the open
+//! store, so an erasure does it without the vault's lock) and then taken
+//! as current ([`KeyStore::finish_write`]); no other write is prepared
+//! meanwhile, and reads see the store as it was until it is finished.
+//!
 //! Invariants: `root` always names blocks that exist and open; a write
 //! whose sync failed leaves both roots and every block of both in place
 //! and latches the store (nothing more is written until it is reopened,
@@ -363,12 +369,16 @@ fn open_block(
     }
 }
 
-/// Injected failures of the key store's syncs (tests only).
+/// Injected failures of the key store's syncs, and a hold on its writes
+/// (tests only).
 #[derive(Default)]
 pub(super) struct Faults {
     /// 0: none; `n`: the `n`-th sync from now fails, after its data was
     /// written (as an fsync error after the write reached the disk).
     fail_at: AtomicU32,
+    /// While closed, a write waits before its first block.
+    #[cfg(test)]
+    pub writes: crate::store::memory::Gate,
 }
 
 impl Faults {
@@ -523,6 +533,8 @@ pub(super) struct KeyStore {
     cache: HashMap<(u8, u64), Arc<Block>>,
     /// Why the store refuses to write until it is reopened.
     broken: Option<String>,
+    /// The version of the write prepared and not finished yet.
+    in_flight: Option<u64>,
     faults: Arc<Faults>,
 }
 
@@ -593,6 +605,7 @@ impl KeyStore {
             root: BTreeMap::new(),
             cache: HashMap::new(),
             broken,
+            in_flight: None,
             faults: Arc::new(Faults::default()),
         })
     }
@@ -712,13 +725,43 @@ impl KeyStore {
         leaves: BTreeMap<u64, Vec<Entry>>,
         fresh: bool,
     ) -> Result<(), VaultError> {
+        let prepared = self.prepare_write(leaves, fresh)?;
+        let persisted = prepared.persist();
+        self.finish_write(prepared, persisted)
+    }
+
+    /// Whether a write prepared by [`KeyStore::prepare_write`] is not
+    /// finished yet: no other write may be prepared until it is.
+    pub fn writing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The first part of [`KeyStore::write`]: the new blocks and root,
+    /// sealed, in memory. The store reads as before until
+    /// [`KeyStore::finish_write`] takes the write's outcome; meanwhile no
+    /// other write may be prepared, and the caller may persist it without
+    /// holding the store (reads go on from the current blocks, which stay
+    /// in place until it is finished).
+    pub fn prepare_write(
+        &mut self,
+        leaves: BTreeMap<u64, Vec<Entry>>,
+        fresh: bool,
+    ) -> Result<PreparedWrite, VaultError> {
         if let Some(why) = &self.broken {
             return Err(VaultError::Store(crate::store::StoreError::Backend(
                 format!("the key store refuses writes until the log restarts: {why}"),
             )));
         }
-        match self.write_unlatched(leaves, fresh) {
-            Ok(()) => Ok(()),
+        if self.in_flight.is_some() {
+            return Err(local(
+                "a key store write was prepared while another one is under way (internal error)",
+            ));
+        }
+        match self.prepare_unlatched(leaves, fresh) {
+            Ok(p) => {
+                self.in_flight = Some(p.version);
+                Ok(p)
+            }
             Err(e) => {
                 self.broken = Some(e.to_string());
                 Err(e)
@@ -726,24 +769,20 @@ impl KeyStore {
         }
     }
 
-    fn write_unlatched(
+    fn prepare_unlatched(
         &mut self,
         leaves: BTreeMap<u64, Vec<Entry>>,
         fresh: bool,
-    ) -> Result<(), VaultError> {
+    ) -> Result<PreparedWrite, VaultError> {
         if leaves.keys().any(|p| *p > MAX_KEY_NUMBER / LEAF_ENTRIES) {
             return Err(local("the key store is full"));
         }
         let v = self.version + 1;
-        let io = |what: &str, e: std::io::Error| {
-            VaultError::Store(crate::store::StoreError::Backend(format!(
-                "key store: couldn't {what}: {e}"
-            )))
-        };
         let mut level_blocks: BTreeMap<u64, Block> = leaves
             .into_iter()
             .map(|(p, e)| (p, Block::Leaf(e)))
             .collect();
+        let mut files = Vec::new();
         // (level, position, replaced version, block)
         let mut written: Vec<(u8, u64, Option<u64>, Block)> = Vec::new();
         let mut new_root = None;
@@ -761,9 +800,7 @@ impl KeyStore {
                 let sealed = key
                     .seal(&block_aad(level, pos, v), &block.encode())
                     .map_err(local)?;
-                self.home
-                    .write(&block_name(level, pos, v), &sealed, &self.faults)
-                    .map_err(|e| io("write a key block", e))?;
+                files.push((block_name(level, pos, v), sealed));
                 if level == ROOT_LEVEL {
                     if let Block::Internal(children) = &block {
                         new_root = Some((key.clone(), children.clone()));
@@ -789,18 +826,45 @@ impl KeyStore {
                 .collect();
         }
         let (root_key, root) = new_root.ok_or_else(|| local("no root block was written"))?;
-        self.home
-            .sync_dir(&self.faults)
-            .map_err(|e| io("sync the key store's directory", e))?;
         let root_file = encode_root(&self.master_wrap, v, &root_key)?;
-        self.home
-            .replace_root(&root_file, &self.faults)
-            .map_err(|e| io("replace the key store's root", e))?;
+        Ok(PreparedWrite {
+            version: v,
+            home: self.home.clone(),
+            faults: self.faults.clone(),
+            files,
+            root_file,
+            root_key,
+            root,
+            written,
+        })
+    }
+
+    /// The last part of [`KeyStore::write`]: takes `prepared`, whose
+    /// [`PreparedWrite::persist`] answered `persisted`, as current, and
+    /// only then removes the blocks it replaced; a failure latches the
+    /// store (both roots and all their blocks stay, for the next open to
+    /// settle on one).
+    pub fn finish_write(
+        &mut self,
+        prepared: PreparedWrite,
+        persisted: Result<(), VaultError>,
+    ) -> Result<(), VaultError> {
+        if self.in_flight != Some(prepared.version) {
+            return Err(local(
+                "a key store write was finished that was not under way (internal error)",
+            ));
+        }
+        self.in_flight = None;
+        if let Err(e) = persisted {
+            self.broken = Some(e.to_string());
+            return Err(e);
+        }
         // Durable: the new blocks are current, the old ones named by nothing.
+        let v = prepared.version;
         self.version = v;
-        self.root_key = root_key;
-        self.root = root;
-        for (level, pos, old, block) in written {
+        self.root_key = prepared.root_key;
+        self.root = prepared.root;
+        for (level, pos, old, block) in prepared.written {
             if let Some(old) = old
                 && old != v
             {
@@ -814,6 +878,46 @@ impl KeyStore {
             }
         }
         Ok(())
+    }
+}
+
+/// A write of the key store between [`KeyStore::prepare_write`] and
+/// [`KeyStore::finish_write`]: new versions of the blocks on its paths and
+/// the root file naming them, sealed.
+pub(super) struct PreparedWrite {
+    version: u64,
+    home: KeyHome,
+    faults: Arc<Faults>,
+    files: Vec<(String, Vec<u8>)>,
+    root_file: Vec<u8>,
+    root_key: DataKey,
+    root: BTreeMap<u8, Child>,
+    written: Vec<(u8, u64, Option<u64>, Block)>,
+}
+
+impl PreparedWrite {
+    /// Makes the write durable: each new block written and synced, their
+    /// directory synced, then the root replaced. It needs nothing of the
+    /// open store (no block is removed here), so it runs without its lock.
+    pub fn persist(&self) -> Result<(), VaultError> {
+        let io = |what: &str, e: std::io::Error| {
+            VaultError::Store(crate::store::StoreError::Backend(format!(
+                "key store: couldn't {what}: {e}"
+            )))
+        };
+        #[cfg(test)]
+        self.faults.writes.pass();
+        for (name, sealed) in &self.files {
+            self.home
+                .write(name, sealed, &self.faults)
+                .map_err(|e| io("write a key block", e))?;
+        }
+        self.home
+            .sync_dir(&self.faults)
+            .map_err(|e| io("sync the key store's directory", e))?;
+        self.home
+            .replace_root(&self.root_file, &self.faults)
+            .map_err(|e| io("replace the key store's root", e))
     }
 }
 

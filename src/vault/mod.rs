@@ -28,7 +28,7 @@
 //! for (it never returns an event no key opens). No event is made unreadable unless it was erased. Leaves,
 //! tiles, bundles and checkpoints are never touched.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -149,6 +149,12 @@ pub struct Vault {
     /// The keys. The mutex also serialises sealing with erasures, so a
     /// key is never used while it is being destroyed.
     keys: Mutex<Keys>,
+    /// Signalled when an erasure's key store write, done without `keys`'s
+    /// lock, is finished (see [`erase`]).
+    key_store_written: Condvar,
+    /// Serialises erasures and the steps of their cleanup, which do their
+    /// durable writes without `keys`'s lock. Lock order: this before `keys`.
+    erasing: Mutex<()>,
     /// The search index. Lock order: `keys` before the index's own locks.
     index: Arc<SearchIndex>,
 }
@@ -313,6 +319,8 @@ impl Vault {
             inner,
             index_key: master.index_key(),
             keys: Mutex::new(keys),
+            key_store_written: Condvar::new(),
+            erasing: Mutex::new(()),
         })
     }
 
@@ -400,6 +408,39 @@ impl Vault {
         self.keys
             .lock()
             .map_err(|_| StoreError::Backend("vault key cache lock poisoned".into()))
+    }
+
+    /// [`Keys::prepare`], waiting without the key lock while an erasure
+    /// writes the key store (see [`erase`]) if it must write it too.
+    fn prepare_keys<'a>(
+        &self,
+        mut st: MutexGuard<'a, Keys>,
+        indexes: &[u64],
+        subjects: &[Term],
+        records: &mut Vec<(RecordSpace, Vec<u8>, Vec<u8>)>,
+    ) -> Result<(MutexGuard<'a, Keys>, keys::Allocation), StoreError> {
+        loop {
+            if let Some(alloc) = st.prepare(self.inner.as_ref(), indexes, subjects, records)? {
+                return Ok((st, alloc));
+            }
+            #[cfg(test)]
+            {
+                st.key_store_waits += 1;
+            }
+            while st.key_store_writing() {
+                st = self
+                    .key_store_written
+                    .wait(st)
+                    .map_err(|_| StoreError::Backend("vault key cache lock poisoned".into()))?;
+            }
+        }
+    }
+
+    /// Serialises erasures and their cleanup (see [`Vault::erasing`]).
+    fn erasing(&self) -> Result<MutexGuard<'_, ()>, StoreError> {
+        self.erasing
+            .lock()
+            .map_err(|_| StoreError::Backend("vault erasure lock poisoned".into()))
     }
 
     /// The index term of `value` in `field`.

@@ -107,11 +107,11 @@ impl Vault {
                 (subject, terms)
             })
             .collect();
-        let mut st = self.lock()?;
         let store = self.inner.as_ref();
         let indexes: Vec<u64> = events.iter().map(|e| e.index).collect();
         let subjects: Vec<Term> = prepared.iter().filter_map(|(s, _)| *s).collect();
-        let alloc = st.prepare(store, &indexes, &subjects, &mut write.records)?;
+        let (mut st, alloc) =
+            self.prepare_keys(self.lock()?, &indexes, &subjects, &mut write.records)?;
         // What each event's key is derived from, gathered under the lock.
         let mut bundles: HashMap<u64, keys::Bundle> = HashMap::new();
         let mut subject_keys: HashMap<u64, DataKey> = HashMap::new();

@@ -40,9 +40,8 @@ impl Vault {
     ) -> Result<Vec<u8>, StoreError> {
         let term = self.term(Field::Subject, subject);
         let store = self.inner.as_ref();
-        let mut st = self.lock()?;
         let mut records = Vec::new();
-        let alloc = st.prepare(store, &[], &[term], &mut records)?;
+        let (mut st, alloc) = self.prepare_keys(self.lock()?, &[], &[term], &mut records)?;
         let slot = match st.slot_for(store, &alloc, &term)? {
             Some(s) => s,
             None => {

@@ -574,8 +574,8 @@ fn destroying_a_key_replaces_the_key_store_root_and_survives_reopening() {
 fn a_failed_sync_during_an_erasure_loses_no_key_and_reopening_finishes_it() {
     use crate::store::memory::WriteFault;
     // Every sync of the erasure's key store write, then the store's own
-    // write (applied, then failing), fails in turn.
-    for fail_at in 0..=8u32 {
+    // writes (applied, then failing: the first and the last), fails in turn.
+    for fail_at in 0..=9u32 {
         let dir = tempfile::tempdir().unwrap();
         let mem = Arc::new(MemoryStore::new());
         let inner: Arc<dyn Store> = mem.clone();
@@ -585,10 +585,11 @@ fn a_failed_sync_during_an_erasure_loses_no_key_and_reopening_finishes_it() {
         let vault = open();
         let b = batch(&[(0, Some("alice")), (1, Some("bob")), (2, None), (3, None)]);
         commit(&vault, &b);
-        if fail_at == 0 {
-            mem.inject(WriteFault::AfterPersisting);
-        } else {
-            vault.fail_key_store_sync(fail_at).unwrap();
+        match fail_at {
+            0 => mem.inject(WriteFault::AfterPersisting),
+            // The removal of the pending record, after the key store's write.
+            9 => mem.inject_after(1, WriteFault::AfterPersisting),
+            _ => vault.fail_key_store_sync(fail_at).unwrap(),
         }
         let result = vault.erase(Some("alice"), &[2], &tomb());
         mem.inject(WriteFault::None);
@@ -622,6 +623,55 @@ fn a_failed_sync_during_an_erasure_loses_no_key_and_reopening_finishes_it() {
         assert!(!dir.path().join(KEYS_DIR).join("root.new").exists());
     }
 }
+#[test]
+fn batches_commit_while_an_erasure_writes_the_key_store_and_one_that_writes_it_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let master = MasterKey::from_bytes([6; 32]);
+    let path = dir.path().join(KEYRING_FILE);
+    let open = || Vault::open(inner.clone(), &master, KeyringHome::File(path.clone())).unwrap();
+    let vault = open();
+    let first = batch(&[(0, Some("alice")), (1, Some("bob"))]);
+    commit(&vault, &first);
+    let faults = vault.lock().unwrap().key_store_faults();
+    faults.writes.hold(true);
+    // A bundle whose seed is in a key block not written yet.
+    let far = 256 * 128;
+    std::thread::scope(|s| {
+        let erasing = s.spawn(|| vault.erase(Some("alice"), &[], &tomb()));
+        while faults.writes.waiting() == 0 {
+            std::thread::yield_now();
+        }
+        // The erasure's key store write is under way, without the key
+        // lock: a batch whose keys exist commits, the erased subject's new
+        // event under a new slot.
+        commit_at(&vault, &[(2, Some("alice")), (3, Some("carol"))]);
+        // One that needs a new key block waits for the erasure's write.
+        let writing = s.spawn(|| commit_at(&vault, &[(far, Some("dave"))]));
+        while vault.lock().unwrap().key_store_waits == 0 {
+            std::thread::yield_now();
+        }
+        assert!(!writing.is_finished());
+        faults.writes.hold(false);
+        assert_eq!(erasing.join().unwrap().unwrap().keys_destroyed, 1);
+        writing.join().unwrap();
+    });
+    let check = |v: &Vault| {
+        assert_eq!(v.event(0).unwrap(), None);
+        assert_eq!(v.tombstone(0).unwrap(), Some(tomb()));
+        assert_eq!(v.event(1).unwrap(), Some(first.events[1].1.clone()));
+        for i in [2, 3, far] {
+            assert!(v.event(i).unwrap().is_some(), "{i}");
+            assert!(v.tombstone(i).unwrap().is_none(), "{i}");
+        }
+    };
+    check(&vault);
+    run_cleanup(&vault);
+    check(&vault);
+    drop(vault);
+    check(&open());
+}
+
 #[test]
 fn a_log_refuses_a_missing_or_wrong_master_key() {
     let dir = tempfile::tempdir().unwrap();
