@@ -245,3 +245,22 @@ fn the_static_copy_catches_up_after_a_bucket_outage() {
     copied(&store);
     s.has_static_copy_of_size_5();
 }
+
+#[test]
+fn the_full_bundles_kept_are_bounded_and_the_oldest_read_goes_first() {
+    let kept = FullBundles::default();
+    for i in 0..=CACHED_BUNDLES as u64 {
+        kept.keep(i, &i.to_be_bytes());
+        // Kept twice, it is still one copy.
+        kept.keep(i, &[0xff]);
+    }
+    assert_eq!(kept.get(0), None, "the oldest read is dropped");
+    for i in 1..=CACHED_BUNDLES as u64 {
+        assert_eq!(kept.get(i), Some(i.to_be_bytes().to_vec()), "{i}");
+    }
+    assert_eq!(
+        kept.0.lock().unwrap().len(),
+        CACHED_BUNDLES,
+        "never more than the bound"
+    );
+}
