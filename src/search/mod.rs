@@ -35,7 +35,9 @@
 //! Invariant: a search never returns an erased event, and a page does at
 //! most [`MAX_EXAMINED`] units of index work (a step of a cursor is one
 //! unit, an index read [`READ_COST`]) plus `count_ahead`, and opens at
-//! most `limit` events plus [`EDGE_CHECKS`], whatever the query. A page
+//! most twice `limit` events plus twice [`EDGE_CHECKS`], whatever the
+//! query (as many events that are no hits as it has hits, erased ones
+//! included, plus the checks at a time range's edges). A page
 //! that reaches a bound ends early with a cursor, possibly with fewer hits
 //! than asked for, or none.
 
@@ -649,10 +651,11 @@ fn search_within(
         examined: examined_before + examined,
     };
     // Events opened that were not hits (outside a partial term's part of
-    // the range, or erased since the index was read).
+    // the range, or erased since the index was read): as many as the page
+    // has room for hits, and the edge checks.
     let mut misses = 0;
     while hits.len() < q.limit {
-        let step = if misses >= EDGE_CHECKS {
+        let step = if misses >= q.limit + EDGE_CHECKS {
             Step::Paused(at)
         } else {
             walk.next(at, max_work)?

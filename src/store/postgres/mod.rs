@@ -37,7 +37,7 @@ mod bucket;
 mod lease;
 mod static_copy;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -77,6 +77,10 @@ const READERS: usize = 4;
 const MAX_STATEMENTS: usize = 64;
 /// The bucket object holding the latest checkpoint.
 const CHECKPOINT_OBJECT: &str = "checkpoint";
+/// Full entry bundles kept after their read from the bucket. A search page
+/// opens its hits newest first, a few hundred to a bundle: without them
+/// every hit was a bucket read of its whole bundle (tens of milliseconds).
+const CACHED_BUNDLES: usize = 64;
 
 fn pg(e: tokio_postgres::Error) -> StoreError {
     let detail = match e.as_db_error() {
@@ -294,10 +298,39 @@ impl Db {
     }
 }
 
+/// The full entry bundles read last from the bucket, at most
+/// [`CACHED_BUNDLES`], the oldest read dropped first. A full bundle is
+/// written once and read only once a commit covers it, so a copy kept here
+/// is never stale.
+#[derive(Default)]
+struct FullBundles(Mutex<VecDeque<(u64, Vec<u8>)>>);
+
+impl FullBundles {
+    fn get(&self, index: u64) -> Option<Vec<u8>> {
+        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, b)| b.clone())
+    }
+
+    fn keep(&self, index: u64, data: &[u8]) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.iter().any(|(i, _)| *i == index) {
+            return;
+        }
+        if kept.len() >= CACHED_BUNDLES {
+            kept.pop_front();
+        }
+        kept.push_back((index, data.to_vec()));
+    }
+}
+
 /// What the store's runtime shares.
 struct Inner {
     db: Db,
     bucket: Bucket,
+    /// The full entry bundles read last from the bucket.
+    full_bundles: FullBundles,
     /// The lease token every commit must find in the coordination row, or
     /// `None` when this store does not check it (one frontend).
     fence: Mutex<Option<i64>>,
@@ -350,6 +383,7 @@ impl PgStore {
                 next: AtomicUsize::new(0),
             },
             bucket: Bucket::open(bucket)?,
+            full_bundles: FullBundles::default(),
             fence: Mutex::new(None),
             static_copy: static_copy::StaticCopy::new(),
         });
@@ -954,13 +988,17 @@ impl Store for PgStore {
             if !covers(to_u64(row.get(0))?, 0, index, WIDTH) {
                 return Ok(None);
             }
+            if let Some(data) = s.full_bundles.get(index) {
+                return Ok(Some(data));
+            }
             let name = Tile::full(0, index).entries_path();
-            let data = s.bucket.get(&name).await?;
-            data.map(Some).ok_or_else(|| {
+            let data = s.bucket.get(&name).await?.ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "committed bundle {name} is missing from the bucket"
                 ))
-            })
+            })?;
+            s.full_bundles.keep(index, &data);
+            Ok(Some(data))
         })
     }
 

@@ -278,3 +278,22 @@ fn alert_windows_are_checkpointed_in_postgres_and_survive_a_reopen() {
     let b = Alerts::start(&config, data.path(), Arc::new(s.open()), key()).unwrap();
     assert_eq!(login(&b, 2, 2)[0].events, vec![0, 1, 2]);
 }
+
+#[test]
+fn the_full_bundles_kept_are_bounded_and_the_oldest_read_goes_first() {
+    let kept = FullBundles::default();
+    for i in 0..=CACHED_BUNDLES as u64 {
+        kept.keep(i, &i.to_be_bytes());
+        // Kept twice, it is still one copy.
+        kept.keep(i, &[0xff]);
+    }
+    assert_eq!(kept.get(0), None, "the oldest read is dropped");
+    for i in 1..=CACHED_BUNDLES as u64 {
+        assert_eq!(kept.get(i), Some(i.to_be_bytes().to_vec()), "{i}");
+    }
+    assert_eq!(
+        kept.0.lock().unwrap().len(),
+        CACHED_BUNDLES,
+        "never more than the bound"
+    );
+}
