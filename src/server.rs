@@ -371,6 +371,10 @@ impl Parts {
         );
         let pace = self.config.background;
         crate::search::rebuild::start(&vault, pace).map_err(|e| e.to_string())?;
+        // Several frontends: the alert windows are the last leader's.
+        if let (Some(alerts), Some(_)) = (&self.alerts, &lease) {
+            alerts.reload()?;
+        }
         crate::vault::start_erasure_cleanup(&vault, pace).map_err(|e| e.to_string())?;
         let view = Arc::new(LogView::new(published, edge.size(), self.clock.clone()));
         let sequencer = Sequencer::start(

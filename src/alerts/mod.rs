@@ -173,6 +173,24 @@ impl Alerts {
         written
     }
 
+    /// Replaces the windows with what the store holds, for a frontend that
+    /// takes over sequencing from another: while it followed, its writes
+    /// went to the leader, which counted them and checkpointed its windows;
+    /// what this process counted before (when it last led) is older, and
+    /// its next checkpoint would otherwise write it over the leader's.
+    pub fn reload(&self) -> Result<(), String> {
+        let _one = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, lock) in self.engine.states() {
+            *lock.lock().unwrap_or_else(|p| p.into_inner()) = eval::RuleState::default();
+        }
+        let loaded = state::load(&self.engine, self.store.as_ref(), &self.state_key)?;
+        tracing::info!(
+            restored = loaded.rules,
+            "alert rule windows reloaded from the checkpoint on taking over"
+        );
+        Ok(())
+    }
+
     /// Checkpoints every `interval` until the process ends.
     pub async fn checkpoint_loop(self: Arc<Self>, interval: std::time::Duration) {
         let mut tick = tokio::time::interval(interval);
@@ -296,6 +314,33 @@ mod tests {
         let other = MasterKey::from_bytes([4; 32]).alerts_state_key();
         let refused = Alerts::start(&config(), dir.path(), store.clone(), other).err();
         assert!(refused.unwrap().contains("alert rule logins"));
+    }
+
+    #[test]
+    fn a_frontend_taking_over_counts_on_from_the_leaders_checkpoint() {
+        let store = Arc::new(MemoryStore::new());
+        let start = || Alerts::start(&config(), Path::new("/nonexistent"), store.clone(), key());
+        let (leader, follower, not_reloaded) =
+            (start().unwrap(), start().unwrap(), start().unwrap());
+        // What the follower counted when it led before, long ago.
+        assert!(feed(&follower, "mallory", 0, 0).is_empty());
+        assert!(feed(&leader, "mallory", 0, 1).is_empty());
+        assert!(feed(&leader, "mallory", 1, 2).is_empty());
+        leader.checkpoint().unwrap();
+        follower.reload().unwrap();
+        assert_eq!(feed(&follower, "mallory", 2, 3)[0].events, vec![1, 2, 3]);
+        // Without the reload, the leader's count is missed.
+        assert!(feed(&not_reloaded, "mallory", 2, 3).is_empty());
+        // And the follower's next checkpoint stores what it counted on from
+        // the leader's: the alert's quiet period, which its own old count
+        // alone never reached.
+        follower.checkpoint().unwrap();
+        let quiet = |a: &Alerts| -> Vec<i64> {
+            let rules = a.engine().snapshot();
+            rules[0].2.groups.values().map(|g| g.quiet_until).collect()
+        };
+        assert_ne!(quiet(&follower), vec![0]);
+        assert_eq!(quiet(&start().unwrap()), quiet(&follower));
     }
 
     #[test]
