@@ -423,7 +423,7 @@ awk -v p50="$(field nginx p50_ms)" -v p99="$(field nginx p99_ms)" -v e="$(field 
 sed 's/\x1b\[[0-9;]*m//g' "$work/restart.err" |
     sed -n 's/.*open_ms=\([0-9]*\) total_ms=\([0-9]*\).*/- restart: the database opened in \1 ms, the log (checkpoint and right edge) loaded in \2 ms/p' |
     head -n1
-echo "- single-event ingest beside an axum-parsing ceiling: not measured (there is no such ceiling in scripts/bench.sh yet)"
+echo "- single-event ingest beside the axum parse-only ceiling: in the table of scripts/bench.sh (a fresh log)"
 echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 echo
 for f in "$work"/ingest.*.json "$work"/search.*.json "$work"/sled.?.json "$work"/sled.??.json \

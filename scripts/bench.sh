@@ -2,7 +2,10 @@
 # Ingest benchmark of the log: durable batched ingest, single-event ingest
 # with 64 clients, submit → signed checkpoint latency, and in the same run
 # the storage ceiling (raw sled, same configuration, same bytes per event,
-# same flush + fsync per batch). Prints one table: measured, target, ceiling.
+# same flush + fsync per batch), and for single events also the parse-only
+# ceiling (`bench parse-server`: the same HTTP listener and JSON parse step,
+# then an answer, nothing stored). Prints one table: measured, target,
+# ceiling.
 #
 # Exits non-zero only when something fails (build, server, a request);
 # a missed target is reported in the table, not as a failure.
@@ -132,6 +135,7 @@ ALERTS_CPU_EVENTS=${ALERTS_CPU_EVENTS:-200000}
 
 TARGET_BATCHED=50000
 TARGET_SINGLE=20000
+TARGET_SINGLE_PARSE_PCT=25
 TARGET_CHECKPOINT_P50_MS=100
 TARGET_SEARCH_P99_MS=50
 TARGET_SEALED_RATIO_PCT=75
@@ -164,6 +168,14 @@ step checkpoint "$BIN" bench ingest --url "$url" --key "$key" \
     --wait-checkpoint
 stop_server
 
+# The parse-only ceiling of single-event ingest (issue #13): the same
+# events and clients against `bench parse-server`, which answers after the
+# log's own parse step and nothing else (no keys, sealing or storage).
+start_parse_server
+step parse_single "$BIN" bench ingest --url "$url" --key unused \
+    --clients "$SINGLE_CLIENTS" --events "$SINGLE_EVENTS" --batch-size 1
+stop_server
+
 # The ceiling of each run: raw sled with the same bytes, (a) with the
 # batches that run can reach at most (every event in flight in one commit),
 # (b) with the batches the server actually committed (mean size).
@@ -178,6 +190,7 @@ awk -v b="$(field batched events_per_s)" -v bc="$(field sled_batched events_per_
     -v bcs="$(field sled_batched_seen events_per_s)" -v bmb="$(cat "$work/batched.mean_batch")" \
     -v s="$(field single events_per_s)" -v sc="$(field sled_single events_per_s)" \
     -v scs="$(field sled_single_seen events_per_s)" -v smb="$(cat "$work/single.mean_batch")" \
+    -v sp="$(field parse_single events_per_s)" -v tsp="$TARGET_SINGLE_PARSE_PCT" \
     -v c50="$(field checkpoint p50_ms)" -v c99="$(field checkpoint p99_ms)" \
     -v cc50="$(field sled_checkpoint commit_p50_ms)" -v cc99="$(field sled_checkpoint commit_p99_ms)" \
     -v cmb="$(cat "$work/checkpoint.mean_batch")" \
@@ -205,6 +218,8 @@ BEGIN {
         verdict(b >= tb), rate(bc) " (" bin_flight ")", pct(b, bc), rate(bcs) " (" bmb ")", pct(b, bcs)
     printf "%-44s %10.0f %10s %7s | %-24s %6s | %-24s %6s\n", "single-event ingest, events/s (" sdesc ")", s, ">= " ts, \
         verdict(s >= ts), rate(sc) " (" sin_flight ")", pct(s, sc), rate(scs) " (" smb ")", pct(s, scs)
+    printf "%-44s %10.0f %10s %7s | %-24s %6s |\n", "  beside the parse-only ceiling (same clients)", s, ">= " tsp "%", \
+        verdict(sp > 0 && 100 * s >= tsp * sp), rate(sp) " (axum + parse)", pct(s, sp)
     printf "%-44s %10.1f %10s %7s | %-24s %6s |\n", "checkpoint latency p50, ms (" cdesc ")", c50, "<= " tc, \
         verdict(c50 <= tc), sprintf("%.1f (%d)", cc50, cin_flight), sprintf("%.1fx", c50 / cc50)
     printf "%-44s %10.1f %10s %7s | %-24s %6s |\n", "checkpoint latency p99, ms", c99, "-", "", \
@@ -219,7 +234,7 @@ BEGIN {
     printf "ceiling = one such commit of %d events. fsync alone p50 %.2f ms.\n", cin_flight, fs
     printf "load average at the end: %s on %d cores (other work on the machine slows every rate above)\n", load, cores
 }'
-for f in batched single checkpoint sled_batched sled_batched_seen sled_single sled_single_seen sled_checkpoint; do
+for f in batched single checkpoint parse_single sled_batched sled_batched_seen sled_single sled_single_seen sled_checkpoint; do
     echo "$f: $(cat "$work/$f.json")"
 done
 

@@ -26,6 +26,10 @@ server_pid=""
 watchdog_pid=""
 extra_pids=()
 cleanup() {
+    # Only the script itself cleans up: a background helper (the memory
+    # watchdog, a sampler) killed before bash reset the traps it inherited
+    # would otherwise run this and delete the work directory under the run.
+    [[ $BASHPID == "$$" ]] || return 0
     if [[ -n "$watchdog_pid" ]]; then
         kill "$watchdog_pid" 2>/dev/null || true
     fi
@@ -53,6 +57,17 @@ start_server() { # data dir [config lines]: starts `serve` on it, sets server_pi
     VERITRAIL_LOG=${SERVER_LOG:-warn} "$SERVER_BIN" serve --config "$work/bench.toml" --data "$1" --listen 127.0.0.1:0 \
         >"$work/server.out" 2>"$work/server.err" &
     server_pid=$!
+    await_listening
+    watchdog "$server_pid" &
+    watchdog_pid=$!
+}
+start_parse_server() { # the parse-only ceiling (`bench parse-server`); sets server_pid and url
+    : >"$work/server.out"
+    "$SERVER_BIN" bench parse-server >"$work/server.out" 2>"$work/server.err" &
+    server_pid=$!
+    await_listening
+}
+await_listening() { # until the server started as server_pid announces its URL (sets url)
     url=""
     # Polled often: the scale mode times start-up with it.
     local give_up=$((SECONDS + ${START_TIMEOUT:-300}))
@@ -67,8 +82,6 @@ start_server() { # data dir [config lines]: starts `serve` on it, sets server_pi
         cat "$work/server.out" "$work/server.err" >&2
         exit 1
     fi
-    watchdog "$server_pid" &
-    watchdog_pid=$!
 }
 watchdog() { # pid: kills the server when its memory passes SERVER_MAX_RSS_MB
     local pid=$1 rss
@@ -107,7 +120,7 @@ server_cpu_ticks() { # utime + stime of the server, in 1/100 s
 }
 batch_totals() { # "entries batches" the sequencer committed so far, from /metrics
     if [[ -n "$server_pid" ]] && command -v curl >/dev/null; then
-        curl -fsS "$url/metrics" | awk '/^veritrail_batch_entries_sum / { s = $2 }
+        curl -fsS "$url/metrics" 2>/dev/null | awk '/^veritrail_batch_entries_sum / { s = $2 }
             /^veritrail_batch_entries_count / { c = $2 } END { print s + 0, c + 0 }'
     else
         echo "0 0"

@@ -42,6 +42,7 @@ pub use governance::{
     PolicyRequest, Removed, RetentionRun, SubjectForm,
 };
 pub use openapi::{BatchProof, ConsistencyProof, InclusionProof, SubmitResponse, SubmittedEvent};
+pub use write::parse_submission;
 
 use crate::auth::ApiKeys;
 use crate::cosign::WitnessedView;

@@ -59,6 +59,33 @@ pub(super) fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<serde_json:
         .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))
 }
 
+/// The events of a submission body (one event, or `{"events": [...]}`):
+/// the parse step of `POST /v1/events`, and all of it but reading the
+/// body.
+fn submitted_events(
+    headers: &HeaderMap,
+    bytes: &[u8],
+    limits: &event::EventLimits,
+) -> Result<Vec<event::AuditEvent>, ApiError> {
+    let value = json_body(headers, bytes)?;
+    event::parse_event_batch(&value, limits).map_err(|e| match e {
+        event::BatchError::TooMany { .. } => ApiError::too_large(e.to_string()),
+        other => ApiError::bad_request(other.to_string()),
+    })
+}
+
+/// [`submitted_events`] for code outside the API: a refused body comes
+/// back as the answer `POST /v1/events` would give. `veritrail bench
+/// parse-server` answers with this step alone, the ceiling that
+/// single-event ingest is compared to.
+pub fn parse_submission(
+    headers: &HeaderMap,
+    bytes: &[u8],
+    limits: &event::EventLimits,
+) -> Result<Vec<event::AuditEvent>, Box<Response>> {
+    submitted_events(headers, bytes, limits).map_err(|e| Box::new(e.into_response()))
+}
+
 /// For actions that take no options: refuses a query string and any body
 /// but nothing or an empty JSON object, so that an option the route does not
 /// know (`?dry_run=1`, `{"dry_run":true}`) is an error, never silently
@@ -163,12 +190,7 @@ pub(super) async fn submit_events(
             )));
         }
     };
-    let bytes = body(b)?;
-    let value = json_body(&headers, &bytes)?;
-    let events = event::parse_event_batch(&value, &st.limits.events).map_err(|e| match e {
-        event::BatchError::TooMany { .. } => ApiError::too_large(e.to_string()),
-        other => ApiError::bad_request(other.to_string()),
-    })?;
+    let events = submitted_events(&headers, &body(b)?, &st.limits.events)?;
     let app = key
         .app
         .clone()

@@ -62,6 +62,13 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The parse-only ceiling of single-event ingest: serves `POST /v1/events`
+    /// with the log's parse step alone (no keys, no storage) until stopped.
+    ParseServer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
     /// Search latency of a log seeded with `bench ingest --subjects`, every answer checked.
     Search {
         /// Server URL.
@@ -401,6 +408,7 @@ pub async fn online(command: BenchCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        BenchCommand::ParseServer { listen } => bench::parse_server::run(listen).await?,
         BenchCommand::Pipeline { .. }
         | BenchCommand::Sled { .. }
         | BenchCommand::Lines { .. }
@@ -493,7 +501,10 @@ pub fn offline(command: BenchCommand) -> anyhow::Result<()> {
             }
             w.flush()?;
         }
-        BenchCommand::Ingest { .. } | BenchCommand::Search { .. } | BenchCommand::Read { .. } => {
+        BenchCommand::Ingest { .. }
+        | BenchCommand::Search { .. }
+        | BenchCommand::Read { .. }
+        | BenchCommand::ParseServer { .. } => {
             bail!("bench ingest, search and read need a running server")
         }
     }

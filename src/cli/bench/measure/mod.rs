@@ -32,6 +32,7 @@ use veritrail::tiles::TILE_WIDTH;
 
 pub mod alerts;
 pub mod otlp;
+pub mod parse_server;
 pub mod pipeline;
 pub mod population;
 pub mod read;
