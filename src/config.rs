@@ -91,6 +91,10 @@ pub struct FileConfig {
     /// Memory for the read cache of hash tiles (with their inner subtree
     /// hashes) and entry bundles, bytes; 0 caches nothing [default: 67108864].
     pub read_cache_bytes: Option<usize>,
+    /// Memory for the proof tier of the read cache: the upper subtree
+    /// hashes of full level-0 tiles, about 1 KiB per 256 events, bytes;
+    /// 0 keeps none [default: 67108864].
+    pub proof_cache_bytes: Option<usize>,
     /// Events the search index keeps in memory before writing them out; a
     /// start that finds the index further behind the tree than this builds
     /// it in the background [default: 32768].
@@ -176,6 +180,7 @@ impl FileConfig {
             rate_limit_per_second: self.rate_limit_per_second.or(lower.rate_limit_per_second),
             rate_limit_burst: self.rate_limit_burst.or(lower.rate_limit_burst),
             read_cache_bytes: self.read_cache_bytes.or(lower.read_cache_bytes),
+            proof_cache_bytes: self.proof_cache_bytes.or(lower.proof_cache_bytes),
             search_index_flush_events: self
                 .search_index_flush_events
                 .or(lower.search_index_flush_events),
@@ -234,6 +239,9 @@ pub struct ServeConfig {
     pub store_cache_bytes: u64,
     /// Byte budget of the read cache (tiles, bundles, proofs' subtree hashes).
     pub read_cache_bytes: usize,
+    /// Byte budget of the read cache's proof tier (upper subtree hashes of
+    /// full level-0 tiles).
+    pub proof_cache_bytes: usize,
     /// Events the search index holds in memory before a flush, and the gap
     /// beyond which a start builds it in the background.
     pub search_index_flush_events: usize,
@@ -413,6 +421,13 @@ impl ServeConfig {
             Some(n) => n,
             None => crate::sequencer::DEFAULT_READ_CACHE_BYTES,
         };
+        let proof_cache_bytes = match o.proof_cache_bytes {
+            Some(n) if n > (64usize << 30) => {
+                return Err("proof_cache_bytes must be at most 68719476736".into());
+            }
+            Some(n) => n,
+            None => crate::sequencer::DEFAULT_PROOF_CACHE_BYTES,
+        };
         let search_index_flush_events = match o.search_index_flush_events {
             Some(n)
                 if !(SEARCH_INDEX_FLUSH_EVENTS_MIN..=SEARCH_INDEX_FLUSH_EVENTS_MAX)
@@ -449,6 +464,7 @@ impl ServeConfig {
             retention_interval,
             store_cache_bytes,
             read_cache_bytes,
+            proof_cache_bytes,
             search_index_flush_events,
             background,
             backend,

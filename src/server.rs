@@ -334,7 +334,11 @@ impl Parts {
             origin: self.origin.clone().into(),
             verifier_keys: self.verifier_keys.clone(),
             store: store.clone(),
-            tiles: Arc::new(TileCache::new(store.clone(), self.config.read_cache_bytes)),
+            tiles: Arc::new(TileCache::new(
+                store.clone(),
+                self.config.read_cache_bytes,
+                self.config.proof_cache_bytes,
+            )),
             view,
             sequencer,
             keys: self.keys.clone(),

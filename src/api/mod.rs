@@ -150,7 +150,11 @@ pub(crate) fn test_state_with(
     AppState::new(AppParts {
         origin: log.origin.as_str().into(),
         verifier_keys: Arc::new(log.keys.verifier_keys(&log.origin).unwrap()),
-        tiles: Arc::new(crate::sequencer::TileCache::new(store.clone(), 1 << 20)),
+        tiles: Arc::new(crate::sequencer::TileCache::new(
+            store.clone(),
+            1 << 20,
+            1 << 20,
+        )),
         store: store.clone(),
         view: log.view.clone(),
         sequencer: log.handle(),

@@ -529,6 +529,9 @@ pub(super) async fn metrics(State(st): State<AppState>) -> Result<Response, ApiE
     metrics::counter!("veritrail_read_cache_misses_total").absolute(cache.misses);
     metrics::gauge!("veritrail_read_cache_bytes").set(cache.bytes as f64);
     metrics::gauge!("veritrail_read_cache_entries").set(cache.entries as f64);
+    metrics::counter!("veritrail_proof_cache_hits_total").absolute(cache.proof_hits);
+    metrics::counter!("veritrail_proof_cache_misses_total").absolute(cache.proof_misses);
+    metrics::gauge!("veritrail_proof_cache_bytes").set(cache.proof_bytes as f64);
     let mut resp = handle.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

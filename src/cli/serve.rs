@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// 0 caches nothing [default: 67108864].
     #[arg(long)]
     read_cache_bytes: Option<usize>,
+    /// Memory for the read cache's proof tier (the upper subtree hashes of
+    /// full level-0 tiles, about 1 KiB per 256 events), bytes; 0 keeps
+    /// none [default: 67108864].
+    #[arg(long)]
+    proof_cache_bytes: Option<usize>,
     /// Events the search index keeps in memory before writing them out
     /// (256 to 131072); a start that finds the index further behind the
     /// tree than this builds it in the background while serving, searches
@@ -181,6 +186,7 @@ fn config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         retention_interval_s: a.retention_interval_s,
         store_cache_mb: a.store_cache_mb,
         read_cache_bytes: a.read_cache_bytes,
+        proof_cache_bytes: a.proof_cache_bytes,
         search_index_flush_events: a.search_index_flush_events,
         background_step_pause_ms: a.background_step_pause_ms,
         witnesses: (!a.witness.is_empty()).then(|| {

@@ -48,7 +48,9 @@ pub use reader::TileSource;
 pub(crate) use reader::read_entry;
 pub use signer::CheckpointSigner;
 pub use thread::{Sequencer, SequencerConfig, SequencerHandle};
-pub use tile_cache::{DEFAULT_READ_CACHE_BYTES, ReadCacheStats, TileCache};
+pub use tile_cache::{
+    DEFAULT_PROOF_CACHE_BYTES, DEFAULT_READ_CACHE_BYTES, ReadCacheStats, TileCache,
+};
 pub use view::{LogView, Published};
 pub use write_path::{
     AcceptError, EntryReceipt, PreparedEvent, Receipt, Sealing, SubmitError, accept,

@@ -4,6 +4,15 @@
 //! instead of reading tiles from the store and rehashing up to 128 leaves
 //! per node, and a tile is answered without a store read or a copy.
 //!
+//! Beside it, a second tier with its own budget keeps, per full level-0
+//! tile, only the hashes of its complete subtrees of [`PROOF_FROM_HEIGHT`]
+//! and up (30 hashes, about 1 KiB per 256 leaves instead of 12): a proof
+//! whose level-0 tile is not in the first tier takes its upper nodes from
+//! there and reads just the 16 leaf hashes it needs below them from the
+//! store ([`Store::tile_hashes`], one ranged read of a file), instead of
+//! the whole tile and 255 hashes. A log of 10 million events fits in 45 MB
+//! of this tier, where its level-0 tiles take 470 MB of the first.
+//!
 //! Invariants:
 //! - a cached tile or bundle is a prefix of what the store holds and will
 //!   ever hold (the right edge only grows, and a full tile never changes),
@@ -14,6 +23,9 @@
 //!   besides it, at most [`KEPT_RANGES`] hashes of right-edge ranges that
 //!   proofs folded (the same few for every proof of one tree size: a range
 //!   of committed leaves never changes);
+//! - the proof tier holds only nodes hashed from tiles of 256 hashes as
+//!   the store returned them (full tiles never change, partial ones are
+//!   never kept there), and never more than its own budget;
 //! - reads only: nothing here writes the store, so a cache that is cold,
 //!   or of size 0, answers exactly what the store does, only slower.
 
@@ -22,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 
-use crate::merkle::{Hash, NodeId, SubtreeSource, node_hash};
+use crate::merkle::{Hash, NodeId, SubtreeSource, node_hash, root_from_leaf_hashes};
 use crate::store::{Store, StoreError};
 use crate::tiles::{self, TILE_HEIGHT, TILE_WIDTH};
 
@@ -30,6 +42,22 @@ use crate::tiles::{self, TILE_HEIGHT, TILE_WIDTH};
 /// of about 1.3 million entries (about 12 KiB per full level-0 tile, with
 /// its kept subtree hashes), and the few upper tiles every proof uses.
 pub const DEFAULT_READ_CACHE_BYTES: usize = 64 << 20;
+
+/// The proof tier's default budget: 64 MiB holds the upper nodes of every
+/// full level-0 tile of a log of about 15 million entries (1,088 bytes per
+/// 256 leaves, bookkeeping included).
+pub const DEFAULT_PROOF_CACHE_BYTES: usize = 64 << 20;
+
+/// The proof tier keeps the complete subtrees of this height and up (of
+/// 16 leaves and more) of each full level-0 tile; below it, a proof reads
+/// the aligned group of `2^PROOF_FROM_HEIGHT` leaf hashes its nodes lie in.
+pub const PROOF_FROM_HEIGHT: u32 = 4;
+
+/// Leaf hashes read from the store for the low nodes of a proof.
+const PROOF_GROUP: usize = 1 << PROOF_FROM_HEIGHT;
+
+/// Upper nodes kept per tile: 16 + 8 + 4 + 2.
+const UPPER_NODES: usize = (TILE_WIDTH as usize >> PROOF_FROM_HEIGHT) * 2 - 2;
 
 /// Independent locks, so that concurrent readers rarely wait on each other.
 const SHARDS: usize = 16;
@@ -48,6 +76,8 @@ enum Key {
     Tile { level: u8, index: u64 },
     /// The entry bundle `index`.
     Bundle(u64),
+    /// The upper nodes of full level-0 tile `index` (the proof tier).
+    Upper(u64),
 }
 
 /// Subtrees of fewer than `2^KEPT_FROM_HEIGHT` hashes are folded from the
@@ -130,6 +160,46 @@ impl CachedTile {
     }
 }
 
+/// The complete subtrees of heights [`PROOF_FROM_HEIGHT`] to 7 of one full
+/// level-0 tile, the lowest height first, each height left to right.
+struct UpperNodes([Hash; UPPER_NODES]);
+
+impl UpperNodes {
+    /// The upper nodes of `tile`, if it is full (256 hashes).
+    fn of(tile: &CachedTile) -> Option<UpperNodes> {
+        if tile.width != TILE_WIDTH as usize {
+            return None;
+        }
+        let mut nodes = [Hash([0; 32]); UPPER_NODES];
+        let mut at = 0;
+        for height in PROOF_FROM_HEIGHT..u32::from(TILE_HEIGHT) {
+            let count = 1usize << height;
+            for offset in (0..tile.width).step_by(count) {
+                nodes[at] = tile.node(offset, count)?;
+                at += 1;
+            }
+        }
+        Some(UpperNodes(nodes))
+    }
+
+    /// The subtree over hashes `offset .. offset + count` (`count` a power
+    /// of two from `2^PROOF_FROM_HEIGHT` to 128, `offset` a multiple of it).
+    fn node(&self, offset: usize, count: usize) -> Option<Hash> {
+        let height = count.trailing_zeros();
+        if !count.is_power_of_two() || height < PROOF_FROM_HEIGHT || offset % count != 0 {
+            return None;
+        }
+        let start: usize = (PROOF_FROM_HEIGHT..height)
+            .map(|h| TILE_WIDTH as usize >> h)
+            .sum();
+        self.0.get(start + (offset >> height)).copied()
+    }
+
+    fn weight() -> usize {
+        UPPER_NODES * 32 + ENTRY_OVERHEAD
+    }
+}
+
 /// Hash `i` of a tile's bytes; `i` is below its width.
 fn leaf_at(bytes: &[u8], i: usize) -> Hash {
     let mut h = [0u8; 32];
@@ -154,6 +224,7 @@ impl CachedBundle {
 enum Cached {
     Tile(Arc<CachedTile>),
     Bundle(Arc<CachedBundle>),
+    Upper(Arc<UpperNodes>),
 }
 
 impl Cached {
@@ -161,6 +232,7 @@ impl Cached {
         match self {
             Cached::Tile(t) => t.width,
             Cached::Bundle(b) => b.ends.len(),
+            Cached::Upper(_) => TILE_WIDTH as usize,
         }
     }
 }
@@ -246,12 +318,23 @@ impl Shard {
 pub struct ReadCacheStats {
     /// Reads answered from memory.
     pub hits: u64,
-    /// Reads that went to the store.
+    /// Reads this tier could not answer (a proof may then be answered by
+    /// the proof tier).
     pub misses: u64,
     /// Bytes held now (data and bookkeeping).
     pub bytes: usize,
     /// Tiles and bundles held now.
     pub entries: usize,
+    /// The proof tier: level-0 tiles whose upper nodes it had when a
+    /// proof missed the first tier.
+    pub proof_hits: u64,
+    /// The proof tier: level-0 tiles it did not have (a partial tile, or
+    /// a full one then read whole and kept).
+    pub proof_misses: u64,
+    /// The proof tier: bytes held now.
+    pub proof_bytes: usize,
+    /// The proof tier: tiles whose upper nodes it holds now.
+    pub proof_entries: usize,
 }
 
 /// Hash tiles, their inner subtree hashes and entry bundles, read through
@@ -261,17 +344,23 @@ pub struct TileCache {
     store: Arc<dyn Store>,
     shards: Box<[Mutex<Shard>]>,
     shard_budget: usize,
+    /// The proof tier: [`Key::Upper`] entries only, within their own budget.
+    proof_shards: Box<[Mutex<Shard>]>,
+    proof_shard_budget: usize,
     /// MTH(D[start:end]) of ranges proofs folded, by (start, end).
     ranges: Mutex<HashMap<(u64, u64), Hash, foldhash::fast::RandomState>>,
 }
 
 impl TileCache {
-    /// A cache over `store` holding at most `max_bytes` (0 caches nothing).
-    pub fn new(store: Arc<dyn Store>, max_bytes: usize) -> TileCache {
+    /// A cache over `store` holding at most `max_bytes` of tiles and
+    /// bundles and `proof_bytes` in its proof tier (0 caches nothing there).
+    pub fn new(store: Arc<dyn Store>, max_bytes: usize, proof_bytes: usize) -> TileCache {
         TileCache {
             store,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             shard_budget: max_bytes / SHARDS,
+            proof_shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            proof_shard_budget: proof_bytes / SHARDS,
             ranges: Mutex::default(),
         }
     }
@@ -290,7 +379,7 @@ impl TileCache {
         let width = usize::from(width);
         let key = Key::Bundle(index);
         // The shard's lock is released before a miss reads the store.
-        let cached = self.lock(key).get(key, width);
+        let cached = self.lock(&self.shards, key).get(key, width);
         let bundle = match cached {
             Some(Cached::Bundle(b)) => b,
             _ => self.load_bundle(index, width)?,
@@ -305,15 +394,29 @@ impl TileCache {
 
     /// Hits, misses and size so far.
     pub fn stats(&self) -> ReadCacheStats {
-        let mut s = ReadCacheStats::default();
-        for shard in self.shards.iter() {
-            let shard = lock(shard);
-            s.hits += shard.hits;
-            s.misses += shard.misses;
-            s.bytes += shard.bytes;
-            s.entries += shard.map.len();
+        let sum = |shards: &[Mutex<Shard>]| {
+            shards.iter().fold((0, 0, 0, 0), |(h, m, b, e), shard| {
+                let shard = lock(shard);
+                (
+                    h + shard.hits,
+                    m + shard.misses,
+                    b + shard.bytes,
+                    e + shard.map.len(),
+                )
+            })
+        };
+        let (hits, misses, bytes, entries) = sum(&self.shards);
+        let (proof_hits, proof_misses, proof_bytes, proof_entries) = sum(&self.proof_shards);
+        ReadCacheStats {
+            hits,
+            misses,
+            bytes,
+            entries,
+            proof_hits,
+            proof_misses,
+            proof_bytes,
+            proof_entries,
         }
-        s
     }
 
     /// A tile holding at least its first `width` hashes.
@@ -323,11 +426,30 @@ impl TileCache {
         index: u64,
         width: usize,
     ) -> Result<Arc<CachedTile>, StoreError> {
-        let key = Key::Tile { level, index };
-        let cached = self.lock(key).get(key, width);
-        if let Some(Cached::Tile(t)) = cached {
-            return Ok(t);
+        match self.cached_tile(level, index, width) {
+            Some(t) => Ok(t),
+            None => self.load_tile(level, index, width),
         }
+    }
+
+    /// The cached tile holding at least its first `width` hashes, if any.
+    fn cached_tile(&self, level: u8, index: u64, width: usize) -> Option<Arc<CachedTile>> {
+        let key = Key::Tile { level, index };
+        match self.lock(&self.shards, key).get(key, width) {
+            Some(Cached::Tile(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Reads hash tile `level`/`index` from the store (it holds at least
+    /// `width` hashes) and caches it.
+    fn load_tile(
+        &self,
+        level: u8,
+        index: u64,
+        width: usize,
+    ) -> Result<Arc<CachedTile>, StoreError> {
+        let key = Key::Tile { level, index };
         let stored = self
             .store
             .tile(level, index)?
@@ -346,9 +468,58 @@ impl TileCache {
         }
         let tile = Arc::new(CachedTile::build(Bytes::from(stored)));
         let weight = tile.weight();
-        self.lock(key)
-            .insert(key, Cached::Tile(tile.clone()), weight, self.shard_budget);
+        self.lock(&self.shards, key).insert(
+            key,
+            Cached::Tile(tile.clone()),
+            weight,
+            self.shard_budget,
+        );
         Ok(tile)
+    }
+
+    /// The proof tier's upper nodes of level-0 tile `index`, if it has them.
+    fn cached_upper(&self, index: u64) -> Option<Arc<UpperNodes>> {
+        if self.proof_shard_budget == 0 {
+            return None;
+        }
+        let key = Key::Upper(index);
+        match self.lock(&self.proof_shards, key).get(key, 0) {
+            Some(Cached::Upper(u)) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// Keeps the upper nodes of level-0 tile `index`, just read whole, in
+    /// the proof tier if the tile is full.
+    fn keep_upper(&self, index: u64, tile: &CachedTile) {
+        if self.proof_shard_budget == 0 {
+            return;
+        }
+        if let Some(upper) = UpperNodes::of(tile) {
+            let key = Key::Upper(index);
+            self.lock(&self.proof_shards, key).insert(
+                key,
+                Cached::Upper(Arc::new(upper)),
+                UpperNodes::weight(),
+                self.proof_shard_budget,
+            );
+        }
+    }
+
+    /// The aligned group of [`PROOF_GROUP`] leaf hashes of full level-0
+    /// tile `index` that starts at `start`, read from the store.
+    fn leaf_group(&self, index: u64, start: usize) -> Result<[Hash; PROOF_GROUP], StoreError> {
+        let bytes = self
+            .store
+            .tile_hashes(0, index, start, PROOF_GROUP)?
+            .ok_or_else(|| StoreError::Corrupt(format!("hash tile 0/{index} is missing")))?;
+        if bytes.len() != PROOF_GROUP * 32 {
+            return Err(StoreError::Corrupt(format!(
+                "hash tile 0/{index} gave {} bytes for {PROOF_GROUP} hashes",
+                bytes.len()
+            )));
+        }
+        Ok(std::array::from_fn(|i| leaf_at(&bytes, i)))
     }
 
     fn load_bundle(&self, index: u64, width: usize) -> Result<Arc<CachedBundle>, StoreError> {
@@ -370,7 +541,7 @@ impl TileCache {
             ends: ends.into_boxed_slice(),
         });
         let weight = bundle.weight();
-        self.lock(key).insert(
+        self.lock(&self.shards, key).insert(
             key,
             Cached::Bundle(bundle.clone()),
             weight,
@@ -379,14 +550,15 @@ impl TileCache {
         Ok(bundle)
     }
 
-    fn lock(&self, key: Key) -> MutexGuard<'_, Shard> {
+    /// The shard of `key` among `shards` (the first tier's or the proof tier's).
+    fn lock<'a>(&self, shards: &'a [Mutex<Shard>], key: Key) -> MutexGuard<'a, Shard> {
         let (kind, index) = match key {
             Key::Tile { level, index } => (u64::from(level) + 1, index),
-            Key::Bundle(index) => (0, index),
+            Key::Bundle(index) | Key::Upper(index) => (0, index),
         };
         // Neighbouring tiles land on different shards.
         let mixed = (index ^ kind.rotate_left(56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        lock(&self.shards[(mixed >> 60) as usize % SHARDS])
+        lock(&shards[(mixed >> 60) as usize % SHARDS])
     }
 }
 
@@ -404,30 +576,69 @@ impl SubtreeSource for TileCache {
 
     fn subtree_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
         // The few tiles this proof touches, each looked up (one shard lock,
-        // one reference count) once, then borrowed for every node in it.
+        // one reference count) once, then borrowed for every node in it:
+        // whole tiles of the first tier, or upper nodes of the proof tier
+        // with the leaf groups read below them.
         let mut held: Vec<((u8, u64), Arc<CachedTile>)> = Vec::with_capacity(8);
+        let mut uppers: Vec<(u64, Arc<UpperNodes>)> = Vec::new();
+        let mut groups: Vec<((u64, usize), [Hash; PROOF_GROUP])> = Vec::new();
         let mut out = Vec::with_capacity(nodes.len());
         for node in nodes {
             let (level, index, offset, count) = tiles::node_location(*node);
-            let at = match held
-                .iter()
-                .position(|(at, t)| *at == (level, index) && t.width >= offset + count)
-            {
-                Some(at) => at,
-                None => {
-                    held.push((
-                        (level, index),
-                        self.tile_covering(level, index, offset + count)?,
-                    ));
-                    held.len() - 1
-                }
-            };
-            let tile = &held[at].1;
-            out.push(tile.node(offset, count).ok_or_else(|| {
+            let width = offset + count;
+            let corrupt = || {
                 StoreError::Corrupt(format!(
                     "hash tile {level}/{index} does not cover node {node:?}"
                 ))
-            })?);
+            };
+            if let Some((_, tile)) = held
+                .iter()
+                .find(|(at, t)| *at == (level, index) && t.width >= width)
+            {
+                out.push(tile.node(offset, count).ok_or_else(corrupt)?);
+                continue;
+            }
+            let upper = match uppers.iter().find(|(at, _)| *at == index) {
+                Some((_, upper)) if level == 0 => Some(upper.clone()),
+                _ => None,
+            };
+            let upper = match upper {
+                Some(upper) => Some(upper),
+                None => match self.cached_tile(level, index, width) {
+                    Some(tile) => {
+                        out.push(tile.node(offset, count).ok_or_else(corrupt)?);
+                        held.push(((level, index), tile));
+                        continue;
+                    }
+                    None if level == 0 => self.cached_upper(index).inspect(|u| {
+                        uppers.push((index, u.clone()));
+                    }),
+                    None => None,
+                },
+            };
+            let Some(upper) = upper else {
+                let tile = self.load_tile(level, index, width)?;
+                if level == 0 {
+                    self.keep_upper(index, &tile);
+                }
+                out.push(tile.node(offset, count).ok_or_else(corrupt)?);
+                held.push(((level, index), tile));
+                continue;
+            };
+            if count >= PROOF_GROUP {
+                out.push(upper.node(offset, count).ok_or_else(corrupt)?);
+                continue;
+            }
+            let start = offset - offset % PROOF_GROUP;
+            let group = match groups.iter().find(|(at, _)| *at == (index, start)) {
+                Some((_, group)) => group,
+                None => {
+                    groups.push(((index, start), self.leaf_group(index, start)?));
+                    &groups[groups.len() - 1].1
+                }
+            };
+            let at = offset - start;
+            out.push(root_from_leaf_hashes(&group[at..at + count]));
         }
         Ok(out)
     }
@@ -451,7 +662,7 @@ impl SubtreeSource for TileCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::merkle::{leaf_hash, root_from_leaf_hashes};
+    use crate::merkle::{self, leaf_hash};
     use crate::store::BatchWrite;
     use crate::store::memory::MemoryStore;
 
@@ -470,10 +681,29 @@ mod tests {
             .unwrap();
     }
 
+    /// A store holding the level-0 tiles of `leaves` (the last one partial
+    /// unless they fill it) and a level-1 tile of their full tiles' roots
+    /// (partial: fewer than 65,536 leaves).
+    fn store_leaves(leaves: &[Hash]) -> Arc<MemoryStore> {
+        let mut stored: Vec<(u8, u64, Vec<u8>)> = leaves
+            .chunks(256)
+            .enumerate()
+            .map(|(i, c)| (0, i as u64, c.iter().flat_map(|h| h.0).collect()))
+            .collect();
+        let level1 = leaves
+            .chunks_exact(256)
+            .flat_map(|c| root_from_leaf_hashes(c).0)
+            .collect();
+        stored.push((1, 0, level1));
+        let store = Arc::new(MemoryStore::new());
+        store_tiles(&store, stored);
+        store
+    }
+
     #[test]
     fn a_partial_tile_answers_only_what_it_covers_and_is_reread_when_it_grows() {
         let store = Arc::new(MemoryStore::new());
-        let cache = TileCache::new(store.clone(), 1 << 20);
+        let cache = TileCache::new(store.clone(), 1 << 20, 0);
         let full = tile_bytes(0, 256);
         store_tiles(&store, vec![(0, 0, full[..10 * 32].to_vec())]);
         assert_eq!(cache.hash_tile(0, 0, 10).unwrap(), full[..10 * 32]);
@@ -498,7 +728,7 @@ mod tests {
         let tiles: Vec<_> = (0..64).map(|i| (0u8, i, tile_bytes(0, 256))).collect();
         store_tiles(&store, tiles);
         let budget = 8 * CachedTile::build(Bytes::from(tile_bytes(0, 256))).weight() * SHARDS / 4;
-        let cache = TileCache::new(store.clone(), budget);
+        let cache = TileCache::new(store.clone(), budget, 0);
         for round in 0..3 {
             for i in 0..64 {
                 assert_eq!(
@@ -511,31 +741,20 @@ mod tests {
         let stats = cache.stats();
         assert!(stats.bytes <= budget, "{stats:?} over {budget}");
         assert!(stats.entries > 0 && stats.entries < 64, "{stats:?}");
-        let off = TileCache::new(store, 0);
+        let off = TileCache::new(store, 0, 0);
         assert_eq!(off.hash_tile(0, 5, 256).unwrap().len(), 256 * 32);
         assert_eq!(off.stats().entries, 0);
     }
 
     #[test]
     fn concurrent_proofs_under_eviction_all_verify() {
-        use crate::merkle::{self, NodeId};
+        use crate::merkle::NodeId;
         // Full level-0 tiles, a partial one, and a partial level-1 tile.
         let size = 256 * 40 + 77;
         let leaves: Vec<Hash> = (0..size)
             .map(|i: u64| leaf_hash(&i.to_be_bytes()))
             .collect();
-        let mut stored: Vec<(u8, u64, Vec<u8>)> = leaves
-            .chunks(256)
-            .enumerate()
-            .map(|(i, c)| (0, i as u64, c.iter().flat_map(|h| h.0).collect()))
-            .collect();
-        let level1: Vec<u8> = leaves
-            .chunks_exact(256)
-            .flat_map(|c| root_from_leaf_hashes(c).0)
-            .collect();
-        stored.push((1, 0, level1));
-        let store = Arc::new(MemoryStore::new());
-        store_tiles(&store, stored);
+        let store = store_leaves(&leaves);
         let root = root_from_leaf_hashes(&leaves);
         let firsts: Vec<(u64, Hash)> = [1u64, 255, 256, 257, 5000, 10_240, size - 1]
             .iter()
@@ -544,7 +763,7 @@ mod tests {
         // Room for one full tile and a half per shard, for 42 tiles: proofs evict.
         let weight = CachedTile::build(Bytes::from(tile_bytes(0, 256))).weight();
         let budget = SHARDS * weight * 3 / 2;
-        let cache = TileCache::new(store, budget);
+        let cache = TileCache::new(store, budget, 0);
         std::thread::scope(|scope| {
             for t in 0..4u64 {
                 let (cache, leaves, firsts) = (&cache, &leaves, &firsts);
@@ -572,7 +791,7 @@ mod tests {
 
     #[test]
     fn kept_ranges_stay_bounded_and_a_cache_of_size_0_keeps_none() {
-        let cache = TileCache::new(Arc::new(MemoryStore::new()), 1 << 20);
+        let cache = TileCache::new(Arc::new(MemoryStore::new()), 1 << 20, 0);
         let h = |i: u64| leaf_hash(&i.to_be_bytes());
         for i in 0..(KEPT_RANGES as u64 + 10) {
             cache.keep_range(i, i + 3, h(i));
@@ -581,9 +800,136 @@ mod tests {
         let last = KEPT_RANGES as u64 + 9;
         assert_eq!(cache.kept_range(last, last + 3), Some(h(last)));
         assert_eq!(cache.kept_range(last, last + 4), None);
-        let off = TileCache::new(Arc::new(MemoryStore::new()), 0);
+        let off = TileCache::new(Arc::new(MemoryStore::new()), 0, 0);
         off.keep_range(0, 3, h(0));
         assert_eq!(off.kept_range(0, 3), None);
+    }
+
+    /// A log of `full` full level-0 tiles and 77 leaves more, as a store
+    /// holds it, and the same leaves in memory: the independent reference.
+    fn stored_log(full: u64) -> (Arc<MemoryStore>, merkle::MemoryTree) {
+        let size = 256 * full + 77;
+        let tree: merkle::MemoryTree = (0..size as u64)
+            .map(|i| leaf_hash(&i.to_be_bytes()))
+            .collect();
+        (store_leaves(tree.leaves()), tree)
+    }
+
+    /// Every inclusion proof at `size` for the leaves in `indices`, and the
+    /// consistency proofs from `firsts`, from `cache` and from the
+    /// reference, equal and verifying.
+    fn check_proofs(
+        cache: &TileCache,
+        tree: &merkle::MemoryTree,
+        size: u64,
+        indices: impl Iterator<Item = u64>,
+        firsts: &[u64],
+    ) {
+        let leaves = &tree.leaves()[..size as usize];
+        let root = root_from_leaf_hashes(leaves);
+        for index in indices {
+            let (leaf, path) = merkle::inclusion_proof_with_leaf(index, size, cache).unwrap();
+            assert_eq!(leaf, leaves[index as usize], "leaf {index} at {size}");
+            assert_eq!(
+                path,
+                merkle::inclusion_proof(index, size, tree).unwrap(),
+                "{index} at {size}"
+            );
+            merkle::verify_inclusion(index, size, &leaf, &path, &root).unwrap();
+        }
+        for &first in firsts.iter().filter(|&&f| f <= size) {
+            let proof = merkle::consistency_proof(first, size, cache).unwrap();
+            assert_eq!(
+                proof,
+                merkle::consistency_proof(first, size, tree).unwrap(),
+                "{first}..{size}"
+            );
+            let first_root = root_from_leaf_hashes(&leaves[..first as usize]);
+            merkle::verify_consistency(first, size, &first_root, &root, &proof).unwrap();
+        }
+    }
+
+    /// Sizes on and beside tile boundaries, 16-leaf groups and the right edge.
+    const FIRSTS: [u64; 12] = [1, 15, 16, 17, 255, 256, 257, 512, 1000, 2048, 3072, 3148];
+
+    #[test]
+    fn the_proof_tier_answers_what_the_store_does_cold_warm_and_evicted() {
+        let upper = UpperNodes::weight();
+        // Only the proof tier: a cold one, one that holds every tile, and
+        // one with room for one tile per shard, so proofs of 40 tiles evict.
+        for (full, proof_bytes, label) in [
+            (12, 1 << 20, "roomy"),
+            (40, SHARDS * upper * 3 / 2, "evicting"),
+        ] {
+            let (store, tree) = stored_log(full);
+            let size = tree.len();
+            let cache = TileCache::new(store.clone(), 0, proof_bytes);
+            // Cold: the first proof in each full tile reads it whole.
+            check_proofs(&cache, &tree, size, (0..size).step_by(256), &[]);
+            let cold = cache.stats();
+            assert_eq!(cold.proof_hits, 0, "{label}: {cold:?}");
+            assert!(
+                cold.proof_misses >= full && cold.entries == 0,
+                "{label}: {cold:?}"
+            );
+            // Warm (or evicting): every leaf, and consistency across tiles.
+            for _ in 0..2 {
+                check_proofs(&cache, &tree, size, 0..size, &FIRSTS);
+            }
+            let warm = cache.stats();
+            assert!(warm.proof_hits > 0, "{label}: {warm:?}");
+            assert!(warm.proof_bytes <= proof_bytes, "{label}: {warm:?}");
+            if label == "roomy" {
+                assert_eq!(
+                    warm.proof_entries, 12,
+                    "the partial tile is not kept: {warm:?}"
+                );
+                // Warm, a proof in full tiles reads no tile whole.
+                let (_, path) = merkle::inclusion_proof_with_leaf(1000, 3072, &cache).unwrap();
+                assert_eq!(path, merkle::inclusion_proof(1000, 3072, &tree).unwrap());
+                let after = cache.stats();
+                assert_eq!(after.proof_misses, warm.proof_misses, "{after:?}");
+                assert_eq!(after.proof_hits, warm.proof_hits + 1, "{after:?}");
+            } else {
+                assert!(warm.proof_entries <= SHARDS, "{label}: {warm:?}");
+            }
+            // Older sizes, whose right edge falls inside a kept tile.
+            for old in [300, 2047, 2049, 3072] {
+                check_proofs(&cache, &tree, old, (0..old).step_by(7), &FIRSTS);
+            }
+        }
+        // Both tiers, the first one small; and a cache of size 0.
+        let (store, tree) = stored_log(12);
+        let size = tree.len();
+        for (bytes, proof_bytes) in [(SHARDS * 16 * 1024, 1 << 20), (0, 0)] {
+            let cache = TileCache::new(store.clone(), bytes, proof_bytes);
+            for _ in 0..2 {
+                check_proofs(&cache, &tree, size, 0..size, &FIRSTS);
+            }
+            if proof_bytes == 0 {
+                let stats = cache.stats();
+                assert_eq!((stats.proof_entries, stats.proof_hits), (0, 0), "{stats:?}");
+                assert_eq!(stats.entries, 0, "{stats:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn upper_nodes_match_the_hashes_they_cover_and_a_partial_tile_has_none() {
+        let leaves: Vec<Hash> = (0..256u64).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let bytes: Vec<u8> = leaves.iter().flat_map(|h| h.0).collect();
+        let upper = UpperNodes::of(&CachedTile::build(Bytes::from(bytes.clone()))).unwrap();
+        for height in 0..TILE_HEIGHT {
+            let count = 1usize << height;
+            for offset in (0..256).step_by(count) {
+                let want = (count >= PROOF_GROUP)
+                    .then(|| root_from_leaf_hashes(&leaves[offset..offset + count]));
+                assert_eq!(upper.node(offset, count), want, "o={offset} c={count}");
+            }
+        }
+        assert_eq!(upper.node(8, 16), None, "misaligned");
+        let partial = CachedTile::build(Bytes::from(bytes[..255 * 32].to_vec()));
+        assert!(UpperNodes::of(&partial).is_none());
     }
 
     #[test]

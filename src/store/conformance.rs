@@ -290,4 +290,32 @@ pub(crate) fn run(store: &dyn Store) {
         Some(b"gone".to_vec()),
         "clearing the index touches nothing else"
     );
+    check_full_tile_hashes(store);
+}
+
+/// Completes tile 0/0 (tree size 256) and reads parts of it: each is
+/// exactly those bytes of the whole tile, and a part past its end is an
+/// error, never a short answer.
+fn check_full_tile_hashes(store: &dyn Store) {
+    let full: Vec<u8> = (0..256u32)
+        .flat_map(|i| crate::merkle::leaf_hash(&i.to_be_bytes()).0)
+        .collect();
+    let bundle: Vec<u8> = (0..=255u8).flat_map(|i| [0, 1, i]).collect();
+    store
+        .commit(&BatchWrite {
+            tree_size: 256,
+            tiles: vec![(0, 0, full.clone())],
+            bundles: vec![(0, bundle)],
+            ..BatchWrite::default()
+        })
+        .unwrap();
+    assert_eq!(store.tile(0, 0).unwrap(), Some(full.clone()));
+    for (start, count) in [(0, 16), (16, 16), (240, 16), (255, 1), (0, 256)] {
+        assert_eq!(
+            store.tile_hashes(0, 0, start, count).unwrap().as_deref(),
+            Some(&full[start * 32..(start + count) * 32]),
+            "{start}+{count}"
+        );
+    }
+    assert!(store.tile_hashes(0, 0, 250, 16).is_err());
 }

@@ -270,6 +270,28 @@ pub struct ScanPage<T> {
     pub next: Option<ScanCursor>,
 }
 
+/// Hashes `start .. start + count` of `tile`, the stored hash tile
+/// `(level, index)` (see [`Store::tile_hashes`]).
+pub(crate) fn tile_part(
+    level: u8,
+    index: u64,
+    tile: Option<Vec<u8>>,
+    start: usize,
+    count: usize,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let Some(tile) = tile else {
+        return Ok(None);
+    };
+    match tile.get(start * 32..(start + count) * 32) {
+        Some(part) => Ok(Some(part.to_vec())),
+        None => Err(StoreError::Corrupt(format!(
+            "hash tile {level}/{index} holds {} hashes, not hashes {start} to {}",
+            tile.len() / 32,
+            start + count
+        ))),
+    }
+}
+
 /// The storage contract. Implementations are used from many threads at once:
 /// readers (HTTP handlers) concurrently with the single sequencer thread,
 /// which is the only caller of [`Store::commit`] and [`Store::put_checkpoint`].
@@ -303,6 +325,22 @@ pub trait Store: Send + Sync + 'static {
     /// partial version. MAY be called concurrently with `commit`; a reader
     /// sees either the old or the new version, never a mix.
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Hashes `start .. start + count` (bytes `32 * start ..`) of the FULL
+    /// hash tile `(level, index)`, which the caller knows is committed:
+    /// exactly those bytes of what [`Store::tile`] returns, `None` where it
+    /// returns `None`, and an error where it errs or holds fewer hashes.
+    /// A backend that can read part of a blob (a file) overrides it; the
+    /// default reads the whole tile.
+    fn tile_hashes(
+        &self,
+        level: u8,
+        index: u64,
+        start: usize,
+        count: usize,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        tile_part(level, index, self.tile(level, index)?, start, count)
+    }
 
     /// The stored entry bundle `index`, full or the current partial version.
     fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;

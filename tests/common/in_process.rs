@@ -24,8 +24,8 @@ use veritrail::merkle;
 use veritrail::note::Checkpoint;
 use veritrail::note::keys::LogKeys;
 use veritrail::sequencer::{
-    CheckpointSigner, Clock, DEFAULT_READ_CACHE_BYTES, LogView, RightEdge, Sealing, Sequencer,
-    SequencerConfig, TileCache,
+    CheckpointSigner, Clock, DEFAULT_PROOF_CACHE_BYTES, DEFAULT_READ_CACHE_BYTES, LogView,
+    RightEdge, Sealing, Sequencer, SequencerConfig, TileCache,
 };
 use veritrail::store::memory::MemoryStore;
 use veritrail::store::{RecordSpace, Store, StoredCheckpoint};
@@ -113,7 +113,11 @@ impl LogBuilder {
         let state = AppState::new(AppParts {
             origin: origin.as_str().into(),
             verifier_keys: Arc::new(keys.verifier_keys(&origin).unwrap()),
-            tiles: Arc::new(TileCache::new(dyn_store.clone(), DEFAULT_READ_CACHE_BYTES)),
+            tiles: Arc::new(TileCache::new(
+                dyn_store.clone(),
+                DEFAULT_READ_CACHE_BYTES,
+                DEFAULT_PROOF_CACHE_BYTES,
+            )),
             store: dyn_store,
             view: view.clone(),
             sequencer: sequencer.handle(),

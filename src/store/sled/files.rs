@@ -123,6 +123,42 @@ impl Files {
         }
     }
 
+    /// Bytes `at .. at + len` of `blob`'s file, `None` if there is none;
+    /// one `pread`, so a proof reads the few hashes it needs of a tile.
+    /// A file that is not `full_len` bytes long is torn: an error, as
+    /// reading it whole would be. The caller decides whether the committed
+    /// tree size covers it.
+    pub(crate) fn read_part(
+        &self,
+        blob: Blob,
+        full_len: u64,
+        at: u64,
+        len: usize,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let path = self.path(blob);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("open", &path, e)),
+        };
+        let found = file
+            .metadata()
+            .map_err(|e| io_error("stat", &path, e))?
+            .len();
+        if found != full_len || at + len as u64 > full_len {
+            return Err(StoreError::Corrupt(format!(
+                "{} is torn or read past its end: {found} bytes, {full_len} expected, \
+                 {len} asked at {at}",
+                blob.name()
+            )));
+        }
+        let mut part = vec![0u8; len];
+        file.read_exact_at(&mut part, at)
+            .map_err(|e| io_error("read", &path, e))?;
+        Ok(Some(part))
+    }
+
     /// The bytes of every blob file (walks them all: benchmarks only).
     pub(crate) fn size_on_disk(&self) -> u64 {
         let mut total = 0;

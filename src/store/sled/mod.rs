@@ -997,6 +997,29 @@ impl Store for SledStore {
         self.blob(Blob::Tile(level, index), &tile_key(level, index))
     }
 
+    fn tile_hashes(
+        &self,
+        level: u8,
+        index: u64,
+        start: usize,
+        count: usize,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let blob = Blob::Tile(level, index);
+        // A tile from before blob files, or not yet committed, is in sled.
+        let part = if blob.committed_at(self.shared.committed.load(Ordering::Acquire)) {
+            let full_len = TILE_WIDTH * 32;
+            self.shared
+                .files
+                .read_part(blob, full_len, start as u64 * 32, count * 32)?
+        } else {
+            None
+        };
+        match part {
+            Some(part) => Ok(Some(part)),
+            None => crate::store::tile_part(level, index, self.tile(level, index)?, start, count),
+        }
+    }
+
     fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         self.blob(Blob::Bundle(index), &index_key(BUNDLE, index))
     }
@@ -1670,6 +1693,49 @@ mod tests {
         assert!(
             err.contains("tile file objects/tile/0/000 is missing"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn part_of_a_full_tile_is_read_from_its_file_or_sled_and_a_torn_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.commit(&edge_batch(0, 100, 4)).unwrap();
+        // Partial: from sled, as the whole tile is.
+        assert_eq!(
+            store.tile_hashes(0, 0, 16, 16).unwrap().unwrap(),
+            vec![4; 16 * 32]
+        );
+        assert!(
+            store.tile_hashes(0, 0, 96, 16).is_err(),
+            "past the committed hashes"
+        );
+        store.commit(&edge_batch(100, 256, 4)).unwrap();
+        let path = store.shared.files.path(Blob::Tile(0, 0));
+        let mut whole = std::fs::read(&path).unwrap();
+        whole[240 * 32] = 9;
+        std::fs::write(&path, &whole).unwrap();
+        assert_eq!(
+            store.tile_hashes(0, 0, 240, 16).unwrap().unwrap(),
+            whole[240 * 32..].to_vec(),
+            "read from the file"
+        );
+        // A torn file is damage, as when the whole tile is read.
+        std::fs::write(&path, &whole[..200 * 32]).unwrap();
+        let err = store.tile_hashes(0, 0, 0, 16).unwrap_err().to_string();
+        assert!(err.contains("objects/tile/0/000 is torn"), "{err}");
+        assert!(store.tile(0, 0).is_err());
+        // No file (a database from before blob files): from sled.
+        std::fs::remove_file(&path).unwrap();
+        store
+            .db()
+            .unwrap()
+            .tree
+            .insert(tile_key(0, 0), whole.clone())
+            .unwrap();
+        assert_eq!(
+            store.tile_hashes(0, 0, 0, 16).unwrap().unwrap(),
+            whole[..16 * 32].to_vec()
         );
     }
 
