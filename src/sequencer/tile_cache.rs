@@ -186,7 +186,7 @@ impl UpperNodes {
     /// of two from `2^PROOF_FROM_HEIGHT` to 128, `offset` a multiple of it).
     fn node(&self, offset: usize, count: usize) -> Option<Hash> {
         let height = count.trailing_zeros();
-        if !count.is_power_of_two() || height < PROOF_FROM_HEIGHT || offset % count != 0 {
+        if !count.is_power_of_two() || height < PROOF_FROM_HEIGHT || !offset.is_multiple_of(count) {
             return None;
         }
         let start: usize = (PROOF_FROM_HEIGHT..height)
@@ -809,9 +809,7 @@ mod tests {
     /// holds it, and the same leaves in memory: the independent reference.
     fn stored_log(full: u64) -> (Arc<MemoryStore>, merkle::MemoryTree) {
         let size = 256 * full + 77;
-        let tree: merkle::MemoryTree = (0..size as u64)
-            .map(|i| leaf_hash(&i.to_be_bytes()))
-            .collect();
+        let tree: merkle::MemoryTree = (0..size).map(|i| leaf_hash(&i.to_be_bytes())).collect();
         (store_leaves(tree.leaves()), tree)
     }
 
