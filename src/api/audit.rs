@@ -221,9 +221,9 @@ pub(super) async fn search_before(
     query: EventQuery,
 ) -> Result<search::Page, ApiError> {
     search_ready(st)?;
-    let vault = st.vault.clone();
+    let (vault, tiles) = (st.vault.clone(), st.tiles.clone());
     let size = st.view.durable_size().min(receipt.index);
-    tokio::task::spawn_blocking(move || search::search(&vault, size, &query))
+    tokio::task::spawn_blocking(move || search::search(&vault, &tiles, size, &query))
         .await
         .map_err(blocking_err)?
         .map_err(ApiError::from)
@@ -576,7 +576,7 @@ pub(super) async fn search_events(
     // The log as it is before this search is recorded: a search never
     // finds its own audit event, whose index is at least this size.
     let size = st.view.durable_size();
-    let vault = st.vault.clone();
+    let (vault, tiles) = (st.vault.clone(), st.tiles.clone());
     let query = EventQuery {
         count_ahead: search::COUNT_AHEAD,
         ..query
@@ -585,7 +585,8 @@ pub(super) async fn search_events(
     // nothing of it is sent before that is done: the answer waits for the
     // slower of the two, not for both one after the other. If the audit
     // event fails, the page is dropped unsent.
-    let searching = tokio::task::spawn_blocking(move || search::search(&vault, size, &query));
+    let searching =
+        tokio::task::spawn_blocking(move || search::search(&vault, &tiles, size, &query));
     let receipt = record_access(
         &st,
         &key,
@@ -671,7 +672,7 @@ pub(super) async fn export(
         let mut left = wanted;
         loop {
             query.limit = left.min(search::MAX_LIMIT);
-            let page = match search::search(&vault, size, &query) {
+            let page = match search::search(&vault, source, size, &query) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "export failed");

@@ -36,7 +36,14 @@
 //! Reads. Postings at or above the tail's start come from the tail, older
 //! ones from the blocks, newest block first. Blocks from different
 //! flushes cover disjoint ranges of leaves, so a scan from the newest
-//! block down yields each leaf once, in descending order.
+//! block down yields each leaf once, in descending order. A term's
+//! leaves in a block, as a cursor found them, are kept in a cache bounded
+//! by [`BLOCK_CACHE_BYTES`] ([`BlockCache`]): a rare term has a block in
+//! nearly every flush of a large log, each read a random read of the
+//! store, and the same terms are searched again (the pages of one query,
+//! an auditor coming back to a subject). A cached answer never goes
+//! stale: a flush only adds blocks above every watermark a cursor reads
+//! below, and a removal empties the cache after its commit.
 //!
 //! Format. A marker block (bucket [`MARKER_BUCKET`]) names the format the
 //! blocks are in; an index without the current marker reads as no index
@@ -48,7 +55,7 @@
 //! drops them from the tail. Flushes and removals are serialised, so a
 //! flush never writes back a posting a removal took out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -65,6 +72,9 @@ pub const DEFAULT_FLUSH_EVENTS: usize = 32_768;
 const BACKLOG_FLUSHES: usize = 4;
 /// Blocks read per store call while scanning.
 const BLOCKS_PER_READ: usize = 16;
+/// Bytes the cache of a term's leaves per block may hold (an empty
+/// answer, the common one for a rare term, costs about 100).
+pub const BLOCK_CACHE_BYTES: usize = 16 << 20;
 /// Length of a term: field tag and HMAC.
 const TERM_LEN: usize = 33;
 /// The bucket of the format marker: no field has tag 0.
@@ -237,6 +247,8 @@ pub(crate) struct SearchIndex {
     building: AtomicBool,
     /// While building: the tree's size the last step saw.
     building_target: AtomicU64,
+    /// What cursors read of the blocks.
+    blocks: Mutex<BlockCache>,
 }
 
 /// How far a building index has got.
@@ -275,6 +287,7 @@ impl SearchIndex {
             wake: Mutex::new(None),
             building: AtomicBool::new(false),
             building_target: AtomicU64::new(from),
+            blocks: Mutex::new(BlockCache::default()),
         }
     }
 
@@ -484,23 +497,18 @@ impl SearchIndex {
         // Blocks written after the tail was read start at or above `from`
         // and are left out: their postings were in the tail.
         let mut below = below.min(from);
-        let b = bucket(term);
         // One block first (a block may be large, and often one is enough),
         // then more per read.
         let mut per_read = 1;
         while out.len() < limit && below > 0 {
-            let blocks = self.store.index_blocks(&b, below, per_read)?;
+            let blocks = self.blocks_below(term, below, per_read)?;
             per_read = (per_read * 2).min(BLOCKS_PER_READ);
             if blocks.is_empty() {
                 break;
             }
-            for (at, value) in blocks {
-                for i in leaves_in_block(&value, term)?
-                    .into_iter()
-                    .rev()
-                    .filter(|i| *i < below)
-                {
-                    out.push(i);
+            for (at, leaves) in blocks {
+                for i in leaves.iter().rev().filter(|i| **i < below) {
+                    out.push(*i);
                     if out.len() >= limit {
                         return Ok(out);
                     }
@@ -561,6 +569,119 @@ impl SearchIndex {
     }
 }
 
+/// A term's leaves in one block, ascending.
+type Leaves = Arc<[u64]>;
+
+/// The answers of [`SearchIndex::blocks_below`]: for `(term, below)`, the
+/// largest `at < below` of a block of the term's bucket and the term's
+/// leaves in it (often none), or `None` when no block is below. First in,
+/// first out, within [`BLOCK_CACHE_BYTES`].
+#[derive(Default)]
+struct BlockCache {
+    answers: HashMap<(Term, u64), Option<(u64, Leaves)>>,
+    order: VecDeque<(Term, u64)>,
+    bytes: usize,
+    /// Raised by every [`BlockCache::clear`]: an answer read from the
+    /// store before it is not kept.
+    generation: u64,
+}
+
+impl BlockCache {
+    /// What an answer costs the budget: its key, its slot and its leaves.
+    fn cost(answer: &Option<(u64, Leaves)>) -> usize {
+        96 + answer.as_ref().map_or(0, |(_, l)| 8 * l.len())
+    }
+
+    fn insert(&mut self, key: (Term, u64), answer: Option<(u64, Leaves)>) {
+        let cost = Self::cost(&answer);
+        if cost > BLOCK_CACHE_BYTES || self.answers.contains_key(&key) {
+            return;
+        }
+        while self.bytes + cost > BLOCK_CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(a) = self.answers.remove(&old) {
+                self.bytes -= Self::cost(&a);
+            }
+        }
+        self.bytes += cost;
+        self.order.push_back(key);
+        self.answers.insert(key, answer);
+    }
+
+    fn clear(&mut self) {
+        self.answers.clear();
+        self.order.clear();
+        self.bytes = 0;
+        self.generation += 1;
+    }
+}
+
+impl SearchIndex {
+    /// The stored blocks of `term`'s bucket with `at` below `below` (at
+    /// most the watermark), largest `at` first, at most `n` of them, each
+    /// with the term's leaves in it, ascending; fewer when no more are
+    /// below. From the cache as far as cursors asked the same before; the
+    /// rest in one read of the store.
+    pub(crate) fn blocks_below(
+        &self,
+        term: &Term,
+        mut below: u64,
+        n: usize,
+    ) -> Result<Vec<(u64, Leaves)>, StoreError> {
+        let mut out = Vec::new();
+        let generation = {
+            let cache = self.blocks.lock().map_err(|_| poisoned())?;
+            while out.len() < n {
+                match cache.answers.get(&(*term, below)) {
+                    None => break,
+                    Some(None) => return Ok(out),
+                    Some(Some((at, leaves))) => {
+                        out.push((*at, leaves.clone()));
+                        below = *at;
+                    }
+                }
+            }
+            cache.generation
+        };
+        if out.len() == n || below == 0 {
+            return Ok(out);
+        }
+        let want = n - out.len();
+        let read = self.store.index_blocks(&bucket(term), below, want)?;
+        let mut answers = Vec::with_capacity(read.len() + 1);
+        for (at, value) in &read {
+            let leaves = Leaves::from(leaves_in_block(value, term)?);
+            answers.push(((*term, below), Some((*at, leaves))));
+            below = *at;
+        }
+        if read.len() < want {
+            answers.push(((*term, below), None));
+        }
+        let mut cache = self.blocks.lock().map_err(|_| poisoned())?;
+        for (key, answer) in answers {
+            if let Some((at, leaves)) = &answer {
+                out.push((*at, leaves.clone()));
+            }
+            if cache.generation == generation {
+                cache.insert(key, answer);
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`SearchIndex::blocks_below`] of one block: `None` when there is
+    /// none below.
+    pub(crate) fn block_below(
+        &self,
+        term: &Term,
+        below: u64,
+    ) -> Result<Option<(u64, Leaves)>, StoreError> {
+        Ok(self.blocks_below(term, below, 1)?.pop())
+    }
+}
+
 /// Postings taken from a scan at a time, in the part of the index that
 /// is in memory.
 const SCAN_CHUNK: usize = 256;
@@ -583,7 +704,7 @@ pub(crate) struct PostingCursor {
     chunk_complete: bool,
     /// The last block read, `(at, leaves ascending)`: every posting in
     /// `[at, x]` for the seek that read it.
-    block: Option<(u64, Vec<u64>)>,
+    block: Option<(u64, Leaves)>,
     done: bool,
     /// Index reads made (scans and block reads).
     pub(crate) reads: u64,
@@ -651,12 +772,8 @@ impl PostingCursor {
                 }
                 continue;
             }
-            match vault
-                .store()
-                .index_blocks(&bucket(&self.term), x + 1, 1)?
-                .pop()
-            {
-                Some((at, value)) => self.block = Some((at, leaves_in_block(&value, &self.term)?)),
+            match vault.block_below(&self.term, x + 1)? {
+                Some(block) => self.block = Some(block),
                 None => self.done = true,
             }
         }
@@ -665,8 +782,9 @@ impl PostingCursor {
 
 impl Removal<'_> {
     /// Drops the removed postings from the tail of `index`, once the
-    /// rewritten blocks are committed.
+    /// rewritten blocks are committed, and empties its block cache.
     pub(crate) fn apply(self, index: &SearchIndex) -> Result<(), StoreError> {
+        index.blocks.lock().map_err(|_| poisoned())?.clear();
         let mut tail = index.tail.write().map_err(|_| poisoned())?;
         for (term, i) in &self.tail {
             if let Some(leaves) = tail.postings.get_mut(term) {
@@ -778,5 +896,78 @@ mod tests {
         );
         index.flush().unwrap();
         assert_eq!(index.scan(&a, u64::MAX, 10).unwrap(), vec![3, 2, 0]);
+    }
+
+    /// The leaves of `term` in the block below `below`, as a cursor sees it.
+    fn block(index: &SearchIndex, term: &Term, below: u64) -> Option<(u64, Vec<u64>)> {
+        index
+            .block_below(term, below)
+            .unwrap()
+            .map(|(at, leaves)| (at, leaves.to_vec()))
+    }
+
+    #[test]
+    fn cached_block_reads_answer_as_the_store_and_a_removal_empties_them() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let index = SearchIndex::new(store.clone(), 0, 2);
+        // Two terms of one bucket.
+        let a = term(b'a', 1);
+        let mut b = a;
+        b.0[TERM_LEN - 1] = 2;
+        assert_eq!(bucket(&a), bucket(&b));
+        // Blocks at 0, 2 and 4; b only in the first one.
+        for i in 0..6u64 {
+            let postings = if i == 1 {
+                vec![(a, i), (b, i)]
+            } else {
+                vec![(a, i)]
+            };
+            index.append(i + 1, 1, postings).unwrap();
+        }
+        assert_eq!(index.watermark().unwrap(), 6);
+        for _ in 0..2 {
+            // Read from the store, then from the cache: the same answers.
+            assert_eq!(block(&index, &a, 6), Some((4, vec![4, 5])));
+            assert_eq!(block(&index, &b, 6), Some((4, vec![])));
+            assert_eq!(block(&index, &b, 2), Some((0, vec![1])));
+            assert_eq!(block(&index, &b, 0), None);
+        }
+        // Nothing is below 0: that one needs no read and is not kept.
+        assert_eq!(index.blocks.lock().unwrap().answers.len(), 3);
+        let (removal, blocks) = index.plan_removal(&[(b, 1), (a, 5)]).unwrap();
+        store
+            .commit_records(&RecordBatch {
+                index_blocks: blocks,
+                ..RecordBatch::default()
+            })
+            .unwrap();
+        // Until the removal is applied, the cache answers as before the
+        // commit; after, as the store does now.
+        assert_eq!(block(&index, &b, 2), Some((0, vec![1])));
+        removal.apply(&index).unwrap();
+        assert_eq!(block(&index, &b, 2), Some((0, vec![])));
+        assert_eq!(block(&index, &a, 6), Some((4, vec![4])));
+        assert_eq!(index.scan(&b, u64::MAX, 10).unwrap(), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn the_block_cache_stays_within_its_budget() {
+        let mut cache = BlockCache::default();
+        let answer = Some((0, Leaves::from(vec![1u64; 1000])));
+        let per = BlockCache::cost(&answer);
+        let fits = BLOCK_CACHE_BYTES / per;
+        for n in 0..(fits as u64 + 10) {
+            cache.insert((term(b'a', 1), n), answer.clone());
+            assert!(cache.bytes <= BLOCK_CACHE_BYTES);
+        }
+        assert_eq!(cache.answers.len(), fits);
+        // The oldest went first.
+        assert!(!cache.answers.contains_key(&(term(b'a', 1), 0)));
+        assert!(
+            cache
+                .answers
+                .contains_key(&(term(b'a', 1), fits as u64 + 9))
+        );
+        assert_eq!(cache.order.len(), cache.answers.len());
     }
 }

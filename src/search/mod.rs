@@ -47,8 +47,9 @@ use crate::auth::INTERNAL_APP;
 use crate::crypto::{Field, Term};
 use crate::event::{self, AuditEvent, LeafRecord, Outcome};
 use crate::merkle::{self, Hash};
-use crate::sequencer::read_entry;
+use crate::sequencer::{TileCache, entry_in_bundle, read_entry};
 use crate::store::{Store, StoreError, StoredEvent};
+use crate::tiles::TILE_WIDTH;
 use crate::vault::Vault;
 
 pub(crate) mod index;
@@ -217,7 +218,27 @@ pub struct Page {
 
 /// The leaf at `index`, parsed.
 pub fn leaf_at(store: &dyn Store, index: u64) -> Result<(Vec<u8>, LeafRecord), StoreError> {
-    let leaf = read_entry(store, index)?;
+    parse_leaf(read_entry(store, index)?, index)
+}
+
+/// The leaf at `index` of a tree of `size` leaves, parsed, through the
+/// read cache: the entry bundles of a page's hits are read once for all
+/// the searches that return them, within the cache's budget.
+fn cached_leaf_at(
+    tiles: &TileCache,
+    size: u64,
+    index: u64,
+) -> Result<(Vec<u8>, LeafRecord), StoreError> {
+    let bundle = index / TILE_WIDTH;
+    let width = size.saturating_sub(bundle * TILE_WIDTH).min(TILE_WIDTH);
+    let width = u16::try_from(width).unwrap_or(u16::MAX);
+    parse_leaf(
+        entry_in_bundle(&tiles.bundle(bundle, width)?, index)?,
+        index,
+    )
+}
+
+fn parse_leaf(leaf: Vec<u8>, index: u64) -> Result<(Vec<u8>, LeafRecord), StoreError> {
     let record = LeafRecord::parse(&leaf)
         .map_err(|e| StoreError::Corrupt(format!("leaf {index} is not a leaf record: {e}")))?;
     Ok((leaf, record))
@@ -283,10 +304,19 @@ pub fn growth(store: &dyn Store, size: u64, points: usize) -> Result<Vec<GrowthP
 
 /// The opened event at `index` with its leaf, or `None` if erased.
 pub fn hit_at(vault: &Vault, index: u64) -> Result<Option<Hit>, StoreError> {
+    hit_with(vault, index, |i| leaf_at(vault.store().as_ref(), i))
+}
+
+/// [`hit_at`], with the leaf from `leaf`.
+fn hit_with(
+    vault: &Vault,
+    index: u64,
+    leaf: impl FnOnce(u64) -> Result<(Vec<u8>, LeafRecord), StoreError>,
+) -> Result<Option<Hit>, StoreError> {
     let Some((stored, event)) = vault.open_event(index)? else {
         return Ok(None);
     };
-    let (leaf, record) = leaf_at(vault.store().as_ref(), index)?;
+    let (leaf, record) = leaf(index)?;
     Ok(Some(Hit {
         index,
         leaf_hash: merkle::leaf_hash(&leaf),
@@ -609,21 +639,28 @@ fn walk<'a>(vault: &'a Vault, q: &EventQuery, lo: u64) -> Result<Walk<'a>, Store
     })
 }
 
-/// Runs `q` over the first `size` leaves. Refused while the index is
-/// being built ([`rebuild`]): it would miss the events not yet indexed.
-pub fn search(vault: &Vault, size: u64, q: &EventQuery) -> Result<Page, StoreError> {
+/// Runs `q` over the first `size` leaves (committed), reading the hits'
+/// leaves through `tiles`. Refused while the index is being built
+/// ([`rebuild`]): it would miss the events not yet indexed.
+pub fn search(
+    vault: &Vault,
+    tiles: &TileCache,
+    size: u64,
+    q: &EventQuery,
+) -> Result<Page, StoreError> {
     if let Some(p) = vault.index_building()? {
         return Err(StoreError::Backend(format!(
             "the search index is being built ({} of {} events indexed)",
             p.indexed, p.target
         )));
     }
-    search_within(vault, size, q, MAX_EXAMINED as u64)
+    search_within(vault, tiles, size, q, MAX_EXAMINED as u64)
 }
 
 /// [`search`], ending the page early after `max_work` units of work.
 fn search_within(
     vault: &Vault,
+    tiles: &TileCache,
     size: u64,
     q: &EventQuery,
     max_work: u64,
@@ -654,6 +691,7 @@ fn search_within(
     // the range, or erased since the index was read): as many as the page
     // has room for hits, and the edge checks.
     let mut misses = 0;
+    let open_hit = |index| hit_with(vault, index, |i| cached_leaf_at(tiles, size, i));
     while hits.len() < q.limit {
         let step = if misses >= q.limit + EDGE_CHECKS {
             Step::Paused(at)
@@ -663,7 +701,7 @@ fn search_within(
         match step {
             Step::Match(index, _) => {
                 at = index;
-                match hit_at(vault, index)? {
+                match open_hit(index)? {
                     Some(hit) if answers(q, &hit) => hits.push(hit),
                     _ => misses += 1,
                 }
@@ -702,7 +740,7 @@ fn search_within(
                     ahead += 1;
                 } else if checks < EDGE_CHECKS {
                     checks += 1;
-                    if hit_at(vault, index)?.is_some_and(|h| answers(q, &h)) {
+                    if open_hit(index)?.is_some_and(|h| answers(q, &h)) {
                         ahead += 1;
                     }
                 } else {
@@ -728,6 +766,27 @@ mod tests {
     use super::*;
     use crate::sequencer::test_log::{TestLogBuilder, prepared};
     use std::sync::Arc;
+
+    /// [`super::search`] through a read cache of its own.
+    fn search(vault: &Vault, size: u64, q: &EventQuery) -> Result<Page, StoreError> {
+        super::search(
+            vault,
+            &TileCache::new(vault.store().clone(), 1 << 20),
+            size,
+            q,
+        )
+    }
+
+    /// [`super::search_within`] through a read cache of its own.
+    fn search_within(
+        vault: &Vault,
+        size: u64,
+        q: &EventQuery,
+        max: u64,
+    ) -> Result<Page, StoreError> {
+        let tiles = TileCache::new(vault.store().clone(), 1 << 20);
+        super::search_within(vault, &tiles, size, q, max)
+    }
 
     fn event_json(subject: &str, actor: &str) -> serde_json::Value {
         serde_json::json!({

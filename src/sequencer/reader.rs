@@ -1,8 +1,10 @@
 //! Reading the stored tree: subtree hashes from the hash tiles (for proofs
 //! at any size up to the committed one) and single leaves from the entry
 //! bundles, straight from the store every time: for start-up and history
-//! checks, cosigning, the sequencer and the search. The HTTP reads go
-//! through the bounded cache of [`super::tile_cache`] instead.
+//! checks, cosigning, the sequencer and the search's receive-time bounds.
+//! The HTTP reads, a search's hits included, go through the bounded cache
+//! of [`super::tile_cache`] instead ([`entry_in_bundle`] takes a leaf out
+//! of either).
 //! Reads only; every object read here is one the sequencer committed.
 
 use std::collections::HashMap;
@@ -58,8 +60,14 @@ pub fn read_entry(store: &dyn Store, index: u64) -> Result<Vec<u8>, StoreError> 
     let bundle = store
         .bundle(index >> 8)?
         .ok_or_else(|| StoreError::Corrupt(format!("entry bundle {} is missing", index >> 8)))?;
+    entry_in_bundle(&bundle, index)
+}
+
+/// Leaf `index` from the bytes of its entry bundle (the stored one, or
+/// the read cache's).
+pub fn entry_in_bundle(bundle: &[u8], index: u64) -> Result<Vec<u8>, StoreError> {
     // Checked whole, but only the one entry is copied.
-    let ends = tiles::bundle_entry_ends(&bundle).map_err(|e| {
+    let ends = tiles::bundle_entry_ends(bundle).map_err(|e| {
         StoreError::Corrupt(format!("entry bundle {} is malformed: {e}", index >> 8))
     })?;
     let offset = (index % TILE_WIDTH) as usize;

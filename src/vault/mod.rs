@@ -532,6 +532,16 @@ impl Vault {
         Ok(Some((stored, parsed)))
     }
 
+    /// The search index's block of `term` below `below` (see
+    /// [`SearchIndex::block_below`]).
+    pub(crate) fn block_below(
+        &self,
+        term: &Term,
+        below: u64,
+    ) -> Result<Option<(u64, std::sync::Arc<[u64]>)>, StoreError> {
+        self.index.block_below(term, below)
+    }
+
     /// The leaf indexes under `term` below `below`, newest first.
     pub fn scan(&self, term: &Term, below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
         self.index.scan(term, below, limit)
