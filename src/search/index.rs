@@ -570,7 +570,7 @@ impl SearchIndex {
 }
 
 /// A term's leaves in one block, ascending.
-type Leaves = Arc<[u64]>;
+pub(crate) type Leaves = Arc<[u64]>;
 
 /// The answers of [`SearchIndex::blocks_below`]: for `(term, below)`, the
 /// largest `at < below` of a block of the term's bucket and the term's

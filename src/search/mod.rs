@@ -771,7 +771,7 @@ mod tests {
     fn search(vault: &Vault, size: u64, q: &EventQuery) -> Result<Page, StoreError> {
         super::search(
             vault,
-            &TileCache::new(vault.store().clone(), 1 << 20),
+            &TileCache::new(vault.store().clone(), 1 << 20, 0),
             size,
             q,
         )
@@ -784,7 +784,7 @@ mod tests {
         q: &EventQuery,
         max: u64,
     ) -> Result<Page, StoreError> {
-        let tiles = TileCache::new(vault.store().clone(), 1 << 20);
+        let tiles = TileCache::new(vault.store().clone(), 1 << 20, 0);
         super::search_within(vault, &tiles, size, q, max)
     }
 

@@ -538,7 +538,7 @@ impl Vault {
         &self,
         term: &Term,
         below: u64,
-    ) -> Result<Option<(u64, std::sync::Arc<[u64]>)>, StoreError> {
+    ) -> Result<Option<(u64, crate::search::index::Leaves)>, StoreError> {
         self.index.block_below(term, below)
     }
 
