@@ -1,5 +1,6 @@
 //! The embedded default backend: one sled database in `<data>/db`, and the
-//! immutable blobs in files beside it (`<data>/db/objects`, see `files`).
+//! immutable blobs in files beside it (`<data>/db/objects`, see `files`;
+//! the index runs in `<data>/db/runs`, see `runs`).
 //!
 //! Full hash tiles, full entry bundles and the sealed-body chunk of each
 //! full bundle never change, so they are files, written once and fsynced
@@ -52,8 +53,13 @@
 //! that refuses everything until restarted, as after a failed fsync.
 //!
 //! Per-event data never costs a key per event: sealed bodies are packed by
-//! entry bundle (`bodies`, a file per full bundle), and the idempotency and leaf-hash indexes are
-//! sorted runs of 4 KiB blocks merged in the background (`runs`). A data
+//! entry bundle (`bodies`, a file per full bundle), and the idempotency
+//! and leaf-hash indexes are sorted runs of 4 KiB blocks merged in the
+//! background (`runs`), each run a file under `<data>/db/runs`, written
+//! once and fsynced before the sled batch that names it in the index's
+//! manifest: sled's resident memory grows with what it writes and reads,
+//! whatever its cache setting, so sled holds only the pending entries and
+//! the manifests, not the runs' blocks nor the merges' rewrites of them. A data
 //! directory written with a key per event is converted on open
 //! (`migrate`). The resident memory of a store is then sled's plus a few
 //! bytes per thousand events. sled's is not bounded by its cache setting:
@@ -236,7 +242,7 @@ fn record_key(space: RecordSpace, key: &[u8]) -> Vec<u8> {
 }
 
 /// Bytes of the checksum after every record value.
-const RECORD_CHECKSUM_LEN: usize = 4;
+pub(super) const RECORD_CHECKSUM_LEN: usize = 4;
 
 /// A record value as stored: `value || CRC-32C(full key || value)`, so a
 /// changed byte in the value, or a value moved under another key, is found
@@ -416,8 +422,9 @@ impl Open {
             #[cfg(test)]
             fail_next_sync: AtomicBool::new(false),
         };
-        let dedupe = RunMap::open(&tree, DEDUPE_MAP, "idempotency index", true)?;
-        let leaves = RunMap::open(&tree, LEAF_MAP, "leaf-hash index", false)?;
+        let runs = dir.join(runs::DIR);
+        let dedupe = RunMap::open(&tree, &runs, DEDUPE_MAP, "idempotency index", true)?;
+        let leaves = RunMap::open(&tree, &runs, LEAF_MAP, "leaf-hash index", false)?;
         Ok(Open {
             tree,
             disk,
@@ -613,14 +620,21 @@ impl SledStore {
         self.shared.reopens.load(Ordering::Relaxed)
     }
 
-    /// Approximate size of the database on disk, in bytes, its blob files
-    /// included (for benchmarks: it walks every file).
+    /// Approximate size of the database on disk, in bytes, its blob and
+    /// run files included (for benchmarks: it walks every file).
     pub fn size_on_disk(&self) -> u64 {
         let sled = self
             .db()
             .map(|db| db.disk.db.size_on_disk().unwrap_or(0))
             .unwrap_or(0);
-        sled + self.shared.files.size_on_disk()
+        let runs: u64 = std::fs::read_dir(self.shared.path.join(runs::DIR))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        sled + self.shared.files.size_on_disk() + runs
     }
 
     /// Problems found in the stored runs of both indexes (fsck).

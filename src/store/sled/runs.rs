@@ -4,38 +4,58 @@
 //!
 //! sled 0.34 spends about a kilobyte of resident memory per small key
 //! written in batches, and the log writes one entry per event into each of
-//! these maps. So entries are kept as in a log-structured merge tree:
+//! these maps; its memory also grows with every page it writes or reads,
+//! whatever its cache setting. So entries are kept as in a log-structured
+//! merge tree whose bulk is outside sled:
 //!
 //! - **pending**: each commit writes its new entries as one record
 //!   `p || map || seq`, in the commit's own atomic batch; in memory they
 //!   are a hash map. On open, the pending records are read back.
 //! - **runs**: once [`FLUSH_ENTRIES`] entries are pending, the commit that
-//!   passes the mark writes them, sorted, as a run of 4 KiB blocks
-//!   (`r || map || run || 0 || block`) with the run's fences (first digest
-//!   of every block) and, for the idempotency map, a blocked Bloom filter,
-//!   and deletes the pending records, in the same batch. The manifest
-//!   (`R || map`) names the runs.
+//!   passes the mark writes them, sorted, as a run file
+//!   `<db>/runs/<map>-<run>.run`: 4 KiB blocks, the run's fences (first
+//!   digest of every block), for the idempotency map a blocked Bloom
+//!   filter, and a footer. The file is fsynced and renamed into place and
+//!   its directory fsynced before the commit's batch, which deletes the
+//!   pending records and names the run in the manifest (`R || map`). A
+//!   run file is written once and never changed.
 //! - **compaction**: a background thread merges [`MERGE_WIDTH`] runs of
-//!   one level into one run of the next, so a map of n entries has
-//!   O(log n) runs. The merged run is written unnamed, then one batch
-//!   names it and drops its inputs from the manifest, then the inputs'
-//!   blocks are deleted. A crash at any point leaves every entry reachable
-//!   through the manifest; blocks of runs it does not name are garbage,
-//!   which the manifest lists so that the next start deletes them.
+//!   one level into one run file of the next, so a map of n entries has
+//!   O(log n) runs. The output is first listed as garbage, then written
+//!   and made durable, then one batch names it and drops its inputs from
+//!   the manifest, which lists them as garbage; a later pass deletes
+//!   garbage files and only then drops them from the list.
+//!
+//! Invariant: a run file is deleted only once the durable manifest no
+//! longer names it, and a manifest names only run files that are durable.
+//! A crash at any point leaves every entry reachable through the manifest;
+//! what it leaves beyond that are files nobody names (an unfinished
+//! write, a run whose commit never landed), which an open deletes.
+//!
+//! A database from before run files keeps its runs' blocks in sled
+//! (`r || map || run || kind || block`); the manifest marks which runs
+//! are files, old manifests decode as "none", and such runs stay readable
+//! from sled until a merge rewrites them into a file and deletes their keys.
 //!
 //! Lookups read the pending map, then the runs newest first: a Bloom
 //! filter (if kept) rules a run out in one cache line; otherwise the
-//! fences name the one block that can hold the digest. Memory per entry
-//! is the pending map's (bounded by `FLUSH_ENTRIES`) plus 10 bits of
-//! filter and 16 bytes of fence per block of 170 entries.
+//! fences name the one block that can hold the digest, read with one
+//! positioned read. Memory per entry is the pending map's (bounded by
+//! `FLUSH_ENTRIES`) plus 10 bits of filter and 16 bytes of fence per
+//! block of 170 entries; an open run file costs one descriptor.
 //!
 //! Digests are 16 bytes: the idempotency key's SHA-256 prefix, or the leaf
 //! hash's prefix (the caller confirms a leaf-hash hit against the tile).
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use super::{backend, checksummed, verified};
+use super::{RECORD_CHECKSUM_LEN, backend, checksummed, verified};
+use crate::durable::{self, PendingFile, Secrecy};
 use crate::store::fields::Fields;
 use crate::store::{ScanCursor, ScanPage, StoreError};
 
@@ -50,9 +70,11 @@ pub const MERGE_WIDTH: usize = 4;
 const ENTRY: usize = 24;
 /// Entries per block (4,080 bytes plus the checksum).
 const BLOCK_ENTRIES: usize = 170;
-/// Blocks written per sled batch while merging.
-const MERGE_BATCH_BLOCKS: usize = 256;
+/// The directory of the run files, inside the database's.
+pub(super) const DIR: &str = "runs";
 
+/// Record and sled key prefixes; `RUN` keys hold the blocks of runs
+/// written before run files.
 const PENDING: u8 = b'p';
 const RUN: u8 = b'r';
 const MANIFEST: u8 = b'R';
@@ -215,6 +237,9 @@ struct RunMeta {
     level: u8,
     entries: u64,
     blocks: u32,
+    /// Its blocks are a run file; false for a run written into sled before
+    /// run files (see the module comment).
+    in_file: bool,
 }
 
 /// The map's durable description: its runs, newest last, and garbage.
@@ -222,12 +247,16 @@ struct RunMeta {
 struct Manifest {
     next_run: u64,
     runs: Vec<RunMeta>,
-    /// Runs whose blocks may exist but are not named: a merge that did not
-    /// finish, or inputs of a finished merge. Deleted by the compactor.
+    /// Runs whose file or blocks may exist but are not named: a merge that
+    /// did not finish, or inputs of a finished merge. Deleted by the
+    /// compactor.
     garbage: Vec<u64>,
 }
 
 impl Manifest {
+    /// The encoding before run files, followed, when some run is a file,
+    /// by the ids of the runs that are: an old manifest is a new one whose
+    /// runs all live in sled.
     fn encode(&self) -> Vec<u8> {
         let mut out = self.next_run.to_be_bytes().to_vec();
         out.extend_from_slice(&(self.runs.len() as u32).to_be_bytes());
@@ -240,6 +269,18 @@ impl Manifest {
         out.extend_from_slice(&(self.garbage.len() as u32).to_be_bytes());
         for g in &self.garbage {
             out.extend_from_slice(&g.to_be_bytes());
+        }
+        let in_files: Vec<u64> = self
+            .runs
+            .iter()
+            .filter(|r| r.in_file)
+            .map(|r| r.id)
+            .collect();
+        if !in_files.is_empty() {
+            out.extend_from_slice(&(in_files.len() as u32).to_be_bytes());
+            for id in in_files {
+                out.extend_from_slice(&id.to_be_bytes());
+            }
         }
         out
     }
@@ -254,11 +295,18 @@ impl Manifest {
                 level: r.u8()?,
                 entries: r.u64()?,
                 blocks: r.u32()?,
+                in_file: false,
             });
         }
         let mut garbage = Vec::new();
         for _ in 0..r.u32()? {
             garbage.push(r.u64()?);
+        }
+        if !r.is_empty() {
+            for _ in 0..r.u32()? {
+                let id = r.u64()?;
+                runs.iter_mut().find(|m| m.id == id)?.in_file = true;
+            }
         }
         r.is_empty().then_some(Manifest {
             next_run,
@@ -273,6 +321,10 @@ struct Run {
     meta: RunMeta,
     fences: Vec<Digest>,
     bloom: Option<Bloom>,
+    /// The open run file and the bytes of its blocks; `None` for a run
+    /// whose blocks are in sled. An open handle keeps reading a file that
+    /// a merge has since deleted.
+    file: Option<(File, u64)>,
 }
 
 /// The entries not yet in a run.
@@ -287,6 +339,8 @@ struct Pending {
 /// One digest map (see the module comment).
 pub struct RunMap {
     tree: sled::Tree,
+    /// The directory of the run files.
+    dir: PathBuf,
     map: u8,
     name: &'static str,
     bloom: bool,
@@ -296,6 +350,10 @@ pub struct RunMap {
     /// What did not load on open (a damaged pending record or run): the
     /// map then lacks those entries, so only an offline check opens it.
     damage: Vec<String>,
+    /// Fault injection: the next run file write fails before (1) or after
+    /// (2) its rename.
+    #[cfg(test)]
+    fail_next_file: std::sync::atomic::AtomicU8,
 }
 
 /// What a commit adds to the map, staged into its sled batch; apply it
@@ -310,11 +368,24 @@ fn manifest_key(map: u8) -> [u8; 2] {
     [MANIFEST, map]
 }
 
+/// The file name of run `id` of map `map`.
+fn run_file_name(map: u8, id: u64) -> String {
+    format!("{}-{id}.run", char::from(map))
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("couldn't {what} {}: {e}", path.display()))
+}
+
 impl RunMap {
-    /// Opens map `map` (one byte, distinct per map) of `tree`: reads the
-    /// manifest, every run's fences and filter, and the pending records.
+    /// Opens map `map` (one byte, distinct per map) of `tree`, its run
+    /// files in `dir`: reads the manifest, every run's fences and filter,
+    /// and the pending records, and deletes the run files the manifest
+    /// does not name (see the module comment). Nothing may write the map
+    /// meanwhile.
     pub fn open(
         tree: &sled::Tree,
+        dir: &Path,
         map: u8,
         name: &'static str,
         bloom: bool,
@@ -325,10 +396,11 @@ impl RunMap {
                 .ok_or_else(|| StoreError::Corrupt(format!("the {name} manifest is malformed")))?,
             None => Manifest::default(),
         };
+        delete_unnamed_files(dir, map, &manifest);
         let mut runs = Vec::new();
         let mut damage = Vec::new();
         for meta in &manifest.runs {
-            match load_run(tree, map, name, *meta, bloom) {
+            match load_run(tree, dir, map, name, *meta, bloom) {
                 Ok(run) => runs.push(Arc::new(run)),
                 Err(StoreError::Corrupt(why)) => damage.push(why),
                 Err(e) => return Err(e),
@@ -360,6 +432,7 @@ impl RunMap {
         runs.reverse();
         Ok(RunMap {
             tree: tree.clone(),
+            dir: dir.to_path_buf(),
             map,
             name,
             bloom,
@@ -367,6 +440,8 @@ impl RunMap {
             runs: RwLock::new(Arc::new(runs)),
             manifest: Mutex::new(manifest),
             damage,
+            #[cfg(test)]
+            fail_next_file: std::sync::atomic::AtomicU8::new(0),
         })
     }
 
@@ -375,8 +450,54 @@ impl RunMap {
         &self.damage
     }
 
+    /// Fault injection: fails if the next run file write is to fail at
+    /// `point` (see the field).
+    fn injected_fault(&self, point: u8, what: &str, path: &Path) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if self
+            .fail_next_file
+            .compare_exchange(
+                point,
+                0,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            return Err(io_error(
+                what,
+                path,
+                std::io::Error::other("injected failure"),
+            ));
+        }
+        let _ = (point, what, path);
+        Ok(())
+    }
+
     fn snapshot(&self) -> Arc<Vec<Arc<Run>>> {
         self.runs.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The verified entries of block `block` of `run`; `None` when the
+    /// block is a sled run's that a merge has deleted since.
+    fn read_block(&self, run: &Run, block: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = run_key(self.map, run.meta.id, KIND_BLOCK, block);
+        let Some((file, blocks_len)) = &run.file else {
+            return match self.tree.get(key).map_err(backend)? {
+                Some(v) => verified(&key, &v).map(Some),
+                None => Ok(None),
+            };
+        };
+        let at = u64::from(block) * BLOCK_BYTES as u64;
+        let len = blocks_len.saturating_sub(at).min(BLOCK_BYTES as u64) as usize;
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, at).map_err(|e| {
+            StoreError::Backend(format!(
+                "{} run {}: couldn't read block {block}: {e}",
+                self.name, run.meta.id
+            ))
+        })?;
+        verified(&key, &buf).map(Some)
     }
 
     /// The leaf index `digest` maps to, if any.
@@ -389,8 +510,8 @@ impl RunMap {
         {
             return Ok(Some(i));
         }
-        // A merge may delete the blocks of runs in an older snapshot: a
-        // block found missing means "look again in the current one".
+        // A merge may delete the sled blocks of runs in an older snapshot:
+        // a block found missing means "look again in the current one".
         'retry: for _ in 0..8 {
             for run in self.snapshot().iter() {
                 if let Some(b) = &run.bloom
@@ -402,11 +523,9 @@ impl RunMap {
                 if at == 0 {
                     continue;
                 }
-                let key = run_key(self.map, run.meta.id, KIND_BLOCK, (at - 1) as u32);
-                let Some(v) = self.tree.get(key).map_err(backend)? else {
+                let Some(block) = self.read_block(run, (at - 1) as u32)? else {
                     continue 'retry;
                 };
-                let block = verified(&key, &v)?;
                 if let Some(i) = search_block(&block, digest) {
                     return Ok(Some(i));
                 }
@@ -420,7 +539,8 @@ impl RunMap {
     }
 
     /// Stages `entries` into `batch`: as a pending record, or, once enough
-    /// are pending, as a new run with every pending entry.
+    /// are pending, as a new run file with every pending entry, durable
+    /// before this returns (the batch names it).
     pub fn stage(
         &self,
         batch: &mut sled::Batch,
@@ -448,9 +568,7 @@ impl RunMap {
         }
         let mut all: Vec<(Digest, u64)> = pending.entries.iter().map(|(d, i)| (*d, *i)).collect();
         all.extend(entries.iter().copied());
-        for k in &pending.keys {
-            batch.remove(&k[..]);
-        }
+        let keys = pending.keys.clone();
         drop(pending);
         let guard = self
             .manifest
@@ -459,7 +577,17 @@ impl RunMap {
         let mut next = guard.clone();
         let id = next.next_run;
         next.next_run += 1;
-        let run = self.write_run(batch, id, 0, sorted_unique(all))?;
+        // A failure here leaves a file nobody names, under an id the next
+        // flush reuses (its rename replaces the file) and an open deletes.
+        let all = sorted_unique(all);
+        let mut writer = RunWriter::new(self, id, 0, all.len())?;
+        for e in all {
+            writer.push(e)?;
+        }
+        let run = writer.finish(self)?;
+        for k in &keys {
+            batch.remove(&k[..]);
+        }
         next.runs.push(run.meta);
         put_manifest(batch, self.map, &next);
         Ok(Staged {
@@ -467,21 +595,6 @@ impl RunMap {
             flushed: Some((guard, next, Arc::new(run))),
             key: None,
         })
-    }
-
-    /// Writes `entries` (sorted, unique) as run `id` into `batch`.
-    fn write_run(
-        &self,
-        batch: &mut sled::Batch,
-        id: u64,
-        level: u8,
-        entries: Vec<(Digest, u64)>,
-    ) -> Result<Run, StoreError> {
-        let mut writer = RunWriter::new(self.map, id, level, self.bloom, entries.len());
-        for e in entries {
-            writer.push(e, batch);
-        }
-        Ok(writer.finish(batch))
     }
 
     /// The staged batch is durable: its entries become visible.
@@ -530,8 +643,11 @@ impl RunMap {
     }
 
     /// Up to `limit` entries after `cursor`: the pending records, then
-    /// every named run's blocks, in key order. An entry may be yielded
-    /// twice when a merge runs during the scan, never missed.
+    /// every named run's blocks, runs in id order. A position is the sled
+    /// key the block has or would have (`r || map || run || 0 || block`)
+    /// and an offset in it. An entry may be yielded twice when a merge
+    /// runs during the scan, never missed: a merge's output and a new run
+    /// have larger ids than what they replace.
     pub fn scan(
         &self,
         cursor: &ScanCursor,
@@ -548,66 +664,46 @@ impl RunMap {
             }
             _ => (vec![PENDING, self.map], 0),
         };
-        let named: Vec<u64> = self.snapshot().iter().map(|r| r.meta.id).collect();
         let mut items = Vec::new();
-        let ranges = [
-            (vec![PENDING, self.map], vec![PENDING, self.map + 1]),
-            (vec![RUN, self.map], vec![RUN, self.map + 1]),
-        ];
-        for (lo, hi) in ranges {
-            let from = if start >= lo {
-                start.clone()
-            } else {
-                lo.clone()
-            };
-            if from >= hi {
-                continue;
-            }
+        let first_of = |k: &[u8]| if k == start.as_slice() { skip } else { 0 };
+        let (lo, hi) = (vec![PENDING, self.map], vec![PENDING, self.map + 1]);
+        if start < hi {
+            let from = if start >= lo { start.clone() } else { lo };
             for item in self
                 .tree
                 .range::<Vec<u8>, _>((Bound::Included(from), Bound::Excluded(hi)))
             {
                 let (k, v) = item.map_err(backend)?;
-                if k[0] == RUN
-                    && (k.len() != 15
-                        || k[10] != KIND_BLOCK
-                        || !named
-                            .contains(&u64::from_be_bytes(k[2..10].try_into().unwrap_or_default())))
-                {
-                    continue;
-                }
                 let what = || format!("{} record {}", self.name, hex::encode(&k));
                 let decoded = verified(&k, &v).and_then(|v| decode_entries(&v, &what));
-                let first = if k.as_ref() == start.as_slice() {
-                    skip
-                } else {
-                    0
+                if let Some(next) = take_record(&mut items, &k, decoded, first_of(&k), limit) {
+                    return Ok(ScanPage {
+                        items,
+                        next: Some(next),
+                    });
+                }
+            }
+        }
+        let mut runs: Vec<Arc<Run>> = self.snapshot().iter().cloned().collect();
+        runs.sort_by_key(|r| r.meta.id);
+        for run in runs {
+            for block in 0..run.meta.blocks {
+                let k = run_key(self.map, run.meta.id, KIND_BLOCK, block);
+                if k.as_slice() < start.as_slice() {
+                    continue;
+                }
+                let what = || format!("{} run {} block {block}", self.name, run.meta.id);
+                let decoded = match self.read_block(&run, block) {
+                    // Merged away since the snapshot: the output has it.
+                    Ok(None) => continue,
+                    Ok(Some(v)) => decode_entries(&v, &what),
+                    Err(e) => Err(e),
                 };
-                match decoded {
-                    Err(e) => {
-                        items.push(Err(e));
-                        if items.len() >= limit {
-                            let mut c = k.to_vec();
-                            c.extend_from_slice(&u32::MAX.to_be_bytes());
-                            return Ok(ScanPage {
-                                items,
-                                next: Some(ScanCursor::after(c)),
-                            });
-                        }
-                    }
-                    Ok(entries) => {
-                        for (n, e) in entries.iter().enumerate().skip(first) {
-                            items.push(Ok(*e));
-                            if items.len() >= limit {
-                                let mut c = k.to_vec();
-                                c.extend_from_slice(&((n + 1) as u32).to_be_bytes());
-                                return Ok(ScanPage {
-                                    items,
-                                    next: Some(ScanCursor::after(c)),
-                                });
-                            }
-                        }
-                    }
+                if let Some(next) = take_record(&mut items, &k, decoded, first_of(&k), limit) {
+                    return Ok(ScanPage {
+                        items,
+                        next: Some(next),
+                    });
                 }
             }
         }
@@ -617,7 +713,7 @@ impl RunMap {
     // -----------------------------------------------------------------------
     // Compaction (background; see the module comment).
 
-    /// Does one unit of background work: deletes the blocks of one
+    /// Does one unit of background work: deletes the file or blocks of one
     /// garbage run, or merges one level that has [`MERGE_WIDTH`] runs.
     /// Returns whether there was work. `sync` makes written batches durable.
     pub fn compact_once(
@@ -630,7 +726,7 @@ impl RunMap {
             .map_err(|_| backend("manifest lock poisoned"))?
             .clone();
         if let Some(&g) = manifest.garbage.first() {
-            self.delete_run_blocks(g, sync)?;
+            self.delete_run(g, sync)?;
             self.update_manifest(sync, |m| m.garbage.retain(|x| *x != g))?;
             return Ok(true);
         }
@@ -646,8 +742,19 @@ impl RunMap {
             .take(MERGE_WIDTH)
             .copied()
             .collect();
+        let snapshot = self.snapshot();
+        let mut sources = Vec::new();
+        for meta in &inputs {
+            let run = snapshot
+                .iter()
+                .find(|r| r.meta.id == meta.id)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("{} run {} did not load", self.name, meta.id))
+                })?;
+            sources.push(RunReader::new(self, run.clone()));
+        }
         // Name the output as garbage first: a crash while it is written
-        // leaves blocks the next start deletes.
+        // leaves a file the next start deletes.
         let id = self.update_manifest(sync, |m| {
             let id = m.next_run;
             m.next_run += 1;
@@ -655,14 +762,11 @@ impl RunMap {
             id
         })?;
         let total: u64 = inputs.iter().map(|r| r.entries).sum();
-        let mut writer = RunWriter::new(self.map, id, level + 1, self.bloom, total as usize);
-        let mut sources: Vec<RunReader> = inputs.iter().map(|m| RunReader::new(self, *m)).collect();
+        let mut writer = RunWriter::new(self, id, level + 1, total as usize)?;
         let mut heads: Vec<Option<(Digest, u64)>> = Vec::with_capacity(sources.len());
         for s in &mut sources {
             heads.push(s.next()?);
         }
-        let mut batch = sled::Batch::default();
-        let mut in_batch = 0;
         let mut last: Option<Digest> = None;
         loop {
             // Smallest digest; on a tie the older run (its first index) wins.
@@ -684,24 +788,13 @@ impl RunMap {
                 continue;
             }
             last = Some(e.0);
-            if writer.push(e, &mut batch) {
-                in_batch += 1;
-                if in_batch >= MERGE_BATCH_BLOCKS {
-                    self.tree
-                        .apply_batch(std::mem::take(&mut batch))
-                        .map_err(backend)?;
-                    in_batch = 0;
-                }
-            }
+            writer.push(e)?;
         }
-        let run = writer.finish(&mut batch);
-        self.tree.apply_batch(batch).map_err(backend)?;
-        sync()?;
+        let run = Arc::new(writer.finish(self)?);
         // One batch names the output and drops the inputs. Lookups switch
         // under the manifest lock, which a commit adding a run also holds,
-        // so neither switch undoes the other; the inputs' blocks go only
+        // so neither switch undoes the other; the inputs' files go only
         // in a later pass.
-        let run = Arc::new(run);
         self.update_manifest(sync, |m| {
             m.runs.retain(|r| !inputs.iter().any(|i| i.id == r.id));
             let pos = m
@@ -749,11 +842,21 @@ impl RunMap {
         Ok(out)
     }
 
-    fn delete_run_blocks(
+    /// Deletes garbage run `run`, unnamed by the durable manifest: its
+    /// file if any (then its directory entry's removal is made durable),
+    /// and its sled blocks if any (a run from before run files).
+    fn delete_run(
         &self,
         run: u64,
         sync: &dyn Fn() -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        let path = self.dir.join(run_file_name(self.map, run));
+        match std::fs::remove_file(&path) {
+            Ok(()) => durable::sync_dir(&self.dir)
+                .map_err(|e| io_error("fsync directory", &self.dir, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("delete", &path, e)),
+        }
         let prefix = run_prefix(self.map, run);
         loop {
             let keys: Vec<sled::IVec> = self
@@ -779,7 +882,7 @@ impl RunMap {
     pub fn check(&self) -> Vec<String> {
         let mut problems = self.damage.clone();
         for run in self.snapshot().iter() {
-            let mut reader = RunReader::new(self, run.meta);
+            let mut reader = RunReader::new(self, run.clone());
             let mut count = 0u64;
             let mut last: Option<Digest> = None;
             loop {
@@ -822,41 +925,151 @@ impl RunMap {
     }
 }
 
+/// Appends the entries of one record (a pending record or a block) at key
+/// `k` from its `first` on, or its error; the cursor after the last one
+/// taken once `items` holds `limit`.
+fn take_record(
+    items: &mut Vec<Result<(Digest, u64), StoreError>>,
+    k: &[u8],
+    decoded: Result<Vec<(Digest, u64)>, StoreError>,
+    first: usize,
+    limit: usize,
+) -> Option<ScanCursor> {
+    let cursor = |n: u32| {
+        let mut c = k.to_vec();
+        c.extend_from_slice(&n.to_be_bytes());
+        ScanCursor::after(c)
+    };
+    match decoded {
+        Err(e) => {
+            items.push(Err(e));
+            (items.len() >= limit).then(|| cursor(u32::MAX))
+        }
+        Ok(entries) => {
+            for (n, e) in entries.iter().enumerate().skip(first) {
+                items.push(Ok(*e));
+                if items.len() >= limit {
+                    return Some(cursor((n + 1) as u32));
+                }
+            }
+            None
+        }
+    }
+}
+
 fn put_manifest(batch: &mut sled::Batch, map: u8, m: &Manifest) {
     let k = manifest_key(map);
     batch.insert(&k[..], checksummed(&k, &m.encode()));
 }
 
+/// Deletes the files of map `map` in `dir` that `manifest` does not name
+/// as run files: leftovers of writes that never became part of it. A
+/// failure is logged; the file stays unread and a later open retries.
+fn delete_unnamed_files(dir: &Path, map: u8, manifest: &Manifest) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!("{}-", char::from(map));
+    let temporary = format!(".{prefix}");
+    let mut deleted = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let named = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".run"))
+            .and_then(|id| id.parse::<u64>().ok())
+            .is_some_and(|id| manifest.runs.iter().any(|r| r.in_file && r.id == id));
+        if named || !(name.starts_with(&prefix) || name.starts_with(&temporary)) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => deleted = true,
+            Err(e) => tracing::warn!(file = %entry.path().display(), error = %e,
+                "couldn't delete an unnamed index run file"),
+        }
+    }
+    if deleted && let Err(e) = durable::sync_dir(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "couldn't fsync the run directory");
+    }
+}
+
+/// Bytes of a whole block in a run file: its entries and checksum. Block
+/// `b` starts at `b * BLOCK_BYTES`; only the last may be shorter.
+const BLOCK_BYTES: usize = BLOCK_ENTRIES * ENTRY + RECORD_CHECKSUM_LEN;
+/// The footer of a run file: the lengths of its fences and filter.
+const FOOTER: usize = 16;
+
 fn load_run(
     tree: &sled::Tree,
+    dir: &Path,
     map: u8,
     name: &str,
     meta: RunMeta,
     bloom: bool,
 ) -> Result<Run, StoreError> {
+    let corrupt = |why: &str| StoreError::Corrupt(format!("{name} run {}: {why}", meta.id));
     let fk = run_key(map, meta.id, KIND_FENCES, 0);
-    let fences = tree.get(fk).map_err(backend)?.ok_or_else(|| {
-        StoreError::Corrupt(format!("{name} run {}: its fences are missing", meta.id))
-    })?;
+    let bk = run_key(map, meta.id, KIND_BLOOM, 0);
+    let (fences, filter, file) = if meta.in_file {
+        let path = dir.join(run_file_name(map, meta.id));
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(corrupt("its file is missing"));
+            }
+            Err(e) => return Err(io_error("open", &path, e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| io_error("read", &path, e))?
+            .len();
+        let read = |at: u64, n: u64| -> Result<Vec<u8>, StoreError> {
+            let mut buf = vec![0u8; usize::try_from(n).map_err(|_| corrupt("too large"))?];
+            file.read_exact_at(&mut buf, at)
+                .map_err(|e| io_error("read", &path, e))?;
+            Ok(buf)
+        };
+        let footer_at = len
+            .checked_sub(FOOTER as u64)
+            .ok_or_else(|| corrupt("its file is shorter than its footer"))?;
+        let footer = read(footer_at, FOOTER as u64)?;
+        let fences_len = u64::from_be_bytes(footer[..8].try_into().unwrap_or_default());
+        let bloom_len = u64::from_be_bytes(footer[8..].try_into().unwrap_or_default());
+        let blocks_len = footer_at
+            .checked_sub(fences_len)
+            .and_then(|x| x.checked_sub(bloom_len))
+            .ok_or_else(|| corrupt("its footer does not fit its file"))?;
+        let fences = read(blocks_len, fences_len)?;
+        let filter = (bloom_len > 0)
+            .then(|| read(blocks_len + fences_len, bloom_len))
+            .transpose()?;
+        (fences, filter, Some((file, blocks_len)))
+    } else {
+        let fences = tree
+            .get(fk)
+            .map_err(backend)?
+            .ok_or_else(|| corrupt("its fences are missing"))?;
+        let filter = if bloom {
+            tree.get(bk).map_err(backend)?.map(|v| v.to_vec())
+        } else {
+            None
+        };
+        (fences.to_vec(), filter, None)
+    };
     let fences = verified(&fk, &fences)?;
     if fences.len() != meta.blocks as usize * 16 {
-        return Err(StoreError::Corrupt(format!(
-            "{name} run {}: fences do not match its blocks",
-            meta.id
-        )));
+        return Err(corrupt("fences do not match its blocks"));
     }
     let fences = fences
         .chunks_exact(16)
         .map(|c| c.try_into().unwrap_or_default())
         .collect();
     let bloom = if bloom {
-        let bk = run_key(map, meta.id, KIND_BLOOM, 0);
-        let raw = tree.get(bk).map_err(backend)?.ok_or_else(|| {
-            StoreError::Corrupt(format!("{name} run {}: its filter is missing", meta.id))
-        })?;
-        Some(Bloom::decode(&verified(&bk, &raw)?).ok_or_else(|| {
-            StoreError::Corrupt(format!("{name} run {}: its filter is malformed", meta.id))
-        })?)
+        let raw = filter.ok_or_else(|| corrupt("its filter is missing"))?;
+        Some(
+            Bloom::decode(&verified(&bk, &raw)?)
+                .ok_or_else(|| corrupt("its filter is malformed"))?,
+        )
     } else {
         None
     };
@@ -864,6 +1077,7 @@ fn load_run(
         meta,
         fences,
         bloom,
+        file,
     })
 }
 
@@ -874,84 +1088,130 @@ fn sorted_unique(mut all: Vec<(Digest, u64)>) -> Vec<(Digest, u64)> {
     all
 }
 
-/// Writes one run block by block.
+/// Writes one run file block by block (see the module comment).
 struct RunWriter {
     map: u8,
     meta: RunMeta,
+    path: PathBuf,
+    out: BufWriter<PendingFile>,
+    /// Bytes of blocks written.
+    written: u64,
     block: Vec<(Digest, u64)>,
     fences: Vec<Digest>,
     bloom: Option<Bloom>,
 }
 
 impl RunWriter {
-    fn new(map: u8, id: u64, level: u8, bloom: bool, expected: usize) -> RunWriter {
-        RunWriter {
-            map,
+    /// Starts run `id` of `map`, creating the run directory (durably) if
+    /// it is missing.
+    fn new(map: &RunMap, id: u64, level: u8, expected: usize) -> Result<RunWriter, StoreError> {
+        if !map.dir.exists() {
+            std::fs::create_dir_all(&map.dir).map_err(|e| io_error("create", &map.dir, e))?;
+            let parent = map.dir.parent().unwrap_or(&map.dir);
+            durable::sync_dir(parent).map_err(|e| io_error("fsync directory", parent, e))?;
+        }
+        let path = map.dir.join(run_file_name(map.map, id));
+        let file = PendingFile::create(&path, Secrecy::Public)
+            .map_err(|e| io_error("create", &path, e))?;
+        Ok(RunWriter {
+            map: map.map,
             meta: RunMeta {
                 id,
                 level,
                 entries: 0,
                 blocks: 0,
+                in_file: true,
             },
+            path,
+            out: BufWriter::with_capacity(64 * 1024, file),
+            written: 0,
             block: Vec::with_capacity(BLOCK_ENTRIES),
             fences: Vec::new(),
-            bloom: bloom.then(|| Bloom::new(expected)),
-        }
+            bloom: map.bloom.then(|| Bloom::new(expected)),
+        })
     }
 
-    /// Adds the next entry (digests ascending); true when a block was written.
-    fn push(&mut self, e: (Digest, u64), batch: &mut sled::Batch) -> bool {
+    /// Adds the next entry (digests ascending).
+    fn push(&mut self, e: (Digest, u64)) -> Result<(), StoreError> {
         if let Some(b) = &mut self.bloom {
             b.insert(&e.0);
         }
         self.block.push(e);
         self.meta.entries += 1;
         if self.block.len() == BLOCK_ENTRIES {
-            self.write_block(batch);
-            return true;
+            self.write_block()?;
         }
-        false
+        Ok(())
     }
 
-    fn write_block(&mut self, batch: &mut sled::Batch) {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| io_error("write", &self.path, e))
+    }
+
+    fn write_block(&mut self) -> Result<(), StoreError> {
         let key = run_key(self.map, self.meta.id, KIND_BLOCK, self.meta.blocks);
         self.fences.push(self.block[0].0);
-        batch.insert(&key[..], checksummed(&key, &encode_entries(&self.block)));
+        let bytes = checksummed(&key, &encode_entries(&self.block));
+        self.write(&bytes)?;
+        self.written += bytes.len() as u64;
         self.block.clear();
         self.meta.blocks += 1;
+        Ok(())
     }
 
-    fn finish(mut self, batch: &mut sled::Batch) -> Run {
+    /// Writes the fences, the filter and the footer, then makes the file
+    /// durable under its name (fsync, rename, fsync of the directory) and
+    /// opens it for reading.
+    fn finish(mut self, map: &RunMap) -> Result<Run, StoreError> {
         if !self.block.is_empty() {
-            self.write_block(batch);
+            self.write_block()?;
         }
         let fk = run_key(self.map, self.meta.id, KIND_FENCES, 0);
-        batch.insert(&fk[..], checksummed(&fk, &self.fences.concat()));
-        if let Some(b) = &self.bloom {
-            let bk = run_key(self.map, self.meta.id, KIND_BLOOM, 0);
-            batch.insert(&bk[..], checksummed(&bk, &b.encode()));
-        }
-        Run {
+        let fences = checksummed(&fk, &self.fences.concat());
+        self.write(&fences)?;
+        let bloom = match &self.bloom {
+            Some(b) => {
+                let bk = run_key(self.map, self.meta.id, KIND_BLOOM, 0);
+                checksummed(&bk, &b.encode())
+            }
+            None => Vec::new(),
+        };
+        self.write(&bloom)?;
+        self.write(&(fences.len() as u64).to_be_bytes())?;
+        self.write(&(bloom.len() as u64).to_be_bytes())?;
+        let path = self.path.clone();
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| io_error("write", &path, e.into_error()))?;
+        map.injected_fault(1, "fsync", &path)?;
+        file.commit().map_err(|e| io_error("write", &path, e))?;
+        map.injected_fault(2, "fsync directory", &map.dir)?;
+        let read = File::open(&path).map_err(|e| io_error("open", &path, e))?;
+        Ok(Run {
             meta: self.meta,
             fences: self.fences,
             bloom: self.bloom,
-        }
+            file: Some((read, self.written)),
+        })
     }
 }
 
 /// Reads one run's entries in order, a block at a time.
 struct RunReader<'a> {
     map: &'a RunMap,
-    meta: RunMeta,
+    run: Arc<Run>,
     block: u32,
     entries: std::vec::IntoIter<(Digest, u64)>,
 }
 
 impl<'a> RunReader<'a> {
-    fn new(map: &'a RunMap, meta: RunMeta) -> RunReader<'a> {
+    fn new(map: &'a RunMap, run: Arc<Run>) -> RunReader<'a> {
         RunReader {
             map,
-            meta,
+            run,
             block: 0,
             entries: Vec::new().into_iter(),
         }
@@ -962,23 +1222,15 @@ impl<'a> RunReader<'a> {
             if let Some(e) = self.entries.next() {
                 return Ok(Some(e));
             }
-            if self.block >= self.meta.blocks {
+            if self.block >= self.run.meta.blocks {
                 return Ok(None);
             }
-            let key = run_key(self.map.map, self.meta.id, KIND_BLOCK, self.block);
-            let v = self.map.tree.get(key).map_err(backend)?.ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "{} run {}: block {} is missing",
-                    self.map.name, self.meta.id, self.block
-                ))
+            let (name, id, block) = (self.map.name, self.run.meta.id, self.block);
+            let bytes = self.map.read_block(&self.run, block)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("{name} run {id}: block {block} is missing"))
             })?;
-            let what = || {
-                format!(
-                    "{} run {} block {}",
-                    self.map.name, self.meta.id, self.block
-                )
-            };
-            self.entries = decode_entries(&verified(&key, &v)?, &what)?.into_iter();
+            let what = || format!("{name} run {id} block {block}");
+            self.entries = decode_entries(&bytes, &what)?.into_iter();
             self.block += 1;
         }
     }
@@ -987,6 +1239,7 @@ impl<'a> RunReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     fn digest(n: u64) -> Digest {
         let h = crate::merkle::leaf_hash(&n.to_be_bytes());
@@ -1000,12 +1253,49 @@ mod tests {
         map.applied(staged);
     }
 
-    #[test]
-    fn entries_are_found_through_pending_runs_merges_and_reopening() {
+    /// A sled tree and the run directory beside it.
+    fn database() -> (tempfile::TempDir, sled::Tree, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         let tree = db.open_tree("t").unwrap();
-        let map = RunMap::open(&tree, b'd', "test map", true).unwrap();
+        let runs = dir.path().join(DIR);
+        (dir, tree, runs)
+    }
+
+    /// The names in the run directory, sorted.
+    fn files(runs: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(runs)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// The indexes of every entry a scan in pages of `page` yields.
+    fn scan_all(map: &RunMap, page: usize) -> std::collections::HashSet<u64> {
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = Some(ScanCursor::start());
+        while let Some(c) = cursor.take() {
+            let page = map.scan(&c, page).unwrap();
+            for item in page.items {
+                seen.insert(item.unwrap().1);
+            }
+            cursor = page.next;
+        }
+        seen
+    }
+
+    fn sled_blocks(tree: &sled::Tree, map: u8) -> usize {
+        tree.scan_prefix([RUN, map]).count()
+    }
+
+    #[test]
+    fn entries_are_found_through_pending_runs_merges_and_reopening() {
+        let (_dir, tree, runs) = database();
+        let map = RunMap::open(&tree, &runs, b'd', "test map", true).unwrap();
         let total = (FLUSH_ENTRIES * (MERGE_WIDTH + 1) + 1000) as u64;
         let mut n = 0;
         while n < total {
@@ -1016,9 +1306,14 @@ mod tests {
         assert!(map.runs().len() > MERGE_WIDTH, "{:?}", map.runs());
         let sync = || Ok(());
         while map.compact_once(&sync).unwrap() {}
-        let runs = map.runs();
-        assert!(runs.iter().any(|r| r.1 == 1), "a level-1 run: {runs:?}");
-        assert!(runs.len() < MERGE_WIDTH + 1, "{runs:?}");
+        let named = map.runs();
+        assert!(named.iter().any(|r| r.1 == 1), "a level-1 run: {named:?}");
+        assert!(named.len() < MERGE_WIDTH + 1, "{named:?}");
+        // Each named run is a file, and nothing else is; sled has no blocks.
+        let mut expected: Vec<String> = named.iter().map(|r| run_file_name(b'd', r.0)).collect();
+        expected.sort();
+        assert_eq!(files(&runs), expected);
+        assert_eq!(sled_blocks(&tree, b'd'), 0);
         assert!(map.check().is_empty(), "{:?}", map.check());
         for i in (0..total).step_by(97) {
             assert_eq!(map.get(&digest(i)).unwrap(), Some(i), "entry {i}");
@@ -1027,7 +1322,7 @@ mod tests {
         // A repeated digest keeps its first index.
         commit(&map, &tree, vec![(digest(7), 999_999)]);
         drop(map);
-        let map = RunMap::open(&tree, b'd', "test map", true).unwrap();
+        let map = RunMap::open(&tree, &runs, b'd', "test map", true).unwrap();
         for i in (0..total).step_by(101) {
             assert_eq!(
                 map.get(&digest(i)).unwrap(),
@@ -1036,15 +1331,7 @@ mod tests {
             );
         }
         // Every entry is scanned at least once, nothing else.
-        let mut seen = std::collections::HashSet::new();
-        let mut cursor = Some(ScanCursor::start());
-        while let Some(c) = cursor.take() {
-            let page = map.scan(&c, 1000).unwrap();
-            for item in page.items {
-                seen.insert(item.unwrap().1);
-            }
-            cursor = page.next;
-        }
+        let seen = scan_all(&map, 1000);
         assert_eq!(seen.len() as u64, total + 1);
         assert!(
             seen.contains(&999_999),
@@ -1054,59 +1341,163 @@ mod tests {
 
     #[test]
     fn a_merge_cut_short_leaves_every_entry_reachable_and_its_output_is_collected() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
-        let map = RunMap::open(&tree, b'h', "test map", false).unwrap();
-        let total = (FLUSH_ENTRIES * MERGE_WIDTH) as u64;
-        for start in (0..total).step_by(4096) {
-            commit(
-                &map,
-                &tree,
-                (start..start + 4096).map(|i| (digest(i), i)).collect(),
-            );
-        }
-        // The second sync (after writing the merged run, before naming it) fails.
-        let calls = std::cell::Cell::new(0);
-        let failing = || {
-            calls.set(calls.get() + 1);
-            if calls.get() == 2 {
-                Err(StoreError::Backend("injected".into()))
-            } else {
-                Ok(())
+        // The merged run's file fails before its rename, then after it
+        // (its directory fsync): either way it is named nowhere.
+        for fault in [1, 2] {
+            let (_dir, tree, runs) = database();
+            let map = RunMap::open(&tree, &runs, b'h', "test map", false).unwrap();
+            let total = (FLUSH_ENTRIES * MERGE_WIDTH) as u64;
+            for start in (0..total).step_by(4096) {
+                commit(
+                    &map,
+                    &tree,
+                    (start..start + 4096).map(|i| (digest(i), i)).collect(),
+                );
             }
-        };
-        assert!(map.compact_once(&failing).is_err());
-        drop(map);
-        let map = RunMap::open(&tree, b'h', "test map", false).unwrap();
-        assert_eq!(map.runs().len(), MERGE_WIDTH, "the inputs are still named");
-        for i in (0..total).step_by(89) {
-            assert_eq!(map.get(&digest(i)).unwrap(), Some(i));
-        }
-        let ok = || Ok(());
-        while map.compact_once(&ok).unwrap() {}
-        assert_eq!(map.runs().len(), 1);
-        // Only the one named run's keys are left.
-        let id = map.runs()[0].0;
-        for item in tree.scan_prefix([RUN, b'h']) {
-            let (k, _) = item.unwrap();
-            assert_eq!(
-                u64::from_be_bytes(k[2..10].try_into().unwrap()),
-                id,
-                "garbage left"
-            );
-        }
-        for i in (0..total).step_by(89) {
-            assert_eq!(map.get(&digest(i)).unwrap(), Some(i));
+            let ok = || Ok(());
+            map.fail_next_file.store(fault, Ordering::SeqCst);
+            assert!(map.compact_once(&ok).is_err(), "fault {fault}");
+            drop(map);
+            let map = RunMap::open(&tree, &runs, b'h', "test map", false).unwrap();
+            assert_eq!(map.runs().len(), MERGE_WIDTH, "the inputs are still named");
+            assert_eq!(files(&runs).len(), MERGE_WIDTH, "the output is deleted");
+            for i in (0..total).step_by(89) {
+                assert_eq!(map.get(&digest(i)).unwrap(), Some(i));
+            }
+            while map.compact_once(&ok).unwrap() {}
+            assert_eq!(map.runs().len(), 1);
+            // Only the one named run's file is left.
+            assert_eq!(files(&runs), vec![run_file_name(b'h', map.runs()[0].0)]);
+            for i in (0..total).step_by(89) {
+                assert_eq!(map.get(&digest(i)).unwrap(), Some(i));
+            }
+            assert!(map.check().is_empty(), "{:?}", map.check());
         }
     }
 
     #[test]
-    fn damage_to_a_run_or_a_pending_record_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
-        let map = RunMap::open(&tree, b'd', "test map", true).unwrap();
+    fn a_failed_run_file_write_fails_the_commit_and_loses_no_pending_entry() {
+        for fault in [1, 2] {
+            let (_dir, tree, runs) = database();
+            let map = RunMap::open(&tree, &runs, b'd', "test map", true).unwrap();
+            let first = (FLUSH_ENTRIES - 10) as u64;
+            commit(&map, &tree, (0..first).map(|i| (digest(i), i)).collect());
+            // The commit that passes the mark fails writing its run file:
+            // its batch is never applied, as the store's commit returns.
+            map.fail_next_file.store(fault, Ordering::SeqCst);
+            let mut batch = sled::Batch::default();
+            let more: Vec<_> = (first..first + 20).map(|i| (digest(i), i)).collect();
+            assert!(
+                map.stage(&mut batch, more.clone()).is_err(),
+                "fault {fault}"
+            );
+            drop(batch);
+            drop(map);
+            let map = RunMap::open(&tree, &runs, b'd', "test map", true).unwrap();
+            assert!(files(&runs).is_empty(), "{:?}", files(&runs));
+            assert!(map.runs().is_empty());
+            for i in (0..first).step_by(7) {
+                assert_eq!(map.get(&digest(i)).unwrap(), Some(i), "entry {i}");
+            }
+            assert_eq!(map.get(&digest(first)).unwrap(), None);
+            // The retried commit writes the run under the same id.
+            commit(&map, &tree, more);
+            assert_eq!(map.runs().len(), 1);
+            assert_eq!(files(&runs), vec![run_file_name(b'd', 0)]);
+            drop(map);
+            let map = RunMap::open(&tree, &runs, b'd', "test map", true).unwrap();
+            for i in (0..first + 20).step_by(7) {
+                assert_eq!(map.get(&digest(i)).unwrap(), Some(i), "entry {i}");
+            }
+            assert!(map.check().is_empty(), "{:?}", map.check());
+        }
+    }
+
+    /// Writes `entries` (sorted, unique) into sled as run `id`, the way
+    /// runs were stored before run files, and names it in the manifest.
+    fn write_sled_run(tree: &sled::Tree, map: u8, id: u64, entries: &[(Digest, u64)], bloom: bool) {
+        let mut batch = sled::Batch::default();
+        let mut fences = Vec::new();
+        let mut filter = bloom.then(|| Bloom::new(entries.len()));
+        for (b, block) in entries.chunks(BLOCK_ENTRIES).enumerate() {
+            let key = run_key(map, id, KIND_BLOCK, b as u32);
+            fences.extend_from_slice(&block[0].0);
+            batch.insert(&key[..], checksummed(&key, &encode_entries(block)));
+            for (d, _) in block {
+                if let Some(f) = &mut filter {
+                    f.insert(d);
+                }
+            }
+        }
+        let fk = run_key(map, id, KIND_FENCES, 0);
+        batch.insert(&fk[..], checksummed(&fk, &fences));
+        if let Some(f) = &filter {
+            let bk = run_key(map, id, KIND_BLOOM, 0);
+            batch.insert(&bk[..], checksummed(&bk, &f.encode()));
+        }
+        let mkey = manifest_key(map);
+        let mut manifest = tree
+            .get(mkey)
+            .unwrap()
+            .map(|v| Manifest::decode(&verified(&mkey, &v).unwrap()).unwrap())
+            .unwrap_or_default();
+        manifest.runs.push(RunMeta {
+            id,
+            level: 0,
+            entries: entries.len() as u64,
+            blocks: entries.len().div_ceil(BLOCK_ENTRIES) as u32,
+            in_file: false,
+        });
+        manifest.next_run = id + 1;
+        put_manifest(&mut batch, map, &manifest);
+        tree.apply_batch(batch).unwrap();
+    }
+
+    #[test]
+    fn runs_stored_in_sled_stay_readable_and_move_to_a_file_when_merged() {
+        let (_dir, tree, runs) = database();
+        let per_run = 5_000u64;
+        for id in 0..MERGE_WIDTH as u64 {
+            let entries = sorted_unique(
+                (id * per_run..(id + 1) * per_run)
+                    .map(|i| (digest(i), i))
+                    .collect(),
+            );
+            write_sled_run(&tree, b'd', id, &entries, true);
+        }
+        // A manifest naming only sled runs is encoded as before run files:
+        // its runs, then its garbage, and nothing after.
+        let mkey = manifest_key(b'd');
+        let raw = verified(&mkey, &tree.get(mkey).unwrap().unwrap()).unwrap();
+        assert_eq!(raw.len(), 8 + 4 + MERGE_WIDTH * 21 + 4);
+        let total = MERGE_WIDTH as u64 * per_run;
+        let map = RunMap::open(&tree, &runs, b'd', "test map", true).unwrap();
+        assert!(map.damage().is_empty(), "{:?}", map.damage());
+        commit(&map, &tree, vec![(digest(total), total)]);
+        for i in (0..=total).step_by(37) {
+            assert_eq!(map.get(&digest(i)).unwrap(), Some(i), "entry {i}");
+        }
+        assert!(map.check().is_empty(), "{:?}", map.check());
+        let seen = scan_all(&map, 777);
+        assert_eq!(seen.len() as u64, total + 1);
+        // The merge writes one run file and deletes the sled blocks.
+        let ok = || Ok(());
+        while map.compact_once(&ok).unwrap() {}
+        assert_eq!(map.runs().len(), 1);
+        assert_eq!(files(&runs), vec![run_file_name(b'd', MERGE_WIDTH as u64)]);
+        assert_eq!(sled_blocks(&tree, b'd'), 0);
+        drop(map);
+        let map = RunMap::open(&tree, &runs, b'd', "test map", true).unwrap();
+        for i in (0..=total).step_by(31) {
+            assert_eq!(map.get(&digest(i)).unwrap(), Some(i), "entry {i}");
+        }
+        assert!(map.check().is_empty(), "{:?}", map.check());
+    }
+
+    #[test]
+    fn damage_to_a_run_file_or_a_pending_record_is_named() {
+        let (_dir, tree, runs) = database();
+        let map = RunMap::open(&tree, &runs, b'd', "test map", true).unwrap();
         let total = (FLUSH_ENTRIES + 10) as u64;
         commit(
             &map,
@@ -1119,12 +1510,10 @@ mod tests {
             (total - 5..total).map(|i| (digest(i), i)).collect(),
         );
         assert!(map.check().is_empty());
-        let flip = |key: &[u8]| {
-            let mut v = tree.get(key).unwrap().unwrap().to_vec();
-            v[3] ^= 1;
-            tree.insert(key, v).unwrap();
-        };
-        flip(&run_key(b'd', 0, KIND_BLOCK, 7));
+        let path = runs.join(run_file_name(b'd', 0));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[7 * BLOCK_BYTES + 3] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
         let problems = map.check();
         assert!(
             problems
@@ -1132,8 +1521,11 @@ mod tests {
                 .any(|p| p.contains("run 0") && p.contains("checksum")),
             "{problems:?}"
         );
-        flip(&pending_key(b'd', 0));
-        let reopened = RunMap::open(&tree, b'd', "test map", true).unwrap();
+        let key = pending_key(b'd', 0);
+        let mut v = tree.get(key).unwrap().unwrap().to_vec();
+        v[3] ^= 1;
+        tree.insert(key, v).unwrap();
+        let reopened = RunMap::open(&tree, &runs, b'd', "test map", true).unwrap();
         assert!(
             reopened
                 .damage()
@@ -1143,6 +1535,14 @@ mod tests {
             reopened.damage()
         );
         assert!(reopened.check().len() >= 2);
+        // A run file cut short is named as damage on open.
+        std::fs::write(&path, &bytes[..100]).unwrap();
+        let reopened = RunMap::open(&tree, &runs, b'd', "test map", true).unwrap();
+        assert!(
+            reopened.damage().iter().any(|p| p.contains("run 0")),
+            "{:?}",
+            reopened.damage()
+        );
     }
 
     #[test]
