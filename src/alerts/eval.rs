@@ -11,7 +11,7 @@
 //! until a window has passed (a first-seen pair alerts once, ever).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::Mutex;
 
 /// The groups' and values' maps: a fast hash of short strings, seeded per
 /// map (group values come from events, so the seed keeps an attacker from
@@ -201,7 +201,7 @@ struct Evaluated {
 }
 
 /// The rules and their state. Shared by every request thread; each rule
-/// has its own lock, held while it counts one request's batch.
+/// has its own lock, held only while one event is counted.
 pub struct Engine {
     filters: Filters,
     rules: Vec<Evaluated>,
@@ -292,75 +292,37 @@ impl Engine {
     /// it matched; returns the alerts that fired, in the order one event
     /// at a time would have raised them (by event, then by rule). Each rule
     /// is locked once per batch, not once per event, and walks the whole
-    /// batch while its state is warm in the cache. A rule that another
-    /// request's batch holds is put off, not waited for: the batch counts
-    /// the free rules first and waits only when every rule left is held,
-    /// so two batches counted at once pass each other rather than follow
-    /// one another rule by rule, each parking its thread at every rule.
-    /// Every rule still counts each batch whole, under its lock.
+    /// batch while its state is warm in the cache.
     pub fn evaluate_batch(&self, batch: &[(&Observed, u64)]) -> Vec<Alert> {
-        let mut left = batch.iter().fold(0u64, |m, (ob, _)| m | ob.rules);
+        let any = batch.iter().fold(0u64, |m, (ob, _)| m | ob.rules);
         let mut out: Vec<(usize, usize, Alert)> = Vec::new();
-        while left != 0 {
-            let mut counted = false;
-            let mut rules = left;
-            while rules != 0 {
-                let r = rules.trailing_zeros() as usize;
-                rules &= rules - 1;
-                let st = match self.rules[r].state.try_lock() {
-                    Ok(st) => st,
-                    Err(TryLockError::Poisoned(p)) => p.into_inner(),
-                    Err(TryLockError::WouldBlock) => continue,
-                };
-                self.count_batch(r, st, batch, &mut out);
-                left &= !(1 << r);
-                counted = true;
+        for (r, e) in self.rules.iter().enumerate() {
+            let bit = 1u64 << r;
+            if any & bit == 0 {
+                continue;
             }
-            if !counted {
-                // Every rule left is held by another batch: wait for one.
-                let r = left.trailing_zeros() as usize;
-                let st = self.rules[r]
-                    .state
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                self.count_batch(r, st, batch, &mut out);
-                left &= !(1 << r);
+            let mut st = e.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.touched = true;
+            let mut dropped = 0;
+            for (k, (ob, index)) in batch.iter().enumerate() {
+                if ob.rules & bit == 0 {
+                    continue;
+                }
+                if let Some(alert) = count(&e.rule, &mut st, ob, *index) {
+                    out.push((k, r, alert));
+                }
+                dropped += shrink(&e.rule, &mut st, self.max_entries);
+            }
+            drop(st);
+            if dropped > 0 {
+                metrics::counter!("veritrail_alerts_state_dropped_total", "rule" => e.rule.name.clone())
+                    .increment(dropped as u64);
+                tracing::warn!(rule = %e.rule.name, dropped, "alert rule state reached its cap; the least recently active groups were dropped");
             }
         }
         // Found rule by rule; raised event by event.
         out.sort_by_key(|(k, r, _)| (*k, *r));
         out.into_iter().map(|(_, _, a)| a).collect()
-    }
-
-    /// Counts the events of `batch` that rule `r` matched, in order, under
-    /// its lock `st`; adds the alerts they raised to `out` with their
-    /// event's position and the rule's.
-    fn count_batch(
-        &self,
-        r: usize,
-        mut st: MutexGuard<'_, RuleState>,
-        batch: &[(&Observed, u64)],
-        out: &mut Vec<(usize, usize, Alert)>,
-    ) {
-        let e = &self.rules[r];
-        let bit = 1u64 << r;
-        st.touched = true;
-        let mut dropped = 0;
-        for (k, (ob, index)) in batch.iter().enumerate() {
-            if ob.rules & bit == 0 {
-                continue;
-            }
-            if let Some(alert) = count(&e.rule, &mut st, ob, *index) {
-                out.push((k, r, alert));
-            }
-            dropped += shrink(&e.rule, &mut st, self.max_entries);
-        }
-        drop(st);
-        if dropped > 0 {
-            metrics::counter!("veritrail_alerts_state_dropped_total", "rule" => e.rule.name.clone())
-                .increment(dropped as u64);
-            tracing::warn!(rule = %e.rule.name, dropped, "alert rule state reached its cap; the least recently active groups were dropped");
-        }
     }
 
     /// Every rule's state, by name, with the rule's fingerprint.
@@ -972,57 +934,6 @@ mod tests {
         assert_eq!(
             serde_json::to_value(batched.snapshot()).unwrap(),
             serde_json::to_value(one_by_one.snapshot()).unwrap()
-        );
-    }
-    #[test]
-    fn a_batch_counts_the_free_rules_while_another_holds_one() {
-        let rules = format!(
-            "{LOGINS}[[alerts.rule]]\nname = \"by-subject\"\nkind = \"threshold\"\nmatch = {{ action = \"login\" }}\ngroup_by = \"subject\"\nmore_than = 3\nwindow = \"10m\"\n"
-        );
-        let e = std::sync::Arc::new(engine(&rules, 1000));
-        let burst: Vec<AuditEvent> = (0..4)
-            .map(|i| ev("mallory", "login", "p", &format!("2026-01-01T10:00:0{i}Z")))
-            .collect();
-        let watched: Vec<Observed> = burst
-            .iter()
-            .map(|ev| e.observe("clinic", ev).unwrap())
-            .collect();
-        // Another batch holds the first rule.
-        let held = e.rules[0].state.lock().unwrap();
-        let counting = {
-            let e = e.clone();
-            std::thread::spawn(move || {
-                let batch: Vec<(&Observed, u64)> =
-                    watched.iter().zip(10..).map(|(o, i)| (o, i)).collect();
-                e.evaluate_batch(&batch)
-            })
-        };
-        // The second rule is counted meanwhile (polled: the thread runs
-        // when the scheduler lets it; a batch that waited for the first
-        // rule before the second never gets there).
-        let mut polls = 0;
-        while e.rules[1].state.lock().unwrap().groups.is_empty() {
-            polls += 1;
-            assert!(
-                polls < 10_000,
-                "the free rule was not counted while the other was held"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        assert!(held.groups.is_empty());
-        drop(held);
-        // Then the first rule counts the whole batch too, once.
-        let alerts = counting.join().unwrap();
-        let fired: Vec<(&str, Vec<u64>)> = alerts
-            .iter()
-            .map(|a| (a.rule.as_str(), a.events.clone()))
-            .collect();
-        assert_eq!(
-            fired,
-            vec![
-                ("logins", vec![10, 11, 12, 13]),
-                ("by-subject", vec![10, 11, 12, 13])
-            ]
         );
     }
 }
