@@ -22,10 +22,21 @@
 //! completes that blob replaces it by rename (its content may differ), so
 //! an existing file is never taken as proof of anything. Files are never
 //! deleted.
+//!
+//! Reads keep up to [`OPEN_FILES`] descriptors open, oldest dropped
+//! first: a proof reads a few hashes of one tile, and opening the file
+//! (a path walk, `open`, `fstat`, `close`) cost more than the read. A
+//! descriptor is kept only for a blob the committed tree covers, whose
+//! file no commit renames over again; a write drops the descriptors of
+//! the blobs it writes all the same, so a read never sees a replaced
+//! file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::durable::{self, PendingFile, Secrecy};
 use crate::store::StoreError;
@@ -33,9 +44,12 @@ use crate::tiles::{TILE_WIDTH, encode_tile_index};
 
 /// The directory of the blob files, inside the database's.
 pub(super) const DIR: &str = "objects";
+/// Descriptors of blob files kept open for reads (well under the 1,024
+/// a process may open by default, beside the runs' and the sockets).
+pub(crate) const OPEN_FILES: usize = 256;
 
 /// One immutable blob.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Blob {
     /// A full hash tile `(level, index)`.
     Tile(u8, u64),
@@ -88,6 +102,7 @@ impl Blob {
 /// The blob files of one database directory.
 pub(crate) struct Files {
     root: PathBuf,
+    open: Mutex<OpenFiles>,
     /// Fault injection: the next write fails after its temporary file.
     #[cfg(test)]
     pub(super) fail_next_write: std::sync::atomic::AtomicBool,
@@ -102,6 +117,7 @@ impl Files {
     pub(crate) fn new(db_dir: &Path) -> Files {
         Files {
             root: db_dir.join(DIR),
+            open: Mutex::default(),
             #[cfg(test)]
             fail_next_write: std::sync::atomic::AtomicBool::new(false),
         }
@@ -112,22 +128,21 @@ impl Files {
         self.root.join(blob.relative())
     }
 
-    /// The bytes of `blob`'s file, `None` if there is none. The caller
-    /// decides whether the committed tree size covers it.
+    /// The bytes of `blob`'s file, `None` if there is none. Only for a
+    /// blob the committed tree size covers (its descriptor is kept open).
     pub(crate) fn read(&self, blob: Blob) -> Result<Option<Vec<u8>>, StoreError> {
-        let path = self.path(blob);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_error("read", &path, e)),
-        }
+        let Some((file, len)) = self.open_with_len(blob)? else {
+            return Ok(None);
+        };
+        self.read_at(blob, &file, 0, usize::try_from(len).unwrap_or(usize::MAX))
+            .map(Some)
     }
 
     /// Bytes `at .. at + len` of `blob`'s file, `None` if there is none;
     /// one `pread`, so a proof reads the few hashes it needs of a tile.
     /// A file that is not `full_len` bytes long is torn: an error, as
-    /// reading it whole would be. The caller decides whether the committed
-    /// tree size covers it.
+    /// reading it whole would be. Only for a blob the committed tree size
+    /// covers (its descriptor is kept open).
     pub(crate) fn read_part(
         &self,
         blob: Blob,
@@ -135,17 +150,9 @@ impl Files {
         at: u64,
         len: usize,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        use std::os::unix::fs::FileExt;
-        let path = self.path(blob);
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error("open", &path, e)),
+        let Some((file, found)) = self.open_with_len(blob)? else {
+            return Ok(None);
         };
-        let found = file
-            .metadata()
-            .map_err(|e| io_error("stat", &path, e))?
-            .len();
         if found != full_len || at + len as u64 > full_len {
             return Err(StoreError::Corrupt(format!(
                 "{} is torn or read past its end: {found} bytes, {full_len} expected, \
@@ -153,10 +160,55 @@ impl Files {
                 blob.name()
             )));
         }
-        let mut part = vec![0u8; len];
-        file.read_exact_at(&mut part, at)
-            .map_err(|e| io_error("read", &path, e))?;
-        Ok(Some(part))
+        self.read_at(blob, &file, at, len).map(Some)
+    }
+
+    /// `blob`'s open file and its length now, `None` if there is no file.
+    /// A kept descriptor of a file since unlinked (damage, or a hand
+    /// restoring a database) is dropped and the path opened again, so a
+    /// missing file reads as missing.
+    fn open_with_len(&self, blob: Blob) -> Result<Option<(Arc<File>, u64)>, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        for _ in 0..2 {
+            let Some(file) = self.open(blob)? else {
+                return Ok(None);
+            };
+            let meta = file
+                .metadata()
+                .map_err(|e| io_error("stat", &self.path(blob), e))?;
+            if meta.nlink() > 0 {
+                return Ok(Some((file, meta.len())));
+            }
+            self.open_files().forget(blob);
+        }
+        Ok(None)
+    }
+
+    fn read_at(&self, blob: Blob, file: &File, at: u64, len: usize) -> Result<Vec<u8>, StoreError> {
+        let mut bytes = vec![0u8; len];
+        file.read_exact_at(&mut bytes, at)
+            .map_err(|e| io_error("read", &self.path(blob), e))?;
+        Ok(bytes)
+    }
+
+    /// `blob`'s open file: a kept descriptor, or a new one kept in place of
+    /// the oldest. `None` if there is no file.
+    fn open(&self, blob: Blob) -> Result<Option<Arc<File>>, StoreError> {
+        if let Some(file) = self.open_files().get(blob) {
+            return Ok(Some(file));
+        }
+        let path = self.path(blob);
+        let file = match File::open(&path) {
+            Ok(f) => Arc::new(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("open", &path, e)),
+        };
+        self.open_files().keep(blob, file.clone());
+        Ok(Some(file))
+    }
+
+    fn open_files(&self) -> MutexGuard<'_, OpenFiles> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The bytes of every blob file (walks them all: benchmarks only).
@@ -212,14 +264,47 @@ impl Files {
                     std::io::Error::other("injected failure"),
                 ));
             }
-            file.commit_without_dir_sync()
-                .map_err(|e| io_error("write", &path, e))?;
+            let renamed = file.commit_without_dir_sync();
+            self.open_files().forget(*blob);
+            renamed.map_err(|e| io_error("write", &path, e))?;
             dirs.insert(parent);
         }
         for dir in &dirs {
             durable::sync_dir(dir).map_err(|e| io_error("fsync directory", dir, e))?;
         }
         Ok(())
+    }
+}
+
+/// The kept descriptors and the order they were opened in.
+#[derive(Default)]
+struct OpenFiles {
+    files: HashMap<Blob, Arc<File>>,
+    order: VecDeque<Blob>,
+}
+
+impl OpenFiles {
+    fn get(&self, blob: Blob) -> Option<Arc<File>> {
+        self.files.get(&blob).cloned()
+    }
+
+    /// Keeps `file` for `blob`, dropping the oldest past [`OPEN_FILES`].
+    fn keep(&mut self, blob: Blob, file: Arc<File>) {
+        if self.files.insert(blob, file).is_none() {
+            self.order.push_back(blob);
+        }
+        while self.files.len() > OPEN_FILES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            self.files.remove(&old);
+        }
+    }
+
+    fn forget(&mut self, blob: Blob) {
+        if self.files.remove(&blob).is_some() {
+            self.order.retain(|b| *b != blob);
+        }
     }
 }
 
@@ -271,5 +356,39 @@ mod tests {
             .unwrap();
         assert_eq!(files.read(Blob::Bundle(7)).unwrap().unwrap(), b"new");
         assert_eq!(files.read(Blob::Bundle(8)).unwrap(), None);
+    }
+
+    #[test]
+    fn reads_keep_at_most_open_files_descriptors_and_see_every_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::new(dir.path());
+        let n = OPEN_FILES as u64 + 10;
+        for i in 0..n {
+            let bytes = i.to_be_bytes();
+            files
+                .write_all(&[(Blob::Bundle(i), bytes.as_slice())])
+                .unwrap();
+        }
+        for round in 0..2 {
+            for i in 0..n {
+                let read = files.read(Blob::Bundle(i)).unwrap().unwrap();
+                assert_eq!(read, i.to_be_bytes(), "round {round}, bundle {i}");
+                let part = files.read_part(Blob::Bundle(i), 8, 7, 1).unwrap().unwrap();
+                assert_eq!(part, [i.to_be_bytes()[7]]);
+            }
+            let open = files.open_files();
+            assert_eq!(open.files.len(), OPEN_FILES);
+            assert_eq!(open.order.len(), OPEN_FILES);
+        }
+        // A kept descriptor is dropped when its blob is written again.
+        let last = Blob::Bundle(n - 1);
+        assert!(files.open_files().get(last).is_some());
+        files.write_all(&[(last, b"rewritten".as_slice())]).unwrap();
+        assert!(files.open_files().get(last).is_none());
+        assert_eq!(files.read(last).unwrap().unwrap(), b"rewritten");
+        assert!(
+            files.read_part(last, 8, 0, 1).is_err(),
+            "a different length is torn"
+        );
     }
 }
