@@ -653,6 +653,19 @@ mod tests {
         vault
     }
 
+    /// A legal hold on a subject (its pseudonym) or an app.
+    fn hold(id: &str, subject: Option<String>, app: Option<&str>) -> Hold {
+        Hold {
+            id: id.into(),
+            subject_pseudonym: subject,
+            subject_sealed: None,
+            app: app.map(str::to_string),
+            reason: "case".into(),
+            created_at: "t".into(),
+            created_by: "admin".into(),
+        }
+    }
+
     #[test]
     fn wholly_expired_days_lose_their_key_and_held_days_keep_it() {
         let day = DAY_MS;
@@ -677,15 +690,7 @@ mod tests {
         .unwrap();
         put_hold(
             vault.store().as_ref(),
-            &Hold {
-                id: "h1".into(),
-                subject_pseudonym: Some(vault.subject_pseudonym("held")),
-                subject_sealed: None,
-                app: None,
-                reason: "case".into(),
-                created_at: "t".into(),
-                created_by: "admin".into(),
-            },
+            &hold("h1", Some(vault.subject_pseudonym("held")), None),
         )
         .unwrap();
         let now = T0 + 2 * day + 10;
@@ -720,19 +725,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan_retention(&vault, 5, now).unwrap().erase, vec![3]);
-        put_hold(
-            vault.store().as_ref(),
-            &Hold {
-                id: "h2".into(),
-                subject_pseudonym: None,
-                subject_sealed: None,
-                app: Some("lab".into()),
-                reason: "case".into(),
-                created_at: "t".into(),
-                created_by: "admin".into(),
-            },
-        )
-        .unwrap();
+        put_hold(vault.store().as_ref(), &hold("h2", None, Some("lab"))).unwrap();
         let plan = plan_retention(&vault, 5, now).unwrap();
         assert!(plan.erase.is_empty());
         let plan = plan_erasure(&vault, 5, None, &[3, 4]).unwrap();
@@ -815,18 +808,6 @@ mod tests {
         }
     }
 
-    fn hold(id: &str, subject: Option<String>, app: Option<&str>) -> Hold {
-        Hold {
-            id: id.into(),
-            subject_pseudonym: subject,
-            subject_sealed: None,
-            app: app.map(str::to_string),
-            reason: "case".into(),
-            created_at: "t".into(),
-            created_by: "admin".into(),
-        }
-    }
-
     #[test]
     fn a_hold_stored_after_a_run_was_planned_keeps_what_it_covers() {
         // Events 0 and 1 are the subject's; every one of the six expired.
@@ -871,15 +852,7 @@ mod tests {
         put_policy(vault.store().as_ref(), &policy("p", Some("clinic"))).unwrap();
         put_hold(
             vault.store().as_ref(),
-            &Hold {
-                id: "h".into(),
-                subject_pseudonym: Some(vault.subject_pseudonym("kept")),
-                subject_sealed: None,
-                app: None,
-                reason: "case".into(),
-                created_at: "t".into(),
-                created_by: "admin".into(),
-            },
+            &hold("h", Some(vault.subject_pseudonym("kept")), None),
         )
         .unwrap();
         let first = plan_retention_within(&vault, 10, T0 + DAY_MS, 100).unwrap();
