@@ -653,6 +653,19 @@ mod tests {
         vault
     }
 
+    /// A legal hold on a subject (its pseudonym) or an app.
+    fn hold(id: &str, subject: Option<String>, app: Option<&str>) -> Hold {
+        Hold {
+            id: id.into(),
+            subject_pseudonym: subject,
+            subject_sealed: None,
+            app: app.map(str::to_string),
+            reason: "case".into(),
+            created_at: "t".into(),
+            created_by: "admin".into(),
+        }
+    }
+
     #[test]
     fn wholly_expired_days_lose_their_key_and_held_days_keep_it() {
         let day = DAY_MS;
@@ -677,15 +690,7 @@ mod tests {
         .unwrap();
         put_hold(
             vault.store().as_ref(),
-            &Hold {
-                id: "h1".into(),
-                subject_pseudonym: Some(vault.subject_pseudonym("held")),
-                subject_sealed: None,
-                app: None,
-                reason: "case".into(),
-                created_at: "t".into(),
-                created_by: "admin".into(),
-            },
+            &hold("h1", Some(vault.subject_pseudonym("held")), None),
         )
         .unwrap();
         let now = T0 + 2 * day + 10;
@@ -720,19 +725,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan_retention(&vault, 5, now).unwrap().erase, vec![3]);
-        put_hold(
-            vault.store().as_ref(),
-            &Hold {
-                id: "h2".into(),
-                subject_pseudonym: None,
-                subject_sealed: None,
-                app: Some("lab".into()),
-                reason: "case".into(),
-                created_at: "t".into(),
-                created_by: "admin".into(),
-            },
-        )
-        .unwrap();
+        put_hold(vault.store().as_ref(), &hold("h2", None, Some("lab"))).unwrap();
         let plan = plan_retention(&vault, 5, now).unwrap();
         assert!(plan.erase.is_empty());
         let plan = plan_erasure(&vault, 5, None, &[3, 4]).unwrap();
@@ -785,7 +778,7 @@ mod tests {
     }
 
     #[test]
-    fn an_app_policy_scans_its_term_with_a_limit_and_a_cursor() {
+    fn an_app_or_action_policy_scans_its_term_with_a_limit_and_a_cursor() {
         let events: Vec<_> = (0..30)
             .map(|i| (if i % 2 == 0 { "clinic" } else { "lab" }, None, "r", T0 + i))
             .collect();
@@ -799,6 +792,55 @@ mod tests {
         // Every candidate was decided: nothing is examined again.
         let plan = plan_retention_within(&vault, 30, T0 + DAY_MS, 4).unwrap();
         assert_eq!(plan.examined, 0);
+
+        // An action policy, the same way, through its action's term.
+        let events: Vec<_> = (0..30)
+            .map(|i| ("clinic", None, if i % 3 == 0 { "w" } else { "r" }, T0 + i))
+            .collect();
+        let vault = log(&events);
+        let mut writes = policy("writes", None);
+        writes.action = Some("w".into());
+        put_policy(vault.store().as_ref(), &writes).unwrap();
+        let runs = run_until_idle(&vault, 30, 4);
+        assert_eq!(runs, vec![(4, 4), (4, 4), (2, 2)]);
+        for i in 0..30 {
+            assert_eq!(vault.tombstone(i).unwrap().is_some(), i % 3 == 0, "{i}");
+        }
+    }
+
+    #[test]
+    fn a_hold_stored_after_a_run_was_planned_keeps_what_it_covers() {
+        // Events 0 and 1 are the subject's; every one of the six expired.
+        let events: Vec<_> = (0..6)
+            .map(|i| ("clinic", (i < 2).then_some("kept"), "r", T0 + i))
+            .collect();
+        let vault = log(&events);
+        put_policy(vault.store().as_ref(), &policy("p", Some("clinic"))).unwrap();
+        let plan = plan_retention(&vault, 6, T0 + DAY_MS).unwrap();
+        assert_eq!(plan.erase, (0..6).collect::<Vec<u64>>());
+        // The hold arrives between the plan and the destruction.
+        let subject = Some(vault.subject_pseudonym("kept"));
+        put_hold(vault.store().as_ref(), &hold("h", subject, None)).unwrap();
+        let done = apply_retention(&vault, &plan, T0 + DAY_MS).unwrap();
+        assert_eq!(done.held, vec![(0, "h".into()), (1, "h".into())]);
+        assert_eq!(done.outcome.unwrap().erased, vec![2, 3, 4, 5]);
+        for i in 0..6 {
+            assert_eq!(vault.event(i).unwrap().is_some(), i < 2, "{i}");
+        }
+        // Released, the next runs erase what it kept.
+        assert!(remove_hold(vault.store().as_ref(), "h").unwrap());
+        assert_eq!(run_until_idle(&vault, 6, 100), vec![(2, 2)]);
+        assert!((0..6).all(|i| vault.event(i).unwrap().is_none()));
+
+        // A hold on the whole app, stored after the plan, keeps all of it.
+        let vault = log(&events);
+        put_policy(vault.store().as_ref(), &policy("p", Some("clinic"))).unwrap();
+        let plan = plan_retention(&vault, 6, T0 + DAY_MS).unwrap();
+        put_hold(vault.store().as_ref(), &hold("a", None, Some("clinic"))).unwrap();
+        let done = apply_retention(&vault, &plan, T0 + DAY_MS).unwrap();
+        assert_eq!(done.held.len(), 6);
+        assert!(done.outcome.is_none_or(|o| o.erased.is_empty()));
+        assert!((0..6).all(|i| vault.event(i).unwrap().is_some()));
     }
 
     #[test]
@@ -810,15 +852,7 @@ mod tests {
         put_policy(vault.store().as_ref(), &policy("p", Some("clinic"))).unwrap();
         put_hold(
             vault.store().as_ref(),
-            &Hold {
-                id: "h".into(),
-                subject_pseudonym: Some(vault.subject_pseudonym("kept")),
-                subject_sealed: None,
-                app: None,
-                reason: "case".into(),
-                created_at: "t".into(),
-                created_by: "admin".into(),
-            },
+            &hold("h", Some(vault.subject_pseudonym("kept")), None),
         )
         .unwrap();
         let first = plan_retention_within(&vault, 10, T0 + DAY_MS, 100).unwrap();

@@ -1,9 +1,12 @@
 //! Restore writes a snapshot in a few large batches, never a durable write
-//! (an fsync) per record: counted through the in-memory store.
+//! (an fsync) per record, and a backup hands out its pieces as it reads the
+//! store, never the whole store at once: both counted through the
+//! in-memory store.
 
 use serde_json::json;
 
-use super::{SnapshotPoint, replay, write_snapshot};
+use super::{PIECE, SnapshotPoint, replay, write_snapshot};
+use crate::note::keys::LogVerifierKeys;
 use crate::sequencer::test_log::{TestLog, TestLogBuilder, prepared};
 use crate::store::memory::MemoryStore;
 use crate::store::{RecordSpace, Store};
@@ -29,14 +32,19 @@ async fn clinic_log(batches: usize, size: usize) -> TestLog {
     log
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restore_commits_a_few_batches_not_one_per_record() {
-    let mut log = clinic_log(4, 100).await;
+/// The log's durable size and checkpoint, and its verifier keys.
+fn point_of(log: &TestLog) -> (SnapshotPoint, LogVerifierKeys) {
     let point = SnapshotPoint {
         tree_size: log.view.durable_size(),
         checkpoint: log.view.checkpoint(),
     };
-    let vkeys = log.keys.verifier_keys(&log.origin).unwrap();
+    (point, log.keys.verifier_keys(&log.origin).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_commits_a_few_batches_not_one_per_record() {
+    let mut log = clinic_log(4, 100).await;
+    let (point, vkeys) = point_of(&log);
     let mut snapshot = Vec::new();
     write_snapshot(
         log.store.as_ref(),
@@ -69,16 +77,43 @@ async fn a_restore_commits_a_few_batches_not_one_per_record() {
     log.shutdown();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_hands_out_pieces_while_most_of_the_store_is_unread() {
+    let mut log = clinic_log(16, 500).await;
+    let (point, vkeys) = point_of(&log);
+    let size = point.tree_size as usize;
+    let store = log.store.clone();
+    let before = store.items_listed();
+    // What the backup had read of the store when each piece left it.
+    let mut read_at_piece = Vec::new();
+    let mut largest = 0;
+    write_snapshot(store.as_ref(), &log.origin, &vkeys, &point, &mut |piece| {
+        read_at_piece.push(store.items_listed() - before);
+        largest = largest.max(piece.len());
+        Ok(())
+    })
+    .unwrap();
+    let read = store.items_listed() - before;
+    assert!(read >= size, "{read} items read");
+    // A piece leaves once it is full; the server holds a few in flight.
+    assert!(read_at_piece.len() >= 8, "{} pieces", read_at_piece.len());
+    assert!(largest <= 2 * PIECE, "a piece of {largest} bytes");
+    // The first piece is full after a fixed number of items, not after a
+    // share of the log's.
+    assert!(
+        read_at_piece[0] < size / 2,
+        "the first piece left after {} items were read, of {read}; the log has {size} events",
+        read_at_piece[0]
+    );
+    log.shutdown();
+}
+
 /// A restore into the sled store writes full tiles, bundles and body
 /// chunks as its blob files, and a backup of that store reads them back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_into_sled_writes_the_blob_files_and_a_backup_reads_them() {
     let mut log = clinic_log(3, 200).await;
-    let point = SnapshotPoint {
-        tree_size: log.view.durable_size(),
-        checkpoint: log.view.checkpoint(),
-    };
-    let vkeys = log.keys.verifier_keys(&log.origin).unwrap();
+    let (point, vkeys) = point_of(&log);
     let snapshot_of = |store: &dyn Store| {
         let mut out = Vec::new();
         write_snapshot(store, &log.origin, &vkeys, &point, &mut |piece| {

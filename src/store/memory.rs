@@ -7,7 +7,8 @@
 //! failure, as when an fsync error follows a write that reached the disk),
 //! at once or after a given number of writes; batch commits can be held
 //! back, as on a stalled disk, to see what waits behind them ([`Gate`],
-//! which the key store's tests use too).
+//! which the key store's tests use too). Writes and the items that listings
+//! return are counted, so tests see what a task wrote and read.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -103,6 +104,8 @@ pub struct MemoryStore {
     writes: AtomicUsize,
     /// The injected fault applies from this write on (counted by `writes`).
     fault_from: AtomicUsize,
+    /// Items returned by `records` and the `scan_*` listings.
+    listed: AtomicUsize,
 }
 
 /// A hold on writes, as a stalled disk would make (fault-injection
@@ -191,6 +194,17 @@ impl MemoryStore {
     /// sync, so tests count them.
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
+    }
+
+    /// How many items `records` and the `scan_*` listings returned so far:
+    /// what a task that walks the store has read of it.
+    pub fn items_listed(&self) -> usize {
+        self.listed.load(Ordering::SeqCst)
+    }
+
+    fn listed<T>(&self, items: Vec<T>) -> Vec<T> {
+        self.listed.fetch_add(items.len(), Ordering::SeqCst);
+        items
     }
 
     /// Applies `change` as one write, failing as the injected fault says.
@@ -303,11 +317,13 @@ impl Store for MemoryStore {
     fn records(&self, space: RecordSpace) -> Result<Vec<Record>, StoreError> {
         let s = self.inner.read().map_err(|_| poisoned())?;
         let b = space_byte(space);
-        Ok(s.records
-            .iter()
-            .filter(|((sp, _), _)| *sp == b)
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(self.listed(
+            s.records
+                .iter()
+                .filter(|((sp, _), _)| *sp == b)
+                .map(|((_, k), v)| (k.clone(), v.clone()))
+                .collect(),
+        ))
     }
 
     fn scan_events(
@@ -326,6 +342,7 @@ impl Store for MemoryStore {
             .take(limit.max(1))
             .map(|(i, e)| (*i, e.clone()))
             .collect();
+        let items = self.listed(items);
         let next = page_end(&items, limit, |(i, _)| i.to_be_bytes().to_vec());
         Ok(ScanPage {
             items: items.into_iter().map(Ok).collect(),
@@ -352,6 +369,7 @@ impl Store for MemoryStore {
             .take(limit.max(1))
             .map(|((_, k), v)| (k.clone(), v.clone()))
             .collect();
+        let items = self.listed(items);
         let next = page_end(&items, limit, |(k, _)| k.clone());
         Ok(ScanPage {
             items: items.into_iter().map(Ok).collect(),
@@ -378,6 +396,7 @@ impl Store for MemoryStore {
             .take(limit.max(1))
             .map(|(k, i)| (*k, *i))
             .collect();
+        let items = self.listed(items);
         let next = page_end(&items, limit, |(k, _)| k.0.to_vec());
         Ok(ScanPage {
             items: items.into_iter().map(Ok).collect(),
@@ -403,6 +422,7 @@ impl Store for MemoryStore {
             .take(limit.max(1))
             .map(|(h, i)| (*h, *i))
             .collect();
+        let items = self.listed(items);
         let next = page_end(&items, limit, |(h, _)| h.as_bytes().to_vec());
         Ok(ScanPage {
             items: items

@@ -369,8 +369,8 @@ fn open_block(
     }
 }
 
-/// Injected failures of the key store's syncs, and a hold on its writes
-/// (tests only).
+/// Injected failures of the key store's syncs, a hold on its writes, and
+/// the record of what was made durable, in order (tests only).
 #[derive(Default)]
 pub(super) struct Faults {
     /// 0: none; `n`: the `n`-th sync from now fails, after its data was
@@ -379,12 +379,23 @@ pub(super) struct Faults {
     /// While closed, a write waits before its first block.
     #[cfg(test)]
     pub writes: crate::store::memory::Gate,
+    /// Each step once it is durable: `file <name>` (synced), `dir` (the
+    /// directory synced), `rename root` (renamed, the directory synced).
+    #[cfg(test)]
+    pub durable: std::sync::Mutex<Vec<String>>,
 }
 
 impl Faults {
     /// Makes the `nth` sync from now fail (0: none).
     pub fn fail_at(&self, nth: u32) {
         self.fail_at.store(nth, Ordering::SeqCst);
+    }
+
+    /// Notes a step that is durable now (tests read the order).
+    #[cfg_attr(not(test), allow(unused_variables))]
+    fn durable(&self, step: impl FnOnce() -> String) {
+        #[cfg(test)]
+        self.durable.lock().unwrap().push(step());
     }
 
     fn sync_point(&self) -> std::io::Result<()> {
@@ -431,6 +442,7 @@ impl KeyHome {
                 let mut f = options.open(d.join(name))?;
                 f.write_all(bytes)?;
                 f.sync_all()?;
+                faults.durable(|| format!("file {name}"));
             }
             KeyHome::Store(s) => s
                 .put_record(RecordSpace::Meta, &store_key(name), bytes)
@@ -442,13 +454,18 @@ impl KeyHome {
     fn sync_dir(&self, faults: &Faults) -> std::io::Result<()> {
         if let KeyHome::Dir(d) = self {
             durable::sync_dir(d)?;
+            faults.durable(|| "dir".into());
         }
         faults.sync_point()
     }
 
-    fn rename_root_new(&self) -> std::io::Result<()> {
+    fn rename_root_new(&self, faults: &Faults) -> std::io::Result<()> {
         match self {
-            KeyHome::Dir(d) => durable::rename(&d.join(ROOT_NEW), &d.join(ROOT_FILE)),
+            KeyHome::Dir(d) => {
+                durable::rename(&d.join(ROOT_NEW), &d.join(ROOT_FILE))?;
+                faults.durable(|| "rename root".into());
+                Ok(())
+            }
             KeyHome::Store(s) => {
                 let v = s
                     .record(RecordSpace::Meta, &store_key(ROOT_NEW))
@@ -469,7 +486,7 @@ impl KeyHome {
     fn replace_root(&self, bytes: &[u8], faults: &Faults) -> std::io::Result<()> {
         self.write(ROOT_NEW, bytes, faults)?;
         self.sync_dir(faults)?;
-        self.rename_root_new()?;
+        self.rename_root_new(faults)?;
         faults.sync_point()
     }
 
@@ -560,7 +577,7 @@ impl KeyStore {
                 // Complete and synced: it may already be what the events
                 // were committed against; it holds every key the old root
                 // holds that was not destroyed.
-                Ok(()) => home.rename_root_new().map_err(local)?,
+                Ok(()) => home.rename_root_new(&Faults::default()).map_err(local)?,
                 // Torn: it never replaced the root.
                 Err(_) => home.remove(ROOT_NEW),
             }
@@ -944,7 +961,7 @@ pub fn copy_current_to_store(
 fn copy_current_into(from: &Path, to: &KeyHome, master_wrap: &DataKey) -> Result<u64, VaultError> {
     let mut last = None;
     for _ in 0..MAX_READ_ATTEMPTS {
-        match copy_once(from, to, master_wrap) {
+        match copy_once(from, to, master_wrap, &Faults::default()) {
             Ok(n) => return Ok(n),
             Err(Retry::Again(why)) => last = Some(why),
             Err(Retry::Fail(e)) => return Err(e),
@@ -969,7 +986,15 @@ impl From<VaultError> for Retry {
     }
 }
 
-fn copy_once(from: &Path, home: &KeyHome, master_wrap: &DataKey) -> Result<u64, Retry> {
+/// One attempt of [`copy_current_into`]: every block and the legacy file
+/// written and synced, the directory synced, then the root replaced
+/// durably, so a crash leaves a copy that has no root or opens whole.
+fn copy_once(
+    from: &Path,
+    home: &KeyHome,
+    master_wrap: &DataKey,
+    faults: &Faults,
+) -> Result<u64, Retry> {
     if let KeyHome::Dir(to) = home {
         if to.exists() {
             fs::remove_dir_all(to).map_err(local)?;
@@ -991,7 +1016,6 @@ fn copy_once(from: &Path, home: &KeyHome, master_wrap: &DataKey) -> Result<u64, 
     };
     let root_bytes = read(ROOT_FILE)?;
     let (version, root_key) = decode_root(master_wrap, &root_bytes)?;
-    let faults = Faults::default();
     let mut stack = vec![(
         ROOT_LEVEL,
         0u64,
@@ -1009,15 +1033,16 @@ fn copy_once(from: &Path, home: &KeyHome, master_wrap: &DataKey) -> Result<u64, 
                 stack.push((level - 1, pos * FANOUT + u64::from(idx), child));
             }
         }
-        home.write(&name, &bytes, &faults).map_err(local)?;
+        home.write(&name, &bytes, faults).map_err(local)?;
         copied += 1;
     }
     if let Ok(legacy) = fs::read(from.join(super::keys::LEGACY_FILE)) {
-        home.write(super::keys::LEGACY_FILE, &legacy, &faults)
+        home.write(super::keys::LEGACY_FILE, &legacy, faults)
             .map_err(local)?;
     }
-    home.sync_dir(&faults).map_err(local)?;
+    home.sync_dir(faults).map_err(local)?;
     home.replace_file(ROOT_FILE, &root_bytes)?;
+    faults.durable(|| "replace root".into());
     Ok(copied)
 }
 
@@ -1100,6 +1125,67 @@ mod tests {
                     == offset_key(&ks.entry(victim + 1).unwrap().unwrap(), 9)
         );
         assert!(KeyStore::open(KeyHome::Dir(keys), DataKey::from_secret([8; 32])).is_err());
+    }
+
+    /// The names of the files in `dir`.
+    fn files(dir: &Path) -> std::collections::BTreeSet<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_write_and_a_copy_sync_each_block_and_the_directory_before_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join(KEYS_DIR);
+        let mut ks = KeyStore::open(KeyHome::Dir(keys.clone()), wrap()).unwrap();
+        ks.write(BTreeMap::from([(0, new_leaf().unwrap())]), false)
+            .unwrap();
+        let before = files(&keys);
+        let faults = ks.faults();
+        faults.durable.lock().unwrap().clear();
+        // A destruction: a new version of each block on the key's path.
+        let mut leaf = (*ks.leaf(0).unwrap().unwrap()).clone();
+        leaf[0].clear();
+        ks.write(BTreeMap::from([(0, leaf)]), true).unwrap();
+        let steps = faults.durable.lock().unwrap().clone();
+        // The new blocks, their directory entries, `root.new` and its entry
+        // are durable before the rename makes the root name them.
+        let root = ["dir", "file root.new", "dir", "rename root"].map(String::from);
+        assert!(steps.ends_with(&root), "{steps:?}");
+        let synced: std::collections::BTreeSet<String> = steps[..steps.len() - root.len()]
+            .iter()
+            .map(|s| s.strip_prefix("file ").unwrap_or(s).to_string())
+            .collect();
+        let new: std::collections::BTreeSet<String> =
+            files(&keys).difference(&before).cloned().collect();
+        assert_eq!(synced, new, "{steps:?}");
+        assert_eq!(new.len(), usize::from(ROOT_LEVEL) + 1);
+
+        // Restore's copy: every file synced, then the directory, then the
+        // root replaced durably, last.
+        let to = dir.path().join("copy");
+        let faults = Faults::default();
+        let copied = match copy_once(&keys, &KeyHome::Dir(to.clone()), &wrap(), &faults) {
+            Ok(n) => n,
+            Err(Retry::Again(why)) => panic!("{why}"),
+            Err(Retry::Fail(e)) => panic!("{e}"),
+        };
+        let steps = faults.durable.lock().unwrap().clone();
+        assert!(
+            steps.ends_with(&["dir".into(), "replace root".into()]),
+            "{steps:?}"
+        );
+        let mut blocks = files(&to);
+        assert!(blocks.remove(ROOT_FILE));
+        let synced: std::collections::BTreeSet<String> = steps[..steps.len() - 2]
+            .iter()
+            .map(|s| s.strip_prefix("file ").unwrap().to_string())
+            .collect();
+        assert_eq!(synced, blocks);
+        assert_eq!(copied as usize, blocks.len());
+        assert_eq!(files(&to), files(&keys));
     }
 
     #[test]
