@@ -206,6 +206,10 @@ for target in $SCALE_STEPS; do
     else
         sled_step "sled.$i" "$SCALE_SLED_EVENTS" "$(cat "$work/ingest.$i.mean_batch")"
     fi
+    # The peak so far includes the step's searches (VmRSS stays the one
+    # read after its ingest).
+    read -r rss _ <"$work/rss.$i"
+    echo "$rss $(proc_mib VmHWM)" >"$work/rss.$i"
     steps_done=$((steps_done + 1))
 done
 if ((steps_done == 0)); then
