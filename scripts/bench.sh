@@ -421,24 +421,35 @@ ship_section() {
 }
 
 # --- ingest with 20 alert rules vs none (issue #17) ------------------------------
-alert_rules() { # 20 rules that the generated events (record.* on patient_record,
-    #             occurred 2026-11-25T10:00Z, outcome success) all pass through
+alert_rules() { # 20 distinct rules of the four kinds, as a records system would set
+    #             them; the generated events (record.* and consent.check on
+    #             patient_record, purpose treatment, outcome success, occurred
+    #             Wed 2026-11-25T10:00Z) pass through 9 to 15 of them each
+    local rule
     echo "[alerts]"
-    local i=0 by
-    for by in actor subject actor_ip resource app; do
-        printf '[[alerts.rule]]\nname = "t%d"\nkind = "threshold"\nmatch = { resource_type = "patient_record" }\ngroup_by = "%s"\nmore_than = 10000\nwindow = "1h"\n' $((i++)) "$by"
-    done
-    for d in subject resource subject resource; do
-        printf '[[alerts.rule]]\nname = "b%d"\nkind = "breadth"\nmatch = { action = { prefix = "record." } }\ndistinct = "%s"\nmore_than = 10000\nwindow = "10m"\n' $((i++)) "$d"
-    done
-    for tz in Europe/Paris America/New_York Asia/Tokyo UTC; do
-        printf '[[alerts.rule]]\nname = "n%d"\nkind = "time_of_day"\nmatch = { purpose = "treatment" }\ntime_zone = "%s"\nallowed_hours = "00:00-24:00"\nallowed_days = ["mon", "tue", "wed", "thu", "fri"]\n' $((i++)) "$tz"
-    done
-    for of in action resource_type action resource_type; do
-        printf '[[alerts.rule]]\nname = "f%d"\nkind = "first_seen"\nmatch = { actor_type = "user" }\nof = "%s"\nlearning = "7d"\n' $((i++)) "$of"
-    done
-    for a in record.read record.update record.export; do
-        printf '[[alerts.rule]]\nname = "x%d"\nkind = "threshold"\nmatch = { action = "%s", outcome = ["success", "failure"] }\ngroup_by = "actor"\nmore_than = 10000\nwindow = "5m"\n' $((i++)) "$a"
+    for rule in \
+        'reads-per-actor|threshold|{ action = "record.read" }|group_by = "actor"\nmore_than = 2000\nwindow = "1h"' \
+        'exports-per-actor|threshold|{ action = ["record.export", "record.print"] }|group_by = "actor"\nmore_than = 500\nwindow = "1h"' \
+        'deletes-per-actor|threshold|{ action = "record.delete", outcome = ["success", "failure"] }|group_by = "actor"\nmore_than = 200\nwindow = "1d"' \
+        'hot-record|threshold|{ resource_type = "patient_record" }|group_by = "subject"\nmore_than = 10000\nwindow = "1h"' \
+        'address-burst|threshold|{ actor_type = "user" }|group_by = "actor_ip"\nmore_than = 5000\nwindow = "10m"' \
+        'shared-record|threshold|{ action = "record.share" }|group_by = "resource"\nmore_than = 5\nwindow = "1h"' \
+        'app-spike|threshold|{ purpose = { prefix = "treat" } }|group_by = "app"\nmore_than = 10000\nwindow = "10m"' \
+        'patient-browsing|breadth|{ action = "record.read", resource_type = "patient_record" }|distinct = "subject"\nmore_than = 1000\nwindow = "5m"' \
+        'record-sweep|breadth|{ action = { prefix = "record." } }|distinct = "resource"\nmore_than = 2000\nwindow = "10m"' \
+        'export-breadth|breadth|{ action = ["record.export", "record.print", "record.share"] }|distinct = "subject"\nmore_than = 300\nwindow = "1h"' \
+        'address-breadth|breadth|{ actor_type = "user" }|group_by = "actor_ip"\ndistinct = "subject"\nmore_than = 5000\nwindow = "10m"' \
+        'write-breadth|breadth|{ action = ["record.update", "record.create", "record.delete"] }|distinct = "resource"\nmore_than = 1000\nwindow = "1h"' \
+        'office-hours-paris|time_of_day|{ purpose = "treatment" }|time_zone = "Europe/Paris"\nallowed_hours = "07:00-20:00"\nallowed_days = ["mon", "tue", "wed", "thu", "fri"]' \
+        'evening-tokyo|time_of_day|{ action = { prefix = "record." } }|time_zone = "Asia/Tokyo"\nallowed_hours = "08:00-22:00"' \
+        'night-address-utc|time_of_day|{ actor_type = "user" }|group_by = "actor_ip"\ntime_zone = "UTC"\nallowed_hours = "06:00-22:00"\nwindow = "30m"' \
+        'early-export-sao-paulo|time_of_day|{ action = ["record.export", "record.delete"] }|time_zone = "America/Sao_Paulo"\nallowed_hours = "06:00-19:00"\nallowed_days = ["mon", "tue", "wed", "thu", "fri", "sat"]' \
+        'first-action|first_seen|{ actor_type = "user" }|of = "action"\nlearning = "7d"' \
+        'first-resource-type|first_seen|{ actor_type = "user" }|of = "resource_type"\nlearning = "7d"' \
+        'first-treatment-action|first_seen|{ purpose = "treatment", outcome = "success" }|of = "action"\nlearning = "30d"' \
+        'first-export-type|first_seen|{ action = ["record.export", "record.share"] }|of = "resource_type"\nlearning = "14d"'; do
+        IFS='|' read -r name kind match rest <<<"$rule"
+        printf '[[alerts.rule]]\nname = "%s"\nkind = "%s"\nmatch = %s\n%b\n' "$name" "$kind" "$match" "$rest"
     done
 }
 

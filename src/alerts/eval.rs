@@ -236,7 +236,6 @@ impl Engine {
         if mask == 0 {
             return None;
         }
-        use std::fmt::Write as _;
         let mut text = String::with_capacity(
             app.len()
                 + ev.actor.id.len()
@@ -256,7 +255,7 @@ impl Engine {
         text.push_str(&ev.actor.id);
         end(&text, Field::Actor);
         if let Some(ip) = ev.actor.ip {
-            let _ = write!(text, "{ip}");
+            push_ip(&mut text, ip);
             present |= 1 << Field::ActorIp as u8;
         }
         end(&text, Field::ActorIp);
@@ -311,7 +310,10 @@ impl Engine {
                 if let Some(alert) = count(&e.rule, &mut st, ob, *index) {
                     out.push((k, r, alert));
                 }
-                dropped += shrink(&e.rule, &mut st, self.max_entries);
+                // The usual case (under the cap) without a call.
+                if st.entries > self.max_entries {
+                    dropped += shrink(&e.rule, &mut st, self.max_entries);
+                }
             }
             drop(st);
             if dropped > 0 {
@@ -364,6 +366,32 @@ impl Engine {
     pub(super) fn settle(&self, rule: &Rule, st: &mut RuleState) {
         st.recount();
         shrink(rule, st, self.max_entries);
+    }
+}
+
+/// Writes `ip` as its `Display` does (the event's canonical text form).
+/// An IPv4 address, the usual case, is written digit by digit: through
+/// the formatting machinery it cost a third of taking an event.
+fn push_ip(text: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                if octet >= 100 {
+                    text.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    text.push(char::from(b'0' + octet / 10 % 10));
+                }
+                text.push(char::from(b'0' + octet % 10));
+            }
+        }
+        std::net::IpAddr::V6(_) => {
+            use std::fmt::Write as _;
+            let _ = write!(text, "{ip}");
+        }
     }
 }
 
@@ -686,6 +714,34 @@ mod tests {
     }
 
     const LOGINS: &str = "[[alerts.rule]]\nname = \"logins\"\nkind = \"threshold\"\nmatch = { action = \"login\" }\ngroup_by = \"actor\"\nmore_than = 3\nwindow = \"10m\"\n";
+
+    #[test]
+    fn addresses_are_written_as_their_canonical_text() {
+        let mut addresses: Vec<std::net::IpAddr> = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.9.100",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        // Every octet value in every position.
+        addresses.extend((0..=255u8).map(|o| {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                o,
+                o.wrapping_mul(7),
+                o ^ 0x5a,
+                255 - o,
+            ))
+        }));
+        for ip in addresses {
+            let mut text = String::from("x");
+            push_ip(&mut text, ip);
+            assert_eq!(text, format!("x{ip}"));
+        }
+    }
 
     #[test]
     fn a_threshold_fires_once_per_group_per_window() {

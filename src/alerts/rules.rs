@@ -180,6 +180,8 @@ pub struct Condition {
 }
 
 impl Condition {
+    /// The condition tested alone: what [`Filters`] must agree with.
+    #[cfg(test)]
     fn holds(&self, app: &str, ev: &AuditEvent) -> bool {
         let v = self.field.of(app, ev);
         match &self.matcher {
@@ -192,61 +194,109 @@ impl Condition {
 
 /// Most distinct conditions of a configuration.
 const MAX_DISTINCT_CONDITIONS: usize = MAX_RULES * MAX_CONDITIONS;
+/// Words of a bit set over the distinct conditions.
+const WORDS: usize = MAX_DISTINCT_CONDITIONS / 64;
 
-/// The filters of a rule set, compiled together: a condition that several
-/// rules share (the same field, the same test) is tested at most once per
-/// event, and only when a rule still needs it.
+/// The filters of a rule set, compiled together. The exact and one-of
+/// conditions on a field are answered by one lookup of the event's value
+/// (which of them that value satisfies was worked out when the rules were
+/// read), a prefix once per distinct prefix, and a rule then holds when
+/// the bits of all its conditions are set: an event costs a lookup per
+/// tested field, whatever the number of rules and values.
 #[derive(Debug, Clone)]
 pub struct Filters {
-    /// Every distinct condition, once.
-    conditions: Vec<Condition>,
-    /// Per rule, in order, its conditions' positions in `conditions`.
-    rules: Vec<Vec<u16>>,
+    /// Per field that exact or one-of conditions test: each value named,
+    /// with the conditions (as bit positions) it satisfies.
+    by_value: Vec<(FilterField, ValueMap)>,
+    /// Prefix conditions: field, prefix, bit position.
+    prefixes: Vec<(FilterField, String, u16)>,
+    /// Per rule, in order, the bits that must all be set: `(word, bits)`
+    /// pairs at `needs[ranges[r].0..ranges[r].1]`.
+    needs: Vec<(u16, u64)>,
+    ranges: Vec<(u32, u32)>,
 }
+
+/// A tested value and the conditions it satisfies. The values are fixed
+/// by the configuration, so a seeded fast hash is enough.
+type ValueMap = std::collections::HashMap<String, Vec<u16>, foldhash::fast::RandomState>;
 
 impl Filters {
     /// Compiles the filters of `rules` (at most [`MAX_RULES`]).
     pub fn new(rules: &[Rule]) -> Filters {
-        let mut conditions: Vec<Condition> = Vec::new();
-        let rules = rules
-            .iter()
-            .take(MAX_RULES)
-            .map(|r| {
-                r.filter
-                    .iter()
-                    .take(MAX_CONDITIONS)
-                    .map(|c| match conditions.iter().position(|x| x == c) {
-                        Some(i) => i as u16,
-                        None => {
-                            conditions.push(c.clone());
-                            (conditions.len() - 1) as u16
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        Filters { conditions, rules }
+        let mut conditions: Vec<&Condition> = Vec::new();
+        let mut needs = Vec::new();
+        let mut ranges = Vec::new();
+        for r in rules.iter().take(MAX_RULES) {
+            let mut bits = [0u64; WORDS];
+            for c in r.filter.iter().take(MAX_CONDITIONS) {
+                let at = conditions.iter().position(|x| *x == c).unwrap_or_else(|| {
+                    conditions.push(c);
+                    conditions.len() - 1
+                });
+                bits[at / 64] |= 1 << (at % 64);
+            }
+            let start = needs.len() as u32;
+            needs.extend((0..WORDS as u16).zip(bits).filter(|(_, b)| *b != 0));
+            ranges.push((start, needs.len() as u32));
+        }
+        let mut by_value: Vec<(FilterField, ValueMap)> = Vec::new();
+        let mut prefixes = Vec::new();
+        for (at, c) in conditions.iter().enumerate() {
+            let values = match &c.matcher {
+                Matcher::Prefix(p) => {
+                    prefixes.push((c.field, p.clone(), at as u16));
+                    continue;
+                }
+                Matcher::Exact(v) => std::slice::from_ref(v),
+                Matcher::OneOf(set) => set.as_slice(),
+            };
+            let i = by_value
+                .iter()
+                .position(|(f, _)| *f == c.field)
+                .unwrap_or_else(|| {
+                    by_value.push((c.field, ValueMap::default()));
+                    by_value.len() - 1
+                });
+            let map = &mut by_value[i].1;
+            for v in values {
+                let satisfied = map.entry(v.clone()).or_default();
+                // A set may name a value twice.
+                if satisfied.last() != Some(&(at as u16)) {
+                    satisfied.push(at as u16);
+                }
+            }
+        }
+        Filters {
+            by_value,
+            prefixes,
+            needs,
+            ranges,
+        }
     }
 
     /// Bit `i` is set when every condition of rule `i` holds for `ev`
     /// written by `app`.
     pub fn matching(&self, app: &str, ev: &AuditEvent) -> u64 {
-        const WORDS: usize = MAX_DISTINCT_CONDITIONS / 64;
-        let mut tested = [0u64; WORDS];
         let mut held = [0u64; WORDS];
-        let mut mask = 0u64;
-        for (r, conditions) in self.rules.iter().enumerate() {
-            let all = conditions.iter().all(|&c| {
-                let (word, bit) = (c as usize / 64, 1u64 << (c % 64));
-                if tested[word] & bit == 0 {
-                    tested[word] |= bit;
-                    if self.conditions[c as usize].holds(app, ev) {
-                        held[word] |= bit;
-                    }
+        for (field, values) in &self.by_value {
+            if let Some(satisfied) = values.get(field.of(app, ev)) {
+                for &at in satisfied {
+                    held[at as usize / 64] |= 1 << (at % 64);
                 }
-                held[word] & bit != 0
-            });
-            if all {
+            }
+        }
+        for (field, prefix, at) in &self.prefixes {
+            if field.of(app, ev).starts_with(prefix.as_str()) {
+                held[*at as usize / 64] |= 1 << (at % 64);
+            }
+        }
+        let mut mask = 0u64;
+        for (r, &(start, end)) in self.ranges.iter().enumerate() {
+            let needs = &self.needs[start as usize..end as usize];
+            if needs
+                .iter()
+                .all(|&(w, bits)| held[w as usize] & bits == bits)
+            {
                 mask |= 1 << r;
             }
         }
@@ -278,10 +328,15 @@ impl GroupBy {
 
     /// The name of the field, as in the file.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, g)| *g == self)
-            .map_or("nothing", |(n, _)| n)
+        // A match, not a search of `ALL`: every counted event asks it.
+        match self {
+            GroupBy::Actor => "actor",
+            GroupBy::ActorIp => "actor_ip",
+            GroupBy::Subject => "subject",
+            GroupBy::Resource => "resource",
+            GroupBy::App => "app",
+            GroupBy::Nothing => "nothing",
+        }
     }
 }
 
@@ -913,6 +968,74 @@ mod tests {
 
     fn parse(text: &str) -> Result<AlertsConfig, String> {
         AlertsConfig::parse(text, "rules.toml").map(|c| c.expect("an [alerts] table"))
+    }
+
+    #[test]
+    fn compiled_filters_match_what_each_rule_tests_alone() {
+        let rules = [
+            r#"{ action = "record.read" }"#,
+            r#"{ action = ["record.read", "record.export", "record.read"], outcome = "success" }"#,
+            r#"{ action = { prefix = "record." }, purpose = "care" }"#,
+            "{}",
+            r#"{ app = "clinic", actor_type = ["user", "service"] }"#,
+            r#"{ resource_type = { prefix = "patient" }, outcome = ["failure", "denied"] }"#,
+            r#"{ action = "record.read", resource_type = { prefix = "pat" } }"#,
+            r#"{ purpose = ["billing", "care"], action = "login", outcome = "success" }"#,
+        ];
+        let text: String = rules
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                format!(
+                    "[[alerts.rule]]\nname = \"r{i}\"\nkind = \"threshold\"\nmatch = {m}\nmore_than = 1\nwindow = \"1m\"\n"
+                )
+            })
+            .collect();
+        let c = parse(&format!("[alerts]\n{text}")).unwrap();
+        let filters = Filters::new(&c.rules);
+        let mut seen = [(0, 0); 8];
+        for action in ["record.read", "record.export", "login", "record"] {
+            for outcome in ["success", "failure", "denied"] {
+                for actor_type in ["user", "service", "device"] {
+                    for resource_type in ["patient_record", "pat", "billing"] {
+                        for purpose in ["care", "billing"] {
+                            let ev = crate::event::parse_event(
+                                &serde_json::json!({
+                                    "actor": {"id": "a", "type": actor_type}, "action": action,
+                                    "resource": {"type": resource_type, "id": "1"},
+                                    "purpose": purpose, "outcome": outcome,
+                                    "occurred_at": "2026-01-01T10:00:00Z",
+                                }),
+                                &crate::event::EventLimits::default(),
+                            )
+                            .unwrap();
+                            for app in ["clinic", "billing"] {
+                                let mask = filters.matching(app, &ev);
+                                for (i, r) in c.rules.iter().enumerate() {
+                                    let alone = r.filter.iter().all(|c| c.holds(app, &ev));
+                                    assert_eq!(
+                                        mask & (1 << i) != 0,
+                                        alone,
+                                        "{} {ev:?} {app}",
+                                        r.name
+                                    );
+                                    if alone {
+                                        seen[i].0 += 1
+                                    } else {
+                                        seen[i].1 += 1
+                                    }
+                                }
+                                assert_eq!(mask >> rules.len(), 0);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Every rule but the empty one both matched and did not.
+        for (i, (held, not)) in seen.into_iter().enumerate() {
+            assert!(held > 0 && (not > 0 || i == 3), "r{i}: {held} {not}");
+        }
     }
 
     #[test]

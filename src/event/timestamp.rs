@@ -93,6 +93,14 @@ pub fn check_unix_ms(unix_ms: i64) -> Result<i64, TimeError> {
 /// 1970..=9999 once converted to UTC. `-00:00` ("offset unknown", RFC 3339
 /// §4.3) denotes the same instant as `Z`. A space instead of `T` is rejected.
 pub fn parse_rfc3339_ms(s: &str) -> Result<i64, TimeError> {
+    match canonical_ms(s.as_bytes()) {
+        Some(ms) => Ok(ms),
+        None => parse_any_rfc3339_ms(s),
+    }
+}
+
+/// [`parse_rfc3339_ms`] for every shape the grammar allows.
+fn parse_any_rfc3339_ms(s: &str) -> Result<i64, TimeError> {
     let b = s.as_bytes();
     let mut p = Cursor { b, at: 0 };
     // RFC 3339 §5.6: full-date "T" partial-time time-offset
@@ -202,6 +210,50 @@ pub fn parse_rfc3339_ms(s: &str) -> Result<i64, TimeError> {
     check_unix_ms(local_ms - offset_minutes * 60_000)
 }
 
+/// The instant of `b` when it is a valid timestamp in the canonical form
+/// (`YYYY-MM-DDTHH:MM:SS.mmmZ`, as every accepted event holds it), read
+/// at fixed positions; `None` for anything else, which the general parser
+/// then reads (and explains). The alert rules read the time of every event
+/// they watch, so this shape is the one worth reading fast.
+fn canonical_ms(b: &[u8]) -> Option<i64> {
+    let b: &[u8; 24] = b.try_into().ok()?;
+    let punctuation = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ];
+    if punctuation.iter().any(|&(at, c)| b[at] != c) {
+        return None;
+    }
+    let number = |from: usize, to: usize| -> Option<i64> {
+        b[from..to].iter().try_fold(0i64, |v, &d| {
+            d.is_ascii_digit().then(|| v * 10 + i64::from(d - b'0'))
+        })
+    };
+    let (year, month, day) = (number(0, 4)?, number(5, 7)?, number(8, 10)?);
+    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
+    let millis = number(20, 23)?;
+    let valid = (1..=12).contains(&month)
+        && day >= 1
+        && day <= days_in_month(year, month)
+        && hour <= 23
+        && minute <= 59
+        && second <= 59;
+    if !valid {
+        return None;
+    }
+    let ms = days_from_civil(year, month, day) * MS_PER_DAY
+        + hour * 3_600_000
+        + minute * 60_000
+        + second * 1000
+        + millis;
+    check_unix_ms(ms).ok()
+}
+
 /// Re-encodes any accepted RFC 3339 timestamp in the canonical UTC
 /// millisecond form (`2026-11-25T10:34:52.123456+01:00` becomes
 /// `2026-11-25T09:34:52.123Z`).
@@ -304,6 +356,45 @@ mod tests {
             format_rfc3339_ms(1_795_599_292_123),
             "2026-11-25T09:34:52.123Z"
         );
+    }
+
+    proptest! {
+        /// The fixed-position reading of the canonical form agrees with the
+        /// general parser on every canonical timestamp and on every string
+        /// one byte away from one, and accepts nothing the parser refuses.
+        #[test]
+        fn the_canonical_fast_path_agrees_with_the_parser(
+            ms in MIN_UNIX_MS..=MAX_UNIX_MS,
+            at in 0usize..24,
+            byte in prop::sample::select(b"0123456789-:.TZtz+ ".to_vec()),
+        ) {
+            let text = format_rfc3339_ms(ms);
+            prop_assert_eq!(canonical_ms(text.as_bytes()), Some(ms));
+            prop_assert_eq!(parse_any_rfc3339_ms(&text), Ok(ms));
+            let mut changed = text.into_bytes();
+            changed[at] = byte;
+            let changed = String::from_utf8(changed).unwrap();
+            if let Some(fast) = canonical_ms(changed.as_bytes()) {
+                prop_assert_eq!(parse_any_rfc3339_ms(&changed), Ok(fast));
+            }
+        }
+    }
+
+    #[test]
+    fn the_canonical_fast_path_refuses_invalid_dates() {
+        for bad in [
+            "2026-02-29T00:00:00.000Z",
+            "2026-13-01T00:00:00.000Z",
+            "2026-04-31T00:00:00.000Z",
+            "2026-11-25T24:00:00.000Z",
+            "2026-11-25T23:60:00.000Z",
+            "2026-11-25T23:59:60.000Z",
+            "1969-12-31T23:59:59.999Z",
+            "2026-11-25T09:34:52.123+",
+        ] {
+            assert_eq!(canonical_ms(bad.as_bytes()), None, "{bad}");
+            assert!(parse_rfc3339_ms(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
