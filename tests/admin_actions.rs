@@ -124,13 +124,7 @@ async fn every_admin_action_is_an_audit_event_naming_the_acting_key() {
     .await;
     expected.push(("admin.erasure", key_id(&second)));
     // The backup's answer is a stream, not JSON; read it whole.
-    let resp = http()
-        .post(format!("{url}/v1/admin/backup"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let resp = common::start_backup(&url, &admin).await;
     assert!(resp.headers().get("veritrail-audit-index").is_some());
     assert!(!resp.bytes().await.unwrap().is_empty());
     expected.push(("admin.backup", key_id(&admin)));

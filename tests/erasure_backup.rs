@@ -335,13 +335,7 @@ async fn a_backup_taken_while_a_subject_is_erased_is_one_consistent_point() {
     let size = common::committed_size(&url).await;
 
     // The backup starts; the client takes its first piece and pauses.
-    let mut resp = common::http()
-        .post(format!("{url}/v1/admin/backup"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let mut resp = common::start_backup(&url, &admin).await;
     let mut snapshot = resp.chunk().await.unwrap().unwrap().to_vec();
     // Meanwhile two subjects are erased, their cleanup deletes their bodies
     // and postings, and more events arrive.

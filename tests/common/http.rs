@@ -103,6 +103,19 @@ pub async fn get_bytes(url: &str) -> Vec<u8> {
     resp.bytes().await.unwrap().to_vec()
 }
 
+/// Starts a backup (`POST /v1/admin/backup`) with an admin key: the
+/// streamed answer, its status checked, its body not yet read.
+pub async fn start_backup(url: &str, admin: &str) -> reqwest::Response {
+    let resp = http()
+        .post(format!("{url}/v1/admin/backup"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "POST /v1/admin/backup");
+    resp
+}
+
 /// GET a JSON document with a bearer key.
 pub async fn get_json_auth(url: &str, key: &str) -> Value {
     let resp = http().get(url).bearer_auth(key).send().await.unwrap();

@@ -26,7 +26,7 @@ pub use checks::{files_containing, flip_stored_byte, hashes, log_verifiers, veri
 pub use cli::{Ran, veritrail, veritrail_async};
 pub use http::{
     auditor_get, call, committed_size, create_key, create_key_for_app, create_revoked_key,
-    get_bytes, get_json, get_json_auth, http, post_events, submit,
+    get_bytes, get_json, get_json_auth, http, post_events, start_backup, submit,
 };
 pub use in_process::{InProcessLog, LogBuilder};
 pub use server::{Server, binary, write_witness_config};
