@@ -28,6 +28,9 @@
 # alternate). Each read row also gives the server's CPU time per answer
 # (utime + stime over the step, warm-up included, divided by the rate
 # times the step's seconds), and nginx's, master and workers.
+# READ_WARM=1 reads inclusion proofs a second time after the tiles, each
+# build's caches then warm from its first runs (the first is just after
+# its start).
 # SCALE_CHECKS=0 skips the searches and sled ceilings of the growth (a
 # read-only run: `scripts/bench.sh reads`).
 #
@@ -60,6 +63,7 @@ SCALE_CHECKS=${SCALE_CHECKS:-1}
 READ_CONNECTIONS=${READ_CONNECTIONS:-16}
 READ_SECONDS=${READ_SECONDS:-10}
 READ_WARMUP_SECONDS=${READ_WARMUP_SECONDS:-2}
+READ_WARM=${READ_WARM:-0}
 NGINX_FILES=${NGINX_FILES:-1000}
 TIME_BUDGET=${TIME_BUDGET:-14400}
 
@@ -356,6 +360,9 @@ for spec in $READ_SERVERS; do
     if ((tile1)); then
         read_step "tile1.$name" "$server_pid" --url "$url" --mix tile1 || exit 1
     fi
+    if ((READ_WARM)); then
+        read_step "inclusion_warm.$name" "$server_pid" --url "$url" --mix inclusion || exit 1
+    fi
 done
 nginx_best=nginx.a
 if ! read_step nginx.b "$(nginx_pids)" --url-list "$work/nginx.urls"; then
@@ -476,6 +483,9 @@ for name in "${read_names[@]}"; do
     ((${#read_names[@]} > 1)) && label=" ($name)"
     rrow "inclusion proofs$label" "inclusion.$name" "$TARGET_PROOF_RATIO"
     rrow "consistency proofs$label" "consistency.$name" "$TARGET_PROOF_RATIO"
+    if ((READ_WARM)); then
+        rrow "inclusion proofs, again (warm)$label" "inclusion_warm.$name" "$TARGET_PROOF_RATIO"
+    fi
     rrow "full tiles, level 0$label" "tile0.$name" "$TARGET_TILE_RATIO"
     if ((tile1)); then
         rrow "full tiles, level 1$label" "tile1.$name" "$TARGET_TILE_RATIO"
@@ -497,7 +507,7 @@ echo "- single-event ingest beside the axum parse-only ceiling: in the table of 
 echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 echo
 for f in "$work"/ingest.*.json "$work"/search.*.json "$work"/sled.?.json "$work"/sled.??.json \
-    "$work"/inclusion.*.json "$work"/consistency.*.json "$work"/tile0.*.json "$work"/tile1.*.json "$work"/nginx.?.json; do
+    "$work"/inclusion.*.json "$work"/inclusion_warm.*.json "$work"/consistency.*.json "$work"/tile0.*.json "$work"/tile1.*.json "$work"/nginx.?.json; do
     if [[ -f "$f" ]]; then
         echo "$(basename "$f" .json): $(cat "$f")"
     fi

@@ -7,6 +7,8 @@
 # runs, server_pid and url. Processes in `extra_pids` are stopped on exit too.
 # VERITRAIL_SERVER_BIN runs another build's `serve` under the same load
 # generators (e.g. the storage before and after a change).
+# SERVER_CONFIG adds configuration lines to every `serve` started (e.g.
+# `read_cache_bytes = 6291456`: a small log read as a large one's caches see it).
 
 # The machine may be shared: a server whose resident memory passes this is
 # killed and the run fails (default: half the machine's memory).
@@ -53,7 +55,7 @@ start_server() { # data dir [config lines]: starts `serve` on it, sets server_pi
     : >"$work/server.out"
     # The per-key rate limit (default 2000/s) would cap the load generator's
     # one key far below what the log can take: measure the log, not the limit.
-    printf 'rate_limit_per_second = 0.0\n%s\n' "${2:-}" >"$work/bench.toml"
+    printf 'rate_limit_per_second = 0.0\n%s\n%s\n' "${SERVER_CONFIG:-}" "${2:-}" >"$work/bench.toml"
     VERITRAIL_LOG=${SERVER_LOG:-warn} "$SERVER_BIN" serve --config "$work/bench.toml" --data "$1" --listen 127.0.0.1:0 \
         >"$work/server.out" 2>"$work/server.err" &
     server_pid=$!
