@@ -51,6 +51,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     // The one clock of the process: every time the log records is read from it.
     let clock = Clock::system();
     crate::store::sled::set_cache_capacity(config.store_cache_bytes);
+    // Before the log opens: its store keeps descriptors by this limit.
+    let descriptors = crate::store::sled::raise_descriptor_limit();
+    tracing::info!(?descriptors, "open files limit");
     let data = config.data.clone();
     let origin = config.origin.clone();
     let creation_clock = clock.clone();

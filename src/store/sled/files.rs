@@ -23,10 +23,13 @@
 //! an existing file is never taken as proof of anything. Files are never
 //! deleted.
 //!
-//! Reads keep up to [`OPEN_FILES`] descriptors open, oldest dropped
-//! first: a proof reads a few hashes of one tile, and opening the file
-//! (a path walk, `open`, `fstat`, `close`) cost more than the read. A
-//! descriptor is kept only for a blob the committed tree covers, whose
+//! Reads keep descriptors open, oldest dropped first: a proof reads a few
+//! hashes of one tile, and opening the file (a path walk, `open`, `fstat`,
+//! `close`) cost more than the read. How many is [`kept_descriptors`] of
+//! the process's limit when the database opens: half of it, between
+//! [`MIN_OPEN_FILES`] and [`MAX_OPEN_FILES`], whatever the log's size (`serve`
+//! raises its soft limit to the hard one first, [`raise_descriptor_limit`]).
+//! A descriptor is kept only for a blob the committed tree covers, whose
 //! file no commit renames over again; a write drops the descriptors of
 //! the blobs it writes all the same, so a read never sees a replaced
 //! file.
@@ -44,9 +47,49 @@ use crate::tiles::{TILE_WIDTH, encode_tile_index};
 
 /// The directory of the blob files, inside the database's.
 pub(super) const DIR: &str = "objects";
-/// Descriptors of blob files kept open for reads (well under the 1,024
-/// a process may open by default, beside the runs' and the sockets).
-pub(crate) const OPEN_FILES: usize = 256;
+/// Descriptors of blob files kept open for reads at least (a quarter of
+/// the 1,024 a process may open by default, beside the runs' and the
+/// sockets).
+pub(crate) const MIN_OPEN_FILES: usize = 256;
+/// Descriptors kept at most, whatever the limit: the level-0 tiles of a
+/// log of 16 million events, each descriptor a few hundred bytes of kernel
+/// memory.
+pub(crate) const MAX_OPEN_FILES: usize = 65_536;
+
+/// How many blob descriptors a process that may open `limit` files keeps
+/// (`None`: no limit): half of them, so sockets, sled, the runs and the
+/// search index keep the other half, within [`MIN_OPEN_FILES`] and
+/// [`MAX_OPEN_FILES`].
+pub(crate) fn kept_descriptors(limit: Option<u64>) -> usize {
+    let half = limit.map_or(u64::MAX, |l| l / 2);
+    usize::try_from(half)
+        .unwrap_or(usize::MAX)
+        .clamp(MIN_OPEN_FILES, MAX_OPEN_FILES)
+}
+
+/// The process's soft limit of open files now (`None`: unlimited).
+fn descriptor_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// Raises the process's soft limit of open files to its hard limit (as a
+/// server should: the soft default of 1,024 is for programs that never
+/// need more), so that the blob files a log's proofs read stay open.
+/// Returns the soft limit now; a refusal leaves it as it was.
+pub fn raise_descriptor_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        // Refused (a hard limit above the kernel's `nr_open`): the soft
+        // limit stays, and fewer descriptors are kept.
+        let _ = setrlimit(Resource::Nofile, raised);
+    }
+    descriptor_limit()
+}
 
 /// One immutable blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,6 +146,8 @@ impl Blob {
 pub(crate) struct Files {
     root: PathBuf,
     open: Mutex<OpenFiles>,
+    /// Descriptors kept at most ([`kept_descriptors`]).
+    kept: usize,
     /// Fault injection: the next write fails after its temporary file.
     #[cfg(test)]
     pub(super) fail_next_write: std::sync::atomic::AtomicBool,
@@ -115,9 +160,15 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> StoreError {
 impl Files {
     /// The blob files of the database in `db_dir`.
     pub(crate) fn new(db_dir: &Path) -> Files {
+        Files::keeping(db_dir, kept_descriptors(descriptor_limit()))
+    }
+
+    /// The blob files in `db_dir`, keeping at most `kept` descriptors open.
+    fn keeping(db_dir: &Path, kept: usize) -> Files {
         Files {
             root: db_dir.join(DIR),
             open: Mutex::default(),
+            kept,
             #[cfg(test)]
             fail_next_write: std::sync::atomic::AtomicBool::new(false),
         }
@@ -203,7 +254,7 @@ impl Files {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("open", &path, e)),
         };
-        self.open_files().keep(blob, file.clone());
+        self.open_files().keep(blob, file.clone(), self.kept);
         Ok(Some(file))
     }
 
@@ -288,12 +339,12 @@ impl OpenFiles {
         self.files.get(&blob).cloned()
     }
 
-    /// Keeps `file` for `blob`, dropping the oldest past [`OPEN_FILES`].
-    fn keep(&mut self, blob: Blob, file: Arc<File>) {
+    /// Keeps `file` for `blob`, dropping the oldest past `kept`.
+    fn keep(&mut self, blob: Blob, file: Arc<File>, kept: usize) {
         if self.files.insert(blob, file).is_none() {
             self.order.push_back(blob);
         }
-        while self.files.len() > OPEN_FILES {
+        while self.files.len() > kept {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
@@ -359,10 +410,10 @@ mod tests {
     }
 
     #[test]
-    fn reads_keep_at_most_open_files_descriptors_and_see_every_rewrite() {
+    fn reads_keep_at_most_their_descriptors_and_see_every_rewrite() {
         let dir = tempfile::tempdir().unwrap();
-        let files = Files::new(dir.path());
-        let n = OPEN_FILES as u64 + 10;
+        let files = Files::keeping(dir.path(), MIN_OPEN_FILES);
+        let n = MIN_OPEN_FILES as u64 + 10;
         for i in 0..n {
             let bytes = i.to_be_bytes();
             files
@@ -377,8 +428,8 @@ mod tests {
                 assert_eq!(part, [i.to_be_bytes()[7]]);
             }
             let open = files.open_files();
-            assert_eq!(open.files.len(), OPEN_FILES);
-            assert_eq!(open.order.len(), OPEN_FILES);
+            assert_eq!(open.files.len(), MIN_OPEN_FILES);
+            assert_eq!(open.order.len(), MIN_OPEN_FILES);
         }
         // A kept descriptor is dropped when its blob is written again.
         let last = Blob::Bundle(n - 1);
@@ -390,5 +441,17 @@ mod tests {
             files.read_part(last, 8, 0, 1).is_err(),
             "a different length is torn"
         );
+    }
+
+    #[test]
+    fn half_the_descriptor_limit_is_kept_within_bounds() {
+        assert_eq!(kept_descriptors(Some(1024)), 512);
+        assert_eq!(kept_descriptors(Some(100)), MIN_OPEN_FILES);
+        assert_eq!(kept_descriptors(Some(20_000)), 10_000);
+        assert_eq!(kept_descriptors(Some(1 << 20)), MAX_OPEN_FILES);
+        assert_eq!(kept_descriptors(None), MAX_OPEN_FILES);
+        // What a database opened now keeps follows the process's limit.
+        let files = Files::new(Path::new("/data/db"));
+        assert_eq!(files.kept, kept_descriptors(descriptor_limit()));
     }
 }

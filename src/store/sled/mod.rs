@@ -73,6 +73,8 @@ mod files;
 mod migrate;
 pub(crate) mod runs;
 
+pub use files::raise_descriptor_limit;
+
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
