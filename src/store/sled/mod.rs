@@ -69,6 +69,7 @@
 //! runs: about 220 MiB at 10 M, the same with a cache of 16 MiB).
 
 mod bodies;
+mod erased;
 mod files;
 mod migrate;
 pub(crate) mod runs;
@@ -678,6 +679,19 @@ impl SledStore {
         out
     }
 
+    /// Problems in the packed records of erasure tombstones and body
+    /// deletions (fsck): each must verify and decode, wherever it lies.
+    pub fn check_packed_records(&self) -> Vec<String> {
+        match self.db() {
+            Ok(db) => {
+                let mut out = erased::check(&db.tree);
+                out.extend(bodies::check_masks(&db.tree));
+                out
+            }
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
     /// Merges index runs until none is due (tests and `migrate`).
     pub fn compact_now(&self) -> Result<(), StoreError> {
         let db = self.db()?;
@@ -920,14 +934,22 @@ impl Store for SledStore {
         }
         let _bodies = self.lock_bodies()?;
         let mut sealed = Vec::new();
+        let mut tombstones = Vec::new();
         for (space, key, value) in &b.records {
             if *space == RecordSpace::Sealed {
                 sealed.push((sealed_index(key)?, value.as_slice()));
                 continue;
             }
+            if let (RecordSpace::Erased, Some(index)) = (*space, erased::leaf_of(key)) {
+                tombstones.push((index, Some(value.as_slice())));
+                continue;
+            }
             let k = record_key(*space, key);
             let v = checksummed(&k, value);
             batch.insert(k, v);
+        }
+        if !tombstones.is_empty() {
+            erased::stage(&db.tree, &mut batch, &tombstones)?;
         }
         let body_files =
             bodies::stage_commit(&db.tree, &mut batch, &sealed, &self.in_files(), b.tree_size)?;
@@ -1078,6 +1100,9 @@ impl Store for SledStore {
         if space == RecordSpace::Sealed {
             return bodies::get(&db.tree, &self.in_files(), sealed_index(key)?);
         }
+        if let (RecordSpace::Erased, Some(index)) = (space, erased::leaf_of(key)) {
+            return erased::get(&db.tree, index);
+        }
         let k = record_key(space, key);
         db.get(&k)?.map(|v| verified(&k, &v)).transpose()
     }
@@ -1116,6 +1141,13 @@ impl Store for SledStore {
         }
         let prefix = space_prefix(space);
         let (raw, next) = db.scan_raw(prefix, cursor, limit)?;
+        if space == RecordSpace::Erased {
+            let own = raw
+                .into_iter()
+                .map(|(k, v)| Ok((k.clone(), verified(&record_key(space, &k), &v)?)))
+                .collect();
+            return erased::scan(&db.tree, cursor, limit, own);
+        }
         // The tree size, checkpoint and layout share the metadata prefix
         // but are not records: leave them out, so a copy of the records
         // never carries a stale tree size or checkpoint.
@@ -1188,9 +1220,14 @@ impl Store for SledStore {
         // Sealed bodies last: a chunk rewritten twice in one change must
         // see its first rewrite, so those go one by one.
         let mut sealed = Vec::new();
+        let mut tombstones = Vec::new();
         for (space, key, value) in &b.put {
             if *space == RecordSpace::Sealed {
                 sealed.push((sealed_index(key)?, Some(value.as_slice())));
+                continue;
+            }
+            if let (RecordSpace::Erased, Some(index)) = (*space, erased::leaf_of(key)) {
+                tombstones.push((index, Some(value.as_slice())));
                 continue;
             }
             let k = record_key(*space, key);
@@ -1202,10 +1239,17 @@ impl Store for SledStore {
                 sealed.push((sealed_index(key)?, None));
                 continue;
             }
+            if let (RecordSpace::Erased, Some(index)) = (*space, erased::leaf_of(key)) {
+                tombstones.push((index, None));
+                continue;
+            }
             batch.remove(record_key(*space, key));
         }
         if !sealed.is_empty() {
             bodies::rewrite(&db.tree, &mut batch, &sealed, &self.in_files())?;
+        }
+        if !tombstones.is_empty() {
+            erased::stage(&db.tree, &mut batch, &tombstones)?;
         }
         put_index_blocks(&mut batch, &b.index_blocks, b.index_watermark);
         for index in &b.delete_events {
