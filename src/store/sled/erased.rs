@@ -140,10 +140,8 @@ pub fn stage(
             Some(v) => entries.insert(offset, v.to_vec()),
             None => entries.remove(&offset),
         };
-        let legacy = legacy_key(index);
-        if tree.contains_key(legacy).map_err(backend)? {
-            batch.remove(&legacy[..]);
-        }
+        // sled skips the removal of a key it does not hold.
+        batch.remove(&legacy_key(index)[..]);
     }
     for (bundle, entries) in bundles {
         let k = packed_key(bundle);

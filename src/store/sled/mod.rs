@@ -1216,7 +1216,7 @@ impl Store for SledStore {
         let db = self.db()?;
         db.disk.check_synced()?;
         let mut batch = sled::Batch::default();
-        let _bodies = self.lock_bodies()?;
+        let bodies_lock = self.lock_bodies()?;
         // Sealed bodies last: a chunk rewritten twice in one change must
         // see its first rewrite, so those go one by one.
         let mut sealed = Vec::new();
@@ -1256,6 +1256,10 @@ impl Store for SledStore {
             batch.remove(&index_key(EVENT, *index)[..]);
         }
         db.tree.apply_batch(batch).map_err(backend)?;
+        // The next read-modify-write of a chunk, mask or tombstone record
+        // sees this batch once sled applied it: a commit need not wait for
+        // its fsync (a failed one stops the store, see `Disk::sync`).
+        drop(bodies_lock);
         db.sync_applied()
     }
 
