@@ -1684,6 +1684,70 @@ mod tests {
     }
 
     #[test]
+    fn a_cleanup_write_whose_fsync_fails_is_all_or_nothing_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let tombstone = b"erased: bench".to_vec();
+        // A step's write: bodies deleted over the files of full bundles 0
+        // and 1 and in open bundle 2, each with its tombstone.
+        let gone = [3u64, 4, 200, 300, 511, 520];
+        let step = RecordBatch {
+            delete: gone
+                .iter()
+                .map(|i| (RecordSpace::Sealed, i.to_be_bytes().to_vec()))
+                .collect(),
+            put: gone
+                .iter()
+                .map(|i| {
+                    (
+                        RecordSpace::Erased,
+                        i.to_be_bytes().to_vec(),
+                        tombstone.clone(),
+                    )
+                })
+                .collect(),
+            ..RecordBatch::default()
+        };
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let mut batch = edge_batch(0, 600, 1);
+            batch.tiles.clear();
+            batch.bundles.clear();
+            store.commit(&batch).unwrap();
+            store
+                .db()
+                .unwrap()
+                .disk
+                .fail_next_sync
+                .store(true, Ordering::SeqCst);
+            assert!(store.commit_records(&step).is_err());
+            assert!(store.commit_records(&step).is_err(), "latched");
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        // Before or after, for every leaf of the step at once; nothing
+        // else is touched.
+        let after = body(&store, 3).is_none();
+        for i in 0..600u64 {
+            let erased = gone.contains(&i) && after;
+            assert_eq!(body(&store, i).is_none(), erased, "body {i}");
+            let own = store.record(RecordSpace::Erased, &i.to_be_bytes()).unwrap();
+            assert_eq!(own.is_some(), erased, "tombstone {i}");
+        }
+        // The step is written again (the job resumes) and lands.
+        store.commit_records(&step).unwrap();
+        for i in 0..600u64 {
+            assert_eq!(body(&store, i).is_none(), gone.contains(&i), "body {i}");
+        }
+        let tombstones = store.records(RecordSpace::Erased).unwrap();
+        let keys: Vec<Vec<u8>> = tombstones.iter().map(|(k, _)| k.clone()).collect();
+        let expected: Vec<Vec<u8>> = gone.iter().map(|i| i.to_be_bytes().to_vec()).collect();
+        assert_eq!(keys, expected);
+        assert!(tombstones.iter().all(|(_, v)| *v == tombstone));
+        assert!(store.check_packed_records().is_empty());
+        // Three bundles, three tombstone records: not one per event.
+        assert_eq!(store.db().unwrap().tree.scan_prefix([b'X']).count(), 3);
+    }
+
+    #[test]
     fn full_blobs_are_files_and_sled_keeps_only_the_open_edge() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
@@ -1710,7 +1774,8 @@ mod tests {
                 );
             }
         }
-        // A deletion in a full bundle (erasure) is an overlay in sled.
+        // A deletion in a full bundle (erasure) is a bit of the bundle's
+        // deletion mask in sled.
         store
             .commit_records(&RecordBatch {
                 delete: vec![(RecordSpace::Sealed, 7u64.to_be_bytes().to_vec())],
