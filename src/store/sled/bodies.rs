@@ -373,14 +373,14 @@ pub fn rewrite(
         let in_chunk = cached.is_some_and(|f| chunks.get(&f).is_some_and(|c| index < c.end()))
             || stored.as_ref().is_some_and(|c| index < c.end());
         if body.is_none() && !in_chunk && files.has_file(bundle) {
-            if !masks.contains_key(&bundle) {
-                let mask = read_mask(tree, bundle)?.unwrap_or_default();
-                masks.insert(bundle, mask);
-            }
-            if let Some(mask) = masks.get_mut(&bundle) {
-                let offset = index % TILE_WIDTH;
-                mask[(offset / 8) as usize] |= 1 << (offset % 8);
-            }
+            let mask = match masks.entry(bundle) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(read_mask(tree, bundle)?.unwrap_or_default())
+                }
+            };
+            let offset = index % TILE_WIDTH;
+            mask[(offset / 8) as usize] |= 1 << (offset % 8);
             continue;
         }
         let mut chunk = match (cached, stored) {

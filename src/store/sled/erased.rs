@@ -131,10 +131,10 @@ pub fn stage(
     let mut bundles: BTreeMap<u64, Packed> = BTreeMap::new();
     for &(index, value) in changes {
         let bundle = index / TILE_WIDTH;
-        if !bundles.contains_key(&bundle) {
-            bundles.insert(bundle, read_packed(tree, bundle)?);
-        }
-        let entries = bundles.entry(bundle).or_default();
+        let entries = match bundles.entry(bundle) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(read_packed(tree, bundle)?),
+        };
         let offset = (index % TILE_WIDTH) as u8;
         match value {
             Some(v) => entries.insert(offset, v.to_vec()),

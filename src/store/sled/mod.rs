@@ -53,7 +53,9 @@
 //! that refuses everything until restarted, as after a failed fsync.
 //!
 //! Per-event data never costs a key per event: sealed bodies are packed by
-//! entry bundle (`bodies`, a file per full bundle), and the idempotency
+//! entry bundle (`bodies`, a file per full bundle, with one deletion mask
+//! per bundle for erasures over it), so are single events' erasure
+//! tombstones (`erased`), and the idempotency
 //! and leaf-hash indexes are sorted runs of 4 KiB blocks merged in the
 //! background (`runs`), each run a file under `<data>/db/runs`, written
 //! once and fsynced before the sled batch that names it in the index's
