@@ -1,37 +1,53 @@
-//! Erasure tombstones of single events packed by entry bundle: one sled
-//! record per bundle of 256 leaves that holds any, not one key per event.
+//! Erasure tombstones of single events packed by entry bundle and value:
+//! one sled record per bundle of 256 leaves and distinct tombstone, not
+//! one key per event.
 //!
 //! The contract keys an event's tombstone by its leaf index (8 bytes,
-//! big-endian). Here the tombstones of one bundle live under
-//! `X || bundle` as `count(u16) || (offset(u8) || len(u32) || value)*`,
-//! sorted by offset, with the record checksum after it; a length of
-//! `u32::MAX` repeats the value of the entry before it (a cleanup step
-//! writes one tombstone for every event it deletes). A cleanup step then
-//! writes a key per bundle it touches, not one per event: sled's memory
-//! grows with the keys and pages it writes.
+//! big-endian). Here the leaves of one bundle that share a tombstone live
+//! under `X || bundle || SHA-256(tombstone)` as `mask(32) || tombstone`,
+//! a bit per leaf of the bundle, with the record checksum after it. A
+//! cleanup step writes one tombstone for every event it deletes, so it
+//! writes one small record per bundle it touches, whatever the bundle
+//! held before (other erasures' tombstones are other records): sled's
+//! memory grows with the keys and bytes it writes. A leaf is in one
+//! record at most.
 //!
 //! Every other key of the space (a subject's tombstone) stays one record
 //! under `x || key`, and so do the per-leaf tombstones databases wrote
 //! before this packing: they are read where they are, a write of the
-//! same leaf moves it into its bundle's record, and a scan merges both in
-//! key order. Callers serialise writes of one bundle (the store's body
-//! lock), so a read-modify-write never loses another's change.
+//! same leaf moves it into a packed record, and a scan merges both in
+//! key order. Callers serialise writes (the store's body lock), so a
+//! read-modify-write never loses another's change.
 
 use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
 
 use super::{ERASED, backend, checksummed, index_key, verified};
 use crate::store::{Record, ScanCursor, ScanPage, StoreError};
 use crate::tiles::TILE_WIDTH;
 
 const PACKED: u8 = b'X';
-const REPEAT: u32 = u32::MAX;
+const MASK_LEN: usize = (TILE_WIDTH / 8) as usize;
 
-fn packed_key(bundle: u64) -> [u8; 9] {
-    index_key(PACKED, bundle)
+type Mask = [u8; MASK_LEN];
+/// A bundle's records: by tombstone digest, the leaves' mask and the tombstone.
+type Groups = BTreeMap<[u8; 32], (Mask, Vec<u8>)>;
+
+fn group_key(bundle: u64, digest: &[u8; 32]) -> Vec<u8> {
+    [&index_key(PACKED, bundle)[..], digest].concat()
 }
 
 fn legacy_key(index: u64) -> [u8; 9] {
     index_key(ERASED, index)
+}
+
+fn digest(value: &[u8]) -> [u8; 32] {
+    Sha256::digest(value).into()
+}
+
+fn bit(mask: &Mask, offset: u64) -> bool {
+    mask[(offset / 8) as usize] & (1 << (offset % 8)) != 0
 }
 
 /// The leaf of a contract key of the space, if it names one (8 bytes).
@@ -39,79 +55,55 @@ pub fn leaf_of(key: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(key).ok().map(u64::from_be_bytes)
 }
 
-/// A bundle's tombstones, by offset in the bundle.
-type Packed = BTreeMap<u8, Vec<u8>>;
-
-fn encode(entries: &Packed) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&(entries.len() as u16).to_be_bytes());
-    let mut previous: Option<&Vec<u8>> = None;
-    for (offset, value) in entries {
-        out.push(*offset);
-        if previous == Some(value) {
-            out.extend_from_slice(&REPEAT.to_be_bytes());
-        } else {
-            out.extend_from_slice(&(value.len() as u32).to_be_bytes());
-            out.extend_from_slice(value);
-        }
-        previous = Some(value);
+/// One packed record, checked: its bundle, digest, mask and tombstone.
+fn decode(k: &[u8], v: &[u8]) -> Result<(u64, [u8; 32], Mask, Vec<u8>), StoreError> {
+    let corrupt =
+        || StoreError::Corrupt(format!("tombstone record {} is malformed", hex::encode(k)));
+    let bundle = k.get(1..9).and_then(leaf_of).ok_or_else(corrupt)?;
+    let tag: [u8; 32] = k
+        .get(9..)
+        .and_then(|t| t.try_into().ok())
+        .ok_or_else(corrupt)?;
+    let value = verified(k, v)?;
+    let mask: Mask = value
+        .get(..MASK_LEN)
+        .and_then(|m| m.try_into().ok())
+        .ok_or_else(corrupt)?;
+    let tombstone = value[MASK_LEN..].to_vec();
+    if mask == [0; MASK_LEN] || digest(&tombstone) != tag {
+        return Err(corrupt());
     }
-    out
+    Ok((bundle, tag, mask, tombstone))
 }
 
-fn decode(bundle: u64, bytes: &[u8]) -> Result<Packed, StoreError> {
-    let corrupt =
-        || StoreError::Corrupt(format!("the tombstones of bundle {bundle} are malformed"));
-    let mut rest = bytes;
-    let mut take = |n: usize| -> Result<&[u8], StoreError> {
-        if rest.len() < n {
-            return Err(corrupt());
-        }
-        let (a, b) = rest.split_at(n);
-        rest = b;
-        Ok(a)
-    };
-    let count = u16::from_be_bytes(take(2)?.try_into().map_err(|_| corrupt())?);
-    if count == 0 || u64::from(count) > TILE_WIDTH {
-        return Err(corrupt());
-    }
-    let mut out = Packed::new();
-    let mut previous: Option<Vec<u8>> = None;
-    for _ in 0..count {
-        let offset = take(1)?[0];
-        let len = u32::from_be_bytes(take(4)?.try_into().map_err(|_| corrupt())?);
-        let value = match (len, &previous) {
-            (REPEAT, Some(p)) => p.clone(),
-            (REPEAT, None) => return Err(corrupt()),
-            (n, _) => take(n as usize)?.to_vec(),
-        };
-        // Strictly increasing offsets: no entry twice.
-        if out.last_key_value().is_some_and(|(o, _)| *o >= offset) {
-            return Err(corrupt());
-        }
-        previous = Some(value.clone());
-        out.insert(offset, value);
-    }
-    if !rest.is_empty() {
-        return Err(corrupt());
+/// The packed records from bundle `first` on, in key order, as raw pairs.
+fn records_from(
+    tree: &sled::Tree,
+    first: u64,
+) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
+    tree.range(index_key(PACKED, first).to_vec()..vec![PACKED + 1])
+}
+
+fn read_groups(tree: &sled::Tree, bundle: u64) -> Result<Groups, StoreError> {
+    let mut out = Groups::new();
+    for item in
+        tree.range(index_key(PACKED, bundle).to_vec()..index_key(PACKED, bundle + 1).to_vec())
+    {
+        let (k, v) = item.map_err(backend)?;
+        let (_, tag, mask, tombstone) = decode(&k, &v)?;
+        out.insert(tag, (mask, tombstone));
     }
     Ok(out)
 }
 
-fn read_packed(tree: &sled::Tree, bundle: u64) -> Result<Packed, StoreError> {
-    let k = packed_key(bundle);
-    match tree.get(k).map_err(backend)? {
-        Some(v) => decode(bundle, &verified(&k, &v)?),
-        None => Ok(Packed::new()),
-    }
-}
-
-/// The tombstone of leaf `index`: from its bundle's record, else from a
+/// The tombstone of leaf `index`: from its bundle's records, else from a
 /// per-leaf record of an earlier database.
 pub fn get(tree: &sled::Tree, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-    let offset = (index % TILE_WIDTH) as u8;
-    if let Some(v) = read_packed(tree, index / TILE_WIDTH)?.remove(&offset) {
-        return Ok(Some(v));
+    let offset = index % TILE_WIDTH;
+    for (mask, tombstone) in read_groups(tree, index / TILE_WIDTH)?.into_values() {
+        if bit(&mask, offset) {
+            return Ok(Some(tombstone));
+        }
     }
     let k = legacy_key(index);
     tree.get(k)
@@ -121,34 +113,52 @@ pub fn get(tree: &sled::Tree, index: u64) -> Result<Option<Vec<u8>>, StoreError>
 }
 
 /// Adds to `batch` the puts (`Some`) and deletions (`None`) of leaves'
-/// tombstones, in the order given: one record per bundle touched, and the
-/// removal of per-leaf records of an earlier database for those leaves.
+/// tombstones, in the order given: the records of each bundle touched that
+/// changed, and the removal of per-leaf records of an earlier database for
+/// those leaves.
 pub fn stage(
     tree: &sled::Tree,
     batch: &mut sled::Batch,
     changes: &[(u64, Option<&[u8]>)],
 ) -> Result<(), StoreError> {
-    let mut bundles: BTreeMap<u64, Packed> = BTreeMap::new();
+    let mut bundles: BTreeMap<u64, (Groups, Vec<[u8; 32]>)> = BTreeMap::new();
     for &(index, value) in changes {
         let bundle = index / TILE_WIDTH;
-        let entries = match bundles.entry(bundle) {
+        let (groups, changed) = match bundles.entry(bundle) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => e.insert(read_packed(tree, bundle)?),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert((read_groups(tree, bundle)?, Vec::new()))
+            }
         };
-        let offset = (index % TILE_WIDTH) as u8;
-        match value {
-            Some(v) => entries.insert(offset, v.to_vec()),
-            None => entries.remove(&offset),
-        };
+        let offset = index % TILE_WIDTH;
+        let (byte, flag) = ((offset / 8) as usize, 1u8 << (offset % 8));
+        for (tag, (mask, _)) in groups.iter_mut() {
+            if mask[byte] & flag != 0 {
+                mask[byte] &= !flag;
+                changed.push(*tag);
+            }
+        }
+        if let Some(v) = value {
+            let tag = digest(v);
+            groups
+                .entry(tag)
+                .or_insert_with(|| ([0; MASK_LEN], v.to_vec()))
+                .0[byte] |= flag;
+            changed.push(tag);
+        }
         // sled skips the removal of a key it does not hold.
         batch.remove(&legacy_key(index)[..]);
     }
-    for (bundle, entries) in bundles {
-        let k = packed_key(bundle);
-        if entries.is_empty() {
-            batch.remove(&k[..]);
-        } else {
-            batch.insert(&k[..], checksummed(&k, &encode(&entries)));
+    for (bundle, (groups, changed)) in bundles {
+        for tag in changed {
+            let k = group_key(bundle, &tag);
+            match groups.get(&tag) {
+                Some((mask, tombstone)) if *mask != [0; MASK_LEN] => {
+                    let value = [&mask[..], tombstone].concat();
+                    batch.insert(k.clone(), checksummed(&k, &value));
+                }
+                _ => batch.remove(k),
+            }
         }
     }
     Ok(())
@@ -175,35 +185,37 @@ pub fn scan(
         u64::from_be_bytes(k) / TILE_WIDTH
     });
     let mut packed: Vec<Result<Record, StoreError>> = Vec::new();
-    for item in tree.range(packed_key(first)..).take_while(|item| {
-        item.as_ref()
-            .map_or(true, |(k, _)| k.first() == Some(&PACKED))
-    }) {
+    // The leaves of the bundle being read, until the next bundle starts.
+    let mut bundle_leaves: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut current = None;
+    let flush = |leaves: &mut BTreeMap<u64, Vec<u8>>, packed: &mut Vec<_>| {
+        for (index, value) in std::mem::take(leaves) {
+            let key = index.to_be_bytes().to_vec();
+            if after.is_none_or(|a| key.as_slice() > a) {
+                packed.push(Ok((key, value)));
+            }
+        }
+    };
+    for item in records_from(tree, first) {
         let (k, v) = item.map_err(backend)?;
-        let bundle = leaf_of(&k[1..]).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "tombstone record key {} is malformed",
-                hex::encode(&k)
-            ))
-        })?;
-        match verified(&k, &v).and_then(|v| decode(bundle, &v)) {
-            Ok(entries) => {
-                for (offset, value) in entries {
-                    let key = (bundle * TILE_WIDTH + u64::from(offset))
-                        .to_be_bytes()
-                        .to_vec();
-                    if after.is_none_or(|a| key.as_slice() > a) {
-                        packed.push(Ok((key, value)));
+        match decode(&k, &v) {
+            Ok((bundle, _, mask, tombstone)) => {
+                if current != Some(bundle) {
+                    flush(&mut bundle_leaves, &mut packed);
+                    if packed.len() >= limit {
+                        break;
                     }
+                    current = Some(bundle);
+                }
+                for offset in (0..TILE_WIDTH).filter(|o| bit(&mask, *o)) {
+                    bundle_leaves.insert(bundle * TILE_WIDTH + offset, tombstone.clone());
                 }
             }
-            // A damaged record is one item, at its bundle's first leaf.
+            // A damaged record is one item.
             Err(e) => packed.push(Err(e)),
         }
-        if packed.len() >= limit {
-            break;
-        }
     }
+    flush(&mut bundle_leaves, &mut packed);
     // Merge by key; a leaf in both is the packed one (written later).
     let key_of = |r: &Result<Record, StoreError>| r.as_ref().ok().map(|(k, _)| k.clone());
     let mut items = Vec::with_capacity(limit);
@@ -233,25 +245,27 @@ pub fn scan(
     Ok(ScanPage { items, next })
 }
 
-/// Problems in the packed tombstone records (fsck): each must verify and
-/// decode.
+/// Problems in the packed tombstone records (fsck): each must verify,
+/// name its tombstone's digest and hold a leaf, and no leaf may be in two.
 pub fn check(tree: &sled::Tree) -> Vec<String> {
     let mut out = Vec::new();
-    for item in tree.range(packed_key(0)..).take_while(|item| {
-        item.as_ref()
-            .map_or(true, |(k, _)| k.first() == Some(&PACKED))
-    }) {
-        let checked = item.map_err(backend).and_then(|(k, v)| {
-            let bundle = leaf_of(&k[1..]).ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "tombstone record key {} is malformed",
-                    hex::encode(&k)
-                ))
-            })?;
-            decode(bundle, &verified(&k, &v)?).map(|_| ())
-        });
-        if let Err(e) = checked {
-            out.push(e.to_string());
+    let mut seen: Option<(u64, Mask)> = None;
+    for item in records_from(tree, 0) {
+        match item.map_err(backend).and_then(|(k, v)| decode(&k, &v)) {
+            Ok((bundle, _, mask, _)) => {
+                let mut union = match seen {
+                    Some((b, m)) if b == bundle => m,
+                    _ => [0; MASK_LEN],
+                };
+                if union.iter().zip(&mask).any(|(u, m)| u & m != 0) {
+                    out.push(format!("a leaf of bundle {bundle} has two tombstones"));
+                }
+                for (u, m) in union.iter_mut().zip(&mask) {
+                    *u |= m;
+                }
+                seen = Some((bundle, union));
+            }
+            Err(e) => out.push(e.to_string()),
         }
     }
     out
@@ -260,23 +274,6 @@ pub fn check(tree: &sled::Tree) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tombstones_pack_by_bundle_and_round_trip_with_repeats() {
-        let mut entries = Packed::new();
-        entries.insert(3, b"same".to_vec());
-        entries.insert(9, b"same".to_vec());
-        entries.insert(200, b"other".to_vec());
-        entries.insert(255, b"same".to_vec());
-        let bytes = encode(&entries);
-        assert_eq!(decode(7, &bytes).unwrap(), entries);
-        // "same" is written out twice, not four times.
-        assert_eq!(bytes.len(), 2 + 4 * 5 + 2 * 4 + 5);
-        for cut in 0..bytes.len() {
-            assert!(decode(7, &bytes[..cut]).is_err(), "cut at {cut}");
-        }
-        assert!(decode(7, &[bytes.as_slice(), &[0]].concat()).is_err());
-    }
 
     #[test]
     fn packed_and_earlier_per_leaf_tombstones_read_and_scan_as_one_space() {
@@ -301,6 +298,8 @@ mod tests {
                 (301, Some(b"new301")),
                 (600, Some(b"gone")),
                 (600, None),
+                (7, Some(b"first")),
+                (7, None),
             ],
         )
         .unwrap();
@@ -341,10 +340,13 @@ mod tests {
             assert_eq!(keys, expected, "pages of {limit}");
         }
         assert!(check(&tree).is_empty());
-        let k = packed_key(0);
-        let mut raw = tree.get(k).unwrap().unwrap().to_vec();
+        // One record per bundle and tombstone: bundle 0's "new" for leaves
+        // 4 and 6, bundle 1's "new301".
+        assert_eq!(records_from(&tree, 0).count(), 2);
+        let k = group_key(0, &digest(b"new"));
+        let mut raw = tree.get(&k).unwrap().unwrap().to_vec();
         raw[3] ^= 1;
-        tree.insert(k, raw).unwrap();
+        tree.insert(&k, raw).unwrap();
         assert!(get(&tree, 4).is_err());
         assert_eq!(check(&tree).len(), 1);
     }
