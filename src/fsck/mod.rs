@@ -209,6 +209,8 @@ pub fn check_data_dir(
     let runs = store.check_index_runs();
     progress.set_message("sealed body files");
     let body_files = store.check_body_files();
+    progress.set_message("packed tombstones");
+    let packed = store.check_packed_records();
     let mut report = check_opened(dir, store, master, &keys, progress)?;
     // First: an index that lost entries, or a lost file of bodies,
     // explains the findings below.
@@ -218,6 +220,9 @@ pub fn check_data_dir(
     }
     for problem in body_files {
         report.find("blob files", problem);
+    }
+    for problem in packed {
+        report.find("packed records", problem);
     }
     report.findings.extend(found);
     Ok(report)

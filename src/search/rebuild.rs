@@ -41,15 +41,22 @@ pub fn start(vault: &Arc<Vault>, pace: Pace) -> Result<(), StoreError> {
         "building the search index in the background; searches answer once it is done"
     );
     set_gauges(Some(progress));
-    background::spawn("search-index-build", Arc::downgrade(vault), pace, |v| {
-        if v.index_step(STEP_EVENTS)? {
-            set_gauges(None);
-            tracing::info!("the search index is built");
-            return Ok(Step::Done);
-        }
-        set_gauges(v.index_building().ok().flatten());
-        Ok(Step::Worked)
-    })
+    let writers = vault.writers().clone();
+    background::spawn(
+        "search-index-build",
+        Arc::downgrade(vault),
+        pace,
+        writers,
+        |v| {
+            if v.index_step(STEP_EVENTS)? {
+                set_gauges(None);
+                tracing::info!("the search index is built");
+                return Ok(Step::Done);
+            }
+            set_gauges(v.index_building().ok().flatten());
+            Ok(Step::Worked)
+        },
+    )
 }
 
 fn set_gauges(progress: Option<crate::search::BuildProgress>) {

@@ -30,7 +30,8 @@ impl Default for QueueLimits {
 #[derive(Debug)]
 pub(super) struct QueueBudget {
     limits: QueueLimits,
-    events: AtomicUsize,
+    /// Shared with the background jobs, which yield while it is not 0.
+    events: Arc<AtomicUsize>,
     bytes: AtomicUsize,
 }
 
@@ -46,9 +47,15 @@ pub(super) struct Reservation {
 impl QueueBudget {
     /// An empty budget with `limits`.
     pub(super) fn new(limits: QueueLimits) -> Arc<QueueBudget> {
+        QueueBudget::counting_into(limits, Arc::default())
+    }
+
+    /// An empty budget with `limits` that counts its events into `events`
+    /// (the vault's [`crate::vault::background::Writers`]).
+    pub(super) fn counting_into(limits: QueueLimits, events: Arc<AtomicUsize>) -> Arc<QueueBudget> {
         Arc::new(QueueBudget {
             limits,
-            events: AtomicUsize::new(0),
+            events,
             bytes: AtomicUsize::new(0),
         })
     }

@@ -220,7 +220,13 @@ impl Sequencer {
     ) -> Result<Sequencer, String> {
         let last_received_ms = edge.last_received_ms(store.as_ref())?;
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
-        let budget = QueueBudget::new(config.queue_budget);
+        // The vault's background jobs yield while this queue holds events.
+        let budget = match &sealing {
+            Sealing::Vault(v) => {
+                QueueBudget::counting_into(config.queue_budget, v.writers().queued().clone())
+            }
+            Sealing::Plaintext => QueueBudget::new(config.queue_budget),
+        };
         let last_checkpoint_size = view.checkpoint().checkpoint.size;
         // Leaves committed before a crash but not yet under a checkpoint
         // get one at once, not an interval later.

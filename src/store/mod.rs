@@ -48,7 +48,10 @@ pub enum RecordSpace {
     /// index (8 bytes). Backends may pack them by entry bundle: keys of
     /// any other length are refused.
     Sealed,
-    /// Erasure tombstones (when, why), keyed by big-endian leaf index.
+    /// Erasure tombstones (when, why), keyed by big-endian leaf index (8
+    /// bytes), or by other keys for what is not one event (a subject's).
+    /// Backends may pack the 8-byte ones by entry bundle; a scan still
+    /// yields each under its own key, in key order.
     Erased,
     /// Retention policies and legal holds, keyed by their id.
     Governance,

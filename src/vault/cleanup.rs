@@ -238,10 +238,17 @@ impl Vault {
 /// after each erasure, until the vault is dropped (paced as every
 /// background job is, see [`super::background`]).
 pub fn start(vault: &Arc<Vault>, pace: Pace) -> Result<(), StoreError> {
-    background::spawn("erasure-cleanup", Arc::downgrade(vault), pace, |v| {
-        Ok(match v.cleanup_step(STEP_EVENTS)? {
-            true => Step::Worked,
-            false => Step::Idle,
-        })
-    })
+    let writers = vault.writers().clone();
+    background::spawn(
+        "erasure-cleanup",
+        Arc::downgrade(vault),
+        pace,
+        writers,
+        |v| {
+            Ok(match v.cleanup_step(STEP_EVENTS)? {
+                true => Step::Worked,
+                false => Step::Idle,
+            })
+        },
+    )
 }

@@ -157,6 +157,8 @@ pub struct Vault {
     erasing: Mutex<()>,
     /// The search index. Lock order: `keys` before the index's own locks.
     index: Arc<SearchIndex>,
+    /// The sequencer's queue, which the background jobs yield to.
+    writers: background::Writers,
 }
 
 fn be(index: u64) -> Vec<u8> {
@@ -321,7 +323,14 @@ impl Vault {
             keys: Mutex::new(keys),
             key_store_written: Condvar::new(),
             erasing: Mutex::new(()),
+            writers: background::Writers::default(),
         })
+    }
+
+    /// The sequencer's queue as the background jobs see it: the sequencer
+    /// that seals with this vault counts its queued events into it.
+    pub fn writers(&self) -> &background::Writers {
+        &self.writers
     }
 
     /// Indexes up to `max` events from the search index's right end, and

@@ -15,24 +15,51 @@
 //! the bundle, the bundle's file does. So sled chunks of a full bundle are
 //! an overlay over its file: rewrites of single bodies (deletion, restore)
 //! of a bundle whose chunk is a file go to sled, never into the file,
-//! which is written once. Databases from before body files keep full
-//! bundles as one sled chunk, read as before. Every read-modify-write
-//! holds one lock, so a commit's fold never undoes a deletion.
+//! which is written once. A deletion in such a bundle where no sled chunk
+//! holds the leaf is a bit in the bundle's deletion mask instead
+//! (`B || bundle`: 32 bytes, a bit per leaf, the record checksum after
+//! it), so an erasure cleanup writes one small record per bundle it
+//! touches, not a chunk per event: a read takes a sled chunk that holds
+//! the leaf first, then the mask, then the file. Databases from before
+//! body files keep full bundles as one sled chunk, read as before. Every
+//! read-modify-write holds one lock, so a commit's fold never undoes a
+//! deletion.
 
 use std::collections::BTreeMap;
 
 use super::files::{Blob, Files};
-use super::{backend, checksummed, verified, verified_ref};
+use super::{backend, checksummed, index_key, verified, verified_ref};
 use crate::store::{ScanCursor, ScanPage, StoreError};
 use crate::tiles::TILE_WIDTH;
 
 const SEALED: u8 = b'b';
+const MASK: u8 = b'B';
 const ABSENT: u32 = u32::MAX;
 
 fn chunk_key(first: u64) -> [u8; 9] {
-    let mut k = [SEALED; 9];
-    k[1..].copy_from_slice(&first.to_be_bytes());
-    k
+    index_key(SEALED, first)
+}
+
+fn mask_key(bundle: u64) -> [u8; 9] {
+    index_key(MASK, bundle)
+}
+
+/// A full bundle's deletion mask: bit `i % 8` of byte `i / 8` set when
+/// leaf `i` of the bundle was deleted over its file.
+type Mask = [u8; (TILE_WIDTH / 8) as usize];
+
+fn read_mask(tree: &sled::Tree, bundle: u64) -> Result<Option<Mask>, StoreError> {
+    let k = mask_key(bundle);
+    let Some(v) = tree.get(k).map_err(backend)? else {
+        return Ok(None);
+    };
+    verified_ref(&k, &v)?.try_into().map(Some).map_err(|_| {
+        StoreError::Corrupt(format!("the deletion mask of bundle {bundle} is malformed"))
+    })
+}
+
+fn masked(mask: &Mask, offset: u64) -> bool {
+    mask[(offset / 8) as usize] & (1 << (offset % 8)) != 0
 }
 
 /// A decoded chunk: its first leaf and each leaf's body, `None` if deleted.
@@ -223,6 +250,11 @@ pub fn get(tree: &sled::Tree, files: &InFiles, index: u64) -> Result<Option<Vec<
     if let Some(mut c) = chunk_at_or_before(tree, index)?.filter(|c| index < c.end()) {
         return Ok(c.bodies.swap_remove((index - c.first) as usize));
     }
+    if Blob::Bodies(index / TILE_WIDTH).committed_at(files.committed)
+        && read_mask(tree, index / TILE_WIDTH)?.is_some_and(|m| masked(&m, index % TILE_WIDTH))
+    {
+        return Ok(None);
+    }
     Ok(files.body(index)?.flatten())
 }
 
@@ -328,6 +360,8 @@ pub fn rewrite(
 ) -> Result<(), StoreError> {
     // Chunks read or made so far, by first leaf: later changes see earlier ones.
     let mut chunks: BTreeMap<u64, Chunk> = BTreeMap::new();
+    // Deletion masks read or changed so far, by bundle.
+    let mut masks: BTreeMap<u64, Mask> = BTreeMap::new();
     for &(index, body) in changes {
         let bundle_start = index - index % TILE_WIDTH;
         let cached = chunks
@@ -335,6 +369,20 @@ pub fn rewrite(
             .next_back()
             .map(|(f, _)| *f);
         let stored = chunk_at_or_before(tree, index)?;
+        let bundle = index / TILE_WIDTH;
+        let in_chunk = cached.is_some_and(|f| chunks.get(&f).is_some_and(|c| index < c.end()))
+            || stored.as_ref().is_some_and(|c| index < c.end());
+        if body.is_none() && !in_chunk && files.has_file(bundle) {
+            let mask = match masks.entry(bundle) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(read_mask(tree, bundle)?.unwrap_or_default())
+                }
+            };
+            let offset = index % TILE_WIDTH;
+            mask[(offset / 8) as usize] |= 1 << (offset % 8);
+            continue;
+        }
         let mut chunk = match (cached, stored) {
             (Some(f), Some(s)) if s.first > f => s,
             (Some(f), _) => chunks.remove(&f).unwrap_or(Chunk {
@@ -366,6 +414,10 @@ pub fn rewrite(
     }
     for chunk in chunks.values().filter(|c| !c.bodies.is_empty()) {
         put_chunk(batch, chunk);
+    }
+    for (bundle, mask) in masks {
+        let k = mask_key(bundle);
+        batch.insert(&k[..], checksummed(&k, &mask));
     }
     Ok(())
 }
@@ -431,6 +483,17 @@ pub fn scan(
                 leaves = c.bodies;
             }
         });
+        match read_mask(tree, bundle) {
+            Ok(Some(mask)) => {
+                for (offset, leaf) in leaves.iter_mut().enumerate() {
+                    if masked(&mask, offset as u64) {
+                        *leaf = None;
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => damage = damage.and(Err(e)),
+        }
         for item in tree.range(chunk_key(start)..=chunk_key(last)) {
             let (k, v) = item.map_err(backend)?;
             let first = first_of(&k)?;
@@ -508,6 +571,26 @@ fn take_bodies(
         }
     }
     None
+}
+
+/// Problems in the deletion masks (fsck): each must verify and hold 32 bytes.
+pub fn check_masks(tree: &sled::Tree) -> Vec<String> {
+    let mut out = Vec::new();
+    for item in tree.range(mask_key(0)..).keys() {
+        let checked = item.map_err(backend).and_then(|k| {
+            if k.first() != Some(&MASK) {
+                return Ok(false);
+            }
+            let bundle = first_of(&k)?;
+            read_mask(tree, bundle).map(|_| true)
+        });
+        match checked {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => out.push(e.to_string()),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -632,6 +715,58 @@ mod tests {
         }
         let expected: Vec<u64> = (0..next).filter(|i| ![6, 300, 600].contains(i)).collect();
         assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn deletions_over_a_file_are_one_mask_per_bundle_not_a_chunk_per_leaf() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let files = Files::new(dir.path());
+        let mut committed = 0;
+        let bodies: Vec<_> = (0..600).map(|i| (i, body(i))).collect();
+        commit(&tree, &files, &mut committed, &bodies);
+        let in_files = InFiles {
+            files: &files,
+            committed,
+        };
+        let keys = |prefix: u8| tree.scan_prefix([prefix]).count();
+        let chunks_before = keys(SEALED);
+        // Every third leaf of both full bundles, newest first, in two
+        // changes as two cleanup steps would.
+        let gone: Vec<u64> = (0..512).rev().filter(|i| i % 3 == 0).collect();
+        for part in gone.chunks(100) {
+            let changes: Vec<_> = part.iter().map(|i| (*i, None)).collect();
+            let mut batch = sled::Batch::default();
+            rewrite(&tree, &mut batch, &changes, &in_files).unwrap();
+            tree.apply_batch(batch).unwrap();
+        }
+        assert_eq!(keys(SEALED), chunks_before, "no chunk per deleted leaf");
+        assert_eq!(keys(MASK), 2, "one mask per bundle");
+        for i in 0..600 {
+            let expected = (!gone.contains(&i)).then(|| body(i));
+            assert_eq!(get(&tree, &in_files, i).unwrap(), expected, "leaf {i}");
+        }
+        // A body written again over the mask (a restore) reads back.
+        let mut batch = sled::Batch::default();
+        rewrite(&tree, &mut batch, &[(3, Some(b"restored"))], &in_files).unwrap();
+        tree.apply_batch(batch).unwrap();
+        assert_eq!(
+            get(&tree, &in_files, 3).unwrap(),
+            Some(b"restored".to_vec())
+        );
+        let page = scan(&tree, &in_files, &ScanCursor::start(), 1000).unwrap();
+        let seen: Vec<u64> = page.items.into_iter().map(|r| r.unwrap().0).collect();
+        let expected: Vec<u64> = (0..600).filter(|i| *i == 3 || !gone.contains(i)).collect();
+        assert_eq!(seen, expected);
+        assert!(check_masks(&tree).is_empty());
+        // A damaged mask is refused, not read as "nothing deleted".
+        let k = mask_key(1);
+        let mut raw = tree.get(k).unwrap().unwrap().to_vec();
+        raw[0] ^= 0xff;
+        tree.insert(k, raw).unwrap();
+        assert!(get(&tree, &in_files, 300).is_err());
+        assert_eq!(check_masks(&tree).len(), 1);
     }
 
     #[test]

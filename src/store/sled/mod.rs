@@ -53,7 +53,9 @@
 //! that refuses everything until restarted, as after a failed fsync.
 //!
 //! Per-event data never costs a key per event: sealed bodies are packed by
-//! entry bundle (`bodies`, a file per full bundle), and the idempotency
+//! entry bundle (`bodies`, a file per full bundle, with one deletion mask
+//! per bundle for erasures over it), so are single events' erasure
+//! tombstones (`erased`), and the idempotency
 //! and leaf-hash indexes are sorted runs of 4 KiB blocks merged in the
 //! background (`runs`), each run a file under `<data>/db/runs`, written
 //! once and fsynced before the sled batch that names it in the index's
@@ -69,6 +71,7 @@
 //! runs: about 220 MiB at 10 M, the same with a cache of 16 MiB).
 
 mod bodies;
+mod erased;
 mod files;
 mod migrate;
 pub(crate) mod runs;
@@ -680,6 +683,19 @@ impl SledStore {
         out
     }
 
+    /// Problems in the packed records of erasure tombstones and body
+    /// deletions (fsck): each must verify and decode, wherever it lies.
+    pub fn check_packed_records(&self) -> Vec<String> {
+        match self.db() {
+            Ok(db) => {
+                let mut out = erased::check(&db.tree);
+                out.extend(bodies::check_masks(&db.tree));
+                out
+            }
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
     /// Merges index runs until none is due (tests and `migrate`).
     pub fn compact_now(&self) -> Result<(), StoreError> {
         let db = self.db()?;
@@ -922,14 +938,22 @@ impl Store for SledStore {
         }
         let _bodies = self.lock_bodies()?;
         let mut sealed = Vec::new();
+        let mut tombstones = Vec::new();
         for (space, key, value) in &b.records {
             if *space == RecordSpace::Sealed {
                 sealed.push((sealed_index(key)?, value.as_slice()));
                 continue;
             }
+            if let (RecordSpace::Erased, Some(index)) = (*space, erased::leaf_of(key)) {
+                tombstones.push((index, Some(value.as_slice())));
+                continue;
+            }
             let k = record_key(*space, key);
             let v = checksummed(&k, value);
             batch.insert(k, v);
+        }
+        if !tombstones.is_empty() {
+            erased::stage(&db.tree, &mut batch, &tombstones)?;
         }
         let body_files =
             bodies::stage_commit(&db.tree, &mut batch, &sealed, &self.in_files(), b.tree_size)?;
@@ -1080,6 +1104,9 @@ impl Store for SledStore {
         if space == RecordSpace::Sealed {
             return bodies::get(&db.tree, &self.in_files(), sealed_index(key)?);
         }
+        if let (RecordSpace::Erased, Some(index)) = (space, erased::leaf_of(key)) {
+            return erased::get(&db.tree, index);
+        }
         let k = record_key(space, key);
         db.get(&k)?.map(|v| verified(&k, &v)).transpose()
     }
@@ -1118,6 +1145,13 @@ impl Store for SledStore {
         }
         let prefix = space_prefix(space);
         let (raw, next) = db.scan_raw(prefix, cursor, limit)?;
+        if space == RecordSpace::Erased {
+            let own = raw
+                .into_iter()
+                .map(|(k, v)| Ok((k.clone(), verified(&record_key(space, &k), &v)?)))
+                .collect();
+            return erased::scan(&db.tree, cursor, limit, own);
+        }
         // The tree size, checkpoint and layout share the metadata prefix
         // but are not records: leave them out, so a copy of the records
         // never carries a stale tree size or checkpoint.
@@ -1186,13 +1220,18 @@ impl Store for SledStore {
         let db = self.db()?;
         db.disk.check_synced()?;
         let mut batch = sled::Batch::default();
-        let _bodies = self.lock_bodies()?;
+        let bodies_lock = self.lock_bodies()?;
         // Sealed bodies last: a chunk rewritten twice in one change must
         // see its first rewrite, so those go one by one.
         let mut sealed = Vec::new();
+        let mut tombstones = Vec::new();
         for (space, key, value) in &b.put {
             if *space == RecordSpace::Sealed {
                 sealed.push((sealed_index(key)?, Some(value.as_slice())));
+                continue;
+            }
+            if let (RecordSpace::Erased, Some(index)) = (*space, erased::leaf_of(key)) {
+                tombstones.push((index, Some(value.as_slice())));
                 continue;
             }
             let k = record_key(*space, key);
@@ -1204,16 +1243,27 @@ impl Store for SledStore {
                 sealed.push((sealed_index(key)?, None));
                 continue;
             }
+            if let (RecordSpace::Erased, Some(index)) = (*space, erased::leaf_of(key)) {
+                tombstones.push((index, None));
+                continue;
+            }
             batch.remove(record_key(*space, key));
         }
         if !sealed.is_empty() {
             bodies::rewrite(&db.tree, &mut batch, &sealed, &self.in_files())?;
+        }
+        if !tombstones.is_empty() {
+            erased::stage(&db.tree, &mut batch, &tombstones)?;
         }
         put_index_blocks(&mut batch, &b.index_blocks, b.index_watermark);
         for index in &b.delete_events {
             batch.remove(&index_key(EVENT, *index)[..]);
         }
         db.tree.apply_batch(batch).map_err(backend)?;
+        // The next read-modify-write of a chunk, mask or tombstone record
+        // sees this batch once sled applied it: a commit need not wait for
+        // its fsync (a failed one stops the store, see `Disk::sync`).
+        drop(bodies_lock);
         db.sync_applied()
     }
 
@@ -1638,6 +1688,70 @@ mod tests {
     }
 
     #[test]
+    fn a_cleanup_write_whose_fsync_fails_is_all_or_nothing_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let tombstone = b"erased: bench".to_vec();
+        // A step's write: bodies deleted over the files of full bundles 0
+        // and 1 and in open bundle 2, each with its tombstone.
+        let gone = [3u64, 4, 200, 300, 511, 520];
+        let step = RecordBatch {
+            delete: gone
+                .iter()
+                .map(|i| (RecordSpace::Sealed, i.to_be_bytes().to_vec()))
+                .collect(),
+            put: gone
+                .iter()
+                .map(|i| {
+                    (
+                        RecordSpace::Erased,
+                        i.to_be_bytes().to_vec(),
+                        tombstone.clone(),
+                    )
+                })
+                .collect(),
+            ..RecordBatch::default()
+        };
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let mut batch = edge_batch(0, 600, 1);
+            batch.tiles.clear();
+            batch.bundles.clear();
+            store.commit(&batch).unwrap();
+            store
+                .db()
+                .unwrap()
+                .disk
+                .fail_next_sync
+                .store(true, Ordering::SeqCst);
+            assert!(store.commit_records(&step).is_err());
+            assert!(store.commit_records(&step).is_err(), "latched");
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        // Before or after, for every leaf of the step at once; nothing
+        // else is touched.
+        let after = body(&store, 3).is_none();
+        for i in 0..600u64 {
+            let erased = gone.contains(&i) && after;
+            assert_eq!(body(&store, i).is_none(), erased, "body {i}");
+            let own = store.record(RecordSpace::Erased, &i.to_be_bytes()).unwrap();
+            assert_eq!(own.is_some(), erased, "tombstone {i}");
+        }
+        // The step is written again (the job resumes) and lands.
+        store.commit_records(&step).unwrap();
+        for i in 0..600u64 {
+            assert_eq!(body(&store, i).is_none(), gone.contains(&i), "body {i}");
+        }
+        let tombstones = store.records(RecordSpace::Erased).unwrap();
+        let keys: Vec<Vec<u8>> = tombstones.iter().map(|(k, _)| k.clone()).collect();
+        let expected: Vec<Vec<u8>> = gone.iter().map(|i| i.to_be_bytes().to_vec()).collect();
+        assert_eq!(keys, expected);
+        assert!(tombstones.iter().all(|(_, v)| *v == tombstone));
+        assert!(store.check_packed_records().is_empty());
+        // Three bundles, three tombstone records: not one per event.
+        assert_eq!(store.db().unwrap().tree.scan_prefix([b'X']).count(), 3);
+    }
+
+    #[test]
     fn full_blobs_are_files_and_sled_keeps_only_the_open_edge() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
@@ -1664,7 +1778,8 @@ mod tests {
                 );
             }
         }
-        // A deletion in a full bundle (erasure) is an overlay in sled.
+        // A deletion in a full bundle (erasure) is a bit of the bundle's
+        // deletion mask in sled.
         store
             .commit_records(&RecordBatch {
                 delete: vec![(RecordSpace::Sealed, 7u64.to_be_bytes().to_vec())],
