@@ -207,6 +207,8 @@ pub fn check_data_dir(
     // the entries themselves are checked against the leaves below.
     progress.set_message("index runs");
     let runs = store.check_index_runs();
+    progress.set_message("search index segments");
+    let segments = store.check_index_segments();
     progress.set_message("sealed body files");
     let body_files = store.check_body_files();
     let mut report = check_opened(dir, store, master, &keys, progress)?;
@@ -218,6 +220,9 @@ pub fn check_data_dir(
     }
     for problem in body_files {
         report.find("blob files", problem);
+    }
+    for problem in segments {
+        report.find("search index segments", problem);
     }
     report.findings.extend(found);
     Ok(report)

@@ -469,6 +469,7 @@ impl SearchIndex {
             .collect();
         self.store.commit_records(&RecordBatch {
             index_blocks: blocks,
+            index_flush: true,
             index_watermark: Some(to),
             ..RecordBatch::default()
         })
@@ -969,5 +970,39 @@ mod tests {
                 .contains_key(&(term(b'a', 1), fits as u64 + 9))
         );
         assert_eq!(cache.order.len(), cache.answers.len());
+    }
+
+    #[test]
+    fn a_flush_whose_segment_file_fails_keeps_every_posting_and_is_retried() {
+        for fault in [1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let sled = Arc::new(crate::store::sled::SledStore::open(dir.path()).unwrap());
+            let store: Arc<dyn Store> = sled.clone();
+            let index = SearchIndex::new(store.clone(), 0, 4);
+            let a = term(b's', 1);
+            for i in 0..4u64 {
+                index.append(i + 1, 1, vec![(a, i)]).unwrap();
+            }
+            sled.fail_next_index_segment(fault);
+            for i in 4..8u64 {
+                // The flush at the fourth event fails; the append reports
+                // nothing, as the flusher would log it.
+                let _ = index.append(i + 1, 1, vec![(a, i)]);
+            }
+            assert_eq!(index.watermark().unwrap(), 4, "fault {fault}");
+            assert_eq!(store.index_watermark().unwrap(), Some(4));
+            assert_eq!(
+                index.scan(&a, u64::MAX, 100).unwrap(),
+                vec![7, 6, 5, 4, 3, 2, 1, 0],
+                "fault {fault}: the tail keeps what the flush could not write"
+            );
+            index.flush().unwrap();
+            assert_eq!(store.index_watermark().unwrap(), Some(8));
+            let reopened = SearchIndex::new(store, 8, 4);
+            assert_eq!(
+                reopened.scan(&a, u64::MAX, 100).unwrap(),
+                vec![7, 6, 5, 4, 3, 2, 1, 0]
+            );
+        }
     }
 }

@@ -102,7 +102,7 @@ impl Blob {
 /// The blob files of one database directory.
 pub(crate) struct Files {
     root: PathBuf,
-    open: Mutex<OpenFiles>,
+    open: Mutex<OpenFiles<Blob>>,
     /// Fault injection: the next write fails after its temporary file.
     #[cfg(test)]
     pub(super) fail_next_write: std::sync::atomic::AtomicBool,
@@ -207,7 +207,7 @@ impl Files {
         Ok(Some(file))
     }
 
-    fn open_files(&self) -> MutexGuard<'_, OpenFiles> {
+    fn open_files(&self) -> MutexGuard<'_, OpenFiles<Blob>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -276,24 +276,41 @@ impl Files {
     }
 }
 
-/// The kept descriptors and the order they were opened in.
-#[derive(Default)]
-struct OpenFiles {
-    files: HashMap<Blob, Arc<File>>,
-    order: VecDeque<Blob>,
+/// The kept descriptors and the order they were opened in (of blobs, or
+/// of the search index's segments, `index`).
+pub(super) struct OpenFiles<K> {
+    files: HashMap<K, Arc<File>>,
+    order: VecDeque<K>,
+    /// Descriptors kept at most.
+    limit: usize,
 }
 
-impl OpenFiles {
-    fn get(&self, blob: Blob) -> Option<Arc<File>> {
+impl<K: Copy + Eq + std::hash::Hash> Default for OpenFiles<K> {
+    fn default() -> OpenFiles<K> {
+        OpenFiles::with_limit(OPEN_FILES)
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash> OpenFiles<K> {
+    /// Keeps at most `limit` descriptors.
+    pub(super) fn with_limit(limit: usize) -> OpenFiles<K> {
+        OpenFiles {
+            files: HashMap::new(),
+            order: VecDeque::new(),
+            limit,
+        }
+    }
+
+    pub(super) fn get(&self, blob: K) -> Option<Arc<File>> {
         self.files.get(&blob).cloned()
     }
 
-    /// Keeps `file` for `blob`, dropping the oldest past [`OPEN_FILES`].
-    fn keep(&mut self, blob: Blob, file: Arc<File>) {
+    /// Keeps `file` for `blob`, dropping the oldest past the limit.
+    pub(super) fn keep(&mut self, blob: K, file: Arc<File>) {
         if self.files.insert(blob, file).is_none() {
             self.order.push_back(blob);
         }
-        while self.files.len() > OPEN_FILES {
+        while self.files.len() > self.limit {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
@@ -301,7 +318,7 @@ impl OpenFiles {
         }
     }
 
-    fn forget(&mut self, blob: Blob) {
+    pub(super) fn forget(&mut self, blob: K) {
         if self.files.remove(&blob).is_some() {
             self.order.retain(|b| *b != blob);
         }
