@@ -727,11 +727,12 @@ fn parse_slot(at: u64, n: usize, slot: &[u8], shape: Shape) -> Result<(u64, usiz
 fn check_segment(at: u64, shape: Shape, bytes: &[u8]) -> Result<(), String> {
     let bad = |why: String| format!("{}: {why}", name(at));
     if bytes.len() as u64 != shape.len {
-        return Err(bad(format!(
-            "is torn: {} bytes, {} expected",
+        return Err(format!(
+            "{} is torn: {} bytes, {} expected",
+            name(at),
             bytes.len(),
             shape.len
-        )));
+        ));
     }
     let header = &bytes[..HEADER.min(bytes.len())];
     let mut expected = Vec::from(&MAGIC[..]);
