@@ -7,8 +7,10 @@
 //! `flush_events` events, a background thread writes it out as one block
 //! per bucket it touched, keyed `(bucket, at)` where `at` is the first leaf
 //! the flush covers, together with the new watermark (the first leaf not
-//! in any block), in one atomic write. A block lists, for each of its
-//! terms, that term's leaves in ascending order. A flush of 32,768 events
+//! in any block), in one atomic write marked as a flush (a backend may
+//! keep a flush's blocks together: the sled backend's segment files). A
+//! block lists, for each of its terms, that term's leaves in ascending
+//! order. A flush of 32,768 events
 //! writes a few thousand keys where indexing each event on its own would
 //! write five per event; small keys at random places are what the store
 //! spends most on, so this keeps ingest with indexes close to ingest

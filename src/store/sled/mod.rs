@@ -1,6 +1,7 @@
 //! The embedded default backend: one sled database in `<data>/db`, and the
 //! immutable blobs in files beside it (`<data>/db/objects`, see `files`;
-//! the index runs in `<data>/db/runs`, see `runs`).
+//! the index runs in `<data>/db/runs`, see `runs`; the search index's
+//! segments in `<data>/db/index`, see `index`).
 //!
 //! Full hash tiles, full entry bundles and the sealed-body chunk of each
 //! full bundle never change, so they are files, written once and fsynced
