@@ -84,8 +84,6 @@ fn index_key(prefix: u8, index: u64) -> Vec<u8> {
 enum Damage {
     /// Flips bit 0 of byte `at` (from the end when negative).
     Flip(isize),
-    /// Removes the entry.
-    Remove,
     /// Flips a byte of the key store's leaf block (not a database entry).
     KeyBlock,
     /// Flips bit 0 of byte `at` (from the end when negative) of the blob
@@ -118,14 +116,6 @@ fn damage(data: &Path, key: &[u8], how: Damage) {
         }
         Damage::RemoveFile => std::fs::remove_file(&file).unwrap(),
         Damage::Flip(at) => common::flip_stored_byte(data, key, at),
-        Damage::Remove => {
-            let db = veritrail::store::sled::sled_config(&data.join("db"))
-                .open()
-                .unwrap();
-            let tree = db.open_tree("log").unwrap();
-            assert!(tree.remove(key).unwrap().is_some(), "no entry {key:?}");
-            db.flush().unwrap();
-        }
         Damage::KeyBlock => {
             let leaf = std::fs::read_dir(data.join("keys"))
                 .unwrap()
