@@ -84,8 +84,6 @@ fn index_key(prefix: u8, index: u64) -> Vec<u8> {
 enum Damage {
     /// Flips bit 0 of byte `at` (from the end when negative).
     Flip(isize),
-    /// Removes the entry.
-    Remove,
     /// Flips a byte of the key store's leaf block (not a database entry).
     KeyBlock,
     /// Flips bit 0 of byte `at` (from the end when negative) of the blob
@@ -118,14 +116,6 @@ fn damage(data: &Path, key: &[u8], how: Damage) {
         }
         Damage::RemoveFile => std::fs::remove_file(&file).unwrap(),
         Damage::Flip(at) => common::flip_stored_byte(data, key, at),
-        Damage::Remove => {
-            let db = veritrail::store::sled::sled_config(&data.join("db"))
-                .open()
-                .unwrap();
-            let tree = db.open_tree("log").unwrap();
-            assert!(tree.remove(key).unwrap().is_some(), "no entry {key:?}");
-            db.flush().unwrap();
-        }
         Damage::KeyBlock => {
             let leaf = std::fs::read_dir(data.join("keys"))
                 .unwrap()
@@ -205,19 +195,25 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
     // The indexes' newest entries are in pending records, one per batch.
     let leaf_key = first_key(&pristine, b"ph");
     let dedupe_key = first_key(&pristine, b"pd");
-    // The first block of postings (a key is `j`, the block's first leaf,
-    // then its bucket): the search index's format marker (leaf 0, bucket
-    // 0, 0, 0) sorts before them, and without it the index reads as absent.
-    let search_key = {
-        let db = veritrail::store::sled::sled_config(&pristine.join("db"))
-            .open()
-            .unwrap();
-        let tree = db.open_tree("log").unwrap();
-        tree.scan_prefix(b"j")
-            .map(|kv| kv.unwrap().0.to_vec())
-            .find(|k| k[9..] != [0, 0, 0])
-            .expect("a block of postings")
+    // The search index's blocks: one segment file per flush, below
+    // `db/index` (the server's stop flushed them).
+    let segment_file = {
+        let name = std::fs::read_dir(pristine.join("db/index"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find(|n| n.ends_with(".seg"))
+            .expect("a segment of the search index");
+        format!("../index/{name}").into_bytes()
     };
+    let segment_name = format!("search index segment file index/{}", {
+        let s = String::from_utf8_lossy(&segment_file).into_owned();
+        s.trim_start_matches("../index/").to_string()
+    });
+    let segment_missing =
+        format!("first bad object: search index segments: {segment_name} is missing");
+    let segment_torn = format!("first bad object: search index segments: {segment_name} is torn");
+    let segment_flipped =
+        format!("first bad object: search index segments: {segment_name}: the block of bucket");
     let api_key = first_key(&pristine, b"K");
     let cases: Vec<(&str, Vec<u8>, Damage, &str)> = vec![
         // A byte 5 into hash 17 of tile 0/001.
@@ -305,18 +301,25 @@ async fn finds_a_flipped_byte_in_every_kind_of_stored_object() {
             Damage::Flip(-10),
             "first bad object: index runs: idempotency index pending record 0: ",
         ),
-        // A search-index block gone: search would miss its events.
+        // A search-index segment gone, torn or altered: search would miss
+        // its events, and says so rather than answer "no match".
         (
-            "search index",
-            search_key.clone(),
-            Damage::Remove,
-            "first bad object: search index entry for leaf ",
+            "search index segment",
+            segment_file.clone(),
+            Damage::RemoveFile,
+            &segment_missing,
+        ),
+        (
+            "torn search index segment",
+            segment_file.clone(),
+            Damage::TearFile,
+            &segment_torn,
         ),
         (
             "search index block",
-            search_key,
-            Damage::Flip(-6),
-            "first bad object: search index block for leaf ",
+            segment_file,
+            Damage::FlipFile(-6),
+            &segment_flipped,
         ),
         (
             "search index watermark",

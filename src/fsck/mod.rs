@@ -207,6 +207,8 @@ pub fn check_data_dir(
     // the entries themselves are checked against the leaves below.
     progress.set_message("index runs");
     let runs = store.check_index_runs();
+    progress.set_message("search index segments");
+    let segments = store.check_index_segments();
     progress.set_message("sealed body files");
     let body_files = store.check_body_files();
     progress.set_message("packed tombstones");
@@ -223,6 +225,9 @@ pub fn check_data_dir(
     }
     for problem in packed {
         report.find("packed records", problem);
+    }
+    for problem in segments {
+        report.find("search index segments", problem);
     }
     report.findings.extend(found);
     Ok(report)

@@ -7,8 +7,10 @@
 //! `flush_events` events, a background thread writes it out as one block
 //! per bucket it touched, keyed `(bucket, at)` where `at` is the first leaf
 //! the flush covers, together with the new watermark (the first leaf not
-//! in any block), in one atomic write. A block lists, for each of its
-//! terms, that term's leaves in ascending order. A flush of 32,768 events
+//! in any block), in one atomic write marked as a flush (a backend may
+//! keep a flush's blocks together: the sled backend's segment files). A
+//! block lists, for each of its terms, that term's leaves in ascending
+//! order. A flush of 32,768 events
 //! writes a few thousand keys where indexing each event on its own would
 //! write five per event; small keys at random places are what the store
 //! spends most on, so this keeps ingest with indexes close to ingest
@@ -469,6 +471,7 @@ impl SearchIndex {
             .collect();
         self.store.commit_records(&RecordBatch {
             index_blocks: blocks,
+            index_flush: true,
             index_watermark: Some(to),
             ..RecordBatch::default()
         })
@@ -969,5 +972,39 @@ mod tests {
                 .contains_key(&(term(b'a', 1), fits as u64 + 9))
         );
         assert_eq!(cache.order.len(), cache.answers.len());
+    }
+
+    #[test]
+    fn a_flush_whose_segment_file_fails_keeps_every_posting_and_is_retried() {
+        for fault in [1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let sled = Arc::new(crate::store::sled::SledStore::open(dir.path()).unwrap());
+            let store: Arc<dyn Store> = sled.clone();
+            let index = SearchIndex::new(store.clone(), 0, 4);
+            let a = term(b's', 1);
+            for i in 0..4u64 {
+                index.append(i + 1, 1, vec![(a, i)]).unwrap();
+            }
+            sled.fail_next_index_segment(fault);
+            for i in 4..8u64 {
+                // The flush at the fourth event fails; the append reports
+                // nothing, as the flusher would log it.
+                let _ = index.append(i + 1, 1, vec![(a, i)]);
+            }
+            assert_eq!(index.watermark().unwrap(), 4, "fault {fault}");
+            assert_eq!(store.index_watermark().unwrap(), Some(4));
+            assert_eq!(
+                index.scan(&a, u64::MAX, 100).unwrap(),
+                vec![7, 6, 5, 4, 3, 2, 1, 0],
+                "fault {fault}: the tail keeps what the flush could not write"
+            );
+            index.flush().unwrap();
+            assert_eq!(store.index_watermark().unwrap(), Some(8));
+            let reopened = SearchIndex::new(store, 8, 4);
+            assert_eq!(
+                reopened.scan(&a, u64::MAX, 100).unwrap(),
+                vec![7, 6, 5, 4, 3, 2, 1, 0]
+            );
+        }
     }
 }

@@ -256,6 +256,7 @@ pub(crate) fn run(store: &dyn Store) {
                 block(b"bka", 0, None),
                 block(b"bkb", 0, Some(b"b-rewritten")),
             ],
+            index_flush: false,
             index_watermark: Some(3),
             delete_events: vec![1],
         })
@@ -281,9 +282,11 @@ pub(crate) fn run(store: &dyn Store) {
     assert_eq!(store.index_watermark().unwrap(), Some(3));
     assert_eq!(store.event(1).unwrap(), None);
     assert_eq!(store.event(0).unwrap(), Some(sample_event(0)));
+    check_index_flushes(store);
     store.clear_index().unwrap();
     assert_eq!(store.index_watermark().unwrap(), None);
     assert!(store.index_blocks(b"bka", 99, 10).unwrap().is_empty());
+    assert!(store.index_blocks(b"bkc", 99, 10).unwrap().is_empty());
     assert!(store.index_blocks(b"bkb", 99, 10).unwrap().is_empty());
     assert_eq!(
         store.record(RecordSpace::Erased, &[0, 1]).unwrap(),
@@ -291,6 +294,53 @@ pub(crate) fn run(store: &dyn Store) {
         "clearing the index touches nothing else"
     );
     check_full_tile_hashes(store);
+}
+
+/// A flush's blocks read back as any block's, and later writes of them
+/// (a rewrite, a deletion) replace them, as they do the others.
+fn check_index_flushes(store: &dyn Store) {
+    let flush = |at: u64, to: u64| RecordBatch {
+        index_blocks: vec![
+            block(b"bka", at, Some(format!("a-flushed-{at}").as_bytes())),
+            block(b"bkc", at, Some(format!("c-flushed-{at}").as_bytes())),
+        ],
+        index_flush: true,
+        index_watermark: Some(to),
+        ..RecordBatch::default()
+    };
+    store.commit_records(&flush(3, 5)).unwrap();
+    store.commit_records(&flush(5, 9)).unwrap();
+    assert_eq!(store.index_watermark().unwrap(), Some(9));
+    assert_eq!(
+        store.index_blocks(b"bka", 99, 10).unwrap(),
+        vec![
+            (5, b"a-flushed-5".to_vec()),
+            (3, b"a-flushed-3".to_vec()),
+            (2, b"a-from-2".to_vec())
+        ]
+    );
+    store
+        .commit_records(&RecordBatch {
+            index_blocks: vec![
+                block(b"bka", 3, None),
+                block(b"bkc", 5, Some(b"c-rewritten")),
+            ],
+            ..RecordBatch::default()
+        })
+        .unwrap();
+    assert_eq!(
+        store.index_blocks(b"bka", 99, 2).unwrap(),
+        vec![(5, b"a-flushed-5".to_vec()), (2, b"a-from-2".to_vec())],
+        "a deleted block of a flush is gone"
+    );
+    assert_eq!(
+        store.index_blocks(b"bkc", 99, 10).unwrap(),
+        vec![(5, b"c-rewritten".to_vec()), (3, b"c-flushed-3".to_vec())]
+    );
+    assert_eq!(
+        store.index_blocks(b"bkc", 5, 10).unwrap(),
+        vec![(3, b"c-flushed-3".to_vec())]
+    );
 }
 
 /// Completes tile 0/0 (tree size 256) and reads parts of it: each is

@@ -174,6 +174,12 @@ pub struct RecordBatch {
     pub delete: Vec<(RecordSpace, Vec<u8>)>,
     /// Search index blocks to write or delete.
     pub index_blocks: Vec<IndexBlock>,
+    /// Whether `index_blocks` are a flush: every block of one new `at`,
+    /// above every `at` stored, all with values. A backend may keep a
+    /// flush's blocks together, written once (the sled backend's segment
+    /// files); later writes of those blocks come as ordinary changes and
+    /// MUST read back as any block's do.
+    pub index_flush: bool,
     /// The new search index watermark, if the change moves it.
     pub index_watermark: Option<u64>,
     /// Plaintext event bodies (written before encryption at rest) to delete.

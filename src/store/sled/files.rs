@@ -68,7 +68,7 @@ pub(crate) fn kept_descriptors(limit: Option<u64>) -> usize {
 }
 
 /// The process's soft limit of open files now (`None`: unlimited).
-fn descriptor_limit() -> Option<u64> {
+pub(super) fn descriptor_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
@@ -145,9 +145,8 @@ impl Blob {
 /// The blob files of one database directory.
 pub(crate) struct Files {
     root: PathBuf,
-    open: Mutex<OpenFiles>,
-    /// Descriptors kept at most ([`kept_descriptors`]).
-    kept: usize,
+    /// At most [`kept_descriptors`] of them.
+    open: Mutex<OpenFiles<Blob>>,
     /// Fault injection: the next write fails after its temporary file.
     #[cfg(test)]
     pub(super) fail_next_write: std::sync::atomic::AtomicBool,
@@ -167,8 +166,7 @@ impl Files {
     fn keeping(db_dir: &Path, kept: usize) -> Files {
         Files {
             root: db_dir.join(DIR),
-            open: Mutex::default(),
-            kept,
+            open: Mutex::new(OpenFiles::with_limit(kept)),
             #[cfg(test)]
             fail_next_write: std::sync::atomic::AtomicBool::new(false),
         }
@@ -254,11 +252,11 @@ impl Files {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("open", &path, e)),
         };
-        self.open_files().keep(blob, file.clone(), self.kept);
+        self.open_files().keep(blob, file.clone());
         Ok(Some(file))
     }
 
-    fn open_files(&self) -> MutexGuard<'_, OpenFiles> {
+    fn open_files(&self) -> MutexGuard<'_, OpenFiles<Blob>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -327,24 +325,35 @@ impl Files {
     }
 }
 
-/// The kept descriptors and the order they were opened in.
-#[derive(Default)]
-struct OpenFiles {
-    files: HashMap<Blob, Arc<File>>,
-    order: VecDeque<Blob>,
+/// The kept descriptors and the order they were opened in (of blobs, or
+/// of the search index's segments, `index`).
+pub(super) struct OpenFiles<K> {
+    files: HashMap<K, Arc<File>>,
+    order: VecDeque<K>,
+    /// Descriptors kept at most.
+    limit: usize,
 }
 
-impl OpenFiles {
-    fn get(&self, blob: Blob) -> Option<Arc<File>> {
+impl<K: Copy + Eq + std::hash::Hash> OpenFiles<K> {
+    /// Keeps at most `limit` descriptors.
+    pub(super) fn with_limit(limit: usize) -> OpenFiles<K> {
+        OpenFiles {
+            files: HashMap::new(),
+            order: VecDeque::new(),
+            limit,
+        }
+    }
+
+    pub(super) fn get(&self, blob: K) -> Option<Arc<File>> {
         self.files.get(&blob).cloned()
     }
 
-    /// Keeps `file` for `blob`, dropping the oldest past `kept`.
-    fn keep(&mut self, blob: Blob, file: Arc<File>, kept: usize) {
+    /// Keeps `file` for `blob`, dropping the oldest past the limit.
+    pub(super) fn keep(&mut self, blob: K, file: Arc<File>) {
         if self.files.insert(blob, file).is_none() {
             self.order.push_back(blob);
         }
-        while self.files.len() > kept {
+        while self.files.len() > self.limit {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
@@ -352,7 +361,7 @@ impl OpenFiles {
         }
     }
 
-    fn forget(&mut self, blob: Blob) {
+    pub(super) fn forget(&mut self, blob: K) {
         if self.files.remove(&blob).is_some() {
             self.order.retain(|b| *b != blob);
         }

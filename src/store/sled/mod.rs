@@ -1,6 +1,7 @@
 //! The embedded default backend: one sled database in `<data>/db`, and the
 //! immutable blobs in files beside it (`<data>/db/objects`, see `files`;
-//! the index runs in `<data>/db/runs`, see `runs`).
+//! the index runs in `<data>/db/runs`, see `runs`; the search index's
+//! segments in `<data>/db/index`, see `index`).
 //!
 //! Full hash tiles, full entry bundles and the sealed-body chunk of each
 //! full bundle never change, so they are files, written once and fsynced
@@ -73,6 +74,7 @@
 mod bodies;
 mod erased;
 mod files;
+mod index;
 mod migrate;
 pub(crate) mod runs;
 
@@ -89,10 +91,13 @@ use std::time::Duration;
 
 use self::bodies::InFiles;
 use self::files::{Blob, Files};
+use self::index::{
+    INDEX_AT, INDEX_BLOCK, INDEX_OVERRIDE, INDEX_WATERMARK_KEY, LEGACY_INDEX, Segments,
+};
 use self::runs::RunMap;
 use super::{
-    BatchWrite, DedupeKey, IndexBlock, LeafKey, Record, RecordBatch, RecordSpace, ScanCursor,
-    ScanPage, Store, StoreError, StoredCheckpoint, StoredEvent, leaf_key,
+    BatchWrite, DedupeKey, LeafKey, Record, RecordBatch, RecordSpace, ScanCursor, ScanPage, Store,
+    StoreError, StoredCheckpoint, StoredEvent, leaf_key,
 };
 use crate::merkle::Hash;
 use crate::tiles::TILE_WIDTH;
@@ -109,20 +114,6 @@ const SEALED: u8 = b'b';
 const ERASED: u8 = b'x';
 const GOVERNANCE: u8 = b'g';
 const ALERT_STATE: u8 = b'a';
-/// Search index blocks: `j || at || bucket`. All blocks of one flush share
-/// `at` and so lie side by side, after every earlier flush's: a flush
-/// appends to the end of the keyspace instead of adding one key to each of
-/// thousands of tree nodes.
-const INDEX_BLOCK: u8 = b'j';
-/// One empty key `J || at` per `at` that has blocks: where a scan of one
-/// bucket looks.
-const INDEX_AT: u8 = b'J';
-/// Search index entries of the first index format (one key per leaf and
-/// term, empty values): only ever deleted, by `clear_index`.
-const LEGACY_INDEX: u8 = b'i';
-
-const INDEX_WATERMARK_KEY: &[u8] = b"Iwatermark";
-
 const TREE_SIZE_KEY: &[u8] = b"Mtree_size";
 const CHECKPOINT_KEY: &[u8] = b"Mcheckpoint";
 /// The storage layout of the database (see `migrate`); not a record.
@@ -164,13 +155,16 @@ struct Shared {
 }
 
 /// One opening of the database: sled's handle, what makes its writes
-/// durable, and the two indexes loaded from it.
+/// durable, the two indexes loaded from it, and where the search index's
+/// blocks are.
 pub(super) struct Open {
     tree: sled::Tree,
     disk: Disk,
     /// The idempotency index and the leaf-hash index.
     dedupe: RunMap,
     leaves: RunMap,
+    /// The search index's segment files and sled keys (see `index`).
+    search: Segments,
 }
 
 /// The database and what makes its writes durable.
@@ -298,40 +292,6 @@ fn verified_ref<'a>(full_key: &[u8], stored: &'a [u8]) -> Result<&'a [u8], Store
     Ok(value)
 }
 
-fn index_block_key(bucket: &[u8], at: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + 8 + bucket.len());
-    k.push(INDEX_BLOCK);
-    k.extend_from_slice(&at.to_be_bytes());
-    k.extend_from_slice(bucket);
-    k
-}
-
-fn index_at_key(at: u64) -> [u8; 9] {
-    let mut k = [INDEX_AT; 9];
-    k[1..].copy_from_slice(&at.to_be_bytes());
-    k
-}
-
-fn put_index_blocks(batch: &mut sled::Batch, blocks: &[IndexBlock], watermark: Option<u64>) {
-    for block in blocks {
-        let k = index_block_key(&block.bucket, block.at);
-        match &block.value {
-            Some(v) => {
-                let v = checksummed(&k, v);
-                batch.insert(k, v);
-                batch.insert(&index_at_key(block.at)[..], &[][..]);
-            }
-            None => batch.remove(k),
-        }
-    }
-    if let Some(w) = watermark {
-        batch.insert(
-            INDEX_WATERMARK_KEY,
-            checksummed(INDEX_WATERMARK_KEY, &w.to_be_bytes()),
-        );
-    }
-}
-
 fn decode_u64(v: &[u8], what: &str) -> Result<u64, StoreError> {
     <[u8; 8]>::try_from(v)
         .map(u64::from_be_bytes)
@@ -430,11 +390,13 @@ impl Open {
         let runs = dir.join(runs::DIR);
         let dedupe = RunMap::open(&tree, &runs, DEDUPE_MAP, "idempotency index", true)?;
         let leaves = RunMap::open(&tree, &runs, LEAF_MAP, "leaf-hash index", false)?;
+        let search = Segments::open(&tree, dir)?;
         Ok(Open {
             tree,
             disk,
             dedupe,
             leaves,
+            search,
         })
     }
 
@@ -650,6 +612,23 @@ impl SledStore {
                 out.extend(db.leaves.check());
                 out
             }
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    /// Fault injection: the next segment file the search index writes
+    /// fails at its fsync (1) or its directory's fsync (2).
+    #[cfg(test)]
+    pub(crate) fn fail_next_index_segment(&self, point: u8) {
+        if let Ok(db) = self.db() {
+            db.search.fail_next_file.store(point, Ordering::SeqCst);
+        }
+    }
+
+    /// Problems found in the search index's segment files (fsck).
+    pub fn check_index_segments(&self) -> Vec<String> {
+        match self.db() {
+            Ok(db) => db.search.check(),
             Err(e) => vec![e.to_string()],
         }
     }
@@ -969,7 +948,9 @@ impl Store for SledStore {
                 .map(|(h, i)| (leaf_key(h), *i))
                 .collect(),
         )?;
-        put_index_blocks(&mut batch, &b.index_blocks, b.index_watermark);
+        let search = db
+            .search
+            .stage(&mut batch, &b.index_blocks, false, b.index_watermark)?;
         if let Some(cp) = &b.checkpoint {
             batch.insert(CHECKPOINT_KEY, cp.encode());
         }
@@ -1003,6 +984,7 @@ impl Store for SledStore {
         db.sync_applied()?;
         db.dedupe.applied(dedupe);
         db.leaves.applied(leaves);
+        db.search.applied(search);
         Ok(())
     }
 
@@ -1255,7 +1237,13 @@ impl Store for SledStore {
         if !tombstones.is_empty() {
             erased::stage(&db.tree, &mut batch, &tombstones)?;
         }
-        put_index_blocks(&mut batch, &b.index_blocks, b.index_watermark);
+        // A flush's segment file is durable before the batch that names it.
+        let search = db.search.stage(
+            &mut batch,
+            &b.index_blocks,
+            b.index_flush,
+            b.index_watermark,
+        )?;
         for index in &b.delete_events {
             batch.remove(&index_key(EVENT, *index)[..]);
         }
@@ -1264,7 +1252,9 @@ impl Store for SledStore {
         // sees this batch once sled applied it: a commit need not wait for
         // its fsync (a failed one stops the store, see `Disk::sync`).
         drop(bodies_lock);
-        db.sync_applied()
+        db.sync_applied()?;
+        db.search.applied(search);
+        Ok(())
     }
 
     fn index_blocks(
@@ -1273,21 +1263,7 @@ impl Store for SledStore {
         below: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let db = self.db()?;
-        let mut out = Vec::new();
-        let ats = db.tree.range(index_at_key(0)..index_at_key(below)).rev();
-        for item in ats {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, _) = item.map_err(backend)?;
-            let at = decode_u64(&k[1..], "index block position")?;
-            let key = index_block_key(bucket, at);
-            if let Some(v) = db.tree.get(&key).map_err(backend)? {
-                out.push((at, verified(&key, &v)?));
-            }
-        }
-        Ok(out)
+        self.db()?.search.blocks(bucket, below, limit)
     }
 
     fn index_watermark(&self) -> Result<Option<u64>, StoreError> {
@@ -1307,7 +1283,8 @@ impl Store for SledStore {
         // without one, which is cleared again on the next start.
         db.tree.remove(INDEX_WATERMARK_KEY).map_err(backend)?;
         db.sync_applied()?;
-        for prefix in [LEGACY_INDEX, INDEX_BLOCK, INDEX_AT] {
+        db.search.forget_all();
+        for prefix in [LEGACY_INDEX, INDEX_BLOCK, INDEX_OVERRIDE, INDEX_AT] {
             loop {
                 let keys: Vec<sled::IVec> = db
                     .tree
@@ -1327,7 +1304,8 @@ impl Store for SledStore {
                 db.sync_applied()?;
             }
         }
-        Ok(())
+        // No durable key names a segment any more.
+        db.search.delete_files()
     }
 }
 

@@ -373,7 +373,30 @@ fn run_file_name(map: u8, id: u64) -> String {
     format!("{}-{id}.run", char::from(map))
 }
 
-fn io_error(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+/// Fault injection shared with the search index's segments: fails, as
+/// `what` on `path` would, if `fault` is set to `point` (and clears it).
+#[cfg(test)]
+pub(super) fn injected_fault(
+    fault: &std::sync::atomic::AtomicU8,
+    point: u8,
+    what: &str,
+    path: &Path,
+) -> Result<(), StoreError> {
+    use std::sync::atomic::Ordering;
+    if fault
+        .compare_exchange(point, 0, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        return Err(io_error(
+            what,
+            path,
+            std::io::Error::other("injected failure"),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn io_error(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Backend(format!("couldn't {what} {}: {e}", path.display()))
 }
 
@@ -454,22 +477,7 @@ impl RunMap {
     /// `point` (see the field).
     fn injected_fault(&self, point: u8, what: &str, path: &Path) -> Result<(), StoreError> {
         #[cfg(test)]
-        if self
-            .fail_next_file
-            .compare_exchange(
-                point,
-                0,
-                std::sync::atomic::Ordering::AcqRel,
-                std::sync::atomic::Ordering::Acquire,
-            )
-            .is_ok()
-        {
-            return Err(io_error(
-                what,
-                path,
-                std::io::Error::other("injected failure"),
-            ));
-        }
+        injected_fault(&self.fail_next_file, point, what, path)?;
         let _ = (point, what, path);
         Ok(())
     }
