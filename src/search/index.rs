@@ -63,6 +63,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use crate::crypto::Term;
 use crate::store::{IndexBlock, RecordBatch, Store, StoreError};
 use crate::vault::Vault;
+use crate::vault::background::{self, Pace, Step};
 
 /// Events kept in the tail before a flush is started.
 pub const DEFAULT_FLUSH_EVENTS: usize = 32_768;
@@ -339,6 +340,44 @@ impl SearchIndex {
             .map_err(|e| StoreError::Backend(format!("couldn't start the index flusher: {e}")))?;
         *self.wake.lock().map_err(|_| poisoned())? = Some(tx);
         Ok(())
+    }
+
+    /// Starts the background job that moves the store's blocks into the
+    /// layout it now writes ([`Store::tidy_index`]: an older log's blocks
+    /// into segment files), a step at a time under the `writing` lock, so
+    /// no flush or removal runs meanwhile, paced as every background job
+    /// is. Searches go on throughout. It ends once a step finds no work,
+    /// or with the index.
+    pub(crate) fn start_tidying(self: &Arc<Self>, pace: Pace) -> Result<(), StoreError> {
+        let mut moved = 0u64;
+        background::spawn(
+            "search-index-tidy",
+            Arc::downgrade(self),
+            pace,
+            move |index| {
+                let worked = {
+                    let _writing = index.writing.lock().map_err(|_| poisoned())?;
+                    index.store.tidy_index()?
+                };
+                if !worked {
+                    if moved > 0 {
+                        tracing::info!(
+                            moved,
+                            "the search index's older blocks are in segment files"
+                        );
+                    }
+                    return Ok(Step::Done);
+                }
+                if moved == 0 {
+                    tracing::info!(
+                        "moving the search index's older blocks into segment files, a flush's at a time"
+                    );
+                }
+                moved += 1;
+                metrics::gauge!("veritrail_search_index_tidied_flushes").set(moved as f64);
+                Ok(Step::Worked)
+            },
+        )
     }
 
     /// The first leaf not held in the store's blocks.
