@@ -1044,4 +1044,47 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_tidying_job_moves_blocks_written_before_segments_and_scans_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::sled::SledStore::open(dir.path()).unwrap());
+        let a = term(b's', 1);
+        // Three flushes as the index wrote them before segments: sled keys.
+        for (at, to) in [(0, 4), (4, 8), (8, 12)] {
+            let groups = Groups::from([(a, (at..to).collect())]);
+            store
+                .commit_records(&RecordBatch {
+                    index_blocks: vec![IndexBlock {
+                        bucket: bucket(&a).to_vec(),
+                        at,
+                        value: Some(encode_block(&groups)),
+                    }],
+                    index_watermark: Some(to),
+                    ..RecordBatch::default()
+                })
+                .unwrap();
+        }
+        // A new index per scan: its cache would hide the store's answers.
+        let scan = || SearchIndex::new(store.clone(), 12, 4).scan(&a, u64::MAX, 100);
+        let expected: Vec<u64> = (0..12).rev().collect();
+        assert_eq!(scan().unwrap(), expected);
+        let index = Arc::new(SearchIndex::new(store.clone(), 12, 4));
+        let pace = Pace {
+            between_steps: std::time::Duration::ZERO,
+        };
+        index.start_tidying(pace).unwrap();
+        let segments = || std::fs::read_dir(dir.path().join("index")).map_or(0, |d| d.count());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while segments() < 3 {
+            assert_eq!(scan().unwrap(), expected, "while tidying");
+            assert!(std::time::Instant::now() < deadline, "tidying never ended");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Once the job lets go of the lock, nothing is left to move.
+        let _writing = index.writing.lock().unwrap();
+        assert!(!store.tidy_index().unwrap());
+        assert_eq!(scan().unwrap(), expected);
+    }
 }
