@@ -378,6 +378,7 @@ impl Parts {
         );
         let pace = self.config.background;
         crate::search::rebuild::start(&vault, pace).map_err(|e| e.to_string())?;
+        vault.start_index_tidying(pace).map_err(|e| e.to_string())?;
         // Several frontends: the alert windows are the last leader's.
         if let (Some(alerts), Some(_)) = (&self.alerts, &lease) {
             alerts.reload()?;

@@ -65,6 +65,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use crate::crypto::Term;
 use crate::store::{IndexBlock, RecordBatch, Store, StoreError};
 use crate::vault::Vault;
+use crate::vault::background::{self, Pace, Step};
 
 /// Events kept in the tail before a flush is started.
 pub const DEFAULT_FLUSH_EVENTS: usize = 32_768;
@@ -341,6 +342,44 @@ impl SearchIndex {
             .map_err(|e| StoreError::Backend(format!("couldn't start the index flusher: {e}")))?;
         *self.wake.lock().map_err(|_| poisoned())? = Some(tx);
         Ok(())
+    }
+
+    /// Starts the background job that moves the store's blocks into the
+    /// layout it now writes ([`Store::tidy_index`]: an older log's blocks
+    /// into segment files), a step at a time under the `writing` lock, so
+    /// no flush or removal runs meanwhile, paced as every background job
+    /// is. Searches go on throughout. It ends once a step finds no work,
+    /// or with the index.
+    pub(crate) fn start_tidying(self: &Arc<Self>, pace: Pace) -> Result<(), StoreError> {
+        let mut moved = 0u64;
+        background::spawn(
+            "search-index-tidy",
+            Arc::downgrade(self),
+            pace,
+            move |index| {
+                let worked = {
+                    let _writing = index.writing.lock().map_err(|_| poisoned())?;
+                    index.store.tidy_index()?
+                };
+                if !worked {
+                    if moved > 0 {
+                        tracing::info!(
+                            moved,
+                            "the search index's older blocks are in segment files"
+                        );
+                    }
+                    return Ok(Step::Done);
+                }
+                if moved == 0 {
+                    tracing::info!(
+                        "moving the search index's older blocks into segment files, a flush's at a time"
+                    );
+                }
+                moved += 1;
+                metrics::gauge!("veritrail_search_index_tidied_flushes").set(moved as f64);
+                Ok(Step::Worked)
+            },
+        )
     }
 
     /// The first leaf not held in the store's blocks.
@@ -1006,5 +1045,48 @@ mod tests {
                 vec![7, 6, 5, 4, 3, 2, 1, 0]
             );
         }
+    }
+
+    #[test]
+    fn the_tidying_job_moves_blocks_written_before_segments_and_scans_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::sled::SledStore::open(dir.path()).unwrap());
+        let a = term(b's', 1);
+        // Three flushes as the index wrote them before segments: sled keys.
+        for (at, to) in [(0, 4), (4, 8), (8, 12)] {
+            let groups = Groups::from([(a, (at..to).collect())]);
+            store
+                .commit_records(&RecordBatch {
+                    index_blocks: vec![IndexBlock {
+                        bucket: bucket(&a).to_vec(),
+                        at,
+                        value: Some(encode_block(&groups)),
+                    }],
+                    index_watermark: Some(to),
+                    ..RecordBatch::default()
+                })
+                .unwrap();
+        }
+        // A new index per scan: its cache would hide the store's answers.
+        let scan = || SearchIndex::new(store.clone(), 12, 4).scan(&a, u64::MAX, 100);
+        let expected: Vec<u64> = (0..12).rev().collect();
+        assert_eq!(scan().unwrap(), expected);
+        let index = Arc::new(SearchIndex::new(store.clone(), 12, 4));
+        let pace = Pace {
+            between_steps: std::time::Duration::ZERO,
+        };
+        index.start_tidying(pace).unwrap();
+        let segments = || std::fs::read_dir(dir.path().join("index")).map_or(0, |d| d.count());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while segments() < 3 {
+            assert_eq!(scan().unwrap(), expected, "while tidying");
+            assert!(std::time::Instant::now() < deadline, "tidying never ended");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Once the job lets go of the lock, nothing is left to move.
+        let _writing = index.writing.lock().unwrap();
+        assert!(!store.tidy_index().unwrap());
+        assert_eq!(scan().unwrap(), expected);
     }
 }

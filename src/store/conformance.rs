@@ -283,6 +283,7 @@ pub(crate) fn run(store: &dyn Store) {
     assert_eq!(store.event(1).unwrap(), None);
     assert_eq!(store.event(0).unwrap(), Some(sample_event(0)));
     check_index_flushes(store);
+    check_index_tidying(store);
     store.clear_index().unwrap();
     assert_eq!(store.index_watermark().unwrap(), None);
     assert!(store.index_blocks(b"bka", 99, 10).unwrap().is_empty());
@@ -294,6 +295,20 @@ pub(crate) fn run(store: &dyn Store) {
         "clearing the index touches nothing else"
     );
     check_full_tile_hashes(store);
+}
+
+/// Tidying steps, taken until one finds no work, change no answer.
+fn check_index_tidying(store: &dyn Store) {
+    let read = || [b"bka", b"bkb", b"bkc"].map(|b| store.index_blocks(b, 99, 10).unwrap());
+    let before = read();
+    let mut steps = 0;
+    while store.tidy_index().unwrap() {
+        steps += 1;
+        assert!(steps < 100, "tidying never ends");
+        assert_eq!(read(), before, "after step {steps}");
+    }
+    assert_eq!(read(), before);
+    assert!(!store.tidy_index().unwrap());
 }
 
 /// A flush's blocks read back as any block's, and later writes of them

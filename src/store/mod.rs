@@ -449,6 +449,22 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the whole search index (every block, the watermark, and
     /// entries of earlier index formats), durably, so it can be rebuilt.
     fn clear_index(&self) -> Result<(), StoreError>;
+
+    /// One step of upkeep of the search index's blocks: moves a bounded
+    /// part of them (one earlier write's) into the layout the backend now
+    /// writes. Returns whether it did work; once it returns `false` there
+    /// is none left until the layout changes again. Each step MUST keep
+    /// every block readable, with its value, by concurrent
+    /// [`Store::index_blocks`] at every instant, and a failure or crash at
+    /// any point MUST leave each block in its old place or its new one,
+    /// never neither; a failed step MAY be retried. It MUST NOT run
+    /// concurrently with a write of index blocks or [`Store::clear_index`]:
+    /// the caller serialises them. It MUST NOT touch blocks at or above
+    /// the watermark (the next flush writes there). Backends with one
+    /// layout do nothing.
+    fn tidy_index(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 #[cfg(test)]

@@ -395,6 +395,12 @@ impl Vault {
         self.index.building()
     }
 
+    /// Starts moving the search index's blocks into the store's current
+    /// layout in the background ([`SearchIndex::start_tidying`]).
+    pub fn start_index_tidying(&self, pace: background::Pace) -> Result<(), StoreError> {
+        self.index.start_tidying(pace)
+    }
+
     /// The first leaf whose postings are not yet in the stored index blocks
     /// (they are in memory, and re-derived from the events on start).
     pub fn index_watermark(&self) -> Result<u64, StoreError> {

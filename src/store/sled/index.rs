@@ -28,6 +28,13 @@
 //! grows with removals, not with the log), so a read of an untouched block
 //! asks sled nothing.
 //!
+//! Tidying ([`Segments::stage_tidy`], one step of `Store::tidy_index`)
+//! moves the blocks an `at` keeps in sled into its segment file, the
+//! oldest `at` below the watermark first: the file is written durably,
+//! named in memory (reads turn to it; it holds the same blocks), and one
+//! batch names it in `J || at` and deletes its `j` keys. A crash before
+//! the batch leaves the `j` keys and an unnamed file.
+//!
 //! Invariant: a segment file is durable (fsync, rename, fsync of the
 //! directory) before the sled batch that names it, and is deleted only
 //! once no durable key names it ([`Segments::clear`]); a file no key names
@@ -292,6 +299,13 @@ pub(super) struct Staged {
     overrides: Vec<(u64, Vec<u8>)>,
 }
 
+/// An `at` whose blocks a tidying step moves out of sled: into the
+/// segment of `shape`, or (`None`) nowhere, none being left.
+pub(super) struct Tidied {
+    at: u64,
+    shape: Option<Shape>,
+}
+
 /// A segment's name in messages.
 fn name(at: u64) -> String {
     format!("search index segment file {DIR}/{at}.seg")
@@ -478,6 +492,58 @@ impl Segments {
         let k = at_key(at);
         batch.insert(&k[..], checksummed(&k, &shape.encode()));
         Ok(shape)
+    }
+
+    /// Stages the move of the blocks of the oldest `at` kept in sled below
+    /// `watermark` into a segment file: the file is written durably now,
+    /// and `batch` names it and deletes the `j` keys it holds. An `at`
+    /// whose blocks were all deleted loses its `J` key instead. `None`
+    /// when every such `at` is in a segment. Only below the watermark: a
+    /// flush writes at the watermark and takes the blocks there (the
+    /// format marker) into its own segment. Holds one flush's blocks.
+    pub(super) fn stage_tidy(
+        &self,
+        batch: &mut sled::Batch,
+        watermark: u64,
+    ) -> Result<Option<Tidied>, StoreError> {
+        let oldest = self
+            .placed()
+            .ats
+            .range(..watermark)
+            .find_map(|(at, shape)| shape.is_none().then_some(*at));
+        let Some(at) = oldest else {
+            return Ok(None);
+        };
+        let lo = block_key(&[], at);
+        let hi = block_key(&[], at + 1);
+        if self.tree.range(lo..hi).next().is_none() {
+            batch.remove(&at_key(at)[..]);
+            return Ok(Some(Tidied { at, shape: None }));
+        }
+        let shape = self.write_segment(batch, at, &[])?;
+        Ok(Some(Tidied {
+            at,
+            shape: Some(shape),
+        }))
+    }
+
+    /// Names in memory what a tidying batch is about to make durable, so
+    /// reads turn to the (durable) segment before the batch deletes the
+    /// `j` keys: its blocks are readable at every instant.
+    pub(super) fn tidying(&self, t: &Tidied) {
+        let mut placed = self.placed.write().unwrap_or_else(|e| e.into_inner());
+        match t.shape {
+            Some(shape) => placed.ats.insert(t.at, Some(shape)),
+            None => placed.ats.remove(&t.at),
+        };
+    }
+
+    /// Undoes [`Segments::tidying`] when the batch was not applied: reads
+    /// go back to the `j` keys, and the unnamed file is deleted on open
+    /// or overwritten by the retry.
+    pub(super) fn untidied(&self, t: &Tidied) {
+        let mut placed = self.placed.write().unwrap_or_else(|e| e.into_inner());
+        placed.ats.insert(t.at, None);
     }
 
     /// The file of segment `at`, durably under its name.
@@ -987,6 +1053,199 @@ mod tests {
                 store.index_blocks(b"bka", u64::MAX, 10).unwrap(),
                 vec![value(b"bka", 10), value(b"bka", 0)]
             );
+        }
+    }
+
+    /// Writes `buckets`' blocks at `at` the way databases from before
+    /// segments hold them: `j` keys, and an empty `J` key.
+    fn write_in_sled(store: &SledStore, at: u64, buckets: &[&[u8]], to: u64) {
+        store
+            .commit_records(&RecordBatch {
+                index_blocks: buckets
+                    .iter()
+                    .map(|b| block(b, at, Some(format!("{}@{at}", hex::encode(b)).as_bytes())))
+                    .collect(),
+                index_watermark: Some(to),
+                ..RecordBatch::default()
+            })
+            .unwrap();
+    }
+
+    /// Every answer `index_blocks` gives for `buckets` (and one bucket
+    /// without blocks): all blocks, and the first two below 250.
+    type Answers = Vec<Vec<(u64, Vec<u8>)>>;
+    fn answers(store: &SledStore, buckets: &[&[u8]]) -> Answers {
+        let mut out = Vec::new();
+        for b in buckets.iter().chain([&&b"tzz"[..]]) {
+            out.push(store.index_blocks(b, u64::MAX, 100).unwrap());
+            out.push(store.index_blocks(b, 250, 2).unwrap());
+        }
+        out
+    }
+
+    fn keys(store: &SledStore, prefix: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let db = store.db().unwrap();
+        db.tree
+            .scan_prefix([prefix])
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                (k.to_vec(), v.to_vec())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tidying_moves_blocks_kept_in_sled_into_segments_and_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = buckets(300);
+        let refs: Vec<&[u8]> = all.iter().map(|b| &b[..]).collect();
+        let store = SledStore::open(dir.path()).unwrap();
+        // Four writes the old way, then one flush into a segment.
+        for (at, n) in [(0, 300), (100, 40), (200, 7), (300, 2)] {
+            write_in_sled(&store, at, &refs[..n], at + 100);
+        }
+        flush(&store, 400, &refs[..20], 500).unwrap();
+        // Removals before the move: a block of 100 rewritten, one
+        // deleted; every block of 300 deleted (its `J` key stays).
+        store
+            .commit_records(&RecordBatch {
+                index_blocks: vec![
+                    block(refs[1], 100, Some(b"rewritten")),
+                    block(refs[2], 100, None),
+                    block(refs[0], 300, None),
+                    block(refs[1], 300, None),
+                ],
+                ..RecordBatch::default()
+            })
+            .unwrap();
+        assert_eq!(keys(&store, INDEX_AT).len(), 5);
+        let mut expected = answers(&store, &refs);
+        assert_eq!(
+            expected[2],
+            vec![
+                value(refs[1], 400),
+                value(refs[1], 200),
+                (100, b"rewritten".to_vec()),
+                value(refs[1], 0)
+            ]
+        );
+        assert_eq!(
+            expected[4],
+            vec![value(refs[2], 400), value(refs[2], 200), value(refs[2], 0)]
+        );
+
+        let mut steps = 0;
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // A reader meanwhile sees every block at every instant.
+            let reader = s.spawn(|| {
+                let mut reads = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    for (i, b) in refs.iter().enumerate().step_by(37) {
+                        let found = store.index_blocks(b, 400, 100).unwrap();
+                        assert!(
+                            found.iter().any(|(at, _)| *at == 0),
+                            "bucket {i}: {found:?}"
+                        );
+                        reads += 1;
+                    }
+                }
+                reads
+            });
+            while store.tidy_index().unwrap() {
+                steps += 1;
+                assert_eq!(answers(&store, &refs), expected, "after step {steps}");
+                if steps == 1 {
+                    // A removal between steps: 0 is a segment now, 200 not.
+                    store
+                        .commit_records(&RecordBatch {
+                            index_blocks: vec![
+                                block(refs[3], 0, Some(b"erased at 0")),
+                                block(refs[3], 200, Some(b"erased at 200")),
+                            ],
+                            ..RecordBatch::default()
+                        })
+                        .unwrap();
+                    expected = answers(&store, &refs);
+                    assert_eq!(
+                        expected[6],
+                        vec![
+                            value(refs[3], 400),
+                            (200, b"erased at 200".to_vec()),
+                            value(refs[3], 100),
+                            (0, b"erased at 0".to_vec()),
+                        ]
+                    );
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            assert!(reader.join().unwrap() > 0);
+        });
+        assert_eq!(steps, 4, "0, 100, 200, and 300 without blocks");
+        assert!(keys(&store, INDEX_BLOCK).is_empty());
+        let named = keys(&store, INDEX_AT);
+        assert_eq!(named.len(), 4, "300 is gone");
+        assert!(named.iter().all(|(_, v)| !v.is_empty()), "all segments");
+        assert_eq!(
+            segment_files(dir.path()),
+            ["0.seg", "100.seg", "200.seg", "400.seg"]
+        );
+        assert!(!store.tidy_index().unwrap());
+        assert!(store.check_index_segments().is_empty());
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(answers(&store, &refs), expected);
+        assert!(!store.tidy_index().unwrap());
+    }
+
+    #[test]
+    fn tidying_leaves_blocks_at_the_watermark_to_the_next_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        // A new index: the format marker at 0, the watermark 0.
+        write_in_sled(&store, 0, &[&[0, 0, 0]], 0);
+        assert!(!store.tidy_index().unwrap());
+        flush(&store, 0, &[b"bka"], 10).unwrap();
+        assert_eq!(segment_files(dir.path()), ["0.seg"]);
+        assert_eq!(
+            store.index_blocks(&[0, 0, 0], 1, 1).unwrap(),
+            vec![value(&[0, 0, 0], 0)]
+        );
+        assert!(!store.tidy_index().unwrap());
+    }
+
+    #[test]
+    fn a_failed_or_interrupted_tidying_step_keeps_the_blocks_in_sled_and_is_retried() {
+        let all = buckets(64);
+        let refs: Vec<&[u8]> = all.iter().map(|b| &b[..]).collect();
+        for fault in [1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let expected;
+            {
+                let store = SledStore::open(dir.path()).unwrap();
+                write_in_sled(&store, 0, &refs, 10);
+                write_in_sled(&store, 10, &refs[..9], 20);
+                expected = answers(&store, &refs);
+                store.fail_next_index_segment(fault);
+                assert!(store.tidy_index().is_err(), "fault {fault}");
+                assert!(!store.latched(), "nothing reached sled");
+                assert_eq!(answers(&store, &refs), expected, "fault {fault}");
+                assert_eq!(keys(&store, INDEX_BLOCK).len(), 64 + 9);
+                if fault == 2 {
+                    // Written and renamed, but the batch naming it never
+                    // came: what a crash right there leaves.
+                    assert_eq!(segment_files(dir.path()), ["0.seg"]);
+                }
+            }
+            let store = SledStore::open(dir.path()).unwrap();
+            assert!(segment_files(dir.path()).is_empty(), "fault {fault}");
+            assert_eq!(answers(&store, &refs), expected, "fault {fault}");
+            assert!(store.tidy_index().unwrap());
+            assert!(store.tidy_index().unwrap());
+            assert!(!store.tidy_index().unwrap());
+            assert_eq!(segment_files(dir.path()), ["0.seg", "10.seg"]);
+            assert!(keys(&store, INDEX_BLOCK).is_empty());
+            assert_eq!(answers(&store, &refs), expected, "fault {fault}");
         }
     }
 

@@ -1276,6 +1276,30 @@ impl Store for SledStore {
             .transpose()
     }
 
+    fn tidy_index(&self) -> Result<bool, StoreError> {
+        let db = self.db()?;
+        db.disk.check_synced()?;
+        let Some(watermark) = self.index_watermark()? else {
+            return Ok(false);
+        };
+        let mut batch = sled::Batch::default();
+        // The segment file is durable before the batch that names it; a
+        // crash before the batch leaves the `j` keys, and the file unnamed
+        // (deleted on open).
+        let Some(tidied) = db.search.stage_tidy(&mut batch, watermark)? else {
+            return Ok(false);
+        };
+        db.search.tidying(&tidied);
+        if let Err(e) = db.tree.apply_batch(batch) {
+            db.search.untidied(&tidied);
+            return Err(backend(e));
+        }
+        // A failed sync latches the store; sled's view and the memory
+        // already agree on the segment.
+        db.sync_applied()?;
+        Ok(true)
+    }
+
     fn clear_index(&self) -> Result<(), StoreError> {
         let db = self.db()?;
         db.disk.check_synced()?;
