@@ -350,13 +350,18 @@ impl SearchIndex {
     /// no flush or removal runs meanwhile, paced as every background job
     /// is. Searches go on throughout. It ends once a step finds no work,
     /// or with the index.
-    pub(crate) fn start_tidying(self: &Arc<Self>, pace: Pace) -> Result<(), StoreError> {
+    pub(crate) fn start_tidying(
+        self: &Arc<Self>,
+        pace: Pace,
+        writers: background::Writers,
+    ) -> Result<(), StoreError> {
         let mut moved = 0u64;
         background::spawn(
             "search-index-tidy",
             Arc::downgrade(self),
             pace,
-            move |index| {
+            writers,
+            move |index: &SearchIndex| {
                 let worked = {
                     let _writing = index.writing.lock().map_err(|_| poisoned())?;
                     index.store.tidy_index()?
@@ -1076,7 +1081,9 @@ mod tests {
         let pace = Pace {
             between_steps: std::time::Duration::ZERO,
         };
-        index.start_tidying(pace).unwrap();
+        index
+            .start_tidying(pace, background::Writers::default())
+            .unwrap();
         let segments = || std::fs::read_dir(dir.path().join("index")).map_or(0, |d| d.count());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while segments() < 3 {

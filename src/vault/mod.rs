@@ -398,7 +398,7 @@ impl Vault {
     /// Starts moving the search index's blocks into the store's current
     /// layout in the background ([`SearchIndex::start_tidying`]).
     pub fn start_index_tidying(&self, pace: background::Pace) -> Result<(), StoreError> {
-        self.index.start_tidying(pace)
+        self.index.start_tidying(pace, self.writers.clone())
     }
 
     /// The first leaf whose postings are not yet in the stored index blocks

@@ -461,6 +461,9 @@ mod tests {
         assert_eq!(kept_descriptors(None), MAX_OPEN_FILES);
         // What a database opened now keeps follows the process's limit.
         let files = Files::new(Path::new("/data/db"));
-        assert_eq!(files.open_files().limit, kept_descriptors(descriptor_limit()));
+        assert_eq!(
+            files.open_files().limit,
+            kept_descriptors(descriptor_limit())
+        );
     }
 }
