@@ -24,7 +24,9 @@
 #
 # Environment: ERASURE_EVENTS, ERASURE_SUBJECTS, ERASURE_CLIENTS,
 # ERASURE_BATCH_SIZE, INGEST_EVENTS, INGEST_CLIENTS, ERASE_SUBJECTS (the
-# subjects erased one at a time, largest first), TIME_BUDGET,
+# subjects erased one at a time, largest first), ERASE_DURING_FROM (the
+# first person-N erased while ingest runs, default 2: a kept log whose
+# subjects were erased by an earlier run starts past them), TIME_BUDGET,
 # ERASE_TIMEOUT_S (the server's request timeout, default 600, so that a
 # long erasure is timed rather than cut), SERVER_MAX_RSS_MB, SKIP_BUILD /
 # VERITRAIL_BIN as for bench.sh.
@@ -39,6 +41,7 @@ ERASURE_BATCH_SIZE=${ERASURE_BATCH_SIZE:-500}
 INGEST_EVENTS=${INGEST_EVENTS:-20000}
 INGEST_CLIENTS=${INGEST_CLIENTS:-16}
 ERASE_SUBJECTS=${ERASE_SUBJECTS:-"person-0 person-10 person-100 person-1000 person-5000"}
+ERASE_DURING_FROM=${ERASE_DURING_FROM:-2}
 ERASE_TIMEOUT_S=${ERASE_TIMEOUT_S:-600}
 TIME_BUDGET=${TIME_BUDGET:-14400}
 
@@ -112,7 +115,7 @@ step ingest.alone "$BIN" bench ingest --url "$url" --key "$writer" --clients "$I
     --batch-size 1 --events "$INGEST_EVENTS" --first-event "$first"
 : >"$work/erasures.during"
 (
-    n=1
+    n=$((ERASE_DURING_FROM - 1))
     while [[ ! -f "$work/ingest.done" ]]; do
         # Subjects not erased above, largest first (Zipf: smaller number, more events).
         n=$((n + 1))
