@@ -10,10 +10,14 @@
 //! layout mark is written last.
 //!
 //! Layout 3 keeps full tiles, bundles and body chunks in files (`files`).
-//! A layout 2 database needs no conversion: its full blobs stay in sled,
-//! where reads find them when there is no file, and its first commit
-//! marks it layout 3, which earlier versions refuse to open (they would
-//! not see the files).
+//! Layout 4 adds the search index's segment files (`index`) and erasure
+//! tombstones and body deletions packed per bundle (`erased`, `bodies`).
+//! A layout 2 or 3 database needs no conversion: what it keeps in sled is
+//! still read there (older index blocks move into segment files in the
+//! background, `Store::tidy_index`). Opening it marks it layout 4 before
+//! anything is written, so an earlier version refuses it from then on
+//! rather than missing what is in the new places (searches answering "no
+//! match" over postings it cannot see).
 
 use super::runs::FLUSH_ENTRIES;
 use super::{
@@ -23,7 +27,7 @@ use crate::store::{DedupeKey, StoreError};
 use crate::tiles::TILE_WIDTH;
 
 /// The layout this version writes.
-pub(super) const LAYOUT: u64 = 3;
+pub(super) const LAYOUT: u64 = 4;
 /// The first layout with packed bodies and index runs.
 const PACKED: u64 = 2;
 /// Where the conversion of sealed bodies has got to: every leaf below it
@@ -43,6 +47,16 @@ pub(super) fn run(store: &Open) -> Result<(), StoreError> {
             )));
         }
         if layout >= PACKED {
+            if layout < LAYOUT {
+                tree.insert(LAYOUT_KEY, &LAYOUT.to_be_bytes()[..])
+                    .map_err(backend)?;
+                tree.flush().map_err(backend)?;
+                tracing::info!(
+                    from = layout,
+                    to = LAYOUT,
+                    "the database is now in storage layout {LAYOUT}; earlier versions refuse it"
+                );
+            }
             return Ok(());
         }
     }
@@ -289,6 +303,21 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         check(&store, n, &[10]);
         assert_eq!(store.db().unwrap().tree.get(PROGRESS_KEY).unwrap(), None);
+    }
+
+    #[test]
+    fn an_open_marks_a_layout_3_database_with_this_layout_before_writing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open_raw(dir.path());
+            let tree = db.open_tree("log").unwrap();
+            tree.insert(LAYOUT_KEY, &3u64.to_be_bytes()[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let mark = store.db().unwrap().tree.get(LAYOUT_KEY).unwrap().unwrap();
+        assert_eq!(decode_u64(&mark, "layout").unwrap(), LAYOUT);
+        assert_eq!(LAYOUT, 4);
     }
 
     #[test]
