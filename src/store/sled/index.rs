@@ -880,14 +880,7 @@ mod tests {
     }
 
     fn segment_files(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir.join(DIR))
-            .map(|d| {
-                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+        super::super::runs::tests::files(&dir.join(DIR))
     }
 
     /// Many buckets of the search index's shape: a field tag and 10 bits.

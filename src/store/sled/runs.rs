@@ -1245,7 +1245,7 @@ impl<'a> RunReader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
 
@@ -1270,9 +1270,10 @@ mod tests {
         (dir, tree, runs)
     }
 
-    /// The names in the run directory, sorted.
-    fn files(runs: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(runs)
+    /// The names in a directory of files written once (runs, segments),
+    /// sorted; none when it does not exist.
+    pub(in crate::store::sled) fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                     .collect()
