@@ -62,7 +62,7 @@ pub struct FileConfig {
     pub master_key_file: Option<PathBuf>,
     /// Seconds between retention runs.
     pub retention_interval_s: Option<u64>,
-    /// MiB of memory the embedded database may cache [default: 256].
+    /// MiB of memory the embedded database may cache [default: 64].
     pub store_cache_mb: Option<u64>,
     /// TLS certificate chain (PEM); with `tls_key`, the server speaks HTTPS.
     pub tls_cert: Option<PathBuf>,

@@ -52,8 +52,8 @@ pub struct ServeArgs {
     /// Seconds between retention runs [default: 3600].
     #[arg(long)]
     retention_interval_s: Option<u64>,
-    /// MiB of memory the embedded database may cache; the server's
-    /// resident memory is about this plus 150 MiB at any log size [default: 256].
+    /// MiB of memory the embedded database may cache; sled's memory also
+    /// follows what it writes, until the store reopens it [default: 64].
     #[arg(long, env = "VERITRAIL_STORE_CACHE_MB")]
     store_cache_mb: Option<u64>,
     /// Memory for the read cache of hash tiles and entry bundles, bytes;
