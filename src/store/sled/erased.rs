@@ -12,6 +12,15 @@
 //! memory grows with the keys and bytes it writes. A leaf is in one
 //! record at most.
 //!
+//! Beside them, `U || bundle` holds the union of the bundle's masks, the
+//! leaves that have a packed tombstone, written with every change of the
+//! bundle's records. A bundle gathers one record per erasure that touched
+//! it, so over years of erasures it can hold hundreds: with the union, a
+//! write reads only the record of its own tombstone (one key), unless the
+//! leaf already has one, and a read of a leaf that has none reads one key.
+//! A bundle without a union (written before it existed) is read whole
+//! once and gets one.
+//!
 //! Every other key of the space (a subject's tombstone) stays one record
 //! under `x || key`, and so do the per-leaf tombstones databases wrote
 //! before this packing: they are read where they are, a write of the
@@ -28,6 +37,7 @@ use crate::store::{Record, ScanCursor, ScanPage, StoreError};
 use crate::tiles::TILE_WIDTH;
 
 const PACKED: u8 = b'X';
+const UNION: u8 = b'U';
 const MASK_LEN: usize = (TILE_WIDTH / 8) as usize;
 
 type Mask = [u8; MASK_LEN];
@@ -84,6 +94,42 @@ fn records_from(
     tree.range(index_key(PACKED, first).to_vec()..vec![PACKED + 1])
 }
 
+/// The union of `bundle`'s masks, if it has one.
+fn read_union(tree: &sled::Tree, bundle: u64) -> Result<Option<Mask>, StoreError> {
+    let k = index_key(UNION, bundle);
+    let Some(v) = tree.get(k).map_err(backend)? else {
+        return Ok(None);
+    };
+    let value = verified(&k, &v)?;
+    value.as_slice().try_into().map(Some).map_err(|_| {
+        StoreError::Corrupt(format!("tombstone summary {} is malformed", hex::encode(k)))
+    })
+}
+
+/// The record of `bundle` for the tombstone of digest `tag`, if any.
+fn read_group(
+    tree: &sled::Tree,
+    bundle: u64,
+    tag: &[u8; 32],
+) -> Result<Option<(Mask, Vec<u8>)>, StoreError> {
+    let k = group_key(bundle, tag);
+    let Some(v) = tree.get(&k).map_err(backend)? else {
+        return Ok(None);
+    };
+    let (_, _, mask, tombstone) = decode(&k, &v)?;
+    Ok(Some((mask, tombstone)))
+}
+
+fn union_of(groups: &Groups) -> Mask {
+    let mut union = [0; MASK_LEN];
+    for (mask, _) in groups.values() {
+        for (u, m) in union.iter_mut().zip(mask) {
+            *u |= m;
+        }
+    }
+    union
+}
+
 fn read_groups(tree: &sled::Tree, bundle: u64) -> Result<Groups, StoreError> {
     let mut out = Groups::new();
     for item in
@@ -99,10 +145,12 @@ fn read_groups(tree: &sled::Tree, bundle: u64) -> Result<Groups, StoreError> {
 /// The tombstone of leaf `index`: from its bundle's records, else from a
 /// per-leaf record of an earlier database.
 pub fn get(tree: &sled::Tree, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-    let offset = index % TILE_WIDTH;
-    for (mask, tombstone) in read_groups(tree, index / TILE_WIDTH)?.into_values() {
-        if bit(&mask, offset) {
-            return Ok(Some(tombstone));
+    let (bundle, offset) = (index / TILE_WIDTH, index % TILE_WIDTH);
+    if read_union(tree, bundle)?.is_none_or(|union| bit(&union, offset)) {
+        for (mask, tombstone) in read_groups(tree, bundle)?.into_values() {
+            if bit(&mask, offset) {
+                return Ok(Some(tombstone));
+            }
         }
     }
     let k = legacy_key(index);
@@ -121,35 +169,57 @@ pub fn stage(
     batch: &mut sled::Batch,
     changes: &[(u64, Option<&[u8]>)],
 ) -> Result<(), StoreError> {
-    let mut bundles: BTreeMap<u64, (Groups, Vec<[u8; 32]>)> = BTreeMap::new();
+    let mut bundles: BTreeMap<u64, Staged> = BTreeMap::new();
     for &(index, value) in changes {
         let bundle = index / TILE_WIDTH;
-        let (groups, changed) = match bundles.entry(bundle) {
+        let staged = match bundles.entry(bundle) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert((read_groups(tree, bundle)?, Vec::new()))
-            }
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(Staged::read(tree, bundle)?),
         };
         let offset = index % TILE_WIDTH;
         let (byte, flag) = ((offset / 8) as usize, 1u8 << (offset % 8));
-        for (tag, (mask, _)) in groups.iter_mut() {
-            if mask[byte] & flag != 0 {
-                mask[byte] &= !flag;
-                changed.push(*tag);
+        if staged.union[byte] & flag != 0 {
+            // The leaf has a tombstone already: find its record.
+            staged.read_all(tree, bundle)?;
+            for (tag, (mask, _)) in staged.groups.iter_mut() {
+                if mask[byte] & flag != 0 {
+                    mask[byte] &= !flag;
+                    staged.changed.push(*tag);
+                }
             }
+            staged.union[byte] &= !flag;
         }
         if let Some(v) = value {
             let tag = digest(v);
-            groups
+            if !staged.complete && !staged.groups.contains_key(&tag) {
+                if let Some(group) = read_group(tree, bundle, &tag)? {
+                    staged.groups.insert(tag, group);
+                }
+            }
+            staged
+                .groups
                 .entry(tag)
                 .or_insert_with(|| ([0; MASK_LEN], v.to_vec()))
                 .0[byte] |= flag;
-            changed.push(tag);
+            staged.union[byte] |= flag;
+            staged.changed.push(tag);
         }
         // sled skips the removal of a key it does not hold.
         batch.remove(&legacy_key(index)[..]);
     }
-    for (bundle, (groups, changed)) in bundles {
+    for (bundle, staged) in bundles {
+        let Staged {
+            groups,
+            changed,
+            union,
+            ..
+        } = staged;
+        let k = index_key(UNION, bundle);
+        if union == [0; MASK_LEN] {
+            batch.remove(&k[..]);
+        } else {
+            batch.insert(&k[..], checksummed(&k, &union));
+        }
         for tag in changed {
             let k = group_key(bundle, &tag);
             match groups.get(&tag) {
@@ -162,6 +232,46 @@ pub fn stage(
         }
     }
     Ok(())
+}
+
+/// What [`stage`] knows of a bundle: the records it read (all of them
+/// once `complete`), those it changed, and the union of the masks.
+struct Staged {
+    groups: Groups,
+    complete: bool,
+    changed: Vec<[u8; 32]>,
+    union: Mask,
+}
+
+impl Staged {
+    /// The bundle's union; its records only when it has none (then all).
+    fn read(tree: &sled::Tree, bundle: u64) -> Result<Staged, StoreError> {
+        let mut staged = Staged {
+            groups: Groups::new(),
+            complete: false,
+            changed: Vec::new(),
+            union: [0; MASK_LEN],
+        };
+        match read_union(tree, bundle)? {
+            Some(union) => staged.union = union,
+            None => {
+                staged.read_all(tree, bundle)?;
+                staged.union = union_of(&staged.groups);
+            }
+        }
+        Ok(staged)
+    }
+
+    /// Reads every record of the bundle, keeping those already changed.
+    fn read_all(&mut self, tree: &sled::Tree, bundle: u64) -> Result<(), StoreError> {
+        if !self.complete {
+            for (tag, group) in read_groups(tree, bundle)? {
+                self.groups.entry(tag).or_insert(group);
+            }
+            self.complete = true;
+        }
+        Ok(())
+    }
 }
 
 /// Up to `limit` tombstones after `cursor` in key order: the packed
@@ -246,7 +356,8 @@ pub fn scan(
 }
 
 /// Problems in the packed tombstone records (fsck): each must verify,
-/// name its tombstone's digest and hold a leaf, and no leaf may be in two.
+/// name its tombstone's digest and hold a leaf, and no leaf may be in two;
+/// each bundle's union must verify and equal its records' masks.
 pub fn check(tree: &sled::Tree) -> Vec<String> {
     let mut out = Vec::new();
     let mut seen: Option<(u64, Mask)> = None;
@@ -266,6 +377,32 @@ pub fn check(tree: &sled::Tree) -> Vec<String> {
                 seen = Some((bundle, union));
             }
             Err(e) => out.push(e.to_string()),
+        }
+    }
+    for item in tree.range(vec![UNION]..vec![UNION + 1]) {
+        let union = item.map_err(backend).and_then(|(k, _)| {
+            let bundle = k.get(1..).and_then(leaf_of).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "tombstone summary {} is malformed",
+                    hex::encode(&k)
+                ))
+            })?;
+            Ok((bundle, read_union(tree, bundle)?))
+        });
+        let (bundle, union) = match union {
+            Ok(u) => u,
+            Err(e) => {
+                out.push(e.to_string());
+                continue;
+            }
+        };
+        // A damaged record is named above.
+        if let Ok(groups) = read_groups(tree, bundle)
+            && union != Some(union_of(&groups))
+        {
+            out.push(format!(
+                "the summary of bundle {bundle}'s tombstones does not match its records"
+            ));
         }
     }
     out
@@ -349,5 +486,73 @@ mod tests {
         tree.insert(&k, raw).unwrap();
         assert!(get(&tree, 4).is_err());
         assert_eq!(check(&tree).len(), 1);
+    }
+
+    fn apply(tree: &sled::Tree, changes: &[(u64, Option<&[u8]>)]) {
+        let mut batch = sled::Batch::default();
+        stage(tree, &mut batch, changes).unwrap();
+        tree.apply_batch(batch).unwrap();
+    }
+
+    #[test]
+    fn a_bundles_union_follows_its_records_through_many_erasures_and_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        // 200 erasures, each touching leaves of bundle 0, a record each.
+        let tombstones: Vec<Vec<u8>> = (0..200)
+            .map(|i| format!("erasure {i}").into_bytes())
+            .collect();
+        for (i, t) in tombstones.iter().enumerate() {
+            apply(&tree, &[(i as u64, Some(t)), (256 + i as u64, Some(t))]);
+        }
+        assert_eq!(records_from(&tree, 0).count(), 400);
+        // A leaf erased again moves to the new tombstone's record; one
+        // deleted leaves its record; a leaf with none reads none.
+        apply(&tree, &[(3, Some(&tombstones[150])), (4, None)]);
+        assert_eq!(get(&tree, 3).unwrap().unwrap(), tombstones[150]);
+        assert_eq!(get(&tree, 150).unwrap().unwrap(), tombstones[150]);
+        assert_eq!(get(&tree, 4).unwrap(), None);
+        assert_eq!(get(&tree, 250).unwrap(), None);
+        assert_eq!(get(&tree, 5).unwrap().unwrap(), tombstones[5]);
+        assert!(check(&tree).is_empty(), "{:?}", check(&tree));
+        assert_eq!(
+            read_union(&tree, 0).unwrap(),
+            Some(union_of(&read_groups(&tree, 0).unwrap()))
+        );
+
+        // A bundle written before unions existed is read whole on its
+        // first change and gets one.
+        tree.remove(index_key(UNION, 1)).unwrap();
+        assert_eq!(get(&tree, 256 + 7).unwrap().unwrap(), tombstones[7]);
+        apply(
+            &tree,
+            &[(256 + 7, Some(&tombstones[9])), (256 + 220, Some(b"late"))],
+        );
+        assert_eq!(get(&tree, 256 + 7).unwrap().unwrap(), tombstones[9]);
+        assert_eq!(get(&tree, 256 + 220).unwrap().unwrap(), b"late");
+        assert!(read_union(&tree, 1).unwrap().is_some());
+        assert!(check(&tree).is_empty(), "{:?}", check(&tree));
+
+        // Removing every leaf removes the union.
+        let all: Vec<(u64, Option<&[u8]>)> = (0..256).map(|i| (i, None)).collect();
+        apply(&tree, &all);
+        assert_eq!(read_union(&tree, 0).unwrap(), None);
+        assert_eq!(
+            records_from(&tree, 0)
+                .take_while(|r| r.as_ref().unwrap().0[1..9] == 0u64.to_be_bytes())
+                .count(),
+            0
+        );
+
+        // fsck names a union that disagrees with the records, or is damaged.
+        let k = index_key(UNION, 1);
+        tree.insert(k, checksummed(&k, &[0xff; MASK_LEN])).unwrap();
+        assert_eq!(check(&tree).len(), 1, "{:?}", check(&tree));
+        let mut raw = tree.get(k).unwrap().unwrap().to_vec();
+        raw[0] ^= 1;
+        tree.insert(k, raw).unwrap();
+        assert_eq!(check(&tree).len(), 1);
+        assert!(get(&tree, 256 + 7).is_err());
     }
 }

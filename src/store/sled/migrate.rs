@@ -12,12 +12,15 @@
 //! Layout 3 keeps full tiles, bundles and body chunks in files (`files`).
 //! Layout 4 adds the search index's segment files (`index`) and erasure
 //! tombstones and body deletions packed per bundle (`erased`, `bodies`).
-//! A layout 2 or 3 database needs no conversion: what it keeps in sled is
-//! still read there (older index blocks move into segment files in the
-//! background, `Store::tidy_index`). Opening it marks it layout 4 before
-//! anything is written, so an earlier version refuses it from then on
-//! rather than missing what is in the new places (searches answering "no
-//! match" over postings it cannot see).
+//! Layout 5 adds, per bundle, the union of its tombstone records' masks
+//! (`erased`), which every change of the records must keep.
+//! A layout 2, 3 or 4 database needs no conversion: what it keeps in sled
+//! is still read there (older index blocks move into segment files in the
+//! background, `Store::tidy_index`; a bundle without a union is read whole
+//! once). Opening it marks it layout 5 before anything is written, so an
+//! earlier version refuses it from then on rather than missing what is in
+//! the new places (searches answering "no match" over postings it cannot
+//! see) or changing tombstone records without their union.
 
 use super::runs::FLUSH_ENTRIES;
 use super::{
@@ -27,7 +30,7 @@ use crate::store::{DedupeKey, StoreError};
 use crate::tiles::TILE_WIDTH;
 
 /// The layout this version writes.
-pub(super) const LAYOUT: u64 = 4;
+pub(super) const LAYOUT: u64 = 5;
 /// The first layout with packed bodies and index runs.
 const PACKED: u64 = 2;
 /// Where the conversion of sealed bodies has got to: every leaf below it
@@ -317,7 +320,7 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         let mark = store.db().unwrap().tree.get(LAYOUT_KEY).unwrap().unwrap();
         assert_eq!(decode_u64(&mark, "layout").unwrap(), LAYOUT);
-        assert_eq!(LAYOUT, 4);
+        assert_eq!(LAYOUT, 5);
     }
 
     #[test]
