@@ -191,10 +191,11 @@ pub fn stage(
         }
         if let Some(v) = value {
             let tag = digest(v);
-            if !staged.complete && !staged.groups.contains_key(&tag) {
-                if let Some(group) = read_group(tree, bundle, &tag)? {
-                    staged.groups.insert(tag, group);
-                }
+            if !staged.complete
+                && !staged.groups.contains_key(&tag)
+                && let Some(group) = read_group(tree, bundle, &tag)?
+            {
+                staged.groups.insert(tag, group);
             }
             staged
                 .groups
