@@ -47,7 +47,7 @@ use crate::auth::INTERNAL_APP;
 use crate::crypto::{Field, Term};
 use crate::event::{self, AuditEvent, LeafRecord, Outcome};
 use crate::merkle::{self, Hash};
-use crate::sequencer::{TileCache, entry_in_bundle, read_entry};
+use crate::sequencer::{TileCache, read_entry};
 use crate::store::{Store, StoreError, StoredEvent};
 use crate::tiles::TILE_WIDTH;
 use crate::vault::Vault;
@@ -232,10 +232,7 @@ fn cached_leaf_at(
     let bundle = index / TILE_WIDTH;
     let width = size.saturating_sub(bundle * TILE_WIDTH).min(TILE_WIDTH);
     let width = u16::try_from(width).unwrap_or(u16::MAX);
-    parse_leaf(
-        entry_in_bundle(&tiles.bundle(bundle, width)?, index)?,
-        index,
-    )
+    parse_leaf(tiles.entry(index, width)?, index)
 }
 
 fn parse_leaf(leaf: Vec<u8>, index: u64) -> Result<(Vec<u8>, LeafRecord), StoreError> {

@@ -45,7 +45,7 @@ pub use edge::RightEdge;
 pub use lease::Lease;
 pub use queue::QueueLimits;
 pub use reader::TileSource;
-pub(crate) use reader::{entry_in_bundle, read_entry};
+pub(crate) use reader::read_entry;
 pub use signer::CheckpointSigner;
 pub use thread::{Sequencer, SequencerConfig, SequencerHandle};
 pub use tile_cache::{

@@ -3,8 +3,7 @@
 //! bundles, straight from the store every time: for start-up and history
 //! checks, cosigning, the sequencer and the search's receive-time bounds.
 //! The HTTP reads, a search's hits included, go through the bounded cache
-//! of [`super::tile_cache`] instead ([`entry_in_bundle`] takes a leaf out
-//! of either).
+//! of [`super::tile_cache`] instead.
 //! Reads only; every object read here is one the sequencer committed.
 
 use std::collections::HashMap;
@@ -65,7 +64,7 @@ pub fn read_entry(store: &dyn Store, index: u64) -> Result<Vec<u8>, StoreError> 
 
 /// Leaf `index` from the bytes of its entry bundle (the stored one, or
 /// the read cache's).
-pub fn entry_in_bundle(bundle: &[u8], index: u64) -> Result<Vec<u8>, StoreError> {
+fn entry_in_bundle(bundle: &[u8], index: u64) -> Result<Vec<u8>, StoreError> {
     // Checked whole, but only the one entry is copied.
     let ends = tiles::bundle_entry_ends(bundle).map_err(|e| {
         StoreError::Corrupt(format!("entry bundle {} is malformed: {e}", index >> 8))

@@ -377,18 +377,40 @@ impl TileCache {
     /// served. The caller checked that they are committed.
     pub fn bundle(&self, index: u64, width: u16) -> Result<Bytes, StoreError> {
         let width = usize::from(width);
-        let key = Key::Bundle(index);
-        // The shard's lock is released before a miss reads the store.
-        let cached = self.lock(&self.shards, key).get(key, width);
-        let bundle = match cached {
-            Some(Cached::Bundle(b)) => b,
-            _ => self.load_bundle(index, width)?,
-        };
+        let bundle = self.bundle_covering(index, width)?;
         match width.checked_sub(1).and_then(|last| bundle.ends.get(last)) {
             Some(&end) => Ok(bundle.bytes.slice(..end)),
             None => Err(StoreError::Corrupt(format!(
                 "entry bundle {index} holds fewer than {width} entries"
             ))),
+        }
+    }
+
+    /// The entry of leaf `leaf` (its bytes, without the length prefix),
+    /// from its bundle's first `width` entries. The caller checked that
+    /// they are committed. Where each entry ends was found once, when the
+    /// bundle was loaded: a search's hit copies its entry, nothing more.
+    pub fn entry(&self, leaf: u64, width: u16) -> Result<Vec<u8>, StoreError> {
+        let offset = (leaf % TILE_WIDTH) as usize;
+        let bundle = self.bundle_covering(leaf / TILE_WIDTH, usize::from(width))?;
+        let (Some(&end), true) = (bundle.ends.get(offset), offset < usize::from(width)) else {
+            return Err(StoreError::Corrupt(format!(
+                "leaf {leaf} is missing from its bundle"
+            )));
+        };
+        let start = offset.checked_sub(1).map_or(0, |i| bundle.ends[i]);
+        Ok(bundle.bytes[start + 2..end].to_vec())
+    }
+
+    /// Entry bundle `index` with at least `width` entries, from the cache
+    /// or loaded into it.
+    fn bundle_covering(&self, index: u64, width: usize) -> Result<Arc<CachedBundle>, StoreError> {
+        let key = Key::Bundle(index);
+        // The shard's lock is released before a miss reads the store.
+        let cached = self.lock(&self.shards, key).get(key, width);
+        match cached {
+            Some(Cached::Bundle(b)) => Ok(b),
+            _ => self.load_bundle(index, width),
         }
     }
 
@@ -720,6 +742,41 @@ mod tests {
             cache.hash_tile(0, 0, 256),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn an_entry_is_read_out_of_its_cached_bundle_as_the_store_holds_it() {
+        let store = Arc::new(MemoryStore::new());
+        let entries: Vec<Vec<u8>> = (0..300u64)
+            .map(|i| format!("entry {i}").repeat(1 + i as usize % 5).into_bytes())
+            .collect();
+        let bundle = |n: usize, range: std::ops::Range<usize>| {
+            (n as u64, tiles::encode_bundle(&entries[range]).unwrap())
+        };
+        // A full bundle and a partial one of 20 entries.
+        store
+            .commit(&BatchWrite {
+                bundles: vec![bundle(0, 0..256), bundle(1, 256..276)],
+                ..BatchWrite::default()
+            })
+            .unwrap();
+        let cache = TileCache::new(store.clone(), 1 << 20, 0);
+        for leaf in (0..276u64).chain([0, 255, 256, 275]) {
+            let width = if leaf < 256 { 256 } else { 20 };
+            assert_eq!(
+                cache.entry(leaf, width).unwrap(),
+                entries[leaf as usize],
+                "leaf {leaf}"
+            );
+            assert_eq!(
+                cache.entry(leaf, width).unwrap(),
+                crate::sequencer::read_entry(store.as_ref(), leaf).unwrap()
+            );
+        }
+        // A leaf past the width asked for, or past what the store holds,
+        // is not answered from a wider cached bundle.
+        assert!(cache.entry(260, 4).is_err());
+        assert!(cache.entry(280, 30).is_err());
     }
 
     #[test]

@@ -24,11 +24,22 @@
 //! body files keep full bundles as one sled chunk, read as before. Every
 //! read-modify-write holds one lock, so a commit's fold never undoes a
 //! deletion.
+//!
+//! A body file's chunk has no table of where each body lies, and its
+//! checksum covers the whole file, so the first read of one body reads
+//! and checks all of it (about 100 KB). What that read learnt, where each
+//! body lies and a checksum of each, is kept for the files read last
+//! ([`BodyMaps`], about 3 KiB a bundle): a later read of any body of the
+//! bundle is one `pread` of that body's bytes, checked against its own
+//! checksum. A search page opens one body in each of up to 100 bundles,
+//! and the same queries come back (the pages of one query, an auditor
+//! returning to a subject).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::files::{Blob, Files};
-use super::{backend, checksummed, index_key, verified, verified_ref};
+use super::{RECORD_CHECKSUM_LEN, backend, checksummed, index_key, verified, verified_ref};
 use crate::store::{ScanCursor, ScanPage, StoreError};
 use crate::tiles::TILE_WIDTH;
 
@@ -102,19 +113,6 @@ impl Chunk {
         Ok(Chunk { first, bodies })
     }
 
-    /// The body of leaf `index` in the encoded chunk at `first`, checked
-    /// as [`Chunk::decode`] checks the whole chunk, copying that body only:
-    /// `None` if deleted or not in the chunk.
-    fn body_of(first: u64, bytes: &[u8], index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut found = None;
-        Chunk::walk(first, bytes, |i, body| {
-            if first + i as u64 == index {
-                found = body.map(<[u8]>::to_vec);
-            }
-        })?;
-        Ok(found)
-    }
-
     /// Checks the encoded chunk at `first` and hands each of its bodies to
     /// `each` in order, with its position in the chunk.
     fn walk(
@@ -170,6 +168,8 @@ fn first_of(key: &[u8]) -> Result<u64, StoreError> {
 pub struct InFiles<'a> {
     pub files: &'a Files,
     pub committed: u64,
+    /// The maps of the files read last.
+    pub maps: &'a BodyMaps,
 }
 
 impl InFiles<'_> {
@@ -180,12 +180,46 @@ impl InFiles<'_> {
     }
 
     /// The body of leaf `index` from its full bundle's file, if the
-    /// committed tree covers it and the file exists; the whole file is
-    /// checked, only that body copied.
+    /// committed tree covers it and the file exists: with the file's map
+    /// kept, that body's bytes alone, checked against their checksum;
+    /// otherwise the whole file, checked, and its map kept.
     fn body(&self, index: u64) -> Result<Option<Option<Vec<u8>>>, StoreError> {
-        self.checked(index / TILE_WIDTH, |start, value| {
-            Chunk::body_of(start, value, index)
-        })
+        let bundle = index / TILE_WIDTH;
+        let blob = Blob::Bodies(bundle);
+        if !blob.committed_at(self.committed) {
+            return Ok(None);
+        }
+        let offset = (index % TILE_WIDTH) as usize;
+        if let Some(map) = self.maps.get(bundle) {
+            let span = map.spans[offset];
+            if span.len == ABSENT {
+                return Ok(Some(None));
+            }
+            let Some(bytes) =
+                self.files
+                    .read_part(blob, map.file_len, span.at.into(), span.len as usize)?
+            else {
+                return Ok(None);
+            };
+            if crc32fast::hash(&bytes) != span.crc {
+                return Err(StoreError::Corrupt(format!(
+                    "{} is torn or altered: the body of leaf {index} changed since the file was checked",
+                    blob.name()
+                )));
+            }
+            return Ok(Some(Some(bytes)));
+        }
+        let generation = self.maps.generation();
+        let read = self.checked(bundle, |first, value| {
+            let map = BodyMap::of(first, value)?;
+            let body = map.body_in(value, offset);
+            Ok((map, body))
+        })?;
+        let Some((map, body)) = read else {
+            return Ok(None);
+        };
+        self.maps.keep(bundle, Arc::new(map), generation);
+        Ok(Some(body))
     }
 
     /// `read` applied to the checked chunk of full bundle `bundle`'s file
@@ -222,6 +256,139 @@ impl InFiles<'_> {
     fn has_file(&self, bundle: u64) -> bool {
         let blob = Blob::Bodies(bundle);
         blob.committed_at(self.committed) && self.files.path(blob).exists()
+    }
+}
+
+/// Where each body of a full bundle's file lies, and its checksum.
+pub struct BodyMap {
+    /// The file's length, checksum included: a file of another length is
+    /// torn.
+    file_len: u64,
+    /// The leaves' bodies in order.
+    spans: Box<[Span]>,
+}
+
+/// Where one body lies in its file: `len` is [`ABSENT`] for a deleted one.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    at: u32,
+    len: u32,
+    /// CRC-32 of the body's bytes.
+    crc: u32,
+}
+
+impl BodyMap {
+    /// The map of the checked chunk `value` of the full bundle at `first`.
+    fn of(first: u64, value: &[u8]) -> Result<BodyMap, StoreError> {
+        let mut spans = Vec::with_capacity(TILE_WIDTH as usize);
+        let base = value.as_ptr() as usize;
+        Chunk::walk(first, value, |_, body| {
+            spans.push(match body {
+                Some(b) => Span {
+                    // A chunk is far below 4 GiB: a bundle of 256 events.
+                    at: (b.as_ptr() as usize - base) as u32,
+                    len: b.len() as u32,
+                    crc: crc32fast::hash(b),
+                },
+                None => Span {
+                    at: 0,
+                    len: ABSENT,
+                    crc: 0,
+                },
+            })
+        })?;
+        Ok(BodyMap {
+            file_len: (value.len() + RECORD_CHECKSUM_LEN) as u64,
+            spans: spans.into_boxed_slice(),
+        })
+    }
+
+    /// The body at `offset` of `value`, the chunk the map was made from
+    /// (`None` if deleted).
+    fn body_in(&self, value: &[u8], offset: usize) -> Option<Vec<u8>> {
+        let span = self.spans.get(offset)?;
+        (span.len != ABSENT).then(|| value[span.at as usize..][..span.len as usize].to_vec())
+    }
+
+    /// Bytes the map holds, for the budget.
+    fn cost(&self) -> usize {
+        std::mem::size_of::<BodyMap>() + std::mem::size_of_val(&*self.spans)
+    }
+}
+
+/// Maps of body files kept at most, by their bytes: 8 MiB, a few
+/// thousand bundles, about 40 pages of 100 hits in distinct bundles.
+pub const BODY_MAPS_BYTES: usize = 8 << 20;
+
+/// The maps of the body files read last, within [`BODY_MAPS_BYTES`], the
+/// oldest dropped first. A map is of a committed file, which no commit
+/// rewrites; a write of a body file drops its map all the same
+/// ([`BodyMaps::forget`]), and a read that began before the write keeps
+/// none, so no map outlives the file it describes.
+#[derive(Default)]
+pub struct BodyMaps {
+    inner: Mutex<KeptMaps>,
+}
+
+#[derive(Default)]
+struct KeptMaps {
+    maps: HashMap<u64, Arc<BodyMap>>,
+    order: VecDeque<u64>,
+    bytes: usize,
+    /// Raised by every write of a body file.
+    generation: u64,
+}
+
+impl BodyMaps {
+    /// The maps; no update leaves them inconsistent halfway, so a panic
+    /// elsewhere while one was held does not make them unusable.
+    fn lock(&self) -> MutexGuard<'_, KeptMaps> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, bundle: u64) -> Option<Arc<BodyMap>> {
+        self.lock().maps.get(&bundle).cloned()
+    }
+
+    /// The generation a read starts in: its map is kept only if no body
+    /// file was written meanwhile.
+    fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    fn keep(&self, bundle: u64, map: Arc<BodyMap>, generation: u64) {
+        let mut kept = self.lock();
+        if kept.generation != generation {
+            return;
+        }
+        kept.bytes += map.cost();
+        if let Some(old) = kept.maps.insert(bundle, map) {
+            kept.bytes -= old.cost();
+        } else {
+            kept.order.push_back(bundle);
+        }
+        while kept.bytes > BODY_MAPS_BYTES {
+            let Some(oldest) = kept.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = kept.maps.remove(&oldest) {
+                kept.bytes -= old.cost();
+            }
+        }
+    }
+
+    /// Drops the maps of the body files in `written`, just written.
+    pub fn forget(&self, written: &[(Blob, &[u8])]) {
+        let mut kept = self.lock();
+        for (blob, _) in written {
+            if let Blob::Bodies(bundle) = *blob {
+                kept.generation += 1;
+                if let Some(old) = kept.maps.remove(&bundle) {
+                    kept.bytes -= old.cost();
+                    kept.order.retain(|b| *b != bundle);
+                }
+            }
+        }
     }
 }
 
@@ -601,6 +768,13 @@ mod tests {
         format!("sealed body {i}").into_bytes()
     }
 
+    /// A database in `dir`: its tree of bodies and its blob files.
+    fn store_in(dir: &std::path::Path) -> (sled::Db, sled::Tree, Files) {
+        let db = sled::Config::new().path(dir).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        (db, tree, Files::new(dir))
+    }
+
     /// What the store's commit does with bodies: stage them, write the
     /// files of completed bundles, apply, and move the committed size.
     fn commit(tree: &sled::Tree, files: &Files, committed: &mut u64, bodies: &[(u64, Vec<u8>)]) {
@@ -609,6 +783,7 @@ mod tests {
         let in_files = InFiles {
             files,
             committed: *committed,
+            maps: &BodyMaps::default(),
         };
         let size = bodies.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
         let blobs = stage_commit(tree, &mut batch, &refs, &in_files, size).unwrap();
@@ -630,27 +805,24 @@ mod tests {
             bodies: (260..270).map(|i| (i != 263).then(|| body(i))).collect(),
         };
         let bytes = chunk.encode();
-        for i in 258..272u64 {
+        let map = BodyMap::of(260, &bytes).unwrap();
+        for i in 260..270u64 {
             let whole = Chunk::decode(260, &bytes).unwrap();
-            let expected = i
-                .checked_sub(260)
-                .and_then(|k| whole.bodies.get(k as usize).cloned().flatten());
             assert_eq!(
-                Chunk::body_of(260, &bytes, i).unwrap(),
-                expected,
+                map.body_in(&bytes, (i - 260) as usize),
+                whole.bodies[(i - 260) as usize],
                 "leaf {i}"
             );
         }
-        assert!(Chunk::body_of(260, &bytes[..bytes.len() - 1], 261).is_err());
-        assert!(Chunk::body_of(260, &[bytes.as_slice(), &[0]].concat(), 261).is_err());
+        assert_eq!(map.body_in(&bytes, 10), None);
+        assert!(BodyMap::of(260, &bytes[..bytes.len() - 1]).is_err());
+        assert!(BodyMap::of(260, &[bytes.as_slice(), &[0]].concat()).is_err());
     }
 
     #[test]
     fn commits_fold_a_bundle_into_one_chunk_and_rewrites_stay_in_place() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
-        let files = Files::new(dir.path());
+        let (_db, tree, files) = store_in(dir.path());
         let mut committed = 0;
         let mut next = 0u64;
         for size in [3u64, 100, 1, 200, 300, 5] {
@@ -661,6 +833,7 @@ mod tests {
         let in_files = InFiles {
             files: &files,
             committed,
+            maps: &BodyMaps::default(),
         };
         for i in 0..next {
             assert_eq!(get(&tree, &in_files, i).unwrap(), Some(body(i)), "leaf {i}");
@@ -720,15 +893,14 @@ mod tests {
     #[test]
     fn deletions_over_a_file_are_one_mask_per_bundle_not_a_chunk_per_leaf() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
-        let files = Files::new(dir.path());
+        let (_db, tree, files) = store_in(dir.path());
         let mut committed = 0;
         let bodies: Vec<_> = (0..600).map(|i| (i, body(i))).collect();
         commit(&tree, &files, &mut committed, &bodies);
         let in_files = InFiles {
             files: &files,
             committed,
+            maps: &BodyMaps::default(),
         };
         let keys = |prefix: u8| tree.scan_prefix([prefix]).count();
         let chunks_before = keys(SEALED);
@@ -770,11 +942,110 @@ mod tests {
     }
 
     #[test]
+    fn a_body_read_through_its_files_map_answers_as_the_whole_file_and_finds_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, tree, files) = store_in(dir.path());
+        let mut committed = 0;
+        // Leaf 50 is deleted before its bundle is folded into a file.
+        let first: Vec<_> = (0..100).map(|i| (i, body(i))).collect();
+        commit(&tree, &files, &mut committed, &first);
+        let mut batch = sled::Batch::default();
+        let no_maps = BodyMaps::default();
+        let open = InFiles {
+            files: &files,
+            committed,
+            maps: &no_maps,
+        };
+        rewrite(&tree, &mut batch, &[(50, None)], &open).unwrap();
+        tree.apply_batch(batch).unwrap();
+        let rest: Vec<_> = (100..600).map(|i| (i, body(i))).collect();
+        commit(&tree, &files, &mut committed, &rest);
+        let maps = BodyMaps::default();
+        let in_files = InFiles {
+            files: &files,
+            committed,
+            maps: &maps,
+        };
+        let expected = |i: u64| (i != 50).then(|| body(i));
+        // The first read of each bundle reads its file whole and keeps its
+        // map; the others read one body through it.
+        for i in (0..600).chain(0..600) {
+            assert_eq!(get(&tree, &in_files, i).unwrap(), expected(i), "leaf {i}");
+        }
+        assert!(maps.get(0).is_some() && maps.get(1).is_some() && maps.get(2).is_none());
+        // A byte of leaf 7's body flipped on disk: the body's own checksum
+        // finds it; its neighbours still read.
+        let path = files.path(Blob::Bodies(0));
+        let mut raw = std::fs::read(&path).unwrap();
+        let at = raw
+            .windows(b"sealed body 7".len())
+            .position(|w| w == b"sealed body 7")
+            .unwrap();
+        raw[at] ^= 0x20;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| std::os::unix::fs::FileExt::write_all_at(&f, &raw[at..=at], at as u64))
+            .unwrap();
+        let err = get(&tree, &in_files, 7).unwrap_err();
+        assert!(err.to_string().contains("torn or altered"), "{err}");
+        assert_eq!(get(&tree, &in_files, 8).unwrap(), Some(body(8)));
+        // Without a map, the whole file's checksum finds it.
+        let fresh = BodyMaps::default();
+        let unmapped = InFiles {
+            maps: &fresh,
+            ..in_files
+        };
+        assert!(get(&tree, &unmapped, 8).is_err());
+        // A file cut short is torn for a read through the map as well.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(raw.len() as u64 - 1))
+            .unwrap();
+        assert!(get(&tree, &in_files, 8).is_err());
+        // A write of the file drops its map, and a read that began before
+        // the write keeps none.
+        let started = maps.generation();
+        maps.forget(&[(Blob::Bodies(0), b"".as_slice())]);
+        assert!(maps.get(0).is_none());
+        let map = maps.get(1).unwrap();
+        maps.keep(0, map, started);
+        assert!(maps.get(0).is_none());
+    }
+
+    #[test]
+    fn the_body_maps_stay_within_their_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, tree, files) = store_in(dir.path());
+        let mut committed = 0;
+        let bodies: Vec<_> = (0..256).map(|i| (i, body(i))).collect();
+        commit(&tree, &files, &mut committed, &bodies);
+        let maps = BodyMaps::default();
+        let in_files = InFiles {
+            files: &files,
+            committed,
+            maps: &maps,
+        };
+        get(&tree, &in_files, 0).unwrap();
+        let map = maps.get(0).unwrap();
+        let fits = BODY_MAPS_BYTES / map.cost();
+        assert!(fits > 2_000, "{fits} bundles");
+        for bundle in 1..fits as u64 + 10 {
+            maps.keep(bundle, map.clone(), maps.generation());
+            assert!(maps.lock().bytes <= BODY_MAPS_BYTES);
+        }
+        let kept = maps.lock();
+        assert_eq!(kept.maps.len(), fits);
+        assert_eq!(kept.order.len(), fits);
+        // The oldest went first.
+        assert!(!kept.maps.contains_key(&0) && kept.maps.contains_key(&(fits as u64 + 9)));
+    }
+
+    #[test]
     fn a_body_file_beyond_the_committed_size_is_not_read_and_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
-        let files = Files::new(dir.path());
+        let (_db, tree, files) = store_in(dir.path());
         let mut committed = 0;
         commit(&tree, &files, &mut committed, &[(0, body(0))]);
         // A batch that completed bundle 0 wrote its file and never committed.
@@ -784,6 +1055,7 @@ mod tests {
         let in_files = InFiles {
             files: &files,
             committed,
+            maps: &BodyMaps::default(),
         };
         assert_eq!(get(&tree, &in_files, 0).unwrap(), Some(body(0)));
         assert_eq!(get(&tree, &in_files, 1).unwrap(), None);
@@ -792,6 +1064,7 @@ mod tests {
         let in_files = InFiles {
             files: &files,
             committed,
+            maps: &BodyMaps::default(),
         };
         assert_eq!(get(&tree, &in_files, 0).unwrap(), Some(body(0)));
         assert_eq!(get(&tree, &in_files, 255).unwrap(), Some(body(1255)));
@@ -800,12 +1073,11 @@ mod tests {
     #[test]
     fn bodies_written_one_at_a_time_join_into_chunks() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
-        let files = Files::new(dir.path());
+        let (_db, tree, files) = store_in(dir.path());
         let in_files = InFiles {
             files: &files,
             committed: 0,
+            maps: &BodyMaps::default(),
         };
         for i in 0..300u64 {
             let mut batch = sled::Batch::default();

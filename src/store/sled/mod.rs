@@ -89,7 +89,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use self::bodies::InFiles;
+use self::bodies::{BodyMaps, InFiles};
 use self::files::{Blob, Files};
 use self::index::{
     INDEX_AT, INDEX_BLOCK, INDEX_OVERRIDE, INDEX_WATERMARK_KEY, LEGACY_INDEX, Segments,
@@ -144,6 +144,8 @@ struct Shared {
     reopens: AtomicU64,
     /// The immutable blobs, in files beside the database (see `files`).
     files: Files,
+    /// Where the bodies lie in the body files read last (see `bodies`).
+    body_maps: BodyMaps,
     /// The tree size that readers of blob files trust: the committed
     /// one, or during a commit the one it moves to once its files are
     /// durable (see [`SledStore::commit`]).
@@ -565,6 +567,7 @@ impl SledStore {
                 snapshot_after: AtomicU64::new(SNAPSHOT_AFTER_BYTES),
                 reopens: AtomicU64::new(0),
                 files: Files::new(dir),
+                body_maps: BodyMaps::default(),
                 committed: AtomicU64::new(committed),
                 #[cfg(test)]
                 crash_before_apply: AtomicBool::new(false),
@@ -694,6 +697,7 @@ impl SledStore {
         InFiles {
             files: &self.shared.files,
             committed: self.shared.committed.load(Ordering::Acquire),
+            maps: &self.shared.body_maps,
         }
     }
 
@@ -964,7 +968,9 @@ impl Store for SledStore {
         // write leaves the outcome of the files unknown, so the store
         // stops as after a failed sync; whatever was written lies beyond
         // the committed size, unread, until a commit rewrites it.
-        if let Err(e) = self.shared.files.write_all(&blobs) {
+        let written = self.shared.files.write_all(&blobs);
+        self.shared.body_maps.forget(&blobs);
+        if let Err(e) = written {
             db.disk.unsynced.store(true, Ordering::Release);
             return Err(e);
         }
