@@ -361,7 +361,7 @@ impl SearchIndex {
             Arc::downgrade(self),
             pace,
             writers,
-            move |index: &SearchIndex| {
+            move |index: &SearchIndex, _| {
                 let worked = {
                     let _writing = index.writing.lock().map_err(|_| poisoned())?;
                     index.store.tidy_index()?

@@ -47,7 +47,7 @@ pub fn start(vault: &Arc<Vault>, pace: Pace) -> Result<(), StoreError> {
         Arc::downgrade(vault),
         pace,
         writers,
-        |v| {
+        |v, _| {
             if v.index_step(STEP_EVENTS)? {
                 set_gauges(None);
                 tracing::info!("the search index is built");

@@ -7,7 +7,8 @@
 //! subject's index term, the destroyed slots and the tombstone. Reads
 //! answer 410 from that moment (the slot's tombstone), and searches leave
 //! the events out (an event no key opens is never a hit). The job then
-//! walks the subject's postings newest first, [`STEP_EVENTS`] at a time:
+//! walks the subject's postings newest first, [`STEP_EVENTS`] at a time
+//! ([`CROWDED_STEP_EVENTS`] while writers wait, see [`super::background`]):
 //! each step is one atomic write of the events' deletions, their own
 //! tombstones (the subject's is found through the sealed body, which goes)
 //! and the removal of their subject postings, together with the job's
@@ -45,6 +46,8 @@ use crate::store::{RecordBatch, RecordSpace, ScanCursor, StoreError};
 
 /// Events one step looks at (and deletes at most).
 pub const STEP_EVENTS: usize = 256;
+/// Events a step looks at while writers wait ([`background::Turn`]).
+pub const CROWDED_STEP_EVENTS: usize = 32;
 /// Prefix of the job records in `RecordSpace::Meta`; the subject's index
 /// term follows.
 const JOB_PREFIX: &[u8] = b"erasure-cleanup/";
@@ -244,8 +247,12 @@ pub fn start(vault: &Arc<Vault>, pace: Pace) -> Result<(), StoreError> {
         Arc::downgrade(vault),
         pace,
         writers,
-        |v| {
-            Ok(match v.cleanup_step(STEP_EVENTS)? {
+        |v, turn| {
+            let max = match turn.crowded {
+                true => CROWDED_STEP_EVENTS,
+                false => STEP_EVENTS,
+            };
+            Ok(match v.cleanup_step(max)? {
                 true => Step::Worked,
                 false => Step::Idle,
             })
