@@ -97,13 +97,22 @@ fn records_from(
 /// The union of `bundle`'s masks, if it has one.
 fn read_union(tree: &sled::Tree, bundle: u64) -> Result<Option<Mask>, StoreError> {
     let k = index_key(UNION, bundle);
-    let Some(v) = tree.get(k).map_err(backend)? else {
-        return Ok(None);
-    };
-    let value = verified(&k, &v)?;
-    value.as_slice().try_into().map(Some).map_err(|_| {
-        StoreError::Corrupt(format!("tombstone summary {} is malformed", hex::encode(k)))
-    })
+    tree.get(k)
+        .map_err(backend)?
+        .map(|v| decode_union(&k, &v).map(|(_, union)| union))
+        .transpose()
+}
+
+/// One union record, checked: its bundle and mask.
+fn decode_union(k: &[u8], v: &[u8]) -> Result<(u64, Mask), StoreError> {
+    let corrupt =
+        || StoreError::Corrupt(format!("tombstone summary {} is malformed", hex::encode(k)));
+    let bundle = k.get(1..).and_then(leaf_of).ok_or_else(corrupt)?;
+    let union = verified(k, v)?
+        .as_slice()
+        .try_into()
+        .map_err(|_| corrupt())?;
+    Ok((bundle, union))
 }
 
 /// The record of `bundle` for the tombstone of digest `tag`, if any.
@@ -381,15 +390,9 @@ pub fn check(tree: &sled::Tree) -> Vec<String> {
         }
     }
     for item in tree.range(vec![UNION]..vec![UNION + 1]) {
-        let union = item.map_err(backend).and_then(|(k, _)| {
-            let bundle = k.get(1..).and_then(leaf_of).ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "tombstone summary {} is malformed",
-                    hex::encode(&k)
-                ))
-            })?;
-            Ok((bundle, read_union(tree, bundle)?))
-        });
+        let union = item
+            .map_err(backend)
+            .and_then(|(k, v)| decode_union(&k, &v));
         let (bundle, union) = match union {
             Ok(u) => u,
             Err(e) => {
@@ -399,7 +402,7 @@ pub fn check(tree: &sled::Tree) -> Vec<String> {
         };
         // A damaged record is named above.
         if let Ok(groups) = read_groups(tree, bundle)
-            && union != Some(union_of(&groups))
+            && union != union_of(&groups)
         {
             out.push(format!(
                 "the summary of bundle {bundle}'s tombstones does not match its records"
