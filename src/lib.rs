@@ -39,6 +39,7 @@ pub mod crypto;
 mod durable;
 pub mod event;
 pub mod evidence;
+mod fifo_cache;
 mod follower;
 pub mod fsck;
 pub mod history;

@@ -57,12 +57,13 @@
 //! drops them from the tail. Flushes and removals are serialised, so a
 //! flush never writes back a posting a removal took out.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::crypto::Term;
+use crate::fifo_cache::FifoCache;
 use crate::store::{IndexBlock, RecordBatch, Store, StoreError};
 use crate::vault::Vault;
 use crate::vault::background::{self, Pace, Step};
@@ -290,7 +291,7 @@ impl SearchIndex {
             wake: Mutex::new(None),
             building: AtomicBool::new(false),
             building_target: AtomicU64::new(from),
-            blocks: Mutex::new(BlockCache::default()),
+            blocks: Mutex::new(BlockCache::new(BLOCK_CACHE_BYTES, answer_cost)),
         }
     }
 
@@ -622,47 +623,12 @@ pub(crate) type Leaves = Arc<[u64]>;
 /// The answers of [`SearchIndex::blocks_below`]: for `(term, below)`, the
 /// largest `at < below` of a block of the term's bucket and the term's
 /// leaves in it (often none), or `None` when no block is below. First in,
-/// first out, within [`BLOCK_CACHE_BYTES`].
-#[derive(Default)]
-struct BlockCache {
-    answers: HashMap<(Term, u64), Option<(u64, Leaves)>>,
-    order: VecDeque<(Term, u64)>,
-    bytes: usize,
-    /// Raised by every [`BlockCache::clear`]: an answer read from the
-    /// store before it is not kept.
-    generation: u64,
-}
+/// first out, within [`BLOCK_CACHE_BYTES`]; cleared by every removal.
+type BlockCache = FifoCache<(Term, u64), Option<(u64, Leaves)>>;
 
-impl BlockCache {
-    /// What an answer costs the budget: its key, its slot and its leaves.
-    fn cost(answer: &Option<(u64, Leaves)>) -> usize {
-        96 + answer.as_ref().map_or(0, |(_, l)| 8 * l.len())
-    }
-
-    fn insert(&mut self, key: (Term, u64), answer: Option<(u64, Leaves)>) {
-        let cost = Self::cost(&answer);
-        if cost > BLOCK_CACHE_BYTES || self.answers.contains_key(&key) {
-            return;
-        }
-        while self.bytes + cost > BLOCK_CACHE_BYTES {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(a) = self.answers.remove(&old) {
-                self.bytes -= Self::cost(&a);
-            }
-        }
-        self.bytes += cost;
-        self.order.push_back(key);
-        self.answers.insert(key, answer);
-    }
-
-    fn clear(&mut self) {
-        self.answers.clear();
-        self.order.clear();
-        self.bytes = 0;
-        self.generation += 1;
-    }
+/// What an answer costs the block cache: its key, its slot and its leaves.
+fn answer_cost(answer: &Option<(u64, Leaves)>) -> usize {
+    96 + answer.as_ref().map_or(0, |(_, l)| 8 * l.len())
 }
 
 impl SearchIndex {
@@ -681,7 +647,7 @@ impl SearchIndex {
         let generation = {
             let cache = self.blocks.lock().map_err(|_| poisoned())?;
             while out.len() < n {
-                match cache.answers.get(&(*term, below)) {
+                match cache.get(&(*term, below)) {
                     None => break,
                     Some(None) => return Ok(out),
                     Some(Some((at, leaves))) => {
@@ -690,7 +656,7 @@ impl SearchIndex {
                     }
                 }
             }
-            cache.generation
+            cache.generation()
         };
         if out.len() == n || below == 0 {
             return Ok(out);
@@ -711,9 +677,7 @@ impl SearchIndex {
             if let Some((at, leaves)) = &answer {
                 out.push((*at, leaves.clone()));
             }
-            if cache.generation == generation {
-                cache.insert(key, answer);
-            }
+            cache.insert_if(generation, key, answer);
         }
         Ok(out)
     }
@@ -980,7 +944,7 @@ mod tests {
             assert_eq!(block(&index, &b, 0), None);
         }
         // Nothing is below 0: that one needs no read and is not kept.
-        assert_eq!(index.blocks.lock().unwrap().answers.len(), 3);
+        assert_eq!(index.blocks.lock().unwrap().len(), 3);
         let (removal, blocks) = index.plan_removal(&[(b, 1), (a, 5)]).unwrap();
         store
             .commit_records(&RecordBatch {
@@ -999,23 +963,19 @@ mod tests {
 
     #[test]
     fn the_block_cache_stays_within_its_budget() {
-        let mut cache = BlockCache::default();
+        let mut cache = BlockCache::new(BLOCK_CACHE_BYTES, answer_cost);
         let answer = Some((0, Leaves::from(vec![1u64; 1000])));
-        let per = BlockCache::cost(&answer);
+        let per = answer_cost(&answer);
         let fits = BLOCK_CACHE_BYTES / per;
         for n in 0..(fits as u64 + 10) {
-            cache.insert((term(b'a', 1), n), answer.clone());
-            assert!(cache.bytes <= BLOCK_CACHE_BYTES);
+            cache.insert_if(cache.generation(), (term(b'a', 1), n), answer.clone());
+            assert!(cache.bytes() <= BLOCK_CACHE_BYTES);
         }
-        assert_eq!(cache.answers.len(), fits);
+        assert_eq!(cache.len(), fits);
         // The oldest went first.
-        assert!(!cache.answers.contains_key(&(term(b'a', 1), 0)));
-        assert!(
-            cache
-                .answers
-                .contains_key(&(term(b'a', 1), fits as u64 + 9))
-        );
-        assert_eq!(cache.order.len(), cache.answers.len());
+        assert!(cache.get(&(term(b'a', 1), 0)).is_none());
+        assert!(cache.get(&(term(b'a', 1), fits as u64 + 9)).is_some());
+        assert_eq!(cache.order_len(), cache.len());
     }
 
     #[test]

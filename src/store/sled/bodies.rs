@@ -35,11 +35,12 @@
 //! and the same queries come back (the pages of one query, an auditor
 //! returning to a subject).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::files::{Blob, Files};
 use super::{RECORD_CHECKSUM_LEN, backend, checksummed, index_key, verified, verified_ref};
+use crate::fifo_cache::FifoCache;
 use crate::store::{ScanCursor, ScanPage, StoreError};
 use crate::tiles::TILE_WIDTH;
 
@@ -325,56 +326,37 @@ pub const BODY_MAPS_BYTES: usize = 8 << 20;
 /// rewrites; a write of a body file drops its map all the same
 /// ([`BodyMaps::forget`]), and a read that began before the write keeps
 /// none, so no map outlives the file it describes.
-#[derive(Default)]
 pub struct BodyMaps {
-    inner: Mutex<KeptMaps>,
+    inner: Mutex<FifoCache<u64, Arc<BodyMap>>>,
 }
 
-#[derive(Default)]
-struct KeptMaps {
-    maps: HashMap<u64, Arc<BodyMap>>,
-    order: VecDeque<u64>,
-    bytes: usize,
-    /// Raised by every write of a body file.
-    generation: u64,
+impl Default for BodyMaps {
+    fn default() -> Self {
+        BodyMaps {
+            inner: Mutex::new(FifoCache::new(BODY_MAPS_BYTES, |map| map.cost())),
+        }
+    }
 }
 
 impl BodyMaps {
     /// The maps; no update leaves them inconsistent halfway, so a panic
     /// elsewhere while one was held does not make them unusable.
-    fn lock(&self) -> MutexGuard<'_, KeptMaps> {
+    fn lock(&self) -> MutexGuard<'_, FifoCache<u64, Arc<BodyMap>>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn get(&self, bundle: u64) -> Option<Arc<BodyMap>> {
-        self.lock().maps.get(&bundle).cloned()
+        self.lock().get(&bundle).cloned()
     }
 
     /// The generation a read starts in: its map is kept only if no body
     /// file was written meanwhile.
     fn generation(&self) -> u64 {
-        self.lock().generation
+        self.lock().generation()
     }
 
     fn keep(&self, bundle: u64, map: Arc<BodyMap>, generation: u64) {
-        let mut kept = self.lock();
-        if kept.generation != generation {
-            return;
-        }
-        kept.bytes += map.cost();
-        if let Some(old) = kept.maps.insert(bundle, map) {
-            kept.bytes -= old.cost();
-        } else {
-            kept.order.push_back(bundle);
-        }
-        while kept.bytes > BODY_MAPS_BYTES {
-            let Some(oldest) = kept.order.pop_front() else {
-                break;
-            };
-            if let Some(old) = kept.maps.remove(&oldest) {
-                kept.bytes -= old.cost();
-            }
-        }
+        self.lock().insert_if(generation, bundle, map);
     }
 
     /// Drops the maps of the body files in `written`, just written.
@@ -382,11 +364,7 @@ impl BodyMaps {
         let mut kept = self.lock();
         for (blob, _) in written {
             if let Blob::Bodies(bundle) = *blob {
-                kept.generation += 1;
-                if let Some(old) = kept.maps.remove(&bundle) {
-                    kept.bytes -= old.cost();
-                    kept.order.retain(|b| *b != bundle);
-                }
+                kept.remove(&bundle);
             }
         }
     }
@@ -1033,13 +1011,13 @@ mod tests {
         assert!(fits > 2_000, "{fits} bundles");
         for bundle in 1..fits as u64 + 10 {
             maps.keep(bundle, map.clone(), maps.generation());
-            assert!(maps.lock().bytes <= BODY_MAPS_BYTES);
+            assert!(maps.lock().bytes() <= BODY_MAPS_BYTES);
         }
         let kept = maps.lock();
-        assert_eq!(kept.maps.len(), fits);
-        assert_eq!(kept.order.len(), fits);
+        assert_eq!(kept.len(), fits);
+        assert_eq!(kept.order_len(), fits);
         // The oldest went first.
-        assert!(!kept.maps.contains_key(&0) && kept.maps.contains_key(&(fits as u64 + 9)));
+        assert!(kept.get(&0).is_none() && kept.get(&(fits as u64 + 9)).is_some());
     }
 
     #[test]
