@@ -427,6 +427,56 @@ pub fn node_from_tile(hashes: &[Hash], offset: usize, count: usize) -> Option<Ha
     Some(root_from_leaf_hashes(part))
 }
 
+/// The upper nodes of a full tile start at this height: its complete
+/// subtrees of `2^UPPER_FROM_HEIGHT` hashes (16) and more, below the tile's
+/// root. A proof keeps them per tile and folds the few hashes below them.
+pub const UPPER_FROM_HEIGHT: u32 = 4;
+
+/// How many upper nodes a full tile has: 16 + 8 + 4 + 2.
+pub const UPPER_NODES: usize = (TILE_WIDTH as usize >> UPPER_FROM_HEIGHT) * 2 - 2;
+
+/// Where the upper node over hashes `offset .. offset + count` lies among
+/// a full tile's upper nodes (lowest height first, each height left to
+/// right); `None` unless `count` is a power of two from
+/// `2^UPPER_FROM_HEIGHT` to 128 and `offset` a multiple of it in the tile.
+pub fn upper_node_position(offset: usize, count: usize) -> Option<usize> {
+    let height = count.trailing_zeros();
+    if !count.is_power_of_two()
+        || !(UPPER_FROM_HEIGHT..u32::from(TILE_HEIGHT)).contains(&height)
+        || !offset.is_multiple_of(count)
+        || offset + count > TILE_WIDTH as usize
+    {
+        return None;
+    }
+    let start: usize = (UPPER_FROM_HEIGHT..height)
+        .map(|h| TILE_WIDTH as usize >> h)
+        .sum();
+    Some(start + (offset >> height))
+}
+
+/// The upper nodes of a full tile's hashes (see [`upper_node_position`]),
+/// hashed from them; `None` unless `hashes` is exactly a full tile.
+pub fn upper_nodes(hashes: &[Hash]) -> Option<[Hash; UPPER_NODES]> {
+    if hashes.len() != TILE_WIDTH as usize {
+        return None;
+    }
+    let mut below: Vec<Hash> = hashes
+        .chunks_exact(1 << UPPER_FROM_HEIGHT)
+        .map(root_from_leaf_hashes)
+        .collect();
+    let mut nodes = [Hash([0; HASH_SIZE]); UPPER_NODES];
+    let mut at = 0;
+    while below.len() > 1 {
+        nodes[at..at + below.len()].copy_from_slice(&below);
+        at += below.len();
+        below = below
+            .chunks_exact(2)
+            .map(|p| crate::merkle::node_hash(&p[0], &p[1]))
+            .collect();
+    }
+    Some(nodes)
+}
+
 /// Why bytes are not an entry bundle, or entries cannot form one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BundleError {
@@ -641,6 +691,34 @@ impl crate::merkle::SubtreeSource for TileBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upper_nodes_are_the_subtrees_of_16_hashes_and_more_in_order() {
+        let hashes: Vec<Hash> = (0u64..256)
+            .map(|i| crate::merkle::leaf_hash(&i.to_be_bytes()))
+            .collect();
+        let nodes = upper_nodes(&hashes).unwrap();
+        let mut seen = 0;
+        for count in [16, 32, 64, 128] {
+            for offset in (0..256).step_by(count) {
+                let at = upper_node_position(offset, count).unwrap();
+                assert_eq!(
+                    at, seen,
+                    "{offset}+{count}: lowest height first, left to right"
+                );
+                assert_eq!(nodes[at], node_from_tile(&hashes, offset, count).unwrap());
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, UPPER_NODES);
+        for (offset, count) in [(0, 8), (0, 256), (8, 16), (0, 24), (240, 32)] {
+            assert_eq!(upper_node_position(offset, count), None, "{offset}+{count}");
+        }
+        assert!(
+            upper_nodes(&hashes[..255]).is_none(),
+            "a partial tile has none"
+        );
+    }
 
     #[test]
     fn index_encoding_matches_spec_examples() {

@@ -532,6 +532,7 @@ pub(super) async fn metrics(State(st): State<AppState>) -> Result<Response, ApiE
     metrics::counter!("veritrail_proof_cache_hits_total").absolute(cache.proof_hits);
     metrics::counter!("veritrail_proof_cache_misses_total").absolute(cache.proof_misses);
     metrics::gauge!("veritrail_proof_cache_bytes").set(cache.proof_bytes as f64);
+    metrics::counter!("veritrail_proof_cache_from_store_total").absolute(cache.proof_from_store);
     let mut resp = handle.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -213,6 +213,8 @@ pub fn check_data_dir(
     let body_files = store.check_body_files();
     progress.set_message("packed tombstones");
     let packed = store.check_packed_records();
+    progress.set_message("tile packs");
+    let tile_packs = store.check_tile_packs();
     let mut report = check_opened(dir, store, master, &keys, progress)?;
     // First: an index that lost entries, or a lost file of bodies,
     // explains the findings below.
@@ -228,6 +230,9 @@ pub fn check_data_dir(
     }
     for problem in segments {
         report.find("search index segments", problem);
+    }
+    for problem in tile_packs {
+        report.find("tile packs", problem);
     }
     report.findings.extend(found);
     Ok(report)

@@ -11,7 +11,10 @@
 //! there and reads just the 16 leaf hashes it needs below them from the
 //! store ([`Store::tile_hashes`], one ranged read of a file), instead of
 //! the whole tile and 255 hashes. A log of 10 million events fits in 45 MB
-//! of this tier, where its level-0 tiles take 470 MB of the first.
+//! of this tier, where its level-0 tiles take 470 MB of the first. A tile
+//! not in either tier takes its upper nodes from the store when the store
+//! keeps them ([`Store::tile_upper_nodes`]: the sled backend's tile packs),
+//! so that a proof's first read of a tile hashes nothing there either.
 //!
 //! Invariants:
 //! - a cached tile or bundle is a prefix of what the store holds and will
@@ -24,19 +27,21 @@
 //!   proofs folded (the same few for every proof of one tree size: a range
 //!   of committed leaves never changes);
 //! - the proof tier holds only nodes hashed from tiles of 256 hashes as
-//!   the store returned them (full tiles never change, partial ones are
-//!   never kept there), and never more than its own budget;
+//!   the store returned them, or the store's own upper nodes of such a
+//!   tile (full tiles never change, partial ones are never kept there),
+//!   and never more than its own budget;
 //! - reads only: nothing here writes the store, so a cache that is cold,
 //!   or of size 0, answers exactly what the store does, only slower.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 
 use crate::merkle::{Hash, NodeId, SubtreeSource, node_hash, root_from_leaf_hashes};
 use crate::store::{Store, StoreError};
-use crate::tiles::{self, TILE_HEIGHT, TILE_WIDTH};
+use crate::tiles::{self, TILE_HEIGHT, TILE_WIDTH, UPPER_NODES};
 
 /// The read cache's default budget: 64 MiB holds every hash tile of a log
 /// of about 1.3 million entries (about 12 KiB per full level-0 tile, with
@@ -51,13 +56,10 @@ pub const DEFAULT_PROOF_CACHE_BYTES: usize = 64 << 20;
 /// The proof tier keeps the complete subtrees of this height and up (of
 /// 16 leaves and more) of each full level-0 tile; below it, a proof reads
 /// the aligned group of `2^PROOF_FROM_HEIGHT` leaf hashes its nodes lie in.
-pub const PROOF_FROM_HEIGHT: u32 = 4;
+pub const PROOF_FROM_HEIGHT: u32 = tiles::UPPER_FROM_HEIGHT;
 
 /// Leaf hashes read from the store for the low nodes of a proof.
 const PROOF_GROUP: usize = 1 << PROOF_FROM_HEIGHT;
-
-/// Upper nodes kept per tile: 16 + 8 + 4 + 2.
-const UPPER_NODES: usize = (TILE_WIDTH as usize >> PROOF_FROM_HEIGHT) * 2 - 2;
 
 /// Independent locks, so that concurrent readers rarely wait on each other.
 const SHARDS: usize = 16;
@@ -161,7 +163,7 @@ impl CachedTile {
 }
 
 /// The complete subtrees of heights [`PROOF_FROM_HEIGHT`] to 7 of one full
-/// level-0 tile, the lowest height first, each height left to right.
+/// level-0 tile, in the order of [`tiles::upper_node_position`].
 struct UpperNodes([Hash; UPPER_NODES]);
 
 impl UpperNodes {
@@ -171,28 +173,34 @@ impl UpperNodes {
             return None;
         }
         let mut nodes = [Hash([0; 32]); UPPER_NODES];
-        let mut at = 0;
         for height in PROOF_FROM_HEIGHT..u32::from(TILE_HEIGHT) {
             let count = 1usize << height;
             for offset in (0..tile.width).step_by(count) {
-                nodes[at] = tile.node(offset, count)?;
-                at += 1;
+                nodes[tiles::upper_node_position(offset, count)?] = tile.node(offset, count)?;
             }
         }
         Some(UpperNodes(nodes))
     }
 
+    /// The upper nodes of level-0 tile `index` as the store keeps them
+    /// ([`Store::tile_upper_nodes`]: `UPPER_NODES` hashes, 32 bytes each).
+    fn decode(index: u64, bytes: &[u8]) -> Result<UpperNodes, StoreError> {
+        if bytes.len() != UPPER_NODES * 32 {
+            return Err(StoreError::Corrupt(format!(
+                "the upper nodes of hash tile 0/{index} are {} bytes, not {}",
+                bytes.len(),
+                UPPER_NODES * 32
+            )));
+        }
+        Ok(UpperNodes(std::array::from_fn(|i| leaf_at(bytes, i))))
+    }
+
     /// The subtree over hashes `offset .. offset + count` (`count` a power
     /// of two from `2^PROOF_FROM_HEIGHT` to 128, `offset` a multiple of it).
     fn node(&self, offset: usize, count: usize) -> Option<Hash> {
-        let height = count.trailing_zeros();
-        if !count.is_power_of_two() || height < PROOF_FROM_HEIGHT || !offset.is_multiple_of(count) {
-            return None;
-        }
-        let start: usize = (PROOF_FROM_HEIGHT..height)
-            .map(|h| TILE_WIDTH as usize >> h)
-            .sum();
-        self.0.get(start + (offset >> height)).copied()
+        self.0
+            .get(tiles::upper_node_position(offset, count)?)
+            .copied()
     }
 
     fn weight() -> usize {
@@ -335,6 +343,9 @@ pub struct ReadCacheStats {
     pub proof_bytes: usize,
     /// The proof tier: tiles whose upper nodes it holds now.
     pub proof_entries: usize,
+    /// The proof tier's misses answered by the store's own upper nodes
+    /// ([`Store::tile_upper_nodes`]), not by reading the tile whole.
+    pub proof_from_store: u64,
 }
 
 /// Hash tiles, their inner subtree hashes and entry bundles, read through
@@ -349,6 +360,8 @@ pub struct TileCache {
     proof_shard_budget: usize,
     /// MTH(D[start:end]) of ranges proofs folded, by (start, end).
     ranges: Mutex<HashMap<(u64, u64), Hash, foldhash::fast::RandomState>>,
+    /// See [`ReadCacheStats::proof_from_store`].
+    proof_from_store: AtomicU64,
 }
 
 impl TileCache {
@@ -362,6 +375,7 @@ impl TileCache {
             proof_shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             proof_shard_budget: proof_bytes / SHARDS,
             ranges: Mutex::default(),
+            proof_from_store: AtomicU64::new(0),
         }
     }
 
@@ -438,6 +452,7 @@ impl TileCache {
             proof_misses,
             proof_bytes,
             proof_entries,
+            proof_from_store: self.proof_from_store.load(Ordering::Relaxed),
         }
     }
 
@@ -511,6 +526,36 @@ impl TileCache {
         }
     }
 
+    /// The upper nodes of level-0 tile `index`: from the proof tier, or
+    /// else from the store if it keeps them (then kept in the tier).
+    /// `None` when neither has them, or the tier has no budget.
+    fn upper(&self, index: u64) -> Result<Option<Arc<UpperNodes>>, StoreError> {
+        if let Some(upper) = self.cached_upper(index) {
+            return Ok(Some(upper));
+        }
+        if self.proof_shard_budget == 0 {
+            return Ok(None);
+        }
+        let Some(bytes) = self.store.tile_upper_nodes(index)? else {
+            return Ok(None);
+        };
+        let upper = Arc::new(UpperNodes::decode(index, &bytes)?);
+        self.proof_from_store.fetch_add(1, Ordering::Relaxed);
+        self.keep(index, upper.clone());
+        Ok(Some(upper))
+    }
+
+    /// Puts the upper nodes of level-0 tile `index` in the proof tier.
+    fn keep(&self, index: u64, upper: Arc<UpperNodes>) {
+        let key = Key::Upper(index);
+        self.lock(&self.proof_shards, key).insert(
+            key,
+            Cached::Upper(upper),
+            UpperNodes::weight(),
+            self.proof_shard_budget,
+        );
+    }
+
     /// Keeps the upper nodes of level-0 tile `index`, just read whole, in
     /// the proof tier if the tile is full.
     fn keep_upper(&self, index: u64, tile: &CachedTile) {
@@ -518,13 +563,7 @@ impl TileCache {
             return;
         }
         if let Some(upper) = UpperNodes::of(tile) {
-            let key = Key::Upper(index);
-            self.lock(&self.proof_shards, key).insert(
-                key,
-                Cached::Upper(Arc::new(upper)),
-                UpperNodes::weight(),
-                self.proof_shard_budget,
-            );
+            self.keep(index, Arc::new(upper));
         }
     }
 
@@ -632,7 +671,7 @@ impl SubtreeSource for TileCache {
                         held.push(((level, index), tile));
                         continue;
                     }
-                    None if level == 0 => self.cached_upper(index).inspect(|u| {
+                    None if level == 0 => self.upper(index)?.inspect(|u| {
                         uppers.push((index, u.clone()));
                     }),
                     None => None,
@@ -967,6 +1006,61 @@ mod tests {
                 assert_eq!(stats.entries, 0, "{stats:?}");
             }
         }
+    }
+
+    /// Every tile of a tree over `leaves`, each level's full tiles' roots
+    /// making the level above, as a log stores them.
+    fn tiles_of(leaves: &[Hash]) -> Vec<(u8, u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let (mut level, mut hashes) = (0u8, leaves.to_vec());
+        while !hashes.is_empty() {
+            for (i, c) in hashes.chunks(256).enumerate() {
+                out.push((level, i as u64, c.iter().flat_map(|h| h.0).collect()));
+            }
+            hashes = hashes
+                .chunks_exact(256)
+                .map(root_from_leaf_hashes)
+                .collect();
+            level += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn a_store_keeping_upper_nodes_answers_a_first_proof_in_a_tile_without_hashing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::sled::SledStore::open(dir.path()).unwrap());
+        let size: u64 = 65_536 + 700;
+        let tree: merkle::MemoryTree = (0..size).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        store
+            .commit(&BatchWrite {
+                tree_size: size,
+                tiles: tiles_of(tree.leaves()),
+                ..BatchWrite::default()
+            })
+            .unwrap();
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while store.tile_packs_built() == 0 {
+            assert!(std::time::Instant::now() < give_up, "no tile pack written");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // No first tier: every level-0 node comes from the proof tier.
+        let cache = TileCache::new(store.clone(), 0, 1 << 20);
+        // One proof in each of the packed tiles, then in the two full
+        // tiles past the pack, then everything again, warm.
+        check_proofs(&cache, &tree, size, (0..65_536).step_by(256), &[]);
+        let packed = cache.stats();
+        assert_eq!(packed.proof_from_store, 256, "{packed:?}");
+        assert_eq!(packed.proof_entries, 256, "{packed:?}");
+        check_proofs(&cache, &tree, size, [65_536, 65_792].into_iter(), &[]);
+        let past = cache.stats();
+        assert_eq!(
+            past.proof_from_store, 256,
+            "hashed from the tiles: {past:?}"
+        );
+        assert_eq!(past.proof_entries, 258, "{past:?}");
+        check_proofs(&cache, &tree, size, (0..size).step_by(61), &FIRSTS);
+        check_proofs(&cache, &tree, 65_536, (0..65_536).step_by(255), &FIRSTS);
     }
 
     #[test]

@@ -351,6 +351,17 @@ pub trait Store: Send + Sync + 'static {
         tile_part(level, index, self.tile(level, index)?, start, count)
     }
 
+    /// The upper nodes of the FULL level-0 hash tile `index`, which the
+    /// caller knows is committed: the [`crate::tiles::UPPER_NODES`] hashes
+    /// of [`crate::tiles::upper_nodes`] of that tile, 32 bytes each, when
+    /// the backend keeps them (derived data, kept beside the tiles so that
+    /// a proof's first read of a tile hashes nothing); `None` when it does
+    /// not keep them for this tile, and the caller hashes the tile itself.
+    /// What it returns MUST equal what the tile's hashes give.
+    fn tile_upper_nodes(&self, _index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
     /// The stored entry bundle `index`, full or the current partial version.
     fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
 

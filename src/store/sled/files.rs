@@ -1,7 +1,8 @@
 //! Immutable blobs as files beside the database: full hash tiles, full
 //! entry bundles, and the sealed-body chunk of each full bundle, under
 //! `<db>/objects/` at C2SP paths (`tile/<L>/x001/x234/067`,
-//! `entries/...`, `bodies/...`).
+//! `entries/...`, `bodies/...`), and the tile packs derived from the
+//! level-0 tiles (`packs/...`, see `packs`).
 //!
 //! Why files: sled 0.34's open time, its periodic reopen and its memory
 //! grow with its page count, which these blobs dominated (eight or more
@@ -100,6 +101,9 @@ pub(crate) enum Blob {
     Bundle(u64),
     /// The sealed bodies of a full bundle, as one chunk.
     Bodies(u64),
+    /// The tile pack of full level-1 tile `n`: copies of its 256 level-0
+    /// tiles and their upper nodes (derived data, see `packs`).
+    Pack(u64),
 }
 
 impl Blob {
@@ -109,6 +113,7 @@ impl Blob {
             Blob::Tile(level, n) => format!("tile/{level}/{}", encode_tile_index(n)),
             Blob::Bundle(n) => format!("entries/{}", encode_tile_index(n)),
             Blob::Bodies(n) => format!("bodies/{}", encode_tile_index(n)),
+            Blob::Pack(n) => format!("packs/{}", encode_tile_index(n)),
         }
     }
 
@@ -122,6 +127,7 @@ impl Blob {
                 n,
             ),
             Blob::Bundle(n) | Blob::Bodies(n) => (TILE_WIDTH, n),
+            Blob::Pack(n) => (TILE_WIDTH * TILE_WIDTH, n),
         };
         n.saturating_add(1).saturating_mul(leaves_per_index)
     }
@@ -137,6 +143,7 @@ impl Blob {
             Blob::Tile(..) => "tile",
             Blob::Bundle(_) => "entry bundle",
             Blob::Bodies(_) => "sealed body",
+            Blob::Pack(_) => "tile pack",
         };
         format!("{kind} file {DIR}/{}", self.relative())
     }

@@ -76,6 +76,7 @@ mod erased;
 mod files;
 mod index;
 mod migrate;
+mod packs;
 pub(crate) mod runs;
 
 pub use files::raise_descriptor_limit;
@@ -150,6 +151,11 @@ struct Shared {
     /// one, or during a commit the one it moves to once its files are
     /// durable (see [`SledStore::commit`]).
     committed: AtomicU64,
+    /// The tree size of the last commit known durable (its sync returned):
+    /// tile packs are made only below it (see `packs`).
+    durable: AtomicU64,
+    /// The tile packs built: packs `0..packs` exist (see `packs`).
+    packs: AtomicU64,
     /// Fault injection: the next commit stops after writing its files, as
     /// a crash before the sled commit would.
     #[cfg(test)]
@@ -559,6 +565,7 @@ impl SledStore {
             Some(v) => decode_u64(&v, "stored tree size").unwrap_or(0),
             None => 0,
         };
+        let files = Files::new(dir);
         Ok(SledStore {
             shared: Arc::new(Shared {
                 path: dir.to_path_buf(),
@@ -566,9 +573,11 @@ impl SledStore {
                 bodies: Mutex::new(()),
                 snapshot_after: AtomicU64::new(SNAPSHOT_AFTER_BYTES),
                 reopens: AtomicU64::new(0),
-                files: Files::new(dir),
                 body_maps: BodyMaps::default(),
                 committed: AtomicU64::new(committed),
+                durable: AtomicU64::new(committed),
+                packs: AtomicU64::new(packs::built_on_open(&files, committed)),
+                files,
                 #[cfg(test)]
                 crash_before_apply: AtomicBool::new(false),
             }),
@@ -701,14 +710,61 @@ impl SledStore {
         }
     }
 
+    fn blob(&self, blob: Blob, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.shared.blob(&*self.db()?, blob, key)
+    }
+
+    /// Hashes `start .. start + count` of full level-0 tile `index` from
+    /// its tile pack, `None` while it has none (see `packs`).
+    fn packed(
+        &self,
+        index: u64,
+        start: usize,
+        count: usize,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let n = packs::pack_of(index);
+        if n >= self.shared.packs.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let (at, len) = packs::hashes_at(index, start, count);
+        self.shared
+            .files
+            .read_part(Blob::Pack(n), packs::LEN, at, len)
+    }
+
+    /// How many tile packs are written (see `packs`): those of the
+    /// first so many full level-1 tiles.
+    pub fn tile_packs_built(&self) -> u64 {
+        self.shared.packs.load(Ordering::Acquire)
+    }
+
+    /// Problems in the tile packs (fsck; see `packs::check`).
+    pub fn check_tile_packs(&self) -> Vec<String> {
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => return vec![e.to_string()],
+        };
+        let size = self.shared.committed.load(Ordering::Acquire);
+        packs::check(&self.shared.files, size, |i| self.shared.full_tile(&db, i))
+    }
+
+    fn lock_bodies(&self) -> Result<std::sync::MutexGuard<'_, ()>, StoreError> {
+        self.shared
+            .bodies
+            .lock()
+            .map_err(|_| backend("sealed body lock poisoned"))
+    }
+}
+
+impl Shared {
     /// A full hash tile or entry bundle: its file once the committed tree
     /// covers it, else (or in a database from before blob files) its sled
     /// entry. A committed blob in neither place is damage, named.
-    fn blob(&self, blob: Blob, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if !blob.committed_at(self.shared.committed.load(Ordering::Acquire)) {
-            return self.db()?.get(key);
+    fn blob(&self, db: &Open, blob: Blob, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if !blob.committed_at(self.committed.load(Ordering::Acquire)) {
+            return db.get(key);
         }
-        if let Some(bytes) = self.shared.files.read(blob)? {
+        if let Some(bytes) = self.files.read(blob)? {
             if let Blob::Tile(..) = blob
                 && bytes.len() as u64 != TILE_WIDTH * 32
             {
@@ -721,17 +777,28 @@ impl SledStore {
             }
             return Ok(Some(bytes));
         }
-        match self.db()?.get(key)? {
+        match db.get(key)? {
             Some(v) => Ok(Some(v)),
             None => Err(StoreError::Corrupt(format!("{} is missing", blob.name()))),
         }
     }
 
-    fn lock_bodies(&self) -> Result<std::sync::MutexGuard<'_, ()>, StoreError> {
-        self.shared
-            .bodies
-            .lock()
-            .map_err(|_| backend("sealed body lock poisoned"))
+    /// Full level-0 tile `index`, committed.
+    fn full_tile(&self, db: &Open, index: u64) -> Result<Vec<u8>, StoreError> {
+        self.blob(db, Blob::Tile(0, index), &tile_key(0, index))?
+            .ok_or_else(|| StoreError::Corrupt(format!("hash tile 0/{index} is missing")))
+    }
+
+    /// Writes the next tile pack if a durable commit covers its leaves;
+    /// whether it wrote one (see `packs`).
+    fn pack_next(&self, db: &Open) -> Result<bool, StoreError> {
+        let n = self.packs.load(Ordering::Acquire);
+        if (n + 1) * packs::LEAVES > self.durable.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        packs::write(&self.files, n, |i| self.full_tile(db, i))?;
+        self.packs.store(n + 1, Ordering::Release);
+        Ok(true)
     }
 }
 
@@ -774,6 +841,13 @@ fn start_compactor(shared: Arc<Shared>) -> (Arc<AtomicBool>, JoinHandle<()>) {
                                     tracing::error!(error = %e, "couldn't merge index runs; will retry");
                                     std::thread::park_timeout(COMPACTOR_IDLE * 10);
                                 }
+                            }
+                        }
+                        match shared.pack_next(&db) {
+                            Ok(w) => worked |= w,
+                            Err(e) => {
+                                tracing::error!(error = %e, "couldn't write a tile pack; will retry");
+                                std::thread::park_timeout(COMPACTOR_IDLE * 10);
                             }
                         }
                         let due = db.disk.flushed.load(Ordering::Relaxed)
@@ -992,6 +1066,7 @@ impl Store for SledStore {
             return Err(backend(e));
         }
         db.sync_applied()?;
+        self.shared.durable.fetch_max(b.tree_size, Ordering::AcqRel);
         db.dedupe.applied(dedupe);
         db.leaves.applied(leaves);
         db.search.applied(search);
@@ -1030,7 +1105,23 @@ impl Store for SledStore {
     }
 
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if level == 0
+            && let Some(tile) = self.packed(index, 0, TILE_WIDTH as usize)?
+        {
+            return Ok(Some(tile));
+        }
         self.blob(Blob::Tile(level, index), &tile_key(level, index))
+    }
+
+    fn tile_upper_nodes(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let n = packs::pack_of(index);
+        if n >= self.shared.packs.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let (at, len) = packs::upper_at(index);
+        self.shared
+            .files
+            .read_part(Blob::Pack(n), packs::LEN, at, len)
     }
 
     fn tile_hashes(
@@ -1040,6 +1131,11 @@ impl Store for SledStore {
         start: usize,
         count: usize,
     ) -> Result<Option<Vec<u8>>, StoreError> {
+        if level == 0
+            && let Some(part) = self.packed(index, start, count)?
+        {
+            return Ok(Some(part));
+        }
         let blob = Blob::Tile(level, index);
         // A tile from before blob files, or not yet committed, is in sled.
         let part = if blob.committed_at(self.shared.committed.load(Ordering::Acquire)) {
@@ -1729,12 +1825,7 @@ mod tests {
             batch.tiles.clear();
             batch.bundles.clear();
             store.commit(&batch).unwrap();
-            store
-                .db()
-                .unwrap()
-                .disk
-                .fail_next_sync
-                .store(true, Ordering::SeqCst);
+            fail_next_sync(&store);
             assert!(store.commit_records(&step).is_err());
             assert!(store.commit_records(&step).is_err(), "latched");
         }
@@ -1841,6 +1932,164 @@ mod tests {
             err.contains("tile file objects/tile/0/000 is missing"),
             "{err}"
         );
+    }
+
+    /// Level-0 tile `i` as [`packed_batch`] stores it: `width` hashes
+    /// that differ from tile to tile.
+    fn numbered_tile(i: u64, width: usize) -> Vec<u8> {
+        (0..width as u64)
+            .flat_map(|j| crate::merkle::leaf_hash(&[i.to_be_bytes(), j.to_be_bytes()].concat()).0)
+            .collect()
+    }
+
+    /// The tiles of a tree of `size` leaves (hashes made up, not a real
+    /// tree: the store does not check them), up to level 1.
+    fn packed_batch(size: u64) -> BatchWrite {
+        let mut tiles: Vec<(u8, u64, Vec<u8>)> = (0..size.div_ceil(256))
+            .map(|i| (0, i, numbered_tile(i, (size - i * 256).min(256) as usize)))
+            .collect();
+        for i in 0..(size / 256).div_ceil(256) {
+            let width = (size / 256 - i * 256).min(256) as usize;
+            tiles.push((1, i, numbered_tile(1 << 40 | i, width)));
+        }
+        BatchWrite {
+            tree_size: size,
+            tiles,
+            ..BatchWrite::default()
+        }
+    }
+
+    /// Fault injection: the store's next sync fails.
+    fn fail_next_sync(store: &SledStore) {
+        let db = store.db().unwrap();
+        db.disk.fail_next_sync.store(true, Ordering::SeqCst);
+    }
+
+    /// Writes every tile pack a durable commit covers, as the background
+    /// thread does.
+    fn write_packs(store: &SledStore) -> u64 {
+        let db = store.db().unwrap();
+        while store.shared.pack_next(&db).unwrap() {}
+        store.shared.packs.load(Ordering::Acquire)
+    }
+
+    fn upper_bytes(tile: &[u8]) -> Vec<u8> {
+        let hashes: Vec<Hash> = tile
+            .chunks(32)
+            .map(|c| Hash::from_slice(c).unwrap())
+            .collect();
+        crate::tiles::upper_nodes(&hashes)
+            .unwrap()
+            .iter()
+            .flat_map(|h| h.0)
+            .collect()
+    }
+
+    #[test]
+    fn tile_packs_copy_the_tiles_a_durable_commit_covers_and_answer_as_they_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open_without_compaction(dir.path()).unwrap();
+        // One leaf short of the first pack: nothing to write.
+        store.commit(&packed_batch(packs::LEAVES - 1)).unwrap();
+        assert_eq!(write_packs(&store), 0);
+        let size = 2 * packs::LEAVES + 300;
+        store.commit(&packed_batch(size)).unwrap();
+        assert_eq!(write_packs(&store), 2, "two full level-1 tiles");
+        for i in [0, 1, 255, 256, 300, 511] {
+            let tile = numbered_tile(i, 256);
+            assert_eq!(store.tile(0, i).unwrap().unwrap(), tile, "tile {i}");
+            assert_eq!(
+                store.tile_hashes(0, i, 16, 16).unwrap().unwrap(),
+                tile[16 * 32..32 * 32],
+                "part of tile {i}"
+            );
+            assert_eq!(
+                store.tile_upper_nodes(i).unwrap().unwrap(),
+                upper_bytes(&tile),
+                "upper nodes of tile {i}"
+            );
+        }
+        // Past the packs: the tile files, and no upper nodes.
+        assert_eq!(
+            store.tile(0, 512).unwrap().unwrap(),
+            numbered_tile(512, 256)
+        );
+        assert_eq!(store.tile_upper_nodes(512).unwrap(), None);
+        assert!(store.check_tile_packs().is_empty());
+        // A reopen finds both; the tile files could go, the packs answer.
+        drop(store);
+        let store = SledStore::open_without_compaction(dir.path()).unwrap();
+        assert_eq!(store.shared.packs.load(Ordering::Acquire), 2);
+        std::fs::remove_file(store.shared.files.path(Blob::Tile(0, 300))).unwrap();
+        assert_eq!(
+            store.tile(0, 300).unwrap().unwrap(),
+            numbered_tile(300, 256)
+        );
+        // fsck names a pack that differs from its tiles, and a torn one.
+        let pack = |n| store.shared.files.path(Blob::Pack(n));
+        let mut bytes = std::fs::read(pack(0)).unwrap();
+        bytes[5 * 8192 + 7] ^= 1;
+        std::fs::write(pack(0), &bytes).unwrap();
+        std::fs::write(pack(1), &bytes[..100]).unwrap();
+        let found = store.check_tile_packs();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].contains(
+                "tile pack file objects/packs/000 differs from hash tile 0/5 at byte 40967"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("tile pack file objects/packs/001 is torn: 100 bytes"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_tile_pack_write_leaves_the_tiles_answering_and_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open_without_compaction(dir.path()).unwrap();
+        store.commit(&packed_batch(packs::LEAVES + 5)).unwrap();
+        store
+            .shared
+            .files
+            .fail_next_write
+            .store(true, Ordering::SeqCst);
+        let db = store.db().unwrap();
+        let err = store.shared.pack_next(&db).unwrap_err().to_string();
+        assert!(err.contains("injected failure"), "{err}");
+        drop(db);
+        assert_eq!(store.shared.packs.load(Ordering::Acquire), 0);
+        assert!(!store.shared.files.path(Blob::Pack(0)).exists());
+        assert_eq!(store.tile(0, 9).unwrap().unwrap(), numbered_tile(9, 256));
+        assert_eq!(store.tile_upper_nodes(9).unwrap(), None);
+        // The next pass writes it; the store's own thread does too.
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        while store.shared.packs.load(Ordering::Acquire) == 0 {
+            assert!(std::time::Instant::now() < give_up, "no pack written");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            store.tile_upper_nodes(9).unwrap().unwrap(),
+            upper_bytes(&numbered_tile(9, 256))
+        );
+        assert!(store.check_tile_packs().is_empty());
+    }
+
+    #[test]
+    fn no_tile_pack_is_written_from_a_commit_whose_sync_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open_without_compaction(dir.path()).unwrap();
+        store.commit(&packed_batch(100)).unwrap();
+        // The tiles of the next commit are written, then its sync fails:
+        // its outcome is unknown, and a later commit may write other tiles.
+        fail_next_sync(&store);
+        assert!(store.commit(&packed_batch(packs::LEAVES + 5)).is_err());
+        let db = store.db().unwrap();
+        assert!(!store.shared.pack_next(&db).unwrap());
+        assert!(!store.shared.files.path(Blob::Pack(0)).exists());
     }
 
     #[test]
