@@ -697,6 +697,12 @@ impl SearchIndex {
 /// is in memory.
 const SCAN_CHUNK: usize = 256;
 
+/// A block's postings beyond each multiple of this many count as one more
+/// index read (see [`PostingCursor::reads`]), so that a page's and a
+/// count's bounds on work also bound the time spent reading the large
+/// blocks of common terms (an outcome, a month most events fall in).
+const LEAVES_PER_READ: u64 = 1024;
+
 /// A term's postings, read newest first with skips: the largest posting
 /// at or below a leaf ([`PostingCursor::seek`]), for intersecting several
 /// terms without reading what lies between the matches. It keeps the
@@ -717,7 +723,8 @@ pub(crate) struct PostingCursor {
     /// `[at, x]` for the seek that read it.
     block: Option<(u64, Leaves)>,
     done: bool,
-    /// Index reads made (scans and block reads).
+    /// Index reads made (scans and block reads, a large block counting
+    /// as several: [`LEAVES_PER_READ`]).
     pub(crate) reads: u64,
 }
 
@@ -784,7 +791,13 @@ impl PostingCursor {
                 continue;
             }
             match vault.block_below(&self.term, x + 1)? {
-                Some(block) => self.block = Some(block),
+                Some(block) => {
+                    // A block of a term most events carry holds a whole
+                    // flush's worth of postings: its read and decoding cost
+                    // as much as many small blocks' reads.
+                    self.reads += block.1.len() as u64 / LEAVES_PER_READ;
+                    self.block = Some(block);
+                }
                 None => self.done = true,
             }
         }

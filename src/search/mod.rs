@@ -34,7 +34,9 @@
 //!
 //! Invariant: a search never returns an erased event, and a page does at
 //! most [`MAX_EXAMINED`] units of index work (a step of a cursor is one
-//! unit, an index read [`READ_COST`]) plus `count_ahead`, and opens at
+//! unit, an index read [`READ_COST`], and a block read one more read for
+//! every 1,024 postings it holds, see `index`) plus
+//! `count_ahead`, and opens at
 //! most twice `limit` events plus twice [`EDGE_CHECKS`], whatever the
 //! query (as many events that are no hits as it has hits, erased ones
 //! included, plus the checks at a time range's edges). A page
@@ -1077,6 +1079,44 @@ mod tests {
         )
         .unwrap();
         assert!(!old.total.exact);
+    }
+
+    #[test]
+    fn a_large_block_counts_as_several_reads_and_the_count_stays_right() {
+        // Every event is a success, of subject `s{i % 100}`. One flush of
+        // 8,192 events is stored, the rest is the in-memory tail.
+        let n = 8_192 + 500;
+        let vault = log_with_flush(n, 8_192, |i| {
+            ("app", event_json(&format!("s{}", i % 100), "a"))
+        });
+        let reads = |field, value: &str| {
+            let mut c = PostingCursor::new(&vault, vault.term(field, value)).unwrap();
+            assert!(c.seek(&vault, 8_000).unwrap().is_some());
+            c.reads
+        };
+        assert_eq!(reads(Field::Subject, "s7"), 1, "82 postings: one read");
+        assert_eq!(reads(Field::Outcome, "success"), 9, "8,192 postings: 1 + 8");
+        // Counted so, the intersection still finds and counts every match.
+        let page = search(
+            &vault,
+            n as u64,
+            &EventQuery {
+                filters: vec![(Field::Subject, "s7".into())],
+                outcome: Some(Outcome::Success),
+                limit: 10,
+                count_ahead: COUNT_AHEAD,
+                ..EventQuery::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(page.hits.len(), 10);
+        assert_eq!(
+            page.total,
+            Total {
+                count: 87,
+                exact: true
+            }
+        );
     }
 
     #[test]
