@@ -3,9 +3,9 @@
 //!
 //! A reader that reads from the store notes [`FifoCache::generation`]
 //! before it reads and keeps its answer with [`FifoCache::insert_if`]:
-//! if an invalidation ([`FifoCache::remove`], [`FifoCache::clear`]) came
-//! in between, the answer may be stale and is not kept. The search
-//! index's posting blocks and the body files' maps use it.
+//! if an invalidation ([`FifoCache::remove`], [`FifoCache::retain`]) came
+//! in between, the answer may be stale and is not kept. The search index's posting blocks and the body files' maps
+//! use it.
 //!
 //! Invariant: `bytes` is the sum of the costs of the values held, never
 //! above the budget; `order` lists each held key once, oldest first.
@@ -78,12 +78,22 @@ impl<K: Hash + Eq + Clone, V> FifoCache<K, V> {
         }
     }
 
-    /// Drops everything and raises the generation.
-    pub fn clear(&mut self) {
-        self.map.clear();
-        self.order.clear();
-        self.bytes = 0;
+    /// Drops the values whose keys `keep` refuses, and raises the
+    /// generation.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
         self.generation += 1;
+        let (map, cost) = (&mut self.map, self.cost);
+        let mut dropped = 0;
+        self.order.retain(|k| {
+            if keep(k) {
+                return true;
+            }
+            if let Some(old) = map.remove(k) {
+                dropped += cost(&old);
+            }
+            false
+        });
+        self.bytes -= dropped;
     }
 
     /// Values held (the tests' view).
@@ -110,6 +120,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn retain_drops_the_refused_keys_only_and_a_stale_read_is_not_kept() {
+        let mut cache: FifoCache<u32, Vec<u8>> = FifoCache::new(100, Vec::len);
+        for k in 0..6 {
+            cache.insert_if(cache.generation(), k, vec![0; 10 + k as usize]);
+        }
+        let before = cache.generation();
+        cache.retain(|k| k % 2 == 0);
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.order_len(), 3);
+        assert_eq!(cache.bytes(), 10 + 12 + 14);
+        assert!(cache.get(&4).is_some() && cache.get(&5).is_none());
+        cache.insert_if(before, 7, vec![0; 5]);
+        assert!(cache.get(&7).is_none(), "read before the invalidation");
+        // The budget still holds what was dropped: room for more again.
+        for k in 10..14 {
+            cache.insert_if(cache.generation(), k, vec![0; 16]);
+        }
+        assert_eq!(cache.len(), 7);
+        assert_eq!(cache.bytes(), 36 + 64);
+    }
+
+    #[test]
     fn the_oldest_goes_first_and_a_stale_read_is_not_kept() {
         let mut cache: FifoCache<u32, Vec<u8>> = FifoCache::new(100, Vec::len);
         for k in 0..12 {
@@ -130,7 +162,7 @@ mod tests {
         assert!(cache.get(&11).is_none());
         cache.insert_if(started, 11, vec![0; 10]);
         assert!(cache.get(&11).is_none());
-        cache.clear();
+        cache.retain(|_| false);
         assert_eq!((cache.len(), cache.bytes(), cache.order_len()), (0, 0, 0));
     }
 }

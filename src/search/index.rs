@@ -45,7 +45,9 @@
 //! store, and the same terms are searched again (the pages of one query,
 //! an auditor coming back to a subject). A cached answer never goes
 //! stale: a flush only adds blocks above every watermark a cursor reads
-//! below, and a removal empties the cache after its commit.
+//! below, and a removal drops the answers of the terms it removes
+//! postings of after its commit (the other terms' postings in a block it
+//! rewrites are as they were).
 //!
 //! Format. A marker block (bucket [`MARKER_BUCKET`]) names the format the
 //! blocks are in; an index without the current marker reads as no index
@@ -57,7 +59,7 @@
 //! drops them from the tail. Flushes and removals are serialised, so a
 //! flush never writes back a posting a removal took out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -273,6 +275,8 @@ pub(crate) struct Removal<'a> {
     _writing: MutexGuard<'a, ()>,
     /// Postings to drop from the tail once the blocks are committed.
     tail: Vec<(Term, u64)>,
+    /// The terms whose postings it removes: their cached blocks go.
+    terms: BTreeSet<Term>,
 }
 
 impl SearchIndex {
@@ -611,6 +615,7 @@ impl SearchIndex {
             Removal {
                 _writing: writing,
                 tail,
+                terms: postings.iter().map(|(t, _)| *t).collect(),
             },
             blocks,
         ))
@@ -623,7 +628,8 @@ pub(crate) type Leaves = Arc<[u64]>;
 /// The answers of [`SearchIndex::blocks_below`]: for `(term, below)`, the
 /// largest `at < below` of a block of the term's bucket and the term's
 /// leaves in it (often none), or `None` when no block is below. First in,
-/// first out, within [`BLOCK_CACHE_BYTES`]; cleared by every removal.
+/// first out, within [`BLOCK_CACHE_BYTES`]; a removal drops its terms'
+/// answers.
 type BlockCache = FifoCache<(Term, u64), Option<(u64, Leaves)>>;
 
 /// What an answer costs the block cache: its key, its slot and its leaves.
@@ -806,9 +812,16 @@ impl PostingCursor {
 
 impl Removal<'_> {
     /// Drops the removed postings from the tail of `index`, once the
-    /// rewritten blocks are committed, and empties its block cache.
+    /// rewritten blocks are committed, and the removed terms' answers from
+    /// its block cache (a rewritten block holds the other terms' postings
+    /// as they were; a cursor reading one of them meanwhile does not keep
+    /// its answer, see [`FifoCache`]).
     pub(crate) fn apply(self, index: &SearchIndex) -> Result<(), StoreError> {
-        index.blocks.lock().map_err(|_| poisoned())?.clear();
+        index
+            .blocks
+            .lock()
+            .map_err(|_| poisoned())?
+            .retain(|(term, _)| !self.terms.contains(term));
         let mut tail = index.tail.write().map_err(|_| poisoned())?;
         for (term, i) in &self.tail {
             if let Some(leaves) = tail.postings.get_mut(term) {
@@ -931,20 +944,22 @@ mod tests {
     }
 
     #[test]
-    fn cached_block_reads_answer_as_the_store_and_a_removal_empties_them() {
+    fn cached_block_reads_answer_as_the_store_and_a_removal_drops_its_terms_only() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let index = SearchIndex::new(store.clone(), 0, 2);
-        // Two terms of one bucket.
+        // Three terms of one bucket.
         let a = term(b'a', 1);
-        let mut b = a;
+        let (mut b, mut c) = (a, a);
         b.0[TERM_LEN - 1] = 2;
+        c.0[TERM_LEN - 1] = 3;
         assert_eq!(bucket(&a), bucket(&b));
-        // Blocks at 0, 2 and 4; b only in the first one.
+        assert_eq!(bucket(&a), bucket(&c));
+        // Blocks at 0, 2 and 4; b only in the first one, c in the others.
         for i in 0..6u64 {
-            let postings = if i == 1 {
-                vec![(a, i), (b, i)]
-            } else {
-                vec![(a, i)]
+            let postings = match i {
+                1 => vec![(a, i), (b, i)],
+                3 | 5 => vec![(a, i), (c, i)],
+                _ => vec![(a, i)],
             };
             index.append(i + 1, 1, postings).unwrap();
         }
@@ -955,9 +970,11 @@ mod tests {
             assert_eq!(block(&index, &b, 6), Some((4, vec![])));
             assert_eq!(block(&index, &b, 2), Some((0, vec![1])));
             assert_eq!(block(&index, &b, 0), None);
+            assert_eq!(block(&index, &c, 6), Some((4, vec![5])));
+            assert_eq!(block(&index, &c, 4), Some((2, vec![3])));
         }
         // Nothing is below 0: that one needs no read and is not kept.
-        assert_eq!(index.blocks.lock().unwrap().len(), 3);
+        assert_eq!(index.blocks.lock().unwrap().len(), 5);
         let (removal, blocks) = index.plan_removal(&[(b, 1), (a, 5)]).unwrap();
         store
             .commit_records(&RecordBatch {
@@ -969,6 +986,18 @@ mod tests {
         // commit; after, as the store does now.
         assert_eq!(block(&index, &b, 2), Some((0, vec![1])));
         removal.apply(&index).unwrap();
+        // c's answers stay cached: the rewritten block at 4 holds its
+        // postings as they were.
+        assert_eq!(index.blocks.lock().unwrap().len(), 2);
+        assert_eq!(block(&index, &c, 6), Some((4, vec![5])));
+        assert_eq!(block(&index, &c, 4), Some((2, vec![3])));
+        assert_eq!(index.blocks.lock().unwrap().len(), 2, "from the cache");
+        let (at, stored) = store
+            .index_blocks(&bucket(&c), 6, 1)
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!((at, leaves_in_block(&stored, &c).unwrap()), (4, vec![5]));
         assert_eq!(block(&index, &b, 2), Some((0, vec![])));
         assert_eq!(block(&index, &a, 6), Some((4, vec![4])));
         assert_eq!(index.scan(&b, u64::MAX, 10).unwrap(), Vec::<u64>::new());
