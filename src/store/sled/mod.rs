@@ -70,6 +70,10 @@
 //! 10 M events, about 600 MiB over the 128 MiB an erasure cleanup wrote),
 //! and with the pages a scan reads (a backup's read of the idempotency
 //! runs: about 220 MiB at 10 M, the same with a cache of 16 MiB).
+//!
+//! Beside the tiles, the same thread writes a tile pack per full level-1
+//! tile (`packs`): derived copies of its level-0 tiles with their upper
+//! subtree hashes, so that proofs read a few files kept open.
 
 mod bodies;
 mod erased;
@@ -815,11 +819,12 @@ impl Drop for SledStore {
 /// How long the compactor sleeps when nothing is due.
 const COMPACTOR_IDLE: Duration = Duration::from_millis(500);
 
-/// The background thread that merges index runs, deletes garbage runs, and
-/// reopens the database once sled has written `snapshot_after` bytes since
-/// it was opened (between two merges, never during one). An error is
-/// logged and retried later; the runs it had not finished stay garbage
-/// that a later pass deletes.
+/// The background thread that merges index runs, deletes garbage runs,
+/// writes the tile packs a durable commit covers (`packs`), and reopens
+/// the database once sled has written `snapshot_after` bytes since it was
+/// opened (between two merges, never during one). An error is logged and
+/// retried later; the runs it had not finished stay garbage that a later
+/// pass deletes, and a pack not written is written again.
 fn start_compactor(shared: Arc<Shared>) -> (Arc<AtomicBool>, JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
