@@ -1,34 +1,35 @@
-//! Erasure tombstones of single events packed by entry bundle and value:
-//! one sled record per bundle of 256 leaves and distinct tombstone, not
-//! one key per event.
+//! Erasure tombstones of single events: one sled record per entry bundle
+//! that has any, whatever the number of erasures that touched it, and each
+//! distinct tombstone stored once.
 //!
 //! The contract keys an event's tombstone by its leaf index (8 bytes,
-//! big-endian). Here the leaves of one bundle that share a tombstone live
-//! under `X || bundle || SHA-256(tombstone)` as `mask(32) || tombstone`,
-//! a bit per leaf of the bundle, with the record checksum after it. A
-//! cleanup step writes one tombstone for every event it deletes, so it
-//! writes one small record per bundle it touches, whatever the bundle
-//! held before (other erasures' tombstones are other records): sled's
-//! memory grows with the keys and bytes it writes. A leaf is in one
-//! record at most.
+//! big-endian). Here:
 //!
-//! Beside them, `U || bundle` holds the union of the bundle's masks, the
-//! leaves that have a packed tombstone, written with every change of the
-//! bundle's records. A bundle gathers one record per erasure that touched
-//! it, so over years of erasures it can hold hundreds: with the union, a
-//! write reads only the record of its own tombstone (one key), unless the
-//! leaf already has one, and a read of a leaf that has none reads one key.
-//! A bundle without a union (written before it existed) is read whole
-//! once and gets one.
+//! - `W || id` (a 32-bit id, big-endian) holds a tombstone's bytes, and
+//!   `w || SHA-256(tombstone)` its id: a subject's erasure writes the same
+//!   tombstone for every event it deletes, so it is stored once, under the
+//!   next id after the largest in use.
+//! - `Z || bundle` holds the bundle's tombstoned leaves as entries
+//!   `offset (1 byte) || id (4 bytes)`, in offset order: at most 256
+//!   entries, 1,280 bytes.
+//!
+//! A cleanup step that deletes events of many bundles so rewrites one
+//! small record per bundle, and a bundle's record does not grow with the
+//! erasures that touched it. The layout before (storage layouts 4 and 5)
+//! kept a record per bundle *and tombstone*, with the tombstone's bytes in
+//! each: at 10.8 M events, 70 erasures of subjects spread over the log
+//! left 984,499 such records (162 MB) in sled, whose memory, file, start
+//! and periodic reopen grow with the keys it holds. Those records are
+//! converted on open ([`convert_layout_5`]).
 //!
 //! Every other key of the space (a subject's tombstone) stays one record
 //! under `x || key`, and so do the per-leaf tombstones databases wrote
-//! before this packing: they are read where they are, a write of the
-//! same leaf moves it into a packed record, and a scan merges both in
-//! key order. Callers serialise writes (the store's body lock), so a
-//! read-modify-write never loses another's change.
+//! before packing: they are read where they are, a write of the same leaf
+//! moves it into its bundle's record, and a scan merges both in key order.
+//! Callers serialise writes (the store's body lock), so a read-modify-write
+//! never loses another's change, and an id is never given twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
@@ -36,16 +37,27 @@ use super::{ERASED, backend, checksummed, index_key, verified};
 use crate::store::{Record, ScanCursor, ScanPage, StoreError};
 use crate::tiles::TILE_WIDTH;
 
-const PACKED: u8 = b'X';
-const UNION: u8 = b'U';
-const MASK_LEN: usize = (TILE_WIDTH / 8) as usize;
+const BUNDLE: u8 = b'Z';
+const TOMBSTONE: u8 = b'W';
+const TOMBSTONE_ID: u8 = b'w';
+/// Bytes of one entry of a bundle's record: offset and tombstone id.
+const ENTRY: usize = 5;
 
-type Mask = [u8; MASK_LEN];
-/// A bundle's records: by tombstone digest, the leaves' mask and the tombstone.
-type Groups = BTreeMap<[u8; 32], (Mask, Vec<u8>)>;
+/// A bundle's tombstoned leaves: offset in the bundle to tombstone id.
+type Entries = BTreeMap<u8, u32>;
 
-fn group_key(bundle: u64, digest: &[u8; 32]) -> Vec<u8> {
-    [&index_key(PACKED, bundle)[..], digest].concat()
+fn bundle_key(bundle: u64) -> [u8; 9] {
+    index_key(BUNDLE, bundle)
+}
+
+fn tombstone_key(id: u32) -> [u8; 5] {
+    let mut k = [TOMBSTONE; 5];
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn id_key(digest: &[u8; 32]) -> Vec<u8> {
+    [&[TOMBSTONE_ID][..], digest].concat()
 }
 
 fn legacy_key(index: u64) -> [u8; 9] {
@@ -56,111 +68,70 @@ fn digest(value: &[u8]) -> [u8; 32] {
     Sha256::digest(value).into()
 }
 
-fn bit(mask: &Mask, offset: u64) -> bool {
-    mask[(offset / 8) as usize] & (1 << (offset % 8)) != 0
-}
-
 /// The leaf of a contract key of the space, if it names one (8 bytes).
 pub fn leaf_of(key: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(key).ok().map(u64::from_be_bytes)
 }
 
-/// One packed record, checked: its bundle, digest, mask and tombstone.
-fn decode(k: &[u8], v: &[u8]) -> Result<(u64, [u8; 32], Mask, Vec<u8>), StoreError> {
+fn split(index: u64) -> (u64, u8) {
+    (index / TILE_WIDTH, (index % TILE_WIDTH) as u8)
+}
+
+fn encode(entries: &Entries) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * ENTRY);
+    for (offset, id) in entries {
+        out.push(*offset);
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    out
+}
+
+/// One bundle's record, checked: its bundle and entries.
+fn decode(k: &[u8], v: &[u8]) -> Result<(u64, Entries), StoreError> {
     let corrupt =
         || StoreError::Corrupt(format!("tombstone record {} is malformed", hex::encode(k)));
-    let bundle = k.get(1..9).and_then(leaf_of).ok_or_else(corrupt)?;
-    let tag: [u8; 32] = k
-        .get(9..)
-        .and_then(|t| t.try_into().ok())
-        .ok_or_else(corrupt)?;
+    let bundle = k.get(1..).and_then(leaf_of).ok_or_else(corrupt)?;
     let value = verified(k, v)?;
-    let mask: Mask = value
-        .get(..MASK_LEN)
-        .and_then(|m| m.try_into().ok())
-        .ok_or_else(corrupt)?;
-    let tombstone = value[MASK_LEN..].to_vec();
-    if mask == [0; MASK_LEN] || digest(&tombstone) != tag {
+    if value.is_empty() || !value.len().is_multiple_of(ENTRY) {
         return Err(corrupt());
     }
-    Ok((bundle, tag, mask, tombstone))
-}
-
-/// The packed records from bundle `first` on, in key order, as raw pairs.
-fn records_from(
-    tree: &sled::Tree,
-    first: u64,
-) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
-    tree.range(index_key(PACKED, first).to_vec()..vec![PACKED + 1])
-}
-
-/// The union of `bundle`'s masks, if it has one.
-fn read_union(tree: &sled::Tree, bundle: u64) -> Result<Option<Mask>, StoreError> {
-    let k = index_key(UNION, bundle);
-    tree.get(k)
-        .map_err(backend)?
-        .map(|v| decode_union(&k, &v).map(|(_, union)| union))
-        .transpose()
-}
-
-/// One union record, checked: its bundle and mask.
-fn decode_union(k: &[u8], v: &[u8]) -> Result<(u64, Mask), StoreError> {
-    let corrupt =
-        || StoreError::Corrupt(format!("tombstone summary {} is malformed", hex::encode(k)));
-    let bundle = k.get(1..).and_then(leaf_of).ok_or_else(corrupt)?;
-    let union = verified(k, v)?
-        .as_slice()
-        .try_into()
-        .map_err(|_| corrupt())?;
-    Ok((bundle, union))
-}
-
-/// The record of `bundle` for the tombstone of digest `tag`, if any.
-fn read_group(
-    tree: &sled::Tree,
-    bundle: u64,
-    tag: &[u8; 32],
-) -> Result<Option<(Mask, Vec<u8>)>, StoreError> {
-    let k = group_key(bundle, tag);
-    let Some(v) = tree.get(&k).map_err(backend)? else {
-        return Ok(None);
-    };
-    let (_, _, mask, tombstone) = decode(&k, &v)?;
-    Ok(Some((mask, tombstone)))
-}
-
-fn union_of(groups: &Groups) -> Mask {
-    let mut union = [0; MASK_LEN];
-    for (mask, _) in groups.values() {
-        for (u, m) in union.iter_mut().zip(mask) {
-            *u |= m;
+    let mut entries = Entries::new();
+    for e in value.chunks_exact(ENTRY) {
+        let id = u32::from_be_bytes([e[1], e[2], e[3], e[4]]);
+        // In offset order, each offset once.
+        if entries.last_key_value().is_some_and(|(o, _)| *o >= e[0]) {
+            return Err(corrupt());
         }
+        entries.insert(e[0], id);
     }
-    union
+    Ok((bundle, entries))
 }
 
-fn read_groups(tree: &sled::Tree, bundle: u64) -> Result<Groups, StoreError> {
-    let mut out = Groups::new();
-    for item in
-        tree.range(index_key(PACKED, bundle).to_vec()..index_key(PACKED, bundle + 1).to_vec())
-    {
-        let (k, v) = item.map_err(backend)?;
-        let (_, tag, mask, tombstone) = decode(&k, &v)?;
-        out.insert(tag, (mask, tombstone));
+fn read_entries(tree: &sled::Tree, bundle: u64) -> Result<Entries, StoreError> {
+    let k = bundle_key(bundle);
+    match tree.get(k).map_err(backend)? {
+        Some(v) => decode(&k, &v).map(|(_, entries)| entries),
+        None => Ok(Entries::new()),
     }
-    Ok(out)
 }
 
-/// The tombstone of leaf `index`: from its bundle's records, else from a
+/// The tombstone of id `id`, which a bundle's record names.
+fn tombstone(tree: &sled::Tree, id: u32) -> Result<Vec<u8>, StoreError> {
+    let k = tombstone_key(id);
+    match tree.get(k).map_err(backend)? {
+        Some(v) => verified(&k, &v),
+        None => Err(StoreError::Corrupt(format!(
+            "tombstone {id}, named by a bundle's tombstone record, is missing"
+        ))),
+    }
+}
+
+/// The tombstone of leaf `index`: from its bundle's record, else from a
 /// per-leaf record of an earlier database.
 pub fn get(tree: &sled::Tree, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-    let (bundle, offset) = (index / TILE_WIDTH, index % TILE_WIDTH);
-    if read_union(tree, bundle)?.is_none_or(|union| bit(&union, offset)) {
-        for (mask, tombstone) in read_groups(tree, bundle)?.into_values() {
-            if bit(&mask, offset) {
-                return Ok(Some(tombstone));
-            }
-        }
+    let (bundle, offset) = split(index);
+    if let Some(id) = read_entries(tree, bundle)?.get(&offset) {
+        return tombstone(tree, *id).map(Some);
     }
     let k = legacy_key(index);
     tree.get(k)
@@ -169,118 +140,114 @@ pub fn get(tree: &sled::Tree, index: u64) -> Result<Option<Vec<u8>>, StoreError>
         .transpose()
 }
 
+/// The ids of tombstones: those stored, found by digest, and new ones,
+/// given the next id after the largest in use and written into the
+/// caller's batch. One dictionary serves one writer's batches, applied in
+/// the order they were staged.
+#[derive(Default)]
+pub(super) struct Dictionary {
+    known: HashMap<[u8; 32], u32>,
+    next: Option<u32>,
+}
+
+impl Dictionary {
+    fn id(
+        &mut self,
+        tree: &sled::Tree,
+        batch: &mut sled::Batch,
+        value: &[u8],
+    ) -> Result<u32, StoreError> {
+        let d = digest(value);
+        if let Some(id) = self.known.get(&d) {
+            return Ok(*id);
+        }
+        let k = id_key(&d);
+        let id = match tree.get(&k).map_err(backend)? {
+            Some(v) => {
+                let raw = verified(&k, &v)?;
+                u32::from_be_bytes(raw.as_slice().try_into().map_err(|_| {
+                    StoreError::Corrupt(format!("tombstone id {} is malformed", hex::encode(&k)))
+                })?)
+            }
+            None => {
+                let id = match self.next {
+                    Some(id) => id,
+                    None => next_free_id(tree)?,
+                };
+                self.next = Some(
+                    id.checked_add(1)
+                        .ok_or_else(|| StoreError::Backend("no tombstone id is left".into()))?,
+                );
+                let t = tombstone_key(id);
+                batch.insert(&t[..], checksummed(&t, value));
+                batch.insert(k.clone(), checksummed(&k, &id.to_be_bytes()));
+                id
+            }
+        };
+        self.known.insert(d, id);
+        Ok(id)
+    }
+}
+
+/// The id after the largest stored.
+fn next_free_id(tree: &sled::Tree) -> Result<u32, StoreError> {
+    let last = tree
+        .range(vec![TOMBSTONE]..vec![TOMBSTONE + 1])
+        .next_back()
+        .transpose()
+        .map_err(backend)?;
+    Ok(match last {
+        Some((k, _)) => {
+            let id = k
+                .get(1..)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("tombstone key {} is malformed", hex::encode(&k)))
+                })?;
+            id.checked_add(1)
+                .ok_or_else(|| StoreError::Backend("no tombstone id is left".into()))?
+        }
+        None => 0,
+    })
+}
+
 /// Adds to `batch` the puts (`Some`) and deletions (`None`) of leaves'
-/// tombstones, in the order given: the records of each bundle touched that
-/// changed, and the removal of per-leaf records of an earlier database for
-/// those leaves.
+/// tombstones, in the order given: the record of each bundle touched, the
+/// tombstones not stored yet, and the removal of per-leaf records of an
+/// earlier database for those leaves.
 pub fn stage(
     tree: &sled::Tree,
     batch: &mut sled::Batch,
     changes: &[(u64, Option<&[u8]>)],
 ) -> Result<(), StoreError> {
-    let mut bundles: BTreeMap<u64, Staged> = BTreeMap::new();
+    let mut ids = Dictionary::default();
+    let mut bundles: BTreeMap<u64, Entries> = BTreeMap::new();
     for &(index, value) in changes {
-        let bundle = index / TILE_WIDTH;
-        let staged = match bundles.entry(bundle) {
+        let (bundle, offset) = split(index);
+        let entries = match bundles.entry(bundle) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => e.insert(Staged::read(tree, bundle)?),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(read_entries(tree, bundle)?),
         };
-        let offset = index % TILE_WIDTH;
-        let (byte, flag) = ((offset / 8) as usize, 1u8 << (offset % 8));
-        if staged.union[byte] & flag != 0 {
-            // The leaf has a tombstone already: find its record.
-            staged.read_all(tree, bundle)?;
-            for (tag, (mask, _)) in staged.groups.iter_mut() {
-                if mask[byte] & flag != 0 {
-                    mask[byte] &= !flag;
-                    staged.changed.push(*tag);
-                }
-            }
-            staged.union[byte] &= !flag;
-        }
-        if let Some(v) = value {
-            let tag = digest(v);
-            if !staged.complete
-                && !staged.groups.contains_key(&tag)
-                && let Some(group) = read_group(tree, bundle, &tag)?
-            {
-                staged.groups.insert(tag, group);
-            }
-            staged
-                .groups
-                .entry(tag)
-                .or_insert_with(|| ([0; MASK_LEN], v.to_vec()))
-                .0[byte] |= flag;
-            staged.union[byte] |= flag;
-            staged.changed.push(tag);
-        }
+        match value {
+            Some(v) => entries.insert(offset, ids.id(tree, batch, v)?),
+            None => entries.remove(&offset),
+        };
         // sled skips the removal of a key it does not hold.
         batch.remove(&legacy_key(index)[..]);
     }
-    for (bundle, staged) in bundles {
-        let Staged {
-            groups,
-            changed,
-            union,
-            ..
-        } = staged;
-        let k = index_key(UNION, bundle);
-        if union == [0; MASK_LEN] {
-            batch.remove(&k[..]);
-        } else {
-            batch.insert(&k[..], checksummed(&k, &union));
-        }
-        for tag in changed {
-            let k = group_key(bundle, &tag);
-            match groups.get(&tag) {
-                Some((mask, tombstone)) if *mask != [0; MASK_LEN] => {
-                    let value = [&mask[..], tombstone].concat();
-                    batch.insert(k.clone(), checksummed(&k, &value));
-                }
-                _ => batch.remove(k),
-            }
-        }
+    for (bundle, entries) in bundles {
+        put_entries(batch, bundle, &entries);
     }
     Ok(())
 }
 
-/// What [`stage`] knows of a bundle: the records it read (all of them
-/// once `complete`), those it changed, and the union of the masks.
-struct Staged {
-    groups: Groups,
-    complete: bool,
-    changed: Vec<[u8; 32]>,
-    union: Mask,
-}
-
-impl Staged {
-    /// The bundle's union; its records only when it has none (then all).
-    fn read(tree: &sled::Tree, bundle: u64) -> Result<Staged, StoreError> {
-        let mut staged = Staged {
-            groups: Groups::new(),
-            complete: false,
-            changed: Vec::new(),
-            union: [0; MASK_LEN],
-        };
-        match read_union(tree, bundle)? {
-            Some(union) => staged.union = union,
-            None => {
-                staged.read_all(tree, bundle)?;
-                staged.union = union_of(&staged.groups);
-            }
-        }
-        Ok(staged)
-    }
-
-    /// Reads every record of the bundle, keeping those already changed.
-    fn read_all(&mut self, tree: &sled::Tree, bundle: u64) -> Result<(), StoreError> {
-        if !self.complete {
-            for (tag, group) in read_groups(tree, bundle)? {
-                self.groups.entry(tag).or_insert(group);
-            }
-            self.complete = true;
-        }
-        Ok(())
+fn put_entries(batch: &mut sled::Batch, bundle: u64, entries: &Entries) {
+    let k = bundle_key(bundle);
+    if entries.is_empty() {
+        batch.remove(&k[..]);
+    } else {
+        batch.insert(&k[..], checksummed(&k, &encode(entries)));
     }
 }
 
@@ -305,37 +272,36 @@ pub fn scan(
         u64::from_be_bytes(k) / TILE_WIDTH
     });
     let mut packed: Vec<Result<Record, StoreError>> = Vec::new();
-    // The leaves of the bundle being read, until the next bundle starts.
-    let mut bundle_leaves: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-    let mut current = None;
-    let flush = |leaves: &mut BTreeMap<u64, Vec<u8>>, packed: &mut Vec<_>| {
-        for (index, value) in std::mem::take(leaves) {
-            let key = index.to_be_bytes().to_vec();
-            if after.is_none_or(|a| key.as_slice() > a) {
-                packed.push(Ok((key, value)));
-            }
+    let mut values: HashMap<u32, Vec<u8>> = HashMap::new();
+    for item in tree.range(bundle_key(first).to_vec()..vec![BUNDLE + 1]) {
+        if packed.len() >= limit {
+            break;
         }
-    };
-    for item in records_from(tree, first) {
         let (k, v) = item.map_err(backend)?;
-        match decode(&k, &v) {
-            Ok((bundle, _, mask, tombstone)) => {
-                if current != Some(bundle) {
-                    flush(&mut bundle_leaves, &mut packed);
-                    if packed.len() >= limit {
-                        break;
-                    }
-                    current = Some(bundle);
-                }
-                for offset in (0..TILE_WIDTH).filter(|o| bit(&mask, *o)) {
-                    bundle_leaves.insert(bundle * TILE_WIDTH + offset, tombstone.clone());
-                }
-            }
+        let (bundle, entries) = match decode(&k, &v) {
+            Ok(d) => d,
             // A damaged record is one item.
-            Err(e) => packed.push(Err(e)),
+            Err(e) => {
+                packed.push(Err(e));
+                continue;
+            }
+        };
+        for (offset, id) in entries {
+            let key = (bundle * TILE_WIDTH + u64::from(offset))
+                .to_be_bytes()
+                .to_vec();
+            if after.is_some_and(|a| key.as_slice() <= a) {
+                continue;
+            }
+            let value = match values.get(&id) {
+                Some(v) => Ok(v.clone()),
+                None => tombstone(tree, id).inspect(|v| {
+                    values.insert(id, v.clone());
+                }),
+            };
+            packed.push(value.map(|v| (key, v)));
         }
     }
-    flush(&mut bundle_leaves, &mut packed);
     // Merge by key; a leaf in both is the packed one (written later).
     let key_of = |r: &Result<Record, StoreError>| r.as_ref().ok().map(|(k, _)| k.clone());
     let mut items = Vec::with_capacity(limit);
@@ -365,62 +331,209 @@ pub fn scan(
     Ok(ScanPage { items, next })
 }
 
-/// Problems in the packed tombstone records (fsck): each must verify,
-/// name its tombstone's digest and hold a leaf, and no leaf may be in two;
-/// each bundle's union must verify and equal its records' masks.
+/// Problems in the packed tombstone records (fsck): each bundle's record
+/// must verify and name stored tombstones; each tombstone must verify and
+/// be found by its digest; no record of the layout before may be left.
 pub fn check(tree: &sled::Tree) -> Vec<String> {
     let mut out = Vec::new();
-    let mut seen: Option<(u64, Mask)> = None;
-    for item in records_from(tree, 0) {
+    let mut named = HashSet::new();
+    for item in tree.range(vec![BUNDLE]..vec![BUNDLE + 1]) {
         match item.map_err(backend).and_then(|(k, v)| decode(&k, &v)) {
-            Ok((bundle, _, mask, _)) => {
-                let mut union = match seen {
-                    Some((b, m)) if b == bundle => m,
-                    _ => [0; MASK_LEN],
-                };
-                if union.iter().zip(&mask).any(|(u, m)| u & m != 0) {
-                    out.push(format!("a leaf of bundle {bundle} has two tombstones"));
+            Ok((bundle, entries)) => {
+                for id in entries.into_values() {
+                    if named.insert(id) && !tree.contains_key(tombstone_key(id)).unwrap_or(false) {
+                        out.push(format!(
+                            "bundle {bundle}'s tombstone record names tombstone {id}, which is missing"
+                        ));
+                    }
                 }
-                for (u, m) in union.iter_mut().zip(&mask) {
-                    *u |= m;
-                }
-                seen = Some((bundle, union));
             }
             Err(e) => out.push(e.to_string()),
         }
     }
-    for item in tree.range(vec![UNION]..vec![UNION + 1]) {
-        let union = item
-            .map_err(backend)
-            .and_then(|(k, v)| decode_union(&k, &v));
-        let (bundle, union) = match union {
-            Ok(u) => u,
+    for item in tree.range(vec![TOMBSTONE]..vec![TOMBSTONE + 1]) {
+        let (k, v) = match item.map_err(backend) {
+            Ok(kv) => kv,
             Err(e) => {
                 out.push(e.to_string());
                 continue;
             }
         };
-        // A damaged record is named above.
-        if let Ok(groups) = read_groups(tree, bundle)
-            && union != union_of(&groups)
-        {
+        let found = verified(&k, &v).and_then(|value| {
+            let stored = tree.get(id_key(&digest(&value))).map_err(backend)?;
+            Ok(stored.is_some_and(|s| {
+                verified(&id_key(&digest(&value)), &s).ok() == Some(k[1..].to_vec())
+            }))
+        });
+        match found {
+            Ok(true) => {}
+            Ok(false) => out.push(format!(
+                "tombstone {} is not found by its digest",
+                hex::encode(&k[1..])
+            )),
+            Err(e) => out.push(e.to_string()),
+        }
+    }
+    for (prefix, what) in layout_5::PREFIXES {
+        let left = tree.scan_prefix([prefix]).count();
+        if left > 0 {
             out.push(format!(
-                "the summary of bundle {bundle}'s tombstones does not match its records"
+                "{left} {what} of storage layout 5 were not converted"
             ));
         }
     }
     out
 }
 
+/// Bundles converted per atomic batch by [`convert_layout_5`].
+const BUNDLES_PER_BATCH: usize = 256;
+
+/// Converts the tombstone records of storage layouts 4 and 5 into bundle
+/// records, streaming: [`BUNDLES_PER_BATCH`] bundles per atomic batch,
+/// each made durable by `sync` before the next, which writes each
+/// bundle's record and deletes its earlier records (and union) together,
+/// so a bundle is in one form or the other and an interrupted conversion
+/// resumes on the next open. A record that does not verify is left where
+/// it is (fsck names it). Returns the bundles converted.
+pub(super) fn convert_layout_5(
+    tree: &sled::Tree,
+    sync: &dyn Fn() -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let left = |prefix: u8| tree.scan_prefix([prefix]).next().is_some();
+    if !left(layout_5::PACKED) && !left(layout_5::UNION) {
+        return Ok(0);
+    }
+    tracing::warn!(
+        "converting erasure tombstones to storage layout 6 (once; it resumes if interrupted)"
+    );
+    let mut ids = Dictionary::default();
+    let mut converted = 0;
+    let mut from = 0u64;
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut bundles: BTreeMap<u64, Entries> = BTreeMap::new();
+        for item in layout_5::records_from(tree, from) {
+            let (k, v) = item.map_err(backend)?;
+            let Some(bundle) = k.get(1..9).and_then(leaf_of) else {
+                tracing::error!(key = %hex::encode(&k), "a tombstone record of storage layout 5 is malformed; left in place");
+                continue;
+            };
+            if !bundles.contains_key(&bundle) {
+                if bundles.len() == BUNDLES_PER_BATCH {
+                    break;
+                }
+                bundles.insert(bundle, read_entries(tree, bundle)?);
+            }
+            from = bundle + 1;
+            let (mask, value) = match layout_5::decode(&k, &v) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "left in place");
+                    continue;
+                }
+            };
+            let id = ids.id(tree, &mut batch, &value)?;
+            let entries = bundles.entry(bundle).or_default();
+            for offset in 0..=u8::MAX {
+                if mask[usize::from(offset / 8)] & (1 << (offset % 8)) != 0 {
+                    entries.insert(offset, id);
+                }
+            }
+            batch.remove(k);
+        }
+        if bundles.is_empty() {
+            break;
+        }
+        for (bundle, entries) in &bundles {
+            put_entries(&mut batch, *bundle, entries);
+            batch.remove(&index_key(layout_5::UNION, *bundle)[..]);
+        }
+        tree.apply_batch(batch).map_err(backend)?;
+        sync()?;
+        converted += bundles.len() as u64;
+    }
+    // Unions without records (none are written, but a crash of an earlier
+    // version between its writes could leave one).
+    let mut batch = sled::Batch::default();
+    for item in tree.scan_prefix([layout_5::UNION]) {
+        batch.remove(item.map_err(backend)?.0);
+    }
+    tree.apply_batch(batch).map_err(backend)?;
+    sync()?;
+    Ok(converted)
+}
+
+/// The tombstone records of storage layouts 4 and 5, read only to convert
+/// them: `X || bundle || SHA-256(tombstone)` holding `mask(32) ||
+/// tombstone` (a bit per leaf of the bundle), one per bundle and
+/// tombstone, and `U || bundle`, the union of a bundle's masks (layout 5).
+pub(super) mod layout_5 {
+    use super::{StoreError, digest, index_key, verified};
+
+    pub const PACKED: u8 = b'X';
+    pub const UNION: u8 = b'U';
+    pub const PREFIXES: [(u8, &str); 2] = [
+        (PACKED, "tombstone records"),
+        (UNION, "tombstone summaries"),
+    ];
+    pub type Mask = [u8; 32];
+
+    pub fn records_from(
+        tree: &sled::Tree,
+        first: u64,
+    ) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
+        tree.range(index_key(PACKED, first).to_vec()..vec![PACKED + 1])
+    }
+
+    /// One record, checked: its mask and tombstone.
+    pub fn decode(k: &[u8], v: &[u8]) -> Result<(Mask, Vec<u8>), StoreError> {
+        let corrupt =
+            || StoreError::Corrupt(format!("tombstone record {} is malformed", hex::encode(k)));
+        let value = verified(k, v)?;
+        let mask: Mask = value
+            .get(..32)
+            .and_then(|m| m.try_into().ok())
+            .ok_or_else(corrupt)?;
+        let tombstone = value[32..].to_vec();
+        if mask == [0; 32] || k.get(9..) != Some(&digest(&tombstone)[..]) {
+            return Err(corrupt());
+        }
+        Ok((mask, tombstone))
+    }
+
+    /// Writes one record as layout 5 did (for the conversion's tests).
+    #[cfg(test)]
+    pub fn put(tree: &sled::Tree, bundle: u64, mask: &Mask, tombstone: &[u8]) {
+        let k = [&index_key(PACKED, bundle)[..], &digest(tombstone)].concat();
+        let v = super::checksummed(&k, &[&mask[..], tombstone].concat());
+        tree.insert(k, v).unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn packed_and_earlier_per_leaf_tombstones_read_and_scan_as_one_space() {
+    fn tree() -> (tempfile::TempDir, sled::Tree) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         let tree = db.open_tree("t").unwrap();
+        (dir, tree)
+    }
+
+    fn apply(tree: &sled::Tree, changes: &[(u64, Option<&[u8]>)]) {
+        let mut batch = sled::Batch::default();
+        stage(tree, &mut batch, changes).unwrap();
+        tree.apply_batch(batch).unwrap();
+    }
+
+    fn count(tree: &sled::Tree, prefix: u8) -> usize {
+        tree.scan_prefix([prefix]).count()
+    }
+
+    #[test]
+    fn packed_and_earlier_per_leaf_tombstones_read_and_scan_as_one_space() {
+        let (_dir, tree) = tree();
         // An earlier database's per-leaf records, and a subject's.
         for (i, v) in [(5u64, "old5"), (300, "old300"), (301, "old301")] {
             let k = legacy_key(i);
@@ -429,10 +542,8 @@ mod tests {
         let subject = [&[ERASED][..], b"subject/12345678"].concat();
         tree.insert(&subject, checksummed(&subject, b"subj"))
             .unwrap();
-        let mut batch = sled::Batch::default();
-        stage(
+        apply(
             &tree,
-            &mut batch,
             &[
                 (4, Some(b"new")),
                 (6, Some(b"new")),
@@ -442,11 +553,10 @@ mod tests {
                 (7, Some(b"first")),
                 (7, None),
             ],
-        )
-        .unwrap();
-        tree.apply_batch(batch).unwrap();
+        );
         assert!(!tree.contains_key(legacy_key(301)).unwrap(), "moved");
         assert_eq!(get(&tree, 5).unwrap().unwrap(), b"old5");
+        assert_eq!(get(&tree, 4).unwrap().unwrap(), b"new");
         assert_eq!(get(&tree, 301).unwrap().unwrap(), b"new301");
         assert_eq!(get(&tree, 600).unwrap(), None);
         assert_eq!(get(&tree, 7).unwrap(), None);
@@ -472,91 +582,151 @@ mod tests {
                 seen.extend(page.items.into_iter().map(|r| r.unwrap()));
                 cursor = page.next;
             }
-            let keys: Vec<Vec<u8>> = seen.iter().map(|(k, _)| k.clone()).collect();
-            let mut expected: Vec<Vec<u8>> = [4u64, 5, 6, 300, 301]
-                .iter()
-                .map(|i| i.to_be_bytes().to_vec())
-                .collect();
-            expected.push(b"subject/12345678".to_vec());
-            assert_eq!(keys, expected, "pages of {limit}");
+            let mut expected: Vec<Record> = [
+                (4u64, "new"),
+                (5, "old5"),
+                (6, "new"),
+                (300, "old300"),
+                (301, "new301"),
+            ]
+            .iter()
+            .map(|(i, v)| (i.to_be_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+            expected.push((b"subject/12345678".to_vec(), b"subj".to_vec()));
+            assert_eq!(seen, expected, "pages of {limit}");
         }
-        assert!(check(&tree).is_empty());
-        // One record per bundle and tombstone: bundle 0's "new" for leaves
-        // 4 and 6, bundle 1's "new301".
-        assert_eq!(records_from(&tree, 0).count(), 2);
-        let k = group_key(0, &digest(b"new"));
-        let mut raw = tree.get(&k).unwrap().unwrap().to_vec();
+        assert!(check(&tree).is_empty(), "{:?}", check(&tree));
+        // One record per bundle: bundle 0's leaves 4 and 6, bundle 1's 301.
+        assert_eq!(count(&tree, BUNDLE), 2);
+        let k = bundle_key(0);
+        let mut raw = tree.get(k).unwrap().unwrap().to_vec();
         raw[3] ^= 1;
-        tree.insert(&k, raw).unwrap();
+        tree.insert(k, raw).unwrap();
         assert!(get(&tree, 4).is_err());
         assert_eq!(check(&tree).len(), 1);
     }
 
-    fn apply(tree: &sled::Tree, changes: &[(u64, Option<&[u8]>)]) {
-        let mut batch = sled::Batch::default();
-        stage(tree, &mut batch, changes).unwrap();
-        tree.apply_batch(batch).unwrap();
-    }
-
     #[test]
-    fn a_bundles_union_follows_its_records_through_many_erasures_and_moves() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
-        // 200 erasures, each touching leaves of bundle 0, a record each.
+    fn a_bundle_keeps_one_record_of_bounded_size_through_many_erasures() {
+        let (_dir, tree) = tree();
+        // 200 erasures, each touching a leaf of bundle 0 and one of bundle 1.
         let tombstones: Vec<Vec<u8>> = (0..200)
-            .map(|i| format!("erasure {i}").into_bytes())
+            .map(|i| format!("erasure {i}: {}", "x".repeat(100)).into_bytes())
             .collect();
         for (i, t) in tombstones.iter().enumerate() {
             apply(&tree, &[(i as u64, Some(t)), (256 + i as u64, Some(t))]);
         }
-        assert_eq!(records_from(&tree, 0).count(), 400);
-        // A leaf erased again moves to the new tombstone's record; one
-        // deleted leaves its record; a leaf with none reads none.
+        // Two bundle records of 5 bytes per leaf, and each tombstone once.
+        assert_eq!(count(&tree, BUNDLE), 2);
+        assert_eq!(count(&tree, TOMBSTONE), 200);
+        assert_eq!(count(&tree, TOMBSTONE_ID), 200);
+        let record = tree.get(bundle_key(0)).unwrap().unwrap();
+        assert_eq!(
+            record.len(),
+            200 * ENTRY + super::super::RECORD_CHECKSUM_LEN
+        );
+        // A leaf erased again takes the new tombstone; one deleted leaves
+        // its record; a leaf with none reads none.
         apply(&tree, &[(3, Some(&tombstones[150])), (4, None)]);
         assert_eq!(get(&tree, 3).unwrap().unwrap(), tombstones[150]);
         assert_eq!(get(&tree, 150).unwrap().unwrap(), tombstones[150]);
         assert_eq!(get(&tree, 4).unwrap(), None);
         assert_eq!(get(&tree, 250).unwrap(), None);
-        assert_eq!(get(&tree, 5).unwrap().unwrap(), tombstones[5]);
-        assert!(check(&tree).is_empty(), "{:?}", check(&tree));
+        assert_eq!(get(&tree, 256 + 5).unwrap().unwrap(), tombstones[5]);
+        assert_eq!(count(&tree, TOMBSTONE), 200, "no tombstone stored twice");
+        // A new tombstone gets the next id, once.
+        apply(&tree, &[(255, Some(b"late")), (511, Some(b"late"))]);
+        assert_eq!(get(&tree, 511).unwrap().unwrap(), b"late");
         assert_eq!(
-            read_union(&tree, 0).unwrap(),
-            Some(union_of(&read_groups(&tree, 0).unwrap()))
+            tree.get(id_key(&digest(b"late")))
+                .unwrap()
+                .map(|v| verified(&id_key(&digest(b"late")), &v).unwrap()),
+            Some(200u32.to_be_bytes().to_vec())
         );
-
-        // A bundle written before unions existed is read whole on its
-        // first change and gets one.
-        tree.remove(index_key(UNION, 1)).unwrap();
-        assert_eq!(get(&tree, 256 + 7).unwrap().unwrap(), tombstones[7]);
-        apply(
-            &tree,
-            &[(256 + 7, Some(&tombstones[9])), (256 + 220, Some(b"late"))],
-        );
-        assert_eq!(get(&tree, 256 + 7).unwrap().unwrap(), tombstones[9]);
-        assert_eq!(get(&tree, 256 + 220).unwrap().unwrap(), b"late");
-        assert!(read_union(&tree, 1).unwrap().is_some());
         assert!(check(&tree).is_empty(), "{:?}", check(&tree));
 
-        // Removing every leaf removes the union.
+        // Removing every leaf of a bundle removes its record.
         let all: Vec<(u64, Option<&[u8]>)> = (0..256).map(|i| (i, None)).collect();
         apply(&tree, &all);
-        assert_eq!(read_union(&tree, 0).unwrap(), None);
-        assert_eq!(
-            records_from(&tree, 0)
-                .take_while(|r| r.as_ref().unwrap().0[1..9] == 0u64.to_be_bytes())
-                .count(),
-            0
-        );
+        assert!(!tree.contains_key(bundle_key(0)).unwrap());
+        assert_eq!(get(&tree, 3).unwrap(), None);
 
-        // fsck names a union that disagrees with the records, or is damaged.
-        let k = index_key(UNION, 1);
-        tree.insert(k, checksummed(&k, &[0xff; MASK_LEN])).unwrap();
-        assert_eq!(check(&tree).len(), 1, "{:?}", check(&tree));
-        let mut raw = tree.get(k).unwrap().unwrap().to_vec();
-        raw[0] ^= 1;
-        tree.insert(k, raw).unwrap();
-        assert_eq!(check(&tree).len(), 1);
+        // fsck names a tombstone a record names that is missing, and one
+        // its digest does not find.
+        tree.remove(tombstone_key(7)).unwrap();
         assert!(get(&tree, 256 + 7).is_err());
+        let found = check(&tree);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("tombstone 7"), "{found:?}");
+        tree.remove(id_key(&digest(&tombstones[9]))).unwrap();
+        assert_eq!(check(&tree).len(), 2, "{:?}", check(&tree));
+    }
+
+    #[test]
+    fn tombstone_records_of_layout_5_convert_in_batches_and_resume_after_a_failed_sync() {
+        let (_dir, tree) = tree();
+        // 600 bundles of layout 5 records: leaf 0 of each under "a", leaf
+        // 1 under "b" (several records per bundle), a union per bundle,
+        // and one damaged record.
+        let mut expected = BTreeMap::new();
+        for bundle in 0..600u64 {
+            let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
+            a[0] = 0b01;
+            b[0] = 0b10;
+            layout_5::put(&tree, bundle, &a, b"a");
+            layout_5::put(&tree, bundle, &b, b"b");
+            let u = index_key(layout_5::UNION, bundle);
+            tree.insert(u, checksummed(&u, &[0b11; 32])).unwrap();
+            expected.insert(bundle * TILE_WIDTH, b"a".to_vec());
+            expected.insert(bundle * TILE_WIDTH + 1, b"b".to_vec());
+        }
+        let damaged = [&index_key(layout_5::PACKED, 700)[..], &digest(b"c")].concat();
+        tree.insert(&damaged, b"not a record".to_vec()).unwrap();
+        // A per-leaf record of an earlier database stays where it is.
+        let k = legacy_key(5);
+        tree.insert(k, checksummed(&k, b"old")).unwrap();
+        expected.insert(5, b"old".to_vec());
+
+        // The second batch's sync fails: the conversion stops there.
+        let syncs = std::cell::Cell::new(0);
+        let failing = || {
+            syncs.set(syncs.get() + 1);
+            match syncs.get() {
+                2 => Err(StoreError::Backend("injected sync failure".into())),
+                _ => Ok(()),
+            }
+        };
+        assert!(convert_layout_5(&tree, &failing).is_err());
+        // Every bundle reads in one form or the other meanwhile.
+        for (leaf, value) in &expected {
+            let read = get(&tree, *leaf).unwrap();
+            let layout5 = layout_5::records_from(&tree, leaf / TILE_WIDTH)
+                .next()
+                .and_then(|r| r.ok())
+                .is_some_and(|(k, _)| k[1..9] == (leaf / TILE_WIDTH).to_be_bytes());
+            assert!(read.as_ref() == Some(value) || layout5, "leaf {leaf}");
+        }
+        // The next open resumes.
+        let converted = convert_layout_5(&tree, &|| Ok(())).unwrap();
+        assert_eq!(converted, 600 - 2 * BUNDLES_PER_BATCH as u64 + 1);
+        for (leaf, value) in &expected {
+            assert_eq!(
+                get(&tree, *leaf).unwrap().as_ref(),
+                Some(value),
+                "leaf {leaf}"
+            );
+        }
+        assert_eq!(count(&tree, layout_5::UNION), 0);
+        assert_eq!(count(&tree, TOMBSTONE), 2, "each tombstone once");
+        // Only the damaged record is left, and fsck names it.
+        assert_eq!(count(&tree, layout_5::PACKED), 1);
+        let found = check(&tree);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("not converted"), "{found:?}");
+        assert_eq!(
+            convert_layout_5(&tree, &|| Ok(())).unwrap(),
+            1,
+            "the damaged one's bundle, again"
+        );
     }
 }

@@ -14,23 +14,28 @@
 //! tombstones and body deletions packed per bundle (`erased`, `bodies`).
 //! Layout 5 adds, per bundle, the union of its tombstone records' masks
 //! (`erased`), which every change of the records must keep.
-//! A layout 2, 3 or 4 database needs no conversion: what it keeps in sled
-//! is still read there (older index blocks move into segment files in the
-//! background, `Store::tidy_index`; a bundle without a union is read whole
-//! once). Opening it marks it layout 5 before anything is written, so an
-//! earlier version refuses it from then on rather than missing what is in
-//! the new places (searches answering "no match" over postings it cannot
-//! see) or changing tombstone records without their union.
+//! Layout 6 keeps a bundle's tombstones in one record of tombstone ids,
+//! each tombstone stored once (`erased`), where layouts 4 and 5 kept a
+//! record per bundle and tombstone: their records are converted on open,
+//! streaming and resumable like the conversion above
+//! (`erased::convert_layout_5`), until none is left.
+//! A layout 2 to 5 database needs no other conversion: what it keeps in
+//! sled is still read there (older index blocks move into segment files
+//! in the background, `Store::tidy_index`). Opening it marks it layout 6
+//! before anything is written, so an earlier version refuses it from then
+//! on rather than missing what is in the new places (searches answering
+//! "no match" over postings it cannot see, tombstones it cannot find).
 
 use super::runs::FLUSH_ENTRIES;
 use super::{
-    DEDUPE, LAYOUT_KEY, LEAF, Open, SEALED, TREE_SIZE_KEY, backend, bodies, decode_u64, verified,
+    DEDUPE, LAYOUT_KEY, LEAF, Open, SEALED, TREE_SIZE_KEY, backend, bodies, decode_u64, erased,
+    verified,
 };
 use crate::store::{DedupeKey, StoreError};
 use crate::tiles::TILE_WIDTH;
 
 /// The layout this version writes.
-pub(super) const LAYOUT: u64 = 5;
+pub(super) const LAYOUT: u64 = 6;
 /// The first layout with packed bodies and index runs.
 const PACKED: u64 = 2;
 /// Where the conversion of sealed bodies has got to: every leaf below it
@@ -59,6 +64,10 @@ pub(super) fn run(store: &Open) -> Result<(), StoreError> {
                     to = LAYOUT,
                     "the database is now in storage layout {LAYOUT}; earlier versions refuse it"
                 );
+            }
+            let converted = erased::convert_layout_5(tree, &|| store.sync_applied())?;
+            if converted > 0 {
+                tracing::warn!(bundles = converted, "erasure tombstones converted");
             }
             return Ok(());
         }
@@ -320,7 +329,33 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         let mark = store.db().unwrap().tree.get(LAYOUT_KEY).unwrap().unwrap();
         assert_eq!(decode_u64(&mark, "layout").unwrap(), LAYOUT);
-        assert_eq!(LAYOUT, 5);
+        assert_eq!(LAYOUT, 6);
+    }
+
+    #[test]
+    fn an_open_converts_the_tombstone_records_of_a_layout_5_database() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open_raw(dir.path());
+            let tree = db.open_tree("log").unwrap();
+            tree.insert(LAYOUT_KEY, &5u64.to_be_bytes()[..]).unwrap();
+            let mut mask = [0u8; 32];
+            mask[0] = 0b101;
+            erased::layout_5::put(&tree, 3, &mask, b"erased: test");
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        for (leaf, erased) in [(768, true), (769, false), (770, true), (5, false)] {
+            let tombstone = store
+                .record(crate::store::RecordSpace::Erased, &u64::to_be_bytes(leaf))
+                .unwrap();
+            assert_eq!(tombstone.is_some(), erased, "leaf {leaf}");
+        }
+        let tree = &store.db().unwrap().tree;
+        assert_eq!(tree.scan_prefix([erased::layout_5::PACKED]).count(), 0);
+        assert!(store.check_packed_records().is_empty());
+        let mark = tree.get(LAYOUT_KEY).unwrap().unwrap();
+        assert_eq!(decode_u64(&mark, "layout").unwrap(), LAYOUT);
     }
 
     #[test]
