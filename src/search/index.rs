@@ -349,18 +349,19 @@ impl SearchIndex {
         Ok(())
     }
 
-    /// Starts the background job that moves the store's blocks into the
-    /// layout it now writes ([`Store::tidy_index`]: an older log's blocks
-    /// into segment files), a step at a time under the `writing` lock, so
-    /// no flush or removal runs meanwhile, paced as every background job
-    /// is. Searches go on throughout. It ends once a step finds no work,
-    /// or with the index.
+    /// Starts the background job that keeps the store's blocks tidy
+    /// ([`Store::tidy_index`]: an older log's blocks into segment files,
+    /// removals folded into the segments they change), a step at a time
+    /// under the `writing` lock, so no flush or removal runs meanwhile,
+    /// paced as every background job is. Searches go on throughout. When
+    /// a step finds no work it looks again after a pause; it ends with the
+    /// index.
     pub(crate) fn start_tidying(
         self: &Arc<Self>,
         pace: Pace,
         writers: background::Writers,
     ) -> Result<(), StoreError> {
-        let mut moved = 0u64;
+        let (mut steps, mut running) = (0u64, 0u64);
         background::spawn(
             "search-index-tidy",
             Arc::downgrade(self),
@@ -372,21 +373,20 @@ impl SearchIndex {
                     index.store.tidy_index()?
                 };
                 if !worked {
-                    if moved > 0 {
-                        tracing::info!(
-                            moved,
-                            "the search index's older blocks are in segment files"
-                        );
+                    if running > 0 {
+                        tracing::info!(steps = running, "the search index's blocks are tidy");
+                        running = 0;
                     }
-                    return Ok(Step::Done);
+                    return Ok(Step::Idle);
                 }
-                if moved == 0 {
+                if running == 0 {
                     tracing::info!(
-                        "moving the search index's older blocks into segment files, a flush's at a time"
+                        "tidying the search index's blocks (older ones into segment files, removals into their segments), a flush's at a time"
                     );
                 }
-                moved += 1;
-                metrics::gauge!("veritrail_search_index_tidied_flushes").set(moved as f64);
+                running += 1;
+                steps += 1;
+                metrics::gauge!("veritrail_search_index_tidied_flushes").set(steps as f64);
                 Ok(Step::Worked)
             },
         )

@@ -463,8 +463,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// One step of upkeep of the search index's blocks: moves a bounded
     /// part of them (one earlier write's) into the layout the backend now
-    /// writes. Returns whether it did work; once it returns `false` there
-    /// is none left until the layout changes again. Each step MUST keep
+    /// writes, or folds a bounded part of the later writes of blocks
+    /// (removals) into the place of the blocks they replace, so that what
+    /// the backend keeps for removals does not grow with their number.
+    /// Returns whether it did work; `false` means none is left until more
+    /// blocks are written, and callers look again later. Each step MUST keep
     /// every block readable, with its value, by concurrent
     /// [`Store::index_blocks`] at every instant, and a failure or crash at
     /// any point MUST leave each block in its old place or its new one,

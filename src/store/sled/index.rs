@@ -35,12 +35,22 @@
 //! batch names it in `J || at` and deletes its `j` keys. A crash before
 //! the batch leaves the `j` keys and an unnamed file.
 //!
+//! Refolding (also a step of `Store::tidy_index`): a segment with
+//! [`REFOLD_OVERRIDES`] `O` keys is rewritten with them applied, as the
+//! file of its next generation (`<at>.<generation>.seg`), written durably;
+//! memory turns to it, one batch names it in `J || at` and deletes the
+//! `O` keys, and the earlier file is deleted once that batch is durable.
+//! Removals (an erasure's cleanup) write an `O` key per flush that held
+//! the erased postings, so without it sled would keep a key per erasure
+//! and flush for good; with it a log keeps fewer than
+//! [`REFOLD_OVERRIDES`] per flush.
+//!
 //! Invariant: a segment file is durable (fsync, rename, fsync of the
 //! directory) before the sled batch that names it, and is deleted only
 //! once no durable key names it ([`Segments::clear`]); a file no key names
 //! (a flush that failed or crashed before its batch) is deleted on open.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -130,6 +140,9 @@ struct Shape {
     bucket_len: u16,
     /// The file's length: a shorter file is torn.
     len: u64,
+    /// How many times the segment was rewritten with the blocks that
+    /// replaced its own ([`Segments::stage_refold`]); it names the file.
+    generation: u32,
 }
 
 impl Shape {
@@ -137,16 +150,26 @@ impl Shape {
         let mut v = vec![IN_SEGMENT, self.bits];
         v.extend_from_slice(&self.bucket_len.to_be_bytes());
         v.extend_from_slice(&self.len.to_be_bytes());
+        if self.generation > 0 {
+            v.extend_from_slice(&self.generation.to_be_bytes());
+        }
         v
     }
 
     fn decode(v: &[u8]) -> Option<Shape> {
         match v {
-            [IN_SEGMENT, bits, l0, l1, len @ ..] if len.len() == 8 => Some(Shape {
-                bits: *bits,
-                bucket_len: u16::from_be_bytes([*l0, *l1]),
-                len: u64::from_be_bytes(len.try_into().ok()?),
-            }),
+            [IN_SEGMENT, bits, l0, l1, rest @ ..] if rest.len() == 8 || rest.len() == 12 => {
+                let (len, generation) = rest.split_at(8);
+                Some(Shape {
+                    bits: *bits,
+                    bucket_len: u16::from_be_bytes([*l0, *l1]),
+                    len: u64::from_be_bytes(len.try_into().ok()?),
+                    generation: match generation {
+                        [] => 0,
+                        g => u32::from_be_bytes(g.try_into().ok()?),
+                    },
+                })
+            }
             _ => None,
         }
     }
@@ -225,6 +248,7 @@ fn encode_segment(at: u64, blocks: &[(&[u8], &[u8])]) -> Result<(Shape, Vec<u8>)
         bits,
         bucket_len,
         len: 0,
+        generation: 0,
     };
     let mut offsets = Vec::with_capacity(blocks.len());
     let mut end = shape.blocks_start();
@@ -284,7 +308,7 @@ pub(super) struct Segments {
     tree: sled::Tree,
     dir: PathBuf,
     placed: RwLock<Placed>,
-    open: Mutex<OpenFiles<u64>>,
+    open: Mutex<OpenFiles<(u64, u32)>>,
     /// Fault injection: the next segment write fails at its fsync (1) or
     /// at its directory's fsync (2), after the rename.
     #[cfg(test)]
@@ -306,13 +330,45 @@ pub(super) struct Tidied {
     shape: Option<Shape>,
 }
 
+/// Overrides of one segment after which [`Segments::stage_refold`]
+/// rewrites it with them: a log keeps fewer than this many `O` keys per
+/// flush of the index, however many removals (erasures, retention) it
+/// has seen, and a rewrite (a flush's segment, about 4.5 MB at 10 M
+/// events) comes once per this many.
+#[cfg(not(test))]
+pub(super) const REFOLD_OVERRIDES: usize = 128;
+#[cfg(test)]
+pub(super) const REFOLD_OVERRIDES: usize = 8;
+
+/// A segment a refolding step rewrites: its `at`, the shape of its new
+/// file and of the file before, and the buckets whose overrides it folds.
+pub(super) struct Refolded {
+    at: u64,
+    shape: Shape,
+    before: Shape,
+    folded: Vec<Vec<u8>>,
+}
+
 /// A segment's name in messages.
 fn name(at: u64) -> String {
     format!("search index segment file {DIR}/{at}.seg")
 }
 
-fn file_name(at: u64) -> String {
-    format!("{at}.seg")
+/// Generation 0 is `<at>.seg`, a later one `<at>.<generation>.seg`.
+fn file_name(at: u64, generation: u32) -> String {
+    match generation {
+        0 => format!("{at}.seg"),
+        g => format!("{at}.{g}.seg"),
+    }
+}
+
+/// The `at` and generation a file name names, if it is a segment's.
+fn parse_file_name(file: &str) -> Option<(u64, u32)> {
+    let stem = file.strip_suffix(".seg")?;
+    match stem.split_once('.') {
+        None => Some((stem.parse().ok()?, 0)),
+        Some((at, g)) => Some((at.parse().ok()?, g.parse().ok().filter(|g| *g > 0)?)),
+    }
 }
 
 impl Segments {
@@ -361,8 +417,8 @@ impl Segments {
         self.placed.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn path(&self, at: u64) -> PathBuf {
-        self.dir.join(file_name(at))
+    fn path(&self, at: u64, generation: u32) -> PathBuf {
+        self.dir.join(file_name(at, generation))
     }
 
     /// Deletes the files of the directory that no `J` key names: flushes
@@ -376,10 +432,9 @@ impl Segments {
         let mut deleted = false;
         for entry in entries.flatten() {
             let file = entry.file_name().to_string_lossy().into_owned();
-            let named = file
-                .strip_suffix(".seg")
-                .and_then(|at| at.parse::<u64>().ok())
-                .is_some_and(|at| matches!(placed.ats.get(&at), Some(Some(_))));
+            let named = parse_file_name(&file).is_some_and(|(at, generation)| {
+                matches!(placed.ats.get(&at), Some(Some(s)) if s.generation == generation)
+            });
             if named {
                 continue;
             }
@@ -488,7 +543,7 @@ impl Segments {
             .collect();
         all.sort_unstable();
         let (shape, bytes) = encode_segment(at, &all)?;
-        self.write_file(at, &bytes)?;
+        self.write_file(at, 0, &bytes)?;
         let k = at_key(at);
         batch.insert(&k[..], checksummed(&k, &shape.encode()));
         Ok(shape)
@@ -546,21 +601,124 @@ impl Segments {
         placed.ats.insert(t.at, None);
     }
 
+    /// Stages the rewrite of the segment with the most overrides, once it
+    /// has [`REFOLD_OVERRIDES`]: its blocks with the overrides applied,
+    /// as the file of its next generation, written durably now; `batch`
+    /// names that file and deletes the overrides. `None` when no segment
+    /// has that many. Callers hold what every removal holds (the search
+    /// index's write lock), so no override is written meanwhile.
+    pub(super) fn stage_refold(
+        &self,
+        batch: &mut sled::Batch,
+    ) -> Result<Option<Refolded>, StoreError> {
+        let (at, before) = {
+            let placed = self.placed();
+            let mut counts: HashMap<u64, usize> = HashMap::new();
+            for (at, _) in &placed.overrides {
+                *counts.entry(*at).or_default() += 1;
+            }
+            let most = counts
+                .into_iter()
+                .filter(|(_, n)| *n >= REFOLD_OVERRIDES)
+                .max_by_key(|(at, n)| (*n, std::cmp::Reverse(*at)));
+            match most.and_then(|(at, _)| Some((at, (*placed.ats.get(&at)?)?))) {
+                Some(found) => found,
+                None => return Ok(None),
+            }
+        };
+        let path = self.path(at, before.generation);
+        let bytes = std::fs::read(&path).map_err(|e| io_error("read", &path, e))?;
+        let mut blocks: BTreeMap<Vec<u8>, Vec<u8>> = segment_blocks(at, before, &bytes)
+            .map_err(StoreError::Corrupt)?
+            .into_iter()
+            .map(|(b, v)| (b.to_vec(), v.to_vec()))
+            .collect();
+        let mut folded = Vec::new();
+        for item in self.tree.scan_prefix(override_key(&[], at)) {
+            let (k, v) = item.map_err(backend)?;
+            let bucket = k[9..].to_vec();
+            match verified(&k, &v)?.split_first() {
+                Some((&REPLACED, value)) => blocks.insert(bucket.clone(), value.to_vec()),
+                Some((&TOMBSTONE, [])) => blocks.remove(&bucket),
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
+                        "the replacement of a block of {} is malformed",
+                        name(at)
+                    )));
+                }
+            };
+            batch.remove(k);
+            folded.push(bucket);
+        }
+        let all: Vec<(&[u8], &[u8])> = blocks
+            .iter()
+            .map(|(b, v)| (b.as_slice(), v.as_slice()))
+            .collect();
+        let (mut shape, out) = encode_segment(at, &all)?;
+        shape.generation = before
+            .generation
+            .checked_add(1)
+            .ok_or_else(|| backend(format!("{} was rewritten too often", name(at))))?;
+        self.write_file(at, shape.generation, &out)?;
+        let k = at_key(at);
+        batch.insert(&k[..], checksummed(&k, &shape.encode()));
+        Ok(Some(Refolded {
+            at,
+            shape,
+            before,
+            folded,
+        }))
+    }
+
+    /// Names in memory the file a refolding batch is about to make
+    /// durable, and forgets the overrides it folded in: the file is
+    /// durable and holds them, so reads turn to it before the batch
+    /// deletes the `O` keys. Readers hold the read lock for a whole read,
+    /// so none reads the old file with the new shape or the reverse.
+    pub(super) fn refolding(&self, r: &Refolded) {
+        let mut placed = self.placed.write().unwrap_or_else(|e| e.into_inner());
+        placed.ats.insert(r.at, Some(r.shape));
+        for bucket in &r.folded {
+            placed.overrides.remove(&(r.at, bucket.clone()));
+        }
+    }
+
+    /// Undoes [`Segments::refolding`] when the batch was not applied:
+    /// the new file is unnamed (deleted on open, or replaced by the retry).
+    pub(super) fn unrefolded(&self, r: &Refolded) {
+        let mut placed = self.placed.write().unwrap_or_else(|e| e.into_inner());
+        placed.ats.insert(r.at, Some(r.before));
+        for bucket in &r.folded {
+            placed.overrides.insert((r.at, bucket.clone()));
+        }
+    }
+
+    /// Once the refolding batch is durable: deletes the segment's earlier
+    /// file, which no key names any more (an open deletes it if this
+    /// fails or a crash comes first).
+    pub(super) fn refolded(&self, r: &Refolded) {
+        self.open_files().forget((r.at, r.before.generation));
+        let path = self.path(r.at, r.before.generation);
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(file = %path.display(), error = %e, "couldn't delete a rewritten search index segment file; the next start deletes it");
+        }
+    }
+
     /// The file of segment `at`, durably under its name.
-    fn write_file(&self, at: u64, bytes: &[u8]) -> Result<(), StoreError> {
+    fn write_file(&self, at: u64, generation: u32, bytes: &[u8]) -> Result<(), StoreError> {
         if !self.dir.exists() {
             std::fs::create_dir_all(&self.dir).map_err(|e| io_error("create", &self.dir, e))?;
             let parent = self.dir.parent().unwrap_or(&self.dir);
             durable::sync_dir(parent).map_err(|e| io_error("fsync directory", parent, e))?;
         }
-        let path = self.path(at);
+        let path = self.path(at, generation);
         let mut file = PendingFile::create(&path, Secrecy::Public)
             .map_err(|e| io_error("create", &path, e))?;
         file.write_all(bytes)
             .map_err(|e| io_error("write", &path, e))?;
         self.injected_fault(1, "fsync", &path)?;
         let renamed = file.commit_without_dir_sync();
-        self.open_files().forget(at);
+        self.open_files().forget((at, generation));
         renamed.map_err(|e| io_error("write", &path, e))?;
         self.injected_fault(2, "fsync directory", &self.dir)?;
         durable::sync_dir(&self.dir).map_err(|e| io_error("fsync directory", &self.dir, e))
@@ -655,7 +813,7 @@ impl Segments {
         if bucket.len() != usize::from(shape.bucket_len) {
             return Ok(None);
         }
-        let file = self.file(at)?;
+        let file = self.file(at, shape.generation)?;
         let first = home(bucket, shape.bits);
         let slot_len = shape.slot_len();
         let window = self.read_at(
@@ -707,16 +865,16 @@ impl Segments {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(StoreError::Corrupt(
                 format!("{} is torn: shorter than {} bytes", name(at), shape.len),
             )),
-            Err(e) => Err(io_error("read", &self.path(at), e)),
+            Err(e) => Err(io_error("read", &self.path(at, shape.generation), e)),
         }
     }
 
     /// Segment `at`'s file: a kept descriptor or a new one.
-    fn file(&self, at: u64) -> Result<Arc<File>, StoreError> {
-        if let Some(f) = self.open_files().get(at) {
+    fn file(&self, at: u64, generation: u32) -> Result<Arc<File>, StoreError> {
+        if let Some(f) = self.open_files().get((at, generation)) {
             return Ok(f);
         }
-        let path = self.path(at);
+        let path = self.path(at, generation);
         let file = match File::open(&path) {
             Ok(f) => Arc::new(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -724,11 +882,11 @@ impl Segments {
             }
             Err(e) => return Err(io_error("open", &path, e)),
         };
-        self.open_files().keep(at, file.clone());
+        self.open_files().keep((at, generation), file.clone());
         Ok(file)
     }
 
-    fn open_files(&self) -> std::sync::MutexGuard<'_, OpenFiles<u64>> {
+    fn open_files(&self) -> std::sync::MutexGuard<'_, OpenFiles<(u64, u32)>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -766,7 +924,7 @@ impl Segments {
             (placed.damage.clone(), segments)
         };
         for (at, shape) in segments {
-            match std::fs::read(self.path(at)) {
+            match std::fs::read(self.path(at, shape.generation)) {
                 Ok(bytes) => {
                     if let Err(e) = check_segment(at, shape, &bytes) {
                         out.push(e);
@@ -800,6 +958,13 @@ fn parse_slot(at: u64, n: usize, slot: &[u8], shape: Shape) -> Result<(u64, usiz
 
 /// Checks a whole segment file; the first problem, named.
 fn check_segment(at: u64, shape: Shape, bytes: &[u8]) -> Result<(), String> {
+    segment_blocks(at, shape, bytes).map(|_| ())
+}
+
+/// Every block of a whole segment file, (bucket, value) in directory
+/// order, once the file checks against its header, directory and
+/// checksums; else the first problem, named.
+fn segment_blocks(at: u64, shape: Shape, bytes: &[u8]) -> Result<Vec<(&[u8], &[u8])>, String> {
     let bad = |why: String| format!("{}: {why}", name(at));
     if bytes.len() as u64 != shape.len {
         return Err(format!(
@@ -822,14 +987,13 @@ fn check_segment(at: u64, shape: Shape, bytes: &[u8]) -> Result<(), String> {
     }
     let slot_len = shape.slot_len();
     let b = usize::from(shape.bucket_len);
-    let mut blocks = 0;
+    let mut blocks = Vec::new();
     for n in 0..shape.slots() {
         let slot = &bytes[HEADER + n * slot_len..HEADER + (n + 1) * slot_len];
         let (offset, len) = parse_slot(at, n, slot, shape).map_err(|e| e.to_string())?;
         if offset == 0 {
             continue;
         }
-        blocks += 1;
         let end = offset as usize + len + BLOCK_SUM;
         let Some(block) = bytes.get(offset as usize..end) else {
             return Err(bad(format!("directory slot {n} points past its end")));
@@ -841,11 +1005,12 @@ fn check_segment(at: u64, shape: Shape, bytes: &[u8]) -> Result<(), String> {
                 hex::encode(&slot[..b])
             )));
         }
+        blocks.push((&slot[..b], value));
     }
-    if header[20..24] != (blocks as u32).to_be_bytes() {
+    if header[20..24] != (blocks.len() as u32).to_be_bytes() {
         return Err(bad("its directory lost blocks".into()));
     }
-    Ok(())
+    Ok(blocks)
 }
 
 #[cfg(test)]
@@ -1047,6 +1212,73 @@ mod tests {
                 vec![value(b"bka", 10), value(b"bka", 0)]
             );
         }
+    }
+
+    #[test]
+    fn a_segment_with_many_overrides_is_rewritten_with_them_and_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = buckets(40);
+        let refs: Vec<&[u8]> = all.iter().map(|b| &b[..]).collect();
+        let store = SledStore::open(dir.path()).unwrap();
+        flush(&store, 0, &refs, 100).unwrap();
+        flush(&store, 100, &refs, 200).unwrap();
+        // Removals rewriting every other block and deleting the rest.
+        let removal = |store: &SledStore, at: u64, range: std::ops::Range<usize>| {
+            let index_blocks = range
+                .map(|i| IndexBlock {
+                    bucket: refs[i].to_vec(),
+                    at,
+                    value: (i % 2 == 0).then(|| format!("removed {i}@{at}").into_bytes()),
+                })
+                .collect();
+            store
+                .commit_records(&RecordBatch {
+                    index_blocks,
+                    ..RecordBatch::default()
+                })
+                .unwrap();
+        };
+        let overrides = |store: &SledStore| keys(store, INDEX_OVERRIDE).len();
+        removal(&store, 100, 0..REFOLD_OVERRIDES - 1);
+        removal(&store, 0, 0..REFOLD_OVERRIDES + 2);
+        let before = answers(&store, &refs);
+        assert_eq!(overrides(&store), 2 * REFOLD_OVERRIDES + 1);
+        // One step rewrites segment 0, the one at the threshold; the next
+        // finds nothing to do.
+        assert!(store.tidy_index().unwrap());
+        assert!(!store.tidy_index().unwrap());
+        assert_eq!(segment_files(dir.path()), ["0.1.seg", "100.seg"]);
+        assert_eq!(overrides(&store), REFOLD_OVERRIDES - 1);
+        assert_eq!(answers(&store, &refs), before);
+        assert!(store.check_index_segments().is_empty());
+
+        // A failed write of the next generation changes nothing.
+        removal(&store, 0, 20..20 + REFOLD_OVERRIDES);
+        let before = answers(&store, &refs);
+        for fault in [1, 2] {
+            store.fail_next_index_segment(fault);
+            assert!(store.tidy_index().is_err(), "fault {fault}");
+            assert!(!store.latched(), "nothing reached sled");
+            assert_eq!(answers(&store, &refs), before, "fault {fault}");
+            assert_eq!(overrides(&store), 2 * REFOLD_OVERRIDES - 1);
+        }
+        // A failed sync of the batch that names it: the store stops, and
+        // once reopened reads as before, from whichever file it names.
+        super::super::tests::fail_next_sync(&store);
+        assert!(store.tidy_index().is_err());
+        assert!(store.latched());
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(answers(&store, &refs), before);
+        while store.tidy_index().unwrap() {}
+        assert_eq!(answers(&store, &refs), before);
+        assert_eq!(segment_files(dir.path()), ["0.2.seg", "100.seg"]);
+        assert_eq!(overrides(&store), REFOLD_OVERRIDES - 1);
+        assert!(store.check_index_segments().is_empty());
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(answers(&store, &refs), before);
+        assert_eq!(segment_files(dir.path()), ["0.2.seg", "100.seg"]);
     }
 
     /// Writes `buckets`' blocks at `at` the way databases from before

@@ -1398,7 +1398,20 @@ impl Store for SledStore {
         // crash before the batch leaves the `j` keys, and the file unnamed
         // (deleted on open).
         let Some(tidied) = db.search.stage_tidy(&mut batch, watermark)? else {
-            return Ok(false);
+            // Nothing left in sled: a segment with many overrides, if any,
+            // is rewritten with them. Its new file is durable before the
+            // batch that names it; the old one goes once that is durable.
+            let Some(refolded) = db.search.stage_refold(&mut batch)? else {
+                return Ok(false);
+            };
+            db.search.refolding(&refolded);
+            if let Err(e) = db.tree.apply_batch(batch) {
+                db.search.unrefolded(&refolded);
+                return Err(backend(e));
+            }
+            db.sync_applied()?;
+            db.search.refolded(&refolded);
+            return Ok(true);
         };
         db.search.tidying(&tidied);
         if let Err(e) = db.tree.apply_batch(batch) {
@@ -1968,7 +1981,7 @@ mod tests {
     }
 
     /// Fault injection: the store's next sync fails.
-    fn fail_next_sync(store: &SledStore) {
+    pub(super) fn fail_next_sync(store: &SledStore) {
         let db = store.db().unwrap();
         db.disk.fail_next_sync.store(true, Ordering::SeqCst);
     }
