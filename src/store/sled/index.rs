@@ -961,10 +961,13 @@ fn check_segment(at: u64, shape: Shape, bytes: &[u8]) -> Result<(), String> {
     segment_blocks(at, shape, bytes).map(|_| ())
 }
 
-/// Every block of a whole segment file, (bucket, value) in directory
-/// order, once the file checks against its header, directory and
-/// checksums; else the first problem, named.
-fn segment_blocks(at: u64, shape: Shape, bytes: &[u8]) -> Result<Vec<(&[u8], &[u8])>, String> {
+/// A block of a segment file: its bucket and value.
+type SegmentBlock<'a> = (&'a [u8], &'a [u8]);
+
+/// Every block of a whole segment file in directory order, once the file
+/// checks against its header, directory and checksums; else the first
+/// problem, named.
+fn segment_blocks(at: u64, shape: Shape, bytes: &[u8]) -> Result<Vec<SegmentBlock<'_>>, String> {
     let bad = |why: String| format!("{}: {why}", name(at));
     if bytes.len() as u64 != shape.len {
         return Err(format!(
