@@ -45,7 +45,8 @@ pub struct ServeArgs {
     #[arg(long)]
     queue_max_bytes: Option<usize>,
     /// File holding the master key that encrypts events at rest (hex or
-    /// base64; or set VERITRAIL_MASTER_KEY to the key itself)
+    /// base64; or set VERITRAIL_MASTER_KEY to the key itself, which a file
+    /// given here overrides)
     /// [default: <data>.master.key beside the data directory, created on first start].
     #[arg(long, env = "VERITRAIL_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,

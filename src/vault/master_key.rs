@@ -81,25 +81,27 @@ pub fn check_master_key(store: &dyn Store, key: &MasterKey) -> Result<(), VaultE
     }
 }
 
-/// Reads a master key: `env_value` (the `VERITRAIL_MASTER_KEY` text), else
-/// the file `file`, else the default file beside `data`. Never creates one.
+/// Reads a master key: from the file `file` when one is given (a flag
+/// or `VERITRAIL_MASTER_KEY_FILE`), else `env_value` (the
+/// `VERITRAIL_MASTER_KEY` text), else the default file beside `data`.
+/// Never creates one.
 pub fn read_master_key(
     data: &Path,
     env_value: Option<&str>,
     file: Option<&Path>,
 ) -> Result<MasterKey, VaultError> {
+    if let Some(path) = file {
+        return read_key_file(path);
+    }
     if let Some(text) = env_value {
         return MasterKey::parse(text)
             .map_err(|e| VaultError::MasterKey(format!("{MASTER_KEY_ENV}: {e}")));
     }
-    let path = file
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| default_master_key_path(data));
-    read_key_file(&path)
+    read_key_file(&default_master_key_path(data))
 }
 
-/// Finds this log's master key: `env_value` (the `VERITRAIL_MASTER_KEY`
-/// text), else `file`, else the default file beside `data`. A log that has
+/// Finds this log's master key as [`read_master_key`] does: `file`, else
+/// `env_value`, else the default file beside `data`. A log that has
 /// never stored a key-check value gets one now, and, when no key was given
 /// and the default file does not exist, a new key in the default file. A log
 /// with a key-check value refuses any other key and never creates one.
@@ -112,13 +114,13 @@ pub fn open_master_key(
     let stored_check = store.record(RecordSpace::Meta, KEY_CHECK_RECORD)?;
     let default_path = default_master_key_path(data);
     let path = file.map(Path::to_path_buf).unwrap_or(default_path);
-    let (key, origin) = if env_value.is_some() || path.exists() {
-        let key = read_master_key(data, env_value, Some(&path))?;
-        let origin = match env_value {
-            Some(_) => MasterKeyOrigin::Env,
-            None => MasterKeyOrigin::File(path),
-        };
-        (key, origin)
+    let (key, origin) = if file.is_some() || (env_value.is_none() && path.exists()) {
+        (read_key_file(&path)?, MasterKeyOrigin::File(path))
+    } else if let Some(text) = env_value {
+        (
+            read_master_key(data, Some(text), None)?,
+            MasterKeyOrigin::Env,
+        )
     } else if stored_check.is_none() {
         let key = MasterKey::generate().map_err(|e| VaultError::Local(e.to_string()))?;
         write_key_file(&path, &key)?;
@@ -142,4 +144,35 @@ pub fn open_master_key(
         None => store.put_record(RecordSpace::Meta, KEY_CHECK_RECORD, &key.check_value())?,
     }
     Ok((key, origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_file_given_wins_over_the_environment_which_wins_over_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (given, env, default) = (
+            MasterKey::generate().unwrap(),
+            MasterKey::generate().unwrap(),
+            MasterKey::generate().unwrap(),
+        );
+        let file = dir.path().join("given.key");
+        write_key_file(&file, &given).unwrap();
+        write_key_file(&default_master_key_path(&data), &default).unwrap();
+        // The environment holds a key's text, as a key file does.
+        let env_file = dir.path().join("env.key");
+        write_key_file(&env_file, &env).unwrap();
+        let env_text = std::fs::read_to_string(&env_file).unwrap();
+        let env_text = env_text.trim();
+        let read = |env: Option<&str>, file: Option<&Path>| {
+            read_master_key(&data, env, file).unwrap().check_value()
+        };
+        assert_eq!(read(Some(env_text), Some(&file)), given.check_value());
+        assert_eq!(read(Some(env_text), None), env.check_value());
+        assert_eq!(read(None, None), default.check_value());
+        assert!(read_master_key(&data, Some("not a key"), None).is_err());
+    }
 }
