@@ -726,11 +726,20 @@ impl SledStore {
         start: usize,
         count: usize,
     ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read_pack(index, packs::hashes_at(index, start, count))
+    }
+
+    /// Bytes `(at, len)` of the tile pack holding level-0 tile `index`,
+    /// when that pack is written.
+    fn read_pack(
+        &self,
+        index: u64,
+        (at, len): (u64, usize),
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let n = packs::pack_of(index);
         if n >= self.shared.packs.load(Ordering::Acquire) {
             return Ok(None);
         }
-        let (at, len) = packs::hashes_at(index, start, count);
         self.shared
             .files
             .read_part(Blob::Pack(n), packs::LEN, at, len)
@@ -1119,14 +1128,7 @@ impl Store for SledStore {
     }
 
     fn tile_upper_nodes(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let n = packs::pack_of(index);
-        if n >= self.shared.packs.load(Ordering::Acquire) {
-            return Ok(None);
-        }
-        let (at, len) = packs::upper_at(index);
-        self.shared
-            .files
-            .read_part(Blob::Pack(n), packs::LEN, at, len)
+        self.read_pack(index, packs::upper_at(index))
     }
 
     fn tile_hashes(
