@@ -50,7 +50,7 @@
 //! once no durable key names it ([`Segments::clear`]); a file no key names
 //! (a flush that failed or crashed before its batch) is deleted on open.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -298,9 +298,40 @@ struct Placed {
     ats: BTreeMap<u64, Option<Shape>>,
     /// `(at, bucket)` of every segment block an `O` key replaces or hides.
     overrides: HashSet<(u64, Vec<u8>)>,
+    /// How many overrides each segment has, and the segments with at
+    /// least [`REFOLD_OVERRIDES`], so a refolding step finds one without
+    /// looking at every override.
+    per_segment: HashMap<u64, usize>,
+    ripe: BTreeSet<u64>,
     /// What did not load on open (a damaged `J` key): every read fails
     /// with it until the index is cleared, rather than miss its blocks.
     damage: Vec<String>,
+}
+
+impl Placed {
+    fn add_override(&mut self, at: u64, bucket: Vec<u8>) {
+        if self.overrides.insert((at, bucket)) {
+            let n = self.per_segment.entry(at).or_default();
+            *n += 1;
+            if *n >= REFOLD_OVERRIDES {
+                self.ripe.insert(at);
+            }
+        }
+    }
+
+    fn remove_override(&mut self, at: u64, bucket: Vec<u8>) {
+        if self.overrides.remove(&(at, bucket))
+            && let Some(n) = self.per_segment.get_mut(&at)
+        {
+            *n -= 1;
+            if *n < REFOLD_OVERRIDES {
+                self.ripe.remove(&at);
+            }
+            if *n == 0 {
+                self.per_segment.remove(&at);
+            }
+        }
+    }
 }
 
 /// The segments of one database and where every `at`'s blocks are.
@@ -399,7 +430,7 @@ impl Segments {
                 k.get(1..9).unwrap_or_default(),
                 "search index block position",
             )?;
-            placed.overrides.insert((at, k[9..].to_vec()));
+            placed.add_override(at, k[9..].to_vec());
         }
         let segments = Segments {
             tree: tree.clone(),
@@ -601,8 +632,8 @@ impl Segments {
         placed.ats.insert(t.at, None);
     }
 
-    /// Stages the rewrite of the segment with the most overrides, once it
-    /// has [`REFOLD_OVERRIDES`]: its blocks with the overrides applied,
+    /// Stages the rewrite of the oldest segment with [`REFOLD_OVERRIDES`]
+    /// overrides or more: its blocks with the overrides applied,
     /// as the file of its next generation, written durably now; `batch`
     /// names that file and deletes the overrides. `None` when no segment
     /// has that many. Callers hold what every removal holds (the search
@@ -613,15 +644,8 @@ impl Segments {
     ) -> Result<Option<Refolded>, StoreError> {
         let (at, before) = {
             let placed = self.placed();
-            let mut counts: HashMap<u64, usize> = HashMap::new();
-            for (at, _) in &placed.overrides {
-                *counts.entry(*at).or_default() += 1;
-            }
-            let most = counts
-                .into_iter()
-                .filter(|(_, n)| *n >= REFOLD_OVERRIDES)
-                .max_by_key(|(at, n)| (*n, std::cmp::Reverse(*at)));
-            match most.and_then(|(at, _)| Some((at, (*placed.ats.get(&at)?)?))) {
+            let ripe = placed.ripe.first().copied();
+            match ripe.and_then(|at| Some((at, (*placed.ats.get(&at)?)?))) {
                 Some(found) => found,
                 None => return Ok(None),
             }
@@ -679,7 +703,7 @@ impl Segments {
         let mut placed = self.placed.write().unwrap_or_else(|e| e.into_inner());
         placed.ats.insert(r.at, Some(r.shape));
         for bucket in &r.folded {
-            placed.overrides.remove(&(r.at, bucket.clone()));
+            placed.remove_override(r.at, bucket.clone());
         }
     }
 
@@ -689,7 +713,7 @@ impl Segments {
         let mut placed = self.placed.write().unwrap_or_else(|e| e.into_inner());
         placed.ats.insert(r.at, Some(r.before));
         for bucket in &r.folded {
-            placed.overrides.insert((r.at, bucket.clone()));
+            placed.add_override(r.at, bucket.clone());
         }
     }
 
@@ -741,7 +765,9 @@ impl Segments {
                 *slot = shape;
             }
         }
-        placed.overrides.extend(staged.overrides);
+        for (at, bucket) in staged.overrides {
+            placed.add_override(at, bucket);
+        }
     }
 
     /// The blocks of `bucket` with `at < below`, largest `at` first, at
