@@ -360,10 +360,9 @@ pub fn check(tree: &sled::Tree) -> Vec<String> {
             }
         };
         let found = verified(&k, &v).and_then(|value| {
-            let stored = tree.get(id_key(&digest(&value))).map_err(backend)?;
-            Ok(stored.is_some_and(|s| {
-                verified(&id_key(&digest(&value)), &s).ok() == Some(k[1..].to_vec())
-            }))
+            let ik = id_key(&digest(&value));
+            let stored = tree.get(&ik).map_err(backend)?;
+            Ok(stored.is_some_and(|s| verified(&ik, &s).ok() == Some(k[1..].to_vec())))
         });
         match found {
             Ok(true) => {}
